@@ -1,0 +1,117 @@
+//! Credentials: argon2 password hashes, opaque session tokens, vendor HMAC proofs.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::error::Error;
+
+/// Argon2 cost; production defaults are OWASP's, tests may go cheaper.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordCost {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Iterations.
+    pub iterations: u32,
+}
+
+impl Default for PasswordCost {
+    fn default() -> Self {
+        PasswordCost { memory_kib: 19 * 1024, iterations: 2 }
+    }
+}
+
+impl PasswordCost {
+    /// The cheapest cost argon2 allows: for tests and simulations only.
+    pub const TESTING: PasswordCost = PasswordCost { memory_kib: 8, iterations: 1 };
+
+    fn hasher(self) -> Result<Argon2<'static>, Error> {
+        let params = Params::new(self.memory_kib, self.iterations, 1, None)
+            .map_err(|e| Error::Internal(format!("argon2 params: {e}")))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+}
+
+/// Hashes a password into a PHC string with a fresh random salt.
+pub fn hash_password(password: &str, cost: PasswordCost) -> Result<String, Error> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::Internal(format!("salt: {e}")))?;
+    Ok(cost
+        .hasher()?
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| Error::Internal(format!("argon2: {e}")))?
+        .to_string())
+}
+
+/// Whether `password` matches the PHC string `hash`.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// A fresh opaque session token (256 random bits, hex) and the SHA-256 the store keeps.
+pub fn new_token() -> (String, [u8; 32]) {
+    let mut raw = [0u8; 32];
+    rand::rng().fill_bytes(&mut raw);
+    let token = hex::encode(raw);
+    let hash = token_hash(&token);
+    (token, hash)
+}
+
+/// What the store keeps of a token.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Seed 001 `supplierSecret` for `robot_id` under a vendor secret:
+/// lowercase hex HMAC-SHA256 of the robot id keyed with the vendor's secret (DESIGN §7).
+pub fn supplier_proof(vendor_secret: &str, robot_id: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(vendor_secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(robot_id.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Checks a robot's `supplierSecret` in constant time.
+pub fn verify_supplier_proof(vendor_secret: &str, robot_id: &str, proof: &str) -> bool {
+    let Ok(bytes) = hex::decode(proof.trim()) else { return false };
+    let mut mac = Hmac::<Sha256>::new_from_slice(vendor_secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(robot_id.as_bytes());
+    mac.verify_slice(&bytes).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_only_when_right() {
+        let h = hash_password("s3cret", PasswordCost::TESTING).unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("s3cret", &h));
+        assert!(!verify_password("s3creT", &h));
+        assert!(!verify_password("s3cret", "not a hash"));
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let (a, ha) = new_token();
+        let (b, _) = new_token();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        assert_eq!(token_hash(&a), ha);
+    }
+
+    #[test]
+    fn supplier_proof_binds_robot_and_secret() {
+        let p = supplier_proof("vendor-secret", "robot-1");
+        assert_eq!(p.len(), 64);
+        assert!(verify_supplier_proof("vendor-secret", "robot-1", &p));
+        assert!(verify_supplier_proof("vendor-secret", "robot-1", &p.to_uppercase()));
+        assert!(!verify_supplier_proof("vendor-secret", "robot-2", &p));
+        assert!(!verify_supplier_proof("other", "robot-1", &p));
+        assert!(!verify_supplier_proof("vendor-secret", "robot-1", "zz"));
+    }
+}

@@ -1,0 +1,187 @@
+//! The scheduler (DESIGN §5): pairs idle robots with dispatchable jobs.
+//!
+//! Order: highest priority first, then oldest (lowest job id). A job may run
+//! on a robot only if the process has a free `maxRunNum` slot, today's
+//! successes plus running jobs are below `maxDayNum`, and the robot meets the
+//! process's requirements (vendor, pool, labels, attended or not). A robot
+//! runs one job at a time.
+//!
+//! Cost: the store keeps a per-process ordered index of dispatchable jobs and
+//! an ordered set of idle robots, so placing a job or filling a robot is
+//! O(P log n) for P processes and n pending jobs, never a scan of jobs.
+//! After every engine operation no idle robot can take a dispatchable job,
+//! except across engines racing on one store; [`Engine::tick`] closes that gap.
+
+use super::{Engine, Tx, is_conflict};
+use crate::arguments;
+use crate::error::Result;
+use crate::ids::*;
+use crate::job::{self, JobCtx, JobEvent};
+use crate::model::*;
+use crate::queue::{self, ItemEvent};
+use crate::robot::{self, RobotEvent};
+use crate::store::{Store, is_dispatchable, is_idle};
+use crate::transport::{Command, Execute};
+
+/// Robots examined per store page.
+const PAGE: usize = 64;
+/// Re-reads after conflicts before leaving the pair to the next tick.
+const ATTEMPTS: usize = 16;
+
+/// Whether `p` may start one more job today.
+pub(crate) fn has_capacity(p: &Process, today: i64) -> bool {
+    let s = &p.spec;
+    (s.max_run_num == 0 || p.running < s.max_run_num)
+        && (s.max_day_num == 0 || p.successes_on(today) + p.running < s.max_day_num)
+}
+
+impl<S: Store> Engine<S> {
+    /// Puts a dispatchable job on the first idle robot that may run it.
+    pub(crate) async fn place_job(&self, id: JobId) -> Result<bool> {
+        for _ in 0..ATTEMPTS {
+            let Some(job) = self.store.job(id).await? else { return Ok(false) };
+            if !is_dispatchable(&job) {
+                return Ok(false);
+            }
+            let Some(p) = self.store.process(job.process).await? else { return Ok(false) };
+            if !has_capacity(&p, self.today(self.now())) {
+                return Ok(false);
+            }
+            // A better job of this process goes first.
+            match self.store.next_pending(&[p.id]).await? {
+                Some(head) if head.id != job.id => {
+                    if !self.place_next(p.id).await? {
+                        return Ok(false);
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            let Some(robot) = self.find_robot(&p).await? else { return Ok(false) };
+            if self.try_assign(robot, job, p).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Places the best dispatchable job of a process, if any.
+    pub(crate) async fn place_next(&self, process: ProcessId) -> Result<bool> {
+        for _ in 0..ATTEMPTS {
+            let Some(job) = self.store.next_pending(&[process]).await? else { return Ok(false) };
+            let Some(p) = self.store.process(process).await? else { return Ok(false) };
+            if !has_capacity(&p, self.today(self.now())) {
+                return Ok(false);
+            }
+            let Some(robot) = self.find_robot(&p).await? else { return Ok(false) };
+            if self.try_assign(robot, job, p).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn find_robot(&self, p: &Process) -> Result<Option<Robot>> {
+        let mut after = None;
+        loop {
+            let page = self.store.available_robots(after, PAGE).await?;
+            if let Some(r) = page.iter().find(|r| r.can_run(&p.spec)) {
+                return Ok(Some(r.clone()));
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = Some(last.id),
+                _ => return Ok(None),
+            }
+        }
+    }
+
+    /// Gives an idle robot the best job it may run.
+    pub(crate) async fn fill_robot(&self, id: RobotId) -> Result<bool> {
+        for _ in 0..ATTEMPTS {
+            let Some(robot) = self.store.robot(id).await? else { return Ok(false) };
+            if !is_idle(&robot) {
+                return Ok(false);
+            }
+            let today = self.today(self.now());
+            let processes = self.store.processes().await?;
+            let eligible: Vec<ProcessId> = processes
+                .iter()
+                .filter(|p| has_capacity(p, today) && robot.can_run(&p.spec))
+                .map(|p| p.id)
+                .collect();
+            if eligible.is_empty() {
+                return Ok(false);
+            }
+            let Some(job) = self.store.next_pending(&eligible).await? else { return Ok(false) };
+            let Some(p) = processes.into_iter().find(|p| p.id == job.process) else { return Ok(false) };
+            if self.try_assign(robot, job, p).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Fills every idle robot. Returns how many jobs were dispatched.
+    pub async fn dispatch_all(&self) -> Result<usize> {
+        let mut n = 0;
+        let mut after = None;
+        loop {
+            let page = self.store.available_robots(after, PAGE).await?;
+            for r in &page {
+                if self.fill_robot(r.id).await? {
+                    n += 1;
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => after = Some(last.id),
+                _ => return Ok(n),
+            }
+        }
+    }
+
+    /// Commits `job` Running on `robot`: Execute in the robot's outbox, the
+    /// process slot taken, the queue item InProgress. `Ok(false)` if the
+    /// snapshot was stale (another engine won); the caller re-reads.
+    async fn try_assign(&self, mut robot: Robot, mut job: Job, mut p: Process) -> Result<bool> {
+        let now = self.now();
+        let Some(connect) = robot.connect else { return Ok(false) };
+        if !has_capacity(&p, self.today(now)) {
+            return Ok(false);
+        }
+        let ctx = JobCtx { now, retry: &p.spec.retry, retry_failures: job.queue_item.is_none() };
+        job::apply(&mut job, JobEvent::Dispatch { robot: robot.id, connect }, ctx)?;
+        robot::apply(&mut robot, RobotEvent::Assign(job.id), now, self.config.heartbeat_timeout_ms)?;
+        p.running += 1;
+        let mut tx = Tx::default();
+        if let Some(item_id) = job.queue_item
+            && let Some(mut item) = self.store.item(item_id).await?
+            && item.state == ItemState::New
+        {
+            queue::apply(&mut item, ItemEvent::Start(job.id), now)?;
+            p.pending_items = p.pending_items.saturating_sub(1);
+            tx.item(item);
+        }
+        let execute = Execute {
+            run_instance_id: job.key,
+            package_download_uri: p.spec.package_uri.clone(),
+            file_upload_uri: self.config.file_upload_uri.clone(),
+            arguments: arguments::to_execute(&p.spec, &job.arguments),
+            video_record_required: p.spec.video_record,
+            video_record_mode: i32::from(p.spec.video_record),
+            user_id: job.user.to_string(),
+            user_name: job.user_name.to_string(),
+            checkpoint: job.checkpoint.as_deref().cloned(),
+            attempt: job.attempt,
+        };
+        tx.audit(now, Actor::System, "job.dispatch", format!("job:{}", job.id), format!("Pending->Running robot:{} attempt:{}", robot.id, job.attempt))
+            .command(robot.id, Command::Execute(Box::new(execute)))
+            .job(job)
+            .robot(robot)
+            .process(p);
+        match self.commit(tx).await {
+            Ok(()) => Ok(true),
+            Err(e) if is_conflict(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}

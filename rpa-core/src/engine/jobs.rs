@@ -1,0 +1,491 @@
+//! Processes, jobs and queue items: the seed 000 business operations, and
+//! [`Engine::transition`], which carries a job event and everything it
+//! implies for the robot, the process counters and the queue item in one commit.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{CONFLICT_RETRIES, Engine, Tx, is_conflict};
+use crate::arguments;
+use crate::error::{Entity, Error, Limit, Result, StoreError};
+use crate::ids::*;
+use crate::job::{self, JobCtx, JobEffects, JobEvent, Slot, StopStrategy};
+use crate::model::*;
+use crate::queue::{self, ItemEvent};
+use crate::robot::{self, RobotEvent};
+use crate::store::{JobQuery, Store};
+use crate::time::{DAY_MS, Timestamp};
+use crate::transport::Command;
+
+/// Seed 000 §3.7 query parameters.
+#[derive(Debug, Clone, Default)]
+pub struct JobQueryParams {
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// Window start (with `end`; at most one month apart).
+    pub start: Option<Timestamp>,
+    /// Window end.
+    pub end: Option<Timestamp>,
+}
+
+/// A queue item to add (seed 000 §3.6 plus the orchestrator's item options).
+#[derive(Debug, Clone, Default)]
+pub struct NewQueueItem {
+    /// Content (a JSON object), validated against the process's argument schema.
+    pub content: Value,
+    /// Unique reference within the process.
+    pub reference: Option<String>,
+    /// Priority (default: the process's).
+    pub priority: Option<i32>,
+    /// Not worked before then.
+    pub defer_until: Option<Timestamp>,
+    /// Faulted if not done by then.
+    pub deadline: Option<Timestamp>,
+}
+
+/// What [`Engine::transition`] did, for follow-up dispatch.
+pub(crate) struct Transitioned {
+    pub job: Job,
+    pub fx: JobEffects,
+    pub released: Option<RobotId>,
+    pub new_job: Option<JobId>,
+}
+
+impl<S: Store> Engine<S> {
+    // -------------------------------------------------------------- processes
+
+    /// Creates a process.
+    pub async fn create_process(&self, actor: Actor, spec: ProcessSpec) -> Result<Process> {
+        self.require(actor, Permission::ManageProcesses).await?;
+        check_spec(&spec)?;
+        let now = self.now();
+        let p = Process {
+            id: ProcessId(self.next_id(IdKind::Process).await?),
+            key: self.new_key(),
+            version: 0,
+            spec: Arc::new(spec),
+            running: 0,
+            day: self.today(now),
+            day_successes: 0,
+            pending_items: 0,
+            created_at: now,
+        };
+        let mut tx = Tx::default();
+        tx.process(p.clone()).audit(now, actor, "process.create", format!("process:{}", p.id), p.spec.name.clone());
+        self.commit(tx).await?;
+        Ok(Process { version: 1, ..p })
+    }
+
+    /// Replaces a process's definition (new version, new package, new limits).
+    pub async fn update_process(&self, actor: Actor, key: Key, spec: ProcessSpec) -> Result<Process> {
+        self.require(actor, Permission::ManageProcesses).await?;
+        check_spec(&spec)?;
+        let spec = Arc::new(spec);
+        for _ in 0..CONFLICT_RETRIES {
+            let mut p = self.process_by_key(key).await?;
+            p.spec = spec.clone();
+            let mut tx = Tx::default();
+            tx.process(p.clone())
+                .audit(self.now(), actor, "process.update", format!("process:{}", p.id), format!("version {}", p.spec.version));
+            match self.commit(tx).await {
+                Err(e) if is_conflict(&e) => continue,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(Process { version: p.version + 1, ..p }),
+            }
+        }
+        Err(Error::Store(StoreError::Conflict))
+    }
+
+    /// All processes (administration).
+    pub async fn processes(&self) -> Result<Vec<Process>> {
+        Ok(self.store.processes().await?)
+    }
+
+    /// Seed 000 §3.2: a process granted to `user`, with `currentRunNum` in `running`.
+    pub async fn query_process(&self, user: &User, key: Key) -> Result<Process> {
+        let p = self.process_by_key(key).await?;
+        self.require_grant(user, p.id).await?;
+        Ok(p)
+    }
+
+    async fn require_grant(&self, user: &User, process: ProcessId) -> Result<()> {
+        if user.grants.contains(&process) || self.has_permission(Actor::User(user.id), Permission::OperateAllJobs).await? {
+            return Ok(());
+        }
+        let mut tx = Tx::default();
+        tx.audit(self.now(), Actor::User(user.id), "permission.denied", format!("process:{process}"), String::new());
+        Err(self.record_failure(tx, Error::PermissionDenied("the process is not granted to this user".into())).await)
+    }
+
+    // ------------------------------------------------------------------- jobs
+
+    /// Seed 000 §3.3: starts a job of a process granted to `user`.
+    ///
+    /// The job waits Pending while the process is at `maxRunNum` (DESIGN §7);
+    /// it is refused once today's successful runs reached `maxDayNum`.
+    pub async fn start_job(&self, user: &User, process: Key, params: &Value) -> Result<Job> {
+        let p = self.process_by_key(process).await?;
+        self.require_grant(user, p.id).await?;
+        if p.spec.process_type == ProcessType::Queue {
+            return Err(Error::InvalidArgument("a Queue process is started by adding queue items (addQueueItem)".into()));
+        }
+        let args = arguments::validate(&p.spec, params)?;
+        let now = self.now();
+        check_day_limit(&p, self.today(now))?;
+        let job = self.new_job(&p, user, Arc::new(args), None, now, None, None).await?;
+        let mut tx = Tx::default();
+        tx.job(job.clone())
+            .audit(now, Actor::User(user.id), "job.start", format!("job:{}", job.id), format!("process:{}", p.id));
+        self.commit(tx).await?;
+        self.place_job(job.id).await?;
+        self.job_snapshot(job.id).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn new_job(
+        &self,
+        p: &Process,
+        user: &User,
+        args: Arc<Value>,
+        item: Option<&QueueItem>,
+        now: Timestamp,
+        not_before: Option<Timestamp>,
+        deadline: Option<Timestamp>,
+    ) -> Result<Job> {
+        let expire = p.spec.expiration_ms.map(|ms| now.plus_ms(ms));
+        Ok(Job {
+            id: JobId(self.next_id(IdKind::Job).await?),
+            key: self.new_key(),
+            version: 0,
+            process: p.id,
+            user: user.id,
+            user_name: user.name.as_str().into(),
+            state: JobState::Pending,
+            priority: item.map_or(p.spec.priority, |i| i.priority),
+            arguments: args,
+            queue_item: item.map(|i| i.id),
+            robot: None,
+            connect: None,
+            attempt: 1,
+            not_before: not_before.filter(|t| *t > now),
+            deadline: match (expire, deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+            job_number: self.job_number(),
+            created_at: now,
+            started_at: None,
+            ended_at: None,
+            checkpoint: None,
+            steps: 0,
+            outputs: None,
+            error_code: None,
+            reason: None,
+            forced: false,
+        })
+    }
+
+    async fn job_snapshot(&self, id: JobId) -> Result<Job> {
+        self.store.job(id).await?.ok_or_else(|| Error::Internal(format!("job {id} vanished")))
+    }
+
+    /// A job `user` may see, by key.
+    async fn visible_job(&self, user: &User, key: Key) -> Result<Job> {
+        let job = self.store.job_by_key(key).await?.ok_or_else(|| Error::NotFound(Entity::Job, key.to_string()))?;
+        self.require_grant(user, job.process).await?;
+        Ok(job)
+    }
+
+    /// Seed 000 §3.4: stops a job of a process granted to `user`.
+    pub async fn stop_job(&self, user: &User, key: Key, strategy: StopStrategy) -> Result<Job> {
+        let job = self.visible_job(user, key).await?;
+        let t = self.transition(job.id, JobEvent::Stop(strategy), Actor::User(user.id), None).await?;
+        self.follow_up(&t).await?;
+        Ok(t.job)
+    }
+
+    /// Seed 000 §3.5: a job of a process granted to `user`, and its process.
+    pub async fn job_status(&self, user: &User, key: Key) -> Result<(Job, Process)> {
+        let job = self.visible_job(user, key).await?;
+        let p = self.store.process(job.process).await?.ok_or_else(|| Error::Internal("job without process".into()))?;
+        Ok((job, p))
+    }
+
+    /// A job by key, for hosts (no permission check).
+    pub async fn job(&self, key: Key) -> Result<Job> {
+        self.store.job_by_key(key).await?.ok_or_else(|| Error::NotFound(Entity::Job, key.to_string()))
+    }
+
+    /// A job's run logs.
+    pub async fn job_logs(&self, user: &User, key: Key) -> Result<Vec<RunLog>> {
+        let job = self.visible_job(user, key).await?;
+        Ok(self.store.logs(job.id).await?)
+    }
+
+    /// Seed 000 §3.7: jobs of a process in a window of at most one month
+    /// (default: the last 30 days), newest first, with the total count.
+    pub async fn query_process_jobs(&self, user: &User, process: Key, q: JobQueryParams) -> Result<(u64, Vec<Job>, Process)> {
+        let p = self.process_by_key(process).await?;
+        self.require_grant(user, p.id).await?;
+        let now = self.now();
+        let (from, to) = match (q.start, q.end) {
+            (None, None) => (Timestamp(now.0 - 30 * DAY_MS), now),
+            (Some(s), None) => (s, Timestamp(s.0 + 30 * DAY_MS)),
+            (None, Some(e)) => (Timestamp(e.0 - 30 * DAY_MS), e),
+            (Some(s), Some(e)) => (s, e),
+        };
+        if from > to {
+            return Err(Error::InvalidArgument("startTime must not be after endTime".into()));
+        }
+        let limit = from
+            .in_zone(self.config.utc_offset)
+            .checked_add_months(chrono::Months::new(1))
+            .map(|d| Timestamp(d.timestamp_millis()));
+        if limit.is_none_or(|l| to > l) {
+            return Err(Error::InvalidArgument("startTime and endTime must be at most one month apart".into()));
+        }
+        let (total, jobs) = self
+            .store
+            .jobs_of_process(JobQuery { process: p.id, from, to, state: q.state, limit: self.config.max_query_records })
+            .await?;
+        Ok((total, jobs, p))
+    }
+
+    // ------------------------------------------------------------- queue items
+
+    /// Seed 000 §3.6: adds an item to a Queue process; it runs as one job.
+    pub async fn add_queue_item(&self, user: &User, process: Key, new: NewQueueItem) -> Result<QueueItem> {
+        let p0 = self.process_by_key(process).await?;
+        self.require_grant(user, p0.id).await?;
+        if p0.spec.process_type != ProcessType::Queue {
+            return Err(Error::InvalidArgument("queue items can be added only to a Queue process".into()));
+        }
+        let content = Arc::new(arguments::validate(&p0.spec, &new.content)?);
+        if let Some(r) = &new.reference {
+            if r.is_empty() || r.len() > 256 {
+                return Err(Error::InvalidArgument("reference must be 1 to 256 characters".into()));
+            }
+            if self.store.item_by_reference(p0.id, r).await?.is_some() {
+                return Err(Error::AlreadyExists(format!("queue item with reference {r}")));
+            }
+        }
+        for _ in 0..CONFLICT_RETRIES {
+            let mut p = self.store.process(p0.id).await?.ok_or_else(|| Error::NotFound(Entity::Process, process.to_string()))?;
+            if p.spec.max_pending_items > 0 && p.pending_items >= p.spec.max_pending_items {
+                return Err(Error::Limit(Limit::MaxPendingItems(p.spec.max_pending_items)));
+            }
+            let now = self.now();
+            let item = QueueItem {
+                id: QueueItemId(self.next_id(IdKind::QueueItem).await?),
+                key: self.new_key(),
+                version: 0,
+                process: p.id,
+                state: ItemState::New,
+                priority: new.priority.unwrap_or(p.spec.priority),
+                reference: new.reference.clone(),
+                content: content.clone(),
+                retry_count: 0,
+                retry_of: None,
+                job: None,
+                defer_until: new.defer_until,
+                deadline: new.deadline,
+                created_at: now,
+                ended_at: None,
+            };
+            let job = self.new_job(&p, user, content.clone(), Some(&item), now, item.defer_until, item.deadline).await?;
+            p.pending_items += 1;
+            let item = QueueItem { job: Some(job.id), ..item };
+            let mut tx = Tx::default();
+            tx.item(item.clone())
+                .job(job.clone())
+                .process(p)
+                .audit(now, Actor::User(user.id), "item.add", format!("item:{}", item.id), format!("job:{}", job.id));
+            match self.commit(tx).await {
+                Err(e) if is_conflict(&e) => continue,
+                Err(Error::Store(StoreError::Duplicate(_))) => {
+                    return Err(Error::AlreadyExists(format!("queue item with reference {}", new.reference.unwrap_or_default())));
+                }
+                Err(e) => return Err(e),
+                Ok(()) => {
+                    self.place_job(job.id).await?;
+                    return Ok(self.store.item(item.id).await?.unwrap_or(item));
+                }
+            }
+        }
+        Err(Error::Store(StoreError::Conflict))
+    }
+
+    /// A queue item by key (hosts).
+    pub async fn queue_item(&self, key: Key) -> Result<QueueItem> {
+        self.store.item_by_key(key).await?.ok_or_else(|| Error::NotFound(Entity::QueueItem, key.to_string()))
+    }
+
+    // ------------------------------------------------------------ transitions
+
+    /// Applies `ev` to job `id` and everything it implies, in one commit:
+    /// the robot (`pre` first, then released if the job lets it go), the
+    /// process counters, the queue item (and its retry), Stop commands, audit.
+    pub(crate) async fn transition(&self, id: JobId, ev: JobEvent, actor: Actor, pre: Option<RobotEvent>) -> Result<Transitioned> {
+        for _ in 0..CONFLICT_RETRIES {
+            let now = self.now();
+            let mut job = self.store.job(id).await?.ok_or_else(|| Error::NotFound(Entity::Job, id.to_string()))?;
+            let mut p = self.store.process(job.process).await?.ok_or_else(|| Error::Internal("job without process".into()))?;
+            let from = job.state;
+            let ctx = JobCtx { now, retry: &p.spec.retry, retry_failures: job.queue_item.is_none() };
+            let fx = job::apply(&mut job, ev.clone(), ctx)?;
+            let mut tx = Tx::default();
+            let mut released = None;
+            let mut new_job = None;
+
+            // The robot: the event that caused this, then release.
+            if let Some(rid) = job.robot
+                && (pre.is_some() || fx.release_robot || fx.stop_robot)
+                && let Some(mut r) = self.store.robot(rid).await?
+            {
+                let mut touched = false;
+                if let Some(e) = pre {
+                    robot::apply(&mut r, e, now, self.config.heartbeat_timeout_ms)?;
+                    touched = true;
+                    if e == RobotEvent::Timeout {
+                        tx.commit.clear_outbox.push(r.id);
+                    }
+                }
+                if fx.release_robot && r.job == Some(job.id) {
+                    robot::apply(&mut r, RobotEvent::Release, now, self.config.heartbeat_timeout_ms)?;
+                    touched = true;
+                    released = Some(r.id);
+                }
+                if fx.stop_robot && r.job == Some(job.id) {
+                    tx.command(r.id, Command::Stop { run_instance_id: job.key });
+                }
+                if touched {
+                    tx.robot(r);
+                }
+            }
+
+            // Process counters.
+            let mut p_changed = false;
+            if fx.slot == Slot::Free {
+                p.running = p.running.saturating_sub(1);
+                p_changed = true;
+            }
+            if fx.succeeded {
+                let today = self.today(now);
+                p.day_successes = p.successes_on(today) + 1;
+                p.day = today;
+                p_changed = true;
+            }
+
+            // The queue item.
+            if let (Some(end), Some(item_id)) = (fx.ended, job.queue_item)
+                && let Some(mut item) = self.store.item(item_id).await?
+            {
+                let (ev, retry) = queue::on_job_end(&item, end, &p.spec.retry);
+                let was_new = item.state == ItemState::New;
+                queue::apply(&mut item, ev, now)?;
+                if was_new {
+                    p.pending_items = p.pending_items.saturating_sub(1);
+                    p_changed = true;
+                }
+                if retry {
+                    queue::apply(&mut item, ItemEvent::Retry, now)?;
+                    let again = QueueItem {
+                        id: QueueItemId(self.next_id(IdKind::QueueItem).await?),
+                        key: self.new_key(),
+                        version: 0,
+                        state: ItemState::New,
+                        reference: None,
+                        retry_count: item.retry_count + 1,
+                        retry_of: Some(item.id),
+                        job: None,
+                        created_at: now,
+                        ended_at: None,
+                        ..item.clone()
+                    };
+                    let owner = self.store.user(job.user).await?.ok_or_else(|| Error::Internal("job without user".into()))?;
+                    let backoff = Some(now.plus_ms(p.spec.retry.backoff(again.retry_count + 1)));
+                    let j2 = self.new_job(&p, &owner, again.content.clone(), Some(&again), now, backoff, again.deadline).await?;
+                    let again = QueueItem { job: Some(j2.id), ..again };
+                    p.pending_items += 1;
+                    p_changed = true;
+                    tx.audit(now, Actor::System, "item.retry", format!("item:{}", item.id), format!("item:{} job:{}", again.id, j2.id));
+                    new_job = Some(j2.id);
+                    tx.item(again).job(j2);
+                }
+                tx.audit(now, actor, "item.end", format!("item:{}", item.id), item.state.as_str().into());
+                tx.item(item);
+            }
+            if p_changed {
+                tx.process(p);
+            }
+            if fx.changed {
+                let detail = format!("{}->{}{}", from.as_str(), job.state.as_str(), job.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default());
+                tx.audit(now, actor, event_action(&ev), format!("job:{}", job.id), detail);
+            }
+            if fx.changed || !tx.commit.is_empty() {
+                if fx.changed {
+                    tx.job(job.clone());
+                    job.version += 1;
+                }
+                match self.commit(tx).await {
+                    Err(e) if is_conflict(&e) => continue,
+                    Err(e) => return Err(e),
+                    Ok(()) => {}
+                }
+            }
+            return Ok(Transitioned { job, fx, released, new_job });
+        }
+        Err(Error::Store(StoreError::Conflict))
+    }
+
+    /// Dispatch that a transition makes possible: a freed robot, a freed slot, a retry.
+    pub(crate) async fn follow_up(&self, t: &Transitioned) -> Result<()> {
+        if let Some(r) = t.released {
+            self.fill_robot(r).await?;
+        }
+        if t.fx.slot == Slot::Free {
+            self.place_next(t.job.process).await?;
+        }
+        if t.fx.requeued && t.job.not_before.is_none() {
+            self.place_job(t.job.id).await?;
+        }
+        if let Some(j) = t.new_job {
+            self.place_job(j).await?;
+        }
+        Ok(())
+    }
+}
+
+fn event_action(ev: &JobEvent) -> &'static str {
+    match ev {
+        JobEvent::Dispatch { .. } => "job.dispatch",
+        JobEvent::Finish { .. } => "job.finish",
+        JobEvent::Stop(StopStrategy::SoftStop) => "job.stop",
+        JobEvent::Stop(StopStrategy::Kill) => "job.kill",
+        JobEvent::RobotLost => "job.robot_lost",
+        JobEvent::Expire => "job.expire",
+        JobEvent::Checkpoint(_) => "job.checkpoint",
+        JobEvent::Ready => "job.ready",
+    }
+}
+
+fn check_spec(spec: &ProcessSpec) -> Result<()> {
+    super::non_empty(&spec.name, "process name")?;
+    let mut seen = std::collections::HashSet::new();
+    for a in &spec.arguments {
+        super::non_empty(&a.name, "argument name")?;
+        if !seen.insert(a.name.as_str()) {
+            return Err(Error::InvalidArgument(format!("argument '{}' is declared twice", a.name)));
+        }
+    }
+    Ok(())
+}
+
+fn check_day_limit(p: &Process, today: i64) -> Result<()> {
+    let max = p.spec.max_day_num;
+    if max > 0 && p.successes_on(today) >= max {
+        return Err(Error::Limit(Limit::MaxDayNum(max)));
+    }
+    Ok(())
+}

@@ -1,0 +1,496 @@
+//! The [`Engine`]: the one entry point adapters call (DESIGN §4).
+//!
+//! Every operation follows the same shape: read snapshots from the store,
+//! run the pure state machines ([`crate::job`], [`crate::queue`],
+//! [`crate::robot`]), and commit all writes, audit events and robot commands
+//! of the decision at once. A version conflict (another engine got there
+//! first) re-reads and decides again. Success is returned only after commit.
+//!
+//! Layout:
+//! - `mod.rs`: construction, the commit builder, people (login, tokens, users, roles, grants)
+//! - `jobs.rs`: processes, jobs and queue items (seed 000)
+//! - `robots.rs`: robot registration, heartbeats and reports (seed 001)
+//! - `dispatch.rs`: the scheduler
+//! - `timers.rs`: deadlines (heartbeat timeouts, expirations, back-offs)
+
+mod dispatch;
+mod jobs;
+mod robots;
+mod timers;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use chrono::{FixedOffset, Offset as _, Utc};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+pub use jobs::{JobQueryParams, NewQueueItem};
+pub use robots::{NewLog, Registration};
+pub use timers::TickReport;
+
+use crate::audit::{self, AuditDraft, ChainBroken};
+use crate::auth::{self, PasswordCost};
+use crate::error::{Entity, Error, Result, StoreError};
+use crate::ids::*;
+use crate::model::*;
+use crate::store::{Commit, Store, Write};
+use crate::time::{Clock, Timestamp};
+use crate::transport::{Command, PollOnly, RobotTransport};
+
+/// How many times an operation re-reads after a version conflict before giving up.
+const CONFLICT_RETRIES: usize = 64;
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The server's time zone: calendar days (`maxDayNum`) and seed 000 times.
+    pub utc_offset: FixedOffset,
+    /// Session token lifetime (seed 000: 30 minutes).
+    pub token_ttl_ms: u64,
+    /// Wrong passwords in a row that lock a user (seed 000 §4: five).
+    pub max_failed_logins: u32,
+    /// A robot silent this long is Unresponsive and loses its job.
+    pub heartbeat_timeout_ms: u64,
+    /// Argon2 cost for new password hashes.
+    pub password_cost: PasswordCost,
+    /// Execute's `fileUploadUri`.
+    pub file_upload_uri: Option<String>,
+    /// Most log lines in one report.
+    pub max_log_batch: usize,
+    /// Most records `queryProcessJob` returns (`total` still counts all).
+    pub max_query_records: usize,
+    /// Seed for entity keys and job numbers (random when `None`). Tokens are always random.
+    pub seed: Option<u64>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            utc_offset: FixedOffset::east_opt(8 * 3600).unwrap_or(Utc.fix()),
+            token_ttl_ms: 30 * 60 * 1000,
+            max_failed_logins: 5,
+            heartbeat_timeout_ms: 30_000,
+            password_cost: PasswordCost::default(),
+            file_upload_uri: None,
+            max_log_batch: 1000,
+            max_query_records: 10_000,
+            seed: None,
+        }
+    }
+}
+
+
+/// The orchestration engine over a store `S`.
+pub struct Engine<S> {
+    store: S,
+    clock: Arc<dyn Clock>,
+    transport: Arc<dyn RobotTransport>,
+    config: EngineConfig,
+    rng: Mutex<StdRng>,
+}
+
+/// Writes, audit events and commands of one decision; bumps each entity's version once.
+#[derive(Default)]
+pub(crate) struct Tx {
+    commit: Commit,
+}
+
+impl Tx {
+    fn put(&mut self, w: Write) -> &mut Self {
+        self.commit.writes.push(w);
+        self
+    }
+    pub(crate) fn job(&mut self, mut j: Job) -> &mut Self {
+        j.version += 1;
+        self.put(Write::Job(j))
+    }
+    pub(crate) fn process(&mut self, mut p: Process) -> &mut Self {
+        p.version += 1;
+        self.put(Write::Process(p))
+    }
+    pub(crate) fn robot(&mut self, mut r: Robot) -> &mut Self {
+        r.version += 1;
+        self.put(Write::Robot(r))
+    }
+    pub(crate) fn item(&mut self, mut i: QueueItem) -> &mut Self {
+        i.version += 1;
+        self.put(Write::Item(i))
+    }
+    pub(crate) fn user(&mut self, mut u: User) -> &mut Self {
+        u.version += 1;
+        self.put(Write::User(u))
+    }
+    pub(crate) fn audit(&mut self, at: Timestamp, actor: Actor, action: &'static str, subject: String, detail: String) -> &mut Self {
+        self.commit.audit.push(AuditDraft { at, actor, action, subject, detail });
+        self
+    }
+    pub(crate) fn command(&mut self, robot: RobotId, cmd: Command) -> &mut Self {
+        self.commit.commands.push((robot, cmd));
+        self
+    }
+}
+
+fn is_conflict(e: &Error) -> bool {
+    matches!(e, Error::Store(StoreError::Conflict))
+}
+
+/// What a successful login gives (seed 000 §3.1).
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// The opaque token for `X-Access-Token`.
+    pub token: String,
+    /// When it stops working.
+    pub expires_at: Timestamp,
+    /// Who logged in.
+    pub user: User,
+    /// Exactly the processes granted to the user.
+    pub processes: Vec<Process>,
+}
+
+/// A new user.
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    /// Login name.
+    pub name: String,
+    /// Password (hashed with argon2; never stored or logged as given).
+    pub password: String,
+    /// Role names.
+    pub roles: Vec<String>,
+    /// Keys of processes the user may start.
+    pub grants: Vec<Key>,
+}
+
+/// Name of the built-in role with every permission.
+pub const ADMIN_ROLE: &str = "admin";
+
+impl<S: Store> Engine<S> {
+    /// An engine over `store`, taking time from `clock`, for robots that poll.
+    pub fn new(store: S, clock: Arc<dyn Clock>, config: EngineConfig) -> Self {
+        let rng = match config.seed {
+            Some(s) => StdRng::seed_from_u64(s),
+            None => StdRng::from_rng(&mut rand::rng()),
+        };
+        Engine { store, clock, transport: Arc::new(PollOnly), config, rng: Mutex::new(rng) }
+    }
+
+    /// Sets who is told when robots have new commands (the WebSocket hub).
+    pub fn with_transport(mut self, transport: Arc<dyn RobotTransport>) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Now, by the engine's clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn today(&self, now: Timestamp) -> i64 {
+        now.day(self.config.utc_offset)
+    }
+
+    fn new_key(&self) -> Key {
+        let mut g = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        Key::from_random(g.random())
+    }
+
+    fn job_number(&self) -> i64 {
+        let mut g = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        g.random_range(1_000_000_000..10_000_000_000)
+    }
+
+    async fn next_id(&self, kind: IdKind) -> Result<i64> {
+        Ok(self.store.next_id(kind).await?)
+    }
+
+    async fn commit(&self, tx: Tx) -> Result<()> {
+        let mut woken: Vec<RobotId> = tx.commit.commands.iter().map(|(r, _)| *r).collect();
+        self.store.commit(tx.commit).await?;
+        woken.dedup();
+        for r in woken {
+            self.transport.wake(r);
+        }
+        Ok(())
+    }
+
+    /// Commits a security event that must be recorded even though the
+    /// operation fails; returns the error to answer with.
+    async fn record_failure(&self, tx: Tx, err: Error) -> Error {
+        match self.commit(tx).await {
+            Ok(()) | Err(Error::Store(StoreError::Conflict)) => err,
+            Err(e) => e,
+        }
+    }
+
+    // ----------------------------------------------------------------- people
+
+    /// Whether `actor` holds `perm`.
+    pub async fn has_permission(&self, actor: Actor, perm: Permission) -> Result<bool> {
+        match actor {
+            Actor::System => Ok(true),
+            Actor::Robot(_) => Ok(false),
+            Actor::User(id) => {
+                let Some(user) = self.store.user(id).await? else { return Ok(false) };
+                for r in &user.roles {
+                    if self.store.role(*r).await?.is_some_and(|role| role.permissions.contains(&perm)) {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    async fn require(&self, actor: Actor, perm: Permission) -> Result<()> {
+        if self.has_permission(actor, perm).await? {
+            return Ok(());
+        }
+        let mut tx = Tx::default();
+        tx.audit(self.now(), actor, "permission.denied", format!("{perm:?}"), String::new());
+        Err(self.record_failure(tx, Error::PermissionDenied(format!("{perm:?} is required"))).await)
+    }
+
+    /// Creates a role.
+    pub async fn create_role(&self, actor: Actor, name: &str, permissions: BTreeSet<Permission>) -> Result<Role> {
+        self.require(actor, Permission::ManageUsers).await?;
+        let name = non_empty(name, "role name")?;
+        if self.store.role_by_name(name).await?.is_some() {
+            return Err(Error::AlreadyExists(format!("role {name}")));
+        }
+        let role = Role { id: RoleId(self.next_id(IdKind::Role).await?), key: self.new_key(), version: 1, name: name.into(), permissions };
+        let mut tx = Tx::default();
+        tx.put(Write::Role(role.clone()))
+            .audit(self.now(), actor, "role.create", format!("role:{}", role.id), format!("{:?}", role.permissions));
+        self.commit(tx).await.map_err(dup_as_exists)?;
+        Ok(role)
+    }
+
+    /// Creates the `admin` role (every permission) and user `name` holding it, unless they exist.
+    pub async fn ensure_admin(&self, name: &str, password: &str) -> Result<User> {
+        if self.store.role_by_name(ADMIN_ROLE).await?.is_none() {
+            match self.create_role(Actor::System, ADMIN_ROLE, Permission::ALL.into_iter().collect()).await {
+                Ok(_) | Err(Error::AlreadyExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(u) = self.store.user_by_name(name).await? {
+            return Ok(u);
+        }
+        self.create_user(Actor::System, NewUser { name: name.into(), password: password.into(), roles: vec![ADMIN_ROLE.into()], grants: vec![] })
+            .await
+    }
+
+    /// Creates a user.
+    pub async fn create_user(&self, actor: Actor, new: NewUser) -> Result<User> {
+        self.require(actor, Permission::ManageUsers).await?;
+        let name = non_empty(&new.name, "user name")?;
+        if new.password.is_empty() {
+            return Err(Error::InvalidArgument("password must not be empty".into()));
+        }
+        if self.store.user_by_name(name).await?.is_some() {
+            return Err(Error::AlreadyExists(format!("user {name}")));
+        }
+        let mut roles = BTreeSet::new();
+        for r in &new.roles {
+            let role = self.store.role_by_name(r).await?.ok_or_else(|| Error::NotFound(Entity::Role, r.clone()))?;
+            roles.insert(role.id);
+        }
+        let mut grants = BTreeSet::new();
+        for k in &new.grants {
+            grants.insert(self.process_by_key(*k).await?.id);
+        }
+        let now = self.now();
+        let user = User {
+            id: UserId(self.next_id(IdKind::User).await?),
+            key: self.new_key(),
+            version: 0,
+            name: name.into(),
+            password_hash: auth::hash_password(&new.password, self.config.password_cost)?,
+            failed_logins: 0,
+            locked: false,
+            roles,
+            grants,
+            created_at: now,
+        };
+        let mut tx = Tx::default();
+        tx.user(user.clone()).audit(now, actor, "user.create", format!("user:{}", user.id), user.name.clone());
+        self.commit(tx).await.map_err(dup_as_exists)?;
+        Ok(User { version: 1, ..user })
+    }
+
+    /// All users.
+    pub async fn users(&self, actor: Actor) -> Result<Vec<User>> {
+        self.require(actor, Permission::ManageUsers).await?;
+        Ok(self.store.users().await?)
+    }
+
+    /// Unlocks a user locked by wrong passwords.
+    pub async fn unlock_user(&self, actor: Actor, name: &str) -> Result<User> {
+        self.require(actor, Permission::ManageUsers).await?;
+        self.update_user(actor, name, "user.unlock", |u| {
+            u.locked = false;
+            u.failed_logins = 0;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Grants a process to a user.
+    pub async fn grant(&self, actor: Actor, user: &str, process: Key) -> Result<User> {
+        self.require(actor, Permission::ManageUsers).await?;
+        let p = self.process_by_key(process).await?;
+        self.update_user(actor, user, "user.grant", |u| {
+            u.grants.insert(p.id);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Takes a process away from a user.
+    pub async fn revoke(&self, actor: Actor, user: &str, process: Key) -> Result<User> {
+        self.require(actor, Permission::ManageUsers).await?;
+        let p = self.process_by_key(process).await?;
+        self.update_user(actor, user, "user.revoke", |u| {
+            u.grants.remove(&p.id);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update_user(&self, actor: Actor, name: &str, action: &'static str, f: impl Fn(&mut User) -> Result<()>) -> Result<User> {
+        for _ in 0..CONFLICT_RETRIES {
+            let mut u = self.store.user_by_name(name).await?.ok_or_else(|| Error::NotFound(Entity::User, name.into()))?;
+            f(&mut u)?;
+            let mut tx = Tx::default();
+            tx.user(u.clone()).audit(self.now(), actor, action, format!("user:{}", u.id), String::new());
+            match self.commit(tx).await {
+                Err(e) if is_conflict(&e) => continue,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(User { version: u.version + 1, ..u }),
+            }
+        }
+        Err(Error::Store(StoreError::Conflict))
+    }
+
+    /// Seed 000 §3.1 login. Five wrong passwords in a row lock the user.
+    pub async fn login(&self, name: &str, password: &str) -> Result<Login> {
+        let now = self.now();
+        let Some(mut user) = self.store.user_by_name(name).await? else {
+            let mut tx = Tx::default();
+            tx.audit(now, Actor::System, "login.failed", "user:?".into(), "unknown user".into());
+            return Err(self.record_failure(tx, Error::BadCredentials).await);
+        };
+        let actor = Actor::User(user.id);
+        if user.locked {
+            let mut tx = Tx::default();
+            tx.audit(now, actor, "login.refused", format!("user:{}", user.id), "locked".into());
+            return Err(self.record_failure(tx, Error::UserLocked).await);
+        }
+        if !auth::verify_password(password, &user.password_hash) {
+            user.failed_logins += 1;
+            let mut tx = Tx::default();
+            tx.audit(now, actor, "login.failed", format!("user:{}", user.id), format!("attempt {}", user.failed_logins));
+            let err = if user.failed_logins >= self.config.max_failed_logins {
+                user.locked = true;
+                tx.audit(now, Actor::System, "user.lock", format!("user:{}", user.id), "too many wrong passwords".into());
+                Error::UserLocked
+            } else {
+                Error::BadCredentials
+            };
+            tx.user(user);
+            return Err(self.record_failure(tx, err).await);
+        }
+        let (token, hash) = auth::new_token();
+        let expires_at = now.plus_ms(self.config.token_ttl_ms);
+        let mut tx = Tx::default();
+        if user.failed_logins > 0 {
+            user.failed_logins = 0;
+            tx.user(user.clone());
+        }
+        tx.put(Write::Token(Token { hash, user: user.id, created_at: now, expires_at }))
+            .audit(now, actor, "login.ok", format!("user:{}", user.id), String::new());
+        self.commit(tx).await?;
+        let mut processes = Vec::with_capacity(user.grants.len());
+        for p in &user.grants {
+            if let Some(p) = self.store.process(*p).await? {
+                processes.push(p);
+            }
+        }
+        Ok(Login { token, expires_at, user, processes })
+    }
+
+    /// The user behind a token, if it is valid and not expired.
+    pub async fn authenticate(&self, token: &str) -> Result<User> {
+        let t = self.store.token(auth::token_hash(token)).await?.ok_or(Error::Unauthenticated)?;
+        if t.expires_at <= self.now() {
+            return Err(Error::Unauthenticated);
+        }
+        match self.store.user(t.user).await? {
+            Some(u) if !u.locked => Ok(u),
+            _ => Err(Error::Unauthenticated),
+        }
+    }
+
+    /// Ends a session.
+    pub async fn logout(&self, token: &str) -> Result<()> {
+        let user = self.authenticate(token).await?;
+        let mut tx = Tx::default();
+        tx.put(Write::RevokeToken(auth::token_hash(token)))
+            .audit(self.now(), Actor::User(user.id), "logout", format!("user:{}", user.id), String::new());
+        self.commit(tx).await
+    }
+
+    // ----------------------------------------------------------------- audit
+
+    /// Audit events after `after`, at most `limit`.
+    pub async fn audit_events(&self, actor: Actor, after: u64, limit: usize) -> Result<Vec<AuditEvent>> {
+        self.require(actor, Permission::ViewAudit).await?;
+        Ok(self.store.audit(after, limit).await?)
+    }
+
+    /// Re-walks the whole audit chain; `Ok(n)` is the number of events verified.
+    pub async fn verify_audit(&self) -> Result<Result<u64, ChainBroken>> {
+        const PAGE: usize = 4096;
+        let mut v = audit::Verifier::default();
+        loop {
+            let page = self.store.audit(v.count(), PAGE).await?;
+            if page.is_empty() {
+                return Ok(Ok(v.count()));
+            }
+            for e in &page {
+                if let Err(broken) = v.push(e) {
+                    return Ok(Err(broken));
+                }
+            }
+        }
+    }
+
+    async fn process_by_key(&self, key: Key) -> Result<Process> {
+        self.store.process_by_key(key).await?.ok_or_else(|| Error::NotFound(Entity::Process, key.to_string()))
+    }
+}
+
+fn non_empty<'a>(s: &'a str, what: &str) -> Result<&'a str> {
+    let t = s.trim();
+    if t.is_empty() || t.len() > 256 {
+        return Err(Error::InvalidArgument(format!("{what} must be 1 to 256 characters")));
+    }
+    Ok(t)
+}
+
+fn dup_as_exists(e: Error) -> Error {
+    match e {
+        Error::Store(StoreError::Duplicate(what)) => Error::AlreadyExists(what.into()),
+        e => e,
+    }
+}

@@ -1,0 +1,395 @@
+//! Robots: registration, heartbeats, reports (seed 001 A.1/A.2), vendors,
+//! profiles and files. A WebSocket robot and an HTTP robot are the same to
+//! these operations; only how commands reach them differs.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::{CONFLICT_RETRIES, Engine, Tx, is_conflict, non_empty};
+use crate::auth;
+use crate::error::{Entity, Error, Result, StoreError};
+use crate::ids::*;
+use crate::job::{FinishStatus, JobEvent};
+use crate::model::*;
+use crate::robot::{self, RobotEvent};
+use crate::store::{Store, Write, is_idle};
+use crate::transport::Command;
+
+/// What a robot gets back from registering (seed 001 A.2.2).
+#[derive(Debug, Clone)]
+pub struct Registration {
+    /// The robot.
+    pub robot: Robot,
+    /// `robotConnectId`.
+    pub connect: Key,
+    /// `licenseContent`, when a license is bound.
+    pub license: Option<String>,
+}
+
+/// One reported log line (seed 001 RunInstanceLog).
+#[derive(Debug, Clone)]
+pub struct NewLog {
+    /// `content`.
+    pub content: String,
+    /// `screenshot`.
+    pub screenshot: Option<String>,
+    /// `logAt`.
+    pub log_at: String,
+    /// `logLevel`.
+    pub level: LogLevel,
+}
+
+impl<S: Store> Engine<S> {
+    // ---------------------------------------------------------- administration
+
+    /// Registers a vendor (supplier code + shared secret).
+    pub async fn register_vendor(&self, actor: Actor, code: &str, secret: &str) -> Result<Vendor> {
+        self.require(actor, Permission::ManageRobots).await?;
+        let code = non_empty(code, "supplier code")?;
+        if secret.len() < 8 {
+            return Err(Error::InvalidArgument("vendor secret must be at least 8 characters".into()));
+        }
+        let existing = self.store.vendor_by_code(code).await?;
+        let v = match existing {
+            Some(v) => Vendor { secret: secret.into(), version: v.version + 1, ..v },
+            None => Vendor {
+                id: VendorId(self.next_id(IdKind::Vendor).await?),
+                key: self.new_key(),
+                version: 1,
+                code: code.into(),
+                secret: secret.into(),
+            },
+        };
+        let mut tx = Tx::default();
+        tx.put(Write::Vendor(v.clone())).audit(self.now(), actor, "vendor.register", format!("vendor:{}", v.id), v.code.clone());
+        self.commit(tx).await?;
+        Ok(v)
+    }
+
+    /// Sets a robot's profile (pool, labels, attended, vendor, license),
+    /// creating the robot record if the executor has never connected.
+    pub async fn configure_robot(&self, actor: Actor, code: &str, profile: RobotProfile) -> Result<Robot> {
+        self.require(actor, Permission::ManageRobots).await?;
+        let code = non_empty(code, "robot id")?;
+        let profile = Arc::new(profile);
+        for _ in 0..CONFLICT_RETRIES {
+            let mut r = match self.store.robot_by_code(code).await? {
+                Some(r) => r,
+                None => self.new_robot(code).await?,
+            };
+            r.profile = profile.clone();
+            let mut tx = Tx::default();
+            tx.robot(r.clone()).audit(self.now(), actor, "robot.configure", format!("robot:{}", r.id), String::new());
+            match self.commit(tx).await {
+                Err(e) if is_conflict(&e) || matches!(e, Error::Store(StoreError::Duplicate(_))) => continue,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(Robot { version: r.version + 1, ..r }),
+            }
+        }
+        Err(Error::Store(StoreError::Conflict))
+    }
+
+    /// Binds a license to a robot; it is sent with SendLicense on registration.
+    pub async fn bind_license(&self, actor: Actor, code: &str, license: &str) -> Result<Robot> {
+        let current = self.store.robot_by_code(code).await?;
+        let mut profile = current.map(|r| (*r.profile).clone()).unwrap_or_default();
+        profile.license = Some(license.into());
+        self.configure_robot(actor, code, profile).await
+    }
+
+    /// All robots.
+    pub async fn robots(&self) -> Result<Vec<Robot>> {
+        Ok(self.store.robots().await?)
+    }
+
+    async fn new_robot(&self, code: &str) -> Result<Robot> {
+        Ok(Robot {
+            id: RobotId(self.next_id(IdKind::Robot).await?),
+            key: self.new_key(),
+            version: 0,
+            code: code.into(),
+            profile: Arc::new(RobotProfile::default()),
+            robot_version: None,
+            state: RobotState::Disconnected,
+            connect: None,
+            job: None,
+            last_seen: self.now(),
+            deadline: None,
+        })
+    }
+
+    // ------------------------------------------------------------ connection
+
+    /// Seed 001 Register: proves the vendor, opens a new connection.
+    ///
+    /// A robot id with a healthy connection gets [`Error::DuplicateConnection`]
+    /// (10000) and the live connection is kept. A robot that still holds a
+    /// job (it crashed or lost its socket) comes back Busy with it.
+    pub async fn register_robot(&self, code: &str, supplier_code: &str, supplier_secret: &str, version: Option<&str>) -> Result<Registration> {
+        let code = non_empty(code, "robot id")?;
+        let vendor = self.store.vendor_by_code(supplier_code).await?;
+        if !vendor.is_some_and(|v| auth::verify_supplier_proof(&v.secret, code, supplier_secret)) {
+            let mut tx = Tx::default();
+            tx.audit(self.now(), Actor::System, "robot.register.failed", format!("robot:{code}"), "bad supplier".into());
+            return Err(self.record_failure(tx, Error::BadSupplier).await);
+        }
+        for _ in 0..CONFLICT_RETRIES {
+            let now = self.now();
+            let mut r = match self.store.robot_by_code(code).await? {
+                Some(r) => r,
+                None => {
+                    let mut r = self.new_robot(code).await?;
+                    r.profile = Arc::new(RobotProfile { vendor: Some(supplier_code.into()), ..RobotProfile::default() });
+                    r
+                }
+            };
+            if r.profile.vendor.as_deref().is_some_and(|v| v != supplier_code) {
+                return Err(Error::BadSupplier);
+            }
+            let connect = self.new_key();
+            robot::apply(&mut r, RobotEvent::Register(connect), now, self.config.heartbeat_timeout_ms)?;
+            r.robot_version = version.map(Into::into);
+            let mut tx = Tx::default();
+            tx.commit.clear_outbox.push(r.id);
+            tx.audit(now, Actor::Robot(r.id), "robot.register", format!("robot:{}", r.id), r.state.as_str().into())
+                .robot(r.clone());
+            match self.commit(tx).await {
+                Err(e) if is_conflict(&e) || matches!(e, Error::Store(StoreError::Duplicate(_))) => continue,
+                Err(e) => return Err(e),
+                Ok(()) => {
+                    self.fill_robot(r.id).await?;
+                    let license = r.profile.license.clone();
+                    return Ok(Registration { robot: Robot { version: r.version + 1, ..r }, connect, license });
+                }
+            }
+        }
+        Err(Error::Store(StoreError::Conflict))
+    }
+
+    /// The robot behind `(code, connect)`, or [`Error::NotConnected`].
+    pub async fn connected_robot(&self, code: &str, connect: Key) -> Result<Robot> {
+        match self.store.robot_by_code(code).await? {
+            Some(r) if r.connect == Some(connect) => Ok(r),
+            _ => Err(Error::NotConnected),
+        }
+    }
+
+    /// Seed 001 Heartbeat. `run_instance` is the job the robot says it runs.
+    /// Returns the robot's waiting commands (an HTTP robot's answer).
+    ///
+    /// A robot that reconnected and does not report its job has lost it: the
+    /// job fails over. One that reports a job it no longer holds is told to stop.
+    pub async fn heartbeat(&self, code: &str, connect: Key, run_instance: Option<Key>) -> Result<Vec<Command>> {
+        let mut filled = false;
+        for _ in 0..CONFLICT_RETRIES {
+            let now = self.now();
+            let mut r = self.connected_robot(code, connect).await?;
+            let held = match r.job {
+                Some(j) => self.store.job(j).await?,
+                None => None,
+            };
+            match held {
+                Some(ref job) if Some(job.key) != run_instance => {
+                    let stale_connection = job.connect != r.connect;
+                    let silent_too_long = job.started_at.is_none_or(|s| now.0 - s.0 > self.config.heartbeat_timeout_ms as i64);
+                    if job.state.is_active() && (stale_connection || silent_too_long) {
+                        let t = self.transition(job.id, JobEvent::RobotLost, Actor::Robot(r.id), Some(RobotEvent::Heartbeat)).await;
+                        match t {
+                            Err(e) if is_conflict(&e) => continue,
+                            Err(e) => return Err(e),
+                            Ok(t) => {
+                                self.follow_up(&t).await?;
+                                filled = true;
+                                break;
+                            }
+                        }
+                    }
+                    if job.state.is_terminal() {
+                        // The robot stopped a job that was ended without it.
+                        robot::apply(&mut r, RobotEvent::Release, now, self.config.heartbeat_timeout_ms)?;
+                    }
+                }
+                _ => {}
+            }
+            robot::apply(&mut r, RobotEvent::Heartbeat, now, self.config.heartbeat_timeout_ms)?;
+            let mut tx = Tx::default();
+            if let (None, Some(k)) = (r.job, run_instance) {
+                tx.command(r.id, Command::Stop { run_instance_id: k });
+            }
+            if let Some(mut job) = held.filter(|j| Some(j.key) == run_instance && j.connect != r.connect && j.state.is_active()) {
+                // Reconnected and still running it: the job follows the new connection.
+                job.connect = r.connect;
+                tx.job(job);
+            }
+            let idle = is_idle(&r);
+            tx.robot(r.clone());
+            match self.commit(tx).await {
+                Err(e) if is_conflict(&e) => continue,
+                Err(e) => return Err(e),
+                Ok(()) => {
+                    filled = idle;
+                    break;
+                }
+            }
+        }
+        if filled && let Some(r) = self.store.robot_by_code(code).await? {
+            self.fill_robot(r.id).await?;
+        }
+        let r = self.connected_robot(code, connect).await?;
+        Ok(self.store.take_commands(r.id).await?)
+    }
+
+    /// The socket of `(code, connect)` closed. The robot keeps its job until
+    /// the heartbeat timeout, in case it reconnects.
+    pub async fn disconnect(&self, code: &str, connect: Key) -> Result<()> {
+        for _ in 0..CONFLICT_RETRIES {
+            let Ok(mut r) = self.connected_robot(code, connect).await else { return Ok(()) };
+            let now = self.now();
+            robot::apply(&mut r, RobotEvent::Close, now, self.config.heartbeat_timeout_ms)?;
+            let mut tx = Tx::default();
+            tx.audit(now, Actor::Robot(r.id), "robot.disconnect", format!("robot:{}", r.id), String::new()).robot(r);
+            match self.commit(tx).await {
+                Err(e) if is_conflict(&e) => continue,
+                other => return other,
+            }
+        }
+        Err(Error::Store(StoreError::Conflict))
+    }
+
+    /// Removes and returns a robot's waiting commands (the hub calls this when woken).
+    pub async fn take_commands(&self, robot: RobotId) -> Result<Vec<Command>> {
+        Ok(self.store.take_commands(robot).await?)
+    }
+
+    // ---------------------------------------------------------------- reports
+
+    async fn robots_job(&self, r: &Robot, run_instance: Key) -> Result<Job> {
+        let job = self.store.job_by_key(run_instance).await?.ok_or_else(|| Error::NotFound(Entity::Job, run_instance.to_string()))?;
+        if job.robot != Some(r.id) {
+            return Err(Error::PermissionDenied("this run instance is not assigned to this robot".into()));
+        }
+        Ok(job)
+    }
+
+    /// Seed 001 ReportLogs.
+    pub async fn report_logs(&self, code: &str, connect: Key, run_instance: Key, logs: Vec<NewLog>) -> Result<usize> {
+        if logs.len() > self.config.max_log_batch {
+            return Err(Error::InvalidArgument(format!("at most {} logs per report", self.config.max_log_batch)));
+        }
+        let r = self.connected_robot(code, connect).await?;
+        let job = self.robots_job(&r, run_instance).await?;
+        let now = self.now();
+        let mut tx = Tx::default();
+        let n = logs.len();
+        for l in logs {
+            tx.put(Write::Log(RunLog {
+                id: RunLogId(self.next_id(IdKind::RunLog).await?),
+                job: job.id,
+                robot: r.id,
+                content: l.content,
+                screenshot: l.screenshot,
+                log_at: l.log_at,
+                level: l.level,
+                received_at: now,
+            }));
+        }
+        self.commit(tx).await?;
+        Ok(n)
+    }
+
+    /// Seed 001 ReportFinish, with the optional `outputValues` extension.
+    pub async fn report_finish(&self, code: &str, connect: Key, run_instance: Key, status: FinishStatus, error_code: Option<i32>, outputs: Option<Value>) -> Result<Job> {
+        let r = self.connected_robot(code, connect).await?;
+        let job = self.robots_job(&r, run_instance).await?;
+        let ev = JobEvent::Finish { robot: r.id, status, error_code, outputs: outputs.map(Arc::new) };
+        let t = self.transition(job.id, ev, Actor::Robot(r.id), None).await?;
+        self.follow_up(&t).await?;
+        Ok(t.job)
+    }
+
+    /// Checkpoint extension: intermediate state a fail-over run resumes from.
+    pub async fn report_checkpoint(&self, code: &str, connect: Key, run_instance: Key, data: Value) -> Result<Job> {
+        let r = self.connected_robot(code, connect).await?;
+        let job = self.robots_job(&r, run_instance).await?;
+        Ok(self.transition(job.id, JobEvent::Checkpoint(Arc::new(data)), Actor::Robot(r.id), None).await?.job)
+    }
+
+    /// Seed 001 ReportVideoRecord: allowed once the run has finished.
+    pub async fn report_video(&self, code: &str, connect: Key, run_instance: Key, video_id: &str) -> Result<()> {
+        let r = self.connected_robot(code, connect).await?;
+        let job = self.robots_job(&r, run_instance).await?;
+        let video_id = non_empty(video_id, "videoId")?;
+        if !job.state.is_terminal() {
+            return Err(Error::InvalidArgument("a video can be reported only after the run has finished".into()));
+        }
+        let now = self.now();
+        let mut tx = Tx::default();
+        tx.put(Write::Video(VideoRecord { job: job.id, robot: r.id, video_id: video_id.into(), at: now }))
+            .audit(now, Actor::Robot(r.id), "job.video", format!("job:{}", job.id), video_id.into());
+        self.commit(tx).await
+    }
+
+    /// A job's screen recordings.
+    pub async fn videos(&self, job: Key) -> Result<Vec<VideoRecord>> {
+        let j = self.job(job).await?;
+        Ok(self.store.videos(j.id).await?)
+    }
+
+    // ------------------------------------------------------------------ files
+
+    /// Records an uploaded file's metadata; the host keeps the bytes.
+    pub async fn record_file(&self, owner: Actor, source: FileSource, name: &str, size: u64, sha256: &str, job: Option<Key>) -> Result<StoredFile> {
+        let name = non_empty(name, "file name")?;
+        let job = match job {
+            Some(k) => Some(self.job(k).await?.id),
+            None => None,
+        };
+        let now = self.now();
+        let f = StoredFile {
+            id: FileId(self.next_id(IdKind::File).await?),
+            key: self.new_key(),
+            version: 1,
+            source,
+            name: name.into(),
+            size,
+            sha256: sha256.into(),
+            owner,
+            personal_of: None,
+            job,
+            created_at: now,
+        };
+        let mut tx = Tx::default();
+        tx.put(Write::File(f.clone())).audit(now, owner, "file.upload", format!("file:{}", f.id), f.name.clone());
+        self.commit(tx).await?;
+        Ok(f)
+    }
+
+    /// Seed 001 A.2.8: puts an uploaded file in a personal folder.
+    pub async fn add_personal_file(&self, actor: Actor, file: Key, file_name: Option<&str>, run_instance: Option<Key>, folder_of: &str) -> Result<StoredFile> {
+        let folder_of = non_empty(folder_of, "userName")?;
+        let mut f = self.file(file).await?;
+        if let Some(n) = file_name {
+            f.name = non_empty(n, "fileName")?.into();
+        }
+        if let Some(k) = run_instance {
+            f.job = Some(self.job(k).await?.id);
+        }
+        f.personal_of = Some(folder_of.into());
+        f.version += 1;
+        let mut tx = Tx::default();
+        tx.put(Write::File(f.clone())).audit(self.now(), actor, "file.personal", format!("file:{}", f.id), folder_of.into());
+        self.commit(tx).await?;
+        Ok(f)
+    }
+
+    /// File metadata by key.
+    pub async fn file(&self, key: Key) -> Result<StoredFile> {
+        self.store.file_by_key(key).await?.ok_or_else(|| Error::NotFound(Entity::File, key.to_string()))
+    }
+
+    /// Files in a personal folder.
+    pub async fn personal_files(&self, owner: &str) -> Result<Vec<StoredFile>> {
+        Ok(self.store.personal_files(owner).await?)
+    }
+}

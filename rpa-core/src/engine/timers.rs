@@ -1,0 +1,110 @@
+//! Deadlines as data (CONVENTIONS "Timers are data"): the store indexes every
+//! deadline derived from the entities; [`Engine::tick`] fires the due ones and
+//! [`Engine::next_timeout`] says when to call it again. Nothing here sleeps.
+
+use super::{CONFLICT_RETRIES, Engine, Tx, is_conflict};
+use crate::error::{Error, Result, StoreError};
+use crate::ids::*;
+use crate::job::JobEvent;
+use crate::model::*;
+use crate::robot::{self, RobotEvent};
+use crate::store::{Due, Store};
+use crate::time::Timestamp;
+
+/// What one [`Engine::tick`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Robots that became Unresponsive (or lost a job while disconnected).
+    pub robots_timed_out: usize,
+    /// Jobs Faulted by their deadline.
+    pub jobs_expired: usize,
+    /// Jobs whose back-off ended.
+    pub jobs_ready: usize,
+    /// Jobs dispatched.
+    pub dispatched: usize,
+}
+
+/// Deadlines handled per store page.
+const BATCH: usize = 256;
+
+impl<S: Store> Engine<S> {
+    /// Fires every deadline that has come, then dispatches. Call it at
+    /// [`Engine::next_timeout`] (and now and then: day boundaries free `maxDayNum`).
+    pub async fn tick(&self) -> Result<TickReport> {
+        let mut report = TickReport::default();
+        loop {
+            let now = self.now();
+            let due = self.store.due(now, BATCH).await?;
+            if due.is_empty() {
+                break;
+            }
+            for d in &due {
+                match *d {
+                    Due::RobotSilent(r) => report.robots_timed_out += usize::from(self.robot_silent(r).await?),
+                    Due::JobExpired(j) => report.jobs_expired += usize::from(self.fire(j, JobEvent::Expire).await?),
+                    Due::JobReady(j) => report.jobs_ready += usize::from(self.fire(j, JobEvent::Ready).await?),
+                }
+            }
+            if due.len() < BATCH {
+                break;
+            }
+        }
+        report.dispatched = self.dispatch_all().await?;
+        Ok(report)
+    }
+
+    /// The earliest deadline, if any.
+    pub async fn next_timeout(&self) -> Result<Option<Timestamp>> {
+        Ok(self.store.next_due().await?)
+    }
+
+    /// A job deadline: a rejection means the job moved on since the index was read.
+    async fn fire(&self, job: JobId, ev: JobEvent) -> Result<bool> {
+        match self.transition(job, ev, Actor::System, None).await {
+            Ok(t) => {
+                self.follow_up(&t).await?;
+                if t.fx.changed && t.job.state == JobState::Pending {
+                    self.place_job(t.job.id).await?;
+                }
+                Ok(t.fx.changed)
+            }
+            Err(Error::Rejected(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A robot silent past its deadline: Unresponsive, and its job fails over.
+    async fn robot_silent(&self, id: RobotId) -> Result<bool> {
+        for _ in 0..CONFLICT_RETRIES {
+            let now = self.now();
+            let Some(mut r) = self.store.robot(id).await? else { return Ok(false) };
+            if r.deadline.is_none_or(|d| d > now) {
+                return Ok(false);
+            }
+            if let Some(j) = r.job
+                && let Some(job) = self.store.job(j).await?
+                && job.state.is_active()
+                && job.robot == Some(r.id)
+            {
+                match self.transition(j, JobEvent::RobotLost, Actor::System, Some(RobotEvent::Timeout)).await {
+                    Err(e) if is_conflict(&e) => continue,
+                    Err(e) => return Err(e),
+                    Ok(t) => {
+                        self.follow_up(&t).await?;
+                        return Ok(true);
+                    }
+                }
+            }
+            robot::apply(&mut r, RobotEvent::Timeout, now, self.config.heartbeat_timeout_ms)?;
+            let mut tx = Tx::default();
+            tx.commit.clear_outbox.push(r.id);
+            tx.audit(now, Actor::System, "robot.timeout", format!("robot:{}", r.id), r.state.as_str().into()).robot(r);
+            match self.commit(tx).await {
+                Err(e) if is_conflict(&e) => continue,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(true),
+            }
+        }
+        Err(Error::Store(StoreError::Conflict))
+    }
+}

@@ -1,0 +1,78 @@
+//! # rpa-core
+//!
+//! The engine of rpa: processes, jobs, queue items and robots, their state
+//! machines, the scheduler, authentication and the audit chain, behind
+//! storage, transport and clock traits. No I/O: no sockets, no files, no
+//! database driver, no wall clock unless handed one.
+//!
+//! ```text
+//!  adapters (HTTP, WebSocket)            host (examples/server, your service)
+//!        │ start_job, heartbeat, report_finish, tick ...        │ Clock, RobotTransport
+//!        ▼                                                      ▼
+//!  ┌──────────────────────── Engine<S: Store> ─────────────────────────┐
+//!  │ read snapshots ─► job / queue / robot state machines ─► Commit    │
+//!  │                   scheduler (dispatch)                            │
+//!  └──────────┬────────────────────────────────────────────┬───────────┘
+//!             ▼ atomic, versioned                           ▼ wake(robot)
+//!        Store (memory, SQLite, PostgreSQL)          outbox ─► Execute / Stop
+//! ```
+//!
+//! ## The model
+//!
+//! A [`model::Process`] (package, version, argument schema, `maxRunNum`,
+//! `maxDayNum`, retry policy, robot requirements) is run as [`model::Job`]s.
+//! Queue processes get [`model::QueueItem`]s, each worked by one job.
+//! [`model::Robot`]s (executors) register with a vendor's proof, heart-beat,
+//! and are given jobs by the scheduler. People ([`model::User`]) log in,
+//! hold roles and process grants. Every accepted transition and security
+//! event appends to a hash-chained [`model::AuditEvent`] log.
+//!
+//! ## Job states ([`job`])
+//!
+//! ```text
+//!            Stop                      Finish 0
+//!  Canceled ◄──── Pending ──Dispatch──► Running ─────────► Successful
+//!                  ▲  ▲                 │  │  │ Finish 2 (no retry) / Expire / robot lost (no attempt left)
+//!   robot lost ────┘  └── Finish 2 ─────┘  │  └─────────────► Faulted
+//!   (attempt+1)          (retry, back-off) │ Stop soft            ▲
+//!                                          ▼                      │ Expire
+//!                                       Stopping ──Finish──► Stopped ◄── Kill / Finish 1
+//! ```
+//!
+//! The full table is in [`job`]; queue items in [`queue`]; robots in [`robot`].
+//!
+//! ## Layout
+//!
+//! - [`ids`], [`time`], [`model`], [`error`]: vocabulary
+//! - [`job`], [`queue`], [`robot`]: the state machines, pure and total
+//! - [`arguments`]: argument validation against a process's schema
+//! - [`auth`]: passwords, tokens, vendor proofs; [`audit`]: the hash chain
+//! - [`engine`]: the [`Engine`] operations and the scheduler
+//! - [`store`]: the [`Store`] trait; [`memory`]: the in-memory store
+//! - [`transport`]: robot commands and the [`RobotTransport`] trait
+//! - `conformance` (feature): the store test-suite every backend runs
+
+pub mod arguments;
+pub mod audit;
+pub mod auth;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+pub mod engine;
+pub mod error;
+pub mod ids;
+pub mod job;
+pub mod memory;
+pub mod model;
+pub mod queue;
+pub mod robot;
+pub mod store;
+pub mod time;
+pub mod transport;
+
+pub use engine::{Engine, EngineConfig};
+pub use error::{Error, Result};
+pub use ids::Key;
+pub use memory::MemoryStore;
+pub use store::Store;
+pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+pub use transport::{Command, RobotTransport};

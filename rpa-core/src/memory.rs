@@ -1,0 +1,396 @@
+//! An in-memory [`Store`] for tests, benches and hosts that need no durability.
+//!
+//! One mutex around plain maps and ordered sets; every index the trait
+//! promises is kept beside the data and updated in the same critical section.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::audit;
+use crate::error::StoreError;
+use crate::ids::*;
+use crate::model::*;
+use crate::store::*;
+use crate::time::Timestamp;
+use crate::transport::Command;
+
+/// The in-memory store. Cloning shares it: several engines on one clone
+/// behave like several nodes on one database.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    seq: HashMap<IdKindKey, i64>,
+    users: HashMap<UserId, User>,
+    user_names: HashMap<String, UserId>,
+    roles: HashMap<RoleId, Role>,
+    role_names: HashMap<String, RoleId>,
+    tokens: HashMap<[u8; 32], Token>,
+    processes: HashMap<ProcessId, Process>,
+    process_keys: HashMap<Key, ProcessId>,
+    jobs: HashMap<JobId, Job>,
+    job_keys: HashMap<Key, JobId>,
+    jobs_by_process: BTreeSet<(ProcessId, Timestamp, JobId)>,
+    pending: HashMap<ProcessId, BTreeSet<(Reverse<i32>, JobId)>>,
+    items: HashMap<QueueItemId, QueueItem>,
+    item_keys: HashMap<Key, QueueItemId>,
+    item_refs: HashMap<(ProcessId, String), QueueItemId>,
+    robots: HashMap<RobotId, Robot>,
+    robot_codes: HashMap<Arc<str>, RobotId>,
+    idle: BTreeSet<RobotId>,
+    vendors: HashMap<String, Vendor>,
+    logs: HashMap<JobId, Vec<RunLog>>,
+    videos: HashMap<JobId, Vec<VideoRecord>>,
+    files: HashMap<Key, StoredFile>,
+    timers: BTreeSet<(Timestamp, Due)>,
+    outbox: HashMap<RobotId, VecDeque<Command>>,
+    audit: Vec<AuditEvent>,
+}
+
+type IdKindKey = u8;
+
+fn kind_key(k: IdKind) -> IdKindKey {
+    k as u8
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves maps that are still consistent
+        // (every write is checked before any is applied), so poison is ignored.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Test hook: changes one audit event in place, as an attacker with disk access would.
+    #[doc(hidden)]
+    pub fn tamper_audit(&self, seq: u64, detail: &str) {
+        if let Some(e) = self.lock().audit.get_mut(seq as usize - 1) {
+            e.detail = detail.to_owned();
+        }
+    }
+}
+
+fn check_version(stored: Option<u64>, new: u64) -> Result<(), StoreError> {
+    match stored {
+        None if new == 1 => Ok(()),
+        Some(v) if v + 1 == new => Ok(()),
+        _ => Err(StoreError::Conflict),
+    }
+}
+
+impl Inner {
+    fn check(&self, w: &Write) -> Result<(), StoreError> {
+        match w {
+            Write::User(u) => {
+                check_version(self.users.get(&u.id).map(|x| x.version), u.version)?;
+                if self.user_names.get(&u.name).is_some_and(|id| *id != u.id) {
+                    return Err(StoreError::Duplicate("user name"));
+                }
+            }
+            Write::Role(r) => {
+                check_version(self.roles.get(&r.id).map(|x| x.version), r.version)?;
+                if self.role_names.get(&r.name).is_some_and(|id| *id != r.id) {
+                    return Err(StoreError::Duplicate("role name"));
+                }
+            }
+            Write::Process(p) => check_version(self.processes.get(&p.id).map(|x| x.version), p.version)?,
+            Write::Job(j) => check_version(self.jobs.get(&j.id).map(|x| x.version), j.version)?,
+            Write::Item(i) => {
+                check_version(self.items.get(&i.id).map(|x| x.version), i.version)?;
+                if let Some(r) = &i.reference
+                    && self.item_refs.get(&(i.process, r.clone())).is_some_and(|id| *id != i.id)
+                {
+                    return Err(StoreError::Duplicate("queue item reference"));
+                }
+            }
+            Write::Robot(r) => {
+                check_version(self.robots.get(&r.id).map(|x| x.version), r.version)?;
+                if self.robot_codes.get(&r.code).is_some_and(|id| *id != r.id) {
+                    return Err(StoreError::Duplicate("robot id"));
+                }
+            }
+            Write::Vendor(v) => {
+                let stored = self.vendors.get(&v.code);
+                if stored.is_some_and(|s| s.id != v.id) {
+                    return Err(StoreError::Duplicate("supplier code"));
+                }
+                check_version(stored.map(|x| x.version), v.version)?;
+            }
+            Write::File(f) => check_version(self.files.get(&f.key).map(|x| x.version), f.version)?,
+            Write::Token(_) | Write::RevokeToken(_) | Write::Log(_) | Write::Video(_) => {}
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, w: Write) {
+        match w {
+            Write::User(u) => {
+                self.user_names.insert(u.name.clone(), u.id);
+                self.users.insert(u.id, u);
+            }
+            Write::Role(r) => {
+                self.role_names.insert(r.name.clone(), r.id);
+                self.roles.insert(r.id, r);
+            }
+            Write::Token(t) => {
+                self.tokens.insert(t.hash, t);
+            }
+            Write::RevokeToken(h) => {
+                self.tokens.remove(&h);
+            }
+            Write::Process(p) => {
+                self.process_keys.insert(p.key, p.id);
+                self.processes.insert(p.id, p);
+            }
+            Write::Job(j) => self.put_job(j),
+            Write::Item(i) => {
+                self.item_keys.insert(i.key, i.id);
+                if let Some(r) = &i.reference {
+                    self.item_refs.insert((i.process, r.clone()), i.id);
+                }
+                self.items.insert(i.id, i);
+            }
+            Write::Robot(r) => self.put_robot(r),
+            Write::Vendor(v) => {
+                self.vendors.insert(v.code.clone(), v);
+            }
+            Write::Log(l) => self.logs.entry(l.job).or_default().push(l),
+            Write::Video(v) => self.videos.entry(v.job).or_default().push(v),
+            Write::File(f) => {
+                self.files.insert(f.key, f);
+            }
+        }
+    }
+
+    fn put_job(&mut self, j: Job) {
+        if let Some(old) = self.jobs.get(&j.id) {
+            for t in timers_of_job(old) {
+                self.timers.remove(&t);
+            }
+            if is_dispatchable(old)
+                && let Some(set) = self.pending.get_mut(&old.process)
+            {
+                set.remove(&(Reverse(old.priority), old.id));
+            }
+        } else {
+            self.job_keys.insert(j.key, j.id);
+            self.jobs_by_process.insert((j.process, j.created_at, j.id));
+        }
+        self.timers.extend(timers_of_job(&j));
+        if is_dispatchable(&j) {
+            self.pending.entry(j.process).or_default().insert((Reverse(j.priority), j.id));
+        }
+        self.jobs.insert(j.id, j);
+    }
+
+    fn put_robot(&mut self, r: Robot) {
+        if let Some(old) = self.robots.get(&r.id) {
+            if let Some(t) = timers_of_robot(old) {
+                self.timers.remove(&t);
+            }
+        } else {
+            self.robot_codes.insert(r.code.clone(), r.id);
+        }
+        if let Some(t) = timers_of_robot(&r) {
+            self.timers.insert(t);
+        }
+        if is_idle(&r) {
+            self.idle.insert(r.id);
+        } else {
+            self.idle.remove(&r.id);
+        }
+        self.robots.insert(r.id, r);
+    }
+}
+
+impl Store for MemoryStore {
+    async fn next_id(&self, kind: IdKind) -> StoreResult<i64> {
+        let mut g = self.lock();
+        let n = g.seq.entry(kind_key(kind)).or_insert(0);
+        *n += 1;
+        Ok(*n)
+    }
+
+    async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
+        Ok(self.lock().users.get(&id).cloned())
+    }
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
+        let g = self.lock();
+        Ok(g.user_names.get(name).and_then(|id| g.users.get(id)).cloned())
+    }
+    async fn users(&self) -> StoreResult<Vec<User>> {
+        let mut v: Vec<User> = self.lock().users.values().cloned().collect();
+        v.sort_by_key(|u| u.id);
+        Ok(v)
+    }
+    async fn role(&self, id: RoleId) -> StoreResult<Option<Role>> {
+        Ok(self.lock().roles.get(&id).cloned())
+    }
+    async fn role_by_name(&self, name: &str) -> StoreResult<Option<Role>> {
+        let g = self.lock();
+        Ok(g.role_names.get(name).and_then(|id| g.roles.get(id)).cloned())
+    }
+    async fn token(&self, hash: [u8; 32]) -> StoreResult<Option<Token>> {
+        Ok(self.lock().tokens.get(&hash).cloned())
+    }
+
+    async fn process(&self, id: ProcessId) -> StoreResult<Option<Process>> {
+        Ok(self.lock().processes.get(&id).cloned())
+    }
+    async fn process_by_key(&self, key: Key) -> StoreResult<Option<Process>> {
+        let g = self.lock();
+        Ok(g.process_keys.get(&key).and_then(|id| g.processes.get(id)).cloned())
+    }
+    async fn processes(&self) -> StoreResult<Vec<Process>> {
+        let mut v: Vec<Process> = self.lock().processes.values().cloned().collect();
+        v.sort_by_key(|p| p.id);
+        Ok(v)
+    }
+
+    async fn job(&self, id: JobId) -> StoreResult<Option<Job>> {
+        Ok(self.lock().jobs.get(&id).cloned())
+    }
+    async fn job_by_key(&self, key: Key) -> StoreResult<Option<Job>> {
+        let g = self.lock();
+        Ok(g.job_keys.get(&key).and_then(|id| g.jobs.get(id)).cloned())
+    }
+    async fn jobs_of_process(&self, q: JobQuery) -> StoreResult<(u64, Vec<Job>)> {
+        let g = self.lock();
+        let range = (q.process, q.from, JobId(i64::MIN))..=(q.process, q.to, JobId(i64::MAX));
+        let mut total = 0u64;
+        let mut out = Vec::new();
+        for (_, _, id) in g.jobs_by_process.range(range).rev() {
+            let Some(j) = g.jobs.get(id) else { continue };
+            if q.state.is_none_or(|s| s == j.state) {
+                total += 1;
+                if out.len() < q.limit {
+                    out.push(j.clone());
+                }
+            }
+        }
+        Ok((total, out))
+    }
+    async fn next_pending(&self, processes: &[ProcessId]) -> StoreResult<Option<Job>> {
+        let g = self.lock();
+        let best = processes
+            .iter()
+            .filter_map(|p| g.pending.get(p).and_then(|s| s.first()))
+            .min();
+        Ok(best.and_then(|(_, id)| g.jobs.get(id)).cloned())
+    }
+    async fn pending_count(&self, process: ProcessId) -> StoreResult<u64> {
+        Ok(self.lock().pending.get(&process).map_or(0, |s| s.len() as u64))
+    }
+
+    async fn item(&self, id: QueueItemId) -> StoreResult<Option<QueueItem>> {
+        Ok(self.lock().items.get(&id).cloned())
+    }
+    async fn item_by_key(&self, key: Key) -> StoreResult<Option<QueueItem>> {
+        let g = self.lock();
+        Ok(g.item_keys.get(&key).and_then(|id| g.items.get(id)).cloned())
+    }
+    async fn item_by_reference(&self, process: ProcessId, reference: &str) -> StoreResult<Option<QueueItem>> {
+        let g = self.lock();
+        Ok(g.item_refs.get(&(process, reference.to_owned())).and_then(|id| g.items.get(id)).cloned())
+    }
+
+    async fn robot(&self, id: RobotId) -> StoreResult<Option<Robot>> {
+        Ok(self.lock().robots.get(&id).cloned())
+    }
+    async fn robot_by_code(&self, code: &str) -> StoreResult<Option<Robot>> {
+        let g = self.lock();
+        Ok(g.robot_codes.get(code).and_then(|id| g.robots.get(id)).cloned())
+    }
+    async fn robots(&self) -> StoreResult<Vec<Robot>> {
+        let mut v: Vec<Robot> = self.lock().robots.values().cloned().collect();
+        v.sort_by_key(|r| r.id);
+        Ok(v)
+    }
+    async fn available_robots(&self, after: Option<RobotId>, limit: usize) -> StoreResult<Vec<Robot>> {
+        let g = self.lock();
+        let start = after.map_or(i64::MIN, |a| a.0.saturating_add(1));
+        Ok(g.idle
+            .range(RobotId(start)..)
+            .take(limit)
+            .filter_map(|id| g.robots.get(id).cloned())
+            .collect())
+    }
+    async fn vendor_by_code(&self, code: &str) -> StoreResult<Option<Vendor>> {
+        Ok(self.lock().vendors.get(code).cloned())
+    }
+
+    async fn logs(&self, job: JobId) -> StoreResult<Vec<RunLog>> {
+        Ok(self.lock().logs.get(&job).cloned().unwrap_or_default())
+    }
+    async fn videos(&self, job: JobId) -> StoreResult<Vec<VideoRecord>> {
+        Ok(self.lock().videos.get(&job).cloned().unwrap_or_default())
+    }
+    async fn file_by_key(&self, key: Key) -> StoreResult<Option<StoredFile>> {
+        Ok(self.lock().files.get(&key).cloned())
+    }
+    async fn personal_files(&self, owner: &str) -> StoreResult<Vec<StoredFile>> {
+        let mut v: Vec<StoredFile> = self
+            .lock()
+            .files
+            .values()
+            .filter(|f| f.personal_of.as_deref() == Some(owner))
+            .cloned()
+            .collect();
+        v.sort_by_key(|f| f.id);
+        Ok(v)
+    }
+
+    async fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<Due>> {
+        Ok(self
+            .lock()
+            .timers
+            .iter()
+            .take_while(|(t, _)| *t <= now)
+            .take(limit)
+            .map(|(_, d)| *d)
+            .collect())
+    }
+    async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
+        Ok(self.lock().timers.first().map(|(t, _)| *t))
+    }
+
+    async fn take_commands(&self, robot: RobotId) -> StoreResult<Vec<Command>> {
+        Ok(self.lock().outbox.remove(&robot).map(Vec::from).unwrap_or_default())
+    }
+
+    async fn audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
+        let g = self.lock();
+        let start = usize::try_from(after).unwrap_or(usize::MAX).min(g.audit.len());
+        Ok(g.audit[start..].iter().take(limit).cloned().collect())
+    }
+
+    async fn commit(&self, c: Commit) -> StoreResult<()> {
+        let mut g = self.lock();
+        for w in &c.writes {
+            g.check(w)?;
+        }
+        for w in c.writes {
+            g.apply(w);
+        }
+        for r in c.clear_outbox {
+            g.outbox.remove(&r);
+        }
+        for (r, cmd) in c.commands {
+            g.outbox.entry(r).or_default().push_back(cmd);
+        }
+        for d in c.audit {
+            let (prev, seq) = g.audit.last().map_or(([0; 32], 1), |e| (e.hash, e.seq + 1));
+            let e = audit::link(prev, seq, d);
+            g.audit.push(e);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,701 @@
+//! The one model behind all five documents (DESIGN §2).
+//!
+//! Every entity has a serial id and a 32-hex [`Key`]. Versioned entities carry
+//! `version`: the number of commits that wrote them; a commit succeeds only if
+//! the stored version is the one the writer read (see [`crate::store`]).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::*;
+use crate::time::Timestamp;
+
+/// Seed 000 process type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProcessType {
+    /// Runs on an unattended robot.
+    Unattended,
+    /// Runs on an attended robot (a person's machine).
+    Attended,
+    /// Fed by queue items: each item runs as one job on an unattended robot.
+    Queue,
+}
+
+impl ProcessType {
+    /// The word seed 000 uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcessType::Unattended => "Unattended",
+            ProcessType::Attended => "Attended",
+            ProcessType::Queue => "Queue",
+        }
+    }
+}
+
+/// Value type of a process argument (seed 000 §3.2: boolean, string, int, other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum ArgType {
+    Boolean,
+    String,
+    Int,
+    Other,
+}
+
+impl ArgType {
+    /// The word seed 000 uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArgType::Boolean => "boolean",
+            ArgType::String => "string",
+            ArgType::Int => "int",
+            ArgType::Other => "other",
+        }
+    }
+}
+
+/// One entry of a process's argument schema.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArgumentSpec {
+    /// Argument name (the key callers use in `params`).
+    pub name: String,
+    /// Argument id (also accepted as the key in `params`).
+    pub id: String,
+    /// Value type.
+    #[serde(rename = "type")]
+    pub arg_type: ArgType,
+    /// Whether `startJob` must supply it.
+    pub required: bool,
+}
+
+/// How failed work is tried again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Extra attempts after the first (0 = never retried).
+    pub max_retries: u32,
+    /// Back-off before the first retry; doubles per retry.
+    pub backoff_ms: u64,
+    /// Upper bound of the back-off.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_retries: 2, backoff_ms: 1_000, backoff_max_ms: 60_000 }
+    }
+}
+
+impl RetryPolicy {
+    /// Back-off before attempt `next_attempt` (2 = first retry).
+    pub fn backoff(&self, next_attempt: u32) -> u64 {
+        let shift = next_attempt.saturating_sub(2).min(32);
+        self.backoff_ms.saturating_mul(1u64 << shift).min(self.backoff_max_ms)
+    }
+}
+
+/// Which robots may run a process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RobotRequirements {
+    /// Only robots of this vendor (supplier code).
+    pub vendor: Option<String>,
+    /// Only robots in this pool.
+    pub pool: Option<String>,
+    /// Robots must carry every one of these labels.
+    pub labels: Vec<String>,
+}
+
+/// What a process is: set by an administrator, changed rarely.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    /// Display name.
+    pub name: String,
+    /// Unattended, Attended or Queue.
+    pub process_type: ProcessType,
+    /// Package version the robots run.
+    pub version: String,
+    /// Where robots download the package (`packageDownloadUri`).
+    pub package_uri: String,
+    /// Argument schema.
+    pub arguments: Vec<ArgumentSpec>,
+    /// Most jobs running at once; 0 = no limit.
+    pub max_run_num: u32,
+    /// Most successful runs per calendar day; 0 = no limit.
+    pub max_day_num: u32,
+    /// Most queue items waiting (`New`); 0 = no limit.
+    pub max_pending_items: u32,
+    /// Retry policy for jobs (robot loss, application errors) and queue items.
+    pub retry: RetryPolicy,
+    /// Dispatch priority: higher first.
+    pub priority: i32,
+    /// Which robots may run it.
+    pub requirements: RobotRequirements,
+    /// A job not finished this long after creation is Faulted (seed 003 expiration).
+    pub expiration_ms: Option<u64>,
+    /// Ask robots to record the screen.
+    pub video_record: bool,
+}
+
+impl ProcessSpec {
+    /// A spec with sensible defaults: one run at a time, no day limit, default retry.
+    pub fn new(name: impl Into<String>, process_type: ProcessType) -> Self {
+        ProcessSpec {
+            name: name.into(),
+            process_type,
+            version: "1.0.0".into(),
+            package_uri: String::new(),
+            arguments: Vec::new(),
+            max_run_num: 1,
+            max_day_num: 0,
+            max_pending_items: 0,
+            retry: RetryPolicy::default(),
+            priority: 0,
+            requirements: RobotRequirements::default(),
+            expiration_ms: None,
+            video_record: false,
+        }
+    }
+}
+
+/// A process and its live counters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Process {
+    /// Serial id.
+    pub id: ProcessId,
+    /// 32-hex key (seed 000 `processId`).
+    pub key: Key,
+    /// Commit version.
+    pub version: u64,
+    /// The definition.
+    pub spec: Arc<ProcessSpec>,
+    /// Jobs in Running or Stopping (seed 000 `currentRunNum`).
+    pub running: u32,
+    /// Calendar day `day_successes` counts.
+    pub day: i64,
+    /// Successful runs on `day`.
+    pub day_successes: u32,
+    /// Queue items in state New.
+    pub pending_items: u32,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+impl Process {
+    /// Successful runs today.
+    pub fn successes_on(&self, day: i64) -> u32 {
+        if self.day == day { self.day_successes } else { 0 }
+    }
+}
+
+/// Job states (seed 000 §3.3 words, plus Stopping between a stop request and the robot's answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum JobState {
+    Pending,
+    Running,
+    Stopping,
+    Successful,
+    Faulted,
+    Stopped,
+    Canceled,
+}
+
+impl JobState {
+    /// All states.
+    pub const ALL: [JobState; 7] = [
+        JobState::Pending,
+        JobState::Running,
+        JobState::Stopping,
+        JobState::Successful,
+        JobState::Faulted,
+        JobState::Stopped,
+        JobState::Canceled,
+    ];
+    /// The word for this state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Pending => "Pending",
+            JobState::Running => "Running",
+            JobState::Stopping => "Stopping",
+            JobState::Successful => "Successful",
+            JobState::Faulted => "Faulted",
+            JobState::Stopped => "Stopped",
+            JobState::Canceled => "Canceled",
+        }
+    }
+    /// Parses the word for a state.
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+    /// No further transition is possible.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Successful | JobState::Faulted | JobState::Stopped | JobState::Canceled
+        )
+    }
+    /// Holds a `maxRunNum` slot.
+    pub fn is_active(self) -> bool {
+        matches!(self, JobState::Running | JobState::Stopping)
+    }
+}
+
+/// One run of a process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Serial id; also the age order for dispatch.
+    pub id: JobId,
+    /// 32-hex key (seed 000 `jobId`, seed 001 `runInstanceId`).
+    pub key: Key,
+    /// Commit version.
+    pub version: u64,
+    /// The process it runs.
+    pub process: ProcessId,
+    /// Who started it.
+    pub user: UserId,
+    /// Their name, for Execute's `userName`.
+    pub user_name: Arc<str>,
+    /// State.
+    pub state: JobState,
+    /// Dispatch priority: higher first.
+    pub priority: i32,
+    /// Arguments (a JSON object).
+    pub arguments: Arc<Value>,
+    /// The queue item it works, for Queue processes.
+    pub queue_item: Option<QueueItemId>,
+    /// The robot running it (or that last ran it while it is stopping).
+    pub robot: Option<RobotId>,
+    /// The robot connection it was dispatched on.
+    pub connect: Option<Key>,
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// Not dispatched before this time (retry back-off, defer-until).
+    pub not_before: Option<Timestamp>,
+    /// Faulted if not finished by then.
+    pub deadline: Option<Timestamp>,
+    /// Seed 000 `jobNumber`.
+    pub job_number: i64,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// Start of the current (or last) attempt.
+    pub started_at: Option<Timestamp>,
+    /// When it reached a terminal state.
+    pub ended_at: Option<Timestamp>,
+    /// Last checkpoint the robot reported: a fail-over run gets it back.
+    pub checkpoint: Option<Arc<Value>>,
+    /// Number of checkpoints reported (progress steps).
+    pub steps: u32,
+    /// Output values the robot reported with its finish.
+    pub outputs: Option<Arc<Value>>,
+    /// Seed 001 `errorCode` of the last failure.
+    pub error_code: Option<i32>,
+    /// Why it ended, when not successfully.
+    pub reason: Option<Arc<str>>,
+    /// Ended without the robot's confirmation (Kill, expiration): the robot's late finish is accepted.
+    pub forced: bool,
+}
+
+/// Queue item states (seed 000 §3.6 words plus the orchestrator states of DESIGN §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum ItemState {
+    New,
+    InProgress,
+    Successful,
+    Faulted,
+    Retried,
+    Abandoned,
+    Deleted,
+}
+
+impl ItemState {
+    /// The core's word (seed 000 renders `Deleted` as `Delete`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemState::New => "New",
+            ItemState::InProgress => "InProgress",
+            ItemState::Successful => "Successful",
+            ItemState::Faulted => "Faulted",
+            ItemState::Retried => "Retried",
+            ItemState::Abandoned => "Abandoned",
+            ItemState::Deleted => "Deleted",
+        }
+    }
+    /// No further transition is possible.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            ItemState::Successful | ItemState::Retried | ItemState::Abandoned | ItemState::Deleted
+        )
+    }
+}
+
+/// A unit of work in a Queue process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueueItem {
+    /// Serial id.
+    pub id: QueueItemId,
+    /// 32-hex key (seed 000 `key`).
+    pub key: Key,
+    /// Commit version.
+    pub version: u64,
+    /// The Queue process.
+    pub process: ProcessId,
+    /// State.
+    pub state: ItemState,
+    /// Priority (copied to its job).
+    pub priority: i32,
+    /// Unique reference within the process, if given.
+    pub reference: Option<String>,
+    /// Content (a JSON object), passed to the job as its arguments.
+    pub content: Arc<Value>,
+    /// How many times it was retried before (0 for the first).
+    pub retry_count: u32,
+    /// The item this one retries.
+    pub retry_of: Option<QueueItemId>,
+    /// The job that works it.
+    pub job: Option<JobId>,
+    /// Not worked before this time.
+    pub defer_until: Option<Timestamp>,
+    /// Its job is Faulted if not done by this time.
+    pub deadline: Option<Timestamp>,
+    /// Creation time.
+    pub created_at: Timestamp,
+    /// When it reached a terminal state or Faulted.
+    pub ended_at: Option<Timestamp>,
+}
+
+/// Robot states (UiPath session words, DESIGN §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum RobotState {
+    Disconnected,
+    Available,
+    Busy,
+    Unresponsive,
+}
+
+impl RobotState {
+    /// The word for this state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RobotState::Disconnected => "Disconnected",
+            RobotState::Available => "Available",
+            RobotState::Busy => "Busy",
+            RobotState::Unresponsive => "Unresponsive",
+        }
+    }
+}
+
+/// What an administrator says about a robot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RobotProfile {
+    /// Vendor (supplier code) the robot must register with.
+    pub vendor: Option<String>,
+    /// Pool.
+    pub pool: String,
+    /// Labels.
+    pub labels: Vec<String>,
+    /// Attended robots run Attended processes; unattended ones the rest.
+    pub attended: bool,
+    /// Bound license content (sent with SendLicense).
+    pub license: Option<String>,
+}
+
+impl Default for RobotProfile {
+    fn default() -> Self {
+        RobotProfile {
+            vendor: None,
+            pool: "default".into(),
+            labels: Vec::new(),
+            attended: false,
+            license: None,
+        }
+    }
+}
+
+/// An executor (seed 001), identified by the id it connects with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Robot {
+    /// Serial id.
+    pub id: RobotId,
+    /// 32-hex key.
+    pub key: Key,
+    /// Commit version.
+    pub version: u64,
+    /// The executor's own id (`/robothub/{id}`, header `robotId`).
+    pub code: Arc<str>,
+    /// Administrator's settings.
+    pub profile: Arc<RobotProfile>,
+    /// Executor version it registered with.
+    pub robot_version: Option<Arc<str>>,
+    /// State.
+    pub state: RobotState,
+    /// Current connection (`robotConnectId`).
+    pub connect: Option<Key>,
+    /// The job it runs.
+    pub job: Option<JobId>,
+    /// Last registration or heartbeat.
+    pub last_seen: Timestamp,
+    /// Becomes Unresponsive (and loses its job) if silent until then.
+    pub deadline: Option<Timestamp>,
+}
+
+impl Robot {
+    /// Whether this robot may run jobs of `spec`.
+    pub fn can_run(&self, spec: &ProcessSpec) -> bool {
+        let p = &*self.profile;
+        let kind_ok = match spec.process_type {
+            ProcessType::Attended => p.attended,
+            ProcessType::Unattended | ProcessType::Queue => !p.attended,
+        };
+        kind_ok
+            && spec.requirements.vendor.as_ref().is_none_or(|v| p.vendor.as_ref() == Some(v))
+            && spec.requirements.pool.as_ref().is_none_or(|pool| &p.pool == pool)
+            && spec.requirements.labels.iter().all(|l| p.labels.contains(l))
+    }
+}
+
+/// A robot vendor (seed 001 supplier): robots prove they belong to it with its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vendor {
+    /// Serial id.
+    pub id: VendorId,
+    /// 32-hex key.
+    pub key: Key,
+    /// Commit version.
+    pub version: u64,
+    /// `supplierCode`.
+    pub code: String,
+    /// The shared secret (stores keep it encrypted at rest; never logged or returned).
+    pub secret: String,
+}
+
+/// Something a role allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Permission {
+    /// Create users, unlock them, grant processes, define roles.
+    ManageUsers,
+    /// Create and change processes.
+    ManageProcesses,
+    /// Register vendors, configure robots, bind licenses.
+    ManageRobots,
+    /// Read and verify the audit log.
+    ViewAudit,
+    /// Stop and inspect any job, granted or not.
+    OperateAllJobs,
+}
+
+impl Permission {
+    /// Every permission.
+    pub const ALL: [Permission; 5] = [
+        Permission::ManageUsers,
+        Permission::ManageProcesses,
+        Permission::ManageRobots,
+        Permission::ViewAudit,
+        Permission::OperateAllJobs,
+    ];
+}
+
+/// A named set of permissions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Role {
+    /// Serial id.
+    pub id: RoleId,
+    /// 32-hex key.
+    pub key: Key,
+    /// Commit version.
+    pub version: u64,
+    /// Unique name.
+    pub name: String,
+    /// What it allows.
+    pub permissions: BTreeSet<Permission>,
+}
+
+/// A person who calls the business API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    /// Serial id.
+    pub id: UserId,
+    /// 32-hex key.
+    pub key: Key,
+    /// Commit version.
+    pub version: u64,
+    /// Login name (unique).
+    pub name: String,
+    /// Argon2 PHC string.
+    pub password_hash: String,
+    /// Wrong passwords in a row.
+    pub failed_logins: u32,
+    /// Locked after too many wrong passwords, until an administrator unlocks.
+    pub locked: bool,
+    /// Roles by id.
+    pub roles: BTreeSet<RoleId>,
+    /// Processes the user may start.
+    pub grants: BTreeSet<ProcessId>,
+    /// Creation time.
+    pub created_at: Timestamp,
+}
+
+/// A login session. Only the SHA-256 of the token is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Token {
+    /// SHA-256 of the opaque token.
+    pub hash: [u8; 32],
+    /// Whose session.
+    pub user: UserId,
+    /// Issue time.
+    pub created_at: Timestamp,
+    /// Invalid from then on.
+    pub expires_at: Timestamp,
+}
+
+/// Seed 001 log level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum LogLevel {
+    Info = 0,
+    Warning = 1,
+    Error = 2,
+}
+
+impl LogLevel {
+    /// From seed 001's integer.
+    pub fn from_int(v: i64) -> Option<LogLevel> {
+        match v {
+            0 => Some(LogLevel::Info),
+            1 => Some(LogLevel::Warning),
+            2 => Some(LogLevel::Error),
+            _ => None,
+        }
+    }
+}
+
+/// One line a robot reported (seed 001 RunInstanceLog).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunLog {
+    /// Serial id.
+    pub id: RunLogId,
+    /// The job.
+    pub job: JobId,
+    /// The robot that reported it.
+    pub robot: RobotId,
+    /// `content`.
+    pub content: String,
+    /// `screenshot` id.
+    pub screenshot: Option<String>,
+    /// `logAt` as the robot sent it.
+    pub log_at: String,
+    /// `logLevel`.
+    pub level: LogLevel,
+    /// When the engine accepted it.
+    pub received_at: Timestamp,
+}
+
+/// A screen recording a robot reported after a finish.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VideoRecord {
+    /// The job.
+    pub job: JobId,
+    /// The robot.
+    pub robot: RobotId,
+    /// `videoId`.
+    pub video_id: String,
+    /// When it was reported.
+    pub at: Timestamp,
+}
+
+/// Seed 001 upload source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum FileSource {
+    File,
+    Demand,
+    Icon,
+    Package,
+}
+
+impl FileSource {
+    /// From the `{source}` path segment.
+    pub fn parse(s: &str) -> Option<FileSource> {
+        match s {
+            "file" => Some(FileSource::File),
+            "demand" => Some(FileSource::Demand),
+            "icon" => Some(FileSource::Icon),
+            _ => None,
+        }
+    }
+}
+
+/// Who did something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Actor {
+    /// The engine itself (timers, configuration loading).
+    System,
+    /// A person.
+    User(UserId),
+    /// An executor.
+    Robot(RobotId),
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Actor::System => f.write_str("system"),
+            Actor::User(u) => write!(f, "user:{u}"),
+            Actor::Robot(r) => write!(f, "robot:{r}"),
+        }
+    }
+}
+
+/// Metadata of an uploaded file; the bytes live wherever the host keeps them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredFile {
+    /// Serial id.
+    pub id: FileId,
+    /// 32-hex key (`fileId`).
+    pub key: Key,
+    /// Commit version.
+    pub version: u64,
+    /// Upload source.
+    pub source: FileSource,
+    /// Original file name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the content, hex.
+    pub sha256: String,
+    /// Who uploaded it.
+    pub owner: Actor,
+    /// In whose personal folder it is, if any (user name).
+    pub personal_of: Option<String>,
+    /// The job it belongs to, if any.
+    pub job: Option<JobId>,
+    /// Upload time.
+    pub created_at: Timestamp,
+}
+
+/// One link of the hash-chained audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    /// Position in the chain, from 1.
+    pub seq: u64,
+    /// When.
+    pub at: Timestamp,
+    /// Who.
+    pub actor: Actor,
+    /// What (e.g. `job.dispatch`, `login.failed`).
+    pub action: String,
+    /// On what (e.g. `job:42`).
+    pub subject: String,
+    /// Details (e.g. `Pending->Running robot:3`).
+    pub detail: String,
+    /// Hash of the previous event (zeros for the first).
+    pub prev_hash: [u8; 32],
+    /// Hash over this event and `prev_hash`.
+    pub hash: [u8; 32],
+}

@@ -1,0 +1,222 @@
+//! The robot state machine (DESIGN §3).
+//!
+//! | state \ event | Register | Heartbeat | Assign | Release | Timeout | Close |
+//! |---|---|---|---|---|---|---|
+//! | Disconnected | Available, or Busy if it still holds a job | ✗ | ✗ | Disconnected | Disconnected (job lost) | Disconnected |
+//! | Available | 10000 if healthy, else re-registers | Available | Busy | ✗ | Unresponsive | Disconnected |
+//! | Busy | 10000 if healthy, else re-registers | Busy | ✗ | Available | Unresponsive (job lost) | Disconnected (job kept until timeout) |
+//! | Unresponsive | Available | Available | ✗ | Unresponsive | ✗ | Disconnected |
+//!
+//! "Healthy" means heard from within the heartbeat timeout. A robot that closes
+//! its socket keeps its job until the timeout: if it reconnects in time and says
+//! in its heartbeat that it still runs the job, it keeps it.
+
+use crate::error::{AnyState, Entity, Error, Rejected};
+use crate::ids::{JobId, Key};
+use crate::model::{Robot, RobotState};
+use crate::time::Timestamp;
+
+/// What happened to a robot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RobotEvent {
+    /// A new connection proved its vendor.
+    Register(Key),
+    /// The connection is alive.
+    Heartbeat,
+    /// The scheduler gave it a job.
+    Assign(JobId),
+    /// It is done with its job.
+    Release,
+    /// Silent past its deadline.
+    Timeout,
+    /// Its connection closed.
+    Close,
+}
+
+impl RobotEvent {
+    fn name(self) -> &'static str {
+        match self {
+            RobotEvent::Register(_) => "register",
+            RobotEvent::Heartbeat => "heartbeat",
+            RobotEvent::Assign(_) => "assign",
+            RobotEvent::Release => "release",
+            RobotEvent::Timeout => "timeout",
+            RobotEvent::Close => "close",
+        }
+    }
+}
+
+/// Whether the robot's current connection still counts (DESIGN §7, error 10000).
+pub fn is_healthy(robot: &Robot, now: Timestamp) -> bool {
+    matches!(robot.state, RobotState::Available | RobotState::Busy)
+        && robot.deadline.is_some_and(|d| d > now)
+}
+
+/// Applies `ev` to `robot`; `timeout_ms` is the heartbeat timeout. On `Err`
+/// the robot is unchanged. Returns the job the robot lost, if any (Timeout).
+pub fn apply(robot: &mut Robot, ev: RobotEvent, now: Timestamp, timeout_ms: u64) -> Result<Option<JobId>, Error> {
+    use RobotState::*;
+    let deadline = Some(now.plus_ms(timeout_ms));
+    let reject = |r: &Robot| Rejected { entity: Entity::Robot, state: AnyState::Robot(r.state), event: ev.name() };
+    let mut lost = None;
+    match (robot.state, ev) {
+        (Available | Busy, RobotEvent::Register(_)) if is_healthy(robot, now) => {
+            return Err(Error::DuplicateConnection);
+        }
+        (_, RobotEvent::Register(connect)) => {
+            robot.connect = Some(connect);
+            robot.state = if robot.job.is_some() { Busy } else { Available };
+            robot.last_seen = now;
+            robot.deadline = deadline;
+        }
+        (Available | Busy, RobotEvent::Heartbeat) => {
+            robot.last_seen = now;
+            robot.deadline = deadline;
+        }
+        (Unresponsive, RobotEvent::Heartbeat) => {
+            robot.state = if robot.job.is_some() { Busy } else { Available };
+            robot.last_seen = now;
+            robot.deadline = deadline;
+        }
+        (Available, RobotEvent::Assign(job)) if robot.job.is_none() => {
+            robot.state = Busy;
+            robot.job = Some(job);
+        }
+        (Busy, RobotEvent::Release) => {
+            robot.state = Available;
+            robot.job = None;
+        }
+        (Disconnected | Unresponsive, RobotEvent::Release) if robot.job.is_some() => {
+            robot.job = None;
+            if robot.state == Disconnected {
+                robot.deadline = None;
+            }
+        }
+        (Available | Busy, RobotEvent::Timeout) => {
+            lost = robot.job.take();
+            robot.state = Unresponsive;
+            robot.deadline = None;
+        }
+        (Disconnected, RobotEvent::Timeout) if robot.deadline.is_some() => {
+            lost = robot.job.take();
+            robot.deadline = None;
+        }
+        (Available | Busy | Unresponsive, RobotEvent::Close) => {
+            robot.state = Disconnected;
+            robot.connect = None;
+            if robot.job.is_none() {
+                robot.deadline = None;
+            }
+        }
+        _ => return Err(reject(robot).into()),
+    }
+    Ok(lost)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::ids::*;
+    use crate::model::RobotProfile;
+    use crate::model::RobotState::*;
+
+    const T: u64 = 30_000;
+
+    fn robot() -> Robot {
+        Robot {
+            id: RobotId(1),
+            key: Key([4; 16]),
+            version: 1,
+            code: "r1".into(),
+            profile: Arc::new(RobotProfile::default()),
+            robot_version: None,
+            state: Disconnected,
+            connect: None,
+            job: None,
+            last_seen: Timestamp(0),
+            deadline: None,
+        }
+    }
+
+    fn at(ms: i64) -> Timestamp {
+        Timestamp(ms)
+    }
+
+    #[test]
+    fn register_assign_release() {
+        let mut r = robot();
+        apply(&mut r, RobotEvent::Register(Key([1; 16])), at(0), T).unwrap();
+        assert_eq!(r.state, Available);
+        apply(&mut r, RobotEvent::Assign(JobId(5)), at(1), T).unwrap();
+        assert_eq!((r.state, r.job), (Busy, Some(JobId(5))));
+        apply(&mut r, RobotEvent::Release, at(2), T).unwrap();
+        assert_eq!((r.state, r.job), (Available, None));
+    }
+
+    #[test]
+    fn a_second_connection_while_healthy_gets_10000() {
+        let mut r = robot();
+        apply(&mut r, RobotEvent::Register(Key([1; 16])), at(0), T).unwrap();
+        let before = r.clone();
+        assert_eq!(apply(&mut r, RobotEvent::Register(Key([2; 16])), at(10), T), Err(Error::DuplicateConnection));
+        assert_eq!(r, before);
+        // silent past the timeout: the new connection wins
+        apply(&mut r, RobotEvent::Register(Key([2; 16])), at(T as i64 + 1), T).unwrap();
+        assert_eq!(r.connect, Some(Key([2; 16])));
+    }
+
+    #[test]
+    fn timeout_makes_unresponsive_and_loses_the_job() {
+        let mut r = robot();
+        apply(&mut r, RobotEvent::Register(Key([1; 16])), at(0), T).unwrap();
+        apply(&mut r, RobotEvent::Assign(JobId(5)), at(1), T).unwrap();
+        let lost = apply(&mut r, RobotEvent::Timeout, at(T as i64), T).unwrap();
+        assert_eq!(lost, Some(JobId(5)));
+        assert_eq!((r.state, r.job), (Unresponsive, None));
+        apply(&mut r, RobotEvent::Heartbeat, at(T as i64 + 5), T).unwrap();
+        assert_eq!(r.state, Available, "a robot heard from again is available");
+    }
+
+    #[test]
+    fn close_keeps_the_job_until_reconnect_or_timeout() {
+        let mut r = robot();
+        apply(&mut r, RobotEvent::Register(Key([1; 16])), at(0), T).unwrap();
+        apply(&mut r, RobotEvent::Assign(JobId(5)), at(1), T).unwrap();
+        apply(&mut r, RobotEvent::Close, at(2), T).unwrap();
+        assert_eq!((r.state, r.job), (Disconnected, Some(JobId(5))));
+        apply(&mut r, RobotEvent::Register(Key([2; 16])), at(3), T).unwrap();
+        assert_eq!((r.state, r.job), (Busy, Some(JobId(5))));
+        apply(&mut r, RobotEvent::Close, at(4), T).unwrap();
+        assert_eq!(apply(&mut r, RobotEvent::Timeout, at(T as i64 + 10), T).unwrap(), Some(JobId(5)));
+        assert_eq!((r.state, r.job, r.deadline), (Disconnected, None, None));
+    }
+
+    #[test]
+    fn illegal_events_change_nothing() {
+        let events = [
+            RobotEvent::Heartbeat,
+            RobotEvent::Assign(JobId(1)),
+            RobotEvent::Release,
+            RobotEvent::Timeout,
+            RobotEvent::Close,
+        ];
+        let mut rejected = 0;
+        for state in [Disconnected, Available, Busy, Unresponsive] {
+            for ev in events {
+                let mut start = robot();
+                start.state = state;
+                if state == Busy {
+                    start.job = Some(JobId(1));
+                }
+                let mut r = start.clone();
+                if apply(&mut r, ev, at(0), T).is_err() {
+                    assert_eq!(r, start, "{state:?} + {ev:?}");
+                    rejected += 1;
+                }
+            }
+        }
+        assert!(rejected >= 8);
+    }
+}

@@ -1,0 +1,201 @@
+//! The storage boundary: the core decides, the store commits (DESIGN §4).
+//!
+//! Reads return owned snapshots. A [`Commit`] carries every write of one
+//! engine decision plus its audit events and robot commands, and is applied
+//! atomically or not at all. Each versioned entity in a commit carries its
+//! *new* version; the store accepts it only if the stored version is exactly
+//! one less (or the entity is absent and the new version is 1), so two
+//! engines that read the same job can never both commit a change to it:
+//! the second gets [`StoreError::Conflict`] and decides again.
+//!
+//! Stores also maintain the indexes dispatch needs ([`Store::next_pending`],
+//! [`Store::available_robots`]) and the deadline index ([`Store::due`]),
+//! derived from the entities themselves (see [`timers_of_job`] and
+//! [`timers_of_robot`]), so no dispatch, heartbeat or finish scans a table.
+
+use std::future::Future;
+
+use crate::audit::AuditDraft;
+use crate::error::StoreError;
+use crate::ids::*;
+use crate::model::*;
+use crate::time::Timestamp;
+use crate::transport::Command;
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One write of a commit.
+#[derive(Debug, Clone)]
+#[allow(missing_docs)]
+pub enum Write {
+    User(User),
+    Role(Role),
+    Token(Token),
+    /// Deletes a session.
+    RevokeToken([u8; 32]),
+    Process(Process),
+    Job(Job),
+    Item(QueueItem),
+    Robot(Robot),
+    Vendor(Vendor),
+    /// Appended, never changed.
+    Log(RunLog),
+    /// Appended, never changed.
+    Video(VideoRecord),
+    File(StoredFile),
+}
+
+/// Everything one engine decision writes, applied atomically.
+#[derive(Debug, Clone, Default)]
+pub struct Commit {
+    /// Entity writes.
+    pub writes: Vec<Write>,
+    /// Audit events, appended to the chain in order.
+    pub audit: Vec<AuditDraft>,
+    /// Commands for robots' outboxes.
+    pub commands: Vec<(RobotId, Command)>,
+    /// Robots whose outboxes are emptied first (a new connection, a lost robot).
+    pub clear_outbox: Vec<RobotId>,
+}
+
+impl Commit {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.audit.is_empty() && self.commands.is_empty() && self.clear_outbox.is_empty()
+    }
+}
+
+/// A deadline that has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Due {
+    /// A robot was silent until its deadline.
+    RobotSilent(RobotId),
+    /// A job's deadline passed.
+    JobExpired(JobId),
+    /// A job's back-off is over.
+    JobReady(JobId),
+}
+
+/// The deadlines a job puts in the index.
+pub fn timers_of_job(job: &Job) -> impl Iterator<Item = (Timestamp, Due)> {
+    let ready = match (job.state, job.not_before) {
+        (JobState::Pending, Some(t)) => Some((t, Due::JobReady(job.id))),
+        _ => None,
+    };
+    let expire = match job.deadline {
+        Some(d) if !job.state.is_terminal() => Some((d, Due::JobExpired(job.id))),
+        _ => None,
+    };
+    ready.into_iter().chain(expire)
+}
+
+/// The deadline a robot puts in the index.
+pub fn timers_of_robot(robot: &Robot) -> Option<(Timestamp, Due)> {
+    robot.deadline.map(|d| (d, Due::RobotSilent(robot.id)))
+}
+
+/// Whether a job belongs in the dispatch index.
+pub fn is_dispatchable(job: &Job) -> bool {
+    job.state == JobState::Pending && job.not_before.is_none()
+}
+
+/// Whether a robot belongs in the available-robots index.
+pub fn is_idle(robot: &Robot) -> bool {
+    robot.state == RobotState::Available && robot.job.is_none()
+}
+
+/// Jobs of a process in a time window (seed 000 §3.7).
+#[derive(Debug, Clone)]
+pub struct JobQuery {
+    /// The process.
+    pub process: ProcessId,
+    /// Created at or after.
+    pub from: Timestamp,
+    /// Created at or before.
+    pub to: Timestamp,
+    /// Only in this state.
+    pub state: Option<JobState>,
+    /// At most this many records (newest first); `total` counts all.
+    pub limit: usize,
+}
+
+/// A storage backend. All methods are cancel-safe reads except [`Store::commit`]
+/// and [`Store::take_commands`], which are atomic.
+pub trait Store: Send + Sync + 'static {
+    /// A fresh serial id of `kind`.
+    fn next_id(&self, kind: IdKind) -> impl Future<Output = StoreResult<i64>> + Send;
+
+    /// A user by id.
+    fn user(&self, id: UserId) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+    /// A user by login name.
+    fn user_by_name(&self, name: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+    /// All users, by id.
+    fn users(&self) -> impl Future<Output = StoreResult<Vec<User>>> + Send;
+    /// A role by id.
+    fn role(&self, id: RoleId) -> impl Future<Output = StoreResult<Option<Role>>> + Send;
+    /// A role by name.
+    fn role_by_name(&self, name: &str) -> impl Future<Output = StoreResult<Option<Role>>> + Send;
+    /// A session by token hash.
+    fn token(&self, hash: [u8; 32]) -> impl Future<Output = StoreResult<Option<Token>>> + Send;
+
+    /// A process by id.
+    fn process(&self, id: ProcessId) -> impl Future<Output = StoreResult<Option<Process>>> + Send;
+    /// A process by key.
+    fn process_by_key(&self, key: Key) -> impl Future<Output = StoreResult<Option<Process>>> + Send;
+    /// All processes, by id.
+    fn processes(&self) -> impl Future<Output = StoreResult<Vec<Process>>> + Send;
+
+    /// A job by id.
+    fn job(&self, id: JobId) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
+    /// A job by key.
+    fn job_by_key(&self, key: Key) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
+    /// Jobs of a process created in a window, newest first, and how many match.
+    fn jobs_of_process(&self, q: JobQuery) -> impl Future<Output = StoreResult<(u64, Vec<Job>)>> + Send;
+    /// The next job to dispatch among `processes`: dispatchable, highest
+    /// priority first, then lowest id. O(log n) per process.
+    fn next_pending(&self, processes: &[ProcessId]) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
+    /// Number of dispatchable jobs of a process.
+    fn pending_count(&self, process: ProcessId) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// A queue item by id.
+    fn item(&self, id: QueueItemId) -> impl Future<Output = StoreResult<Option<QueueItem>>> + Send;
+    /// A queue item by key.
+    fn item_by_key(&self, key: Key) -> impl Future<Output = StoreResult<Option<QueueItem>>> + Send;
+    /// A queue item by its unique reference within a process.
+    fn item_by_reference(&self, process: ProcessId, reference: &str) -> impl Future<Output = StoreResult<Option<QueueItem>>> + Send;
+
+    /// A robot by id.
+    fn robot(&self, id: RobotId) -> impl Future<Output = StoreResult<Option<Robot>>> + Send;
+    /// A robot by the executor's own id.
+    fn robot_by_code(&self, code: &str) -> impl Future<Output = StoreResult<Option<Robot>>> + Send;
+    /// All robots, by id.
+    fn robots(&self) -> impl Future<Output = StoreResult<Vec<Robot>>> + Send;
+    /// Idle robots (Available, no job) with id greater than `after`, by id.
+    fn available_robots(&self, after: Option<RobotId>, limit: usize) -> impl Future<Output = StoreResult<Vec<Robot>>> + Send;
+    /// A vendor by supplier code.
+    fn vendor_by_code(&self, code: &str) -> impl Future<Output = StoreResult<Option<Vendor>>> + Send;
+
+    /// A job's run logs, in order.
+    fn logs(&self, job: JobId) -> impl Future<Output = StoreResult<Vec<RunLog>>> + Send;
+    /// A job's screen recordings.
+    fn videos(&self, job: JobId) -> impl Future<Output = StoreResult<Vec<VideoRecord>>> + Send;
+    /// File metadata by key.
+    fn file_by_key(&self, key: Key) -> impl Future<Output = StoreResult<Option<StoredFile>>> + Send;
+    /// Files in a personal folder.
+    fn personal_files(&self, owner: &str) -> impl Future<Output = StoreResult<Vec<StoredFile>>> + Send;
+
+    /// Deadlines at or before `now`, earliest first.
+    fn due(&self, now: Timestamp, limit: usize) -> impl Future<Output = StoreResult<Vec<Due>>> + Send;
+    /// The earliest deadline.
+    fn next_due(&self) -> impl Future<Output = StoreResult<Option<Timestamp>>> + Send;
+
+    /// Removes and returns a robot's waiting commands, oldest first.
+    fn take_commands(&self, robot: RobotId) -> impl Future<Output = StoreResult<Vec<Command>>> + Send;
+
+    /// Audit events with `seq > after`, in order, at most `limit`.
+    fn audit(&self, after: u64, limit: usize) -> impl Future<Output = StoreResult<Vec<AuditEvent>>> + Send;
+
+    /// Applies `commit` atomically, checking versions and unique keys.
+    fn commit(&self, commit: Commit) -> impl Future<Output = StoreResult<()>> + Send;
+}

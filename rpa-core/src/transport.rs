@@ -1,0 +1,100 @@
+//! Commands to robots (seed 001 A.1.2) and how hosts are told there are some.
+//!
+//! Commands are written to a per-robot outbox in the same commit as the
+//! transition that caused them. The WebSocket hub pushes them when woken; an
+//! HTTP robot gets them in its heartbeat answer.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::{Key, RobotId};
+
+/// Seed 001 Argument (A.3.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Argument {
+    /// Parameter name.
+    pub name: String,
+    /// Parameter type (`boolean`, `string`, `int`, `other`).
+    #[serde(rename = "type")]
+    pub arg_type: String,
+    /// Value as a string.
+    pub value: String,
+}
+
+/// Seed 001 Execute body (table A.7), plus the fail-over extensions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Execute {
+    /// The job's key.
+    pub run_instance_id: Key,
+    /// Where to download the package.
+    pub package_download_uri: String,
+    /// Where to upload files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file_upload_uri: Option<String>,
+    /// Arguments.
+    pub arguments: Vec<Argument>,
+    /// Record the screen.
+    pub video_record_required: bool,
+    /// Whether the recording is sent back (1) or not (0).
+    pub video_record_mode: i32,
+    /// Who started the job (user id).
+    pub user_id: String,
+    /// Who started the job (user name).
+    pub user_name: String,
+    /// Extension: the last checkpoint of an earlier attempt, to resume from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Value>,
+    /// Extension: attempt number, from 1.
+    pub attempt: u32,
+}
+
+/// A command for a robot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// Start a run.
+    Execute(Box<Execute>),
+    /// Stop the current run (seed 001 Stop has no body; the key is for the host).
+    Stop {
+        /// The run to stop.
+        run_instance_id: Key,
+    },
+    /// The robot's bound license.
+    SendLicense {
+        /// License content.
+        license_content: String,
+    },
+    /// An error the robot should act on.
+    Error {
+        /// Seed 001 error code.
+        error_code: i32,
+        /// Details.
+        message: String,
+    },
+}
+
+impl Command {
+    /// Seed 001 action word.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Command::Execute(_) => "Execute",
+            Command::Stop { .. } => "Stop",
+            Command::SendLicense { .. } => "SendLicense",
+            Command::Error { .. } => "Error",
+        }
+    }
+}
+
+/// Told after a commit that a robot has new commands in its outbox.
+pub trait RobotTransport: Send + Sync + 'static {
+    /// Robot `robot` has commands waiting; fetch them with `Engine::take_commands`.
+    fn wake(&self, robot: RobotId);
+}
+
+/// A transport for robots that only poll (HTTP heartbeats): nothing to wake.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PollOnly;
+
+impl RobotTransport for PollOnly {
+    fn wake(&self, _robot: RobotId) {}
+}
