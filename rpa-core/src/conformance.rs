@@ -92,6 +92,7 @@ pub fn sample_robot(id: i64, state: RobotState) -> Robot {
         job: None,
         last_seen: Timestamp(0),
         deadline: None,
+        awaiting_heartbeat: false,
     }
 }
 
@@ -380,6 +381,7 @@ async fn engines_race<S: Store + Clone>(s: S) {
         let code = format!("r{i}");
         let proof = crate::auth::supplier_proof("vendor-secret", &code);
         let reg = a.register_robot(&code, "acme", &proof, None).await.unwrap();
+        a.heartbeat(&code, reg.connect, None).await.unwrap();
         connects.push((code, reg.connect));
     }
     let user = a.authenticate(&a.login("root", "pw").await.unwrap().token).await.unwrap();

@@ -442,6 +442,10 @@ pub struct Robot {
     pub last_seen: Timestamp,
     /// Becomes Unresponsive (and loses its job) if silent until then.
     pub deadline: Option<Timestamp>,
+    /// Registered but not heard from since: it gets work only after a
+    /// heartbeat has said what it is running (a robot that reconnects may
+    /// still be busy with a run the engine gave away).
+    pub awaiting_heartbeat: bool,
 }
 
 impl Robot {

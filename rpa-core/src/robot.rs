@@ -7,6 +7,8 @@
 //! | Busy | 10000 if healthy, else re-registers | Busy | ✗ | Available | Unresponsive (job lost) | Disconnected (job kept until timeout) |
 //! | Unresponsive | Available | Available | ✗ | Unresponsive | ✗ | Disconnected |
 //!
+//! A registered robot is given work only after its first heartbeat
+//! (`awaiting_heartbeat`): the heartbeat says what it is still running.
 //! "Healthy" means heard from within the heartbeat timeout. A robot that closes
 //! its socket keeps its job until the timeout: if it reconnects in time and says
 //! in its heartbeat that it still runs the job, it keeps it.
@@ -68,15 +70,15 @@ pub fn apply(robot: &mut Robot, ev: RobotEvent, now: Timestamp, timeout_ms: u64)
             robot.state = if robot.job.is_some() { Busy } else { Available };
             robot.last_seen = now;
             robot.deadline = deadline;
+            robot.awaiting_heartbeat = true;
         }
-        (Available | Busy, RobotEvent::Heartbeat) => {
+        (Available | Busy | Unresponsive, RobotEvent::Heartbeat) => {
+            if robot.state == Unresponsive {
+                robot.state = if robot.job.is_some() { Busy } else { Available };
+            }
             robot.last_seen = now;
             robot.deadline = deadline;
-        }
-        (Unresponsive, RobotEvent::Heartbeat) => {
-            robot.state = if robot.job.is_some() { Busy } else { Available };
-            robot.last_seen = now;
-            robot.deadline = deadline;
+            robot.awaiting_heartbeat = false;
         }
         (Available, RobotEvent::Assign(job)) if robot.job.is_none() => {
             robot.state = Busy;
@@ -137,6 +139,7 @@ mod tests {
             job: None,
             last_seen: Timestamp(0),
             deadline: None,
+            awaiting_heartbeat: false,
         }
     }
 
@@ -149,6 +152,9 @@ mod tests {
         let mut r = robot();
         apply(&mut r, RobotEvent::Register(Key([1; 16])), at(0), T).unwrap();
         assert_eq!(r.state, Available);
+        assert!(r.awaiting_heartbeat, "no work before the first heartbeat");
+        apply(&mut r, RobotEvent::Heartbeat, at(0), T).unwrap();
+        assert!(!r.awaiting_heartbeat);
         apply(&mut r, RobotEvent::Assign(JobId(5)), at(1), T).unwrap();
         assert_eq!((r.state, r.job), (Busy, Some(JobId(5))));
         apply(&mut r, RobotEvent::Release, at(2), T).unwrap();

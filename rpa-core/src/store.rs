@@ -100,9 +100,9 @@ pub fn is_dispatchable(job: &Job) -> bool {
     job.state == JobState::Pending && job.not_before.is_none()
 }
 
-/// Whether a robot belongs in the available-robots index.
+/// Whether a robot belongs in the available-robots index (may be given a job now).
 pub fn is_idle(robot: &Robot) -> bool {
-    robot.state == RobotState::Available && robot.job.is_none()
+    robot.state == RobotState::Available && robot.job.is_none() && !robot.awaiting_heartbeat
 }
 
 /// Jobs of a process in a time window (seed 000 §3.7).

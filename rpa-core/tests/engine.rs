@@ -296,6 +296,7 @@ fn registration_needs_the_vendor_proof_and_one_live_connection() {
     let unknown = block(w.engine.register_robot("r", "nope", &rpa_core::auth::supplier_proof(SECRET, "r"), None));
     assert_eq!(unknown.unwrap_err(), Error::BadSupplier);
     let first = w.connect("r");
+    assert!(w.robot(&first).state == RobotState::Available);
     let second = block(w.engine.register_robot("r", "acme", &rpa_core::auth::supplier_proof(SECRET, "r"), None));
     assert_eq!(second.unwrap_err(), Error::DuplicateConnection);
     assert_eq!(w.robot(&first).connect, Some(first.connect), "the live connection is kept");
@@ -303,6 +304,17 @@ fn registration_needs_the_vendor_proof_and_one_live_connection() {
     let third = w.connect("r");
     assert_ne!(third.connect, first.connect, "a silent connection no longer counts");
     assert_eq!(block(w.engine.heartbeat("r", first.connect, None)).unwrap_err(), Error::NotConnected);
+}
+
+#[test]
+fn a_registered_robot_gets_work_only_after_its_first_heartbeat() {
+    let mut w = World::new();
+    let p = w.process(|_| {});
+    let j = w.start(&p, json!({}));
+    let bot = w.register("r");
+    assert_eq!(w.job(&j).state, JobState::Pending, "it may still be running something else");
+    let cmds = w.beat(&bot, None);
+    assert!(matches!(&cmds[..], [Command::Execute(e)] if e.run_instance_id == j.key));
 }
 
 #[test]
@@ -362,7 +374,7 @@ fn a_robot_that_reconnects_in_time_keeps_its_job() {
     block(w.engine.disconnect("a", a.connect)).unwrap();
     assert_eq!(w.robot(&a).state, RobotState::Disconnected);
     w.advance(5_000);
-    let a2 = w.connect("a");
+    let a2 = w.register("a");
     assert_eq!(w.robot(&a2).state, RobotState::Busy);
     w.beat(&a2, Some(j.key));
     w.advance(40_000);
@@ -380,7 +392,7 @@ fn a_robot_that_reconnects_without_its_job_fails_it_over() {
     let a = w.connect("a");
     let j = w.start(&p, json!({}));
     block(w.engine.disconnect("a", a.connect)).unwrap();
-    let a2 = w.connect("a");
+    let a2 = w.register("a");
     let cmds = w.beat(&a2, None);
     let j2 = w.job(&j);
     assert_eq!(j2.attempt, 2, "lost and dispatched again");
@@ -450,11 +462,12 @@ fn queue_items_run_as_jobs_and_failures_are_retried_as_new_items() {
     let e = block(w.engine.start_job(&w.user, q.key, &json!({"invoice": "x"}))).unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)));
 
-    let bot = w.connect("r");
+    let bot = w.register("r");
+    let first = w.beat(&bot, None);
     let item = |i: &QueueItem| block(w.engine.queue_item(i.key)).unwrap();
     assert_eq!(item(&i1).state, ItemState::InProgress);
     let j1 = block(w.engine.store().job(item(&i1).job.unwrap())).unwrap().unwrap();
-    assert_eq!(w.executes(&bot)[0].arguments[0].value, "A");
+    assert!(matches!(&first[..], [Command::Execute(e)] if e.arguments[0].value == "A" && e.run_instance_id == j1.key));
     w.finish(&bot, &j1, FinishStatus::Failed).unwrap();
     assert_eq!(item(&i1).state, ItemState::Retried);
     assert_eq!(w.job(&j1).state, JobState::Faulted, "queue jobs are not retried themselves");
@@ -570,4 +583,21 @@ fn two_engines_on_threads_never_run_a_job_twice() {
     let starts = block(store.audit(0, usize::MAX)).unwrap().iter().filter(|e| e.action == "job.dispatch").count();
     assert_eq!(starts, 100, "each job dispatched exactly once");
     w.audit_ok();
+}
+
+#[test]
+fn a_robot_back_from_silence_keeps_a_job_nobody_took() {
+    let mut w = World::new();
+    let p = w.process(|_| {});
+    let a = w.connect("a");
+    let j = w.start(&p, json!({}));
+    w.advance(30_001);
+    w.tick();
+    assert_eq!((w.job(&j).state, w.job(&j).attempt), (JobState::Pending, 2), "failed over, no robot free");
+    let cmds = w.beat(&a, Some(j.key));
+    assert!(cmds.is_empty(), "no Stop and no second Execute: {cmds:?}");
+    assert_eq!(w.job(&j).state, JobState::Running);
+    assert_eq!(w.robot(&a).job, Some(j.id));
+    w.finish(&a, &j, FinishStatus::Success).unwrap();
+    assert_eq!(w.job(&j).state, JobState::Successful);
 }

@@ -58,7 +58,7 @@ impl<S: Store> Engine<S> {
                 _ => {}
             }
             let Some(robot) = self.find_robot(&p).await? else { return Ok(false) };
-            if self.try_assign(robot, job, p).await? {
+            if self.try_assign(robot, job, p, true).await? {
                 return Ok(true);
             }
         }
@@ -74,7 +74,7 @@ impl<S: Store> Engine<S> {
                 return Ok(false);
             }
             let Some(robot) = self.find_robot(&p).await? else { return Ok(false) };
-            if self.try_assign(robot, job, p).await? {
+            if self.try_assign(robot, job, p, true).await? {
                 return Ok(true);
             }
         }
@@ -114,7 +114,7 @@ impl<S: Store> Engine<S> {
             }
             let Some(job) = self.store.next_pending(&eligible).await? else { return Ok(false) };
             let Some(p) = processes.into_iter().find(|p| p.id == job.process) else { return Ok(false) };
-            if self.try_assign(robot, job, p).await? {
+            if self.try_assign(robot, job, p, true).await? {
                 return Ok(true);
             }
         }
@@ -139,10 +139,26 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Commits `job` Running on `robot`: Execute in the robot's outbox, the
-    /// process slot taken, the queue item InProgress. `Ok(false)` if the
-    /// snapshot was stale (another engine won); the caller re-reads.
-    async fn try_assign(&self, mut robot: Robot, mut job: Job, mut p: Process) -> Result<bool> {
+    /// A robot came back still running `key`, a job it lost that nobody has
+    /// taken since: it keeps it (no Execute; it is already running it).
+    pub(crate) async fn adopt(&self, robot: RobotId, key: crate::ids::Key) -> Result<bool> {
+        for _ in 0..ATTEMPTS {
+            let (Some(r), Some(job)) = (self.store.robot(robot).await?, self.store.job_by_key(key).await?) else { return Ok(false) };
+            if !is_idle(&r) || !is_dispatchable(&job) || job.robot != Some(robot) {
+                return Ok(false);
+            }
+            let Some(p) = self.store.process(job.process).await? else { return Ok(false) };
+            if self.try_assign(r, job, p, false).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Commits `job` Running on `robot`: Execute in the robot's outbox (if
+    /// `execute`), the process slot taken, the queue item InProgress.
+    /// `Ok(false)` if the snapshot was stale (another engine won); the caller re-reads.
+    async fn try_assign(&self, mut robot: Robot, mut job: Job, mut p: Process, execute: bool) -> Result<bool> {
         let now = self.now();
         let Some(connect) = robot.connect else { return Ok(false) };
         if !has_capacity(&p, self.today(now)) {
@@ -161,7 +177,7 @@ impl<S: Store> Engine<S> {
             p.pending_items = p.pending_items.saturating_sub(1);
             tx.item(item);
         }
-        let execute = Execute {
+        let order = Execute {
             run_instance_id: job.key,
             package_download_uri: p.spec.package_uri.clone(),
             file_upload_uri: self.config.file_upload_uri.clone(),
@@ -173,9 +189,12 @@ impl<S: Store> Engine<S> {
             checkpoint: job.checkpoint.as_deref().cloned(),
             attempt: job.attempt,
         };
-        tx.audit(now, Actor::System, "job.dispatch", format!("job:{}", job.id), format!("Pending->Running robot:{} attempt:{}", robot.id, job.attempt))
-            .command(robot.id, Command::Execute(Box::new(execute)))
-            .job(job)
+        let how = if execute { "" } else { " (resumed by the robot that ran it)" };
+        tx.audit(now, Actor::System, "job.dispatch", format!("job:{}", job.id), format!("Pending->Running robot:{} attempt:{}{how}", robot.id, job.attempt));
+        if execute {
+            tx.command(robot.id, Command::Execute(Box::new(order)));
+        }
+        tx.job(job)
             .robot(robot)
             .process(p);
         match self.commit(tx).await {

@@ -116,6 +116,7 @@ impl<S: Store> Engine<S> {
             job: None,
             last_seen: self.now(),
             deadline: None,
+            awaiting_heartbeat: false,
         })
     }
 
@@ -125,7 +126,8 @@ impl<S: Store> Engine<S> {
     ///
     /// A robot id with a healthy connection gets [`Error::DuplicateConnection`]
     /// (10000) and the live connection is kept. A robot that still holds a
-    /// job (it crashed or lost its socket) comes back Busy with it.
+    /// job (it crashed or lost its socket) comes back Busy with it. Work is
+    /// given after the first heartbeat, which says what the robot still runs.
     pub async fn register_robot(&self, code: &str, supplier_code: &str, supplier_secret: &str, version: Option<&str>) -> Result<Registration> {
         let code = non_empty(code, "robot id")?;
         let vendor = self.store.vendor_by_code(supplier_code).await?;
@@ -158,7 +160,6 @@ impl<S: Store> Engine<S> {
                 Err(e) if is_conflict(&e) || matches!(e, Error::Store(StoreError::Duplicate(_))) => continue,
                 Err(e) => return Err(e),
                 Ok(()) => {
-                    self.fill_robot(r.id).await?;
                     let license = r.profile.license.clone();
                     return Ok(Registration { robot: Robot { version: r.version + 1, ..r }, connect, license });
                 }
@@ -179,9 +180,12 @@ impl<S: Store> Engine<S> {
     /// Returns the robot's waiting commands (an HTTP robot's answer).
     ///
     /// A robot that reconnected and does not report its job has lost it: the
-    /// job fails over. One that reports a job it no longer holds is told to stop.
+    /// job fails over. One that reports a job it no longer holds keeps it if
+    /// the job still waits for a robot (it is resumed, not restarted), and
+    /// is told to stop it otherwise.
     pub async fn heartbeat(&self, code: &str, connect: Key, run_instance: Option<Key>) -> Result<Vec<Command>> {
         let mut filled = false;
+        let mut stale = None;
         for _ in 0..CONFLICT_RETRIES {
             let now = self.now();
             let mut r = self.connected_robot(code, connect).await?;
@@ -214,9 +218,7 @@ impl<S: Store> Engine<S> {
             }
             robot::apply(&mut r, RobotEvent::Heartbeat, now, self.config.heartbeat_timeout_ms)?;
             let mut tx = Tx::default();
-            if let (None, Some(k)) = (r.job, run_instance) {
-                tx.command(r.id, Command::Stop { run_instance_id: k });
-            }
+            stale = run_instance.filter(|_| r.job.is_none());
             if let Some(mut job) = held.filter(|j| Some(j.key) == run_instance && j.connect != r.connect && j.state.is_active()) {
                 // Reconnected and still running it: the job follows the new connection.
                 job.connect = r.connect;
@@ -233,7 +235,17 @@ impl<S: Store> Engine<S> {
                 }
             }
         }
-        if filled && let Some(r) = self.store.robot_by_code(code).await? {
+        let r = self.connected_robot(code, connect).await?;
+        if let Some(k) = stale {
+            // The robot runs something it no longer holds: it keeps it if the
+            // job still waits for a robot, otherwise it is told to stop.
+            if !self.adopt(r.id, k).await? {
+                let mut tx = Tx::default();
+                tx.command(r.id, Command::Stop { run_instance_id: k });
+                self.commit(tx).await?;
+            }
+        }
+        if filled {
             self.fill_robot(r.id).await?;
         }
         let r = self.connected_robot(code, connect).await?;

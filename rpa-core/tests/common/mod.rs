@@ -73,9 +73,17 @@ impl World {
         })
     }
 
-    pub fn connect(&self, code: &str) -> Bot {
+    /// Registers a robot (it gets no work before its first heartbeat).
+    pub fn register(&self, code: &str) -> Bot {
         let reg = block(self.engine.register_robot(code, "acme", &supplier_proof(SECRET, code), Some("1.0"))).unwrap();
         Bot { code: code.into(), connect: reg.connect }
+    }
+
+    /// Registers a robot and sends its first heartbeat (running nothing).
+    pub fn connect(&self, code: &str) -> Bot {
+        let bot = self.register(code);
+        self.beat(&bot, None);
+        bot
     }
 
     pub fn start(&self, p: &Process, args: Value) -> Job {
