@@ -9,11 +9,14 @@
 //! - `sql`: [`sql`], the SQLite and PostgreSQL stores
 
 pub use rpa_core as core;
-pub use rpa_core::{Clock, Engine, EngineConfig, Error, Key, ManualClock, MemoryStore, Store, SystemClock, Timestamp};
+pub use rpa_core::{
+    Clock, Engine, EngineConfig, Error, Key, ManualClock, MemoryStore, Store, SystemClock,
+    Timestamp,
+};
 
 #[cfg(feature = "http")]
 pub use rpa_adapters_http as http;
-#[cfg(feature = "sql")]
-pub use rpa_store_sql as sql;
 #[cfg(feature = "ws")]
 pub use rpa_adapters_ws as ws;
+#[cfg(feature = "sql")]
+pub use rpa_store_sql as sql;

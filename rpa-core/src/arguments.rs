@@ -22,7 +22,11 @@ pub fn validate(spec: &ProcessSpec, params: &Value) -> Result<Value, Error> {
     let given: &Map<String, Value> = match params {
         Value::Null => &empty,
         Value::Object(m) => m,
-        _ => return Err(Error::InvalidArgument("params must be a JSON object".into())),
+        _ => {
+            return Err(Error::InvalidArgument(
+                "params must be a JSON object".into(),
+            ));
+        }
     };
     let mut out = Map::new();
     for (k, v) in given {
@@ -34,15 +38,26 @@ pub fn validate(spec: &ProcessSpec, params: &Value) -> Result<Value, Error> {
         }
         out.insert(arg.name.clone(), coerce(arg, v)?);
     }
-    if let Some(missing) = spec.arguments.iter().find(|a| a.required && !out.contains_key(&a.name)) {
-        return Err(Error::InvalidArgument(format!("required argument '{}' is missing", missing.name)));
+    if let Some(missing) = spec
+        .arguments
+        .iter()
+        .find(|a| a.required && !out.contains_key(&a.name))
+    {
+        return Err(Error::InvalidArgument(format!(
+            "required argument '{}' is missing",
+            missing.name
+        )));
     }
     Ok(Value::Object(out))
 }
 
 fn coerce(arg: &ArgumentSpec, v: &Value) -> Result<Value, Error> {
     let wrong = || {
-        Error::InvalidArgument(format!("argument '{}' must be of type {}", arg.name, arg.arg_type.as_str()))
+        Error::InvalidArgument(format!(
+            "argument '{}' must be of type {}",
+            arg.name,
+            arg.arg_type.as_str()
+        ))
     };
     Ok(match arg.arg_type {
         ArgType::Int => match v {
@@ -68,7 +83,9 @@ fn coerce(arg: &ArgumentSpec, v: &Value) -> Result<Value, Error> {
 
 /// Seed 001 Execute `arguments` for normalised job arguments.
 pub fn to_execute(spec: &ProcessSpec, args: &Value) -> Vec<Argument> {
-    let Value::Object(m) = args else { return Vec::new() };
+    let Value::Object(m) = args else {
+        return Vec::new();
+    };
     m.iter()
         .map(|(name, v)| {
             let arg_type = spec
@@ -80,7 +97,11 @@ pub fn to_execute(spec: &ProcessSpec, args: &Value) -> Vec<Argument> {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            Argument { name: name.clone(), arg_type: arg_type.into(), value }
+            Argument {
+                name: name.clone(),
+                arg_type: arg_type.into(),
+                value,
+            }
         })
         .collect()
 }
@@ -94,8 +115,18 @@ mod tests {
 
     fn spec() -> ProcessSpec {
         let mut s = ProcessSpec::new("p", ProcessType::Unattended);
-        for (name, t, required) in [("name", ArgType::String, true), ("age", ArgType::Int, false), ("vip", ArgType::Boolean, false), ("data", ArgType::Other, false)] {
-            s.arguments.push(ArgumentSpec { name: name.into(), id: format!("id_{name}"), arg_type: t, required });
+        for (name, t, required) in [
+            ("name", ArgType::String, true),
+            ("age", ArgType::Int, false),
+            ("vip", ArgType::Boolean, false),
+            ("data", ArgType::Other, false),
+        ] {
+            s.arguments.push(ArgumentSpec {
+                name: name.into(),
+                id: format!("id_{name}"),
+                arg_type: t,
+                required,
+            });
         }
         s
     }
@@ -116,11 +147,26 @@ mod tests {
     fn errors_name_the_argument() {
         let e = |p| validate(&spec(), &p).unwrap_err().to_string();
         assert_eq!(e(json!({})), "required argument 'name' is missing");
-        assert_eq!(e(json!({"name": "a", "age": "x"})), "argument 'age' must be of type int");
-        assert_eq!(e(json!({"name": "a", "age": 1.5})), "argument 'age' must be of type int");
-        assert_eq!(e(json!({"name": "a", "vip": 1})), "argument 'vip' must be of type boolean");
-        assert_eq!(e(json!({"name": ["a"]})), "argument 'name' must be of type string");
-        assert_eq!(e(json!({"name": "a", "nmae": 1})), "unknown argument 'nmae'");
+        assert_eq!(
+            e(json!({"name": "a", "age": "x"})),
+            "argument 'age' must be of type int"
+        );
+        assert_eq!(
+            e(json!({"name": "a", "age": 1.5})),
+            "argument 'age' must be of type int"
+        );
+        assert_eq!(
+            e(json!({"name": "a", "vip": 1})),
+            "argument 'vip' must be of type boolean"
+        );
+        assert_eq!(
+            e(json!({"name": ["a"]})),
+            "argument 'name' must be of type string"
+        );
+        assert_eq!(
+            e(json!({"name": "a", "nmae": 1})),
+            "unknown argument 'nmae'"
+        );
         assert_eq!(e(json!([1])), "params must be a JSON object");
     }
 

@@ -22,7 +22,15 @@ pub struct AuditDraft {
     pub detail: String,
 }
 
-fn digest(prev: &[u8; 32], seq: u64, at: Timestamp, actor: Actor, action: &str, subject: &str, detail: &str) -> [u8; 32] {
+fn digest(
+    prev: &[u8; 32],
+    seq: u64,
+    at: Timestamp,
+    actor: Actor,
+    action: &str,
+    subject: &str,
+    detail: &str,
+) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(prev);
     h.update(&seq.to_le_bytes());
@@ -43,7 +51,15 @@ fn digest(prev: &[u8; 32], seq: u64, at: Timestamp, actor: Actor, action: &str, 
 
 /// Makes `draft` the event after one with hash `prev` (zeros for the first) at `seq`.
 pub fn link(prev: [u8; 32], seq: u64, draft: AuditDraft) -> AuditEvent {
-    let hash = digest(&prev, seq, draft.at, draft.actor, draft.action, &draft.subject, &draft.detail);
+    let hash = digest(
+        &prev,
+        seq,
+        draft.at,
+        draft.actor,
+        draft.action,
+        &draft.subject,
+        &draft.detail,
+    );
     AuditEvent {
         seq,
         at: draft.at,
@@ -82,13 +98,25 @@ impl Verifier {
     /// Checks the next event.
     pub fn push(&mut self, e: &AuditEvent) -> Result<(), ChainBroken> {
         if e.seq != self.count + 1 {
-            return Err(ChainBroken { seq: e.seq, why: "missing or reordered event" });
+            return Err(ChainBroken {
+                seq: e.seq,
+                why: "missing or reordered event",
+            });
         }
         if e.prev_hash != self.prev {
-            return Err(ChainBroken { seq: e.seq, why: "does not follow the previous event" });
+            return Err(ChainBroken {
+                seq: e.seq,
+                why: "does not follow the previous event",
+            });
         }
-        if digest(&self.prev, e.seq, e.at, e.actor, &e.action, &e.subject, &e.detail) != e.hash {
-            return Err(ChainBroken { seq: e.seq, why: "content changed" });
+        if digest(
+            &self.prev, e.seq, e.at, e.actor, &e.action, &e.subject, &e.detail,
+        ) != e.hash
+        {
+            return Err(ChainBroken {
+                seq: e.seq,
+                why: "content changed",
+            });
         }
         self.prev = e.hash;
         self.count += 1;

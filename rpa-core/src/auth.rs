@@ -19,13 +19,19 @@ pub struct PasswordCost {
 
 impl Default for PasswordCost {
     fn default() -> Self {
-        PasswordCost { memory_kib: 19 * 1024, iterations: 2 }
+        PasswordCost {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+        }
     }
 }
 
 impl PasswordCost {
     /// The cheapest cost argon2 allows: for tests and simulations only.
-    pub const TESTING: PasswordCost = PasswordCost { memory_kib: 8, iterations: 1 };
+    pub const TESTING: PasswordCost = PasswordCost {
+        memory_kib: 8,
+        iterations: 1,
+    };
 
     fn hasher(self) -> Result<Argon2<'static>, Error> {
         let params = Params::new(self.memory_kib, self.iterations, 1, None)
@@ -48,8 +54,11 @@ pub fn hash_password(password: &str, cost: PasswordCost) -> Result<String, Error
 
 /// Whether `password` matches the PHC string `hash`.
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash)
-        .is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 /// A fresh opaque session token (256 random bits, hex) and the SHA-256 the store keeps.
@@ -69,15 +78,19 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 /// Seed 001 `supplierSecret` for `robot_id` under a vendor secret:
 /// lowercase hex HMAC-SHA256 of the robot id keyed with the vendor's secret (DESIGN §7).
 pub fn supplier_proof(vendor_secret: &str, robot_id: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(vendor_secret.as_bytes()).expect("HMAC takes keys of any length");
+    let mut mac = Hmac::<Sha256>::new_from_slice(vendor_secret.as_bytes())
+        .expect("HMAC takes keys of any length");
     mac.update(robot_id.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
 
 /// Checks a robot's `supplierSecret` in constant time.
 pub fn verify_supplier_proof(vendor_secret: &str, robot_id: &str, proof: &str) -> bool {
-    let Ok(bytes) = hex::decode(proof.trim()) else { return false };
-    let mut mac = Hmac::<Sha256>::new_from_slice(vendor_secret.as_bytes()).expect("HMAC takes keys of any length");
+    let Ok(bytes) = hex::decode(proof.trim()) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(vendor_secret.as_bytes())
+        .expect("HMAC takes keys of any length");
     mac.update(robot_id.as_bytes());
     mac.verify_slice(&bytes).is_ok()
 }
@@ -109,7 +122,11 @@ mod tests {
         let p = supplier_proof("vendor-secret", "robot-1");
         assert_eq!(p.len(), 64);
         assert!(verify_supplier_proof("vendor-secret", "robot-1", &p));
-        assert!(verify_supplier_proof("vendor-secret", "robot-1", &p.to_uppercase()));
+        assert!(verify_supplier_proof(
+            "vendor-secret",
+            "robot-1",
+            &p.to_uppercase()
+        ));
         assert!(!verify_supplier_proof("vendor-secret", "robot-2", &p));
         assert!(!verify_supplier_proof("other", "robot-1", &p));
         assert!(!verify_supplier_proof("vendor-secret", "robot-1", "zz"));

@@ -126,7 +126,11 @@ fn sample_user(id: i64, name: &str) -> User {
 }
 
 async fn put<S: Store>(s: &S, writes: Vec<Write>) -> StoreResult<()> {
-    s.commit(Commit { writes, ..Commit::default() }).await
+    s.commit(Commit {
+        writes,
+        ..Commit::default()
+    })
+    .await
 }
 
 async fn ids_are_serial<S: Store>(s: S) {
@@ -141,7 +145,11 @@ async fn versioned_commits<S: Store>(s: S) {
     let j = sample_job(1, ProcessId(1), 0);
     put(&s, vec![Write::Job(j.clone())]).await.unwrap();
     // A second insert of version 1 conflicts.
-    assert_eq!(put(&s, vec![Write::Job(j.clone())]).await, Err(StoreError::Conflict), "versioned_commits: re-insert");
+    assert_eq!(
+        put(&s, vec![Write::Job(j.clone())]).await,
+        Err(StoreError::Conflict),
+        "versioned_commits: re-insert"
+    );
     // Two writers read version 1; the first wins, the second conflicts.
     let mut a = j.clone();
     a.state = JobState::Running;
@@ -150,45 +158,101 @@ async fn versioned_commits<S: Store>(s: S) {
     b.state = JobState::Canceled;
     b.version = 2;
     put(&s, vec![Write::Job(a)]).await.unwrap();
-    assert_eq!(put(&s, vec![Write::Job(b)]).await, Err(StoreError::Conflict), "versioned_commits: lost update");
+    assert_eq!(
+        put(&s, vec![Write::Job(b)]).await,
+        Err(StoreError::Conflict),
+        "versioned_commits: lost update"
+    );
     let got = s.job(JobId(1)).await.unwrap().unwrap();
-    assert_eq!((got.state, got.version), (JobState::Running, 2), "versioned_commits: the winner's write stands");
+    assert_eq!(
+        (got.state, got.version),
+        (JobState::Running, 2),
+        "versioned_commits: the winner's write stands"
+    );
     // Skipping a version conflicts too.
     let mut c = got.clone();
     c.version = 4;
-    assert_eq!(put(&s, vec![Write::Job(c)]).await, Err(StoreError::Conflict), "versioned_commits: skipped version");
+    assert_eq!(
+        put(&s, vec![Write::Job(c)]).await,
+        Err(StoreError::Conflict),
+        "versioned_commits: skipped version"
+    );
 }
 
 async fn commits_are_atomic<S: Store>(s: S) {
-    put(&s, vec![Write::Process(sample_process(1))]).await.unwrap();
+    put(&s, vec![Write::Process(sample_process(1))])
+        .await
+        .unwrap();
     let mut p = sample_process(1);
     p.running = 5;
     p.version = 2;
-    let stale_job = Job { version: 3, ..sample_job(9, ProcessId(1), 0) };
+    let stale_job = Job {
+        version: 3,
+        ..sample_job(9, ProcessId(1), 0)
+    };
     let c = Commit {
         writes: vec![Write::Process(p), Write::Job(stale_job)],
-        audit: vec![AuditDraft { at: Timestamp(1), actor: Actor::System, action: "x", subject: "y".into(), detail: String::new() }],
-        commands: vec![(RobotId(1), Command::Stop { run_instance_id: key(1) })],
+        audit: vec![AuditDraft {
+            at: Timestamp(1),
+            actor: Actor::System,
+            action: "x",
+            subject: "y".into(),
+            detail: String::new(),
+        }],
+        commands: vec![(
+            RobotId(1),
+            Command::Stop {
+                run_instance_id: key(1),
+            },
+        )],
         clear_outbox: vec![],
     };
-    assert_eq!(s.commit(c).await, Err(StoreError::Conflict), "commits_are_atomic: one stale write fails the commit");
-    assert_eq!(s.process(ProcessId(1)).await.unwrap().unwrap().running, 0, "commits_are_atomic: nothing applied");
-    assert!(s.job(JobId(9)).await.unwrap().is_none(), "commits_are_atomic: no job");
-    assert!(s.audit(0, 10).await.unwrap().is_empty(), "commits_are_atomic: no audit");
-    assert!(s.take_commands(RobotId(1)).await.unwrap().is_empty(), "commits_are_atomic: no command");
+    assert_eq!(
+        s.commit(c).await,
+        Err(StoreError::Conflict),
+        "commits_are_atomic: one stale write fails the commit"
+    );
+    assert_eq!(
+        s.process(ProcessId(1)).await.unwrap().unwrap().running,
+        0,
+        "commits_are_atomic: nothing applied"
+    );
+    assert!(
+        s.job(JobId(9)).await.unwrap().is_none(),
+        "commits_are_atomic: no job"
+    );
+    assert!(
+        s.audit(0, 10).await.unwrap().is_empty(),
+        "commits_are_atomic: no audit"
+    );
+    assert!(
+        s.take_commands(RobotId(1)).await.unwrap().is_empty(),
+        "commits_are_atomic: no command"
+    );
 }
 
 async fn unique_keys<S: Store>(s: S) {
-    put(&s, vec![Write::User(sample_user(1, "alice"))]).await.unwrap();
+    put(&s, vec![Write::User(sample_user(1, "alice"))])
+        .await
+        .unwrap();
     assert_eq!(
         put(&s, vec![Write::User(sample_user(2, "alice"))]).await,
         Err(StoreError::Duplicate("user name")),
         "unique_keys: user name"
     );
-    put(&s, vec![Write::Robot(sample_robot(1, RobotState::Disconnected))]).await.unwrap();
+    put(
+        &s,
+        vec![Write::Robot(sample_robot(1, RobotState::Disconnected))],
+    )
+    .await
+    .unwrap();
     let mut twin = sample_robot(2, RobotState::Disconnected);
     twin.code = "robot-1".into();
-    assert_eq!(put(&s, vec![Write::Robot(twin)]).await, Err(StoreError::Duplicate("robot id")), "unique_keys: robot code");
+    assert_eq!(
+        put(&s, vec![Write::Robot(twin)]).await,
+        Err(StoreError::Duplicate("robot id")),
+        "unique_keys: robot code"
+    );
     let item = |id: i64| QueueItem {
         id: QueueItemId(id),
         key: Key::from_random((id as u128 + 9_000).to_le_bytes()),
@@ -212,7 +276,13 @@ async fn unique_keys<S: Store>(s: S) {
         Err(StoreError::Duplicate("queue item reference")),
         "unique_keys: item reference"
     );
-    assert_eq!(s.item_by_reference(ProcessId(1), "INV-1").await.unwrap().map(|i| i.id), Some(QueueItemId(1)));
+    assert_eq!(
+        s.item_by_reference(ProcessId(1), "INV-1")
+            .await
+            .unwrap()
+            .map(|i| i.id),
+        Some(QueueItemId(1))
+    );
 }
 
 async fn dispatch_index<S: Store>(s: S) {
@@ -221,58 +291,100 @@ async fn dispatch_index<S: Store>(s: S) {
     late.not_before = Some(Timestamp(10_000));
     let mut running = sample_job(5, p1, 9);
     running.state = JobState::Running;
-    put(&s, vec![
-        Write::Job(sample_job(1, p1, 0)),
-        Write::Job(sample_job(2, p1, 5)),
-        Write::Job(sample_job(3, p2, 5)),
-        Write::Job(late),
-        Write::Job(running),
-    ])
+    put(
+        &s,
+        vec![
+            Write::Job(sample_job(1, p1, 0)),
+            Write::Job(sample_job(2, p1, 5)),
+            Write::Job(sample_job(3, p2, 5)),
+            Write::Job(late),
+            Write::Job(running),
+        ],
+    )
     .await
     .unwrap();
     let next = |ps: Vec<ProcessId>| {
         let s = &s;
         async move { s.next_pending(&ps).await.unwrap().map(|j| j.id.0) }
     };
-    assert_eq!(next(vec![p1]).await, Some(2), "dispatch_index: priority first");
-    assert_eq!(next(vec![p1, p2]).await, Some(2), "dispatch_index: then oldest across processes");
+    assert_eq!(
+        next(vec![p1]).await,
+        Some(2),
+        "dispatch_index: priority first"
+    );
+    assert_eq!(
+        next(vec![p1, p2]).await,
+        Some(2),
+        "dispatch_index: then oldest across processes"
+    );
     assert_eq!(next(vec![p2]).await, Some(3));
     assert_eq!(next(vec![]).await, None);
-    assert_eq!(s.pending_count(p1).await.unwrap(), 2, "dispatch_index: backing-off and running jobs excluded");
+    assert_eq!(
+        s.pending_count(p1).await.unwrap(),
+        2,
+        "dispatch_index: backing-off and running jobs excluded"
+    );
     let mut j2 = s.job(JobId(2)).await.unwrap().unwrap();
     j2.state = JobState::Running;
     j2.version += 1;
     put(&s, vec![Write::Job(j2)]).await.unwrap();
-    assert_eq!(next(vec![p1]).await, Some(1), "dispatch_index: a started job leaves the index");
+    assert_eq!(
+        next(vec![p1]).await,
+        Some(1),
+        "dispatch_index: a started job leaves the index"
+    );
     let mut j4 = s.job(JobId(4)).await.unwrap().unwrap();
     j4.not_before = None;
     j4.priority = 1;
     j4.version += 1;
     put(&s, vec![Write::Job(j4)]).await.unwrap();
-    assert_eq!(next(vec![p1]).await, Some(4), "dispatch_index: a job whose back-off ended joins it");
+    assert_eq!(
+        next(vec![p1]).await,
+        Some(4),
+        "dispatch_index: a job whose back-off ended joins it"
+    );
 }
 
 async fn idle_robot_index<S: Store>(s: S) {
     let mut busy = sample_robot(2, RobotState::Busy);
     busy.job = Some(JobId(1));
-    put(&s, vec![
-        Write::Robot(sample_robot(1, RobotState::Available)),
-        Write::Robot(busy),
-        Write::Robot(sample_robot(3, RobotState::Available)),
-        Write::Robot(sample_robot(4, RobotState::Disconnected)),
-    ])
+    put(
+        &s,
+        vec![
+            Write::Robot(sample_robot(1, RobotState::Available)),
+            Write::Robot(busy),
+            Write::Robot(sample_robot(3, RobotState::Available)),
+            Write::Robot(sample_robot(4, RobotState::Disconnected)),
+        ],
+    )
     .await
     .unwrap();
     let ids = |v: Vec<Robot>| v.into_iter().map(|r| r.id.0).collect::<Vec<_>>();
-    assert_eq!(ids(s.available_robots(None, 10).await.unwrap()), vec![1, 3], "idle_robot_index");
-    assert_eq!(ids(s.available_robots(Some(RobotId(1)), 10).await.unwrap()), vec![3], "idle_robot_index: paging");
-    assert_eq!(ids(s.available_robots(None, 1).await.unwrap()), vec![1], "idle_robot_index: limit");
+    assert_eq!(
+        ids(s.available_robots(None, 10).await.unwrap()),
+        vec![1, 3],
+        "idle_robot_index"
+    );
+    assert_eq!(
+        ids(s.available_robots(Some(RobotId(1)), 10).await.unwrap()),
+        vec![3],
+        "idle_robot_index: paging"
+    );
+    assert_eq!(
+        ids(s.available_robots(None, 1).await.unwrap()),
+        vec![1],
+        "idle_robot_index: limit"
+    );
     let mut r1 = s.robot(RobotId(1)).await.unwrap().unwrap();
     r1.state = RobotState::Busy;
     r1.job = Some(JobId(2));
     r1.version += 1;
     put(&s, vec![Write::Robot(r1)]).await.unwrap();
-    assert_eq!(ids(s.available_robots(None, 10).await.unwrap()), vec![3], "idle_robot_index: busy leaves");
+    assert_eq!(
+        ids(s.available_robots(None, 10).await.unwrap()),
+        vec![3],
+        "idle_robot_index: busy leaves"
+    );
 }
 
 async fn deadline_index<S: Store>(s: S) {
@@ -281,45 +393,111 @@ async fn deadline_index<S: Store>(s: S) {
     j.deadline = Some(Timestamp(900));
     let mut r = sample_robot(1, RobotState::Available);
     r.deadline = Some(Timestamp(700));
-    put(&s, vec![Write::Job(j.clone()), Write::Robot(r.clone())]).await.unwrap();
-    assert_eq!(s.next_due().await.unwrap(), Some(Timestamp(500)), "deadline_index: earliest");
-    assert_eq!(s.due(Timestamp(499), 10).await.unwrap(), vec![], "deadline_index: nothing yet");
+    put(&s, vec![Write::Job(j.clone()), Write::Robot(r.clone())])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.next_due().await.unwrap(),
+        Some(Timestamp(500)),
+        "deadline_index: earliest"
+    );
+    assert_eq!(
+        s.due(Timestamp(499), 10).await.unwrap(),
+        vec![],
+        "deadline_index: nothing yet"
+    );
     assert_eq!(
         s.due(Timestamp(1000), 10).await.unwrap(),
-        vec![Due::JobReady(JobId(1)), Due::RobotSilent(RobotId(1)), Due::JobExpired(JobId(1))],
+        vec![
+            Due::JobReady(JobId(1)),
+            Due::RobotSilent(RobotId(1)),
+            Due::JobExpired(JobId(1))
+        ],
         "deadline_index: in time order"
     );
-    assert_eq!(s.due(Timestamp(1000), 1).await.unwrap().len(), 1, "deadline_index: limit");
+    assert_eq!(
+        s.due(Timestamp(1000), 1).await.unwrap().len(),
+        1,
+        "deadline_index: limit"
+    );
     j.state = JobState::Successful;
     j.not_before = None;
     j.version += 1;
     r.deadline = Some(Timestamp(2000));
     r.version += 1;
     put(&s, vec![Write::Job(j), Write::Robot(r)]).await.unwrap();
-    assert_eq!(s.due(Timestamp(1000), 10).await.unwrap(), vec![], "deadline_index: moved and cleared deadlines");
+    assert_eq!(
+        s.due(Timestamp(1000), 10).await.unwrap(),
+        vec![],
+        "deadline_index: moved and cleared deadlines"
+    );
     assert_eq!(s.next_due().await.unwrap(), Some(Timestamp(2000)));
 }
 
 async fn outbox<S: Store>(s: S) {
-    let stop = |n| Command::Stop { run_instance_id: key(n) };
-    let c = Commit { commands: vec![(RobotId(1), stop(1)), (RobotId(2), stop(2)), (RobotId(1), stop(3))], ..Commit::default() };
+    let stop = |n| Command::Stop {
+        run_instance_id: key(n),
+    };
+    let c = Commit {
+        commands: vec![
+            (RobotId(1), stop(1)),
+            (RobotId(2), stop(2)),
+            (RobotId(1), stop(3)),
+        ],
+        ..Commit::default()
+    };
     s.commit(c).await.unwrap();
-    assert_eq!(s.take_commands(RobotId(1)).await.unwrap(), vec![stop(1), stop(3)], "outbox: in order");
-    assert_eq!(s.take_commands(RobotId(1)).await.unwrap(), vec![], "outbox: taken once");
-    let c = Commit { clear_outbox: vec![RobotId(2)], commands: vec![(RobotId(2), stop(4))], ..Commit::default() };
+    assert_eq!(
+        s.take_commands(RobotId(1)).await.unwrap(),
+        vec![stop(1), stop(3)],
+        "outbox: in order"
+    );
+    assert_eq!(
+        s.take_commands(RobotId(1)).await.unwrap(),
+        vec![],
+        "outbox: taken once"
+    );
+    let c = Commit {
+        clear_outbox: vec![RobotId(2)],
+        commands: vec![(RobotId(2), stop(4))],
+        ..Commit::default()
+    };
     s.commit(c).await.unwrap();
-    assert_eq!(s.take_commands(RobotId(2)).await.unwrap(), vec![stop(4)], "outbox: cleared before new commands");
+    assert_eq!(
+        s.take_commands(RobotId(2)).await.unwrap(),
+        vec![stop(4)],
+        "outbox: cleared before new commands"
+    );
 }
 
 async fn audit_chain<S: Store>(s: S) {
     for i in 0..3 {
-        let d = |n: i32| AuditDraft { at: Timestamp(i64::from(n)), actor: Actor::User(UserId(1)), action: "t", subject: format!("s{n}"), detail: "d".into() };
-        s.commit(Commit { audit: vec![d(i * 2), d(i * 2 + 1)], ..Commit::default() }).await.unwrap();
+        let d = |n: i32| AuditDraft {
+            at: Timestamp(i64::from(n)),
+            actor: Actor::User(UserId(1)),
+            action: "t",
+            subject: format!("s{n}"),
+            detail: "d".into(),
+        };
+        s.commit(Commit {
+            audit: vec![d(i * 2), d(i * 2 + 1)],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
     }
     let events = s.audit(0, 100).await.unwrap();
     assert_eq!(events.len(), 6, "audit_chain: every event kept");
-    assert_eq!(audit::verify(&events), Ok(6), "audit_chain: verifies across commits");
-    assert_eq!(s.audit(4, 100).await.unwrap().first().map(|e| e.seq), Some(5), "audit_chain: paging by seq");
+    assert_eq!(
+        audit::verify(&events),
+        Ok(6),
+        "audit_chain: verifies across commits"
+    );
+    assert_eq!(
+        s.audit(4, 100).await.unwrap().first().map(|e| e.seq),
+        Some(5),
+        "audit_chain: paging by seq"
+    );
 }
 
 async fn job_window<S: Store>(s: S) {
@@ -335,12 +513,29 @@ async fn job_window<S: Store>(s: S) {
     }
     writes.push(Write::Job(sample_job(7, ProcessId(2), 0)));
     put(&s, writes).await.unwrap();
-    let q = |from, to, state, limit| JobQuery { process: p, from: Timestamp(from), to: Timestamp(to), state, limit };
+    let q = |from, to, state, limit| JobQuery {
+        process: p,
+        from: Timestamp(from),
+        to: Timestamp(to),
+        state,
+        limit,
+    };
     let (total, jobs) = s.jobs_of_process(q(200, 500, None, 10)).await.unwrap();
     assert_eq!(total, 4, "job_window: inclusive window");
-    assert_eq!(jobs.iter().map(|j| j.id.0).collect::<Vec<_>>(), vec![5, 4, 3, 2], "job_window: newest first");
-    let (total, jobs) = s.jobs_of_process(q(0, 1000, Some(JobState::Successful), 2)).await.unwrap();
-    assert_eq!((total, jobs.len()), (3, 2), "job_window: total counts all, records limited");
+    assert_eq!(
+        jobs.iter().map(|j| j.id.0).collect::<Vec<_>>(),
+        vec![5, 4, 3, 2],
+        "job_window: newest first"
+    );
+    let (total, jobs) = s
+        .jobs_of_process(q(0, 1000, Some(JobState::Successful), 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (total, jobs.len()),
+        (3, 2),
+        "job_window: total counts all, records limited"
+    );
 }
 
 async fn lookups<S: Store>(s: S) {
@@ -348,34 +543,96 @@ async fn lookups<S: Store>(s: S) {
     let j = sample_job(1, p.id, 0);
     let r = sample_robot(1, RobotState::Disconnected);
     let u = sample_user(1, "bob");
-    let v = Vendor { id: VendorId(1), key: key(7), version: 1, code: "acme".into(), secret: "s3cret-s3cret".into() };
-    let t = Token { hash: [7; 32], user: u.id, created_at: Timestamp(0), expires_at: Timestamp(10) };
-    put(&s, vec![Write::Process(p.clone()), Write::Job(j.clone()), Write::Robot(r.clone()), Write::User(u.clone()), Write::Vendor(v.clone()), Write::Token(t.clone())])
-        .await
-        .unwrap();
-    assert_eq!(s.process_by_key(p.key).await.unwrap(), Some(p.clone()), "lookups: process by key");
-    assert_eq!(s.job_by_key(j.key).await.unwrap(), Some(j), "lookups: job by key round-trips every field");
-    assert_eq!(s.robot_by_code("robot-1").await.unwrap(), Some(r), "lookups: robot by code");
-    assert_eq!(s.user_by_name("bob").await.unwrap(), Some(u), "lookups: user by name");
-    assert_eq!(s.vendor_by_code("acme").await.unwrap(), Some(v), "lookups: vendor");
+    let v = Vendor {
+        id: VendorId(1),
+        key: key(7),
+        version: 1,
+        code: "acme".into(),
+        secret: "s3cret-s3cret".into(),
+    };
+    let t = Token {
+        hash: [7; 32],
+        user: u.id,
+        created_at: Timestamp(0),
+        expires_at: Timestamp(10),
+    };
+    put(
+        &s,
+        vec![
+            Write::Process(p.clone()),
+            Write::Job(j.clone()),
+            Write::Robot(r.clone()),
+            Write::User(u.clone()),
+            Write::Vendor(v.clone()),
+            Write::Token(t.clone()),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.process_by_key(p.key).await.unwrap(),
+        Some(p.clone()),
+        "lookups: process by key"
+    );
+    assert_eq!(
+        s.job_by_key(j.key).await.unwrap(),
+        Some(j),
+        "lookups: job by key round-trips every field"
+    );
+    assert_eq!(
+        s.robot_by_code("robot-1").await.unwrap(),
+        Some(r),
+        "lookups: robot by code"
+    );
+    assert_eq!(
+        s.user_by_name("bob").await.unwrap(),
+        Some(u),
+        "lookups: user by name"
+    );
+    assert_eq!(
+        s.vendor_by_code("acme").await.unwrap(),
+        Some(v),
+        "lookups: vendor"
+    );
     assert_eq!(s.token([7; 32]).await.unwrap(), Some(t), "lookups: token");
     put(&s, vec![Write::RevokeToken([7; 32])]).await.unwrap();
-    assert_eq!(s.token([7; 32]).await.unwrap(), None, "lookups: revoked token");
-    assert_eq!(s.processes().await.unwrap(), vec![p], "lookups: all processes");
+    assert_eq!(
+        s.token([7; 32]).await.unwrap(),
+        None,
+        "lookups: revoked token"
+    );
+    assert_eq!(
+        s.processes().await.unwrap(),
+        vec![p],
+        "lookups: all processes"
+    );
 }
 
 /// Two engines on one store, racing: no job runs twice, `maxRunNum` holds.
 async fn engines_race<S: Store + Clone>(s: S) {
     let clock = ManualClock::new(Timestamp(1_700_000_000_000));
-    let config = EngineConfig { password_cost: PasswordCost::TESTING, seed: Some(1), ..EngineConfig::default() };
+    let config = EngineConfig {
+        password_cost: PasswordCost::TESTING,
+        seed: Some(1),
+        ..EngineConfig::default()
+    };
     let a = Engine::new(s.clone(), Arc::new(clock.clone()), config.clone());
-    let b = Engine::new(s.clone(), Arc::new(clock.clone()), EngineConfig { seed: Some(2), ..config });
+    let b = Engine::new(
+        s.clone(),
+        Arc::new(clock.clone()),
+        EngineConfig {
+            seed: Some(2),
+            ..config
+        },
+    );
     let admin = a.ensure_admin("root", "pw").await.unwrap();
     let mut spec = ProcessSpec::new("race", ProcessType::Unattended);
     spec.max_run_num = 2;
     let p = a.create_process(Actor::System, spec).await.unwrap();
     a.grant(Actor::System, "root", p.key).await.unwrap();
-    a.register_vendor(Actor::System, "acme", "vendor-secret").await.unwrap();
+    a.register_vendor(Actor::System, "acme", "vendor-secret")
+        .await
+        .unwrap();
     let mut connects = Vec::new();
     for i in 0..4 {
         let code = format!("r{i}");
@@ -384,7 +641,10 @@ async fn engines_race<S: Store + Clone>(s: S) {
         a.heartbeat(&code, reg.connect, None).await.unwrap();
         connects.push((code, reg.connect));
     }
-    let user = a.authenticate(&a.login("root", "pw").await.unwrap().token).await.unwrap();
+    let user = a
+        .authenticate(&a.login("root", "pw").await.unwrap().token)
+        .await
+        .unwrap();
     let _ = admin;
     let starts = (0..10).map(|i| {
         let e = if i % 2 == 0 { &a } else { &b };
@@ -392,7 +652,10 @@ async fn engines_race<S: Store + Clone>(s: S) {
         async move { e.start_job(user, p.key, &json!({})).await.unwrap() }
     });
     let jobs = futures::future::join_all(starts).await;
-    futures::future::join(a.dispatch_all(), b.dispatch_all()).await.0.unwrap();
+    futures::future::join(a.dispatch_all(), b.dispatch_all())
+        .await
+        .0
+        .unwrap();
     let check = || async {
         let p = s.process(p.id).await.unwrap().unwrap();
         let robots = s.robots().await.unwrap();
@@ -402,7 +665,11 @@ async fn engines_race<S: Store + Clone>(s: S) {
             if j.state.is_active() {
                 running += 1;
                 let holders = robots.iter().filter(|r| r.job == Some(j.id)).count();
-                assert_eq!(holders, 1, "engines_race: job {} held by {holders} robots", j.id);
+                assert_eq!(
+                    holders, 1,
+                    "engines_race: job {} held by {holders} robots",
+                    j.id
+                );
             }
         }
         assert!(running <= 2, "engines_race: maxRunNum exceeded ({running})");
@@ -420,17 +687,36 @@ async fn engines_race<S: Store + Clone>(s: S) {
             Some(async move {
                 let j = s.job(job).await.unwrap().unwrap();
                 let e = if job.0 % 2 == 0 { a } else { b };
-                let _ = e.report_finish(&code, connect, j.key, crate::job::FinishStatus::Success, None, None).await;
+                let _ = e
+                    .report_finish(
+                        &code,
+                        connect,
+                        j.key,
+                        crate::job::FinishStatus::Success,
+                        None,
+                        None,
+                    )
+                    .await;
             })
         });
         futures::future::join_all(finishes).await;
-        futures::future::join(a.dispatch_all(), b.dispatch_all()).await.0.unwrap();
+        futures::future::join(a.dispatch_all(), b.dispatch_all())
+            .await
+            .0
+            .unwrap();
         check().await;
     }
     for j in &jobs {
-        assert_eq!(s.job(j.id).await.unwrap().unwrap().state, JobState::Successful, "engines_race: every job done once");
+        assert_eq!(
+            s.job(j.id).await.unwrap().unwrap().state,
+            JobState::Successful,
+            "engines_race: every job done once"
+        );
     }
-    assert_eq!(a.verify_audit().await.unwrap(), Ok(s.audit(0, usize::MAX).await.unwrap().len() as u64));
+    assert_eq!(
+        a.verify_audit().await.unwrap(),
+        Ok(s.audit(0, usize::MAX).await.unwrap().len() as u64)
+    );
 }
 
 #[cfg(test)]

@@ -151,7 +151,12 @@ fn limit_message(l: &Limit) -> String {
 impl Error {
     /// Whether the caller caused it (as opposed to the store or a bug).
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, Error::Store(StoreError::Backend(_)) | Error::Store(StoreError::Conflict) | Error::Internal(_))
+        !matches!(
+            self,
+            Error::Store(StoreError::Backend(_))
+                | Error::Store(StoreError::Conflict)
+                | Error::Internal(_)
+        )
     }
 }
 

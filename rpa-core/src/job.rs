@@ -196,14 +196,22 @@ pub struct JobCtx<'a> {
 }
 
 fn reject(job: &Job, ev: &JobEvent) -> Rejected {
-    Rejected { entity: Entity::Job, state: AnyState::Job(job.state), event: ev.name() }
+    Rejected {
+        entity: Entity::Job,
+        state: AnyState::Job(job.state),
+        event: ev.name(),
+    }
 }
 
 /// Applies `ev` to `job`. On `Err` the job is unchanged.
 pub fn apply(job: &mut Job, ev: JobEvent, ctx: JobCtx<'_>) -> Result<JobEffects, Rejected> {
     use JobState::*;
     let from = job.state;
-    let mut fx = JobEffects { from: Some(from), changed: true, ..JobEffects::default() };
+    let mut fx = JobEffects {
+        from: Some(from),
+        changed: true,
+        ..JobEffects::default()
+    };
     let now = ctx.now;
     let can_retry = job.attempt <= ctx.retry.max_retries;
     match (from, ev) {
@@ -226,9 +234,15 @@ pub fn apply(job: &mut Job, ev: JobEvent, ctx: JobCtx<'_>) -> Result<JobEffects,
             end(job, Faulted, now, "expired before it started");
             fx.ended = Some(JobEnd::Expired);
         }
-        (Running | Stopping, JobEvent::Finish { robot, status, error_code, outputs })
-            if job.robot == Some(robot) =>
-        {
+        (
+            Running | Stopping,
+            JobEvent::Finish {
+                robot,
+                status,
+                error_code,
+                outputs,
+            },
+        ) if job.robot == Some(robot) => {
             fx.release_robot = true;
             fx.slot = Slot::Free;
             job.outputs = outputs.or(job.outputs.take());
@@ -259,7 +273,9 @@ pub fn apply(job: &mut Job, ev: JobEvent, ctx: JobCtx<'_>) -> Result<JobEffects,
             }
         }
         (state, JobEvent::Finish { robot, status, .. })
-            if state.is_terminal() && job.robot == Some(robot) && (job.forced || status.target() == state) =>
+            if state.is_terminal()
+                && job.robot == Some(robot)
+                && (job.forced || status.target() == state) =>
         {
             // A repeat of the accepted finish, or the late word of a robot whose
             // job was ended without it: harmless, and the robot is free again.
@@ -367,10 +383,18 @@ mod tests {
     }
 
     const R: RobotId = RobotId(9);
-    const POLICY: RetryPolicy = RetryPolicy { max_retries: 1, backoff_ms: 1000, backoff_max_ms: 8000 };
+    const POLICY: RetryPolicy = RetryPolicy {
+        max_retries: 1,
+        backoff_ms: 1000,
+        backoff_max_ms: 8000,
+    };
 
     fn ctx() -> JobCtx<'static> {
-        JobCtx { now: Timestamp(100), retry: &POLICY, retry_failures: true }
+        JobCtx {
+            now: Timestamp(100),
+            retry: &POLICY,
+            retry_failures: true,
+        }
     }
 
     fn go(j: &mut Job, ev: JobEvent) -> Result<JobEffects, Rejected> {
@@ -378,11 +402,19 @@ mod tests {
     }
 
     fn dispatch() -> JobEvent {
-        JobEvent::Dispatch { robot: R, connect: Key([2; 16]) }
+        JobEvent::Dispatch {
+            robot: R,
+            connect: Key([2; 16]),
+        }
     }
 
     fn finish(status: FinishStatus, code: Option<i32>) -> JobEvent {
-        JobEvent::Finish { robot: R, status, error_code: code, outputs: None }
+        JobEvent::Finish {
+            robot: R,
+            status,
+            error_code: code,
+            outputs: None,
+        }
     }
 
     fn running() -> Job {
@@ -422,7 +454,10 @@ mod tests {
         assert!(fx.requeued);
         assert_eq!((j.state, j.attempt), (Pending, 2));
         assert_eq!(j.not_before, Some(Timestamp(1100)));
-        assert!(go(&mut j, dispatch()).is_err(), "not dispatched while backing off");
+        assert!(
+            go(&mut j, dispatch()).is_err(),
+            "not dispatched while backing off"
+        );
         go(&mut j, JobEvent::Ready).unwrap();
         go(&mut j, dispatch()).unwrap();
         let fx = go(&mut j, finish(FinishStatus::Failed, None)).unwrap();
@@ -441,7 +476,10 @@ mod tests {
     #[test]
     fn queue_jobs_do_not_retry_failures_themselves() {
         let mut j = running();
-        let c = JobCtx { retry_failures: false, ..ctx() };
+        let c = JobCtx {
+            retry_failures: false,
+            ..ctx()
+        };
         apply(&mut j, finish(FinishStatus::Failed, None), c).unwrap();
         assert_eq!(j.state, Faulted);
     }
@@ -463,7 +501,11 @@ mod tests {
         assert_eq!(j.state, Stopping);
         assert!(fx.stop_robot);
         assert_eq!(fx.slot, Slot::Keep);
-        assert!(!go(&mut j, JobEvent::Stop(StopStrategy::SoftStop)).unwrap().changed);
+        assert!(
+            !go(&mut j, JobEvent::Stop(StopStrategy::SoftStop))
+                .unwrap()
+                .changed
+        );
         go(&mut j, finish(FinishStatus::Cancelled, None)).unwrap();
         assert_eq!(j.state, Stopped);
     }
@@ -494,11 +536,18 @@ mod tests {
     #[test]
     fn robot_loss_fails_over_with_checkpoint_then_faults() {
         let mut j = running();
-        go(&mut j, JobEvent::Checkpoint(Arc::new(serde_json::json!({"row": 5})))).unwrap();
+        go(
+            &mut j,
+            JobEvent::Checkpoint(Arc::new(serde_json::json!({"row": 5}))),
+        )
+        .unwrap();
         let fx = go(&mut j, JobEvent::RobotLost).unwrap();
         assert!(fx.requeued && fx.release_robot);
         assert_eq!((j.state, j.attempt, j.not_before), (Pending, 2, None));
-        assert_eq!(j.checkpoint.as_deref(), Some(&serde_json::json!({"row": 5})));
+        assert_eq!(
+            j.checkpoint.as_deref(),
+            Some(&serde_json::json!({"row": 5}))
+        );
         go(&mut j, dispatch()).unwrap();
         let fx = go(&mut j, JobEvent::RobotLost).unwrap();
         assert_eq!(j.state, Faulted);
@@ -531,7 +580,12 @@ mod tests {
     #[test]
     fn finish_from_another_robot_is_rejected() {
         let mut j = running();
-        let ev = JobEvent::Finish { robot: RobotId(1), status: FinishStatus::Success, error_code: None, outputs: None };
+        let ev = JobEvent::Finish {
+            robot: RobotId(1),
+            status: FinishStatus::Success,
+            error_code: None,
+            outputs: None,
+        };
         assert!(go(&mut j, ev).is_err());
         assert_eq!(j.state, Running);
     }
@@ -571,6 +625,9 @@ mod tests {
                 }
             }
         }
-        assert!(rejected > 30, "the table rejects most events of terminal states");
+        assert!(
+            rejected > 30,
+            "the table rejects most events of terminal states"
+        );
     }
 }

@@ -101,12 +101,17 @@ impl Inner {
                     return Err(StoreError::Duplicate("role name"));
                 }
             }
-            Write::Process(p) => check_version(self.processes.get(&p.id).map(|x| x.version), p.version)?,
+            Write::Process(p) => {
+                check_version(self.processes.get(&p.id).map(|x| x.version), p.version)?
+            }
             Write::Job(j) => check_version(self.jobs.get(&j.id).map(|x| x.version), j.version)?,
             Write::Item(i) => {
                 check_version(self.items.get(&i.id).map(|x| x.version), i.version)?;
                 if let Some(r) = &i.reference
-                    && self.item_refs.get(&(i.process, r.clone())).is_some_and(|id| *id != i.id)
+                    && self
+                        .item_refs
+                        .get(&(i.process, r.clone()))
+                        .is_some_and(|id| *id != i.id)
                 {
                     return Err(StoreError::Duplicate("queue item reference"));
                 }
@@ -186,7 +191,10 @@ impl Inner {
         }
         self.timers.extend(timers_of_job(&j));
         if is_dispatchable(&j) {
-            self.pending.entry(j.process).or_default().insert((Reverse(j.priority), j.id));
+            self.pending
+                .entry(j.process)
+                .or_default()
+                .insert((Reverse(j.priority), j.id));
         }
         self.jobs.insert(j.id, j);
     }
@@ -224,7 +232,10 @@ impl Store for MemoryStore {
     }
     async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
         let g = self.lock();
-        Ok(g.user_names.get(name).and_then(|id| g.users.get(id)).cloned())
+        Ok(g.user_names
+            .get(name)
+            .and_then(|id| g.users.get(id))
+            .cloned())
     }
     async fn users(&self) -> StoreResult<Vec<User>> {
         let mut v: Vec<User> = self.lock().users.values().cloned().collect();
@@ -236,7 +247,10 @@ impl Store for MemoryStore {
     }
     async fn role_by_name(&self, name: &str) -> StoreResult<Option<Role>> {
         let g = self.lock();
-        Ok(g.role_names.get(name).and_then(|id| g.roles.get(id)).cloned())
+        Ok(g.role_names
+            .get(name)
+            .and_then(|id| g.roles.get(id))
+            .cloned())
     }
     async fn token(&self, hash: [u8; 32]) -> StoreResult<Option<Token>> {
         Ok(self.lock().tokens.get(&hash).cloned())
@@ -247,7 +261,10 @@ impl Store for MemoryStore {
     }
     async fn process_by_key(&self, key: Key) -> StoreResult<Option<Process>> {
         let g = self.lock();
-        Ok(g.process_keys.get(&key).and_then(|id| g.processes.get(id)).cloned())
+        Ok(g.process_keys
+            .get(&key)
+            .and_then(|id| g.processes.get(id))
+            .cloned())
     }
     async fn processes(&self) -> StoreResult<Vec<Process>> {
         let mut v: Vec<Process> = self.lock().processes.values().cloned().collect();
@@ -287,7 +304,11 @@ impl Store for MemoryStore {
         Ok(best.and_then(|(_, id)| g.jobs.get(id)).cloned())
     }
     async fn pending_count(&self, process: ProcessId) -> StoreResult<u64> {
-        Ok(self.lock().pending.get(&process).map_or(0, |s| s.len() as u64))
+        Ok(self
+            .lock()
+            .pending
+            .get(&process)
+            .map_or(0, |s| s.len() as u64))
     }
 
     async fn item(&self, id: QueueItemId) -> StoreResult<Option<QueueItem>> {
@@ -295,11 +316,21 @@ impl Store for MemoryStore {
     }
     async fn item_by_key(&self, key: Key) -> StoreResult<Option<QueueItem>> {
         let g = self.lock();
-        Ok(g.item_keys.get(&key).and_then(|id| g.items.get(id)).cloned())
+        Ok(g.item_keys
+            .get(&key)
+            .and_then(|id| g.items.get(id))
+            .cloned())
     }
-    async fn item_by_reference(&self, process: ProcessId, reference: &str) -> StoreResult<Option<QueueItem>> {
+    async fn item_by_reference(
+        &self,
+        process: ProcessId,
+        reference: &str,
+    ) -> StoreResult<Option<QueueItem>> {
         let g = self.lock();
-        Ok(g.item_refs.get(&(process, reference.to_owned())).and_then(|id| g.items.get(id)).cloned())
+        Ok(g.item_refs
+            .get(&(process, reference.to_owned()))
+            .and_then(|id| g.items.get(id))
+            .cloned())
     }
 
     async fn robot(&self, id: RobotId) -> StoreResult<Option<Robot>> {
@@ -307,14 +338,21 @@ impl Store for MemoryStore {
     }
     async fn robot_by_code(&self, code: &str) -> StoreResult<Option<Robot>> {
         let g = self.lock();
-        Ok(g.robot_codes.get(code).and_then(|id| g.robots.get(id)).cloned())
+        Ok(g.robot_codes
+            .get(code)
+            .and_then(|id| g.robots.get(id))
+            .cloned())
     }
     async fn robots(&self) -> StoreResult<Vec<Robot>> {
         let mut v: Vec<Robot> = self.lock().robots.values().cloned().collect();
         v.sort_by_key(|r| r.id);
         Ok(v)
     }
-    async fn available_robots(&self, after: Option<RobotId>, limit: usize) -> StoreResult<Vec<Robot>> {
+    async fn available_robots(
+        &self,
+        after: Option<RobotId>,
+        limit: usize,
+    ) -> StoreResult<Vec<Robot>> {
         let g = self.lock();
         let start = after.map_or(i64::MIN, |a| a.0.saturating_add(1));
         Ok(g.idle
@@ -363,12 +401,19 @@ impl Store for MemoryStore {
     }
 
     async fn take_commands(&self, robot: RobotId) -> StoreResult<Vec<Command>> {
-        Ok(self.lock().outbox.remove(&robot).map(Vec::from).unwrap_or_default())
+        Ok(self
+            .lock()
+            .outbox
+            .remove(&robot)
+            .map(Vec::from)
+            .unwrap_or_default())
     }
 
     async fn audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
         let g = self.lock();
-        let start = usize::try_from(after).unwrap_or(usize::MAX).min(g.audit.len());
+        let start = usize::try_from(after)
+            .unwrap_or(usize::MAX)
+            .min(g.audit.len());
         Ok(g.audit[start..].iter().take(limit).cloned().collect())
     }
 

@@ -85,7 +85,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_retries: 2, backoff_ms: 1_000, backoff_max_ms: 60_000 }
+        RetryPolicy {
+            max_retries: 2,
+            backoff_ms: 1_000,
+            backoff_max_ms: 60_000,
+        }
     }
 }
 
@@ -93,7 +97,9 @@ impl RetryPolicy {
     /// Back-off before attempt `next_attempt` (2 = first retry).
     pub fn backoff(&self, next_attempt: u32) -> u64 {
         let shift = next_attempt.saturating_sub(2).min(32);
-        self.backoff_ms.saturating_mul(1u64 << shift).min(self.backoff_max_ms)
+        self.backoff_ms
+            .saturating_mul(1u64 << shift)
+            .min(self.backoff_max_ms)
     }
 }
 
@@ -186,7 +192,11 @@ pub struct Process {
 impl Process {
     /// Successful runs today.
     pub fn successes_on(&self, day: i64) -> u32 {
-        if self.day == day { self.day_successes } else { 0 }
+        if self.day == day {
+            self.day_successes
+        } else {
+            0
+        }
     }
 }
 
@@ -457,9 +467,21 @@ impl Robot {
             ProcessType::Unattended | ProcessType::Queue => !p.attended,
         };
         kind_ok
-            && spec.requirements.vendor.as_ref().is_none_or(|v| p.vendor.as_ref() == Some(v))
-            && spec.requirements.pool.as_ref().is_none_or(|pool| &p.pool == pool)
-            && spec.requirements.labels.iter().all(|l| p.labels.contains(l))
+            && spec
+                .requirements
+                .vendor
+                .as_ref()
+                .is_none_or(|v| p.vendor.as_ref() == Some(v))
+            && spec
+                .requirements
+                .pool
+                .as_ref()
+                .is_none_or(|pool| &p.pool == pool)
+            && spec
+                .requirements
+                .labels
+                .iter()
+                .all(|l| p.labels.contains(l))
     }
 }
 

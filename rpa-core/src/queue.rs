@@ -62,7 +62,11 @@ pub fn apply(item: &mut QueueItem, ev: ItemEvent, now: Timestamp) -> Result<(), 
         (New, ItemEvent::Delete) => Deleted,
         (Faulted, ItemEvent::Retry) => Retried,
         (state, ev) => {
-            return Err(Rejected { entity: Entity::QueueItem, state: AnyState::Item(state), event: ev.name() });
+            return Err(Rejected {
+                entity: Entity::QueueItem,
+                state: AnyState::Item(state),
+                event: ev.name(),
+            });
         }
     };
     item.state = to;
@@ -78,7 +82,9 @@ pub fn on_job_end(item: &QueueItem, end: JobEnd, policy: &RetryPolicy) -> (ItemE
     match end {
         JobEnd::Succeeded => (ItemEvent::Succeed, false),
         JobEnd::Failed(ErrorClass::Application) => (ItemEvent::Fail, retry),
-        JobEnd::Failed(ErrorClass::Business) | JobEnd::Expired | JobEnd::Stopped => (ItemEvent::Fail, false),
+        JobEnd::Failed(ErrorClass::Business) | JobEnd::Expired | JobEnd::Stopped => {
+            (ItemEvent::Fail, false)
+        }
         JobEnd::Lost => (ItemEvent::Abandon, false),
         JobEnd::Canceled if item.state == ItemState::New => (ItemEvent::Delete, false),
         JobEnd::Canceled => (ItemEvent::Fail, false),
@@ -142,7 +148,9 @@ mod tests {
             ItemEvent::Retry,
         ];
         let mut rejected = 0;
-        for from in [New, InProgress, Successful, Faulted, Retried, Abandoned, Deleted] {
+        for from in [
+            New, InProgress, Successful, Faulted, Retried, Abandoned, Deleted,
+        ] {
             for ev in events {
                 let start = item(from);
                 let mut i = start.clone();
@@ -157,15 +165,36 @@ mod tests {
 
     #[test]
     fn job_ends_map_to_item_outcomes() {
-        let p = RetryPolicy { max_retries: 1, ..RetryPolicy::default() };
+        let p = RetryPolicy {
+            max_retries: 1,
+            ..RetryPolicy::default()
+        };
         let busy = item(InProgress);
-        assert_eq!(on_job_end(&busy, JobEnd::Succeeded, &p), (ItemEvent::Succeed, false));
-        assert_eq!(on_job_end(&busy, JobEnd::Failed(ErrorClass::Application), &p), (ItemEvent::Fail, true));
-        assert_eq!(on_job_end(&busy, JobEnd::Failed(ErrorClass::Business), &p), (ItemEvent::Fail, false));
-        assert_eq!(on_job_end(&busy, JobEnd::Lost, &p), (ItemEvent::Abandon, false));
-        assert_eq!(on_job_end(&item(New), JobEnd::Canceled, &p), (ItemEvent::Delete, false));
+        assert_eq!(
+            on_job_end(&busy, JobEnd::Succeeded, &p),
+            (ItemEvent::Succeed, false)
+        );
+        assert_eq!(
+            on_job_end(&busy, JobEnd::Failed(ErrorClass::Application), &p),
+            (ItemEvent::Fail, true)
+        );
+        assert_eq!(
+            on_job_end(&busy, JobEnd::Failed(ErrorClass::Business), &p),
+            (ItemEvent::Fail, false)
+        );
+        assert_eq!(
+            on_job_end(&busy, JobEnd::Lost, &p),
+            (ItemEvent::Abandon, false)
+        );
+        assert_eq!(
+            on_job_end(&item(New), JobEnd::Canceled, &p),
+            (ItemEvent::Delete, false)
+        );
         let mut last = item(InProgress);
         last.retry_count = 1;
-        assert_eq!(on_job_end(&last, JobEnd::Failed(ErrorClass::Application), &p), (ItemEvent::Fail, false));
+        assert_eq!(
+            on_job_end(&last, JobEnd::Failed(ErrorClass::Application), &p),
+            (ItemEvent::Fail, false)
+        );
     }
 }

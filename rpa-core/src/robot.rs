@@ -56,10 +56,19 @@ pub fn is_healthy(robot: &Robot, now: Timestamp) -> bool {
 
 /// Applies `ev` to `robot`; `timeout_ms` is the heartbeat timeout. On `Err`
 /// the robot is unchanged. Returns the job the robot lost, if any (Timeout).
-pub fn apply(robot: &mut Robot, ev: RobotEvent, now: Timestamp, timeout_ms: u64) -> Result<Option<JobId>, Error> {
+pub fn apply(
+    robot: &mut Robot,
+    ev: RobotEvent,
+    now: Timestamp,
+    timeout_ms: u64,
+) -> Result<Option<JobId>, Error> {
     use RobotState::*;
     let deadline = Some(now.plus_ms(timeout_ms));
-    let reject = |r: &Robot| Rejected { entity: Entity::Robot, state: AnyState::Robot(r.state), event: ev.name() };
+    let reject = |r: &Robot| Rejected {
+        entity: Entity::Robot,
+        state: AnyState::Robot(r.state),
+        event: ev.name(),
+    };
     let mut lost = None;
     match (robot.state, ev) {
         (Available | Busy, RobotEvent::Register(_)) if is_healthy(robot, now) => {
@@ -166,10 +175,19 @@ mod tests {
         let mut r = robot();
         apply(&mut r, RobotEvent::Register(Key([1; 16])), at(0), T).unwrap();
         let before = r.clone();
-        assert_eq!(apply(&mut r, RobotEvent::Register(Key([2; 16])), at(10), T), Err(Error::DuplicateConnection));
+        assert_eq!(
+            apply(&mut r, RobotEvent::Register(Key([2; 16])), at(10), T),
+            Err(Error::DuplicateConnection)
+        );
         assert_eq!(r, before);
         // silent past the timeout: the new connection wins
-        apply(&mut r, RobotEvent::Register(Key([2; 16])), at(T as i64 + 1), T).unwrap();
+        apply(
+            &mut r,
+            RobotEvent::Register(Key([2; 16])),
+            at(T as i64 + 1),
+            T,
+        )
+        .unwrap();
         assert_eq!(r.connect, Some(Key([2; 16])));
     }
 
@@ -195,7 +213,10 @@ mod tests {
         apply(&mut r, RobotEvent::Register(Key([2; 16])), at(3), T).unwrap();
         assert_eq!((r.state, r.job), (Busy, Some(JobId(5))));
         apply(&mut r, RobotEvent::Close, at(4), T).unwrap();
-        assert_eq!(apply(&mut r, RobotEvent::Timeout, at(T as i64 + 10), T).unwrap(), Some(JobId(5)));
+        assert_eq!(
+            apply(&mut r, RobotEvent::Timeout, at(T as i64 + 10), T).unwrap(),
+            Some(JobId(5))
+        );
         assert_eq!((r.state, r.job, r.deadline), (Disconnected, None, None));
     }
 

@@ -18,25 +18,49 @@ use serde_json::json;
 fn login_lists_exactly_the_granted_processes() {
     let mut w = World::new();
     let a = w.process(|_| {});
-    let _not_granted = block(w.engine.create_process(Actor::System, ProcessSpec::new("other", ProcessType::Attended))).unwrap();
+    let _not_granted = block(w.engine.create_process(
+        Actor::System,
+        ProcessSpec::new("other", ProcessType::Attended),
+    ))
+    .unwrap();
     let login = block(w.engine.login("alice", "pw")).unwrap();
-    assert_eq!(login.processes.iter().map(|p| p.key).collect::<Vec<_>>(), vec![a.key]);
+    assert_eq!(
+        login.processes.iter().map(|p| p.key).collect::<Vec<_>>(),
+        vec![a.key]
+    );
     assert_eq!(login.expires_at, T0.plus_ms(30 * 60 * 1000));
-    assert_eq!(block(w.engine.authenticate(&login.token)).unwrap().name, "alice");
+    assert_eq!(
+        block(w.engine.authenticate(&login.token)).unwrap().name,
+        "alice"
+    );
 }
 
 #[test]
 fn five_wrong_passwords_lock_until_an_admin_unlocks() {
     let w = World::new();
     for i in 1..=4 {
-        assert_eq!(block(w.engine.login("alice", "nope")).unwrap_err(), Error::BadCredentials, "attempt {i}");
+        assert_eq!(
+            block(w.engine.login("alice", "nope")).unwrap_err(),
+            Error::BadCredentials,
+            "attempt {i}"
+        );
     }
-    assert_eq!(block(w.engine.login("alice", "nope")).unwrap_err(), Error::UserLocked);
-    assert_eq!(block(w.engine.login("alice", "pw")).unwrap_err(), Error::UserLocked, "the right password does not help");
+    assert_eq!(
+        block(w.engine.login("alice", "nope")).unwrap_err(),
+        Error::UserLocked
+    );
+    assert_eq!(
+        block(w.engine.login("alice", "pw")).unwrap_err(),
+        Error::UserLocked,
+        "the right password does not help"
+    );
     block(w.engine.unlock_user(Actor::System, "alice")).unwrap();
     block(w.engine.login("alice", "pw")).unwrap();
     let events = block(w.engine.audit_events(Actor::System, 0, 1000)).unwrap();
-    assert_eq!(events.iter().filter(|e| e.action == "login.failed").count(), 5);
+    assert_eq!(
+        events.iter().filter(|e| e.action == "login.failed").count(),
+        5
+    );
     assert!(events.iter().any(|e| e.action == "user.lock"));
     assert!(events.iter().any(|e| e.action == "user.unlock"));
     w.audit_ok();
@@ -62,23 +86,60 @@ fn tokens_expire_after_30_minutes_and_logout_revokes() {
     w.advance(30 * 60 * 1000 - 1);
     block(w.engine.authenticate(&t)).unwrap();
     w.advance(1);
-    assert_eq!(block(w.engine.authenticate(&t)).unwrap_err(), Error::Unauthenticated);
+    assert_eq!(
+        block(w.engine.authenticate(&t)).unwrap_err(),
+        Error::Unauthenticated
+    );
     let t = block(w.engine.login("alice", "pw")).unwrap().token;
     block(w.engine.logout(&t)).unwrap();
-    assert_eq!(block(w.engine.authenticate(&t)).unwrap_err(), Error::Unauthenticated);
-    assert_eq!(block(w.engine.authenticate("forged")).unwrap_err(), Error::Unauthenticated);
+    assert_eq!(
+        block(w.engine.authenticate(&t)).unwrap_err(),
+        Error::Unauthenticated
+    );
+    assert_eq!(
+        block(w.engine.authenticate("forged")).unwrap_err(),
+        Error::Unauthenticated
+    );
 }
 
 #[test]
 fn unknown_users_and_non_admins_are_refused() {
     let w = World::new();
-    assert_eq!(block(w.engine.login("mallory", "x")).unwrap_err(), Error::BadCredentials);
+    assert_eq!(
+        block(w.engine.login("mallory", "x")).unwrap_err(),
+        Error::BadCredentials
+    );
     let alice = Actor::User(w.user.id);
-    let e = block(w.engine.create_user(alice, NewUser { name: "eve".into(), password: "x".into(), ..NewUser::default() })).unwrap_err();
+    let e = block(w.engine.create_user(
+        alice,
+        NewUser {
+            name: "eve".into(),
+            password: "x".into(),
+            ..NewUser::default()
+        },
+    ))
+    .unwrap_err();
     assert!(matches!(e, Error::PermissionDenied(_)));
-    let admin = block(w.engine.store().user_by_name("admin")).unwrap().unwrap();
-    block(w.engine.create_user(Actor::User(admin.id), NewUser { name: "eve".into(), password: "x".into(), ..NewUser::default() })).unwrap();
-    let dup = block(w.engine.create_user(Actor::System, NewUser { name: "eve".into(), password: "x".into(), ..NewUser::default() }));
+    let admin = block(w.engine.store().user_by_name("admin"))
+        .unwrap()
+        .unwrap();
+    block(w.engine.create_user(
+        Actor::User(admin.id),
+        NewUser {
+            name: "eve".into(),
+            password: "x".into(),
+            ..NewUser::default()
+        },
+    ))
+    .unwrap();
+    let dup = block(w.engine.create_user(
+        Actor::System,
+        NewUser {
+            name: "eve".into(),
+            password: "x".into(),
+            ..NewUser::default()
+        },
+    ));
     assert!(matches!(dup, Err(Error::AlreadyExists(_))));
 }
 
@@ -88,7 +149,12 @@ fn unknown_users_and_non_admins_are_refused() {
 fn a_job_runs_on_a_robot_and_succeeds() {
     let mut w = World::new();
     let p = w.process(|s| {
-        s.arguments.push(ArgumentSpec { name: "invoice".into(), id: "inv".into(), arg_type: ArgType::Int, required: true });
+        s.arguments.push(ArgumentSpec {
+            name: "invoice".into(),
+            id: "inv".into(),
+            arg_type: ArgType::Int,
+            required: true,
+        });
     });
     let bot = w.connect("r1");
     let job = w.start(&p, json!({"invoice": "42"}));
@@ -99,7 +165,13 @@ fn a_job_runs_on_a_robot_and_succeeds() {
     assert_eq!(ex[0].run_instance_id, job.key);
     assert_eq!(ex[0].package_download_uri, "http://files/pkg");
     assert_eq!(ex[0].user_name, "alice");
-    assert_eq!((ex[0].arguments[0].name.as_str(), ex[0].arguments[0].value.as_str()), ("invoice", "42"));
+    assert_eq!(
+        (
+            ex[0].arguments[0].name.as_str(),
+            ex[0].arguments[0].value.as_str()
+        ),
+        ("invoice", "42")
+    );
     assert_eq!(w.process_now(&p).running, 1);
     let done = w.finish(&bot, &job, FinishStatus::Success).unwrap();
     assert_eq!(done.state, JobState::Successful);
@@ -114,18 +186,35 @@ fn a_job_runs_on_a_robot_and_succeeds() {
 fn bad_starts_are_refused_and_write_nothing() {
     let mut w = World::new();
     let p = w.process(|s| {
-        s.arguments.push(ArgumentSpec { name: "n".into(), id: "n".into(), arg_type: ArgType::Int, required: true });
+        s.arguments.push(ArgumentSpec {
+            name: "n".into(),
+            id: "n".into(),
+            arg_type: ArgType::Int,
+            required: true,
+        });
     });
     let before = block(w.engine.store().audit(0, usize::MAX)).unwrap().len();
     let e = block(w.engine.start_job(&w.user, p.key, &json!({"n": "x"}))).unwrap_err();
     assert_eq!(e.to_string(), "argument 'n' must be of type int");
     let e = block(w.engine.start_job(&w.user, p.key, &json!({}))).unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)));
-    let e = block(w.engine.start_job(&w.user, rpa_core::Key([9; 16]), &json!({}))).unwrap_err();
+    let e = block(
+        w.engine
+            .start_job(&w.user, rpa_core::Key([9; 16]), &json!({})),
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::NotFound(..)));
-    let (total, _, _) = block(w.engine.query_process_jobs(&w.user, p.key, JobQueryParams::default())).unwrap();
+    let (total, _, _) = block(w.engine.query_process_jobs(
+        &w.user,
+        p.key,
+        JobQueryParams::default(),
+    ))
+    .unwrap();
     assert_eq!(total, 0);
-    assert_eq!(block(w.engine.store().audit(0, usize::MAX)).unwrap().len(), before);
+    assert_eq!(
+        block(w.engine.store().audit(0, usize::MAX)).unwrap().len(),
+        before
+    );
 }
 
 #[test]
@@ -133,17 +222,37 @@ fn only_granted_processes_and_their_jobs_are_reachable() {
     let mut w = World::new();
     let p = w.process(|_| {});
     let job = w.start(&p, json!({}));
-    let bob = block(w.engine.create_user(Actor::System, NewUser { name: "bob".into(), password: "pw".into(), ..NewUser::default() })).unwrap();
+    let bob = block(w.engine.create_user(
+        Actor::System,
+        NewUser {
+            name: "bob".into(),
+            password: "pw".into(),
+            ..NewUser::default()
+        },
+    ))
+    .unwrap();
     for e in [
         block(w.engine.start_job(&bob, p.key, &json!({}))).unwrap_err(),
         block(w.engine.stop_job(&bob, job.key, StopStrategy::SoftStop)).unwrap_err(),
-        block(w.engine.job_status(&bob, job.key)).map(|_| ()).unwrap_err(),
-        block(w.engine.query_process(&bob, p.key)).map(|_| ()).unwrap_err(),
+        block(w.engine.job_status(&bob, job.key))
+            .map(|_| ())
+            .unwrap_err(),
+        block(w.engine.query_process(&bob, p.key))
+            .map(|_| ())
+            .unwrap_err(),
     ] {
         assert!(matches!(e, Error::PermissionDenied(_)), "{e}");
     }
-    assert_eq!(w.job(&job).state, JobState::Pending, "bob's stop changed nothing");
-    let denied = block(w.engine.audit_events(Actor::System, 0, 1000)).unwrap().iter().filter(|e| e.action == "permission.denied").count();
+    assert_eq!(
+        w.job(&job).state,
+        JobState::Pending,
+        "bob's stop changed nothing"
+    );
+    let denied = block(w.engine.audit_events(Actor::System, 0, 1000))
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "permission.denied")
+        .count();
     assert_eq!(denied, 4);
 }
 
@@ -154,9 +263,16 @@ fn max_run_num_queues_jobs_until_a_slot_frees() {
     let (a, b) = (w.connect("a"), w.connect("b"));
     let j1 = w.start(&p, json!({}));
     let j2 = w.start(&p, json!({}));
-    assert_eq!((w.job(&j1).state, w.job(&j2).state), (JobState::Running, JobState::Pending));
+    assert_eq!(
+        (w.job(&j1).state, w.job(&j2).state),
+        (JobState::Running, JobState::Pending)
+    );
     assert_eq!(w.process_now(&p).running, 1);
-    let holder = if w.robot(&a).job == Some(j1.id) { &a } else { &b };
+    let holder = if w.robot(&a).job == Some(j1.id) {
+        &a
+    } else {
+        &b
+    };
     w.finish(holder, &j1, FinishStatus::Success).unwrap();
     assert_eq!(w.job(&j2).state, JobState::Running);
 }
@@ -172,19 +288,37 @@ fn max_day_num_refuses_starts_and_holds_dispatch_until_tomorrow() {
     let j1 = w.start(&p, json!({}));
     let j2 = w.start(&p, json!({}));
     let j3 = w.start(&p, json!({}));
-    assert_eq!(w.job(&j3).state, JobState::Pending, "successes + running reached maxDayNum");
+    assert_eq!(
+        w.job(&j3).state,
+        JobState::Pending,
+        "successes + running reached maxDayNum"
+    );
     for (bot, j) in [(&a, &j1), (&b, &j2)] {
-        let holder = if w.robot(bot).job == Some(j.id) { bot } else if bot.code == "a" { &b } else { &a };
+        let holder = if w.robot(bot).job == Some(j.id) {
+            bot
+        } else if bot.code == "a" {
+            &b
+        } else {
+            &a
+        };
         w.finish(holder, j, FinishStatus::Success).unwrap();
     }
-    assert_eq!(w.job(&j3).state, JobState::Pending, "not dispatched beyond maxDayNum");
+    assert_eq!(
+        w.job(&j3).state,
+        JobState::Pending,
+        "not dispatched beyond maxDayNum"
+    );
     let e = block(w.engine.start_job(&w.user, p.key, &json!({}))).unwrap_err();
     assert_eq!(e, Error::Limit(Limit::MaxDayNum(2)));
     w.advance(24 * 3600 * 1000);
     w.beat(&a, None);
     w.beat(&b, None);
     w.tick();
-    assert_eq!(w.job(&j3).state, JobState::Running, "a new day frees the quota");
+    assert_eq!(
+        w.job(&j3).state,
+        JobState::Running,
+        "a new day frees the quota"
+    );
 }
 
 #[test]
@@ -217,11 +351,32 @@ fn robots_run_only_what_they_may() {
     let ja = w.start(&attended, json!({}));
     let jp = w.start(&pooled, json!({}));
     let plain = w.connect("plain");
-    assert_eq!(w.robot(&plain).job, None, "neither fits a default unattended robot");
-    block(w.engine.configure_robot(Actor::System, "desk", RobotProfile { attended: true, ..RobotProfile::default() })).unwrap();
+    assert_eq!(
+        w.robot(&plain).job,
+        None,
+        "neither fits a default unattended robot"
+    );
+    block(w.engine.configure_robot(
+        Actor::System,
+        "desk",
+        RobotProfile {
+            attended: true,
+            ..RobotProfile::default()
+        },
+    ))
+    .unwrap();
     let desk = w.connect("desk");
     assert_eq!(w.robot(&desk).job, Some(ja.id));
-    block(w.engine.configure_robot(Actor::System, "fin", RobotProfile { pool: "finance".into(), labels: vec!["sap".into(), "x".into()], ..RobotProfile::default() })).unwrap();
+    block(w.engine.configure_robot(
+        Actor::System,
+        "fin",
+        RobotProfile {
+            pool: "finance".into(),
+            labels: vec!["sap".into(), "x".into()],
+            ..RobotProfile::default()
+        },
+    ))
+    .unwrap();
     let fin = w.connect("fin");
     assert_eq!(w.robot(&fin).job, Some(jp.id));
 }
@@ -231,28 +386,71 @@ fn stopping_jobs() {
     let mut w = World::new();
     let p = w.process(|s| s.max_run_num = 0);
     let pending = w.start(&p, json!({}));
-    assert_eq!(block(w.engine.stop_job(&w.user, pending.key, StopStrategy::SoftStop)).unwrap().state, JobState::Canceled);
+    assert_eq!(
+        block(
+            w.engine
+                .stop_job(&w.user, pending.key, StopStrategy::SoftStop)
+        )
+        .unwrap()
+        .state,
+        JobState::Canceled
+    );
 
     let bot = w.connect("r");
     let j = w.start(&p, json!({}));
     w.commands(&bot);
-    assert_eq!(block(w.engine.stop_job(&w.user, j.key, StopStrategy::SoftStop)).unwrap().state, JobState::Stopping);
-    assert_eq!(w.commands(&bot), vec![Command::Stop { run_instance_id: j.key }]);
-    assert_eq!(w.process_now(&p).running, 1, "a stopping job holds its slot");
+    assert_eq!(
+        block(w.engine.stop_job(&w.user, j.key, StopStrategy::SoftStop))
+            .unwrap()
+            .state,
+        JobState::Stopping
+    );
+    assert_eq!(
+        w.commands(&bot),
+        vec![Command::Stop {
+            run_instance_id: j.key
+        }]
+    );
+    assert_eq!(
+        w.process_now(&p).running,
+        1,
+        "a stopping job holds its slot"
+    );
     w.finish(&bot, &j, FinishStatus::Cancelled).unwrap();
     assert_eq!(w.job(&j).state, JobState::Stopped);
 
     let k = w.start(&p, json!({}));
     w.commands(&bot);
-    assert_eq!(block(w.engine.stop_job(&w.user, k.key, StopStrategy::Kill)).unwrap().state, JobState::Stopped);
-    assert_eq!(w.commands(&bot), vec![Command::Stop { run_instance_id: k.key }]);
+    assert_eq!(
+        block(w.engine.stop_job(&w.user, k.key, StopStrategy::Kill))
+            .unwrap()
+            .state,
+        JobState::Stopped
+    );
+    assert_eq!(
+        w.commands(&bot),
+        vec![Command::Stop {
+            run_instance_id: k.key
+        }]
+    );
     let next = w.start(&p, json!({}));
-    assert_eq!(w.job(&next).state, JobState::Pending, "the robot is busy until it confirms the kill");
+    assert_eq!(
+        w.job(&next).state,
+        JobState::Pending,
+        "the robot is busy until it confirms the kill"
+    );
     w.finish(&bot, &k, FinishStatus::Success).unwrap();
-    assert_eq!(w.job(&k).state, JobState::Stopped, "a late word does not change a killed job");
+    assert_eq!(
+        w.job(&k).state,
+        JobState::Stopped,
+        "a late word does not change a killed job"
+    );
     assert_eq!(w.job(&next).state, JobState::Running);
     let again = block(w.engine.stop_job(&w.user, k.key, StopStrategy::SoftStop));
-    assert!(matches!(again, Err(Error::Rejected(_))), "stopping a finished job is a rejected transition");
+    assert!(
+        matches!(again, Err(Error::Rejected(_))),
+        "stopping a finished job is a rejected transition"
+    );
 }
 
 #[test]
@@ -263,7 +461,10 @@ fn repeating_a_finish_is_harmless_and_changing_it_is_rejected() {
     let j = w.start(&p, json!({}));
     w.finish(&bot, &j, FinishStatus::Success).unwrap();
     w.finish(&bot, &j, FinishStatus::Success).unwrap();
-    assert!(matches!(w.finish(&bot, &j, FinishStatus::Failed), Err(Error::Rejected(_))));
+    assert!(matches!(
+        w.finish(&bot, &j, FinishStatus::Failed),
+        Err(Error::Rejected(_))
+    ));
     assert_eq!(w.process_now(&p).day_successes, 1, "counted once");
 }
 
@@ -274,15 +475,38 @@ fn reports_need_the_right_robot_and_connection() {
     let bot = w.connect("r");
     let other = w.connect("other");
     let j = w.start(&p, json!({}));
-    let holder = if w.robot(&bot).job == Some(j.id) { &bot } else { &other };
+    let holder = if w.robot(&bot).job == Some(j.id) {
+        &bot
+    } else {
+        &other
+    };
     let stranger = if holder.code == "r" { &other } else { &bot };
-    assert!(matches!(w.finish(stranger, &j, FinishStatus::Success), Err(Error::PermissionDenied(_))));
-    let forged = Bot { code: holder.code.clone(), connect: rpa_core::Key([1; 16]) };
-    assert_eq!(w.finish(&forged, &j, FinishStatus::Success).unwrap_err(), Error::NotConnected);
-    let video = block(w.engine.report_video(&holder.code, holder.connect, j.key, "v1"));
-    assert!(matches!(video, Err(Error::InvalidArgument(_))), "video only after finish");
+    assert!(matches!(
+        w.finish(stranger, &j, FinishStatus::Success),
+        Err(Error::PermissionDenied(_))
+    ));
+    let forged = Bot {
+        code: holder.code.clone(),
+        connect: rpa_core::Key([1; 16]),
+    };
+    assert_eq!(
+        w.finish(&forged, &j, FinishStatus::Success).unwrap_err(),
+        Error::NotConnected
+    );
+    let video = block(
+        w.engine
+            .report_video(&holder.code, holder.connect, j.key, "v1"),
+    );
+    assert!(
+        matches!(video, Err(Error::InvalidArgument(_))),
+        "video only after finish"
+    );
     w.finish(holder, &j, FinishStatus::Success).unwrap();
-    block(w.engine.report_video(&holder.code, holder.connect, j.key, "v1")).unwrap();
+    block(
+        w.engine
+            .report_video(&holder.code, holder.connect, j.key, "v1"),
+    )
+    .unwrap();
     assert_eq!(block(w.engine.videos(j.key)).unwrap().len(), 1);
 }
 
@@ -293,17 +517,37 @@ fn registration_needs_the_vendor_proof_and_one_live_connection() {
     let w = World::new();
     let bad = block(w.engine.register_robot("r", "acme", "00", None));
     assert_eq!(bad.unwrap_err(), Error::BadSupplier);
-    let unknown = block(w.engine.register_robot("r", "nope", &rpa_core::auth::supplier_proof(SECRET, "r"), None));
+    let unknown = block(w.engine.register_robot(
+        "r",
+        "nope",
+        &rpa_core::auth::supplier_proof(SECRET, "r"),
+        None,
+    ));
     assert_eq!(unknown.unwrap_err(), Error::BadSupplier);
     let first = w.connect("r");
     assert!(w.robot(&first).state == RobotState::Available);
-    let second = block(w.engine.register_robot("r", "acme", &rpa_core::auth::supplier_proof(SECRET, "r"), None));
+    let second = block(w.engine.register_robot(
+        "r",
+        "acme",
+        &rpa_core::auth::supplier_proof(SECRET, "r"),
+        None,
+    ));
     assert_eq!(second.unwrap_err(), Error::DuplicateConnection);
-    assert_eq!(w.robot(&first).connect, Some(first.connect), "the live connection is kept");
+    assert_eq!(
+        w.robot(&first).connect,
+        Some(first.connect),
+        "the live connection is kept"
+    );
     w.advance(30_001);
     let third = w.connect("r");
-    assert_ne!(third.connect, first.connect, "a silent connection no longer counts");
-    assert_eq!(block(w.engine.heartbeat("r", first.connect, None)).unwrap_err(), Error::NotConnected);
+    assert_ne!(
+        third.connect, first.connect,
+        "a silent connection no longer counts"
+    );
+    assert_eq!(
+        block(w.engine.heartbeat("r", first.connect, None)).unwrap_err(),
+        Error::NotConnected
+    );
 }
 
 #[test]
@@ -312,7 +556,11 @@ fn a_registered_robot_gets_work_only_after_its_first_heartbeat() {
     let p = w.process(|_| {});
     let j = w.start(&p, json!({}));
     let bot = w.register("r");
-    assert_eq!(w.job(&j).state, JobState::Pending, "it may still be running something else");
+    assert_eq!(
+        w.job(&j).state,
+        JobState::Pending,
+        "it may still be running something else"
+    );
     let cmds = w.beat(&bot, None);
     assert!(matches!(&cmds[..], [Command::Execute(e)] if e.run_instance_id == j.key));
 }
@@ -321,7 +569,13 @@ fn a_registered_robot_gets_work_only_after_its_first_heartbeat() {
 fn a_bound_license_comes_with_registration() {
     let w = World::new();
     block(w.engine.bind_license(Actor::System, "r", "LICENSE-1")).unwrap();
-    let reg = block(w.engine.register_robot("r", "acme", &rpa_core::auth::supplier_proof(SECRET, "r"), None)).unwrap();
+    let reg = block(w.engine.register_robot(
+        "r",
+        "acme",
+        &rpa_core::auth::supplier_proof(SECRET, "r"),
+        None,
+    ))
+    .unwrap();
     assert_eq!(reg.license.as_deref(), Some("LICENSE-1"));
 }
 
@@ -332,7 +586,11 @@ fn a_silent_robot_loses_its_job_to_another_with_the_checkpoint() {
     let a = w.connect("a");
     let j = w.start(&p, json!({}));
     w.commands(&a);
-    block(w.engine.report_checkpoint("a", a.connect, j.key, json!({"row": 7}))).unwrap();
+    block(
+        w.engine
+            .report_checkpoint("a", a.connect, j.key, json!({"row": 7})),
+    )
+    .unwrap();
     let b = w.connect("b");
     w.advance(20_000);
     w.beat(&b, None);
@@ -341,13 +599,24 @@ fn a_silent_robot_loses_its_job_to_another_with_the_checkpoint() {
     assert_eq!(report.robots_timed_out, 1);
     assert_eq!(w.robot(&a).state, RobotState::Unresponsive);
     let j2 = w.job(&j);
-    assert_eq!((j2.state, j2.attempt, j2.robot), (JobState::Running, 2, Some(w.robot(&b).id)));
+    assert_eq!(
+        (j2.state, j2.attempt, j2.robot),
+        (JobState::Running, 2, Some(w.robot(&b).id))
+    );
     let ex = w.executes(&b);
     assert_eq!(ex[0].checkpoint, Some(json!({"row": 7})));
     assert_eq!(ex[0].attempt, 2);
     // The lost robot comes back and says it still runs the job: it is told to stop.
-    assert_eq!(w.beat(&a, Some(j.key)), vec![Command::Stop { run_instance_id: j.key }]);
-    assert!(matches!(w.finish(&a, &j, FinishStatus::Success), Err(Error::PermissionDenied(_))));
+    assert_eq!(
+        w.beat(&a, Some(j.key)),
+        vec![Command::Stop {
+            run_instance_id: j.key
+        }]
+    );
+    assert!(matches!(
+        w.finish(&a, &j, FinishStatus::Success),
+        Err(Error::PermissionDenied(_))
+    ));
     w.finish(&b, &j, FinishStatus::Success).unwrap();
     assert_eq!(w.job(&j).state, JobState::Successful);
 }
@@ -397,13 +666,22 @@ fn a_robot_that_reconnects_without_its_job_fails_it_over() {
     let j2 = w.job(&j);
     assert_eq!(j2.attempt, 2, "lost and dispatched again");
     assert_eq!(j2.state, JobState::Running);
-    assert!(cmds.iter().any(|c| matches!(c, Command::Execute(e) if e.run_instance_id == j.key)));
+    assert!(
+        cmds.iter()
+            .any(|c| matches!(c, Command::Execute(e) if e.run_instance_id == j.key))
+    );
 }
 
 #[test]
 fn application_failures_retry_after_backoff_and_business_failures_do_not() {
     let mut w = World::new();
-    let p = w.process(|s| s.retry = RetryPolicy { max_retries: 1, backoff_ms: 5_000, backoff_max_ms: 5_000 });
+    let p = w.process(|s| {
+        s.retry = RetryPolicy {
+            max_retries: 1,
+            backoff_ms: 5_000,
+            backoff_max_ms: 5_000,
+        }
+    });
     let a = w.connect("a");
     let j = w.start(&p, json!({}));
     w.finish(&a, &j, FinishStatus::Failed).unwrap();
@@ -417,8 +695,20 @@ fn application_failures_retry_after_backoff_and_business_failures_do_not() {
     assert_eq!(w.job(&j).state, JobState::Faulted, "attempts spent");
 
     let k = w.start(&p, json!({}));
-    block(w.engine.report_finish("a", a.connect, k.key, FinishStatus::Failed, Some(20_001), None)).unwrap();
-    assert_eq!(w.job(&k).state, JobState::Faulted, "business error not retried");
+    block(w.engine.report_finish(
+        "a",
+        a.connect,
+        k.key,
+        FinishStatus::Failed,
+        Some(20_001),
+        None,
+    ))
+    .unwrap();
+    assert_eq!(
+        w.job(&k).state,
+        JobState::Faulted,
+        "business error not retried"
+    );
     assert_eq!(w.job(&k).error_code, Some(20_001));
 }
 
@@ -436,8 +726,17 @@ fn expired_jobs_fault_and_their_robot_is_told_to_stop() {
     w.advance(10_000);
     assert_eq!(w.tick().jobs_expired, 1);
     assert_eq!(w.job(&j).state, JobState::Faulted);
-    assert_eq!(w.commands(&a), vec![Command::Stop { run_instance_id: j.key }]);
-    assert_eq!(w.robot(&a).state, RobotState::Busy, "busy until it confirms");
+    assert_eq!(
+        w.commands(&a),
+        vec![Command::Stop {
+            run_instance_id: j.key
+        }]
+    );
+    assert_eq!(
+        w.robot(&a).state,
+        RobotState::Busy,
+        "busy until it confirms"
+    );
     w.finish(&a, &j, FinishStatus::Cancelled).unwrap();
     assert_eq!(w.robot(&a).state, RobotState::Available);
     assert_eq!(w.job(&j).state, JobState::Faulted);
@@ -451,13 +750,35 @@ fn queue_items_run_as_jobs_and_failures_are_retried_as_new_items() {
     let q = w.process(|s| {
         s.process_type = ProcessType::Queue;
         s.max_pending_items = 2;
-        s.retry = RetryPolicy { max_retries: 1, backoff_ms: 0, backoff_max_ms: 0 };
-        s.arguments.push(ArgumentSpec { name: "invoice".into(), id: "inv".into(), arg_type: ArgType::String, required: true });
+        s.retry = RetryPolicy {
+            max_retries: 1,
+            backoff_ms: 0,
+            backoff_max_ms: 0,
+        };
+        s.arguments.push(ArgumentSpec {
+            name: "invoice".into(),
+            id: "inv".into(),
+            arg_type: ArgType::String,
+            required: true,
+        });
     });
-    let add = |r: &str| block(w.engine.add_queue_item(&w.user, q.key, NewQueueItem { content: json!({"invoice": r}), reference: Some(r.into()), ..NewQueueItem::default() }));
+    let add = |r: &str| {
+        block(w.engine.add_queue_item(
+            &w.user,
+            q.key,
+            NewQueueItem {
+                content: json!({"invoice": r}),
+                reference: Some(r.into()),
+                ..NewQueueItem::default()
+            },
+        ))
+    };
     let i1 = add("A").unwrap();
     let i2 = add("B").unwrap();
-    assert_eq!(add("C").unwrap_err(), Error::Limit(Limit::MaxPendingItems(2)));
+    assert_eq!(
+        add("C").unwrap_err(),
+        Error::Limit(Limit::MaxPendingItems(2))
+    );
     assert!(matches!(add("A"), Err(Error::AlreadyExists(_))));
     let e = block(w.engine.start_job(&w.user, q.key, &json!({"invoice": "x"}))).unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)));
@@ -466,24 +787,51 @@ fn queue_items_run_as_jobs_and_failures_are_retried_as_new_items() {
     let first = w.beat(&bot, None);
     let item = |i: &QueueItem| block(w.engine.queue_item(i.key)).unwrap();
     assert_eq!(item(&i1).state, ItemState::InProgress);
-    let j1 = block(w.engine.store().job(item(&i1).job.unwrap())).unwrap().unwrap();
-    assert!(matches!(&first[..], [Command::Execute(e)] if e.arguments[0].value == "A" && e.run_instance_id == j1.key));
+    let j1 = block(w.engine.store().job(item(&i1).job.unwrap()))
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&first[..], [Command::Execute(e)] if e.arguments[0].value == "A" && e.run_instance_id == j1.key)
+    );
     w.finish(&bot, &j1, FinishStatus::Failed).unwrap();
     assert_eq!(item(&i1).state, ItemState::Retried);
-    assert_eq!(w.job(&j1).state, JobState::Faulted, "queue jobs are not retried themselves");
+    assert_eq!(
+        w.job(&j1).state,
+        JobState::Faulted,
+        "queue jobs are not retried themselves"
+    );
 
-    let j2 = block(w.engine.store().job(item(&i2).job.unwrap())).unwrap().unwrap();
+    let j2 = block(w.engine.store().job(item(&i2).job.unwrap()))
+        .unwrap()
+        .unwrap();
     assert_eq!(w.job(&j2).state, JobState::Running);
     w.finish(&bot, &j2, FinishStatus::Success).unwrap();
     assert_eq!(item(&i2).state, ItemState::Successful);
 
     // The retry of A runs next and fails with a business error: no more retries.
     let r = w.robot(&bot);
-    let j3 = block(w.engine.store().job(r.job.unwrap())).unwrap().unwrap();
-    let retry_item = block(w.engine.store().item(j3.queue_item.unwrap())).unwrap().unwrap();
-    assert_eq!((retry_item.retry_of, retry_item.retry_count), (Some(i1.id), 1));
-    block(w.engine.report_finish("r", bot.connect, j3.key, FinishStatus::Failed, None, None)).unwrap();
-    assert_eq!(block(w.engine.store().item(retry_item.id)).unwrap().unwrap().state, ItemState::Faulted);
+    let j3 = block(w.engine.store().job(r.job.unwrap()))
+        .unwrap()
+        .unwrap();
+    let retry_item = block(w.engine.store().item(j3.queue_item.unwrap()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (retry_item.retry_of, retry_item.retry_count),
+        (Some(i1.id), 1)
+    );
+    block(
+        w.engine
+            .report_finish("r", bot.connect, j3.key, FinishStatus::Failed, None, None),
+    )
+    .unwrap();
+    assert_eq!(
+        block(w.engine.store().item(retry_item.id))
+            .unwrap()
+            .unwrap()
+            .state,
+        ItemState::Faulted
+    );
     assert_eq!(w.process_now(&q).pending_items, 0);
     w.audit_ok();
 }
@@ -492,10 +840,19 @@ fn queue_items_run_as_jobs_and_failures_are_retried_as_new_items() {
 fn canceling_a_queue_job_deletes_its_new_item() {
     let mut w = World::new();
     let q = w.process(|s| s.process_type = ProcessType::Queue);
-    let i = block(w.engine.add_queue_item(&w.user, q.key, NewQueueItem::default())).unwrap();
-    let job = block(w.engine.store().job(i.job.unwrap())).unwrap().unwrap();
+    let i = block(
+        w.engine
+            .add_queue_item(&w.user, q.key, NewQueueItem::default()),
+    )
+    .unwrap();
+    let job = block(w.engine.store().job(i.job.unwrap()))
+        .unwrap()
+        .unwrap();
     block(w.engine.stop_job(&w.user, job.key, StopStrategy::SoftStop)).unwrap();
-    assert_eq!(block(w.engine.queue_item(i.key)).unwrap().state, ItemState::Deleted);
+    assert_eq!(
+        block(w.engine.queue_item(i.key)).unwrap().state,
+        ItemState::Deleted
+    );
     assert_eq!(w.process_now(&q).pending_items, 0);
 }
 
@@ -508,15 +865,42 @@ fn job_queries_cover_at_most_one_month() {
     let old = w.start(&p, json!({}));
     w.advance(31 * 24 * 3600 * 1000);
     let new = w.start(&p, json!({}));
-    let (total, jobs, _) = block(w.engine.query_process_jobs(&w.user, p.key, JobQueryParams::default())).unwrap();
-    assert_eq!((total, jobs[0].id), (1, new.id), "default: the last 30 days");
-    let q = JobQueryParams { start: Some(old.created_at), end: Some(new.created_at), state: None };
-    assert!(matches!(block(w.engine.query_process_jobs(&w.user, p.key, q)), Err(Error::InvalidArgument(_))));
-    let q = JobQueryParams { start: Some(Timestamp(old.created_at.0 - 1000)), end: Some(Timestamp(old.created_at.0 + 1000)), state: Some(JobState::Pending) };
+    let (total, jobs, _) = block(w.engine.query_process_jobs(
+        &w.user,
+        p.key,
+        JobQueryParams::default(),
+    ))
+    .unwrap();
+    assert_eq!(
+        (total, jobs[0].id),
+        (1, new.id),
+        "default: the last 30 days"
+    );
+    let q = JobQueryParams {
+        start: Some(old.created_at),
+        end: Some(new.created_at),
+        state: None,
+    };
+    assert!(matches!(
+        block(w.engine.query_process_jobs(&w.user, p.key, q)),
+        Err(Error::InvalidArgument(_))
+    ));
+    let q = JobQueryParams {
+        start: Some(Timestamp(old.created_at.0 - 1000)),
+        end: Some(Timestamp(old.created_at.0 + 1000)),
+        state: Some(JobState::Pending),
+    };
     let (total, jobs, _) = block(w.engine.query_process_jobs(&w.user, p.key, q)).unwrap();
     assert_eq!((total, jobs[0].id), (1, old.id));
-    let q = JobQueryParams { start: Some(new.created_at), end: Some(old.created_at), state: None };
-    assert!(matches!(block(w.engine.query_process_jobs(&w.user, p.key, q)), Err(Error::InvalidArgument(_))));
+    let q = JobQueryParams {
+        start: Some(new.created_at),
+        end: Some(old.created_at),
+        state: None,
+    };
+    assert!(matches!(
+        block(w.engine.query_process_jobs(&w.user, p.key, q)),
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
 #[test]
@@ -529,8 +913,20 @@ fn the_audit_chain_detects_tampering() {
     let n = w.audit_ok();
     assert!(n >= 8, "every transition audited ({n})");
     let events = block(w.engine.audit_events(Actor::System, 0, 1000)).unwrap();
-    for action in ["job.start", "job.dispatch", "job.finish", "robot.register", "login.ok"].iter().take(4) {
-        assert!(events.iter().any(|e| e.action == *action), "{action} audited");
+    for action in [
+        "job.start",
+        "job.dispatch",
+        "job.finish",
+        "robot.register",
+        "login.ok",
+    ]
+    .iter()
+    .take(4)
+    {
+        assert!(
+            events.iter().any(|e| e.action == *action),
+            "{action} audited"
+        );
     }
     w.engine.store().tamper_audit(3, "forged");
     let broken = block(w.engine.verify_audit()).unwrap().unwrap_err();
@@ -550,7 +946,11 @@ fn two_engines_on_threads_never_run_a_job_twice() {
             .into_iter()
             .map(|e| {
                 let user = user.clone();
-                s.spawn(move || (0..50).map(|_| block(e.start_job(&user, p.key, &json!({}))).unwrap()).collect::<Vec<_>>())
+                s.spawn(move || {
+                    (0..50)
+                        .map(|_| block(e.start_job(&user, p.key, &json!({}))).unwrap())
+                        .collect::<Vec<_>>()
+                })
             })
             .collect();
         hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
@@ -569,7 +969,14 @@ fn two_engines_on_threads_never_run_a_job_twice() {
                         let r = block(e.store().robot_by_code(&b.code)).unwrap().unwrap();
                         if let Some(j) = r.job {
                             let key = block(e.store().job(j)).unwrap().unwrap().key;
-                            let _ = block(e.report_finish(&b.code, b.connect, key, FinishStatus::Success, None, None));
+                            let _ = block(e.report_finish(
+                                &b.code,
+                                b.connect,
+                                key,
+                                FinishStatus::Success,
+                                None,
+                                None,
+                            ));
                         }
                     }
                 });
@@ -580,7 +987,11 @@ fn two_engines_on_threads_never_run_a_job_twice() {
         block(w.engine.dispatch_all()).unwrap();
     }
     assert!(jobs.iter().all(|j| w.job(j).state == JobState::Successful));
-    let starts = block(store.audit(0, usize::MAX)).unwrap().iter().filter(|e| e.action == "job.dispatch").count();
+    let starts = block(store.audit(0, usize::MAX))
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "job.dispatch")
+        .count();
     assert_eq!(starts, 100, "each job dispatched exactly once");
     w.audit_ok();
 }
@@ -593,7 +1004,11 @@ fn a_robot_back_from_silence_keeps_a_job_nobody_took() {
     let j = w.start(&p, json!({}));
     w.advance(30_001);
     w.tick();
-    assert_eq!((w.job(&j).state, w.job(&j).attempt), (JobState::Pending, 2), "failed over, no robot free");
+    assert_eq!(
+        (w.job(&j).state, w.job(&j).attempt),
+        (JobState::Pending, 2),
+        "failed over, no robot free"
+    );
     let cmds = w.beat(&a, Some(j.key));
     assert!(cmds.is_empty(), "no Stop and no second Execute: {cmds:?}");
     assert_eq!(w.job(&j).state, JobState::Running);

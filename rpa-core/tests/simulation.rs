@@ -53,7 +53,12 @@ fn tolerated(e: &Error) -> bool {
     // What a client or robot can legitimately run into in a busy system.
     matches!(
         e,
-        Error::Rejected(_) | Error::Limit(_) | Error::PermissionDenied(_) | Error::NotConnected | Error::DuplicateConnection | Error::InvalidArgument(_)
+        Error::Rejected(_)
+            | Error::Limit(_)
+            | Error::PermissionDenied(_)
+            | Error::NotConnected
+            | Error::DuplicateConnection
+            | Error::InvalidArgument(_)
     )
 }
 
@@ -73,16 +78,26 @@ impl Sim {
         let mut processes = Vec::new();
         for i in 0..n_proc {
             let max_run = rng.random_range(1..=3);
-            let max_day = if rng.random_bool(0.3) { rng.random_range(2..=6) } else { 0 };
+            let max_day = if rng.random_bool(0.3) {
+                rng.random_range(2..=6)
+            } else {
+                0
+            };
             let priority = rng.random_range(0..3);
             let retries = rng.random_range(0..=2);
-            let expiration = rng.random_bool(0.3).then(|| rng.random_range(30_000..120_000));
+            let expiration = rng
+                .random_bool(0.3)
+                .then(|| rng.random_range(30_000..120_000));
             processes.push(w.process(|s| {
                 s.name = format!("p{i}");
                 s.max_run_num = max_run;
                 s.max_day_num = max_day;
                 s.priority = priority;
-                s.retry = RetryPolicy { max_retries: retries, backoff_ms: 2_000, backoff_max_ms: 10_000 };
+                s.retry = RetryPolicy {
+                    max_retries: retries,
+                    backoff_ms: 2_000,
+                    backoff_max_ms: 10_000,
+                };
                 s.expiration_ms = expiration;
             }));
         }
@@ -91,11 +106,32 @@ impl Sim {
             s.process_type = ProcessType::Queue;
             s.max_run_num = 2;
             s.max_pending_items = 20;
-            s.retry = RetryPolicy { max_retries: 1, backoff_ms: 1_000, backoff_max_ms: 1_000 };
+            s.retry = RetryPolicy {
+                max_retries: 1,
+                backoff_ms: 1_000,
+                backoff_max_ms: 1_000,
+            };
         });
         let n_bots = rng.random_range(2..=5);
-        let bots = (0..n_bots).map(|i| SimBot { bot: None, code: format!("bot{i}"), running: None, hung_until: None }).collect();
-        Sim { w, rng, processes, queue, bots, jobs: Vec::new(), items: Vec::new(), audit: Verifier::default(), steps: 0 }
+        let bots = (0..n_bots)
+            .map(|i| SimBot {
+                bot: None,
+                code: format!("bot{i}"),
+                running: None,
+                hung_until: None,
+            })
+            .collect();
+        Sim {
+            w,
+            rng,
+            processes,
+            queue,
+            bots,
+            jobs: Vec::new(),
+            items: Vec::new(),
+            audit: Verifier::default(),
+            steps: 0,
+        }
     }
 
     fn now(&self) -> Timestamp {
@@ -105,15 +141,32 @@ impl Sim {
     fn connect(&mut self, i: usize) {
         let code = self.bots[i].code.clone();
         let proof = rpa_core::auth::supplier_proof(SECRET, &code);
-        if let Some(reg) = ok_or_tolerated(block(self.w.engine.register_robot(&code, "acme", &proof, None)), "register") {
-            self.bots[i].bot = Some(Bot { code, connect: reg.connect });
+        if let Some(reg) = ok_or_tolerated(
+            block(self.w.engine.register_robot(&code, "acme", &proof, None)),
+            "register",
+        ) {
+            self.bots[i].bot = Some(Bot {
+                code,
+                connect: reg.connect,
+            });
         }
     }
 
     /// Acts on commands as an executor would.
     fn obey(&mut self, i: usize, cmds: Vec<Command>) {
         for c in cmds {
-            trace(|| format!("  {} <- {} {:?}", self.bots[i].code, c.action(), match &c { Command::Execute(e) => Some(e.run_instance_id), Command::Stop { run_instance_id } => Some(*run_instance_id), _ => None }));
+            trace(|| {
+                format!(
+                    "  {} <- {} {:?}",
+                    self.bots[i].code,
+                    c.action(),
+                    match &c {
+                        Command::Execute(e) => Some(e.run_instance_id),
+                        Command::Stop { run_instance_id } => Some(*run_instance_id),
+                        _ => None,
+                    }
+                )
+            });
             match c {
                 Command::Execute(e) => {
                     assert!(
@@ -137,7 +190,11 @@ impl Sim {
 
     fn heartbeat(&mut self, i: usize) {
         let Some(b) = &self.bots[i].bot else { return };
-        let r = block(self.w.engine.heartbeat(&b.code, b.connect, self.bots[i].running));
+        let r = block(
+            self.w
+                .engine
+                .heartbeat(&b.code, b.connect, self.bots[i].running),
+        );
         if let Some(cmds) = ok_or_tolerated(r, "heartbeat") {
             self.obey(i, cmds);
         } else {
@@ -146,8 +203,14 @@ impl Sim {
     }
 
     fn finish(&mut self, i: usize, status: FinishStatus, code: Option<i32>) {
-        let (Some(b), Some(run)) = (&self.bots[i].bot, self.bots[i].running) else { return };
-        let r = block(self.w.engine.report_finish(&b.code, b.connect, run, status, code, None));
+        let (Some(b), Some(run)) = (&self.bots[i].bot, self.bots[i].running) else {
+            return;
+        };
+        let r = block(
+            self.w
+                .engine
+                .report_finish(&b.code, b.connect, run, status, code, None),
+        );
         ok_or_tolerated(r, "finish");
         self.bots[i].running = None;
     }
@@ -156,23 +219,44 @@ impl Sim {
         self.steps += 1;
         let now = self.now();
         let roll = self.rng.random_range(0..100);
-        trace(|| format!("step {} t={} roll {roll} bots {:?}", self.steps, now.0 - T0.0, self.bots.iter().map(|b| (b.code.clone(), b.bot.is_some(), b.running, b.hung_until)).collect::<Vec<_>>()));
+        trace(|| {
+            format!(
+                "step {} t={} roll {roll} bots {:?}",
+                self.steps,
+                now.0 - T0.0,
+                self.bots
+                    .iter()
+                    .map(|b| (b.code.clone(), b.bot.is_some(), b.running, b.hung_until))
+                    .collect::<Vec<_>>()
+            )
+        });
         match roll {
             0..=19 => {
                 let p = self.processes[self.rng.random_range(0..self.processes.len())].clone();
-                if let Some(j) = ok_or_tolerated(block(self.w.engine.start_job(&self.w.user, p.key, &json!({}))), "start") {
+                if let Some(j) = ok_or_tolerated(
+                    block(self.w.engine.start_job(&self.w.user, p.key, &json!({}))),
+                    "start",
+                ) {
                     self.jobs.push(j);
                 }
             }
             20..=26 => {
-                let r = block(self.w.engine.add_queue_item(&self.w.user, self.queue.key, NewQueueItem::default()));
+                let r = block(self.w.engine.add_queue_item(
+                    &self.w.user,
+                    self.queue.key,
+                    NewQueueItem::default(),
+                ));
                 if let Some(i) = ok_or_tolerated(r, "add item") {
                     self.items.push(i);
                 }
             }
             27..=30 if !self.jobs.is_empty() => {
                 let j = self.jobs[self.rng.random_range(0..self.jobs.len())].key;
-                let s = if self.rng.random_bool(0.5) { StopStrategy::SoftStop } else { StopStrategy::Kill };
+                let s = if self.rng.random_bool(0.5) {
+                    StopStrategy::SoftStop
+                } else {
+                    StopStrategy::Kill
+                };
                 ok_or_tolerated(block(self.w.engine.stop_job(&self.w.user, j, s)), "stop");
             }
             31..=80 => {
@@ -197,7 +281,8 @@ impl Sim {
                     }
                     (true, 80..=84) => {
                         // hang past the heartbeat timeout
-                        self.bots[i].hung_until = Some(now.plus_ms(self.rng.random_range(10_000..60_000)));
+                        self.bots[i].hung_until =
+                            Some(now.plus_ms(self.rng.random_range(10_000..60_000)));
                     }
                     (true, 85..=89) => {
                         // crash: the process dies, the socket just vanishes
@@ -231,11 +316,20 @@ impl Sim {
         let robots = block(store.robots()).unwrap();
         // nothing acknowledged is lost
         for j in &self.jobs {
-            assert!(block(store.job(j.id)).unwrap().is_some(), "job {} lost", j.id);
+            assert!(
+                block(store.job(j.id)).unwrap().is_some(),
+                "job {} lost",
+                j.id
+            );
         }
         for it in &self.items {
             let item = block(store.item(it.id)).unwrap().expect("queue item lost");
-            assert!(block(store.job(item.job.expect("item has a job"))).unwrap().is_some(), "item's job lost");
+            assert!(
+                block(store.job(item.job.expect("item has a job")))
+                    .unwrap()
+                    .is_some(),
+                "item's job lost"
+            );
         }
         // robots hold at most one job, and that job names them
         let mut held: HashMap<JobId, usize> = HashMap::new();
@@ -243,8 +337,21 @@ impl Sim {
             if let Some(j) = r.job {
                 *held.entry(j).or_default() += 1;
                 let job = block(store.job(j)).unwrap().unwrap();
-                assert_eq!(job.robot, Some(r.id), "robot {} holds job {} that names {:?}", r.code, j, job.robot);
-                assert!(job.state.is_active() || job.forced, "robot {} holds job {} in state {:?}", r.code, j, job.state);
+                assert_eq!(
+                    job.robot,
+                    Some(r.id),
+                    "robot {} holds job {} that names {:?}",
+                    r.code,
+                    j,
+                    job.robot
+                );
+                assert!(
+                    job.state.is_active() || job.forced,
+                    "robot {} holds job {} in state {:?}",
+                    r.code,
+                    j,
+                    job.state
+                );
             }
         }
         assert!(held.values().all(|n| *n == 1), "a job held by two robots");
@@ -267,16 +374,30 @@ impl Sim {
                     assert!(holder.is_some(), "running job {} has no robot", j.id);
                 }
                 if j.state == JobState::Successful {
-                    *per_day.entry(j.ended_at.unwrap().day(self.w.engine.config().utc_offset)).or_default() += 1;
+                    *per_day
+                        .entry(j.ended_at.unwrap().day(self.w.engine.config().utc_offset))
+                        .or_default() += 1;
                 }
             }
             let running = active.get(&p.id).copied().unwrap_or(0);
-            assert_eq!(p.running, running, "process {} running counter", p.spec.name);
+            assert_eq!(
+                p.running, running,
+                "process {} running counter",
+                p.spec.name
+            );
             if p.spec.max_run_num > 0 {
-                assert!(running <= p.spec.max_run_num, "maxRunNum exceeded for {}", p.spec.name);
+                assert!(
+                    running <= p.spec.max_run_num,
+                    "maxRunNum exceeded for {}",
+                    p.spec.name
+                );
             }
             if p.spec.max_day_num > 0 {
-                assert!(per_day.values().all(|n| *n <= p.spec.max_day_num), "maxDayNum exceeded for {}: {per_day:?}", p.spec.name);
+                assert!(
+                    per_day.values().all(|n| *n <= p.spec.max_day_num),
+                    "maxDayNum exceeded for {}: {per_day:?}",
+                    p.spec.name
+                );
             }
         }
         // the audit chain verifies, incrementally
@@ -295,13 +416,20 @@ impl Sim {
             loop {
                 match cur.state {
                     ItemState::Retried => {
-                        let next = block(store.item(QueueItemIdNext::find(store, cur.id))).unwrap().unwrap();
+                        let next = block(store.item(QueueItemIdNext::find(store, cur.id)))
+                            .unwrap()
+                            .unwrap();
                         cur = next;
                     }
                     s => {
                         let job = block(store.job(cur.job.unwrap())).unwrap().unwrap();
-                        return matches!(s, ItemState::Successful | ItemState::Faulted | ItemState::Abandoned | ItemState::Deleted)
-                            && job.state.is_terminal();
+                        return matches!(
+                            s,
+                            ItemState::Successful
+                                | ItemState::Faulted
+                                | ItemState::Abandoned
+                                | ItemState::Deleted
+                        ) && job.state.is_terminal();
                     }
                 }
             }
@@ -328,7 +456,11 @@ impl Sim {
                 }
             }
             // Jobs held back by maxDayNum wait for tomorrow: move faster when idle.
-            let jump = if round % 25 == 24 { 6 * 3_600_000 } else { 5_000 };
+            let jump = if round % 25 == 24 {
+                6 * 3_600_000
+            } else {
+                5_000
+            };
             self.w.advance(jump);
             block(self.w.engine.tick()).unwrap();
             self.check();
@@ -339,10 +471,41 @@ impl Sim {
             .iter()
             .map(|j| self.w.job(j))
             .filter(|j| !j.state.is_terminal())
-            .map(|j| format!("job {} process:{} {:?} robot {:?} attempt {} nb {:?} queue {:?} created {:?}", j.id, j.process, j.state, j.robot, j.attempt, j.not_before, j.queue_item, j.created_at))
+            .map(|j| {
+                format!(
+                    "job {} process:{} {:?} robot {:?} attempt {} nb {:?} queue {:?} created {:?}",
+                    j.id,
+                    j.process,
+                    j.state,
+                    j.robot,
+                    j.attempt,
+                    j.not_before,
+                    j.queue_item,
+                    j.created_at
+                )
+            })
             .collect();
-        let robots: Vec<String> = block(store.robots()).unwrap().iter().map(|r| format!("{} {:?} job {:?}", r.code, r.state, r.job)).collect();
-        let procs: Vec<String> = block(store.processes()).unwrap().iter().map(|p| format!("{} id {} running {} day {} succ {} items {} spec {:?}", p.spec.name, p.id, p.running, p.day, p.day_successes, p.pending_items, (p.spec.max_run_num, p.spec.max_day_num))).collect();
+        let robots: Vec<String> = block(store.robots())
+            .unwrap()
+            .iter()
+            .map(|r| format!("{} {:?} job {:?}", r.code, r.state, r.job))
+            .collect();
+        let procs: Vec<String> = block(store.processes())
+            .unwrap()
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} id {} running {} day {} succ {} items {} spec {:?}",
+                    p.spec.name,
+                    p.id,
+                    p.running,
+                    p.day,
+                    p.day_successes,
+                    p.pending_items,
+                    (p.spec.max_run_num, p.spec.max_day_num)
+                )
+            })
+            .collect();
         panic!("not settled after healing:\n{stuck:#?}\n{robots:#?}\n{procs:#?}");
     }
 }
@@ -377,7 +540,10 @@ fn simulation() {
     let seeds: Vec<u64> = match std::env::var("SIM_SEED") {
         Ok(s) => vec![s.parse().expect("SIM_SEED is a number")],
         Err(_) => {
-            let n = std::env::var("SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
+            let n = std::env::var("SIM_SEEDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(200);
             (0..n).collect()
         }
     };

@@ -39,11 +39,15 @@ impl<S: Store> Engine<S> {
     /// Puts a dispatchable job on the first idle robot that may run it.
     pub(crate) async fn place_job(&self, id: JobId) -> Result<bool> {
         for _ in 0..ATTEMPTS {
-            let Some(job) = self.store.job(id).await? else { return Ok(false) };
+            let Some(job) = self.store.job(id).await? else {
+                return Ok(false);
+            };
             if !is_dispatchable(&job) {
                 return Ok(false);
             }
-            let Some(p) = self.store.process(job.process).await? else { return Ok(false) };
+            let Some(p) = self.store.process(job.process).await? else {
+                return Ok(false);
+            };
             if !has_capacity(&p, self.today(self.now())) {
                 return Ok(false);
             }
@@ -57,7 +61,9 @@ impl<S: Store> Engine<S> {
                 }
                 _ => {}
             }
-            let Some(robot) = self.find_robot(&p).await? else { return Ok(false) };
+            let Some(robot) = self.find_robot(&p).await? else {
+                return Ok(false);
+            };
             if self.try_assign(robot, job, p, true).await? {
                 return Ok(true);
             }
@@ -68,12 +74,18 @@ impl<S: Store> Engine<S> {
     /// Places the best dispatchable job of a process, if any.
     pub(crate) async fn place_next(&self, process: ProcessId) -> Result<bool> {
         for _ in 0..ATTEMPTS {
-            let Some(job) = self.store.next_pending(&[process]).await? else { return Ok(false) };
-            let Some(p) = self.store.process(process).await? else { return Ok(false) };
+            let Some(job) = self.store.next_pending(&[process]).await? else {
+                return Ok(false);
+            };
+            let Some(p) = self.store.process(process).await? else {
+                return Ok(false);
+            };
             if !has_capacity(&p, self.today(self.now())) {
                 return Ok(false);
             }
-            let Some(robot) = self.find_robot(&p).await? else { return Ok(false) };
+            let Some(robot) = self.find_robot(&p).await? else {
+                return Ok(false);
+            };
             if self.try_assign(robot, job, p, true).await? {
                 return Ok(true);
             }
@@ -98,7 +110,9 @@ impl<S: Store> Engine<S> {
     /// Gives an idle robot the best job it may run.
     pub(crate) async fn fill_robot(&self, id: RobotId) -> Result<bool> {
         for _ in 0..ATTEMPTS {
-            let Some(robot) = self.store.robot(id).await? else { return Ok(false) };
+            let Some(robot) = self.store.robot(id).await? else {
+                return Ok(false);
+            };
             if !is_idle(&robot) {
                 return Ok(false);
             }
@@ -112,8 +126,12 @@ impl<S: Store> Engine<S> {
             if eligible.is_empty() {
                 return Ok(false);
             }
-            let Some(job) = self.store.next_pending(&eligible).await? else { return Ok(false) };
-            let Some(p) = processes.into_iter().find(|p| p.id == job.process) else { return Ok(false) };
+            let Some(job) = self.store.next_pending(&eligible).await? else {
+                return Ok(false);
+            };
+            let Some(p) = processes.into_iter().find(|p| p.id == job.process) else {
+                return Ok(false);
+            };
             if self.try_assign(robot, job, p, true).await? {
                 return Ok(true);
             }
@@ -139,15 +157,22 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// A robot came back still running `key`, a job it lost that nobody has
-    /// taken since: it keeps it (no Execute; it is already running it).
+    /// A robot says it is running `key`, a job it lost that now waits for a
+    /// robot: it keeps it (no Execute; it is already running it).
     pub(crate) async fn adopt(&self, robot: RobotId, key: crate::ids::Key) -> Result<bool> {
         for _ in 0..ATTEMPTS {
-            let (Some(r), Some(job)) = (self.store.robot(robot).await?, self.store.job_by_key(key).await?) else { return Ok(false) };
-            if !is_idle(&r) || !is_dispatchable(&job) || job.robot != Some(robot) {
+            let (Some(r), Some(job)) = (
+                self.store.robot(robot).await?,
+                self.store.job_by_key(key).await?,
+            ) else {
+                return Ok(false);
+            };
+            if !is_idle(&r) || !is_dispatchable(&job) {
                 return Ok(false);
             }
-            let Some(p) = self.store.process(job.process).await? else { return Ok(false) };
+            let Some(p) = self.store.process(job.process).await? else {
+                return Ok(false);
+            };
             if self.try_assign(r, job, p, false).await? {
                 return Ok(true);
             }
@@ -158,15 +183,39 @@ impl<S: Store> Engine<S> {
     /// Commits `job` Running on `robot`: Execute in the robot's outbox (if
     /// `execute`), the process slot taken, the queue item InProgress.
     /// `Ok(false)` if the snapshot was stale (another engine won); the caller re-reads.
-    async fn try_assign(&self, mut robot: Robot, mut job: Job, mut p: Process, execute: bool) -> Result<bool> {
+    async fn try_assign(
+        &self,
+        mut robot: Robot,
+        mut job: Job,
+        mut p: Process,
+        execute: bool,
+    ) -> Result<bool> {
         let now = self.now();
-        let Some(connect) = robot.connect else { return Ok(false) };
+        let Some(connect) = robot.connect else {
+            return Ok(false);
+        };
         if !has_capacity(&p, self.today(now)) {
             return Ok(false);
         }
-        let ctx = JobCtx { now, retry: &p.spec.retry, retry_failures: job.queue_item.is_none() };
-        job::apply(&mut job, JobEvent::Dispatch { robot: robot.id, connect }, ctx)?;
-        robot::apply(&mut robot, RobotEvent::Assign(job.id), now, self.config.heartbeat_timeout_ms)?;
+        let ctx = JobCtx {
+            now,
+            retry: &p.spec.retry,
+            retry_failures: job.queue_item.is_none(),
+        };
+        job::apply(
+            &mut job,
+            JobEvent::Dispatch {
+                robot: robot.id,
+                connect,
+            },
+            ctx,
+        )?;
+        robot::apply(
+            &mut robot,
+            RobotEvent::Assign(job.id),
+            now,
+            self.config.heartbeat_timeout_ms,
+        )?;
         p.running += 1;
         let mut tx = Tx::default();
         if let Some(item_id) = job.queue_item
@@ -189,14 +238,25 @@ impl<S: Store> Engine<S> {
             checkpoint: job.checkpoint.as_deref().cloned(),
             attempt: job.attempt,
         };
-        let how = if execute { "" } else { " (resumed by the robot that ran it)" };
-        tx.audit(now, Actor::System, "job.dispatch", format!("job:{}", job.id), format!("Pending->Running robot:{} attempt:{}{how}", robot.id, job.attempt));
+        let how = if execute {
+            ""
+        } else {
+            " (resumed by the robot that ran it)"
+        };
+        tx.audit(
+            now,
+            Actor::System,
+            "job.dispatch",
+            format!("job:{}", job.id),
+            format!(
+                "Pending->Running robot:{} attempt:{}{how}",
+                robot.id, job.attempt
+            ),
+        );
         if execute {
             tx.command(robot.id, Command::Execute(Box::new(order)));
         }
-        tx.job(job)
-            .robot(robot)
-            .process(p);
+        tx.job(job).robot(robot).process(p);
         match self.commit(tx).await {
             Ok(()) => Ok(true),
             Err(e) if is_conflict(&e) => Ok(false),

@@ -72,13 +72,24 @@ impl<S: Store> Engine<S> {
             created_at: now,
         };
         let mut tx = Tx::default();
-        tx.process(p.clone()).audit(now, actor, "process.create", format!("process:{}", p.id), p.spec.name.clone());
+        tx.process(p.clone()).audit(
+            now,
+            actor,
+            "process.create",
+            format!("process:{}", p.id),
+            p.spec.name.clone(),
+        );
         self.commit(tx).await?;
         Ok(Process { version: 1, ..p })
     }
 
     /// Replaces a process's definition (new version, new package, new limits).
-    pub async fn update_process(&self, actor: Actor, key: Key, spec: ProcessSpec) -> Result<Process> {
+    pub async fn update_process(
+        &self,
+        actor: Actor,
+        key: Key,
+        spec: ProcessSpec,
+    ) -> Result<Process> {
         self.require(actor, Permission::ManageProcesses).await?;
         check_spec(&spec)?;
         let spec = Arc::new(spec);
@@ -86,12 +97,22 @@ impl<S: Store> Engine<S> {
             let mut p = self.process_by_key(key).await?;
             p.spec = spec.clone();
             let mut tx = Tx::default();
-            tx.process(p.clone())
-                .audit(self.now(), actor, "process.update", format!("process:{}", p.id), format!("version {}", p.spec.version));
+            tx.process(p.clone()).audit(
+                self.now(),
+                actor,
+                "process.update",
+                format!("process:{}", p.id),
+                format!("version {}", p.spec.version),
+            );
             match self.commit(tx).await {
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e),
-                Ok(()) => return Ok(Process { version: p.version + 1, ..p }),
+                Ok(()) => {
+                    return Ok(Process {
+                        version: p.version + 1,
+                        ..p
+                    });
+                }
             }
         }
         Err(Error::Store(StoreError::Conflict))
@@ -110,12 +131,27 @@ impl<S: Store> Engine<S> {
     }
 
     async fn require_grant(&self, user: &User, process: ProcessId) -> Result<()> {
-        if user.grants.contains(&process) || self.has_permission(Actor::User(user.id), Permission::OperateAllJobs).await? {
+        if user.grants.contains(&process)
+            || self
+                .has_permission(Actor::User(user.id), Permission::OperateAllJobs)
+                .await?
+        {
             return Ok(());
         }
         let mut tx = Tx::default();
-        tx.audit(self.now(), Actor::User(user.id), "permission.denied", format!("process:{process}"), String::new());
-        Err(self.record_failure(tx, Error::PermissionDenied("the process is not granted to this user".into())).await)
+        tx.audit(
+            self.now(),
+            Actor::User(user.id),
+            "permission.denied",
+            format!("process:{process}"),
+            String::new(),
+        );
+        Err(self
+            .record_failure(
+                tx,
+                Error::PermissionDenied("the process is not granted to this user".into()),
+            )
+            .await)
     }
 
     // ------------------------------------------------------------------- jobs
@@ -128,15 +164,24 @@ impl<S: Store> Engine<S> {
         let p = self.process_by_key(process).await?;
         self.require_grant(user, p.id).await?;
         if p.spec.process_type == ProcessType::Queue {
-            return Err(Error::InvalidArgument("a Queue process is started by adding queue items (addQueueItem)".into()));
+            return Err(Error::InvalidArgument(
+                "a Queue process is started by adding queue items (addQueueItem)".into(),
+            ));
         }
         let args = arguments::validate(&p.spec, params)?;
         let now = self.now();
         check_day_limit(&p, self.today(now))?;
-        let job = self.new_job(&p, user, Arc::new(args), None, now, None, None).await?;
+        let job = self
+            .new_job(&p, user, Arc::new(args), None, now, None, None)
+            .await?;
         let mut tx = Tx::default();
-        tx.job(job.clone())
-            .audit(now, Actor::User(user.id), "job.start", format!("job:{}", job.id), format!("process:{}", p.id));
+        tx.job(job.clone()).audit(
+            now,
+            Actor::User(user.id),
+            "job.start",
+            format!("job:{}", job.id),
+            format!("process:{}", p.id),
+        );
         self.commit(tx).await?;
         self.place_job(job.id).await?;
         self.job_snapshot(job.id).await
@@ -187,12 +232,19 @@ impl<S: Store> Engine<S> {
     }
 
     async fn job_snapshot(&self, id: JobId) -> Result<Job> {
-        self.store.job(id).await?.ok_or_else(|| Error::Internal(format!("job {id} vanished")))
+        self.store
+            .job(id)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("job {id} vanished")))
     }
 
     /// A job `user` may see, by key.
     async fn visible_job(&self, user: &User, key: Key) -> Result<Job> {
-        let job = self.store.job_by_key(key).await?.ok_or_else(|| Error::NotFound(Entity::Job, key.to_string()))?;
+        let job = self
+            .store
+            .job_by_key(key)
+            .await?
+            .ok_or_else(|| Error::NotFound(Entity::Job, key.to_string()))?;
         self.require_grant(user, job.process).await?;
         Ok(job)
     }
@@ -200,7 +252,9 @@ impl<S: Store> Engine<S> {
     /// Seed 000 §3.4: stops a job of a process granted to `user`.
     pub async fn stop_job(&self, user: &User, key: Key, strategy: StopStrategy) -> Result<Job> {
         let job = self.visible_job(user, key).await?;
-        let t = self.transition(job.id, JobEvent::Stop(strategy), Actor::User(user.id), None).await?;
+        let t = self
+            .transition(job.id, JobEvent::Stop(strategy), Actor::User(user.id), None)
+            .await?;
         self.follow_up(&t).await?;
         Ok(t.job)
     }
@@ -208,13 +262,20 @@ impl<S: Store> Engine<S> {
     /// Seed 000 §3.5: a job of a process granted to `user`, and its process.
     pub async fn job_status(&self, user: &User, key: Key) -> Result<(Job, Process)> {
         let job = self.visible_job(user, key).await?;
-        let p = self.store.process(job.process).await?.ok_or_else(|| Error::Internal("job without process".into()))?;
+        let p = self
+            .store
+            .process(job.process)
+            .await?
+            .ok_or_else(|| Error::Internal("job without process".into()))?;
         Ok((job, p))
     }
 
     /// A job by key, for hosts (no permission check).
     pub async fn job(&self, key: Key) -> Result<Job> {
-        self.store.job_by_key(key).await?.ok_or_else(|| Error::NotFound(Entity::Job, key.to_string()))
+        self.store
+            .job_by_key(key)
+            .await?
+            .ok_or_else(|| Error::NotFound(Entity::Job, key.to_string()))
     }
 
     /// A job's run logs.
@@ -225,7 +286,12 @@ impl<S: Store> Engine<S> {
 
     /// Seed 000 §3.7: jobs of a process in a window of at most one month
     /// (default: the last 30 days), newest first, with the total count.
-    pub async fn query_process_jobs(&self, user: &User, process: Key, q: JobQueryParams) -> Result<(u64, Vec<Job>, Process)> {
+    pub async fn query_process_jobs(
+        &self,
+        user: &User,
+        process: Key,
+        q: JobQueryParams,
+    ) -> Result<(u64, Vec<Job>, Process)> {
         let p = self.process_by_key(process).await?;
         self.require_grant(user, p.id).await?;
         let now = self.now();
@@ -236,18 +302,28 @@ impl<S: Store> Engine<S> {
             (Some(s), Some(e)) => (s, e),
         };
         if from > to {
-            return Err(Error::InvalidArgument("startTime must not be after endTime".into()));
+            return Err(Error::InvalidArgument(
+                "startTime must not be after endTime".into(),
+            ));
         }
         let limit = from
             .in_zone(self.config.utc_offset)
             .checked_add_months(chrono::Months::new(1))
             .map(|d| Timestamp(d.timestamp_millis()));
         if limit.is_none_or(|l| to > l) {
-            return Err(Error::InvalidArgument("startTime and endTime must be at most one month apart".into()));
+            return Err(Error::InvalidArgument(
+                "startTime and endTime must be at most one month apart".into(),
+            ));
         }
         let (total, jobs) = self
             .store
-            .jobs_of_process(JobQuery { process: p.id, from, to, state: q.state, limit: self.config.max_query_records })
+            .jobs_of_process(JobQuery {
+                process: p.id,
+                from,
+                to,
+                state: q.state,
+                limit: self.config.max_query_records,
+            })
             .await?;
         Ok((total, jobs, p))
     }
@@ -255,25 +331,42 @@ impl<S: Store> Engine<S> {
     // ------------------------------------------------------------- queue items
 
     /// Seed 000 §3.6: adds an item to a Queue process; it runs as one job.
-    pub async fn add_queue_item(&self, user: &User, process: Key, new: NewQueueItem) -> Result<QueueItem> {
+    pub async fn add_queue_item(
+        &self,
+        user: &User,
+        process: Key,
+        new: NewQueueItem,
+    ) -> Result<QueueItem> {
         let p0 = self.process_by_key(process).await?;
         self.require_grant(user, p0.id).await?;
         if p0.spec.process_type != ProcessType::Queue {
-            return Err(Error::InvalidArgument("queue items can be added only to a Queue process".into()));
+            return Err(Error::InvalidArgument(
+                "queue items can be added only to a Queue process".into(),
+            ));
         }
         let content = Arc::new(arguments::validate(&p0.spec, &new.content)?);
         if let Some(r) = &new.reference {
             if r.is_empty() || r.len() > 256 {
-                return Err(Error::InvalidArgument("reference must be 1 to 256 characters".into()));
+                return Err(Error::InvalidArgument(
+                    "reference must be 1 to 256 characters".into(),
+                ));
             }
             if self.store.item_by_reference(p0.id, r).await?.is_some() {
-                return Err(Error::AlreadyExists(format!("queue item with reference {r}")));
+                return Err(Error::AlreadyExists(format!(
+                    "queue item with reference {r}"
+                )));
             }
         }
         for _ in 0..CONFLICT_RETRIES {
-            let mut p = self.store.process(p0.id).await?.ok_or_else(|| Error::NotFound(Entity::Process, process.to_string()))?;
+            let mut p = self
+                .store
+                .process(p0.id)
+                .await?
+                .ok_or_else(|| Error::NotFound(Entity::Process, process.to_string()))?;
             if p.spec.max_pending_items > 0 && p.pending_items >= p.spec.max_pending_items {
-                return Err(Error::Limit(Limit::MaxPendingItems(p.spec.max_pending_items)));
+                return Err(Error::Limit(Limit::MaxPendingItems(
+                    p.spec.max_pending_items,
+                )));
             }
             let now = self.now();
             let item = QueueItem {
@@ -293,18 +386,37 @@ impl<S: Store> Engine<S> {
                 created_at: now,
                 ended_at: None,
             };
-            let job = self.new_job(&p, user, content.clone(), Some(&item), now, item.defer_until, item.deadline).await?;
+            let job = self
+                .new_job(
+                    &p,
+                    user,
+                    content.clone(),
+                    Some(&item),
+                    now,
+                    item.defer_until,
+                    item.deadline,
+                )
+                .await?;
             p.pending_items += 1;
-            let item = QueueItem { job: Some(job.id), ..item };
+            let item = QueueItem {
+                job: Some(job.id),
+                ..item
+            };
             let mut tx = Tx::default();
-            tx.item(item.clone())
-                .job(job.clone())
-                .process(p)
-                .audit(now, Actor::User(user.id), "item.add", format!("item:{}", item.id), format!("job:{}", job.id));
+            tx.item(item.clone()).job(job.clone()).process(p).audit(
+                now,
+                Actor::User(user.id),
+                "item.add",
+                format!("item:{}", item.id),
+                format!("job:{}", job.id),
+            );
             match self.commit(tx).await {
                 Err(e) if is_conflict(&e) => continue,
                 Err(Error::Store(StoreError::Duplicate(_))) => {
-                    return Err(Error::AlreadyExists(format!("queue item with reference {}", new.reference.unwrap_or_default())));
+                    return Err(Error::AlreadyExists(format!(
+                        "queue item with reference {}",
+                        new.reference.unwrap_or_default()
+                    )));
                 }
                 Err(e) => return Err(e),
                 Ok(()) => {
@@ -318,7 +430,10 @@ impl<S: Store> Engine<S> {
 
     /// A queue item by key (hosts).
     pub async fn queue_item(&self, key: Key) -> Result<QueueItem> {
-        self.store.item_by_key(key).await?.ok_or_else(|| Error::NotFound(Entity::QueueItem, key.to_string()))
+        self.store
+            .item_by_key(key)
+            .await?
+            .ok_or_else(|| Error::NotFound(Entity::QueueItem, key.to_string()))
     }
 
     // ------------------------------------------------------------ transitions
@@ -326,13 +441,31 @@ impl<S: Store> Engine<S> {
     /// Applies `ev` to job `id` and everything it implies, in one commit:
     /// the robot (`pre` first, then released if the job lets it go), the
     /// process counters, the queue item (and its retry), Stop commands, audit.
-    pub(crate) async fn transition(&self, id: JobId, ev: JobEvent, actor: Actor, pre: Option<RobotEvent>) -> Result<Transitioned> {
+    pub(crate) async fn transition(
+        &self,
+        id: JobId,
+        ev: JobEvent,
+        actor: Actor,
+        pre: Option<RobotEvent>,
+    ) -> Result<Transitioned> {
         for _ in 0..CONFLICT_RETRIES {
             let now = self.now();
-            let mut job = self.store.job(id).await?.ok_or_else(|| Error::NotFound(Entity::Job, id.to_string()))?;
-            let mut p = self.store.process(job.process).await?.ok_or_else(|| Error::Internal("job without process".into()))?;
+            let mut job = self
+                .store
+                .job(id)
+                .await?
+                .ok_or_else(|| Error::NotFound(Entity::Job, id.to_string()))?;
+            let mut p = self
+                .store
+                .process(job.process)
+                .await?
+                .ok_or_else(|| Error::Internal("job without process".into()))?;
             let from = job.state;
-            let ctx = JobCtx { now, retry: &p.spec.retry, retry_failures: job.queue_item.is_none() };
+            let ctx = JobCtx {
+                now,
+                retry: &p.spec.retry,
+                retry_failures: job.queue_item.is_none(),
+            };
             let fx = job::apply(&mut job, ev.clone(), ctx)?;
             let mut tx = Tx::default();
             let mut released = None;
@@ -352,12 +485,22 @@ impl<S: Store> Engine<S> {
                     }
                 }
                 if fx.release_robot && r.job == Some(job.id) {
-                    robot::apply(&mut r, RobotEvent::Release, now, self.config.heartbeat_timeout_ms)?;
+                    robot::apply(
+                        &mut r,
+                        RobotEvent::Release,
+                        now,
+                        self.config.heartbeat_timeout_ms,
+                    )?;
                     touched = true;
                     released = Some(r.id);
                 }
                 if fx.stop_robot && r.job == Some(job.id) {
-                    tx.command(r.id, Command::Stop { run_instance_id: job.key });
+                    tx.command(
+                        r.id,
+                        Command::Stop {
+                            run_instance_id: job.key,
+                        },
+                    );
                 }
                 if touched {
                     tx.robot(r);
@@ -403,25 +546,68 @@ impl<S: Store> Engine<S> {
                         ended_at: None,
                         ..item.clone()
                     };
-                    let owner = self.store.user(job.user).await?.ok_or_else(|| Error::Internal("job without user".into()))?;
+                    let owner = self
+                        .store
+                        .user(job.user)
+                        .await?
+                        .ok_or_else(|| Error::Internal("job without user".into()))?;
                     let backoff = Some(now.plus_ms(p.spec.retry.backoff(again.retry_count + 1)));
-                    let j2 = self.new_job(&p, &owner, again.content.clone(), Some(&again), now, backoff, again.deadline).await?;
-                    let again = QueueItem { job: Some(j2.id), ..again };
+                    let j2 = self
+                        .new_job(
+                            &p,
+                            &owner,
+                            again.content.clone(),
+                            Some(&again),
+                            now,
+                            backoff,
+                            again.deadline,
+                        )
+                        .await?;
+                    let again = QueueItem {
+                        job: Some(j2.id),
+                        ..again
+                    };
                     p.pending_items += 1;
                     p_changed = true;
-                    tx.audit(now, Actor::System, "item.retry", format!("item:{}", item.id), format!("item:{} job:{}", again.id, j2.id));
+                    tx.audit(
+                        now,
+                        Actor::System,
+                        "item.retry",
+                        format!("item:{}", item.id),
+                        format!("item:{} job:{}", again.id, j2.id),
+                    );
                     new_job = Some(j2.id);
                     tx.item(again).job(j2);
                 }
-                tx.audit(now, actor, "item.end", format!("item:{}", item.id), item.state.as_str().into());
+                tx.audit(
+                    now,
+                    actor,
+                    "item.end",
+                    format!("item:{}", item.id),
+                    item.state.as_str().into(),
+                );
                 tx.item(item);
             }
             if p_changed {
                 tx.process(p);
             }
             if fx.changed {
-                let detail = format!("{}->{}{}", from.as_str(), job.state.as_str(), job.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default());
-                tx.audit(now, actor, event_action(&ev), format!("job:{}", job.id), detail);
+                let detail = format!(
+                    "{}->{}{}",
+                    from.as_str(),
+                    job.state.as_str(),
+                    job.reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                );
+                tx.audit(
+                    now,
+                    actor,
+                    event_action(&ev),
+                    format!("job:{}", job.id),
+                    detail,
+                );
             }
             if fx.changed || !tx.commit.is_empty() {
                 if fx.changed {
@@ -434,7 +620,12 @@ impl<S: Store> Engine<S> {
                     Ok(()) => {}
                 }
             }
-            return Ok(Transitioned { job, fx, released, new_job });
+            return Ok(Transitioned {
+                job,
+                fx,
+                released,
+                new_job,
+            });
         }
         Err(Error::Store(StoreError::Conflict))
     }
@@ -476,7 +667,10 @@ fn check_spec(spec: &ProcessSpec) -> Result<()> {
     for a in &spec.arguments {
         super::non_empty(&a.name, "argument name")?;
         if !seen.insert(a.name.as_str()) {
-            return Err(Error::InvalidArgument(format!("argument '{}' is declared twice", a.name)));
+            return Err(Error::InvalidArgument(format!(
+                "argument '{}' is declared twice",
+                a.name
+            )));
         }
     }
     Ok(())

@@ -80,7 +80,6 @@ impl Default for EngineConfig {
     }
 }
 
-
 /// The orchestration engine over a store `S`.
 pub struct Engine<S> {
     store: S,
@@ -121,8 +120,21 @@ impl Tx {
         u.version += 1;
         self.put(Write::User(u))
     }
-    pub(crate) fn audit(&mut self, at: Timestamp, actor: Actor, action: &'static str, subject: String, detail: String) -> &mut Self {
-        self.commit.audit.push(AuditDraft { at, actor, action, subject, detail });
+    pub(crate) fn audit(
+        &mut self,
+        at: Timestamp,
+        actor: Actor,
+        action: &'static str,
+        subject: String,
+        detail: String,
+    ) -> &mut Self {
+        self.commit.audit.push(AuditDraft {
+            at,
+            actor,
+            action,
+            subject,
+            detail,
+        });
         self
     }
     pub(crate) fn command(&mut self, robot: RobotId, cmd: Command) -> &mut Self {
@@ -171,7 +183,13 @@ impl<S: Store> Engine<S> {
             Some(s) => StdRng::seed_from_u64(s),
             None => StdRng::from_rng(&mut rand::rng()),
         };
-        Engine { store, clock, transport: Arc::new(PollOnly), config, rng: Mutex::new(rng) }
+        Engine {
+            store,
+            clock,
+            transport: Arc::new(PollOnly),
+            config,
+            rng: Mutex::new(rng),
+        }
     }
 
     /// Sets who is told when robots have new commands (the WebSocket hub).
@@ -240,9 +258,16 @@ impl<S: Store> Engine<S> {
             Actor::System => Ok(true),
             Actor::Robot(_) => Ok(false),
             Actor::User(id) => {
-                let Some(user) = self.store.user(id).await? else { return Ok(false) };
+                let Some(user) = self.store.user(id).await? else {
+                    return Ok(false);
+                };
                 for r in &user.roles {
-                    if self.store.role(*r).await?.is_some_and(|role| role.permissions.contains(&perm)) {
+                    if self
+                        .store
+                        .role(*r)
+                        .await?
+                        .is_some_and(|role| role.permissions.contains(&perm))
+                    {
                         return Ok(true);
                     }
                 }
@@ -256,21 +281,45 @@ impl<S: Store> Engine<S> {
             return Ok(());
         }
         let mut tx = Tx::default();
-        tx.audit(self.now(), actor, "permission.denied", format!("{perm:?}"), String::new());
-        Err(self.record_failure(tx, Error::PermissionDenied(format!("{perm:?} is required"))).await)
+        tx.audit(
+            self.now(),
+            actor,
+            "permission.denied",
+            format!("{perm:?}"),
+            String::new(),
+        );
+        Err(self
+            .record_failure(tx, Error::PermissionDenied(format!("{perm:?} is required")))
+            .await)
     }
 
     /// Creates a role.
-    pub async fn create_role(&self, actor: Actor, name: &str, permissions: BTreeSet<Permission>) -> Result<Role> {
+    pub async fn create_role(
+        &self,
+        actor: Actor,
+        name: &str,
+        permissions: BTreeSet<Permission>,
+    ) -> Result<Role> {
         self.require(actor, Permission::ManageUsers).await?;
         let name = non_empty(name, "role name")?;
         if self.store.role_by_name(name).await?.is_some() {
             return Err(Error::AlreadyExists(format!("role {name}")));
         }
-        let role = Role { id: RoleId(self.next_id(IdKind::Role).await?), key: self.new_key(), version: 1, name: name.into(), permissions };
+        let role = Role {
+            id: RoleId(self.next_id(IdKind::Role).await?),
+            key: self.new_key(),
+            version: 1,
+            name: name.into(),
+            permissions,
+        };
         let mut tx = Tx::default();
-        tx.put(Write::Role(role.clone()))
-            .audit(self.now(), actor, "role.create", format!("role:{}", role.id), format!("{:?}", role.permissions));
+        tx.put(Write::Role(role.clone())).audit(
+            self.now(),
+            actor,
+            "role.create",
+            format!("role:{}", role.id),
+            format!("{:?}", role.permissions),
+        );
         self.commit(tx).await.map_err(dup_as_exists)?;
         Ok(role)
     }
@@ -278,7 +327,14 @@ impl<S: Store> Engine<S> {
     /// Creates the `admin` role (every permission) and user `name` holding it, unless they exist.
     pub async fn ensure_admin(&self, name: &str, password: &str) -> Result<User> {
         if self.store.role_by_name(ADMIN_ROLE).await?.is_none() {
-            match self.create_role(Actor::System, ADMIN_ROLE, Permission::ALL.into_iter().collect()).await {
+            match self
+                .create_role(
+                    Actor::System,
+                    ADMIN_ROLE,
+                    Permission::ALL.into_iter().collect(),
+                )
+                .await
+            {
                 Ok(_) | Err(Error::AlreadyExists(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -286,8 +342,16 @@ impl<S: Store> Engine<S> {
         if let Some(u) = self.store.user_by_name(name).await? {
             return Ok(u);
         }
-        self.create_user(Actor::System, NewUser { name: name.into(), password: password.into(), roles: vec![ADMIN_ROLE.into()], grants: vec![] })
-            .await
+        self.create_user(
+            Actor::System,
+            NewUser {
+                name: name.into(),
+                password: password.into(),
+                roles: vec![ADMIN_ROLE.into()],
+                grants: vec![],
+            },
+        )
+        .await
     }
 
     /// Creates a user.
@@ -302,7 +366,11 @@ impl<S: Store> Engine<S> {
         }
         let mut roles = BTreeSet::new();
         for r in &new.roles {
-            let role = self.store.role_by_name(r).await?.ok_or_else(|| Error::NotFound(Entity::Role, r.clone()))?;
+            let role = self
+                .store
+                .role_by_name(r)
+                .await?
+                .ok_or_else(|| Error::NotFound(Entity::Role, r.clone()))?;
             roles.insert(role.id);
         }
         let mut grants = BTreeSet::new();
@@ -323,7 +391,13 @@ impl<S: Store> Engine<S> {
             created_at: now,
         };
         let mut tx = Tx::default();
-        tx.user(user.clone()).audit(now, actor, "user.create", format!("user:{}", user.id), user.name.clone());
+        tx.user(user.clone()).audit(
+            now,
+            actor,
+            "user.create",
+            format!("user:{}", user.id),
+            user.name.clone(),
+        );
         self.commit(tx).await.map_err(dup_as_exists)?;
         Ok(User { version: 1, ..user })
     }
@@ -367,16 +441,37 @@ impl<S: Store> Engine<S> {
         .await
     }
 
-    async fn update_user(&self, actor: Actor, name: &str, action: &'static str, f: impl Fn(&mut User) -> Result<()>) -> Result<User> {
+    async fn update_user(
+        &self,
+        actor: Actor,
+        name: &str,
+        action: &'static str,
+        f: impl Fn(&mut User) -> Result<()>,
+    ) -> Result<User> {
         for _ in 0..CONFLICT_RETRIES {
-            let mut u = self.store.user_by_name(name).await?.ok_or_else(|| Error::NotFound(Entity::User, name.into()))?;
+            let mut u = self
+                .store
+                .user_by_name(name)
+                .await?
+                .ok_or_else(|| Error::NotFound(Entity::User, name.into()))?;
             f(&mut u)?;
             let mut tx = Tx::default();
-            tx.user(u.clone()).audit(self.now(), actor, action, format!("user:{}", u.id), String::new());
+            tx.user(u.clone()).audit(
+                self.now(),
+                actor,
+                action,
+                format!("user:{}", u.id),
+                String::new(),
+            );
             match self.commit(tx).await {
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e),
-                Ok(()) => return Ok(User { version: u.version + 1, ..u }),
+                Ok(()) => {
+                    return Ok(User {
+                        version: u.version + 1,
+                        ..u
+                    });
+                }
             }
         }
         Err(Error::Store(StoreError::Conflict))
@@ -387,22 +482,46 @@ impl<S: Store> Engine<S> {
         let now = self.now();
         let Some(mut user) = self.store.user_by_name(name).await? else {
             let mut tx = Tx::default();
-            tx.audit(now, Actor::System, "login.failed", "user:?".into(), "unknown user".into());
+            tx.audit(
+                now,
+                Actor::System,
+                "login.failed",
+                "user:?".into(),
+                "unknown user".into(),
+            );
             return Err(self.record_failure(tx, Error::BadCredentials).await);
         };
         let actor = Actor::User(user.id);
         if user.locked {
             let mut tx = Tx::default();
-            tx.audit(now, actor, "login.refused", format!("user:{}", user.id), "locked".into());
+            tx.audit(
+                now,
+                actor,
+                "login.refused",
+                format!("user:{}", user.id),
+                "locked".into(),
+            );
             return Err(self.record_failure(tx, Error::UserLocked).await);
         }
         if !auth::verify_password(password, &user.password_hash) {
             user.failed_logins += 1;
             let mut tx = Tx::default();
-            tx.audit(now, actor, "login.failed", format!("user:{}", user.id), format!("attempt {}", user.failed_logins));
+            tx.audit(
+                now,
+                actor,
+                "login.failed",
+                format!("user:{}", user.id),
+                format!("attempt {}", user.failed_logins),
+            );
             let err = if user.failed_logins >= self.config.max_failed_logins {
                 user.locked = true;
-                tx.audit(now, Actor::System, "user.lock", format!("user:{}", user.id), "too many wrong passwords".into());
+                tx.audit(
+                    now,
+                    Actor::System,
+                    "user.lock",
+                    format!("user:{}", user.id),
+                    "too many wrong passwords".into(),
+                );
                 Error::UserLocked
             } else {
                 Error::BadCredentials
@@ -417,8 +536,19 @@ impl<S: Store> Engine<S> {
             user.failed_logins = 0;
             tx.user(user.clone());
         }
-        tx.put(Write::Token(Token { hash, user: user.id, created_at: now, expires_at }))
-            .audit(now, actor, "login.ok", format!("user:{}", user.id), String::new());
+        tx.put(Write::Token(Token {
+            hash,
+            user: user.id,
+            created_at: now,
+            expires_at,
+        }))
+        .audit(
+            now,
+            actor,
+            "login.ok",
+            format!("user:{}", user.id),
+            String::new(),
+        );
         self.commit(tx).await?;
         let mut processes = Vec::with_capacity(user.grants.len());
         for p in &user.grants {
@@ -426,12 +556,21 @@ impl<S: Store> Engine<S> {
                 processes.push(p);
             }
         }
-        Ok(Login { token, expires_at, user, processes })
+        Ok(Login {
+            token,
+            expires_at,
+            user,
+            processes,
+        })
     }
 
     /// The user behind a token, if it is valid and not expired.
     pub async fn authenticate(&self, token: &str) -> Result<User> {
-        let t = self.store.token(auth::token_hash(token)).await?.ok_or(Error::Unauthenticated)?;
+        let t = self
+            .store
+            .token(auth::token_hash(token))
+            .await?
+            .ok_or(Error::Unauthenticated)?;
         if t.expires_at <= self.now() {
             return Err(Error::Unauthenticated);
         }
@@ -445,15 +584,25 @@ impl<S: Store> Engine<S> {
     pub async fn logout(&self, token: &str) -> Result<()> {
         let user = self.authenticate(token).await?;
         let mut tx = Tx::default();
-        tx.put(Write::RevokeToken(auth::token_hash(token)))
-            .audit(self.now(), Actor::User(user.id), "logout", format!("user:{}", user.id), String::new());
+        tx.put(Write::RevokeToken(auth::token_hash(token))).audit(
+            self.now(),
+            Actor::User(user.id),
+            "logout",
+            format!("user:{}", user.id),
+            String::new(),
+        );
         self.commit(tx).await
     }
 
     // ----------------------------------------------------------------- audit
 
     /// Audit events after `after`, at most `limit`.
-    pub async fn audit_events(&self, actor: Actor, after: u64, limit: usize) -> Result<Vec<AuditEvent>> {
+    pub async fn audit_events(
+        &self,
+        actor: Actor,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>> {
         self.require(actor, Permission::ViewAudit).await?;
         Ok(self.store.audit(after, limit).await?)
     }
@@ -476,14 +625,19 @@ impl<S: Store> Engine<S> {
     }
 
     async fn process_by_key(&self, key: Key) -> Result<Process> {
-        self.store.process_by_key(key).await?.ok_or_else(|| Error::NotFound(Entity::Process, key.to_string()))
+        self.store
+            .process_by_key(key)
+            .await?
+            .ok_or_else(|| Error::NotFound(Entity::Process, key.to_string()))
     }
 }
 
 fn non_empty<'a>(s: &'a str, what: &str) -> Result<&'a str> {
     let t = s.trim();
     if t.is_empty() || t.len() > 256 {
-        return Err(Error::InvalidArgument(format!("{what} must be 1 to 256 characters")));
+        return Err(Error::InvalidArgument(format!(
+            "{what} must be 1 to 256 characters"
+        )));
     }
     Ok(t)
 }

@@ -48,11 +48,17 @@ impl<S: Store> Engine<S> {
         self.require(actor, Permission::ManageRobots).await?;
         let code = non_empty(code, "supplier code")?;
         if secret.len() < 8 {
-            return Err(Error::InvalidArgument("vendor secret must be at least 8 characters".into()));
+            return Err(Error::InvalidArgument(
+                "vendor secret must be at least 8 characters".into(),
+            ));
         }
         let existing = self.store.vendor_by_code(code).await?;
         let v = match existing {
-            Some(v) => Vendor { secret: secret.into(), version: v.version + 1, ..v },
+            Some(v) => Vendor {
+                secret: secret.into(),
+                version: v.version + 1,
+                ..v
+            },
             None => Vendor {
                 id: VendorId(self.next_id(IdKind::Vendor).await?),
                 key: self.new_key(),
@@ -62,14 +68,25 @@ impl<S: Store> Engine<S> {
             },
         };
         let mut tx = Tx::default();
-        tx.put(Write::Vendor(v.clone())).audit(self.now(), actor, "vendor.register", format!("vendor:{}", v.id), v.code.clone());
+        tx.put(Write::Vendor(v.clone())).audit(
+            self.now(),
+            actor,
+            "vendor.register",
+            format!("vendor:{}", v.id),
+            v.code.clone(),
+        );
         self.commit(tx).await?;
         Ok(v)
     }
 
     /// Sets a robot's profile (pool, labels, attended, vendor, license),
     /// creating the robot record if the executor has never connected.
-    pub async fn configure_robot(&self, actor: Actor, code: &str, profile: RobotProfile) -> Result<Robot> {
+    pub async fn configure_robot(
+        &self,
+        actor: Actor,
+        code: &str,
+        profile: RobotProfile,
+    ) -> Result<Robot> {
         self.require(actor, Permission::ManageRobots).await?;
         let code = non_empty(code, "robot id")?;
         let profile = Arc::new(profile);
@@ -80,11 +97,26 @@ impl<S: Store> Engine<S> {
             };
             r.profile = profile.clone();
             let mut tx = Tx::default();
-            tx.robot(r.clone()).audit(self.now(), actor, "robot.configure", format!("robot:{}", r.id), String::new());
+            tx.robot(r.clone()).audit(
+                self.now(),
+                actor,
+                "robot.configure",
+                format!("robot:{}", r.id),
+                String::new(),
+            );
             match self.commit(tx).await {
-                Err(e) if is_conflict(&e) || matches!(e, Error::Store(StoreError::Duplicate(_))) => continue,
+                Err(e)
+                    if is_conflict(&e) || matches!(e, Error::Store(StoreError::Duplicate(_))) =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(e),
-                Ok(()) => return Ok(Robot { version: r.version + 1, ..r }),
+                Ok(()) => {
+                    return Ok(Robot {
+                        version: r.version + 1,
+                        ..r
+                    });
+                }
             }
         }
         Err(Error::Store(StoreError::Conflict))
@@ -128,12 +160,24 @@ impl<S: Store> Engine<S> {
     /// (10000) and the live connection is kept. A robot that still holds a
     /// job (it crashed or lost its socket) comes back Busy with it. Work is
     /// given after the first heartbeat, which says what the robot still runs.
-    pub async fn register_robot(&self, code: &str, supplier_code: &str, supplier_secret: &str, version: Option<&str>) -> Result<Registration> {
+    pub async fn register_robot(
+        &self,
+        code: &str,
+        supplier_code: &str,
+        supplier_secret: &str,
+        version: Option<&str>,
+    ) -> Result<Registration> {
         let code = non_empty(code, "robot id")?;
         let vendor = self.store.vendor_by_code(supplier_code).await?;
         if !vendor.is_some_and(|v| auth::verify_supplier_proof(&v.secret, code, supplier_secret)) {
             let mut tx = Tx::default();
-            tx.audit(self.now(), Actor::System, "robot.register.failed", format!("robot:{code}"), "bad supplier".into());
+            tx.audit(
+                self.now(),
+                Actor::System,
+                "robot.register.failed",
+                format!("robot:{code}"),
+                "bad supplier".into(),
+            );
             return Err(self.record_failure(tx, Error::BadSupplier).await);
         }
         for _ in 0..CONFLICT_RETRIES {
@@ -142,26 +186,55 @@ impl<S: Store> Engine<S> {
                 Some(r) => r,
                 None => {
                     let mut r = self.new_robot(code).await?;
-                    r.profile = Arc::new(RobotProfile { vendor: Some(supplier_code.into()), ..RobotProfile::default() });
+                    r.profile = Arc::new(RobotProfile {
+                        vendor: Some(supplier_code.into()),
+                        ..RobotProfile::default()
+                    });
                     r
                 }
             };
-            if r.profile.vendor.as_deref().is_some_and(|v| v != supplier_code) {
+            if r.profile
+                .vendor
+                .as_deref()
+                .is_some_and(|v| v != supplier_code)
+            {
                 return Err(Error::BadSupplier);
             }
             let connect = self.new_key();
-            robot::apply(&mut r, RobotEvent::Register(connect), now, self.config.heartbeat_timeout_ms)?;
+            robot::apply(
+                &mut r,
+                RobotEvent::Register(connect),
+                now,
+                self.config.heartbeat_timeout_ms,
+            )?;
             r.robot_version = version.map(Into::into);
             let mut tx = Tx::default();
             tx.commit.clear_outbox.push(r.id);
-            tx.audit(now, Actor::Robot(r.id), "robot.register", format!("robot:{}", r.id), r.state.as_str().into())
-                .robot(r.clone());
+            tx.audit(
+                now,
+                Actor::Robot(r.id),
+                "robot.register",
+                format!("robot:{}", r.id),
+                r.state.as_str().into(),
+            )
+            .robot(r.clone());
             match self.commit(tx).await {
-                Err(e) if is_conflict(&e) || matches!(e, Error::Store(StoreError::Duplicate(_))) => continue,
+                Err(e)
+                    if is_conflict(&e) || matches!(e, Error::Store(StoreError::Duplicate(_))) =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(e),
                 Ok(()) => {
                     let license = r.profile.license.clone();
-                    return Ok(Registration { robot: Robot { version: r.version + 1, ..r }, connect, license });
+                    return Ok(Registration {
+                        robot: Robot {
+                            version: r.version + 1,
+                            ..r
+                        },
+                        connect,
+                        license,
+                    });
                 }
             }
         }
@@ -183,7 +256,12 @@ impl<S: Store> Engine<S> {
     /// job fails over. One that reports a job it no longer holds keeps it if
     /// the job still waits for a robot (it is resumed, not restarted), and
     /// is told to stop it otherwise.
-    pub async fn heartbeat(&self, code: &str, connect: Key, run_instance: Option<Key>) -> Result<Vec<Command>> {
+    pub async fn heartbeat(
+        &self,
+        code: &str,
+        connect: Key,
+        run_instance: Option<Key>,
+    ) -> Result<Vec<Command>> {
         let mut filled = false;
         let mut stale = None;
         for _ in 0..CONFLICT_RETRIES {
@@ -196,9 +274,18 @@ impl<S: Store> Engine<S> {
             match held {
                 Some(ref job) if Some(job.key) != run_instance => {
                     let stale_connection = job.connect != r.connect;
-                    let silent_too_long = job.started_at.is_none_or(|s| now.0 - s.0 > self.config.heartbeat_timeout_ms as i64);
+                    let silent_too_long = job
+                        .started_at
+                        .is_none_or(|s| now.0 - s.0 > self.config.heartbeat_timeout_ms as i64);
                     if job.state.is_active() && (stale_connection || silent_too_long) {
-                        let t = self.transition(job.id, JobEvent::RobotLost, Actor::Robot(r.id), Some(RobotEvent::Heartbeat)).await;
+                        let t = self
+                            .transition(
+                                job.id,
+                                JobEvent::RobotLost,
+                                Actor::Robot(r.id),
+                                Some(RobotEvent::Heartbeat),
+                            )
+                            .await;
                         match t {
                             Err(e) if is_conflict(&e) => continue,
                             Err(e) => return Err(e),
@@ -211,15 +298,27 @@ impl<S: Store> Engine<S> {
                     }
                     if job.state.is_terminal() {
                         // The robot stopped a job that was ended without it.
-                        robot::apply(&mut r, RobotEvent::Release, now, self.config.heartbeat_timeout_ms)?;
+                        robot::apply(
+                            &mut r,
+                            RobotEvent::Release,
+                            now,
+                            self.config.heartbeat_timeout_ms,
+                        )?;
                     }
                 }
                 _ => {}
             }
-            robot::apply(&mut r, RobotEvent::Heartbeat, now, self.config.heartbeat_timeout_ms)?;
+            robot::apply(
+                &mut r,
+                RobotEvent::Heartbeat,
+                now,
+                self.config.heartbeat_timeout_ms,
+            )?;
             let mut tx = Tx::default();
             stale = run_instance.filter(|_| r.job.is_none());
-            if let Some(mut job) = held.filter(|j| Some(j.key) == run_instance && j.connect != r.connect && j.state.is_active()) {
+            if let Some(mut job) = held.filter(|j| {
+                Some(j.key) == run_instance && j.connect != r.connect && j.state.is_active()
+            }) {
                 // Reconnected and still running it: the job follows the new connection.
                 job.connect = r.connect;
                 tx.job(job);
@@ -256,11 +355,25 @@ impl<S: Store> Engine<S> {
     /// the heartbeat timeout, in case it reconnects.
     pub async fn disconnect(&self, code: &str, connect: Key) -> Result<()> {
         for _ in 0..CONFLICT_RETRIES {
-            let Ok(mut r) = self.connected_robot(code, connect).await else { return Ok(()) };
+            let Ok(mut r) = self.connected_robot(code, connect).await else {
+                return Ok(());
+            };
             let now = self.now();
-            robot::apply(&mut r, RobotEvent::Close, now, self.config.heartbeat_timeout_ms)?;
+            robot::apply(
+                &mut r,
+                RobotEvent::Close,
+                now,
+                self.config.heartbeat_timeout_ms,
+            )?;
             let mut tx = Tx::default();
-            tx.audit(now, Actor::Robot(r.id), "robot.disconnect", format!("robot:{}", r.id), String::new()).robot(r);
+            tx.audit(
+                now,
+                Actor::Robot(r.id),
+                "robot.disconnect",
+                format!("robot:{}", r.id),
+                String::new(),
+            )
+            .robot(r);
             match self.commit(tx).await {
                 Err(e) if is_conflict(&e) => continue,
                 other => return other,
@@ -277,17 +390,32 @@ impl<S: Store> Engine<S> {
     // ---------------------------------------------------------------- reports
 
     async fn robots_job(&self, r: &Robot, run_instance: Key) -> Result<Job> {
-        let job = self.store.job_by_key(run_instance).await?.ok_or_else(|| Error::NotFound(Entity::Job, run_instance.to_string()))?;
+        let job = self
+            .store
+            .job_by_key(run_instance)
+            .await?
+            .ok_or_else(|| Error::NotFound(Entity::Job, run_instance.to_string()))?;
         if job.robot != Some(r.id) {
-            return Err(Error::PermissionDenied("this run instance is not assigned to this robot".into()));
+            return Err(Error::PermissionDenied(
+                "this run instance is not assigned to this robot".into(),
+            ));
         }
         Ok(job)
     }
 
     /// Seed 001 ReportLogs.
-    pub async fn report_logs(&self, code: &str, connect: Key, run_instance: Key, logs: Vec<NewLog>) -> Result<usize> {
+    pub async fn report_logs(
+        &self,
+        code: &str,
+        connect: Key,
+        run_instance: Key,
+        logs: Vec<NewLog>,
+    ) -> Result<usize> {
         if logs.len() > self.config.max_log_batch {
-            return Err(Error::InvalidArgument(format!("at most {} logs per report", self.config.max_log_batch)));
+            return Err(Error::InvalidArgument(format!(
+                "at most {} logs per report",
+                self.config.max_log_batch
+            )));
         }
         let r = self.connected_robot(code, connect).await?;
         let job = self.robots_job(&r, run_instance).await?;
@@ -311,34 +439,82 @@ impl<S: Store> Engine<S> {
     }
 
     /// Seed 001 ReportFinish, with the optional `outputValues` extension.
-    pub async fn report_finish(&self, code: &str, connect: Key, run_instance: Key, status: FinishStatus, error_code: Option<i32>, outputs: Option<Value>) -> Result<Job> {
+    pub async fn report_finish(
+        &self,
+        code: &str,
+        connect: Key,
+        run_instance: Key,
+        status: FinishStatus,
+        error_code: Option<i32>,
+        outputs: Option<Value>,
+    ) -> Result<Job> {
         let r = self.connected_robot(code, connect).await?;
         let job = self.robots_job(&r, run_instance).await?;
-        let ev = JobEvent::Finish { robot: r.id, status, error_code, outputs: outputs.map(Arc::new) };
-        let t = self.transition(job.id, ev, Actor::Robot(r.id), None).await?;
+        let ev = JobEvent::Finish {
+            robot: r.id,
+            status,
+            error_code,
+            outputs: outputs.map(Arc::new),
+        };
+        let t = self
+            .transition(job.id, ev, Actor::Robot(r.id), None)
+            .await?;
         self.follow_up(&t).await?;
         Ok(t.job)
     }
 
     /// Checkpoint extension: intermediate state a fail-over run resumes from.
-    pub async fn report_checkpoint(&self, code: &str, connect: Key, run_instance: Key, data: Value) -> Result<Job> {
+    pub async fn report_checkpoint(
+        &self,
+        code: &str,
+        connect: Key,
+        run_instance: Key,
+        data: Value,
+    ) -> Result<Job> {
         let r = self.connected_robot(code, connect).await?;
         let job = self.robots_job(&r, run_instance).await?;
-        Ok(self.transition(job.id, JobEvent::Checkpoint(Arc::new(data)), Actor::Robot(r.id), None).await?.job)
+        Ok(self
+            .transition(
+                job.id,
+                JobEvent::Checkpoint(Arc::new(data)),
+                Actor::Robot(r.id),
+                None,
+            )
+            .await?
+            .job)
     }
 
     /// Seed 001 ReportVideoRecord: allowed once the run has finished.
-    pub async fn report_video(&self, code: &str, connect: Key, run_instance: Key, video_id: &str) -> Result<()> {
+    pub async fn report_video(
+        &self,
+        code: &str,
+        connect: Key,
+        run_instance: Key,
+        video_id: &str,
+    ) -> Result<()> {
         let r = self.connected_robot(code, connect).await?;
         let job = self.robots_job(&r, run_instance).await?;
         let video_id = non_empty(video_id, "videoId")?;
         if !job.state.is_terminal() {
-            return Err(Error::InvalidArgument("a video can be reported only after the run has finished".into()));
+            return Err(Error::InvalidArgument(
+                "a video can be reported only after the run has finished".into(),
+            ));
         }
         let now = self.now();
         let mut tx = Tx::default();
-        tx.put(Write::Video(VideoRecord { job: job.id, robot: r.id, video_id: video_id.into(), at: now }))
-            .audit(now, Actor::Robot(r.id), "job.video", format!("job:{}", job.id), video_id.into());
+        tx.put(Write::Video(VideoRecord {
+            job: job.id,
+            robot: r.id,
+            video_id: video_id.into(),
+            at: now,
+        }))
+        .audit(
+            now,
+            Actor::Robot(r.id),
+            "job.video",
+            format!("job:{}", job.id),
+            video_id.into(),
+        );
         self.commit(tx).await
     }
 
@@ -351,7 +527,15 @@ impl<S: Store> Engine<S> {
     // ------------------------------------------------------------------ files
 
     /// Records an uploaded file's metadata; the host keeps the bytes.
-    pub async fn record_file(&self, owner: Actor, source: FileSource, name: &str, size: u64, sha256: &str, job: Option<Key>) -> Result<StoredFile> {
+    pub async fn record_file(
+        &self,
+        owner: Actor,
+        source: FileSource,
+        name: &str,
+        size: u64,
+        sha256: &str,
+        job: Option<Key>,
+    ) -> Result<StoredFile> {
         let name = non_empty(name, "file name")?;
         let job = match job {
             Some(k) => Some(self.job(k).await?.id),
@@ -372,13 +556,26 @@ impl<S: Store> Engine<S> {
             created_at: now,
         };
         let mut tx = Tx::default();
-        tx.put(Write::File(f.clone())).audit(now, owner, "file.upload", format!("file:{}", f.id), f.name.clone());
+        tx.put(Write::File(f.clone())).audit(
+            now,
+            owner,
+            "file.upload",
+            format!("file:{}", f.id),
+            f.name.clone(),
+        );
         self.commit(tx).await?;
         Ok(f)
     }
 
     /// Seed 001 A.2.8: puts an uploaded file in a personal folder.
-    pub async fn add_personal_file(&self, actor: Actor, file: Key, file_name: Option<&str>, run_instance: Option<Key>, folder_of: &str) -> Result<StoredFile> {
+    pub async fn add_personal_file(
+        &self,
+        actor: Actor,
+        file: Key,
+        file_name: Option<&str>,
+        run_instance: Option<Key>,
+        folder_of: &str,
+    ) -> Result<StoredFile> {
         let folder_of = non_empty(folder_of, "userName")?;
         let mut f = self.file(file).await?;
         if let Some(n) = file_name {
@@ -390,14 +587,23 @@ impl<S: Store> Engine<S> {
         f.personal_of = Some(folder_of.into());
         f.version += 1;
         let mut tx = Tx::default();
-        tx.put(Write::File(f.clone())).audit(self.now(), actor, "file.personal", format!("file:{}", f.id), folder_of.into());
+        tx.put(Write::File(f.clone())).audit(
+            self.now(),
+            actor,
+            "file.personal",
+            format!("file:{}", f.id),
+            folder_of.into(),
+        );
         self.commit(tx).await?;
         Ok(f)
     }
 
     /// File metadata by key.
     pub async fn file(&self, key: Key) -> Result<StoredFile> {
-        self.store.file_by_key(key).await?.ok_or_else(|| Error::NotFound(Entity::File, key.to_string()))
+        self.store
+            .file_by_key(key)
+            .await?
+            .ok_or_else(|| Error::NotFound(Entity::File, key.to_string()))
     }
 
     /// Files in a personal folder.

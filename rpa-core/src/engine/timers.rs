@@ -40,9 +40,15 @@ impl<S: Store> Engine<S> {
             }
             for d in &due {
                 match *d {
-                    Due::RobotSilent(r) => report.robots_timed_out += usize::from(self.robot_silent(r).await?),
-                    Due::JobExpired(j) => report.jobs_expired += usize::from(self.fire(j, JobEvent::Expire).await?),
-                    Due::JobReady(j) => report.jobs_ready += usize::from(self.fire(j, JobEvent::Ready).await?),
+                    Due::RobotSilent(r) => {
+                        report.robots_timed_out += usize::from(self.robot_silent(r).await?)
+                    }
+                    Due::JobExpired(j) => {
+                        report.jobs_expired += usize::from(self.fire(j, JobEvent::Expire).await?)
+                    }
+                    Due::JobReady(j) => {
+                        report.jobs_ready += usize::from(self.fire(j, JobEvent::Ready).await?)
+                    }
                 }
             }
             if due.len() < BATCH {
@@ -77,7 +83,9 @@ impl<S: Store> Engine<S> {
     async fn robot_silent(&self, id: RobotId) -> Result<bool> {
         for _ in 0..CONFLICT_RETRIES {
             let now = self.now();
-            let Some(mut r) = self.store.robot(id).await? else { return Ok(false) };
+            let Some(mut r) = self.store.robot(id).await? else {
+                return Ok(false);
+            };
             if r.deadline.is_none_or(|d| d > now) {
                 return Ok(false);
             }
@@ -86,7 +94,15 @@ impl<S: Store> Engine<S> {
                 && job.state.is_active()
                 && job.robot == Some(r.id)
             {
-                match self.transition(j, JobEvent::RobotLost, Actor::System, Some(RobotEvent::Timeout)).await {
+                match self
+                    .transition(
+                        j,
+                        JobEvent::RobotLost,
+                        Actor::System,
+                        Some(RobotEvent::Timeout),
+                    )
+                    .await
+                {
                     Err(e) if is_conflict(&e) => continue,
                     Err(e) => return Err(e),
                     Ok(t) => {
@@ -95,10 +111,22 @@ impl<S: Store> Engine<S> {
                     }
                 }
             }
-            robot::apply(&mut r, RobotEvent::Timeout, now, self.config.heartbeat_timeout_ms)?;
+            robot::apply(
+                &mut r,
+                RobotEvent::Timeout,
+                now,
+                self.config.heartbeat_timeout_ms,
+            )?;
             let mut tx = Tx::default();
             tx.commit.clear_outbox.push(r.id);
-            tx.audit(now, Actor::System, "robot.timeout", format!("robot:{}", r.id), r.state.as_str().into()).robot(r);
+            tx.audit(
+                now,
+                Actor::System,
+                "robot.timeout",
+                format!("robot:{}", r.id),
+                r.state.as_str().into(),
+            )
+            .robot(r);
             match self.commit(tx).await {
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e),

@@ -53,11 +53,22 @@ impl World {
             let user = match engine.store().user_by_name("alice").await.unwrap() {
                 Some(u) => u,
                 None => engine
-                    .create_user(Actor::System, NewUser { name: "alice".into(), password: "pw".into(), ..NewUser::default() })
+                    .create_user(
+                        Actor::System,
+                        NewUser {
+                            name: "alice".into(),
+                            password: "pw".into(),
+                            ..NewUser::default()
+                        },
+                    )
                     .await
                     .unwrap(),
             };
-            World { engine, clock, user }
+            World {
+                engine,
+                clock,
+                user,
+            }
         })
     }
 
@@ -67,16 +78,33 @@ impl World {
         spec.package_uri = "http://files/pkg".into();
         f(&mut spec);
         block(async {
-            let p = self.engine.create_process(Actor::System, spec).await.unwrap();
-            self.user = self.engine.grant(Actor::System, "alice", p.key).await.unwrap();
+            let p = self
+                .engine
+                .create_process(Actor::System, spec)
+                .await
+                .unwrap();
+            self.user = self
+                .engine
+                .grant(Actor::System, "alice", p.key)
+                .await
+                .unwrap();
             p
         })
     }
 
     /// Registers a robot (it gets no work before its first heartbeat).
     pub fn register(&self, code: &str) -> Bot {
-        let reg = block(self.engine.register_robot(code, "acme", &supplier_proof(SECRET, code), Some("1.0"))).unwrap();
-        Bot { code: code.into(), connect: reg.connect }
+        let reg = block(self.engine.register_robot(
+            code,
+            "acme",
+            &supplier_proof(SECRET, code),
+            Some("1.0"),
+        ))
+        .unwrap();
+        Bot {
+            code: code.into(),
+            connect: reg.connect,
+        }
     }
 
     /// Registers a robot and sends its first heartbeat (running nothing).
@@ -95,7 +123,9 @@ impl World {
     }
 
     pub fn robot(&self, b: &Bot) -> Robot {
-        block(self.engine.store().robot_by_code(&b.code)).unwrap().unwrap()
+        block(self.engine.store().robot_by_code(&b.code))
+            .unwrap()
+            .unwrap()
     }
 
     pub fn process_now(&self, p: &Process) -> Process {
@@ -123,7 +153,14 @@ impl World {
     }
 
     pub fn finish(&self, b: &Bot, j: &Job, status: FinishStatus) -> rpa_core::Result<Job> {
-        block(self.engine.report_finish(&b.code, b.connect, j.key, status, None, Some(json!({"out": 1}))))
+        block(self.engine.report_finish(
+            &b.code,
+            b.connect,
+            j.key,
+            status,
+            None,
+            Some(json!({"out": 1})),
+        ))
     }
 
     pub fn advance(&self, ms: u64) {
@@ -135,6 +172,8 @@ impl World {
     }
 
     pub fn audit_ok(&self) -> u64 {
-        block(self.engine.verify_audit()).unwrap().expect("audit chain verifies")
+        block(self.engine.verify_audit())
+            .unwrap()
+            .expect("audit chain verifies")
     }
 }
