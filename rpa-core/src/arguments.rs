@@ -23,9 +23,7 @@ pub fn validate(spec: &ProcessSpec, params: &Value) -> Result<Value, Error> {
         Value::Null => &empty,
         Value::Object(m) => m,
         _ => {
-            return Err(Error::InvalidArgument(
-                "params must be a JSON object".into(),
-            ));
+            return Err(Error::InvalidArgument("params must be a JSON object".into()));
         }
     };
     let mut out = Map::new();
@@ -38,11 +36,7 @@ pub fn validate(spec: &ProcessSpec, params: &Value) -> Result<Value, Error> {
         }
         out.insert(arg.name.clone(), coerce(arg, v)?);
     }
-    if let Some(missing) = spec
-        .arguments
-        .iter()
-        .find(|a| a.required && !out.contains_key(&a.name))
-    {
+    if let Some(missing) = spec.arguments.iter().find(|a| a.required && !out.contains_key(&a.name)) {
         return Err(Error::InvalidArgument(format!(
             "required argument '{}' is missing",
             missing.name
@@ -159,14 +153,8 @@ mod tests {
             e(json!({"name": "a", "vip": 1})),
             "argument 'vip' must be of type boolean"
         );
-        assert_eq!(
-            e(json!({"name": ["a"]})),
-            "argument 'name' must be of type string"
-        );
-        assert_eq!(
-            e(json!({"name": "a", "nmae": 1})),
-            "unknown argument 'nmae'"
-        );
+        assert_eq!(e(json!({"name": ["a"]})), "argument 'name' must be of type string");
+        assert_eq!(e(json!({"name": "a", "nmae": 1})), "unknown argument 'nmae'");
         assert_eq!(e(json!([1])), "params must be a JSON object");
     }
 

@@ -54,11 +54,7 @@ pub fn hash_password(password: &str, cost: PasswordCost) -> Result<String, Error
 
 /// Whether `password` matches the PHC string `hash`.
 pub fn verify_password(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|h| {
-        Argon2::default()
-            .verify_password(password.as_bytes(), &h)
-            .is_ok()
-    })
+    PasswordHash::new(hash).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
 /// A fresh opaque session token (256 random bits, hex) and the SHA-256 the store keeps.
@@ -78,8 +74,7 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 /// Seed 001 `supplierSecret` for `robot_id` under a vendor secret:
 /// lowercase hex HMAC-SHA256 of the robot id keyed with the vendor's secret (DESIGN §7).
 pub fn supplier_proof(vendor_secret: &str, robot_id: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(vendor_secret.as_bytes())
-        .expect("HMAC takes keys of any length");
+    let mut mac = Hmac::<Sha256>::new_from_slice(vendor_secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(robot_id.as_bytes());
     hex::encode(mac.finalize().into_bytes())
 }
@@ -89,8 +84,7 @@ pub fn verify_supplier_proof(vendor_secret: &str, robot_id: &str, proof: &str) -
     let Ok(bytes) = hex::decode(proof.trim()) else {
         return false;
     };
-    let mut mac = Hmac::<Sha256>::new_from_slice(vendor_secret.as_bytes())
-        .expect("HMAC takes keys of any length");
+    let mut mac = Hmac::<Sha256>::new_from_slice(vendor_secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(robot_id.as_bytes());
     mac.verify_slice(&bytes).is_ok()
 }
@@ -122,11 +116,7 @@ mod tests {
         let p = supplier_proof("vendor-secret", "robot-1");
         assert_eq!(p.len(), 64);
         assert!(verify_supplier_proof("vendor-secret", "robot-1", &p));
-        assert!(verify_supplier_proof(
-            "vendor-secret",
-            "robot-1",
-            &p.to_uppercase()
-        ));
+        assert!(verify_supplier_proof("vendor-secret", "robot-1", &p.to_uppercase()));
         assert!(!verify_supplier_proof("vendor-secret", "robot-2", &p));
         assert!(!verify_supplier_proof("other", "robot-1", &p));
         assert!(!verify_supplier_proof("vendor-secret", "robot-1", "zz"));

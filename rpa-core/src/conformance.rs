@@ -180,9 +180,7 @@ async fn versioned_commits<S: Store>(s: S) {
 }
 
 async fn commits_are_atomic<S: Store>(s: S) {
-    put(&s, vec![Write::Process(sample_process(1))])
-        .await
-        .unwrap();
+    put(&s, vec![Write::Process(sample_process(1))]).await.unwrap();
     let mut p = sample_process(1);
     p.running = 5;
     p.version = 2;
@@ -217,14 +215,8 @@ async fn commits_are_atomic<S: Store>(s: S) {
         0,
         "commits_are_atomic: nothing applied"
     );
-    assert!(
-        s.job(JobId(9)).await.unwrap().is_none(),
-        "commits_are_atomic: no job"
-    );
-    assert!(
-        s.audit(0, 10).await.unwrap().is_empty(),
-        "commits_are_atomic: no audit"
-    );
+    assert!(s.job(JobId(9)).await.unwrap().is_none(), "commits_are_atomic: no job");
+    assert!(s.audit(0, 10).await.unwrap().is_empty(), "commits_are_atomic: no audit");
     assert!(
         s.take_commands(RobotId(1)).await.unwrap().is_empty(),
         "commits_are_atomic: no command"
@@ -232,20 +224,15 @@ async fn commits_are_atomic<S: Store>(s: S) {
 }
 
 async fn unique_keys<S: Store>(s: S) {
-    put(&s, vec![Write::User(sample_user(1, "alice"))])
-        .await
-        .unwrap();
+    put(&s, vec![Write::User(sample_user(1, "alice"))]).await.unwrap();
     assert_eq!(
         put(&s, vec![Write::User(sample_user(2, "alice"))]).await,
         Err(StoreError::Duplicate("user name")),
         "unique_keys: user name"
     );
-    put(
-        &s,
-        vec![Write::Robot(sample_robot(1, RobotState::Disconnected))],
-    )
-    .await
-    .unwrap();
+    put(&s, vec![Write::Robot(sample_robot(1, RobotState::Disconnected))])
+        .await
+        .unwrap();
     let mut twin = sample_robot(2, RobotState::Disconnected);
     twin.code = "robot-1".into();
     assert_eq!(
@@ -277,10 +264,7 @@ async fn unique_keys<S: Store>(s: S) {
         "unique_keys: item reference"
     );
     assert_eq!(
-        s.item_by_reference(ProcessId(1), "INV-1")
-            .await
-            .unwrap()
-            .map(|i| i.id),
+        s.item_by_reference(ProcessId(1), "INV-1").await.unwrap().map(|i| i.id),
         Some(QueueItemId(1))
     );
 }
@@ -307,11 +291,7 @@ async fn dispatch_index<S: Store>(s: S) {
         let s = &s;
         async move { s.next_pending(&ps).await.unwrap().map(|j| j.id.0) }
     };
-    assert_eq!(
-        next(vec![p1]).await,
-        Some(2),
-        "dispatch_index: priority first"
-    );
+    assert_eq!(next(vec![p1]).await, Some(2), "dispatch_index: priority first");
     assert_eq!(
         next(vec![p1, p2]).await,
         Some(2),
@@ -439,11 +419,7 @@ async fn outbox<S: Store>(s: S) {
         run_instance_id: key(n),
     };
     let c = Commit {
-        commands: vec![
-            (RobotId(1), stop(1)),
-            (RobotId(2), stop(2)),
-            (RobotId(1), stop(3)),
-        ],
+        commands: vec![(RobotId(1), stop(1)), (RobotId(2), stop(2)), (RobotId(1), stop(3))],
         ..Commit::default()
     };
     s.commit(c).await.unwrap();
@@ -452,11 +428,7 @@ async fn outbox<S: Store>(s: S) {
         vec![stop(1), stop(3)],
         "outbox: in order"
     );
-    assert_eq!(
-        s.take_commands(RobotId(1)).await.unwrap(),
-        vec![],
-        "outbox: taken once"
-    );
+    assert_eq!(s.take_commands(RobotId(1)).await.unwrap(), vec![], "outbox: taken once");
     let c = Commit {
         clear_outbox: vec![RobotId(2)],
         commands: vec![(RobotId(2), stop(4))],
@@ -488,11 +460,7 @@ async fn audit_chain<S: Store>(s: S) {
     }
     let events = s.audit(0, 100).await.unwrap();
     assert_eq!(events.len(), 6, "audit_chain: every event kept");
-    assert_eq!(
-        audit::verify(&events),
-        Ok(6),
-        "audit_chain: verifies across commits"
-    );
+    assert_eq!(audit::verify(&events), Ok(6), "audit_chain: verifies across commits");
     assert_eq!(
         s.audit(4, 100).await.unwrap().first().map(|e| e.seq),
         Some(5),
@@ -584,28 +552,12 @@ async fn lookups<S: Store>(s: S) {
         Some(r),
         "lookups: robot by code"
     );
-    assert_eq!(
-        s.user_by_name("bob").await.unwrap(),
-        Some(u),
-        "lookups: user by name"
-    );
-    assert_eq!(
-        s.vendor_by_code("acme").await.unwrap(),
-        Some(v),
-        "lookups: vendor"
-    );
+    assert_eq!(s.user_by_name("bob").await.unwrap(), Some(u), "lookups: user by name");
+    assert_eq!(s.vendor_by_code("acme").await.unwrap(), Some(v), "lookups: vendor");
     assert_eq!(s.token([7; 32]).await.unwrap(), Some(t), "lookups: token");
     put(&s, vec![Write::RevokeToken([7; 32])]).await.unwrap();
-    assert_eq!(
-        s.token([7; 32]).await.unwrap(),
-        None,
-        "lookups: revoked token"
-    );
-    assert_eq!(
-        s.processes().await.unwrap(),
-        vec![p],
-        "lookups: all processes"
-    );
+    assert_eq!(s.token([7; 32]).await.unwrap(), None, "lookups: revoked token");
+    assert_eq!(s.processes().await.unwrap(), vec![p], "lookups: all processes");
 }
 
 /// Two engines on one store, racing: no job runs twice, `maxRunNum` holds.
@@ -630,9 +582,7 @@ async fn engines_race<S: Store + Clone>(s: S) {
     spec.max_run_num = 2;
     let p = a.create_process(Actor::System, spec).await.unwrap();
     a.grant(Actor::System, "root", p.key).await.unwrap();
-    a.register_vendor(Actor::System, "acme", "vendor-secret")
-        .await
-        .unwrap();
+    a.register_vendor(Actor::System, "acme", "vendor-secret").await.unwrap();
     let mut connects = Vec::new();
     for i in 0..4 {
         let code = format!("r{i}");
@@ -665,11 +615,7 @@ async fn engines_race<S: Store + Clone>(s: S) {
             if j.state.is_active() {
                 running += 1;
                 let holders = robots.iter().filter(|r| r.job == Some(j.id)).count();
-                assert_eq!(
-                    holders, 1,
-                    "engines_race: job {} held by {holders} robots",
-                    j.id
-                );
+                assert_eq!(holders, 1, "engines_race: job {} held by {holders} robots", j.id);
             }
         }
         assert!(running <= 2, "engines_race: maxRunNum exceeded ({running})");
@@ -688,14 +634,7 @@ async fn engines_race<S: Store + Clone>(s: S) {
                 let j = s.job(job).await.unwrap().unwrap();
                 let e = if job.0 % 2 == 0 { a } else { b };
                 let _ = e
-                    .report_finish(
-                        &code,
-                        connect,
-                        j.key,
-                        crate::job::FinishStatus::Success,
-                        None,
-                        None,
-                    )
+                    .report_finish(&code, connect, j.key, crate::job::FinishStatus::Success, None, None)
                     .await;
             })
         });

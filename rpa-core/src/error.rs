@@ -153,9 +153,7 @@ impl Error {
     pub fn is_client_error(&self) -> bool {
         !matches!(
             self,
-            Error::Store(StoreError::Backend(_))
-                | Error::Store(StoreError::Conflict)
-                | Error::Internal(_)
+            Error::Store(StoreError::Backend(_)) | Error::Store(StoreError::Conflict) | Error::Internal(_)
         )
     }
 }

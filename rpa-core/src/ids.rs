@@ -73,9 +73,7 @@ pub struct Key(pub [u8; 16]);
 impl Key {
     /// A v4 key from 16 random bytes.
     pub fn from_random(bytes: [u8; 16]) -> Self {
-        Key(*uuid::Builder::from_random_bytes(bytes)
-            .into_uuid()
-            .as_bytes())
+        Key(*uuid::Builder::from_random_bytes(bytes).into_uuid().as_bytes())
     }
 }
 
@@ -133,10 +131,7 @@ mod tests {
         let k = Key::from_random([0xAB; 16]);
         let s = k.to_string();
         assert_eq!(s.len(), 32);
-        assert!(
-            s.chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-        );
+        assert!(s.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_eq!(s.parse::<Key>().unwrap(), k);
         assert_eq!(s.to_uppercase().parse::<Key>().unwrap(), k);
         assert_eq!(&s[12..13], "4", "a v4 uuid");

@@ -273,9 +273,7 @@ pub fn apply(job: &mut Job, ev: JobEvent, ctx: JobCtx<'_>) -> Result<JobEffects,
             }
         }
         (state, JobEvent::Finish { robot, status, .. })
-            if state.is_terminal()
-                && job.robot == Some(robot)
-                && (job.forced || status.target() == state) =>
+            if state.is_terminal() && job.robot == Some(robot) && (job.forced || status.target() == state) =>
         {
             // A repeat of the accepted finish, or the late word of a robot whose
             // job was ended without it: harmless, and the robot is free again.
@@ -454,10 +452,7 @@ mod tests {
         assert!(fx.requeued);
         assert_eq!((j.state, j.attempt), (Pending, 2));
         assert_eq!(j.not_before, Some(Timestamp(1100)));
-        assert!(
-            go(&mut j, dispatch()).is_err(),
-            "not dispatched while backing off"
-        );
+        assert!(go(&mut j, dispatch()).is_err(), "not dispatched while backing off");
         go(&mut j, JobEvent::Ready).unwrap();
         go(&mut j, dispatch()).unwrap();
         let fx = go(&mut j, finish(FinishStatus::Failed, None)).unwrap();
@@ -501,11 +496,7 @@ mod tests {
         assert_eq!(j.state, Stopping);
         assert!(fx.stop_robot);
         assert_eq!(fx.slot, Slot::Keep);
-        assert!(
-            !go(&mut j, JobEvent::Stop(StopStrategy::SoftStop))
-                .unwrap()
-                .changed
-        );
+        assert!(!go(&mut j, JobEvent::Stop(StopStrategy::SoftStop)).unwrap().changed);
         go(&mut j, finish(FinishStatus::Cancelled, None)).unwrap();
         assert_eq!(j.state, Stopped);
     }
@@ -536,18 +527,11 @@ mod tests {
     #[test]
     fn robot_loss_fails_over_with_checkpoint_then_faults() {
         let mut j = running();
-        go(
-            &mut j,
-            JobEvent::Checkpoint(Arc::new(serde_json::json!({"row": 5}))),
-        )
-        .unwrap();
+        go(&mut j, JobEvent::Checkpoint(Arc::new(serde_json::json!({"row": 5})))).unwrap();
         let fx = go(&mut j, JobEvent::RobotLost).unwrap();
         assert!(fx.requeued && fx.release_robot);
         assert_eq!((j.state, j.attempt, j.not_before), (Pending, 2, None));
-        assert_eq!(
-            j.checkpoint.as_deref(),
-            Some(&serde_json::json!({"row": 5}))
-        );
+        assert_eq!(j.checkpoint.as_deref(), Some(&serde_json::json!({"row": 5})));
         go(&mut j, dispatch()).unwrap();
         let fx = go(&mut j, JobEvent::RobotLost).unwrap();
         assert_eq!(j.state, Faulted);
@@ -625,9 +609,6 @@ mod tests {
                 }
             }
         }
-        assert!(
-            rejected > 30,
-            "the table rejects most events of terminal states"
-        );
+        assert!(rejected > 30, "the table rejects most events of terminal states");
     }
 }

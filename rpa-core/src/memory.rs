@@ -5,6 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::audit;
@@ -22,6 +23,32 @@ pub struct MemoryStore {
     inner: Arc<Mutex<Inner>>,
 }
 
+/// A multiply-rotate hasher for the store's own serial ids and random keys
+/// (no key here is chosen by a client, so no flooding to defend against).
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut buf = [0u8; 8];
+            buf[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(buf));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+}
+
+type Fast<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
 #[derive(Debug, Default)]
 struct Inner {
     seq: HashMap<IdKindKey, i64>,
@@ -30,24 +57,24 @@ struct Inner {
     roles: HashMap<RoleId, Role>,
     role_names: HashMap<String, RoleId>,
     tokens: HashMap<[u8; 32], Token>,
-    processes: HashMap<ProcessId, Process>,
-    process_keys: HashMap<Key, ProcessId>,
-    jobs: HashMap<JobId, Job>,
-    job_keys: HashMap<Key, JobId>,
+    processes: Fast<ProcessId, Process>,
+    process_keys: Fast<Key, ProcessId>,
+    jobs: Fast<JobId, Box<Job>>,
+    job_keys: Fast<Key, JobId>,
     jobs_by_process: BTreeSet<(ProcessId, Timestamp, JobId)>,
-    pending: HashMap<ProcessId, BTreeSet<(Reverse<i32>, JobId)>>,
-    items: HashMap<QueueItemId, QueueItem>,
-    item_keys: HashMap<Key, QueueItemId>,
+    pending: Fast<ProcessId, BTreeSet<(Reverse<i32>, JobId)>>,
+    items: Fast<QueueItemId, Box<QueueItem>>,
+    item_keys: Fast<Key, QueueItemId>,
     item_refs: HashMap<(ProcessId, String), QueueItemId>,
-    robots: HashMap<RobotId, Robot>,
+    robots: Fast<RobotId, Robot>,
     robot_codes: HashMap<Arc<str>, RobotId>,
     idle: BTreeSet<RobotId>,
     vendors: HashMap<String, Vendor>,
-    logs: HashMap<JobId, Vec<RunLog>>,
+    logs: Fast<JobId, Vec<RunLog>>,
     videos: HashMap<JobId, Vec<VideoRecord>>,
     files: HashMap<Key, StoredFile>,
     timers: BTreeSet<(Timestamp, Due)>,
-    outbox: HashMap<RobotId, VecDeque<Command>>,
+    outbox: Fast<RobotId, VecDeque<Command>>,
     audit: Vec<AuditEvent>,
 }
 
@@ -101,9 +128,7 @@ impl Inner {
                     return Err(StoreError::Duplicate("role name"));
                 }
             }
-            Write::Process(p) => {
-                check_version(self.processes.get(&p.id).map(|x| x.version), p.version)?
-            }
+            Write::Process(p) => check_version(self.processes.get(&p.id).map(|x| x.version), p.version)?,
             Write::Job(j) => check_version(self.jobs.get(&j.id).map(|x| x.version), j.version)?,
             Write::Item(i) => {
                 check_version(self.items.get(&i.id).map(|x| x.version), i.version)?;
@@ -161,7 +186,7 @@ impl Inner {
                 if let Some(r) = &i.reference {
                     self.item_refs.insert((i.process, r.clone()), i.id);
                 }
-                self.items.insert(i.id, i);
+                self.items.insert(i.id, Box::new(i));
             }
             Write::Robot(r) => self.put_robot(r),
             Write::Vendor(v) => {
@@ -196,7 +221,7 @@ impl Inner {
                 .or_default()
                 .insert((Reverse(j.priority), j.id));
         }
-        self.jobs.insert(j.id, j);
+        self.jobs.insert(j.id, Box::new(j));
     }
 
     fn put_robot(&mut self, r: Robot) {
@@ -232,10 +257,7 @@ impl Store for MemoryStore {
     }
     async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
         let g = self.lock();
-        Ok(g.user_names
-            .get(name)
-            .and_then(|id| g.users.get(id))
-            .cloned())
+        Ok(g.user_names.get(name).and_then(|id| g.users.get(id)).cloned())
     }
     async fn users(&self) -> StoreResult<Vec<User>> {
         let mut v: Vec<User> = self.lock().users.values().cloned().collect();
@@ -247,10 +269,7 @@ impl Store for MemoryStore {
     }
     async fn role_by_name(&self, name: &str) -> StoreResult<Option<Role>> {
         let g = self.lock();
-        Ok(g.role_names
-            .get(name)
-            .and_then(|id| g.roles.get(id))
-            .cloned())
+        Ok(g.role_names.get(name).and_then(|id| g.roles.get(id)).cloned())
     }
     async fn token(&self, hash: [u8; 32]) -> StoreResult<Option<Token>> {
         Ok(self.lock().tokens.get(&hash).cloned())
@@ -261,10 +280,7 @@ impl Store for MemoryStore {
     }
     async fn process_by_key(&self, key: Key) -> StoreResult<Option<Process>> {
         let g = self.lock();
-        Ok(g.process_keys
-            .get(&key)
-            .and_then(|id| g.processes.get(id))
-            .cloned())
+        Ok(g.process_keys.get(&key).and_then(|id| g.processes.get(id)).cloned())
     }
     async fn processes(&self) -> StoreResult<Vec<Process>> {
         let mut v: Vec<Process> = self.lock().processes.values().cloned().collect();
@@ -273,11 +289,14 @@ impl Store for MemoryStore {
     }
 
     async fn job(&self, id: JobId) -> StoreResult<Option<Job>> {
-        Ok(self.lock().jobs.get(&id).cloned())
+        Ok(self.lock().jobs.get(&id).map(|j| (**j).clone()))
     }
     async fn job_by_key(&self, key: Key) -> StoreResult<Option<Job>> {
         let g = self.lock();
-        Ok(g.job_keys.get(&key).and_then(|id| g.jobs.get(id)).cloned())
+        Ok(g.job_keys
+            .get(&key)
+            .and_then(|id| g.jobs.get(id))
+            .map(|j| (**j).clone()))
     }
     async fn jobs_of_process(&self, q: JobQuery) -> StoreResult<(u64, Vec<Job>)> {
         let g = self.lock();
@@ -289,7 +308,7 @@ impl Store for MemoryStore {
             if q.state.is_none_or(|s| s == j.state) {
                 total += 1;
                 if out.len() < q.limit {
-                    out.push(j.clone());
+                    out.push((**j).clone());
                 }
             }
         }
@@ -301,36 +320,28 @@ impl Store for MemoryStore {
             .iter()
             .filter_map(|p| g.pending.get(p).and_then(|s| s.first()))
             .min();
-        Ok(best.and_then(|(_, id)| g.jobs.get(id)).cloned())
+        Ok(best.and_then(|(_, id)| g.jobs.get(id)).map(|j| (**j).clone()))
     }
     async fn pending_count(&self, process: ProcessId) -> StoreResult<u64> {
-        Ok(self
-            .lock()
-            .pending
-            .get(&process)
-            .map_or(0, |s| s.len() as u64))
+        Ok(self.lock().pending.get(&process).map_or(0, |s| s.len() as u64))
     }
 
     async fn item(&self, id: QueueItemId) -> StoreResult<Option<QueueItem>> {
-        Ok(self.lock().items.get(&id).cloned())
+        Ok(self.lock().items.get(&id).map(|i| (**i).clone()))
     }
     async fn item_by_key(&self, key: Key) -> StoreResult<Option<QueueItem>> {
         let g = self.lock();
         Ok(g.item_keys
             .get(&key)
             .and_then(|id| g.items.get(id))
-            .cloned())
+            .map(|i| (**i).clone()))
     }
-    async fn item_by_reference(
-        &self,
-        process: ProcessId,
-        reference: &str,
-    ) -> StoreResult<Option<QueueItem>> {
+    async fn item_by_reference(&self, process: ProcessId, reference: &str) -> StoreResult<Option<QueueItem>> {
         let g = self.lock();
         Ok(g.item_refs
             .get(&(process, reference.to_owned()))
             .and_then(|id| g.items.get(id))
-            .cloned())
+            .map(|i| (**i).clone()))
     }
 
     async fn robot(&self, id: RobotId) -> StoreResult<Option<Robot>> {
@@ -338,21 +349,14 @@ impl Store for MemoryStore {
     }
     async fn robot_by_code(&self, code: &str) -> StoreResult<Option<Robot>> {
         let g = self.lock();
-        Ok(g.robot_codes
-            .get(code)
-            .and_then(|id| g.robots.get(id))
-            .cloned())
+        Ok(g.robot_codes.get(code).and_then(|id| g.robots.get(id)).cloned())
     }
     async fn robots(&self) -> StoreResult<Vec<Robot>> {
         let mut v: Vec<Robot> = self.lock().robots.values().cloned().collect();
         v.sort_by_key(|r| r.id);
         Ok(v)
     }
-    async fn available_robots(
-        &self,
-        after: Option<RobotId>,
-        limit: usize,
-    ) -> StoreResult<Vec<Robot>> {
+    async fn available_robots(&self, after: Option<RobotId>, limit: usize) -> StoreResult<Vec<Robot>> {
         let g = self.lock();
         let start = after.map_or(i64::MIN, |a| a.0.saturating_add(1));
         Ok(g.idle
@@ -401,19 +405,12 @@ impl Store for MemoryStore {
     }
 
     async fn take_commands(&self, robot: RobotId) -> StoreResult<Vec<Command>> {
-        Ok(self
-            .lock()
-            .outbox
-            .remove(&robot)
-            .map(Vec::from)
-            .unwrap_or_default())
+        Ok(self.lock().outbox.remove(&robot).map(Vec::from).unwrap_or_default())
     }
 
     async fn audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
         let g = self.lock();
-        let start = usize::try_from(after)
-            .unwrap_or(usize::MAX)
-            .min(g.audit.len());
+        let start = usize::try_from(after).unwrap_or(usize::MAX).min(g.audit.len());
         Ok(g.audit[start..].iter().take(limit).cloned().collect())
     }
 

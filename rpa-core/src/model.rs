@@ -97,9 +97,7 @@ impl RetryPolicy {
     /// Back-off before attempt `next_attempt` (2 = first retry).
     pub fn backoff(&self, next_attempt: u32) -> u64 {
         let shift = next_attempt.saturating_sub(2).min(32);
-        self.backoff_ms
-            .saturating_mul(1u64 << shift)
-            .min(self.backoff_max_ms)
+        self.backoff_ms.saturating_mul(1u64 << shift).min(self.backoff_max_ms)
     }
 }
 
@@ -192,11 +190,7 @@ pub struct Process {
 impl Process {
     /// Successful runs today.
     pub fn successes_on(&self, day: i64) -> u32 {
-        if self.day == day {
-            self.day_successes
-        } else {
-            0
-        }
+        if self.day == day { self.day_successes } else { 0 }
     }
 }
 
@@ -472,16 +466,8 @@ impl Robot {
                 .vendor
                 .as_ref()
                 .is_none_or(|v| p.vendor.as_ref() == Some(v))
-            && spec
-                .requirements
-                .pool
-                .as_ref()
-                .is_none_or(|pool| &p.pool == pool)
-            && spec
-                .requirements
-                .labels
-                .iter()
-                .all(|l| p.labels.contains(l))
+            && spec.requirements.pool.as_ref().is_none_or(|pool| &p.pool == pool)
+            && spec.requirements.labels.iter().all(|l| p.labels.contains(l))
     }
 }
 

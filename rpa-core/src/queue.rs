@@ -82,9 +82,7 @@ pub fn on_job_end(item: &QueueItem, end: JobEnd, policy: &RetryPolicy) -> (ItemE
     match end {
         JobEnd::Succeeded => (ItemEvent::Succeed, false),
         JobEnd::Failed(ErrorClass::Application) => (ItemEvent::Fail, retry),
-        JobEnd::Failed(ErrorClass::Business) | JobEnd::Expired | JobEnd::Stopped => {
-            (ItemEvent::Fail, false)
-        }
+        JobEnd::Failed(ErrorClass::Business) | JobEnd::Expired | JobEnd::Stopped => (ItemEvent::Fail, false),
         JobEnd::Lost => (ItemEvent::Abandon, false),
         JobEnd::Canceled if item.state == ItemState::New => (ItemEvent::Delete, false),
         JobEnd::Canceled => (ItemEvent::Fail, false),
@@ -148,9 +146,7 @@ mod tests {
             ItemEvent::Retry,
         ];
         let mut rejected = 0;
-        for from in [
-            New, InProgress, Successful, Faulted, Retried, Abandoned, Deleted,
-        ] {
+        for from in [New, InProgress, Successful, Faulted, Retried, Abandoned, Deleted] {
             for ev in events {
                 let start = item(from);
                 let mut i = start.clone();
@@ -170,10 +166,7 @@ mod tests {
             ..RetryPolicy::default()
         };
         let busy = item(InProgress);
-        assert_eq!(
-            on_job_end(&busy, JobEnd::Succeeded, &p),
-            (ItemEvent::Succeed, false)
-        );
+        assert_eq!(on_job_end(&busy, JobEnd::Succeeded, &p), (ItemEvent::Succeed, false));
         assert_eq!(
             on_job_end(&busy, JobEnd::Failed(ErrorClass::Application), &p),
             (ItemEvent::Fail, true)
@@ -182,14 +175,8 @@ mod tests {
             on_job_end(&busy, JobEnd::Failed(ErrorClass::Business), &p),
             (ItemEvent::Fail, false)
         );
-        assert_eq!(
-            on_job_end(&busy, JobEnd::Lost, &p),
-            (ItemEvent::Abandon, false)
-        );
-        assert_eq!(
-            on_job_end(&item(New), JobEnd::Canceled, &p),
-            (ItemEvent::Delete, false)
-        );
+        assert_eq!(on_job_end(&busy, JobEnd::Lost, &p), (ItemEvent::Abandon, false));
+        assert_eq!(on_job_end(&item(New), JobEnd::Canceled, &p), (ItemEvent::Delete, false));
         let mut last = item(InProgress);
         last.retry_count = 1;
         assert_eq!(

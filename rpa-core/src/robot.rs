@@ -50,18 +50,12 @@ impl RobotEvent {
 
 /// Whether the robot's current connection still counts (DESIGN §7, error 10000).
 pub fn is_healthy(robot: &Robot, now: Timestamp) -> bool {
-    matches!(robot.state, RobotState::Available | RobotState::Busy)
-        && robot.deadline.is_some_and(|d| d > now)
+    matches!(robot.state, RobotState::Available | RobotState::Busy) && robot.deadline.is_some_and(|d| d > now)
 }
 
 /// Applies `ev` to `robot`; `timeout_ms` is the heartbeat timeout. On `Err`
 /// the robot is unchanged. Returns the job the robot lost, if any (Timeout).
-pub fn apply(
-    robot: &mut Robot,
-    ev: RobotEvent,
-    now: Timestamp,
-    timeout_ms: u64,
-) -> Result<Option<JobId>, Error> {
+pub fn apply(robot: &mut Robot, ev: RobotEvent, now: Timestamp, timeout_ms: u64) -> Result<Option<JobId>, Error> {
     use RobotState::*;
     let deadline = Some(now.plus_ms(timeout_ms));
     let reject = |r: &Robot| Rejected {
@@ -181,13 +175,7 @@ mod tests {
         );
         assert_eq!(r, before);
         // silent past the timeout: the new connection wins
-        apply(
-            &mut r,
-            RobotEvent::Register(Key([2; 16])),
-            at(T as i64 + 1),
-            T,
-        )
-        .unwrap();
+        apply(&mut r, RobotEvent::Register(Key([2; 16])), at(T as i64 + 1), T).unwrap();
         assert_eq!(r.connect, Some(Key([2; 16])));
     }
 

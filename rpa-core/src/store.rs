@@ -62,10 +62,7 @@ pub struct Commit {
 impl Commit {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty()
-            && self.audit.is_empty()
-            && self.commands.is_empty()
-            && self.clear_outbox.is_empty()
+        self.writes.is_empty() && self.audit.is_empty() && self.commands.is_empty() && self.clear_outbox.is_empty()
     }
 }
 
@@ -145,8 +142,7 @@ pub trait Store: Send + Sync + 'static {
     /// A process by id.
     fn process(&self, id: ProcessId) -> impl Future<Output = StoreResult<Option<Process>>> + Send;
     /// A process by key.
-    fn process_by_key(&self, key: Key)
-    -> impl Future<Output = StoreResult<Option<Process>>> + Send;
+    fn process_by_key(&self, key: Key) -> impl Future<Output = StoreResult<Option<Process>>> + Send;
     /// All processes, by id.
     fn processes(&self) -> impl Future<Output = StoreResult<Vec<Process>>> + Send;
 
@@ -155,16 +151,10 @@ pub trait Store: Send + Sync + 'static {
     /// A job by key.
     fn job_by_key(&self, key: Key) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
     /// Jobs of a process created in a window, newest first, and how many match.
-    fn jobs_of_process(
-        &self,
-        q: JobQuery,
-    ) -> impl Future<Output = StoreResult<(u64, Vec<Job>)>> + Send;
+    fn jobs_of_process(&self, q: JobQuery) -> impl Future<Output = StoreResult<(u64, Vec<Job>)>> + Send;
     /// The next job to dispatch among `processes`: dispatchable, highest
     /// priority first, then lowest id. O(log n) per process.
-    fn next_pending(
-        &self,
-        processes: &[ProcessId],
-    ) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
+    fn next_pending(&self, processes: &[ProcessId]) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
     /// Number of dispatchable jobs of a process.
     fn pending_count(&self, process: ProcessId) -> impl Future<Output = StoreResult<u64>> + Send;
 
@@ -192,45 +182,27 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<Robot>>> + Send;
     /// A vendor by supplier code.
-    fn vendor_by_code(
-        &self,
-        code: &str,
-    ) -> impl Future<Output = StoreResult<Option<Vendor>>> + Send;
+    fn vendor_by_code(&self, code: &str) -> impl Future<Output = StoreResult<Option<Vendor>>> + Send;
 
     /// A job's run logs, in order.
     fn logs(&self, job: JobId) -> impl Future<Output = StoreResult<Vec<RunLog>>> + Send;
     /// A job's screen recordings.
     fn videos(&self, job: JobId) -> impl Future<Output = StoreResult<Vec<VideoRecord>>> + Send;
     /// File metadata by key.
-    fn file_by_key(&self, key: Key)
-    -> impl Future<Output = StoreResult<Option<StoredFile>>> + Send;
+    fn file_by_key(&self, key: Key) -> impl Future<Output = StoreResult<Option<StoredFile>>> + Send;
     /// Files in a personal folder.
-    fn personal_files(
-        &self,
-        owner: &str,
-    ) -> impl Future<Output = StoreResult<Vec<StoredFile>>> + Send;
+    fn personal_files(&self, owner: &str) -> impl Future<Output = StoreResult<Vec<StoredFile>>> + Send;
 
     /// Deadlines at or before `now`, earliest first.
-    fn due(
-        &self,
-        now: Timestamp,
-        limit: usize,
-    ) -> impl Future<Output = StoreResult<Vec<Due>>> + Send;
+    fn due(&self, now: Timestamp, limit: usize) -> impl Future<Output = StoreResult<Vec<Due>>> + Send;
     /// The earliest deadline.
     fn next_due(&self) -> impl Future<Output = StoreResult<Option<Timestamp>>> + Send;
 
     /// Removes and returns a robot's waiting commands, oldest first.
-    fn take_commands(
-        &self,
-        robot: RobotId,
-    ) -> impl Future<Output = StoreResult<Vec<Command>>> + Send;
+    fn take_commands(&self, robot: RobotId) -> impl Future<Output = StoreResult<Vec<Command>>> + Send;
 
     /// Audit events with `seq > after`, in order, at most `limit`.
-    fn audit(
-        &self,
-        after: u64,
-        limit: usize,
-    ) -> impl Future<Output = StoreResult<Vec<AuditEvent>>> + Send;
+    fn audit(&self, after: u64, limit: usize) -> impl Future<Output = StoreResult<Vec<AuditEvent>>> + Send;
 
     /// Applies `commit` atomically, checking versions and unique keys.
     fn commit(&self, commit: Commit) -> impl Future<Output = StoreResult<()>> + Send;

@@ -113,10 +113,7 @@ mod tests {
         let cst = FixedOffset::east_opt(8 * 3600).unwrap();
         let t = Timestamp::parse_local("2021-09-22 16:05:24", cst).unwrap();
         assert_eq!(t.format_local(cst), "2021-09-22 16:05:24");
-        assert_eq!(
-            t.format_local(FixedOffset::east_opt(0).unwrap()),
-            "2021-09-22 08:05:24"
-        );
+        assert_eq!(t.format_local(FixedOffset::east_opt(0).unwrap()), "2021-09-22 08:05:24");
         assert!(Timestamp::parse_local("2021-09-22", cst).is_none());
     }
 

@@ -18,21 +18,15 @@ use serde_json::json;
 fn login_lists_exactly_the_granted_processes() {
     let mut w = World::new();
     let a = w.process(|_| {});
-    let _not_granted = block(w.engine.create_process(
-        Actor::System,
-        ProcessSpec::new("other", ProcessType::Attended),
-    ))
+    let _not_granted = block(
+        w.engine
+            .create_process(Actor::System, ProcessSpec::new("other", ProcessType::Attended)),
+    )
     .unwrap();
     let login = block(w.engine.login("alice", "pw")).unwrap();
-    assert_eq!(
-        login.processes.iter().map(|p| p.key).collect::<Vec<_>>(),
-        vec![a.key]
-    );
+    assert_eq!(login.processes.iter().map(|p| p.key).collect::<Vec<_>>(), vec![a.key]);
     assert_eq!(login.expires_at, T0.plus_ms(30 * 60 * 1000));
-    assert_eq!(
-        block(w.engine.authenticate(&login.token)).unwrap().name,
-        "alice"
-    );
+    assert_eq!(block(w.engine.authenticate(&login.token)).unwrap().name, "alice");
 }
 
 #[test]
@@ -45,10 +39,7 @@ fn five_wrong_passwords_lock_until_an_admin_unlocks() {
             "attempt {i}"
         );
     }
-    assert_eq!(
-        block(w.engine.login("alice", "nope")).unwrap_err(),
-        Error::UserLocked
-    );
+    assert_eq!(block(w.engine.login("alice", "nope")).unwrap_err(), Error::UserLocked);
     assert_eq!(
         block(w.engine.login("alice", "pw")).unwrap_err(),
         Error::UserLocked,
@@ -57,10 +48,7 @@ fn five_wrong_passwords_lock_until_an_admin_unlocks() {
     block(w.engine.unlock_user(Actor::System, "alice")).unwrap();
     block(w.engine.login("alice", "pw")).unwrap();
     let events = block(w.engine.audit_events(Actor::System, 0, 1000)).unwrap();
-    assert_eq!(
-        events.iter().filter(|e| e.action == "login.failed").count(),
-        5
-    );
+    assert_eq!(events.iter().filter(|e| e.action == "login.failed").count(), 5);
     assert!(events.iter().any(|e| e.action == "user.lock"));
     assert!(events.iter().any(|e| e.action == "user.unlock"));
     w.audit_ok();
@@ -86,16 +74,10 @@ fn tokens_expire_after_30_minutes_and_logout_revokes() {
     w.advance(30 * 60 * 1000 - 1);
     block(w.engine.authenticate(&t)).unwrap();
     w.advance(1);
-    assert_eq!(
-        block(w.engine.authenticate(&t)).unwrap_err(),
-        Error::Unauthenticated
-    );
+    assert_eq!(block(w.engine.authenticate(&t)).unwrap_err(), Error::Unauthenticated);
     let t = block(w.engine.login("alice", "pw")).unwrap().token;
     block(w.engine.logout(&t)).unwrap();
-    assert_eq!(
-        block(w.engine.authenticate(&t)).unwrap_err(),
-        Error::Unauthenticated
-    );
+    assert_eq!(block(w.engine.authenticate(&t)).unwrap_err(), Error::Unauthenticated);
     assert_eq!(
         block(w.engine.authenticate("forged")).unwrap_err(),
         Error::Unauthenticated
@@ -120,9 +102,7 @@ fn unknown_users_and_non_admins_are_refused() {
     ))
     .unwrap_err();
     assert!(matches!(e, Error::PermissionDenied(_)));
-    let admin = block(w.engine.store().user_by_name("admin"))
-        .unwrap()
-        .unwrap();
+    let admin = block(w.engine.store().user_by_name("admin")).unwrap().unwrap();
     block(w.engine.create_user(
         Actor::User(admin.id),
         NewUser {
@@ -166,10 +146,7 @@ fn a_job_runs_on_a_robot_and_succeeds() {
     assert_eq!(ex[0].package_download_uri, "http://files/pkg");
     assert_eq!(ex[0].user_name, "alice");
     assert_eq!(
-        (
-            ex[0].arguments[0].name.as_str(),
-            ex[0].arguments[0].value.as_str()
-        ),
+        (ex[0].arguments[0].name.as_str(), ex[0].arguments[0].value.as_str()),
         ("invoice", "42")
     );
     assert_eq!(w.process_now(&p).running, 1);
@@ -198,23 +175,11 @@ fn bad_starts_are_refused_and_write_nothing() {
     assert_eq!(e.to_string(), "argument 'n' must be of type int");
     let e = block(w.engine.start_job(&w.user, p.key, &json!({}))).unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)));
-    let e = block(
-        w.engine
-            .start_job(&w.user, rpa_core::Key([9; 16]), &json!({})),
-    )
-    .unwrap_err();
+    let e = block(w.engine.start_job(&w.user, rpa_core::Key([9; 16]), &json!({}))).unwrap_err();
     assert!(matches!(e, Error::NotFound(..)));
-    let (total, _, _) = block(w.engine.query_process_jobs(
-        &w.user,
-        p.key,
-        JobQueryParams::default(),
-    ))
-    .unwrap();
+    let (total, _, _) = block(w.engine.query_process_jobs(&w.user, p.key, JobQueryParams::default())).unwrap();
     assert_eq!(total, 0);
-    assert_eq!(
-        block(w.engine.store().audit(0, usize::MAX)).unwrap().len(),
-        before
-    );
+    assert_eq!(block(w.engine.store().audit(0, usize::MAX)).unwrap().len(), before);
 }
 
 #[test]
@@ -234,20 +199,12 @@ fn only_granted_processes_and_their_jobs_are_reachable() {
     for e in [
         block(w.engine.start_job(&bob, p.key, &json!({}))).unwrap_err(),
         block(w.engine.stop_job(&bob, job.key, StopStrategy::SoftStop)).unwrap_err(),
-        block(w.engine.job_status(&bob, job.key))
-            .map(|_| ())
-            .unwrap_err(),
-        block(w.engine.query_process(&bob, p.key))
-            .map(|_| ())
-            .unwrap_err(),
+        block(w.engine.job_status(&bob, job.key)).map(|_| ()).unwrap_err(),
+        block(w.engine.query_process(&bob, p.key)).map(|_| ()).unwrap_err(),
     ] {
         assert!(matches!(e, Error::PermissionDenied(_)), "{e}");
     }
-    assert_eq!(
-        w.job(&job).state,
-        JobState::Pending,
-        "bob's stop changed nothing"
-    );
+    assert_eq!(w.job(&job).state, JobState::Pending, "bob's stop changed nothing");
     let denied = block(w.engine.audit_events(Actor::System, 0, 1000))
         .unwrap()
         .iter()
@@ -268,11 +225,7 @@ fn max_run_num_queues_jobs_until_a_slot_frees() {
         (JobState::Running, JobState::Pending)
     );
     assert_eq!(w.process_now(&p).running, 1);
-    let holder = if w.robot(&a).job == Some(j1.id) {
-        &a
-    } else {
-        &b
-    };
+    let holder = if w.robot(&a).job == Some(j1.id) { &a } else { &b };
     w.finish(holder, &j1, FinishStatus::Success).unwrap();
     assert_eq!(w.job(&j2).state, JobState::Running);
 }
@@ -303,22 +256,14 @@ fn max_day_num_refuses_starts_and_holds_dispatch_until_tomorrow() {
         };
         w.finish(holder, j, FinishStatus::Success).unwrap();
     }
-    assert_eq!(
-        w.job(&j3).state,
-        JobState::Pending,
-        "not dispatched beyond maxDayNum"
-    );
+    assert_eq!(w.job(&j3).state, JobState::Pending, "not dispatched beyond maxDayNum");
     let e = block(w.engine.start_job(&w.user, p.key, &json!({}))).unwrap_err();
     assert_eq!(e, Error::Limit(Limit::MaxDayNum(2)));
     w.advance(24 * 3600 * 1000);
     w.beat(&a, None);
     w.beat(&b, None);
     w.tick();
-    assert_eq!(
-        w.job(&j3).state,
-        JobState::Running,
-        "a new day frees the quota"
-    );
+    assert_eq!(w.job(&j3).state, JobState::Running, "a new day frees the quota");
 }
 
 #[test]
@@ -351,11 +296,7 @@ fn robots_run_only_what_they_may() {
     let ja = w.start(&attended, json!({}));
     let jp = w.start(&pooled, json!({}));
     let plain = w.connect("plain");
-    assert_eq!(
-        w.robot(&plain).job,
-        None,
-        "neither fits a default unattended robot"
-    );
+    assert_eq!(w.robot(&plain).job, None, "neither fits a default unattended robot");
     block(w.engine.configure_robot(
         Actor::System,
         "desk",
@@ -387,12 +328,9 @@ fn stopping_jobs() {
     let p = w.process(|s| s.max_run_num = 0);
     let pending = w.start(&p, json!({}));
     assert_eq!(
-        block(
-            w.engine
-                .stop_job(&w.user, pending.key, StopStrategy::SoftStop)
-        )
-        .unwrap()
-        .state,
+        block(w.engine.stop_job(&w.user, pending.key, StopStrategy::SoftStop))
+            .unwrap()
+            .state,
         JobState::Canceled
     );
 
@@ -405,17 +343,8 @@ fn stopping_jobs() {
             .state,
         JobState::Stopping
     );
-    assert_eq!(
-        w.commands(&bot),
-        vec![Command::Stop {
-            run_instance_id: j.key
-        }]
-    );
-    assert_eq!(
-        w.process_now(&p).running,
-        1,
-        "a stopping job holds its slot"
-    );
+    assert_eq!(w.commands(&bot), vec![Command::Stop { run_instance_id: j.key }]);
+    assert_eq!(w.process_now(&p).running, 1, "a stopping job holds its slot");
     w.finish(&bot, &j, FinishStatus::Cancelled).unwrap();
     assert_eq!(w.job(&j).state, JobState::Stopped);
 
@@ -427,12 +356,7 @@ fn stopping_jobs() {
             .state,
         JobState::Stopped
     );
-    assert_eq!(
-        w.commands(&bot),
-        vec![Command::Stop {
-            run_instance_id: k.key
-        }]
-    );
+    assert_eq!(w.commands(&bot), vec![Command::Stop { run_instance_id: k.key }]);
     let next = w.start(&p, json!({}));
     assert_eq!(
         w.job(&next).state,
@@ -475,11 +399,7 @@ fn reports_need_the_right_robot_and_connection() {
     let bot = w.connect("r");
     let other = w.connect("other");
     let j = w.start(&p, json!({}));
-    let holder = if w.robot(&bot).job == Some(j.id) {
-        &bot
-    } else {
-        &other
-    };
+    let holder = if w.robot(&bot).job == Some(j.id) { &bot } else { &other };
     let stranger = if holder.code == "r" { &other } else { &bot };
     assert!(matches!(
         w.finish(stranger, &j, FinishStatus::Success),
@@ -493,20 +413,13 @@ fn reports_need_the_right_robot_and_connection() {
         w.finish(&forged, &j, FinishStatus::Success).unwrap_err(),
         Error::NotConnected
     );
-    let video = block(
-        w.engine
-            .report_video(&holder.code, holder.connect, j.key, "v1"),
-    );
+    let video = block(w.engine.report_video(&holder.code, holder.connect, j.key, "v1"));
     assert!(
         matches!(video, Err(Error::InvalidArgument(_))),
         "video only after finish"
     );
     w.finish(holder, &j, FinishStatus::Success).unwrap();
-    block(
-        w.engine
-            .report_video(&holder.code, holder.connect, j.key, "v1"),
-    )
-    .unwrap();
+    block(w.engine.report_video(&holder.code, holder.connect, j.key, "v1")).unwrap();
     assert_eq!(block(w.engine.videos(j.key)).unwrap().len(), 1);
 }
 
@@ -517,21 +430,17 @@ fn registration_needs_the_vendor_proof_and_one_live_connection() {
     let w = World::new();
     let bad = block(w.engine.register_robot("r", "acme", "00", None));
     assert_eq!(bad.unwrap_err(), Error::BadSupplier);
-    let unknown = block(w.engine.register_robot(
-        "r",
-        "nope",
-        &rpa_core::auth::supplier_proof(SECRET, "r"),
-        None,
-    ));
+    let unknown = block(
+        w.engine
+            .register_robot("r", "nope", &rpa_core::auth::supplier_proof(SECRET, "r"), None),
+    );
     assert_eq!(unknown.unwrap_err(), Error::BadSupplier);
     let first = w.connect("r");
     assert!(w.robot(&first).state == RobotState::Available);
-    let second = block(w.engine.register_robot(
-        "r",
-        "acme",
-        &rpa_core::auth::supplier_proof(SECRET, "r"),
-        None,
-    ));
+    let second = block(
+        w.engine
+            .register_robot("r", "acme", &rpa_core::auth::supplier_proof(SECRET, "r"), None),
+    );
     assert_eq!(second.unwrap_err(), Error::DuplicateConnection);
     assert_eq!(
         w.robot(&first).connect,
@@ -540,10 +449,7 @@ fn registration_needs_the_vendor_proof_and_one_live_connection() {
     );
     w.advance(30_001);
     let third = w.connect("r");
-    assert_ne!(
-        third.connect, first.connect,
-        "a silent connection no longer counts"
-    );
+    assert_ne!(third.connect, first.connect, "a silent connection no longer counts");
     assert_eq!(
         block(w.engine.heartbeat("r", first.connect, None)).unwrap_err(),
         Error::NotConnected
@@ -569,12 +475,10 @@ fn a_registered_robot_gets_work_only_after_its_first_heartbeat() {
 fn a_bound_license_comes_with_registration() {
     let w = World::new();
     block(w.engine.bind_license(Actor::System, "r", "LICENSE-1")).unwrap();
-    let reg = block(w.engine.register_robot(
-        "r",
-        "acme",
-        &rpa_core::auth::supplier_proof(SECRET, "r"),
-        None,
-    ))
+    let reg = block(
+        w.engine
+            .register_robot("r", "acme", &rpa_core::auth::supplier_proof(SECRET, "r"), None),
+    )
     .unwrap();
     assert_eq!(reg.license.as_deref(), Some("LICENSE-1"));
 }
@@ -586,11 +490,7 @@ fn a_silent_robot_loses_its_job_to_another_with_the_checkpoint() {
     let a = w.connect("a");
     let j = w.start(&p, json!({}));
     w.commands(&a);
-    block(
-        w.engine
-            .report_checkpoint("a", a.connect, j.key, json!({"row": 7})),
-    )
-    .unwrap();
+    block(w.engine.report_checkpoint("a", a.connect, j.key, json!({"row": 7}))).unwrap();
     let b = w.connect("b");
     w.advance(20_000);
     w.beat(&b, None);
@@ -607,12 +507,7 @@ fn a_silent_robot_loses_its_job_to_another_with_the_checkpoint() {
     assert_eq!(ex[0].checkpoint, Some(json!({"row": 7})));
     assert_eq!(ex[0].attempt, 2);
     // The lost robot comes back and says it still runs the job: it is told to stop.
-    assert_eq!(
-        w.beat(&a, Some(j.key)),
-        vec![Command::Stop {
-            run_instance_id: j.key
-        }]
-    );
+    assert_eq!(w.beat(&a, Some(j.key)), vec![Command::Stop { run_instance_id: j.key }]);
     assert!(matches!(
         w.finish(&a, &j, FinishStatus::Success),
         Err(Error::PermissionDenied(_))
@@ -695,20 +590,12 @@ fn application_failures_retry_after_backoff_and_business_failures_do_not() {
     assert_eq!(w.job(&j).state, JobState::Faulted, "attempts spent");
 
     let k = w.start(&p, json!({}));
-    block(w.engine.report_finish(
-        "a",
-        a.connect,
-        k.key,
-        FinishStatus::Failed,
-        Some(20_001),
-        None,
-    ))
+    block(
+        w.engine
+            .report_finish("a", a.connect, k.key, FinishStatus::Failed, Some(20_001), None),
+    )
     .unwrap();
-    assert_eq!(
-        w.job(&k).state,
-        JobState::Faulted,
-        "business error not retried"
-    );
+    assert_eq!(w.job(&k).state, JobState::Faulted, "business error not retried");
     assert_eq!(w.job(&k).error_code, Some(20_001));
 }
 
@@ -726,17 +613,8 @@ fn expired_jobs_fault_and_their_robot_is_told_to_stop() {
     w.advance(10_000);
     assert_eq!(w.tick().jobs_expired, 1);
     assert_eq!(w.job(&j).state, JobState::Faulted);
-    assert_eq!(
-        w.commands(&a),
-        vec![Command::Stop {
-            run_instance_id: j.key
-        }]
-    );
-    assert_eq!(
-        w.robot(&a).state,
-        RobotState::Busy,
-        "busy until it confirms"
-    );
+    assert_eq!(w.commands(&a), vec![Command::Stop { run_instance_id: j.key }]);
+    assert_eq!(w.robot(&a).state, RobotState::Busy, "busy until it confirms");
     w.finish(&a, &j, FinishStatus::Cancelled).unwrap();
     assert_eq!(w.robot(&a).state, RobotState::Available);
     assert_eq!(w.job(&j).state, JobState::Faulted);
@@ -775,10 +653,7 @@ fn queue_items_run_as_jobs_and_failures_are_retried_as_new_items() {
     };
     let i1 = add("A").unwrap();
     let i2 = add("B").unwrap();
-    assert_eq!(
-        add("C").unwrap_err(),
-        Error::Limit(Limit::MaxPendingItems(2))
-    );
+    assert_eq!(add("C").unwrap_err(), Error::Limit(Limit::MaxPendingItems(2)));
     assert!(matches!(add("A"), Err(Error::AlreadyExists(_))));
     let e = block(w.engine.start_job(&w.user, q.key, &json!({"invoice": "x"}))).unwrap_err();
     assert!(matches!(e, Error::InvalidArgument(_)));
@@ -787,12 +662,8 @@ fn queue_items_run_as_jobs_and_failures_are_retried_as_new_items() {
     let first = w.beat(&bot, None);
     let item = |i: &QueueItem| block(w.engine.queue_item(i.key)).unwrap();
     assert_eq!(item(&i1).state, ItemState::InProgress);
-    let j1 = block(w.engine.store().job(item(&i1).job.unwrap()))
-        .unwrap()
-        .unwrap();
-    assert!(
-        matches!(&first[..], [Command::Execute(e)] if e.arguments[0].value == "A" && e.run_instance_id == j1.key)
-    );
+    let j1 = block(w.engine.store().job(item(&i1).job.unwrap())).unwrap().unwrap();
+    assert!(matches!(&first[..], [Command::Execute(e)] if e.arguments[0].value == "A" && e.run_instance_id == j1.key));
     w.finish(&bot, &j1, FinishStatus::Failed).unwrap();
     assert_eq!(item(&i1).state, ItemState::Retried);
     assert_eq!(
@@ -801,35 +672,23 @@ fn queue_items_run_as_jobs_and_failures_are_retried_as_new_items() {
         "queue jobs are not retried themselves"
     );
 
-    let j2 = block(w.engine.store().job(item(&i2).job.unwrap()))
-        .unwrap()
-        .unwrap();
+    let j2 = block(w.engine.store().job(item(&i2).job.unwrap())).unwrap().unwrap();
     assert_eq!(w.job(&j2).state, JobState::Running);
     w.finish(&bot, &j2, FinishStatus::Success).unwrap();
     assert_eq!(item(&i2).state, ItemState::Successful);
 
     // The retry of A runs next and fails with a business error: no more retries.
     let r = w.robot(&bot);
-    let j3 = block(w.engine.store().job(r.job.unwrap()))
-        .unwrap()
-        .unwrap();
-    let retry_item = block(w.engine.store().item(j3.queue_item.unwrap()))
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        (retry_item.retry_of, retry_item.retry_count),
-        (Some(i1.id), 1)
-    );
+    let j3 = block(w.engine.store().job(r.job.unwrap())).unwrap().unwrap();
+    let retry_item = block(w.engine.store().item(j3.queue_item.unwrap())).unwrap().unwrap();
+    assert_eq!((retry_item.retry_of, retry_item.retry_count), (Some(i1.id), 1));
     block(
         w.engine
             .report_finish("r", bot.connect, j3.key, FinishStatus::Failed, None, None),
     )
     .unwrap();
     assert_eq!(
-        block(w.engine.store().item(retry_item.id))
-            .unwrap()
-            .unwrap()
-            .state,
+        block(w.engine.store().item(retry_item.id)).unwrap().unwrap().state,
         ItemState::Faulted
     );
     assert_eq!(w.process_now(&q).pending_items, 0);
@@ -840,19 +699,10 @@ fn queue_items_run_as_jobs_and_failures_are_retried_as_new_items() {
 fn canceling_a_queue_job_deletes_its_new_item() {
     let mut w = World::new();
     let q = w.process(|s| s.process_type = ProcessType::Queue);
-    let i = block(
-        w.engine
-            .add_queue_item(&w.user, q.key, NewQueueItem::default()),
-    )
-    .unwrap();
-    let job = block(w.engine.store().job(i.job.unwrap()))
-        .unwrap()
-        .unwrap();
+    let i = block(w.engine.add_queue_item(&w.user, q.key, NewQueueItem::default())).unwrap();
+    let job = block(w.engine.store().job(i.job.unwrap())).unwrap().unwrap();
     block(w.engine.stop_job(&w.user, job.key, StopStrategy::SoftStop)).unwrap();
-    assert_eq!(
-        block(w.engine.queue_item(i.key)).unwrap().state,
-        ItemState::Deleted
-    );
+    assert_eq!(block(w.engine.queue_item(i.key)).unwrap().state, ItemState::Deleted);
     assert_eq!(w.process_now(&q).pending_items, 0);
 }
 
@@ -865,17 +715,8 @@ fn job_queries_cover_at_most_one_month() {
     let old = w.start(&p, json!({}));
     w.advance(31 * 24 * 3600 * 1000);
     let new = w.start(&p, json!({}));
-    let (total, jobs, _) = block(w.engine.query_process_jobs(
-        &w.user,
-        p.key,
-        JobQueryParams::default(),
-    ))
-    .unwrap();
-    assert_eq!(
-        (total, jobs[0].id),
-        (1, new.id),
-        "default: the last 30 days"
-    );
+    let (total, jobs, _) = block(w.engine.query_process_jobs(&w.user, p.key, JobQueryParams::default())).unwrap();
+    assert_eq!((total, jobs[0].id), (1, new.id), "default: the last 30 days");
     let q = JobQueryParams {
         start: Some(old.created_at),
         end: Some(new.created_at),
@@ -913,20 +754,11 @@ fn the_audit_chain_detects_tampering() {
     let n = w.audit_ok();
     assert!(n >= 8, "every transition audited ({n})");
     let events = block(w.engine.audit_events(Actor::System, 0, 1000)).unwrap();
-    for action in [
-        "job.start",
-        "job.dispatch",
-        "job.finish",
-        "robot.register",
-        "login.ok",
-    ]
-    .iter()
-    .take(4)
+    for action in ["job.start", "job.dispatch", "job.finish", "robot.register", "login.ok"]
+        .iter()
+        .take(4)
     {
-        assert!(
-            events.iter().any(|e| e.action == *action),
-            "{action} audited"
-        );
+        assert!(events.iter().any(|e| e.action == *action), "{action} audited");
     }
     w.engine.store().tamper_audit(3, "forged");
     let broken = block(w.engine.verify_audit()).unwrap().unwrap_err();
@@ -969,14 +801,7 @@ fn two_engines_on_threads_never_run_a_job_twice() {
                         let r = block(e.store().robot_by_code(&b.code)).unwrap().unwrap();
                         if let Some(j) = r.job {
                             let key = block(e.store().job(j)).unwrap().unwrap().key;
-                            let _ = block(e.report_finish(
-                                &b.code,
-                                b.connect,
-                                key,
-                                FinishStatus::Success,
-                                None,
-                                None,
-                            ));
+                            let _ = block(e.report_finish(&b.code, b.connect, key, FinishStatus::Success, None, None));
                         }
                     }
                 });

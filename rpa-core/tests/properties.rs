@@ -26,17 +26,14 @@ fn job_event() -> impl Strategy<Value = JobEvent> {
             robot,
             connect: Key([1; 16])
         }),
-        (
-            robot,
-            status,
-            prop::option::of(prop_oneof![Just(500), Just(20_001)])
-        )
-            .prop_map(|(robot, status, error_code)| JobEvent::Finish {
+        (robot, status, prop::option::of(prop_oneof![Just(500), Just(20_001)])).prop_map(
+            |(robot, status, error_code)| JobEvent::Finish {
                 robot,
                 status,
                 error_code,
                 outputs: None
-            }),
+            }
+        ),
         Just(JobEvent::Stop(StopStrategy::SoftStop)),
         Just(JobEvent::Stop(StopStrategy::Kill)),
         Just(JobEvent::RobotLost),

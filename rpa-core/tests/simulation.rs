@@ -85,9 +85,7 @@ impl Sim {
             };
             let priority = rng.random_range(0..3);
             let retries = rng.random_range(0..=2);
-            let expiration = rng
-                .random_bool(0.3)
-                .then(|| rng.random_range(30_000..120_000));
+            let expiration = rng.random_bool(0.3).then(|| rng.random_range(30_000..120_000));
             processes.push(w.process(|s| {
                 s.name = format!("p{i}");
                 s.max_run_num = max_run;
@@ -190,11 +188,7 @@ impl Sim {
 
     fn heartbeat(&mut self, i: usize) {
         let Some(b) = &self.bots[i].bot else { return };
-        let r = block(
-            self.w
-                .engine
-                .heartbeat(&b.code, b.connect, self.bots[i].running),
-        );
+        let r = block(self.w.engine.heartbeat(&b.code, b.connect, self.bots[i].running));
         if let Some(cmds) = ok_or_tolerated(r, "heartbeat") {
             self.obey(i, cmds);
         } else {
@@ -206,11 +200,7 @@ impl Sim {
         let (Some(b), Some(run)) = (&self.bots[i].bot, self.bots[i].running) else {
             return;
         };
-        let r = block(
-            self.w
-                .engine
-                .report_finish(&b.code, b.connect, run, status, code, None),
-        );
+        let r = block(self.w.engine.report_finish(&b.code, b.connect, run, status, code, None));
         ok_or_tolerated(r, "finish");
         self.bots[i].running = None;
     }
@@ -233,19 +223,18 @@ impl Sim {
         match roll {
             0..=19 => {
                 let p = self.processes[self.rng.random_range(0..self.processes.len())].clone();
-                if let Some(j) = ok_or_tolerated(
-                    block(self.w.engine.start_job(&self.w.user, p.key, &json!({}))),
-                    "start",
-                ) {
+                if let Some(j) =
+                    ok_or_tolerated(block(self.w.engine.start_job(&self.w.user, p.key, &json!({}))), "start")
+                {
                     self.jobs.push(j);
                 }
             }
             20..=26 => {
-                let r = block(self.w.engine.add_queue_item(
-                    &self.w.user,
-                    self.queue.key,
-                    NewQueueItem::default(),
-                ));
+                let r = block(
+                    self.w
+                        .engine
+                        .add_queue_item(&self.w.user, self.queue.key, NewQueueItem::default()),
+                );
                 if let Some(i) = ok_or_tolerated(r, "add item") {
                     self.items.push(i);
                 }
@@ -281,8 +270,7 @@ impl Sim {
                     }
                     (true, 80..=84) => {
                         // hang past the heartbeat timeout
-                        self.bots[i].hung_until =
-                            Some(now.plus_ms(self.rng.random_range(10_000..60_000)));
+                        self.bots[i].hung_until = Some(now.plus_ms(self.rng.random_range(10_000..60_000)));
                     }
                     (true, 85..=89) => {
                         // crash: the process dies, the socket just vanishes
@@ -316,18 +304,12 @@ impl Sim {
         let robots = block(store.robots()).unwrap();
         // nothing acknowledged is lost
         for j in &self.jobs {
-            assert!(
-                block(store.job(j.id)).unwrap().is_some(),
-                "job {} lost",
-                j.id
-            );
+            assert!(block(store.job(j.id)).unwrap().is_some(), "job {} lost", j.id);
         }
         for it in &self.items {
             let item = block(store.item(it.id)).unwrap().expect("queue item lost");
             assert!(
-                block(store.job(item.job.expect("item has a job")))
-                    .unwrap()
-                    .is_some(),
+                block(store.job(item.job.expect("item has a job"))).unwrap().is_some(),
                 "item's job lost"
             );
         }
@@ -380,17 +362,9 @@ impl Sim {
                 }
             }
             let running = active.get(&p.id).copied().unwrap_or(0);
-            assert_eq!(
-                p.running, running,
-                "process {} running counter",
-                p.spec.name
-            );
+            assert_eq!(p.running, running, "process {} running counter", p.spec.name);
             if p.spec.max_run_num > 0 {
-                assert!(
-                    running <= p.spec.max_run_num,
-                    "maxRunNum exceeded for {}",
-                    p.spec.name
-                );
+                assert!(running <= p.spec.max_run_num, "maxRunNum exceeded for {}", p.spec.name);
             }
             if p.spec.max_day_num > 0 {
                 assert!(
@@ -425,10 +399,7 @@ impl Sim {
                         let job = block(store.job(cur.job.unwrap())).unwrap().unwrap();
                         return matches!(
                             s,
-                            ItemState::Successful
-                                | ItemState::Faulted
-                                | ItemState::Abandoned
-                                | ItemState::Deleted
+                            ItemState::Successful | ItemState::Faulted | ItemState::Abandoned | ItemState::Deleted
                         ) && job.state.is_terminal();
                     }
                 }
@@ -456,11 +427,7 @@ impl Sim {
                 }
             }
             // Jobs held back by maxDayNum wait for tomorrow: move faster when idle.
-            let jump = if round % 25 == 24 {
-                6 * 3_600_000
-            } else {
-                5_000
-            };
+            let jump = if round % 25 == 24 { 6 * 3_600_000 } else { 5_000 };
             self.w.advance(jump);
             block(self.w.engine.tick()).unwrap();
             self.check();
@@ -474,14 +441,7 @@ impl Sim {
             .map(|j| {
                 format!(
                     "job {} process:{} {:?} robot {:?} attempt {} nb {:?} queue {:?} created {:?}",
-                    j.id,
-                    j.process,
-                    j.state,
-                    j.robot,
-                    j.attempt,
-                    j.not_before,
-                    j.queue_item,
-                    j.created_at
+                    j.id, j.process, j.state, j.robot, j.attempt, j.not_before, j.queue_item, j.created_at
                 )
             })
             .collect();

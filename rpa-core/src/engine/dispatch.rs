@@ -21,6 +21,7 @@ use crate::model::*;
 use crate::queue::{self, ItemEvent};
 use crate::robot::{self, RobotEvent};
 use crate::store::{Store, is_dispatchable, is_idle};
+use crate::time::Timestamp;
 use crate::transport::{Command, Execute};
 
 /// Robots examined per store page.
@@ -39,6 +40,9 @@ impl<S: Store> Engine<S> {
     /// Puts a dispatchable job on the first idle robot that may run it.
     pub(crate) async fn place_job(&self, id: JobId) -> Result<bool> {
         for _ in 0..ATTEMPTS {
+            if self.store.available_robots(None, 1).await?.is_empty() {
+                return Ok(false);
+            }
             let Some(job) = self.store.job(id).await? else {
                 return Ok(false);
             };
@@ -74,6 +78,9 @@ impl<S: Store> Engine<S> {
     /// Places the best dispatchable job of a process, if any.
     pub(crate) async fn place_next(&self, process: ProcessId) -> Result<bool> {
         for _ in 0..ATTEMPTS {
+            if self.store.available_robots(None, 1).await?.is_empty() {
+                return Ok(false);
+            }
             let Some(job) = self.store.next_pending(&[process]).await? else {
                 return Ok(false);
             };
@@ -161,10 +168,7 @@ impl<S: Store> Engine<S> {
     /// robot: it keeps it (no Execute; it is already running it).
     pub(crate) async fn adopt(&self, robot: RobotId, key: crate::ids::Key) -> Result<bool> {
         for _ in 0..ATTEMPTS {
-            let (Some(r), Some(job)) = (
-                self.store.robot(robot).await?,
-                self.store.job_by_key(key).await?,
-            ) else {
+            let (Some(r), Some(job)) = (self.store.robot(robot).await?, self.store.job_by_key(key).await?) else {
                 return Ok(false);
             };
             if !is_idle(&r) || !is_dispatchable(&job) {
@@ -180,44 +184,52 @@ impl<S: Store> Engine<S> {
         Ok(false)
     }
 
-    /// Commits `job` Running on `robot`: Execute in the robot's outbox (if
-    /// `execute`), the process slot taken, the queue item InProgress.
+    /// Commits `job` Running on `robot`: see [`Engine::assign`].
     /// `Ok(false)` if the snapshot was stale (another engine won); the caller re-reads.
-    async fn try_assign(
-        &self,
-        mut robot: Robot,
-        mut job: Job,
-        mut p: Process,
-        execute: bool,
-    ) -> Result<bool> {
+    async fn try_assign(&self, mut robot: Robot, mut job: Job, mut p: Process, execute: bool) -> Result<bool> {
         let now = self.now();
-        let Some(connect) = robot.connect else {
-            return Ok(false);
-        };
-        if !has_capacity(&p, self.today(now)) {
+        if robot.connect.is_none() || !has_capacity(&p, self.today(now)) {
             return Ok(false);
         }
+        let mut tx = Tx::default();
+        self.assign(&mut tx, now, &mut robot, &mut job, &mut p, execute).await?;
+        tx.job(job).robot(robot).process(p);
+        match self.commit(tx).await {
+            Ok(()) => Ok(true),
+            Err(e) if is_conflict(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The decision part of a dispatch: `job` Running on `robot`, the process
+    /// slot taken, the queue item InProgress (written to `tx`), Execute in the
+    /// robot's outbox (if `execute`; a robot resuming its own run gets none).
+    /// The caller writes `robot`, `job` and `p` once it has made all its changes.
+    pub(crate) async fn assign(
+        &self,
+        tx: &mut Tx,
+        now: Timestamp,
+        robot: &mut Robot,
+        job: &mut Job,
+        p: &mut Process,
+        execute: bool,
+    ) -> Result<()> {
+        let connect = robot.connect.ok_or(crate::error::Error::NotConnected)?;
         let ctx = JobCtx {
             now,
             retry: &p.spec.retry,
             retry_failures: job.queue_item.is_none(),
         };
         job::apply(
-            &mut job,
+            job,
             JobEvent::Dispatch {
                 robot: robot.id,
                 connect,
             },
             ctx,
         )?;
-        robot::apply(
-            &mut robot,
-            RobotEvent::Assign(job.id),
-            now,
-            self.config.heartbeat_timeout_ms,
-        )?;
+        robot::apply(robot, RobotEvent::Assign(job.id), now, self.config.heartbeat_timeout_ms)?;
         p.running += 1;
-        let mut tx = Tx::default();
         if let Some(item_id) = job.queue_item
             && let Some(mut item) = self.store.item(item_id).await?
             && item.state == ItemState::New
@@ -226,18 +238,6 @@ impl<S: Store> Engine<S> {
             p.pending_items = p.pending_items.saturating_sub(1);
             tx.item(item);
         }
-        let order = Execute {
-            run_instance_id: job.key,
-            package_download_uri: p.spec.package_uri.clone(),
-            file_upload_uri: self.config.file_upload_uri.clone(),
-            arguments: arguments::to_execute(&p.spec, &job.arguments),
-            video_record_required: p.spec.video_record,
-            video_record_mode: i32::from(p.spec.video_record),
-            user_id: job.user.to_string(),
-            user_name: job.user_name.to_string(),
-            checkpoint: job.checkpoint.as_deref().cloned(),
-            attempt: job.attempt,
-        };
         let how = if execute {
             ""
         } else {
@@ -248,19 +248,23 @@ impl<S: Store> Engine<S> {
             Actor::System,
             "job.dispatch",
             format!("job:{}", job.id),
-            format!(
-                "Pending->Running robot:{} attempt:{}{how}",
-                robot.id, job.attempt
-            ),
+            format!("Pending->Running robot:{} attempt:{}{how}", robot.id, job.attempt),
         );
         if execute {
+            let order = Execute {
+                run_instance_id: job.key,
+                package_download_uri: p.spec.package_uri.clone(),
+                file_upload_uri: self.config.file_upload_uri.clone(),
+                arguments: arguments::to_execute(&p.spec, &job.arguments),
+                video_record_required: p.spec.video_record,
+                video_record_mode: i32::from(p.spec.video_record),
+                user_id: job.user.to_string(),
+                user_name: job.user_name.to_string(),
+                checkpoint: job.checkpoint.as_deref().cloned(),
+                attempt: job.attempt,
+            };
             tx.command(robot.id, Command::Execute(Box::new(order)));
         }
-        tx.job(job).robot(robot).process(p);
-        match self.commit(tx).await {
-            Ok(()) => Ok(true),
-            Err(e) if is_conflict(&e) => Ok(false),
-            Err(e) => Err(e),
-        }
+        Ok(())
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::dispatch::has_capacity;
 use super::{CONFLICT_RETRIES, Engine, Tx, is_conflict};
 use crate::arguments;
 use crate::error::{Entity, Error, Limit, Result, StoreError};
@@ -14,7 +15,7 @@ use crate::job::{self, JobCtx, JobEffects, JobEvent, Slot, StopStrategy};
 use crate::model::*;
 use crate::queue::{self, ItemEvent};
 use crate::robot::{self, RobotEvent};
-use crate::store::{JobQuery, Store};
+use crate::store::{JobQuery, Store, is_idle};
 use crate::time::{DAY_MS, Timestamp};
 use crate::transport::Command;
 
@@ -48,6 +49,7 @@ pub struct NewQueueItem {
 pub(crate) struct Transitioned {
     pub job: Job,
     pub fx: JobEffects,
+    /// A robot let go and left idle (not already given its next job).
     pub released: Option<RobotId>,
     pub new_job: Option<JobId>,
 }
@@ -84,12 +86,7 @@ impl<S: Store> Engine<S> {
     }
 
     /// Replaces a process's definition (new version, new package, new limits).
-    pub async fn update_process(
-        &self,
-        actor: Actor,
-        key: Key,
-        spec: ProcessSpec,
-    ) -> Result<Process> {
+    pub async fn update_process(&self, actor: Actor, key: Key, spec: ProcessSpec) -> Result<Process> {
         self.require(actor, Permission::ManageProcesses).await?;
         check_spec(&spec)?;
         let spec = Arc::new(spec);
@@ -171,9 +168,7 @@ impl<S: Store> Engine<S> {
         let args = arguments::validate(&p.spec, params)?;
         let now = self.now();
         check_day_limit(&p, self.today(now))?;
-        let job = self
-            .new_job(&p, user, Arc::new(args), None, now, None, None)
-            .await?;
+        let job = self.new_job(&p, user, Arc::new(args), None, now, None, None).await?;
         let mut tx = Tx::default();
         tx.job(job.clone()).audit(
             now,
@@ -183,8 +178,13 @@ impl<S: Store> Engine<S> {
             format!("process:{}", p.id),
         );
         self.commit(tx).await?;
-        self.place_job(job.id).await?;
-        self.job_snapshot(job.id).await
+        if self.place_job(job.id).await? {
+            return self.job_snapshot(job.id).await;
+        }
+        Ok(Job {
+            version: job.version + 1,
+            ..job
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -302,9 +302,7 @@ impl<S: Store> Engine<S> {
             (Some(s), Some(e)) => (s, e),
         };
         if from > to {
-            return Err(Error::InvalidArgument(
-                "startTime must not be after endTime".into(),
-            ));
+            return Err(Error::InvalidArgument("startTime must not be after endTime".into()));
         }
         let limit = from
             .in_zone(self.config.utc_offset)
@@ -331,12 +329,7 @@ impl<S: Store> Engine<S> {
     // ------------------------------------------------------------- queue items
 
     /// Seed 000 §3.6: adds an item to a Queue process; it runs as one job.
-    pub async fn add_queue_item(
-        &self,
-        user: &User,
-        process: Key,
-        new: NewQueueItem,
-    ) -> Result<QueueItem> {
+    pub async fn add_queue_item(&self, user: &User, process: Key, new: NewQueueItem) -> Result<QueueItem> {
         let p0 = self.process_by_key(process).await?;
         self.require_grant(user, p0.id).await?;
         if p0.spec.process_type != ProcessType::Queue {
@@ -347,14 +340,10 @@ impl<S: Store> Engine<S> {
         let content = Arc::new(arguments::validate(&p0.spec, &new.content)?);
         if let Some(r) = &new.reference {
             if r.is_empty() || r.len() > 256 {
-                return Err(Error::InvalidArgument(
-                    "reference must be 1 to 256 characters".into(),
-                ));
+                return Err(Error::InvalidArgument("reference must be 1 to 256 characters".into()));
             }
             if self.store.item_by_reference(p0.id, r).await?.is_some() {
-                return Err(Error::AlreadyExists(format!(
-                    "queue item with reference {r}"
-                )));
+                return Err(Error::AlreadyExists(format!("queue item with reference {r}")));
             }
         }
         for _ in 0..CONFLICT_RETRIES {
@@ -364,9 +353,7 @@ impl<S: Store> Engine<S> {
                 .await?
                 .ok_or_else(|| Error::NotFound(Entity::Process, process.to_string()))?;
             if p.spec.max_pending_items > 0 && p.pending_items >= p.spec.max_pending_items {
-                return Err(Error::Limit(Limit::MaxPendingItems(
-                    p.spec.max_pending_items,
-                )));
+                return Err(Error::Limit(Limit::MaxPendingItems(p.spec.max_pending_items)));
             }
             let now = self.now();
             let item = QueueItem {
@@ -470,6 +457,7 @@ impl<S: Store> Engine<S> {
             let mut tx = Tx::default();
             let mut released = None;
             let mut new_job = None;
+            let mut robot_write = None;
 
             // The robot: the event that caused this, then release.
             if let Some(rid) = job.robot
@@ -485,12 +473,7 @@ impl<S: Store> Engine<S> {
                     }
                 }
                 if fx.release_robot && r.job == Some(job.id) {
-                    robot::apply(
-                        &mut r,
-                        RobotEvent::Release,
-                        now,
-                        self.config.heartbeat_timeout_ms,
-                    )?;
+                    robot::apply(&mut r, RobotEvent::Release, now, self.config.heartbeat_timeout_ms)?;
                     touched = true;
                     released = Some(r.id);
                 }
@@ -503,7 +486,7 @@ impl<S: Store> Engine<S> {
                     );
                 }
                 if touched {
-                    tx.robot(r);
+                    robot_write = Some(r);
                 }
             }
 
@@ -588,26 +571,47 @@ impl<S: Store> Engine<S> {
                 );
                 tx.item(item);
             }
-            if p_changed {
-                tx.process(p);
-            }
             if fx.changed {
                 let detail = format!(
                     "{}->{}{}",
                     from.as_str(),
                     job.state.as_str(),
-                    job.reason
-                        .as_deref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
+                    job.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
                 );
-                tx.audit(
-                    now,
-                    actor,
-                    event_action(&ev),
-                    format!("job:{}", job.id),
-                    detail,
-                );
+                tx.audit(now, actor, event_action(&ev), format!("job:{}", job.id), detail);
+            }
+            // The released robot takes its next job in the same commit.
+            let mut chained = false;
+            if let Some(mut r) = robot_write.take() {
+                if released.is_some() && is_idle(&r) {
+                    let today = self.today(now);
+                    let mut others = self.store.processes().await?;
+                    let eligible: Vec<ProcessId> = others
+                        .iter()
+                        .map(|q| if q.id == p.id { &p } else { q })
+                        .filter(|q| has_capacity(q, today) && r.can_run(&q.spec))
+                        .map(|q| q.id)
+                        .collect();
+                    if let Some(mut next) = self.store.next_pending(&eligible).await?
+                        && next.id != job.id
+                    {
+                        if next.process == p.id {
+                            self.assign(&mut tx, now, &mut r, &mut next, &mut p, true).await?;
+                            p_changed = true;
+                        } else if let Some(mut q) = others.drain(..).find(|q| q.id == next.process) {
+                            self.assign(&mut tx, now, &mut r, &mut next, &mut q, true).await?;
+                            tx.process(q);
+                        }
+                        if r.job == Some(next.id) {
+                            chained = true;
+                            tx.job(next);
+                        }
+                    }
+                }
+                tx.robot(r);
+            }
+            if p_changed {
+                tx.process(p);
             }
             if fx.changed || !tx.commit.is_empty() {
                 if fx.changed {
@@ -623,7 +627,7 @@ impl<S: Store> Engine<S> {
             return Ok(Transitioned {
                 job,
                 fx,
-                released,
+                released: released.filter(|_| !chained),
                 new_job,
             });
         }

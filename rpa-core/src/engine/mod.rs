@@ -294,12 +294,7 @@ impl<S: Store> Engine<S> {
     }
 
     /// Creates a role.
-    pub async fn create_role(
-        &self,
-        actor: Actor,
-        name: &str,
-        permissions: BTreeSet<Permission>,
-    ) -> Result<Role> {
+    pub async fn create_role(&self, actor: Actor, name: &str, permissions: BTreeSet<Permission>) -> Result<Role> {
         self.require(actor, Permission::ManageUsers).await?;
         let name = non_empty(name, "role name")?;
         if self.store.role_by_name(name).await?.is_some() {
@@ -328,11 +323,7 @@ impl<S: Store> Engine<S> {
     pub async fn ensure_admin(&self, name: &str, password: &str) -> Result<User> {
         if self.store.role_by_name(ADMIN_ROLE).await?.is_none() {
             match self
-                .create_role(
-                    Actor::System,
-                    ADMIN_ROLE,
-                    Permission::ALL.into_iter().collect(),
-                )
+                .create_role(Actor::System, ADMIN_ROLE, Permission::ALL.into_iter().collect())
                 .await
             {
                 Ok(_) | Err(Error::AlreadyExists(_)) => {}
@@ -456,13 +447,8 @@ impl<S: Store> Engine<S> {
                 .ok_or_else(|| Error::NotFound(Entity::User, name.into()))?;
             f(&mut u)?;
             let mut tx = Tx::default();
-            tx.user(u.clone()).audit(
-                self.now(),
-                actor,
-                action,
-                format!("user:{}", u.id),
-                String::new(),
-            );
+            tx.user(u.clone())
+                .audit(self.now(), actor, action, format!("user:{}", u.id), String::new());
             match self.commit(tx).await {
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e),
@@ -542,13 +528,7 @@ impl<S: Store> Engine<S> {
             created_at: now,
             expires_at,
         }))
-        .audit(
-            now,
-            actor,
-            "login.ok",
-            format!("user:{}", user.id),
-            String::new(),
-        );
+        .audit(now, actor, "login.ok", format!("user:{}", user.id), String::new());
         self.commit(tx).await?;
         let mut processes = Vec::with_capacity(user.grants.len());
         for p in &user.grants {
@@ -597,12 +577,7 @@ impl<S: Store> Engine<S> {
     // ----------------------------------------------------------------- audit
 
     /// Audit events after `after`, at most `limit`.
-    pub async fn audit_events(
-        &self,
-        actor: Actor,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<AuditEvent>> {
+    pub async fn audit_events(&self, actor: Actor, after: u64, limit: usize) -> Result<Vec<AuditEvent>> {
         self.require(actor, Permission::ViewAudit).await?;
         Ok(self.store.audit(after, limit).await?)
     }
@@ -635,9 +610,7 @@ impl<S: Store> Engine<S> {
 fn non_empty<'a>(s: &'a str, what: &str) -> Result<&'a str> {
     let t = s.trim();
     if t.is_empty() || t.len() > 256 {
-        return Err(Error::InvalidArgument(format!(
-            "{what} must be 1 to 256 characters"
-        )));
+        return Err(Error::InvalidArgument(format!("{what} must be 1 to 256 characters")));
     }
     Ok(t)
 }

@@ -81,12 +81,7 @@ impl<S: Store> Engine<S> {
 
     /// Sets a robot's profile (pool, labels, attended, vendor, license),
     /// creating the robot record if the executor has never connected.
-    pub async fn configure_robot(
-        &self,
-        actor: Actor,
-        code: &str,
-        profile: RobotProfile,
-    ) -> Result<Robot> {
+    pub async fn configure_robot(&self, actor: Actor, code: &str, profile: RobotProfile) -> Result<Robot> {
         self.require(actor, Permission::ManageRobots).await?;
         let code = non_empty(code, "robot id")?;
         let profile = Arc::new(profile);
@@ -105,9 +100,7 @@ impl<S: Store> Engine<S> {
                 String::new(),
             );
             match self.commit(tx).await {
-                Err(e)
-                    if is_conflict(&e) || matches!(e, Error::Store(StoreError::Duplicate(_))) =>
-                {
+                Err(e) if is_conflict(&e) || matches!(e, Error::Store(StoreError::Duplicate(_))) => {
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -193,11 +186,7 @@ impl<S: Store> Engine<S> {
                     r
                 }
             };
-            if r.profile
-                .vendor
-                .as_deref()
-                .is_some_and(|v| v != supplier_code)
-            {
+            if r.profile.vendor.as_deref().is_some_and(|v| v != supplier_code) {
                 return Err(Error::BadSupplier);
             }
             let connect = self.new_key();
@@ -219,9 +208,7 @@ impl<S: Store> Engine<S> {
             )
             .robot(r.clone());
             match self.commit(tx).await {
-                Err(e)
-                    if is_conflict(&e) || matches!(e, Error::Store(StoreError::Duplicate(_))) =>
-                {
+                Err(e) if is_conflict(&e) || matches!(e, Error::Store(StoreError::Duplicate(_))) => {
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -256,12 +243,7 @@ impl<S: Store> Engine<S> {
     /// job fails over. One that reports a job it no longer holds keeps it if
     /// the job still waits for a robot (it is resumed, not restarted), and
     /// is told to stop it otherwise.
-    pub async fn heartbeat(
-        &self,
-        code: &str,
-        connect: Key,
-        run_instance: Option<Key>,
-    ) -> Result<Vec<Command>> {
+    pub async fn heartbeat(&self, code: &str, connect: Key, run_instance: Option<Key>) -> Result<Vec<Command>> {
         let mut filled = false;
         let mut stale = None;
         for _ in 0..CONFLICT_RETRIES {
@@ -298,27 +280,17 @@ impl<S: Store> Engine<S> {
                     }
                     if job.state.is_terminal() {
                         // The robot stopped a job that was ended without it.
-                        robot::apply(
-                            &mut r,
-                            RobotEvent::Release,
-                            now,
-                            self.config.heartbeat_timeout_ms,
-                        )?;
+                        robot::apply(&mut r, RobotEvent::Release, now, self.config.heartbeat_timeout_ms)?;
                     }
                 }
                 _ => {}
             }
-            robot::apply(
-                &mut r,
-                RobotEvent::Heartbeat,
-                now,
-                self.config.heartbeat_timeout_ms,
-            )?;
+            robot::apply(&mut r, RobotEvent::Heartbeat, now, self.config.heartbeat_timeout_ms)?;
             let mut tx = Tx::default();
             stale = run_instance.filter(|_| r.job.is_none());
-            if let Some(mut job) = held.filter(|j| {
-                Some(j.key) == run_instance && j.connect != r.connect && j.state.is_active()
-            }) {
+            if let Some(mut job) =
+                held.filter(|j| Some(j.key) == run_instance && j.connect != r.connect && j.state.is_active())
+            {
                 // Reconnected and still running it: the job follows the new connection.
                 job.connect = r.connect;
                 tx.job(job);
@@ -359,12 +331,7 @@ impl<S: Store> Engine<S> {
                 return Ok(());
             };
             let now = self.now();
-            robot::apply(
-                &mut r,
-                RobotEvent::Close,
-                now,
-                self.config.heartbeat_timeout_ms,
-            )?;
+            robot::apply(&mut r, RobotEvent::Close, now, self.config.heartbeat_timeout_ms)?;
             let mut tx = Tx::default();
             tx.audit(
                 now,
@@ -404,13 +371,7 @@ impl<S: Store> Engine<S> {
     }
 
     /// Seed 001 ReportLogs.
-    pub async fn report_logs(
-        &self,
-        code: &str,
-        connect: Key,
-        run_instance: Key,
-        logs: Vec<NewLog>,
-    ) -> Result<usize> {
+    pub async fn report_logs(&self, code: &str, connect: Key, run_instance: Key, logs: Vec<NewLog>) -> Result<usize> {
         if logs.len() > self.config.max_log_batch {
             return Err(Error::InvalidArgument(format!(
                 "at most {} logs per report",
@@ -456,42 +417,23 @@ impl<S: Store> Engine<S> {
             error_code,
             outputs: outputs.map(Arc::new),
         };
-        let t = self
-            .transition(job.id, ev, Actor::Robot(r.id), None)
-            .await?;
+        let t = self.transition(job.id, ev, Actor::Robot(r.id), None).await?;
         self.follow_up(&t).await?;
         Ok(t.job)
     }
 
     /// Checkpoint extension: intermediate state a fail-over run resumes from.
-    pub async fn report_checkpoint(
-        &self,
-        code: &str,
-        connect: Key,
-        run_instance: Key,
-        data: Value,
-    ) -> Result<Job> {
+    pub async fn report_checkpoint(&self, code: &str, connect: Key, run_instance: Key, data: Value) -> Result<Job> {
         let r = self.connected_robot(code, connect).await?;
         let job = self.robots_job(&r, run_instance).await?;
         Ok(self
-            .transition(
-                job.id,
-                JobEvent::Checkpoint(Arc::new(data)),
-                Actor::Robot(r.id),
-                None,
-            )
+            .transition(job.id, JobEvent::Checkpoint(Arc::new(data)), Actor::Robot(r.id), None)
             .await?
             .job)
     }
 
     /// Seed 001 ReportVideoRecord: allowed once the run has finished.
-    pub async fn report_video(
-        &self,
-        code: &str,
-        connect: Key,
-        run_instance: Key,
-        video_id: &str,
-    ) -> Result<()> {
+    pub async fn report_video(&self, code: &str, connect: Key, run_instance: Key, video_id: &str) -> Result<()> {
         let r = self.connected_robot(code, connect).await?;
         let job = self.robots_job(&r, run_instance).await?;
         let video_id = non_empty(video_id, "videoId")?;
@@ -556,13 +498,8 @@ impl<S: Store> Engine<S> {
             created_at: now,
         };
         let mut tx = Tx::default();
-        tx.put(Write::File(f.clone())).audit(
-            now,
-            owner,
-            "file.upload",
-            format!("file:{}", f.id),
-            f.name.clone(),
-        );
+        tx.put(Write::File(f.clone()))
+            .audit(now, owner, "file.upload", format!("file:{}", f.id), f.name.clone());
         self.commit(tx).await?;
         Ok(f)
     }

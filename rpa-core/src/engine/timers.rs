@@ -40,15 +40,9 @@ impl<S: Store> Engine<S> {
             }
             for d in &due {
                 match *d {
-                    Due::RobotSilent(r) => {
-                        report.robots_timed_out += usize::from(self.robot_silent(r).await?)
-                    }
-                    Due::JobExpired(j) => {
-                        report.jobs_expired += usize::from(self.fire(j, JobEvent::Expire).await?)
-                    }
-                    Due::JobReady(j) => {
-                        report.jobs_ready += usize::from(self.fire(j, JobEvent::Ready).await?)
-                    }
+                    Due::RobotSilent(r) => report.robots_timed_out += usize::from(self.robot_silent(r).await?),
+                    Due::JobExpired(j) => report.jobs_expired += usize::from(self.fire(j, JobEvent::Expire).await?),
+                    Due::JobReady(j) => report.jobs_ready += usize::from(self.fire(j, JobEvent::Ready).await?),
                 }
             }
             if due.len() < BATCH {
@@ -95,12 +89,7 @@ impl<S: Store> Engine<S> {
                 && job.robot == Some(r.id)
             {
                 match self
-                    .transition(
-                        j,
-                        JobEvent::RobotLost,
-                        Actor::System,
-                        Some(RobotEvent::Timeout),
-                    )
+                    .transition(j, JobEvent::RobotLost, Actor::System, Some(RobotEvent::Timeout))
                     .await
                 {
                     Err(e) if is_conflict(&e) => continue,
@@ -111,12 +100,7 @@ impl<S: Store> Engine<S> {
                     }
                 }
             }
-            robot::apply(
-                &mut r,
-                RobotEvent::Timeout,
-                now,
-                self.config.heartbeat_timeout_ms,
-            )?;
+            robot::apply(&mut r, RobotEvent::Timeout, now, self.config.heartbeat_timeout_ms)?;
             let mut tx = Tx::default();
             tx.commit.clear_outbox.push(r.id);
             tx.audit(

@@ -64,11 +64,7 @@ impl World {
                     .await
                     .unwrap(),
             };
-            World {
-                engine,
-                clock,
-                user,
-            }
+            World { engine, clock, user }
         })
     }
 
@@ -78,28 +74,18 @@ impl World {
         spec.package_uri = "http://files/pkg".into();
         f(&mut spec);
         block(async {
-            let p = self
-                .engine
-                .create_process(Actor::System, spec)
-                .await
-                .unwrap();
-            self.user = self
-                .engine
-                .grant(Actor::System, "alice", p.key)
-                .await
-                .unwrap();
+            let p = self.engine.create_process(Actor::System, spec).await.unwrap();
+            self.user = self.engine.grant(Actor::System, "alice", p.key).await.unwrap();
             p
         })
     }
 
     /// Registers a robot (it gets no work before its first heartbeat).
     pub fn register(&self, code: &str) -> Bot {
-        let reg = block(self.engine.register_robot(
-            code,
-            "acme",
-            &supplier_proof(SECRET, code),
-            Some("1.0"),
-        ))
+        let reg = block(
+            self.engine
+                .register_robot(code, "acme", &supplier_proof(SECRET, code), Some("1.0")),
+        )
         .unwrap();
         Bot {
             code: code.into(),
@@ -123,9 +109,7 @@ impl World {
     }
 
     pub fn robot(&self, b: &Bot) -> Robot {
-        block(self.engine.store().robot_by_code(&b.code))
-            .unwrap()
-            .unwrap()
+        block(self.engine.store().robot_by_code(&b.code)).unwrap().unwrap()
     }
 
     pub fn process_now(&self, p: &Process) -> Process {
@@ -153,14 +137,10 @@ impl World {
     }
 
     pub fn finish(&self, b: &Bot, j: &Job, status: FinishStatus) -> rpa_core::Result<Job> {
-        block(self.engine.report_finish(
-            &b.code,
-            b.connect,
-            j.key,
-            status,
-            None,
-            Some(json!({"out": 1})),
-        ))
+        block(
+            self.engine
+                .report_finish(&b.code, b.connect, j.key, status, None, Some(json!({"out": 1}))),
+        )
     }
 
     pub fn advance(&self, ms: u64) {
