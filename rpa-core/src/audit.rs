@@ -65,7 +65,7 @@ pub fn link(prev: [u8; 32], seq: u64, draft: AuditDraft) -> AuditEvent {
         seq,
         at: draft.at,
         actor: draft.actor,
-        action: draft.action.to_owned(),
+        action: std::borrow::Cow::Borrowed(draft.action),
         subject: draft.subject,
         detail: draft.detail,
         prev_hash: prev,

@@ -49,6 +49,81 @@ impl Hasher for IdHasher {
 
 type Fast<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
+/// Jobs by id. Ids come from the store's own dense sequence, so a table
+/// indexed by id finds a job with one memory access. The table grows in
+/// fixed chunks, so growing never copies what is already there. Ids far
+/// outside the sequence (written by hand) go to a map.
+#[derive(Debug, Default)]
+struct Jobs {
+    chunks: Vec<Box<[Option<Job>]>>,
+    sparse: Fast<JobId, Job>,
+}
+
+const CHUNK: usize = 4096;
+
+impl Jobs {
+    fn slot(&self, id: JobId) -> Option<(usize, usize)> {
+        let i = usize::try_from(id.0).ok()?;
+        (i / CHUNK <= self.chunks.len() + 256).then_some((i / CHUNK, i % CHUNK))
+    }
+    fn get(&self, id: &JobId) -> Option<&Job> {
+        self.slot(*id)
+            .and_then(|(c, i)| self.chunks.get(c).and_then(|chunk| chunk[i].as_ref()))
+            .or_else(|| self.sparse.get(id))
+    }
+    fn put(&mut self, j: Job) {
+        match self.slot(j.id).filter(|_| !self.sparse.contains_key(&j.id)) {
+            Some((c, i)) => {
+                while self.chunks.len() <= c {
+                    self.chunks.push((0..CHUNK).map(|_| None).collect());
+                }
+                self.chunks[c][i] = Some(j);
+            }
+            None => {
+                self.sparse.insert(j.id, j);
+            }
+        }
+    }
+}
+
+/// The audit chain in fixed chunks: appending never copies older events.
+#[derive(Debug, Default)]
+struct AuditLog {
+    chunks: Vec<Vec<AuditEvent>>,
+}
+
+const AUDIT_CHUNK: usize = 65_536;
+
+impl AuditLog {
+    fn last(&self) -> Option<&AuditEvent> {
+        self.chunks.last().and_then(|c| c.last())
+    }
+    fn push(&mut self, e: AuditEvent) {
+        if self.chunks.last().is_none_or(|c| c.len() == AUDIT_CHUNK) {
+            self.chunks.push(Vec::with_capacity(AUDIT_CHUNK));
+        }
+        if let Some(c) = self.chunks.last_mut() {
+            c.push(e);
+        }
+    }
+    fn get_mut(&mut self, seq: u64) -> Option<&mut AuditEvent> {
+        let i = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.chunks.get_mut(i / AUDIT_CHUNK)?.get_mut(i % AUDIT_CHUNK)
+    }
+    /// Events with `seq > after`, at most `limit`.
+    fn after(&self, after: u64, limit: usize) -> Vec<AuditEvent> {
+        let start = usize::try_from(after).unwrap_or(usize::MAX);
+        self.chunks
+            .iter()
+            .skip(start / AUDIT_CHUNK)
+            .flatten()
+            .skip(start % AUDIT_CHUNK)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     seq: HashMap<IdKindKey, i64>,
@@ -59,7 +134,7 @@ struct Inner {
     tokens: HashMap<[u8; 32], Token>,
     processes: Fast<ProcessId, Process>,
     process_keys: Fast<Key, ProcessId>,
-    jobs: Fast<JobId, Box<Job>>,
+    jobs: Jobs,
     job_keys: Fast<Key, JobId>,
     jobs_by_process: BTreeSet<(ProcessId, Timestamp, JobId)>,
     pending: Fast<ProcessId, BTreeSet<(Reverse<i32>, JobId)>>,
@@ -75,7 +150,7 @@ struct Inner {
     files: HashMap<Key, StoredFile>,
     timers: BTreeSet<(Timestamp, Due)>,
     outbox: Fast<RobotId, VecDeque<Command>>,
-    audit: Vec<AuditEvent>,
+    audit: AuditLog,
 }
 
 type IdKindKey = u8;
@@ -99,7 +174,7 @@ impl MemoryStore {
     /// Test hook: changes one audit event in place, as an attacker with disk access would.
     #[doc(hidden)]
     pub fn tamper_audit(&self, seq: u64, detail: &str) {
-        if let Some(e) = self.lock().audit.get_mut(seq as usize - 1) {
+        if let Some(e) = self.lock().audit.get_mut(seq) {
             e.detail = detail.to_owned();
         }
     }
@@ -221,7 +296,7 @@ impl Inner {
                 .or_default()
                 .insert((Reverse(j.priority), j.id));
         }
-        self.jobs.insert(j.id, Box::new(j));
+        self.jobs.put(j);
     }
 
     fn put_robot(&mut self, r: Robot) {
@@ -289,14 +364,11 @@ impl Store for MemoryStore {
     }
 
     async fn job(&self, id: JobId) -> StoreResult<Option<Job>> {
-        Ok(self.lock().jobs.get(&id).map(|j| (**j).clone()))
+        Ok(self.lock().jobs.get(&id).cloned())
     }
     async fn job_by_key(&self, key: Key) -> StoreResult<Option<Job>> {
         let g = self.lock();
-        Ok(g.job_keys
-            .get(&key)
-            .and_then(|id| g.jobs.get(id))
-            .map(|j| (**j).clone()))
+        Ok(g.job_keys.get(&key).and_then(|id| g.jobs.get(id)).cloned())
     }
     async fn jobs_of_process(&self, q: JobQuery) -> StoreResult<(u64, Vec<Job>)> {
         let g = self.lock();
@@ -308,7 +380,7 @@ impl Store for MemoryStore {
             if q.state.is_none_or(|s| s == j.state) {
                 total += 1;
                 if out.len() < q.limit {
-                    out.push((**j).clone());
+                    out.push(j.clone());
                 }
             }
         }
@@ -320,7 +392,7 @@ impl Store for MemoryStore {
             .iter()
             .filter_map(|p| g.pending.get(p).and_then(|s| s.first()))
             .min();
-        Ok(best.and_then(|(_, id)| g.jobs.get(id)).map(|j| (**j).clone()))
+        Ok(best.and_then(|(_, id)| g.jobs.get(id)).cloned())
     }
     async fn pending_count(&self, process: ProcessId) -> StoreResult<u64> {
         Ok(self.lock().pending.get(&process).map_or(0, |s| s.len() as u64))
@@ -410,8 +482,7 @@ impl Store for MemoryStore {
 
     async fn audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
         let g = self.lock();
-        let start = usize::try_from(after).unwrap_or(usize::MAX).min(g.audit.len());
-        Ok(g.audit[start..].iter().take(limit).cloned().collect())
+        Ok(g.audit.after(after, limit))
     }
 
     async fn commit(&self, c: Commit) -> StoreResult<()> {
@@ -430,8 +501,7 @@ impl Store for MemoryStore {
         }
         for d in c.audit {
             let (prev, seq) = g.audit.last().map_or(([0; 32], 1), |e| (e.hash, e.seq + 1));
-            let e = audit::link(prev, seq, d);
-            g.audit.push(e);
+            g.audit.push(audit::link(prev, seq, d));
         }
         Ok(())
     }

@@ -701,7 +701,7 @@ pub struct AuditEvent {
     /// Who.
     pub actor: Actor,
     /// What (e.g. `job.dispatch`, `login.failed`).
-    pub action: String,
+    pub action: std::borrow::Cow<'static, str>,
     /// On what (e.g. `job:42`).
     pub subject: String,
     /// Details (e.g. `Pending->Running robot:3`).

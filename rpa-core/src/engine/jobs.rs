@@ -199,9 +199,10 @@ impl<S: Store> Engine<S> {
         deadline: Option<Timestamp>,
     ) -> Result<Job> {
         let expire = p.spec.expiration_ms.map(|ms| now.plus_ms(ms));
+        let (key, job_number) = self.key_and_number();
         Ok(Job {
             id: JobId(self.next_id(IdKind::Job).await?),
-            key: self.new_key(),
+            key,
             version: 0,
             process: p.id,
             user: user.id,
@@ -218,7 +219,7 @@ impl<S: Store> Engine<S> {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             },
-            job_number: self.job_number(),
+            job_number,
             created_at: now,
             started_at: None,
             ended_at: None,
@@ -435,13 +436,29 @@ impl<S: Store> Engine<S> {
         actor: Actor,
         pre: Option<RobotEvent>,
     ) -> Result<Transitioned> {
+        self.transition_from(id, None, ev, actor, pre).await
+    }
+
+    /// [`Engine::transition`] starting from a snapshot the caller just read
+    /// (re-read only after a conflict).
+    pub(crate) async fn transition_from(
+        &self,
+        id: JobId,
+        mut snapshot: Option<Job>,
+        ev: JobEvent,
+        actor: Actor,
+        pre: Option<RobotEvent>,
+    ) -> Result<Transitioned> {
         for _ in 0..CONFLICT_RETRIES {
             let now = self.now();
-            let mut job = self
-                .store
-                .job(id)
-                .await?
-                .ok_or_else(|| Error::NotFound(Entity::Job, id.to_string()))?;
+            let mut job = match snapshot.take() {
+                Some(j) => j,
+                None => self
+                    .store
+                    .job(id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound(Entity::Job, id.to_string()))?,
+            };
             let mut p = self
                 .store
                 .process(job.process)
@@ -572,12 +589,15 @@ impl<S: Store> Engine<S> {
                 tx.item(item);
             }
             if fx.changed {
-                let detail = format!(
-                    "{}->{}{}",
-                    from.as_str(),
-                    job.state.as_str(),
-                    job.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
-                );
+                let mut detail = String::with_capacity(64);
+                detail.push_str(from.as_str());
+                detail.push_str("->");
+                detail.push_str(job.state.as_str());
+                if let Some(r) = job.reason.as_deref() {
+                    detail.push_str(" (");
+                    detail.push_str(r);
+                    detail.push(')');
+                }
                 tx.audit(now, actor, event_action(&ev), format!("job:{}", job.id), detail);
             }
             // The released robot takes its next job in the same commit.

@@ -222,9 +222,13 @@ impl<S: Store> Engine<S> {
         Key::from_random(g.random())
     }
 
-    fn job_number(&self) -> i64 {
+    /// A key and a seed 000 `jobNumber` (a ten-digit random number).
+    fn key_and_number(&self) -> (Key, i64) {
         let mut g = self.rng.lock().unwrap_or_else(|p| p.into_inner());
-        g.random_range(1_000_000_000..10_000_000_000)
+        (
+            Key::from_random(g.random()),
+            g.random_range(1_000_000_000..10_000_000_000),
+        )
     }
 
     async fn next_id(&self, kind: IdKind) -> Result<i64> {
@@ -232,6 +236,9 @@ impl<S: Store> Engine<S> {
     }
 
     async fn commit(&self, tx: Tx) -> Result<()> {
+        if tx.commit.commands.is_empty() {
+            return Ok(self.store.commit(tx.commit).await?);
+        }
         let mut woken: Vec<RobotId> = tx.commit.commands.iter().map(|(r, _)| *r).collect();
         self.store.commit(tx.commit).await?;
         woken.dedup();

@@ -417,7 +417,9 @@ impl<S: Store> Engine<S> {
             error_code,
             outputs: outputs.map(Arc::new),
         };
-        let t = self.transition(job.id, ev, Actor::Robot(r.id), None).await?;
+        let t = self
+            .transition_from(job.id, Some(job), ev, Actor::Robot(r.id), None)
+            .await?;
         self.follow_up(&t).await?;
         Ok(t.job)
     }
