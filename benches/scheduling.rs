@@ -119,7 +119,9 @@ fn lifecycle_with_backlog(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     // Few, equal samples: the store keeps every finished job, so a long run
     // measures a growing history as much as the backlog.
-    g.sample_size(10).sampling_mode(SamplingMode::Flat).measurement_time(Duration::from_secs(3));
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(3));
     for backlog in [1_000usize, 100_000, 1_000_000] {
         // Built on first use, so a filtered run does not pay for the others.
         let mut built = None;
@@ -134,7 +136,9 @@ fn lifecycle_with_backlog(c: &mut Criterion) {
 fn lifecycle_with_robots(c: &mut Criterion) {
     let mut g = c.benchmark_group("lifecycle_robots");
     g.throughput(Throughput::Elements(1));
-    g.sample_size(10).sampling_mode(SamplingMode::Flat).measurement_time(Duration::from_secs(3));
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(3));
     for robots in [10usize, 100, 1_000] {
         let mut built = None;
         let mut i = 0;

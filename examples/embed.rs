@@ -17,7 +17,10 @@ use serde_json::json;
 fn main() -> Result<(), rpa::Error> {
     // A manual clock lets the example show a heartbeat timeout without waiting.
     let clock = ManualClock::new(Timestamp(1_700_000_000_000));
-    let config = EngineConfig { password_cost: PasswordCost::TESTING, ..EngineConfig::default() };
+    let config = EngineConfig {
+        password_cost: PasswordCost::TESTING,
+        ..EngineConfig::default()
+    };
     let engine = Engine::new(MemoryStore::new(), Arc::new(clock.clone()), config);
     block_on(run(&engine, &clock))
 }
@@ -27,7 +30,12 @@ async fn run(engine: &Engine<MemoryStore>, clock: &ManualClock) -> Result<(), rp
     let mut spec = ProcessSpec::new("Invoice entry", ProcessType::Unattended);
     spec.package_uri = "http://files.example/invoice-1.0.0.zip".into();
     spec.max_run_num = 2;
-    spec.arguments.push(ArgumentSpec { name: "invoice".into(), id: "inv".into(), arg_type: ArgType::Int, required: true });
+    spec.arguments.push(ArgumentSpec {
+        name: "invoice".into(),
+        id: "inv".into(),
+        arg_type: ArgType::Int,
+        required: true,
+    });
     let invoice = engine.create_process(Actor::System, spec).await?;
     let mut qspec = ProcessSpec::new("Claims queue", ProcessType::Queue);
     qspec.max_pending_items = 100;
@@ -35,15 +43,24 @@ async fn run(engine: &Engine<MemoryStore>, clock: &ManualClock) -> Result<(), rp
     engine
         .create_user(
             Actor::System,
-            NewUser { name: "alice".into(), password: "wonderland".into(), roles: vec![], grants: vec![invoice.key, claims.key] },
+            NewUser {
+                name: "alice".into(),
+                password: "wonderland".into(),
+                roles: vec![],
+                grants: vec![invoice.key, claims.key],
+            },
         )
         .await?;
-    engine.register_vendor(Actor::System, "acme", "acme-vendor-secret").await?;
+    engine
+        .register_vendor(Actor::System, "acme", "acme-vendor-secret")
+        .await?;
 
     // Robots register with their vendor's proof and send a first heartbeat.
     let mut robots = Vec::new();
     for code in ["robot-1", "robot-2", "robot-3"] {
-        let reg = engine.register_robot(code, "acme", &supplier_proof("acme-vendor-secret", code), Some("1.0")).await?;
+        let reg = engine
+            .register_robot(code, "acme", &supplier_proof("acme-vendor-secret", code), Some("1.0"))
+            .await?;
         engine.heartbeat(code, reg.connect, None).await?;
         println!("{code} registered (connection {})", reg.connect);
         robots.push((code, reg.connect, None::<Key>));
@@ -52,16 +69,29 @@ async fn run(engine: &Engine<MemoryStore>, clock: &ManualClock) -> Result<(), rp
     // A person logs in and starts work.
     let login = engine.login("alice", "wonderland").await?;
     let alice = engine.authenticate(&login.token).await?;
-    println!("alice logged in; granted: {:?}", login.processes.iter().map(|p| p.spec.name.as_str()).collect::<Vec<_>>());
+    println!(
+        "alice logged in; granted: {:?}",
+        login.processes.iter().map(|p| p.spec.name.as_str()).collect::<Vec<_>>()
+    );
     let mut jobs = Vec::new();
     for n in 1..=5 {
-        let job = engine.start_job(&alice, invoice.key, &json!({ "invoice": n.to_string() })).await?;
+        let job = engine
+            .start_job(&alice, invoice.key, &json!({ "invoice": n.to_string() }))
+            .await?;
         println!("started job {} -> {}", job.key, job.state.as_str());
         jobs.push(job.key);
     }
     for n in 1..=3 {
         let item = engine
-            .add_queue_item(&alice, claims.key, NewQueueItem { content: json!({}), reference: Some(format!("CLAIM-{n}")), ..NewQueueItem::default() })
+            .add_queue_item(
+                &alice,
+                claims.key,
+                NewQueueItem {
+                    content: json!({}),
+                    reference: Some(format!("CLAIM-{n}")),
+                    ..NewQueueItem::default()
+                },
+            )
             .await?;
         println!("queued item {} ({})", item.key, item.reference.as_deref().unwrap_or(""));
     }
@@ -84,7 +114,16 @@ async fn run(engine: &Engine<MemoryStore>, clock: &ManualClock) -> Result<(), rp
                 continue;
             }
             if let Some(run) = running.take() {
-                engine.report_finish(code, *connect, run, FinishStatus::Success, None, Some(json!({"ok": true}))).await?;
+                engine
+                    .report_finish(
+                        code,
+                        *connect,
+                        run,
+                        FinishStatus::Success,
+                        None,
+                        Some(json!({"ok": true})),
+                    )
+                    .await?;
                 println!("  {code} finished {run}");
             }
         }
@@ -109,7 +148,12 @@ async fn run(engine: &Engine<MemoryStore>, clock: &ManualClock) -> Result<(), rp
     for r in engine.robots().await? {
         println!("{} is {}", r.code, r.state.as_str());
     }
-    let p = engine.store().process(invoice.id).await?.map(|p| p.day_successes).unwrap_or(0);
+    let p = engine
+        .store()
+        .process(invoice.id)
+        .await?
+        .map(|p| p.day_successes)
+        .unwrap_or(0);
     println!("Invoice entry: {p} successful runs today");
     match engine.verify_audit().await? {
         Ok(n) => println!("audit chain verified: {n} events"),
