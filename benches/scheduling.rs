@@ -13,6 +13,7 @@ use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_grou
 use futures::executor::block_on;
 use rpa::core::auth::{PasswordCost, supplier_proof};
 use rpa::core::engine::NewUser;
+use rpa::core::ids::RobotId;
 use rpa::core::job::FinishStatus;
 use rpa::core::model::{Actor, ProcessSpec, ProcessType, User};
 use rpa::core::transport::Command;
@@ -23,7 +24,7 @@ struct Rig {
     engine: Engine<MemoryStore>,
     user: User,
     process: Key,
-    robots: Vec<(String, Key, Key)>,
+    robots: Vec<(String, Key, Key, RobotId)>,
 }
 
 /// An engine with `robots` busy robots and `backlog` pending jobs behind them.
@@ -66,7 +67,7 @@ fn rig(robots: usize, backlog: usize) -> Rig {
                 .await
                 .unwrap();
             engine.heartbeat(&code, reg.connect, None).await.unwrap();
-            bots.push((code, reg.connect, Key([0; 16])));
+            bots.push((code, reg.connect, Key([0; 16]), reg.robot.id));
         }
         // One running job per robot, then the backlog.
         for _ in 0..robots + backlog {
@@ -105,7 +106,7 @@ impl Rig {
             .start_job(&self.user, self.process, &json!({}))
             .await
             .unwrap();
-        let (code, connect, run) = self.robots[i].clone();
+        let (code, connect, run, _) = self.robots[i].clone();
         self.engine
             .report_finish(&code, connect, run, FinishStatus::Success, None, None)
             .await

@@ -81,6 +81,7 @@ async fn run(engine: &Engine<MemoryStore>, clock: &ManualClock) -> Result<(), rp
         println!("started job {} -> {}", job.key, job.state.as_str());
         jobs.push(job.key);
     }
+    let mut items = Vec::new();
     for n in 1..=3 {
         let item = engine
             .add_queue_item(
@@ -94,6 +95,7 @@ async fn run(engine: &Engine<MemoryStore>, clock: &ManualClock) -> Result<(), rp
             )
             .await?;
         println!("queued item {} ({})", item.key, item.reference.as_deref().unwrap_or(""));
+        items.push(item.key);
     }
 
     // robot-3 goes silent: its job fails over after the heartbeat timeout.
@@ -136,6 +138,9 @@ async fn run(engine: &Engine<MemoryStore>, clock: &ManualClock) -> Result<(), rp
         for k in &jobs {
             all_done &= engine.job(*k).await?.state.is_terminal();
         }
+        for k in &items {
+            all_done &= engine.queue_item(*k).await?.state.is_terminal();
+        }
         if all_done || round > 40 {
             break;
         }
@@ -144,6 +149,10 @@ async fn run(engine: &Engine<MemoryStore>, clock: &ManualClock) -> Result<(), rp
     for k in &jobs {
         let j = engine.job(*k).await?;
         println!("job {} {} after {} attempt(s)", j.key, j.state.as_str(), j.attempt);
+    }
+    for k in &items {
+        let i = engine.queue_item(*k).await?;
+        println!("item {} {}", i.reference.as_deref().unwrap_or(""), i.state.as_str());
     }
     for r in engine.robots().await? {
         println!("{} is {}", r.code, r.state.as_str());
