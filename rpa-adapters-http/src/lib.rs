@@ -1,8 +1,115 @@
 //! # rpa-adapters-http
 //!
-//! The HTTP faces of the rpa engine: the seed 000 business API
-//! (`/rpa/api/*`), the seed 001 robot HTTP API (`/robots/connect/*`), and
-//! the compatibility APIs. Not yet implemented: this crate currently only
-//! re-exports the core so the workspace builds; see the project's issues.
+//! The HTTP faces of the rpa engine, each a translation table between a
+//! document and [`rpa_core::Engine`]:
+//!
+//! ```text
+//!  business system ──POST /rpa/api/*──────────► business (seed 000) ─┐
+//!  HTTP robot ───────POST /robots/connect/*───► robot (seed 001 A.2) ─┼─► Engine<S> ─► Store
+//!  robot / person ───/v1/file/*, /design/*────► robot (files)        ─┤
+//!  administrator ────/admin/*─────────────────► admin                ─┘
+//! ```
+//!
+//! Layout:
+//! - [`business`]: seed 000, envelope `{success,message,code,result,timestamp}`
+//! - [`robot`]: seed 001 A.2, envelope `{successful,resultHint,resultValue}`, files
+//! - [`admin`]: users, processes, packages, vendors, robots, audit (not in the seeds)
+//! - [`config`]: the start-up configuration file
+//! - [`files`]: where uploaded bytes live
+//! - [`openapi`]: `/openapi.json`
+//!
+//! A host builds an [`AppState`], mounts [`app`] (or the modules' routers)
+//! into its own axum application, and drives [`rpa_core::Engine::tick`]
+//! (see [`run_timers`]).
 
-pub use rpa_core as core;
+pub mod admin;
+pub mod business;
+pub mod config;
+pub mod files;
+pub mod openapi;
+pub mod robot;
+mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use rpa_core::{Engine, Store};
+
+pub use files::Files;
+
+/// What every handler needs.
+pub struct AppState<S> {
+    /// The engine.
+    pub engine: Arc<Engine<S>>,
+    /// Uploaded files and packages.
+    pub files: Files,
+    /// Settings.
+    pub settings: Arc<HttpSettings>,
+}
+
+impl<S> Clone for AppState<S> {
+    fn clone(&self) -> Self {
+        AppState {
+            engine: self.engine.clone(),
+            files: self.files.clone(),
+            settings: self.settings.clone(),
+        }
+    }
+}
+
+/// HTTP settings.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Base URL clients reach this server at (for `fileUrl` and `packageDownloadUri`).
+    pub public_url: String,
+    /// Largest JSON request body, in bytes.
+    pub max_json_body: usize,
+    /// Largest upload (files, packages), in bytes.
+    pub max_upload: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            public_url: "http://127.0.0.1:8080".into(),
+            max_json_body: 1 << 20,
+            max_upload: 64 << 20,
+        }
+    }
+}
+
+/// Every API of this crate on one router.
+pub fn app<S: Store>(state: AppState<S>) -> Router {
+    let upload_limit = state.settings.max_upload;
+    Router::new()
+        .merge(business::router())
+        .merge(robot::router())
+        .merge(admin::router())
+        .merge(openapi::router())
+        .layer(DefaultBodyLimit::max(upload_limit))
+        .with_state(state)
+}
+
+/// Fires the engine's deadlines (heartbeat timeouts, expirations, back-offs)
+/// until `shutdown` completes: at each next deadline, and at least every second.
+pub async fn run_timers<S: Store>(engine: Arc<Engine<S>>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    loop {
+        if let Err(e) = engine.tick().await {
+            tracing::error!(error = %e, "timer tick failed");
+        }
+        let now = engine.now();
+        let wait = match engine.next_timeout().await {
+            Ok(Some(t)) if t > now => Duration::from_millis(((t.0 - now.0) as u64).min(1000)),
+            Ok(Some(_)) => Duration::from_millis(10),
+            _ => Duration::from_secs(1),
+        };
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}

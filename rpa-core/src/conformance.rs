@@ -218,7 +218,7 @@ async fn commits_are_atomic<S: Store>(s: S) {
     assert!(s.job(JobId(9)).await.unwrap().is_none(), "commits_are_atomic: no job");
     assert!(s.audit(0, 10).await.unwrap().is_empty(), "commits_are_atomic: no audit");
     assert!(
-        s.take_commands(RobotId(1)).await.unwrap().is_empty(),
+        s.take_commands(RobotId(1), usize::MAX).await.unwrap().is_empty(),
         "commits_are_atomic: no command"
     );
 }
@@ -424,11 +424,31 @@ async fn outbox<S: Store>(s: S) {
     };
     s.commit(c).await.unwrap();
     assert_eq!(
-        s.take_commands(RobotId(1)).await.unwrap(),
+        s.take_commands(RobotId(1), usize::MAX).await.unwrap(),
         vec![stop(1), stop(3)],
         "outbox: in order"
     );
-    assert_eq!(s.take_commands(RobotId(1)).await.unwrap(), vec![], "outbox: taken once");
+    assert_eq!(
+        s.take_commands(RobotId(1), usize::MAX).await.unwrap(),
+        vec![],
+        "outbox: taken once"
+    );
+    s.commit(Commit {
+        commands: vec![(RobotId(3), stop(5)), (RobotId(3), stop(6))],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.take_commands(RobotId(3), 1).await.unwrap(),
+        vec![stop(5)],
+        "outbox: one at a time"
+    );
+    assert_eq!(
+        s.take_commands(RobotId(3), 1).await.unwrap(),
+        vec![stop(6)],
+        "outbox: the rest stays"
+    );
     let c = Commit {
         clear_outbox: vec![RobotId(2)],
         commands: vec![(RobotId(2), stop(4))],
@@ -436,7 +456,7 @@ async fn outbox<S: Store>(s: S) {
     };
     s.commit(c).await.unwrap();
     assert_eq!(
-        s.take_commands(RobotId(2)).await.unwrap(),
+        s.take_commands(RobotId(2), usize::MAX).await.unwrap(),
         vec![stop(4)],
         "outbox: cleared before new commands"
     );

@@ -476,8 +476,16 @@ impl Store for MemoryStore {
         Ok(self.lock().timers.first().map(|(t, _)| *t))
     }
 
-    async fn take_commands(&self, robot: RobotId) -> StoreResult<Vec<Command>> {
-        Ok(self.lock().outbox.remove(&robot).map(Vec::from).unwrap_or_default())
+    async fn take_commands(&self, robot: RobotId, limit: usize) -> StoreResult<Vec<Command>> {
+        let mut g = self.lock();
+        let Some(q) = g.outbox.get_mut(&robot) else {
+            return Ok(Vec::new());
+        };
+        let taken: Vec<Command> = q.drain(..limit.min(q.len())).collect();
+        if q.is_empty() {
+            g.outbox.remove(&robot);
+        }
+        Ok(taken)
     }
 
     async fn audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {

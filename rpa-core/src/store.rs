@@ -198,8 +198,8 @@ pub trait Store: Send + Sync + 'static {
     /// The earliest deadline.
     fn next_due(&self) -> impl Future<Output = StoreResult<Option<Timestamp>>> + Send;
 
-    /// Removes and returns a robot's waiting commands, oldest first.
-    fn take_commands(&self, robot: RobotId) -> impl Future<Output = StoreResult<Vec<Command>>> + Send;
+    /// Removes and returns up to `limit` of a robot's waiting commands, oldest first.
+    fn take_commands(&self, robot: RobotId, limit: usize) -> impl Future<Output = StoreResult<Vec<Command>>> + Send;
 
     /// Audit events with `seq > after`, in order, at most `limit`.
     fn audit(&self, after: u64, limit: usize) -> impl Future<Output = StoreResult<Vec<AuditEvent>>> + Send;

@@ -244,6 +244,18 @@ impl<S: Store> Engine<S> {
     /// the job still waits for a robot (it is resumed, not restarted), and
     /// is told to stop it otherwise.
     pub async fn heartbeat(&self, code: &str, connect: Key, run_instance: Option<Key>) -> Result<Vec<Command>> {
+        self.heartbeat_take(code, connect, run_instance, usize::MAX).await
+    }
+
+    /// [`Engine::heartbeat`] answering with at most `limit` commands; the
+    /// rest wait for the next heartbeat (an HTTP robot gets one per answer).
+    pub async fn heartbeat_take(
+        &self,
+        code: &str,
+        connect: Key,
+        run_instance: Option<Key>,
+        limit: usize,
+    ) -> Result<Vec<Command>> {
         let mut filled = false;
         let mut stale = None;
         for _ in 0..CONFLICT_RETRIES {
@@ -320,7 +332,7 @@ impl<S: Store> Engine<S> {
             self.fill_robot(r.id).await?;
         }
         let r = self.connected_robot(code, connect).await?;
-        Ok(self.store.take_commands(r.id).await?)
+        Ok(self.store.take_commands(r.id, limit).await?)
     }
 
     /// The socket of `(code, connect)` closed. The robot keeps its job until
@@ -351,7 +363,7 @@ impl<S: Store> Engine<S> {
 
     /// Removes and returns a robot's waiting commands (the hub calls this when woken).
     pub async fn take_commands(&self, robot: RobotId) -> Result<Vec<Command>> {
-        Ok(self.store.take_commands(robot).await?)
+        Ok(self.store.take_commands(robot, usize::MAX).await?)
     }
 
     // ---------------------------------------------------------------- reports

@@ -1,0 +1,137 @@
+//! The rpa server: every API of `rpa-adapters-http` on one port.
+//!
+//! `cargo run --release --example server` starts it on 127.0.0.1:8080 with
+//! the demo configuration (`examples/demo-config.json`); `--help` lists the options.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use rpa::core::auth::PasswordCost;
+use rpa::http::config::Config;
+use rpa::http::{AppState, Files, HttpSettings};
+use rpa::{Engine, EngineConfig, MemoryStore, SystemClock};
+use tokio::sync::watch;
+
+const DEMO_CONFIG: &str = include_str!("demo-config.json");
+
+/// Command-line options.
+#[derive(Parser, Debug)]
+#[command(about = "rpa: an RPA orchestration server (business API, robot HTTP API, administration)")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Store: `memory` (the durable SQLite and PostgreSQL stores are not available yet).
+    #[arg(long, default_value = "memory")]
+    db: String,
+    /// JSON configuration loaded at start-up (default: the built-in demo configuration).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Directory for uploaded files and packages.
+    #[arg(long, default_value = "./rpa-files")]
+    files: PathBuf,
+    /// Base URL clients reach this server at (default: http://<listen>).
+    #[arg(long)]
+    public_url: Option<String>,
+    /// The server's time zone as an offset from UTC in hours (days for maxDayNum, seed 000 times).
+    #[arg(long, default_value_t = 8, allow_negative_numbers = true)]
+    utc_offset: i32,
+    /// Seconds without a heartbeat before a robot is Unresponsive and its job fails over.
+    #[arg(long, default_value_t = 30)]
+    heartbeat_timeout: u64,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .init();
+    if let Err(e) = run(Args::parse()).await {
+        tracing::error!("{e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    if args.db != "memory" {
+        return Err(format!(
+            "--db {}: only the in-memory store is available in this version; use --db memory",
+            args.db
+        ));
+    }
+    let offset =
+        chrono::FixedOffset::east_opt(args.utc_offset * 3600).ok_or("--utc-offset must be between -23 and 23")?;
+    let (config_text, demo) = match &args.config {
+        Some(path) => (
+            std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+            false,
+        ),
+        None => (DEMO_CONFIG.to_owned(), true),
+    };
+    let config = Config::parse(&config_text)?;
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.listen));
+    let engine_config = EngineConfig {
+        file_upload_uri: Some(format!("{}/v1/file/file/upload", public_url.trim_end_matches('/'))),
+        utc_offset: offset,
+        heartbeat_timeout_ms: args.heartbeat_timeout * 1000,
+        password_cost: if demo {
+            PasswordCost::TESTING
+        } else {
+            PasswordCost::default()
+        },
+        ..EngineConfig::default()
+    };
+    let engine = Arc::new(Engine::new(MemoryStore::new(), Arc::new(SystemClock), engine_config));
+    config
+        .apply(&engine)
+        .await
+        .map_err(|e| format!("applying the configuration: {e}"))?;
+    let files = Files::dir(&args.files).map_err(|e| format!("{}: {e}", args.files.display()))?;
+    let settings = HttpSettings {
+        public_url: public_url.clone(),
+        ..HttpSettings::default()
+    };
+    let state = AppState {
+        engine: engine.clone(),
+        files,
+        settings: Arc::new(settings),
+    };
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("{}: {e}", args.listen))?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let timers = tokio::spawn(rpa::http::run_timers(engine.clone(), wait(stop_rx.clone())));
+    tracing::info!(url = %public_url, store = "memory", "rpa server listening");
+    if demo {
+        tracing::info!(
+            "demo configuration: log in with alice / wonderland (POST /rpa/api/login); admin / admin-demo-password; robots prove vendor acme with secret acme-vendor-secret"
+        );
+    }
+    let app = rpa::http::app(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        })
+        .await
+        .map_err(|e| format!("server: {e}"))?;
+    let _ = timers.await;
+    Ok(())
+}
+
+async fn wait(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
