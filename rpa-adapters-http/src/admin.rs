@@ -43,11 +43,15 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route("/admin/users/unlock", post(unlock::<S>))
         .route("/admin/grants", post(grant::<S>))
         .route("/admin/processes", post(create_process::<S>).get(list_processes::<S>))
-        .route("/admin/processes/{process_id}/package", post(upload_package::<S>))
         .route("/admin/vendors", post(vendor::<S>))
         .route("/admin/robots", post(robot::<S>).get(list_robots::<S>))
         .route("/admin/audit", get(audit::<S>))
         .route("/admin/audit/verify", get(verify::<S>))
+}
+
+/// The package upload route (mounted with the upload body limit).
+pub fn upload_router<S: Store>() -> Router<AppState<S>> {
+    Router::new().route("/admin/processes/{process_id}/package", post(upload_package::<S>))
 }
 
 macro_rules! answer {

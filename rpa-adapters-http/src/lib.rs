@@ -16,7 +16,7 @@
 //! - [`admin`]: users, processes, packages, vendors, robots, audit (not in the seeds)
 //! - [`config`]: the start-up configuration file
 //! - [`files`]: where uploaded bytes live
-//! - [`openapi`]: `/openapi.json`
+//! - [`openapi`], which serves `/openapi.json`
 //!
 //! A host builds an [`AppState`], mounts [`app`] (or the modules' routers)
 //! into its own axum application, and drives [`rpa_core::Engine::tick`]
@@ -81,15 +81,21 @@ impl Default for HttpSettings {
     }
 }
 
-/// Every API of this crate on one router.
+/// Every API of this crate on one router. JSON bodies are limited to
+/// `max_json_body`, uploads (files, packages) to `max_upload`.
 pub fn app<S: Store>(state: AppState<S>) -> Router {
-    let upload_limit = state.settings.max_upload;
+    let json = state.settings.max_json_body;
+    let upload = state.settings.max_upload;
     Router::new()
-        .merge(business::router())
-        .merge(robot::router())
-        .merge(admin::router())
+        .merge(business::router().layer(DefaultBodyLimit::max(json)))
+        .merge(robot::router().layer(DefaultBodyLimit::max(json)))
+        .merge(admin::router().layer(DefaultBodyLimit::max(json)))
+        .merge(
+            robot::upload_router()
+                .merge(admin::upload_router())
+                .layer(DefaultBodyLimit::max(upload)),
+        )
         .merge(openapi::router())
-        .layer(DefaultBodyLimit::max(upload_limit))
         .with_state(state)
 }
 

@@ -50,9 +50,13 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route("/robots/connect/reportFinish", post(report_finish::<S>))
         .route("/robots/connect/reportVideoRecord", post(report_video::<S>))
         .route("/robots/connect/reportCheckpoint", post(report_checkpoint::<S>))
-        .route("/v1/file/{source}/upload", post(upload::<S>))
         .route("/v1/file/{file_id}", get(download::<S>))
         .route("/design/personalfile", post(personal_file::<S>))
+}
+
+/// The upload route (mounted with the upload body limit).
+pub fn upload_router<S: Store>() -> Router<AppState<S>> {
+    Router::new().route("/v1/file/{source}/upload", post(upload::<S>))
 }
 
 /// Seed 001 error codes (A.3.5).

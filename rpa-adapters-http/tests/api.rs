@@ -1,0 +1,998 @@
+//! The HTTP APIs end to end over a real socket (127.0.0.1:0): every request
+//! of seed 000 and seed 001 A.2, and the bad inputs a client can send.
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use rpa_adapters_http::config::Config;
+use rpa_adapters_http::{AppState, Files, HttpSettings, app};
+use rpa_core::auth::{PasswordCost, supplier_proof};
+use rpa_core::{Engine, EngineConfig, ManualClock, MemoryStore, Store, Timestamp};
+use serde_json::{Value, json};
+
+const CONFIG: &str = r#"{
+  "admin": { "name": "admin", "password": "admin-pw" },
+  "processes": [
+    { "name": "Invoice entry", "type": "Unattended", "version": "2.1",
+      "arguments": [ { "name": "invoice", "id": "inv", "type": "int", "required": true },
+                     { "name": "note", "type": "string" } ],
+      "maxRunNum": 1, "maxDayNum": 0 },
+    { "name": "Claims", "type": "Queue", "maxRunNum": 1, "maxPendingItems": 2 },
+    { "name": "Secret", "type": "Unattended" }
+  ],
+  "users": [ { "name": "alice", "password": "wonderland", "processes": ["Invoice entry", "Claims"] },
+             { "name": "bob", "password": "builder", "processes": ["Secret"] } ],
+  "vendors": [ { "supplierCode": "acme", "secret": "acme-secret" } ],
+  "robots": [ { "robotId": "r1", "licenseContent": "LIC-r1" } ]
+}"#;
+
+struct Server {
+    base: String,
+    http: reqwest::Client,
+    clock: ManualClock,
+    engine: Arc<Engine<MemoryStore>>,
+}
+
+impl Server {
+    async fn start() -> Server {
+        Self::start_with(HttpSettings::default()).await
+    }
+
+    async fn start_with(mut settings: HttpSettings) -> Server {
+        let clock = ManualClock::new(Timestamp(1_700_000_000_000));
+        let config = EngineConfig {
+            password_cost: PasswordCost::TESTING,
+            ..EngineConfig::default()
+        };
+        let engine = Arc::new(Engine::new(MemoryStore::new(), Arc::new(clock.clone()), config));
+        Config::parse(CONFIG).unwrap().apply(&engine).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        settings.public_url = base.clone();
+        let state = AppState {
+            engine: engine.clone(),
+            files: Files::memory(),
+            settings: Arc::new(settings),
+        };
+        tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
+        Server {
+            base,
+            http: reqwest::Client::new(),
+            clock,
+            engine,
+        }
+    }
+
+    async fn post(&self, path: &str, headers: &[(&str, &str)], body: Value) -> (StatusCode, Value) {
+        self.post_raw(path, headers, body.to_string()).await
+    }
+
+    async fn post_raw(&self, path: &str, headers: &[(&str, &str)], body: String) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")),
+        )
+    }
+
+    async fn login(&self, user: &str, pw: &str) -> (String, Value) {
+        let (s, v) = self
+            .post("/rpa/api/login", &[], json!({"username": user, "password": pw}))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(v["code"], 200, "{v}");
+        (
+            v["result"]["token"].as_str().unwrap().to_owned(),
+            v["result"]["processes"].clone(),
+        )
+    }
+
+    async fn biz(&self, token: &str, path: &str, body: Value) -> Value {
+        let (s, v) = self.post(path, &[("X-Access-Token", token)], body).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {v}");
+        v
+    }
+
+    async fn register(&self, robot: &str) -> String {
+        let proof = supplier_proof("acme-secret", robot);
+        let (s, v) = self
+            .post(
+                "/robots/connect/register",
+                &[("robotId", robot)],
+                json!({"supplierCode": "acme", "supplierSecret": proof, "version": "5.0"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        v["resultValue"]["robotConnectId"].as_str().unwrap().to_owned()
+    }
+
+    async fn robot(&self, robot: &str, connect: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        self.post(path, &[("robotId", robot), ("robotConnectId", connect)], body)
+            .await
+    }
+
+    async fn audit_len(&self) -> usize {
+        self.engine.store().audit(0, usize::MAX).await.unwrap().len()
+    }
+}
+
+fn pid(processes: &Value, name: &str) -> String {
+    processes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn assert_envelope(v: &Value, success: bool) {
+    assert_eq!(v["success"], success, "{v}");
+    assert!(v["message"].is_string(), "{v}");
+    assert!(v["code"].is_i64(), "{v}");
+    assert!(v["timestamp"].is_i64(), "timestamp is epoch milliseconds: {v}");
+    assert_eq!(
+        v.get("result").is_some(),
+        success && v["code"] == 200 && v.get("result").is_some()
+    );
+}
+
+#[tokio::test]
+async fn seed_000_walkthrough() {
+    let s = Server::start().await;
+    let (token, processes) = s.login("alice", "wonderland").await;
+    let names: Vec<&str> = processes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Invoice entry", "Claims"], "exactly the grants");
+    assert_eq!(processes[0]["type"], "Unattended");
+    assert_eq!(processes[0]["id"].as_str().unwrap().len(), 32);
+    let invoice = pid(&processes, "Invoice entry");
+
+    let q = s
+        .biz(&token, "/rpa/api/queryProcess", json!({"processId": invoice}))
+        .await;
+    assert_envelope(&q, true);
+    let r = &q["result"];
+    assert_eq!(r["processId"], invoice.as_str());
+    assert_eq!(r["processName"], "Invoice entry");
+    assert_eq!(
+        (
+            r["maxRunNum"].as_i64(),
+            r["currentRunNum"].as_i64(),
+            r["maxDayNum"].as_i64()
+        ),
+        (Some(1), Some(0), Some(0))
+    );
+    assert_eq!(
+        (r["type"].as_str(), r["version"].as_str()),
+        (Some("Unattended"), Some("2.1"))
+    );
+    assert_eq!(
+        r["argument"][0],
+        json!({"name": "invoice", "id": "inv", "type": "int", "required": "true"})
+    );
+
+    // params as a string holding JSON, as seed 000 shows it
+    let started = s
+        .biz(
+            &token,
+            "/rpa/api/startJob",
+            json!({"processId": invoice, "params": "{\"invoice\":\"7\"}"}),
+        )
+        .await;
+    let r = &started["result"];
+    let job = r["jobId"].as_str().unwrap().to_owned();
+    assert_eq!(job.len(), 32);
+    assert_eq!(
+        (r["status"].as_str(), r["type"].as_str()),
+        (Some("Pending"), Some("Unattended"))
+    );
+    assert!(regex_like_time(r["creationTime"].as_str().unwrap()), "{r}");
+    // and as an object
+    let second = s
+        .biz(
+            &token,
+            "/rpa/api/startJob",
+            json!({"processId": invoice, "params": {"invoice": 8}}),
+        )
+        .await;
+    let second = second["result"]["jobId"].as_str().unwrap().to_owned();
+
+    // a robot runs the first job and reports outputs
+    let c = s.register("r1").await;
+    let (_, hb) = s.robot("r1", &c, "/robots/connect/heartbeat", json!({})).await;
+    assert_eq!(hb["resultValue"]["Action"], "Execute");
+    assert_eq!(hb["resultValue"]["Body"]["runInstanceId"], job.as_str());
+    let (st, _) = s
+        .robot(
+            "r1",
+            &c,
+            "/robots/connect/reportFinish",
+            json!({"runInstanceId": job, "status": 0, "outputValues": {"total": "12.50"}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+
+    let status = s.biz(&token, "/rpa/api/jobStatus", json!({"jobId": job})).await;
+    let step = &status["result"][0];
+    assert_eq!(step["status"], "Successful");
+    assert_eq!(step["processName"], "Invoice entry");
+    for f in ["processId", "stopTag", "step", "taskProcessId", "autoJobId", "id"] {
+        assert!(step[f].is_i64(), "{f} is an int: {step}");
+    }
+
+    let jobs = s
+        .biz(&token, "/rpa/api/queryProcessJob", json!({"processId": invoice}))
+        .await;
+    assert_eq!(jobs["result"]["total"], 2);
+    let rec = jobs["result"]["record"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["jobId"] == job.as_str())
+        .unwrap()
+        .clone();
+    for f in [
+        "processId",
+        "createTime",
+        "beginTime",
+        "endTime",
+        "userName",
+        "processName",
+        "jobId",
+        "version",
+        "state",
+    ] {
+        assert!(rec[f].is_string(), "{f}: {rec}");
+    }
+    for f in ["jobNumber", "ocJobId", "autoProcessId"] {
+        assert!(rec[f].is_i64(), "{f}: {rec}");
+    }
+    assert_eq!(
+        (rec["userName"].as_str(), rec["state"].as_str()),
+        (Some("alice"), Some("Successful"))
+    );
+    assert_eq!(rec["outputValues"], json!({"total": "12.50"}));
+    let only_running = s
+        .biz(
+            &token,
+            "/rpa/api/queryProcessJob",
+            json!({"processId": invoice, "state": "Running"}),
+        )
+        .await;
+    assert_eq!(only_running["result"]["total"], 1, "the second job runs now");
+
+    let stopped = s.biz(&token, "/rpa/api/stopJob", json!({"jobId": second})).await;
+    assert_envelope(&stopped, true);
+    // One command per heartbeat answer: the Execute of the second job, then its Stop.
+    let (_, hb) = s.robot("r1", &c, "/robots/connect/heartbeat", json!({})).await;
+    assert_eq!(hb["resultValue"]["Action"], "Execute");
+    assert_eq!(hb["resultValue"]["Body"]["runInstanceId"], second.as_str());
+    let (_, hb) = s
+        .robot("r1", &c, "/robots/connect/heartbeat", json!({"runInstanceId": second}))
+        .await;
+    assert_eq!(hb["resultValue"]["Action"], "Stop");
+    s.robot(
+        "r1",
+        &c,
+        "/robots/connect/reportFinish",
+        json!({"runInstanceId": second, "status": 1}),
+    )
+    .await;
+    let st = s.biz(&token, "/rpa/api/jobStatus", json!({"jobId": second})).await;
+    assert_eq!(st["result"][0]["status"], "Stopped");
+
+    let claims = pid(&processes, "Claims");
+    let unknown = s
+        .biz(
+            &token,
+            "/rpa/api/addQueueItem",
+            json!({"processId": claims, "params": {"a": 1}}),
+        )
+        .await;
+    assert!(
+        unknown["message"].as_str().unwrap().contains("unknown argument 'a'"),
+        "{unknown}"
+    );
+    let item = s
+        .biz(
+            &token,
+            "/rpa/api/addQueueItem",
+            json!({"processId": claims, "params": "{}"}),
+        )
+        .await;
+    assert_eq!(item["result"]["key"].as_str().unwrap().len(), 32);
+    assert_eq!(item["result"]["status"], "InProgress", "the idle robot took it at once");
+    for _ in 0..2 {
+        let queued = s
+            .biz(&token, "/rpa/api/addQueueItem", json!({"processId": claims}))
+            .await;
+        assert_eq!(queued["result"]["status"], "New");
+    }
+    let full = s
+        .biz(&token, "/rpa/api/addQueueItem", json!({"processId": claims}))
+        .await;
+    assert_envelope(&full, false);
+    assert!(
+        full["message"].as_str().unwrap().contains("pending queue items"),
+        "{full}"
+    );
+}
+
+fn regex_like_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    s.len() == 19 && b[4] == b'-' && b[7] == b'-' && b[10] == b' ' && b[13] == b':' && b[16] == b':'
+}
+
+#[tokio::test]
+async fn tokens_locks_and_other_users_jobs() {
+    let s = Server::start().await;
+    let (_, processes) = s.login("alice", "wonderland").await;
+    let invoice = pid(&processes, "Invoice entry");
+    let (bob, _) = s.login("bob", "builder").await;
+    let (alice, _) = s.login("alice", "wonderland").await;
+    let job = s
+        .biz(
+            &alice,
+            "/rpa/api/startJob",
+            json!({"processId": invoice, "params": {"invoice": 1}}),
+        )
+        .await;
+    let job = job["result"]["jobId"].as_str().unwrap().to_owned();
+
+    for (headers, why) in [(vec![], "missing"), (vec![("X-Access-Token", "forged")], "forged")] {
+        let (st, v) = s.post("/rpa/api/jobStatus", &headers, json!({"jobId": job})).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{why}");
+        assert_eq!(v["code"], 401);
+        assert_envelope(&v, false);
+    }
+    for path in ["/rpa/api/jobStatus", "/rpa/api/stopJob"] {
+        let v = s.biz(&bob, path, json!({"jobId": job})).await;
+        assert_eq!(v["code"], 500, "bob may not touch alice's job: {v}");
+        assert!(v["message"].as_str().unwrap().contains("permission denied"));
+    }
+    let v = s
+        .biz(
+            &bob,
+            "/rpa/api/startJob",
+            json!({"processId": invoice, "params": {"invoice": 1}}),
+        )
+        .await;
+    assert_eq!(v["code"], 500);
+    assert_eq!(
+        s.biz(&alice, "/rpa/api/jobStatus", json!({"jobId": job})).await["result"][0]["status"],
+        "Pending"
+    );
+
+    s.clock.advance(30 * 60 * 1000);
+    let (st, v) = s
+        .post(
+            "/rpa/api/jobStatus",
+            &[("X-Access-Token", &alice)],
+            json!({"jobId": job}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_i64()),
+        (StatusCode::UNAUTHORIZED, Some(401)),
+        "expired after 30 minutes"
+    );
+
+    for _ in 0..5 {
+        let (st, v) = s
+            .post("/rpa/api/login", &[], json!({"username": "bob", "password": "wrong"}))
+            .await;
+        assert_eq!((st, v["code"].as_i64()), (StatusCode::OK, Some(500)));
+    }
+    let (_, v) = s
+        .post("/rpa/api/login", &[], json!({"username": "bob", "password": "builder"}))
+        .await;
+    assert!(v["message"].as_str().unwrap().contains("locked"), "{v}");
+    let (admin, _) = s.login("admin", "admin-pw").await;
+    let v = s.biz(&admin, "/admin/users/unlock", json!({"name": "bob"})).await;
+    assert_envelope(&v, true);
+    s.login("bob", "builder").await;
+}
+
+#[tokio::test]
+async fn bad_business_input_gets_a_clear_error_and_writes_nothing() {
+    let s = Server::start().await;
+    let (token, processes) = s.login("alice", "wonderland").await;
+    let invoice = pid(&processes, "Invoice entry");
+    let before = s.audit_len().await;
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("/rpa/api/startJob", json!({}).to_string(), "processId is required"),
+        (
+            "/rpa/api/startJob",
+            json!({"processId": 5}).to_string(),
+            "processId must be a string",
+        ),
+        (
+            "/rpa/api/startJob",
+            json!({"processId": "nope"}).to_string(),
+            "not found",
+        ),
+        (
+            "/rpa/api/startJob",
+            json!({"processId": "0123456789abcdef0123456789abcdef"}).to_string(),
+            "not found",
+        ),
+        (
+            "/rpa/api/startJob",
+            json!({"processId": invoice, "params": {}}).to_string(),
+            "required argument 'invoice'",
+        ),
+        (
+            "/rpa/api/startJob",
+            json!({"processId": invoice, "params": {"invoice": "x"}}).to_string(),
+            "must be of type int",
+        ),
+        (
+            "/rpa/api/startJob",
+            json!({"processId": invoice, "params": "{broken"}).to_string(),
+            "params must be a JSON object",
+        ),
+        (
+            "/rpa/api/startJob",
+            json!({"processId": invoice, "params": [1]}).to_string(),
+            "params must be a JSON object",
+        ),
+        ("/rpa/api/startJob", "[1,2]".to_owned(), "must be a JSON object"),
+        ("/rpa/api/startJob", "{\"processId\":".to_owned(), "not valid JSON"),
+        (
+            "/rpa/api/stopJob",
+            json!({"jobId": "0123456789abcdef0123456789abcdef"}).to_string(),
+            "not found",
+        ),
+        ("/rpa/api/jobStatus", json!({}).to_string(), "jobId is required"),
+        (
+            "/rpa/api/queryProcessJob",
+            json!({"processId": invoice, "state": "Sleeping"}).to_string(),
+            "state must be one of",
+        ),
+        (
+            "/rpa/api/queryProcessJob",
+            json!({"processId": invoice, "startTime": "yesterday"}).to_string(),
+            "yyyy-MM-dd HH:mm:ss",
+        ),
+        (
+            "/rpa/api/queryProcessJob",
+            json!({"processId": invoice, "startTime": "2026-01-01 00:00:00", "endTime": "2026-03-01 00:00:00"})
+                .to_string(),
+            "at most one month",
+        ),
+        (
+            "/rpa/api/addQueueItem",
+            json!({"processId": invoice}).to_string(),
+            "Queue process",
+        ),
+    ];
+    for (path, body, want) in cases {
+        let (st, v) = s.post_raw(path, &[("X-Access-Token", &token)], body.clone()).await;
+        assert_eq!(st, StatusCode::OK, "{path} {body}");
+        assert_envelope(&v, false);
+        assert_eq!(v["code"], 500);
+        assert!(v["message"].as_str().unwrap().contains(want), "{path} {body}: {v}");
+    }
+    let big = format!(
+        "{{\"processId\":\"{invoice}\",\"params\":{{\"note\":\"{}\"}}}}",
+        "x".repeat(2 << 20)
+    );
+    let (st, v) = s
+        .post_raw("/rpa/api/startJob", &[("X-Access-Token", &token)], big)
+        .await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_envelope(&v, false);
+    assert_eq!(s.audit_len().await, before, "nothing written");
+    let jobs = s
+        .biz(&token, "/rpa/api/queryProcessJob", json!({"processId": invoice}))
+        .await;
+    assert_eq!(jobs["result"]["total"], 0);
+}
+
+#[tokio::test]
+async fn seed_001_http_walkthrough() {
+    let s = Server::start().await;
+    let (token, processes) = s.login("alice", "wonderland").await;
+    let invoice = pid(&processes, "Invoice entry");
+
+    let proof = supplier_proof("acme-secret", "r1");
+    let (st, v) = s
+        .post(
+            "/robots/connect/register",
+            &[("robotId", "r1")],
+            json!({"supplierCode": "acme", "supplierSecret": proof}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["successful"], true);
+    assert_eq!(v["resultHint"], "");
+    assert_eq!(v["resultValue"]["licenseContent"], "LIC-r1");
+    let c = v["resultValue"]["robotConnectId"].as_str().unwrap().to_owned();
+
+    // a second live connection: 10000, and the first stays usable
+    let (st, v) = s
+        .post(
+            "/robots/connect/register",
+            &[("robotId", "r1")],
+            json!({"supplierCode": "acme", "supplierSecret": proof}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(v["successful"], false);
+    assert!(v["resultHint"].as_str().unwrap().starts_with("10000"), "{v}");
+
+    let (_, v) = s.robot("r1", &c, "/robots/connect/heartbeat", json!({})).await;
+    assert_eq!(v["resultValue"], json!({"Action": "None", "Body": null}));
+
+    let job = s
+        .biz(
+            &token,
+            "/rpa/api/startJob",
+            json!({"processId": invoice, "params": {"invoice": 3, "note": "n"}}),
+        )
+        .await;
+    let job = job["result"]["jobId"].as_str().unwrap().to_owned();
+    let (_, v) = s.robot("r1", &c, "/robots/connect/heartbeat", json!({})).await;
+    let body = &v["resultValue"]["Body"];
+    assert_eq!(v["resultValue"]["Action"], "Execute");
+    assert_eq!(body["runInstanceId"], job.as_str());
+    assert_eq!(body["userName"], "alice");
+    assert!(body["userId"].is_string());
+    assert!(body["packageDownloadUri"].is_string());
+    assert!(body["videoRecordRequired"].is_boolean());
+    let args = body["arguments"].as_array().unwrap();
+    assert!(
+        args.contains(&json!({"name": "invoice", "type": "int", "value": "3"})),
+        "{args:?}"
+    );
+
+    let (st, _) = s
+        .robot(
+            "r1",
+            &c,
+            "/robots/connect/reportLogs",
+            json!({"runInstanceId": job, "logs": [
+            {"content": "opened SAP", "screenshot": null, "logAt": "2026-11-25 10:00:00", "logLevel": 0},
+            {"content": "slow", "logAt": "2026-11-25 10:00:01", "logLevel": 1}]}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s
+        .robot(
+            "r1",
+            &c,
+            "/robots/connect/reportCheckpoint",
+            json!({"runInstanceId": job, "checkpoint": {"row": 2}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, v) = s
+        .robot(
+            "r1",
+            &c,
+            "/robots/connect/reportVideoRecord",
+            json!({"runInstanceId": job, "videoId": "v-1"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "video only after the finish: {v}");
+    let (st, _) = s
+        .robot(
+            "r1",
+            &c,
+            "/robots/connect/reportFinish",
+            json!({"runInstanceId": job, "status": 0}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = s
+        .robot(
+            "r1",
+            &c,
+            "/robots/connect/reportFinish",
+            json!({"runInstanceId": job, "status": 0}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "the same finish again is harmless");
+    let (st, _) = s
+        .robot(
+            "r1",
+            &c,
+            "/robots/connect/reportFinish",
+            json!({"runInstanceId": job, "status": 2}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "a different finish is rejected");
+    let (st, _) = s
+        .robot(
+            "r1",
+            &c,
+            "/robots/connect/reportVideoRecord",
+            json!({"runInstanceId": job, "videoId": "v-1"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let logs = s
+        .engine
+        .job_logs(&s.engine.authenticate(&token).await.unwrap(), job.parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(logs.len(), 2);
+
+    // upload, download, personal folder
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"report body".to_vec()).file_name("report.txt"),
+    );
+    let v: Value = s
+        .http
+        .post(format!("{}/v1/file/file/upload", s.base))
+        .header("robotId", "r1")
+        .header("robotConnectId", &c)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let file_id = v["resultValue"]["fileId"].as_str().unwrap().to_owned();
+    assert_eq!(v["resultValue"]["fileName"], "report.txt");
+    let url = v["resultValue"]["fileUrl"].as_str().unwrap().to_owned();
+    let anon = s.http.get(&url).send().await.unwrap();
+    assert_eq!(
+        anon.status(),
+        StatusCode::UNAUTHORIZED,
+        "files are not served to anonymous callers"
+    );
+    let got = s.http.get(&url).header("X-Access-Token", &token).send().await.unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"report body");
+    let (st, _) = s
+        .post(
+            "/design/personalfile",
+            &[("robotId", "r1"), ("robotConnectId", &c)],
+            json!({"fileId": file_id, "fileName": "r.txt", "runInstanceId": job, "userName": "alice"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(s.engine.personal_files("alice").await.unwrap().len(), 1);
+    let (st, _) = s.post("/design/personalfile", &[], json!({"fileId": file_id})).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn bad_robot_input_gets_the_documented_status() {
+    let s = Server::start().await;
+    let (token, processes) = s.login("alice", "wonderland").await;
+    let c = s.register("r1").await;
+    let other = s.register("r2").await;
+    let job = s
+        .biz(
+            &token,
+            "/rpa/api/startJob",
+            json!({"processId": pid(&processes, "Invoice entry"), "params": {"invoice": 1}}),
+        )
+        .await;
+    let job = job["result"]["jobId"].as_str().unwrap().to_owned();
+    s.robot("r1", &c, "/robots/connect/heartbeat", json!({})).await;
+    s.robot("r2", &other, "/robots/connect/heartbeat", json!({})).await;
+    let holder = if s.engine.job(job.parse().unwrap()).await.unwrap().robot
+        == s.engine.store().robot_by_code("r1").await.unwrap().map(|r| r.id)
+    {
+        ("r1", c.clone())
+    } else {
+        ("r2", other.clone())
+    };
+    let stranger = if holder.0 == "r1" {
+        ("r2", other.clone())
+    } else {
+        ("r1", c.clone())
+    };
+
+    let bad_proof = [("robotId", "r9")];
+    let (st, v) = s
+        .post(
+            "/robots/connect/register",
+            &bad_proof,
+            json!({"supplierCode": "acme", "supplierSecret": "00"}),
+        )
+        .await;
+    assert_eq!((st, v["successful"].as_bool()), (StatusCode::UNAUTHORIZED, Some(false)));
+    let (st, _) = s
+        .post(
+            "/robots/connect/register",
+            &[],
+            json!({"supplierCode": "acme", "supplierSecret": "00"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "robotId header missing");
+    let (st, v) = s
+        .post(
+            "/robots/connect/register",
+            &[("robotId", "r9")],
+            json!({"supplierSecret": "00"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(v["resultHint"].as_str().unwrap().starts_with("10001"), "{v}");
+
+    let cases: Vec<(&str, &str, String, Value, StatusCode)> = vec![
+        (
+            "/robots/connect/heartbeat",
+            holder.0,
+            "0123456789abcdef0123456789abcdef".into(),
+            json!({}),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "/robots/connect/heartbeat",
+            holder.0,
+            "garbage".into(),
+            json!({}),
+            StatusCode::UNAUTHORIZED,
+        ),
+        (
+            "/robots/connect/heartbeat",
+            holder.0,
+            holder.1.clone(),
+            json!({"runInstanceId": 5}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/robots/connect/reportFinish",
+            holder.0,
+            holder.1.clone(),
+            json!({"runInstanceId": job}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/robots/connect/reportFinish",
+            holder.0,
+            holder.1.clone(),
+            json!({"runInstanceId": job, "status": 7}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/robots/connect/reportFinish",
+            holder.0,
+            holder.1.clone(),
+            json!({"runInstanceId": job, "status": "zero"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/robots/connect/reportFinish",
+            holder.0,
+            holder.1.clone(),
+            json!({"runInstanceId": "0123456789abcdef0123456789abcdef", "status": 0}),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/robots/connect/reportFinish",
+            stranger.0,
+            stranger.1.clone(),
+            json!({"runInstanceId": job, "status": 0}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            "/robots/connect/reportLogs",
+            holder.0,
+            holder.1.clone(),
+            json!({"runInstanceId": job}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/robots/connect/reportLogs",
+            holder.0,
+            holder.1.clone(),
+            json!({"runInstanceId": job, "logs": [{"content": "x", "logAt": "t", "logLevel": 9}]}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/robots/connect/reportLogs",
+            holder.0,
+            holder.1.clone(),
+            json!({"runInstanceId": job, "logs": [{"logAt": "t", "logLevel": 0}]}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/robots/connect/reportVideoRecord",
+            holder.0,
+            holder.1.clone(),
+            json!({"runInstanceId": job}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/design/personalfile",
+            holder.0,
+            holder.1.clone(),
+            json!({"fileId": "0123456789abcdef0123456789abcdef"}),
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    for (path, robot, connect, body, want) in cases {
+        let (st, v) = s.robot(robot, &connect, path, body.clone()).await;
+        assert_eq!(st, want, "{path} {body}: {v}");
+        assert_eq!(v["successful"], false);
+        assert!(!v["resultHint"].as_str().unwrap().is_empty());
+        assert_eq!(v["resultValue"], Value::Null);
+    }
+    let (st, _) = s
+        .post_raw(
+            "/robots/connect/reportFinish",
+            &[("robotId", holder.0), ("robotConnectId", &holder.1)],
+            "nope".into(),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        s.engine.job(job.parse().unwrap()).await.unwrap().state,
+        rpa_core::model::JobState::Running,
+        "nothing changed the job"
+    );
+    let v: Value = s
+        .http
+        .post(format!("{}/v1/file/bogus/upload", s.base))
+        .header("X-Access-Token", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["successful"], false);
+}
+
+#[tokio::test]
+async fn administration_and_packages() {
+    let s = Server::start().await;
+    let (admin, _) = s.login("admin", "admin-pw").await;
+    let (alice, _) = s.login("alice", "wonderland").await;
+    let v = s
+        .biz(&alice, "/admin/processes", json!({"name": "x", "type": "Unattended"}))
+        .await;
+    assert!(v["message"].as_str().unwrap().contains("permission denied"), "{v}");
+    let v = s.biz(&admin, "/admin/processes", json!({"name": "Payroll", "type": "Unattended", "arguments": [{"name": "month", "type": "string", "required": true}], "maxRunNum": 3})).await;
+    let payroll = v["result"]["processId"].as_str().unwrap().to_owned();
+    let v = s
+        .biz(&admin, "/admin/processes", json!({"name": "Bad", "type": "Sideways"}))
+        .await;
+    assert!(
+        v["message"].as_str().unwrap().contains("invalid process definition"),
+        "{v}"
+    );
+    let pkg: Value = s
+        .http
+        .post(format!("{}/admin/processes/{payroll}/package?version=3.0", s.base))
+        .header("X-Access-Token", &admin)
+        .body(b"PK\x03\x04 package".to_vec())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let uri = pkg["result"]["packageDownloadUri"].as_str().unwrap().to_owned();
+    s.biz(
+        &admin,
+        "/admin/users",
+        json!({"name": "carol", "password": "pw", "processes": [payroll]}),
+    )
+    .await;
+    let (carol, procs) = s.login("carol", "pw").await;
+    assert_eq!(pid(&procs, "Payroll"), payroll);
+    s.biz(
+        &admin,
+        "/admin/vendors",
+        json!({"supplierCode": "globex", "secret": "globex-secret"}),
+    )
+    .await;
+    let proof = supplier_proof("globex-secret", "g1");
+    let (st, v) = s
+        .post(
+            "/robots/connect/register",
+            &[("robotId", "g1")],
+            json!({"supplierCode": "globex", "supplierSecret": proof}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let c = v["resultValue"]["robotConnectId"].as_str().unwrap().to_owned();
+    s.robot("g1", &c, "/robots/connect/heartbeat", json!({})).await;
+    s.biz(
+        &carol,
+        "/rpa/api/startJob",
+        json!({"processId": payroll, "params": {"month": "2026-11"}}),
+    )
+    .await;
+    let (_, v) = s.robot("g1", &c, "/robots/connect/heartbeat", json!({})).await;
+    assert_eq!(v["resultValue"]["Body"]["packageDownloadUri"], uri.as_str());
+    let got = s
+        .http
+        .get(&uri)
+        .header("robotId", "g1")
+        .header("robotConnectId", &c)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"PK\x03\x04 package");
+    let robots: Value = s
+        .http
+        .get(format!("{}/admin/robots", s.base))
+        .header("X-Access-Token", &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        robots["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["robotId"] == "g1" && r["state"] == "Busy"),
+        "{robots}"
+    );
+    let verified: Value = s
+        .http
+        .get(format!("{}/admin/audit/verify", s.base))
+        .header("X-Access-Token", &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(verified["result"]["verified"].as_u64().unwrap() > 10);
+}
+
+#[tokio::test]
+async fn openapi_lists_every_endpoint() {
+    let s = Server::start_with(HttpSettings::default()).await;
+    let doc: Value = s
+        .http
+        .get(format!("{}/openapi.json", s.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/rpa/api/login",
+        "/rpa/api/queryProcess",
+        "/rpa/api/startJob",
+        "/rpa/api/stopJob",
+        "/rpa/api/jobStatus",
+        "/rpa/api/addQueueItem",
+        "/rpa/api/queryProcessJob",
+        "/robots/connect/register",
+        "/robots/connect/heartbeat",
+        "/robots/connect/reportLogs",
+        "/robots/connect/reportFinish",
+        "/robots/connect/reportVideoRecord",
+        "/v1/file/{source}/upload",
+        "/design/personalfile",
+        "/admin/users",
+        "/admin/processes",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing from /openapi.json");
+    }
+}
