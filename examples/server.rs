@@ -11,7 +11,8 @@ use clap::Parser;
 use rpa::core::auth::PasswordCost;
 use rpa::http::config::Config;
 use rpa::http::{AppState, Files, HttpSettings};
-use rpa::{Engine, EngineConfig, MemoryStore, SystemClock};
+use rpa::sql::{SqlOptions, SqlStore};
+use rpa::{Engine, EngineConfig, MemoryStore, Store, SystemClock};
 use tokio::sync::watch;
 
 const DEMO_CONFIG: &str = include_str!("demo-config.json");
@@ -23,8 +24,8 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Store: `memory` (the durable SQLite and PostgreSQL stores are not available yet).
-    #[arg(long, default_value = "memory")]
+    /// Store: an SQLite file path (created if missing), a `postgres://` URL, or `memory`.
+    #[arg(long, default_value = "./rpa.db")]
     db: String,
     /// JSON configuration loaded at start-up (default: the built-in demo configuration).
     #[arg(long)]
@@ -57,12 +58,23 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<(), String> {
-    if args.db != "memory" {
-        return Err(format!(
-            "--db {}: only the in-memory store is available in this version; use --db memory",
-            args.db
-        ));
+    if args.db == "memory" {
+        serve(MemoryStore::new(), "memory", args).await
+    } else if args.db.starts_with("postgres://") || args.db.starts_with("postgresql://") {
+        let store = SqlStore::connect(&args.db, SqlOptions::default())
+            .await
+            .map_err(|e| format!("--db: {e}"))?;
+        serve(store, "postgres", args).await
+    } else {
+        let url = SqlStore::sqlite_url(std::path::Path::new(&args.db));
+        let store = SqlStore::connect(&url, SqlOptions::default())
+            .await
+            .map_err(|e| format!("--db {}: {e}", args.db))?;
+        serve(store, "sqlite", args).await
     }
+}
+
+async fn serve<S: Store>(store: S, kind: &'static str, args: Args) -> Result<(), String> {
     let offset =
         chrono::FixedOffset::east_opt(args.utc_offset * 3600).ok_or("--utc-offset must be between -23 and 23")?;
     let (config_text, demo) = match &args.config {
@@ -88,7 +100,7 @@ async fn run(args: Args) -> Result<(), String> {
         },
         ..EngineConfig::default()
     };
-    let engine = Arc::new(Engine::new(MemoryStore::new(), Arc::new(SystemClock), engine_config));
+    let engine = Arc::new(Engine::new(store, Arc::new(SystemClock), engine_config));
     config
         .apply(&engine)
         .await
@@ -109,7 +121,7 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", args.listen))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let timers = tokio::spawn(rpa::http::run_timers(engine.clone(), wait(stop_rx.clone())));
-    tracing::info!(url = %public_url, store = "memory", "rpa server listening");
+    tracing::info!(url = %public_url, store = kind, db = %redact(&args.db), "rpa server listening");
     if demo {
         tracing::info!(
             "demo configuration: log in with alice / wonderland (POST /rpa/api/login); admin / admin-demo-password; robots prove vendor acme with secret acme-vendor-secret"
@@ -126,6 +138,18 @@ async fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("server: {e}"))?;
     let _ = timers.await;
     Ok(())
+}
+
+/// A database URL without its password, for logs.
+fn redact(db: &str) -> String {
+    match (db.find("://"), db.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &db[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &db[..scheme + 3], &db[at..])
+        }
+        _ => db.to_owned(),
+    }
 }
 
 async fn wait(mut rx: watch::Receiver<bool>) {

@@ -1,0 +1,69 @@
+//! The store conformance suite of rpa-core, run against SQLite files and
+//! against PostgreSQL (`DATABASE_URL`; each case gets a fresh database).
+//! Under `CI=true` a missing or unreachable PostgreSQL fails the test; on a
+//! laptop without `DATABASE_URL` the PostgreSQL half is skipped, saying so.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use rpa_store_sql::{SqlOptions, SqlStore};
+use sqlx::Connection;
+
+static N: AtomicU32 = AtomicU32::new(0);
+
+fn temp_sqlite() -> String {
+    let dir = std::env::temp_dir().join(format!("rpa-conformance-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("case-{}.db", N.fetch_add(1, Ordering::SeqCst)));
+    let _ = std::fs::remove_file(&path);
+    SqlStore::sqlite_url(&path)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_conforms() {
+    rpa_core::conformance::run(|| async { SqlStore::connect(&temp_sqlite(), SqlOptions::default()).await.unwrap() })
+        .await;
+}
+
+/// `DATABASE_URL`, or `None` (skip) when not in CI.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var("DATABASE_URL") {
+        Ok(u) if u.starts_with("postgres") => Some(u),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but DATABASE_URL does not name a PostgreSQL database")
+        }
+        _ => {
+            eprintln!("skipping PostgreSQL tests: DATABASE_URL is not set");
+            None
+        }
+    }
+}
+
+/// A fresh database on the server of `url`; returns its URL.
+pub async fn fresh_postgres(url: &str) -> String {
+    let name = format!("rpa_case_{}_{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst));
+    let mut admin = sqlx::PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at DATABASE_URL: {e}"));
+    sqlx::Executor::execute(&mut admin, format!("DROP DATABASE IF EXISTS {name}").as_str())
+        .await
+        .unwrap();
+    sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').expect("DATABASE_URL ends with /database");
+    format!("{base}/{name}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_conforms() {
+    let Some(url) = postgres_url() else { return };
+    rpa_core::conformance::run(|| {
+        let url = url.clone();
+        async move {
+            SqlStore::connect(&fresh_postgres(&url).await, SqlOptions::default())
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+}
