@@ -120,7 +120,7 @@ async fn serve<S: Store>(store: S, kind: &'static str, args: Args) -> Result<(),
         .await
         .map_err(|e| format!("{}: {e}", args.listen))?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let timers = tokio::spawn(rpa::http::run_timers(engine.clone(), wait(stop_rx.clone())));
+            "demo configuration loaded: its users, vendor and robot are listed in examples/demo-config.json"
     tracing::info!(url = %public_url, store = kind, db = %redact(&args.db), "rpa server listening");
     if demo {
         tracing::info!(
