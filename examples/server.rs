@@ -120,11 +120,11 @@ async fn serve<S: Store>(store: S, kind: &'static str, args: Args) -> Result<(),
         .await
         .map_err(|e| format!("{}: {e}", args.listen))?;
     let (stop_tx, stop_rx) = watch::channel(false);
-            "demo configuration loaded: its users, vendor and robot are listed in examples/demo-config.json"
+    let timers = tokio::spawn(rpa::http::run_timers(engine.clone(), wait(stop_rx.clone())));
     tracing::info!(url = %public_url, store = kind, db = %redact(&args.db), "rpa server listening");
     if demo {
         tracing::info!(
-            "demo configuration: log in with alice / wonderland (POST /rpa/api/login); admin / admin-demo-password; robots prove vendor acme with secret acme-vendor-secret"
+            "demo configuration loaded: its users, vendor and robot are listed in examples/demo-config.json"
         );
     }
     let app = rpa::http::app(state).layer(tower_http::trace::TraceLayer::new_for_http());
