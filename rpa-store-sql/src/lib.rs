@@ -333,15 +333,17 @@ impl SqlStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        let w = &self.inner.write;
+        // One connection throughout: PostgreSQL advisory locks belong to a session.
+        let mut conn = self.inner.write.acquire().await.map_err(backend_err)?;
         sqlx::raw_sql("CREATE TABLE IF NOT EXISTS rpa_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)")
-            .execute(w)
+            .execute(&mut *conn)
             .await
             .map_err(backend_err)?;
-        if self.inner.backend == Backend::Postgres {
+        let postgres = self.inner.backend == Backend::Postgres;
+        if postgres {
             // Several nodes starting at once: one migrates, the others wait.
-            sqlx::raw_sql("SELECT pg_advisory_lock(7262) ")
-                .execute(w)
+            sqlx::raw_sql("SELECT pg_advisory_lock(7262)")
+                .execute(&mut *conn)
                 .await
                 .map_err(backend_err)?;
         }
@@ -349,13 +351,13 @@ impl SqlStore {
             for (version, name, sql) in migrations() {
                 let done: Option<i64> = sqlx::query_scalar("SELECT version FROM rpa_migrations WHERE version = $1")
                     .bind(*version)
-                    .fetch_optional(w)
+                    .fetch_optional(&mut *conn)
                     .await
                     .map_err(backend_err)?;
                 if done.is_some() {
                     continue;
                 }
-                let mut tx = w.begin().await.map_err(backend_err)?;
+                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(backend_err)?;
                 sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(backend_err)?;
                 sqlx::query("INSERT INTO rpa_migrations (version, name) VALUES ($1, $2)")
                     .bind(*version)
@@ -369,9 +371,9 @@ impl SqlStore {
             Ok(())
         }
         .await;
-        if self.inner.backend == Backend::Postgres {
+        if postgres {
             sqlx::raw_sql("SELECT pg_advisory_unlock(7262)")
-                .execute(w)
+                .execute(&mut *conn)
                 .await
                 .map_err(backend_err)?;
         }

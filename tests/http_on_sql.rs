@@ -1,0 +1,145 @@
+//! The server's real composition: HTTP adapter + engine + SQL store, over a
+//! real socket. A job started and finished through the documented APIs
+//! survives a restart on the same database, and the audit chain verifies.
+
+use std::sync::Arc;
+
+use rpa::core::auth::{PasswordCost, supplier_proof};
+use rpa::http::config::Config;
+use rpa::http::{AppState, Files, HttpSettings, app};
+use rpa::sql::{SqlOptions, SqlStore};
+use rpa::{Engine, EngineConfig, SystemClock};
+use serde_json::{Value, json};
+
+const CONFIG: &str = r#"{
+  "admin": { "name": "admin", "password": "admin-pw" },
+  "processes": [ { "name": "Invoice entry", "type": "Unattended", "maxRunNum": 1,
+                   "arguments": [ { "name": "invoice", "type": "int", "required": true } ] } ],
+  "users": [ { "name": "alice", "password": "wonderland", "processes": ["Invoice entry"] } ],
+  "vendors": [ { "supplierCode": "acme", "secret": "acme-secret" } ]
+}"#;
+
+async fn serve(store: SqlStore) -> (String, Arc<Engine<SqlStore>>) {
+    let config = EngineConfig {
+        password_cost: PasswordCost::TESTING,
+        ..EngineConfig::default()
+    };
+    let engine = Arc::new(Engine::new(store, Arc::new(SystemClock), config));
+    Config::parse(CONFIG).unwrap().apply(&engine).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let settings = HttpSettings {
+        public_url: base.clone(),
+        ..HttpSettings::default()
+    };
+    let state = AppState {
+        engine: engine.clone(),
+        files: Files::memory(),
+        settings: Arc::new(settings),
+    };
+    tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
+    (base, engine)
+}
+
+async fn post(base: &str, path: &str, headers: &[(&str, &str)], body: Value) -> Value {
+    let mut req = reqwest::Client::new().post(format!("{base}{path}")).json(&body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
+
+async fn walkthrough(url: &str) {
+    let (base, _engine) = serve(SqlStore::connect(url, SqlOptions::default()).await.unwrap()).await;
+    let login = post(
+        &base,
+        "/rpa/api/login",
+        &[],
+        json!({"username": "alice", "password": "wonderland"}),
+    )
+    .await;
+    let token = login["result"]["token"].as_str().unwrap().to_owned();
+    let process = login["result"]["processes"][0]["id"].as_str().unwrap().to_owned();
+    let t = [("X-Access-Token", token.as_str())];
+    let started = post(
+        &base,
+        "/rpa/api/startJob",
+        &t,
+        json!({"processId": process, "params": {"invoice": "5"}}),
+    )
+    .await;
+    let job = started["result"]["jobId"].as_str().unwrap().to_owned();
+    let bad = post(
+        &base,
+        "/rpa/api/startJob",
+        &t,
+        json!({"processId": process, "params": {}}),
+    )
+    .await;
+    assert_eq!(bad["code"], 500, "{bad}");
+
+    let proof = supplier_proof("acme-secret", "r1");
+    let reg = post(
+        &base,
+        "/robots/connect/register",
+        &[("robotId", "r1")],
+        json!({"supplierCode": "acme", "supplierSecret": proof}),
+    )
+    .await;
+    let connect = reg["resultValue"]["robotConnectId"].as_str().unwrap().to_owned();
+    let r = [("robotId", "r1"), ("robotConnectId", connect.as_str())];
+    let hb = post(&base, "/robots/connect/heartbeat", &r, json!({})).await;
+    assert_eq!(hb["resultValue"]["Action"], "Execute", "{hb}");
+    assert_eq!(hb["resultValue"]["Body"]["runInstanceId"], job.as_str());
+    let logs =
+        json!({"runInstanceId": job, "logs": [{"content": "step 1", "logAt": "2026-11-25 10:00:00", "logLevel": 0}]});
+    assert_eq!(
+        post(&base, "/robots/connect/reportLogs", &r, logs).await["successful"],
+        true
+    );
+    let fin = post(
+        &base,
+        "/robots/connect/reportFinish",
+        &r,
+        json!({"runInstanceId": job, "status": 0, "outputValues": {"n": 1}}),
+    )
+    .await;
+    assert_eq!(fin["successful"], true, "{fin}");
+
+    // A new engine on the same database: what was acknowledged is there.
+    let (base2, engine2) = serve(SqlStore::connect(url, SqlOptions::default()).await.unwrap()).await;
+    let status = post(&base2, "/rpa/api/jobStatus", &t, json!({"jobId": job})).await;
+    assert_eq!(
+        status["result"][0]["status"], "Successful",
+        "the token and the job survive a restart: {status}"
+    );
+    let jobs = post(&base2, "/rpa/api/queryProcessJob", &t, json!({"processId": process})).await;
+    assert_eq!(jobs["result"]["total"], 1);
+    assert_eq!(jobs["result"]["record"][0]["outputValues"], json!({"n": 1}));
+    let n = engine2.verify_audit().await.unwrap().expect("audit chain verifies");
+    assert!(n >= 8, "{n} audit events");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_walkthrough_survives_restart() {
+    let dir = std::env::temp_dir().join(format!("rpa-http-sql-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("rpa.db");
+    let _ = std::fs::remove_file(&path);
+    walkthrough(&SqlStore::sqlite_url(&path)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_walkthrough_survives_restart() {
+    let url = match std::env::var("DATABASE_URL") {
+        Ok(u) if u.starts_with("postgres") => u,
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but DATABASE_URL does not name a PostgreSQL database")
+        }
+        _ => {
+            eprintln!("skipping PostgreSQL test: DATABASE_URL is not set");
+            return;
+        }
+    };
+    walkthrough(&url).await;
+}
