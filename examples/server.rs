@@ -1,4 +1,5 @@
-//! The rpa server: every API of `rpa-adapters-http` on one port.
+//! The rpa server: every API of `rpa-adapters-http` and the robot WebSocket
+//! hub of `rpa-adapters-ws` on one port.
 //!
 //! `cargo run --release --example server` starts it on 127.0.0.1:8080 with
 //! the demo configuration (`examples/demo-config.json`); `--help` lists the options.
@@ -12,6 +13,7 @@ use rpa::core::auth::PasswordCost;
 use rpa::http::config::Config;
 use rpa::http::{AppState, Files, HttpSettings};
 use rpa::sql::{SqlOptions, SqlStore};
+use rpa::ws::{Hub, HubState};
 use rpa::{Engine, EngineConfig, MemoryStore, Store, SystemClock};
 use tokio::sync::watch;
 
@@ -100,7 +102,8 @@ async fn serve<S: Store>(store: S, kind: &'static str, args: Args) -> Result<(),
         },
         ..EngineConfig::default()
     };
-    let engine = Arc::new(Engine::new(store, Arc::new(SystemClock), engine_config));
+    let hub = Hub::new();
+    let engine = Arc::new(Engine::new(store, Arc::new(SystemClock), engine_config).with_transport(hub.clone()));
     config
         .apply(&engine)
         .await
@@ -127,7 +130,12 @@ async fn serve<S: Store>(store: S, kind: &'static str, args: Args) -> Result<(),
             "demo configuration loaded: its users, vendor and robot are listed in examples/demo-config.json"
         );
     }
-    let app = rpa::http::app(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    let app = rpa::http::app(state)
+        .merge(rpa::ws::router(HubState {
+            engine: engine.clone(),
+            hub,
+        }))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;

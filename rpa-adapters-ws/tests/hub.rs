@@ -1,0 +1,266 @@
+//! The robot hub over a real socket, spoken to as seed 001 A.1 says:
+//! `{action, body}` with `body` a string holding JSON.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use rpa_adapters_ws::{Hub, HubState, router};
+use rpa_core::auth::{PasswordCost, supplier_proof};
+use rpa_core::engine::NewUser;
+use rpa_core::model::{Actor, JobState, ProcessSpec, ProcessType, RobotState, User};
+use rpa_core::{Engine, EngineConfig, Key, ManualClock, MemoryStore, Store, Timestamp};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+struct Rig {
+    addr: String,
+    engine: Arc<Engine<MemoryStore>>,
+    user: User,
+    process: Key,
+    clock: ManualClock,
+}
+
+async fn rig() -> Rig {
+    let hub = Hub::new();
+    let clock = ManualClock::new(Timestamp(1_700_000_000_000));
+    let config = EngineConfig {
+        password_cost: PasswordCost::TESTING,
+        ..EngineConfig::default()
+    };
+    let engine = Arc::new(Engine::new(MemoryStore::new(), Arc::new(clock.clone()), config).with_transport(hub.clone()));
+    let p = engine
+        .create_process(Actor::System, ProcessSpec::new("p", ProcessType::Unattended))
+        .await
+        .unwrap();
+    let user = engine
+        .create_user(
+            Actor::System,
+            NewUser {
+                name: "u".into(),
+                password: "p".into(),
+                roles: vec![],
+                grants: vec![p.key],
+            },
+        )
+        .await
+        .unwrap();
+    engine
+        .register_vendor(Actor::System, "acme", "acme-secret")
+        .await
+        .unwrap();
+    engine.bind_license(Actor::System, "r1", "LIC-1").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let app = router(HubState {
+        engine: engine.clone(),
+        hub,
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    Rig {
+        addr,
+        engine,
+        user,
+        process: p.key,
+        clock,
+    }
+}
+
+async fn open(rig: &Rig, robot: &str) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/robothub/{robot}", rig.addr))
+        .await
+        .unwrap();
+    ws
+}
+
+async fn send(ws: &mut Ws, action: &str, body: Value) {
+    let m = json!({"action": action, "body": body.to_string()});
+    ws.send(Message::Text(m.to_string().into())).await.unwrap();
+}
+
+/// The next message as (action, body parsed from its string), or None if the socket closed.
+async fn recv(ws: &mut Ws) -> Option<(String, Value)> {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a message within 5 s");
+        match m {
+            Some(Ok(Message::Text(t))) => {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                let body = match v.get("body") {
+                    Some(Value::String(s)) => serde_json::from_str(s).unwrap(),
+                    None => Value::Null,
+                    other => panic!("body must be a string holding JSON, got {other:?}"),
+                };
+                return Some((v["action"].as_str().unwrap().to_owned(), body));
+            }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+async fn register(rig: &Rig, robot: &str) -> Ws {
+    let mut ws = open(rig, robot).await;
+    send(
+        &mut ws,
+        "Register",
+        json!({"supplierCode": "acme", "supplierSecret": supplier_proof("acme-secret", robot), "version": "1.2"}),
+    )
+    .await;
+    ws
+}
+
+#[tokio::test]
+async fn a_robot_registers_gets_its_license_runs_a_job_and_reports() {
+    let rig = rig().await;
+    let mut ws = register(&rig, "r1").await;
+    assert_eq!(
+        recv(&mut ws).await,
+        Some(("SendLicense".into(), json!({"licenseContent": "LIC-1"})))
+    );
+    send(&mut ws, "Heartbeat", json!({})).await;
+    let job = rig.engine.start_job(&rig.user, rig.process, &json!({})).await.unwrap();
+    // pushed without waiting for a heartbeat
+    let (action, body) = recv(&mut ws).await.unwrap();
+    assert_eq!(action, "Execute");
+    assert_eq!(body["runInstanceId"], job.key.to_string());
+    assert_eq!(body["userName"], "u");
+    for field in ["packageDownloadUri", "arguments", "videoRecordRequired", "userId"] {
+        assert!(body.get(field).is_some(), "Execute carries {field}: {body}");
+    }
+    let run = job.key.to_string();
+    send(
+        &mut ws,
+        "ReportLogs",
+        json!({"runInstanceId": run, "logs": [{"content": "hi", "logAt": "2026-11-25 10:00:00", "logLevel": 0}]}),
+    )
+    .await;
+    send(&mut ws, "ReportFinish", json!({"runInstanceId": run, "status": 0})).await;
+    send(
+        &mut ws,
+        "ReportVideoRecord",
+        json!({"runInstanceId": run, "videoId": "vid-1"}),
+    )
+    .await;
+    send(&mut ws, "Heartbeat", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(rig.engine.job(job.key).await.unwrap().state, JobState::Successful);
+    assert_eq!(rig.engine.job_logs(&rig.user, job.key).await.unwrap().len(), 1);
+    assert_eq!(rig.engine.videos(job.key).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_duplicate_connection_gets_10000_and_is_closed_and_the_first_keeps_working() {
+    let rig = rig().await;
+    let mut first = register(&rig, "r1").await;
+    recv(&mut first).await;
+    send(&mut first, "Heartbeat", json!({})).await;
+    let mut second = register(&rig, "r1").await;
+    let (action, body) = recv(&mut second).await.unwrap();
+    assert_eq!(action, "Error");
+    assert_eq!(body["errorCode"], 10000);
+    assert_eq!(recv(&mut second).await, None, "the second connection is closed");
+    let job = rig.engine.start_job(&rig.user, rig.process, &json!({})).await.unwrap();
+    let (action, body) = recv(&mut first).await.unwrap();
+    assert_eq!(
+        (action.as_str(), body["runInstanceId"].as_str()),
+        ("Execute", Some(job.key.to_string().as_str()))
+    );
+}
+
+#[tokio::test]
+async fn bad_messages_get_10001_and_the_connection_stays_usable() {
+    let rig = rig().await;
+    let mut ws = open(&rig, "r1").await;
+    send(&mut ws, "Heartbeat", json!({})).await;
+    let (a, b) = recv(&mut ws).await.unwrap();
+    assert_eq!(
+        (a.as_str(), b["errorCode"].as_i64()),
+        ("Error", Some(10001)),
+        "register first: {b}"
+    );
+    send(
+        &mut ws,
+        "Register",
+        json!({"supplierCode": "acme", "supplierSecret": supplier_proof("acme-secret", "r1")}),
+    )
+    .await;
+    recv(&mut ws).await; // license
+    ws.send(Message::Text("not json".into())).await.unwrap();
+    assert_eq!(recv(&mut ws).await.unwrap().1["errorCode"], 10001);
+    ws.send(Message::Text(
+        json!({"action": "Heartbeat", "body": {"runInstanceId": 5}})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(recv(&mut ws).await.unwrap().1["errorCode"], 10001);
+    send(
+        &mut ws,
+        "ReportFinish",
+        json!({"runInstanceId": "0123456789abcdef0123456789abcdef", "status": 0}),
+    )
+    .await;
+    let (_, b) = recv(&mut ws).await.unwrap();
+    assert_eq!(b["errorCode"], 10001, "unknown run instance: {b}");
+    send(&mut ws, "Dance", json!({})).await;
+    assert_eq!(recv(&mut ws).await.unwrap().1["errorCode"], 10001);
+    send(&mut ws, "Heartbeat", json!({})).await;
+    let job = rig.engine.start_job(&rig.user, rig.process, &json!({})).await.unwrap();
+    assert_eq!(
+        recv(&mut ws).await.unwrap().1["runInstanceId"],
+        job.key.to_string(),
+        "still usable"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_supplier_proof_gets_an_error_and_is_closed() {
+    let rig = rig().await;
+    let mut ws = open(&rig, "r1").await;
+    send(
+        &mut ws,
+        "Register",
+        json!({"supplierCode": "acme", "supplierSecret": "00"}),
+    )
+    .await;
+    let (a, b) = recv(&mut ws).await.unwrap();
+    assert_eq!((a.as_str(), b["errorCode"].as_i64()), ("Error", Some(10001)));
+    assert_eq!(recv(&mut ws).await, None);
+}
+
+#[tokio::test]
+async fn a_closed_socket_disconnects_and_a_reconnect_in_time_keeps_the_job() {
+    let rig = rig().await;
+    let mut ws = register(&rig, "r1").await;
+    recv(&mut ws).await;
+    send(&mut ws, "Heartbeat", json!({})).await;
+    let job = rig.engine.start_job(&rig.user, rig.process, &json!({})).await.unwrap();
+    recv(&mut ws).await; // Execute
+    ws.close(None).await.unwrap();
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let robot = rig.engine.store().robot_by_code("r1").await.unwrap().unwrap();
+    assert_eq!(robot.state, RobotState::Disconnected);
+    rig.clock.advance(10_000);
+    let mut again = register(&rig, "r1").await;
+    recv(&mut again).await;
+    send(&mut again, "Heartbeat", json!({"runInstanceId": job.key.to_string()})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let j = rig.engine.job(job.key).await.unwrap();
+    assert_eq!((j.state, j.attempt), (JobState::Running, 1), "kept, not restarted");
+    send(
+        &mut again,
+        "ReportFinish",
+        json!({"runInstanceId": job.key.to_string(), "status": 0}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(rig.engine.job(job.key).await.unwrap().state, JobState::Successful);
+}
