@@ -9,6 +9,10 @@
 //! | `/robots/connect/reportVideoRecord` | same | `report_video` | `null` |
 //! | `/robots/connect/reportCheckpoint` (extension) | same | `report_checkpoint` | `null` |
 //! | `/v1/file/{source}/upload` (multipart `file`) | robot headers or `X-Access-Token` | `record_file` | `{fileId, fileName, fileUrl}` |
+//!
+//! "Robot headers" on the file endpoints are `robotId` + `robotConnectId`,
+//! or, for a robot connected over WebSocket (which is never given a
+//! `robotConnectId`), `robotId` + `supplierCode` + `supplierSecret`.
 //! | `/design/personalfile` | `robotId` (+ `robotConnectId`) or `X-Access-Token` | `add_personal_file` | `null` |
 //! | `GET /v1/file/{fileId}` | robot headers or `X-Access-Token` | the stored bytes | — |
 //!
@@ -328,6 +332,18 @@ async fn caller<S: Store>(st: &AppState<S>, h: &HeaderMap) -> Result<(Actor, Str
     if let Some(token) = header(h, "x-access-token") {
         let user = st.engine.authenticate(token).await.map_err(Reply::from)?;
         return Ok((Actor::User(user.id), user.name));
+    }
+    if let (Some(code), Some(supplier), Some(secret)) = (
+        header(h, "robotId"),
+        header(h, "supplierCode"),
+        header(h, "supplierSecret"),
+    ) {
+        let robot = st
+            .engine
+            .authenticate_robot(code, supplier, secret)
+            .await
+            .map_err(Reply::from)?;
+        return Ok((Actor::Robot(robot.id), robot.code.to_string()));
     }
     let (code, connect) = connection(h)?;
     let robot = st.engine.connected_robot(code, connect).await.map_err(Reply::from)?;

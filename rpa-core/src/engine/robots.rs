@@ -228,6 +228,20 @@ impl<S: Store> Engine<S> {
         Err(Error::Store(StoreError::Conflict))
     }
 
+    /// A known robot proving its vendor without a connection id (WebSocket
+    /// robots calling the HTTP file endpoints: the hub never hands out a
+    /// `robotConnectId`). The robot must have registered before.
+    pub async fn authenticate_robot(&self, code: &str, supplier_code: &str, supplier_secret: &str) -> Result<Robot> {
+        let vendor = self.store.vendor_by_code(supplier_code).await?;
+        if !vendor.is_some_and(|v| auth::verify_supplier_proof(&v.secret, code, supplier_secret)) {
+            return Err(Error::BadSupplier);
+        }
+        match self.store.robot_by_code(code).await? {
+            Some(r) if r.profile.vendor.as_deref().is_none_or(|v| v == supplier_code) && r.connect.is_some() => Ok(r),
+            _ => Err(Error::NotConnected),
+        }
+    }
+
     /// The robot behind `(code, connect)`, or [`Error::NotConnected`].
     pub async fn connected_robot(&self, code: &str, connect: Key) -> Result<Robot> {
         match self.store.robot_by_code(code).await? {
