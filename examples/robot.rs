@@ -407,11 +407,15 @@ impl Robot {
                         let _ = self.up.send(Up::Logs(run.to_owned(), std::mem::take(&mut batch)));
                     }
                 }
-                _ = stop_rx.changed() => {
+                _ = stop_rx.changed(), if !stopped => {
                     stopped = true;
+                    tracing::info!(%run, "stop requested: killing the run");
+                    if let Some(pid) = child.id() {
+                        let _ = tokio::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status().await;
+                    }
                     let _ = child.kill().await;
                 }
-                s = child.wait(), if lines_done => break s.map_err(|e| e.to_string())?,
+                s = child.wait(), if lines_done || stopped => break s.map_err(|e| e.to_string())?,
             }
         };
         if !batch.is_empty() {
