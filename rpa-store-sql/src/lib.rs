@@ -38,6 +38,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
 
 /// The schema migrations, in order: `(version, name, sql)`.
 pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
@@ -96,6 +97,70 @@ struct Inner {
     write: AnyPool,
     id_block: i64,
     ids: Mutex<HashMap<&'static str, (i64, i64)>>,
+    commits: mpsc::Sender<Pending>,
+}
+
+/// A commit waiting for the group writer.
+struct Pending {
+    commit: Commit,
+    seqs: Vec<i64>,
+    done: oneshot::Sender<StoreResult<()>>,
+}
+
+/// Most commits in one transaction.
+const GROUP_MAX: usize = 256;
+
+/// The group writer: takes every commit waiting and applies them in one
+/// transaction, each inside its own savepoint, so one commit's conflict
+/// undoes only that commit. Each caller hears back after the transaction
+/// commits: under load many callers share one sync, and nobody waits for a
+/// batch to fill.
+async fn group_writer(pool: AnyPool, mut rx: mpsc::Receiver<Pending>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let results = write_group(&pool, &mut batch).await;
+        for (p, r) in batch.into_iter().zip(results) {
+            let _ = p.done.send(r);
+        }
+    }
+}
+
+async fn write_group(pool: &AnyPool, batch: &mut [Pending]) -> Vec<StoreResult<()>> {
+    let fail_all = |e: StoreError, n: usize| (0..n).map(|_| Err(e.clone())).collect::<Vec<_>>();
+    let mut tx = match pool.begin().await {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(backend_err(e), batch.len()),
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    for p in batch.iter_mut() {
+        let commit = std::mem::take(&mut p.commit);
+        let seqs = std::mem::take(&mut p.seqs);
+        if let Err(e) = sqlx::query("SAVEPOINT rpa_commit").execute(&mut *tx).await {
+            return fail_all(backend_err(e), batch.len());
+        }
+        let r = apply(&mut tx, commit, seqs).await;
+        let undo = if r.is_ok() {
+            None
+        } else {
+            Some("ROLLBACK TO SAVEPOINT rpa_commit")
+        };
+        for stmt in undo.into_iter().chain(["RELEASE SAVEPOINT rpa_commit"]) {
+            if let Err(e) = sqlx::query(stmt).execute(&mut *tx).await {
+                return fail_all(backend_err(e), batch.len());
+            }
+        }
+        results.push(r);
+    }
+    match tx.commit().await {
+        Ok(()) => results,
+        Err(e) => fail_all(backend_err(e), batch.len()),
+    }
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -304,6 +369,8 @@ impl SqlStore {
                 (pool.clone(), pool)
             }
         };
+        let (commits, rx) = mpsc::channel(GROUP_MAX * 4);
+        tokio::spawn(group_writer(write.clone(), rx));
         let store = SqlStore {
             inner: Arc::new(Inner {
                 backend,
@@ -311,6 +378,7 @@ impl SqlStore {
                 write,
                 id_block: options.id_block.max(1),
                 ids: Mutex::default(),
+                commits,
             }),
         };
         store.migrate().await?;
@@ -422,8 +490,10 @@ impl SqlStore {
         ids.insert(kind, (start + 1, end));
         Ok(start)
     }
+}
 
-    async fn apply(&self, conn: &mut AnyConnection, mut c: Commit, outbox_seqs: Vec<i64>) -> Result<(), StoreError> {
+async fn apply(conn: &mut AnyConnection, mut c: Commit, outbox_seqs: Vec<i64>) -> Result<(), StoreError> {
+    {
         c.writes.sort_by_key(rank);
         for w in c.writes {
             write(conn, w).await?;
@@ -847,6 +917,15 @@ impl Store for SqlStore {
     }
 
     async fn take_commands(&self, robot: RobotId, n: usize) -> StoreResult<Vec<Command>> {
+        // Most heartbeats find nothing: look first, on a reader, before writing.
+        let waiting: Option<i64> = sqlx::query_scalar("SELECT seq FROM rpa_outbox WHERE robot = $1 LIMIT 1")
+            .bind(robot.0)
+            .fetch_optional(&self.inner.read)
+            .await
+            .map_err(backend_err)?;
+        if waiting.is_none() || n == 0 {
+            return Ok(Vec::new());
+        }
         let sql = match self.inner.backend {
             Backend::Postgres => {
                 "DELETE FROM rpa_outbox WHERE seq IN (SELECT seq FROM rpa_outbox WHERE robot = $1 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING seq, data"
@@ -884,8 +963,14 @@ impl Store for SqlStore {
         for _ in &c.commands {
             seqs.push(self.serial("outbox").await?);
         }
-        let mut tx = self.inner.write.begin().await.map_err(backend_err)?;
-        self.apply(&mut tx, c, seqs).await?;
-        tx.commit().await.map_err(backend_err)
+        let (done, result) = oneshot::channel();
+        self.inner
+            .commits
+            .send(Pending { commit: c, seqs, done })
+            .await
+            .map_err(|_| StoreError::Backend("the database writer stopped".into()))?;
+        result
+            .await
+            .map_err(|_| StoreError::Backend("the database writer stopped".into()))?
     }
 }

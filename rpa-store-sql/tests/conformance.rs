@@ -67,3 +67,78 @@ async fn postgres_conforms() {
     })
     .await;
 }
+
+/// Many commits at once share transactions; a conflicting one fails alone.
+async fn group_commit_isolates_conflicts(store: SqlStore) {
+    use rpa_core::conformance::sample_job;
+    use rpa_core::ids::{JobId, ProcessId};
+    use rpa_core::model::JobState;
+    use rpa_core::store::{Commit, Store, Write};
+    let mut jobs = Vec::new();
+    for i in 1..=40 {
+        jobs.push(Write::Job(sample_job(i, ProcessId(1), 0)));
+    }
+    store
+        .commit(Commit {
+            writes: jobs,
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    // 40 independent updates and 10 racers for job 1, all at once.
+    let mut tasks = Vec::new();
+    for i in 1..=40 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut j = sample_job(i, ProcessId(1), 0);
+            j.state = JobState::Running;
+            j.version = 2;
+            s.commit(Commit {
+                writes: vec![Write::Job(j)],
+                ..Commit::default()
+            })
+            .await
+            .map(|_| i)
+        }));
+    }
+    for _ in 0..10 {
+        let s = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut j = sample_job(1, ProcessId(1), 0);
+            j.state = JobState::Canceled;
+            j.version = 2;
+            s.commit(Commit {
+                writes: vec![Write::Job(j)],
+                ..Commit::default()
+            })
+            .await
+            .map(|_| 0)
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 40, "one winner for job 1, every other job updated");
+    for i in 2..=40 {
+        assert_eq!(store.job(JobId(i)).await.unwrap().unwrap().state, JobState::Running);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_group_commit_isolates_conflicts() {
+    group_commit_isolates_conflicts(SqlStore::connect(&temp_sqlite(), SqlOptions::default()).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_group_commit_isolates_conflicts() {
+    let Some(url) = postgres_url() else { return };
+    group_commit_isolates_conflicts(
+        SqlStore::connect(&fresh_postgres(&url).await, SqlOptions::default())
+            .await
+            .unwrap(),
+    )
+    .await;
+}

@@ -1,0 +1,256 @@
+//! Load for the robot hub: N WebSocket robots heart-beating, then the
+//! latency from `startJob` (business API) to Execute on a robot's socket.
+//! Prints the server's RSS and CPU (read from /proc for `--server-pid`).
+//!
+//! ```sh
+//! cargo run --release --example server &            # SQLite by default
+//! cargo run --release --example ws_load -- --robots 10000 --server-pid $(pgrep -f 'examples/server')
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use futures::{SinkExt, StreamExt};
+use rpa::core::auth::supplier_proof;
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Command-line options.
+#[derive(Parser, Debug, Clone)]
+struct Args {
+    /// Server base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Robots to connect.
+    #[arg(long, default_value_t = 1000)]
+    robots: usize,
+    /// Seconds between heartbeats.
+    #[arg(long, default_value_t = 5)]
+    heartbeat: u64,
+    /// Jobs to start, one at a time, measuring startJob → Execute.
+    #[arg(long, default_value_t = 500)]
+    jobs: usize,
+    /// Seconds to watch the server's CPU while the robots only heart-beat.
+    #[arg(long, default_value_t = 20)]
+    idle: u64,
+    /// The server's pid, for RSS and CPU.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Vendor code and secret.
+    #[arg(long, default_value = "acme")]
+    vendor: String,
+    #[arg(long, default_value = "acme-vendor-secret")]
+    secret: String,
+    /// Business user and password, and the process to start (by name).
+    #[arg(long, default_value = "alice")]
+    user: String,
+    #[arg(long, default_value = "wonderland")]
+    password: String,
+    #[arg(long, default_value = "Invoice entry")]
+    process: String,
+    /// `params` for startJob.
+    #[arg(long, default_value = r#"{"invoice": 1}"#)]
+    params: String,
+}
+
+type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Instant>>>>;
+
+fn msg(action: &str, body: Value) -> Message {
+    Message::Text(json!({"action": action, "body": body.to_string()}).to_string().into())
+}
+
+async fn robot(
+    args: Arc<Args>,
+    id: String,
+    waiters: Waiters,
+    early: Arc<Mutex<HashMap<String, Instant>>>,
+    up: Arc<AtomicUsize>,
+) {
+    let url = format!("{}/robothub/{id}", args.server.replacen("http://", "ws://", 1));
+    let Ok((ws, _)) = tokio_tungstenite::connect_async(url).await else {
+        return;
+    };
+    let (mut sink, mut stream) = ws.split();
+    let proof = supplier_proof(&args.secret, &id);
+    if sink
+        .send(msg(
+            "Register",
+            json!({"supplierCode": args.vendor, "supplierSecret": proof}),
+        ))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let _ = sink.send(msg("Heartbeat", json!({}))).await;
+    up.fetch_add(1, Ordering::Relaxed);
+    // Spread heartbeats over the period.
+    let offset = Duration::from_millis(rand_offset(&id, args.heartbeat * 1000));
+    let mut beat = tokio::time::interval_at(
+        tokio::time::Instant::now() + offset,
+        Duration::from_secs(args.heartbeat),
+    );
+    loop {
+        tokio::select! {
+            _ = beat.tick() => {
+                if sink.send(msg("Heartbeat", json!({}))).await.is_err() { break; }
+            }
+            m = stream.next() => {
+                let Some(Ok(Message::Text(t))) = m else {
+                    if matches!(m, None | Some(Err(_)) | Some(Ok(Message::Close(_)))) { break; }
+                    continue;
+                };
+                let now = Instant::now();
+                let v: Value = serde_json::from_str(&t).unwrap_or(Value::Null);
+                if v["action"] == "Execute" {
+                    let body: Value = serde_json::from_str(v["body"].as_str().unwrap_or("{}")).unwrap_or(Value::Null);
+                    let run = body["runInstanceId"].as_str().unwrap_or("").to_owned();
+                    match waiters.lock().await.remove(&run) {
+                        Some(tx) => { let _ = tx.send(now); }
+                        None => { early.lock().await.insert(run.clone(), now); }
+                    }
+                    let _ = sink.send(msg("ReportFinish", json!({"runInstanceId": run, "status": 0}))).await;
+                }
+            }
+        }
+    }
+    up.fetch_sub(1, Ordering::Relaxed);
+}
+
+fn rand_offset(id: &str, range_ms: u64) -> u64 {
+    id.bytes()
+        .fold(17u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)))
+        % range_ms.max(1)
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Arc::new(Args::parse());
+    let waiters: Waiters = Arc::default();
+    let early: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let up = Arc::new(AtomicUsize::new(0));
+    let rss_before = args.server_pid.and_then(rss_kib);
+    let t = Instant::now();
+    for i in 0..args.robots {
+        tokio::spawn(robot(
+            args.clone(),
+            format!("load-{i}"),
+            waiters.clone(),
+            early.clone(),
+            up.clone(),
+        ));
+        if i % 200 == 199 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    while up.load(Ordering::Relaxed) < args.robots && t.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "robots connected: {} of {} in {:.1} s",
+        up.load(Ordering::Relaxed),
+        args.robots,
+        t.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(args.heartbeat)).await;
+    if let Some(pid) = args.server_pid {
+        let c0 = cpu_ticks(pid);
+        tokio::time::sleep(Duration::from_secs(args.idle)).await;
+        let c1 = cpu_ticks(pid);
+        let cpu = match (c0, c1) {
+            (Some(a), Some(b)) => (b - a) as f64 / 100.0 / args.idle as f64 * 100.0,
+            _ => f64::NAN,
+        };
+        println!(
+            "server RSS: {:.1} MiB before, {:.1} MiB with the robots; CPU while heart-beating: {cpu:.1}% of one core",
+            rss_before.unwrap_or(0) as f64 / 1024.0,
+            rss_kib(pid).unwrap_or(0) as f64 / 1024.0
+        );
+    }
+    // startJob -> Execute latency, one job at a time.
+    let http = reqwest::Client::new();
+    let login: Value = http
+        .post(format!("{}/rpa/api/login", args.server))
+        .json(&json!({"username": args.user, "password": args.password}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("login answer");
+    let token = login["result"]["token"].as_str().expect("a token").to_owned();
+    let process = login["result"]["processes"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == args.process.as_str()))
+        .and_then(|p| p["id"].as_str())
+        .expect("the process is granted")
+        .to_owned();
+    let params: Value = serde_json::from_str(&args.params).expect("--params is JSON");
+    let mut lat = Vec::with_capacity(args.jobs);
+    for _ in 0..args.jobs {
+        let t0 = Instant::now();
+        let v: Value = http
+            .post(format!("{}/rpa/api/startJob", args.server))
+            .header("X-Access-Token", &token)
+            .json(&json!({"processId": process, "params": params}))
+            .send()
+            .await
+            .expect("startJob")
+            .json()
+            .await
+            .expect("startJob answer");
+        let Some(job) = v["result"]["jobId"].as_str().map(str::to_owned) else {
+            eprintln!("startJob refused: {v}");
+            continue;
+        };
+        let (tx, rx) = oneshot::channel();
+        let got = match early.lock().await.remove(&job) {
+            Some(at) => Some(at),
+            None => {
+                waiters.lock().await.insert(job.clone(), tx);
+                tokio::time::timeout(Duration::from_secs(10), rx)
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+            }
+        };
+        match got {
+            Some(at) => lat.push(at.duration_since(t0)),
+            None => eprintln!("job {job}: no Execute within 10 s"),
+        }
+    }
+    lat.sort();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 * p) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    println!(
+        "startJob -> Execute over {} jobs: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        lat.len(),
+        pct(0.50).as_secs_f64() * 1e3,
+        pct(0.99).as_secs_f64() * 1e3,
+        lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3
+    );
+}
