@@ -146,20 +146,36 @@ impl<S: Store> Engine<S> {
         Ok(false)
     }
 
-    /// Fills every idle robot. Returns how many jobs were dispatched.
+    /// Places every dispatchable job an idle robot may take, best first.
+    /// Returns how many jobs were dispatched. Cost follows the processes and
+    /// the jobs placed, not the number of idle robots.
     pub async fn dispatch_all(&self) -> Result<usize> {
         let mut n = 0;
-        let mut after = None;
         loop {
-            let page = self.store.available_robots(after, PAGE).await?;
-            for r in &page {
-                if self.fill_robot(r.id).await? {
-                    n += 1;
-                }
+            if self.store.available_robots(None, 1).await?.is_empty() {
+                return Ok(n);
             }
-            match page.last() {
-                Some(last) if page.len() == PAGE => after = Some(last.id),
-                _ => return Ok(n),
+            let today = self.today(self.now());
+            let processes = self.store.processes().await?;
+            let open: Vec<ProcessId> = processes
+                .iter()
+                .filter(|p| has_capacity(p, today))
+                .map(|p| p.id)
+                .collect();
+            // The best head across processes first; a process no idle robot
+            // may run is skipped for the rest of this round.
+            let mut placed = false;
+            let mut candidates = open;
+            while let Some(job) = self.store.next_pending(&candidates).await? {
+                if self.place_next(job.process).await? {
+                    n += 1;
+                    placed = true;
+                    break;
+                }
+                candidates.retain(|p| *p != job.process);
+            }
+            if !placed {
+                return Ok(n);
             }
         }
     }

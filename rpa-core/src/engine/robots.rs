@@ -272,9 +272,12 @@ impl<S: Store> Engine<S> {
     ) -> Result<Vec<Command>> {
         let mut filled = false;
         let mut stale = None;
+        let mut robot_id = None;
         for _ in 0..CONFLICT_RETRIES {
             let now = self.now();
             let mut r = self.connected_robot(code, connect).await?;
+            robot_id = Some(r.id);
+            let was_idle = is_idle(&r);
             let held = match r.job {
                 Some(j) => self.store.job(j).await?,
                 None => None,
@@ -299,7 +302,6 @@ impl<S: Store> Engine<S> {
                             Err(e) => return Err(e),
                             Ok(t) => {
                                 self.follow_up(&t).await?;
-                                filled = true;
                                 break;
                             }
                         }
@@ -327,26 +329,29 @@ impl<S: Store> Engine<S> {
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e),
                 Ok(()) => {
-                    filled = idle;
+                    // An idle robot already had its chance at every job; only
+                    // one that just became idle needs a dispatch attempt.
+                    filled = idle && !was_idle;
                     break;
                 }
             }
         }
-        let r = self.connected_robot(code, connect).await?;
+        let Some(rid) = robot_id else {
+            return Err(Error::Store(StoreError::Conflict));
+        };
         if let Some(k) = stale {
             // The robot runs something it no longer holds: it keeps it if the
             // job still waits for a robot, otherwise it is told to stop.
-            if !self.adopt(r.id, k).await? {
+            if !self.adopt(rid, k).await? {
                 let mut tx = Tx::default();
-                tx.command(r.id, Command::Stop { run_instance_id: k });
+                tx.command(rid, Command::Stop { run_instance_id: k });
                 self.commit(tx).await?;
             }
         }
         if filled {
-            self.fill_robot(r.id).await?;
+            self.fill_robot(rid).await?;
         }
-        let r = self.connected_robot(code, connect).await?;
-        Ok(self.store.take_commands(r.id, limit).await?)
+        Ok(self.store.take_commands(rid, limit).await?)
     }
 
     /// The socket of `(code, connect)` closed. The robot keeps its job until
