@@ -148,6 +148,16 @@ pub(crate) async fn session<S: Store>(st: &AppState<S>, headers: &HeaderMap) -> 
     Ok(st.engine.authenticate(token).await?)
 }
 
+/// An authenticated request: the user behind the token and the body's fields.
+async fn request<S: Store>(
+    st: &AppState<S>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(User, Fields), Answer> {
+    let user = session(st, headers).await?;
+    Ok((user, fields(body)?))
+}
+
 fn process_key(f: &Fields) -> Result<rpa_core::Key, Answer> {
     let s = f.str("processId").map_err(Answer::fail)?;
     key("processId", s).map_err(|_| Answer::fail(format!("process {s} not found")))
@@ -222,8 +232,7 @@ async fn query_process<S: Store>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let user = answer!(session(&st, &headers).await);
-    let f = answer!(fields(body));
+    let (user, f) = answer!(request(&st, &headers, body).await);
     let k = answer!(process_key(&f));
     let p = answer!(st.engine.query_process(&user, k).await);
     let argument: Vec<Value> = p
@@ -249,8 +258,7 @@ async fn start_job<S: Store>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let user = answer!(session(&st, &headers).await);
-    let f = answer!(fields(body));
+    let (user, f) = answer!(request(&st, &headers, body).await);
     let k = answer!(process_key(&f));
     let params = answer!(f.json_object("params").map_err(Answer::fail));
     let job = answer!(st.engine.start_job(&user, k, &params).await);
@@ -268,8 +276,7 @@ async fn stop_job<S: Store>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let user = answer!(session(&st, &headers).await);
-    let f = answer!(fields(body));
+    let (user, f) = answer!(request(&st, &headers, body).await);
     let k = answer!(job_key(&f));
     let job = answer!(st.engine.stop_job(&user, k, StopStrategy::SoftStop).await);
     Answer::done(match job.state {
@@ -299,8 +306,7 @@ async fn job_status<S: Store>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let user = answer!(session(&st, &headers).await);
-    let f = answer!(fields(body));
+    let (user, f) = answer!(request(&st, &headers, body).await);
     let k = answer!(job_key(&f));
     let (job, p) = answer!(st.engine.job_status(&user, k).await);
     Answer::ok(json!([step_record(&job, &p)]))
@@ -311,8 +317,7 @@ async fn add_queue_item<S: Store>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let user = answer!(session(&st, &headers).await);
-    let f = answer!(fields(body));
+    let (user, f) = answer!(request(&st, &headers, body).await);
     let k = answer!(process_key(&f));
     let content = answer!(f.json_object("params").map_err(Answer::fail));
     let reference = answer!(f.opt_str("reference").map_err(Answer::fail)).map(str::to_owned);
@@ -336,8 +341,7 @@ async fn query_process_job<S: Store>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let user = answer!(session(&st, &headers).await);
-    let f = answer!(fields(body));
+    let (user, f) = answer!(request(&st, &headers, body).await);
     let k = answer!(process_key(&f));
     let state = match answer!(f.opt_str("state").map_err(Answer::fail)) {
         None => None,

@@ -170,6 +170,14 @@ fn run_instance(f: &Fields) -> Result<Key, Reply> {
     key("runInstanceId", s).map_err(|_| Reply::status(StatusCode::NOT_FOUND, format!("run instance {s} not found")))
 }
 
+/// A report from a connected robot: who, its connection, the body, and the run it is about.
+fn report(h: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<(&str, Key, Fields, Key), Reply> {
+    let (code, connect) = connection(h)?;
+    let f = fields(body)?;
+    let run = run_instance(&f)?;
+    Ok((code, connect, f, run))
+}
+
 async fn register<S: Store>(
     State(st): State<AppState<S>>,
     headers: HeaderMap,
@@ -220,9 +228,7 @@ async fn report_logs<S: Store>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let (code, connect) = reply!(connection(&headers));
-    let f = reply!(fields(body));
-    let run = reply!(run_instance(&f));
+    let (code, connect, f, run) = reply!(report(&headers, body));
     let Some(Value::Array(items)) = f.value("logs") else {
         return Reply::bad("logs must be an array of RunInstanceLog");
     };
@@ -269,9 +275,7 @@ async fn report_finish<S: Store>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let (code, connect) = reply!(connection(&headers));
-    let f = reply!(fields(body));
-    let run = reply!(run_instance(&f));
+    let (code, connect, f, run) = reply!(report(&headers, body));
     let status = reply!(f.i64("status").map_err(Reply::bad));
     let Some(status) = FinishStatus::from_int(status) else {
         return Reply::bad("status must be 0 (success), 1 (cancelled) or 2 (failed)");
@@ -304,9 +308,7 @@ async fn report_video<S: Store>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let (code, connect) = reply!(connection(&headers));
-    let f = reply!(fields(body));
-    let run = reply!(run_instance(&f));
+    let (code, connect, f, run) = reply!(report(&headers, body));
     let video = reply!(f.str("videoId").map_err(Reply::bad));
     reply!(st.engine.report_video(code, connect, run, video).await);
     Reply::ok(Value::Null)
@@ -317,9 +319,7 @@ async fn report_checkpoint<S: Store>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let (code, connect) = reply!(connection(&headers));
-    let f = reply!(fields(body));
-    let run = reply!(run_instance(&f));
+    let (code, connect, f, run) = reply!(report(&headers, body));
     let Some(data) = f.value("checkpoint").cloned() else {
         return Reply::bad("checkpoint is required");
     };

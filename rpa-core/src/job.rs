@@ -350,34 +350,8 @@ mod tests {
     use crate::ids::*;
     use crate::model::JobState::*;
 
-    pub(crate) fn job() -> Job {
-        Job {
-            id: JobId(1),
-            key: Key([1; 16]),
-            version: 1,
-            process: ProcessId(1),
-            user: UserId(1),
-            user_name: "u".into(),
-            state: Pending,
-            priority: 0,
-            arguments: Arc::new(serde_json::json!({})),
-            queue_item: None,
-            robot: None,
-            connect: None,
-            attempt: 1,
-            not_before: None,
-            deadline: None,
-            job_number: 7,
-            created_at: Timestamp(0),
-            started_at: None,
-            ended_at: None,
-            checkpoint: None,
-            steps: 0,
-            outputs: None,
-            error_code: None,
-            reason: None,
-            forced: false,
-        }
+    fn job() -> Job {
+        crate::conformance::sample_job(1, ProcessId(1), 0)
     }
 
     const R: RobotId = RobotId(9);
