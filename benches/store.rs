@@ -1,0 +1,162 @@
+//! Durable job lifecycles: the scheduling bench's lifecycle (start, finish,
+//! hand-over of the next job, audit on) on SQLite (synchronous NORMAL and
+//! FULL) and PostgreSQL (`DATABASE_URL`, skipped without it), with 1k and
+//! 100k pending jobs, driven by 16 robots at once so group commit can
+//! batch. `cargo bench --bench store`; figures go to docs/PERFORMANCE.md.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use rpa::core::auth::{PasswordCost, supplier_proof};
+use rpa::core::engine::NewUser;
+use rpa::core::ids::RobotId;
+use rpa::core::job::FinishStatus;
+use rpa::core::model::{Actor, ProcessSpec, ProcessType, User};
+use rpa::core::transport::Command;
+use rpa::sql::{SqlOptions, SqlStore, Synchronous};
+use rpa::{Engine, EngineConfig, Key, ManualClock, Timestamp};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+const ROBOTS: usize = 16;
+
+struct Bot {
+    code: String,
+    connect: Key,
+    id: RobotId,
+    run: Mutex<Key>,
+}
+
+struct Rig {
+    engine: Arc<Engine<SqlStore>>,
+    user: User,
+    process: Key,
+    bots: Vec<Arc<Bot>>,
+}
+
+async fn next_run(engine: &Engine<SqlStore>, bot: &Bot) -> Key {
+    loop {
+        if let Some(Command::Execute(e)) = engine.take_commands(bot.id).await.unwrap().pop() {
+            return e.run_instance_id;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
+    let store = SqlStore::connect(&url, SqlOptions { synchronous: sync, ..SqlOptions::default() }).await.unwrap();
+    let clock = ManualClock::new(Timestamp(1_700_000_000_000));
+    let config = EngineConfig { password_cost: PasswordCost::TESTING, heartbeat_timeout_ms: u64::MAX / 4, ..EngineConfig::default() };
+    let engine = Arc::new(Engine::new(store, Arc::new(clock), config));
+    let mut spec = ProcessSpec::new("bench", ProcessType::Unattended);
+    spec.max_run_num = 0;
+    let p = engine.create_process(Actor::System, spec).await.unwrap();
+    let user = engine.create_user(Actor::System, NewUser { name: "u".into(), password: "p".into(), roles: vec![], grants: vec![p.key] }).await.unwrap();
+    engine.register_vendor(Actor::System, "acme", "bench-secret").await.unwrap();
+    let mut bots = Vec::new();
+    for i in 0..ROBOTS {
+        let code = format!("r{i}");
+        let reg = engine.register_robot(&code, "acme", &supplier_proof("bench-secret", &code), None).await.unwrap();
+        engine.heartbeat(&code, reg.connect, None).await.unwrap();
+        bots.push(Arc::new(Bot { code, connect: reg.connect, id: reg.robot.id, run: Mutex::new(Key([0; 16])) }));
+    }
+    // One running job per robot, then the backlog, started by 16 clients at once.
+    let per = (ROBOTS + backlog).div_ceil(16);
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (e, u) = (engine.clone(), user.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per {
+                e.start_job(&u, p.key, &json!({})).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for b in &bots {
+        *b.run.lock().await = next_run(&engine, b).await;
+    }
+    Rig { engine, user, process: p.key, bots }
+}
+
+impl Rig {
+    /// `iters` lifecycles over the 16 robots at once; the time they took.
+    async fn run(&self, iters: u64) -> Duration {
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for (i, bot) in self.bots.iter().enumerate() {
+            let n = iters / ROBOTS as u64 + u64::from((i as u64) < iters % ROBOTS as u64);
+            let (e, u, p, bot) = (self.engine.clone(), self.user.clone(), self.process, bot.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..n {
+                    e.start_job(&u, p, &json!({})).await.unwrap();
+                    let run = *bot.run.lock().await;
+                    e.report_finish(&bot.code, bot.connect, run, FinishStatus::Success, None, None).await.unwrap();
+                    *bot.run.lock().await = next_run(&e, &bot).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        start.elapsed()
+    }
+}
+
+fn sqlite_url(tag: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("rpa-bench-store-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{tag}.db"));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    SqlStore::sqlite_url(&path)
+}
+
+async fn fresh_postgres(url: &str, tag: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("rpa_bench_{tag}_{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::Executor::execute(&mut admin, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.unwrap();
+    sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+    format!("{}/{name}", url.rsplit_once('/').unwrap().0)
+}
+
+fn durable_lifecycles(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let mut g = c.benchmark_group("durable_lifecycle");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(10).sampling_mode(SamplingMode::Flat).measurement_time(Duration::from_secs(5));
+    let pg = std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres"));
+    if pg.is_none() {
+        eprintln!("skipping PostgreSQL: DATABASE_URL is not set");
+    }
+    for backlog in [1_000usize, 100_000] {
+        let mut cases: Vec<(&str, Synchronous)> = vec![("sqlite_normal", Synchronous::Normal), ("sqlite_full", Synchronous::Full)];
+        if pg.is_some() {
+            cases.push(("postgres", Synchronous::Normal));
+        }
+        for (name, sync) in cases {
+            let mut built: Option<Rig> = None;
+            g.bench_with_input(BenchmarkId::new(name, backlog), &backlog, |b, &n| {
+                let rig = built.get_or_insert_with(|| {
+                    rt.block_on(async {
+                        let url = match name {
+                            "postgres" => fresh_postgres(pg.as_deref().unwrap(), &format!("{n}")).await,
+                            _ => sqlite_url(&format!("{name}-{n}")),
+                        };
+                        rig(url, sync, n).await
+                    })
+                });
+                b.iter_custom(|iters| rt.block_on(rig.run(iters)));
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, durable_lifecycles);
+criterion_main!(benches);
