@@ -1,8 +1,9 @@
 //! Durable job lifecycles: the scheduling bench's lifecycle (start, finish,
 //! hand-over of the next job, audit on) on SQLite (synchronous NORMAL and
 //! FULL) and PostgreSQL (`DATABASE_URL`, skipped without it), with 1k and
-//! 100k pending jobs, driven by 16 robots at once so group commit can
-//! batch. `cargo bench --bench store`; figures go to docs/PERFORMANCE.md.
+//! 100k pending jobs, one robot finishing one job at a time (so every
+//! commit waits for its own sync; group commit does not get to batch).
+//! `cargo bench --bench store`; figures go to docs/PERFORMANCE.md.
 #![allow(missing_docs)]
 
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use rpa::{Engine, EngineConfig, Key, ManualClock, Timestamp};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-const ROBOTS: usize = 16;
+const ROBOTS: usize = 1;
 
 struct Bot {
     code: String,

@@ -449,6 +449,7 @@ impl<S: Store> Engine<S> {
         actor: Actor,
         pre: Option<RobotEvent>,
     ) -> Result<Transitioned> {
+        let mut chain = true;
         for _ in 0..CONFLICT_RETRIES {
             let now = self.now();
             let mut job = match snapshot.take() {
@@ -603,7 +604,7 @@ impl<S: Store> Engine<S> {
             // The released robot takes its next job in the same commit.
             let mut chained = false;
             if let Some(mut r) = robot_write.take() {
-                if released.is_some() && is_idle(&r) {
+                if released.is_some() && is_idle(&r) && chain {
                     let today = self.today(now);
                     let mut others = self.store.processes().await?;
                     let eligible: Vec<ProcessId> = others
@@ -639,7 +640,13 @@ impl<S: Store> Engine<S> {
                     job.version += 1;
                 }
                 match self.commit(tx).await {
-                    Err(e) if is_conflict(&e) => continue,
+                    Err(e) if is_conflict(&e) => {
+                        // Robots finishing together all reach for the same
+                        // next job: after a lost race, finish without the
+                        // hand-over and let the dispatch that follows place it.
+                        chain = false;
+                        continue;
+                    }
                     Err(e) => return Err(e),
                     Ok(()) => {}
                 }

@@ -39,7 +39,7 @@ use crate::time::{Clock, Timestamp};
 use crate::transport::{Command, PollOnly, RobotTransport};
 
 /// How many times an operation re-reads after a version conflict before giving up.
-const CONFLICT_RETRIES: usize = 64;
+const CONFLICT_RETRIES: usize = 512;
 
 /// Engine settings.
 #[derive(Debug, Clone)]
