@@ -47,21 +47,55 @@ async fn next_run(engine: &Engine<SqlStore>, bot: &Bot) -> Key {
 }
 
 async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
-    let store = SqlStore::connect(&url, SqlOptions { synchronous: sync, ..SqlOptions::default() }).await.unwrap();
+    let store = SqlStore::connect(
+        &url,
+        SqlOptions {
+            synchronous: sync,
+            ..SqlOptions::default()
+        },
+    )
+    .await
+    .unwrap();
     let clock = ManualClock::new(Timestamp(1_700_000_000_000));
-    let config = EngineConfig { password_cost: PasswordCost::TESTING, heartbeat_timeout_ms: u64::MAX / 4, ..EngineConfig::default() };
+    let config = EngineConfig {
+        password_cost: PasswordCost::TESTING,
+        heartbeat_timeout_ms: u64::MAX / 4,
+        ..EngineConfig::default()
+    };
     let engine = Arc::new(Engine::new(store, Arc::new(clock), config));
     let mut spec = ProcessSpec::new("bench", ProcessType::Unattended);
     spec.max_run_num = 0;
     let p = engine.create_process(Actor::System, spec).await.unwrap();
-    let user = engine.create_user(Actor::System, NewUser { name: "u".into(), password: "p".into(), roles: vec![], grants: vec![p.key] }).await.unwrap();
-    engine.register_vendor(Actor::System, "acme", "bench-secret").await.unwrap();
+    let user = engine
+        .create_user(
+            Actor::System,
+            NewUser {
+                name: "u".into(),
+                password: "p".into(),
+                roles: vec![],
+                grants: vec![p.key],
+            },
+        )
+        .await
+        .unwrap();
+    engine
+        .register_vendor(Actor::System, "acme", "bench-secret")
+        .await
+        .unwrap();
     let mut bots = Vec::new();
     for i in 0..ROBOTS {
         let code = format!("r{i}");
-        let reg = engine.register_robot(&code, "acme", &supplier_proof("bench-secret", &code), None).await.unwrap();
+        let reg = engine
+            .register_robot(&code, "acme", &supplier_proof("bench-secret", &code), None)
+            .await
+            .unwrap();
         engine.heartbeat(&code, reg.connect, None).await.unwrap();
-        bots.push(Arc::new(Bot { code, connect: reg.connect, id: reg.robot.id, run: Mutex::new(Key([0; 16])) }));
+        bots.push(Arc::new(Bot {
+            code,
+            connect: reg.connect,
+            id: reg.robot.id,
+            run: Mutex::new(Key([0; 16])),
+        }));
     }
     // One running job per robot, then the backlog, started by 16 clients at once.
     let per = (ROBOTS + backlog).div_ceil(16);
@@ -80,7 +114,12 @@ async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
     for b in &bots {
         *b.run.lock().await = next_run(&engine, b).await;
     }
-    Rig { engine, user, process: p.key, bots }
+    Rig {
+        engine,
+        user,
+        process: p.key,
+        bots,
+    }
 }
 
 impl Rig {
@@ -95,7 +134,9 @@ impl Rig {
                 for _ in 0..n {
                     e.start_job(&u, p, &json!({})).await.unwrap();
                     let run = *bot.run.lock().await;
-                    e.report_finish(&bot.code, bot.connect, run, FinishStatus::Success, None, None).await.unwrap();
+                    e.report_finish(&bot.code, bot.connect, run, FinishStatus::Success, None, None)
+                        .await
+                        .unwrap();
                     *bot.run.lock().await = next_run(&e, &bot).await;
                 }
             }));
@@ -121,22 +162,37 @@ async fn fresh_postgres(url: &str, tag: &str) -> String {
     use sqlx::Connection;
     let name = format!("rpa_bench_{tag}_{}", std::process::id());
     let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
-    sqlx::Executor::execute(&mut admin, format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await.unwrap();
-    sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+    sqlx::Executor::execute(
+        &mut admin,
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+    )
+    .await
+    .unwrap();
+    sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
     format!("{}/{name}", url.rsplit_once('/').unwrap().0)
 }
 
 fn durable_lifecycles(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut g = c.benchmark_group("durable_lifecycle");
     g.throughput(Throughput::Elements(1));
-    g.sample_size(10).sampling_mode(SamplingMode::Flat).measurement_time(Duration::from_secs(5));
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(5));
     let pg = std::env::var("DATABASE_URL").ok().filter(|u| u.starts_with("postgres"));
     if pg.is_none() {
         eprintln!("skipping PostgreSQL: DATABASE_URL is not set");
     }
     for backlog in [1_000usize, 100_000] {
-        let mut cases: Vec<(&str, Synchronous)> = vec![("sqlite_normal", Synchronous::Normal), ("sqlite_full", Synchronous::Full)];
+        let mut cases: Vec<(&str, Synchronous)> = vec![
+            ("sqlite_normal", Synchronous::Normal),
+            ("sqlite_full", Synchronous::Full),
+        ];
         if pg.is_some() {
             cases.push(("postgres", Synchronous::Normal));
         }

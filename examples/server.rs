@@ -44,6 +44,11 @@ struct Args {
     /// Seconds without a heartbeat before a robot is Unresponsive and its job fails over.
     #[arg(long, default_value_t = 30)]
     heartbeat_timeout: u64,
+    /// Extra seconds of silence tolerated, so most heartbeats need no write
+    /// (a silent robot is lost between the timeout and timeout + slack).
+    /// Default: a third of the timeout.
+    #[arg(long)]
+    heartbeat_slack: Option<u64>,
 }
 
 #[tokio::main]
@@ -95,6 +100,7 @@ async fn serve<S: Store>(store: S, kind: &'static str, args: Args) -> Result<(),
         file_upload_uri: Some(format!("{}/v1/file/file/upload", public_url.trim_end_matches('/'))),
         utc_offset: offset,
         heartbeat_timeout_ms: args.heartbeat_timeout * 1000,
+        heartbeat_slack_ms: args.heartbeat_slack.unwrap_or(args.heartbeat_timeout / 3) * 1000,
         password_cost: if demo {
             PasswordCost::TESTING
         } else {

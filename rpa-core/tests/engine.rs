@@ -841,3 +841,27 @@ fn a_robot_back_from_silence_keeps_a_job_nobody_took() {
     w.finish(&a, &j, FinishStatus::Success).unwrap();
     assert_eq!(w.job(&j).state, JobState::Successful);
 }
+
+#[test]
+fn with_slack_quiet_heartbeats_are_not_written_and_silence_is_caught_within_timeout_plus_slack() {
+    let w = World::with_config(rpa_core::MemoryStore::new(), 1, |c| c.heartbeat_slack_ms = 10_000);
+    let a = w.connect("a");
+    let v0 = w.robot(&a).version;
+    w.advance(5_000);
+    w.beat(&a, None);
+    assert_eq!(w.robot(&a).version, v0, "a quiet heartbeat is not written");
+    w.advance(6_000);
+    w.beat(&a, None);
+    assert_eq!(
+        w.robot(&a).version,
+        v0 + 1,
+        "written once less than the timeout was left"
+    );
+    w.advance(4_000);
+    w.beat(&a, None); // quiet: t = 15 s, stored deadline 51 s
+    w.advance(30_001); // 30 s after the last heartbeat: not yet
+    assert_eq!(w.tick().robots_timed_out, 0);
+    w.advance(6_000); // 36 s after it, past the stored deadline
+    assert_eq!(w.tick().robots_timed_out, 1);
+    assert_eq!(w.robot(&a).state, RobotState::Unresponsive);
+}

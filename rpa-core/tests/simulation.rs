@@ -73,7 +73,12 @@ fn ok_or_tolerated<T>(r: rpa_core::Result<T>, what: &str) -> Option<T> {
 impl Sim {
     fn new(seed: u64) -> Sim {
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut w = World::with_store(MemoryStore::new(), seed);
+        let slack = if rng.random_bool(0.5) {
+            rng.random_range(1_000..15_000)
+        } else {
+            0
+        };
+        let mut w = World::with_config(MemoryStore::new(), seed, |c| c.heartbeat_slack_ms = slack);
         let n_proc = rng.random_range(1..=3);
         let mut processes = Vec::new();
         for i in 0..n_proc {

@@ -244,7 +244,7 @@ impl<S: Store> Engine<S> {
             },
             ctx,
         )?;
-        robot::apply(robot, RobotEvent::Assign(job.id), now, self.config.heartbeat_timeout_ms)?;
+        robot::apply(robot, RobotEvent::Assign(job.id), now, self.robot_window())?;
         p.running += 1;
         if let Some(item_id) = job.queue_item
             && let Some(mut item) = self.store.item(item_id).await?

@@ -484,14 +484,15 @@ impl<S: Store> Engine<S> {
             {
                 let mut touched = false;
                 if let Some(e) = pre {
-                    robot::apply(&mut r, e, now, self.config.heartbeat_timeout_ms)?;
+                    robot::apply(&mut r, e, now, self.robot_window())?;
                     touched = true;
-                    if e == RobotEvent::Timeout {
-                        tx.commit.clear_outbox.push(r.id);
-                    }
+                }
+                if matches!(ev, JobEvent::RobotLost) {
+                    // Whatever still waits for the robot belongs to the run it lost.
+                    tx.commit.clear_outbox.push(r.id);
                 }
                 if fx.release_robot && r.job == Some(job.id) {
-                    robot::apply(&mut r, RobotEvent::Release, now, self.config.heartbeat_timeout_ms)?;
+                    robot::apply(&mut r, RobotEvent::Release, now, self.robot_window())?;
                     touched = true;
                     released = Some(r.id);
                 }

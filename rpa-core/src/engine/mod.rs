@@ -52,6 +52,12 @@ pub struct EngineConfig {
     pub max_failed_logins: u32,
     /// A robot silent this long is Unresponsive and loses its job.
     pub heartbeat_timeout_ms: u64,
+    /// Extra time a robot may stay silent beyond the timeout, in exchange for
+    /// fewer writes: a heartbeat is persisted only when less than the timeout
+    /// is left of the stored deadline, so a silent robot is declared lost
+    /// between `heartbeat_timeout_ms` and `heartbeat_timeout_ms + heartbeat_slack_ms`
+    /// after its last heartbeat. 0 (the default) persists every heartbeat.
+    pub heartbeat_slack_ms: u64,
     /// Argon2 cost for new password hashes.
     pub password_cost: PasswordCost,
     /// Execute's `fileUploadUri`.
@@ -71,6 +77,7 @@ impl Default for EngineConfig {
             token_ttl_ms: 30 * 60 * 1000,
             max_failed_logins: 5,
             heartbeat_timeout_ms: 30_000,
+            heartbeat_slack_ms: 0,
             password_cost: PasswordCost::default(),
             file_upload_uri: None,
             max_log_batch: 1000,
@@ -211,6 +218,13 @@ impl<S: Store> Engine<S> {
     /// Now, by the engine's clock.
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// How long a heartbeat keeps a robot alive.
+    fn robot_window(&self) -> u64 {
+        self.config
+            .heartbeat_timeout_ms
+            .saturating_add(self.config.heartbeat_slack_ms)
     }
 
     fn today(&self, now: Timestamp) -> i64 {

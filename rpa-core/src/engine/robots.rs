@@ -190,12 +190,7 @@ impl<S: Store> Engine<S> {
                 return Err(Error::BadSupplier);
             }
             let connect = self.new_key();
-            robot::apply(
-                &mut r,
-                RobotEvent::Register(connect),
-                now,
-                self.config.heartbeat_timeout_ms,
-            )?;
+            robot::apply(&mut r, RobotEvent::Register(connect), now, self.robot_window())?;
             r.robot_version = version.map(Into::into);
             let mut tx = Tx::default();
             tx.commit.clear_outbox.push(r.id);
@@ -285,9 +280,7 @@ impl<S: Store> Engine<S> {
             match held {
                 Some(ref job) if Some(job.key) != run_instance => {
                     let stale_connection = job.connect != r.connect;
-                    let silent_too_long = job
-                        .started_at
-                        .is_none_or(|s| now.0 - s.0 > self.config.heartbeat_timeout_ms as i64);
+                    let silent_too_long = job.started_at.is_none_or(|s| now.0 - s.0 > self.robot_window() as i64);
                     if job.state.is_active() && (stale_connection || silent_too_long) {
                         let t = self
                             .transition(
@@ -308,14 +301,30 @@ impl<S: Store> Engine<S> {
                     }
                     if job.state.is_terminal() {
                         // The robot stopped a job that was ended without it.
-                        robot::apply(&mut r, RobotEvent::Release, now, self.config.heartbeat_timeout_ms)?;
+                        robot::apply(&mut r, RobotEvent::Release, now, self.robot_window())?;
                     }
                 }
                 _ => {}
             }
-            robot::apply(&mut r, RobotEvent::Heartbeat, now, self.config.heartbeat_timeout_ms)?;
+            let before = r.clone();
+            robot::apply(&mut r, RobotEvent::Heartbeat, now, self.robot_window())?;
             let mut tx = Tx::default();
             stale = run_instance.filter(|_| r.job.is_none());
+            // With slack configured, a heartbeat that changes nothing but the
+            // deadline is persisted only once less than the timeout is left.
+            let quiet = self.config.heartbeat_slack_ms > 0
+                && before.state == r.state
+                && before.job == r.job
+                && !before.awaiting_heartbeat
+                && before
+                    .deadline
+                    .is_some_and(|d| d.0 - now.0 > self.config.heartbeat_timeout_ms as i64)
+                && held
+                    .as_ref()
+                    .is_none_or(|j| Some(j.key) == run_instance && j.connect == r.connect);
+            if quiet {
+                break;
+            }
             if let Some(mut job) =
                 held.filter(|j| Some(j.key) == run_instance && j.connect != r.connect && j.state.is_active())
             {
@@ -362,7 +371,7 @@ impl<S: Store> Engine<S> {
                 return Ok(());
             };
             let now = self.now();
-            robot::apply(&mut r, RobotEvent::Close, now, self.config.heartbeat_timeout_ms)?;
+            robot::apply(&mut r, RobotEvent::Close, now, self.robot_window())?;
             let mut tx = Tx::default();
             tx.audit(
                 now,

@@ -100,7 +100,7 @@ impl<S: Store> Engine<S> {
                     }
                 }
             }
-            robot::apply(&mut r, RobotEvent::Timeout, now, self.config.heartbeat_timeout_ms)?;
+            robot::apply(&mut r, RobotEvent::Timeout, now, self.robot_window())?;
             let mut tx = Tx::default();
             tx.commit.clear_outbox.push(r.id);
             tx.audit(

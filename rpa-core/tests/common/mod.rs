@@ -36,13 +36,18 @@ impl World {
     }
 
     pub fn with_store(store: MemoryStore, seed: u64) -> World {
+        Self::with_config(store, seed, |_| {})
+    }
+
+    pub fn with_config(store: MemoryStore, seed: u64, tweak: impl FnOnce(&mut EngineConfig)) -> World {
         let clock = ManualClock::new(T0);
-        let config = EngineConfig {
+        let mut config = EngineConfig {
             password_cost: PasswordCost::TESTING,
             seed: Some(seed),
             heartbeat_timeout_ms: 30_000,
             ..EngineConfig::default()
         };
+        tweak(&mut config);
         let engine = Engine::new(store, Arc::new(clock.clone()), config);
         block(async {
             engine.ensure_admin("admin", "admin-pw").await.unwrap();
