@@ -436,15 +436,16 @@ impl<S: Store> Engine<S> {
         actor: Actor,
         pre: Option<RobotEvent>,
     ) -> Result<Transitioned> {
-        self.transition_from(id, None, ev, actor, pre).await
+        self.transition_from(id, None, None, ev, actor, pre).await
     }
 
-    /// [`Engine::transition`] starting from a snapshot the caller just read
-    /// (re-read only after a conflict).
+    /// [`Engine::transition`] starting from snapshots of the job (and its
+    /// robot) the caller just read; they are re-read only after a conflict.
     pub(crate) async fn transition_from(
         &self,
         id: JobId,
         mut snapshot: Option<Job>,
+        mut robot_snapshot: Option<Robot>,
         ev: JobEvent,
         actor: Actor,
         pre: Option<RobotEvent>,
@@ -478,10 +479,15 @@ impl<S: Store> Engine<S> {
             let mut robot_write = None;
 
             // The robot: the event that caused this, then release.
-            if let Some(rid) = job.robot
-                && (pre.is_some() || fx.release_robot || fx.stop_robot)
-                && let Some(mut r) = self.store.robot(rid).await?
-            {
+            let cached = robot_snapshot.take().filter(|r| Some(r.id) == job.robot);
+            let robot = match (job.robot, cached) {
+                (_, Some(r)) => Some(r),
+                (Some(rid), None) if pre.is_some() || fx.release_robot || fx.stop_robot => {
+                    self.store.robot(rid).await?
+                }
+                _ => None,
+            };
+            if let Some(mut r) = robot.filter(|_| pre.is_some() || fx.release_robot || fx.stop_robot) {
                 let mut touched = false;
                 if let Some(e) = pre {
                     robot::apply(&mut r, e, now, self.robot_window())?;

@@ -451,6 +451,7 @@ impl<S: Store> Engine<S> {
     ) -> Result<Job> {
         let r = self.connected_robot(code, connect).await?;
         let job = self.robots_job(&r, run_instance).await?;
+        let actor = Actor::Robot(r.id);
         let ev = JobEvent::Finish {
             robot: r.id,
             status,
@@ -458,7 +459,7 @@ impl<S: Store> Engine<S> {
             outputs: outputs.map(Arc::new),
         };
         let t = self
-            .transition_from(job.id, Some(job), ev, Actor::Robot(r.id), None)
+            .transition_from(job.id, Some(job), Some(r), ev, actor, None)
             .await?;
         self.follow_up(&t).await?;
         Ok(t.job)
