@@ -963,6 +963,108 @@ async fn administration_and_packages() {
 }
 
 #[tokio::test]
+async fn oversize_bodies_get_413_in_each_apis_envelope() {
+    let s = Server::start().await;
+    let (admin, _) = s.login("admin", "admin-pw").await;
+    let c = s.register("r1").await;
+    let big = format!("{{\"runInstanceId\":\"{}\",\"logs\":[]}}", "x".repeat(2 << 20));
+    let (st, v) = s
+        .post_raw(
+            "/robots/connect/reportLogs",
+            &[("robotId", "r1"), ("robotConnectId", &c)],
+            big,
+        )
+        .await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        (v["successful"].as_bool(), v["resultValue"].is_null()),
+        (Some(false), true),
+        "{v}"
+    );
+    let big = format!("{{\"name\":\"{}\",\"type\":\"Unattended\"}}", "x".repeat(2 << 20));
+    let (st, v) = s.post_raw("/admin/processes", &[("X-Access-Token", &admin)], big).await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_envelope(&v, false);
+    let (st, v) = s
+        .post_raw(
+            "/rpa/api/login",
+            &[],
+            format!("{{\"username\":\"{}\"}}", "x".repeat(2 << 20)),
+        )
+        .await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_envelope(&v, false);
+}
+
+#[tokio::test]
+async fn bad_admin_input_is_refused_in_the_envelope() {
+    let s = Server::start().await;
+    let (admin, _) = s.login("admin", "admin-pw").await;
+    let before = s.audit_len().await;
+    let cases = [
+        ("/admin/users", json!({"password": "x"}), "name is required"),
+        (
+            "/admin/users",
+            json!({"name": "zed", "password": "x", "processes": [1]}),
+            "processes must be an array of strings",
+        ),
+        (
+            "/admin/users",
+            json!({"name": "zed", "password": "x", "processes": ["nope"]}),
+            "not found",
+        ),
+        (
+            "/admin/users",
+            json!({"name": "zed", "password": "x", "roles": ["wizard"]}),
+            "role wizard not found",
+        ),
+        (
+            "/admin/users",
+            json!({"name": "alice", "password": "x"}),
+            "already exists",
+        ),
+        ("/admin/users/unlock", json!({"name": "nobody"}), "not found"),
+        ("/admin/grants", json!({"name": "alice"}), "processId is required"),
+        (
+            "/admin/grants",
+            json!({"name": "alice", "processId": "0123456789abcdef0123456789abcdef"}),
+            "not found",
+        ),
+        (
+            "/admin/processes",
+            json!({"type": "Queue"}),
+            "invalid process definition",
+        ),
+        (
+            "/admin/processes",
+            json!({"name": "x", "type": "Queue", "maxRunNum": -1}),
+            "invalid process definition",
+        ),
+        ("/admin/vendors", json!({"supplierCode": "v"}), "secret is required"),
+        (
+            "/admin/vendors",
+            json!({"supplierCode": "v", "secret": "short"}),
+            "at least 8 characters",
+        ),
+        ("/admin/robots", json!({"pool": "p"}), "invalid robot profile"),
+    ];
+    for (path, body, want) in cases {
+        let v = s.biz(&admin, path, body.clone()).await;
+        assert_envelope(&v, false);
+        assert!(v["message"].as_str().unwrap().contains(want), "{path} {body}: {v}");
+    }
+    assert_eq!(s.audit_len().await, before, "nothing written");
+    let (st, v) = s
+        .post(
+            "/admin/users",
+            &[("X-Access-Token", "forged")],
+            json!({"name": "x", "password": "y"}),
+        )
+        .await;
+    assert_eq!((st, v["code"].as_i64()), (StatusCode::UNAUTHORIZED, Some(401)));
+}
+
+#[tokio::test]
 async fn openapi_lists_every_endpoint() {
     let s = Server::start_with(HttpSettings::default()).await;
     let doc: Value = s
