@@ -65,23 +65,26 @@ async fn main() {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    let hub = Hub::new();
     if args.db == "memory" {
-        serve(MemoryStore::new(), "memory", args).await
+        serve(MemoryStore::new(), hub, "memory", args).await
     } else if args.db.starts_with("postgres://") || args.db.starts_with("postgresql://") {
         let store = SqlStore::connect(&args.db, SqlOptions::default())
             .await
             .map_err(|e| format!("--db: {e}"))?;
-        serve(store, "postgres", args).await
+        // Commands committed by other nodes for robots connected here.
+        store.listen(hub.clone());
+        serve(store, hub, "postgres", args).await
     } else {
         let url = SqlStore::sqlite_url(std::path::Path::new(&args.db));
         let store = SqlStore::connect(&url, SqlOptions::default())
             .await
             .map_err(|e| format!("--db {}: {e}", args.db))?;
-        serve(store, "sqlite", args).await
+        serve(store, hub, "sqlite", args).await
     }
 }
 
-async fn serve<S: Store>(store: S, kind: &'static str, args: Args) -> Result<(), String> {
+async fn serve<S: Store>(store: S, hub: Arc<Hub>, kind: &'static str, args: Args) -> Result<(), String> {
     let offset =
         chrono::FixedOffset::east_opt(args.utc_offset * 3600).ok_or("--utc-offset must be between -23 and 23")?;
     let (config_text, demo) = match &args.config {
@@ -108,7 +111,6 @@ async fn serve<S: Store>(store: S, kind: &'static str, args: Args) -> Result<(),
         },
         ..EngineConfig::default()
     };
-    let hub = Hub::new();
     let engine = Arc::new(Engine::new(store, Arc::new(SystemClock), engine_config).with_transport(hub.clone()));
     config
         .apply(&engine)

@@ -32,7 +32,7 @@ use rpa_core::error::StoreError;
 use rpa_core::ids::*;
 use rpa_core::model::*;
 use rpa_core::store::*;
-use rpa_core::transport::Command;
+use rpa_core::transport::{Command, RobotTransport};
 use rpa_core::{Key, Timestamp};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -98,6 +98,7 @@ struct Inner {
     id_block: i64,
     ids: Mutex<HashMap<&'static str, (i64, i64)>>,
     commits: mpsc::Sender<Pending>,
+    url: String,
 }
 
 /// A commit waiting for the group writer.
@@ -115,7 +116,7 @@ const GROUP_MAX: usize = 256;
 /// undoes only that commit. Each caller hears back after the transaction
 /// commits: under load many callers share one sync, and nobody waits for a
 /// batch to fill.
-async fn group_writer(pool: AnyPool, mut rx: mpsc::Receiver<Pending>) {
+async fn group_writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Pending>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < GROUP_MAX {
@@ -124,14 +125,14 @@ async fn group_writer(pool: AnyPool, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let results = write_group(&pool, &mut batch).await;
+        let results = write_group(&pool, backend, &mut batch).await;
         for (p, r) in batch.into_iter().zip(results) {
             let _ = p.done.send(r);
         }
     }
 }
 
-async fn write_group(pool: &AnyPool, batch: &mut [Pending]) -> Vec<StoreResult<()>> {
+async fn write_group(pool: &AnyPool, backend: Backend, batch: &mut [Pending]) -> Vec<StoreResult<()>> {
     let fail_all = |e: StoreError, n: usize| (0..n).map(|_| Err(e.clone())).collect::<Vec<_>>();
     let mut tx = match pool.begin().await {
         Ok(tx) => tx,
@@ -144,7 +145,7 @@ async fn write_group(pool: &AnyPool, batch: &mut [Pending]) -> Vec<StoreResult<(
         if let Err(e) = sqlx::query("SAVEPOINT rpa_commit").execute(&mut *tx).await {
             return fail_all(backend_err(e), batch.len());
         }
-        let r = apply(&mut tx, commit, seqs).await;
+        let r = apply(&mut tx, backend, commit, seqs).await;
         let undo = if r.is_ok() {
             None
         } else {
@@ -370,7 +371,7 @@ impl SqlStore {
             }
         };
         let (commits, rx) = mpsc::channel(GROUP_MAX * 4);
-        tokio::spawn(group_writer(write.clone(), rx));
+        tokio::spawn(group_writer(write.clone(), backend, rx));
         let store = SqlStore {
             inner: Arc::new(Inner {
                 backend,
@@ -379,10 +380,42 @@ impl SqlStore {
                 id_block: options.id_block.max(1),
                 ids: Mutex::default(),
                 commits,
+                url: url.to_owned(),
             }),
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Wakes `transport` for every robot another node queued commands for
+    /// (PostgreSQL LISTEN/NOTIFY on channel `rpa_outbox`); reconnects with
+    /// back-off if the listening connection drops. SQLite has one node: no-op.
+    pub fn listen(&self, transport: Arc<dyn RobotTransport>) {
+        if self.inner.backend != Backend::Postgres {
+            return;
+        }
+        let url = self.inner.url.clone();
+        tokio::spawn(async move {
+            let mut backoff = std::time::Duration::from_millis(200);
+            loop {
+                match sqlx::postgres::PgListener::connect(&url).await {
+                    Ok(mut l) => match l.listen("rpa_outbox").await {
+                        Ok(()) => {
+                            backoff = std::time::Duration::from_millis(200);
+                            while let Ok(n) = l.recv().await {
+                                if let Ok(id) = n.payload().parse::<i64>() {
+                                    transport.wake(RobotId(id));
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "LISTEN rpa_outbox failed"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "cannot open the notification connection"),
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
+            }
+        });
     }
 
     /// An SQLite URL for a file path (created if missing).
@@ -492,7 +525,12 @@ impl SqlStore {
     }
 }
 
-async fn apply(conn: &mut AnyConnection, mut c: Commit, outbox_seqs: Vec<i64>) -> Result<(), StoreError> {
+async fn apply(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    mut c: Commit,
+    outbox_seqs: Vec<i64>,
+) -> Result<(), StoreError> {
     {
         c.writes.sort_by_key(rank);
         for w in c.writes {
@@ -513,6 +551,20 @@ async fn apply(conn: &mut AnyConnection, mut c: Commit, outbox_seqs: Vec<i64>) -
                 .execute(&mut *conn)
                 .await
                 .map_err(backend_err)?;
+        }
+        if backend == Backend::Postgres {
+            // Delivered at commit (and dropped with a rolled-back savepoint):
+            // wakes the node that holds each robot's connection.
+            let mut robots: Vec<i64> = c.commands.iter().map(|(r, _)| r.0).collect();
+            robots.sort_unstable();
+            robots.dedup();
+            for r in robots {
+                sqlx::query("SELECT pg_notify('rpa_outbox', $1)")
+                    .bind(r.to_string())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(backend_err)?;
+            }
         }
         if !c.audit.is_empty() {
             append_audit(conn, c.audit).await?;

@@ -1,0 +1,124 @@
+//! Two engine nodes on one PostgreSQL database: a robot connected to node A
+//! over WebSocket receives, without heart-beating, the Execute of a job
+//! started on node B (LISTEN/NOTIFY wakes node A's hub).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use rpa::core::auth::{PasswordCost, supplier_proof};
+use rpa::core::engine::NewUser;
+use rpa::core::model::{Actor, ProcessSpec, ProcessType};
+use rpa::sql::{SqlOptions, SqlStore};
+use rpa::ws::{Hub, HubState, router};
+use rpa::{Engine, EngineConfig, Store, SystemClock};
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_command_committed_on_one_node_reaches_a_robot_on_another() {
+    let url = match std::env::var("DATABASE_URL") {
+        Ok(u) if u.starts_with("postgres") => u,
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true but DATABASE_URL does not name a PostgreSQL database")
+        }
+        _ => {
+            eprintln!("skipping PostgreSQL test: DATABASE_URL is not set");
+            return;
+        }
+    };
+    let name = format!("rpa_case_nodes_{}", std::process::id());
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::Executor::execute(
+        &mut admin,
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
+    )
+    .await
+    .unwrap();
+    sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let db = format!("{}/{name}", url.rsplit_once('/').unwrap().0);
+    let config = || EngineConfig {
+        password_cost: PasswordCost::TESTING,
+        ..EngineConfig::default()
+    };
+
+    // Node A: the hub, listening for other nodes' commands.
+    let store_a = SqlStore::connect(&db, SqlOptions::default()).await.unwrap();
+    let hub = Hub::new();
+    store_a.listen(hub.clone());
+    let node_a = Arc::new(Engine::new(store_a, Arc::new(SystemClock), config()).with_transport(hub.clone()));
+    let p = node_a
+        .create_process(Actor::System, ProcessSpec::new("p", ProcessType::Unattended))
+        .await
+        .unwrap();
+    node_a
+        .create_user(
+            Actor::System,
+            NewUser {
+                name: "u".into(),
+                password: "p".into(),
+                roles: vec![],
+                grants: vec![p.key],
+            },
+        )
+        .await
+        .unwrap();
+    node_a
+        .register_vendor(Actor::System, "acme", "acme-secret")
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = router(HubState {
+        engine: node_a.clone(),
+        hub,
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    // Node B: another engine on the same database.
+    let node_b = Engine::new(
+        SqlStore::connect(&db, SqlOptions::default()).await.unwrap(),
+        Arc::new(SystemClock),
+        config(),
+    );
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/robothub/r1"))
+        .await
+        .unwrap();
+    let register = json!({"supplierCode": "acme", "supplierSecret": supplier_proof("acme-secret", "r1")});
+    ws.send(Message::Text(
+        json!({"action": "Register", "body": register.to_string()})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::Text(
+        json!({"action": "Heartbeat", "body": "{}"}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let user = node_b.store().user_by_name("u").await.unwrap().unwrap();
+    let job = node_b.start_job(&user, p.key, &json!({})).await.unwrap();
+    let execute = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["action"] == "Execute" {
+                    return serde_json::from_str::<Value>(v["body"].as_str().unwrap()).unwrap();
+                }
+            }
+        }
+        Value::Null
+    })
+    .await
+    .expect("the Execute arrives without a heartbeat");
+    assert_eq!(execute["runInstanceId"], job.key.to_string());
+    drop(ws);
+    drop(admin);
+}
