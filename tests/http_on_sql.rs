@@ -2,6 +2,8 @@
 //! real socket. A job started and finished through the documented APIs
 //! survives a restart on the same database, and the audit chain verifies.
 
+mod support;
+
 use std::sync::Arc;
 
 use rpa::core::auth::{PasswordCost, supplier_proof};
@@ -131,15 +133,7 @@ async fn sqlite_walkthrough_survives_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_walkthrough_survives_restart() {
-    let url = match std::env::var("DATABASE_URL") {
-        Ok(u) if u.starts_with("postgres") => u,
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but DATABASE_URL does not name a PostgreSQL database")
-        }
-        _ => {
-            eprintln!("skipping PostgreSQL test: DATABASE_URL is not set");
-            return;
-        }
-    };
+    let Some(url) = support::postgres_url() else { return };
+    let url = support::fresh_postgres(&url, "http").await;
     walkthrough(&url).await;
 }

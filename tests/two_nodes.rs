@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+mod support;
+
 use futures::{SinkExt, StreamExt};
 use rpa::core::auth::{PasswordCost, supplier_proof};
 use rpa::core::engine::NewUser;
@@ -13,33 +15,12 @@ use rpa::sql::{SqlOptions, SqlStore};
 use rpa::ws::{Hub, HubState, router};
 use rpa::{Engine, EngineConfig, Store, SystemClock};
 use serde_json::{Value, json};
-use sqlx::Connection;
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_command_committed_on_one_node_reaches_a_robot_on_another() {
-    let url = match std::env::var("DATABASE_URL") {
-        Ok(u) if u.starts_with("postgres") => u,
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but DATABASE_URL does not name a PostgreSQL database")
-        }
-        _ => {
-            eprintln!("skipping PostgreSQL test: DATABASE_URL is not set");
-            return;
-        }
-    };
-    let name = format!("rpa_case_nodes_{}", std::process::id());
-    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::Executor::execute(
-        &mut admin,
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
-    )
-    .await
-    .unwrap();
-    sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    let db = format!("{}/{name}", url.rsplit_once('/').unwrap().0);
+    let Some(url) = support::postgres_url() else { return };
+    let db = support::fresh_postgres(&url, "nodes").await;
     let config = || EngineConfig {
         password_cost: PasswordCost::TESTING,
         ..EngineConfig::default()
@@ -120,5 +101,4 @@ async fn postgres_a_command_committed_on_one_node_reaches_a_robot_on_another() {
     .expect("the Execute arrives without a heartbeat");
     assert_eq!(execute["runInstanceId"], job.key.to_string());
     drop(ws);
-    drop(admin);
 }
