@@ -44,6 +44,12 @@ struct Args {
     /// Seconds without a heartbeat before a robot is Unresponsive and its job fails over.
     #[arg(long, default_value_t = 30)]
     heartbeat_timeout: u64,
+    /// File holding the key (64 hex characters) that encrypts vendor secrets
+    /// in the database; created with a fresh key if missing. The environment
+    /// variable RPA_SECRET_KEY, if set, is used instead. Nodes sharing a
+    /// PostgreSQL database must share the key.
+    #[arg(long, default_value = "./rpa.key")]
+    secret_key_file: PathBuf,
     /// Extra seconds of silence tolerated, so most heartbeats need no write
     /// (a silent robot is lost between the timeout and timeout + slack).
     /// Default: a third of the timeout.
@@ -69,7 +75,11 @@ async fn run(args: Args) -> Result<(), String> {
     if args.db == "memory" {
         serve(MemoryStore::new(), hub, "memory", args).await
     } else if args.db.starts_with("postgres://") || args.db.starts_with("postgresql://") {
-        let store = SqlStore::connect(&args.db, SqlOptions::default())
+        let options = SqlOptions {
+            secret_key: Some(secret_key(&args)?),
+            ..SqlOptions::default()
+        };
+        let store = SqlStore::connect(&args.db, options)
             .await
             .map_err(|e| format!("--db: {e}"))?;
         // Commands committed by other nodes for robots connected here.
@@ -77,7 +87,11 @@ async fn run(args: Args) -> Result<(), String> {
         serve(store, hub, "postgres", args).await
     } else {
         let url = SqlStore::sqlite_url(std::path::Path::new(&args.db));
-        let store = SqlStore::connect(&url, SqlOptions::default())
+        let options = SqlOptions {
+            secret_key: Some(secret_key(&args)?),
+            ..SqlOptions::default()
+        };
+        let store = SqlStore::connect(&url, options)
             .await
             .map_err(|e| format!("--db {}: {e}", args.db))?;
         serve(store, hub, "sqlite", args).await
@@ -154,6 +168,46 @@ async fn serve<S: Store>(store: S, hub: Arc<Hub>, kind: &'static str, args: Args
         .map_err(|e| format!("server: {e}"))?;
     let _ = timers.await;
     Ok(())
+}
+
+/// The key that seals vendor secrets: RPA_SECRET_KEY, or the key file
+/// (created, readable by this user only, with a fresh random key if missing).
+fn secret_key(args: &Args) -> Result<[u8; 32], String> {
+    let parse = |text: &str, from: &str| -> Result<[u8; 32], String> {
+        let mut key = [0u8; 32];
+        let bytes: Vec<u8> = (0..text.len())
+            .step_by(2)
+            .map(|i| text.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect::<Option<_>>()
+            .ok_or(format!("{from}: the secret key must be 64 hex characters"))?;
+        if bytes.len() != 32 {
+            return Err(format!("{from}: the secret key must be 64 hex characters"));
+        }
+        key.copy_from_slice(&bytes);
+        Ok(key)
+    };
+    if let Ok(k) = std::env::var("RPA_SECRET_KEY") {
+        return parse(k.trim(), "RPA_SECRET_KEY");
+    }
+    let path = &args.secret_key_file;
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(text.trim(), &path.display().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let (fresh, _) = rpa::core::auth::new_token();
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            writeln!(f, "{fresh}").map_err(|e| format!("{}: {e}", path.display()))?;
+            tracing::info!(file = %path.display(), "created a new key for vendor secrets at rest");
+            parse(&fresh, &path.display().to_string())
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
 }
 
 /// A database URL without its password, for logs.

@@ -37,6 +37,8 @@ fn start_server(dir: &Path, port: u16) -> Child {
         .arg(dir.join("config.json"))
         .arg("--files")
         .arg(dir.join("files"))
+        .arg("--secret-key-file")
+        .arg(dir.join("rpa.key"))
         .stdout(Stdio::from(
             std::fs::OpenOptions::new()
                 .create(true)

@@ -66,6 +66,8 @@ impl Cluster {
             .arg(dir.join("config.json"))
             .arg("--files")
             .arg(dir.join("files"))
+            .arg("--secret-key-file")
+            .arg(dir.join("rpa.key"))
             .stdout(log(&dir.join("server.log")))
             .stderr(Stdio::null())
             .spawn()

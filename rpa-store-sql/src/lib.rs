@@ -18,6 +18,10 @@
 //! returns [`StoreError::Conflict`]. Serial ids are taken from the database
 //! in blocks, so an id costs a round trip only once per block.
 //!
+//! With [`SqlOptions::secret_key`] set, vendor secrets are stored sealed
+//! with ChaCha20-Poly1305 (`enc:v1:<nonce><ciphertext>`, hex) and opened on
+//! read; the key never reaches the database.
+//!
 //! SQLite runs with `journal_mode=WAL` and, by default, `synchronous=NORMAL`:
 //! a commit is durable against a crash of the process, and a power loss can
 //! lose the last commits before the WAL was synced (the database stays
@@ -73,6 +77,9 @@ pub struct SqlOptions {
     pub max_connections: u32,
     /// Ids reserved per round trip.
     pub id_block: i64,
+    /// Key that encrypts vendor secrets at rest (ChaCha20-Poly1305). Without
+    /// it they are stored as given.
+    pub secret_key: Option<[u8; 32]>,
 }
 
 impl Default for SqlOptions {
@@ -81,6 +88,7 @@ impl Default for SqlOptions {
             synchronous: Synchronous::Normal,
             max_connections: 8,
             id_block: 256,
+            secret_key: None,
         }
     }
 }
@@ -99,6 +107,41 @@ struct Inner {
     ids: Mutex<HashMap<&'static str, (i64, i64)>>,
     commits: mpsc::Sender<Pending>,
     url: String,
+    secret_key: Option<[u8; 32]>,
+}
+
+/// Prefix of a sealed vendor secret.
+const SEALED: &str = "enc:v1:";
+
+fn seal(key: &[u8; 32], plain: &str) -> Result<String, StoreError> {
+    use chacha20poly1305::aead::{Aead, KeyInit};
+    use rand::RngCore;
+    let cipher = chacha20poly1305::ChaCha20Poly1305::new(key.into());
+    let mut nonce = [0u8; 12];
+    rand::rng().fill_bytes(&mut nonce);
+    let sealed = cipher
+        .encrypt(&nonce.into(), plain.as_bytes())
+        .map_err(|_| StoreError::Backend("cannot encrypt a vendor secret".into()))?;
+    Ok(format!("{SEALED}{}{}", hex::encode(nonce), hex::encode(sealed)))
+}
+
+fn unseal(key: Option<&[u8; 32]>, stored: &str) -> Result<String, StoreError> {
+    use chacha20poly1305::aead::{Aead, KeyInit};
+    let Some(body) = stored.strip_prefix(SEALED) else {
+        return Ok(stored.to_owned());
+    };
+    let key =
+        key.ok_or_else(|| StoreError::Backend("a vendor secret is encrypted and no secret key is configured".into()))?;
+    let bytes = hex::decode(body).map_err(|_| StoreError::Backend("a sealed vendor secret is damaged".into()))?;
+    if bytes.len() < 12 {
+        return Err(StoreError::Backend("a sealed vendor secret is damaged".into()));
+    }
+    let (nonce, sealed) = bytes.split_at(12);
+    let cipher = chacha20poly1305::ChaCha20Poly1305::new(key.into());
+    let plain = cipher
+        .decrypt(chacha20poly1305::Nonce::from_slice(nonce), sealed)
+        .map_err(|_| StoreError::Backend("a vendor secret does not open with the configured key".into()))?;
+    String::from_utf8(plain).map_err(|_| StoreError::Backend("a sealed vendor secret is damaged".into()))
 }
 
 /// A commit waiting for the group writer.
@@ -381,6 +424,7 @@ impl SqlStore {
                 ids: Mutex::default(),
                 commits,
                 url: url.to_owned(),
+                secret_key: options.secret_key,
             }),
         };
         store.migrate().await?;
@@ -903,8 +947,16 @@ impl Store for SqlStore {
         self.many(q).await
     }
     async fn vendor_by_code(&self, code: &str) -> StoreResult<Option<Vendor>> {
-        self.one("SELECT data FROM rpa_vendors WHERE code = $1", Val::S(code.into()))
-            .await
+        let v: Option<Vendor> = self
+            .one("SELECT data FROM rpa_vendors WHERE code = $1", Val::S(code.into()))
+            .await?;
+        v.map(|v| {
+            Ok(Vendor {
+                secret: unseal(self.inner.secret_key.as_ref(), &v.secret)?,
+                ..v
+            })
+        })
+        .transpose()
     }
 
     async fn logs(&self, job: JobId) -> StoreResult<Vec<RunLog>> {
@@ -1007,9 +1059,16 @@ impl Store for SqlStore {
         self.many(q).await
     }
 
-    async fn commit(&self, c: Commit) -> StoreResult<()> {
+    async fn commit(&self, mut c: Commit) -> StoreResult<()> {
         if c.is_empty() {
             return Ok(());
+        }
+        if let Some(key) = &self.inner.secret_key {
+            for w in &mut c.writes {
+                if let Write::Vendor(v) = w {
+                    v.secret = seal(key, &v.secret)?;
+                }
+            }
         }
         let mut seqs = Vec::with_capacity(c.commands.len());
         for _ in &c.commands {

@@ -142,3 +142,62 @@ async fn postgres_group_commit_isolates_conflicts() {
     )
     .await;
 }
+
+/// Vendor secrets are sealed at rest with the configured key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vendor_secrets_are_encrypted_at_rest() {
+    use rpa_core::ids::VendorId;
+    use rpa_core::model::Vendor;
+    use rpa_core::store::{Commit, Store, Write};
+    let url = temp_sqlite();
+    let key = Some([7u8; 32]);
+    let store = SqlStore::connect(
+        &url,
+        SqlOptions {
+            secret_key: key,
+            ..SqlOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let v = Vendor {
+        id: VendorId(1),
+        key: rpa_core::Key([1; 16]),
+        version: 1,
+        code: "acme".into(),
+        secret: "the-vendor-secret".into(),
+    };
+    store
+        .commit(Commit {
+            writes: vec![Write::Vendor(v)],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    let raw: String = sqlx::query_scalar("SELECT data FROM rpa_vendors")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(!raw.contains("the-vendor-secret"), "stored sealed: {raw}");
+    assert!(raw.contains("enc:v1:"));
+    assert_eq!(
+        store.vendor_by_code("acme").await.unwrap().unwrap().secret,
+        "the-vendor-secret"
+    );
+    drop(store);
+    let wrong = SqlStore::connect(
+        &url,
+        SqlOptions {
+            secret_key: Some([8u8; 32]),
+            ..SqlOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        wrong.vendor_by_code("acme").await.is_err(),
+        "a wrong key does not open it"
+    );
+    let none = SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
+    assert!(none.vendor_by_code("acme").await.is_err(), "no key does not open it");
+}
