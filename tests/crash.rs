@@ -1,8 +1,16 @@
-//! Crash safety with real processes: the example server on an SQLite file
-//! is killed with SIGKILL in the middle of a load of job starts and robot
-//! finishes, then restarted on the same file. Every start it acknowledged
-//! is there once, every job ends (robots that were running jobs at the
-//! crash lose them to fail-over), and the audit chain verifies.
+//! Crash safety with real processes, under a load of job starts and robot
+//! finishes (6,000 of each) from HTTP clients and robots:
+//!
+//! - SQLite: the example server is killed with SIGKILL mid-load, then
+//!   restarted on the same file.
+//! - PostgreSQL: two server processes on one database share the clients and
+//!   robots; one is killed with SIGKILL mid-load and not restarted. Its
+//!   clients and robots move to the other node (a robot keeps its connect
+//!   id: the cluster shares it), which takes over the timer lease and fails
+//!   over the jobs the dead node's robots were running.
+//!
+//! Either way: every start acknowledged is there once, every job ends, and
+//! the audit chain verifies.
 
 use std::collections::HashSet;
 use std::net::TcpListener;
@@ -16,6 +24,8 @@ use rpa::core::auth::supplier_proof;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+mod support;
+
 const CONFIG: &str = r#"{
   "admin": { "name": "admin", "password": "admin-pw" },
   "processes": [ { "name": "P", "type": "Unattended", "maxRunNum": 0, "maxRetries": 5 } ],
@@ -28,11 +38,10 @@ fn server_binary() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().join("examples").join("server")
 }
 
-fn start_server(dir: &Path, port: u16) -> Child {
+fn start_server(dir: &Path, db: &str, port: u16) -> Child {
     Command::new(server_binary())
         .args(["--listen", &format!("127.0.0.1:{port}"), "--heartbeat-timeout", "2"])
-        .arg("--db")
-        .arg(dir.join("rpa.db"))
+        .args(["--db", db])
         .arg("--config")
         .arg(dir.join("config.json"))
         .arg("--files")
@@ -43,7 +52,7 @@ fn start_server(dir: &Path, port: u16) -> Child {
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(dir.join("server.log"))
+                .open(dir.join(format!("server-{port}.log")))
                 .unwrap(),
         ))
         .stderr(Stdio::null())
@@ -81,11 +90,28 @@ async fn login(http: &reqwest::Client, base: &str, user: &str, pw: &str) -> (Str
     }
 }
 
+/// The nodes a client or robot may talk to: the first it is given, the next when that one stops answering.
+#[derive(Clone)]
+struct Nodes {
+    bases: Vec<String>,
+    at: usize,
+}
+
+impl Nodes {
+    fn base(&self) -> &str {
+        &self.bases[self.at % self.bases.len()]
+    }
+    fn unreachable(&mut self) {
+        self.at += 1;
+    }
+}
+
 /// An HTTP robot that finishes whatever it is given, and re-registers when the server forgets it.
-async fn robot(base: String, id: String, stop: Arc<AtomicBool>, finished: Arc<AtomicUsize>) {
+async fn robot(mut nodes: Nodes, id: String, stop: Arc<AtomicBool>, finished: Arc<AtomicUsize>) {
     let http = reqwest::Client::new();
     let mut connect: Option<String> = None;
     while !stop.load(Ordering::Relaxed) {
+        let base = nodes.base().to_owned();
         let Some(c) = connect.clone() else {
             let proof = supplier_proof("acme-secret", &id);
             match post(
@@ -97,7 +123,11 @@ async fn robot(base: String, id: String, stop: Arc<AtomicBool>, finished: Arc<At
             .await
             {
                 Some((200, v)) => connect = v["resultValue"]["robotConnectId"].as_str().map(str::to_owned),
-                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                Some(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                None => {
+                    nodes.unreachable();
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
             }
             continue;
         };
@@ -118,7 +148,11 @@ async fn robot(base: String, id: String, stop: Arc<AtomicBool>, finished: Arc<At
             }
             Some((200, _)) => tokio::time::sleep(Duration::from_millis(20)).await,
             Some((401, _)) => connect = None,
-            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            None => {
+                nodes.unreachable();
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
         }
     }
 }
@@ -126,37 +160,60 @@ async fn robot(base: String, id: String, stop: Arc<AtomicBool>, finished: Arc<At
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_server_killed_mid_load_loses_nothing_it_acknowledged() {
     let dir = std::env::temp_dir().join(format!("rpa-crash-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("rpa.db").display().to_string();
+    crash_mid_load(&dir, &db, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_one_of_two_nodes_killed_mid_load_the_other_finishes_the_work() {
+    let Some(url) = support::postgres_url() else { return };
+    let db = support::fresh_postgres(&url, "crash").await;
+    let dir = std::env::temp_dir().join(format!("rpa-crash-pg-{}", std::process::id()));
+    crash_mid_load(&dir, &db, 2).await;
+}
+
+/// Starts `count` servers on `db`, puts the load on them, kills the first
+/// mid-load (and, alone, restarts it), then checks what the survivors hold.
+async fn crash_mid_load(dir: &Path, db: &str, count: usize) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("config.json"), CONFIG).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = start_server(&dir, port);
     let http = reqwest::Client::new();
+    let mut servers = Vec::new();
+    let mut bases = Vec::new();
+    for _ in 0..count {
+        // One after the other: the first creates the schema, the secret key and the configuration.
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let base = format!("http://127.0.0.1:{port}");
+        servers.push((start_server(dir, db, port), port));
+        login(&http, &base, "alice", "pw").await;
+        bases.push(base);
+    }
+    let nodes = |i: usize| Nodes {
+        bases: bases.clone(),
+        at: i,
+    };
+    let base = bases.last().unwrap().clone();
     let (token, process) = login(&http, &base, "alice", "pw").await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let finished = Arc::new(AtomicUsize::new(0));
     let robots: Vec<_> = (0..4)
-        .map(|i| tokio::spawn(robot(base.clone(), format!("r{i}"), stop.clone(), finished.clone())))
+        .map(|i| tokio::spawn(robot(nodes(i), format!("r{i}"), stop.clone(), finished.clone())))
         .collect();
 
     // Clients start jobs; an acknowledged start is one answered success.
     const TOTAL: usize = 6000;
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let clients: Vec<_> = (0..8)
-        .map(|_| {
-            let (base, token, process, acked, stop) = (
-                base.clone(),
-                token.clone(),
-                process.clone(),
-                acked.clone(),
-                stop.clone(),
-            );
+        .map(|i| {
+            let (mut nodes, token, process, acked, stop) =
+                (nodes(i), token.clone(), process.clone(), acked.clone(), stop.clone());
             tokio::spawn(async move {
                 let http = reqwest::Client::new();
                 while !stop.load(Ordering::Relaxed) && acked.lock().await.len() < TOTAL {
                     let h = [("X-Access-Token", token.as_str())];
+                    let base = nodes.base();
                     match post(
                         &http,
                         format!("{base}/rpa/api/startJob"),
@@ -169,7 +226,11 @@ async fn sqlite_server_killed_mid_load_loses_nothing_it_acknowledged() {
                             .lock()
                             .await
                             .push(v["result"]["jobId"].as_str().unwrap().to_owned()),
-                        _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                        Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                        None => {
+                            nodes.unreachable();
+                            tokio::time::sleep(Duration::from_millis(50)).await
+                        }
                     }
                 }
             })
@@ -182,11 +243,14 @@ async fn sqlite_server_killed_mid_load_loses_nothing_it_acknowledged() {
         assert!(Instant::now() < deadline, "load too slow before the crash");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    server.kill().unwrap(); // SIGKILL
-    server.wait().unwrap();
+    let (mut victim, port) = servers.remove(0);
+    victim.kill().unwrap(); // SIGKILL
+    victim.wait().unwrap();
     let at_crash = acked.lock().await.len();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let mut server = start_server(&dir, port);
+    if servers.is_empty() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        servers.push((start_server(dir, db, port), port));
+    }
     for c in clients {
         c.await.unwrap();
     }
@@ -277,6 +341,8 @@ async fn sqlite_server_killed_mid_load_loses_nothing_it_acknowledged() {
         v["result"]["verified"].as_u64().unwrap_or(0) > 3 * TOTAL as u64,
         "audit chain verifies after the crash: {v}"
     );
-    server.kill().unwrap();
-    server.wait().unwrap();
+    for (mut s, _) in servers {
+        s.kill().unwrap();
+        s.wait().unwrap();
+    }
 }

@@ -100,15 +100,35 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
 }
 
 /// Fires the engine's deadlines (heartbeat timeouts, expirations, back-offs)
-/// until `shutdown` completes: at each next deadline, and at least every second.
+/// until `shutdown` completes: at each next deadline, and at least every
+/// second. With several nodes on one database only the holder of the timer
+/// lease fires them; the others try for the lease every second.
 pub async fn run_timers<S: Store>(engine: Arc<Engine<S>>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let mut leading = false;
     loop {
-        if let Err(e) = engine.tick().await {
-            tracing::error!(error = %e, "timer tick failed");
+        let lead = match engine.tick().await {
+            Ok(report) => report.leader,
+            Err(e) => {
+                tracing::error!(error = %e, "timer tick failed");
+                leading
+            }
+        };
+        if lead != leading {
+            tracing::info!(
+                node = engine.node(),
+                "{}",
+                if lead {
+                    "this node fires the timers"
+                } else {
+                    "another node fires the timers"
+                }
+            );
+            leading = lead;
         }
         let now = engine.now();
-        let wait = match engine.next_timeout().await {
+        let next = if lead { engine.next_timeout().await } else { Ok(None) };
+        let wait = match next {
             Ok(Some(t)) if t > now => Duration::from_millis(((t.0 - now.0) as u64).min(1000)),
             Ok(Some(_)) => Duration::from_millis(10),
             _ => Duration::from_secs(1),

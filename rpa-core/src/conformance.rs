@@ -4,7 +4,8 @@
 //! store; every case gets its own store. Cases panic with the case's name on
 //! failure. The suite covers versioned commits and their atomicity, unique
 //! keys, the dispatch, idle-robot and deadline indexes, the outbox, the audit
-//! chain, the job-window query, and two engines racing on one store.
+//! chain, the job-window query, leases, and two engines racing on one store
+//! (for jobs, and for the timers).
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -41,6 +42,8 @@ where
     job_window(make().await).await;
     lookups(make().await).await;
     engines_race(make().await).await;
+    lease(make().await).await;
+    timers_fire_once(make().await).await;
 }
 
 fn key(n: u8) -> Key {
@@ -676,6 +679,96 @@ async fn engines_race<S: Store + Clone>(s: S) {
         a.verify_audit().await.unwrap(),
         Ok(s.audit(0, usize::MAX).await.unwrap().len() as u64)
     );
+}
+
+/// A lease has one holder at a time; it passes on only once expired.
+async fn lease<S: Store>(s: S) {
+    let t = Timestamp(1_000);
+    assert!(
+        s.lease("l", 1, t, Timestamp(2_000)).await.unwrap(),
+        "lease: a free lease is taken"
+    );
+    assert!(
+        !s.lease("l", 2, t, Timestamp(3_000)).await.unwrap(),
+        "lease: a held lease is refused"
+    );
+    assert!(
+        s.lease("other", 2, t, Timestamp(3_000)).await.unwrap(),
+        "lease: leases are separate"
+    );
+    assert!(
+        s.lease("l", 1, Timestamp(1_500), Timestamp(2_500)).await.unwrap(),
+        "lease: the holder renews"
+    );
+    assert!(
+        !s.lease("l", 2, Timestamp(2_500), Timestamp(4_000)).await.unwrap(),
+        "lease: the renewal counts"
+    );
+    assert!(
+        s.lease("l", 2, Timestamp(2_501), Timestamp(4_000)).await.unwrap(),
+        "lease: an expired lease passes"
+    );
+    assert!(
+        !s.lease("l", 1, Timestamp(2_600), Timestamp(5_000)).await.unwrap(),
+        "lease: the old holder lost it"
+    );
+    let racers = (10..20).map(|h| s.lease("race", h, t, Timestamp(2_000)));
+    let won = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(won, 1, "lease: one of ten racers takes a free lease");
+}
+
+/// Two engines on one store tick: a silent robot's timeout is handled by
+/// the lease holder only, and the other engine takes over once the holder stops.
+async fn timers_fire_once<S: Store + Clone>(s: S) {
+    let clock = ManualClock::new(Timestamp(1_700_000_000_000));
+    let config = |node| EngineConfig {
+        password_cost: PasswordCost::TESTING,
+        node: Some(node),
+        timer_lease_ms: 60_000,
+        heartbeat_timeout_ms: 30_000,
+        ..EngineConfig::default()
+    };
+    let a = Engine::new(s.clone(), Arc::new(clock.clone()), config(1));
+    let b = Engine::new(s.clone(), Arc::new(clock.clone()), config(2));
+    a.register_vendor(Actor::System, "acme", "vendor-secret").await.unwrap();
+    for code in ["r0", "r1"] {
+        let proof = crate::auth::supplier_proof("vendor-secret", code);
+        let reg = a.register_robot(code, "acme", &proof, None).await.unwrap();
+        a.heartbeat(code, reg.connect, None).await.unwrap();
+    }
+    assert!(a.tick().await.unwrap().leader, "timers: the first engine to tick leads");
+    clock.advance(31_000);
+    let b_tick = b.tick().await.unwrap();
+    assert!(
+        !b_tick.leader,
+        "timers: a second engine does not lead while the lease holds"
+    );
+    assert_eq!(b_tick.robots_timed_out, 0, "timers: a follower fires nothing");
+    let robot = s.robot_by_code("r0").await.unwrap().unwrap();
+    assert_eq!(
+        robot.state,
+        RobotState::Available,
+        "timers: the follower left the robot alone"
+    );
+    let a_tick = a.tick().await.unwrap();
+    assert_eq!(a_tick.robots_timed_out, 2, "timers: the leader fires both timeouts");
+    // The leader stops ticking; once its lease runs out the follower leads.
+    let proof = crate::auth::supplier_proof("vendor-secret", "r0");
+    let reg = b.register_robot("r0", "acme", &proof, None).await.unwrap();
+    b.heartbeat("r0", reg.connect, None).await.unwrap();
+    clock.advance(5_000);
+    assert!(
+        !b.tick().await.unwrap().leader,
+        "timers: the lease outlives a short pause"
+    );
+    clock.advance(56_000);
+    let b_tick = b.tick().await.unwrap();
+    assert!(b_tick.leader, "timers: the follower takes over an expired lease");
+    assert_eq!(b_tick.robots_timed_out, 1, "timers: the new leader fires the timeout");
 }
 
 #[cfg(test)]

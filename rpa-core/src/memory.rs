@@ -151,6 +151,7 @@ struct Inner {
     timers: BTreeSet<(Timestamp, Due)>,
     outbox: Fast<RobotId, VecDeque<Command>>,
     audit: AuditLog,
+    leases: HashMap<String, (u64, Timestamp)>,
 }
 
 type IdKindKey = u8;
@@ -486,6 +487,21 @@ impl Store for MemoryStore {
             g.outbox.remove(&robot);
         }
         Ok(taken)
+    }
+
+    async fn lease(&self, name: &str, holder: u64, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
+        let mut g = self.lock();
+        match g.leases.get_mut(name) {
+            Some((h, end)) if *h != holder && *end >= now => Ok(false),
+            Some(l) => {
+                *l = (holder, until);
+                Ok(true)
+            }
+            None => {
+                g.leases.insert(name.to_owned(), (holder, until));
+                Ok(true)
+            }
+        }
     }
 
     async fn audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {

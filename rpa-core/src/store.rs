@@ -204,6 +204,18 @@ pub trait Store: Send + Sync + 'static {
     /// Audit events with `seq > after`, in order, at most `limit`.
     fn audit(&self, after: u64, limit: usize) -> impl Future<Output = StoreResult<Vec<AuditEvent>>> + Send;
 
+    /// Takes or renews the lease `name` for `holder` until `until`, when it
+    /// is free, expired at `now`, or already `holder`'s; answers whether
+    /// `holder` holds it now. Work one node of a cluster must do alone (the
+    /// timers) runs only while its node holds the lease.
+    fn lease(
+        &self,
+        name: &str,
+        holder: u64,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
     /// Applies `commit` atomically, checking versions and unique keys.
     fn commit(&self, commit: Commit) -> impl Future<Output = StoreResult<()>> + Send;
 }

@@ -46,7 +46,10 @@ use tokio::sync::{mpsc, oneshot};
 
 /// The schema migrations, in order: `(version, name, sql)`.
 pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))]
+    &[
+        (1, "init", include_str!("../migrations/0001_init.sql")),
+        (2, "leases", include_str!("../migrations/0002_leases.sql")),
+    ]
 }
 
 /// Which database.
@@ -181,6 +184,17 @@ async fn write_group(pool: &AnyPool, backend: Backend, batch: &mut [Pending]) ->
         Ok(tx) => tx,
         Err(e) => return fail_all(backend_err(e), batch.len()),
     };
+    if backend == Backend::Postgres {
+        // Every commit appends to the audit chain, so writers are serial across
+        // nodes anyway (the chain's tail row); taking this lock first makes the
+        // order explicit, so two nodes' groups never lock rows in crossed order.
+        if let Err(e) = sqlx::query("SELECT pg_advisory_xact_lock(7263)")
+            .execute(&mut *tx)
+            .await
+        {
+            return fail_all(backend_err(e), batch.len());
+        }
+    }
     let mut results = Vec::with_capacity(batch.len());
     for p in batch.iter_mut() {
         let commit = std::mem::take(&mut p.commit);
@@ -1057,6 +1071,24 @@ impl Store for SqlStore {
             .bind(i64::try_from(after).unwrap_or(i64::MAX))
             .bind(limit(n));
         self.many(q).await
+    }
+
+    async fn lease(&self, name: &str, holder: u64, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
+        // One statement: take a free lease, renew our own, or take over an expired one.
+        let row = sqlx::query(
+            "INSERT INTO rpa_leases (name, holder, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+             WHERE rpa_leases.holder = excluded.holder OR rpa_leases.expires_at < $4
+             RETURNING holder",
+        )
+        .bind(name)
+        .bind(holder as i64)
+        .bind(until.0)
+        .bind(now.0)
+        .fetch_optional(&self.inner.write)
+        .await
+        .map_err(backend_err)?;
+        Ok(row.is_some())
     }
 
     async fn commit(&self, mut c: Commit) -> StoreResult<()> {

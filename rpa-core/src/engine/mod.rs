@@ -27,7 +27,7 @@ use rand::{Rng, SeedableRng};
 
 pub use jobs::{JobQueryParams, NewQueueItem};
 pub use robots::{NewLog, Registration};
-pub use timers::TickReport;
+pub use timers::{TIMER_LEASE, TickReport};
 
 use crate::audit::{self, AuditDraft, ChainBroken};
 use crate::auth::{self, PasswordCost};
@@ -68,6 +68,11 @@ pub struct EngineConfig {
     pub max_query_records: usize,
     /// Seed for entity keys and job numbers (random when `None`). Tokens are always random.
     pub seed: Option<u64>,
+    /// This engine's name in the cluster's leases (random when `None`).
+    pub node: Option<u64>,
+    /// How long the timer lease lasts without renewal: when the node that
+    /// fires the timers stops, another takes over after at most this long.
+    pub timer_lease_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -83,6 +88,8 @@ impl Default for EngineConfig {
             max_log_batch: 1000,
             max_query_records: 10_000,
             seed: None,
+            node: None,
+            timer_lease_ms: 10_000,
         }
     }
 }
@@ -93,6 +100,7 @@ pub struct Engine<S> {
     clock: Arc<dyn Clock>,
     transport: Arc<dyn RobotTransport>,
     config: EngineConfig,
+    node: u64,
     rng: Mutex<StdRng>,
 }
 
@@ -194,6 +202,7 @@ impl<S: Store> Engine<S> {
             store,
             clock,
             transport: Arc::new(PollOnly),
+            node: config.node.unwrap_or_else(rand::random),
             config,
             rng: Mutex::new(rng),
         }
@@ -213,6 +222,11 @@ impl<S: Store> Engine<S> {
     /// The settings.
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// This engine's name in the cluster's leases.
+    pub fn node(&self) -> u64 {
+        self.node
     }
 
     /// Now, by the engine's clock.

@@ -1,6 +1,12 @@
 //! Deadlines as data (CONVENTIONS "Timers are data"): the store indexes every
 //! deadline derived from the entities; [`Engine::tick`] fires the due ones and
 //! [`Engine::next_timeout`] says when to call it again. Nothing here sleeps.
+//!
+//! Several engines on one store fire each deadline once: a tick first takes
+//! or renews the store's lease [`TIMER_LEASE`] for
+//! [`EngineConfig::timer_lease_ms`](super::EngineConfig::timer_lease_ms), and
+//! an engine that does not hold it does nothing. Versioned commits would keep
+//! double firing harmless anyway; the lease keeps it from happening.
 
 use super::{CONFLICT_RETRIES, Engine, Tx, is_conflict};
 use crate::error::{Error, Result, StoreError};
@@ -11,9 +17,14 @@ use crate::robot::{self, RobotEvent};
 use crate::store::{Due, Store};
 use crate::time::Timestamp;
 
+/// The lease whose holder fires the timers.
+pub const TIMER_LEASE: &str = "timers";
+
 /// What one [`Engine::tick`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TickReport {
+    /// Whether this engine holds the timer lease (if not, it did nothing).
+    pub leader: bool,
     /// Robots that became Unresponsive (or lost a job while disconnected).
     pub robots_timed_out: usize,
     /// Jobs Faulted by their deadline.
@@ -32,6 +43,12 @@ impl<S: Store> Engine<S> {
     /// [`Engine::next_timeout`] (and now and then: day boundaries free `maxDayNum`).
     pub async fn tick(&self) -> Result<TickReport> {
         let mut report = TickReport::default();
+        let now = self.now();
+        let until = now.plus_ms(self.config.timer_lease_ms);
+        report.leader = self.store.lease(TIMER_LEASE, self.node, now, until).await?;
+        if !report.leader {
+            return Ok(report);
+        }
         loop {
             let now = self.now();
             let due = self.store.due(now, BATCH).await?;
@@ -92,7 +109,8 @@ impl<S: Store> Engine<S> {
                     .transition(j, JobEvent::RobotLost, Actor::System, Some(RobotEvent::Timeout))
                     .await
                 {
-                    Err(e) if is_conflict(&e) => continue,
+                    // The job or the robot moved on since they were read: look again.
+                    Err(e) if is_conflict(&e) || matches!(e, Error::Rejected(_)) => continue,
                     Err(e) => return Err(e),
                     Ok(t) => {
                         self.follow_up(&t).await?;
