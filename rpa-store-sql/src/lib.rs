@@ -44,6 +44,8 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
+pub mod queries;
+
 /// The schema migrations, in order: `(version, name, sql)`.
 pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
     &[
@@ -331,20 +333,8 @@ async fn put(
             .map_err(unique_err)?;
         return Ok(());
     }
-    let mut sets: Vec<String> = cols
-        .iter()
-        .enumerate()
-        .map(|(i, (c, _))| format!("{c} = ${}", i + 1))
-        .collect();
-    let n = cols.len();
-    sets.push(format!("version = ${}", n + 1));
-    sets.push(format!("data = ${}", n + 2));
-    let sql = format!(
-        "UPDATE {table} SET {} WHERE {key_col} = ${} AND version = ${}",
-        sets.join(", "),
-        n + 3,
-        n + 4
-    );
+    let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
+    let sql = update_sql(table, key_col, &names);
     let mut q = sqlx::query(&sql);
     for (_, v) in cols {
         q = bind(q, v);
@@ -359,6 +349,24 @@ async fn put(
     } else {
         Err(StoreError::Conflict)
     }
+}
+
+/// `UPDATE table SET cols.., version, data WHERE key = .. AND version = ..` (see [`queries::JOB_UPDATE`]).
+fn update_sql(table: &str, key_col: &str, cols: &[&str]) -> String {
+    let mut sets: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ${}", i + 1))
+        .collect();
+    let n = cols.len();
+    sets.push(format!("version = ${}", n + 1));
+    sets.push(format!("data = ${}", n + 2));
+    format!(
+        "UPDATE {table} SET {} WHERE {key_col} = ${} AND version = ${}",
+        sets.join(", "),
+        n + 3,
+        n + 4
+    )
 }
 
 fn rank(w: &Write) -> (u8, i64) {
@@ -829,7 +837,7 @@ impl Store for SqlStore {
     }
 
     async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
-        self.one("SELECT data FROM rpa_users WHERE id = $1", Val::I(id.0)).await
+        self.one(queries::USER, Val::I(id.0)).await
     }
     async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
         self.one("SELECT data FROM rpa_users WHERE name = $1", Val::S(name.into()))
@@ -846,17 +854,14 @@ impl Store for SqlStore {
             .await
     }
     async fn token(&self, hash: [u8; 32]) -> StoreResult<Option<Token>> {
-        self.one("SELECT data FROM rpa_tokens WHERE hash = $1", Val::S(hex::encode(hash)))
-            .await
+        self.one(queries::TOKEN, Val::S(hex::encode(hash))).await
     }
 
     async fn process(&self, id: ProcessId) -> StoreResult<Option<Process>> {
-        self.one("SELECT data FROM rpa_processes WHERE id = $1", Val::I(id.0))
-            .await
+        self.one(queries::PROCESS, Val::I(id.0)).await
     }
     async fn process_by_key(&self, key: Key) -> StoreResult<Option<Process>> {
-        self.one("SELECT data FROM rpa_processes WHERE key = $1", Val::S(key.to_string()))
-            .await
+        self.one(queries::PROCESS_BY_KEY, Val::S(key.to_string())).await
     }
     async fn processes(&self) -> StoreResult<Vec<Process>> {
         self.many(sqlx::query("SELECT data FROM rpa_processes ORDER BY id"))
@@ -864,11 +869,10 @@ impl Store for SqlStore {
     }
 
     async fn job(&self, id: JobId) -> StoreResult<Option<Job>> {
-        self.one("SELECT data FROM rpa_jobs WHERE id = $1", Val::I(id.0)).await
+        self.one(queries::JOB, Val::I(id.0)).await
     }
     async fn job_by_key(&self, key: Key) -> StoreResult<Option<Job>> {
-        self.one("SELECT data FROM rpa_jobs WHERE key = $1", Val::S(key.to_string()))
-            .await
+        self.one(queries::JOB_BY_KEY, Val::S(key.to_string())).await
     }
     async fn jobs_of_process(&self, q: JobQuery) -> StoreResult<(u64, Vec<Job>)> {
         let filter = if q.state.is_some() { " AND state = $4" } else { "" };
@@ -901,12 +905,7 @@ impl Store for SqlStore {
         // One indexed probe per process (rpa_jobs_dispatch), then the best of the heads.
         let mut best: Option<Job> = None;
         for p in processes {
-            let head: Option<Job> = self
-                .one(
-                    "SELECT data FROM rpa_jobs WHERE process = $1 AND dispatchable = 1 ORDER BY priority DESC, id LIMIT 1",
-                    Val::I(p.0),
-                )
-                .await?;
+            let head: Option<Job> = self.one(queries::NEXT_PENDING, Val::I(p.0)).await?;
             if let Some(h) = head
                 && best
                     .as_ref()
@@ -934,7 +933,7 @@ impl Store for SqlStore {
             .await
     }
     async fn item_by_reference(&self, process: ProcessId, reference: &str) -> StoreResult<Option<QueueItem>> {
-        let row = sqlx::query("SELECT data FROM rpa_items WHERE process = $1 AND reference = $2")
+        let row = sqlx::query(queries::ITEM_BY_REFERENCE)
             .bind(process.0)
             .bind(reference)
             .fetch_optional(&self.inner.read)
@@ -944,18 +943,16 @@ impl Store for SqlStore {
     }
 
     async fn robot(&self, id: RobotId) -> StoreResult<Option<Robot>> {
-        self.one("SELECT data FROM rpa_robots WHERE id = $1", Val::I(id.0))
-            .await
+        self.one(queries::ROBOT, Val::I(id.0)).await
     }
     async fn robot_by_code(&self, code: &str) -> StoreResult<Option<Robot>> {
-        self.one("SELECT data FROM rpa_robots WHERE code = $1", Val::S(code.into()))
-            .await
+        self.one(queries::ROBOT_BY_CODE, Val::S(code.into())).await
     }
     async fn robots(&self) -> StoreResult<Vec<Robot>> {
         self.many(sqlx::query("SELECT data FROM rpa_robots ORDER BY id")).await
     }
     async fn available_robots(&self, after: Option<RobotId>, n: usize) -> StoreResult<Vec<Robot>> {
-        let q = sqlx::query("SELECT data FROM rpa_robots WHERE idle = 1 AND id > $1 ORDER BY id LIMIT $2")
+        let q = sqlx::query(queries::AVAILABLE_ROBOTS)
             .bind(after.map_or(i64::MIN, |a| a.0))
             .bind(limit(n));
         self.many(q).await
@@ -974,8 +971,7 @@ impl Store for SqlStore {
     }
 
     async fn logs(&self, job: JobId) -> StoreResult<Vec<RunLog>> {
-        self.many(sqlx::query("SELECT data FROM rpa_logs WHERE job = $1 ORDER BY id").bind(job.0))
-            .await
+        self.many(sqlx::query(queries::LOGS).bind(job.0)).await
     }
     async fn videos(&self, job: JobId) -> StoreResult<Vec<VideoRecord>> {
         self.many(sqlx::query("SELECT data FROM rpa_videos WHERE job = $1 ORDER BY at").bind(job.0))
@@ -994,20 +990,14 @@ impl Store for SqlStore {
     }
 
     async fn due(&self, now: Timestamp, n: usize) -> StoreResult<Vec<Due>> {
-        let rows = sqlx::query(
-            "SELECT t, kind, id FROM (
-                 SELECT silent_at AS t, 0 AS kind, id FROM rpa_robots WHERE silent_at IS NOT NULL AND silent_at <= $1
-                 UNION ALL SELECT expire_at AS t, 1 AS kind, id FROM rpa_jobs WHERE expire_at IS NOT NULL AND expire_at <= $2
-                 UNION ALL SELECT ready_at AS t, 2 AS kind, id FROM rpa_jobs WHERE ready_at IS NOT NULL AND ready_at <= $3
-             ) d ORDER BY t, kind, id LIMIT $4",
-        )
-        .bind(now.0)
-        .bind(now.0)
-        .bind(now.0)
-        .bind(limit(n))
-        .fetch_all(&self.inner.read)
-        .await
-        .map_err(backend_err)?;
+        let rows = sqlx::query(queries::DUE)
+            .bind(now.0)
+            .bind(now.0)
+            .bind(now.0)
+            .bind(limit(n))
+            .fetch_all(&self.inner.read)
+            .await
+            .map_err(backend_err)?;
         rows.iter()
             .map(|r| {
                 let kind: i64 = r.try_get(1).map_err(backend_err)?;
@@ -1021,22 +1011,16 @@ impl Store for SqlStore {
             .collect()
     }
     async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
-        let t: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(t) FROM (
-                 SELECT MIN(silent_at) AS t FROM rpa_robots
-                 UNION ALL SELECT MIN(expire_at) AS t FROM rpa_jobs
-                 UNION ALL SELECT MIN(ready_at) AS t FROM rpa_jobs
-             ) d",
-        )
-        .fetch_one(&self.inner.read)
-        .await
-        .map_err(backend_err)?;
+        let t: Option<i64> = sqlx::query_scalar(queries::NEXT_DUE)
+            .fetch_one(&self.inner.read)
+            .await
+            .map_err(backend_err)?;
         Ok(t.map(Timestamp))
     }
 
     async fn take_commands(&self, robot: RobotId, n: usize) -> StoreResult<Vec<Command>> {
         // Most heartbeats find nothing: look first, on a reader, before writing.
-        let waiting: Option<i64> = sqlx::query_scalar("SELECT seq FROM rpa_outbox WHERE robot = $1 LIMIT 1")
+        let waiting: Option<i64> = sqlx::query_scalar(queries::OUTBOX_PEEK)
             .bind(robot.0)
             .fetch_optional(&self.inner.read)
             .await
@@ -1045,12 +1029,8 @@ impl Store for SqlStore {
             return Ok(Vec::new());
         }
         let sql = match self.inner.backend {
-            Backend::Postgres => {
-                "DELETE FROM rpa_outbox WHERE seq IN (SELECT seq FROM rpa_outbox WHERE robot = $1 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING seq, data"
-            }
-            Backend::Sqlite => {
-                "DELETE FROM rpa_outbox WHERE seq IN (SELECT seq FROM rpa_outbox WHERE robot = $1 ORDER BY seq LIMIT $2) RETURNING seq, data"
-            }
+            Backend::Postgres => queries::OUTBOX_TAKE_PG,
+            Backend::Sqlite => queries::OUTBOX_TAKE_SQLITE,
         };
         let rows = sqlx::query(sql)
             .bind(robot.0)
@@ -1115,5 +1095,23 @@ impl Store for SqlStore {
         result
             .await
             .map_err(|_| StoreError::Backend("the database writer stopped".into()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_planned_job_update_is_the_one_commits_run() {
+        let cols = [
+            "key",
+            "process",
+            "state",
+            "priority",
+            "dispatchable",
+            "ready_at",
+            "expire_at",
+            "created_at",
+        ];
+        assert_eq!(super::update_sql("rpa_jobs", "id", &cols), super::queries::JOB_UPDATE);
     }
 }

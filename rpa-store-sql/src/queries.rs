@@ -1,0 +1,78 @@
+//! The statements on the paths every job and robot takes (dispatch,
+//! heartbeat, finish, timers), in one place so that `tests/plans.rs` can
+//! show each one's query plan and check that none scans a table.
+
+/// A job by id (finish, heartbeat, status).
+pub const JOB: &str = "SELECT data FROM rpa_jobs WHERE id = $1";
+/// A job by key (seed 000 `jobId`, seed 001 `runInstanceId`).
+pub const JOB_BY_KEY: &str = "SELECT data FROM rpa_jobs WHERE key = $1";
+/// Dispatch: the best pending job of one process (index `rpa_jobs_dispatch`).
+pub const NEXT_PENDING: &str =
+    "SELECT data FROM rpa_jobs WHERE process = $1 AND dispatchable = 1 ORDER BY priority DESC, id LIMIT 1";
+/// A robot by id.
+pub const ROBOT: &str = "SELECT data FROM rpa_robots WHERE id = $1";
+/// A robot by the executor's own id (every seed 001 call).
+pub const ROBOT_BY_CODE: &str = "SELECT data FROM rpa_robots WHERE code = $1";
+/// Dispatch: idle robots (index `rpa_robots_idle`).
+pub const AVAILABLE_ROBOTS: &str = "SELECT data FROM rpa_robots WHERE idle = 1 AND id > $1 ORDER BY id LIMIT $2";
+/// A process by id.
+pub const PROCESS: &str = "SELECT data FROM rpa_processes WHERE id = $1";
+/// A process by key (seed 000 `processId`).
+pub const PROCESS_BY_KEY: &str = "SELECT data FROM rpa_processes WHERE key = $1";
+/// A session (every seed 000 call).
+pub const TOKEN: &str = "SELECT data FROM rpa_tokens WHERE hash = $1";
+/// A user by id (every seed 000 call).
+pub const USER: &str = "SELECT data FROM rpa_users WHERE id = $1";
+/// Timers: deadlines that have come (indexes `rpa_robots_silent`, `rpa_jobs_expire`, `rpa_jobs_ready`).
+pub const DUE: &str = "SELECT t, kind, id FROM (
+         SELECT silent_at AS t, 0 AS kind, id FROM rpa_robots WHERE silent_at IS NOT NULL AND silent_at <= $1
+         UNION ALL SELECT expire_at AS t, 1 AS kind, id FROM rpa_jobs WHERE expire_at IS NOT NULL AND expire_at <= $2
+         UNION ALL SELECT ready_at AS t, 2 AS kind, id FROM rpa_jobs WHERE ready_at IS NOT NULL AND ready_at <= $3
+     ) d ORDER BY t, kind, id LIMIT $4";
+/// Timers: the earliest deadline (each MIN is one index probe).
+pub const NEXT_DUE: &str = "SELECT MIN(t) FROM (
+         SELECT MIN(silent_at) AS t FROM rpa_robots
+         UNION ALL SELECT MIN(expire_at) AS t FROM rpa_jobs
+         UNION ALL SELECT MIN(ready_at) AS t FROM rpa_jobs
+     ) d";
+/// Heartbeat: is anything waiting for this robot (index `rpa_outbox_robot`).
+pub const OUTBOX_PEEK: &str = "SELECT seq FROM rpa_outbox WHERE robot = $1 LIMIT 1";
+/// Heartbeat: take a robot's commands, PostgreSQL.
+pub const OUTBOX_TAKE_PG: &str = "DELETE FROM rpa_outbox WHERE seq IN (SELECT seq FROM rpa_outbox WHERE robot = $1 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING seq, data";
+/// Heartbeat: take a robot's commands, SQLite.
+pub const OUTBOX_TAKE_SQLITE: &str = "DELETE FROM rpa_outbox WHERE seq IN (SELECT seq FROM rpa_outbox WHERE robot = $1 ORDER BY seq LIMIT $2) RETURNING seq, data";
+/// Finish: a queue item by its reference.
+pub const ITEM_BY_REFERENCE: &str = "SELECT data FROM rpa_items WHERE process = $1 AND reference = $2";
+/// A versioned update, as every commit writes a job (the other tables alike).
+pub const JOB_UPDATE: &str = "UPDATE rpa_jobs SET key = $1, process = $2, state = $3, priority = $4, dispatchable = $5, ready_at = $6, expire_at = $7, created_at = $8, version = $9, data = $10 WHERE id = $11 AND version = $12";
+/// A robot's runs logs (jobStatus steps).
+pub const LOGS: &str = "SELECT data FROM rpa_logs WHERE job = $1 ORDER BY id";
+/// Seed 000 queryProcessJob: a process's jobs in a window (index `rpa_jobs_window`).
+pub const JOB_WINDOW: &str = "SELECT data FROM rpa_jobs WHERE process = $1 AND created_at >= $2 AND created_at <= $3 ORDER BY created_at DESC, id DESC LIMIT $4";
+
+/// Every statement above with its name, for the plan test; `postgres` picks the outbox dialect.
+pub fn hot_path(postgres: bool) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("job", JOB),
+        ("job by key", JOB_BY_KEY),
+        ("next pending", NEXT_PENDING),
+        ("robot", ROBOT),
+        ("robot by code", ROBOT_BY_CODE),
+        ("available robots", AVAILABLE_ROBOTS),
+        ("process", PROCESS),
+        ("process by key", PROCESS_BY_KEY),
+        ("token", TOKEN),
+        ("user", USER),
+        ("due", DUE),
+        ("next due", NEXT_DUE),
+        ("outbox peek", OUTBOX_PEEK),
+        (
+            "outbox take",
+            if postgres { OUTBOX_TAKE_PG } else { OUTBOX_TAKE_SQLITE },
+        ),
+        ("item by reference", ITEM_BY_REFERENCE),
+        ("job update", JOB_UPDATE),
+        ("logs", LOGS),
+        ("job window", JOB_WINDOW),
+    ]
+}

@@ -1,0 +1,82 @@
+//! The query plans of the statements on the dispatch, heartbeat, finish and
+//! timer paths (`rpa_store_sql::queries`): printed (run with `--nocapture`
+//! to read them) and checked to use an index or a primary key, never a scan
+//! of a table. PostgreSQL plans are taken with `enable_seqscan = off`, which
+//! makes PostgreSQL choose a sequential scan only when no index can serve.
+
+mod common;
+
+use common::{fresh_postgres, postgres_url, temp_sqlite};
+use rpa_store_sql::{SqlOptions, SqlStore, queries};
+use sqlx::{Connection, Row};
+
+/// How many `$n` parameters a statement has.
+fn params(sql: &str) -> usize {
+    (1..=20).take_while(|n| sql.contains(&format!("${n}"))).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_hot_paths_use_indexes() {
+    let url = temp_sqlite();
+    SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let mut scans = Vec::new();
+    for (name, sql) in queries::hot_path(false) {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut query = sqlx::query(&explain);
+        for _ in 0..params(sql) {
+            query = query.bind(0_i64);
+        }
+        let rows = query.fetch_all(&mut conn).await.unwrap();
+        println!("-- {name}\n{sql}");
+        for r in &rows {
+            let detail: String = r.get("detail");
+            println!("   {detail}");
+            // `SCAN d` reads the union's own result; `SCAN rpa_x` alone would read a whole table.
+            if detail.starts_with("SCAN rpa_") && !detail.contains("USING") {
+                scans.push(format!("{name}: {detail}"));
+            }
+        }
+    }
+    assert!(scans.is_empty(), "table scans on hot paths: {scans:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_hot_paths_use_indexes() {
+    let Some(url) = postgres_url() else { return };
+    let url = fresh_postgres(&url).await;
+    SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut scans = Vec::new();
+    for (i, (name, sql)) in queries::hot_path(true).into_iter().enumerate() {
+        // PREPARE infers each parameter's type from its column; the generic
+        // plan is the one every execution with any values can use.
+        sqlx::raw_sql(&format!("PREPARE q{i} AS {sql}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let args = vec!["'1'"; params(sql)].join(", ");
+        let call = if args.is_empty() {
+            format!("q{i}")
+        } else {
+            format!("q{i}({args})")
+        };
+        let rows = sqlx::raw_sql(&format!("EXPLAIN EXECUTE {call}"))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        println!("-- {name}\n{sql}");
+        for r in &rows {
+            let line: String = r.get(0);
+            println!("   {line}");
+            if line.contains("Seq Scan") {
+                scans.push(format!("{name}: {line}"));
+            }
+        }
+    }
+    assert!(scans.is_empty(), "sequential scans on hot paths: {scans:#?}");
+}
