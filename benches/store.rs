@@ -16,12 +16,13 @@ use rpa::core::ids::RobotId;
 use rpa::core::job::FinishStatus;
 use rpa::core::model::{Actor, ProcessSpec, ProcessType, User};
 use rpa::core::transport::Command;
+use rpa::core::transport::RobotTransport;
 use rpa::sql::{SqlOptions, SqlStore, Synchronous};
 use rpa::{Engine, EngineConfig, Key, ManualClock, Timestamp};
 use serde_json::json;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 
-const ROBOTS: usize = 1;
+const ROBOTS: usize = 32;
 
 struct Bot {
     code: String,
@@ -32,17 +33,35 @@ struct Bot {
 
 struct Rig {
     engine: Arc<Engine<SqlStore>>,
+    bells: Arc<Doorbells>,
     user: User,
     process: Key,
     bots: Vec<Arc<Bot>>,
 }
 
-async fn next_run(engine: &Engine<SqlStore>, bot: &Bot) -> Key {
+/// Wakes the robot a commit queued commands for, as the WebSocket hub does.
+#[derive(Default)]
+struct Doorbells(std::sync::Mutex<std::collections::HashMap<RobotId, Arc<Notify>>>);
+
+impl Doorbells {
+    fn bell(&self, robot: RobotId) -> Arc<Notify> {
+        self.0.lock().unwrap().entry(robot).or_default().clone()
+    }
+}
+
+impl RobotTransport for Doorbells {
+    fn wake(&self, robot: RobotId) {
+        self.bell(robot).notify_one();
+    }
+}
+
+async fn next_run(engine: &Engine<SqlStore>, bells: &Doorbells, bot: &Bot) -> Key {
+    let bell = bells.bell(bot.id);
     loop {
         if let Some(Command::Execute(e)) = engine.take_commands(bot.id).await.unwrap().pop() {
             return e.run_instance_id;
         }
-        tokio::task::yield_now().await;
+        bell.notified().await;
     }
 }
 
@@ -51,6 +70,10 @@ async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
         &url,
         SqlOptions {
             synchronous: sync,
+            max_connections: std::env::var("RPA_READERS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(8),
             ..SqlOptions::default()
         },
     )
@@ -62,7 +85,8 @@ async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
         heartbeat_timeout_ms: u64::MAX / 4,
         ..EngineConfig::default()
     };
-    let engine = Arc::new(Engine::new(store, Arc::new(clock), config));
+    let bells = Arc::new(Doorbells::default());
+    let engine = Arc::new(Engine::new(store, Arc::new(clock), config).with_transport(bells.clone()));
     let mut spec = ProcessSpec::new("bench", ProcessType::Unattended);
     spec.max_run_num = 0;
     let p = engine.create_process(Actor::System, spec).await.unwrap();
@@ -112,10 +136,11 @@ async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
         t.await.unwrap();
     }
     for b in &bots {
-        *b.run.lock().await = next_run(&engine, b).await;
+        *b.run.lock().await = next_run(&engine, &bells, b).await;
     }
     Rig {
         engine,
+        bells,
         user,
         process: p.key,
         bots,
@@ -129,7 +154,13 @@ impl Rig {
         let mut tasks = Vec::new();
         for (i, bot) in self.bots.iter().enumerate() {
             let n = iters / ROBOTS as u64 + u64::from((i as u64) < iters % ROBOTS as u64);
-            let (e, u, p, bot) = (self.engine.clone(), self.user.clone(), self.process, bot.clone());
+            let (e, u, p, bot, bells) = (
+                self.engine.clone(),
+                self.user.clone(),
+                self.process,
+                bot.clone(),
+                self.bells.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 for _ in 0..n {
                     e.start_job(&u, p, &json!({})).await.unwrap();
@@ -137,7 +168,7 @@ impl Rig {
                     e.report_finish(&bot.code, bot.connect, run, FinishStatus::Success, None, None)
                         .await
                         .unwrap();
-                    *bot.run.lock().await = next_run(&e, &bot).await;
+                    *bot.run.lock().await = next_run(&e, &bells, &bot).await;
                 }
             }));
         }

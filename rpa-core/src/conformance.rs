@@ -43,6 +43,7 @@ where
     lookups(make().await).await;
     engines_race(make().await).await;
     lease(make().await).await;
+    counts(make().await).await;
     timers_fire_once(make().await).await;
 }
 
@@ -302,6 +303,25 @@ async fn dispatch_index<S: Store>(s: S) {
     );
     assert_eq!(next(vec![p2]).await, Some(3));
     assert_eq!(next(vec![]).await, None);
+    let heads = |ps: Vec<ProcessId>, n| {
+        let s = &s;
+        async move {
+            let ids = s.pending_heads(&ps, n).await.unwrap();
+            ids.into_iter().map(|j| j.0).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        heads(vec![p1, p2], 10).await,
+        vec![2, 3, 1],
+        "dispatch_index: heads in dispatch order"
+    );
+    assert_eq!(
+        heads(vec![p1, p2], 2).await,
+        vec![2, 3],
+        "dispatch_index: at most `limit` heads"
+    );
+    assert_eq!(heads(vec![p1], 1).await, vec![2]);
+    assert!(heads(vec![], 5).await.is_empty());
     assert_eq!(
         s.pending_count(p1).await.unwrap(),
         2,
@@ -678,6 +698,107 @@ async fn engines_race<S: Store + Clone>(s: S) {
     assert_eq!(
         a.verify_audit().await.unwrap(),
         Ok(s.audit(0, usize::MAX).await.unwrap().len() as u64)
+    );
+}
+
+/// Process counters change without conflicts between counting commits, and never past a limit.
+async fn counts<S: Store>(s: S) {
+    let mut p = sample_process(1);
+    let spec = Arc::make_mut(&mut p.spec);
+    spec.max_run_num = 2;
+    spec.max_day_num = 3;
+    spec.max_pending_items = 1;
+    let stale = p.clone();
+    s.commit(Commit {
+        writes: vec![Write::Process(p.clone())],
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    let c = |running, pending_items, successes, day, limit_pending| Counts {
+        process: p.id,
+        running,
+        pending_items,
+        successes,
+        day,
+        limit_pending,
+    };
+    let commit = |c: Counts, more: Vec<Write>| {
+        let mut writes = vec![Write::Counts(c)];
+        writes.extend(more);
+        s.commit(Commit {
+            writes,
+            ..Commit::default()
+        })
+    };
+    // Two starts counted from the same snapshot: both land.
+    commit(c(1, 0, 0, 10, false), vec![]).await.unwrap();
+    commit(c(1, 0, 0, 10, false), vec![]).await.unwrap();
+    let now = s.process(p.id).await.unwrap().unwrap();
+    assert_eq!(
+        (now.running, now.version),
+        (2, 3),
+        "counts: both counted, version bumped each time"
+    );
+    // A third passes maxRunNum: refused, and nothing of its commit is written.
+    let job = sample_job(7, p.id, 0);
+    assert_eq!(
+        commit(c(1, 0, 0, 10, false), vec![Write::Job(job.clone())]).await,
+        Err(StoreError::Conflict),
+        "counts: maxRunNum holds"
+    );
+    assert!(
+        s.job(job.id).await.unwrap().is_none(),
+        "counts: a refused commit writes nothing"
+    );
+    // A whole-process write from an old snapshot would lose the counts: refused.
+    let mut edit = stale;
+    edit.version += 1;
+    assert_eq!(
+        s.commit(Commit {
+            writes: vec![Write::Process(edit)],
+            ..Commit::default()
+        })
+        .await,
+        Err(StoreError::Conflict),
+        "counts: a stale definition write conflicts"
+    );
+    // A success frees a slot and counts for the day; a hand-over in the same
+    // commit may not pass maxDayNum (successes today + running).
+    commit(c(-1, 0, 1, 10, false), vec![]).await.unwrap();
+    commit(c(-1, 0, 1, 10, false), vec![]).await.unwrap();
+    commit(c(1, 0, 0, 10, false), vec![]).await.unwrap();
+    let now = s.process(p.id).await.unwrap().unwrap();
+    assert_eq!((now.running, now.successes_on(10)), (1, 2));
+    assert_eq!(
+        commit(c(-1, 0, 1, 10, false), vec![]).await,
+        Ok(()),
+        "counts: a finish is never refused, not even the day's last success"
+    );
+    assert_eq!(
+        commit(c(1, 0, 0, 10, false), vec![]).await,
+        Err(StoreError::Conflict),
+        "counts: maxDayNum holds"
+    );
+    commit(c(1, 0, 0, 11, false), vec![]).await.unwrap();
+    let now = s.process(p.id).await.unwrap().unwrap();
+    assert_eq!(
+        (now.day, now.successes_on(11), now.running),
+        (11, 0, 1),
+        "counts: a new day starts at zero"
+    );
+    // New queue items are held to the limit; a retried item is not.
+    commit(c(0, 1, 0, 11, true), vec![]).await.unwrap();
+    assert_eq!(
+        commit(c(0, 1, 0, 11, true), vec![]).await,
+        Err(StoreError::Conflict),
+        "counts: max pending items holds for new items"
+    );
+    commit(c(0, 1, 0, 11, false), vec![]).await.unwrap();
+    assert_eq!(
+        s.process(p.id).await.unwrap().unwrap().pending_items,
+        2,
+        "counts: a retry is counted"
     );
 }
 

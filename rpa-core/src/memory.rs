@@ -205,6 +205,10 @@ impl Inner {
                 }
             }
             Write::Process(p) => check_version(self.processes.get(&p.id).map(|x| x.version), p.version)?,
+            Write::Counts(c) => {
+                let mut p = self.processes.get(&c.process).ok_or(StoreError::Conflict)?.clone();
+                c.apply(&mut p)?;
+            }
             Write::Job(j) => check_version(self.jobs.get(&j.id).map(|x| x.version), j.version)?,
             Write::Item(i) => {
                 check_version(self.items.get(&i.id).map(|x| x.version), i.version)?;
@@ -255,6 +259,12 @@ impl Inner {
             Write::Process(p) => {
                 self.process_keys.insert(p.key, p.id);
                 self.processes.insert(p.id, p);
+            }
+            Write::Counts(c) => {
+                if let Some(p) = self.processes.get_mut(&c.process) {
+                    // Checked in `check`: cannot fail here.
+                    let _ = c.apply(p);
+                }
             }
             Write::Job(j) => self.put_job(j),
             Write::Item(i) => {
@@ -394,6 +404,16 @@ impl Store for MemoryStore {
             .filter_map(|p| g.pending.get(p).and_then(|s| s.first()))
             .min();
         Ok(best.and_then(|(_, id)| g.jobs.get(id)).cloned())
+    }
+    async fn pending_heads(&self, processes: &[ProcessId], limit: usize) -> StoreResult<Vec<JobId>> {
+        let g = self.lock();
+        let mut heads: Vec<(Reverse<i32>, JobId)> = processes
+            .iter()
+            .filter_map(|p| g.pending.get(p))
+            .flat_map(|s| s.iter().take(limit).copied())
+            .collect();
+        heads.sort_unstable();
+        Ok(heads.into_iter().take(limit).map(|(_, id)| id).collect())
     }
     async fn pending_count(&self, process: ProcessId) -> StoreResult<u64> {
         Ok(self.lock().pending.get(&process).map_or(0, |s| s.len() as u64))

@@ -35,6 +35,8 @@ pub enum Write {
     /// Deletes a session.
     RevokeToken([u8; 32]),
     Process(Process),
+    /// A change to a process's counters (see [`Counts`]).
+    Counts(Counts),
     Job(Job),
     Item(QueueItem),
     Robot(Robot),
@@ -44,6 +46,91 @@ pub enum Write {
     /// Appended, never changed.
     Video(VideoRecord),
     File(StoredFile),
+}
+
+/// A change to a process's counters: [`Process::running`], its successful
+/// runs on `day`, and [`Process::pending_items`].
+///
+/// Stores apply it to the process *as stored*, so concurrent commits that
+/// only count never conflict with each other (robots of one process finish
+/// together all the time). It bumps the process's version, so a
+/// whole-process write made from an older snapshot conflicts rather than
+/// overwrite the counts. A commit whose counts would raise a count past its
+/// limit (`maxRunNum`, `maxDayNum`, and max pending items when
+/// `limit_pending`: a retried item is no new item) fails with
+/// [`StoreError::Conflict`] and writes nothing: the engine reads again and
+/// decides again, and the limits hold across engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// The process.
+    pub process: ProcessId,
+    /// Change of running jobs.
+    pub running: i64,
+    /// Change of New queue items.
+    pub pending_items: i64,
+    /// Successful runs to add on `day`.
+    pub successes: u32,
+    /// Today, in the server's calendar (see [`Process::day`]).
+    pub day: i64,
+    /// Whether new queue items are held to the process's max pending items.
+    pub limit_pending: bool,
+}
+
+impl Counts {
+    /// The change from `before` to `after` (two snapshots of one process) on `day`.
+    pub fn between(before: &Process, after: &Process, day: i64) -> Counts {
+        Counts {
+            process: after.id,
+            running: i64::from(after.running) - i64::from(before.running),
+            pending_items: i64::from(after.pending_items) - i64::from(before.pending_items),
+            successes: after.successes_on(day).saturating_sub(before.successes_on(day)),
+            day,
+            limit_pending: false,
+        }
+    }
+
+    /// Whether nothing changes.
+    pub fn is_empty(&self) -> bool {
+        self.running == 0 && self.pending_items == 0 && self.successes == 0
+    }
+
+    /// Adds `other` (a later change of the same process) to this one.
+    pub fn merge(&mut self, other: Counts) {
+        self.running += other.running;
+        self.pending_items += other.pending_items;
+        self.successes += other.successes;
+        self.day = self.day.max(other.day);
+        self.limit_pending |= other.limit_pending;
+    }
+
+    /// Applies the change to `p` and bumps its version; a count it raises
+    /// past its limit is a conflict, and then `p` is left as it was.
+    pub fn apply(&self, p: &mut Process) -> Result<(), StoreError> {
+        let add = |n: u32, d: i64| u32::try_from((i64::from(n) + d).max(0)).unwrap_or(u32::MAX);
+        let running = add(p.running, self.running);
+        let pending = add(p.pending_items, self.pending_items);
+        let (day, successes) = match p.day.cmp(&self.day) {
+            std::cmp::Ordering::Less => (self.day, self.successes),
+            std::cmp::Ordering::Equal => (p.day, p.day_successes.saturating_add(self.successes)),
+            // A clock behind the stored day: its successes belong to a day that is over.
+            std::cmp::Ordering::Greater => (p.day, p.day_successes),
+        };
+        let spec = &p.spec;
+        let over = |limit: u32, before: u32, after: u32| limit > 0 && after > before && after > limit;
+        let today_before = p.successes_on(self.day.max(p.day)) + p.running;
+        if over(spec.max_run_num, p.running, running)
+            || over(spec.max_day_num, today_before, successes + running)
+            || (self.limit_pending && over(spec.max_pending_items, p.pending_items, pending))
+        {
+            return Err(StoreError::Conflict);
+        }
+        p.running = running;
+        p.pending_items = pending;
+        p.day = day;
+        p.day_successes = successes;
+        p.version += 1;
+        Ok(())
+    }
 }
 
 /// Everything one engine decision writes, applied atomically.
@@ -155,6 +242,13 @@ pub trait Store: Send + Sync + 'static {
     /// The next job to dispatch among `processes`: dispatchable, highest
     /// priority first, then lowest id. O(log n) per process.
     fn next_pending(&self, processes: &[ProcessId]) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
+    /// The ids of the best `limit` dispatchable jobs among `processes`, best
+    /// first (the order of [`Store::next_pending`]). O(limit · log n) per process.
+    fn pending_heads(
+        &self,
+        processes: &[ProcessId],
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<JobId>>> + Send;
     /// Number of dispatchable jobs of a process.
     fn pending_count(&self, process: ProcessId) -> impl Future<Output = StoreResult<u64>> + Send;
 

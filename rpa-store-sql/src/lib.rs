@@ -376,6 +376,7 @@ fn rank(w: &Write) -> (u8, i64) {
         Write::Token(_) | Write::RevokeToken(_) => (2, 0),
         Write::Vendor(v) => (3, v.id.0),
         Write::Process(p) => (4, p.id.0),
+        Write::Counts(c) => (4, c.process.0),
         Write::Robot(r) => (5, r.id.0),
         Write::Item(i) => (6, i.id.0),
         Write::Job(j) => (7, j.id.0),
@@ -728,6 +729,29 @@ async fn write(conn: &mut AnyConnection, w: Write) -> Result<(), StoreError> {
             )
             .await
         }
+        Write::Counts(c) => {
+            // Writers are serial (one SQLite writer; an advisory lock on
+            // PostgreSQL), so the process read here is the one updated.
+            let row = sqlx::query(queries::PROCESS)
+                .bind(c.process.0)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(backend_err)?
+                .ok_or(StoreError::Conflict)?;
+            let mut p: Process = data(&row)?;
+            c.apply(&mut p)?;
+            let json = to_json(&p)?;
+            put(
+                conn,
+                "rpa_processes",
+                "id",
+                Val::I(p.id.0),
+                vec![("key", Val::S(p.key.to_string()))],
+                p.version,
+                json,
+            )
+            .await
+        }
         Write::Job(j) => {
             let mut ready = None;
             let mut expire = None;
@@ -915,6 +939,24 @@ impl Store for SqlStore {
             }
         }
         Ok(best)
+    }
+    async fn pending_heads(&self, processes: &[ProcessId], n: usize) -> StoreResult<Vec<JobId>> {
+        let mut heads: Vec<(std::cmp::Reverse<i64>, i64)> = Vec::new();
+        for p in processes {
+            let rows = sqlx::query(queries::PENDING_HEADS)
+                .bind(p.0)
+                .bind(limit(n))
+                .fetch_all(&self.inner.read)
+                .await
+                .map_err(backend_err)?;
+            for r in &rows {
+                let id: i64 = r.try_get(0).map_err(backend_err)?;
+                let priority: i64 = r.try_get(1).map_err(backend_err)?;
+                heads.push((std::cmp::Reverse(priority), id));
+            }
+        }
+        heads.sort_unstable();
+        Ok(heads.into_iter().take(n).map(|(_, id)| JobId(id)).collect())
     }
     async fn pending_count(&self, process: ProcessId) -> StoreResult<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rpa_jobs WHERE process = $1 AND dispatchable = 1")

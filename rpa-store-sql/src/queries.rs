@@ -9,6 +9,9 @@ pub const JOB_BY_KEY: &str = "SELECT data FROM rpa_jobs WHERE key = $1";
 /// Dispatch: the best pending job of one process (index `rpa_jobs_dispatch`).
 pub const NEXT_PENDING: &str =
     "SELECT data FROM rpa_jobs WHERE process = $1 AND dispatchable = 1 ORDER BY priority DESC, id LIMIT 1";
+/// Dispatch: the ids of the best pending jobs of one process (index-only on `rpa_jobs_dispatch`).
+pub const PENDING_HEADS: &str =
+    "SELECT id, priority FROM rpa_jobs WHERE process = $1 AND dispatchable = 1 ORDER BY priority DESC, id LIMIT $2";
 /// A robot by id.
 pub const ROBOT: &str = "SELECT data FROM rpa_robots WHERE id = $1";
 /// A robot by the executor's own id (every seed 001 call).
@@ -56,6 +59,7 @@ pub fn hot_path(postgres: bool) -> Vec<(&'static str, &'static str)> {
         ("job", JOB),
         ("job by key", JOB_BY_KEY),
         ("next pending", NEXT_PENDING),
+        ("pending heads", PENDING_HEADS),
         ("robot", ROBOT),
         ("robot by code", ROBOT_BY_CODE),
         ("available robots", AVAILABLE_ROBOTS),

@@ -11,6 +11,15 @@
 //! O(P log n) for P processes and n pending jobs, never a scan of jobs.
 //! After every engine operation no idle robot can take a dispatchable job,
 //! except across engines racing on one store; [`Engine::tick`] closes that gap.
+//!
+//! Concurrent dispatches of one engine do not race for the same pair: a
+//! dispatch *claims* the job and the robot it picked until its commit is
+//! done, and the others pass claimed ones by (robots finishing together
+//! would otherwise all reach for the same best job, and all but one commit
+//! would conflict). Engines on one store still settle races by versions.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
 
 use super::{Engine, Tx, is_conflict};
 use crate::arguments;
@@ -28,6 +37,52 @@ use crate::transport::{Command, Execute};
 const PAGE: usize = 64;
 /// Re-reads after conflicts before leaving the pair to the next tick.
 const ATTEMPTS: usize = 16;
+
+/// Jobs and robots that dispatches of this engine are committing right now.
+#[derive(Debug, Default)]
+pub(crate) struct Claims {
+    jobs: Mutex<HashSet<JobId>>,
+    robots: Mutex<HashSet<RobotId>>,
+}
+
+/// A claimed job or robot; released when dropped (after the commit).
+#[must_use]
+pub(crate) enum Claim<'a> {
+    Job(&'a Claims, JobId),
+    Robot(&'a Claims, RobotId),
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        match self {
+            Claim::Job(c, id) => {
+                c.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+            }
+            Claim::Robot(c, id) => {
+                c.robots.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+            }
+        }
+    }
+}
+
+impl Claims {
+    /// How many jobs are claimed.
+    fn jobs_claimed(&self) -> usize {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+    /// Claims the first of `ids` nobody holds.
+    fn first_job(&self, ids: impl IntoIterator<Item = JobId>) -> Option<(JobId, Claim<'_>)> {
+        let mut held = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let id = ids.into_iter().find(|id| !held.contains(id))?;
+        held.insert(id);
+        Some((id, Claim::Job(self, id)))
+    }
+    /// Claims robot `id` unless somebody holds it.
+    fn robot(&self, id: RobotId) -> Option<Claim<'_>> {
+        let mut held = self.robots.lock().unwrap_or_else(|p| p.into_inner());
+        held.insert(id).then(|| Claim::Robot(self, id))
+    }
+}
 
 /// Whether `p` may start one more job today.
 pub(crate) fn has_capacity(p: &Process, today: i64) -> bool {
@@ -65,7 +120,7 @@ impl<S: Store> Engine<S> {
                 }
                 _ => {}
             }
-            let Some(robot) = self.find_robot(&p).await? else {
+            let Some((robot, _robot_claim)) = self.find_robot(&p).await? else {
                 return Ok(false);
             };
             if self.try_assign(robot, job, p, true).await? {
@@ -81,7 +136,7 @@ impl<S: Store> Engine<S> {
             if self.store.available_robots(None, 1).await?.is_empty() {
                 return Ok(false);
             }
-            let Some(job) = self.store.next_pending(&[process]).await? else {
+            let Some((job, _job_claim)) = self.next_unclaimed(&[process]).await? else {
                 return Ok(false);
             };
             let Some(p) = self.store.process(process).await? else {
@@ -90,7 +145,7 @@ impl<S: Store> Engine<S> {
             if !has_capacity(&p, self.today(self.now())) {
                 return Ok(false);
             }
-            let Some(robot) = self.find_robot(&p).await? else {
+            let Some((robot, _robot_claim)) = self.find_robot(&p).await? else {
                 return Ok(false);
             };
             if self.try_assign(robot, job, p, true).await? {
@@ -100,18 +155,57 @@ impl<S: Store> Engine<S> {
         Ok(false)
     }
 
-    async fn find_robot(&self, p: &Process) -> Result<Option<Robot>> {
+    /// The first idle robot that may run `p`'s jobs and no other dispatch of
+    /// this engine holds, claimed; when all are held, the first one unclaimed.
+    async fn find_robot(&self, p: &Process) -> Result<Option<(Robot, Option<Claim<'_>>)>> {
         let mut after = None;
+        let mut held = None;
         loop {
             let page = self.store.available_robots(after, PAGE).await?;
-            if let Some(r) = page.iter().find(|r| r.can_run(&p.spec)) {
-                return Ok(Some(r.clone()));
+            for r in page.iter().filter(|r| r.can_run(&p.spec)) {
+                match self.claims.robot(r.id) {
+                    Some(claim) => return Ok(Some((r.clone(), Some(claim)))),
+                    None => {
+                        held.get_or_insert_with(|| r.clone());
+                    }
+                }
             }
             match page.last() {
                 Some(last) if page.len() == PAGE => after = Some(last.id),
-                _ => return Ok(None),
+                _ => return Ok(held.map(|r| (r, None))),
             }
         }
+    }
+
+    /// The best dispatchable job among `processes` that no other dispatch
+    /// of this engine holds, claimed; when every candidate is held, the best
+    /// one unclaimed (its holder may yet fail: then this dispatch takes it).
+    pub(crate) async fn next_unclaimed(&self, processes: &[ProcessId]) -> Result<Option<(Job, Option<Claim<'_>>)>> {
+        if processes.is_empty() {
+            return Ok(None);
+        }
+        for _ in 0..ATTEMPTS {
+            // One more head than there are claims: one of them is free, if any is.
+            let want = self.claims.jobs_claimed() + 1;
+            let heads = self.store.pending_heads(processes, want).await?;
+            let Some(&best) = heads.first() else {
+                return Ok(None);
+            };
+            let fewer = heads.len() < want;
+            let (id, claim) = match self.claims.first_job(heads) {
+                Some((id, claim)) => (id, Some(claim)),
+                // Every candidate is held: race the holder, who may yet fail.
+                None if fewer => (best, None),
+                // More claims were made while the heads were read: read more.
+                None => continue,
+            };
+            match self.store.job(id).await? {
+                Some(job) if is_dispatchable(&job) => return Ok(Some((job, claim))),
+                // Taken since the heads were read: look again.
+                _ => continue,
+            }
+        }
+        Ok(None)
     }
 
     /// Gives an idle robot the best job it may run.
@@ -133,7 +227,9 @@ impl<S: Store> Engine<S> {
             if eligible.is_empty() {
                 return Ok(false);
             }
-            let Some(job) = self.store.next_pending(&eligible).await? else {
+            // Held or not, this robot is the one to fill: a holder may fail.
+            let _robot_claim = self.claims.robot(robot.id);
+            let Some((job, _job_claim)) = self.next_unclaimed(&eligible).await? else {
                 return Ok(false);
             };
             let Some(p) = processes.into_iter().find(|p| p.id == job.process) else {
@@ -208,8 +304,9 @@ impl<S: Store> Engine<S> {
             return Ok(false);
         }
         let mut tx = Tx::default();
+        let before = p.clone();
         self.assign(&mut tx, now, &mut robot, &mut job, &mut p, execute).await?;
-        tx.job(job).robot(robot).process(p);
+        tx.job(job).robot(robot).counts(&before, &p, self.today(now));
         match self.commit(tx).await {
             Ok(()) => Ok(true),
             Err(e) if is_conflict(&e) => Ok(false),

@@ -385,19 +385,23 @@ impl<S: Store> Engine<S> {
                     item.deadline,
                 )
                 .await?;
+            let before = p.clone();
             p.pending_items += 1;
             let item = QueueItem {
                 job: Some(job.id),
                 ..item
             };
             let mut tx = Tx::default();
-            tx.item(item.clone()).job(job.clone()).process(p).audit(
-                now,
-                Actor::User(user.id),
-                "item.add",
-                format!("item:{}", item.id),
-                format!("job:{}", job.id),
-            );
+            tx.item(item.clone())
+                .job(job.clone())
+                .new_items(&before, &p, self.today(now))
+                .audit(
+                    now,
+                    Actor::User(user.id),
+                    "item.add",
+                    format!("item:{}", item.id),
+                    format!("job:{}", job.id),
+                );
             match self.commit(tx).await {
                 Err(e) if is_conflict(&e) => continue,
                 Err(Error::Store(StoreError::Duplicate(_))) => {
@@ -466,6 +470,8 @@ impl<S: Store> Engine<S> {
                 .process(job.process)
                 .await?
                 .ok_or_else(|| Error::Internal("job without process".into()))?;
+            let p_before = p.clone();
+            let today = self.today(now);
             let from = job.state;
             let ctx = JobCtx {
                 now,
@@ -522,7 +528,6 @@ impl<S: Store> Engine<S> {
                 p_changed = true;
             }
             if fx.succeeded {
-                let today = self.today(now);
                 p.day_successes = p.successes_on(today) + 1;
                 p.day = today;
                 p_changed = true;
@@ -610,9 +615,9 @@ impl<S: Store> Engine<S> {
             }
             // The released robot takes its next job in the same commit.
             let mut chained = false;
+            let mut next_claim = None;
             if let Some(mut r) = robot_write.take() {
                 if released.is_some() && is_idle(&r) && chain {
-                    let today = self.today(now);
                     let mut others = self.store.processes().await?;
                     let eligible: Vec<ProcessId> = others
                         .iter()
@@ -620,15 +625,17 @@ impl<S: Store> Engine<S> {
                         .filter(|q| has_capacity(q, today) && r.can_run(&q.spec))
                         .map(|q| q.id)
                         .collect();
-                    if let Some(mut next) = self.store.next_pending(&eligible).await?
+                    if let Some((mut next, claim)) = self.next_unclaimed(&eligible).await?
                         && next.id != job.id
                     {
+                        next_claim = Some(claim);
                         if next.process == p.id {
                             self.assign(&mut tx, now, &mut r, &mut next, &mut p, true).await?;
                             p_changed = true;
                         } else if let Some(mut q) = others.drain(..).find(|q| q.id == next.process) {
+                            let q_before = q.clone();
                             self.assign(&mut tx, now, &mut r, &mut next, &mut q, true).await?;
-                            tx.process(q);
+                            tx.counts(&q_before, &q, today);
                         }
                         if r.job == Some(next.id) {
                             chained = true;
@@ -639,18 +646,21 @@ impl<S: Store> Engine<S> {
                 tx.robot(r);
             }
             if p_changed {
-                tx.process(p);
+                tx.counts(&p_before, &p, today);
             }
             if fx.changed || !tx.commit.is_empty() {
                 if fx.changed {
                     tx.job(job.clone());
                     job.version += 1;
                 }
-                match self.commit(tx).await {
+                let committed = self.commit(tx).await;
+                // The next job is taken (or not): other dispatches may look at it again.
+                drop(next_claim);
+                match committed {
                     Err(e) if is_conflict(&e) => {
-                        // Robots finishing together all reach for the same
-                        // next job: after a lost race, finish without the
-                        // hand-over and let the dispatch that follows place it.
+                        // Another engine took the next job or the robot:
+                        // finish without the hand-over and let the dispatch
+                        // that follows place it.
                         chain = false;
                         continue;
                     }

@@ -34,7 +34,7 @@ use crate::auth::{self, PasswordCost};
 use crate::error::{Entity, Error, Result, StoreError};
 use crate::ids::*;
 use crate::model::*;
-use crate::store::{Commit, Store, Write};
+use crate::store::{Commit, Counts, Store, Write};
 use crate::time::{Clock, Timestamp};
 use crate::transport::{Command, PollOnly, RobotTransport};
 
@@ -102,6 +102,7 @@ pub struct Engine<S> {
     config: EngineConfig,
     node: u64,
     rng: Mutex<StdRng>,
+    claims: dispatch::Claims,
 }
 
 /// Writes, audit events and commands of one decision; bumps each entity's version once.
@@ -122,6 +123,31 @@ impl Tx {
     pub(crate) fn process(&mut self, mut p: Process) -> &mut Self {
         p.version += 1;
         self.put(Write::Process(p))
+    }
+    /// The counters of a process went from `before` to `after` (see [`Counts`]).
+    pub(crate) fn counts(&mut self, before: &Process, after: &Process, day: i64) -> &mut Self {
+        self.counts_of(Counts::between(before, after, day))
+    }
+    /// Like [`Tx::counts`], with new queue items held to the process's limit.
+    pub(crate) fn new_items(&mut self, before: &Process, after: &Process, day: i64) -> &mut Self {
+        self.counts_of(Counts {
+            limit_pending: true,
+            ..Counts::between(before, after, day)
+        })
+    }
+    fn counts_of(&mut self, c: Counts) -> &mut Self {
+        if c.is_empty() {
+            return self;
+        }
+        for w in &mut self.commit.writes {
+            if let Write::Counts(old) = w
+                && old.process == c.process
+            {
+                old.merge(c);
+                return self;
+            }
+        }
+        self.put(Write::Counts(c))
     }
     pub(crate) fn robot(&mut self, mut r: Robot) -> &mut Self {
         r.version += 1;
@@ -205,6 +231,7 @@ impl<S: Store> Engine<S> {
             node: config.node.unwrap_or_else(rand::random),
             config,
             rng: Mutex::new(rng),
+            claims: dispatch::Claims::default(),
         }
     }
 
