@@ -1,8 +1,10 @@
 //! Durable job lifecycles: the scheduling bench's lifecycle (start, finish,
 //! hand-over of the next job, audit on) on SQLite (synchronous NORMAL and
 //! FULL) and PostgreSQL (`DATABASE_URL`, skipped without it), with 1k and
-//! 100k pending jobs, one robot finishing one job at a time (so every
-//! commit waits for its own sync; group commit does not get to batch).
+//! 100k pending jobs. 32 robots work at once, each woken by the engine's
+//! transport when its Execute is committed (as the WebSocket hub does), so
+//! group commit has concurrent commits to batch. `RPA_READERS` sets the
+//! store's reader connections (default 8).
 //! `cargo bench --bench store`; figures go to docs/PERFORMANCE.md.
 #![allow(missing_docs)]
 

@@ -209,7 +209,14 @@ async fn login<S: Store>(State(st): State<AppState<S>>, body: Result<Bytes, Byte
         Some(_) => return Answer::fail("password must be a string"),
         None => return Answer::fail("password is required"),
     };
-    let login = answer!(st.engine.login(username, password).await);
+    // An argon2 check costs tens of milliseconds of CPU: it runs on a
+    // blocking thread, so logins never stall the requests of an async worker.
+    let (engine, username, password) = (st.engine.clone(), username.to_owned(), password.to_owned());
+    let runtime = tokio::runtime::Handle::current();
+    let login = match tokio::task::spawn_blocking(move || runtime.block_on(engine.login(&username, &password))).await {
+        Ok(result) => answer!(result),
+        Err(e) => return Error::Internal(format!("login task: {e}")).into(),
+    };
     let processes: Vec<Value> = login
         .processes
         .iter()

@@ -18,6 +18,15 @@
 //! returns [`StoreError::Conflict`]. Serial ids are taken from the database
 //! in blocks, so an id costs a round trip only once per block.
 //!
+//! Commits go through one group writer per store: it takes every commit
+//! waiting and applies them in one transaction, a savepoint each. On
+//! PostgreSQL each such transaction first takes an advisory lock, so the
+//! writers of several nodes take turns (every commit appends to the one
+//! audit chain, so they would anyway) and never lock rows in crossed
+//! order. A process's counters change by [`Counts`], applied to the row as
+//! stored, checked against the process's limits. Leases (`rpa_leases`,
+//! [`Store::lease`]) are one conditional upsert.
+//!
 //! With [`SqlOptions::secret_key`] set, vendor secrets are stored sealed
 //! with ChaCha20-Poly1305 (`enc:v1:<nonce><ciphertext>`, hex) and opened on
 //! read; the key never reaches the database.

@@ -185,8 +185,19 @@ impl<S: Store> Engine<S> {
             return Ok(None);
         }
         for _ in 0..ATTEMPTS {
+            let claimed = self.claims.jobs_claimed();
+            if claimed == 0 {
+                // Nobody else is dispatching: the best job is free.
+                let Some(job) = self.store.next_pending(processes).await? else {
+                    return Ok(None);
+                };
+                match self.claims.first_job([job.id]) {
+                    Some((_, claim)) => return Ok(Some((job, Some(claim)))),
+                    None => continue,
+                }
+            }
             // One more head than there are claims: one of them is free, if any is.
-            let want = self.claims.jobs_claimed() + 1;
+            let want = claimed + 1;
             let heads = self.store.pending_heads(processes, want).await?;
             let Some(&best) = heads.first() else {
                 return Ok(None);
