@@ -68,7 +68,7 @@ impl Jobs {
     }
     fn get(&self, id: &JobId) -> Option<&Job> {
         self.slot(*id)
-            .and_then(|(c, i)| self.chunks.get(c).and_then(|chunk| chunk[i].as_ref()))
+            .and_then(|(c, i)| self.chunks.get(c).and_then(|chunk| chunk.get(i)?.as_ref()))
             .or_else(|| self.sparse.get(id))
     }
     fn put(&mut self, j: Job) {
@@ -77,12 +77,31 @@ impl Jobs {
                 while self.chunks.len() <= c {
                     self.chunks.push((0..CHUNK).map(|_| None).collect());
                 }
+                if self.chunks[c].is_empty() {
+                    self.chunks[c] = (0..CHUNK).map(|_| None).collect();
+                }
                 self.chunks[c][i] = Some(j);
             }
             None => {
                 self.sparse.insert(j.id, j);
             }
         }
+    }
+}
+
+impl Jobs {
+    /// Takes a job out; a chunk left empty is freed.
+    fn remove(&mut self, id: JobId) -> Option<Job> {
+        if let Some(j) = self.sparse.remove(&id) {
+            return Some(j);
+        }
+        let (c, i) = self.slot(id)?;
+        let chunk = self.chunks.get_mut(c)?;
+        let j = chunk.get_mut(i)?.take();
+        if j.is_some() && chunk.iter().all(Option::is_none) {
+            *chunk = Box::new([]);
+        }
+        j
     }
 }
 
@@ -170,6 +189,36 @@ impl MemoryStore {
         // A panic while holding the lock leaves maps that are still consistent
         // (every write is checked before any is applied), so poison is ignored.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a commit that a durable store has already checked and
+    /// committed, without checking it again: this store then serves as the
+    /// durable store's read side (`rpa-store-sql` on SQLite). It holds only
+    /// what is live: jobs and queue items that reached their end are
+    /// dropped (the durable store answers for them), and audit events, run
+    /// logs, recordings and files are not kept.
+    #[doc(hidden)]
+    pub fn mirror(&self, c: &Commit) {
+        let mut g = self.lock();
+        for w in &c.writes {
+            match w {
+                Write::Log(_) | Write::Video(_) | Write::File(_) => {}
+                Write::Job(j) if j.state.is_terminal() => g.forget_job(j.id),
+                Write::Item(i) if i.state.is_terminal() => g.forget_item(i.id),
+                Write::Counts(n) => {
+                    if let Some(p) = g.processes.get_mut(&n.process) {
+                        n.apply_unchecked(p);
+                    }
+                }
+                w => g.apply(w.clone()),
+            }
+        }
+        for r in &c.clear_outbox {
+            g.outbox.remove(r);
+        }
+        for (r, cmd) in &c.commands {
+            g.outbox.entry(*r).or_default().push_back(cmd.clone());
+        }
     }
 
     /// Test hook: changes one audit event in place, as an attacker with disk access would.
@@ -308,6 +357,32 @@ impl Inner {
                 .insert((Reverse(j.priority), j.id));
         }
         self.jobs.put(j);
+    }
+
+    /// Drops a job and everything that indexes it.
+    fn forget_job(&mut self, id: JobId) {
+        if let Some(old) = self.jobs.remove(id) {
+            for t in timers_of_job(&old) {
+                self.timers.remove(&t);
+            }
+            if is_dispatchable(&old)
+                && let Some(set) = self.pending.get_mut(&old.process)
+            {
+                set.remove(&(Reverse(old.priority), old.id));
+            }
+            self.job_keys.remove(&old.key);
+            self.jobs_by_process.remove(&(old.process, old.created_at, old.id));
+        }
+    }
+
+    /// Drops a queue item and its lookups.
+    fn forget_item(&mut self, id: QueueItemId) {
+        if let Some(old) = self.items.remove(&id) {
+            self.item_keys.remove(&old.key);
+            if let Some(r) = &old.reference {
+                self.item_refs.remove(&(old.process, r.clone()));
+            }
+        }
     }
 
     fn put_robot(&mut self, r: Robot) {

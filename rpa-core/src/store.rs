@@ -103,9 +103,19 @@ impl Counts {
         self.limit_pending |= other.limit_pending;
     }
 
+    /// Applies the change to `p` and bumps its version without checking
+    /// limits (to a copy of a process whose store already checked them).
+    pub fn apply_unchecked(&self, p: &mut Process) {
+        let _ = self.apply_checked(p, false);
+    }
+
     /// Applies the change to `p` and bumps its version; a count it raises
     /// past its limit is a conflict, and then `p` is left as it was.
     pub fn apply(&self, p: &mut Process) -> Result<(), StoreError> {
+        self.apply_checked(p, true)
+    }
+
+    fn apply_checked(&self, p: &mut Process, check: bool) -> Result<(), StoreError> {
         let add = |n: u32, d: i64| u32::try_from((i64::from(n) + d).max(0)).unwrap_or(u32::MAX);
         let running = add(p.running, self.running);
         let pending = add(p.pending_items, self.pending_items);
@@ -118,9 +128,10 @@ impl Counts {
         let spec = &p.spec;
         let over = |limit: u32, before: u32, after: u32| limit > 0 && after > before && after > limit;
         let today_before = p.successes_on(self.day.max(p.day)) + p.running;
-        if over(spec.max_run_num, p.running, running)
-            || over(spec.max_day_num, today_before, successes + running)
-            || (self.limit_pending && over(spec.max_pending_items, p.pending_items, pending))
+        if check
+            && (over(spec.max_run_num, p.running, running)
+                || over(spec.max_day_num, today_before, successes + running)
+                || (self.limit_pending && over(spec.max_pending_items, p.pending_items, pending)))
         {
             return Err(StoreError::Conflict);
         }

@@ -36,6 +36,17 @@
 //! lose the last commits before the WAL was synced (the database stays
 //! consistent). `synchronous=FULL` syncs every commit. SQLite writes go
 //! through one connection; reads use several.
+//!
+//! On SQLite the store is the only writer of its file (one server per
+//! file), so it also keeps what is live in memory: people, sessions,
+//! processes, robots, vendors (secrets still sealed), unfinished jobs and
+//! queue items, waiting commands, and the dispatch and deadline indexes
+//! over them (an [`rpa_core::MemoryStore`] fed by
+//! [`MemoryStore::mirror`](rpa_core::MemoryStore)). It is loaded at start
+//! and updated by the group writer after each transaction commits, in
+//! commit order, before any caller hears back. Reads of those come from
+//! memory; ended jobs and items, run logs, files, the audit log and the
+//! job-window query come from the database.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,7 +57,7 @@ use rpa_core::ids::*;
 use rpa_core::model::*;
 use rpa_core::store::*;
 use rpa_core::transport::{Command, RobotTransport};
-use rpa_core::{Key, Timestamp};
+use rpa_core::{Key, MemoryStore, Timestamp};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -122,6 +133,9 @@ struct Inner {
     commits: mpsc::Sender<Pending>,
     url: String,
     secret_key: Option<[u8; 32]>,
+    /// SQLite: the live entities and indexes in memory, kept by the group
+    /// writer (this store is the only writer of its file).
+    mirror: Option<MemoryStore>,
 }
 
 /// Prefix of a sealed vendor secret.
@@ -173,7 +187,7 @@ const GROUP_MAX: usize = 256;
 /// undoes only that commit. Each caller hears back after the transaction
 /// commits: under load many callers share one sync, and nobody waits for a
 /// batch to fill.
-async fn group_writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Pending>) {
+async fn group_writer(pool: AnyPool, backend: Backend, mirror: Option<MemoryStore>, mut rx: mpsc::Receiver<Pending>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < GROUP_MAX {
@@ -182,7 +196,19 @@ async fn group_writer(pool: AnyPool, backend: Backend, mut rx: mpsc::Receiver<Pe
                 Err(_) => break,
             }
         }
+        let copies: Vec<Commit> = match &mirror {
+            Some(_) => batch.iter().map(|p| p.commit.clone()).collect(),
+            None => Vec::new(),
+        };
         let results = write_group(&pool, backend, &mut batch).await;
+        if let Some(m) = &mirror {
+            // In commit order, before anyone hears back: a caller's next read sees its commit.
+            for (c, r) in copies.iter().zip(&results) {
+                if r.is_ok() {
+                    m.mirror(c);
+                }
+            }
+        }
         for (p, r) in batch.into_iter().zip(results) {
             let _ = p.done.send(r);
         }
@@ -446,8 +472,8 @@ impl SqlStore {
             }
         };
         let (commits, rx) = mpsc::channel(GROUP_MAX * 4);
-        tokio::spawn(group_writer(write.clone(), backend, rx));
-        let store = SqlStore {
+        let mirror = (backend == Backend::Sqlite).then(MemoryStore::new);
+        let mut store = SqlStore {
             inner: Arc::new(Inner {
                 backend,
                 read,
@@ -457,9 +483,17 @@ impl SqlStore {
                 commits,
                 url: url.to_owned(),
                 secret_key: options.secret_key,
+                mirror: None,
             }),
         };
         store.migrate().await?;
+        if let Some(m) = &mirror {
+            store.load_live(m).await?;
+            if let Some(inner) = Arc::get_mut(&mut store.inner) {
+                inner.mirror = mirror.clone();
+            }
+        }
+        tokio::spawn(group_writer(store.inner.write.clone(), backend, mirror, rx));
         Ok(store)
     }
 
@@ -555,6 +589,45 @@ impl SqlStore {
                 .map_err(backend_err)?;
         }
         result
+    }
+
+    /// Reads what is live (people, sessions, processes, robots, vendors,
+    /// unfinished jobs and queue items, waiting commands) into `m`.
+    async fn load_live(&self, m: &MemoryStore) -> StoreResult<()> {
+        let all = |table: &str| format!("SELECT data FROM {table} ORDER BY 1");
+        let mut c = Commit::default();
+        let users: Vec<User> = self.many(sqlx::query(&all("rpa_users"))).await?;
+        c.writes.extend(users.into_iter().map(Write::User));
+        let roles: Vec<Role> = self.many(sqlx::query(&all("rpa_roles"))).await?;
+        c.writes.extend(roles.into_iter().map(Write::Role));
+        let tokens: Vec<Token> = self.many(sqlx::query(&all("rpa_tokens"))).await?;
+        c.writes.extend(tokens.into_iter().map(Write::Token));
+        let processes: Vec<Process> = self.many(sqlx::query(&all("rpa_processes"))).await?;
+        c.writes.extend(processes.into_iter().map(Write::Process));
+        let robots: Vec<Robot> = self.many(sqlx::query(&all("rpa_robots"))).await?;
+        c.writes.extend(robots.into_iter().map(Write::Robot));
+        // Secrets stay sealed in memory too; reads open them.
+        let vendors: Vec<Vendor> = self.many(sqlx::query(&all("rpa_vendors"))).await?;
+        c.writes.extend(vendors.into_iter().map(Write::Vendor));
+        let jobs: Vec<Job> = self
+            .many(sqlx::query(
+                "SELECT data FROM rpa_jobs WHERE state IN ('Pending', 'Running', 'Stopping') ORDER BY id",
+            ))
+            .await?;
+        c.writes.extend(jobs.into_iter().map(Write::Job));
+        let items: Vec<QueueItem> = self.many(sqlx::query(&all("rpa_items"))).await?;
+        c.writes
+            .extend(items.into_iter().filter(|i| !i.state.is_terminal()).map(Write::Item));
+        let rows = sqlx::query("SELECT robot, data FROM rpa_outbox ORDER BY seq")
+            .fetch_all(&self.inner.read)
+            .await
+            .map_err(backend_err)?;
+        for r in &rows {
+            c.commands
+                .push((RobotId(r.try_get("robot").map_err(backend_err)?), data(r)?));
+        }
+        m.mirror(&c);
+        Ok(())
     }
 
     async fn one<T: DeserializeOwned>(&self, sql: &str, v: Val) -> StoreResult<Option<T>> {
@@ -870,41 +943,80 @@ impl Store for SqlStore {
     }
 
     async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.user(id).await;
+        }
         self.one(queries::USER, Val::I(id.0)).await
     }
     async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.user_by_name(name).await;
+        }
         self.one("SELECT data FROM rpa_users WHERE name = $1", Val::S(name.into()))
             .await
     }
     async fn users(&self) -> StoreResult<Vec<User>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.users().await;
+        }
         self.many(sqlx::query("SELECT data FROM rpa_users ORDER BY id")).await
     }
     async fn role(&self, id: RoleId) -> StoreResult<Option<Role>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.role(id).await;
+        }
         self.one("SELECT data FROM rpa_roles WHERE id = $1", Val::I(id.0)).await
     }
     async fn role_by_name(&self, name: &str) -> StoreResult<Option<Role>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.role_by_name(name).await;
+        }
         self.one("SELECT data FROM rpa_roles WHERE name = $1", Val::S(name.into()))
             .await
     }
     async fn token(&self, hash: [u8; 32]) -> StoreResult<Option<Token>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.token(hash).await;
+        }
         self.one(queries::TOKEN, Val::S(hex::encode(hash))).await
     }
 
     async fn process(&self, id: ProcessId) -> StoreResult<Option<Process>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.process(id).await;
+        }
         self.one(queries::PROCESS, Val::I(id.0)).await
     }
     async fn process_by_key(&self, key: Key) -> StoreResult<Option<Process>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.process_by_key(key).await;
+        }
         self.one(queries::PROCESS_BY_KEY, Val::S(key.to_string())).await
     }
     async fn processes(&self) -> StoreResult<Vec<Process>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.processes().await;
+        }
         self.many(sqlx::query("SELECT data FROM rpa_processes ORDER BY id"))
             .await
     }
 
     async fn job(&self, id: JobId) -> StoreResult<Option<Job>> {
+        // Live ones are in memory; ended ones only in the database.
+        if let Some(m) = &self.inner.mirror
+            && let Some(found) = m.job(id).await?
+        {
+            return Ok(Some(found));
+        }
         self.one(queries::JOB, Val::I(id.0)).await
     }
     async fn job_by_key(&self, key: Key) -> StoreResult<Option<Job>> {
+        // Live ones are in memory; ended ones only in the database.
+        if let Some(m) = &self.inner.mirror
+            && let Some(found) = m.job_by_key(key).await?
+        {
+            return Ok(Some(found));
+        }
         self.one(queries::JOB_BY_KEY, Val::S(key.to_string())).await
     }
     async fn jobs_of_process(&self, q: JobQuery) -> StoreResult<(u64, Vec<Job>)> {
@@ -932,6 +1044,9 @@ impl Store for SqlStore {
         Ok((total as u64, jobs))
     }
     async fn next_pending(&self, processes: &[ProcessId]) -> StoreResult<Option<Job>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.next_pending(processes).await;
+        }
         if processes.is_empty() {
             return Ok(None);
         }
@@ -950,6 +1065,9 @@ impl Store for SqlStore {
         Ok(best)
     }
     async fn pending_heads(&self, processes: &[ProcessId], n: usize) -> StoreResult<Vec<JobId>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.pending_heads(processes, n).await;
+        }
         let mut heads: Vec<(std::cmp::Reverse<i64>, i64)> = Vec::new();
         for p in processes {
             let rows = sqlx::query(queries::PENDING_HEADS)
@@ -968,6 +1086,9 @@ impl Store for SqlStore {
         Ok(heads.into_iter().take(n).map(|(_, id)| JobId(id)).collect())
     }
     async fn pending_count(&self, process: ProcessId) -> StoreResult<u64> {
+        if let Some(m) = &self.inner.mirror {
+            return m.pending_count(process).await;
+        }
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rpa_jobs WHERE process = $1 AND dispatchable = 1")
             .bind(process.0)
             .fetch_one(&self.inner.read)
@@ -977,13 +1098,31 @@ impl Store for SqlStore {
     }
 
     async fn item(&self, id: QueueItemId) -> StoreResult<Option<QueueItem>> {
+        // Live ones are in memory; ended ones only in the database.
+        if let Some(m) = &self.inner.mirror
+            && let Some(found) = m.item(id).await?
+        {
+            return Ok(Some(found));
+        }
         self.one("SELECT data FROM rpa_items WHERE id = $1", Val::I(id.0)).await
     }
     async fn item_by_key(&self, key: Key) -> StoreResult<Option<QueueItem>> {
+        // Live ones are in memory; ended ones only in the database.
+        if let Some(m) = &self.inner.mirror
+            && let Some(found) = m.item_by_key(key).await?
+        {
+            return Ok(Some(found));
+        }
         self.one("SELECT data FROM rpa_items WHERE key = $1", Val::S(key.to_string()))
             .await
     }
     async fn item_by_reference(&self, process: ProcessId, reference: &str) -> StoreResult<Option<QueueItem>> {
+        // Live ones are in memory; ended ones only in the database.
+        if let Some(m) = &self.inner.mirror
+            && let Some(found) = m.item_by_reference(process, reference).await?
+        {
+            return Ok(Some(found));
+        }
         let row = sqlx::query(queries::ITEM_BY_REFERENCE)
             .bind(process.0)
             .bind(reference)
@@ -994,24 +1133,40 @@ impl Store for SqlStore {
     }
 
     async fn robot(&self, id: RobotId) -> StoreResult<Option<Robot>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.robot(id).await;
+        }
         self.one(queries::ROBOT, Val::I(id.0)).await
     }
     async fn robot_by_code(&self, code: &str) -> StoreResult<Option<Robot>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.robot_by_code(code).await;
+        }
         self.one(queries::ROBOT_BY_CODE, Val::S(code.into())).await
     }
     async fn robots(&self) -> StoreResult<Vec<Robot>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.robots().await;
+        }
         self.many(sqlx::query("SELECT data FROM rpa_robots ORDER BY id")).await
     }
     async fn available_robots(&self, after: Option<RobotId>, n: usize) -> StoreResult<Vec<Robot>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.available_robots(after, n).await;
+        }
         let q = sqlx::query(queries::AVAILABLE_ROBOTS)
             .bind(after.map_or(i64::MIN, |a| a.0))
             .bind(limit(n));
         self.many(q).await
     }
     async fn vendor_by_code(&self, code: &str) -> StoreResult<Option<Vendor>> {
-        let v: Option<Vendor> = self
-            .one("SELECT data FROM rpa_vendors WHERE code = $1", Val::S(code.into()))
-            .await?;
+        let v: Option<Vendor> = match &self.inner.mirror {
+            Some(m) => m.vendor_by_code(code).await?,
+            None => {
+                self.one("SELECT data FROM rpa_vendors WHERE code = $1", Val::S(code.into()))
+                    .await?
+            }
+        };
         v.map(|v| {
             Ok(Vendor {
                 secret: unseal(self.inner.secret_key.as_ref(), &v.secret)?,
@@ -1041,6 +1196,9 @@ impl Store for SqlStore {
     }
 
     async fn due(&self, now: Timestamp, n: usize) -> StoreResult<Vec<Due>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.due(now, n).await;
+        }
         let rows = sqlx::query(queries::DUE)
             .bind(now.0)
             .bind(now.0)
@@ -1062,6 +1220,9 @@ impl Store for SqlStore {
             .collect()
     }
     async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.next_due().await;
+        }
         let t: Option<i64> = sqlx::query_scalar(queries::NEXT_DUE)
             .fetch_one(&self.inner.read)
             .await
@@ -1070,6 +1231,19 @@ impl Store for SqlStore {
     }
 
     async fn take_commands(&self, robot: RobotId, n: usize) -> StoreResult<Vec<Command>> {
+        if let Some(m) = &self.inner.mirror {
+            let taken = m.take_commands(robot, n).await?;
+            if !taken.is_empty() {
+                // The same commands are the robot's oldest rows.
+                sqlx::query(queries::OUTBOX_TAKE_SQLITE)
+                    .bind(robot.0)
+                    .bind(limit(taken.len()))
+                    .execute(&self.inner.write)
+                    .await
+                    .map_err(backend_err)?;
+            }
+            return Ok(taken);
+        }
         // Most heartbeats find nothing: look first, on a reader, before writing.
         let waiting: Option<i64> = sqlx::query_scalar(queries::OUTBOX_PEEK)
             .bind(robot.0)

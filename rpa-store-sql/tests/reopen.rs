@@ -1,0 +1,124 @@
+//! On SQLite the store serves live entities from memory and loads them at
+//! start: a store reopened on a file answers exactly as the one that wrote it.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::temp_sqlite;
+use rpa_core::auth::{PasswordCost, supplier_proof};
+use rpa_core::engine::NewUser;
+use rpa_core::job::FinishStatus;
+use rpa_core::model::{Actor, JobState, ProcessSpec, ProcessType};
+use rpa_core::transport::Command;
+use rpa_core::{Engine, EngineConfig, ManualClock, Store, Timestamp};
+use rpa_store_sql::{SqlOptions, SqlStore};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_reopened_store_serves_what_was_live() {
+    let url = temp_sqlite();
+    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
+    let config = EngineConfig {
+        password_cost: PasswordCost::TESTING,
+        ..EngineConfig::default()
+    };
+    let options = || SqlOptions {
+        secret_key: Some([3; 32]),
+        ..SqlOptions::default()
+    };
+    let first = SqlStore::connect(&url, options()).await.unwrap();
+    let e = Engine::new(first.clone(), clock.clone(), config.clone());
+    let mut spec = ProcessSpec::new("p", ProcessType::Unattended);
+    spec.max_run_num = 1;
+    let p = e.create_process(Actor::System, spec).await.unwrap();
+    let user = e
+        .create_user(
+            Actor::System,
+            NewUser {
+                name: "u".into(),
+                password: "pw".into(),
+                roles: vec![],
+                grants: vec![p.key],
+            },
+        )
+        .await
+        .unwrap();
+    e.register_vendor(Actor::System, "acme", "vendor-s3cret").await.unwrap();
+    let reg = e
+        .register_robot("r1", "acme", &supplier_proof("vendor-s3cret", "r1"), None)
+        .await
+        .unwrap();
+    e.heartbeat("r1", reg.connect, None).await.unwrap();
+    let none = json!({});
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        jobs.push(e.start_job(&user, p.key, &none).await.unwrap());
+    }
+    let first_run = match e.take_commands(reg.robot.id).await.unwrap().pop() {
+        Some(Command::Execute(x)) => x.run_instance_id,
+        other => panic!("expected an Execute, got {other:?}"),
+    };
+    // The robot finishes its first job and is handed the next; that Execute
+    // stays in its outbox across the reopen.
+    e.report_finish("r1", reg.connect, first_run, FinishStatus::Success, None, None)
+        .await
+        .unwrap();
+    let token = e.login("u", "pw").await.unwrap().token;
+    let before_jobs = futures::future::join_all(jobs.iter().map(|j| first.job(j.id))).await;
+    let before = (
+        first.processes().await.unwrap(),
+        first.robots().await.unwrap(),
+        first.users().await.unwrap(),
+        first.next_pending(&[p.id]).await.unwrap(),
+    );
+    assert_eq!(
+        before_jobs
+            .iter()
+            .filter(|j| j.as_ref().unwrap().as_ref().unwrap().state == JobState::Successful)
+            .count(),
+        1
+    );
+    drop(e);
+    drop(first);
+
+    let again = SqlStore::connect(&url, options()).await.unwrap();
+    let after_jobs = futures::future::join_all(jobs.iter().map(|j| again.job(j.id))).await;
+    assert_eq!(
+        format!("{before_jobs:?}"),
+        format!("{after_jobs:?}"),
+        "every job, live or ended, reads the same"
+    );
+    let after = (
+        again.processes().await.unwrap(),
+        again.robots().await.unwrap(),
+        again.users().await.unwrap(),
+        again.next_pending(&[p.id]).await.unwrap(),
+    );
+    assert_eq!(
+        format!("{before:?}"),
+        format!("{after:?}"),
+        "processes, robots, users, dispatch order"
+    );
+    assert_eq!(
+        again.vendor_by_code("acme").await.unwrap().unwrap().secret,
+        "vendor-s3cret"
+    );
+    let e = Engine::new(again.clone(), clock, config);
+    assert_eq!(e.authenticate(&token).await.unwrap().id, user.id, "sessions survive");
+    match e.take_commands(reg.robot.id).await.unwrap().as_slice() {
+        [Command::Execute(x)] => assert_ne!(x.run_instance_id, first_run, "the hand-over's Execute waits"),
+        other => panic!("expected one Execute, got {other:?}"),
+    }
+    assert!(
+        e.take_commands(reg.robot.id).await.unwrap().is_empty(),
+        "a taken command is gone"
+    );
+    drop(e);
+    drop(again);
+    let third = SqlStore::connect(&url, options()).await.unwrap();
+    assert!(
+        third.take_commands(reg.robot.id, 10).await.unwrap().is_empty(),
+        "a taken command stays gone after another reopen"
+    );
+}
