@@ -176,6 +176,8 @@ fn unseal(key: Option<&[u8; 32]>, stored: &str) -> Result<String, StoreError> {
 struct Pending {
     commit: Commit,
     seqs: Vec<i64>,
+    /// Instead of a commit: the robot's oldest `n` commands were delivered; delete them.
+    taken: Option<(RobotId, usize)>,
     done: oneshot::Sender<StoreResult<()>>,
 }
 
@@ -233,10 +235,29 @@ async fn write_group(pool: &AnyPool, backend: Backend, batch: &mut [Pending]) ->
         }
     }
     let mut results = Vec::with_capacity(batch.len());
+    let mut audit = Vec::new();
     for p in batch.iter_mut() {
-        let commit = std::mem::take(&mut p.commit);
+        if let Some((robot, n)) = p.taken {
+            let r = sqlx::query(queries::OUTBOX_TAKE_SQLITE)
+                .bind(robot.0)
+                .bind(limit(n))
+                .execute(&mut *tx)
+                .await;
+            if let Err(e) = r {
+                return fail_all(backend_err(e), batch.len());
+            }
+            results.push(Ok(()));
+            continue;
+        }
+        let mut commit = std::mem::take(&mut p.commit);
+        let drafts = std::mem::take(&mut commit.audit);
         let seqs = std::mem::take(&mut p.seqs);
-        if let Err(e) = sqlx::query("SAVEPOINT rpa_commit").execute(&mut *tx).await {
+        // On SQLite a failed statement undoes only itself, so a commit of one
+        // statement needs no savepoint; on PostgreSQL any error would abort
+        // the whole transaction.
+        let statements = commit.writes.len() + commit.commands.len() + commit.clear_outbox.len();
+        let guarded = backend == Backend::Postgres || statements > 1;
+        if guarded && let Err(e) = sqlx::query("SAVEPOINT rpa_commit").execute(&mut *tx).await {
             return fail_all(backend_err(e), batch.len());
         }
         let r = apply(&mut tx, backend, commit, seqs).await;
@@ -245,12 +266,21 @@ async fn write_group(pool: &AnyPool, backend: Backend, batch: &mut [Pending]) ->
         } else {
             Some("ROLLBACK TO SAVEPOINT rpa_commit")
         };
-        for stmt in undo.into_iter().chain(["RELEASE SAVEPOINT rpa_commit"]) {
+        let release = undo.into_iter().chain(["RELEASE SAVEPOINT rpa_commit"]);
+        for stmt in release.filter(|_| guarded) {
             if let Err(e) = sqlx::query(stmt).execute(&mut *tx).await {
                 return fail_all(backend_err(e), batch.len());
             }
         }
+        if r.is_ok() {
+            audit.extend(drafts);
+        }
         results.push(r);
+    }
+    if !audit.is_empty()
+        && let Err(e) = append_audit(&mut tx, audit).await
+    {
+        return fail_all(e, batch.len());
     }
     match tx.commit().await {
         Ok(()) => results,
@@ -715,13 +745,14 @@ async fn apply(
                     .map_err(backend_err)?;
             }
         }
-        if !c.audit.is_empty() {
-            append_audit(conn, c.audit).await?;
-        }
         Ok(())
     }
 }
 
+/// Audit rows per INSERT.
+const AUDIT_ROWS: usize = 256;
+
+/// Appends a group's audit events (of the commits that succeeded, in commit order) to the chain.
 async fn append_audit(conn: &mut AnyConnection, drafts: Vec<AuditDraft>) -> Result<(), StoreError> {
     // Taking the tail row's lock first serialises appends across nodes.
     let row = sqlx::query("UPDATE rpa_audit_tail SET seq = seq WHERE id = 1 RETURNING seq, hash")
@@ -732,16 +763,24 @@ async fn append_audit(conn: &mut AnyConnection, drafts: Vec<AuditDraft>) -> Resu
     let hash: String = row.try_get("hash").map_err(backend_err)?;
     let mut prev = [0u8; 32];
     hex::decode_to_slice(hash, &mut prev).map_err(|e| StoreError::Backend(format!("audit tail: {e}")))?;
+    let mut rows = Vec::with_capacity(drafts.len());
     for d in drafts {
         seq += 1;
         let e = audit::link(prev, seq as u64, d);
         prev = e.hash;
-        sqlx::query("INSERT INTO rpa_audit (seq, data) VALUES ($1, $2)")
-            .bind(seq)
-            .bind(to_json(&e)?)
-            .execute(&mut *conn)
-            .await
-            .map_err(backend_err)?;
+        rows.push((seq, to_json(&e)?));
+    }
+    // Many rows per statement: one round trip for a whole group's events.
+    for chunk in rows.chunks(AUDIT_ROWS) {
+        let marks: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let sql = format!("INSERT INTO rpa_audit (seq, data) VALUES {}", marks.join(", "));
+        let mut q = sqlx::query(&sql);
+        for (seq, data) in chunk {
+            q = q.bind(*seq).bind(data.clone());
+        }
+        q.execute(&mut *conn).await.map_err(backend_err)?;
     }
     sqlx::query("UPDATE rpa_audit_tail SET seq = $1, hash = $2 WHERE id = 1")
         .bind(seq)
@@ -1234,13 +1273,22 @@ impl Store for SqlStore {
         if let Some(m) = &self.inner.mirror {
             let taken = m.take_commands(robot, n).await?;
             if !taken.is_empty() {
-                // The same commands are the robot's oldest rows.
-                sqlx::query(queries::OUTBOX_TAKE_SQLITE)
-                    .bind(robot.0)
-                    .bind(limit(taken.len()))
-                    .execute(&self.inner.write)
+                // The same commands are the robot's oldest rows: deleted in
+                // the writer's next group, before this answer.
+                let (done, result) = oneshot::channel();
+                self.inner
+                    .commits
+                    .send(Pending {
+                        commit: Commit::default(),
+                        seqs: Vec::new(),
+                        taken: Some((robot, taken.len())),
+                        done,
+                    })
                     .await
-                    .map_err(backend_err)?;
+                    .map_err(|_| StoreError::Backend("the database writer stopped".into()))?;
+                result
+                    .await
+                    .map_err(|_| StoreError::Backend("the database writer stopped".into()))??;
             }
             return Ok(taken);
         }
@@ -1314,7 +1362,12 @@ impl Store for SqlStore {
         let (done, result) = oneshot::channel();
         self.inner
             .commits
-            .send(Pending { commit: c, seqs, done })
+            .send(Pending {
+                commit: c,
+                seqs,
+                taken: None,
+                done,
+            })
             .await
             .map_err(|_| StoreError::Backend("the database writer stopped".into()))?;
         result
