@@ -791,6 +791,20 @@ async fn append_audit(conn: &mut AnyConnection, drafts: Vec<AuditDraft>) -> Resu
     Ok(())
 }
 
+async fn put_process(conn: &mut AnyConnection, p: &Process) -> Result<(), StoreError> {
+    let cols = vec![("key", Val::S(p.key.to_string()))];
+    put(
+        conn,
+        "rpa_processes",
+        "id",
+        Val::I(p.id.0),
+        cols,
+        p.version,
+        to_json(p)?,
+    )
+    .await
+}
+
 async fn write(conn: &mut AnyConnection, w: Write) -> Result<(), StoreError> {
     match w {
         Write::User(u) => {
@@ -837,19 +851,7 @@ async fn write(conn: &mut AnyConnection, w: Write) -> Result<(), StoreError> {
                 .map_err(backend_err)?;
             Ok(())
         }
-        Write::Process(p) => {
-            let json = to_json(&p)?;
-            put(
-                conn,
-                "rpa_processes",
-                "id",
-                Val::I(p.id.0),
-                vec![("key", Val::S(p.key.to_string()))],
-                p.version,
-                json,
-            )
-            .await
-        }
+        Write::Process(p) => put_process(conn, &p).await,
         Write::Counts(c) => {
             // Writers are serial (one SQLite writer; an advisory lock on
             // PostgreSQL), so the process read here is the one updated.
@@ -861,17 +863,7 @@ async fn write(conn: &mut AnyConnection, w: Write) -> Result<(), StoreError> {
                 .ok_or(StoreError::Conflict)?;
             let mut p: Process = data(&row)?;
             c.apply(&mut p)?;
-            let json = to_json(&p)?;
-            put(
-                conn,
-                "rpa_processes",
-                "id",
-                Val::I(p.id.0),
-                vec![("key", Val::S(p.key.to_string()))],
-                p.version,
-                json,
-            )
-            .await
+            put_process(conn, &p).await
         }
         Write::Job(j) => {
             let mut ready = None;
