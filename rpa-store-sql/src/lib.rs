@@ -190,12 +190,39 @@ const GROUP_MAX: usize = 256;
 /// commits: under load many callers share one sync, and nobody waits for a
 /// batch to fill.
 async fn group_writer(pool: AnyPool, backend: Backend, mirror: Option<MemoryStore>, mut rx: mpsc::Receiver<Pending>) {
+    let mut last_seq: Option<i64> = None;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < GROUP_MAX {
             match rx.try_recv() {
                 Ok(p) => batch.push(p),
                 Err(_) => break,
+            }
+        }
+        if mirror.is_some() {
+            // Outbox rows numbered in commit order, the order the mirror
+            // queues them in, so that a robot's oldest row is its oldest command.
+            let last = match last_seq {
+                Some(n) => n,
+                None => match sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(seq), 0) FROM rpa_outbox")
+                    .fetch_one(&pool)
+                    .await
+                {
+                    Ok(n) => n,
+                    Err(e) => {
+                        // The allocated numbers stand; the next group asks again.
+                        tracing::warn!(error = %e, "cannot read the outbox's last number");
+                        i64::MAX
+                    }
+                },
+            };
+            if last != i64::MAX {
+                let mut last = last;
+                for s in batch.iter_mut().flat_map(|p| p.seqs.iter_mut()) {
+                    *s = (*s).max(last + 1);
+                    last = *s;
+                }
+                last_seq = Some(last);
             }
         }
         let copies: Vec<Commit> = match &mirror {
