@@ -181,6 +181,45 @@ impl Rig {
     }
 }
 
+impl Rig {
+    /// The apalis comparison's workload: `jobs` starts (16 clients at once),
+    /// then the robots run them all; the time both took.
+    async fn drain(&self, jobs: u64) -> Duration {
+        let start = Instant::now();
+        let mut clients = Vec::new();
+        for i in 0..16u64 {
+            let (e, u, p) = (self.engine.clone(), self.user.clone(), self.process);
+            let n = jobs / 16 + u64::from(i < jobs % 16);
+            clients.push(tokio::spawn(async move {
+                for _ in 0..n {
+                    e.start_job(&u, p, &json!({})).await.unwrap();
+                }
+            }));
+        }
+        for c in clients {
+            c.await.unwrap();
+        }
+        let mut robots = Vec::new();
+        for (i, bot) in self.bots.iter().enumerate() {
+            let n = jobs / ROBOTS as u64 + u64::from((i as u64) < jobs % ROBOTS as u64);
+            let (e, bot, bells) = (self.engine.clone(), bot.clone(), self.bells.clone());
+            robots.push(tokio::spawn(async move {
+                for _ in 0..n {
+                    let run = *bot.run.lock().await;
+                    e.report_finish(&bot.code, bot.connect, run, FinishStatus::Success, None, None)
+                        .await
+                        .unwrap();
+                    *bot.run.lock().await = next_run(&e, &bells, &bot).await;
+                }
+            }));
+        }
+        for r in robots {
+            r.await.unwrap();
+        }
+        start.elapsed()
+    }
+}
+
 fn sqlite_url(tag: &str) -> String {
     let dir = std::env::temp_dir().join(format!("rpa-bench-store-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -248,5 +287,33 @@ fn durable_lifecycles(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, durable_lifecycles);
+/// Side by side with `peers/apalis` (scripts/compare-apalis.sh): enqueue
+/// 10,000 jobs, then run them all, on SQLite with synchronous NORMAL.
+fn backlog_10k(c: &mut Criterion) {
+    const JOBS: u64 = 10_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut g = c.benchmark_group("backlog_10k");
+    g.throughput(Throughput::Elements(JOBS));
+    g.sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(30));
+    let rig = rt.block_on(rig(sqlite_url("backlog"), Synchronous::Normal, 0));
+    g.bench_function("rpa_sqlite_normal", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let mut took = Duration::ZERO;
+                for _ in 0..iters {
+                    took += rig.drain(JOBS).await;
+                }
+                took
+            })
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, durable_lifecycles, backlog_10k);
 criterion_main!(benches);

@@ -6,9 +6,10 @@
 //! the few places where the dialects differ say so.
 //!
 //! ```text
-//!  Engine ──read──► reader pool ──► SELECT data FROM rpa_* WHERE <indexed column> ...
-//!         ──commit─► writer pool ──► BEGIN; UPDATE ... WHERE id = ? AND version = new-1 (else Conflict);
-//!                                    INSERT new rows; outbox; audit (tail row locked); COMMIT
+//!  Engine ──read──► reader pool (sqlx) ──► SELECT data FROM rpa_* WHERE <indexed column> ...
+//!         ──commit─► plan (JSON, statements; src/plan.rs) ──► group writer:
+//!                      BEGIN; per commit: UPDATE ... WHERE id = ? AND version = new-1 (else Conflict);
+//!                      INSERT new rows; outbox; then the group's audit rows; COMMIT
 //! ```
 //!
 //! Every entity is stored whole as JSON; the other columns serve lookups,
@@ -19,13 +20,17 @@
 //! in blocks, so an id costs a round trip only once per block.
 //!
 //! Commits go through one group writer per store: it takes every commit
-//! waiting and applies them in one transaction, a savepoint each. On
-//! PostgreSQL each such transaction first takes an advisory lock, so the
-//! writers of several nodes take turns (every commit appends to the one
-//! audit chain, so they would anyway) and never lock rows in crossed
-//! order. A process's counters change by [`Counts`], applied to the row as
-//! stored, checked against the process's limits. Leases (`rpa_leases`,
-//! [`Store::lease`]) are one conditional upsert.
+//! waiting and applies them in one transaction, a savepoint each. The
+//! caller turns its commit into statements first (`plan`), so the writer
+//! only runs them. On SQLite the writer is a thread of its own with the
+//! file's one write connection (rusqlite, prepared statements kept), so a
+//! whole group runs without a thread switch per statement; on PostgreSQL
+//! it is a task on the sqlx pool, and each transaction first takes an
+//! advisory lock, so the writers of several nodes take turns (every commit
+//! appends to the one audit chain, so they would anyway) and never lock
+//! rows in crossed order. A process's counters change by [`Counts`],
+//! applied to the row as stored, checked against the process's limits.
+//! Leases (`rpa_leases`, [`Store::lease`]) are one conditional upsert.
 //!
 //! With [`SqlOptions::secret_key`] set, vendor secrets are stored sealed
 //! with ChaCha20-Poly1305 (`enc:v1:<nonce><ciphertext>`, hex) and opened on
@@ -35,7 +40,7 @@
 //! a commit is durable against a crash of the process, and a power loss can
 //! lose the last commits before the WAL was synced (the database stays
 //! consistent). `synchronous=FULL` syncs every commit. SQLite writes go
-//! through one connection; reads use several.
+//! through the writer thread's connection; reads use several.
 //!
 //! On SQLite the store is the only writer of its file (one server per
 //! file), so it also keeps what is live in memory: people, sessions,
@@ -51,6 +56,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use plan::{Expect, Planned, Step, Stmt, Val, to_json};
 use rpa_core::audit::{self, AuditDraft};
 use rpa_core::error::StoreError;
 use rpa_core::ids::*;
@@ -58,13 +64,14 @@ use rpa_core::model::*;
 use rpa_core::store::*;
 use rpa_core::transport::{Command, RobotTransport};
 use rpa_core::{Key, MemoryStore, Timestamp};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
+mod plan;
 pub mod queries;
+mod sqlite;
 
 /// The schema migrations, in order: `(version, name, sql)`.
 pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
@@ -126,11 +133,11 @@ pub struct SqlStore {
 
 struct Inner {
     backend: Backend,
+    /// Reads (and, on PostgreSQL, the group writer's transactions).
     read: AnyPool,
-    write: AnyPool,
     id_block: i64,
     ids: Mutex<HashMap<&'static str, (i64, i64)>>,
-    commits: mpsc::Sender<Pending>,
+    writer: Writer,
     url: String,
     secret_key: Option<[u8; 32]>,
     /// SQLite: the live entities and indexes in memory, kept by the group
@@ -172,25 +179,33 @@ fn unseal(key: Option<&[u8; 32]>, stored: &str) -> Result<String, StoreError> {
     String::from_utf8(plain).map_err(|_| StoreError::Backend("a sealed vendor secret is damaged".into()))
 }
 
-/// A commit waiting for the group writer.
+/// A PostgreSQL commit waiting for the group writer.
 struct Pending {
-    commit: Commit,
-    seqs: Vec<i64>,
-    /// Instead of a commit: the robot's oldest `n` commands were delivered; delete them.
-    taken: Option<(RobotId, usize)>,
+    planned: Planned,
     done: oneshot::Sender<StoreResult<()>>,
+}
+
+/// Who writes.
+enum Writer {
+    /// PostgreSQL: the group writer task, on the pool.
+    Pool(mpsc::Sender<Pending>),
+    /// SQLite: the writer thread ([`sqlite`]).
+    Thread(mpsc::Sender<sqlite::Work>),
 }
 
 /// Most commits in one transaction.
 const GROUP_MAX: usize = 256;
 
-/// The group writer: takes every commit waiting and applies them in one
-/// transaction, each inside its own savepoint, so one commit's conflict
-/// undoes only that commit. Each caller hears back after the transaction
-/// commits: under load many callers share one sync, and nobody waits for a
-/// batch to fill.
-async fn group_writer(pool: AnyPool, backend: Backend, mirror: Option<MemoryStore>, mut rx: mpsc::Receiver<Pending>) {
-    let mut last_seq: Option<i64> = None;
+fn stopped<T>(_: T) -> StoreError {
+    StoreError::Backend("the database writer stopped".into())
+}
+
+/// The PostgreSQL group writer: takes every commit waiting and applies them
+/// in one transaction, each inside its own savepoint, so one commit's
+/// conflict undoes only that commit. Each caller hears back after the
+/// transaction commits: under load many callers share one sync, and nobody
+/// waits for a batch to fill.
+async fn group_writer(pool: AnyPool, mut rx: mpsc::Receiver<Pending>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < GROUP_MAX {
@@ -199,108 +214,54 @@ async fn group_writer(pool: AnyPool, backend: Backend, mirror: Option<MemoryStor
                 Err(_) => break,
             }
         }
-        if mirror.is_some() {
-            // Outbox rows numbered in commit order, the order the mirror
-            // queues them in, so that a robot's oldest row is its oldest command.
-            let last = match last_seq {
-                Some(n) => n,
-                None => match sqlx::query_scalar::<_, i64>("SELECT COALESCE(MAX(seq), 0) FROM rpa_outbox")
-                    .fetch_one(&pool)
-                    .await
-                {
-                    Ok(n) => n,
-                    Err(e) => {
-                        // The allocated numbers stand; the next group asks again.
-                        tracing::warn!(error = %e, "cannot read the outbox's last number");
-                        i64::MAX
-                    }
-                },
-            };
-            if last != i64::MAX {
-                let mut last = last;
-                for s in batch.iter_mut().flat_map(|p| p.seqs.iter_mut()) {
-                    *s = (*s).max(last + 1);
-                    last = *s;
-                }
-                last_seq = Some(last);
-            }
-        }
-        let copies: Vec<Commit> = match &mirror {
-            Some(_) => batch.iter().map(|p| p.commit.clone()).collect(),
-            None => Vec::new(),
-        };
-        let results = write_group(&pool, backend, &mut batch).await;
-        if let Some(m) = &mirror {
-            // In commit order, before anyone hears back: a caller's next read sees its commit.
-            for (c, r) in copies.iter().zip(&results) {
-                if r.is_ok() {
-                    m.mirror(c);
-                }
-            }
-        }
+        let results = write_group(&pool, &mut batch).await;
         for (p, r) in batch.into_iter().zip(results) {
             let _ = p.done.send(r);
         }
     }
 }
 
-async fn write_group(pool: &AnyPool, backend: Backend, batch: &mut [Pending]) -> Vec<StoreResult<()>> {
+async fn write_group(pool: &AnyPool, batch: &mut [Pending]) -> Vec<StoreResult<()>> {
     let fail_all = |e: StoreError, n: usize| (0..n).map(|_| Err(e.clone())).collect::<Vec<_>>();
     let mut tx = match pool.begin().await {
         Ok(tx) => tx,
         Err(e) => return fail_all(backend_err(e), batch.len()),
     };
-    if backend == Backend::Postgres {
-        // Every commit appends to the audit chain, so writers are serial across
-        // nodes anyway (the chain's tail row); taking this lock first makes the
-        // order explicit, so two nodes' groups never lock rows in crossed order.
-        if let Err(e) = sqlx::query("SELECT pg_advisory_xact_lock(7263)")
-            .execute(&mut *tx)
-            .await
-        {
-            return fail_all(backend_err(e), batch.len());
-        }
+    // Every commit appends to the audit chain, so writers are serial across
+    // nodes anyway (the chain's tail row); taking this lock first makes the
+    // order explicit, so two nodes' groups never lock rows in crossed order.
+    if let Err(e) = sqlx::query("SELECT pg_advisory_xact_lock(7263)")
+        .execute(&mut *tx)
+        .await
+    {
+        return fail_all(backend_err(e), batch.len());
     }
     let mut results = Vec::with_capacity(batch.len());
     let mut audit = Vec::new();
     for p in batch.iter_mut() {
-        if let Some((robot, n)) = p.taken {
-            let r = sqlx::query(queries::OUTBOX_TAKE_SQLITE)
-                .bind(robot.0)
-                .bind(limit(n))
-                .execute(&mut *tx)
-                .await;
-            if let Err(e) = r {
-                return fail_all(backend_err(e), batch.len());
-            }
-            results.push(Ok(()));
-            continue;
-        }
-        let mut commit = std::mem::take(&mut p.commit);
-        let drafts = std::mem::take(&mut commit.audit);
-        let seqs = std::mem::take(&mut p.seqs);
-        // On SQLite a failed statement undoes only itself, so a commit of one
-        // statement needs no savepoint; on PostgreSQL any error would abort
-        // the whole transaction.
-        let statements = commit.writes.len() + commit.commands.len() + commit.clear_outbox.len();
-        let guarded = backend == Backend::Postgres || statements > 1;
-        if guarded && let Err(e) = sqlx::query("SAVEPOINT rpa_commit").execute(&mut *tx).await {
+        // Any error aborts a PostgreSQL transaction: every commit has a savepoint.
+        if let Err(e) = sqlx::query("SAVEPOINT rpa_commit").execute(&mut *tx).await {
             return fail_all(backend_err(e), batch.len());
         }
-        let r = apply(&mut tx, backend, commit, seqs).await;
+        let mut r = Ok(());
+        for step in std::mem::take(&mut p.planned.steps) {
+            r = run_step(&mut tx, step).await;
+            if r.is_err() {
+                break;
+            }
+        }
         let undo = if r.is_ok() {
             None
         } else {
             Some("ROLLBACK TO SAVEPOINT rpa_commit")
         };
-        let release = undo.into_iter().chain(["RELEASE SAVEPOINT rpa_commit"]);
-        for stmt in release.filter(|_| guarded) {
+        for stmt in undo.into_iter().chain(["RELEASE SAVEPOINT rpa_commit"]) {
             if let Err(e) = sqlx::query(stmt).execute(&mut *tx).await {
                 return fail_all(backend_err(e), batch.len());
             }
         }
         if r.is_ok() {
-            audit.extend(drafts);
+            audit.append(&mut p.planned.audit);
         }
         results.push(r);
     }
@@ -313,6 +274,38 @@ async fn write_group(pool: &AnyPool, backend: Backend, batch: &mut [Pending]) ->
         Ok(()) => results,
         Err(e) => fail_all(backend_err(e), batch.len()),
     }
+}
+
+async fn run_step(conn: &mut AnyConnection, step: Step) -> Result<(), StoreError> {
+    match step {
+        Step::Run(stmt) => exec(conn, stmt).await,
+        Step::Outbox { seq, robot, data } => exec(conn, plan::outbox(seq, robot, data)).await,
+        Step::Counts(c) => {
+            // Writers are serial (an advisory lock), so the process read here is the one updated.
+            let row = sqlx::query(queries::PROCESS)
+                .bind(c.process.0)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(backend_err)?
+                .ok_or(StoreError::Conflict)?;
+            let mut p: Process = data(&row)?;
+            c.apply(&mut p)?;
+            exec(conn, plan::process(&p)?).await
+        }
+    }
+}
+
+async fn exec(conn: &mut AnyConnection, stmt: Stmt) -> Result<(), StoreError> {
+    let Stmt { sql, args, expect } = stmt;
+    let mut q = sqlx::query(&sql);
+    for v in args {
+        q = bind(q, v);
+    }
+    let done = q.execute(&mut *conn).await.map_err(unique_err)?;
+    if expect == Expect::OneRow && done.rows_affected() != 1 {
+        return Err(StoreError::Conflict);
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -340,28 +333,12 @@ fn unique_err(e: sqlx::Error) -> StoreError {
         && db.is_unique_violation()
     {
         let what = format!("{} {}", db.constraint().unwrap_or(""), db.message());
-        return if what.contains("rpa_users.name") || what.contains("rpa_users_name") {
-            StoreError::Duplicate("user name")
-        } else if what.contains("rpa_roles.name") || what.contains("rpa_roles_name") {
-            StoreError::Duplicate("role name")
-        } else if what.contains("rpa_robots.code") || what.contains("rpa_robots_code") {
-            StoreError::Duplicate("robot id")
-        } else if what.contains("rpa_items.reference") || what.contains("rpa_items_reference") {
-            StoreError::Duplicate("queue item reference")
-        } else if what.contains("rpa_vendors") {
-            StoreError::Duplicate("supplier code")
-        } else {
-            StoreError::Conflict
-        };
+        return plan::duplicate(&what);
     }
     backend_err(e)
 }
 
-fn to_json<T: Serialize>(v: &T) -> Result<String, StoreError> {
-    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("encode: {e}")))
-}
-
-fn from_json<T: DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+pub(crate) fn from_json<T: DeserializeOwned>(s: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Backend(format!("decode: {e}")))
 }
 
@@ -373,14 +350,6 @@ fn limit(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// A bound value.
-enum Val {
-    I(i64),
-    NI(Option<i64>),
-    S(String),
-    NS(Option<String>),
-}
-
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 fn bind(q: AnyQuery<'_>, v: Val) -> AnyQuery<'_> {
@@ -389,92 +358,6 @@ fn bind(q: AnyQuery<'_>, v: Val) -> AnyQuery<'_> {
         Val::NI(x) => q.bind(x),
         Val::S(x) => q.bind(x),
         Val::NS(x) => q.bind(x),
-    }
-}
-
-/// Inserts (`version == 1`) or updates a versioned row whose stored version must be `version - 1`.
-async fn put(
-    conn: &mut AnyConnection,
-    table: &str,
-    key_col: &str,
-    key: Val,
-    cols: Vec<(&str, Val)>,
-    version: u64,
-    json: String,
-) -> Result<(), StoreError> {
-    let version = i64::try_from(version).map_err(|_| StoreError::Backend("version overflow".into()))?;
-    if version == 1 {
-        let names: Vec<&str> = std::iter::once(key_col)
-            .chain(cols.iter().map(|(c, _)| *c))
-            .chain(["version", "data"])
-            .collect();
-        let marks: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "INSERT INTO {table} ({}) VALUES ({})",
-            names.join(", "),
-            marks.join(", ")
-        );
-        let mut q = bind(sqlx::query(&sql), key);
-        for (_, v) in cols {
-            q = bind(q, v);
-        }
-        q.bind(version)
-            .bind(json)
-            .execute(&mut *conn)
-            .await
-            .map_err(unique_err)?;
-        return Ok(());
-    }
-    let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
-    let sql = update_sql(table, key_col, &names);
-    let mut q = sqlx::query(&sql);
-    for (_, v) in cols {
-        q = bind(q, v);
-    }
-    let done = bind(q.bind(version).bind(json), key)
-        .bind(version - 1)
-        .execute(&mut *conn)
-        .await
-        .map_err(unique_err)?;
-    if done.rows_affected() == 1 {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict)
-    }
-}
-
-/// `UPDATE table SET cols.., version, data WHERE key = .. AND version = ..` (see [`queries::JOB_UPDATE`]).
-fn update_sql(table: &str, key_col: &str, cols: &[&str]) -> String {
-    let mut sets: Vec<String> = cols
-        .iter()
-        .enumerate()
-        .map(|(i, c)| format!("{c} = ${}", i + 1))
-        .collect();
-    let n = cols.len();
-    sets.push(format!("version = ${}", n + 1));
-    sets.push(format!("data = ${}", n + 2));
-    format!(
-        "UPDATE {table} SET {} WHERE {key_col} = ${} AND version = ${}",
-        sets.join(", "),
-        n + 3,
-        n + 4
-    )
-}
-
-fn rank(w: &Write) -> (u8, i64) {
-    match w {
-        Write::User(u) => (0, u.id.0),
-        Write::Role(r) => (1, r.id.0),
-        Write::Token(_) | Write::RevokeToken(_) => (2, 0),
-        Write::Vendor(v) => (3, v.id.0),
-        Write::Process(p) => (4, p.id.0),
-        Write::Counts(c) => (4, c.process.0),
-        Write::Robot(r) => (5, r.id.0),
-        Write::Item(i) => (6, i.id.0),
-        Write::Job(j) => (7, j.id.0),
-        Write::File(f) => (8, f.id.0),
-        Write::Log(l) => (9, l.id.0),
-        Write::Video(v) => (10, v.job.0),
     }
 }
 
@@ -492,7 +375,7 @@ impl SqlStore {
                 "unsupported database URL (sqlite: or postgres:): {url}"
             )));
         };
-        let (read, write) = match backend {
+        let read = match backend {
             Backend::Sqlite => {
                 let sync = match options.synchronous {
                     Synchronous::Normal => "NORMAL",
@@ -500,57 +383,64 @@ impl SqlStore {
                 };
                 let pragmas =
                     format!("PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000;");
-                let make = |n: u32| {
-                    let pragmas = pragmas.clone();
-                    AnyPoolOptions::new()
-                        .max_connections(n)
-                        .after_connect(move |conn: &mut AnyConnection, _| {
-                            let pragmas = pragmas.clone();
-                            Box::pin(async move {
-                                sqlx::Executor::execute(&mut *conn, pragmas.as_str()).await?;
-                                Ok(())
-                            })
+                AnyPoolOptions::new()
+                    .max_connections(options.max_connections.max(1))
+                    .after_connect(move |conn: &mut AnyConnection, _| {
+                        let pragmas = pragmas.clone();
+                        Box::pin(async move {
+                            sqlx::Executor::execute(&mut *conn, pragmas.as_str()).await?;
+                            Ok(())
                         })
-                };
-                let write = make(1).connect(url).await.map_err(backend_err)?;
-                let read = make(options.max_connections.max(1))
+                    })
                     .connect(url)
                     .await
-                    .map_err(backend_err)?;
-                (read, write)
+                    .map_err(backend_err)?
+            }
+            Backend::Postgres => AnyPoolOptions::new()
+                .max_connections(options.max_connections.max(2))
+                .connect(url)
+                .await
+                .map_err(backend_err)?,
+        };
+        let (writer, pg_rx, sqlite_rx) = match backend {
+            Backend::Sqlite => {
+                let (tx, rx) = mpsc::channel(GROUP_MAX * 4);
+                (Writer::Thread(tx), None, Some(rx))
             }
             Backend::Postgres => {
-                let pool = AnyPoolOptions::new()
-                    .max_connections(options.max_connections.max(2))
-                    .connect(url)
-                    .await
-                    .map_err(backend_err)?;
-                (pool.clone(), pool)
+                let (tx, rx) = mpsc::channel(GROUP_MAX * 4);
+                (Writer::Pool(tx), Some(rx), None)
             }
         };
-        let (commits, rx) = mpsc::channel(GROUP_MAX * 4);
-        let mirror = (backend == Backend::Sqlite).then(MemoryStore::new);
         let mut store = SqlStore {
             inner: Arc::new(Inner {
                 backend,
                 read,
-                write,
                 id_block: options.id_block.max(1),
                 ids: Mutex::default(),
-                commits,
+                writer,
                 url: url.to_owned(),
                 secret_key: options.secret_key,
                 mirror: None,
             }),
         };
         store.migrate().await?;
-        if let Some(m) = &mirror {
-            store.load_live(m).await?;
-            if let Some(inner) = Arc::get_mut(&mut store.inner) {
-                inner.mirror = mirror.clone();
-            }
+        if let Some(rx) = pg_rx {
+            tokio::spawn(group_writer(store.inner.read.clone(), rx));
         }
-        tokio::spawn(group_writer(store.inner.write.clone(), backend, mirror, rx));
+        if let Some(rx) = sqlite_rx {
+            let mirror = MemoryStore::new();
+            store.load_live(&mirror).await?;
+            let conn = sqlite::open(url, options.synchronous)?;
+            let m = mirror.clone();
+            std::thread::Builder::new()
+                .name("rpa-sqlite-writer".into())
+                .spawn(move || sqlite::run(conn, m, rx))
+                .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer: {e}")))?;
+            Arc::get_mut(&mut store.inner)
+                .ok_or_else(|| StoreError::Backend("the store was shared while connecting".into()))?
+                .mirror = Some(mirror);
+        }
         Ok(store)
     }
 
@@ -602,7 +492,7 @@ impl SqlStore {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         // One connection throughout: PostgreSQL advisory locks belong to a session.
-        let mut conn = self.inner.write.acquire().await.map_err(backend_err)?;
+        let mut conn = self.inner.read.acquire().await.map_err(backend_err)?;
         sqlx::raw_sql("CREATE TABLE IF NOT EXISTS rpa_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)")
             .execute(&mut *conn)
             .await
@@ -712,67 +602,25 @@ impl SqlStore {
             }
         }
         let block = self.inner.id_block;
-        let w = &self.inner.write;
-        sqlx::query("INSERT INTO rpa_seq (kind, next) VALUES ($1, 1) ON CONFLICT (kind) DO NOTHING")
-            .bind(kind)
-            .execute(w)
-            .await
-            .map_err(backend_err)?;
-        let end: i64 = sqlx::query_scalar("UPDATE rpa_seq SET next = next + $1 WHERE kind = $2 RETURNING next")
-            .bind(block)
-            .bind(kind)
-            .fetch_one(w)
-            .await
-            .map_err(backend_err)?;
+        let end = match &self.inner.writer {
+            Writer::Thread(w) => {
+                let (done, answer) = oneshot::channel();
+                w.send(sqlite::Work::Serial { kind, block, done })
+                    .await
+                    .map_err(stopped)?;
+                answer.await.map_err(stopped)??
+            }
+            Writer::Pool(_) => sqlx::query_scalar::<_, i64>(queries::SEQ_RESERVE)
+                .bind(kind)
+                .bind(block)
+                .fetch_one(&self.inner.read)
+                .await
+                .map_err(backend_err)?,
+        };
         let start = end - block;
         let mut ids = self.inner.ids.lock().unwrap_or_else(|p| p.into_inner());
         ids.insert(kind, (start + 1, end));
         Ok(start)
-    }
-}
-
-async fn apply(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    mut c: Commit,
-    outbox_seqs: Vec<i64>,
-) -> Result<(), StoreError> {
-    {
-        c.writes.sort_by_key(rank);
-        for w in c.writes {
-            write(conn, w).await?;
-        }
-        for r in &c.clear_outbox {
-            sqlx::query("DELETE FROM rpa_outbox WHERE robot = $1")
-                .bind(r.0)
-                .execute(&mut *conn)
-                .await
-                .map_err(backend_err)?;
-        }
-        for ((robot, cmd), seq) in c.commands.iter().zip(outbox_seqs) {
-            sqlx::query("INSERT INTO rpa_outbox (seq, robot, data) VALUES ($1, $2, $3)")
-                .bind(seq)
-                .bind(robot.0)
-                .bind(to_json(cmd)?)
-                .execute(&mut *conn)
-                .await
-                .map_err(backend_err)?;
-        }
-        if backend == Backend::Postgres {
-            // Delivered at commit (and dropped with a rolled-back savepoint):
-            // wakes the node that holds each robot's connection.
-            let mut robots: Vec<i64> = c.commands.iter().map(|(r, _)| r.0).collect();
-            robots.sort_unstable();
-            robots.dedup();
-            for r in robots {
-                sqlx::query("SELECT pg_notify('rpa_outbox', $1)")
-                    .bind(r.to_string())
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(backend_err)?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -816,169 +664,6 @@ async fn append_audit(conn: &mut AnyConnection, drafts: Vec<AuditDraft>) -> Resu
         .await
         .map_err(backend_err)?;
     Ok(())
-}
-
-async fn put_process(conn: &mut AnyConnection, p: &Process) -> Result<(), StoreError> {
-    let cols = vec![("key", Val::S(p.key.to_string()))];
-    put(
-        conn,
-        "rpa_processes",
-        "id",
-        Val::I(p.id.0),
-        cols,
-        p.version,
-        to_json(p)?,
-    )
-    .await
-}
-
-async fn write(conn: &mut AnyConnection, w: Write) -> Result<(), StoreError> {
-    match w {
-        Write::User(u) => {
-            let json = to_json(&u)?;
-            put(
-                conn,
-                "rpa_users",
-                "id",
-                Val::I(u.id.0),
-                vec![("name", Val::S(u.name))],
-                u.version,
-                json,
-            )
-            .await
-        }
-        Write::Role(r) => {
-            let json = to_json(&r)?;
-            put(
-                conn,
-                "rpa_roles",
-                "id",
-                Val::I(r.id.0),
-                vec![("name", Val::S(r.name))],
-                r.version,
-                json,
-            )
-            .await
-        }
-        Write::Token(t) => {
-            sqlx::query("INSERT INTO rpa_tokens (hash, expires_at, data) VALUES ($1, $2, $3)")
-                .bind(hex::encode(t.hash))
-                .bind(t.expires_at.0)
-                .bind(to_json(&t)?)
-                .execute(&mut *conn)
-                .await
-                .map_err(unique_err)?;
-            Ok(())
-        }
-        Write::RevokeToken(h) => {
-            sqlx::query("DELETE FROM rpa_tokens WHERE hash = $1")
-                .bind(hex::encode(h))
-                .execute(&mut *conn)
-                .await
-                .map_err(backend_err)?;
-            Ok(())
-        }
-        Write::Process(p) => put_process(conn, &p).await,
-        Write::Counts(c) => {
-            // Writers are serial (one SQLite writer; an advisory lock on
-            // PostgreSQL), so the process read here is the one updated.
-            let row = sqlx::query(queries::PROCESS)
-                .bind(c.process.0)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(backend_err)?
-                .ok_or(StoreError::Conflict)?;
-            let mut p: Process = data(&row)?;
-            c.apply(&mut p)?;
-            put_process(conn, &p).await
-        }
-        Write::Job(j) => {
-            let mut ready = None;
-            let mut expire = None;
-            for (t, due) in timers_of_job(&j) {
-                match due {
-                    Due::JobReady(_) => ready = Some(t.0),
-                    _ => expire = Some(t.0),
-                }
-            }
-            let cols = vec![
-                ("key", Val::S(j.key.to_string())),
-                ("process", Val::I(j.process.0)),
-                ("state", Val::S(j.state.as_str().into())),
-                ("priority", Val::I(i64::from(j.priority))),
-                ("dispatchable", Val::I(i64::from(is_dispatchable(&j)))),
-                ("ready_at", Val::NI(ready)),
-                ("expire_at", Val::NI(expire)),
-                ("created_at", Val::I(j.created_at.0)),
-            ];
-            let json = to_json(&j)?;
-            put(conn, "rpa_jobs", "id", Val::I(j.id.0), cols, j.version, json).await
-        }
-        Write::Item(i) => {
-            let cols = vec![
-                ("key", Val::S(i.key.to_string())),
-                ("process", Val::I(i.process.0)),
-                ("reference", Val::NS(i.reference.clone())),
-            ];
-            let json = to_json(&i)?;
-            put(conn, "rpa_items", "id", Val::I(i.id.0), cols, i.version, json).await
-        }
-        Write::Robot(r) => {
-            let cols = vec![
-                ("code", Val::S(r.code.to_string())),
-                ("idle", Val::I(i64::from(is_idle(&r)))),
-                ("silent_at", Val::NI(timers_of_robot(&r).map(|(t, _)| t.0))),
-            ];
-            let json = to_json(&r)?;
-            put(conn, "rpa_robots", "id", Val::I(r.id.0), cols, r.version, json).await
-        }
-        Write::Vendor(v) => {
-            let json = to_json(&v)?;
-            put(
-                conn,
-                "rpa_vendors",
-                "code",
-                Val::S(v.code.clone()),
-                vec![],
-                v.version,
-                json,
-            )
-            .await
-        }
-        Write::Log(l) => {
-            sqlx::query("INSERT INTO rpa_logs (id, job, data) VALUES ($1, $2, $3)")
-                .bind(l.id.0)
-                .bind(l.job.0)
-                .bind(to_json(&l)?)
-                .execute(&mut *conn)
-                .await
-                .map_err(backend_err)?;
-            Ok(())
-        }
-        Write::Video(v) => {
-            sqlx::query("INSERT INTO rpa_videos (job, at, data) VALUES ($1, $2, $3)")
-                .bind(v.job.0)
-                .bind(v.at.0)
-                .bind(to_json(&v)?)
-                .execute(&mut *conn)
-                .await
-                .map_err(backend_err)?;
-            Ok(())
-        }
-        Write::File(f) => {
-            let json = to_json(&f)?;
-            put(
-                conn,
-                "rpa_files",
-                "key",
-                Val::S(f.key.to_string()),
-                vec![("personal_of", Val::NS(f.personal_of.clone()))],
-                f.version,
-                json,
-            )
-            .await
-        }
-    }
 }
 
 fn id_kind(k: IdKind) -> &'static str {
@@ -1289,29 +974,24 @@ impl Store for SqlStore {
     }
 
     async fn take_commands(&self, robot: RobotId, n: usize) -> StoreResult<Vec<Command>> {
-        if let Some(m) = &self.inner.mirror {
+        if let (Some(m), Writer::Thread(w)) = (&self.inner.mirror, &self.inner.writer) {
             let taken = m.take_commands(robot, n).await?;
             if !taken.is_empty() {
                 // The same commands are the robot's oldest rows: deleted in
                 // the writer's next group, before this answer.
                 let (done, result) = oneshot::channel();
-                self.inner
-                    .commits
-                    .send(Pending {
-                        commit: Commit::default(),
-                        seqs: Vec::new(),
-                        taken: Some((robot, taken.len())),
-                        done,
-                    })
-                    .await
-                    .map_err(|_| StoreError::Backend("the database writer stopped".into()))?;
-                result
-                    .await
-                    .map_err(|_| StoreError::Backend("the database writer stopped".into()))??;
+                w.send(sqlite::Work::Taken {
+                    robot,
+                    n: taken.len(),
+                    done,
+                })
+                .await
+                .map_err(stopped)?;
+                result.await.map_err(stopped)??;
             }
             return Ok(taken);
         }
-        // Most heartbeats find nothing: look first, on a reader, before writing.
+        // Most heartbeats find nothing: look first, before writing.
         let waiting: Option<i64> = sqlx::query_scalar(queries::OUTBOX_PEEK)
             .bind(robot.0)
             .fetch_optional(&self.inner.read)
@@ -1320,14 +1000,10 @@ impl Store for SqlStore {
         if waiting.is_none() || n == 0 {
             return Ok(Vec::new());
         }
-        let sql = match self.inner.backend {
-            Backend::Postgres => queries::OUTBOX_TAKE_PG,
-            Backend::Sqlite => queries::OUTBOX_TAKE_SQLITE,
-        };
-        let rows = sqlx::query(sql)
+        let rows = sqlx::query(queries::OUTBOX_TAKE_PG)
             .bind(robot.0)
             .bind(limit(n))
-            .fetch_all(&self.inner.write)
+            .fetch_all(&self.inner.read)
             .await
             .map_err(backend_err)?;
         let mut out: Vec<(i64, Command)> = Vec::with_capacity(rows.len());
@@ -1346,20 +1022,28 @@ impl Store for SqlStore {
     }
 
     async fn lease(&self, name: &str, holder: u64, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
-        // One statement: take a free lease, renew our own, or take over an expired one.
-        let row = sqlx::query(
-            "INSERT INTO rpa_leases (name, holder, expires_at) VALUES ($1, $2, $3)
-             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
-             WHERE rpa_leases.holder = excluded.holder OR rpa_leases.expires_at < $4
-             RETURNING holder",
-        )
-        .bind(name)
-        .bind(holder as i64)
-        .bind(until.0)
-        .bind(now.0)
-        .fetch_optional(&self.inner.write)
-        .await
-        .map_err(backend_err)?;
+        if let Writer::Thread(w) = &self.inner.writer {
+            let (done, answer) = oneshot::channel();
+            let name = name.to_owned();
+            w.send(sqlite::Work::Lease {
+                name,
+                holder,
+                now,
+                until,
+                done,
+            })
+            .await
+            .map_err(stopped)?;
+            return answer.await.map_err(stopped)?;
+        }
+        let row = sqlx::query(queries::LEASE)
+            .bind(name)
+            .bind(holder as i64)
+            .bind(until.0)
+            .bind(now.0)
+            .fetch_optional(&self.inner.read)
+            .await
+            .map_err(backend_err)?;
         Ok(row.is_some())
     }
 
@@ -1374,41 +1058,29 @@ impl Store for SqlStore {
                 }
             }
         }
-        let mut seqs = Vec::with_capacity(c.commands.len());
-        for _ in &c.commands {
-            seqs.push(self.serial("outbox").await?);
-        }
         let (done, result) = oneshot::channel();
-        self.inner
-            .commits
-            .send(Pending {
-                commit: c,
-                seqs,
-                taken: None,
-                done,
-            })
-            .await
-            .map_err(|_| StoreError::Backend("the database writer stopped".into()))?;
-        result
-            .await
-            .map_err(|_| StoreError::Backend("the database writer stopped".into()))?
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_planned_job_update_is_the_one_commits_run() {
-        let cols = [
-            "key",
-            "process",
-            "state",
-            "priority",
-            "dispatchable",
-            "ready_at",
-            "expire_at",
-            "created_at",
-        ];
-        assert_eq!(super::update_sql("rpa_jobs", "id", &cols), super::queries::JOB_UPDATE);
+        match &self.inner.writer {
+            Writer::Pool(w) => {
+                let mut seqs = Vec::with_capacity(c.commands.len());
+                for _ in &c.commands {
+                    seqs.push(self.serial("outbox").await?);
+                }
+                let planned = plan::plan(&mut c, self.inner.backend, &seqs)?;
+                w.send(Pending { planned, done }).await.map_err(stopped)?;
+            }
+            Writer::Thread(w) => {
+                // The writer numbers outbox rows itself, in commit order.
+                let seqs = vec![0; c.commands.len()];
+                let planned = plan::plan(&mut c, self.inner.backend, &seqs)?;
+                w.send(sqlite::Work::Commit {
+                    planned,
+                    commit: c,
+                    done,
+                })
+                .await
+                .map_err(stopped)?;
+            }
+        }
+        result.await.map_err(stopped)?
     }
 }

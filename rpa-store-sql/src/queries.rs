@@ -42,8 +42,17 @@ pub const NEXT_DUE: &str = "SELECT MIN(t) FROM (
 pub const OUTBOX_PEEK: &str = "SELECT seq FROM rpa_outbox WHERE robot = $1 LIMIT 1";
 /// Heartbeat: take a robot's commands, PostgreSQL.
 pub const OUTBOX_TAKE_PG: &str = "DELETE FROM rpa_outbox WHERE seq IN (SELECT seq FROM rpa_outbox WHERE robot = $1 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING seq, data";
-/// Heartbeat: take a robot's commands, SQLite.
-pub const OUTBOX_TAKE_SQLITE: &str = "DELETE FROM rpa_outbox WHERE seq IN (SELECT seq FROM rpa_outbox WHERE robot = $1 ORDER BY seq LIMIT $2) RETURNING seq, data";
+/// Heartbeat, SQLite: drop a robot's oldest rows, the commands its memory mirror handed out.
+pub const OUTBOX_DROP_SQLITE: &str =
+    "DELETE FROM rpa_outbox WHERE seq IN (SELECT seq FROM rpa_outbox WHERE robot = $1 ORDER BY seq LIMIT $2)";
+/// Reserve a block of `$2` serial ids of kind `$1`; answers the end of the block.
+pub const SEQ_RESERVE: &str = "INSERT INTO rpa_seq (kind, next) VALUES ($1, 1 + $2)
+     ON CONFLICT (kind) DO UPDATE SET next = rpa_seq.next + excluded.next - 1 RETURNING next";
+/// Take a free lease, renew our own, or take over an expired one: one statement.
+pub const LEASE: &str = "INSERT INTO rpa_leases (name, holder, expires_at) VALUES ($1, $2, $3)
+     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+     WHERE rpa_leases.holder = excluded.holder OR rpa_leases.expires_at < $4
+     RETURNING holder";
 /// Finish: a queue item by its reference.
 pub const ITEM_BY_REFERENCE: &str = "SELECT data FROM rpa_items WHERE process = $1 AND reference = $2";
 /// A versioned update, as every commit writes a job (the other tables alike).
@@ -72,7 +81,7 @@ pub fn hot_path(postgres: bool) -> Vec<(&'static str, &'static str)> {
         ("outbox peek", OUTBOX_PEEK),
         (
             "outbox take",
-            if postgres { OUTBOX_TAKE_PG } else { OUTBOX_TAKE_SQLITE },
+            if postgres { OUTBOX_TAKE_PG } else { OUTBOX_DROP_SQLITE },
         ),
         ("item by reference", ITEM_BY_REFERENCE),
         ("job update", JOB_UPDATE),

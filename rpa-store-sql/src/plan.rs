@@ -1,0 +1,361 @@
+//! A commit as statements: the one translation of a [`Commit`] into SQL,
+//! which both writers run (sqlx on PostgreSQL, the SQLite writer thread).
+//!
+//! Every entity is a versioned row: version 1 is an `INSERT`, a later
+//! version an `UPDATE ... WHERE id = ? AND version = new - 1` that must
+//! change exactly one row, or the commit's snapshot was stale
+//! ([`StoreError::Conflict`]). Writes run in a fixed table order
+//! ([`rank`]), so two writers never lock rows in crossed order. The JSON of
+//! each row is made here, by the caller, before the commit reaches the
+//! writer: the writer only runs statements.
+
+use std::borrow::Cow;
+
+use rpa_core::audit::AuditDraft;
+use rpa_core::error::StoreError;
+use rpa_core::model::*;
+use rpa_core::store::*;
+use serde::Serialize;
+
+use crate::Backend;
+
+/// A bound value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Val {
+    I(i64),
+    NI(Option<i64>),
+    S(String),
+    NS(Option<String>),
+}
+
+/// What a statement must do for its commit to stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expect {
+    /// Whatever it changes.
+    Any,
+    /// Change exactly one row; none means the commit's snapshot was stale.
+    OneRow,
+}
+
+/// One statement with its arguments (`$1`, `$2`, ... in order).
+#[derive(Debug)]
+pub(crate) struct Stmt {
+    pub sql: Cow<'static, str>,
+    pub args: Vec<Val>,
+    pub expect: Expect,
+}
+
+/// One step of a commit.
+#[derive(Debug)]
+pub(crate) enum Step {
+    Run(Stmt),
+    /// Apply to the process row as stored (read, check the limits, write).
+    Counts(Counts),
+    /// A command into a robot's outbox; the SQLite writer numbers `seq`
+    /// itself, in commit order.
+    Outbox {
+        seq: i64,
+        robot: i64,
+        data: String,
+    },
+}
+
+/// A commit ready for a writer.
+#[derive(Debug, Default)]
+pub(crate) struct Planned {
+    pub steps: Vec<Step>,
+    /// Appended to the chain once the steps succeed.
+    pub audit: Vec<AuditDraft>,
+}
+
+pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("encode: {e}")))
+}
+
+/// The statements of `c` (its audit drafts taken along); `seqs` numbers its commands.
+pub(crate) fn plan(c: &mut Commit, backend: Backend, seqs: &[i64]) -> Result<Planned, StoreError> {
+    let mut writes: Vec<&Write> = c.writes.iter().collect();
+    writes.sort_by_key(|w| rank(w));
+    let mut steps = Vec::with_capacity(writes.len() + c.commands.len() + c.clear_outbox.len());
+    for w in writes {
+        steps.push(write(w)?);
+    }
+    for r in &c.clear_outbox {
+        steps.push(Step::Run(Stmt {
+            sql: "DELETE FROM rpa_outbox WHERE robot = $1".into(),
+            args: vec![Val::I(r.0)],
+            expect: Expect::Any,
+        }));
+    }
+    for ((robot, cmd), seq) in c.commands.iter().zip(seqs) {
+        steps.push(Step::Outbox {
+            seq: *seq,
+            robot: robot.0,
+            data: to_json(cmd)?,
+        });
+    }
+    if backend == Backend::Postgres {
+        // Delivered at commit (and dropped with a rolled-back savepoint):
+        // wakes the node that holds each robot's connection.
+        let mut robots: Vec<i64> = c.commands.iter().map(|(r, _)| r.0).collect();
+        robots.sort_unstable();
+        robots.dedup();
+        for r in robots {
+            steps.push(Step::Run(Stmt {
+                sql: "SELECT pg_notify('rpa_outbox', $1)".into(),
+                args: vec![Val::S(r.to_string())],
+                expect: Expect::Any,
+            }));
+        }
+    }
+    Ok(Planned {
+        steps,
+        audit: std::mem::take(&mut c.audit),
+    })
+}
+
+/// The order writes run in: parents before children, then by id.
+pub(crate) fn rank(w: &Write) -> (u8, i64) {
+    match w {
+        Write::User(u) => (0, u.id.0),
+        Write::Role(r) => (1, r.id.0),
+        Write::Token(_) | Write::RevokeToken(_) => (2, 0),
+        Write::Vendor(v) => (3, v.id.0),
+        Write::Process(p) => (4, p.id.0),
+        Write::Counts(c) => (4, c.process.0),
+        Write::Robot(r) => (5, r.id.0),
+        Write::Item(i) => (6, i.id.0),
+        Write::Job(j) => (7, j.id.0),
+        Write::File(f) => (8, f.id.0),
+        Write::Log(l) => (9, l.id.0),
+        Write::Video(v) => (10, v.job.0),
+    }
+}
+
+/// An outbox row.
+pub(crate) fn outbox(seq: i64, robot: i64, data: String) -> Stmt {
+    Stmt {
+        sql: "INSERT INTO rpa_outbox (seq, robot, data) VALUES ($1, $2, $3)".into(),
+        args: vec![Val::I(seq), Val::I(robot), Val::S(data)],
+        expect: Expect::Any,
+    }
+}
+
+/// A process row at its version.
+pub(crate) fn process(p: &Process) -> Result<Stmt, StoreError> {
+    put(
+        "rpa_processes",
+        "id",
+        Val::I(p.id.0),
+        vec![("key", Val::S(p.key.to_string()))],
+        p.version,
+        to_json(p)?,
+    )
+}
+
+fn insert(sql: &'static str, args: Vec<Val>) -> Step {
+    Step::Run(Stmt {
+        sql: sql.into(),
+        args,
+        expect: Expect::Any,
+    })
+}
+
+fn write(w: &Write) -> Result<Step, StoreError> {
+    let stmt = match w {
+        Write::User(u) => put(
+            "rpa_users",
+            "id",
+            Val::I(u.id.0),
+            vec![("name", Val::S(u.name.clone()))],
+            u.version,
+            to_json(u)?,
+        )?,
+        Write::Role(r) => put(
+            "rpa_roles",
+            "id",
+            Val::I(r.id.0),
+            vec![("name", Val::S(r.name.clone()))],
+            r.version,
+            to_json(r)?,
+        )?,
+        Write::Token(t) => {
+            return Ok(insert(
+                "INSERT INTO rpa_tokens (hash, expires_at, data) VALUES ($1, $2, $3)",
+                vec![Val::S(hex::encode(t.hash)), Val::I(t.expires_at.0), Val::S(to_json(t)?)],
+            ));
+        }
+        Write::RevokeToken(h) => {
+            return Ok(insert(
+                "DELETE FROM rpa_tokens WHERE hash = $1",
+                vec![Val::S(hex::encode(h))],
+            ));
+        }
+        Write::Process(p) => process(p)?,
+        Write::Counts(c) => return Ok(Step::Counts(*c)),
+        Write::Job(j) => {
+            let mut ready = None;
+            let mut expire = None;
+            for (t, due) in timers_of_job(j) {
+                match due {
+                    Due::JobReady(_) => ready = Some(t.0),
+                    _ => expire = Some(t.0),
+                }
+            }
+            let cols = vec![
+                ("key", Val::S(j.key.to_string())),
+                ("process", Val::I(j.process.0)),
+                ("state", Val::S(j.state.as_str().into())),
+                ("priority", Val::I(i64::from(j.priority))),
+                ("dispatchable", Val::I(i64::from(is_dispatchable(j)))),
+                ("ready_at", Val::NI(ready)),
+                ("expire_at", Val::NI(expire)),
+                ("created_at", Val::I(j.created_at.0)),
+            ];
+            put("rpa_jobs", "id", Val::I(j.id.0), cols, j.version, to_json(j)?)?
+        }
+        Write::Item(i) => {
+            let cols = vec![
+                ("key", Val::S(i.key.to_string())),
+                ("process", Val::I(i.process.0)),
+                ("reference", Val::NS(i.reference.clone())),
+            ];
+            put("rpa_items", "id", Val::I(i.id.0), cols, i.version, to_json(i)?)?
+        }
+        Write::Robot(r) => {
+            let cols = vec![
+                ("code", Val::S(r.code.to_string())),
+                ("idle", Val::I(i64::from(is_idle(r)))),
+                ("silent_at", Val::NI(timers_of_robot(r).map(|(t, _)| t.0))),
+            ];
+            put("rpa_robots", "id", Val::I(r.id.0), cols, r.version, to_json(r)?)?
+        }
+        Write::Vendor(v) => put(
+            "rpa_vendors",
+            "code",
+            Val::S(v.code.clone()),
+            vec![],
+            v.version,
+            to_json(v)?,
+        )?,
+        Write::Log(l) => {
+            return Ok(insert(
+                "INSERT INTO rpa_logs (id, job, data) VALUES ($1, $2, $3)",
+                vec![Val::I(l.id.0), Val::I(l.job.0), Val::S(to_json(l)?)],
+            ));
+        }
+        Write::Video(v) => {
+            return Ok(insert(
+                "INSERT INTO rpa_videos (job, at, data) VALUES ($1, $2, $3)",
+                vec![Val::I(v.job.0), Val::I(v.at.0), Val::S(to_json(v)?)],
+            ));
+        }
+        Write::File(f) => put(
+            "rpa_files",
+            "key",
+            Val::S(f.key.to_string()),
+            vec![("personal_of", Val::NS(f.personal_of.clone()))],
+            f.version,
+            to_json(f)?,
+        )?,
+    };
+    Ok(Step::Run(stmt))
+}
+
+/// Inserts (`version == 1`) or updates a versioned row whose stored version must be `version - 1`.
+fn put(
+    table: &str,
+    key_col: &str,
+    key: Val,
+    cols: Vec<(&str, Val)>,
+    version: u64,
+    json: String,
+) -> Result<Stmt, StoreError> {
+    let version = i64::try_from(version).map_err(|_| StoreError::Backend("version overflow".into()))?;
+    let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
+    let mut args: Vec<Val> = Vec::with_capacity(cols.len() + 4);
+    if version == 1 {
+        args.push(key);
+        args.extend(cols.into_iter().map(|(_, v)| v));
+        args.extend([Val::I(version), Val::S(json)]);
+        return Ok(Stmt {
+            sql: insert_sql(table, key_col, &names).into(),
+            args,
+            expect: Expect::Any,
+        });
+    }
+    args.extend(cols.into_iter().map(|(_, v)| v));
+    args.extend([Val::I(version), Val::S(json), key, Val::I(version - 1)]);
+    Ok(Stmt {
+        sql: update_sql(table, key_col, &names).into(),
+        args,
+        expect: Expect::OneRow,
+    })
+}
+
+fn insert_sql(table: &str, key_col: &str, cols: &[&str]) -> String {
+    let names: Vec<&str> = std::iter::once(key_col)
+        .chain(cols.iter().copied())
+        .chain(["version", "data"])
+        .collect();
+    let marks: Vec<String> = (1..=names.len()).map(|i| format!("${i}")).collect();
+    format!(
+        "INSERT INTO {table} ({}) VALUES ({})",
+        names.join(", "),
+        marks.join(", ")
+    )
+}
+
+/// `UPDATE table SET cols.., version, data WHERE key = .. AND version = ..` (see [`crate::queries::JOB_UPDATE`]).
+pub(crate) fn update_sql(table: &str, key_col: &str, cols: &[&str]) -> String {
+    let mut sets: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = ${}", i + 1))
+        .collect();
+    let n = cols.len();
+    sets.push(format!("version = ${}", n + 1));
+    sets.push(format!("data = ${}", n + 2));
+    format!(
+        "UPDATE {table} SET {} WHERE {key_col} = ${} AND version = ${}",
+        sets.join(", "),
+        n + 3,
+        n + 4
+    )
+}
+
+/// A unique violation, in the memory store's words, from the database's
+/// message and constraint name (a primary key clash is a conflict).
+pub(crate) fn duplicate(what: &str) -> StoreError {
+    if what.contains("rpa_users.name") || what.contains("rpa_users_name") {
+        StoreError::Duplicate("user name")
+    } else if what.contains("rpa_roles.name") || what.contains("rpa_roles_name") {
+        StoreError::Duplicate("role name")
+    } else if what.contains("rpa_robots.code") || what.contains("rpa_robots_code") {
+        StoreError::Duplicate("robot id")
+    } else if what.contains("rpa_items.reference") || what.contains("rpa_items_reference") {
+        StoreError::Duplicate("queue item reference")
+    } else if what.contains("rpa_vendors") {
+        StoreError::Duplicate("supplier code")
+    } else {
+        StoreError::Conflict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_planned_job_update_is_the_one_commits_run() {
+        let cols = [
+            "key",
+            "process",
+            "state",
+            "priority",
+            "dispatchable",
+            "ready_at",
+            "expire_at",
+            "created_at",
+        ];
+        assert_eq!(super::update_sql("rpa_jobs", "id", &cols), crate::queries::JOB_UPDATE);
+    }
+}

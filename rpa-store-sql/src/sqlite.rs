@@ -1,0 +1,336 @@
+//! The SQLite writer: one thread that owns the file's one write connection
+//! (rusqlite) and runs each group of commits as one transaction, a
+//! savepoint per commit, with prepared statements kept across groups.
+//!
+//! One thread for a whole group matters: a statement costs a few
+//! microseconds in SQLite, while handing each statement to a connection
+//! thread and back (as an async driver does) costs two thread switches.
+//! Callers hand over a commit already planned (JSON made, statements
+//! chosen) and hear back after the transaction commits and the memory
+//! mirror has taken the commit, in commit order.
+
+use std::path::PathBuf;
+
+use rpa_core::audit::{self, AuditDraft};
+use rpa_core::error::StoreError;
+use rpa_core::ids::RobotId;
+use rpa_core::model::Process;
+use rpa_core::store::{Commit, StoreResult};
+use rpa_core::{MemoryStore, Timestamp};
+use rusqlite::types::{ToSql, ToSqlOutput};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::plan::{self, Expect, Planned, Step, Stmt, Val};
+use crate::{GROUP_MAX, Synchronous, queries};
+
+/// Work for the writer thread.
+pub(crate) enum Work {
+    /// A planned commit; `commit` is what the mirror takes once it is durable.
+    Commit {
+        planned: Planned,
+        commit: Commit,
+        done: oneshot::Sender<StoreResult<()>>,
+    },
+    /// The robot's oldest `n` commands were delivered: delete their rows.
+    Taken {
+        robot: RobotId,
+        n: usize,
+        done: oneshot::Sender<StoreResult<()>>,
+    },
+    /// Reserve `block` ids of a sequence; answers the end of the block.
+    Serial {
+        kind: &'static str,
+        block: i64,
+        done: oneshot::Sender<StoreResult<i64>>,
+    },
+    /// Take or renew a lease (see [`rpa_core::Store::lease`]).
+    Lease {
+        name: String,
+        holder: u64,
+        now: Timestamp,
+        until: Timestamp,
+        done: oneshot::Sender<StoreResult<bool>>,
+    },
+}
+
+/// Opens the write connection of the SQLite file behind `url`.
+pub(crate) fn open(url: &str, sync: Synchronous) -> StoreResult<Connection> {
+    let path = path_of(url)?;
+    let conn = Connection::open(path).map_err(err)?;
+    let sync = match sync {
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000;"
+    ))
+    .map_err(err)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// The file of an `sqlite:` URL.
+fn path_of(url: &str) -> StoreResult<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::Backend(format!("not an SQLite URL: {url}")))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Backend(
+            "the SQLite store needs a file (sqlite://path/to/file.db)".into(),
+        ));
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// Runs the writer until every sender is gone.
+pub(crate) fn run(conn: Connection, mirror: MemoryStore, mut rx: mpsc::Receiver<Work>) {
+    let mut w = Writer {
+        conn,
+        mirror,
+        last_seq: None,
+    };
+    while let Some(first) = rx.blocking_recv() {
+        let mut group = Vec::new();
+        let mut next = Some(first);
+        while let Some(work) = next.take() {
+            match work {
+                Work::Serial { kind, block, done } => {
+                    let _ = done.send(w.serial(kind, block));
+                }
+                Work::Lease {
+                    name,
+                    holder,
+                    now,
+                    until,
+                    done,
+                } => {
+                    let _ = done.send(w.lease(&name, holder, now, until));
+                }
+                other => group.push(other),
+            }
+            if group.len() < GROUP_MAX {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !group.is_empty() {
+            w.group(group);
+        }
+    }
+}
+
+struct Writer {
+    conn: Connection,
+    mirror: MemoryStore,
+    /// The outbox's highest number, once read.
+    last_seq: Option<i64>,
+}
+
+impl Writer {
+    fn group(&mut self, mut group: Vec<Work>) {
+        let results = match self.renumber(&mut group).and_then(|()| self.transaction(&mut group)) {
+            Ok(results) => results,
+            Err(e) => {
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                // The numbers used may not be in the file: read them again.
+                self.last_seq = None;
+                group.iter().map(|_| Err(e.clone())).collect()
+            }
+        };
+        // In commit order, before anyone hears back: a caller's next read sees its commit.
+        for (work, r) in group.into_iter().zip(results) {
+            match work {
+                Work::Commit { commit, done, .. } => {
+                    if r.is_ok() {
+                        self.mirror.mirror(&commit);
+                    }
+                    let _ = done.send(r);
+                }
+                Work::Taken { done, .. } => {
+                    let _ = done.send(r);
+                }
+                Work::Serial { .. } | Work::Lease { .. } => {}
+            }
+        }
+    }
+
+    /// Outbox rows numbered in commit order, the order the mirror queues
+    /// them in, so that a robot's oldest row is its oldest command.
+    fn renumber(&mut self, group: &mut [Work]) -> StoreResult<()> {
+        let mut last: i64 = match self.last_seq {
+            Some(n) => n,
+            None => self
+                .conn
+                .query_row("SELECT COALESCE(MAX(seq), 0) FROM rpa_outbox", [], |r| r.get(0))
+                .map_err(err)?,
+        };
+        for work in group.iter_mut() {
+            if let Work::Commit { planned, .. } = work {
+                for step in &mut planned.steps {
+                    if let Step::Outbox { seq, .. } = step {
+                        last += 1;
+                        *seq = last;
+                    }
+                }
+            }
+        }
+        self.last_seq = Some(last);
+        Ok(())
+    }
+
+    /// One transaction for the group: each commit's result, or an error that fails them all.
+    fn transaction(&mut self, group: &mut [Work]) -> StoreResult<Vec<StoreResult<()>>> {
+        let conn = &self.conn;
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+        let mut results = Vec::with_capacity(group.len());
+        let mut audit = Vec::new();
+        for work in group.iter_mut() {
+            match work {
+                Work::Taken { robot, n, .. } => {
+                    conn.prepare_cached(queries::OUTBOX_DROP_SQLITE)
+                        .and_then(|mut s| s.execute(params![robot.0, limit(*n)]))
+                        .map_err(err)?;
+                    results.push(Ok(()));
+                }
+                Work::Commit { planned, .. } => {
+                    let steps = std::mem::take(&mut planned.steps);
+                    // A failed statement undoes only itself, so a commit of
+                    // one statement needs no savepoint.
+                    let guarded = steps.len() > 1;
+                    if guarded {
+                        run_sql(conn, "SAVEPOINT rpa_commit")?;
+                    }
+                    let r = steps.into_iter().try_for_each(|s| step(conn, s));
+                    if guarded {
+                        if r.is_err() {
+                            run_sql(conn, "ROLLBACK TO SAVEPOINT rpa_commit")?;
+                        }
+                        run_sql(conn, "RELEASE SAVEPOINT rpa_commit")?;
+                    }
+                    if r.is_ok() {
+                        audit.append(&mut planned.audit);
+                    }
+                    results.push(r);
+                }
+                Work::Serial { .. } | Work::Lease { .. } => {}
+            }
+        }
+        if !audit.is_empty() {
+            append_audit(conn, audit)?;
+        }
+        run_sql(conn, "COMMIT")?;
+        Ok(results)
+    }
+
+    fn serial(&mut self, kind: &str, block: i64) -> StoreResult<i64> {
+        self.conn
+            .prepare_cached(queries::SEQ_RESERVE)
+            .and_then(|mut s| s.query_row(params![kind, block], |r| r.get(0)))
+            .map_err(err)
+    }
+
+    fn lease(&mut self, name: &str, holder: u64, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
+        let row: Option<i64> = self
+            .conn
+            .prepare_cached(queries::LEASE)
+            .and_then(|mut s| {
+                s.query_row(params![name, holder as i64, until.0, now.0], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(err)?;
+        Ok(row.is_some())
+    }
+}
+
+fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn run_sql(conn: &Connection, sql: &str) -> StoreResult<()> {
+    conn.prepare_cached(sql).and_then(|mut s| s.execute([])).map_err(err)?;
+    Ok(())
+}
+
+fn step(conn: &Connection, s: Step) -> StoreResult<()> {
+    match s {
+        Step::Run(stmt) => exec(conn, stmt),
+        Step::Outbox { seq, robot, data } => exec(conn, plan::outbox(seq, robot, data)),
+        Step::Counts(c) => {
+            // The one writer: the row read here is the row updated.
+            let json: Option<String> = conn
+                .prepare_cached(queries::PROCESS)
+                .and_then(|mut s| s.query_row([c.process.0], |r| r.get(0)).optional())
+                .map_err(err)?;
+            let mut p: Process = crate::from_json(&json.ok_or(StoreError::Conflict)?)?;
+            c.apply(&mut p)?;
+            exec(conn, plan::process(&p)?)
+        }
+    }
+}
+
+fn exec(conn: &Connection, s: Stmt) -> StoreResult<()> {
+    let changed = conn
+        .prepare_cached(&s.sql)
+        .and_then(|mut st| st.execute(rusqlite::params_from_iter(s.args.iter())))
+        .map_err(err)?;
+    if s.expect == Expect::OneRow && changed != 1 {
+        return Err(StoreError::Conflict);
+    }
+    Ok(())
+}
+
+/// Appends a group's audit events (of the commits that succeeded, in commit order) to the chain.
+fn append_audit(conn: &Connection, drafts: Vec<AuditDraft>) -> StoreResult<()> {
+    let (mut seq, hash): (i64, String) = conn
+        .prepare_cached("SELECT seq, hash FROM rpa_audit_tail WHERE id = 1")
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+        .map_err(err)?;
+    let mut prev = [0u8; 32];
+    hex::decode_to_slice(hash, &mut prev).map_err(|e| StoreError::Backend(format!("audit tail: {e}")))?;
+    let mut insert = conn
+        .prepare_cached("INSERT INTO rpa_audit (seq, data) VALUES ($1, $2)")
+        .map_err(err)?;
+    for d in drafts {
+        seq += 1;
+        let e = audit::link(prev, seq as u64, d);
+        prev = e.hash;
+        insert.execute(params![seq, plan::to_json(&e)?]).map_err(err)?;
+    }
+    conn.prepare_cached("UPDATE rpa_audit_tail SET seq = $1, hash = $2 WHERE id = 1")
+        .and_then(|mut s| s.execute(params![seq, hex::encode(prev)]))
+        .map_err(err)?;
+    Ok(())
+}
+
+impl ToSql for Val {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        match self {
+            Val::I(x) => x.to_sql(),
+            Val::NI(x) => x.to_sql(),
+            Val::S(x) => x.to_sql(),
+            Val::NS(x) => x.to_sql(),
+        }
+    }
+}
+
+/// An SQLite error in the store's words: busy is a conflict (try again),
+/// a unique violation names the duplicate.
+fn err(e: rusqlite::Error) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
+        match f.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => return StoreError::Conflict,
+            ErrorCode::ConstraintViolation
+                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+            {
+                return plan::duplicate(msg.as_deref().unwrap_or_default());
+            }
+            _ => {}
+        }
+    }
+    StoreError::Backend(e.to_string())
+}
