@@ -6,7 +6,7 @@
 # workspace: it builds on another SQLite binding), at apalis's default
 # fetch batch and at 100.
 #
-#   scripts/compare-apalis.sh            # ROUNDS=5 apalis rounds
+#   scripts/compare-apalis.sh            # ROUNDS=3 apalis rounds (about 35 s each)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,5 +19,5 @@ cargo bench --bench store --quiet -- backlog_10k 2>&1 | grep -E "backlog_10k|tim
 
 for batch in 10 100; do
   echo "== apalis-sqlite, batch $batch"
-  BATCH=$batch ROUNDS="${ROUNDS:-5}" peers/apalis/target/release/apalis-peer
+  BATCH=$batch ROUNDS="${ROUNDS:-3}" peers/apalis/target/release/apalis-peer
 done

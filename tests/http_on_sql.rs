@@ -21,7 +21,20 @@ const CONFIG: &str = r#"{
   "vendors": [ { "supplierCode": "acme", "secret": "acme-secret" } ]
 }"#;
 
-async fn serve(store: SqlStore) -> (String, Arc<Engine<SqlStore>>) {
+/// A running server; `stop` shuts it down and lets go of its store.
+struct Server {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
+    }
+}
+
+async fn serve(store: SqlStore) -> (String, Arc<Engine<SqlStore>>, Server) {
     let config = EngineConfig {
         password_cost: PasswordCost::TESTING,
         ..EngineConfig::default()
@@ -39,8 +52,16 @@ async fn serve(store: SqlStore) -> (String, Arc<Engine<SqlStore>>) {
         files: Files::memory(),
         settings: Arc::new(settings),
     };
-    tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
-    (base, engine)
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app(state))
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap()
+    });
+    (base, engine, Server { stop, task })
 }
 
 async fn post(base: &str, path: &str, headers: &[(&str, &str)], body: Value) -> Value {
@@ -52,7 +73,7 @@ async fn post(base: &str, path: &str, headers: &[(&str, &str)], body: Value) -> 
 }
 
 async fn walkthrough(url: &str) {
-    let (base, _engine) = serve(SqlStore::connect(url, SqlOptions::default()).await.unwrap()).await;
+    let (base, engine, server) = serve(SqlStore::connect(url, SqlOptions::default()).await.unwrap()).await;
     let login = post(
         &base,
         "/rpa/api/login",
@@ -109,7 +130,9 @@ async fn walkthrough(url: &str) {
     assert_eq!(fin["successful"], true, "{fin}");
 
     // A new engine on the same database: what was acknowledged is there.
-    let (base2, engine2) = serve(SqlStore::connect(url, SqlOptions::default()).await.unwrap()).await;
+    server.stop().await;
+    drop(engine);
+    let (base2, engine2, _server2) = serve(SqlStore::connect(url, SqlOptions::default()).await.unwrap()).await;
     let status = post(&base2, "/rpa/api/jobStatus", &t, json!({"jobId": job})).await;
     assert_eq!(
         status["result"][0]["status"], "Successful",

@@ -375,6 +375,11 @@ impl SqlStore {
                 "unsupported database URL (sqlite: or postgres:): {url}"
             )));
         };
+        // One server per SQLite file, before anything touches it.
+        let lock = match backend {
+            Backend::Sqlite => Some(sqlite::lock(url).await?),
+            Backend::Postgres => None,
+        };
         let read = match backend {
             Backend::Sqlite => {
                 let sync = match options.synchronous {
@@ -428,14 +433,14 @@ impl SqlStore {
         if let Some(rx) = pg_rx {
             tokio::spawn(group_writer(store.inner.read.clone(), rx));
         }
-        if let Some(rx) = sqlite_rx {
+        if let (Some(rx), Some(lock)) = (sqlite_rx, lock) {
             let mirror = MemoryStore::new();
             store.load_live(&mirror).await?;
             let conn = sqlite::open(url, options.synchronous)?;
             let m = mirror.clone();
             std::thread::Builder::new()
                 .name("rpa-sqlite-writer".into())
-                .spawn(move || sqlite::run(conn, m, rx))
+                .spawn(move || sqlite::run(conn, lock, m, rx))
                 .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer: {e}")))?;
             Arc::get_mut(&mut store.inner)
                 .ok_or_else(|| StoreError::Backend("the store was shared while connecting".into()))?

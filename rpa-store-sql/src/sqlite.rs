@@ -70,6 +70,37 @@ pub(crate) fn open(url: &str, sync: Synchronous) -> StoreResult<Connection> {
     Ok(conn)
 }
 
+/// Takes the owner lock of the SQLite file behind `url` (`<file>.lock`):
+/// one server per file, as the memory mirror assumes. The lock lasts as
+/// long as the returned file is open (the writer thread holds it), and the
+/// operating system lets go of it when the process dies. A store dropped
+/// a moment ago lets go once its writer has finished its last group, so
+/// this waits up to five seconds before it gives up.
+pub(crate) async fn lock(url: &str) -> StoreResult<std::fs::File> {
+    let mut name = path_of(url)?.into_os_string();
+    name.push(".lock");
+    let path = PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
+    for _ in 0..50 {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Backend(format!("cannot lock {}: {e}", path.display())));
+            }
+        }
+    }
+    Err(StoreError::Backend(format!(
+        "another server is using this SQLite database ({} is locked)",
+        path.display()
+    )))
+}
+
 /// The file of an `sqlite:` URL.
 fn path_of(url: &str) -> StoreResult<PathBuf> {
     let rest = url
@@ -85,8 +116,8 @@ fn path_of(url: &str) -> StoreResult<PathBuf> {
     Ok(PathBuf::from(path))
 }
 
-/// Runs the writer until every sender is gone.
-pub(crate) fn run(conn: Connection, mirror: MemoryStore, mut rx: mpsc::Receiver<Work>) {
+/// Runs the writer until every sender is gone; `lock` is released after its last group.
+pub(crate) fn run(conn: Connection, lock: std::fs::File, mirror: MemoryStore, mut rx: mpsc::Receiver<Work>) {
     let mut w = Writer {
         conn,
         mirror,
@@ -119,6 +150,8 @@ pub(crate) fn run(conn: Connection, mirror: MemoryStore, mut rx: mpsc::Receiver<
             w.group(group);
         }
     }
+    drop(w);
+    drop(lock);
 }
 
 struct Writer {

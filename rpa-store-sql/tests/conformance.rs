@@ -158,6 +158,7 @@ async fn vendor_secrets_are_encrypted_at_rest() {
         wrong.vendor_by_code("acme").await.is_err(),
         "a wrong key does not open it"
     );
+    drop(wrong);
     let none = SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
     assert!(none.vendor_by_code("acme").await.is_err(), "no key does not open it");
 }

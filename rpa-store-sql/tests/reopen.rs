@@ -1,5 +1,6 @@
 //! On SQLite the store serves live entities from memory and loads them at
-//! start: a store reopened on a file answers exactly as the one that wrote it.
+//! start: a store reopened on a file answers exactly as the one that wrote it,
+//! and a second store on a file that is open is refused.
 
 mod common;
 
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use common::temp_sqlite;
 use rpa_core::auth::{PasswordCost, supplier_proof};
 use rpa_core::engine::NewUser;
+use rpa_core::error::StoreError;
 use rpa_core::job::FinishStatus;
 use rpa_core::model::{Actor, JobState, ProcessSpec, ProcessType};
 use rpa_core::transport::Command;
@@ -78,6 +80,11 @@ async fn sqlite_reopened_store_serves_what_was_live() {
             .filter(|j| j.as_ref().unwrap().as_ref().unwrap().state == JobState::Successful)
             .count(),
         1
+    );
+    let second = SqlStore::connect(&url, options()).await;
+    assert!(
+        matches!(&second, Err(StoreError::Backend(m)) if m.contains("another server")),
+        "one server per SQLite file: {second:?}"
     );
     drop(e);
     drop(first);
