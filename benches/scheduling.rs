@@ -7,7 +7,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use futures::executor::block_on;
@@ -128,7 +128,15 @@ fn lifecycle_with_backlog(c: &mut Criterion) {
         let mut built = None;
         g.bench_with_input(BenchmarkId::from_parameter(backlog), &backlog, |b, &n| {
             let rig = built.get_or_insert_with(|| rig(1, n));
-            b.iter(|| block_on(rig.lifecycle(black_box(0))));
+            b.iter_custom(|iters| {
+                block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        rig.lifecycle(black_box(0)).await;
+                    }
+                    start.elapsed()
+                })
+            });
         });
     }
     g.finish();
@@ -145,9 +153,15 @@ fn lifecycle_with_robots(c: &mut Criterion) {
         let mut i = 0;
         g.bench_with_input(BenchmarkId::from_parameter(robots), &robots, |b, &n| {
             let rig = built.get_or_insert_with(|| rig(n, 1_000));
-            b.iter(|| {
-                block_on(rig.lifecycle(i));
-                i = (i + 1) % robots;
+            b.iter_custom(|iters| {
+                block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        rig.lifecycle(black_box(i)).await;
+                        i = (i + 1) % robots;
+                    }
+                    start.elapsed()
+                })
             });
         });
     }
