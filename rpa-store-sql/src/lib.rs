@@ -56,8 +56,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use plan::{Expect, Planned, Step, Stmt, Val, to_json};
-use rpa_core::audit::{self, AuditDraft};
+use plan::Val;
 use rpa_core::error::StoreError;
 use rpa_core::ids::*;
 use rpa_core::model::*;
@@ -70,6 +69,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 mod plan;
+mod postgres;
 pub mod queries;
 mod sqlite;
 
@@ -179,16 +179,10 @@ fn unseal(key: Option<&[u8; 32]>, stored: &str) -> Result<String, StoreError> {
     String::from_utf8(plain).map_err(|_| StoreError::Backend("a sealed vendor secret is damaged".into()))
 }
 
-/// A PostgreSQL commit waiting for the group writer.
-struct Pending {
-    planned: Planned,
-    done: oneshot::Sender<StoreResult<()>>,
-}
-
 /// Who writes.
 enum Writer {
     /// PostgreSQL: the group writer task, on the pool.
-    Pool(mpsc::Sender<Pending>),
+    Pool(mpsc::Sender<postgres::Pending>),
     /// SQLite: the writer thread ([`sqlite`]).
     Thread(mpsc::Sender<sqlite::Work>),
 }
@@ -200,114 +194,6 @@ fn stopped<T>(_: T) -> StoreError {
     StoreError::Backend("the database writer stopped".into())
 }
 
-/// The PostgreSQL group writer: takes every commit waiting and applies them
-/// in one transaction, each inside its own savepoint, so one commit's
-/// conflict undoes only that commit. Each caller hears back after the
-/// transaction commits: under load many callers share one sync, and nobody
-/// waits for a batch to fill.
-async fn group_writer(pool: AnyPool, mut rx: mpsc::Receiver<Pending>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < GROUP_MAX {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
-        let results = write_group(&pool, &mut batch).await;
-        for (p, r) in batch.into_iter().zip(results) {
-            let _ = p.done.send(r);
-        }
-    }
-}
-
-async fn write_group(pool: &AnyPool, batch: &mut [Pending]) -> Vec<StoreResult<()>> {
-    let fail_all = |e: StoreError, n: usize| (0..n).map(|_| Err(e.clone())).collect::<Vec<_>>();
-    let mut tx = match pool.begin().await {
-        Ok(tx) => tx,
-        Err(e) => return fail_all(backend_err(e), batch.len()),
-    };
-    // Every commit appends to the audit chain, so writers are serial across
-    // nodes anyway (the chain's tail row); taking this lock first makes the
-    // order explicit, so two nodes' groups never lock rows in crossed order.
-    if let Err(e) = sqlx::query("SELECT pg_advisory_xact_lock(7263)")
-        .execute(&mut *tx)
-        .await
-    {
-        return fail_all(backend_err(e), batch.len());
-    }
-    let mut results = Vec::with_capacity(batch.len());
-    let mut audit = Vec::new();
-    for p in batch.iter_mut() {
-        // Any error aborts a PostgreSQL transaction: every commit has a savepoint.
-        if let Err(e) = sqlx::query("SAVEPOINT rpa_commit").execute(&mut *tx).await {
-            return fail_all(backend_err(e), batch.len());
-        }
-        let mut r = Ok(());
-        for step in std::mem::take(&mut p.planned.steps) {
-            r = run_step(&mut tx, step).await;
-            if r.is_err() {
-                break;
-            }
-        }
-        let undo = if r.is_ok() {
-            None
-        } else {
-            Some("ROLLBACK TO SAVEPOINT rpa_commit")
-        };
-        for stmt in undo.into_iter().chain(["RELEASE SAVEPOINT rpa_commit"]) {
-            if let Err(e) = sqlx::query(stmt).execute(&mut *tx).await {
-                return fail_all(backend_err(e), batch.len());
-            }
-        }
-        if r.is_ok() {
-            audit.append(&mut p.planned.audit);
-        }
-        results.push(r);
-    }
-    if !audit.is_empty()
-        && let Err(e) = append_audit(&mut tx, audit).await
-    {
-        return fail_all(e, batch.len());
-    }
-    match tx.commit().await {
-        Ok(()) => results,
-        Err(e) => fail_all(backend_err(e), batch.len()),
-    }
-}
-
-async fn run_step(conn: &mut AnyConnection, step: Step) -> Result<(), StoreError> {
-    match step {
-        Step::Run(stmt) => exec(conn, stmt).await,
-        Step::Outbox { seq, robot, data } => exec(conn, plan::outbox(seq, robot, data)).await,
-        Step::Counts(c) => {
-            // Writers are serial (an advisory lock), so the process read here is the one updated.
-            let row = sqlx::query(queries::PROCESS)
-                .bind(c.process.0)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(backend_err)?
-                .ok_or(StoreError::Conflict)?;
-            let mut p: Process = data(&row)?;
-            c.apply(&mut p)?;
-            exec(conn, plan::process(&p)?).await
-        }
-    }
-}
-
-async fn exec(conn: &mut AnyConnection, stmt: Stmt) -> Result<(), StoreError> {
-    let Stmt { sql, args, expect } = stmt;
-    let mut q = sqlx::query(&sql);
-    for v in args {
-        q = bind(q, v);
-    }
-    let done = q.execute(&mut *conn).await.map_err(unique_err)?;
-    if expect == Expect::OneRow && done.rows_affected() != 1 {
-        return Err(StoreError::Conflict);
-    }
-    Ok(())
-}
-
 impl std::fmt::Debug for SqlStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqlStore")
@@ -316,7 +202,7 @@ impl std::fmt::Debug for SqlStore {
     }
 }
 
-fn backend_err(e: sqlx::Error) -> StoreError {
+pub(crate) fn backend_err(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &e {
         let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
         // PostgreSQL serialization failure / deadlock; SQLite busy or locked.
@@ -328,7 +214,7 @@ fn backend_err(e: sqlx::Error) -> StoreError {
 }
 
 /// A unique violation: which key, in the memory store's words (or a conflict for primary keys).
-fn unique_err(e: sqlx::Error) -> StoreError {
+pub(crate) fn unique_err(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &e
         && db.is_unique_violation()
     {
@@ -342,7 +228,7 @@ pub(crate) fn from_json<T: DeserializeOwned>(s: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Backend(format!("decode: {e}")))
 }
 
-fn data<T: DeserializeOwned>(row: &AnyRow) -> Result<T, StoreError> {
+pub(crate) fn data<T: DeserializeOwned>(row: &AnyRow) -> Result<T, StoreError> {
     from_json(&row.try_get::<String, _>("data").map_err(backend_err)?)
 }
 
@@ -352,7 +238,7 @@ fn limit(n: usize) -> i64 {
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
-fn bind(q: AnyQuery<'_>, v: Val) -> AnyQuery<'_> {
+pub(crate) fn bind(q: AnyQuery<'_>, v: Val) -> AnyQuery<'_> {
     match v {
         Val::I(x) => q.bind(x),
         Val::NI(x) => q.bind(x),
@@ -431,7 +317,7 @@ impl SqlStore {
         };
         store.migrate().await?;
         if let Some(rx) = pg_rx {
-            tokio::spawn(group_writer(store.inner.read.clone(), rx));
+            tokio::spawn(postgres::group_writer(store.inner.read.clone(), rx));
         }
         if let (Some(rx), Some(lock)) = (sqlite_rx, lock) {
             let mirror = MemoryStore::new();
@@ -627,48 +513,6 @@ impl SqlStore {
         ids.insert(kind, (start + 1, end));
         Ok(start)
     }
-}
-
-/// Audit rows per INSERT.
-const AUDIT_ROWS: usize = 256;
-
-/// Appends a group's audit events (of the commits that succeeded, in commit order) to the chain.
-async fn append_audit(conn: &mut AnyConnection, drafts: Vec<AuditDraft>) -> Result<(), StoreError> {
-    // Taking the tail row's lock first serialises appends across nodes.
-    let row = sqlx::query("UPDATE rpa_audit_tail SET seq = seq WHERE id = 1 RETURNING seq, hash")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(backend_err)?;
-    let mut seq: i64 = row.try_get("seq").map_err(backend_err)?;
-    let hash: String = row.try_get("hash").map_err(backend_err)?;
-    let mut prev = [0u8; 32];
-    hex::decode_to_slice(hash, &mut prev).map_err(|e| StoreError::Backend(format!("audit tail: {e}")))?;
-    let mut rows = Vec::with_capacity(drafts.len());
-    for d in drafts {
-        seq += 1;
-        let e = audit::link(prev, seq as u64, d);
-        prev = e.hash;
-        rows.push((seq, to_json(&e)?));
-    }
-    // Many rows per statement: one round trip for a whole group's events.
-    for chunk in rows.chunks(AUDIT_ROWS) {
-        let marks: Vec<String> = (0..chunk.len())
-            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-            .collect();
-        let sql = format!("INSERT INTO rpa_audit (seq, data) VALUES {}", marks.join(", "));
-        let mut q = sqlx::query(&sql);
-        for (seq, data) in chunk {
-            q = q.bind(*seq).bind(data.clone());
-        }
-        q.execute(&mut *conn).await.map_err(backend_err)?;
-    }
-    sqlx::query("UPDATE rpa_audit_tail SET seq = $1, hash = $2 WHERE id = 1")
-        .bind(seq)
-        .bind(hex::encode(prev))
-        .execute(&mut *conn)
-        .await
-        .map_err(backend_err)?;
-    Ok(())
 }
 
 fn id_kind(k: IdKind) -> &'static str {
@@ -1071,7 +915,7 @@ impl Store for SqlStore {
                     seqs.push(self.serial("outbox").await?);
                 }
                 let planned = plan::plan(&mut c, self.inner.backend, &seqs)?;
-                w.send(Pending { planned, done }).await.map_err(stopped)?;
+                w.send(postgres::Pending { planned, done }).await.map_err(stopped)?;
             }
             Writer::Thread(w) => {
                 // The writer numbers outbox rows itself, in commit order.

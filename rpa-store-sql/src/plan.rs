@@ -66,6 +66,8 @@ pub(crate) struct Planned {
     pub steps: Vec<Step>,
     /// Appended to the chain once the steps succeed.
     pub audit: Vec<AuditDraft>,
+    /// Whether a step rewrites a process row (not only its counters).
+    pub writes_process: bool,
 }
 
 pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<String, StoreError> {
@@ -111,6 +113,7 @@ pub(crate) fn plan(c: &mut Commit, backend: Backend, seqs: &[i64]) -> Result<Pla
     Ok(Planned {
         steps,
         audit: std::mem::take(&mut c.audit),
+        writes_process: c.writes.iter().any(|w| matches!(w, Write::Process(_))),
     })
 }
 

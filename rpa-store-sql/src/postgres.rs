@@ -1,0 +1,657 @@
+//! The PostgreSQL group writer: a group of commits in a handful of round
+//! trips, whatever its size.
+//!
+//! A group runs in one transaction that first takes an advisory lock, so
+//! the writers of several nodes take turns (every commit appends to the one
+//! audit chain, so they would anyway) and never lock rows in crossed order.
+//! Under that lock the writer reads the processes whose counters the group
+//! changes and applies the [`Counts`](rpa_core::store::Counts) in commit
+//! order, in Rust (the rule lives in `rpa-core`), turning them into
+//! versioned process updates. Then every commit's statements go to the
+//! server in one anonymous block, each commit inside its own
+//! `BEGIN ... EXCEPTION` sub-block (a savepoint), values inlined as
+//! escaped literals; the block reports which commits failed and why. The
+//! audit rows of the commits that stood follow, then `COMMIT`.
+//!
+//! A group that the block cannot carry (a commit that also rewrites a
+//! process row, or a block the server refuses as a whole) runs again
+//! statement by statement, each commit in a savepoint of its own.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use rpa_core::audit::{self, AuditDraft};
+use rpa_core::error::StoreError;
+use rpa_core::model::Process;
+use rpa_core::store::StoreResult;
+use sqlx::{AnyConnection, AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::plan::{self, Expect, Planned, Step, Stmt, Val};
+use crate::{GROUP_MAX, backend_err, bind, data, queries, unique_err};
+
+/// A commit waiting for the group writer.
+pub(crate) struct Pending {
+    pub planned: Planned,
+    pub done: oneshot::Sender<StoreResult<()>>,
+}
+
+/// Takes every commit waiting and writes them as one group; each caller
+/// hears back after the transaction commits. Under load many callers share
+/// one transaction, and nobody waits for a batch to fill.
+pub(crate) async fn group_writer(pool: AnyPool, mut rx: mpsc::Receiver<Pending>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        let results = match one_block(&pool, &mut batch).await {
+            Some(results) => results,
+            None => stepwise(&pool, &mut batch).await,
+        };
+        for (p, r) in batch.into_iter().zip(results) {
+            let _ = p.done.send(r);
+        }
+    }
+}
+
+fn fail_all<T>(e: StoreError, n: usize) -> Vec<StoreResult<T>> {
+    (0..n).map(|_| Err(e.clone())).collect()
+}
+
+async fn begin(pool: &AnyPool) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
+    let mut tx = pool.begin().await.map_err(backend_err)?;
+    sqlx::query("SELECT pg_advisory_xact_lock(7263)")
+        .execute(&mut *tx)
+        .await
+        .map_err(backend_err)?;
+    Ok(tx)
+}
+
+/// Rounds of a group before it goes statement by statement.
+const ROUNDS: usize = 4;
+
+/// The group in one block. `None`: the block cannot carry this group
+/// (nothing was written); run it statement by statement instead.
+///
+/// A commit that fails on the server invalidates the counters of the
+/// commits after it (they were computed as if it stood). So when a commit
+/// fails and a later one fails too, the round is undone and run again
+/// without the first failure; a later failure that was only a consequence
+/// then goes through.
+async fn one_block(pool: &AnyPool, batch: &mut [Pending]) -> Option<Vec<StoreResult<()>>> {
+    if batch.iter().any(|p| p.planned.writes_process) {
+        return None;
+    }
+    let n = batch.len();
+    let steps: Vec<Vec<Step>> = batch.iter_mut().map(|p| std::mem::take(&mut p.planned.steps)).collect();
+    let mut ids: Vec<i64> = steps
+        .iter()
+        .flatten()
+        .filter_map(|s| match s {
+            Step::Counts(c) => Some(c.process.0),
+            _ => None,
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    // Failures found in earlier rounds: those commits are left out.
+    let mut known: Vec<Option<StoreError>> = vec![None; n];
+    for _ in 0..ROUNDS {
+        let mut tx = match begin(pool).await {
+            Ok(tx) => tx,
+            Err(e) => return Some(fail_all(e, n)),
+        };
+        let processes = match processes(&mut tx, &ids).await {
+            Ok(p) => p,
+            Err(e) => return Some(fail_all(e, n)),
+        };
+        let (block, mut results, sent) = compose(&steps, processes, &known);
+        if sent.iter().any(|s| *s) {
+            // Not kept prepared: every block is new.
+            if let Err(e) = sqlx::query(&block).persistent(false).execute(&mut *tx).await {
+                // The server refused the block as a whole: nothing of it stands.
+                tracing::warn!(error = %e, "a group's block was refused; writing it statement by statement");
+                if let Err(e) = tx.rollback().await {
+                    return Some(fail_all(backend_err(e), n));
+                }
+                break;
+            }
+            let failed: String = match sqlx::query_scalar("SELECT current_setting('rpa.failed')")
+                .fetch_one(&mut *tx)
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => return Some(fail_all(backend_err(e), n)),
+            };
+            let failed: Vec<(usize, String, String)> = match serde_json::from_str(&failed) {
+                Ok(f) => f,
+                Err(e) => return Some(fail_all(StoreError::Backend(format!("group results: {e}")), n)),
+            };
+            for (i, state, text) in failed {
+                if let Some(r) = results.get_mut(i) {
+                    *r = Err(server_error(&state, &text));
+                }
+            }
+            let first = (0..n).find(|&i| sent[i] && results[i].is_err());
+            if let Some(f) = first
+                && (f + 1..n).any(|i| known[i].is_none() && results[i].is_err())
+            {
+                if let Err(e) = tx.rollback().await {
+                    return Some(fail_all(backend_err(e), n));
+                }
+                known[f] = results[f].as_ref().err().cloned();
+                continue;
+            }
+        }
+        let audit: Vec<AuditDraft> = batch
+            .iter_mut()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .flat_map(|(p, _)| std::mem::take(&mut p.planned.audit))
+            .collect();
+        if !audit.is_empty()
+            && let Err(e) = append_audit(&mut tx, audit).await
+        {
+            return Some(fail_all(e, n));
+        }
+        return Some(match tx.commit().await {
+            Ok(()) => results,
+            Err(e) => fail_all(backend_err(e), n),
+        });
+    }
+    // Statement by statement after all (a transaction dropped here rolls back).
+    for (p, s) in batch.iter_mut().zip(steps) {
+        p.planned.steps = s;
+    }
+    None
+}
+
+/// The processes with these ids, as stored.
+async fn processes(conn: &mut AnyConnection, ids: &[i64]) -> StoreResult<HashMap<i64, Process>> {
+    let mut out = HashMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+    let sql = format!("SELECT data FROM rpa_processes WHERE id IN ({})", list.join(", "));
+    for row in sqlx::query(&sql).fetch_all(conn).await.map_err(backend_err)? {
+        let p: Process = data(&row)?;
+        out.insert(p.id.0, p);
+    }
+    Ok(out)
+}
+
+/// The block for the commits not known to fail: each commit's statements,
+/// its counters applied in commit order to `processes`. Also each commit's
+/// result so far (refused here: a limit, a missing process) and whether it
+/// was sent.
+fn compose(
+    steps: &[Vec<Step>],
+    mut processes: HashMap<i64, Process>,
+    known: &[Option<StoreError>],
+) -> (String, Vec<StoreResult<()>>, Vec<bool>) {
+    let mut results = Vec::with_capacity(steps.len());
+    let mut sent = Vec::with_capacity(steps.len());
+    let mut block =
+        String::from("DO $rpa$ DECLARE rpa_n bigint; rpa_failed jsonb := '[]'; rpa_state text; rpa_text text; BEGIN\n");
+    for (i, commit) in steps.iter().enumerate() {
+        if let Some(e) = &known[i] {
+            results.push(Err(e.clone()));
+            sent.push(false);
+            continue;
+        }
+        match statements(commit, &mut processes) {
+            Err(e) => {
+                results.push(Err(e));
+                sent.push(false);
+            }
+            Ok(stmts) => {
+                results.push(Ok(()));
+                sent.push(true);
+                block.push_str("BEGIN\n");
+                for s in &stmts {
+                    block.push_str(&statement(s));
+                    block.push_str(";\n");
+                    if s.expect == Expect::OneRow {
+                        block.push_str(
+                            "GET DIAGNOSTICS rpa_n = ROW_COUNT; IF rpa_n <> 1 THEN RAISE EXCEPTION 'stale' USING ERRCODE = '40001'; END IF;\n",
+                        );
+                    }
+                }
+                let _ = writeln!(
+                    block,
+                    "EXCEPTION WHEN OTHERS THEN GET STACKED DIAGNOSTICS rpa_state = RETURNED_SQLSTATE, rpa_text = MESSAGE_TEXT; \
+                     rpa_failed := rpa_failed || jsonb_build_array(jsonb_build_array({i}, rpa_state, rpa_text)); END;"
+                );
+            }
+        }
+    }
+    block.push_str("PERFORM set_config('rpa.failed', rpa_failed::text, true); END $rpa$");
+    (block, results, sent)
+}
+
+/// One commit's statements; its counters change `processes` only if the
+/// whole commit can be written.
+fn statements(steps: &[Step], processes: &mut HashMap<i64, Process>) -> StoreResult<Vec<Stmt>> {
+    let mut changed: Vec<Process> = Vec::new();
+    let mut stmts = Vec::with_capacity(steps.len());
+    for step in steps {
+        match step {
+            Step::Run(s) => stmts.push(Stmt {
+                sql: s.sql.clone(),
+                args: s.args.clone(),
+                expect: s.expect,
+            }),
+            Step::Outbox { seq, robot, data } => stmts.push(plan::outbox(*seq, *robot, data.clone())),
+            Step::Counts(c) => {
+                let mut q = changed
+                    .iter()
+                    .rev()
+                    .find(|q| q.id == c.process)
+                    .or_else(|| processes.get(&c.process.0))
+                    .cloned()
+                    .ok_or(StoreError::Conflict)?;
+                c.apply(&mut q)?;
+                stmts.push(plan::process(&q)?);
+                changed.push(q);
+            }
+        }
+    }
+    for q in changed {
+        processes.insert(q.id.0, q);
+    }
+    Ok(stmts)
+}
+
+/// An error a commit's sub-block caught, in the store's words.
+fn server_error(state: &str, text: &str) -> StoreError {
+    match state {
+        "40001" | "40P01" => StoreError::Conflict,
+        "23505" => plan::duplicate(text),
+        _ => StoreError::Backend(text.to_owned()),
+    }
+}
+
+/// `stmt` with its arguments inlined as literals, as a statement of a block.
+fn statement(stmt: &Stmt) -> String {
+    let sql = stmt.sql.strip_prefix("SELECT ").map_or_else(
+        || stmt.sql.to_string(),
+        // A bare SELECT (pg_notify) is a PERFORM inside a block.
+        |rest| format!("PERFORM {rest}"),
+    );
+    let mut out = String::with_capacity(sql.len() + 64);
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            let mut k = 0usize;
+            while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                k = k * 10 + d as usize;
+                chars.next();
+            }
+            match stmt.args.get(k.wrapping_sub(1)) {
+                Some(v) => literal(&mut out, v),
+                None => out.push_str("NULL"),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A value as an SQL literal: numbers as digits, text as an escape string
+/// (`E'...'`, backslashes and quotes doubled, `$` as `\x24`), so that no
+/// value can end the string or the block's `$rpa$` quoting early.
+fn literal(out: &mut String, v: &Val) {
+    match v {
+        Val::I(x) | Val::NI(Some(x)) => {
+            let _ = write!(out, "{x}");
+        }
+        Val::S(s) | Val::NS(Some(s)) => {
+            out.push_str("E'");
+            for c in s.chars() {
+                match c {
+                    '\'' => out.push_str("''"),
+                    '\\' => out.push_str("\\\\"),
+                    '$' => out.push_str("\\x24"),
+                    c => out.push(c),
+                }
+            }
+            out.push('\'');
+        }
+        Val::NI(None) | Val::NS(None) => out.push_str("NULL"),
+    }
+}
+
+/// The group statement by statement, each commit in a savepoint.
+async fn stepwise(pool: &AnyPool, batch: &mut [Pending]) -> Vec<StoreResult<()>> {
+    let mut tx = match begin(pool).await {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(e, batch.len()),
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    let mut audit = Vec::new();
+    for p in batch.iter_mut() {
+        // Any error aborts a PostgreSQL transaction: every commit has a savepoint.
+        if let Err(e) = sqlx::query("SAVEPOINT rpa_commit").execute(&mut *tx).await {
+            return fail_all(backend_err(e), batch.len());
+        }
+        let mut r = Ok(());
+        for step in std::mem::take(&mut p.planned.steps) {
+            r = run_step(&mut tx, step).await;
+            if r.is_err() {
+                break;
+            }
+        }
+        let undo = if r.is_ok() {
+            None
+        } else {
+            Some("ROLLBACK TO SAVEPOINT rpa_commit")
+        };
+        for stmt in undo.into_iter().chain(["RELEASE SAVEPOINT rpa_commit"]) {
+            if let Err(e) = sqlx::query(stmt).execute(&mut *tx).await {
+                return fail_all(backend_err(e), batch.len());
+            }
+        }
+        if r.is_ok() {
+            audit.append(&mut p.planned.audit);
+        }
+        results.push(r);
+    }
+    if !audit.is_empty()
+        && let Err(e) = append_audit(&mut tx, audit).await
+    {
+        return fail_all(e, batch.len());
+    }
+    match tx.commit().await {
+        Ok(()) => results,
+        Err(e) => fail_all(backend_err(e), batch.len()),
+    }
+}
+
+async fn run_step(conn: &mut AnyConnection, step: Step) -> Result<(), StoreError> {
+    match step {
+        Step::Run(stmt) => exec(conn, stmt).await,
+        Step::Outbox { seq, robot, data } => exec(conn, plan::outbox(seq, robot, data)).await,
+        Step::Counts(c) => {
+            // Writers are serial (an advisory lock), so the process read here is the one updated.
+            let row = sqlx::query(queries::PROCESS)
+                .bind(c.process.0)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(backend_err)?
+                .ok_or(StoreError::Conflict)?;
+            let mut p: Process = data(&row)?;
+            c.apply(&mut p)?;
+            exec(conn, plan::process(&p)?).await
+        }
+    }
+}
+
+async fn exec(conn: &mut AnyConnection, stmt: Stmt) -> Result<(), StoreError> {
+    let Stmt { sql, args, expect } = stmt;
+    let mut q = sqlx::query(&sql);
+    for v in args {
+        q = bind(q, v);
+    }
+    let done = q.execute(&mut *conn).await.map_err(unique_err)?;
+    if expect == Expect::OneRow && done.rows_affected() != 1 {
+        return Err(StoreError::Conflict);
+    }
+    Ok(())
+}
+
+/// Audit rows per INSERT.
+const AUDIT_ROWS: usize = 256;
+
+/// Appends a group's audit events (of the commits that succeeded, in commit order) to the chain.
+async fn append_audit(conn: &mut AnyConnection, drafts: Vec<AuditDraft>) -> Result<(), StoreError> {
+    // Taking the tail row's lock first serialises appends across nodes.
+    let row = sqlx::query("UPDATE rpa_audit_tail SET seq = seq WHERE id = 1 RETURNING seq, hash")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(backend_err)?;
+    let mut seq: i64 = row.try_get("seq").map_err(backend_err)?;
+    let hash: String = row.try_get("hash").map_err(backend_err)?;
+    let mut prev = [0u8; 32];
+    hex::decode_to_slice(hash, &mut prev).map_err(|e| StoreError::Backend(format!("audit tail: {e}")))?;
+    let mut rows = Vec::with_capacity(drafts.len());
+    for d in drafts {
+        seq += 1;
+        let e = audit::link(prev, seq as u64, d);
+        prev = e.hash;
+        rows.push((seq, plan::to_json(&e)?));
+    }
+    // Many rows per statement: one round trip for a whole group's events.
+    for chunk in rows.chunks(AUDIT_ROWS) {
+        let marks: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
+            .collect();
+        let sql = format!("INSERT INTO rpa_audit (seq, data) VALUES {}", marks.join(", "));
+        let mut q = sqlx::query(&sql);
+        for (seq, data) in chunk {
+            q = q.bind(*seq).bind(data.clone());
+        }
+        q.execute(&mut *conn).await.map_err(backend_err)?;
+    }
+    sqlx::query("UPDATE rpa_audit_tail SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(seq)
+        .bind(hex::encode(prev))
+        .execute(&mut *conn)
+        .await
+        .map_err(backend_err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Backend, SqlOptions, SqlStore};
+    use rpa_core::ids::UserId;
+    use rpa_core::model::User;
+    use rpa_core::store::{Commit, Write};
+    use rpa_core::{Key, Store, Timestamp};
+    use sqlx::Connection;
+
+    /// A fresh database on `DATABASE_URL`'s server; `None` (skip) when not in CI.
+    async fn fresh(tag: &str) -> Option<SqlStore> {
+        let url = match std::env::var("DATABASE_URL") {
+            Ok(u) if u.starts_with("postgres") => u,
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI=true but DATABASE_URL does not name a PostgreSQL database")
+            }
+            _ => {
+                eprintln!("skipping: DATABASE_URL is not set");
+                return None;
+            }
+        };
+        let name = format!("rpa_writer_{tag}_{}", std::process::id());
+        let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::Executor::execute(&mut admin, sql.as_str()).await.unwrap();
+        }
+        let (base, _) = url.rsplit_once('/').unwrap();
+        Some(
+            SqlStore::connect(&format!("{base}/{name}"), SqlOptions::default())
+                .await
+                .unwrap(),
+        )
+    }
+
+    fn user(id: i64, name: &str, version: u64) -> Pending {
+        let mut c = Commit {
+            writes: vec![Write::User(User {
+                id: UserId(id),
+                key: Key([id as u8; 16]),
+                version,
+                name: name.into(),
+                password_hash: String::new(),
+                failed_logins: 0,
+                locked: false,
+                roles: Default::default(),
+                grants: Default::default(),
+                created_at: Timestamp(0),
+            })],
+            ..Commit::default()
+        };
+        c.audit.push(AuditDraft {
+            at: Timestamp(0),
+            actor: rpa_core::model::Actor::System,
+            action: "user.create",
+            subject: format!("user:{id}"),
+            detail: String::new(),
+        });
+        Pending {
+            planned: plan::plan(&mut c, Backend::Postgres, &[]).unwrap(),
+            done: oneshot::channel().0,
+        }
+    }
+
+    /// One block carries a group: each commit stands or falls alone, and
+    /// only the commits that stood are in the audit chain.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_in_one_block_isolates_each_commit() {
+        let Some(store) = fresh("block").await else { return };
+        let mut batch = vec![
+            user(1, "ann", 1),
+            user(2, "ann", 1),
+            user(3, "bob", 2),
+            user(4, "it's $rpa$ \\ fine", 1),
+        ];
+        let results = one_block(store.pool(), &mut batch).await.expect("one block");
+        assert_eq!(
+            format!("{results:?}"),
+            format!(
+                "{:?}",
+                [
+                    Ok(()),
+                    Err(StoreError::Duplicate("user name")),
+                    Err(StoreError::Conflict),
+                    Ok(())
+                ]
+            )
+        );
+        assert_eq!(store.user(UserId(1)).await.unwrap().unwrap().name, "ann");
+        assert!(store.user(UserId(2)).await.unwrap().is_none());
+        assert!(store.user(UserId(3)).await.unwrap().is_none());
+        assert_eq!(store.user(UserId(4)).await.unwrap().unwrap().name, "it's $rpa$ \\ fine");
+        let chain = store.audit(0, 10).await.unwrap();
+        let subjects: Vec<&str> = chain.iter().map(|e| e.subject.as_str()).collect();
+        assert_eq!(subjects, ["user:1", "user:4"]);
+    }
+
+    /// Counters are computed in commit order as if every commit stood: when
+    /// one fails on the server, the later ones are written again without it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_commit_does_not_take_later_counters_down() {
+        use rpa_core::ids::ProcessId;
+        use rpa_core::model::{ProcessSpec, ProcessType};
+        use rpa_core::store::Counts;
+        let Some(store) = fresh("counts").await else { return };
+        let p = Process {
+            id: ProcessId(9),
+            key: Key([9; 16]),
+            version: 1,
+            spec: std::sync::Arc::new(ProcessSpec {
+                max_run_num: 0,
+                ..ProcessSpec::new("p", ProcessType::Unattended)
+            }),
+            running: 0,
+            day: 0,
+            day_successes: 0,
+            pending_items: 0,
+            created_at: Timestamp(0),
+        };
+        store
+            .commit(Commit {
+                writes: vec![Write::Process(p)],
+                ..Commit::default()
+            })
+            .await
+            .unwrap();
+        let start = |user_version: u64, id: i64| {
+            let mut pending = user(id, &format!("u{id}"), user_version);
+            pending.planned.steps.insert(
+                0,
+                Step::Counts(Counts {
+                    process: ProcessId(9),
+                    running: 1,
+                    pending_items: 0,
+                    successes: 0,
+                    day: 0,
+                    limit_pending: false,
+                }),
+            );
+            pending
+        };
+        // The first commit's user row is stale (version 2 of a row that does not exist).
+        let mut batch = vec![start(2, 1), start(1, 2), start(1, 3)];
+        let results = one_block(store.pool(), &mut batch).await.expect("one block");
+        assert!(
+            results[0].is_err() && results[1].is_ok() && results[2].is_ok(),
+            "{results:?}"
+        );
+        let p = store.process(ProcessId(9)).await.unwrap().unwrap();
+        assert_eq!((p.running, p.version), (2, 3), "two starts counted once each");
+    }
+
+    /// A value the server cannot take in a block's text (a NUL character)
+    /// sends the group down the statement-by-statement path, where only
+    /// that commit fails.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_block_falls_back_to_statements() {
+        let Some(store) = fresh("fallback").await else { return };
+        let mut batch = vec![user(1, "ann", 1), user(2, "nul\0name", 1), user(3, "cy", 1)];
+        assert!(one_block(store.pool(), &mut batch).await.is_none());
+        assert!(
+            store.user(UserId(1)).await.unwrap().is_none(),
+            "nothing of the block stands"
+        );
+        let mut batch = vec![user(1, "ann", 1), user(2, "nul\0name", 1), user(3, "cy", 1)];
+        let results = stepwise(store.pool(), &mut batch).await;
+        assert!(
+            results[0].is_ok() && results[1].is_err() && results[2].is_ok(),
+            "{results:?}"
+        );
+        assert_eq!(store.user(UserId(3)).await.unwrap().unwrap().name, "cy");
+        assert_eq!(store.audit(0, 10).await.unwrap().len(), 2);
+    }
+
+    #[test]
+    fn values_are_inlined_as_literals_no_value_can_end() {
+        let s = Stmt {
+            sql: "UPDATE t SET a = $1, b = $2, c = $3 WHERE id = $10 AND v = $11".into(),
+            args: vec![
+                Val::S("it's \\' ; $rpa$ DROP TABLE t; --".into()),
+                Val::NI(None),
+                Val::NS(Some("x".into())),
+                Val::I(4),
+                Val::I(5),
+                Val::I(6),
+                Val::I(7),
+                Val::I(8),
+                Val::I(9),
+                Val::I(-10),
+                Val::I(11),
+            ],
+            expect: Expect::OneRow,
+        };
+        assert_eq!(
+            statement(&s),
+            "UPDATE t SET a = E'it''s \\\\'' ; \\x24rpa\\x24 DROP TABLE t; --', b = NULL, c = E'x' WHERE id = -10 AND v = 11"
+        );
+        let notify = Stmt {
+            sql: "SELECT pg_notify('rpa_outbox', $1)".into(),
+            args: vec![Val::S("7".into())],
+            expect: Expect::Any,
+        };
+        assert_eq!(statement(&notify), "PERFORM pg_notify('rpa_outbox', E'7')");
+    }
+}
