@@ -396,9 +396,18 @@ async fn deadline_index<S: Store>(s: S) {
     j.deadline = Some(Timestamp(900));
     let mut r = sample_robot(1, RobotState::Available);
     r.deadline = Some(Timestamp(700));
-    put(&s, vec![Write::Job(j.clone()), Write::Robot(r.clone())])
-        .await
-        .unwrap();
+    let t = Token {
+        hash: [9; 32],
+        user: UserId(1),
+        created_at: Timestamp(0),
+        expires_at: Timestamp(800),
+    };
+    put(
+        &s,
+        vec![Write::Job(j.clone()), Write::Robot(r.clone()), Write::Token(t)],
+    )
+    .await
+    .unwrap();
     assert_eq!(
         s.next_due().await.unwrap(),
         Some(Timestamp(500)),
@@ -414,9 +423,10 @@ async fn deadline_index<S: Store>(s: S) {
         vec![
             Due::JobReady(JobId(1)),
             Due::RobotSilent(RobotId(1)),
+            Due::TokenExpired([9; 32]),
             Due::JobExpired(JobId(1))
         ],
-        "deadline_index: in time order"
+        "deadline_index: in time order (sessions too)"
     );
     assert_eq!(
         s.due(Timestamp(1000), 1).await.unwrap().len(),
@@ -428,11 +438,13 @@ async fn deadline_index<S: Store>(s: S) {
     j.version += 1;
     r.deadline = Some(Timestamp(2000));
     r.version += 1;
-    put(&s, vec![Write::Job(j), Write::Robot(r)]).await.unwrap();
+    put(&s, vec![Write::Job(j), Write::Robot(r), Write::RevokeToken([9; 32])])
+        .await
+        .unwrap();
     assert_eq!(
         s.due(Timestamp(1000), 10).await.unwrap(),
         vec![],
-        "deadline_index: moved and cleared deadlines"
+        "deadline_index: moved and cleared deadlines, a deleted session"
     );
     assert_eq!(s.next_due().await.unwrap(), Some(Timestamp(2000)));
 }

@@ -300,10 +300,16 @@ impl Inner {
                 self.roles.insert(r.id, r);
             }
             Write::Token(t) => {
+                if let Some(old) = self.tokens.get(&t.hash) {
+                    self.timers.remove(&timer_of_token(old));
+                }
+                self.timers.insert(timer_of_token(&t));
                 self.tokens.insert(t.hash, t);
             }
             Write::RevokeToken(h) => {
-                self.tokens.remove(&h);
+                if let Some(old) = self.tokens.remove(&h) {
+                    self.timers.remove(&timer_of_token(&old));
+                }
             }
             Write::Process(p) => {
                 self.process_keys.insert(p.key, p.id);

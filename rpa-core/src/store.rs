@@ -173,6 +173,8 @@ pub enum Due {
     JobExpired(JobId),
     /// A job's back-off is over.
     JobReady(JobId),
+    /// A session ran out (the SHA-256 of its token): it is deleted.
+    TokenExpired([u8; 32]),
 }
 
 /// The deadlines a job puts in the index.
@@ -186,6 +188,11 @@ pub fn timers_of_job(job: &Job) -> impl Iterator<Item = (Timestamp, Due)> {
         _ => None,
     };
     ready.into_iter().chain(expire)
+}
+
+/// The deadline a session puts in the index.
+pub fn timer_of_token(token: &Token) -> (Timestamp, Due) {
+    (token.expires_at, Due::TokenExpired(token.hash))
 }
 
 /// The deadline a robot puts in the index.

@@ -9,7 +9,7 @@ use rpa_core::error::{Error, Limit};
 use rpa_core::job::{FinishStatus, StopStrategy};
 use rpa_core::model::*;
 use rpa_core::transport::Command;
-use rpa_core::{Store, Timestamp};
+use rpa_core::{Clock, Store, Timestamp};
 use serde_json::json;
 
 // ------------------------------------------------------------------ people
@@ -82,6 +82,29 @@ fn tokens_expire_after_30_minutes_and_logout_revokes() {
         block(w.engine.authenticate("forged")).unwrap_err(),
         Error::Unauthenticated
     );
+}
+
+#[test]
+fn a_tick_deletes_sessions_that_ran_out() {
+    let w = World::new();
+    let t = block(w.engine.login("alice", "pw")).unwrap().token;
+    let hash = rpa_core::auth::token_hash(&t);
+    w.advance(30 * 60 * 1000 - 1);
+    assert_eq!(block(w.engine.tick()).unwrap().sessions_expired, 0);
+    w.advance(1);
+    assert_eq!(
+        block(w.engine.next_timeout()).unwrap(),
+        Some(w.clock.now()),
+        "the session's expiry is a deadline"
+    );
+    assert_eq!(block(w.engine.tick()).unwrap().sessions_expired, 1);
+    assert_eq!(
+        block(w.engine.store().token(hash)).unwrap(),
+        None,
+        "deleted, not only refused"
+    );
+    assert_eq!(block(w.engine.authenticate(&t)).unwrap_err(), Error::Unauthenticated);
+    assert_eq!(block(w.engine.next_timeout()).unwrap(), None);
 }
 
 #[test]

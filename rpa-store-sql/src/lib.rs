@@ -78,6 +78,7 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
     &[
         (1, "init", include_str!("../migrations/0001_init.sql")),
         (2, "leases", include_str!("../migrations/0002_leases.sql")),
+        (3, "session expiry", include_str!("../migrations/0003_token_expiry.sql")),
     ]
 }
 
@@ -795,6 +796,7 @@ impl Store for SqlStore {
             .bind(now.0)
             .bind(now.0)
             .bind(now.0)
+            .bind(now.0)
             .bind(limit(n))
             .fetch_all(&self.inner.read)
             .await
@@ -806,7 +808,14 @@ impl Store for SqlStore {
                 Ok(match kind {
                     0 => Due::RobotSilent(RobotId(id)),
                     1 => Due::JobExpired(JobId(id)),
-                    _ => Due::JobReady(JobId(id)),
+                    2 => Due::JobReady(JobId(id)),
+                    _ => {
+                        let hex: String = r.try_get(3).map_err(backend_err)?;
+                        let mut hash = [0u8; 32];
+                        hex::decode_to_slice(hex, &mut hash)
+                            .map_err(|e| StoreError::Backend(format!("session hash: {e}")))?;
+                        Due::TokenExpired(hash)
+                    }
                 })
             })
             .collect()

@@ -26,17 +26,21 @@ pub const PROCESS_BY_KEY: &str = "SELECT data FROM rpa_processes WHERE key = $1"
 pub const TOKEN: &str = "SELECT data FROM rpa_tokens WHERE hash = $1";
 /// A user by id (every seed 000 call).
 pub const USER: &str = "SELECT data FROM rpa_users WHERE id = $1";
-/// Timers: deadlines that have come (indexes `rpa_robots_silent`, `rpa_jobs_expire`, `rpa_jobs_ready`).
-pub const DUE: &str = "SELECT t, kind, id FROM (
-         SELECT silent_at AS t, 0 AS kind, id FROM rpa_robots WHERE silent_at IS NOT NULL AND silent_at <= $1
-         UNION ALL SELECT expire_at AS t, 1 AS kind, id FROM rpa_jobs WHERE expire_at IS NOT NULL AND expire_at <= $2
-         UNION ALL SELECT ready_at AS t, 2 AS kind, id FROM rpa_jobs WHERE ready_at IS NOT NULL AND ready_at <= $3
-     ) d ORDER BY t, kind, id LIMIT $4";
+/// Timers: deadlines that have come (indexes `rpa_robots_silent`,
+/// `rpa_jobs_expire`, `rpa_jobs_ready`, `rpa_tokens_expiry`); a session's is
+/// named by its hash.
+pub const DUE: &str = "SELECT t, kind, id, hash FROM (
+         SELECT silent_at AS t, 0 AS kind, id, CAST(NULL AS TEXT) AS hash FROM rpa_robots WHERE silent_at IS NOT NULL AND silent_at <= $1
+         UNION ALL SELECT expire_at AS t, 1 AS kind, id, NULL FROM rpa_jobs WHERE expire_at IS NOT NULL AND expire_at <= $2
+         UNION ALL SELECT ready_at AS t, 2 AS kind, id, NULL FROM rpa_jobs WHERE ready_at IS NOT NULL AND ready_at <= $3
+         UNION ALL SELECT expires_at AS t, 3 AS kind, 0, hash FROM rpa_tokens WHERE expires_at <= $4
+     ) d ORDER BY t, kind, id, hash LIMIT $5";
 /// Timers: the earliest deadline (each MIN is one index probe).
 pub const NEXT_DUE: &str = "SELECT MIN(t) FROM (
          SELECT MIN(silent_at) AS t FROM rpa_robots
          UNION ALL SELECT MIN(expire_at) AS t FROM rpa_jobs
          UNION ALL SELECT MIN(ready_at) AS t FROM rpa_jobs
+         UNION ALL SELECT MIN(expires_at) AS t FROM rpa_tokens
      ) d";
 /// Heartbeat: is anything waiting for this robot (index `rpa_outbox_robot`).
 pub const OUTBOX_PEEK: &str = "SELECT seq FROM rpa_outbox WHERE robot = $1 LIMIT 1";

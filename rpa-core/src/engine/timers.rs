@@ -14,7 +14,7 @@ use crate::ids::*;
 use crate::job::JobEvent;
 use crate::model::*;
 use crate::robot::{self, RobotEvent};
-use crate::store::{Due, Store};
+use crate::store::{Due, Store, Write};
 use crate::time::Timestamp;
 
 /// The lease whose holder fires the timers.
@@ -33,6 +33,8 @@ pub struct TickReport {
     pub jobs_ready: usize,
     /// Jobs dispatched.
     pub dispatched: usize,
+    /// Sessions deleted because their token ran out.
+    pub sessions_expired: usize,
 }
 
 /// Deadlines handled per store page.
@@ -60,6 +62,7 @@ impl<S: Store> Engine<S> {
                     Due::RobotSilent(r) => report.robots_timed_out += usize::from(self.robot_silent(r).await?),
                     Due::JobExpired(j) => report.jobs_expired += usize::from(self.fire(j, JobEvent::Expire).await?),
                     Due::JobReady(j) => report.jobs_ready += usize::from(self.fire(j, JobEvent::Ready).await?),
+                    Due::TokenExpired(h) => report.sessions_expired += usize::from(self.expire_session(h).await?),
                 }
             }
             if due.len() < BATCH {
@@ -87,6 +90,19 @@ impl<S: Store> Engine<S> {
             }
             Err(Error::Rejected(_)) => Ok(false),
             Err(e) => Err(e),
+        }
+    }
+
+    /// A session past its expiry: deleted (it was refused since it ran out).
+    async fn expire_session(&self, hash: [u8; 32]) -> Result<bool> {
+        match self.store.token(hash).await? {
+            Some(t) if t.expires_at <= self.now() => {
+                let mut tx = Tx::default();
+                tx.put(Write::RevokeToken(hash));
+                self.commit(tx).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
     }
 
