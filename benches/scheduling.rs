@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use futures::executor::block_on;
-use rpa::core::auth::{PasswordCost, supplier_proof};
-use rpa::core::engine::NewUser;
+use rpa::core::auth::PasswordCost;
+use rpa::core::fixtures::{self, Basics};
 use rpa::core::ids::RobotId;
 use rpa::core::job::FinishStatus;
-use rpa::core::model::{Actor, ProcessSpec, ProcessType, User};
+use rpa::core::model::{ProcessSpec, ProcessType, User};
 use rpa::core::transport::Command;
 use rpa::{Engine, EngineConfig, Key, ManualClock, MemoryStore, Timestamp};
 use serde_json::json;
@@ -41,32 +41,11 @@ fn rig(robots: usize, backlog: usize) -> Rig {
         let mut spec = ProcessSpec::new("bench", ProcessType::Unattended);
         spec.max_run_num = 0;
         spec.package_uri = "http://files/p".into();
-        let p = engine.create_process(Actor::System, spec).await.unwrap();
-        engine
-            .create_user(
-                Actor::System,
-                NewUser {
-                    name: "u".into(),
-                    password: "p".into(),
-                    roles: vec![],
-                    grants: vec![p.key],
-                },
-            )
-            .await
-            .unwrap();
-        let user = rpa::Store::user_by_name(engine.store(), "u").await.unwrap().unwrap();
-        engine
-            .register_vendor(Actor::System, "acme", "bench-secret")
-            .await
-            .unwrap();
+        let Basics { process: p, user } = fixtures::basics(&engine, spec).await.unwrap();
         let mut bots = Vec::new();
         for i in 0..robots {
             let code = format!("r{i}");
-            let reg = engine
-                .register_robot(&code, "acme", &supplier_proof("bench-secret", &code), None)
-                .await
-                .unwrap();
-            engine.heartbeat(&code, reg.connect, None).await.unwrap();
+            let reg = fixtures::ready_robot(&engine, &code).await.unwrap();
             bots.push((code, reg.connect, Key([0; 16]), reg.robot.id));
         }
         // One running job per robot, then the backlog.

@@ -12,17 +12,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use rpa::core::auth::{PasswordCost, supplier_proof};
-use rpa::core::engine::NewUser;
+use rpa::core::auth::PasswordCost;
+use rpa::core::fixtures::{self, Basics};
 use rpa::core::ids::RobotId;
 use rpa::core::job::FinishStatus;
-use rpa::core::model::{Actor, ProcessSpec, ProcessType, User};
+use rpa::core::model::{ProcessSpec, ProcessType, User};
 use rpa::core::transport::Command;
 use rpa::core::transport::RobotTransport;
 use rpa::sql::{SqlOptions, SqlStore, Synchronous};
 use rpa::{Engine, EngineConfig, Key, ManualClock, Timestamp};
 use serde_json::json;
 use tokio::sync::{Mutex, Notify};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 const ROBOTS: usize = 32;
 
@@ -67,6 +70,16 @@ async fn next_run(engine: &Engine<SqlStore>, bells: &Doorbells, bot: &Bot) -> Ke
     }
 }
 
+/// The robot finishes its run and waits for its next Execute.
+async fn finish_and_take_next(engine: &Engine<SqlStore>, bells: &Doorbells, bot: &Bot) {
+    let run = *bot.run.lock().await;
+    engine
+        .report_finish(&bot.code, bot.connect, run, FinishStatus::Success, None, None)
+        .await
+        .unwrap();
+    *bot.run.lock().await = next_run(engine, bells, bot).await;
+}
+
 async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
     let store = SqlStore::connect(
         &url,
@@ -91,31 +104,11 @@ async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
     let engine = Arc::new(Engine::new(store, Arc::new(clock), config).with_transport(bells.clone()));
     let mut spec = ProcessSpec::new("bench", ProcessType::Unattended);
     spec.max_run_num = 0;
-    let p = engine.create_process(Actor::System, spec).await.unwrap();
-    let user = engine
-        .create_user(
-            Actor::System,
-            NewUser {
-                name: "u".into(),
-                password: "p".into(),
-                roles: vec![],
-                grants: vec![p.key],
-            },
-        )
-        .await
-        .unwrap();
-    engine
-        .register_vendor(Actor::System, "acme", "bench-secret")
-        .await
-        .unwrap();
+    let Basics { process: p, user } = fixtures::basics(&engine, spec).await.unwrap();
     let mut bots = Vec::new();
     for i in 0..ROBOTS {
         let code = format!("r{i}");
-        let reg = engine
-            .register_robot(&code, "acme", &supplier_proof("bench-secret", &code), None)
-            .await
-            .unwrap();
-        engine.heartbeat(&code, reg.connect, None).await.unwrap();
+        let reg = fixtures::ready_robot(&engine, &code).await.unwrap();
         bots.push(Arc::new(Bot {
             code,
             connect: reg.connect,
@@ -166,11 +159,7 @@ impl Rig {
             tasks.push(tokio::spawn(async move {
                 for _ in 0..n {
                     e.start_job(&u, p, &json!({})).await.unwrap();
-                    let run = *bot.run.lock().await;
-                    e.report_finish(&bot.code, bot.connect, run, FinishStatus::Success, None, None)
-                        .await
-                        .unwrap();
-                    *bot.run.lock().await = next_run(&e, &bells, &bot).await;
+                    finish_and_take_next(&e, &bells, &bot).await;
                 }
             }));
         }
@@ -205,11 +194,7 @@ impl Rig {
             let (e, bot, bells) = (self.engine.clone(), bot.clone(), self.bells.clone());
             robots.push(tokio::spawn(async move {
                 for _ in 0..n {
-                    let run = *bot.run.lock().await;
-                    e.report_finish(&bot.code, bot.connect, run, FinishStatus::Success, None, None)
-                        .await
-                        .unwrap();
-                    *bot.run.lock().await = next_run(&e, &bells, &bot).await;
+                    finish_and_take_next(&e, &bells, &bot).await;
                 }
             }));
         }
@@ -228,22 +213,6 @@ fn sqlite_url(tag: &str) -> String {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
     SqlStore::sqlite_url(&path)
-}
-
-async fn fresh_postgres(url: &str, tag: &str) -> String {
-    use sqlx::Connection;
-    let name = format!("rpa_bench_{tag}_{}", std::process::id());
-    let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
-    sqlx::Executor::execute(
-        &mut admin,
-        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str(),
-    )
-    .await
-    .unwrap();
-    sqlx::Executor::execute(&mut admin, format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    format!("{}/{name}", url.rsplit_once('/').unwrap().0)
 }
 
 fn durable_lifecycles(c: &mut Criterion) {
@@ -274,7 +243,7 @@ fn durable_lifecycles(c: &mut Criterion) {
                 let rig = built.get_or_insert_with(|| {
                     rt.block_on(async {
                         let url = match name {
-                            "postgres" => fresh_postgres(pg.as_deref().unwrap(), &format!("{n}")).await,
+                            "postgres" => support::fresh_postgres(pg.as_deref().unwrap(), &format!("bench_{n}")).await,
                             _ => sqlite_url(&format!("{name}-{n}")),
                         };
                         rig(url, sync, n).await

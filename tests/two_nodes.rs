@@ -9,8 +9,8 @@ mod support;
 
 use futures::{SinkExt, StreamExt};
 use rpa::core::auth::{PasswordCost, supplier_proof};
-use rpa::core::engine::NewUser;
-use rpa::core::model::{Actor, ProcessSpec, ProcessType};
+use rpa::core::fixtures::{self, Basics};
+use rpa::core::model::{ProcessSpec, ProcessType};
 use rpa::sql::{SqlOptions, SqlStore};
 use rpa::ws::{Hub, HubState, router};
 use rpa::{Engine, EngineConfig, Store, SystemClock};
@@ -31,24 +31,7 @@ async fn postgres_a_command_committed_on_one_node_reaches_a_robot_on_another() {
     let hub = Hub::new();
     store_a.listen(hub.clone());
     let node_a = Arc::new(Engine::new(store_a, Arc::new(SystemClock), config()).with_transport(hub.clone()));
-    let p = node_a
-        .create_process(Actor::System, ProcessSpec::new("p", ProcessType::Unattended))
-        .await
-        .unwrap();
-    node_a
-        .create_user(
-            Actor::System,
-            NewUser {
-                name: "u".into(),
-                password: "p".into(),
-                roles: vec![],
-                grants: vec![p.key],
-            },
-        )
-        .await
-        .unwrap();
-    node_a
-        .register_vendor(Actor::System, "acme", "acme-secret")
+    let Basics { process: p, .. } = fixtures::basics(&node_a, ProcessSpec::new("p", ProcessType::Unattended))
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

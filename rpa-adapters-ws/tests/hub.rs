@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use rpa_adapters_ws::{Hub, HubState, router};
 use rpa_core::auth::{PasswordCost, supplier_proof};
-use rpa_core::engine::NewUser;
+use rpa_core::fixtures::{self, Basics};
 use rpa_core::model::{Actor, JobState, ProcessSpec, ProcessType, RobotState, User};
 use rpa_core::{Engine, EngineConfig, Key, ManualClock, MemoryStore, Store, Timestamp};
 use serde_json::{Value, json};
@@ -33,24 +33,7 @@ async fn rig() -> Rig {
         ..EngineConfig::default()
     };
     let engine = Arc::new(Engine::new(MemoryStore::new(), Arc::new(clock.clone()), config).with_transport(hub.clone()));
-    let p = engine
-        .create_process(Actor::System, ProcessSpec::new("p", ProcessType::Unattended))
-        .await
-        .unwrap();
-    let user = engine
-        .create_user(
-            Actor::System,
-            NewUser {
-                name: "u".into(),
-                password: "p".into(),
-                roles: vec![],
-                grants: vec![p.key],
-            },
-        )
-        .await
-        .unwrap();
-    engine
-        .register_vendor(Actor::System, "acme", "acme-secret")
+    let Basics { process: p, user } = fixtures::basics(&engine, ProcessSpec::new("p", ProcessType::Unattended))
         .await
         .unwrap();
     engine.bind_license(Actor::System, "r1", "LIC-1").await.unwrap();

@@ -59,6 +59,8 @@ pub mod auth;
 pub mod conformance;
 pub mod engine;
 pub mod error;
+#[cfg(any(test, feature = "conformance"))]
+pub mod fixtures;
 pub mod ids;
 pub mod job;
 pub mod memory;

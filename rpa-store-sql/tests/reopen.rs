@@ -7,11 +7,11 @@ mod common;
 use std::sync::Arc;
 
 use common::temp_sqlite;
-use rpa_core::auth::{PasswordCost, supplier_proof};
-use rpa_core::engine::NewUser;
+use rpa_core::auth::PasswordCost;
 use rpa_core::error::StoreError;
+use rpa_core::fixtures::{self, Basics};
 use rpa_core::job::FinishStatus;
-use rpa_core::model::{Actor, JobState, ProcessSpec, ProcessType};
+use rpa_core::model::{JobState, ProcessSpec, ProcessType};
 use rpa_core::transport::Command;
 use rpa_core::{Engine, EngineConfig, ManualClock, Store, Timestamp};
 use rpa_store_sql::{SqlOptions, SqlStore};
@@ -33,25 +33,8 @@ async fn sqlite_reopened_store_serves_what_was_live() {
     let e = Engine::new(first.clone(), clock.clone(), config.clone());
     let mut spec = ProcessSpec::new("p", ProcessType::Unattended);
     spec.max_run_num = 1;
-    let p = e.create_process(Actor::System, spec).await.unwrap();
-    let user = e
-        .create_user(
-            Actor::System,
-            NewUser {
-                name: "u".into(),
-                password: "pw".into(),
-                roles: vec![],
-                grants: vec![p.key],
-            },
-        )
-        .await
-        .unwrap();
-    e.register_vendor(Actor::System, "acme", "vendor-s3cret").await.unwrap();
-    let reg = e
-        .register_robot("r1", "acme", &supplier_proof("vendor-s3cret", "r1"), None)
-        .await
-        .unwrap();
-    e.heartbeat("r1", reg.connect, None).await.unwrap();
+    let Basics { process: p, user } = fixtures::basics(&e, spec).await.unwrap();
+    let reg = fixtures::ready_robot(&e, "r1").await.unwrap();
     let none = json!({});
     let mut jobs = Vec::new();
     for _ in 0..3 {
@@ -66,7 +49,7 @@ async fn sqlite_reopened_store_serves_what_was_live() {
     e.report_finish("r1", reg.connect, first_run, FinishStatus::Success, None, None)
         .await
         .unwrap();
-    let token = e.login("u", "pw").await.unwrap().token;
+    let token = e.login(fixtures::USER.0, fixtures::USER.1).await.unwrap().token;
     let before_jobs = futures::future::join_all(jobs.iter().map(|j| first.job(j.id))).await;
     let before = (
         first.processes().await.unwrap(),
@@ -108,8 +91,8 @@ async fn sqlite_reopened_store_serves_what_was_live() {
         "processes, robots, users, dispatch order"
     );
     assert_eq!(
-        again.vendor_by_code("acme").await.unwrap().unwrap().secret,
-        "vendor-s3cret"
+        again.vendor_by_code(fixtures::VENDOR).await.unwrap().unwrap().secret,
+        fixtures::VENDOR_SECRET
     );
     let e = Engine::new(again.clone(), clock, config);
     assert_eq!(e.authenticate(&token).await.unwrap().id, user.id, "sessions survive");
