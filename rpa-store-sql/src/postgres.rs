@@ -1,21 +1,26 @@
-//! The PostgreSQL group writer: a group of commits in a handful of round
-//! trips, whatever its size.
+//! The PostgreSQL group writer: a group of commits in three round trips,
+//! whatever its size.
 //!
-//! A group runs in one transaction that first takes an advisory lock, so
-//! the writers of several nodes take turns (every commit appends to the one
-//! audit chain, so they would anyway) and never lock rows in crossed order.
-//! Under that lock the writer reads the processes whose counters the group
-//! changes and applies the [`Counts`](rpa_core::store::Counts) in commit
-//! order, in Rust (the rule lives in `rpa-core`), turning them into
-//! versioned process updates. Then every commit's statements go to the
-//! server in one anonymous block, each commit inside its own
-//! `BEGIN ... EXCEPTION` sub-block (a savepoint), values inlined as
-//! escaped literals; the block reports which commits failed and why. The
-//! audit rows of the commits that stood follow, then `COMMIT`.
+//! 1. `BEGIN`, an advisory lock (so the writers of several nodes take
+//!    turns; every commit appends to the one audit chain, so they would
+//!    anyway, and they never lock rows in crossed order), then, under the
+//!    lock, the processes whose counters the group changes and the audit
+//!    chain's tail. The [`Counts`](rpa_core::store::Counts) are applied in
+//!    commit order, in Rust (the rule lives in `rpa-core`), and become
+//!    versioned process updates.
+//! 2. One anonymous block with every commit's statements, each commit in
+//!    its own `BEGIN ... EXCEPTION` sub-block (a savepoint), values inlined
+//!    as escaped literals; it reports which commits failed and why. A
+//!    failed commit invalidates the counters computed after it, so if a
+//!    later commit failed too the round is undone and run again without
+//!    the first failure.
+//! 3. The audit rows of the commits that stood, the new tail, `COMMIT`.
 //!
-//! A group that the block cannot carry (a commit that also rewrites a
-//! process row, or a block the server refuses as a whole) runs again
-//! statement by statement, each commit in a savepoint of its own.
+//! Several statements travel in one simple query (sqlx sends a query
+//! without arguments that way). A group that the block cannot carry (a
+//! commit that also rewrites a process row, or a block the server refuses
+//! as a whole) runs again statement by statement, each commit in a
+//! savepoint of its own.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -100,36 +105,28 @@ async fn one_block(pool: &AnyPool, batch: &mut [Pending]) -> Option<Vec<StoreRes
     ids.dedup();
     // Failures found in earlier rounds: those commits are left out.
     let mut known: Vec<Option<StoreError>> = vec![None; n];
+    let mut conn = match pool.acquire().await {
+        Ok(c) => c,
+        Err(e) => return Some(fail_all(backend_err(e), n)),
+    };
     for _ in 0..ROUNDS {
-        let mut tx = match begin(pool).await {
-            Ok(tx) => tx,
-            Err(e) => return Some(fail_all(e, n)),
-        };
-        let processes = match processes(&mut tx, &ids).await {
-            Ok(p) => p,
-            Err(e) => return Some(fail_all(e, n)),
+        let (processes, mut tail) = match open(&mut conn, &ids).await {
+            Ok(x) => x,
+            Err(e) => {
+                rollback(&mut conn).await;
+                return Some(fail_all(e, n));
+            }
         };
         let (block, mut results, sent) = compose(&steps, processes, &known);
         if sent.iter().any(|s| *s) {
-            // Not kept prepared: every block is new.
-            if let Err(e) = sqlx::query(&block).persistent(false).execute(&mut *tx).await {
-                // The server refused the block as a whole: nothing of it stands.
-                tracing::warn!(error = %e, "a group's block was refused; writing it statement by statement");
-                if let Err(e) = tx.rollback().await {
-                    return Some(fail_all(backend_err(e), n));
-                }
-                break;
-            }
-            let failed: String = match sqlx::query_scalar("SELECT current_setting('rpa.failed')")
-                .fetch_one(&mut *tx)
-                .await
-            {
-                Ok(s) => s,
-                Err(e) => return Some(fail_all(backend_err(e), n)),
-            };
-            let failed: Vec<(usize, String, String)> = match serde_json::from_str(&failed) {
+            let failed = match run_block(&mut conn, &block).await {
                 Ok(f) => f,
-                Err(e) => return Some(fail_all(StoreError::Backend(format!("group results: {e}")), n)),
+                Err(e) => {
+                    // The server refused the block as a whole: nothing of it stands.
+                    tracing::warn!(error = %e, "a group's block was refused; writing it statement by statement");
+                    rollback(&mut conn).await;
+                    break;
+                }
             };
             for (i, state, text) in failed {
                 if let Some(r) = results.get_mut(i) {
@@ -140,9 +137,7 @@ async fn one_block(pool: &AnyPool, batch: &mut [Pending]) -> Option<Vec<StoreRes
             if let Some(f) = first
                 && (f + 1..n).any(|i| known[i].is_none() && results[i].is_err())
             {
-                if let Err(e) = tx.rollback().await {
-                    return Some(fail_all(backend_err(e), n));
-                }
+                rollback(&mut conn).await;
                 known[f] = results[f].as_ref().err().cloned();
                 continue;
             }
@@ -153,36 +148,131 @@ async fn one_block(pool: &AnyPool, batch: &mut [Pending]) -> Option<Vec<StoreRes
             .filter(|(_, r)| r.is_ok())
             .flat_map(|(p, _)| std::mem::take(&mut p.planned.audit))
             .collect();
-        if !audit.is_empty()
-            && let Err(e) = append_audit(&mut tx, audit).await
-        {
-            return Some(fail_all(e, n));
-        }
-        return Some(match tx.commit().await {
-            Ok(()) => results,
-            Err(e) => fail_all(backend_err(e), n),
+        let close = match finish(&mut tail, audit) {
+            Ok(sql) => sql,
+            Err(e) => {
+                rollback(&mut conn).await;
+                return Some(fail_all(e, n));
+            }
+        };
+        return Some(match sqlx::Executor::execute(&mut *conn, close.as_str()).await {
+            Ok(_) => results,
+            Err(e) => {
+                rollback(&mut conn).await;
+                fail_all(backend_err(e), n)
+            }
         });
     }
-    // Statement by statement after all (a transaction dropped here rolls back).
+    // Statement by statement after all.
     for (p, s) in batch.iter_mut().zip(steps) {
         p.planned.steps = s;
     }
     None
 }
 
-/// The processes with these ids, as stored.
-async fn processes(conn: &mut AnyConnection, ids: &[i64]) -> StoreResult<HashMap<i64, Process>> {
-    let mut out = HashMap::new();
-    if ids.is_empty() {
-        return Ok(out);
+/// The audit chain's last event: its number and hash.
+struct Tail {
+    seq: i64,
+    hash: [u8; 32],
+}
+
+/// One round trip: begins the transaction, takes the writers' lock, then
+/// (under it, so that they stay as read) reads the processes whose counters
+/// change and the audit chain's tail.
+async fn open(conn: &mut AnyConnection, ids: &[i64]) -> StoreResult<(HashMap<i64, Process>, Tail)> {
+    let mut sql = String::from(
+        "BEGIN; SELECT 0 AS k, '' AS data FROM (SELECT pg_advisory_xact_lock(7263)) l; \
+         SELECT 1 AS k, CAST(seq AS TEXT) || ':' || hash AS data FROM rpa_audit_tail WHERE id = 1",
+    );
+    if !ids.is_empty() {
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        let _ = write!(
+            sql,
+            "; SELECT 2 AS k, data FROM rpa_processes WHERE id IN ({})",
+            list.join(", ")
+        );
     }
-    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-    let sql = format!("SELECT data FROM rpa_processes WHERE id IN ({})", list.join(", "));
-    for row in sqlx::query(&sql).fetch_all(conn).await.map_err(backend_err)? {
-        let p: Process = data(&row)?;
-        out.insert(p.id.0, p);
+    // Without arguments sqlx sends the text as one simple query: several statements, one round trip.
+    let rows = sqlx::Executor::fetch_all(&mut *conn, sql.as_str())
+        .await
+        .map_err(backend_err)?;
+    let mut processes = HashMap::new();
+    let mut tail = None;
+    for row in &rows {
+        let k: i32 = row.try_get("k").map_err(backend_err)?;
+        match k {
+            1 => {
+                let t: String = row.try_get("data").map_err(backend_err)?;
+                let (seq, hash) = t
+                    .split_once(':')
+                    .ok_or_else(|| StoreError::Backend("audit tail: damaged".into()))?;
+                let mut h = [0u8; 32];
+                hex::decode_to_slice(hash, &mut h).map_err(|e| StoreError::Backend(format!("audit tail: {e}")))?;
+                let seq = seq
+                    .parse()
+                    .map_err(|e| StoreError::Backend(format!("audit tail: {e}")))?;
+                tail = Some(Tail { seq, hash: h });
+            }
+            2 => {
+                let p: Process = data(row)?;
+                processes.insert(p.id.0, p);
+            }
+            _ => {}
+        }
     }
-    Ok(out)
+    let tail = tail.ok_or_else(|| StoreError::Backend("audit tail: missing".into()))?;
+    Ok((processes, tail))
+}
+
+/// One round trip: the block, then the commits it reports failed
+/// (`[[index, sqlstate, message], ...]`).
+async fn run_block(conn: &mut AnyConnection, block: &str) -> Result<Vec<(usize, String, String)>, StoreError> {
+    let sql = format!("{block};\nSELECT current_setting('rpa.failed') AS failed");
+    let rows = sqlx::Executor::fetch_all(&mut *conn, sql.as_str())
+        .await
+        .map_err(backend_err)?;
+    let failed: String = rows
+        .first()
+        .ok_or_else(|| StoreError::Backend("group results: missing".into()))?
+        .try_get("failed")
+        .map_err(backend_err)?;
+    serde_json::from_str(&failed).map_err(|e| StoreError::Backend(format!("group results: {e}")))
+}
+
+/// The group's audit rows (of the commits that stood, in commit order), the
+/// new tail, and `COMMIT`: the last round trip.
+fn finish(tail: &mut Tail, drafts: Vec<AuditDraft>) -> StoreResult<String> {
+    if drafts.is_empty() {
+        return Ok("COMMIT".into());
+    }
+    let mut sql = String::from("INSERT INTO rpa_audit (seq, data) VALUES ");
+    for (i, d) in drafts.into_iter().enumerate() {
+        tail.seq += 1;
+        let e = audit::link(tail.hash, tail.seq as u64, d);
+        tail.hash = e.hash;
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        let _ = write!(sql, "({}, ", tail.seq);
+        literal(&mut sql, &Val::S(plan::to_json(&e)?));
+        sql.push(')');
+    }
+    let _ = write!(
+        sql,
+        "; UPDATE rpa_audit_tail SET seq = {}, hash = '{}' WHERE id = 1; COMMIT",
+        tail.seq,
+        hex::encode(tail.hash)
+    );
+    Ok(sql)
+}
+
+/// Ends a failed round; a connection that cannot even roll back is dropped
+/// from the pool.
+async fn rollback(conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) {
+    if let Err(e) = sqlx::Executor::execute(&mut **conn, "ROLLBACK").await {
+        tracing::warn!(error = %e, "cannot roll a group back; closing its connection");
+        conn.close_on_drop();
+    }
 }
 
 /// The block for the commits not known to fail: each commit's statements,
