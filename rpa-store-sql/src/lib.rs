@@ -290,6 +290,9 @@ impl SqlStore {
             }
             Backend::Postgres => AnyPoolOptions::new()
                 .max_connections(options.max_connections.max(2))
+                // No ping before every use (a round trip per query); a broken
+                // connection fails its query, which reports the error.
+                .test_before_acquire(false)
                 .connect(url)
                 .await
                 .map_err(backend_err)?,
