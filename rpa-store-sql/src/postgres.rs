@@ -559,7 +559,7 @@ mod tests {
                 return None;
             }
         };
-        let name = format!("rpa_writer_{tag}_{}", std::process::id());
+        let name = format!("rpa_case_writer_{tag}_{}", std::process::id());
         let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
         for sql in [
             format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
