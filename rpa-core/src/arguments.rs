@@ -9,11 +9,23 @@
 //! Required arguments must be present and not null; unknown keys are refused,
 //! so a misspelt argument is an error rather than silently ignored.
 
+use std::sync::{Arc, LazyLock};
+
 use serde_json::{Map, Value};
 
 use crate::error::Error;
 use crate::model::{ArgType, ArgumentSpec, ProcessSpec};
 use crate::transport::Argument;
+
+/// [`validate`], shared: every job without arguments points at one empty object.
+pub fn validate_shared(spec: &ProcessSpec, params: &Value) -> Result<Arc<Value>, Error> {
+    static EMPTY: LazyLock<Arc<Value>> = LazyLock::new(|| Arc::new(Value::Object(Map::new())));
+    let v = validate(spec, params)?;
+    Ok(match &v {
+        Value::Object(m) if m.is_empty() => EMPTY.clone(),
+        _ => Arc::new(v),
+    })
+}
 
 /// Checks `params` against `spec` and returns the normalised arguments
 /// (keys are argument names; ints and booleans given as strings become typed).

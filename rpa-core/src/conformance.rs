@@ -503,7 +503,7 @@ async fn audit_chain<S: Store>(s: S) {
             at: Timestamp(i64::from(n)),
             actor: Actor::User(UserId(1)),
             action: "t",
-            subject: format!("s{n}"),
+            subject: format!("s{n}").into(),
             detail: "d".into(),
         };
         s.commit(Commit {

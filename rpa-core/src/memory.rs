@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::audit;
+use crate::audit::{self, AuditDraft};
 use crate::error::StoreError;
 use crate::ids::*;
 use crate::model::*;
@@ -105,41 +105,81 @@ impl Jobs {
     }
 }
 
+/// One event of the chain as this store keeps it: its place in the chain
+/// (`seq`, the previous hash) follows from its position, and the subject
+/// stays in its compact form until somebody reads the event.
+#[derive(Debug)]
+struct Entry {
+    at: Timestamp,
+    actor: Actor,
+    action: &'static str,
+    subject: audit::Subject,
+    detail: String,
+    hash: [u8; 32],
+}
+
 /// The audit chain in fixed chunks: appending never copies older events.
 #[derive(Debug, Default)]
 struct AuditLog {
-    chunks: Vec<Vec<AuditEvent>>,
+    chunks: Vec<Vec<Entry>>,
 }
 
 const AUDIT_CHUNK: usize = 65_536;
 
 impl AuditLog {
-    fn last(&self) -> Option<&AuditEvent> {
-        self.chunks.last().and_then(|c| c.last())
+    fn entry(&self, seq: u64) -> Option<&Entry> {
+        let i = usize::try_from(seq.checked_sub(1)?).ok()?;
+        self.chunks.get(i / AUDIT_CHUNK)?.get(i % AUDIT_CHUNK)
     }
-    fn push(&mut self, e: AuditEvent) {
+    fn len(&self) -> u64 {
+        self.chunks
+            .last()
+            .map_or(0, |c| ((self.chunks.len() - 1) * AUDIT_CHUNK + c.len()) as u64)
+    }
+    fn append(&mut self, d: AuditDraft) {
+        let seq = self.len() + 1;
+        let prev = self.entry(seq - 1).map_or([0; 32], |e| e.hash);
+        let hash = audit::hash_of(&prev, seq, &d);
         if self.chunks.last().is_none_or(|c| c.len() == AUDIT_CHUNK) {
             self.chunks.push(Vec::with_capacity(AUDIT_CHUNK));
         }
         if let Some(c) = self.chunks.last_mut() {
-            c.push(e);
+            c.push(Entry {
+                at: d.at,
+                actor: d.actor,
+                action: d.action,
+                subject: d.subject,
+                detail: d.detail,
+                hash,
+            });
         }
     }
-    fn get_mut(&mut self, seq: u64) -> Option<&mut AuditEvent> {
+    fn get_mut(&mut self, seq: u64) -> Option<&mut Entry> {
         let i = usize::try_from(seq.checked_sub(1)?).ok()?;
         self.chunks.get_mut(i / AUDIT_CHUNK)?.get_mut(i % AUDIT_CHUNK)
     }
     /// Events with `seq > after`, at most `limit`.
     fn after(&self, after: u64, limit: usize) -> Vec<AuditEvent> {
-        let start = usize::try_from(after).unwrap_or(usize::MAX);
-        self.chunks
-            .iter()
-            .skip(start / AUDIT_CHUNK)
-            .flatten()
-            .skip(start % AUDIT_CHUNK)
-            .take(limit)
-            .cloned()
-            .collect()
+        let mut prev = self.entry(after).map_or([0; 32], |e| e.hash);
+        let mut out = Vec::new();
+        for seq in after.saturating_add(1)..=self.len() {
+            if out.len() == limit {
+                break;
+            }
+            let Some(e) = self.entry(seq) else { break };
+            out.push(AuditEvent {
+                seq,
+                at: e.at,
+                actor: e.actor,
+                action: std::borrow::Cow::Borrowed(e.action),
+                subject: e.subject.to_string(),
+                detail: e.detail.clone(),
+                prev_hash: prev,
+                hash: e.hash,
+            });
+            prev = e.hash;
+        }
+        out
     }
 }
 
@@ -214,7 +254,9 @@ impl MemoryStore {
             }
         }
         for r in &c.clear_outbox {
-            g.outbox.remove(r);
+            if let Some(q) = g.outbox.get_mut(r) {
+                q.clear();
+            }
         }
         for (r, cmd) in &c.commands {
             g.outbox.entry(*r).or_default().push_back(cmd.clone());
@@ -583,11 +625,8 @@ impl Store for MemoryStore {
         let Some(q) = g.outbox.get_mut(&robot) else {
             return Ok(Vec::new());
         };
-        let taken: Vec<Command> = q.drain(..limit.min(q.len())).collect();
-        if q.is_empty() {
-            g.outbox.remove(&robot);
-        }
-        Ok(taken)
+        // An emptied queue stays: the robot's next command reuses its buffer.
+        Ok(q.drain(..limit.min(q.len())).collect())
     }
 
     async fn lease(&self, name: &str, holder: u64, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
@@ -619,14 +658,15 @@ impl Store for MemoryStore {
             g.apply(w);
         }
         for r in c.clear_outbox {
-            g.outbox.remove(&r);
+            if let Some(q) = g.outbox.get_mut(&r) {
+                q.clear();
+            }
         }
         for (r, cmd) in c.commands {
             g.outbox.entry(r).or_default().push_back(cmd);
         }
         for d in c.audit {
-            let (prev, seq) = g.audit.last().map_or(([0; 32], 1), |e| (e.hash, e.seq + 1));
-            g.audit.push(audit::link(prev, seq, d));
+            g.audit.append(d);
         }
         Ok(())
     }

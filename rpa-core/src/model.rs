@@ -704,7 +704,7 @@ pub struct AuditEvent {
     pub action: std::borrow::Cow<'static, str>,
     /// On what (e.g. `job:42`).
     pub subject: String,
-    /// Details (e.g. `Pending->Running robot:3`).
+    /// Details (e.g. `Running->Successful`, or `robot:3 attempt:1` for a dispatch).
     pub detail: String,
     /// Hash of the previous event (zeros for the first).
     pub prev_hash: [u8; 32],

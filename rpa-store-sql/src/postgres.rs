@@ -595,7 +595,7 @@ mod tests {
             at: Timestamp(0),
             actor: rpa_core::model::Actor::System,
             action: "user.create",
-            subject: format!("user:{id}"),
+            subject: rpa_core::audit::Subject::Id("user", id),
             detail: String::new(),
         });
         Pending {

@@ -22,6 +22,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use super::{Engine, Tx, is_conflict};
+use crate::audit::{self, Subject};
 use crate::arguments;
 use crate::error::Result;
 use crate::ids::*;
@@ -362,18 +363,15 @@ impl<S: Store> Engine<S> {
             p.pending_items = p.pending_items.saturating_sub(1);
             tx.item(item);
         }
-        let how = if execute {
-            ""
-        } else {
-            " (resumed by the robot that ran it)"
-        };
-        tx.audit(
-            now,
-            Actor::System,
-            "job.dispatch",
-            format!("job:{}", job.id),
-            format!("Pending->Running robot:{} attempt:{}{how}", robot.id, job.attempt),
-        );
+        // Pending->Running is what `job.dispatch` means; the detail says where.
+        let mut detail = String::with_capacity(48);
+        audit::push_id(&mut detail, "robot", robot.id.0);
+        detail.push(' ');
+        audit::push_id(&mut detail, "attempt", i64::from(job.attempt));
+        if !execute {
+            detail.push_str(" (resumed by the robot that ran it)");
+        }
+        tx.audit(now, Actor::System, "job.dispatch", Subject::Id("job", job.id.0), detail);
         if execute {
             let order = Execute {
                 run_instance_id: job.key,

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::dispatch::has_capacity;
 use super::{CONFLICT_RETRIES, Engine, Tx, is_conflict};
+use crate::audit::{self, Subject};
 use crate::arguments;
 use crate::error::{Entity, Error, Limit, Result, StoreError};
 use crate::ids::*;
@@ -78,7 +79,7 @@ impl<S: Store> Engine<S> {
             now,
             actor,
             "process.create",
-            format!("process:{}", p.id),
+            Subject::Id("process", p.id.0),
             p.spec.name.clone(),
         );
         self.commit(tx).await?;
@@ -98,7 +99,7 @@ impl<S: Store> Engine<S> {
                 self.now(),
                 actor,
                 "process.update",
-                format!("process:{}", p.id),
+                Subject::Id("process", p.id.0),
                 format!("version {}", p.spec.version),
             );
             match self.commit(tx).await {
@@ -140,7 +141,7 @@ impl<S: Store> Engine<S> {
             self.now(),
             Actor::User(user.id),
             "permission.denied",
-            format!("process:{process}"),
+            Subject::Id("process", process.0),
             String::new(),
         );
         Err(self
@@ -165,17 +166,17 @@ impl<S: Store> Engine<S> {
                 "a Queue process is started by adding queue items (addQueueItem)".into(),
             ));
         }
-        let args = arguments::validate(&p.spec, params)?;
+        let args = arguments::validate_shared(&p.spec, params)?;
         let now = self.now();
         check_day_limit(&p, self.today(now))?;
-        let job = self.new_job(&p, user, Arc::new(args), None, now, None, None).await?;
+        let job = self.new_job(&p, user, args, None, now, None, None).await?;
         let mut tx = Tx::default();
         tx.job(job.clone()).audit(
             now,
             Actor::User(user.id),
             "job.start",
-            format!("job:{}", job.id),
-            format!("process:{}", p.id),
+            Subject::Id("job", job.id.0),
+            audit::id_text("process", p.id.0),
         );
         self.commit(tx).await?;
         if self.place_job(job.id).await? {
@@ -338,7 +339,7 @@ impl<S: Store> Engine<S> {
                 "queue items can be added only to a Queue process".into(),
             ));
         }
-        let content = Arc::new(arguments::validate(&p0.spec, &new.content)?);
+        let content = arguments::validate_shared(&p0.spec, &new.content)?;
         if let Some(r) = &new.reference {
             if r.is_empty() || r.len() > 256 {
                 return Err(Error::InvalidArgument("reference must be 1 to 256 characters".into()));
@@ -399,8 +400,8 @@ impl<S: Store> Engine<S> {
                     now,
                     Actor::User(user.id),
                     "item.add",
-                    format!("item:{}", item.id),
-                    format!("job:{}", job.id),
+                    Subject::Id("item", item.id.0),
+                    audit::id_text("job", job.id.0),
                 );
             match self.commit(tx).await {
                 Err(e) if is_conflict(&e) => continue,
@@ -586,7 +587,7 @@ impl<S: Store> Engine<S> {
                         now,
                         Actor::System,
                         "item.retry",
-                        format!("item:{}", item.id),
+                        Subject::Id("item", item.id.0),
                         format!("item:{} job:{}", again.id, j2.id),
                     );
                     new_job = Some(j2.id);
@@ -596,7 +597,7 @@ impl<S: Store> Engine<S> {
                     now,
                     actor,
                     "item.end",
-                    format!("item:{}", item.id),
+                    Subject::Id("item", item.id.0),
                     item.state.as_str().into(),
                 );
                 tx.item(item);
@@ -611,7 +612,7 @@ impl<S: Store> Engine<S> {
                     detail.push_str(r);
                     detail.push(')');
                 }
-                tx.audit(now, actor, event_action(&ev), format!("job:{}", job.id), detail);
+                tx.audit(now, actor, event_action(&ev), Subject::Id("job", job.id.0), detail);
             }
             // The released robot takes its next job in the same commit.
             let mut chained = false;

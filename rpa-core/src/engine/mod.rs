@@ -29,7 +29,7 @@ pub use jobs::{JobQueryParams, NewQueueItem};
 pub use robots::{NewLog, Registration};
 pub use timers::{TIMER_LEASE, TickReport};
 
-use crate::audit::{self, AuditDraft, ChainBroken};
+use crate::audit::{self, AuditDraft, ChainBroken, Subject};
 use crate::auth::{self, PasswordCost};
 use crate::error::{Entity, Error, Result, StoreError};
 use crate::ids::*;
@@ -166,14 +166,14 @@ impl Tx {
         at: Timestamp,
         actor: Actor,
         action: &'static str,
-        subject: String,
+        subject: impl Into<Subject>,
         detail: String,
     ) -> &mut Self {
         self.commit.audit.push(AuditDraft {
             at,
             actor,
             action,
-            subject,
+            subject: subject.into(),
             detail,
         });
         self
@@ -374,7 +374,7 @@ impl<S: Store> Engine<S> {
             self.now(),
             actor,
             "role.create",
-            format!("role:{}", role.id),
+            Subject::Id("role", role.id.0),
             format!("{:?}", role.permissions),
         );
         self.commit(tx).await.map_err(dup_as_exists)?;
@@ -448,7 +448,7 @@ impl<S: Store> Engine<S> {
             now,
             actor,
             "user.create",
-            format!("user:{}", user.id),
+            Subject::Id("user", user.id.0),
             user.name.clone(),
         );
         self.commit(tx).await.map_err(dup_as_exists)?;
@@ -510,7 +510,7 @@ impl<S: Store> Engine<S> {
             f(&mut u)?;
             let mut tx = Tx::default();
             tx.user(u.clone())
-                .audit(self.now(), actor, action, format!("user:{}", u.id), String::new());
+                .audit(self.now(), actor, action, Subject::Id("user", u.id.0), String::new());
             match self.commit(tx).await {
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e),
@@ -534,7 +534,7 @@ impl<S: Store> Engine<S> {
                 now,
                 Actor::System,
                 "login.failed",
-                "user:?".into(),
+                "user:?",
                 "unknown user".into(),
             );
             return Err(self.record_failure(tx, Error::BadCredentials).await);
@@ -546,7 +546,7 @@ impl<S: Store> Engine<S> {
                 now,
                 actor,
                 "login.refused",
-                format!("user:{}", user.id),
+                Subject::Id("user", user.id.0),
                 "locked".into(),
             );
             return Err(self.record_failure(tx, Error::UserLocked).await);
@@ -558,7 +558,7 @@ impl<S: Store> Engine<S> {
                 now,
                 actor,
                 "login.failed",
-                format!("user:{}", user.id),
+                Subject::Id("user", user.id.0),
                 format!("attempt {}", user.failed_logins),
             );
             let err = if user.failed_logins >= self.config.max_failed_logins {
@@ -567,7 +567,7 @@ impl<S: Store> Engine<S> {
                     now,
                     Actor::System,
                     "user.lock",
-                    format!("user:{}", user.id),
+                    Subject::Id("user", user.id.0),
                     "too many wrong passwords".into(),
                 );
                 Error::UserLocked
@@ -590,7 +590,7 @@ impl<S: Store> Engine<S> {
             created_at: now,
             expires_at,
         }))
-        .audit(now, actor, "login.ok", format!("user:{}", user.id), String::new());
+        .audit(now, actor, "login.ok", Subject::Id("user", user.id.0), String::new());
         self.commit(tx).await?;
         let mut processes = Vec::with_capacity(user.grants.len());
         for p in &user.grants {
@@ -630,7 +630,7 @@ impl<S: Store> Engine<S> {
             self.now(),
             Actor::User(user.id),
             "logout",
-            format!("user:{}", user.id),
+            Subject::Id("user", user.id.0),
             String::new(),
         );
         self.commit(tx).await

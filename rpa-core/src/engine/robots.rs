@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::{CONFLICT_RETRIES, Engine, Tx, is_conflict, non_empty};
+use crate::audit::Subject;
 use crate::auth;
 use crate::error::{Entity, Error, Result, StoreError};
 use crate::ids::*;
@@ -72,7 +73,7 @@ impl<S: Store> Engine<S> {
             self.now(),
             actor,
             "vendor.register",
-            format!("vendor:{}", v.id),
+            Subject::Id("vendor", v.id.0),
             v.code.clone(),
         );
         self.commit(tx).await?;
@@ -96,7 +97,7 @@ impl<S: Store> Engine<S> {
                 self.now(),
                 actor,
                 "robot.configure",
-                format!("robot:{}", r.id),
+                Subject::Id("robot", r.id.0),
                 String::new(),
             );
             match self.commit(tx).await {
@@ -198,7 +199,7 @@ impl<S: Store> Engine<S> {
                 now,
                 Actor::Robot(r.id),
                 "robot.register",
-                format!("robot:{}", r.id),
+                Subject::Id("robot", r.id.0),
                 r.state.as_str().into(),
             )
             .robot(r.clone());
@@ -377,7 +378,7 @@ impl<S: Store> Engine<S> {
                 now,
                 Actor::Robot(r.id),
                 "robot.disconnect",
-                format!("robot:{}", r.id),
+                Subject::Id("robot", r.id.0),
                 String::new(),
             )
             .robot(r);
@@ -497,7 +498,7 @@ impl<S: Store> Engine<S> {
             now,
             Actor::Robot(r.id),
             "job.video",
-            format!("job:{}", job.id),
+            Subject::Id("job", job.id.0),
             video_id.into(),
         );
         self.commit(tx).await
@@ -542,7 +543,7 @@ impl<S: Store> Engine<S> {
         };
         let mut tx = Tx::default();
         tx.put(Write::File(f.clone()))
-            .audit(now, owner, "file.upload", format!("file:{}", f.id), f.name.clone());
+            .audit(now, owner, "file.upload", Subject::Id("file", f.id.0), f.name.clone());
         self.commit(tx).await?;
         Ok(f)
     }
@@ -571,7 +572,7 @@ impl<S: Store> Engine<S> {
             self.now(),
             actor,
             "file.personal",
-            format!("file:{}", f.id),
+            Subject::Id("file", f.id.0),
             folder_of.into(),
         );
         self.commit(tx).await?;

@@ -9,6 +9,7 @@
 //! double firing harmless anyway; the lease keeps it from happening.
 
 use super::{CONFLICT_RETRIES, Engine, Tx, is_conflict};
+use crate::audit::Subject;
 use crate::error::{Error, Result, StoreError};
 use crate::ids::*;
 use crate::job::JobEvent;
@@ -141,7 +142,7 @@ impl<S: Store> Engine<S> {
                 now,
                 Actor::System,
                 "robot.timeout",
-                format!("robot:{}", r.id),
+                Subject::Id("robot", r.id.0),
                 r.state.as_str().into(),
             )
             .robot(r);
