@@ -278,7 +278,12 @@ mod tests {
 
     #[test]
     fn a_subject_hashes_as_its_text() {
-        for (id, text) in [(0, "job:0"), (42, "job:42"), (-7, "job:-7"), (i64::MIN, "job:-9223372036854775808")] {
+        for (id, text) in [
+            (0, "job:0"),
+            (42, "job:42"),
+            (-7, "job:-7"),
+            (i64::MIN, "job:-9223372036854775808"),
+        ] {
             let subject = Subject::Id("job", id);
             assert_eq!(subject.to_string(), text);
             let draft = |subject: Subject| AuditDraft {

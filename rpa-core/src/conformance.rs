@@ -536,6 +536,10 @@ async fn job_window<S: Store>(s: S) {
     }
     writes.push(Write::Job(sample_job(7, ProcessId(2), 0)));
     put(&s, writes).await.unwrap();
+    // Written later but created in between (clocks of two nodes differ).
+    let mut late = sample_job(8, p, 0);
+    late.created_at = Timestamp(250);
+    put(&s, vec![Write::Job(late)]).await.unwrap();
     let q = |from, to, state, limit| JobQuery {
         process: p,
         from: Timestamp(from),
@@ -544,10 +548,10 @@ async fn job_window<S: Store>(s: S) {
         limit,
     };
     let (total, jobs) = s.jobs_of_process(q(200, 500, None, 10)).await.unwrap();
-    assert_eq!(total, 4, "job_window: inclusive window");
+    assert_eq!(total, 5, "job_window: inclusive window");
     assert_eq!(
         jobs.iter().map(|j| j.id.0).collect::<Vec<_>>(),
-        vec![5, 4, 3, 2],
+        vec![5, 4, 3, 8, 2],
         "job_window: newest first"
     );
     let (total, jobs) = s

@@ -114,8 +114,38 @@ struct Entry {
     actor: Actor,
     action: &'static str,
     subject: audit::Subject,
-    detail: String,
+    detail: Text,
     hash: [u8; 32],
+}
+
+/// Text kept without an allocation of its own when short (most details are).
+#[derive(Debug)]
+enum Text {
+    Inline { len: u8, bytes: [u8; 22] },
+    Heap(Box<str>),
+}
+
+impl Text {
+    fn new(s: String) -> Self {
+        let mut bytes = [0; 22];
+        match bytes.get_mut(..s.len()) {
+            Some(b) => {
+                b.copy_from_slice(s.as_bytes());
+                Text::Inline {
+                    len: s.len() as u8,
+                    bytes,
+                }
+            }
+            None => Text::Heap(s.into_boxed_str()),
+        }
+    }
+    fn as_str(&self) -> &str {
+        match self {
+            // Copied whole from a `str`: always valid.
+            Text::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or_default(),
+            Text::Heap(s) => s,
+        }
+    }
 }
 
 /// The audit chain in fixed chunks: appending never copies older events.
@@ -149,7 +179,7 @@ impl AuditLog {
                 actor: d.actor,
                 action: d.action,
                 subject: d.subject,
-                detail: d.detail,
+                detail: Text::new(d.detail),
                 hash,
             });
         }
@@ -173,7 +203,7 @@ impl AuditLog {
                 actor: e.actor,
                 action: std::borrow::Cow::Borrowed(e.action),
                 subject: e.subject.to_string(),
-                detail: e.detail.clone(),
+                detail: e.detail.as_str().to_owned(),
                 prev_hash: prev,
                 hash: e.hash,
             });
@@ -195,7 +225,10 @@ struct Inner {
     process_keys: Fast<Key, ProcessId>,
     jobs: Jobs,
     job_keys: Fast<Key, JobId>,
-    jobs_by_process: BTreeSet<(ProcessId, Timestamp, JobId)>,
+    /// Each process's jobs in creation order (the job window of
+    /// `jobs_of_process`). Not kept by a read side.
+    jobs_by_process: Fast<ProcessId, Vec<(Timestamp, JobId)>>,
+    read_side: bool,
     pending: Fast<ProcessId, BTreeSet<(Reverse<i32>, JobId)>>,
     items: Fast<QueueItemId, Box<QueueItem>>,
     item_keys: Fast<Key, QueueItemId>,
@@ -229,6 +262,16 @@ impl MemoryStore {
         // A panic while holding the lock leaves maps that are still consistent
         // (every write is checked before any is applied), so poison is ignored.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An empty store to serve as a durable store's read side (see
+    /// [`MemoryStore::mirror`]): it keeps no job window, which the durable
+    /// store answers.
+    #[doc(hidden)]
+    pub fn read_side() -> Self {
+        let s = Self::default();
+        s.lock().read_side = true;
+        s
     }
 
     /// Applies a commit that a durable store has already checked and
@@ -267,7 +310,7 @@ impl MemoryStore {
     #[doc(hidden)]
     pub fn tamper_audit(&self, seq: u64, detail: &str) {
         if let Some(e) = self.lock().audit.get_mut(seq) {
-            e.detail = detail.to_owned();
+            e.detail = Text::new(detail.to_owned());
         }
     }
 }
@@ -394,8 +437,19 @@ impl Inner {
                 set.remove(&(Reverse(old.priority), old.id));
             }
         } else {
-            self.job_keys.insert(j.key, j.id);
-            self.jobs_by_process.insert((j.process, j.created_at, j.id));
+            if j.key.serial() != j.id.0 {
+                self.job_keys.insert(j.key, j.id);
+            }
+            if !self.read_side {
+                let v = self.jobs_by_process.entry(j.process).or_default();
+                let e = (j.created_at, j.id);
+                if v.last().is_none_or(|last| *last < e) {
+                    v.push(e);
+                } else {
+                    let at = v.partition_point(|x| *x < e);
+                    v.insert(at, e);
+                }
+            }
         }
         self.timers.extend(timers_of_job(&j));
         if is_dispatchable(&j) {
@@ -405,6 +459,15 @@ impl Inner {
                 .insert((Reverse(j.priority), j.id));
         }
         self.jobs.put(j);
+    }
+
+    /// A job by key: the key names its serial (see [`Key::with_serial`]),
+    /// and `job_keys` holds the keys made otherwise.
+    fn job_by_key(&self, key: Key) -> Option<&Job> {
+        match self.jobs.get(&JobId(key.serial())) {
+            Some(j) if j.key == key => Some(j),
+            _ => self.job_keys.get(&key).and_then(|id| self.jobs.get(id)),
+        }
     }
 
     /// Drops a job and everything that indexes it.
@@ -419,7 +482,11 @@ impl Inner {
                 set.remove(&(Reverse(old.priority), old.id));
             }
             self.job_keys.remove(&old.key);
-            self.jobs_by_process.remove(&(old.process, old.created_at, old.id));
+            if let Some(v) = self.jobs_by_process.get_mut(&old.process)
+                && let Ok(at) = v.binary_search(&(old.created_at, old.id))
+            {
+                v.remove(at);
+            }
         }
     }
 
@@ -502,14 +569,16 @@ impl Store for MemoryStore {
     }
     async fn job_by_key(&self, key: Key) -> StoreResult<Option<Job>> {
         let g = self.lock();
-        Ok(g.job_keys.get(&key).and_then(|id| g.jobs.get(id)).cloned())
+        Ok(g.job_by_key(key).cloned())
     }
     async fn jobs_of_process(&self, q: JobQuery) -> StoreResult<(u64, Vec<Job>)> {
         let g = self.lock();
-        let range = (q.process, q.from, JobId(i64::MIN))..=(q.process, q.to, JobId(i64::MAX));
+        let all = g.jobs_by_process.get(&q.process).map_or(&[][..], Vec::as_slice);
+        let start = all.partition_point(|x| *x < (q.from, JobId(i64::MIN)));
+        let end = all.partition_point(|x| *x <= (q.to, JobId(i64::MAX)));
         let mut total = 0u64;
         let mut out = Vec::new();
-        for (_, _, id) in g.jobs_by_process.range(range).rev() {
+        for (_, id) in all.get(start..end).unwrap_or_default().iter().rev() {
             let Some(j) = g.jobs.get(id) else { continue };
             if q.state.is_none_or(|s| s == j.state) {
                 total += 1;
@@ -669,5 +738,35 @@ impl Store for MemoryStore {
             g.audit.append(d);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_details_of_any_length_read_back_whole() {
+        let long = "robot:7 attempt:3 (resumed by the robot that ran it)".to_owned();
+        for detail in [
+            String::new(),
+            "Running->Successful".into(),
+            "x".repeat(22),
+            "é".repeat(11),
+            long,
+        ] {
+            let mut log = AuditLog::default();
+            log.append(AuditDraft {
+                at: Timestamp(1),
+                actor: Actor::System,
+                action: "job.dispatch",
+                subject: audit::Subject::Id("job", 1),
+                detail: detail.clone(),
+            });
+            let e = log.after(0, 1).remove(0);
+            assert_eq!(e.detail, detail);
+            assert_eq!(e.subject, "job:1");
+            assert_eq!(audit::verify(&[e]), Ok(1));
+        }
     }
 }

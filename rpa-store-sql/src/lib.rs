@@ -324,7 +324,7 @@ impl SqlStore {
             tokio::spawn(postgres::group_writer(store.inner.read.clone(), rx));
         }
         if let (Some(rx), Some(lock)) = (sqlite_rx, lock) {
-            let mirror = MemoryStore::new();
+            let mirror = MemoryStore::read_side();
             store.load_live(&mirror).await?;
             let conn = sqlite::open(url, options.synchronous)?;
             let m = mirror.clone();

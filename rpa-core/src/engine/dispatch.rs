@@ -22,8 +22,8 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use super::{Engine, Tx, is_conflict};
-use crate::audit::{self, Subject};
 use crate::arguments;
+use crate::audit::{self, Subject};
 use crate::error::Result;
 use crate::ids::*;
 use crate::job::{self, JobCtx, JobEvent};

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::dispatch::has_capacity;
 use super::{CONFLICT_RETRIES, Engine, Tx, is_conflict};
-use crate::audit::{self, Subject};
 use crate::arguments;
+use crate::audit::{self, Subject};
 use crate::error::{Entity, Error, Limit, Result, StoreError};
 use crate::ids::*;
 use crate::job::{self, JobCtx, JobEffects, JobEvent, Slot, StopStrategy};
@@ -200,9 +200,10 @@ impl<S: Store> Engine<S> {
         deadline: Option<Timestamp>,
     ) -> Result<Job> {
         let expire = p.spec.expiration_ms.map(|ms| now.plus_ms(ms));
-        let (key, job_number) = self.key_and_number();
+        let id = JobId(self.next_id(IdKind::Job).await?);
+        let (key, job_number) = self.key_and_number(id);
         Ok(Job {
-            id: JobId(self.next_id(IdKind::Job).await?),
+            id,
             key,
             version: 0,
             process: p.id,

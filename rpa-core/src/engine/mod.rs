@@ -277,11 +277,12 @@ impl<S: Store> Engine<S> {
         Key::from_random(g.random())
     }
 
-    /// A key and a seed 000 `jobNumber` (a ten-digit random number).
-    fn key_and_number(&self) -> (Key, i64) {
+    /// A key carrying job `id` (see [`Key::with_serial`]) and a seed 000
+    /// `jobNumber` (a ten-digit random number).
+    fn key_and_number(&self, id: JobId) -> (Key, i64) {
         let mut g = self.rng.lock().unwrap_or_else(|p| p.into_inner());
         (
-            Key::from_random(g.random()),
+            Key::with_serial(g.random(), id.0),
             g.random_range(1_000_000_000..10_000_000_000),
         )
     }
@@ -530,13 +531,7 @@ impl<S: Store> Engine<S> {
         let now = self.now();
         let Some(mut user) = self.store.user_by_name(name).await? else {
             let mut tx = Tx::default();
-            tx.audit(
-                now,
-                Actor::System,
-                "login.failed",
-                "user:?",
-                "unknown user".into(),
-            );
+            tx.audit(now, Actor::System, "login.failed", "user:?", "unknown user".into());
             return Err(self.record_failure(tx, Error::BadCredentials).await);
         };
         let actor = Actor::User(user.id);
