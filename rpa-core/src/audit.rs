@@ -20,15 +20,15 @@ pub enum Subject {
 }
 
 impl Subject {
-    /// Appends the text form to `out`.
-    fn write_to(&self, out: &mut Vec<u8>) {
+    /// Hands the text form to `put`, piece by piece.
+    fn write_to(&self, put: &mut impl FnMut(&[u8])) {
         match self {
             Subject::Id(kind, id) => {
-                out.extend_from_slice(kind.as_bytes());
-                out.push(b':');
-                write_decimal(out, *id);
+                put(kind.as_bytes());
+                put(b":");
+                put(decimal(*id, &mut [0; 20]).as_bytes());
             }
-            Subject::Text(t) => out.extend_from_slice(t.as_bytes()),
+            Subject::Text(t) => put(t.as_bytes()),
         }
     }
 }
@@ -50,10 +50,6 @@ fn decimal(n: i64, buf: &mut [u8; 20]) -> &str {
         buf[i] = b'-';
     }
     std::str::from_utf8(&buf[i..]).unwrap_or_default()
-}
-
-fn write_decimal(out: &mut Vec<u8>, n: i64) {
-    out.extend_from_slice(decimal(n, &mut [0; 20]).as_bytes());
 }
 
 /// Appends `kind:id` to `out`, without the formatting machinery.
@@ -106,6 +102,53 @@ pub struct AuditDraft {
     pub detail: String,
 }
 
+/// Bytes to hash, on the stack while they fit (they almost always do).
+struct Preimage {
+    stack: [u8; 256],
+    len: usize,
+    heap: Vec<u8>,
+}
+
+impl Preimage {
+    fn new() -> Self {
+        Preimage {
+            stack: [0; 256],
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
+    fn put(&mut self, b: &[u8]) {
+        if self.heap.is_empty()
+            && let Some(dst) = self.stack.get_mut(self.len..self.len + b.len())
+        {
+            dst.copy_from_slice(b);
+            self.len += b.len();
+            return;
+        }
+        if self.heap.is_empty() {
+            self.heap.extend_from_slice(&self.stack[..self.len]);
+        }
+        self.heap.extend_from_slice(b);
+    }
+    fn len(&self) -> usize {
+        if self.heap.is_empty() {
+            self.len
+        } else {
+            self.heap.len()
+        }
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        if self.heap.is_empty() {
+            &mut self.stack[..self.len]
+        } else {
+            &mut self.heap
+        }
+    }
+    fn hash(mut self) -> [u8; 32] {
+        *blake3::hash(self.bytes_mut()).as_bytes()
+    }
+}
+
 /// The bytes hashed for an event: the previous hash, the position, and
 /// every field, each text prefixed by its length.
 fn preimage(
@@ -114,30 +157,30 @@ fn preimage(
     at: Timestamp,
     actor: Actor,
     action: &str,
-    subject: impl FnOnce(&mut Vec<u8>),
+    subject: impl FnOnce(&mut Preimage),
     detail: &str,
-) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(32 + 8 + 8 + 9 + 24 + action.len() + 32 + detail.len());
-    buf.extend_from_slice(prev);
-    buf.extend_from_slice(&seq.to_le_bytes());
-    buf.extend_from_slice(&at.0.to_le_bytes());
+) -> Preimage {
+    let mut buf = Preimage::new();
+    buf.put(prev);
+    buf.put(&seq.to_le_bytes());
+    buf.put(&at.0.to_le_bytes());
     let (tag, id) = match actor {
         Actor::System => (0u8, 0),
         Actor::User(u) => (1, u.0),
         Actor::Robot(r) => (2, r.0),
     };
-    buf.push(tag);
-    buf.extend_from_slice(&id.to_le_bytes());
-    buf.extend_from_slice(&(action.len() as u64).to_le_bytes());
-    buf.extend_from_slice(action.as_bytes());
+    buf.put(&[tag]);
+    buf.put(&id.to_le_bytes());
+    buf.put(&(action.len() as u64).to_le_bytes());
+    buf.put(action.as_bytes());
     // The subject's length goes before it: written after, once known.
     let at_len = buf.len();
-    buf.extend_from_slice(&[0; 8]);
+    buf.put(&[0; 8]);
     subject(&mut buf);
     let len = (buf.len() - at_len - 8) as u64;
-    buf[at_len..at_len + 8].copy_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(&(detail.len() as u64).to_le_bytes());
-    buf.extend_from_slice(detail.as_bytes());
+    buf.bytes_mut()[at_len..at_len + 8].copy_from_slice(&len.to_le_bytes());
+    buf.put(&(detail.len() as u64).to_le_bytes());
+    buf.put(detail.as_bytes());
     buf
 }
 
@@ -150,31 +193,22 @@ fn digest(
     subject: &str,
     detail: &str,
 ) -> [u8; 32] {
-    let buf = preimage(
-        prev,
-        seq,
-        at,
-        actor,
-        action,
-        |b| b.extend_from_slice(subject.as_bytes()),
-        detail,
-    );
-    *blake3::hash(&buf).as_bytes()
+    preimage(prev, seq, at, actor, action, |b| b.put(subject.as_bytes()), detail).hash()
 }
 
 /// The hash `draft` gets as the event after one with hash `prev`, at `seq`:
 /// the same as [`link`]'s, without building the event.
 pub fn hash_of(prev: &[u8; 32], seq: u64, draft: &AuditDraft) -> [u8; 32] {
-    let buf = preimage(
+    preimage(
         prev,
         seq,
         draft.at,
         draft.actor,
         draft.action,
-        |b| draft.subject.write_to(b),
+        |b| draft.subject.write_to(&mut |bytes| b.put(bytes)),
         &draft.detail,
-    );
-    *blake3::hash(&buf).as_bytes()
+    )
+    .hash()
 }
 
 /// Makes `draft` the event after one with hash `prev` (zeros for the first) at `seq`.
@@ -296,6 +330,34 @@ mod tests {
             assert_eq!(
                 hash_of(&[1; 32], 3, &draft(subject)),
                 hash_of(&[1; 32], 3, &draft(text.into()))
+            );
+        }
+    }
+
+    #[test]
+    fn the_hash_covers_every_field_however_long() {
+        for n in [0, 10, 200, 1000] {
+            let draft = AuditDraft {
+                at: Timestamp(9),
+                actor: Actor::User(UserId(3)),
+                action: "x.y",
+                subject: "s".repeat(n).into(),
+                detail: "d".repeat(n),
+            };
+            let mut want = Vec::new();
+            want.extend_from_slice(&[7; 32]);
+            want.extend_from_slice(&2u64.to_le_bytes());
+            want.extend_from_slice(&9i64.to_le_bytes());
+            want.push(1);
+            want.extend_from_slice(&3i64.to_le_bytes());
+            for part in ["x.y".to_owned(), "s".repeat(n), "d".repeat(n)] {
+                want.extend_from_slice(&(part.len() as u64).to_le_bytes());
+                want.extend_from_slice(part.as_bytes());
+            }
+            assert_eq!(
+                hash_of(&[7; 32], 2, &draft),
+                *blake3::hash(&want).as_bytes(),
+                "length {n}"
             );
         }
     }
