@@ -90,6 +90,12 @@ impl Jobs {
 }
 
 impl Jobs {
+    /// Every job's id.
+    fn ids(&self) -> Vec<JobId> {
+        let dense = self.chunks.iter().flat_map(|c| c.iter().flatten().map(|j| j.id));
+        dense.chain(self.sparse.keys().copied()).collect()
+    }
+
     /// Takes a job out; a chunk left empty is freed.
     fn remove(&mut self, id: JobId) -> Option<Job> {
         if let Some(j) = self.sparse.remove(&id) {
@@ -304,6 +310,59 @@ impl MemoryStore {
         for (r, cmd) in &c.commands {
             g.outbox.entry(*r).or_default().push_back(cmd.clone());
         }
+    }
+
+    /// Takes in what a durable store read from the database or wrote, on a
+    /// node whose database other nodes write too: an entity is replaced only
+    /// by a newer version of it (versions only grow), so changes arriving
+    /// late or twice, from any source, are harmless. A job or queue item
+    /// that has ended is dropped; `RevokeToken` drops a session. Counters
+    /// (`Counts`), commands, logs and files are not kept.
+    #[doc(hidden)]
+    pub fn refresh(&self, writes: impl IntoIterator<Item = Write>) {
+        let mut g = self.lock();
+        for w in writes {
+            let newer = |stored: Option<u64>, new: u64| stored.is_none_or(|v| v < new);
+            match w {
+                Write::Job(j) if newer(g.jobs.get(&j.id).map(|x| x.version), j.version) => {
+                    if j.state.is_terminal() {
+                        g.forget_job(j.id);
+                    } else {
+                        g.put_job(j);
+                    }
+                }
+                Write::Item(i) if newer(g.items.get(&i.id).map(|x| x.version), i.version) => {
+                    if i.state.is_terminal() {
+                        g.forget_item(i.id);
+                    } else {
+                        g.apply(Write::Item(i));
+                    }
+                }
+                Write::Robot(r) if newer(g.robots.get(&r.id).map(|x| x.version), r.version) => g.put_robot(r),
+                Write::Process(p) if newer(g.processes.get(&p.id).map(|x| x.version), p.version) => {
+                    g.apply(Write::Process(p));
+                }
+                Write::User(u) if newer(g.users.get(&u.id).map(|x| x.version), u.version) => g.apply(Write::User(u)),
+                Write::Role(r) if newer(g.roles.get(&r.id).map(|x| x.version), r.version) => g.apply(Write::Role(r)),
+                Write::Vendor(v) if newer(g.vendors.get(&v.code).map(|x| x.version), v.version) => {
+                    g.apply(Write::Vendor(v));
+                }
+                w @ (Write::Token(_) | Write::RevokeToken(_)) => g.apply(w),
+                _ => {}
+            }
+        }
+    }
+
+    /// What is live here: unfinished jobs and queue items, and sessions
+    /// (to find those that ended elsewhere).
+    #[doc(hidden)]
+    pub fn live(&self) -> (Vec<JobId>, Vec<QueueItemId>, Vec<[u8; 32]>) {
+        let g = self.lock();
+        (
+            g.jobs.ids(),
+            g.items.keys().copied().collect(),
+            g.tokens.keys().copied().collect(),
+        )
     }
 
     /// Test hook: changes one audit event in place, as an attacker with disk access would.
@@ -744,6 +803,44 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conformance::sample_job;
+
+    #[test]
+    fn a_refresh_takes_only_newer_versions_and_drops_what_ended() {
+        let m = MemoryStore::read_side();
+        let mut j = sample_job(1, ProcessId(1), 0);
+        j.version = 3;
+        m.refresh([Write::Job(j.clone())]);
+        let older = Job {
+            version: 2,
+            state: JobState::Running,
+            ..j.clone()
+        };
+        m.refresh([Write::Job(older)]);
+        let got = |m: &MemoryStore| m.lock().jobs.get(&JobId(1)).cloned();
+        assert_eq!(got(&m).map(|j| (j.version, j.state)), Some((3, JobState::Pending)));
+        assert_eq!(m.lock().pending.get(&ProcessId(1)).map(|s| s.len()), Some(1));
+        let ended = Job {
+            version: 4,
+            state: JobState::Successful,
+            ..j
+        };
+        m.refresh([Write::Job(ended)]);
+        assert!(got(&m).is_none(), "an ended job leaves the cache");
+        assert_eq!(m.lock().pending.get(&ProcessId(1)).map_or(0, |s| s.len()), 0);
+        assert_eq!(m.live().0, Vec::<JobId>::new());
+
+        let t = Token {
+            hash: [5; 32],
+            user: UserId(1),
+            created_at: Timestamp(0),
+            expires_at: Timestamp(10),
+        };
+        m.refresh([Write::Token(t)]);
+        assert_eq!(m.live().2, vec![[5; 32]]);
+        m.refresh([Write::RevokeToken([5; 32])]);
+        assert!(m.live().2.is_empty());
+    }
 
     #[test]
     fn audit_details_of_any_length_read_back_whole() {

@@ -68,6 +68,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
+mod cache;
 mod plan;
 mod postgres;
 pub mod queries;
@@ -141,9 +142,14 @@ struct Inner {
     writer: Writer,
     url: String,
     secret_key: Option<[u8; 32]>,
-    /// SQLite: the live entities and indexes in memory, kept by the group
-    /// writer (this store is the only writer of its file).
+    /// The live entities and indexes in memory. SQLite: kept by the group
+    /// writer (this store is the only writer of its file), so it is whole.
+    /// PostgreSQL: a node cache (see `cache.rs`) that may lag other nodes.
     mirror: Option<MemoryStore>,
+    /// This store's name in change notifications (PostgreSQL).
+    node: u64,
+    /// Dropped with the store: stops the change listener.
+    _stop: Option<oneshot::Sender<()>>,
 }
 
 /// Prefix of a sealed vendor secret.
@@ -317,11 +323,32 @@ impl SqlStore {
                 url: url.to_owned(),
                 secret_key: options.secret_key,
                 mirror: None,
+                node: rand::random(),
+                _stop: None,
             }),
         };
         store.migrate().await?;
         if let Some(rx) = pg_rx {
-            tokio::spawn(postgres::group_writer(store.inner.read.clone(), rx));
+            let cache = MemoryStore::read_side();
+            let (stop, stopped_rx) = oneshot::channel();
+            let loaded = cache::start(
+                url.to_owned(),
+                store.inner.read.clone(),
+                cache.clone(),
+                store.inner.node,
+                stopped_rx,
+            );
+            loaded.await.map_err(stopped)??;
+            tokio::spawn(postgres::group_writer(
+                store.inner.read.clone(),
+                rx,
+                cache.clone(),
+                store.inner.node,
+            ));
+            let inner = Arc::get_mut(&mut store.inner)
+                .ok_or_else(|| StoreError::Backend("the store was shared while connecting".into()))?;
+            inner.mirror = Some(cache);
+            inner._stop = Some(stop);
         }
         if let (Some(rx), Some(lock)) = (sqlite_rx, lock) {
             let mirror = MemoryStore::read_side();
@@ -436,40 +463,41 @@ impl SqlStore {
     /// Reads what is live (people, sessions, processes, robots, vendors,
     /// unfinished jobs and queue items, waiting commands) into `m`.
     async fn load_live(&self, m: &MemoryStore) -> StoreResult<()> {
-        let all = |table: &str| format!("SELECT data FROM {table} ORDER BY 1");
-        let mut c = Commit::default();
-        let users: Vec<User> = self.many(sqlx::query(&all("rpa_users"))).await?;
-        c.writes.extend(users.into_iter().map(Write::User));
-        let roles: Vec<Role> = self.many(sqlx::query(&all("rpa_roles"))).await?;
-        c.writes.extend(roles.into_iter().map(Write::Role));
-        let tokens: Vec<Token> = self.many(sqlx::query(&all("rpa_tokens"))).await?;
-        c.writes.extend(tokens.into_iter().map(Write::Token));
-        let processes: Vec<Process> = self.many(sqlx::query(&all("rpa_processes"))).await?;
-        c.writes.extend(processes.into_iter().map(Write::Process));
-        let robots: Vec<Robot> = self.many(sqlx::query(&all("rpa_robots"))).await?;
-        c.writes.extend(robots.into_iter().map(Write::Robot));
-        // Secrets stay sealed in memory too; reads open them.
-        let vendors: Vec<Vendor> = self.many(sqlx::query(&all("rpa_vendors"))).await?;
-        c.writes.extend(vendors.into_iter().map(Write::Vendor));
-        let jobs: Vec<Job> = self
-            .many(sqlx::query(
-                "SELECT data FROM rpa_jobs WHERE state IN ('Pending', 'Running', 'Stopping') ORDER BY id",
-            ))
-            .await?;
-        c.writes.extend(jobs.into_iter().map(Write::Job));
-        let items: Vec<QueueItem> = self.many(sqlx::query(&all("rpa_items"))).await?;
-        c.writes
-            .extend(items.into_iter().filter(|i| !i.state.is_terminal()).map(Write::Item));
-        let rows = sqlx::query("SELECT robot, data FROM rpa_outbox ORDER BY seq")
-            .fetch_all(&self.inner.read)
-            .await
-            .map_err(backend_err)?;
-        for r in &rows {
-            c.commands
-                .push((RobotId(r.try_get("robot").map_err(backend_err)?), data(r)?));
-        }
-        m.mirror(&c);
+        let (writes, commands) = cache::load_live(&self.inner.read).await?;
+        m.mirror(&Commit {
+            writes,
+            commands,
+            ..Commit::default()
+        });
         Ok(())
+    }
+
+    /// A lookup of one entity: memory answers; where memory may lag other
+    /// nodes (PostgreSQL), a miss asks the database and keeps what it finds.
+    async fn point<T, F>(&self, memory: Option<F>, sql: &str, v: Val, keep: fn(T) -> Write) -> StoreResult<Option<T>>
+    where
+        T: DeserializeOwned + Clone,
+        F: std::future::Future<Output = StoreResult<Option<T>>>,
+    {
+        if let Some(f) = memory {
+            let hit = f.await?;
+            if hit.is_some() || self.inner.backend == Backend::Sqlite {
+                return Ok(hit);
+            }
+        }
+        let found: Option<T> = self.one(sql, v).await?;
+        if let (Some(m), Some(x)) = (&self.inner.mirror, &found) {
+            m.refresh([keep(x.clone())]);
+        }
+        Ok(found)
+    }
+
+    /// The memory that holds everything live (SQLite), if it does.
+    fn whole(&self) -> Option<&MemoryStore> {
+        self.inner
+            .mirror
+            .as_ref()
+            .filter(|_| self.inner.backend == Backend::Sqlite)
     }
 
     async fn one<T: DeserializeOwned>(&self, sql: &str, v: Val) -> StoreResult<Option<T>> {
@@ -539,17 +567,18 @@ impl Store for SqlStore {
     }
 
     async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
-        if let Some(m) = &self.inner.mirror {
-            return m.user(id).await;
-        }
-        self.one(queries::USER, Val::I(id.0)).await
+        let memory = self.inner.mirror.as_ref().map(|m| m.user(id));
+        self.point(memory, queries::USER, Val::I(id.0), Write::User).await
     }
     async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
-        if let Some(m) = &self.inner.mirror {
-            return m.user_by_name(name).await;
-        }
-        self.one("SELECT data FROM rpa_users WHERE name = $1", Val::S(name.into()))
-            .await
+        let memory = self.inner.mirror.as_ref().map(|m| m.user_by_name(name));
+        self.point(
+            memory,
+            "SELECT data FROM rpa_users WHERE name = $1",
+            Val::S(name.into()),
+            Write::User,
+        )
+        .await
     }
     async fn users(&self) -> StoreResult<Vec<User>> {
         if let Some(m) = &self.inner.mirror {
@@ -558,36 +587,39 @@ impl Store for SqlStore {
         self.many(sqlx::query("SELECT data FROM rpa_users ORDER BY id")).await
     }
     async fn role(&self, id: RoleId) -> StoreResult<Option<Role>> {
-        if let Some(m) = &self.inner.mirror {
-            return m.role(id).await;
-        }
-        self.one("SELECT data FROM rpa_roles WHERE id = $1", Val::I(id.0)).await
+        let memory = self.inner.mirror.as_ref().map(|m| m.role(id));
+        self.point(
+            memory,
+            "SELECT data FROM rpa_roles WHERE id = $1",
+            Val::I(id.0),
+            Write::Role,
+        )
+        .await
     }
     async fn role_by_name(&self, name: &str) -> StoreResult<Option<Role>> {
-        if let Some(m) = &self.inner.mirror {
-            return m.role_by_name(name).await;
-        }
-        self.one("SELECT data FROM rpa_roles WHERE name = $1", Val::S(name.into()))
-            .await
+        let memory = self.inner.mirror.as_ref().map(|m| m.role_by_name(name));
+        self.point(
+            memory,
+            "SELECT data FROM rpa_roles WHERE name = $1",
+            Val::S(name.into()),
+            Write::Role,
+        )
+        .await
     }
     async fn token(&self, hash: [u8; 32]) -> StoreResult<Option<Token>> {
-        if let Some(m) = &self.inner.mirror {
-            return m.token(hash).await;
-        }
-        self.one(queries::TOKEN, Val::S(hex::encode(hash))).await
+        let memory = self.inner.mirror.as_ref().map(|m| m.token(hash));
+        self.point(memory, queries::TOKEN, Val::S(hex::encode(hash)), Write::Token)
+            .await
     }
 
     async fn process(&self, id: ProcessId) -> StoreResult<Option<Process>> {
-        if let Some(m) = &self.inner.mirror {
-            return m.process(id).await;
-        }
-        self.one(queries::PROCESS, Val::I(id.0)).await
+        let memory = self.inner.mirror.as_ref().map(|m| m.process(id));
+        self.point(memory, queries::PROCESS, Val::I(id.0), Write::Process).await
     }
     async fn process_by_key(&self, key: Key) -> StoreResult<Option<Process>> {
-        if let Some(m) = &self.inner.mirror {
-            return m.process_by_key(key).await;
-        }
-        self.one(queries::PROCESS_BY_KEY, Val::S(key.to_string())).await
+        let memory = self.inner.mirror.as_ref().map(|m| m.process_by_key(key));
+        self.point(memory, queries::PROCESS_BY_KEY, Val::S(key.to_string()), Write::Process)
+            .await
     }
     async fn processes(&self) -> StoreResult<Vec<Process>> {
         if let Some(m) = &self.inner.mirror {
@@ -729,16 +761,13 @@ impl Store for SqlStore {
     }
 
     async fn robot(&self, id: RobotId) -> StoreResult<Option<Robot>> {
-        if let Some(m) = &self.inner.mirror {
-            return m.robot(id).await;
-        }
-        self.one(queries::ROBOT, Val::I(id.0)).await
+        let memory = self.inner.mirror.as_ref().map(|m| m.robot(id));
+        self.point(memory, queries::ROBOT, Val::I(id.0), Write::Robot).await
     }
     async fn robot_by_code(&self, code: &str) -> StoreResult<Option<Robot>> {
-        if let Some(m) = &self.inner.mirror {
-            return m.robot_by_code(code).await;
-        }
-        self.one(queries::ROBOT_BY_CODE, Val::S(code.into())).await
+        let memory = self.inner.mirror.as_ref().map(|m| m.robot_by_code(code));
+        self.point(memory, queries::ROBOT_BY_CODE, Val::S(code.into()), Write::Robot)
+            .await
     }
     async fn robots(&self) -> StoreResult<Vec<Robot>> {
         if let Some(m) = &self.inner.mirror {
@@ -756,13 +785,15 @@ impl Store for SqlStore {
         self.many(q).await
     }
     async fn vendor_by_code(&self, code: &str) -> StoreResult<Option<Vendor>> {
-        let v: Option<Vendor> = match &self.inner.mirror {
-            Some(m) => m.vendor_by_code(code).await?,
-            None => {
-                self.one("SELECT data FROM rpa_vendors WHERE code = $1", Val::S(code.into()))
-                    .await?
-            }
-        };
+        let memory = self.inner.mirror.as_ref().map(|m| m.vendor_by_code(code));
+        let v = self
+            .point(
+                memory,
+                "SELECT data FROM rpa_vendors WHERE code = $1",
+                Val::S(code.into()),
+                Write::Vendor,
+            )
+            .await?;
         v.map(|v| {
             Ok(Vendor {
                 secret: unseal(self.inner.secret_key.as_ref(), &v.secret)?,
@@ -792,7 +823,7 @@ impl Store for SqlStore {
     }
 
     async fn due(&self, now: Timestamp, n: usize) -> StoreResult<Vec<Due>> {
-        if let Some(m) = &self.inner.mirror {
+        if let Some(m) = self.whole() {
             return m.due(now, n).await;
         }
         let rows = sqlx::query(queries::DUE)
@@ -824,7 +855,7 @@ impl Store for SqlStore {
             .collect()
     }
     async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
-        if let Some(m) = &self.inner.mirror {
+        if let Some(m) = self.whole() {
             return m.next_due().await;
         }
         let t: Option<i64> = sqlx::query_scalar(queries::NEXT_DUE)
@@ -926,8 +957,16 @@ impl Store for SqlStore {
                 for _ in &c.commands {
                     seqs.push(self.serial("outbox").await?);
                 }
+                let changes = cache::Changes::of(&c);
                 let planned = plan::plan(&mut c, self.inner.backend, &seqs)?;
-                w.send(postgres::Pending { planned, done }).await.map_err(stopped)?;
+                w.send(postgres::Pending {
+                    planned,
+                    writes: c.writes,
+                    changes,
+                    done,
+                })
+                .await
+                .map_err(stopped)?;
             }
             Writer::Thread(w) => {
                 // The writer numbers outbox rows itself, in commit order.

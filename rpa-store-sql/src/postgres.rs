@@ -25,26 +25,36 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use rpa_core::MemoryStore;
 use rpa_core::audit::{self, AuditDraft};
 use rpa_core::error::StoreError;
 use rpa_core::model::Process;
-use rpa_core::store::StoreResult;
+use rpa_core::store::{StoreResult, Write};
 use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cache::{self, Changes};
 use crate::plan::{self, Expect, Planned, Step, Stmt, Val};
 use crate::{GROUP_MAX, backend_err, bind, data, queries, unique_err};
 
 /// A commit waiting for the group writer.
 pub(crate) struct Pending {
     pub planned: Planned,
+    /// The commit's writes, for the node cache once it stands.
+    pub writes: Vec<Write>,
+    /// What it changes, announced to the other nodes once it stands.
+    pub changes: Changes,
     pub done: oneshot::Sender<StoreResult<()>>,
 }
 
 /// Takes every commit waiting and writes them as one group; each caller
 /// hears back after the transaction commits. Under load many callers share
 /// one transaction, and nobody waits for a batch to fill.
-pub(crate) async fn group_writer(pool: AnyPool, mut rx: mpsc::Receiver<Pending>) {
+///
+/// Before anyone hears back, the node cache takes in what stood (with the
+/// process counters as written) and re-reads what a stale commit wrote; the
+/// group announces what it changed to the other nodes (see `cache.rs`).
+pub(crate) async fn group_writer(pool: AnyPool, mut rx: mpsc::Receiver<Pending>, cache: MemoryStore, node: u64) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < GROUP_MAX {
@@ -53,14 +63,50 @@ pub(crate) async fn group_writer(pool: AnyPool, mut rx: mpsc::Receiver<Pending>)
                 Err(_) => break,
             }
         }
-        let results = match one_block(&pool, &mut batch).await {
-            Some(results) => results,
-            None => stepwise(&pool, &mut batch).await,
+        let (results, processes) = match one_block(&pool, &mut batch, node).await {
+            Some(done) => done,
+            None => (stepwise(&pool, &mut batch, node).await, Vec::new()),
         };
+        let mut reread = Changes::default();
+        for (p, r) in batch.iter_mut().zip(&results) {
+            match r {
+                Ok(()) => cache.refresh(std::mem::take(&mut p.writes)),
+                Err(StoreError::Conflict) => reread.merge(std::mem::take(&mut p.changes)),
+                Err(_) => {}
+            }
+        }
+        if processes.is_empty() {
+            // Counters as stored (written statement by statement).
+            for (p, r) in batch.iter_mut().zip(&results) {
+                if r.is_ok() {
+                    reread.processes.append(&mut p.changes.processes);
+                }
+            }
+        }
+        cache.refresh(processes.into_iter().map(Write::Process));
+        if !reread.is_empty() {
+            cache::after_conflict(&pool, &cache, &reread).await;
+        }
         for (p, r) in batch.into_iter().zip(results) {
             let _ = p.done.send(r);
         }
     }
+}
+
+/// The notifications that announce what the commits that stood changed.
+fn announce(batch: &[Pending], results: &[StoreResult<()>], node: u64) -> String {
+    let mut all = Changes::default();
+    for (p, r) in batch.iter().zip(results) {
+        if r.is_ok() {
+            all.merge(p.changes.clone());
+        }
+    }
+    let mut sql = String::new();
+    for payload in all.payloads(node) {
+        // Digits, letters and spaces only (`Changes::payloads`).
+        let _ = write!(sql, "SELECT pg_notify('{}', '{payload}'); ", cache::CHANNEL);
+    }
+    sql
 }
 
 fn fail_all<T>(e: StoreError, n: usize) -> Vec<StoreResult<T>> {
@@ -87,7 +133,9 @@ const ROUNDS: usize = 4;
 /// fails and a later one fails too, the round is undone and run again
 /// without the first failure; a later failure that was only a consequence
 /// then goes through.
-async fn one_block(pool: &AnyPool, batch: &mut [Pending]) -> Option<Vec<StoreResult<()>>> {
+///
+/// Also the processes whose counters the group changed, as written.
+async fn one_block(pool: &AnyPool, batch: &mut [Pending], node: u64) -> Option<(Vec<StoreResult<()>>, Vec<Process>)> {
     if batch.iter().any(|p| p.planned.writes_process) {
         return None;
     }
@@ -107,17 +155,17 @@ async fn one_block(pool: &AnyPool, batch: &mut [Pending]) -> Option<Vec<StoreRes
     let mut known: Vec<Option<StoreError>> = vec![None; n];
     let mut conn = match pool.acquire().await {
         Ok(c) => c,
-        Err(e) => return Some(fail_all(backend_err(e), n)),
+        Err(e) => return Some((fail_all(backend_err(e), n), Vec::new())),
     };
     for _ in 0..ROUNDS {
         let (processes, mut tail) = match open(&mut conn, &ids).await {
             Ok(x) => x,
             Err(e) => {
                 rollback(&mut conn).await;
-                return Some(fail_all(e, n));
+                return Some((fail_all(e, n), Vec::new()));
             }
         };
-        let (block, mut results, sent) = compose(&steps, processes, &known);
+        let (block, mut results, sent, written) = compose(&steps, processes, &known);
         if sent.iter().any(|s| *s) {
             let failed = match run_block(&mut conn, &block).await {
                 Ok(f) => f,
@@ -148,18 +196,22 @@ async fn one_block(pool: &AnyPool, batch: &mut [Pending]) -> Option<Vec<StoreRes
             .filter(|(_, r)| r.is_ok())
             .flat_map(|(p, _)| std::mem::take(&mut p.planned.audit))
             .collect();
-        let close = match finish(&mut tail, audit) {
+        // The counters as composed are the ones written only if every commit
+        // sent stood; else the caller re-reads them.
+        let clean = (0..n).all(|i| !sent[i] || results[i].is_ok());
+        let written = if clean { written } else { Vec::new() };
+        let close = match finish(&mut tail, audit, &announce(batch, &results, node)) {
             Ok(sql) => sql,
             Err(e) => {
                 rollback(&mut conn).await;
-                return Some(fail_all(e, n));
+                return Some((fail_all(e, n), Vec::new()));
             }
         };
         return Some(match sqlx::Executor::execute(&mut *conn, close.as_str()).await {
-            Ok(_) => results,
+            Ok(_) => (results, written),
             Err(e) => {
                 rollback(&mut conn).await;
-                fail_all(backend_err(e), n)
+                (fail_all(backend_err(e), n), Vec::new())
             }
         });
     }
@@ -240,10 +292,10 @@ async fn run_block(conn: &mut AnyConnection, block: &str) -> Result<Vec<(usize, 
 }
 
 /// The group's audit rows (of the commits that stood, in commit order), the
-/// new tail, and `COMMIT`: the last round trip.
-fn finish(tail: &mut Tail, drafts: Vec<AuditDraft>) -> StoreResult<String> {
+/// new tail, `notify`, and `COMMIT`: the last round trip.
+fn finish(tail: &mut Tail, drafts: Vec<AuditDraft>, notify: &str) -> StoreResult<String> {
     if drafts.is_empty() {
-        return Ok("COMMIT".into());
+        return Ok(format!("{notify}COMMIT"));
     }
     let mut sql = String::from("INSERT INTO rpa_audit (seq, data) VALUES ");
     for (i, d) in drafts.into_iter().enumerate() {
@@ -259,7 +311,7 @@ fn finish(tail: &mut Tail, drafts: Vec<AuditDraft>) -> StoreResult<String> {
     }
     let _ = write!(
         sql,
-        "; UPDATE rpa_audit_tail SET seq = {}, hash = '{}' WHERE id = 1; COMMIT",
+        "; UPDATE rpa_audit_tail SET seq = {}, hash = '{}' WHERE id = 1; {notify}COMMIT",
         tail.seq,
         hex::encode(tail.hash)
     );
@@ -277,13 +329,13 @@ async fn rollback(conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) {
 
 /// The block for the commits not known to fail: each commit's statements,
 /// its counters applied in commit order to `processes`. Also each commit's
-/// result so far (refused here: a limit, a missing process) and whether it
-/// was sent.
+/// result so far (refused here: a limit, a missing process), whether it
+/// was sent, and the processes as the block leaves them if it all stands.
 fn compose(
     steps: &[Vec<Step>],
     mut processes: HashMap<i64, Process>,
     known: &[Option<StoreError>],
-) -> (String, Vec<StoreResult<()>>, Vec<bool>) {
+) -> (String, Vec<StoreResult<()>>, Vec<bool>, Vec<Process>) {
     let mut results = Vec::with_capacity(steps.len());
     let mut sent = Vec::with_capacity(steps.len());
     let mut block =
@@ -321,7 +373,7 @@ fn compose(
         }
     }
     block.push_str("PERFORM set_config('rpa.failed', rpa_failed::text, true); END $rpa$");
-    (block, results, sent)
+    (block, results, sent, processes.into_values().collect())
 }
 
 /// One commit's statements; its counters change `processes` only if the
@@ -418,7 +470,7 @@ fn literal(out: &mut String, v: &Val) {
 }
 
 /// The group statement by statement, each commit in a savepoint.
-async fn stepwise(pool: &AnyPool, batch: &mut [Pending]) -> Vec<StoreResult<()>> {
+async fn stepwise(pool: &AnyPool, batch: &mut [Pending], node: u64) -> Vec<StoreResult<()>> {
     let mut tx = match begin(pool).await {
         Ok(tx) => tx,
         Err(e) => return fail_all(e, batch.len()),
@@ -456,6 +508,12 @@ async fn stepwise(pool: &AnyPool, batch: &mut [Pending]) -> Vec<StoreResult<()>>
         && let Err(e) = append_audit(&mut tx, audit).await
     {
         return fail_all(e, batch.len());
+    }
+    let notify = announce(batch, &results, node);
+    if !notify.is_empty()
+        && let Err(e) = sqlx::Executor::execute(&mut *tx, notify.as_str()).await
+    {
+        return fail_all(backend_err(e), batch.len());
     }
     match tx.commit().await {
         Ok(()) => results,
@@ -600,6 +658,8 @@ mod tests {
         });
         Pending {
             planned: plan::plan(&mut c, Backend::Postgres, &[]).unwrap(),
+            writes: Vec::new(),
+            changes: Changes::default(),
             done: oneshot::channel().0,
         }
     }
@@ -615,7 +675,7 @@ mod tests {
             user(3, "bob", 2),
             user(4, "it's $rpa$ \\ fine", 1),
         ];
-        let results = one_block(store.pool(), &mut batch).await.expect("one block");
+        let (results, _) = one_block(store.pool(), &mut batch, 0).await.expect("one block");
         assert_eq!(
             format!("{results:?}"),
             format!(
@@ -683,13 +743,20 @@ mod tests {
         };
         // The first commit's user row is stale (version 2 of a row that does not exist).
         let mut batch = vec![start(2, 1), start(1, 2), start(1, 3)];
-        let results = one_block(store.pool(), &mut batch).await.expect("one block");
+        let (results, written) = one_block(store.pool(), &mut batch, 0).await.expect("one block");
         assert!(
             results[0].is_err() && results[1].is_ok() && results[2].is_ok(),
             "{results:?}"
         );
-        let p = store.process(ProcessId(9)).await.unwrap().unwrap();
+        // As stored (this node's memory hears of writes made behind its back later).
+        let row = sqlx::query(queries::PROCESS)
+            .bind(9i64)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        let p: Process = data(&row).unwrap();
         assert_eq!((p.running, p.version), (2, 3), "two starts counted once each");
+        assert_eq!(written, [p], "the writer knows the counters it wrote");
     }
 
     /// A value the server cannot take in a block's text (a NUL character)
@@ -699,13 +766,13 @@ mod tests {
     async fn a_refused_block_falls_back_to_statements() {
         let Some(store) = fresh("fallback").await else { return };
         let mut batch = vec![user(1, "ann", 1), user(2, "nul\0name", 1), user(3, "cy", 1)];
-        assert!(one_block(store.pool(), &mut batch).await.is_none());
+        assert!(one_block(store.pool(), &mut batch, 0).await.is_none());
         assert!(
             store.user(UserId(1)).await.unwrap().is_none(),
             "nothing of the block stands"
         );
         let mut batch = vec![user(1, "ann", 1), user(2, "nul\0name", 1), user(3, "cy", 1)];
-        let results = stepwise(store.pool(), &mut batch).await;
+        let results = stepwise(store.pool(), &mut batch, 0).await;
         assert!(
             results[0].is_ok() && results[1].is_err() && results[2].is_ok(),
             "{results:?}"

@@ -1,0 +1,118 @@
+//! Two stores on one PostgreSQL database, as two nodes are: each keeps what
+//! is live in memory, hears of the other's commits, and never decides on a
+//! stale copy (the database refuses it, and the refused node re-reads).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{fresh_postgres, postgres_url};
+use rpa_core::conformance::{sample_job, sample_robot};
+use rpa_core::error::StoreError;
+use rpa_core::ids::{JobId, ProcessId, RobotId};
+use rpa_core::model::{Job, JobState, RobotState};
+use rpa_core::store::{Commit, Store, Write};
+use rpa_store_sql::{SqlOptions, SqlStore};
+
+async fn put(s: &SqlStore, writes: Vec<Write>) -> Result<(), StoreError> {
+    s.commit(Commit {
+        writes,
+        ..Commit::default()
+    })
+    .await
+}
+
+/// Polls `f` until it holds (the other node hears of a commit within milliseconds).
+async fn eventually<F: AsyncFn() -> bool>(what: &str, f: F) {
+    for _ in 0..200 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("never: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_nodes_hear_of_each_others_commits_and_never_commit_a_stale_copy() {
+    let Some(url) = postgres_url() else { return };
+    let db = fresh_postgres(&url).await;
+    let a = SqlStore::connect(&db, SqlOptions::default()).await.unwrap();
+    let b = SqlStore::connect(&db, SqlOptions::default()).await.unwrap();
+
+    // A job and an idle robot committed on A appear in B's dispatch indexes.
+    let job = sample_job(1, ProcessId(1), 0);
+    put(
+        &a,
+        vec![
+            Write::Job(job.clone()),
+            Write::Robot(sample_robot(1, RobotState::Available)),
+        ],
+    )
+    .await
+    .unwrap();
+    eventually("B sees A's pending job", async || {
+        b.next_pending(&[ProcessId(1)]).await.unwrap().map(|j| j.id) == Some(JobId(1))
+    })
+    .await;
+    eventually("B sees A's idle robot", async || {
+        b.available_robots(None, 10).await.unwrap().len() == 1
+    })
+    .await;
+
+    // A changes the job; B, before it hears, commits from its old copy: refused.
+    let running = Job {
+        version: 2,
+        state: JobState::Running,
+        robot: Some(RobotId(1)),
+        ..job.clone()
+    };
+    put(&a, vec![Write::Job(running)]).await.unwrap();
+    let stale = Job {
+        version: 2,
+        state: JobState::Canceled,
+        ..job.clone()
+    };
+    assert_eq!(put(&b, vec![Write::Job(stale)]).await, Err(StoreError::Conflict));
+    // The refusal brought B's copy up to date: it decides again on what A wrote.
+    let fresh = b.job(JobId(1)).await.unwrap().unwrap();
+    assert_eq!((fresh.version, fresh.state), (2, JobState::Running));
+    assert!(
+        b.next_pending(&[ProcessId(1)]).await.unwrap().is_none(),
+        "no longer pending on B"
+    );
+
+    // B ends it; A forgets it from memory and reads the ended job from the database.
+    let ended = Job {
+        version: 3,
+        state: JobState::Successful,
+        ..fresh
+    };
+    put(&b, vec![Write::Job(ended)]).await.unwrap();
+    eventually("A hears the job ended", async || {
+        a.job(JobId(1)).await.unwrap().map(|j| j.state) == Some(JobState::Successful)
+    })
+    .await;
+
+    // Something created on B a moment ago is found on A by a direct lookup.
+    put(&b, vec![Write::Robot(sample_robot(2, RobotState::Available))])
+        .await
+        .unwrap();
+    assert!(a.robot(RobotId(2)).await.unwrap().is_some());
+
+    // B's listening connection drops; what A commits meanwhile, B finds by
+    // reloading once it listens again.
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%rpa_changes%'",
+    )
+    .fetch_one(b.pool())
+    .await
+    .unwrap();
+    assert!(killed >= 1, "the listeners were found");
+    put(&a, vec![Write::Job(sample_job(3, ProcessId(1), 0))]).await.unwrap();
+    eventually("B reloads after its listener came back", async || {
+        b.next_pending(&[ProcessId(1)]).await.unwrap().map(|j| j.id) == Some(JobId(3))
+    })
+    .await;
+}
