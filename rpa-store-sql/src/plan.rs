@@ -68,6 +68,76 @@ pub(crate) struct Planned {
     pub audit: Vec<AuditDraft>,
     /// Whether a step rewrites a process row (not only its counters).
     pub writes_process: bool,
+    /// PostgreSQL: the commit's rows, when it writes only jobs, queue items
+    /// and robots (with counters and commands): a writer may then check
+    /// their versions itself and write many commits' rows at once.
+    pub rows: Option<Vec<EntityRow>>,
+}
+
+/// A versioned row of `rpa_jobs`, `rpa_items` or `rpa_robots`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EntityRow {
+    pub table: &'static str,
+    pub id: i64,
+    /// The other indexed columns.
+    pub cols: Vec<(&'static str, Val)>,
+    pub version: u64,
+    pub json: String,
+}
+
+/// The row of a job, queue item or robot; `None` for other writes.
+pub(crate) fn row(w: &Write) -> Result<Option<EntityRow>, StoreError> {
+    Ok(Some(match w {
+        Write::Job(j) => {
+            let mut ready = None;
+            let mut expire = None;
+            for (t, due) in timers_of_job(j) {
+                match due {
+                    Due::JobReady(_) => ready = Some(t.0),
+                    _ => expire = Some(t.0),
+                }
+            }
+            EntityRow {
+                table: "rpa_jobs",
+                id: j.id.0,
+                cols: vec![
+                    ("key", Val::S(j.key.to_string())),
+                    ("process", Val::I(j.process.0)),
+                    ("state", Val::S(j.state.as_str().into())),
+                    ("priority", Val::I(i64::from(j.priority))),
+                    ("dispatchable", Val::I(i64::from(is_dispatchable(j)))),
+                    ("ready_at", Val::NI(ready)),
+                    ("expire_at", Val::NI(expire)),
+                    ("created_at", Val::I(j.created_at.0)),
+                ],
+                version: j.version,
+                json: to_json(j)?,
+            }
+        }
+        Write::Item(i) => EntityRow {
+            table: "rpa_items",
+            id: i.id.0,
+            cols: vec![
+                ("key", Val::S(i.key.to_string())),
+                ("process", Val::I(i.process.0)),
+                ("reference", Val::NS(i.reference.clone())),
+            ],
+            version: i.version,
+            json: to_json(i)?,
+        },
+        Write::Robot(r) => EntityRow {
+            table: "rpa_robots",
+            id: r.id.0,
+            cols: vec![
+                ("code", Val::S(r.code.to_string())),
+                ("idle", Val::I(i64::from(is_idle(r)))),
+                ("silent_at", Val::NI(timers_of_robot(r).map(|(t, _)| t.0))),
+            ],
+            version: r.version,
+            json: to_json(r)?,
+        },
+        _ => return Ok(None),
+    }))
 }
 
 pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<String, StoreError> {
@@ -79,8 +149,18 @@ pub(crate) fn plan(c: &mut Commit, backend: Backend, seqs: &[i64]) -> Result<Pla
     let mut writes: Vec<&Write> = c.writes.iter().collect();
     writes.sort_by_key(|w| rank(w));
     let mut steps = Vec::with_capacity(writes.len() + c.commands.len() + c.clear_outbox.len());
+    let mut rows = (backend == Backend::Postgres && c.clear_outbox.is_empty()).then(Vec::new);
     for w in writes {
-        steps.push(write(w)?);
+        let row = row(w)?;
+        match (&mut rows, &row, w) {
+            (Some(rows), Some(r), _) => rows.push(r.clone()),
+            (Some(_), None, Write::Counts(_)) => {}
+            _ => rows = None,
+        }
+        steps.push(match row {
+            Some(r) => Step::Run(put(r.table, "id", Val::I(r.id), r.cols, r.version, r.json)?),
+            None => write(w)?,
+        });
     }
     for r in &c.clear_outbox {
         steps.push(Step::Run(Stmt {
@@ -114,6 +194,7 @@ pub(crate) fn plan(c: &mut Commit, backend: Backend, seqs: &[i64]) -> Result<Pla
         steps,
         audit: std::mem::take(&mut c.audit),
         writes_process: c.writes.iter().any(|w| matches!(w, Write::Process(_))),
+        rows,
     })
 }
 
@@ -196,43 +277,10 @@ fn write(w: &Write) -> Result<Step, StoreError> {
         }
         Write::Process(p) => process(p)?,
         Write::Counts(c) => return Ok(Step::Counts(*c)),
-        Write::Job(j) => {
-            let mut ready = None;
-            let mut expire = None;
-            for (t, due) in timers_of_job(j) {
-                match due {
-                    Due::JobReady(_) => ready = Some(t.0),
-                    _ => expire = Some(t.0),
-                }
-            }
-            let cols = vec![
-                ("key", Val::S(j.key.to_string())),
-                ("process", Val::I(j.process.0)),
-                ("state", Val::S(j.state.as_str().into())),
-                ("priority", Val::I(i64::from(j.priority))),
-                ("dispatchable", Val::I(i64::from(is_dispatchable(j)))),
-                ("ready_at", Val::NI(ready)),
-                ("expire_at", Val::NI(expire)),
-                ("created_at", Val::I(j.created_at.0)),
-            ];
-            put("rpa_jobs", "id", Val::I(j.id.0), cols, j.version, to_json(j)?)?
-        }
-        Write::Item(i) => {
-            let cols = vec![
-                ("key", Val::S(i.key.to_string())),
-                ("process", Val::I(i.process.0)),
-                ("reference", Val::NS(i.reference.clone())),
-            ];
-            put("rpa_items", "id", Val::I(i.id.0), cols, i.version, to_json(i)?)?
-        }
-        Write::Robot(r) => {
-            let cols = vec![
-                ("code", Val::S(r.code.to_string())),
-                ("idle", Val::I(i64::from(is_idle(r)))),
-                ("silent_at", Val::NI(timers_of_robot(r).map(|(t, _)| t.0))),
-            ];
-            put("rpa_robots", "id", Val::I(r.id.0), cols, r.version, to_json(r)?)?
-        }
+        Write::Job(_) | Write::Item(_) | Write::Robot(_) => match row(w)? {
+            Some(r) => put(r.table, "id", Val::I(r.id), r.cols, r.version, r.json)?,
+            None => return Err(StoreError::Backend("a row without columns".into())),
+        },
         Write::Vendor(v) => put(
             "rpa_vendors",
             "code",

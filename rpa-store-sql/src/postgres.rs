@@ -34,7 +34,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::{self, Changes};
-use crate::plan::{self, Expect, Planned, Step, Stmt, Val};
+use crate::plan::{self, EntityRow, Expect, Planned, Step, Stmt, Val};
 use crate::{GROUP_MAX, backend_err, bind, data, queries, unique_err};
 
 /// A commit waiting for the group writer.
@@ -63,7 +63,14 @@ pub(crate) async fn group_writer(pool: AnyPool, mut rx: mpsc::Receiver<Pending>,
                 Err(_) => break,
             }
         }
-        let (results, processes) = match one_block(&pool, &mut batch, node).await {
+        let mut done = None;
+        if batch.iter().all(|p| p.planned.rows.is_some()) {
+            done = rows_at_once(&pool, &batch, node).await;
+        }
+        if done.is_none() {
+            done = one_block(&pool, &mut batch, node).await;
+        }
+        let (results, processes) = match done {
             Some(done) => done,
             None => (stepwise(&pool, &mut batch, node).await, Vec::new()),
         };
@@ -222,6 +229,233 @@ async fn one_block(pool: &AnyPool, batch: &mut [Pending], node: u64) -> Option<(
     None
 }
 
+/// A group of commits that write only jobs, queue items and robots (with
+/// counters and commands), in two round trips: (1) `BEGIN`, the writers'
+/// lock, the audit tail, the counters and the stored versions of every row
+/// the group writes; then each commit is checked here, in commit order,
+/// against the versions as the commits before it leave them (a stale one
+/// fails alone, [`StoreError::Conflict`]); (2) one multi-row statement per
+/// table with the final state of each row, the commands, the counters,
+/// the notifications, the audit rows, `COMMIT`. The server plans a handful
+/// of statements per group instead of several per commit.
+///
+/// `None` (nothing written) if the server refuses the second round trip (a
+/// unique key taken, say): the group then goes through [`one_block`],
+/// which finds the commit at fault.
+async fn rows_at_once(pool: &AnyPool, batch: &[Pending], node: u64) -> Option<(Vec<StoreResult<()>>, Vec<Process>)> {
+    let n = batch.len();
+    let mut counted: Vec<i64> = Vec::new();
+    let mut keys: HashMap<&'static str, Vec<i64>> = HashMap::new();
+    for p in batch.iter() {
+        for step in &p.planned.steps {
+            if let Step::Counts(c) = step {
+                counted.push(c.process.0);
+            }
+        }
+        for r in p.planned.rows.iter().flatten() {
+            keys.entry(r.table).or_default().push(r.id);
+        }
+    }
+    counted.sort_unstable();
+    counted.dedup();
+    let mut conn = match pool.acquire().await {
+        Ok(c) => c,
+        Err(e) => return Some((fail_all(backend_err(e), n), Vec::new())),
+    };
+    let (mut processes, mut tail, mut versions) = match open_rows(&mut conn, &counted, &keys).await {
+        Ok(x) => x,
+        Err(e) => {
+            rollback(&mut conn).await;
+            return Some((fail_all(e, n), Vec::new()));
+        }
+    };
+    // Each commit against the rows as the commits before it leave them.
+    let mut results = Vec::with_capacity(n);
+    let mut last: HashMap<(&'static str, i64), &EntityRow> = HashMap::new();
+    let mut changed: HashMap<i64, Process> = HashMap::new();
+    for p in batch.iter() {
+        let rows = p.planned.rows.as_deref().unwrap_or_default();
+        let fresh = rows.iter().all(|r| {
+            let stored = versions.get(&(r.table, r.id)).copied();
+            match r.version {
+                1 => stored.is_none(),
+                v => stored == Some(v as i64 - 1),
+            }
+        });
+        let mut mine: Vec<Process> = Vec::new();
+        let counts = p.planned.steps.iter().try_for_each(|step| {
+            if let Step::Counts(c) = step {
+                let mut q = mine
+                    .iter()
+                    .rev()
+                    .find(|q| q.id == c.process)
+                    .or_else(|| processes.get(&c.process.0))
+                    .cloned()
+                    .ok_or(StoreError::Conflict)?;
+                c.apply(&mut q)?;
+                mine.push(q);
+            }
+            Ok::<_, StoreError>(())
+        });
+        if !fresh {
+            results.push(Err(StoreError::Conflict));
+            continue;
+        }
+        if let Err(e) = counts {
+            results.push(Err(e));
+            continue;
+        }
+        for r in rows {
+            versions.insert((r.table, r.id), r.version as i64);
+            last.insert((r.table, r.id), r);
+        }
+        for q in mine {
+            changed.insert(q.id.0, q.clone());
+            processes.insert(q.id.0, q);
+        }
+        results.push(Ok(()));
+    }
+    let mut sql = String::new();
+    let mut tables: Vec<&'static str> = last.keys().map(|(t, _)| *t).collect();
+    tables.sort_unstable();
+    tables.dedup();
+    for table in tables {
+        let mut rows: Vec<&EntityRow> = last.values().filter(|r| r.table == table).copied().collect();
+        rows.sort_by_key(|r| r.id);
+        upsert(&mut sql, &rows);
+    }
+    // Each changed process once, in its final state (read under the lock,
+    // so the version it is written over is the one read).
+    for q in changed.values() {
+        let json = match plan::to_json(q) {
+            Ok(j) => j,
+            Err(e) => {
+                rollback(&mut conn).await;
+                return Some((fail_all(e, n), Vec::new()));
+            }
+        };
+        let _ = write!(sql, "UPDATE rpa_processes SET version = {}, data = ", q.version);
+        literal(&mut sql, &Val::S(json));
+        let _ = write!(sql, " WHERE id = {}; ", q.id.0);
+    }
+    let mut outbox = Vec::new();
+    let mut woken = Vec::new();
+    for (p, r) in batch.iter().zip(&results) {
+        if r.is_ok() {
+            for step in &p.planned.steps {
+                if let Step::Outbox { seq, robot, data } = step {
+                    outbox.push((*seq, *robot, data));
+                    woken.push(*robot);
+                }
+            }
+        }
+    }
+    if !outbox.is_empty() {
+        sql.push_str("INSERT INTO rpa_outbox (seq, robot, data) VALUES ");
+        for (i, (seq, robot, data)) in outbox.iter().enumerate() {
+            let _ = write!(sql, "{}({seq}, {robot}, ", if i > 0 { ", " } else { "" });
+            literal(&mut sql, &Val::S((*data).clone()));
+            sql.push(')');
+        }
+        sql.push_str("; ");
+        woken.sort_unstable();
+        woken.dedup();
+        for r in woken {
+            let _ = write!(sql, "SELECT pg_notify('rpa_outbox', '{r}'); ");
+        }
+    }
+    sql.push_str(&announce(batch, &results, node));
+    // Copied: if the server refuses the group, the next path needs them.
+    let audit: Vec<AuditDraft> = batch
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_ok())
+        .flat_map(|(p, _)| p.planned.audit.iter().cloned())
+        .collect();
+    match finish(&mut tail, audit, "") {
+        Ok(close) => sql.push_str(&close),
+        Err(e) => {
+            rollback(&mut conn).await;
+            return Some((fail_all(e, n), Vec::new()));
+        }
+    }
+    match sqlx::Executor::execute(&mut *conn, sql.as_str()).await {
+        Ok(_) => Some((results, processes.into_values().collect())),
+        Err(e) => {
+            tracing::debug!(error = %e, "a group's rows were refused; writing it commit by commit");
+            rollback(&mut conn).await;
+            None
+        }
+    }
+}
+
+/// One statement that writes `rows` (one table, each row once) whatever
+/// their versions: inserted, or updated in place. Their versions were
+/// checked under the writers' lock.
+fn upsert(sql: &mut String, rows: &[&EntityRow]) {
+    let Some(first) = rows.first() else { return };
+    let cols: Vec<&str> = first.cols.iter().map(|(c, _)| *c).collect();
+    let _ = write!(
+        sql,
+        "INSERT INTO {} (id, {}, version, data) VALUES ",
+        first.table,
+        cols.join(", ")
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let _ = write!(sql, "{}({}", if i > 0 { ", " } else { "" }, r.id);
+        for (_, v) in &r.cols {
+            sql.push_str(", ");
+            literal(sql, v);
+        }
+        let _ = write!(sql, ", {}, ", r.version);
+        literal(sql, &Val::S(r.json.clone()));
+        sql.push(')');
+    }
+    let sets: Vec<String> = cols
+        .iter()
+        .chain(["version", "data"].iter())
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    let _ = write!(sql, " ON CONFLICT (id) DO UPDATE SET {}; ", sets.join(", "));
+}
+
+/// Stored versions of rows, by table and id.
+type Versions = HashMap<(&'static str, i64), i64>;
+
+/// [`open`], and the stored versions of the rows in `keys`.
+async fn open_rows(
+    conn: &mut AnyConnection,
+    counted: &[i64],
+    keys: &HashMap<&'static str, Vec<i64>>,
+) -> StoreResult<(HashMap<i64, Process>, Tail, Versions)> {
+    let mut sql = String::new();
+    let mut tables: Vec<&'static str> = keys.keys().copied().collect();
+    tables.sort_unstable();
+    for (k, table) in tables.iter().enumerate() {
+        let ids: Vec<String> = keys[table].iter().map(i64::to_string).collect();
+        let _ = write!(
+            sql,
+            "; SELECT {} AS k, CAST(id AS TEXT) || ':' || CAST(version AS TEXT) AS data FROM {table} WHERE id IN ({})",
+            10 + k,
+            ids.join(", ")
+        );
+    }
+    let (processes, tail, rows) = open_with(conn, counted, &sql).await?;
+    let mut versions = HashMap::new();
+    for (k, text) in rows {
+        let table = usize::try_from(k - 10)
+            .ok()
+            .and_then(|i| tables.get(i))
+            .ok_or_else(|| StoreError::Backend("versions: unexpected row".into()))?;
+        let (id, version) = text
+            .split_once(':')
+            .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+            .ok_or_else(|| StoreError::Backend("versions: damaged".into()))?;
+        versions.insert((*table, id), version);
+    }
+    Ok((processes, tail, versions))
+}
+
 /// The audit chain's last event: its number and hash.
 struct Tail {
     seq: i64,
@@ -232,6 +466,17 @@ struct Tail {
 /// (under it, so that they stay as read) reads the processes whose counters
 /// change and the audit chain's tail.
 async fn open(conn: &mut AnyConnection, ids: &[i64]) -> StoreResult<(HashMap<i64, Process>, Tail)> {
+    let (processes, tail, _) = open_with(conn, ids, "").await?;
+    Ok((processes, tail))
+}
+
+/// [`open`], with `extra` (more `SELECT k, data` statements, `k >= 10`,
+/// each after a `;`) in the same round trip; their rows come back as they are.
+async fn open_with(
+    conn: &mut AnyConnection,
+    ids: &[i64],
+    extra: &str,
+) -> StoreResult<(HashMap<i64, Process>, Tail, Vec<(i32, String)>)> {
     let mut sql = String::from(
         "BEGIN; SELECT 0 AS k, '' AS data FROM (SELECT pg_advisory_xact_lock(7263)) l; \
          SELECT 1 AS k, CAST(seq AS TEXT) || ':' || hash AS data FROM rpa_audit_tail WHERE id = 1",
@@ -244,12 +489,14 @@ async fn open(conn: &mut AnyConnection, ids: &[i64]) -> StoreResult<(HashMap<i64
             list.join(", ")
         );
     }
+    sql.push_str(extra);
     // Without arguments sqlx sends the text as one simple query: several statements, one round trip.
     let rows = sqlx::Executor::fetch_all(&mut *conn, sql.as_str())
         .await
         .map_err(backend_err)?;
     let mut processes = HashMap::new();
     let mut tail = None;
+    let mut more = Vec::new();
     for row in &rows {
         let k: i32 = row.try_get("k").map_err(backend_err)?;
         match k {
@@ -269,11 +516,12 @@ async fn open(conn: &mut AnyConnection, ids: &[i64]) -> StoreResult<(HashMap<i64
                 let p: Process = data(row)?;
                 processes.insert(p.id.0, p);
             }
+            k if k >= 10 => more.push((k, row.try_get("data").map_err(backend_err)?)),
             _ => {}
         }
     }
     let tail = tail.ok_or_else(|| StoreError::Backend("audit tail: missing".into()))?;
-    Ok((processes, tail))
+    Ok((processes, tail, more))
 }
 
 /// One round trip: the block, then the commits it reports failed
