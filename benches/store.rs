@@ -27,7 +27,13 @@ use tokio::sync::{Mutex, Notify};
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-const ROBOTS: usize = 32;
+/// Robots working at once: 32, or `RPA_ROBOTS`.
+fn robots() -> usize {
+    std::env::var("RPA_ROBOTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32)
+}
 
 struct Bot {
     code: String,
@@ -106,7 +112,7 @@ async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
     spec.max_run_num = 0;
     let Basics { process: p, user } = fixtures::basics(&engine, spec).await.unwrap();
     let mut bots = Vec::new();
-    for i in 0..ROBOTS {
+    for i in 0..robots() {
         let code = format!("r{i}");
         let reg = fixtures::ready_robot(&engine, &code).await.unwrap();
         bots.push(Arc::new(Bot {
@@ -117,7 +123,7 @@ async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
         }));
     }
     // One running job per robot, then the backlog, started by 16 clients at once.
-    let per = (ROBOTS + backlog).div_ceil(16);
+    let per = (robots() + backlog).div_ceil(16);
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let (e, u) = (engine.clone(), user.clone());
@@ -148,7 +154,7 @@ impl Rig {
         let start = Instant::now();
         let mut tasks = Vec::new();
         for (i, bot) in self.bots.iter().enumerate() {
-            let n = iters / ROBOTS as u64 + u64::from((i as u64) < iters % ROBOTS as u64);
+            let n = iters / self.bots.len() as u64 + u64::from((i as u64) < iters % self.bots.len() as u64);
             let (e, u, p, bot, bells) = (
                 self.engine.clone(),
                 self.user.clone(),
@@ -190,7 +196,7 @@ impl Rig {
         }
         let mut robots = Vec::new();
         for (i, bot) in self.bots.iter().enumerate() {
-            let n = jobs / ROBOTS as u64 + u64::from((i as u64) < jobs % ROBOTS as u64);
+            let n = jobs / self.bots.len() as u64 + u64::from((i as u64) < jobs % self.bots.len() as u64);
             let (e, bot, bells) = (self.engine.clone(), bot.clone(), self.bells.clone());
             robots.push(tokio::spawn(async move {
                 for _ in 0..n {

@@ -55,6 +55,7 @@ pub(crate) struct Pending {
 /// process counters as written) and re-reads what a stale commit wrote; the
 /// group announces what it changed to the other nodes (see `cache.rs`).
 pub(crate) async fn group_writer(pool: AnyPool, mut rx: mpsc::Receiver<Pending>, cache: MemoryStore, node: u64) {
+    let mut hint = None;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < GROUP_MAX {
@@ -65,9 +66,14 @@ pub(crate) async fn group_writer(pool: AnyPool, mut rx: mpsc::Receiver<Pending>,
         }
         let mut done = None;
         if batch.iter().all(|p| p.planned.rows.is_some()) {
-            done = rows_at_once(&pool, &batch, node).await;
+            done = rows_in_one(&pool, &batch, node, &cache, &mut hint).await;
+            if done.is_none() {
+                done = rows_at_once(&pool, &batch, node, &mut hint).await;
+            }
         }
         if done.is_none() {
+            // These paths move the audit tail without telling.
+            hint = None;
             done = one_block(&pool, &mut batch, node).await;
         }
         let (results, processes) = match done {
@@ -241,17 +247,14 @@ async fn one_block(pool: &AnyPool, batch: &mut [Pending], node: u64) -> Option<(
 ///
 /// `None` (nothing written) if the server refuses the second round trip (a
 /// unique key taken, say): the group then goes through [`one_block`],
-/// which finds the commit at fault.
-async fn rows_at_once(pool: &AnyPool, batch: &[Pending], node: u64) -> Option<(Vec<StoreResult<()>>, Vec<Process>)> {
+/// which finds the commit at fault. On success `hint` holds what the
+/// group left (see [`rows_in_one`]).
+async fn rows_at_once(pool: &AnyPool, batch: &[Pending], node: u64, hint: &mut Option<Hint>) -> Option<Written> {
     let n = batch.len();
     let mut counted: Vec<i64> = Vec::new();
     let mut keys: HashMap<&'static str, Vec<i64>> = HashMap::new();
-    for p in batch.iter() {
-        for step in &p.planned.steps {
-            if let Step::Counts(c) = step {
-                counted.push(c.process.0);
-            }
-        }
+    for p in batch {
+        counted.extend(counts_of(p).map(|c| c.process.0));
         for r in p.planned.rows.iter().flatten() {
             keys.entry(r.table).or_default().push(r.id);
         }
@@ -262,18 +265,165 @@ async fn rows_at_once(pool: &AnyPool, batch: &[Pending], node: u64) -> Option<(V
         Ok(c) => c,
         Err(e) => return Some((fail_all(backend_err(e), n), Vec::new())),
     };
-    let (mut processes, mut tail, mut versions) = match open_rows(&mut conn, &counted, &keys).await {
+    let (processes, mut tail, versions) = match open_rows(&mut conn, &counted, &keys).await {
         Ok(x) => x,
         Err(e) => {
             rollback(&mut conn).await;
             return Some((fail_all(e, n), Vec::new()));
         }
     };
-    // Each commit against the rows as the commits before it leave them.
-    let mut results = Vec::with_capacity(n);
-    let mut last: HashMap<(&'static str, i64), &EntityRow> = HashMap::new();
-    let mut changed: HashMap<i64, Process> = HashMap::new();
-    for p in batch.iter() {
+    let checked = check(batch, versions, processes);
+    let sql = match write_sql(batch, &checked, node, &mut tail) {
+        Ok(sql) => sql,
+        Err(e) => {
+            rollback(&mut conn).await;
+            return Some((fail_all(e, n), Vec::new()));
+        }
+    };
+    match sqlx::Executor::execute(&mut *conn, sql.as_str()).await {
+        Ok(_) => {
+            *hint = Some(Hint { tail });
+            Some((checked.results, checked.processes.into_values().collect()))
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "a group's rows were refused; writing it commit by commit");
+            rollback(&mut conn).await;
+            None
+        }
+    }
+}
+
+/// What this writer knows the database held after its last group.
+pub(crate) struct Hint {
+    tail: Tail,
+}
+
+/// [`rows_at_once`] in one round trip, when this writer's knowledge holds:
+/// the audit tail as its last group left it, each row at the version its
+/// first commit in the group read, each process at the version the node
+/// cache holds. A guard at the start of the transaction checks exactly
+/// that under the writers' lock and aborts it otherwise (another node
+/// wrote meanwhile, or a commit is stale): `None`, nothing written, and
+/// the group takes the two-round-trip path, which sorts it out.
+async fn rows_in_one(
+    pool: &AnyPool,
+    batch: &[Pending],
+    node: u64,
+    cache: &MemoryStore,
+    hint: &mut Option<Hint>,
+) -> Option<Written> {
+    let Hint { mut tail } = hint.take()?;
+    // The versions each row must have now, if every commit stands.
+    let mut expected: HashMap<(&'static str, i64), Option<i64>> = HashMap::new();
+    let mut versions: Versions = HashMap::new();
+    for p in batch {
+        for r in p.planned.rows.iter().flatten() {
+            let before = (r.version > 1).then(|| r.version as i64 - 1);
+            let key = (r.table, r.id);
+            if !expected.contains_key(&key) {
+                expected.insert(key, before);
+            } else if versions.get(&key).copied() != before {
+                // A later commit of the group is already stale.
+                return None;
+            }
+            versions.insert(key, r.version as i64);
+        }
+    }
+    let mut processes = HashMap::new();
+    for p in batch {
+        for c in counts_of(p) {
+            if let std::collections::hash_map::Entry::Vacant(v) = processes.entry(c.process.0) {
+                v.insert(rpa_core::Store::process(cache, c.process).await.ok()??);
+            }
+        }
+    }
+    let guarded: Vec<(i64, i64)> = processes.values().map(|q| (q.id.0, q.version as i64)).collect();
+    let mut before: Versions = HashMap::new();
+    for (k, v) in &expected {
+        if let Some(v) = v {
+            before.insert(*k, *v);
+        }
+    }
+    let checked = check(batch, before, processes);
+    if checked.results.iter().any(|r| r.is_err()) {
+        return None;
+    }
+    let expected_seq = tail.seq;
+    let writes = write_sql(batch, &checked, node, &mut tail).ok()?;
+    let mut sql = format!(
+        "BEGIN; SELECT pg_advisory_xact_lock(7263); DO $rpa$ BEGIN IF \
+         (SELECT seq FROM rpa_audit_tail WHERE id = 1) <> {expected_seq}"
+    );
+    let mut tables: Vec<&'static str> = expected.keys().map(|(t, _)| *t).collect();
+    tables.sort_unstable();
+    tables.dedup();
+    for table in tables {
+        let rows: Vec<String> = expected
+            .iter()
+            .filter(|((t, _), _)| *t == table)
+            .map(|((_, id), v)| format!("({id}, {})", v.map_or("NULL".into(), |v| v.to_string())))
+            .collect();
+        guard(&mut sql, table, &rows);
+    }
+    if !guarded.is_empty() {
+        let rows: Vec<String> = guarded.iter().map(|(id, v)| format!("({id}, {v})")).collect();
+        guard(&mut sql, "rpa_processes", &rows);
+    }
+    sql.push_str(" THEN RAISE EXCEPTION 'rpa: stale' USING ERRCODE = '40001'; END IF; END $rpa$; ");
+    sql.push_str(&writes);
+    let mut conn = pool.acquire().await.ok()?;
+    match sqlx::Executor::execute(&mut *conn, sql.as_str()).await {
+        Ok(_) => {
+            *hint = Some(Hint { tail });
+            Some((checked.results, checked.processes.into_values().collect()))
+        }
+        Err(_) => {
+            rollback(&mut conn).await;
+            None
+        }
+    }
+}
+
+/// ` OR` some row of `table` among `rows` (`(id, version)`, `NULL` for
+/// absent) is not at that version.
+fn guard(sql: &mut String, table: &str, rows: &[String]) {
+    let _ = write!(
+        sql,
+        " OR EXISTS (SELECT 1 FROM (VALUES {}) AS v(id, ver) LEFT JOIN {table} t ON t.id = v.id \
+         WHERE t.version IS DISTINCT FROM CAST(v.ver AS BIGINT))",
+        rows.join(", ")
+    );
+}
+
+/// What a group wrote: each commit's result, the processes as written.
+type Written = (Vec<StoreResult<()>>, Vec<Process>);
+
+fn counts_of(p: &Pending) -> impl Iterator<Item = &rpa_core::store::Counts> {
+    p.planned.steps.iter().filter_map(|s| match s {
+        Step::Counts(c) => Some(c),
+        _ => None,
+    })
+}
+
+/// The commits of a group checked in order.
+struct Checked<'a> {
+    results: Vec<StoreResult<()>>,
+    /// The last state of each row the commits that stand write.
+    last: HashMap<(&'static str, i64), &'a EntityRow>,
+    /// Every process read, with the counters of the commits that stand.
+    processes: HashMap<i64, Process>,
+    /// The processes whose counters changed.
+    changed: Vec<i64>,
+}
+
+/// Each commit against the rows as the commits before it leave them:
+/// stale (a row not at the version it read) or over a limit, it fails
+/// alone and changes nothing.
+fn check(batch: &[Pending], mut versions: Versions, mut processes: HashMap<i64, Process>) -> Checked<'_> {
+    let mut results = Vec::with_capacity(batch.len());
+    let mut last = HashMap::new();
+    let mut changed = Vec::new();
+    for p in batch {
         let rows = p.planned.rows.as_deref().unwrap_or_default();
         let fresh = rows.iter().all(|r| {
             let stored = versions.get(&(r.table, r.id)).copied();
@@ -282,26 +432,24 @@ async fn rows_at_once(pool: &AnyPool, batch: &[Pending], node: u64) -> Option<(V
                 v => stored == Some(v as i64 - 1),
             }
         });
-        let mut mine: Vec<Process> = Vec::new();
-        let counts = p.planned.steps.iter().try_for_each(|step| {
-            if let Step::Counts(c) = step {
-                let mut q = mine
-                    .iter()
-                    .rev()
-                    .find(|q| q.id == c.process)
-                    .or_else(|| processes.get(&c.process.0))
-                    .cloned()
-                    .ok_or(StoreError::Conflict)?;
-                c.apply(&mut q)?;
-                mine.push(q);
-            }
-            Ok::<_, StoreError>(())
-        });
         if !fresh {
             results.push(Err(StoreError::Conflict));
             continue;
         }
-        if let Err(e) = counts {
+        let mut mine: Vec<Process> = Vec::new();
+        let counted = counts_of(p).try_for_each(|c| {
+            let mut q = mine
+                .iter()
+                .rev()
+                .find(|q| q.id == c.process)
+                .or_else(|| processes.get(&c.process.0))
+                .cloned()
+                .ok_or(StoreError::Conflict)?;
+            c.apply(&mut q)?;
+            mine.push(q);
+            Ok::<_, StoreError>(())
+        });
+        if let Err(e) = counted {
             results.push(Err(e));
             continue;
         }
@@ -310,37 +458,45 @@ async fn rows_at_once(pool: &AnyPool, batch: &[Pending], node: u64) -> Option<(V
             last.insert((r.table, r.id), r);
         }
         for q in mine {
-            changed.insert(q.id.0, q.clone());
+            changed.push(q.id.0);
             processes.insert(q.id.0, q);
         }
         results.push(Ok(()));
     }
+    changed.sort_unstable();
+    changed.dedup();
+    Checked {
+        results,
+        last,
+        processes,
+        changed,
+    }
+}
+
+/// The writes of the commits that stand, as one text: each row's final
+/// state, each changed process once, the commands, the notifications, the
+/// audit rows, the new tail and `COMMIT`.
+fn write_sql(batch: &[Pending], checked: &Checked<'_>, node: u64, tail: &mut Tail) -> StoreResult<String> {
     let mut sql = String::new();
-    let mut tables: Vec<&'static str> = last.keys().map(|(t, _)| *t).collect();
+    let mut tables: Vec<&'static str> = checked.last.keys().map(|(t, _)| *t).collect();
     tables.sort_unstable();
     tables.dedup();
     for table in tables {
-        let mut rows: Vec<&EntityRow> = last.values().filter(|r| r.table == table).copied().collect();
+        let mut rows: Vec<&EntityRow> = checked.last.values().filter(|r| r.table == table).copied().collect();
         rows.sort_by_key(|r| r.id);
         upsert(&mut sql, &rows);
     }
-    // Each changed process once, in its final state (read under the lock,
-    // so the version it is written over is the one read).
-    for q in changed.values() {
-        let json = match plan::to_json(q) {
-            Ok(j) => j,
-            Err(e) => {
-                rollback(&mut conn).await;
-                return Some((fail_all(e, n), Vec::new()));
-            }
-        };
+    // Each changed process once, in its final state (the writers' lock is
+    // held, so the version it is written over is the one checked).
+    for id in &checked.changed {
+        let Some(q) = checked.processes.get(id) else { continue };
         let _ = write!(sql, "UPDATE rpa_processes SET version = {}, data = ", q.version);
-        literal(&mut sql, &Val::S(json));
-        let _ = write!(sql, " WHERE id = {}; ", q.id.0);
+        literal(&mut sql, &Val::S(plan::to_json(q)?));
+        let _ = write!(sql, " WHERE id = {id}; ");
     }
     let mut outbox = Vec::new();
     let mut woken = Vec::new();
-    for (p, r) in batch.iter().zip(&results) {
+    for (p, r) in batch.iter().zip(&checked.results) {
         if r.is_ok() {
             for step in &p.planned.steps {
                 if let Step::Outbox { seq, robot, data } = step {
@@ -364,29 +520,16 @@ async fn rows_at_once(pool: &AnyPool, batch: &[Pending], node: u64) -> Option<(V
             let _ = write!(sql, "SELECT pg_notify('rpa_outbox', '{r}'); ");
         }
     }
-    sql.push_str(&announce(batch, &results, node));
+    sql.push_str(&announce(batch, &checked.results, node));
     // Copied: if the server refuses the group, the next path needs them.
     let audit: Vec<AuditDraft> = batch
         .iter()
-        .zip(&results)
+        .zip(&checked.results)
         .filter(|(_, r)| r.is_ok())
         .flat_map(|(p, _)| p.planned.audit.iter().cloned())
         .collect();
-    match finish(&mut tail, audit, "") {
-        Ok(close) => sql.push_str(&close),
-        Err(e) => {
-            rollback(&mut conn).await;
-            return Some((fail_all(e, n), Vec::new()));
-        }
-    }
-    match sqlx::Executor::execute(&mut *conn, sql.as_str()).await {
-        Ok(_) => Some((results, processes.into_values().collect())),
-        Err(e) => {
-            tracing::debug!(error = %e, "a group's rows were refused; writing it commit by commit");
-            rollback(&mut conn).await;
-            None
-        }
-    }
+    sql.push_str(&finish(tail, audit, "")?);
+    Ok(sql)
 }
 
 /// One statement that writes `rows` (one table, each row once) whatever

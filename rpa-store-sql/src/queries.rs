@@ -42,8 +42,6 @@ pub const NEXT_DUE: &str = "SELECT MIN(t) FROM (
          UNION ALL SELECT MIN(ready_at) AS t FROM rpa_jobs
          UNION ALL SELECT MIN(expires_at) AS t FROM rpa_tokens
      ) d";
-/// Heartbeat: is anything waiting for this robot (index `rpa_outbox_robot`).
-pub const OUTBOX_PEEK: &str = "SELECT seq FROM rpa_outbox WHERE robot = $1 LIMIT 1";
 /// Heartbeat: take a robot's commands, PostgreSQL.
 pub const OUTBOX_TAKE_PG: &str = "DELETE FROM rpa_outbox WHERE seq IN (SELECT seq FROM rpa_outbox WHERE robot = $1 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING seq, data";
 /// Heartbeat, SQLite: drop a robot's oldest rows, the commands its memory mirror handed out.
@@ -82,7 +80,6 @@ pub fn hot_path(postgres: bool) -> Vec<(&'static str, &'static str)> {
         ("user", USER),
         ("due", DUE),
         ("next due", NEXT_DUE),
-        ("outbox peek", OUTBOX_PEEK),
         (
             "outbox take",
             if postgres { OUTBOX_TAKE_PG } else { OUTBOX_DROP_SQLITE },
