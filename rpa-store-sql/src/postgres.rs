@@ -320,11 +320,13 @@ async fn rows_in_one(
         for r in p.planned.rows.iter().flatten() {
             let before = (r.version > 1).then(|| r.version as i64 - 1);
             let key = (r.table, r.id);
-            if !expected.contains_key(&key) {
-                expected.insert(key, before);
-            } else if versions.get(&key).copied() != before {
+            match expected.entry(key) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(before);
+                }
                 // A later commit of the group is already stale.
-                return None;
+                _ if versions.get(&key).copied() != before => return None,
+                _ => {}
             }
             versions.insert(key, r.version as i64);
         }
