@@ -980,3 +980,10 @@ impl Store for SqlStore {
         result.await.map_err(stopped)?
     }
 }
+
+/// Test helper: the audit chain verifies; its length.
+#[cfg(test)]
+pub(crate) async fn audit_ok(store: &SqlStore) -> u64 {
+    let events = store.audit(0, 100_000).await.unwrap();
+    rpa_core::audit::verify(&events).unwrap()
+}

@@ -1057,6 +1057,127 @@ mod tests {
         }
     }
 
+    /// A commit writing `job` at its version, with one audit event.
+    fn job_commit(job: rpa_core::model::Job) -> Pending {
+        let mut c = Commit {
+            writes: vec![Write::Job(job.clone())],
+            ..Commit::default()
+        };
+        c.audit.push(AuditDraft {
+            at: Timestamp(0),
+            actor: rpa_core::model::Actor::System,
+            action: "job.test",
+            subject: rpa_core::audit::Subject::Id("job", job.id.0),
+            detail: job.version.to_string(),
+        });
+        let planned = plan::plan(&mut c, Backend::Postgres, &[]).unwrap();
+        assert!(planned.rows.is_some(), "a job-only commit is written as rows");
+        Pending {
+            planned,
+            changes: Changes::of(&c),
+            writes: c.writes,
+            done: oneshot::channel().0,
+        }
+    }
+
+    fn version(j: &rpa_core::model::Job, v: u64) -> rpa_core::model::Job {
+        rpa_core::model::Job {
+            version: v,
+            steps: v as u32,
+            ..j.clone()
+        }
+    }
+
+    async fn stored_job(store: &SqlStore, id: i64) -> Option<(u64, u32)> {
+        let row = sqlx::query(queries::JOB)
+            .bind(id)
+            .fetch_optional(store.pool())
+            .await
+            .unwrap()?;
+        let j: rpa_core::model::Job = data(&row).unwrap();
+        Some((j.version, j.steps))
+    }
+
+    /// Rows at once: each commit is checked against the versions the
+    /// commits before it leave; a stale one fails alone; a row written by
+    /// two commits ends in the later one's state; only the commits that
+    /// stood are in the audit chain.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_at_once_check_each_commit_in_order() {
+        let Some(store) = fresh("rows").await else { return };
+        use rpa_core::conformance::sample_job;
+        let (a, b) = (
+            sample_job(1, rpa_core::ids::ProcessId(1), 0),
+            sample_job(2, rpa_core::ids::ProcessId(1), 0),
+        );
+        let batch = vec![
+            job_commit(a.clone()),
+            job_commit(version(&a, 2)),
+            job_commit(version(&a, 2)),
+            job_commit(version(&b, 2)),
+            job_commit(b.clone()),
+        ];
+        let mut hint = None;
+        let (results, _) = rows_at_once(store.pool(), &batch, 0, &mut hint).await.expect("written");
+        let ok: Vec<bool> = results.iter().map(Result::is_ok).collect();
+        assert_eq!(ok, [true, true, false, false, true], "{results:?}");
+        assert_eq!(stored_job(&store, 1).await, Some((2, 2)));
+        assert_eq!(stored_job(&store, 2).await, Some((1, 0)));
+        let details: Vec<String> = store
+            .audit(0, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.detail)
+            .collect();
+        assert_eq!(details, ["1", "2", "1"]);
+        assert_eq!(crate::audit_ok(&store).await, 3);
+
+        // With what this writer knows, the next group is one round trip.
+        assert!(hint.is_some());
+        let batch = vec![job_commit(version(&a, 3)), job_commit(version(&b, 2))];
+        let cache = MemoryStore::read_side();
+        let (results, _) = rows_in_one(store.pool(), &batch, 0, &cache, &mut hint)
+            .await
+            .expect("one round trip");
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(stored_job(&store, 1).await, Some((3, 3)));
+        assert_eq!(crate::audit_ok(&store).await, 5);
+
+        // Somebody else appends to the chain: the knowledge no longer holds,
+        // the guard refuses, nothing is written.
+        let mut other = Some(Hint {
+            tail: Tail { seq: 4, hash: [0; 32] },
+        });
+        let batch = vec![job_commit(version(&a, 4))];
+        assert!(rows_in_one(store.pool(), &batch, 0, &cache, &mut other).await.is_none());
+        assert_eq!(stored_job(&store, 1).await, Some((3, 3)));
+        // A stale commit is not written in one round trip either.
+        let batch = vec![job_commit(version(&a, 9))];
+        assert!(rows_in_one(store.pool(), &batch, 0, &cache, &mut hint).await.is_none());
+        assert_eq!(crate::audit_ok(&store).await, 5);
+    }
+
+    /// A unique key taken (another job's key) refuses the whole text: the
+    /// rows path writes nothing and leaves the group to the block.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_at_once_leave_a_unique_clash_to_the_block() {
+        let Some(store) = fresh("rowsdup").await else { return };
+        use rpa_core::conformance::sample_job;
+        let a = sample_job(1, rpa_core::ids::ProcessId(1), 0);
+        let twin = rpa_core::model::Job {
+            id: rpa_core::ids::JobId(2),
+            ..a.clone()
+        };
+        let mut batch = vec![job_commit(a.clone()), job_commit(twin)];
+        assert!(rows_at_once(store.pool(), &batch, 0, &mut None).await.is_none());
+        assert_eq!(stored_job(&store, 1).await, None, "nothing stands");
+        let (results, _) = one_block(store.pool(), &mut batch, 0).await.expect("one block");
+        assert!(results[0].is_ok() && results[1].is_err(), "{results:?}");
+        assert_eq!(stored_job(&store, 1).await, Some((1, 0)));
+        assert_eq!(crate::audit_ok(&store).await, 1);
+    }
+
     /// One block carries a group: each commit stands or falls alone, and
     /// only the commits that stood are in the audit chain.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
