@@ -451,6 +451,15 @@ impl SqlStore {
             Ok(())
         }
         .await;
+        let result = match result {
+            // Not a migration: replaced at every start, so it is always this version's.
+            Ok(()) if postgres => sqlx::raw_sql(postgres::STALE_FUNCTION)
+                .execute(&mut *conn)
+                .await
+                .map(|_| ())
+                .map_err(backend_err),
+            r => r,
+        };
         if postgres {
             sqlx::raw_sql("SELECT pg_advisory_unlock(7262)")
                 .execute(&mut *conn)
