@@ -116,12 +116,17 @@ fn announce(batch: &[Pending], results: &[StoreResult<()>], node: u64) -> String
             all.merge(p.changes.clone());
         }
     }
-    let mut sql = String::new();
-    for payload in all.payloads(node) {
-        // Digits, letters and spaces only (`Changes::payloads`).
-        let _ = write!(sql, "SELECT pg_notify('{}', '{payload}'); ", cache::CHANNEL);
+    let payloads = all.payloads(node);
+    if payloads.is_empty() {
+        return String::new();
     }
-    sql
+    // Digits, letters and spaces only (`Changes::payloads`): safe in quotes.
+    let list: Vec<String> = payloads.iter().map(|p| format!("'{p}'")).collect();
+    format!(
+        "SELECT pg_notify('{}', p) FROM unnest(ARRAY[{}]) AS p; ",
+        cache::CHANNEL,
+        list.join(", ")
+    )
 }
 
 fn fail_all<T>(e: StoreError, n: usize) -> Vec<StoreResult<T>> {
@@ -540,9 +545,13 @@ fn write_sql(batch: &[Pending], checked: &Checked<'_>, node: u64, tail: &mut Tai
         sql.push_str("; ");
         woken.sort_unstable();
         woken.dedup();
-        for r in woken {
-            let _ = write!(sql, "SELECT pg_notify('rpa_outbox', '{r}'); ");
-        }
+        // One statement for all: each statement of a text costs a parse and a plan.
+        let list: Vec<String> = woken.iter().map(|r| format!("'{r}'")).collect();
+        let _ = write!(
+            sql,
+            "SELECT pg_notify('rpa_outbox', r) FROM unnest(ARRAY[{}]) AS r; ",
+            list.join(", ")
+        );
     }
     sql.push_str(&announce(batch, &checked.results, node));
     // Copied: if the server refuses the group, the next path needs them.
