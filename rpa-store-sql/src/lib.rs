@@ -1,34 +1,40 @@
 //! # rpa-store-sql
 //!
-//! Durable [`rpa_core::Store`] backends on sqlx: SQLite (the embedded
-//! default, one file, WAL) and PostgreSQL (several engine nodes on one
-//! database). One implementation serves both through sqlx's `Any` driver;
-//! the few places where the dialects differ say so.
+//! Durable [`rpa_core::Store`] backends: SQLite (the embedded default, one
+//! file, WAL) and PostgreSQL (several engine nodes on one database). Reads,
+//! migrations and PostgreSQL go through sqlx's `Any` driver; SQLite writes
+//! through a thread of the store's own (rusqlite). The few places where the
+//! dialects differ say so.
 //!
 //! ```text
-//!  Engine ──read──► reader pool (sqlx) ──► SELECT data FROM rpa_* WHERE <indexed column> ...
+//!  Engine ──read──► memory: what is live (MemoryStore) ──miss / ended──► reader pool (sqlx)
 //!         ──commit─► plan (JSON, statements; src/plan.rs) ──► group writer:
-//!                      BEGIN; per commit: UPDATE ... WHERE id = ? AND version = new-1 (else Conflict);
-//!                      INSERT new rows; outbox; then the group's audit rows; COMMIT
+//!                      one transaction per group of commits; a stale commit
+//!                      (a row not at the version it read) fails alone;
+//!                      then the group's audit rows; COMMIT; then memory
 //! ```
 //!
 //! Every entity is stored whole as JSON; the other columns serve lookups,
-//! uniqueness and the indexes dispatch, heartbeats and timers use
-//! (`migrations/0001_init.sql`). Versioned commits make two engines on one
-//! database safe: a commit whose snapshot is stale changes nothing and
-//! returns [`StoreError::Conflict`]. Serial ids are taken from the database
-//! in blocks, so an id costs a round trip only once per block.
+//! uniqueness and the indexes heartbeats, timers and the job window use
+//! (`migrations/`). Versioned commits make two engines on one database
+//! safe: a commit whose snapshot is stale changes nothing and returns
+//! [`StoreError::Conflict`]. Serial ids are taken from the database in
+//! blocks, so an id costs a round trip only once per block.
 //!
 //! Commits go through one group writer per store: it takes every commit
-//! waiting and applies them in one transaction, a savepoint each. The
-//! caller turns its commit into statements first (`plan`), so the writer
-//! only runs them. On SQLite the writer is a thread of its own with the
-//! file's one write connection (rusqlite, prepared statements kept), so a
-//! whole group runs without a thread switch per statement; on PostgreSQL
-//! it is a task on the sqlx pool, and each transaction first takes an
-//! advisory lock, so the writers of several nodes take turns (every commit
-//! appends to the one audit chain, so they would anyway) and never lock
-//! rows in crossed order. A process's counters change by [`Counts`],
+//! waiting and applies them in one transaction. The caller turns its
+//! commit into statements first (`plan`), so the writer only runs them. On
+//! SQLite the writer is a thread of its own with the file's one write
+//! connection (rusqlite, prepared statements kept), a savepoint per
+//! commit. On PostgreSQL (`postgres.rs`) it is a task; each transaction
+//! first takes an advisory lock, so the writers of several nodes take turns
+//! (every commit appends to the one audit chain, so they would anyway) and
+//! never lock rows in crossed order. A group of job, queue item and robot
+//! writes is checked against the stored versions under that lock and
+//! written with one multi-row statement per table, in one round trip when
+//! the writer's knowledge of the database still holds (a guard checks it)
+//! and two otherwise; other groups go through an anonymous block with a
+//! sub-block per commit. A process's counters change by [`Counts`],
 //! applied to the row as stored, checked against the process's limits.
 //! Leases (`rpa_leases`, [`Store::lease`]) are one conditional upsert.
 //!
@@ -39,19 +45,27 @@
 //! SQLite runs with `journal_mode=WAL` and, by default, `synchronous=NORMAL`:
 //! a commit is durable against a crash of the process, and a power loss can
 //! lose the last commits before the WAL was synced (the database stays
-//! consistent). `synchronous=FULL` syncs every commit. SQLite writes go
-//! through the writer thread's connection; reads use several.
+//! consistent). `synchronous=FULL` syncs every commit.
 //!
-//! On SQLite the store is the only writer of its file (one server per
-//! file), so it also keeps what is live in memory: people, sessions,
-//! processes, robots, vendors (secrets still sealed), unfinished jobs and
-//! queue items, waiting commands, and the dispatch and deadline indexes
-//! over them (an [`rpa_core::MemoryStore`] fed by
-//! [`MemoryStore::mirror`](rpa_core::MemoryStore)). It is loaded at start
-//! and updated by the group writer after each transaction commits, in
-//! commit order, before any caller hears back. Reads of those come from
-//! memory; ended jobs and items, run logs, files, the audit log and the
-//! job-window query come from the database.
+//! Both backends keep what is live in memory: people, sessions, processes,
+//! robots, vendors (secrets still sealed), unfinished jobs and queue items,
+//! and the dispatch and deadline indexes over them (an
+//! [`rpa_core::MemoryStore`]). Dispatch reads only that memory. Ended jobs
+//! and items, run logs, files, the audit log and the job-window query come
+//! from the database.
+//!
+//! - SQLite: the store is the only writer of its file (one server per file,
+//!   enforced by a lock file), so the memory is whole and exact: loaded at
+//!   start, updated by the writer thread after each transaction commits, in
+//!   commit order, before any caller hears back; it also holds the waiting
+//!   robot commands ([`MemoryStore::mirror`](rpa_core::MemoryStore)).
+//! - PostgreSQL: other nodes write too, so the memory is a node cache that
+//!   may lag and never decides alone: every decision still ends in a
+//!   versioned commit the database checks. It takes in this node's commits
+//!   as they commit and the rows other nodes announce on `rpa_changes`,
+//!   re-reads what a refused commit wrote, reads through on a miss, and
+//!   reloads after its listening connection was lost (`cache.rs`). Timers
+//!   and robot commands are read from the database.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -80,6 +94,11 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
         (1, "init", include_str!("../migrations/0001_init.sql")),
         (2, "leases", include_str!("../migrations/0002_leases.sql")),
         (3, "session expiry", include_str!("../migrations/0003_token_expiry.sql")),
+        (
+            4,
+            "dispatch in memory",
+            include_str!("../migrations/0004_dispatch_in_memory.sql"),
+        ),
     ]
 }
 
@@ -501,6 +520,14 @@ impl SqlStore {
         Ok(found)
     }
 
+    /// What is live, in memory (always there once connected).
+    fn memory(&self) -> StoreResult<&MemoryStore> {
+        self.inner
+            .mirror
+            .as_ref()
+            .ok_or_else(|| StoreError::Backend("the store is not connected".into()))
+    }
+
     /// The memory that holds everything live (SQLite), if it does.
     fn whole(&self) -> Option<&MemoryStore> {
         self.inner
@@ -680,58 +707,15 @@ impl Store for SqlStore {
         let jobs = self.many(rows.bind(limit(q.limit))).await?;
         Ok((total as u64, jobs))
     }
+    // Dispatch reads memory only (see the module docs).
     async fn next_pending(&self, processes: &[ProcessId]) -> StoreResult<Option<Job>> {
-        if let Some(m) = &self.inner.mirror {
-            return m.next_pending(processes).await;
-        }
-        if processes.is_empty() {
-            return Ok(None);
-        }
-        // One indexed probe per process (rpa_jobs_dispatch), then the best of the heads.
-        let mut best: Option<Job> = None;
-        for p in processes {
-            let head: Option<Job> = self.one(queries::NEXT_PENDING, Val::I(p.0)).await?;
-            if let Some(h) = head
-                && best
-                    .as_ref()
-                    .is_none_or(|b| (std::cmp::Reverse(h.priority), h.id) < (std::cmp::Reverse(b.priority), b.id))
-            {
-                best = Some(h);
-            }
-        }
-        Ok(best)
+        self.memory()?.next_pending(processes).await
     }
     async fn pending_heads(&self, processes: &[ProcessId], n: usize) -> StoreResult<Vec<JobId>> {
-        if let Some(m) = &self.inner.mirror {
-            return m.pending_heads(processes, n).await;
-        }
-        let mut heads: Vec<(std::cmp::Reverse<i64>, i64)> = Vec::new();
-        for p in processes {
-            let rows = sqlx::query(queries::PENDING_HEADS)
-                .bind(p.0)
-                .bind(limit(n))
-                .fetch_all(&self.inner.read)
-                .await
-                .map_err(backend_err)?;
-            for r in &rows {
-                let id: i64 = r.try_get(0).map_err(backend_err)?;
-                let priority: i64 = r.try_get(1).map_err(backend_err)?;
-                heads.push((std::cmp::Reverse(priority), id));
-            }
-        }
-        heads.sort_unstable();
-        Ok(heads.into_iter().take(n).map(|(_, id)| JobId(id)).collect())
+        self.memory()?.pending_heads(processes, n).await
     }
     async fn pending_count(&self, process: ProcessId) -> StoreResult<u64> {
-        if let Some(m) = &self.inner.mirror {
-            return m.pending_count(process).await;
-        }
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM rpa_jobs WHERE process = $1 AND dispatchable = 1")
-            .bind(process.0)
-            .fetch_one(&self.inner.read)
-            .await
-            .map_err(backend_err)?;
-        Ok(n as u64)
+        self.memory()?.pending_count(process).await
     }
 
     async fn item(&self, id: QueueItemId) -> StoreResult<Option<QueueItem>> {
@@ -785,13 +769,7 @@ impl Store for SqlStore {
         self.many(sqlx::query("SELECT data FROM rpa_robots ORDER BY id")).await
     }
     async fn available_robots(&self, after: Option<RobotId>, n: usize) -> StoreResult<Vec<Robot>> {
-        if let Some(m) = &self.inner.mirror {
-            return m.available_robots(after, n).await;
-        }
-        let q = sqlx::query(queries::AVAILABLE_ROBOTS)
-            .bind(after.map_or(i64::MIN, |a| a.0))
-            .bind(limit(n));
-        self.many(q).await
+        self.memory()?.available_robots(after, n).await
     }
     async fn vendor_by_code(&self, code: &str) -> StoreResult<Option<Vendor>> {
         let memory = self.inner.mirror.as_ref().map(|m| m.vendor_by_code(code));

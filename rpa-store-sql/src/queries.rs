@@ -1,23 +1,17 @@
-//! The statements on the paths every job and robot takes (dispatch,
-//! heartbeat, finish, timers), in one place so that `tests/plans.rs` can
-//! show each one's query plan and check that none scans a table.
+//! The statements on the paths every job and robot takes (heartbeat,
+//! finish, timers, lookups that miss memory), in one place so that
+//! `tests/plans.rs` can show each one's query plan and check that none
+//! scans a table. Dispatch itself reads no table: it reads the live jobs
+//! and robots kept in memory.
 
 /// A job by id (finish, heartbeat, status).
 pub const JOB: &str = "SELECT data FROM rpa_jobs WHERE id = $1";
 /// A job by key (seed 000 `jobId`, seed 001 `runInstanceId`).
 pub const JOB_BY_KEY: &str = "SELECT data FROM rpa_jobs WHERE key = $1";
-/// Dispatch: the best pending job of one process (index `rpa_jobs_dispatch`).
-pub const NEXT_PENDING: &str =
-    "SELECT data FROM rpa_jobs WHERE process = $1 AND dispatchable = 1 ORDER BY priority DESC, id LIMIT 1";
-/// Dispatch: the ids of the best pending jobs of one process (index-only on `rpa_jobs_dispatch`).
-pub const PENDING_HEADS: &str =
-    "SELECT id, priority FROM rpa_jobs WHERE process = $1 AND dispatchable = 1 ORDER BY priority DESC, id LIMIT $2";
 /// A robot by id.
 pub const ROBOT: &str = "SELECT data FROM rpa_robots WHERE id = $1";
 /// A robot by the executor's own id (every seed 001 call).
 pub const ROBOT_BY_CODE: &str = "SELECT data FROM rpa_robots WHERE code = $1";
-/// Dispatch: idle robots (index `rpa_robots_idle`).
-pub const AVAILABLE_ROBOTS: &str = "SELECT data FROM rpa_robots WHERE idle = 1 AND id > $1 ORDER BY id LIMIT $2";
 /// A process by id.
 pub const PROCESS: &str = "SELECT data FROM rpa_processes WHERE id = $1";
 /// A process by key (seed 000 `processId`).
@@ -69,11 +63,8 @@ pub fn hot_path(postgres: bool) -> Vec<(&'static str, &'static str)> {
     vec![
         ("job", JOB),
         ("job by key", JOB_BY_KEY),
-        ("next pending", NEXT_PENDING),
-        ("pending heads", PENDING_HEADS),
         ("robot", ROBOT),
         ("robot by code", ROBOT_BY_CODE),
-        ("available robots", AVAILABLE_ROBOTS),
         ("process", PROCESS),
         ("process by key", PROCESS_BY_KEY),
         ("token", TOKEN),
