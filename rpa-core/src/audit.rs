@@ -363,6 +363,20 @@ mod tests {
     }
 
     #[test]
+    fn events_store_hashes_as_hex_and_read_the_older_arrays() {
+        let e = chain(2).remove(1);
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["hash"], hex::encode(e.hash));
+        assert_eq!(serde_json::from_value::<AuditEvent>(json.clone()).unwrap(), e);
+        let mut old = json;
+        old["hash"] = serde_json::json!(e.hash.to_vec());
+        old["prev_hash"] = serde_json::json!(e.prev_hash.to_vec());
+        assert_eq!(serde_json::from_value::<AuditEvent>(old.clone()).unwrap(), e);
+        old["hash"] = serde_json::json!([1, 2, 3]);
+        assert!(serde_json::from_value::<AuditEvent>(old).is_err());
+    }
+
+    #[test]
     fn an_intact_chain_verifies() {
         assert_eq!(verify(&chain(5)), Ok(5));
         assert_eq!(verify(&[]), Ok(0));

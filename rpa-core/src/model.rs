@@ -707,7 +707,48 @@ pub struct AuditEvent {
     /// Details (e.g. `Running->Successful`, or `robot:3 attempt:1` for a dispatch).
     pub detail: String,
     /// Hash of the previous event (zeros for the first).
+    #[serde(with = "hex32")]
     pub prev_hash: [u8; 32],
     /// Hash over this event and `prev_hash`.
+    #[serde(with = "hex32")]
     pub hash: [u8; 32],
+}
+
+/// A 32-byte hash as 64 hex digits; reads the array of numbers that
+/// earlier versions stored, too.
+mod hex32 {
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(h: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        let mut buf = [0u8; 64];
+        hex::encode_to_slice(h, &mut buf).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(std::str::from_utf8(&buf).map_err(serde::ser::Error::custom)?)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        struct Hash;
+        impl<'de> Visitor<'de> for Hash {
+            type Value = [u8; 32];
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("64 hex digits or 32 numbers")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<[u8; 32], E> {
+                let mut h = [0u8; 32];
+                hex::decode_to_slice(v, &mut h).map_err(E::custom)?;
+                Ok(h)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; 32], A::Error> {
+                let mut h = [0u8; 32];
+                for (i, b) in h.iter_mut().enumerate() {
+                    *b = seq.next_element()?.ok_or_else(|| de::Error::invalid_length(i, &self))?;
+                }
+                if seq.next_element::<u8>()?.is_some() {
+                    return Err(de::Error::invalid_length(33, &self));
+                }
+                Ok(h)
+            }
+        }
+        d.deserialize_any(Hash)
+    }
 }
