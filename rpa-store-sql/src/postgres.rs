@@ -445,6 +445,21 @@ struct Checked<'a> {
     changed: Vec<i64>,
 }
 
+/// The process of `c` with `c` applied: as this commit's earlier counts
+/// (`mine`) left it, else as `stored`. Over a limit, or an unknown process,
+/// is an error and changes nothing.
+fn apply_counts(c: &rpa_core::store::Counts, mine: &[Process], stored: &HashMap<i64, Process>) -> StoreResult<Process> {
+    let mut q = mine
+        .iter()
+        .rev()
+        .find(|q| q.id == c.process)
+        .or_else(|| stored.get(&c.process.0))
+        .cloned()
+        .ok_or(StoreError::Conflict)?;
+    c.apply(&mut q)?;
+    Ok(q)
+}
+
 /// Each commit against the rows as the commits before it leave them:
 /// stale (a row not at the version it read) or over a limit, it fails
 /// alone and changes nothing.
@@ -467,14 +482,7 @@ fn check(batch: &[Pending], mut versions: Versions, mut processes: HashMap<i64, 
         }
         let mut mine: Vec<Process> = Vec::new();
         let counted = counts_of(p).try_for_each(|c| {
-            let mut q = mine
-                .iter()
-                .rev()
-                .find(|q| q.id == c.process)
-                .or_else(|| processes.get(&c.process.0))
-                .cloned()
-                .ok_or(StoreError::Conflict)?;
-            c.apply(&mut q)?;
+            let q = apply_counts(c, &mine, &processes)?;
             mine.push(q);
             Ok::<_, StoreError>(())
         });
@@ -814,14 +822,7 @@ fn statements(steps: &[Step], processes: &mut HashMap<i64, Process>) -> StoreRes
             }),
             Step::Outbox { seq, robot, data } => stmts.push(plan::outbox(*seq, *robot, data.clone())),
             Step::Counts(c) => {
-                let mut q = changed
-                    .iter()
-                    .rev()
-                    .find(|q| q.id == c.process)
-                    .or_else(|| processes.get(&c.process.0))
-                    .cloned()
-                    .ok_or(StoreError::Conflict)?;
-                c.apply(&mut q)?;
+                let q = apply_counts(c, &changed, processes)?;
                 stmts.push(plan::process(&q)?);
                 changed.push(q);
             }
