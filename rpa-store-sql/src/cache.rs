@@ -24,6 +24,7 @@
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rpa_core::ids::*;
@@ -333,6 +334,9 @@ async fn reconcile(pool: &AnyPool, cache: &MemoryStore) -> StoreResult<()> {
     Ok(())
 }
 
+/// Where the outcome of the first load goes.
+type Ready = Arc<Mutex<Option<oneshot::Sender<StoreResult<()>>>>>;
+
 enum News {
     /// Notifications may have been missed: reload.
     Reload,
@@ -350,8 +354,11 @@ pub(crate) fn start(
     mut stop: oneshot::Receiver<()>,
 ) -> oneshot::Receiver<StoreResult<()>> {
     let (ready, loaded) = oneshot::channel();
+    // Whoever knows first says how the start went: the listener if it
+    // cannot listen at all, else the refresher once the first load is done.
+    let ready = Arc::new(Mutex::new(Some(ready)));
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(refresher(pool, cache, rx, ready));
+    tokio::spawn(refresher(pool, cache, rx, ready.clone()));
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -395,7 +402,13 @@ pub(crate) fn start(
                         }
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot listen for changes from other nodes"),
+                Err(e) => {
+                    if let Some(r) = ready.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                        let _ = r.send(Err(backend_err(std::mem::replace(e, sqlx::Error::PoolClosed))));
+                        return;
+                    }
+                    tracing::warn!(error = %e, "cannot listen for changes from other nodes");
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
@@ -408,13 +421,7 @@ pub(crate) fn start(
 }
 
 /// Reads what the notifications name, a batch at a time.
-async fn refresher(
-    pool: AnyPool,
-    cache: MemoryStore,
-    mut rx: mpsc::UnboundedReceiver<News>,
-    ready: oneshot::Sender<StoreResult<()>>,
-) {
-    let mut ready = Some(ready);
+async fn refresher(pool: AnyPool, cache: MemoryStore, mut rx: mpsc::UnboundedReceiver<News>, ready: Ready) {
     let mut reload = false;
     while let Some(first) = rx.recv().await {
         let mut changed = Changes::default();
@@ -430,7 +437,8 @@ async fn refresher(
             } else {
                 fetch(&pool, &changed).await.map(|w| cache.refresh(w))
             };
-            if let Some(r) = ready.take() {
+            let first = ready.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if let Some(r) = first {
                 let _ = r.send(done.clone());
                 if done.is_err() {
                     return;
