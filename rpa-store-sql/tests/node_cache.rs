@@ -7,10 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::{fresh_postgres, postgres_url};
+use rpa_core::Timestamp;
 use rpa_core::conformance::{sample_job, sample_robot};
 use rpa_core::error::StoreError;
-use rpa_core::ids::{JobId, ProcessId, RobotId};
-use rpa_core::model::{Job, JobState, RobotState};
+use rpa_core::ids::{JobId, ProcessId, RobotId, UserId};
+use rpa_core::model::{Job, JobState, RobotState, Token};
 use rpa_core::store::{Commit, Store, Write};
 use rpa_store_sql::{SqlOptions, SqlStore};
 
@@ -99,6 +100,21 @@ async fn postgres_nodes_hear_of_each_others_commits_and_never_commit_a_stale_cop
         .await
         .unwrap();
     assert!(a.robot(RobotId(2)).await.unwrap().is_some());
+
+    // A session opened on A works on B; ended on B, A stops accepting it.
+    let token = Token {
+        hash: [9; 32],
+        user: UserId(1),
+        created_at: Timestamp(0),
+        expires_at: Timestamp(i64::MAX),
+    };
+    put(&a, vec![Write::Token(token)]).await.unwrap();
+    assert!(b.token([9; 32]).await.unwrap().is_some(), "read through on B");
+    put(&b, vec![Write::RevokeToken([9; 32])]).await.unwrap();
+    eventually("A hears the session ended", async || {
+        a.token([9; 32]).await.unwrap().is_none()
+    })
+    .await;
 
     // B's listening connection drops; what A commits meanwhile, B finds by
     // reloading once it listens again.
