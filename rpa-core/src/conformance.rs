@@ -82,6 +82,27 @@ pub fn sample_job(id: i64, process: ProcessId, priority: i32) -> Job {
     }
 }
 
+/// A queue item for tests: New, no reference.
+pub fn sample_item(id: i64, process: ProcessId) -> QueueItem {
+    QueueItem {
+        id: QueueItemId(id),
+        key: Key::from_random((id as u128 + 9_000).to_le_bytes()),
+        version: 1,
+        process,
+        state: ItemState::New,
+        priority: 0,
+        reference: None,
+        content: Arc::new(json!({})),
+        retry_count: 0,
+        retry_of: None,
+        job: None,
+        defer_until: None,
+        deadline: None,
+        created_at: Timestamp(0),
+        ended_at: None,
+    }
+}
+
 /// A robot for tests.
 pub fn sample_robot(id: i64, state: RobotState) -> Robot {
     Robot {
@@ -245,21 +266,8 @@ async fn unique_keys<S: Store>(s: S) {
         "unique_keys: robot code"
     );
     let item = |id: i64| QueueItem {
-        id: QueueItemId(id),
-        key: Key::from_random((id as u128 + 9_000).to_le_bytes()),
-        version: 1,
-        process: ProcessId(1),
-        state: ItemState::New,
-        priority: 0,
         reference: Some("INV-1".into()),
-        content: Arc::new(json!({})),
-        retry_count: 0,
-        retry_of: None,
-        job: None,
-        defer_until: None,
-        deadline: None,
-        created_at: Timestamp(0),
-        ended_at: None,
+        ..sample_item(id, ProcessId(1))
     };
     put(&s, vec![Write::Item(item(1))]).await.unwrap();
     assert_eq!(

@@ -83,10 +83,12 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 mod cache;
+mod group_call;
 mod plan;
 mod postgres;
 pub mod queries;
 mod sqlite;
+mod take;
 
 /// The schema migrations, in order: `(version, name, sql)`.
 pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
@@ -158,7 +160,12 @@ struct Inner {
     read: AnyPool,
     id_block: i64,
     ids: Mutex<HashMap<&'static str, (i64, i64)>>,
+    /// Held while a block of ids is reserved: callers that find the block
+    /// spent wait for one reservation instead of each making their own.
+    reserving: tokio::sync::Mutex<()>,
     writer: Writer,
+    /// PostgreSQL: the take batcher ([`take`]).
+    takes: Option<mpsc::Sender<take::Request>>,
     url: String,
     secret_key: Option<[u8; 32]>,
     /// The live entities and indexes in memory. SQLite: kept by the group
@@ -338,7 +345,9 @@ impl SqlStore {
                 read,
                 id_block: options.id_block.max(1),
                 ids: Mutex::default(),
+                reserving: tokio::sync::Mutex::default(),
                 writer,
+                takes: None,
                 url: url.to_owned(),
                 secret_key: options.secret_key,
                 mirror: None,
@@ -360,6 +369,7 @@ impl SqlStore {
             loaded.await.map_err(stopped)??;
             tokio::spawn(postgres::group_writer(
                 store.inner.read.clone(),
+                url.to_owned(),
                 rx,
                 cache.clone(),
                 store.inner.node,
@@ -368,6 +378,9 @@ impl SqlStore {
                 .ok_or_else(|| StoreError::Backend("the store was shared while connecting".into()))?;
             inner.mirror = Some(cache);
             inner._stop = Some(stop);
+            let (takes, rx) = mpsc::channel(take::BATCH_MAX * 4);
+            tokio::spawn(take::run(inner.read.clone(), rx));
+            inner.takes = Some(takes);
         }
         if let (Some(rx), Some(lock)) = (sqlite_rx, lock) {
             let mirror = MemoryStore::read_side();
@@ -472,7 +485,7 @@ impl SqlStore {
         .await;
         let result = match result {
             // Not a migration: replaced at every start, so it is always this version's.
-            Ok(()) if postgres => sqlx::raw_sql(postgres::STALE_FUNCTION)
+            Ok(()) if postgres => sqlx::raw_sql(&group_call::function_sql())
                 .execute(&mut *conn)
                 .await
                 .map(|_| ())
@@ -551,14 +564,23 @@ impl SqlStore {
 
     /// The next serial id of a sequence, reserving a block when the local one is spent.
     async fn serial(&self, kind: &'static str) -> StoreResult<i64> {
-        {
+        let take = || {
             let mut ids = self.inner.ids.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((next, end)) = ids.get_mut(kind)
-                && *next < *end
-            {
-                *next += 1;
-                return Ok(*next - 1);
+            match ids.get_mut(kind) {
+                Some((next, end)) if *next < *end => {
+                    *next += 1;
+                    Some(*next - 1)
+                }
+                _ => None,
             }
+        };
+        if let Some(id) = take() {
+            return Ok(id);
+        }
+        let _reserving = self.inner.reserving.lock().await;
+        // Another caller may have reserved a block meanwhile.
+        if let Some(id) = take() {
+            return Ok(id);
         }
         let block = self.inner.id_block;
         let end = match &self.inner.writer {
@@ -875,18 +897,13 @@ impl Store for SqlStore {
         }
         // Most heartbeats find nothing: a delete that deletes nothing writes
         // nothing and waits for no flush, so no look first.
-        let rows = sqlx::query(queries::OUTBOX_TAKE_PG)
-            .bind(robot.0)
-            .bind(limit(n))
-            .fetch_all(&self.inner.read)
+        let takes = self.inner.takes.as_ref().ok_or_else(|| take::stopped(()))?;
+        let (done, answer) = oneshot::channel();
+        takes
+            .send(take::Request { robot, n, done })
             .await
-            .map_err(backend_err)?;
-        let mut out: Vec<(i64, Command)> = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push((r.try_get("seq").map_err(backend_err)?, data(r)?));
-        }
-        out.sort_by_key(|(s, _)| *s);
-        Ok(out.into_iter().map(|(_, c)| c).collect())
+            .map_err(take::stopped)?;
+        answer.await.map_err(take::stopped)?
     }
 
     async fn audit(&self, after: u64, n: usize) -> StoreResult<Vec<AuditEvent>> {

@@ -30,11 +30,11 @@ use rpa_core::audit::{self, AuditDraft};
 use rpa_core::error::StoreError;
 use rpa_core::model::Process;
 use rpa_core::store::{StoreResult, Write};
-use sqlx::pool::PoolConnection;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyConnection, AnyPool, Connection, PgConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::cache::{self, Changes};
+use crate::group_call;
 use crate::plan::{self, EntityRow, Expect, Planned, Step, Stmt, Val};
 use crate::{GROUP_MAX, backend_err, bind, data, queries, unique_err};
 
@@ -55,7 +55,13 @@ pub(crate) struct Pending {
 /// Before anyone hears back, the node cache takes in what stood (with the
 /// process counters as written) and re-reads what a stale commit wrote; the
 /// group announces what it changed to the other nodes (see `cache.rs`).
-pub(crate) async fn group_writer(pool: AnyPool, mut rx: mpsc::Receiver<Pending>, cache: MemoryStore, node: u64) {
+pub(crate) async fn group_writer(
+    pool: AnyPool,
+    url: String,
+    mut rx: mpsc::Receiver<Pending>,
+    cache: MemoryStore,
+    node: u64,
+) {
     let mut hint = None;
     let mut held = None;
     while let Some(first) = rx.recv().await {
@@ -68,7 +74,7 @@ pub(crate) async fn group_writer(pool: AnyPool, mut rx: mpsc::Receiver<Pending>,
         }
         let mut done = None;
         if batch.iter().all(|p| p.planned.rows.is_some()) {
-            done = rows_in_one(&pool, &mut held, &batch, node, &cache, &mut hint).await;
+            done = rows_in_one(&url, &mut held, &batch, node, &cache, &mut hint).await;
             if done.is_none() {
                 done = rows_at_once(&pool, &batch, node, &mut hint).await;
             }
@@ -108,23 +114,27 @@ pub(crate) async fn group_writer(pool: AnyPool, mut rx: mpsc::Receiver<Pending>,
     }
 }
 
-/// The notifications that announce what the commits that stood changed.
-fn announce(batch: &[Pending], results: &[StoreResult<()>], node: u64) -> String {
+/// The payloads that announce what the commits that stood changed.
+fn payloads(batch: &[Pending], results: &[StoreResult<()>], node: u64) -> Vec<String> {
     let mut all = Changes::default();
     for (p, r) in batch.iter().zip(results) {
         if r.is_ok() {
             all.merge(p.changes.clone());
         }
     }
-    let payloads = all.payloads(node);
+    all.payloads(node)
+}
+
+/// One statement that sends each of `payloads` on `channel`. Payloads are
+/// digits, letters and spaces only (robot ids, `Changes::payloads`): safe
+/// in quotes.
+fn notify_sql(channel: &str, payloads: &[String]) -> String {
     if payloads.is_empty() {
         return String::new();
     }
-    // Digits, letters and spaces only (`Changes::payloads`): safe in quotes.
     let list: Vec<String> = payloads.iter().map(|p| format!("'{p}'")).collect();
     format!(
-        "SELECT pg_notify('{}', p) FROM unnest(ARRAY[{}]) AS p; ",
-        cache::CHANNEL,
+        "SELECT pg_notify('{channel}', p) FROM unnest(ARRAY[{}]) AS p; ",
         list.join(", ")
     )
 }
@@ -220,7 +230,11 @@ async fn one_block(pool: &AnyPool, batch: &mut [Pending], node: u64) -> Option<(
         // sent stood; else the caller re-reads them.
         let clean = (0..n).all(|i| !sent[i] || results[i].is_ok());
         let written = if clean { written } else { Vec::new() };
-        let close = match finish(&mut tail, audit, &announce(batch, &results, node)) {
+        let close = match finish(
+            &mut tail,
+            audit,
+            &notify_sql(cache::CHANNEL, &payloads(batch, &results, node)),
+        ) {
             Ok(sql) => sql,
             Err(e) => {
                 rollback(&mut conn).await;
@@ -280,8 +294,8 @@ async fn rows_at_once(pool: &AnyPool, batch: &[Pending], node: u64, hint: &mut O
         }
     };
     let checked = check(batch, versions, processes);
-    let sql = match write_sql(batch, &checked, node, &mut tail) {
-        Ok(sql) => sql,
+    let sql = match group_writes(batch, &checked, node, &mut tail) {
+        Ok(w) => write_sql(&w),
         Err(e) => {
             rollback(&mut conn).await;
             return Some((fail_all(e, n), Vec::new()));
@@ -308,16 +322,17 @@ pub(crate) struct Hint {
 /// [`rows_at_once`] in one round trip, when this writer's knowledge holds:
 /// the audit tail as its last group left it, each row at the version its
 /// first commit in the group read, each process at the version the node
-/// cache holds. A guard at the start of the transaction checks exactly
-/// that under the writers' lock and aborts it otherwise (another node
-/// wrote meanwhile, or a commit is stale): `None`, nothing written, and
-/// the group takes the two-round-trip path, which sorts it out.
+/// cache holds. `rpa_write_rows` (see `group_call.rs`) checks exactly that
+/// under the writers' lock and refuses otherwise (another node wrote
+/// meanwhile, or a commit is stale): `None`, nothing written, and the group
+/// takes the two-round-trip path, which sorts it out.
 ///
-/// `held` is the writer's own connection for this path, taken from the pool
-/// once and kept (so no group waits for a connection behind readers).
+/// `held` is the writer's own connection for this path, opened on first use
+/// (so no group waits for a connection behind readers) and dropped when it
+/// breaks.
 async fn rows_in_one(
-    pool: &AnyPool,
-    held: &mut Option<PoolConnection<sqlx::Any>>,
+    url: &str,
+    held: &mut Option<PgConnection>,
     batch: &[Pending],
     node: u64,
     cache: &MemoryStore,
@@ -361,68 +376,40 @@ async fn rows_in_one(
     if checked.results.iter().any(|r| r.is_err()) {
         return None;
     }
-    let expected_seq = tail.seq;
-    let writes = write_sql(batch, &checked, node, &mut tail).ok()?;
-    // `rpa_stale()` raises: called only when the guard finds a difference.
-    let mut sql = format!(
-        "BEGIN; SELECT pg_advisory_xact_lock(7263); SELECT rpa_stale() WHERE \
-         (SELECT seq FROM rpa_audit_tail WHERE id = 1) <> {expected_seq}"
-    );
-    let mut tables: Vec<&'static str> = expected.keys().map(|(t, _)| *t).collect();
-    tables.sort_unstable();
-    tables.dedup();
-    for table in tables {
-        let rows: Vec<String> = expected
-            .iter()
-            .filter(|((t, _), _)| *t == table)
-            .map(|((_, id), v)| format!("({id}, {})", v.map_or("NULL".into(), |v| v.to_string())))
-            .collect();
-        guard(&mut sql, table, &rows);
-    }
-    if !guarded.is_empty() {
-        let rows: Vec<String> = guarded.iter().map(|(id, v)| format!("({id}, {v})")).collect();
-        guard(&mut sql, "rpa_processes", &rows);
-    }
-    sql.push_str("; ");
-    sql.push_str(&writes);
+    let expected = group_call::Expected {
+        tail_seq: tail.seq,
+        rows: expected,
+        processes: guarded,
+    };
+    let writes = group_writes(batch, &checked, node, &mut tail).ok()?;
     if held.is_none() {
-        *held = Some(pool.acquire().await.ok()?);
+        match PgConnection::connect(url).await {
+            Ok(c) => *held = Some(c),
+            Err(e) => {
+                tracing::warn!(error = %e, "the group writer cannot open its connection");
+                return None;
+            }
+        }
     }
     let conn = held.as_mut()?;
-    match sqlx::Executor::execute(&mut **conn, sql.as_str()).await {
-        Ok(_) => {
+    match group_call::write(conn, &expected, &writes).await {
+        Ok(()) => {
             *hint = Some(Hint { tail });
             Some((checked.results, checked.processes.into_values().collect()))
         }
-        Err(_) => {
-            // Whether refused by the guard or broken, it is not kept.
-            if let Some(mut c) = held.take() {
-                rollback(&mut c).await;
-            }
+        // Refused by the server (stale, a unique clash): the connection is fine.
+        Err(group_call::CallError::Server(sqlx::Error::Database(_))) => None,
+        Err(group_call::CallError::Server(e)) => {
+            tracing::debug!(error = %e, "the group writer's connection broke");
+            *held = None;
+            None
+        }
+        Err(group_call::CallError::Mismatch(what)) => {
+            tracing::error!(column = %what, "a row does not match the group function");
             None
         }
     }
 }
-
-/// ` OR` some row of `table` among `rows` (`(id, version)`, `NULL` for
-/// absent) is not at that version.
-///
-/// The guard is plain SQL around [`STALE_FUNCTION`], not an anonymous
-/// block: a block is compiled and its queries planned through SPI every
-/// time, which cost a fifth of the server's time here.
-fn guard(sql: &mut String, table: &str, rows: &[String]) {
-    let _ = write!(
-        sql,
-        " OR EXISTS (SELECT 1 FROM (VALUES {}) AS v(id, ver) LEFT JOIN {table} t ON t.id = v.id \
-         WHERE t.version IS DISTINCT FROM CAST(v.ver AS BIGINT))",
-        rows.join(", ")
-    );
-}
-
-/// Created at start-up (see `SqlStore::migrate`): raises the serialization
-/// failure that aborts a group whose guard found it stale.
-pub(crate) const STALE_FUNCTION: &str = "CREATE OR REPLACE FUNCTION rpa_stale() RETURNS integer LANGUAGE plpgsql AS \
-     $$ BEGIN RAISE EXCEPTION 'rpa: a group was written from stale knowledge' USING ERRCODE = '40001'; END $$";
 
 /// What a group wrote: each commit's result, the processes as written.
 type Written = (Vec<StoreResult<()>>, Vec<Process>);
@@ -510,67 +497,73 @@ fn check(batch: &[Pending], mut versions: Versions, mut processes: HashMap<i64, 
     }
 }
 
-/// The writes of the commits that stand, as one text: each row's final
-/// state, each changed process once, the commands, the notifications, the
-/// audit rows, the new tail and `COMMIT`.
-fn write_sql(batch: &[Pending], checked: &Checked<'_>, node: u64, tail: &mut Tail) -> StoreResult<String> {
-    let mut sql = String::new();
-    let mut tables: Vec<&'static str> = checked.last.keys().map(|(t, _)| *t).collect();
-    tables.sort_unstable();
-    tables.dedup();
-    for table in tables {
-        let mut rows: Vec<&EntityRow> = checked.last.values().filter(|r| r.table == table).copied().collect();
-        rows.sort_by_key(|r| r.id);
-        upsert(&mut sql, &rows);
-    }
-    // Each changed process once, in its final state (the writers' lock is
-    // held, so the version it is written over is the one checked).
+/// What the commits that stand write: each row's final state, each changed
+/// process once, the commands, the notifications, the audit rows (`tail`
+/// moves to the last).
+fn group_writes<'a>(
+    batch: &'a [Pending],
+    checked: &Checked<'a>,
+    node: u64,
+    tail: &mut Tail,
+) -> StoreResult<group_call::Writes<'a>> {
+    let mut rows: Vec<&EntityRow> = checked.last.values().copied().collect();
+    rows.sort_by_key(|r| (r.table, r.id));
+    let mut processes = Vec::new();
     for id in &checked.changed {
         let Some(q) = checked.processes.get(id) else { continue };
-        let _ = write!(sql, "UPDATE rpa_processes SET version = {}, data = ", q.version);
-        literal(&mut sql, &Val::S(plan::to_json(q)?));
-        let _ = write!(sql, " WHERE id = {id}; ");
+        processes.push((*id, q.version as i64, plan::to_json(q)?));
     }
     let mut outbox = Vec::new();
     let mut woken = Vec::new();
-    for (p, r) in batch.iter().zip(&checked.results) {
-        if r.is_ok() {
-            for step in &p.planned.steps {
-                if let Step::Outbox { seq, robot, data } = step {
-                    outbox.push((*seq, *robot, data));
-                    woken.push(*robot);
-                }
+    let stood = || batch.iter().zip(&checked.results).filter(|(_, r)| r.is_ok());
+    for (p, _) in stood() {
+        for step in &p.planned.steps {
+            if let Step::Outbox { seq, robot, data } = step {
+                outbox.push((*seq, *robot, data.as_str()));
+                woken.push(*robot);
             }
         }
     }
-    if !outbox.is_empty() {
+    woken.sort_unstable();
+    woken.dedup();
+    let drafts = stood().flat_map(|(p, _)| p.planned.audit.iter().cloned());
+    let audit = link_all(tail, drafts)?;
+    Ok(group_call::Writes {
+        rows,
+        processes,
+        outbox,
+        woken: woken.iter().map(i64::to_string).collect(),
+        changes: payloads(batch, &checked.results, node),
+        audit,
+        tail_hash: hex::encode(tail.hash),
+    })
+}
+
+/// [`group_writes`] as one text, ending with `COMMIT`.
+fn write_sql(w: &group_call::Writes<'_>) -> String {
+    let mut sql = String::new();
+    for rows in w.rows.chunk_by(|a, b| a.table == b.table) {
+        upsert(&mut sql, rows);
+    }
+    for (id, version, json) in &w.processes {
+        let _ = write!(sql, "UPDATE rpa_processes SET version = {version}, data = ");
+        literal(&mut sql, &Val::S(json.clone()));
+        let _ = write!(sql, " WHERE id = {id}; ");
+    }
+    if !w.outbox.is_empty() {
         sql.push_str("INSERT INTO rpa_outbox (seq, robot, data) VALUES ");
-        for (i, (seq, robot, data)) in outbox.iter().enumerate() {
+        for (i, (seq, robot, data)) in w.outbox.iter().enumerate() {
             let _ = write!(sql, "{}({seq}, {robot}, ", if i > 0 { ", " } else { "" });
-            literal(&mut sql, &Val::S((*data).clone()));
+            literal(&mut sql, &Val::S((*data).to_owned()));
             sql.push(')');
         }
         sql.push_str("; ");
-        woken.sort_unstable();
-        woken.dedup();
-        // One statement for all: each statement of a text costs a parse and a plan.
-        let list: Vec<String> = woken.iter().map(|r| format!("'{r}'")).collect();
-        let _ = write!(
-            sql,
-            "SELECT pg_notify('rpa_outbox', r) FROM unnest(ARRAY[{}]) AS r; ",
-            list.join(", ")
-        );
     }
-    sql.push_str(&announce(batch, &checked.results, node));
-    // Copied: if the server refuses the group, the next path needs them.
-    let audit: Vec<AuditDraft> = batch
-        .iter()
-        .zip(&checked.results)
-        .filter(|(_, r)| r.is_ok())
-        .flat_map(|(p, _)| p.planned.audit.iter().cloned())
-        .collect();
-    sql.push_str(&finish(tail, audit, "")?);
-    Ok(sql)
+    sql.push_str(&notify_sql("rpa_outbox", &w.woken));
+    sql.push_str(&notify_sql(cache::CHANNEL, &w.changes));
+    sql.push_str(&audit_sql(&w.audit, &w.tail_hash));
+    sql.push_str("COMMIT");
+    sql
 }
 
 /// One statement that writes `rows` (one table, each row once) whatever
@@ -726,28 +719,40 @@ async fn run_block(conn: &mut AnyConnection, block: &str) -> Result<Vec<(usize, 
 /// The group's audit rows (of the commits that stood, in commit order), the
 /// new tail, `notify`, and `COMMIT`: the last round trip.
 fn finish(tail: &mut Tail, drafts: Vec<AuditDraft>, notify: &str) -> StoreResult<String> {
-    if drafts.is_empty() {
-        return Ok(format!("{notify}COMMIT"));
-    }
+    let rows = link_all(tail, drafts)?;
+    Ok(format!("{}{notify}COMMIT", audit_sql(&rows, &hex::encode(tail.hash))))
+}
+
+/// `drafts` linked to the chain after `tail` (which moves to the last):
+/// each event's seq and JSON.
+fn link_all(tail: &mut Tail, drafts: impl IntoIterator<Item = AuditDraft>) -> StoreResult<Vec<(i64, String)>> {
+    drafts
+        .into_iter()
+        .map(|d| {
+            tail.seq += 1;
+            let e = audit::link(tail.hash, tail.seq as u64, d);
+            tail.hash = e.hash;
+            Ok((tail.seq, plan::to_json(&e)?))
+        })
+        .collect()
+}
+
+/// The audit rows and the chain's new tail; nothing without rows.
+fn audit_sql(rows: &[(i64, String)], tail_hash: &str) -> String {
+    let Some((last, _)) = rows.last() else {
+        return String::new();
+    };
     let mut sql = String::from("INSERT INTO rpa_audit (seq, data) VALUES ");
-    for (i, d) in drafts.into_iter().enumerate() {
-        tail.seq += 1;
-        let e = audit::link(tail.hash, tail.seq as u64, d);
-        tail.hash = e.hash;
-        if i > 0 {
-            sql.push_str(", ");
-        }
-        let _ = write!(sql, "({}, ", tail.seq);
-        literal(&mut sql, &Val::S(plan::to_json(&e)?));
+    for (i, (seq, json)) in rows.iter().enumerate() {
+        let _ = write!(sql, "{}({seq}, ", if i > 0 { ", " } else { "" });
+        literal(&mut sql, &Val::S(json.clone()));
         sql.push(')');
     }
     let _ = write!(
         sql,
-        "; UPDATE rpa_audit_tail SET seq = {}, hash = '{}' WHERE id = 1; {notify}COMMIT",
-        tail.seq,
-        hex::encode(tail.hash)
+        "; UPDATE rpa_audit_tail SET seq = {last}, hash = '{tail_hash}' WHERE id = 1; "
     );
-    Ok(sql)
+    sql
 }
 
 /// Ends a failed round; a connection that cannot even roll back is dropped
@@ -934,7 +939,7 @@ async fn stepwise(pool: &AnyPool, batch: &mut [Pending], node: u64) -> Vec<Store
     {
         return fail_all(e, batch.len());
     }
-    let notify = announce(batch, &results, node);
+    let notify = notify_sql(cache::CHANNEL, &payloads(batch, &results, node));
     if !notify.is_empty()
         && let Err(e) = sqlx::Executor::execute(&mut *tx, notify.as_str()).await
     {
@@ -1169,7 +1174,7 @@ mod tests {
         assert!(hint.is_some());
         let batch = vec![job_commit(version(&a, 3)), job_commit(version(&b, 2))];
         let cache = MemoryStore::read_side();
-        let (results, _) = rows_in_one(store.pool(), &mut None, &batch, 0, &cache, &mut hint)
+        let (results, _) = rows_in_one(&store.inner.url, &mut None, &batch, 0, &cache, &mut hint)
             .await
             .expect("one round trip");
         assert!(results.iter().all(Result::is_ok));
@@ -1183,7 +1188,7 @@ mod tests {
         });
         let batch = vec![job_commit(version(&a, 4))];
         assert!(
-            rows_in_one(store.pool(), &mut None, &batch, 0, &cache, &mut other)
+            rows_in_one(&store.inner.url, &mut None, &batch, 0, &cache, &mut other)
                 .await
                 .is_none()
         );
@@ -1191,7 +1196,7 @@ mod tests {
         // A stale commit is not written in one round trip either.
         let batch = vec![job_commit(version(&a, 9))];
         assert!(
-            rows_in_one(store.pool(), &mut None, &batch, 0, &cache, &mut hint)
+            rows_in_one(&store.inner.url, &mut None, &batch, 0, &cache, &mut hint)
                 .await
                 .is_none()
         );

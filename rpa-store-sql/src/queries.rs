@@ -36,8 +36,13 @@ pub const NEXT_DUE: &str = "SELECT MIN(t) FROM (
          UNION ALL SELECT MIN(ready_at) AS t FROM rpa_jobs
          UNION ALL SELECT MIN(expires_at) AS t FROM rpa_tokens
      ) d";
-/// Heartbeat: take a robot's commands, PostgreSQL.
-pub const OUTBOX_TAKE_PG: &str = "DELETE FROM rpa_outbox WHERE seq IN (SELECT seq FROM rpa_outbox WHERE robot = $1 ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING seq, data";
+/// Heartbeat, PostgreSQL: take the oldest commands of many robots at once:
+/// `$1` the robots and `$2` how many commands each may take, as
+/// comma-separated numbers in the same order.
+pub const OUTBOX_TAKE_PG: &str = "DELETE FROM rpa_outbox WHERE seq IN (SELECT x.seq FROM \
+     unnest(CAST(string_to_array($1, ',') AS BIGINT[]), CAST(string_to_array($2, ',') AS BIGINT[])) AS w(robot, n) \
+     CROSS JOIN LATERAL (SELECT b.seq FROM rpa_outbox b WHERE b.robot = w.robot ORDER BY b.seq LIMIT w.n \
+     FOR UPDATE SKIP LOCKED) AS x) RETURNING robot, seq, data";
 /// Heartbeat, SQLite: drop a robot's oldest rows, the commands its memory mirror handed out.
 pub const OUTBOX_DROP_SQLITE: &str =
     "DELETE FROM rpa_outbox WHERE seq IN (SELECT seq FROM rpa_outbox WHERE robot = $1 ORDER BY seq LIMIT $2)";

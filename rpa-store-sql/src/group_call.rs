@@ -1,0 +1,293 @@
+//! A PostgreSQL group of row commits in one round trip and one prepared
+//! statement: `rpa_write_rows`, a PL/pgSQL function (re)created at start-up,
+//! called with the group's rows as bound arrays.
+//!
+//! The server neither parses the rows as SQL text nor plans a statement per
+//! group: the call is prepared once per connection, the function's
+//! statements are planned once per session, and the values travel in
+//! binary. Under the writers' lock the function first checks that the
+//! writer's knowledge still holds (the audit tail, each row's version, each
+//! counted process's version) and raises `40001` otherwise; then it writes
+//! each row's final state, the counters, the commands, the notifications
+//! and the audit rows. One statement is one transaction: all or nothing.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+
+use sqlx::PgConnection;
+
+use crate::plan::{EntityRow, Val};
+
+/// The tables a group writes through the function, with the indexed columns
+/// of their rows in the order `plan::row` gives them, and their SQL types.
+pub(crate) const TABLES: [(&str, &[(&str, Kind)]); 3] = [
+    (
+        "rpa_jobs",
+        &[
+            ("key", Kind::Text),
+            ("process", Kind::Int),
+            ("state", Kind::Text),
+            ("priority", Kind::Int),
+            ("dispatchable", Kind::Int),
+            ("ready_at", Kind::Int),
+            ("expire_at", Kind::Int),
+            ("created_at", Kind::Int),
+        ],
+    ),
+    (
+        "rpa_items",
+        &[("key", Kind::Text), ("process", Kind::Int), ("reference", Kind::Text)],
+    ),
+    (
+        "rpa_robots",
+        &[("code", Kind::Text), ("idle", Kind::Int), ("silent_at", Kind::Int)],
+    ),
+];
+
+/// A column's SQL type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Int,
+    Text,
+}
+
+impl Kind {
+    fn sql(self) -> &'static str {
+        match self {
+            Kind::Int => "BIGINT",
+            Kind::Text => "TEXT",
+        }
+    }
+}
+
+/// What the writer expects to find under the lock.
+pub(crate) struct Expected {
+    /// The audit chain's last sequence number.
+    pub tail_seq: i64,
+    /// Each row's version (`None`: not there yet).
+    pub rows: HashMap<(&'static str, i64), Option<i64>>,
+    /// Each counted process's version.
+    pub processes: Vec<(i64, i64)>,
+}
+
+/// What a group writes, each value once, in the order written.
+pub(crate) struct Writes<'a> {
+    /// Each row's final state.
+    pub rows: Vec<&'a EntityRow>,
+    /// Each changed process: id, version, JSON.
+    pub processes: Vec<(i64, i64, String)>,
+    /// Commands: seq, robot, JSON.
+    pub outbox: Vec<(i64, i64, &'a str)>,
+    /// Payloads for channel `rpa_outbox`: the robots with new commands.
+    pub woken: Vec<String>,
+    /// Payloads for the node caches' channel.
+    pub changes: Vec<String>,
+    /// Audit rows: seq, JSON.
+    pub audit: Vec<(i64, String)>,
+    /// The chain's new tail hash, hex (with the last audit row).
+    pub tail_hash: String,
+}
+
+fn params() -> Vec<(String, String)> {
+    let mut p = vec![("tail_seq".to_string(), "BIGINT".to_string())];
+    let array = |p: &mut Vec<(String, String)>, name: String, ty: &str| p.push((name, format!("{ty}[]")));
+    for (k, (_, cols)) in TABLES.iter().enumerate() {
+        array(&mut p, format!("g{k}_id"), "BIGINT");
+        array(&mut p, format!("g{k}_ver"), "BIGINT");
+        array(&mut p, format!("t{k}_id"), "BIGINT");
+        for (c, kind) in cols.iter() {
+            array(&mut p, format!("t{k}_{c}"), kind.sql());
+        }
+        array(&mut p, format!("t{k}_version"), "BIGINT");
+        array(&mut p, format!("t{k}_data"), "TEXT");
+    }
+    for (name, ty) in [
+        ("gp_id", "BIGINT"),
+        ("gp_ver", "BIGINT"),
+        ("p_id", "BIGINT"),
+        ("p_version", "BIGINT"),
+        ("p_data", "TEXT"),
+        ("o_seq", "BIGINT"),
+        ("o_robot", "BIGINT"),
+        ("o_data", "TEXT"),
+        ("woken", "TEXT"),
+        ("changes", "TEXT"),
+        ("a_seq", "BIGINT"),
+        ("a_data", "TEXT"),
+    ] {
+        array(&mut p, name.to_string(), ty);
+    }
+    p.push(("tail_hash".to_string(), "TEXT".to_string()));
+    p
+}
+
+/// `CREATE OR REPLACE FUNCTION rpa_write_rows(...)`, run at start-up.
+pub(crate) fn function_sql() -> String {
+    let params: Vec<String> = params().iter().map(|(n, t)| format!("{n} {t}")).collect();
+    // Row by row on the primary keys: a set-wise join would be planned once
+    // per session, while the tables were small, and keep scanning them whole.
+    let mut body = String::from(
+        "PERFORM pg_advisory_xact_lock(7263);\n\
+         IF (SELECT seq FROM rpa_audit_tail WHERE id = 1) IS DISTINCT FROM tail_seq THEN\n  RAISE EXCEPTION USING ERRCODE = '40001', \
+         MESSAGE = 'rpa: a group was written from stale knowledge';\nEND IF;\n",
+    );
+    let stale = |body: &mut String, ids: &str, vers: &str, table: &str| {
+        let _ = writeln!(
+            body,
+            "FOR i IN 1 .. coalesce(cardinality({ids}), 0) LOOP\n  \
+             IF (SELECT version FROM {table} WHERE id = {ids}[i]) IS DISTINCT FROM {vers}[i] THEN\n    \
+             RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = 'rpa: a group was written from stale knowledge';\n  \
+             END IF;\nEND LOOP;"
+        );
+    };
+    for (k, (table, _)) in TABLES.iter().enumerate() {
+        stale(&mut body, &format!("g{k}_id"), &format!("g{k}_ver"), table);
+    }
+    stale(&mut body, "gp_id", "gp_ver", "rpa_processes");
+    for (k, (table, cols)) in TABLES.iter().enumerate() {
+        let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
+        let arrays: Vec<String> = cols.iter().map(|(c, _)| format!("t{k}_{c}")).collect();
+        let sets: Vec<String> = names
+            .iter()
+            .chain(["version", "data"].iter())
+            .map(|c| format!("{c} = excluded.{c}"))
+            .collect();
+        let _ = writeln!(
+            body,
+            "IF cardinality(t{k}_id) > 0 THEN\n  INSERT INTO {table} (id, {}, version, data) \
+             SELECT * FROM unnest(t{k}_id, {}, t{k}_version, t{k}_data)\n  ON CONFLICT (id) DO UPDATE SET {};\nEND IF;",
+            names.join(", "),
+            arrays.join(", "),
+            sets.join(", ")
+        );
+    }
+    body.push_str(
+        "FOR i IN 1 .. coalesce(cardinality(p_id), 0) LOOP\n  \
+         UPDATE rpa_processes SET version = p_version[i], data = p_data[i] WHERE id = p_id[i];\nEND LOOP;\n\
+         IF cardinality(o_seq) > 0 THEN\n  INSERT INTO rpa_outbox (seq, robot, data) SELECT * FROM unnest(o_seq, o_robot, o_data);\nEND IF;\n\
+         PERFORM pg_notify('rpa_outbox', r) FROM unnest(woken) AS r;\n",
+    );
+    let _ = write!(
+        body,
+        "PERFORM pg_notify('{}', c) FROM unnest(changes) AS c;\n\
+         IF cardinality(a_seq) > 0 THEN\n  INSERT INTO rpa_audit (seq, data) SELECT * FROM unnest(a_seq, a_data);\n  \
+         UPDATE rpa_audit_tail SET seq = a_seq[cardinality(a_seq)], hash = tail_hash WHERE id = 1;\nEND IF;\n",
+        crate::cache::CHANNEL
+    );
+    format!(
+        "CREATE OR REPLACE FUNCTION rpa_write_rows({}) RETURNS void LANGUAGE plpgsql AS $rpa$\nBEGIN\n{body}END\n$rpa$",
+        params.join(", ")
+    )
+}
+
+/// `SELECT rpa_write_rows($1, ...)`.
+static CALL: LazyLock<String> = LazyLock::new(|| {
+    let args: Vec<String> = (1..=params().len()).map(|i| format!("${i}")).collect();
+    format!("SELECT rpa_write_rows({})", args.join(", "))
+});
+
+/// Writes the group, or fails with nothing written: the server refused it
+/// (`40001` when the writer's knowledge no longer holds, a unique clash,
+/// a broken connection).
+pub(crate) async fn write(conn: &mut PgConnection, expected: &Expected, w: &Writes<'_>) -> Result<(), CallError> {
+    let mut q = sqlx::query(CALL.as_str()).bind(expected.tail_seq);
+    for (table, cols) in TABLES {
+        let (ids, vers): (Vec<i64>, Vec<Option<i64>>) = expected
+            .rows
+            .iter()
+            .filter(|((t, _), _)| *t == table)
+            .map(|((_, id), v)| (*id, *v))
+            .unzip();
+        q = q.bind(ids).bind(vers);
+        let rows: Vec<&EntityRow> = w.rows.iter().filter(|r| r.table == table).copied().collect();
+        q = q.bind(rows.iter().map(|r| r.id).collect::<Vec<i64>>());
+        for (k, (name, kind)) in cols.iter().enumerate() {
+            let values = rows.iter().map(|r| match r.cols.get(k) {
+                Some((c, v)) if c == name => Ok(v),
+                _ => Err(CallError::Mismatch(format!("{table}.{name}"))),
+            });
+            q = match kind {
+                Kind::Int => q.bind(
+                    values
+                        .map(|v| match v? {
+                            Val::I(i) => Ok(Some(*i)),
+                            Val::NI(i) => Ok(*i),
+                            _ => Err(CallError::Mismatch(format!("{table}.{name}: not a number"))),
+                        })
+                        .collect::<Result<Vec<Option<i64>>, _>>()?,
+                ),
+                Kind::Text => q.bind(
+                    values
+                        .map(|v| match v? {
+                            Val::S(s) => Ok(Some(s.as_str())),
+                            Val::NS(s) => Ok(s.as_deref()),
+                            _ => Err(CallError::Mismatch(format!("{table}.{name}: not text"))),
+                        })
+                        .collect::<Result<Vec<Option<&str>>, _>>()?,
+                ),
+            };
+        }
+        q = q
+            .bind(rows.iter().map(|r| r.version as i64).collect::<Vec<i64>>())
+            .bind(rows.iter().map(|r| r.json.as_str()).collect::<Vec<&str>>());
+    }
+    let (ids, vers): (Vec<i64>, Vec<i64>) = expected.processes.iter().copied().unzip();
+    q = q.bind(ids).bind(vers);
+    q = q
+        .bind(w.processes.iter().map(|p| p.0).collect::<Vec<i64>>())
+        .bind(w.processes.iter().map(|p| p.1).collect::<Vec<i64>>())
+        .bind(w.processes.iter().map(|p| p.2.as_str()).collect::<Vec<&str>>())
+        .bind(w.outbox.iter().map(|o| o.0).collect::<Vec<i64>>())
+        .bind(w.outbox.iter().map(|o| o.1).collect::<Vec<i64>>())
+        .bind(w.outbox.iter().map(|o| o.2).collect::<Vec<&str>>())
+        .bind(w.woken.iter().map(String::as_str).collect::<Vec<&str>>())
+        .bind(w.changes.iter().map(String::as_str).collect::<Vec<&str>>())
+        .bind(w.audit.iter().map(|a| a.0).collect::<Vec<i64>>())
+        .bind(w.audit.iter().map(|a| a.1.as_str()).collect::<Vec<&str>>())
+        .bind(w.tail_hash.as_str());
+    q.execute(conn).await.map(|_| ()).map_err(CallError::Server)
+}
+
+/// Why a call wrote nothing.
+#[derive(Debug)]
+pub(crate) enum CallError {
+    /// A row's columns are not what [`TABLES`] says (a bug).
+    Mismatch(String),
+    /// The server refused the call, or the connection broke.
+    Server(sqlx::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_call_binds_one_value_per_parameter() {
+        let n = params().len();
+        assert_eq!(CALL.matches('$').count(), n);
+        assert!(function_sql().contains("tail_hash TEXT) RETURNS void"));
+        // PostgreSQL takes at most 100 arguments.
+        assert!(n <= 100, "{n} parameters");
+    }
+
+    #[test]
+    fn the_tables_name_the_columns_plan_row_gives() {
+        use rpa_core::conformance::{sample_item, sample_job, sample_robot};
+        use rpa_core::ids::ProcessId;
+        use rpa_core::model::RobotState;
+        use rpa_core::store::Write;
+        let writes = [
+            Write::Job(sample_job(1, ProcessId(1), 0)),
+            Write::Item(sample_item(1, ProcessId(1))),
+            Write::Robot(sample_robot(1, RobotState::Available)),
+        ];
+        for w in &writes {
+            let row = crate::plan::row(w).unwrap().unwrap();
+            let (_, cols) = TABLES.iter().find(|(t, _)| *t == row.table).unwrap();
+            let names: Vec<&str> = row.cols.iter().map(|(c, _)| *c).collect();
+            let expected: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
+            assert_eq!(names, expected, "{}", row.table);
+        }
+    }
+}
