@@ -1,10 +1,11 @@
 //! Durable job lifecycles: the scheduling bench's lifecycle (start, finish,
 //! hand-over of the next job, audit on) on SQLite (synchronous NORMAL and
 //! FULL) and PostgreSQL (`DATABASE_URL`, skipped without it), with 1k and
-//! 100k pending jobs. 32 robots work at once, each woken by the engine's
-//! transport when its Execute is committed (as the WebSocket hub does), so
-//! group commit has concurrent commits to batch. `RPA_READERS` sets the
-//! store's reader connections (default 8).
+//! 100k pending jobs. 32 robots work at once, each handed its Execute by
+//! the engine's transport once the commit stands (as the WebSocket hub does
+//! for robots connected to it; `RPA_PUSH=0`: woken to take it from the
+//! outbox instead), so group commit has concurrent commits to batch.
+//! `RPA_READERS` sets the store's reader connections (default 8).
 //! `cargo bench --bench store`; figures go to docs/PERFORMANCE.md.
 #![allow(missing_docs)]
 
@@ -50,13 +51,29 @@ struct Rig {
     bots: Vec<Arc<Bot>>,
 }
 
-/// Wakes the robot a commit queued commands for, as the WebSocket hub does.
-#[derive(Default)]
-struct Doorbells(std::sync::Mutex<std::collections::HashMap<RobotId, Arc<Notify>>>);
+/// What the WebSocket hub does for robots connected to it: hands them the
+/// commands of a commit once it stands, or (with `RPA_PUSH=0`, as for
+/// robots connected to another node) wakes them to take their commands
+/// from the outbox.
+struct Doorbells {
+    push: bool,
+    bells: std::sync::Mutex<std::collections::HashMap<RobotId, Arc<Notify>>>,
+    pushed: std::sync::Mutex<std::collections::HashMap<RobotId, Vec<Command>>>,
+}
+
+impl Default for Doorbells {
+    fn default() -> Self {
+        Doorbells {
+            push: std::env::var("RPA_PUSH").map_or(true, |v| v != "0"),
+            bells: Default::default(),
+            pushed: Default::default(),
+        }
+    }
+}
 
 impl Doorbells {
     fn bell(&self, robot: RobotId) -> Arc<Notify> {
-        self.0.lock().unwrap().entry(robot).or_default().clone()
+        self.bells.lock().unwrap().entry(robot).or_default().clone()
     }
 }
 
@@ -64,12 +81,27 @@ impl RobotTransport for Doorbells {
     fn wake(&self, robot: RobotId) {
         self.bell(robot).notify_one();
     }
+
+    fn is_here(&self, _robot: RobotId) -> bool {
+        self.push
+    }
+
+    fn push(&self, robot: RobotId, commands: Vec<Command>) {
+        self.pushed.lock().unwrap().entry(robot).or_default().extend(commands);
+        self.bell(robot).notify_one();
+    }
 }
 
 async fn next_run(engine: &Engine<SqlStore>, bells: &Doorbells, bot: &Bot) -> Key {
     let bell = bells.bell(bot.id);
     loop {
-        if let Some(Command::Execute(e)) = engine.take_commands(bot.id).await.unwrap().pop() {
+        let pushed = bells.pushed.lock().unwrap().remove(&bot.id).unwrap_or_default();
+        let commands = if pushed.is_empty() {
+            engine.take_commands(bot.id).await.unwrap()
+        } else {
+            pushed
+        };
+        if let Some(Command::Execute(e)) = commands.into_iter().rev().find(|c| matches!(c, Command::Execute(_))) {
             return e.run_instance_id;
         }
         bell.notified().await;

@@ -11,8 +11,8 @@
 //! | up | `ReportFinish` | `{runInstanceId, status, errorCode?, outputValues?}` | `report_finish` |
 //! | up | `ReportVideoRecord` | `{runInstanceId, videoId}` | `report_video` |
 //! | up | `ReportCheckpoint` (extension) | `{runInstanceId, checkpoint}` | `report_checkpoint` |
-//! | down | `Execute` | table A.7 (+ `checkpoint`, `attempt`) | pushed from the outbox |
-//! | down | `Stop` | none | pushed from the outbox |
+//! | down | `Execute` | table A.7 (+ `checkpoint`, `attempt`) | pushed once its commit stands, or taken from the outbox |
+//! | down | `Stop` | none | pushed once its commit stands, or taken from the outbox |
 //! | down | `SendLicense` | `{licenseContent}` | after Register |
 //! | down | `Error` | `{errorCode, message}` | on a refused message |
 //!
@@ -25,10 +25,12 @@
 //! A closed socket makes the robot Disconnected; it keeps its job until the
 //! heartbeat timeout, so a robot that reconnects in time keeps running it.
 //!
-//! The hub is the engine's [`RobotTransport`]: a commit that puts commands
-//! in a robot's outbox wakes that robot's connection, which takes them and
-//! sends them. Each connection uses small buffers (4 KiB read buffer, no
-//! write buffer beyond the frame being sent).
+//! The hub is the engine's [`RobotTransport`]: the commands of a robot
+//! connected here are handed to its connection once their commit stands
+//! (they skip the outbox); commands that another node (or an HTTP caller
+//! before the robot connected) put in a robot's outbox wake its connection,
+//! which takes them and sends them. Each connection uses small buffers
+//! (4 KiB read buffer, no write buffer beyond the frame being sent).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -56,11 +58,19 @@ pub const BAD_PARAMETERS: i64 = 10001;
 /// Seed 001 error: anything else.
 pub const UNKNOWN: i64 = 19999;
 
-/// Live connections by robot, to wake when their outbox fills.
+/// Live connections by robot: to push commands to, or to wake when their
+/// outbox fills.
 #[derive(Default)]
 pub struct Hub {
-    conns: Mutex<HashMap<RobotId, (u64, mpsc::Sender<()>)>>,
+    conns: Mutex<HashMap<RobotId, Conn>>,
     next: std::sync::atomic::AtomicU64,
+}
+
+/// One live connection's ends.
+struct Conn {
+    id: u64,
+    wake: mpsc::Sender<()>,
+    push: mpsc::UnboundedSender<Vec<Command>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -80,18 +90,20 @@ impl Hub {
         self.conns.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
-    fn attach(&self, robot: RobotId, tx: mpsc::Sender<()>) -> u64 {
+    fn attach(&self, robot: RobotId, ends: &Ends) -> u64 {
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.conns
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(robot, (id, tx));
+        let conn = Conn {
+            id,
+            wake: ends.wake.clone(),
+            push: ends.push.clone(),
+        };
+        self.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(robot, conn);
         id
     }
 
     fn detach(&self, robot: RobotId, id: u64) {
         let mut g = self.conns.lock().unwrap_or_else(|p| p.into_inner());
-        if g.get(&robot).is_some_and(|(i, _)| *i == id) {
+        if g.get(&robot).is_some_and(|c| c.id == id) {
             g.remove(&robot);
         }
     }
@@ -99,11 +111,32 @@ impl Hub {
 
 impl RobotTransport for Hub {
     fn wake(&self, robot: RobotId) {
-        if let Some((_, tx)) = self.conns.lock().unwrap_or_else(|p| p.into_inner()).get(&robot) {
+        if let Some(c) = self.conns.lock().unwrap_or_else(|p| p.into_inner()).get(&robot) {
             // A full channel already holds a wake-up: nothing is lost.
-            let _ = tx.try_send(());
+            let _ = c.wake.try_send(());
         }
     }
+
+    fn is_here(&self, robot: RobotId) -> bool {
+        self.conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&robot)
+            .is_some_and(|c| !c.push.is_closed())
+    }
+
+    fn push(&self, robot: RobotId, commands: Vec<Command>) {
+        if let Some(c) = self.conns.lock().unwrap_or_else(|p| p.into_inner()).get(&robot) {
+            // Closed: the connection is gone, and its commands with it.
+            let _ = c.push.send(commands);
+        }
+    }
+}
+
+/// The channels a connection's loop listens on besides its socket.
+struct Ends {
+    wake: mpsc::Sender<()>,
+    push: mpsc::UnboundedSender<Vec<Command>>,
 }
 
 /// What the hub's handler needs.
@@ -272,6 +305,11 @@ enum Next {
 async fn serve<S: Store>(st: HubState<S>, code: String, socket: WebSocket) {
     let (mut sink, mut stream) = socket.split();
     let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
+    let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Vec<Command>>();
+    let ends = Ends {
+        wake: wake_tx,
+        push: push_tx,
+    };
     let mut session: Option<Session> = None;
     loop {
         tokio::select! {
@@ -282,7 +320,7 @@ async fn serve<S: Store>(st: HubState<S>, code: String, socket: WebSocket) {
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 };
-                let (out, next) = handle(&st, &code, &text, &mut session, &wake_tx).await;
+                let (out, next) = handle(&st, &code, &text, &mut session, &ends).await;
                 let mut failed = false;
                 for m in out {
                     if sink.send(m).await.is_err() {
@@ -295,18 +333,16 @@ async fn serve<S: Store>(st: HubState<S>, code: String, socket: WebSocket) {
                     break;
                 }
             }
+            Some(cmds) = push_rx.recv() => {
+                if send_all(&mut sink, &cmds).await.is_err() {
+                    break;
+                }
+            }
             Some(()) = wake_rx.recv() => {
                 let Some(s) = &session else { continue };
                 match st.engine.take_commands(s.robot).await {
                     Ok(cmds) => {
-                        let mut failed = false;
-                        for c in &cmds {
-                            if sink.send(command_message(c)).await.is_err() {
-                                failed = true;
-                                break;
-                            }
-                        }
-                        if failed {
+                        if send_all(&mut sink, &cmds).await.is_err() {
                             break;
                         }
                     }
@@ -324,12 +360,23 @@ async fn serve<S: Store>(st: HubState<S>, code: String, socket: WebSocket) {
     }
 }
 
+/// Sends `cmds` in order; an error means the socket is gone.
+async fn send_all<K>(sink: &mut K, cmds: &[Command]) -> Result<(), K::Error>
+where
+    K: futures::Sink<Message> + Unpin,
+{
+    for c in cmds {
+        sink.send(command_message(c)).await?;
+    }
+    Ok(())
+}
+
 async fn handle<S: Store>(
     st: &HubState<S>,
     code: &str,
     text: &str,
     session: &mut Option<Session>,
-    wake_tx: &mpsc::Sender<()>,
+    ends: &Ends,
 ) -> (Vec<Message>, Next) {
     let (action, body) = match parse(text) {
         Ok(p) => p,
@@ -354,7 +401,7 @@ async fn handle<S: Store>(
         let version = body.get("version").and_then(Value::as_str);
         return match st.engine.register_robot(code, supplier, secret, version).await {
             Ok(reg) => {
-                let hub_id = st.hub.attach(reg.robot.id, wake_tx.clone());
+                let hub_id = st.hub.attach(reg.robot.id, ends);
                 *session = Some(Session {
                     robot: reg.robot.id,
                     connect: reg.connect,
@@ -367,7 +414,7 @@ async fn handle<S: Store>(
                     .into_iter()
                     .collect();
                 // Commands may already wait (a reconnect): deliver them.
-                let _ = wake_tx.try_send(());
+                let _ = ends.wake.try_send(());
                 (out, Next::Continue)
             }
             Err(e) => (vec![error(code_of(&e), e)], Next::Close),

@@ -85,10 +85,32 @@ impl Command {
     }
 }
 
-/// Told after a commit that a robot has new commands in its outbox.
+/// How commands reach robots once the commit that made them stands.
+///
+/// A robot whose connection is here and takes pushes ([`is_here`]) is
+/// handed its commands directly ([`push`]); they never enter the outbox. A
+/// command is then delivered at most once, as a take from the outbox would
+/// deliver it. If the connection is gone by then, its commands go with it:
+/// the robot must register again, which empties its outbox anyway, and a
+/// job whose `Execute` it never received is failed over by the heartbeat
+/// check. Every other robot's commands wait in the outbox and the robot is
+/// woken ([`wake`]) to take them.
+///
+/// [`is_here`]: RobotTransport::is_here
+/// [`push`]: RobotTransport::push
+/// [`wake`]: RobotTransport::wake
 pub trait RobotTransport: Send + Sync + 'static {
     /// Robot `robot` has commands waiting; fetch them with `Engine::take_commands`.
     fn wake(&self, robot: RobotId);
+
+    /// Whether robot `robot` holds a connection here that takes pushed
+    /// commands. Asked before the commit.
+    fn is_here(&self, _robot: RobotId) -> bool {
+        false
+    }
+
+    /// Hands `commands` (committed, in order) to robot `robot`'s connection.
+    fn push(&self, _robot: RobotId, _commands: Vec<Command>) {}
 }
 
 /// A transport for robots that only poll (HTTP heartbeats): nothing to wake.

@@ -6,6 +6,7 @@ mod common;
 use common::*;
 use rpa_core::engine::{JobQueryParams, NewQueueItem, NewUser};
 use rpa_core::error::{Error, Limit};
+use rpa_core::ids::RobotId;
 use rpa_core::job::{FinishStatus, StopStrategy};
 use rpa_core::model::*;
 use rpa_core::transport::Command;
@@ -179,6 +180,59 @@ fn a_job_runs_on_a_robot_and_succeeds() {
     assert_eq!(w.robot(&bot).state, RobotState::Available);
     let p_now = w.process_now(&p);
     assert_eq!((p_now.running, p_now.day_successes), (0, 1));
+    w.audit_ok();
+}
+
+/// A transport with robot `here` connected to it; records what it is told.
+#[derive(Default)]
+struct Connections {
+    here: std::sync::Mutex<Option<RobotId>>,
+    pushed: std::sync::Mutex<Vec<(RobotId, Vec<Command>)>>,
+    woken: std::sync::Mutex<Vec<RobotId>>,
+}
+
+impl rpa_core::transport::RobotTransport for Connections {
+    fn wake(&self, robot: RobotId) {
+        self.woken.lock().unwrap().push(robot);
+    }
+    fn is_here(&self, robot: RobotId) -> bool {
+        *self.here.lock().unwrap() == Some(robot)
+    }
+    fn push(&self, robot: RobotId, commands: Vec<Command>) {
+        self.pushed.lock().unwrap().push((robot, commands));
+    }
+}
+
+#[test]
+fn commands_of_robots_connected_here_are_pushed_and_skip_the_outbox() {
+    let conns = std::sync::Arc::new(Connections::default());
+    let mut w = World::with_transport(conns.clone());
+    let p = w.process(|s| s.max_run_num = 2);
+    let (near, far) = (w.connect("near"), w.connect("far"));
+    *conns.here.lock().unwrap() = Some(w.robot(&near).id);
+
+    let first = w.start(&p, json!({}));
+    let second = w.start(&p, json!({}));
+    let on = |b: &Bot| {
+        [&first, &second]
+            .into_iter()
+            .find(|j| w.job(j).robot == Some(w.robot(b).id))
+            .cloned()
+    };
+    let (near_job, far_job) = (on(&near).unwrap(), on(&far).unwrap());
+
+    // The near robot's Execute was handed over once its commit stood; its
+    // outbox holds nothing, so nothing can deliver it a second time.
+    let pushed = conns.pushed.lock().unwrap().clone();
+    assert_eq!(pushed.len(), 1, "{pushed:?}");
+    assert_eq!(pushed[0].0, w.robot(&near).id);
+    assert!(matches!(&pushed[0].1[..], [Command::Execute(e)] if e.run_instance_id == near_job.key));
+    assert!(w.commands(&near).is_empty());
+    // The far robot's waits in its outbox, and it was woken to take it.
+    assert_eq!(*conns.woken.lock().unwrap(), vec![w.robot(&far).id]);
+    let ex = w.executes(&far);
+    assert_eq!(ex.len(), 1);
+    assert_eq!(ex[0].run_instance_id, far_job.key);
     w.audit_ok();
 }
 

@@ -291,15 +291,32 @@ impl<S: Store> Engine<S> {
         Ok(self.store.next_id(kind).await?)
     }
 
-    async fn commit(&self, tx: Tx) -> Result<()> {
+    /// Commits `tx`; then its commands reach their robots (see
+    /// [`RobotTransport`]): pushed to connections here, else left in the
+    /// outbox with the robot woken.
+    async fn commit(&self, mut tx: Tx) -> Result<()> {
         if tx.commit.commands.is_empty() {
             return Ok(self.store.commit(tx.commit).await?);
         }
+        let (pushed, queued): (Vec<_>, Vec<_>) = std::mem::take(&mut tx.commit.commands)
+            .into_iter()
+            .partition(|(r, _)| self.transport.is_here(*r));
+        tx.commit.commands = queued;
         let mut woken: Vec<RobotId> = tx.commit.commands.iter().map(|(r, _)| *r).collect();
         self.store.commit(tx.commit).await?;
         woken.dedup();
         for r in woken {
             self.transport.wake(r);
+        }
+        let mut by_robot: Vec<(RobotId, Vec<Command>)> = Vec::new();
+        for (r, c) in pushed {
+            match by_robot.iter_mut().find(|(robot, _)| *robot == r) {
+                Some((_, cs)) => cs.push(c),
+                None => by_robot.push((r, vec![c])),
+            }
+        }
+        for (r, cs) in by_robot {
+            self.transport.push(r, cs);
         }
         Ok(())
     }

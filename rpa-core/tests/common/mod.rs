@@ -8,7 +8,7 @@ use rpa_core::auth::{PasswordCost, supplier_proof};
 use rpa_core::engine::NewUser;
 use rpa_core::job::FinishStatus;
 use rpa_core::model::*;
-use rpa_core::transport::{Command, Execute};
+use rpa_core::transport::{Command, Execute, RobotTransport};
 use rpa_core::{Engine, EngineConfig, Key, ManualClock, MemoryStore, Store, Timestamp};
 use serde_json::{Value, json};
 
@@ -40,6 +40,20 @@ impl World {
     }
 
     pub fn with_config(store: MemoryStore, seed: u64, tweak: impl FnOnce(&mut EngineConfig)) -> World {
+        Self::build(store, seed, tweak, None)
+    }
+
+    /// A world whose engine tells `transport` about robot commands.
+    pub fn with_transport(transport: Arc<dyn RobotTransport>) -> World {
+        Self::build(MemoryStore::new(), 1, |_| {}, Some(transport))
+    }
+
+    fn build(
+        store: MemoryStore,
+        seed: u64,
+        tweak: impl FnOnce(&mut EngineConfig),
+        transport: Option<Arc<dyn RobotTransport>>,
+    ) -> World {
         let clock = ManualClock::new(T0);
         let mut config = EngineConfig {
             password_cost: PasswordCost::TESTING,
@@ -48,7 +62,10 @@ impl World {
             ..EngineConfig::default()
         };
         tweak(&mut config);
-        let engine = Engine::new(store, Arc::new(clock.clone()), config);
+        let mut engine = Engine::new(store, Arc::new(clock.clone()), config);
+        if let Some(t) = transport {
+            engine = engine.with_transport(t);
+        }
         block(async {
             engine.ensure_admin("admin", "admin-pw").await.unwrap();
             match engine.register_vendor(Actor::System, "acme", SECRET).await {
