@@ -31,12 +31,16 @@
 //! (every commit appends to the one audit chain, so they would anyway) and
 //! never lock rows in crossed order. A group of job, queue item and robot
 //! writes is checked against the stored versions under that lock and
-//! written with one multi-row statement per table, in one round trip when
-//! the writer's knowledge of the database still holds (a guard checks it)
-//! and two otherwise; other groups go through an anonymous block with a
-//! sub-block per commit. A process's counters change by [`Counts`],
-//! applied to the row as stored, checked against the process's limits.
-//! Leases (`rpa_leases`, [`Store::lease`]) are one conditional upsert.
+//! written with one multi-row statement per table: when the writer's
+//! knowledge of the database still holds, in one round trip, one call of
+//! the prepared function `rpa_write_rows` with the rows as bound arrays
+//! (`group_call.rs`; the function checks that knowledge first), else in
+//! two; other groups go through an anonymous block with a sub-block per
+//! commit. A process's counters change by [`Counts`], applied to the row
+//! as stored, checked against the process's limits. Robots' takes from the
+//! outbox that wait while one is in flight share one statement and its
+//! flush (`take.rs`). Leases (`rpa_leases`, [`Store::lease`]) are one
+//! conditional upsert.
 //!
 //! With [`SqlOptions::secret_key`] set, vendor secrets are stored sealed
 //! with ChaCha20-Poly1305 (`enc:v1:<nonce><ciphertext>`, hex) and opened on
