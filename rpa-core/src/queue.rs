@@ -91,29 +91,14 @@ pub fn on_job_end(item: &QueueItem, end: JobEnd, policy: &RetryPolicy) -> (ItemE
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
     use crate::ids::*;
     use crate::model::ItemState::*;
 
     fn item(state: ItemState) -> QueueItem {
         QueueItem {
-            id: QueueItemId(1),
-            key: Key([3; 16]),
-            version: 1,
-            process: ProcessId(1),
             state,
-            priority: 0,
-            reference: None,
-            content: Arc::new(serde_json::json!({})),
-            retry_count: 0,
-            retry_of: None,
-            job: None,
-            defer_until: None,
-            deadline: None,
-            created_at: Timestamp(0),
-            ended_at: None,
+            ..crate::conformance::sample_item(1, ProcessId(1))
         }
     }
 
