@@ -289,6 +289,10 @@ fn durable_lifecycles(c: &mut Criterion) {
                 });
                 b.iter_custom(|iters| rt.block_on(rig.run(iters)));
             });
+            if let (Some(rig), "postgres", Some(url)) = (built.take(), name, pg.as_deref()) {
+                drop(rig);
+                rt.block_on(support::drop_postgres(url, &format!("bench_{backlog}")));
+            }
         }
     }
     g.finish();

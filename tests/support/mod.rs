@@ -18,9 +18,23 @@ pub fn postgres_url() -> Option<String> {
     }
 }
 
+fn case_name(tag: &str) -> String {
+    format!("rpa_case_{tag}_{}", std::process::id())
+}
+
+/// Drops the database [`fresh_postgres`] made for `tag` (connections to it
+/// are closed).
+pub async fn drop_postgres(url: &str, tag: &str) {
+    let mut admin = sqlx::PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at DATABASE_URL: {e}"));
+    let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", case_name(tag));
+    sqlx::Executor::execute(&mut admin, sql.as_str()).await.unwrap();
+}
+
 /// A fresh database named `rpa_case_<tag>_<pid>` on the server of `url`; its URL.
 pub async fn fresh_postgres(url: &str, tag: &str) -> String {
-    let name = format!("rpa_case_{tag}_{}", std::process::id());
+    let name = case_name(tag);
     let mut admin = sqlx::PgConnection::connect(url)
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at DATABASE_URL: {e}"));
