@@ -57,19 +57,21 @@ struct Args {
     params: String,
 }
 
-type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Instant>>>>;
+/// Per run: the client waiting for its Execute, or when the Execute came
+/// (it can arrive before the client starts waiting). One lock for both, so
+/// neither side can miss the other.
+type Arrivals = Arc<Mutex<HashMap<String, Arrival>>>;
+
+enum Arrival {
+    Awaited(oneshot::Sender<Instant>),
+    Came(Instant),
+}
 
 fn msg(action: &str, body: Value) -> Message {
     Message::Text(json!({"action": action, "body": body.to_string()}).to_string().into())
 }
 
-async fn robot(
-    args: Arc<Args>,
-    id: String,
-    waiters: Waiters,
-    early: Arc<Mutex<HashMap<String, Instant>>>,
-    up: Arc<AtomicUsize>,
-) {
+async fn robot(args: Arc<Args>, id: String, arrivals: Arrivals, up: Arc<AtomicUsize>) {
     let url = format!("{}/robothub/{id}", args.server.replacen("http://", "ws://", 1));
     let Ok((ws, _)) = tokio_tungstenite::connect_async(url).await else {
         return;
@@ -109,10 +111,12 @@ async fn robot(
                 if v["action"] == "Execute" {
                     let body: Value = serde_json::from_str(v["body"].as_str().unwrap_or("{}")).unwrap_or(Value::Null);
                     let run = body["runInstanceId"].as_str().unwrap_or("").to_owned();
-                    match waiters.lock().await.remove(&run) {
-                        Some(tx) => { let _ = tx.send(now); }
-                        None => { early.lock().await.insert(run.clone(), now); }
+                    let mut a = arrivals.lock().await;
+                    match a.remove(&run) {
+                        Some(Arrival::Awaited(tx)) => { let _ = tx.send(now); }
+                        _ => { a.insert(run.clone(), Arrival::Came(now)); }
                     }
+                    drop(a);
                     let _ = sink.send(msg("ReportFinish", json!({"runInstanceId": run, "status": 0}))).await;
                 }
             }
@@ -147,19 +151,12 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
 #[tokio::main]
 async fn main() {
     let args = Arc::new(Args::parse());
-    let waiters: Waiters = Arc::default();
-    let early: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let arrivals: Arrivals = Arc::default();
     let up = Arc::new(AtomicUsize::new(0));
     let rss_before = args.server_pid.and_then(rss_kib);
     let t = Instant::now();
     for i in 0..args.robots {
-        tokio::spawn(robot(
-            args.clone(),
-            format!("load-{i}"),
-            waiters.clone(),
-            early.clone(),
-            up.clone(),
-        ));
+        tokio::spawn(robot(args.clone(), format!("load-{i}"), arrivals.clone(), up.clone()));
         if i % 200 == 199 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -225,15 +222,22 @@ async fn main() {
             continue;
         };
         let (tx, rx) = oneshot::channel();
-        let got = match early.lock().await.remove(&job) {
-            Some(at) => Some(at),
-            None => {
-                waiters.lock().await.insert(job.clone(), tx);
-                tokio::time::timeout(Duration::from_secs(10), rx)
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
+        let came = {
+            let mut a = arrivals.lock().await;
+            match a.remove(&job) {
+                Some(Arrival::Came(at)) => Some(at),
+                _ => {
+                    a.insert(job.clone(), Arrival::Awaited(tx));
+                    None
+                }
             }
+        };
+        let got = match came {
+            Some(at) => Some(at),
+            None => tokio::time::timeout(Duration::from_secs(10), rx)
+                .await
+                .ok()
+                .and_then(Result::ok),
         };
         match got {
             Some(at) => lat.push(at.duration_since(t0)),
