@@ -19,6 +19,7 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 struct Rig {
     addr: String,
+    hub: Arc<Hub>,
     engine: Arc<Engine<MemoryStore>>,
     user: User,
     process: Key,
@@ -41,11 +42,12 @@ async fn rig() -> Rig {
     let addr = listener.local_addr().unwrap().to_string();
     let app = router(HubState {
         engine: engine.clone(),
-        hub,
+        hub: hub.clone(),
     });
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Rig {
         addr,
+        hub,
         engine,
         user,
         process: p.key,
@@ -246,4 +248,43 @@ async fn a_closed_socket_disconnects_and_a_reconnect_in_time_keeps_the_job() {
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rig.engine.job(job.key).await.unwrap().state, JobState::Successful);
+}
+
+#[tokio::test]
+async fn commands_for_a_robot_connected_here_are_pushed_and_never_wait_in_its_outbox() {
+    use rpa_core::job::StopStrategy;
+    use rpa_core::transport::RobotTransport;
+    let rig = rig().await;
+    let mut ws = register(&rig, "r1").await;
+    recv(&mut ws).await; // SendLicense
+    send(&mut ws, "Heartbeat", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let robot = rig.engine.store().robot_by_code("r1").await.unwrap().unwrap().id;
+    assert!(rig.hub.is_here(robot));
+
+    let job = rig.engine.start_job(&rig.user, rig.process, &json!({})).await.unwrap();
+    assert_eq!(recv(&mut ws).await.map(|(a, _)| a).as_deref(), Some("Execute"));
+    // Nothing was left behind that a heartbeat or another node could deliver again.
+    assert!(rig.engine.take_commands(robot).await.unwrap().is_empty());
+    rig.engine
+        .stop_job(&rig.user, job.key, StopStrategy::SoftStop)
+        .await
+        .unwrap();
+    assert_eq!(recv(&mut ws).await.map(|(a, _)| a).as_deref(), Some("Stop"));
+    assert!(rig.engine.take_commands(robot).await.unwrap().is_empty());
+
+    // Once the socket is gone the robot is not here: its commands wait in the outbox.
+    ws.close(None).await.unwrap();
+    drop(ws);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!rig.hub.is_here(robot));
+    rig.engine
+        .stop_job(&rig.user, job.key, StopStrategy::Kill)
+        .await
+        .unwrap();
+    let waiting = rig.engine.take_commands(robot).await.unwrap();
+    assert!(
+        waiting.iter().any(|c| c.action() == "Stop"),
+        "the kill waits in the outbox: {waiting:?}"
+    );
 }
