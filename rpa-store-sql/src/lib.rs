@@ -227,6 +227,18 @@ enum Writer {
 /// Most commits in one transaction.
 const GROUP_MAX: usize = 256;
 
+/// `first` and whatever else is already waiting in `rx`, at most `max` in all.
+pub(crate) fn waiting<T>(rx: &mut mpsc::Receiver<T>, first: T, max: usize) -> Vec<T> {
+    let mut batch = vec![first];
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(t) => batch.push(t),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 fn stopped<T>(_: T) -> StoreError {
     StoreError::Backend("the database writer stopped".into())
 }

@@ -65,13 +65,7 @@ pub(crate) async fn group_writer(
     let mut hint = None;
     let mut held = None;
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < GROUP_MAX {
-            match rx.try_recv() {
-                Ok(p) => batch.push(p),
-                Err(_) => break,
-            }
-        }
+        let mut batch = crate::waiting(&mut rx, first, GROUP_MAX);
         let mut done = None;
         if batch.iter().all(|p| p.planned.rows.is_some()) {
             done = rows_in_one(&url, &mut held, &batch, node, &cache, &mut hint).await;

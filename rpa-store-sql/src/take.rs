@@ -30,13 +30,7 @@ pub(crate) const BATCH_MAX: usize = 512;
 /// Takes every request waiting and answers them with one statement.
 pub(crate) async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Request>) {
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < BATCH_MAX {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
+        let batch = crate::waiting(&mut rx, first, BATCH_MAX);
         match take(&pool, &batch).await {
             Ok(mut taken) => {
                 for r in batch {
