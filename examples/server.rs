@@ -55,6 +55,10 @@ struct Args {
     /// Default: a third of the timeout.
     #[arg(long)]
     heartbeat_slack: Option<u64>,
+    /// This node's number in a cluster's leases (default: random). Nodes
+    /// sharing a PostgreSQL database must have different numbers.
+    #[arg(long)]
+    node: Option<u64>,
 }
 
 #[tokio::main]
@@ -118,6 +122,7 @@ async fn serve<S: Store>(store: S, hub: Arc<Hub>, kind: &'static str, args: Args
         utc_offset: offset,
         heartbeat_timeout_ms: args.heartbeat_timeout * 1000,
         heartbeat_slack_ms: args.heartbeat_slack.unwrap_or(args.heartbeat_timeout / 3) * 1000,
+        node: args.node,
         password_cost: if demo {
             PasswordCost::TESTING
         } else {
@@ -146,7 +151,7 @@ async fn serve<S: Store>(store: S, hub: Arc<Hub>, kind: &'static str, args: Args
         .map_err(|e| format!("{}: {e}", args.listen))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let timers = tokio::spawn(rpa::http::run_timers(engine.clone(), wait(stop_rx.clone())));
-    tracing::info!(url = %public_url, store = kind, db = %redact(&args.db), "rpa server listening");
+    tracing::info!(url = %public_url, store = kind, db = %redact(&args.db), node = engine.node(), "rpa server listening");
     if demo {
         tracing::info!(
             "demo configuration loaded: its users, vendor and robot are listed in examples/demo-config.json"

@@ -9,22 +9,24 @@
 //!   id: the cluster shares it), which takes over the timer lease and fails
 //!   over the jobs the dead node's robots were running.
 //!
-//! Either way: every start acknowledged is there once, every job ends, and
-//! the audit chain verifies.
+//! Either way: every start acknowledged is there once, every job ends, the
+//! robots (which count what they execute; `support::robots`) executed every
+//! job exactly once, and the audit chain verifies.
 
 use std::collections::HashSet;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rpa::core::auth::supplier_proof;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 mod support;
+
+use support::robots::{Nodes, Tally, http_robot};
+use support::{login, post, start_server};
 
 const CONFIG: &str = r#"{
   "admin": { "name": "admin", "password": "admin-pw" },
@@ -32,130 +34,6 @@ const CONFIG: &str = r#"{
   "users": [ { "name": "alice", "password": "pw", "processes": ["P"] } ],
   "vendors": [ { "supplierCode": "acme", "secret": "acme-secret" } ]
 }"#;
-
-fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples").join("server")
-}
-
-fn start_server(dir: &Path, db: &str, port: u16) -> Child {
-    Command::new(server_binary())
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--heartbeat-timeout", "2"])
-        .args(["--db", db])
-        .arg("--config")
-        .arg(dir.join("config.json"))
-        .arg("--files")
-        .arg(dir.join("files"))
-        .arg("--secret-key-file")
-        .arg(dir.join("rpa.key"))
-        .stdout(Stdio::from(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join(format!("server-{port}.log")))
-                .unwrap(),
-        ))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-async fn post(http: &reqwest::Client, url: String, headers: &[(&str, &str)], body: Value) -> Option<(u16, Value)> {
-    let mut req = http.post(url).json(&body).timeout(Duration::from_secs(5));
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let r = req.send().await.ok()?;
-    let status = r.status().as_u16();
-    Some((status, r.json().await.ok()?))
-}
-
-async fn login(http: &reqwest::Client, base: &str, user: &str, pw: &str) -> (String, String) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some((_, v)) = post(
-            http,
-            format!("{base}/rpa/api/login"),
-            &[],
-            json!({"username": user, "password": pw}),
-        )
-        .await
-            && v["code"] == 200
-        {
-            let p = v["result"]["processes"][0]["id"].as_str().unwrap_or("").to_owned();
-            return (v["result"]["token"].as_str().unwrap().to_owned(), p);
-        }
-        assert!(Instant::now() < deadline, "the server did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The nodes a client or robot may talk to: the first it is given, the next when that one stops answering.
-#[derive(Clone)]
-struct Nodes {
-    bases: Vec<String>,
-    at: usize,
-}
-
-impl Nodes {
-    fn base(&self) -> &str {
-        &self.bases[self.at % self.bases.len()]
-    }
-    fn unreachable(&mut self) {
-        self.at += 1;
-    }
-}
-
-/// An HTTP robot that finishes whatever it is given, and re-registers when the server forgets it.
-async fn robot(mut nodes: Nodes, id: String, stop: Arc<AtomicBool>, finished: Arc<AtomicUsize>) {
-    let http = reqwest::Client::new();
-    let mut connect: Option<String> = None;
-    while !stop.load(Ordering::Relaxed) {
-        let base = nodes.base().to_owned();
-        let Some(c) = connect.clone() else {
-            let proof = supplier_proof("acme-secret", &id);
-            match post(
-                &http,
-                format!("{base}/robots/connect/register"),
-                &[("robotId", &id)],
-                json!({"supplierCode": "acme", "supplierSecret": proof}),
-            )
-            .await
-            {
-                Some((200, v)) => connect = v["resultValue"]["robotConnectId"].as_str().map(str::to_owned),
-                Some(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-                None => {
-                    nodes.unreachable();
-                    tokio::time::sleep(Duration::from_millis(200)).await
-                }
-            }
-            continue;
-        };
-        let h = [("robotId", id.as_str()), ("robotConnectId", c.as_str())];
-        match post(&http, format!("{base}/robots/connect/heartbeat"), &h, json!({})).await {
-            Some((200, v)) if v["resultValue"]["Action"] == "Execute" => {
-                let run = v["resultValue"]["Body"]["runInstanceId"].as_str().unwrap().to_owned();
-                let fin = post(
-                    &http,
-                    format!("{base}/robots/connect/reportFinish"),
-                    &h,
-                    json!({"runInstanceId": run, "status": 0}),
-                )
-                .await;
-                if matches!(fin, Some((200, _))) {
-                    finished.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Some((200, _)) => tokio::time::sleep(Duration::from_millis(20)).await,
-            Some((401, _)) => connect = None,
-            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            None => {
-                nodes.unreachable();
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_server_killed_mid_load_loses_nothing_it_acknowledged() {
@@ -185,7 +63,7 @@ async fn crash_mid_load(dir: &Path, db: &str, count: usize) {
         // One after the other: the first creates the schema, the secret key and the configuration.
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let base = format!("http://127.0.0.1:{port}");
-        servers.push((start_server(dir, db, port), port));
+        servers.push((start_server(dir, db, port, &[]), port));
         login(&http, &base, "alice", "pw").await;
         bases.push(base);
     }
@@ -197,9 +75,9 @@ async fn crash_mid_load(dir: &Path, db: &str, count: usize) {
     let (token, process) = login(&http, &base, "alice", "pw").await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let finished = Arc::new(AtomicUsize::new(0));
+    let tally = Arc::new(Tally::default());
     let robots: Vec<_> = (0..4)
-        .map(|i| tokio::spawn(robot(nodes(i), format!("r{i}"), stop.clone(), finished.clone())))
+        .map(|i| tokio::spawn(http_robot(nodes(i), format!("r{i}"), stop.clone(), tally.clone())))
         .collect();
 
     // Clients start jobs; an acknowledged start is one answered success.
@@ -249,7 +127,7 @@ async fn crash_mid_load(dir: &Path, db: &str, count: usize) {
     let at_crash = acked.lock().await.len();
     if servers.is_empty() {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        servers.push((start_server(dir, db, port), port));
+        servers.push((start_server(dir, db, port, &[]), port));
     }
     for c in clients {
         c.await.unwrap();
@@ -325,7 +203,12 @@ async fn crash_mid_load(dir: &Path, db: &str, count: usize) {
         acked.iter().all(|j| listed.contains(j.as_str())),
         "an acknowledged job is missing"
     );
-    assert!(finished.load(Ordering::Relaxed) as u64 >= successful - 8);
+    // The robots executed every job, and none twice (no robot died).
+    let executions = tally.executions.lock().unwrap().clone();
+    let twice: Vec<_> = executions.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "runs executed more than once: {twice:?}");
+    assert_eq!(executions.len() as u64, successful, "every Successful job was executed");
+    assert!(executions.keys().all(|r| listed.contains(r.as_str())));
 
     let (admin, _) = login(&http, &base, "admin", "admin-pw").await;
     let v: Value = http

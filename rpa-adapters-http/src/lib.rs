@@ -101,7 +101,8 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
 
 /// Fires the engine's deadlines (heartbeat timeouts, expirations, back-offs)
 /// until `shutdown` completes: at each next deadline, and at least every
-/// second. With several nodes on one database only the holder of the timer
+/// second (and at least every quarter of the node lease, which each tick
+/// renews). With several nodes on one database only the holder of the timer
 /// lease fires them; the others try for the lease every second.
 pub async fn run_timers<S: Store>(engine: Arc<Engine<S>>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
@@ -128,10 +129,11 @@ pub async fn run_timers<S: Store>(engine: Arc<Engine<S>>, shutdown: impl Future<
         }
         let now = engine.now();
         let next = if lead { engine.next_timeout().await } else { Ok(None) };
+        let most = (engine.node_lease_ms() / 4).clamp(10, 1000);
         let wait = match next {
-            Ok(Some(t)) if t > now => Duration::from_millis(((t.0 - now.0) as u64).min(1000)),
+            Ok(Some(t)) if t > now => Duration::from_millis(((t.0 - now.0) as u64).min(most)),
             Ok(Some(_)) => Duration::from_millis(10),
-            _ => Duration::from_secs(1),
+            _ => Duration::from_millis(most),
         };
         tokio::select! {
             _ = &mut shutdown => return,

@@ -399,7 +399,7 @@ async fn handle<S: Store>(
             (Err(e), _) | (_, Err(e)) => return (vec![error(BAD_PARAMETERS, e)], Next::Close),
         };
         let version = body.get("version").and_then(Value::as_str);
-        return match st.engine.register_robot(code, supplier, secret, version).await {
+        return match st.engine.register_socket(code, supplier, secret, version).await {
             Ok(reg) => {
                 let hub_id = st.hub.attach(reg.robot.id, ends);
                 *session = Some(Session {

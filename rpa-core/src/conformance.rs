@@ -118,6 +118,7 @@ pub fn sample_robot(id: i64, state: RobotState) -> Robot {
         last_seen: Timestamp(0),
         deadline: None,
         awaiting_heartbeat: false,
+        node: None,
     }
 }
 
@@ -826,7 +827,8 @@ async fn counts<S: Store>(s: S) {
     );
 }
 
-/// A lease has one holder at a time; it passes on only once expired.
+/// A lease has one holder at a time; it passes on only once expired; its
+/// holder is known until then.
 async fn lease<S: Store>(s: S) {
     let t = Timestamp(1_000);
     assert!(
@@ -864,6 +866,28 @@ async fn lease<S: Store>(s: S) {
         .filter(|r| *r.as_ref().unwrap())
         .count();
     assert_eq!(won, 1, "lease: one of ten racers takes a free lease");
+
+    // Who holds a lease, as a node asks whether another still lives.
+    assert_eq!(
+        s.lease_holder("l", Timestamp(3_000)).await.unwrap(),
+        Some(2),
+        "lease: its holder"
+    );
+    assert_eq!(
+        s.lease_holder("l", Timestamp(4_000)).await.unwrap(),
+        Some(2),
+        "lease: held until its end"
+    );
+    assert_eq!(
+        s.lease_holder("l", Timestamp(4_001)).await.unwrap(),
+        None,
+        "lease: no holder once it ran out"
+    );
+    assert_eq!(
+        s.lease_holder("none", t).await.unwrap(),
+        None,
+        "lease: no holder of a lease never taken"
+    );
 }
 
 /// Two engines on one store tick: a silent robot's timeout is handled by

@@ -772,6 +772,11 @@ impl Store for MemoryStore {
         }
     }
 
+    async fn lease_holder(&self, name: &str, now: Timestamp) -> StoreResult<Option<u64>> {
+        let g = self.lock();
+        Ok(g.leases.get(name).filter(|(_, end)| *end >= now).map(|(h, _)| *h))
+    }
+
     async fn audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
         let g = self.lock();
         Ok(g.audit.after(after, limit))

@@ -450,6 +450,11 @@ pub struct Robot {
     /// heartbeat has said what it is running (a robot that reconnects may
     /// still be busy with a run the engine gave away).
     pub awaiting_heartbeat: bool,
+    /// The node whose socket holds the current connection (WebSocket): the
+    /// connection dies with that node. `None` for HTTP robots, whose calls
+    /// may reach any node.
+    #[serde(default)]
+    pub node: Option<u64>,
 }
 
 impl Robot {

@@ -9,7 +9,10 @@
 //!
 //! A registered robot is given work only after its first heartbeat
 //! (`awaiting_heartbeat`): the heartbeat says what it is still running.
-//! "Healthy" means heard from within the heartbeat timeout. A robot that closes
+//! "Healthy" means heard from within the heartbeat timeout. A WebSocket
+//! connection held by a node that is gone died with it: the engine closes it
+//! (Close) before it registers the robot's new connection, however healthy
+//! it looked. A robot that closes
 //! its socket keeps its job until the timeout: if it reconnects in time and says
 //! in its heartbeat that it still runs the job, it keeps it.
 
@@ -109,6 +112,7 @@ pub fn apply(robot: &mut Robot, ev: RobotEvent, now: Timestamp, timeout_ms: u64)
         (Available | Busy | Unresponsive, RobotEvent::Close) => {
             robot.state = Disconnected;
             robot.connect = None;
+            robot.node = None;
             if robot.job.is_none() {
                 robot.deadline = None;
             }
@@ -143,6 +147,7 @@ mod tests {
             last_seen: Timestamp(0),
             deadline: None,
             awaiting_heartbeat: false,
+            node: None,
         }
     }
 

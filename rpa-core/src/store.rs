@@ -77,18 +77,6 @@ pub struct Counts {
 }
 
 impl Counts {
-    /// The change from `before` to `after` (two snapshots of one process) on `day`.
-    pub fn between(before: &Process, after: &Process, day: i64) -> Counts {
-        Counts {
-            process: after.id,
-            running: i64::from(after.running) - i64::from(before.running),
-            pending_items: i64::from(after.pending_items) - i64::from(before.pending_items),
-            successes: after.successes_on(day).saturating_sub(before.successes_on(day)),
-            day,
-            limit_pending: false,
-        }
-    }
-
     /// Whether nothing changes.
     pub fn is_empty(&self) -> bool {
         self.running == 0 && self.pending_items == 0 && self.successes == 0
@@ -328,6 +316,25 @@ pub trait Store: Send + Sync + 'static {
         until: Timestamp,
     ) -> impl Future<Output = StoreResult<bool>> + Send;
 
+    /// The holder of the lease `name` if it has not expired at `now`
+    /// (whether a node still lives: each node holds `node:<id>`).
+    fn lease_holder(&self, name: &str, now: Timestamp) -> impl Future<Output = StoreResult<Option<u64>>> + Send;
+
     /// Applies `commit` atomically, checking versions and unique keys.
     fn commit(&self, commit: Commit) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Brings this store's copies of the robot `robot` (by its code) and of
+    /// the run `run` (a job, by key) up to date with the durable store, and
+    /// answers whether they may have changed. A store whose reads are always
+    /// current answers `false` and reads nothing (the default).
+    ///
+    /// The engine calls it before it refuses a robot on what it read (a run
+    /// that is not the robot's, a connection that is not current, a report
+    /// the job's state does not allow): a node's copy that lags another
+    /// node's commit by a few milliseconds must never tell a robot that its
+    /// own run is not its own.
+    fn confirm(&self, robot: &str, run: Option<Key>) -> impl Future<Output = StoreResult<bool>> + Send {
+        let _ = (robot, run);
+        async { Ok(false) }
+    }
 }

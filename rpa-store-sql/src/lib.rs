@@ -955,6 +955,40 @@ impl Store for SqlStore {
         Ok(row.is_some())
     }
 
+    async fn lease_holder(&self, name: &str, now: Timestamp) -> StoreResult<Option<u64>> {
+        let row = sqlx::query(queries::LEASE_HOLDER)
+            .bind(name)
+            .bind(now.0)
+            .fetch_optional(&self.inner.read)
+            .await
+            .map_err(backend_err)?;
+        row.map(|r| r.try_get::<i64, _>(0).map(|h| h as u64).map_err(backend_err))
+            .transpose()
+    }
+
+    async fn confirm(&self, robot: &str, run: Option<Key>) -> StoreResult<bool> {
+        // SQLite's memory is exact: this store is its file's only writer.
+        let Some(m) = self
+            .inner
+            .mirror
+            .as_ref()
+            .filter(|_| self.inner.backend == Backend::Postgres)
+        else {
+            return Ok(false);
+        };
+        let mut fresh = Vec::new();
+        if let Some(r) = self.one::<Robot>(queries::ROBOT_BY_CODE, Val::S(robot.into())).await? {
+            fresh.push(Write::Robot(r));
+        }
+        if let Some(k) = run
+            && let Some(j) = self.one::<Job>(queries::JOB_BY_KEY, Val::S(k.to_string())).await?
+        {
+            fresh.push(Write::Job(j));
+        }
+        m.refresh(fresh);
+        Ok(true)
+    }
+
     async fn commit(&self, mut c: Commit) -> StoreResult<()> {
         if c.is_empty() {
             return Ok(());

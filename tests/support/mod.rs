@@ -3,6 +3,8 @@
 
 use sqlx::Connection;
 
+pub mod robots;
+
 /// `DATABASE_URL` when it names PostgreSQL; `None` (the caller skips, saying
 /// so) on a laptop without it; a failure under `CI=true`.
 pub fn postgres_url() -> Option<String> {
@@ -51,4 +53,79 @@ pub async fn fresh_postgres(url: &str, tag: &str) -> String {
         "{}/{name}",
         url.rsplit_once('/').expect("DATABASE_URL ends with /database").0
     )
+}
+
+/// The example server built beside the running test.
+pub fn server_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().unwrap().parent().unwrap().join("examples").join("server")
+}
+
+/// Starts the example server on `port` over `db`, with `dir/config.json`,
+/// its files, key and log (`server-<port>.log`) in `dir`; a heartbeat
+/// timeout of 2 s unless `extra` sets one.
+pub fn start_server(dir: &std::path::Path, db: &str, port: u16, extra: &[&str]) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(server_binary());
+    cmd.args(["--listen", &format!("127.0.0.1:{port}")]);
+    if !extra.contains(&"--heartbeat-timeout") {
+        cmd.args(["--heartbeat-timeout", "2"]);
+    }
+    cmd.args(extra)
+        .args(["--db", db])
+        .arg("--config")
+        .arg(dir.join("config.json"))
+        .arg("--files")
+        .arg(dir.join("files"))
+        .arg("--secret-key-file")
+        .arg(dir.join("rpa.key"))
+        .stdout(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(format!("server-{port}.log")))
+                .unwrap(),
+        ))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// POSTs `body` as JSON; the status and the JSON answer, or `None` when the
+/// server did not answer (or not with JSON) within 5 s.
+pub async fn post(
+    http: &reqwest::Client,
+    url: String,
+    headers: &[(&str, &str)],
+    body: serde_json::Value,
+) -> Option<(u16, serde_json::Value)> {
+    let mut req = http.post(url).json(&body).timeout(std::time::Duration::from_secs(5));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.send().await.ok()?;
+    let status = r.status().as_u16();
+    Some((status, r.json().await.ok()?))
+}
+
+/// Logs in over seed 000 (waiting up to 30 s for the server to come up):
+/// the token and the id of the first process granted.
+pub async fn login(http: &reqwest::Client, base: &str, user: &str, pw: &str) -> (String, String) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some((_, v)) = post(
+            http,
+            format!("{base}/rpa/api/login"),
+            &[],
+            serde_json::json!({"username": user, "password": pw}),
+        )
+        .await
+            && v["code"] == 200
+        {
+            let p = v["result"]["processes"][0]["id"].as_str().unwrap_or("").to_owned();
+            return (v["result"]["token"].as_str().unwrap().to_owned(), p);
+        }
+        assert!(std::time::Instant::now() < deadline, "the server did not come up");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

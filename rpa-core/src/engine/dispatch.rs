@@ -21,7 +21,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use super::{Engine, Tx, is_conflict};
+use super::{Delta, Engine, Tx, is_conflict};
 use crate::arguments;
 use crate::audit::{self, Subject};
 use crate::error::Result;
@@ -316,9 +316,8 @@ impl<S: Store> Engine<S> {
             return Ok(false);
         }
         let mut tx = Tx::default();
-        let before = p.clone();
         self.assign(&mut tx, now, &mut robot, &mut job, &mut p, execute).await?;
-        tx.job(job).robot(robot).counts(&before, &p, self.today(now));
+        tx.job(job).robot(robot);
         match self.commit(tx).await {
             Ok(()) => Ok(true),
             Err(e) if is_conflict(&e) => Ok(false),
@@ -327,9 +326,10 @@ impl<S: Store> Engine<S> {
     }
 
     /// The decision part of a dispatch: `job` Running on `robot`, the process
-    /// slot taken, the queue item InProgress (written to `tx`), Execute in the
-    /// robot's outbox (if `execute`; a robot resuming its own run gets none).
-    /// The caller writes `robot`, `job` and `p` once it has made all its changes.
+    /// slot taken and the queue item InProgress (both written to `tx`),
+    /// Execute in the robot's outbox (if `execute`; a robot resuming its own
+    /// run gets none). The caller writes `robot` and `job` once it has made
+    /// all its changes.
     pub(crate) async fn assign(
         &self,
         tx: &mut Tx,
@@ -354,13 +354,14 @@ impl<S: Store> Engine<S> {
             ctx,
         )?;
         robot::apply(robot, RobotEvent::Assign(job.id), now, self.robot_window())?;
-        p.running += 1;
+        let today = self.today(now);
+        tx.count(p, Delta::SLOT_TAKEN, today);
         if let Some(item_id) = job.queue_item
             && let Some(mut item) = self.store.item(item_id).await?
             && item.state == ItemState::New
         {
             queue::apply(&mut item, ItemEvent::Start(job.id), now)?;
-            p.pending_items = p.pending_items.saturating_sub(1);
+            tx.count(p, Delta::ITEM_TAKEN, today);
             tx.item(item);
         }
         // Pending->Running is what `job.dispatch` means; the detail says where.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::dispatch::has_capacity;
-use super::{CONFLICT_RETRIES, Engine, Tx, is_conflict};
+use super::{CONFLICT_RETRIES, Delta, Engine, Tx, is_conflict};
 use crate::arguments;
 use crate::audit::{self, Subject};
 use crate::error::{Entity, Error, Limit, Result, StoreError};
@@ -387,16 +387,14 @@ impl<S: Store> Engine<S> {
                     item.deadline,
                 )
                 .await?;
-            let before = p.clone();
-            p.pending_items += 1;
             let item = QueueItem {
                 job: Some(job.id),
                 ..item
             };
             let mut tx = Tx::default();
-            tx.item(item.clone())
+            tx.count(&mut p, Delta::NEW_ITEM, self.today(now))
+                .item(item.clone())
                 .job(job.clone())
-                .new_items(&before, &p, self.today(now))
                 .audit(
                     now,
                     Actor::User(user.id),
@@ -472,7 +470,6 @@ impl<S: Store> Engine<S> {
                 .process(job.process)
                 .await?
                 .ok_or_else(|| Error::Internal("job without process".into()))?;
-            let p_before = p.clone();
             let today = self.today(now);
             let from = job.state;
             let ctx = JobCtx {
@@ -524,15 +521,11 @@ impl<S: Store> Engine<S> {
             }
 
             // Process counters.
-            let mut p_changed = false;
             if fx.slot == Slot::Free {
-                p.running = p.running.saturating_sub(1);
-                p_changed = true;
+                tx.count(&mut p, Delta::SLOT_FREED, today);
             }
             if fx.succeeded {
-                p.day_successes = p.successes_on(today) + 1;
-                p.day = today;
-                p_changed = true;
+                tx.count(&mut p, Delta::SUCCESS, today);
             }
 
             // The queue item.
@@ -543,8 +536,7 @@ impl<S: Store> Engine<S> {
                 let was_new = item.state == ItemState::New;
                 queue::apply(&mut item, ev, now)?;
                 if was_new {
-                    p.pending_items = p.pending_items.saturating_sub(1);
-                    p_changed = true;
+                    tx.count(&mut p, Delta::ITEM_TAKEN, today);
                 }
                 if retry {
                     queue::apply(&mut item, ItemEvent::Retry, now)?;
@@ -582,8 +574,7 @@ impl<S: Store> Engine<S> {
                         job: Some(j2.id),
                         ..again
                     };
-                    p.pending_items += 1;
-                    p_changed = true;
+                    tx.count(&mut p, Delta::RETRIED_ITEM, today);
                     tx.audit(
                         now,
                         Actor::System,
@@ -633,11 +624,8 @@ impl<S: Store> Engine<S> {
                         next_claim = Some(claim);
                         if next.process == p.id {
                             self.assign(&mut tx, now, &mut r, &mut next, &mut p, true).await?;
-                            p_changed = true;
                         } else if let Some(mut q) = others.drain(..).find(|q| q.id == next.process) {
-                            let q_before = q.clone();
                             self.assign(&mut tx, now, &mut r, &mut next, &mut q, true).await?;
-                            tx.counts(&q_before, &q, today);
                         }
                         if r.job == Some(next.id) {
                             chained = true;
@@ -646,9 +634,6 @@ impl<S: Store> Engine<S> {
                     }
                 }
                 tx.robot(r);
-            }
-            if p_changed {
-                tx.counts(&p_before, &p, today);
             }
             if fx.changed || !tx.commit.is_empty() {
                 if fx.changed {

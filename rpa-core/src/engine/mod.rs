@@ -13,6 +13,27 @@
 //! - `dispatch.rs`: the scheduler
 //! - `timers.rs`: deadlines (heartbeat timeouts, expirations, back-offs)
 
+/// `confirmed!(engine, robot, run, op)` evaluates `op`, a robot's operation
+/// (an expression giving a `Result`). When it is refused in a way a lagging
+/// copy of the robot `robot` (its code) or of its run `run` could cause, the
+/// store confirms both against the durable store ([`Store::confirm`]) and,
+/// if they may have changed, `op` is evaluated once more on what it reads
+/// then: the answer rests on the durable store, never on a copy alone.
+macro_rules! confirmed {
+    ($engine:expr, $robot:expr, $run:expr, $op:expr) => {{
+        match $op {
+            Err(e) if $crate::engine::may_rest_on_a_copy(&e) => {
+                if $engine.store.confirm($robot, $run).await? {
+                    $op
+                } else {
+                    Err(e)
+                }
+            }
+            other => other,
+        }
+    }};
+}
+
 mod dispatch;
 mod jobs;
 mod robots;
@@ -103,6 +124,8 @@ pub struct Engine<S> {
     node: u64,
     rng: Mutex<StdRng>,
     claims: dispatch::Claims,
+    /// Until when this node's lease [`node_lease`] is known to be held.
+    node_lease_until: std::sync::atomic::AtomicI64,
 }
 
 /// Writes, audit events and commands of one decision; bumps each entity's version once.
@@ -124,16 +147,29 @@ impl Tx {
         p.version += 1;
         self.put(Write::Process(p))
     }
-    /// The counters of a process went from `before` to `after` (see [`Counts`]).
-    pub(crate) fn counts(&mut self, before: &Process, after: &Process, day: i64) -> &mut Self {
-        self.counts_of(Counts::between(before, after, day))
-    }
-    /// Like [`Tx::counts`], with new queue items held to the process's limit.
-    pub(crate) fn new_items(&mut self, before: &Process, after: &Process, day: i64) -> &mut Self {
-        self.counts_of(Counts {
-            limit_pending: true,
-            ..Counts::between(before, after, day)
-        })
+    /// Changes the counters of `p` (see [`Counts`]): by `running` running
+    /// jobs and `pending_items` New queue items, and `successes` successful
+    /// runs on `day`. The change is recorded as a delta, which the store
+    /// applies to the process as stored: a snapshot that lags (a node's copy
+    /// that has not yet seen another node's dispatch) never turns a freed
+    /// slot into no change. `p` follows, for decisions later in this commit.
+    pub(crate) fn count(&mut self, p: &mut Process, delta: Delta, day: i64) -> &mut Self {
+        let c = Counts {
+            process: p.id,
+            running: delta.running,
+            pending_items: delta.pending_items,
+            successes: delta.successes,
+            day,
+            limit_pending: delta.limit_pending,
+        };
+        let add = |n: u32, d: i64| u32::try_from((i64::from(n) + d).max(0)).unwrap_or(u32::MAX);
+        p.running = add(p.running, c.running);
+        p.pending_items = add(p.pending_items, c.pending_items);
+        if c.successes > 0 {
+            p.day_successes = p.successes_on(day) + c.successes;
+            p.day = p.day.max(day);
+        }
+        self.counts_of(c)
     }
     fn counts_of(&mut self, c: Counts) -> &mut Self {
         if c.is_empty() {
@@ -184,8 +220,81 @@ impl Tx {
     }
 }
 
+/// A change of a process's counters (see [`Tx::count`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Delta {
+    running: i64,
+    pending_items: i64,
+    successes: u32,
+    limit_pending: bool,
+}
+
+impl Delta {
+    /// A job took a running slot.
+    pub(crate) const SLOT_TAKEN: Delta = Delta {
+        running: 1,
+        pending_items: 0,
+        successes: 0,
+        limit_pending: false,
+    };
+    /// A job gave its running slot back.
+    pub(crate) const SLOT_FREED: Delta = Delta {
+        running: -1,
+        pending_items: 0,
+        successes: 0,
+        limit_pending: false,
+    };
+    /// A run succeeded.
+    pub(crate) const SUCCESS: Delta = Delta {
+        running: 0,
+        pending_items: 0,
+        successes: 1,
+        limit_pending: false,
+    };
+    /// A new queue item waits, held to the process's max pending items.
+    pub(crate) const NEW_ITEM: Delta = Delta {
+        running: 0,
+        pending_items: 1,
+        successes: 0,
+        limit_pending: true,
+    };
+    /// A retried item waits again (no new item: not held to the limit).
+    pub(crate) const RETRIED_ITEM: Delta = Delta {
+        running: 0,
+        pending_items: 1,
+        successes: 0,
+        limit_pending: false,
+    };
+    /// A queue item stopped waiting.
+    pub(crate) const ITEM_TAKEN: Delta = Delta {
+        running: 0,
+        pending_items: -1,
+        successes: 0,
+        limit_pending: false,
+    };
+}
+
 fn is_conflict(e: &Error) -> bool {
     matches!(e, Error::Store(StoreError::Conflict))
+}
+
+/// Whether a refusal may rest on a copy of a robot or a job that lags the
+/// durable store (see [`Store::confirm`]).
+pub(crate) fn may_rest_on_a_copy(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::NotConnected
+            | Error::NotFound(..)
+            | Error::PermissionDenied(_)
+            | Error::Rejected(_)
+            | Error::InvalidArgument(_)
+            | Error::DuplicateConnection
+    )
+}
+
+/// The lease a live node holds (see [`Engine::tick`]).
+pub fn node_lease(node: u64) -> String {
+    format!("node:{node}")
 }
 
 /// What a successful login gives (seed 000 §3.1).
@@ -232,6 +341,7 @@ impl<S: Store> Engine<S> {
             config,
             rng: Mutex::new(rng),
             claims: dispatch::Claims::default(),
+            node_lease_until: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
     }
 
@@ -317,6 +427,35 @@ impl<S: Store> Engine<S> {
         }
         for (r, cs) in by_robot {
             self.transport.push(r, cs);
+        }
+        Ok(())
+    }
+
+    /// Whether node `node` still holds its lease [`node_lease`].
+    async fn node_alive(&self, node: u64, now: Timestamp) -> Result<bool> {
+        Ok(self.store.lease_holder(&node_lease(node), now).await? == Some(node))
+    }
+
+    /// How long a node's lease lasts: within half a heartbeat timeout of a
+    /// node's death its WebSocket robots may register on another node. A
+    /// host calls [`Engine::tick`] at least every quarter of it.
+    pub fn node_lease_ms(&self) -> u64 {
+        self.config
+            .timer_lease_ms
+            .min(self.config.heartbeat_timeout_ms / 2)
+            .max(1)
+    }
+
+    /// Takes or renews this node's lease once less than half of it is left.
+    async fn renew_node_lease(&self, now: Timestamp) -> Result<()> {
+        let lease_ms = self.node_lease_ms();
+        let until = self.node_lease_until.load(std::sync::atomic::Ordering::Relaxed);
+        if until.saturating_sub(now.0) > (lease_ms / 2) as i64 {
+            return Ok(());
+        }
+        let end = now.plus_ms(lease_ms);
+        if self.store.lease(&node_lease(self.node), self.node, now, end).await? {
+            self.node_lease_until.store(end.0, std::sync::atomic::Ordering::Relaxed);
         }
         Ok(())
     }

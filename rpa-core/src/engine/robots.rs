@@ -143,6 +143,7 @@ impl<S: Store> Engine<S> {
             last_seen: self.now(),
             deadline: None,
             awaiting_heartbeat: false,
+            node: None,
         })
     }
 
@@ -161,6 +162,32 @@ impl<S: Store> Engine<S> {
         supplier_secret: &str,
         version: Option<&str>,
     ) -> Result<Registration> {
+        self.register(code, supplier_code, supplier_secret, version, None).await
+    }
+
+    /// [`Engine::register_robot`] for a connection whose socket this node
+    /// holds (the WebSocket hub): the connection dies with this node, so when
+    /// the node is gone (its lease `node:<id>` expired) the robot may
+    /// register again on another node at once and keep its run.
+    pub async fn register_socket(
+        &self,
+        code: &str,
+        supplier_code: &str,
+        supplier_secret: &str,
+        version: Option<&str>,
+    ) -> Result<Registration> {
+        self.register(code, supplier_code, supplier_secret, version, Some(self.node))
+            .await
+    }
+
+    async fn register(
+        &self,
+        code: &str,
+        supplier_code: &str,
+        supplier_secret: &str,
+        version: Option<&str>,
+        node: Option<u64>,
+    ) -> Result<Registration> {
         let code = non_empty(code, "robot id")?;
         let vendor = self.store.vendor_by_code(supplier_code).await?;
         if !vendor.is_some_and(|v| auth::verify_supplier_proof(&v.secret, code, supplier_secret)) {
@@ -174,6 +201,7 @@ impl<S: Store> Engine<S> {
             );
             return Err(self.record_failure(tx, Error::BadSupplier).await);
         }
+        let mut confirmed = false;
         for _ in 0..CONFLICT_RETRIES {
             let now = self.now();
             let mut r = match self.store.robot_by_code(code).await? {
@@ -190,8 +218,27 @@ impl<S: Store> Engine<S> {
             if r.profile.vendor.as_deref().is_some_and(|v| v != supplier_code) {
                 return Err(Error::BadSupplier);
             }
+            if let Some(held_by) = r.node
+                && held_by != self.node
+                && r.state != RobotState::Disconnected
+                && !self.node_alive(held_by, now).await?
+            {
+                // Its socket died with its node: that connection is closed.
+                robot::apply(&mut r, RobotEvent::Close, now, self.robot_window())?;
+            }
             let connect = self.new_key();
-            robot::apply(&mut r, RobotEvent::Register(connect), now, self.robot_window())?;
+            match robot::apply(&mut r, RobotEvent::Register(connect), now, self.robot_window()) {
+                Err(Error::DuplicateConnection) if !confirmed => {
+                    // Decided on this node's copy: confirm it before refusing.
+                    confirmed = true;
+                    if self.store.confirm(code, None).await? {
+                        continue;
+                    }
+                    return Err(Error::DuplicateConnection);
+                }
+                other => other?,
+            };
+            r.node = node;
             r.robot_version = version.map(Into::into);
             let mut tx = Tx::default();
             tx.commit.clear_outbox.push(r.id);
@@ -232,14 +279,27 @@ impl<S: Store> Engine<S> {
         if !vendor.is_some_and(|v| auth::verify_supplier_proof(&v.secret, code, supplier_secret)) {
             return Err(Error::BadSupplier);
         }
-        match self.store.robot_by_code(code).await? {
-            Some(r) if r.profile.vendor.as_deref().is_none_or(|v| v == supplier_code) && r.connect.is_some() => Ok(r),
-            _ => Err(Error::NotConnected),
-        }
+        confirmed!(
+            self,
+            code,
+            None,
+            match self.store.robot_by_code(code).await? {
+                Some(r) if r.profile.vendor.as_deref().is_none_or(|v| v == supplier_code) && r.connect.is_some() => {
+                    Ok(r)
+                }
+                _ => Err(Error::NotConnected),
+            }
+        )
     }
 
-    /// The robot behind `(code, connect)`, or [`Error::NotConnected`].
+    /// The robot behind `(code, connect)`, or [`Error::NotConnected`]
+    /// (confirmed against the durable store before it is answered).
     pub async fn connected_robot(&self, code: &str, connect: Key) -> Result<Robot> {
+        confirmed!(self, code, None, self.robot_connected(code, connect).await)
+    }
+
+    /// [`Engine::connected_robot`] as this node's copy has it.
+    async fn robot_connected(&self, code: &str, connect: Key) -> Result<Robot> {
         match self.store.robot_by_code(code).await? {
             Some(r) if r.connect == Some(connect) => Ok(r),
             _ => Err(Error::NotConnected),
@@ -266,12 +326,27 @@ impl<S: Store> Engine<S> {
         run_instance: Option<Key>,
         limit: usize,
     ) -> Result<Vec<Command>> {
+        confirmed!(
+            self,
+            code,
+            run_instance,
+            self.heartbeat_once(code, connect, run_instance, limit).await
+        )
+    }
+
+    async fn heartbeat_once(
+        &self,
+        code: &str,
+        connect: Key,
+        run_instance: Option<Key>,
+        limit: usize,
+    ) -> Result<Vec<Command>> {
         let mut filled = false;
         let mut stale = None;
         let mut robot_id = None;
         for _ in 0..CONFLICT_RETRIES {
             let now = self.now();
-            let mut r = self.connected_robot(code, connect).await?;
+            let mut r = self.robot_connected(code, connect).await?;
             robot_id = Some(r.id);
             let was_idle = is_idle(&r);
             let held = match r.job {
@@ -351,8 +426,12 @@ impl<S: Store> Engine<S> {
         };
         if let Some(k) = stale {
             // The robot runs something it no longer holds: it keeps it if the
-            // job still waits for a robot, otherwise it is told to stop.
-            if !self.adopt(rid, k).await? {
+            // job still waits for a robot, otherwise it is told to stop. "No
+            // longer holds" was read from this node's copy: confirmed first.
+            let keep = self.adopt(rid, k).await?
+                || (self.store.confirm(code, Some(k)).await?
+                    && (self.runs(rid, k).await? || self.adopt(rid, k).await?));
+            if !keep {
                 let mut tx = Tx::default();
                 tx.command(rid, Command::Stop { run_instance_id: k });
                 self.commit(tx).await?;
@@ -369,6 +448,7 @@ impl<S: Store> Engine<S> {
     pub async fn disconnect(&self, code: &str, connect: Key) -> Result<()> {
         for _ in 0..CONFLICT_RETRIES {
             let Ok(mut r) = self.connected_robot(code, connect).await else {
+                // Not (or no longer) the robot's connection: nothing to record.
                 return Ok(());
             };
             let now = self.now();
@@ -397,6 +477,21 @@ impl<S: Store> Engine<S> {
 
     // ---------------------------------------------------------------- reports
 
+    /// Whether robot `rid` holds the run `run`, by what this node reads.
+    async fn runs(&self, rid: RobotId, run: Key) -> Result<bool> {
+        let (Some(r), Some(job)) = (self.store.robot(rid).await?, self.store.job_by_key(run).await?) else {
+            return Ok(false);
+        };
+        Ok(r.job == Some(job.id) && job.robot == Some(rid) && job.state.is_active())
+    }
+
+    /// The robot behind `(code, connect)` and its run `run_instance`, as this node's copy has them.
+    async fn run_of(&self, code: &str, connect: Key, run_instance: Key) -> Result<(Robot, Job)> {
+        let r = self.robot_connected(code, connect).await?;
+        let job = self.robots_job(&r, run_instance).await?;
+        Ok((r, job))
+    }
+
     async fn robots_job(&self, r: &Robot, run_instance: Key) -> Result<Job> {
         let job = self
             .store
@@ -419,8 +514,12 @@ impl<S: Store> Engine<S> {
                 self.config.max_log_batch
             )));
         }
-        let r = self.connected_robot(code, connect).await?;
-        let job = self.robots_job(&r, run_instance).await?;
+        let (r, job) = confirmed!(
+            self,
+            code,
+            Some(run_instance),
+            self.run_of(code, connect, run_instance).await
+        )?;
         let now = self.now();
         let mut tx = Tx::default();
         let n = logs.len();
@@ -450,42 +549,62 @@ impl<S: Store> Engine<S> {
         error_code: Option<i32>,
         outputs: Option<Value>,
     ) -> Result<Job> {
-        let r = self.connected_robot(code, connect).await?;
-        let job = self.robots_job(&r, run_instance).await?;
-        let actor = Actor::Robot(r.id);
-        let ev = JobEvent::Finish {
-            robot: r.id,
-            status,
-            error_code,
-            outputs: outputs.map(Arc::new),
-        };
-        let t = self
-            .transition_from(job.id, Some(job), Some(r), ev, actor, None)
-            .await?;
+        let outputs = outputs.map(Arc::new);
+        let t = confirmed!(
+            self,
+            code,
+            Some(run_instance),
+            async {
+                let (r, job) = self.run_of(code, connect, run_instance).await?;
+                let ev = JobEvent::Finish {
+                    robot: r.id,
+                    status,
+                    error_code,
+                    outputs: outputs.clone(),
+                };
+                self.transition_from(job.id, Some(job), Some(r.clone()), ev, Actor::Robot(r.id), None)
+                    .await
+            }
+            .await
+        )?;
         self.follow_up(&t).await?;
         Ok(t.job)
     }
 
     /// Checkpoint extension: intermediate state a fail-over run resumes from.
     pub async fn report_checkpoint(&self, code: &str, connect: Key, run_instance: Key, data: Value) -> Result<Job> {
-        let r = self.connected_robot(code, connect).await?;
-        let job = self.robots_job(&r, run_instance).await?;
-        Ok(self
-            .transition(job.id, JobEvent::Checkpoint(Arc::new(data)), Actor::Robot(r.id), None)
-            .await?
-            .job)
+        let data = Arc::new(data);
+        confirmed!(
+            self,
+            code,
+            Some(run_instance),
+            async {
+                let (r, job) = self.run_of(code, connect, run_instance).await?;
+                let ev = JobEvent::Checkpoint(data.clone());
+                Ok(self.transition(job.id, ev, Actor::Robot(r.id), None).await?.job)
+            }
+            .await
+        )
     }
 
     /// Seed 001 ReportVideoRecord: allowed once the run has finished.
     pub async fn report_video(&self, code: &str, connect: Key, run_instance: Key, video_id: &str) -> Result<()> {
-        let r = self.connected_robot(code, connect).await?;
-        let job = self.robots_job(&r, run_instance).await?;
         let video_id = non_empty(video_id, "videoId")?;
-        if !job.state.is_terminal() {
-            return Err(Error::InvalidArgument(
-                "a video can be reported only after the run has finished".into(),
-            ));
-        }
+        let (r, job) = confirmed!(
+            self,
+            code,
+            Some(run_instance),
+            async {
+                let (r, job) = self.run_of(code, connect, run_instance).await?;
+                if !job.state.is_terminal() {
+                    return Err(Error::InvalidArgument(
+                        "a video can be reported only after the run has finished".into(),
+                    ));
+                }
+                Ok((r, job))
+            }
+            .await
+        )?;
         let now = self.now();
         let mut tx = Tx::default();
         tx.put(Write::Video(VideoRecord {

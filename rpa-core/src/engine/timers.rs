@@ -5,7 +5,9 @@
 //! Several engines on one store fire each deadline once: a tick first takes
 //! or renews the store's lease [`TIMER_LEASE`] for
 //! [`EngineConfig::timer_lease_ms`](super::EngineConfig::timer_lease_ms), and
-//! an engine that does not hold it does nothing. Versioned commits would keep
+//! an engine that does not hold it does nothing. Every tick also keeps this
+//! node's own lease `node:<id>` (renewed at half its life): a node whose
+//! lease ran out is gone, and the WebSocket connections it held with it. Versioned commits would keep
 //! double firing harmless anyway; the lease keeps it from happening.
 
 use super::{CONFLICT_RETRIES, Engine, Tx, is_conflict};
@@ -47,6 +49,7 @@ impl<S: Store> Engine<S> {
     pub async fn tick(&self) -> Result<TickReport> {
         let mut report = TickReport::default();
         let now = self.now();
+        self.renew_node_lease(now).await?;
         let until = now.plus_ms(self.config.timer_lease_ms);
         report.leader = self.store.lease(TIMER_LEASE, self.node, now, until).await?;
         if !report.leader {
