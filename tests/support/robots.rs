@@ -29,7 +29,7 @@ pub struct Tally {
     /// When the kill happened.
     pub killed_at: StdMutex<Option<Instant>>,
     /// Per robot that lost its node: from the kill until it worked again.
-    pub back: StdMutex<Vec<Duration>>,
+    pub back: StdMutex<Vec<(String, Duration)>>,
 }
 
 impl Tally {
@@ -41,11 +41,11 @@ impl Tally {
         self.refused.lock().unwrap().push(what);
     }
     /// A robot that failed to reach its node since the kill works again.
-    fn back(&self, failed: &mut bool) {
+    fn back(&self, id: &str, failed: &mut bool) {
         if std::mem::take(failed)
             && let Some(k) = *self.killed_at.lock().unwrap()
         {
-            self.back.lock().unwrap().push(k.elapsed());
+            self.back.lock().unwrap().push((id.to_owned(), k.elapsed()));
         }
     }
 }
@@ -99,7 +99,7 @@ pub async fn http_robot(mut nodes: Nodes, id: String, stop: Arc<AtomicBool>, tal
         let h = [("robotId", id.as_str()), ("robotConnectId", c.as_str())];
         match post(&http, format!("{base}/robots/connect/heartbeat"), &h, json!({})).await {
             Some((200, v)) => {
-                tally.back(&mut failed);
+                tally.back(&id, &mut failed);
                 if v["resultValue"]["Action"] != "Execute" {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
@@ -209,7 +209,7 @@ pub async fn ws_robot(mut nodes: Nodes, id: String, stop: Arc<AtomicBool>, tally
                     if registered_at.is_none() {
                         registered_at = Some(Instant::now());
                     } else {
-                        tally.back(&mut failed);
+                        tally.back(&id, &mut failed);
                     }
                     if ws.send(ws_message("Heartbeat", json!({}))).await.is_err() {
                         break;
