@@ -38,9 +38,10 @@ struct Args {
     /// Base URL clients reach this server at (default: http://<listen>).
     #[arg(long)]
     public_url: Option<String>,
-    /// The server's time zone as an offset from UTC in hours (days for maxDayNum, seed 000 times).
-    #[arg(long, default_value_t = 8, allow_negative_numbers = true)]
-    utc_offset: i32,
+    /// The server's time zone, an IANA name such as Europe/Berlin (calendar
+    /// days for maxDayNum, seed 000 times; daylight saving is followed).
+    #[arg(long, default_value = "Asia/Shanghai")]
+    time_zone: String,
     /// Seconds without a heartbeat before a robot is Unresponsive and its job fails over.
     #[arg(long, default_value_t = 30)]
     heartbeat_timeout: u64,
@@ -103,8 +104,10 @@ async fn run(args: Args) -> Result<(), String> {
 }
 
 async fn serve<S: Store>(store: S, hub: Arc<Hub>, kind: &'static str, args: Args) -> Result<(), String> {
-    let offset =
-        chrono::FixedOffset::east_opt(args.utc_offset * 3600).ok_or("--utc-offset must be between -23 and 23")?;
+    let time_zone: rpa::Tz = args
+        .time_zone
+        .parse()
+        .map_err(|_| format!("--time-zone {}: not an IANA time zone name", args.time_zone))?;
     let (config_text, demo) = match &args.config {
         Some(path) => (
             std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
@@ -119,7 +122,7 @@ async fn serve<S: Store>(store: S, hub: Arc<Hub>, kind: &'static str, args: Args
         .unwrap_or_else(|| format!("http://{}", args.listen));
     let engine_config = EngineConfig {
         file_upload_uri: Some(format!("{}/v1/file/file/upload", public_url.trim_end_matches('/'))),
-        utc_offset: offset,
+        time_zone,
         heartbeat_timeout_ms: args.heartbeat_timeout * 1000,
         heartbeat_slack_ms: args.heartbeat_slack.unwrap_or(args.heartbeat_timeout / 3) * 1000,
         node: args.node,

@@ -9,7 +9,9 @@
 //! - `sql`: [`sql`], the SQLite and PostgreSQL stores
 
 pub use rpa_core as core;
-pub use rpa_core::{Clock, Engine, EngineConfig, Error, Key, ManualClock, MemoryStore, Store, SystemClock, Timestamp};
+pub use rpa_core::{
+    Clock, Engine, EngineConfig, Error, Key, ManualClock, MemoryStore, Store, SystemClock, Timestamp, Tz,
+};
 
 #[cfg(feature = "http")]
 pub use rpa_adapters_http as http;

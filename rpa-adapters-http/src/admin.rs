@@ -171,7 +171,7 @@ fn process_json<S: Store>(st: &AppState<S>, p: &rpa_core::model::Process) -> Val
         "maxPendingItems": p.spec.max_pending_items,
         "pendingItems": p.pending_items,
         "priority": p.spec.priority,
-        "createTime": p.created_at.format_local(st.engine.config().utc_offset),
+        "createTime": p.created_at.format_local(st.engine.config().time_zone),
     })
 }
 
@@ -265,7 +265,7 @@ async fn robot<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, body: Resu
 async fn list_robots<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer {
     answer!(admin(&st, &h, Permission::ManageRobots).await);
     let robots = answer!(st.engine.robots().await);
-    let offset = st.engine.config().utc_offset;
+    let offset = st.engine.config().time_zone;
     let mut list = Vec::with_capacity(robots.len());
     for r in &robots {
         let job = match r.job {
@@ -302,7 +302,7 @@ async fn audit<S: Store>(
     let after = answer!(num("after", 0));
     let limit = answer!(num("limit", 100)).min(1000) as usize;
     let events = answer!(st.engine.audit_events(Actor::User(me.id), after, limit).await);
-    let offset = st.engine.config().utc_offset;
+    let offset = st.engine.config().time_zone;
     Answer::ok(Value::Array(
         events
             .iter()

@@ -169,7 +169,7 @@ fn job_key(f: &Fields) -> Result<rpa_core::Key, Answer> {
 }
 
 fn time<S: Store>(st: &AppState<S>, t: Option<Timestamp>) -> String {
-    t.map(|t| t.format_local(st.engine.config().utc_offset))
+    t.map(|t| t.format_local(st.engine.config().time_zone))
         .unwrap_or_default()
 }
 
@@ -357,7 +357,7 @@ async fn query_process_job<S: Store>(
             _ => return Answer::fail("state must be one of Pending, Running, Faulted, Successful, Stopped, Canceled"),
         },
     };
-    let offset = st.engine.config().utc_offset;
+    let offset = st.engine.config().time_zone;
     let parse = |name: &str| -> Result<Option<Timestamp>, Answer> {
         match f.opt_str(name).map_err(Answer::fail)? {
             None => Ok(None),

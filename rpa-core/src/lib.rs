@@ -76,5 +76,5 @@ pub use error::{Error, Result};
 pub use ids::Key;
 pub use memory::MemoryStore;
 pub use store::Store;
-pub use time::{Clock, ManualClock, SystemClock, Timestamp};
+pub use time::{Clock, ManualClock, SystemClock, Timestamp, Tz};
 pub use transport::{Command, RobotTransport};

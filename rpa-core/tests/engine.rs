@@ -344,6 +344,30 @@ fn max_day_num_refuses_starts_and_holds_dispatch_until_tomorrow() {
 }
 
 #[test]
+fn max_day_num_counts_calendar_days_of_the_named_zone_across_a_clock_change() {
+    // Europe/Berlin, 2026-10-25: clocks go back at 03:00, the day lasts 25 hours.
+    let berlin = rpa_core::Tz::Europe__Berlin;
+    let mut w = World::with_config(rpa_core::MemoryStore::new(), 1, |c| c.time_zone = berlin);
+    let start = Timestamp::parse_local("2026-10-25 00:30:00", berlin).unwrap();
+    w.clock.set(start);
+    let p = w.process(|s| s.max_day_num = 1);
+    let a = w.connect("a");
+    let j = w.start(&p, json!({}));
+    w.finish(&a, &j, FinishStatus::Success).unwrap();
+    // 24 hours later it is 23:30 on the same day in Berlin (a fixed offset would say tomorrow).
+    w.advance(24 * 3_600_000);
+    w.beat(&a, None);
+    assert_eq!(w.engine.now().format_local(berlin), "2026-10-25 23:30:00");
+    let e = block(w.engine.start_job(&w.user, p.key, &json!({}))).unwrap_err();
+    assert_eq!(e, Error::Limit(Limit::MaxDayNum(1)));
+    // Half past midnight: a new day.
+    w.advance(3_600_000);
+    w.beat(&a, None);
+    let j2 = w.start(&p, json!({}));
+    assert_eq!(w.job(&j2).state, JobState::Running);
+}
+
+#[test]
 fn higher_priority_goes_first_then_oldest() {
     let mut w = World::new();
     let low = w.process(|s| s.max_run_num = 0);

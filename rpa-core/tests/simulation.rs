@@ -362,7 +362,7 @@ impl Sim {
                 }
                 if j.state == JobState::Successful {
                     *per_day
-                        .entry(j.ended_at.unwrap().day(self.w.engine.config().utc_offset))
+                        .entry(j.ended_at.unwrap().day(self.w.engine.config().time_zone))
                         .or_default() += 1;
                 }
             }

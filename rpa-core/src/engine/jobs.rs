@@ -308,7 +308,7 @@ impl<S: Store> Engine<S> {
             return Err(Error::InvalidArgument("startTime must not be after endTime".into()));
         }
         let limit = from
-            .in_zone(self.config.utc_offset)
+            .in_zone(self.config.time_zone)
             .checked_add_months(chrono::Months::new(1))
             .map(|d| Timestamp(d.timestamp_millis()));
         if limit.is_none_or(|l| to > l) {

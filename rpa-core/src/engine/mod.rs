@@ -42,7 +42,6 @@ mod timers;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use chrono::{FixedOffset, Offset as _, Utc};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -56,7 +55,7 @@ use crate::error::{Entity, Error, Result, StoreError};
 use crate::ids::*;
 use crate::model::*;
 use crate::store::{Commit, Counts, Store, Write};
-use crate::time::{Clock, Timestamp};
+use crate::time::{Clock, Timestamp, Tz};
 use crate::transport::{Command, PollOnly, RobotTransport};
 
 /// How many times an operation re-reads after a version conflict before giving up.
@@ -65,8 +64,9 @@ const CONFLICT_RETRIES: usize = 512;
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// The server's time zone: calendar days (`maxDayNum`) and seed 000 times.
-    pub utc_offset: FixedOffset,
+    /// The server's time zone (IANA): calendar days (`maxDayNum`) and seed
+    /// 000 times. Default `Asia/Shanghai`.
+    pub time_zone: Tz,
     /// Session token lifetime (seed 000: 30 minutes).
     pub token_ttl_ms: u64,
     /// Wrong passwords in a row that lock a user (seed 000 §4: five).
@@ -99,7 +99,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            utc_offset: FixedOffset::east_opt(8 * 3600).unwrap_or(Utc.fix()),
+            time_zone: chrono_tz::Asia::Shanghai,
             token_ttl_ms: 30 * 60 * 1000,
             max_failed_logins: 5,
             heartbeat_timeout_ms: 30_000,
@@ -126,6 +126,8 @@ pub struct Engine<S> {
     claims: dispatch::Claims,
     /// Until when this node's lease [`node_lease`] is known to be held.
     node_lease_until: std::sync::atomic::AtomicI64,
+    /// The current calendar day: its first instant, the next day's, its number.
+    day: Mutex<(Timestamp, Timestamp, i64)>,
 }
 
 /// Writes, audit events and commands of one decision; bumps each entity's version once.
@@ -342,6 +344,7 @@ impl<S: Store> Engine<S> {
             rng: Mutex::new(rng),
             claims: dispatch::Claims::default(),
             node_lease_until: std::sync::atomic::AtomicI64::new(i64::MIN),
+            day: Mutex::new((Timestamp(0), Timestamp(0), 0)),
         }
     }
 
@@ -378,8 +381,14 @@ impl<S: Store> Engine<S> {
             .saturating_add(self.config.heartbeat_slack_ms)
     }
 
+    /// Today's number in the server's calendar (see [`Timestamp::day`]);
+    /// the bounds of the current day are kept, so most calls look up no zone.
     fn today(&self, now: Timestamp) -> i64 {
-        now.day(self.config.utc_offset)
+        let mut d = self.day.lock().unwrap_or_else(|p| p.into_inner());
+        if !(d.0 <= now && now < d.1) {
+            *d = now.day_bounds(self.config.time_zone);
+        }
+        d.2
     }
 
     fn new_key(&self) -> Key {
