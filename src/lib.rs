@@ -7,6 +7,9 @@
 //! - `http`: [`http`], the HTTP adapters
 //! - `ws`: [`ws`], the robot WebSocket hub
 //! - `sql`: [`sql`], the SQLite and PostgreSQL stores
+//! - `server`: [`server`], the runtime a standalone server or a host needs
+//!   besides the routers (store and engine set-up, configuration, timers,
+//!   secret key, graceful shutdown on SIGTERM and Ctrl-C)
 
 pub use rpa_core as core;
 pub use rpa_core::{
@@ -19,3 +22,5 @@ pub use rpa_adapters_http as http;
 pub use rpa_adapters_ws as ws;
 #[cfg(feature = "sql")]
 pub use rpa_store_sql as sql;
+#[cfg(feature = "server")]
+pub mod server;

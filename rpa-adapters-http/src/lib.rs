@@ -20,7 +20,7 @@
 //!
 //! A host builds an [`AppState`], mounts [`app`] (or the modules' routers)
 //! into its own axum application, and drives [`rpa_core::Engine::tick`]
-//! (see [`run_timers`]).
+//! (the `rpa` crate's `server::run_timers` does).
 
 pub mod admin;
 pub mod business;
@@ -30,9 +30,7 @@ pub mod openapi;
 pub mod robot;
 mod wire;
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -97,47 +95,4 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         )
         .merge(openapi::router())
         .with_state(state)
-}
-
-/// Fires the engine's deadlines (heartbeat timeouts, expirations, back-offs)
-/// until `shutdown` completes: at each next deadline, and at least every
-/// second (and at least every quarter of the node lease, which each tick
-/// renews). With several nodes on one database only the holder of the timer
-/// lease fires them; the others try for the lease every second.
-pub async fn run_timers<S: Store>(engine: Arc<Engine<S>>, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
-    let mut leading = false;
-    loop {
-        let lead = match engine.tick().await {
-            Ok(report) => report.leader,
-            Err(e) => {
-                tracing::error!(error = %e, "timer tick failed");
-                leading
-            }
-        };
-        if lead != leading {
-            tracing::info!(
-                node = engine.node(),
-                "{}",
-                if lead {
-                    "this node fires the timers"
-                } else {
-                    "another node fires the timers"
-                }
-            );
-            leading = lead;
-        }
-        let now = engine.now();
-        let next = if lead { engine.next_timeout().await } else { Ok(None) };
-        let most = (engine.node_lease_ms() / 4).clamp(10, 1000);
-        let wait = match next {
-            Ok(Some(t)) if t > now => Duration::from_millis(((t.0 - now.0) as u64).min(most)),
-            Ok(Some(_)) => Duration::from_millis(10),
-            _ => Duration::from_millis(most),
-        };
-        tokio::select! {
-            _ = &mut shutdown => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
 }

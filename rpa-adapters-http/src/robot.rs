@@ -33,17 +33,16 @@ use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use rpa_core::engine::NewLog;
 use rpa_core::error::Error;
-use rpa_core::job::FinishStatus;
-use rpa_core::model::{Actor, FileSource, LogLevel};
+use rpa_core::model::{Actor, FileSource};
+use rpa_core::seed001::{self, Body as Message};
 use rpa_core::transport::Command;
 use rpa_core::{Key, Store};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
-use crate::wire::{Fields, key};
+use crate::wire::key;
 
 /// The seed 001 HTTP routes.
 pub fn router<S: Store>() -> Router<AppState<S>> {
@@ -63,12 +62,7 @@ pub fn upload_router<S: Store>() -> Router<AppState<S>> {
     Router::new().route("/v1/file/{source}/upload", post(upload::<S>))
 }
 
-/// Seed 001 error codes (A.3.5).
-pub const DUPLICATE_CONNECTION: i32 = 10000;
-/// Bad parameters.
-pub const BAD_PARAMETERS: i32 = 10001;
-/// Anything else.
-pub const UNKNOWN: i32 = 19999;
+pub use rpa_core::seed001::{BAD_PARAMETERS, DUPLICATE_CONNECTION, UNKNOWN};
 
 /// A seed 001 answer.
 pub struct Reply {
@@ -140,9 +134,9 @@ macro_rules! reply {
     };
 }
 
-fn fields(body: Result<Bytes, BytesRejection>) -> Result<Fields, Reply> {
+fn fields(body: Result<Bytes, BytesRejection>) -> Result<Message, Reply> {
     let bytes = body.map_err(|r| Reply::status(r.status(), format!("{BAD_PARAMETERS}: {}", r.body_text())))?;
-    Fields::parse(&bytes).map_err(Reply::bad)
+    Message::from_bytes(&bytes).map_err(Reply::bad)
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -165,13 +159,14 @@ fn connection(h: &HeaderMap) -> Result<(&str, Key), Reply> {
     Ok((code, connect))
 }
 
-fn run_instance(f: &Fields) -> Result<Key, Reply> {
+/// The run a report is about; an id that cannot be one is no run here (404).
+fn run_instance(f: &Message) -> Result<Key, Reply> {
     let s = f.str("runInstanceId").map_err(Reply::bad)?;
-    key("runInstanceId", s).map_err(|_| Reply::status(StatusCode::NOT_FOUND, format!("run instance {s} not found")))
+    seed001::run_instance(f).map_err(|_| Reply::status(StatusCode::NOT_FOUND, format!("run instance {s} not found")))
 }
 
 /// A report from a connected robot: who, its connection, the body, and the run it is about.
-fn report(h: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<(&str, Key, Fields, Key), Reply> {
+fn report(h: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<(&str, Key, Message, Key), Reply> {
     let (code, connect) = connection(h)?;
     let f = fields(body)?;
     let run = run_instance(&f)?;
@@ -185,26 +180,21 @@ async fn register<S: Store>(
 ) -> Reply {
     let code = reply!(robot_id(&headers));
     let f = reply!(fields(body));
-    let supplier = reply!(f.str("supplierCode").map_err(Reply::bad));
-    let secret = reply!(f.str("supplierSecret").map_err(Reply::bad));
-    let version = reply!(f.opt_str("version").map_err(Reply::bad));
-    let reg = reply!(st.engine.register_robot(code, supplier, secret, version).await);
+    let r = reply!(seed001::register(&f).map_err(Reply::bad));
+    let reg = reply!(
+        st.engine
+            .register_robot(code, r.supplier_code, r.supplier_secret, r.version)
+            .await
+    );
     tracing::info!(robot = code, "robot registered over HTTP");
     Reply::ok(json!({"robotConnectId": reg.connect, "licenseContent": reg.license}))
 }
 
 /// Seed 001 `{Action, Body}` for one command (A.2.3).
 pub fn action(cmd: Option<&Command>) -> Value {
-    match cmd {
+    match cmd.map(seed001::command) {
         None => json!({"Action": "None", "Body": null}),
-        Some(Command::Execute(e)) => json!({"Action": "Execute", "Body": e}),
-        Some(Command::Stop { .. }) => json!({"Action": "Stop", "Body": null}),
-        Some(Command::Error { error_code, message }) => {
-            json!({"Action": "Error", "Body": {"errorCode": error_code, "message": message}})
-        }
-        Some(Command::SendLicense { license_content }) => {
-            json!({"Action": "SendLicense", "Body": {"licenseContent": license_content}})
-        }
+        Some((action, body)) => json!({"Action": action, "Body": body}),
     }
 }
 
@@ -215,10 +205,7 @@ async fn heartbeat<S: Store>(
 ) -> Reply {
     let (code, connect) = reply!(connection(&headers));
     let f = reply!(fields(body));
-    let run = match reply!(f.opt_str("runInstanceId").map_err(Reply::bad)) {
-        None => None,
-        Some(s) => Some(reply!(key("runInstanceId", s).map_err(Reply::bad))),
-    };
+    let run = reply!(seed001::heartbeat(&f).map_err(Reply::bad));
     let cmds = reply!(st.engine.heartbeat_take(code, connect, run, 1).await);
     Reply::ok(action(cmds.first()))
 }
@@ -229,43 +216,7 @@ async fn report_logs<S: Store>(
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
     let (code, connect, f, run) = reply!(report(&headers, body));
-    let Some(Value::Array(items)) = f.value("logs") else {
-        return Reply::bad("logs must be an array of RunInstanceLog");
-    };
-    let mut logs = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let Value::Object(m) = item else {
-            return Reply::bad(format!("logs[{i}] must be an object"));
-        };
-        let l = Fields(m.clone());
-        let content = match l.value("content") {
-            Some(Value::String(s)) => s.clone(),
-            _ => return Reply::bad(format!("logs[{i}].content is required and must be a string")),
-        };
-        let screenshot = reply!(
-            l.opt_str("screenshot")
-                .map_err(|e| Reply::bad(format!("logs[{i}].{e}")))
-        )
-        .map(Into::into);
-        let log_at = match l.value("logAt") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => return Reply::bad(format!("logs[{i}].logAt is required")),
-        };
-        let level = match reply!(l.opt_i64("logLevel").map_err(|e| Reply::bad(format!("logs[{i}].{e}")))) {
-            Some(v) => match LogLevel::from_int(v) {
-                Some(level) => level,
-                None => return Reply::bad(format!("logs[{i}].logLevel must be 0, 1 or 2")),
-            },
-            None => return Reply::bad(format!("logs[{i}].logLevel is required")),
-        };
-        logs.push(NewLog {
-            content,
-            screenshot,
-            log_at,
-            level,
-        });
-    }
+    let logs = reply!(seed001::logs(&f).map_err(Reply::bad));
     reply!(st.engine.report_logs(code, connect, run, logs).await);
     Reply::ok(Value::Null)
 }
@@ -276,28 +227,10 @@ async fn report_finish<S: Store>(
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
     let (code, connect, f, run) = reply!(report(&headers, body));
-    let status = reply!(f.i64("status").map_err(Reply::bad));
-    let Some(status) = FinishStatus::from_int(status) else {
-        return Reply::bad("status must be 0 (success), 1 (cancelled) or 2 (failed)");
-    };
-    let error_code = reply!(f.opt_i64("errorCode").map_err(Reply::bad));
-    let error_code = match error_code.map(i32::try_from) {
-        None => None,
-        Some(Ok(c)) => Some(c),
-        Some(Err(_)) => return Reply::bad("errorCode is out of range"),
-    };
-    let outputs = match f.value("outputValues") {
-        None => None,
-        Some(v @ Value::Object(_)) => Some(v.clone()),
-        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
-            Ok(v @ Value::Object(_)) => Some(v),
-            _ => return Reply::bad("outputValues must be a JSON object"),
-        },
-        Some(_) => return Reply::bad("outputValues must be a JSON object"),
-    };
+    let fin = reply!(seed001::finish(&f).map_err(Reply::bad));
     reply!(
         st.engine
-            .report_finish(code, connect, run, status, error_code, outputs)
+            .report_finish(code, connect, run, fin.status, fin.error_code, fin.outputs)
             .await
     );
     Reply::ok(Value::Null)
@@ -309,7 +242,7 @@ async fn report_video<S: Store>(
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
     let (code, connect, f, run) = reply!(report(&headers, body));
-    let video = reply!(f.str("videoId").map_err(Reply::bad));
+    let video = reply!(seed001::video(&f).map_err(Reply::bad));
     reply!(st.engine.report_video(code, connect, run, video).await);
     Reply::ok(Value::Null)
 }
@@ -320,9 +253,7 @@ async fn report_checkpoint<S: Store>(
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
     let (code, connect, f, run) = reply!(report(&headers, body));
-    let Some(data) = f.value("checkpoint").cloned() else {
-        return Reply::bad("checkpoint is required");
-    };
+    let data = reply!(seed001::checkpoint(&f).map_err(Reply::bad));
     reply!(st.engine.report_checkpoint(code, connect, run, data).await);
     Reply::ok(Value::Null)
 }

@@ -61,11 +61,6 @@ impl Fields {
         }
     }
 
-    /// A required integer.
-    pub fn i64(&self, name: &str) -> Result<i64, Bad> {
-        self.opt_i64(name)?.ok_or_else(|| format!("{name} is required"))
-    }
-
     /// A JSON object given as an object or as a string holding JSON
     /// (seed 000 `params`); absent, null or empty → `{}`.
     pub fn json_object(&self, name: &str) -> Result<Value, Bad> {

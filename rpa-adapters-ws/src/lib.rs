@@ -24,6 +24,8 @@
 //! other refused message gets Error and the connection stays usable.
 //! A closed socket makes the robot Disconnected; it keeps its job until the
 //! heartbeat timeout, so a robot that reconnects in time keeps running it.
+//! A server that stops calls [`Hub::close_all`]: every connection gets a
+//! Close frame (1001) and its disconnect is recorded before the server exits.
 //!
 //! The hub is the engine's [`RobotTransport`]: the commands of a robot
 //! connected here are handed to its connection once their commit stands
@@ -36,34 +38,32 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Path, State};
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::{SinkExt, StreamExt};
-use rpa_core::engine::NewLog;
 use rpa_core::error::Error;
 use rpa_core::ids::RobotId;
-use rpa_core::job::FinishStatus;
-use rpa_core::model::LogLevel;
+use rpa_core::seed001::{self, Bad, Body};
 use rpa_core::transport::{Command, RobotTransport};
 use rpa_core::{Engine, Key, Store};
-use serde_json::{Map, Value, json};
-use tokio::sync::mpsc;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, watch};
 
-/// Seed 001 error: a second connection for a robot that has a live one.
-pub const DUPLICATE_CONNECTION: i64 = 10000;
-/// Seed 001 error: bad parameters.
-pub const BAD_PARAMETERS: i64 = 10001;
-/// Seed 001 error: anything else.
-pub const UNKNOWN: i64 = 19999;
+pub use rpa_core::seed001::{BAD_PARAMETERS, DUPLICATE_CONNECTION, UNKNOWN};
 
 /// Live connections by robot: to push commands to, or to wake when their
 /// outbox fills.
-#[derive(Default)]
 pub struct Hub {
     conns: Mutex<HashMap<RobotId, Conn>>,
     next: std::sync::atomic::AtomicU64,
+    /// Set by [`Hub::close_all`]: every connection says goodbye and ends,
+    /// and new ones are refused.
+    closing: watch::Sender<bool>,
+    /// Sockets whose loop still runs (registered or not).
+    open: watch::Sender<usize>,
 }
 
 /// One live connection's ends.
@@ -82,7 +82,23 @@ impl std::fmt::Debug for Hub {
 impl Hub {
     /// A hub with no connections.
     pub fn new() -> Arc<Hub> {
-        Arc::new(Hub::default())
+        Arc::new(Hub {
+            conns: Mutex::default(),
+            next: std::sync::atomic::AtomicU64::new(0),
+            closing: watch::Sender::new(false),
+            open: watch::Sender::new(0),
+        })
+    }
+
+    /// Closes every connection, for a server that stops: each is sent a
+    /// Close frame (1001, going away) and its robot's disconnect is
+    /// recorded (the robot keeps its job until the heartbeat timeout, as
+    /// after any closed socket); new connections are refused with 503.
+    /// Completes once every connection's loop has ended.
+    pub async fn close_all(&self) {
+        self.closing.send_replace(true);
+        let mut open = self.open.subscribe();
+        let _ = open.wait_for(|n| *n == 0).await;
     }
 
     /// Number of registered connections.
@@ -164,6 +180,9 @@ pub fn router<S: Store>(state: HubState<S>) -> Router {
 }
 
 async fn upgrade<S: Store>(State(st): State<HubState<S>>, Path(id): Path<String>, ws: WebSocketUpgrade) -> Response {
+    if *st.hub.closing.borrow() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down").into_response();
+    }
     ws.read_buffer_size(4096)
         .write_buffer_size(0)
         .max_message_size(1 << 20)
@@ -179,26 +198,17 @@ fn down(action: &str, body: Option<Value>) -> Message {
     Message::Text(m.to_string().into())
 }
 
-fn error(code: i64, message: impl std::fmt::Display) -> Message {
-    down(
-        "Error",
-        Some(json!({"errorCode": code, "message": message.to_string()})),
-    )
+fn error(code: i32, message: impl std::fmt::Display) -> Message {
+    down("Error", Some(seed001::error(code, message)))
 }
 
 /// The message for a command.
 pub fn command_message(cmd: &Command) -> Message {
-    match cmd {
-        Command::Execute(e) => down("Execute", Some(serde_json::to_value(e).unwrap_or(Value::Null))),
-        Command::Stop { .. } => down("Stop", None),
-        Command::SendLicense { license_content } => {
-            down("SendLicense", Some(json!({"licenseContent": license_content})))
-        }
-        Command::Error { error_code, message } => error(i64::from(*error_code), message),
-    }
+    let (action, body) = seed001::command(cmd);
+    down(action, body)
 }
 
-fn code_of(e: &Error) -> i64 {
+fn code_of(e: &Error) -> i32 {
     match e {
         Error::DuplicateConnection => DUPLICATE_CONNECTION,
         e if e.is_client_error() => BAD_PARAMETERS,
@@ -206,87 +216,15 @@ fn code_of(e: &Error) -> i64 {
     }
 }
 
-/// The parsed `{action, body}` of an up message; `body` may be a string
-/// holding JSON (as the document says) or, leniently, a JSON object.
-fn parse(text: &str) -> Result<(String, Map<String, Value>), String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+/// The `{action, body}` of an up message.
+fn parse(text: &str) -> Result<(String, Body), Bad> {
+    let v: Value = serde_json::from_str(text).map_err(|e| Bad(format!("not JSON: {e}")))?;
     let action = v
         .get("action")
         .and_then(Value::as_str)
-        .ok_or("action is required")?
+        .ok_or_else(|| Bad("action is required".into()))?
         .to_owned();
-    let body = match v.get("body") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::String(s)) if s.trim().is_empty() => Map::new(),
-        Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
-            Ok(Value::Object(m)) => m,
-            _ => return Err("body must be a string holding a JSON object".into()),
-        },
-        Some(Value::Object(m)) => m.clone(),
-        Some(_) => return Err("body must be a string holding a JSON object".into()),
-    };
-    Ok((action, body))
-}
-
-fn str_field<'a>(b: &'a Map<String, Value>, name: &str) -> Result<&'a str, String> {
-    match b.get(name) {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim()),
-        None | Some(Value::Null) => Err(format!("{name} is required")),
-        _ => Err(format!("{name} must be a non-empty string")),
-    }
-}
-
-fn run_field(b: &Map<String, Value>) -> Result<Key, String> {
-    str_field(b, "runInstanceId")?
-        .parse()
-        .map_err(|_| "runInstanceId must be a 32-character id".to_owned())
-}
-
-fn int_field(b: &Map<String, Value>, name: &str) -> Result<Option<i64>, String> {
-    match b.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| format!("{name} must be an integer")),
-        Some(Value::String(s)) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| format!("{name} must be an integer")),
-        _ => Err(format!("{name} must be an integer")),
-    }
-}
-
-fn logs_field(b: &Map<String, Value>) -> Result<Vec<NewLog>, String> {
-    let Some(Value::Array(items)) = b.get("logs") else {
-        return Err("logs must be an array of RunInstanceLog".into());
-    };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let Value::Object(m) = item else {
-                return Err(format!("logs[{i}] must be an object"));
-            };
-            let content = match m.get("content") {
-                Some(Value::String(s)) => s.clone(),
-                _ => return Err(format!("logs[{i}].content is required")),
-            };
-            let screenshot = m.get("screenshot").and_then(Value::as_str).map(str::to_owned);
-            let log_at = match m.get("logAt") {
-                Some(Value::String(s)) => s.clone(),
-                Some(Value::Number(n)) => n.to_string(),
-                _ => return Err(format!("logs[{i}].logAt is required")),
-            };
-            let level = int_field(m, "logLevel")?
-                .and_then(LogLevel::from_int)
-                .ok_or_else(|| format!("logs[{i}].logLevel must be 0, 1 or 2"))?;
-            Ok(NewLog {
-                content,
-                screenshot,
-                log_at,
-                level,
-            })
-        })
-        .collect()
+    Ok((action, Body::from_ws(v.get("body"))?))
 }
 
 /// A registered connection.
@@ -302,7 +240,31 @@ enum Next {
     Close,
 }
 
+/// Completes once the hub closes.
+async fn closed(closing: &mut watch::Receiver<bool>) {
+    let _ = closing.wait_for(|c| *c).await;
+}
+
+/// Counts a socket's loop as open while it lives.
+struct Open(Arc<Hub>);
+
+impl Open {
+    fn new(hub: &Arc<Hub>) -> Open {
+        hub.open.send_modify(|n| *n += 1);
+        Open(hub.clone())
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.open.send_modify(|n| *n -= 1);
+    }
+}
+
 async fn serve<S: Store>(st: HubState<S>, code: String, socket: WebSocket) {
+    // Dropped last, once the disconnect is recorded.
+    let _open = Open::new(&st.hub);
+    let mut closing = st.hub.closing.subscribe();
     let (mut sink, mut stream) = socket.split();
     let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
     let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Vec<Command>>();
@@ -337,6 +299,14 @@ async fn serve<S: Store>(st: HubState<S>, code: String, socket: WebSocket) {
                 if send_all(&mut sink, &cmds).await.is_err() {
                     break;
                 }
+            }
+            () = closed(&mut closing) => {
+                let bye = CloseFrame {
+                    code: close_code::AWAY,
+                    reason: "server shutting down".into(),
+                };
+                let _ = sink.send(Message::Close(Some(bye))).await;
+                break;
             }
             Some(()) = wake_rx.recv() => {
                 let Some(s) = &session else { continue };
@@ -382,24 +352,19 @@ async fn handle<S: Store>(
         Ok(p) => p,
         Err(e) => return (vec![error(BAD_PARAMETERS, e)], Next::Continue),
     };
-    let bad = |e: String| (vec![error(BAD_PARAMETERS, e)], Next::Continue);
-    let refused = |e: Error| {
-        if !e.is_client_error() {
-            tracing::error!(error = %e, robot = %code, "robot hub internal error");
-            return (vec![error(UNKNOWN, "internal error")], Next::Continue);
-        }
-        (vec![error(code_of(&e), e)], Next::Continue)
-    };
     if action == "Register" {
         if session.is_some() {
-            return bad("this connection is already registered".into());
+            return bad(Bad("this connection is already registered".into()));
         }
-        let (supplier, secret) = match (str_field(&body, "supplierCode"), str_field(&body, "supplierSecret")) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(e), _) | (_, Err(e)) => return (vec![error(BAD_PARAMETERS, e)], Next::Close),
+        let reg = match seed001::register(&body) {
+            Ok(r) => r,
+            Err(e) => return (vec![error(BAD_PARAMETERS, e)], Next::Close),
         };
-        let version = body.get("version").and_then(Value::as_str);
-        return match st.engine.register_socket(code, supplier, secret, version).await {
+        return match st
+            .engine
+            .register_socket(code, reg.supplier_code, reg.supplier_secret, reg.version)
+            .await
+        {
             Ok(reg) => {
                 let hub_id = st.hub.attach(reg.robot.id, ends);
                 *session = Some(Session {
@@ -421,91 +386,77 @@ async fn handle<S: Store>(
         };
     }
     let Some(s) = session.as_ref() else {
-        return bad("register first".into());
+        return bad(Bad("register first".into()));
     };
-    let engine = &st.engine;
-    match action.as_str() {
+    match act(&st.engine, code, s.connect, &action, &body).await {
+        Ok(Act::Nothing) => (vec![], Next::Continue),
+        Ok(Act::Commands(cmds)) => (cmds.iter().map(command_message).collect(), Next::Continue),
+        Err(Refusal::Bad(e)) => bad(e),
+        Err(Refusal::Engine(e)) if !e.is_client_error() => {
+            tracing::error!(error = %e, robot = %code, "robot hub internal error");
+            (vec![error(UNKNOWN, "internal error")], Next::Continue)
+        }
+        Err(Refusal::Engine(e)) => (vec![error(code_of(&e), e)], Next::Continue),
+    }
+}
+
+fn bad(e: Bad) -> (Vec<Message>, Next) {
+    (vec![error(BAD_PARAMETERS, e)], Next::Continue)
+}
+
+/// What a registered robot's message comes to.
+enum Act {
+    Nothing,
+    Commands(Vec<Command>),
+}
+
+/// Why a message was refused.
+enum Refusal {
+    Bad(Bad),
+    Engine(Error),
+}
+
+impl From<Bad> for Refusal {
+    fn from(e: Bad) -> Self {
+        Refusal::Bad(e)
+    }
+}
+
+impl From<Error> for Refusal {
+    fn from(e: Error) -> Self {
+        Refusal::Engine(e)
+    }
+}
+
+/// A registered robot's message: the translation table of the module docs.
+async fn act<S: Store>(engine: &Engine<S>, code: &str, connect: Key, action: &str, b: &Body) -> Result<Act, Refusal> {
+    match action {
         "Heartbeat" => {
-            let run = match body.get("runInstanceId") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(x)) if x.trim().is_empty() => None,
-                Some(_) => match run_field(&body) {
-                    Ok(k) => Some(k),
-                    Err(e) => return bad(e),
-                },
-            };
-            match engine.heartbeat(code, s.connect, run).await {
-                Ok(cmds) => (cmds.iter().map(command_message).collect(), Next::Continue),
-                Err(e) => refused(e),
-            }
+            let run = seed001::heartbeat(b)?;
+            Ok(Act::Commands(engine.heartbeat(code, connect, run).await?))
         }
         "ReportLogs" => {
-            let (run, logs) = match (run_field(&body), logs_field(&body)) {
-                (Ok(r), Ok(l)) => (r, l),
-                (Err(e), _) | (_, Err(e)) => return bad(e),
-            };
-            match engine.report_logs(code, s.connect, run, logs).await {
-                Ok(_) => (vec![], Next::Continue),
-                Err(e) => refused(e),
-            }
+            let (run, logs) = (seed001::run_instance(b)?, seed001::logs(b)?);
+            engine.report_logs(code, connect, run, logs).await?;
+            Ok(Act::Nothing)
         }
         "ReportFinish" => {
-            let run = match run_field(&body) {
-                Ok(r) => r,
-                Err(e) => return bad(e),
-            };
-            let status = match int_field(&body, "status") {
-                Ok(Some(v)) => match FinishStatus::from_int(v) {
-                    Some(st) => st,
-                    None => return bad("status must be 0, 1 or 2".into()),
-                },
-                Ok(None) => return bad("status is required".into()),
-                Err(e) => return bad(e),
-            };
-            let error_code = match int_field(&body, "errorCode") {
-                Ok(c) => c.and_then(|c| i32::try_from(c).ok()),
-                Err(e) => return bad(e),
-            };
-            let outputs = match body.get("outputValues") {
-                None | Some(Value::Null) => None,
-                Some(v @ Value::Object(_)) => Some(v.clone()),
-                Some(Value::String(x)) => match serde_json::from_str::<Value>(x) {
-                    Ok(v @ Value::Object(_)) => Some(v),
-                    _ => return bad("outputValues must be a JSON object".into()),
-                },
-                Some(_) => return bad("outputValues must be a JSON object".into()),
-            };
-            match engine
-                .report_finish(code, s.connect, run, status, error_code, outputs)
-                .await
-            {
-                Ok(_) => (vec![], Next::Continue),
-                Err(e) => refused(e),
-            }
+            let (run, f) = (seed001::run_instance(b)?, seed001::finish(b)?);
+            engine
+                .report_finish(code, connect, run, f.status, f.error_code, f.outputs)
+                .await?;
+            Ok(Act::Nothing)
         }
         "ReportVideoRecord" => {
-            let (run, video) = match (run_field(&body), str_field(&body, "videoId")) {
-                (Ok(r), Ok(v)) => (r, v),
-                (Err(e), _) | (_, Err(e)) => return bad(e),
-            };
-            match engine.report_video(code, s.connect, run, video).await {
-                Ok(()) => (vec![], Next::Continue),
-                Err(e) => refused(e),
-            }
+            let (run, video) = (seed001::run_instance(b)?, seed001::video(b)?);
+            engine.report_video(code, connect, run, video).await?;
+            Ok(Act::Nothing)
         }
         "ReportCheckpoint" => {
-            let run = match run_field(&body) {
-                Ok(r) => r,
-                Err(e) => return bad(e),
-            };
-            let Some(data) = body.get("checkpoint").cloned() else {
-                return bad("checkpoint is required".into());
-            };
-            match engine.report_checkpoint(code, s.connect, run, data).await {
-                Ok(_) => (vec![], Next::Continue),
-                Err(e) => refused(e),
-            }
+            let (run, data) = (seed001::run_instance(b)?, seed001::checkpoint(b)?);
+            engine.report_checkpoint(code, connect, run, data).await?;
+            Ok(Act::Nothing)
         }
-        other => bad(format!("unknown action {other}")),
+        other => Err(Bad(format!("unknown action {other}")).into()),
     }
 }

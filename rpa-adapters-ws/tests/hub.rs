@@ -288,3 +288,47 @@ async fn commands_for_a_robot_connected_here_are_pushed_and_never_wait_in_its_ou
         "the kill waits in the outbox: {waiting:?}"
     );
 }
+
+#[tokio::test]
+async fn closing_the_hub_says_goodbye_to_every_robot_and_records_their_disconnects() {
+    let rig = rig().await;
+    let mut ws = register(&rig, "r1").await;
+    assert_eq!(recv(&mut ws).await.map(|m| m.0), Some("SendLicense".into()));
+    send(&mut ws, "Heartbeat", json!({})).await;
+    let job = rig.engine.start_job(&rig.user, rig.process, &json!({})).await.unwrap();
+    assert_eq!(recv(&mut ws).await.map(|m| m.0), Some("Execute".into()));
+    let mut idle = open(&rig, "r2").await; // connected, never registered
+
+    tokio::time::timeout(Duration::from_secs(5), rig.hub.close_all())
+        .await
+        .expect("every connection's loop ends");
+    // Both sockets got a Close frame saying the server goes away.
+    for socket in [&mut ws, &mut idle] {
+        let close = loop {
+            match tokio::time::timeout(Duration::from_secs(5), socket.next())
+                .await
+                .unwrap()
+            {
+                Some(Ok(Message::Close(frame))) => break frame,
+                Some(Ok(_)) => continue,
+                other => panic!("a Close frame, not {other:?}"),
+            }
+        };
+        assert_eq!(close.map(|f| u16::from(f.code)), Some(1001));
+    }
+    // The disconnect was recorded before close_all completed; the robot keeps its run.
+    let r = rig.engine.store().robot_by_code("r1").await.unwrap().unwrap();
+    assert_eq!(
+        (r.state, r.job),
+        (
+            RobotState::Disconnected,
+            Some(rig.engine.job(job.key).await.unwrap().id)
+        )
+    );
+    // A stopping hub takes no new robots.
+    let refused = tokio_tungstenite::connect_async(format!("ws://{}/robothub/r3", rig.addr)).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 503),
+        other => panic!("a 503, not {other:?}"),
+    }
+}

@@ -50,6 +50,7 @@
 //! - [`engine`]: the [`Engine`] operations and the scheduler
 //! - [`store`]: the [`Store`] trait; [`memory`]: the in-memory store
 //! - [`transport`]: robot commands and the [`RobotTransport`] trait
+//! - [`seed001`]: the robot protocol's messages, read and written once for both transports
 //! - `conformance` (feature): the store test-suite every backend runs
 
 pub mod arguments;
@@ -67,6 +68,7 @@ pub mod memory;
 pub mod model;
 pub mod queue;
 pub mod robot;
+pub mod seed001;
 pub mod store;
 pub mod time;
 pub mod transport;

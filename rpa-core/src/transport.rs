@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::ids::{Key, RobotId};
 
-/// Seed 001 Argument (A.3.4).
+/// Seed 001 Argument (A.3.4): the domain's copy, stored in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Argument {
     /// Parameter name.
@@ -21,29 +21,38 @@ pub struct Argument {
     pub value: String,
 }
 
-/// Seed 001 Execute body (table A.7), plus the fail-over extensions.
+/// What a robot is told to run: the content of seed 001 Execute (table
+/// A.7) plus the fail-over extensions. This is the domain's command as the
+/// outbox stores it; [`crate::seed001::execute`] writes the wire body, so a
+/// change of protocol never rewrites stored data. (Rows stored with the
+/// wire's camelCase names are still read.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct Execute {
     /// The job's key.
+    #[serde(alias = "runInstanceId")]
     pub run_instance_id: Key,
     /// Where to download the package.
+    #[serde(alias = "packageDownloadUri")]
     pub package_download_uri: String,
     /// Where to upload files.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, alias = "fileUploadUri", skip_serializing_if = "Option::is_none")]
     pub file_upload_uri: Option<String>,
     /// Arguments.
     pub arguments: Vec<Argument>,
     /// Record the screen.
+    #[serde(alias = "videoRecordRequired")]
     pub video_record_required: bool,
     /// Whether the recording is sent back (1) or not (0).
+    #[serde(alias = "videoRecordMode")]
     pub video_record_mode: i32,
     /// Who started the job (user id).
+    #[serde(alias = "userId")]
     pub user_id: String,
     /// Who started the job (user name).
+    #[serde(alias = "userName")]
     pub user_name: String,
     /// Extension: the last checkpoint of an earlier attempt, to resume from.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Value>,
     /// Extension: attempt number, from 1.
     pub attempt: u32,

@@ -1,0 +1,367 @@
+//! The server runtime (feature `server`): what a host needs besides the
+//! routers, so that `examples/server.rs` is only a command line over it.
+//!
+//! ```text
+//!  Options ──► open the store (memory | SQLite file | PostgreSQL URL, sealed with the secret key)
+//!          ──► Engine (clock, time zone, heartbeat timeout, node) with the robot hub as transport
+//!          ──► the configuration file (or the demo configuration)
+//!          ──► serve: every HTTP API + the robot hub on one listener, the timer loop beside it
+//!  shutdown (SIGTERM, Ctrl-C, or the host's own future)
+//!          ──► stop accepting; drain the requests in flight; close every robot
+//!              WebSocket (Close 1001) and record its disconnect; stop the timers
+//! ```
+//!
+//! [`run`] does all of it; [`shutdown_signal`] is the future a standalone
+//! server passes. A host that embeds the engine in its own axum service
+//! wires its store and engine itself and uses the pieces: [`run_timers`],
+//! [`secret_key`], and [`rpa_adapters_ws::Hub::close_all`] in its shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rpa_adapters_http::config::Config;
+use rpa_adapters_http::{AppState, Files, HttpSettings};
+use rpa_adapters_ws::{Hub, HubState};
+use rpa_core::auth::PasswordCost;
+use rpa_core::{Engine, EngineConfig, MemoryStore, Store, SystemClock, Tz};
+use rpa_store_sql::{SqlOptions, SqlStore};
+use tokio::sync::watch;
+
+/// The demo configuration a server loads when it is given none.
+pub const DEMO_CONFIG: &str = include_str!("../examples/demo-config.json");
+
+/// How long a stopping server waits for its robot connections to close.
+const CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// What a server is told to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Store: an SQLite file path (created if missing), a `postgres://` URL, or `memory`.
+    pub db: String,
+    /// JSON configuration loaded at start-up (`None`: the demo configuration).
+    pub config: Option<PathBuf>,
+    /// Directory for uploaded files and packages.
+    pub files: PathBuf,
+    /// Base URL clients reach this server at (default `http://<listen>`).
+    pub public_url: Option<String>,
+    /// The server's time zone.
+    pub time_zone: Tz,
+    /// Seconds without a heartbeat before a robot is Unresponsive.
+    pub heartbeat_timeout_s: u64,
+    /// Extra seconds of silence tolerated (default a third of the timeout).
+    pub heartbeat_slack_s: Option<u64>,
+    /// The key that seals vendor secrets at rest: this file (64 hex
+    /// characters, created with a fresh key if missing), unless
+    /// `RPA_SECRET_KEY` is set.
+    pub secret_key_file: PathBuf,
+    /// This node's number in a cluster's leases (default random).
+    pub node: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            db: "./rpa.db".into(),
+            config: None,
+            files: "./rpa-files".into(),
+            public_url: None,
+            time_zone: chrono_tz::Asia::Shanghai,
+            heartbeat_timeout_s: 30,
+            heartbeat_slack_s: None,
+            secret_key_file: "./rpa.key".into(),
+            node: None,
+        }
+    }
+}
+
+/// Why a server could not start or serve (said in words; nothing secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerError(pub String);
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+fn fail(e: impl std::fmt::Display) -> ServerError {
+    ServerError(e.to_string())
+}
+
+/// Completes on SIGTERM (what systemd and container runtimes send) or
+/// Ctrl-C (SIGINT).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("interrupted"),
+        () = term => tracing::info!("terminated"),
+    }
+}
+
+/// Runs a server as `options` say until `shutdown` completes, then stops
+/// gracefully (see the module docs).
+pub async fn run(options: Options, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    let hub = Hub::new();
+    let db = options.db.clone();
+    if db == "memory" {
+        serve(MemoryStore::new(), hub, "memory", options, shutdown).await
+    } else if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        let sql = SqlOptions {
+            secret_key: Some(secret_key(&options.secret_key_file)?),
+            ..SqlOptions::default()
+        };
+        let store = SqlStore::connect(&db, sql)
+            .await
+            .map_err(|e| fail(format!("--db: {e}")))?;
+        // Commands committed by other nodes for robots connected here.
+        store.listen(hub.clone());
+        serve(store, hub, "postgres", options, shutdown).await
+    } else {
+        let url = SqlStore::sqlite_url(Path::new(&db));
+        let sql = SqlOptions {
+            secret_key: Some(secret_key(&options.secret_key_file)?),
+            ..SqlOptions::default()
+        };
+        let store = SqlStore::connect(&url, sql)
+            .await
+            .map_err(|e| fail(format!("--db {db}: {e}")))?;
+        serve(store, hub, "sqlite", options, shutdown).await
+    }
+}
+
+async fn serve<S: Store>(
+    store: S,
+    hub: Arc<Hub>,
+    kind: &'static str,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let (config_text, demo) = match &options.config {
+        Some(path) => (
+            std::fs::read_to_string(path).map_err(|e| fail(format!("{}: {e}", path.display())))?,
+            false,
+        ),
+        None => (DEMO_CONFIG.to_owned(), true),
+    };
+    let config = Config::parse(&config_text).map_err(fail)?;
+    let public_url = options
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", options.listen));
+    let engine_config = EngineConfig {
+        file_upload_uri: Some(format!("{}/v1/file/file/upload", public_url.trim_end_matches('/'))),
+        time_zone: options.time_zone,
+        heartbeat_timeout_ms: options.heartbeat_timeout_s * 1000,
+        heartbeat_slack_ms: options.heartbeat_slack_s.unwrap_or(options.heartbeat_timeout_s / 3) * 1000,
+        node: options.node,
+        password_cost: if demo {
+            PasswordCost::TESTING
+        } else {
+            PasswordCost::default()
+        },
+        ..EngineConfig::default()
+    };
+    let engine = Arc::new(Engine::new(store, Arc::new(SystemClock), engine_config).with_transport(hub.clone()));
+    config
+        .apply(&engine)
+        .await
+        .map_err(|e| fail(format!("applying the configuration: {e}")))?;
+    let files = Files::dir(&options.files).map_err(|e| fail(format!("{}: {e}", options.files.display())))?;
+    let state = AppState {
+        engine: engine.clone(),
+        files,
+        settings: Arc::new(HttpSettings {
+            public_url: public_url.clone(),
+            ..HttpSettings::default()
+        }),
+    };
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| fail(format!("{}: {e}", options.listen)))?;
+
+    // One signal for every part that stops.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let timers = tokio::spawn(run_timers(engine.clone(), stopped(stop_rx.clone())));
+    // WebSocket sessions are not requests the HTTP server waits for: close
+    // them, each recording its robot's disconnect, while requests drain.
+    let closing = {
+        let (hub, stop) = (hub.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            stopped(stop).await;
+            if tokio::time::timeout(CLOSE_WAIT, hub.close_all()).await.is_err() {
+                tracing::warn!("robot connections still open after {CLOSE_WAIT:?}");
+            }
+        })
+    };
+
+    tracing::info!(url = %public_url, store = kind, db = %redact(&options.db), node = engine.node(), "rpa server listening");
+    if demo {
+        tracing::info!(
+            "demo configuration loaded: its users, vendor and robot are listed in examples/demo-config.json"
+        );
+    }
+    let app = rpa_adapters_http::app(state)
+        .merge(rpa_adapters_ws::router(HubState {
+            engine: engine.clone(),
+            hub,
+        }))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            stopped(stop_rx).await;
+            tracing::info!("shutting down: draining requests, closing robot connections");
+        })
+        .await
+        .map_err(|e| fail(format!("server: {e}")));
+    let _ = closing.await;
+    let _ = timers.await;
+    tracing::info!("stopped");
+    served
+}
+
+/// Completes once `rx` says stop (or its sender is gone).
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// Fires the engine's deadlines (heartbeat timeouts, expirations, back-offs)
+/// until `shutdown` completes: at each next deadline, and at least every
+/// second (and at least every quarter of the node lease, which each tick
+/// renews). With several nodes on one database only the holder of the timer
+/// lease fires them; the others try for the lease every second.
+pub async fn run_timers<S: Store>(engine: Arc<Engine<S>>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let mut leading = false;
+    loop {
+        let lead = match engine.tick().await {
+            Ok(report) => report.leader,
+            Err(e) => {
+                tracing::error!(error = %e, "timer tick failed");
+                leading
+            }
+        };
+        if lead != leading {
+            tracing::info!(
+                node = engine.node(),
+                "{}",
+                if lead {
+                    "this node fires the timers"
+                } else {
+                    "another node fires the timers"
+                }
+            );
+            leading = lead;
+        }
+        let now = engine.now();
+        let next = if lead { engine.next_timeout().await } else { Ok(None) };
+        let most = (engine.node_lease_ms() / 4).clamp(10, 1000);
+        let wait = match next {
+            Ok(Some(t)) if t > now => Duration::from_millis(((t.0 - now.0) as u64).min(most)),
+            Ok(Some(_)) => Duration::from_millis(10),
+            _ => Duration::from_millis(most),
+        };
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// The key that seals vendor secrets: `RPA_SECRET_KEY`, or the key file
+/// (created, readable by this user only, with a fresh random key if missing).
+pub fn secret_key(path: &Path) -> Result<[u8; 32], ServerError> {
+    let parse = |text: &str, from: &str| -> Result<[u8; 32], ServerError> {
+        let bad = || fail(format!("{from}: the secret key must be 64 hex characters"));
+        let bytes = hex::decode(text).map_err(|_| bad())?;
+        bytes.try_into().map_err(|_| bad())
+    };
+    if let Ok(k) = std::env::var("RPA_SECRET_KEY") {
+        return parse(k.trim(), "RPA_SECRET_KEY");
+    }
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(text.trim(), &path.display().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write;
+            #[cfg(unix)]
+            use std::os::unix::fs::OpenOptionsExt;
+            let (fresh, _) = rpa_core::auth::new_token();
+            let mut open = std::fs::OpenOptions::new();
+            open.write(true).create_new(true);
+            #[cfg(unix)]
+            open.mode(0o600);
+            let mut f = open.open(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            writeln!(f, "{fresh}").map_err(|e| fail(format!("{}: {e}", path.display())))?;
+            tracing::info!(file = %path.display(), "created a new key for vendor secrets at rest");
+            parse(&fresh, &path.display().to_string())
+        }
+        Err(e) => Err(fail(format!("{}: {e}", path.display()))),
+    }
+}
+
+/// A database URL without its password, for logs.
+pub fn redact(db: &str) -> String {
+    match (db.find("://"), db.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &db[scheme + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &db[..scheme + 3], &db[at..])
+        }
+        _ => db.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_the_log() {
+        assert_eq!(
+            redact("postgres://rpa:s3cret@db:5432/rpa"),
+            "postgres://rpa:***@db:5432/rpa"
+        );
+        assert_eq!(redact("./rpa.db"), "./rpa.db");
+    }
+
+    #[test]
+    fn a_secret_key_file_is_created_once_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("rpa-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("rpa.key");
+        // RPA_SECRET_KEY would take precedence; tests do not set it.
+        let first = secret_key(&path).unwrap();
+        assert_eq!(secret_key(&path).unwrap(), first);
+        std::fs::write(&path, "not hex").unwrap();
+        assert!(secret_key(&path).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
