@@ -125,6 +125,13 @@ pub async fn shutdown_signal() {
 /// Runs a server as `options` say until `shutdown` completes, then stops
 /// gracefully (see the module docs).
 pub async fn run(options: Options, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    if options.config.is_none() && !options.listen.ip().is_loopback() {
+        return Err(fail(format!(
+            "{}: the demo configuration, whose passwords are published, is served on a loopback address only; \
+             pass --config with your own users to listen on other addresses",
+            options.listen
+        )));
+    }
     let hub = Hub::new();
     let db = options.db.clone();
     if db == "memory" {
@@ -172,19 +179,7 @@ async fn serve<S: Store>(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", options.listen));
-    let engine_config = EngineConfig {
-        file_upload_uri: Some(format!("{}/v1/file/file/upload", public_url.trim_end_matches('/'))),
-        time_zone: options.time_zone,
-        heartbeat_timeout_ms: options.heartbeat_timeout_s * 1000,
-        heartbeat_slack_ms: options.heartbeat_slack_s.unwrap_or(options.heartbeat_timeout_s / 3) * 1000,
-        node: options.node,
-        password_cost: if demo {
-            PasswordCost::TESTING
-        } else {
-            PasswordCost::default()
-        },
-        ..EngineConfig::default()
-    };
+    let engine_config = engine_config(&options, &public_url);
     let engine = Arc::new(Engine::new(store, Arc::new(SystemClock), engine_config).with_transport(hub.clone()));
     config
         .apply(&engine)
@@ -224,8 +219,10 @@ async fn serve<S: Store>(
 
     tracing::info!(url = %public_url, store = kind, db = %redact(&options.db), node = engine.node(), "rpa server listening");
     if demo {
-        tracing::info!(
-            "demo configuration loaded: its users, vendor and robot are listed in examples/demo-config.json"
+        tracing::warn!(
+            "DEMO CONFIGURATION: its users and passwords are published in examples/demo-config.json; \
+             anyone who can reach this server can log in as them. Serving on loopback only; \
+             pass --config with your own users for anything else"
         );
     }
     let app = rpa_adapters_http::app(state)
@@ -245,6 +242,21 @@ async fn serve<S: Store>(
     let _ = timers.await;
     tracing::info!("stopped");
     served
+}
+
+/// The engine's settings for `options`. Passwords are hashed at the
+/// production cost (argon2id, 19 MiB, 2 passes: OWASP's recommendation),
+/// whatever the configuration.
+fn engine_config(options: &Options, public_url: &str) -> EngineConfig {
+    EngineConfig {
+        file_upload_uri: Some(format!("{}/v1/file/file/upload", public_url.trim_end_matches('/'))),
+        time_zone: options.time_zone,
+        heartbeat_timeout_ms: options.heartbeat_timeout_s * 1000,
+        heartbeat_slack_ms: options.heartbeat_slack_s.unwrap_or(options.heartbeat_timeout_s / 3) * 1000,
+        node: options.node,
+        password_cost: PasswordCost::default(),
+        ..EngineConfig::default()
+    }
 }
 
 /// Completes once `rx` says stop (or its sender is gone).
@@ -341,6 +353,26 @@ pub fn redact(db: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_demo_configuration_is_refused_on_an_address_others_can_reach() {
+        let options = Options {
+            listen: "0.0.0.0:0".parse().unwrap(),
+            db: "memory".into(),
+            ..Options::default()
+        };
+        let e = run(options, std::future::pending()).await.unwrap_err();
+        assert!(e.0.contains("loopback"), "{e}");
+    }
+
+    #[test]
+    fn servers_hash_passwords_at_the_production_cost() {
+        let demo = engine_config(&Options::default(), "http://127.0.0.1:8080");
+        assert_eq!(demo.password_cost, PasswordCost::default());
+        assert_ne!(demo.password_cost, PasswordCost::TESTING);
+        assert_eq!(PasswordCost::default().memory_kib, 19 * 1024);
+        assert_eq!(PasswordCost::default().iterations, 2);
+    }
 
     #[test]
     fn passwords_never_reach_the_log() {

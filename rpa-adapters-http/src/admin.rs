@@ -14,6 +14,7 @@
 //! | `POST /admin/vendors` | ManageRobots | `{supplierCode, secret}` |
 //! | `POST /admin/robots` | ManageRobots | `{robotId, vendor?, pool?, labels?, attended?, licenseContent?}` |
 //! | `GET /admin/robots` | ManageRobots | `[{robotId, state, jobId, pool, labels, attended, lastSeen}]` |
+//! | `POST /admin/jobs/{jobId}/kill` | OperateAllJobs | → `{jobId, state}`: the job ends Stopped at once, its robot is sent Stop (seed 000 `stopJob` asks the robot instead) |
 //! | `GET /admin/audit?after=&limit=` | ViewAudit | audit events |
 //! | `GET /admin/audit/verify` | ViewAudit | `{verified}` or a failure naming the first broken event |
 
@@ -45,6 +46,7 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route("/admin/processes", post(create_process::<S>).get(list_processes::<S>))
         .route("/admin/vendors", post(vendor::<S>))
         .route("/admin/robots", post(robot::<S>).get(list_robots::<S>))
+        .route("/admin/jobs/{job_id}/kill", post(kill::<S>))
         .route("/admin/audit", get(audit::<S>))
         .route("/admin/audit/verify", get(verify::<S>))
 }
@@ -63,11 +65,11 @@ macro_rules! answer {
     };
 }
 
+/// The session's user, if a role of theirs grants `perm`; a refusal is
+/// audited (`permission.denied`).
 async fn admin<S: Store>(st: &AppState<S>, h: &HeaderMap, perm: Permission) -> Result<User, Answer> {
     let user = session(st, h).await?;
-    if !st.engine.has_permission(Actor::User(user.id), perm).await? {
-        return Err(Answer::fail(format!("permission denied: {perm:?} is required")));
-    }
+    st.engine.require(Actor::User(user.id), perm).await?;
     Ok(user)
 }
 
@@ -260,6 +262,13 @@ async fn robot<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, body: Resu
             .await
     );
     Answer::done("robot configured")
+}
+
+async fn kill<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, Path(job_id): Path<String>) -> Answer {
+    let me = answer!(admin(&st, &h, Permission::OperateAllJobs).await);
+    let job = answer!(key("jobId", &job_id).map_err(|_| Answer::fail(format!("job {job_id} not found"))));
+    let job = answer!(st.engine.kill_job(Actor::User(me.id), job).await);
+    Answer::ok(json!({"jobId": job.key, "state": crate::business::job_state(job.state)}))
 }
 
 async fn list_robots<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer {

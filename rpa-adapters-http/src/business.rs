@@ -181,7 +181,7 @@ fn item_state(s: ItemState) -> &'static str {
 }
 
 /// Seed 000 job status words: Stopping is still running from the caller's view.
-fn job_state(s: JobState) -> &'static str {
+pub(crate) fn job_state(s: JobState) -> &'static str {
     match s {
         JobState::Stopping => "Running",
         s => s.as_str(),
@@ -350,10 +350,12 @@ async fn query_process_job<S: Store>(
 ) -> Answer {
     let (user, f) = answer!(request(&st, &headers, body).await);
     let k = answer!(process_key(&f));
-    let state = match answer!(f.opt_str("state").map_err(Answer::fail)) {
-        None => None,
+    // The filter matches what the answer shows: Stopping is shown as Running.
+    let states = match answer!(f.opt_str("state").map_err(Answer::fail)) {
+        None => vec![],
         Some(s) => match JobState::parse(s) {
-            Some(st) if st != JobState::Stopping => Some(st),
+            Some(JobState::Running) => vec![JobState::Running, JobState::Stopping],
+            Some(st) if st != JobState::Stopping => vec![st],
             _ => return Answer::fail("state must be one of Pending, Running, Faulted, Successful, Stopped, Canceled"),
         },
     };
@@ -370,7 +372,7 @@ async fn query_process_job<S: Store>(
     let end = answer!(parse("endTime"));
     let (total, jobs, p) = answer!(
         st.engine
-            .query_process_jobs(&user, k, JobQueryParams { state, start, end })
+            .query_process_jobs(&user, k, JobQueryParams { states, start, end })
             .await
     );
     let record: Vec<Value> = jobs

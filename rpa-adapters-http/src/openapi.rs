@@ -308,6 +308,11 @@ pub fn document() -> Value {
             "Configure a robot (pool, labels, attended, licenseContent)",
         ),
         ("/admin/robots", "get", "List robots"),
+        (
+            "/admin/jobs/{jobId}/kill",
+            "post",
+            "Kill a job: it ends Stopped at once, its robot is sent Stop",
+        ),
         ("/admin/audit", "get", "Audit events (?after=&limit=)"),
         ("/admin/audit/verify", "get", "Verify the audit hash chain"),
     ] {

@@ -18,9 +18,11 @@ const CONFIG: &str = r#"{
                      { "name": "note", "type": "string" } ],
       "maxRunNum": 1, "maxDayNum": 0 },
     { "name": "Claims", "type": "Queue", "maxRunNum": 1, "maxPendingItems": 2 },
+    { "name": "Typed claims", "type": "Queue",
+      "arguments": [ { "name": "amount", "type": "int", "required": true } ] },
     { "name": "Secret", "type": "Unattended" }
   ],
-  "users": [ { "name": "alice", "password": "wonderland", "processes": ["Invoice entry", "Claims"] },
+  "users": [ { "name": "alice", "password": "wonderland", "processes": ["Invoice entry", "Claims", "Typed claims"] },
              { "name": "bob", "password": "builder", "processes": ["Secret"] } ],
   "vendors": [ { "supplierCode": "acme", "secret": "acme-secret" } ],
   "robots": [ { "robotId": "r1", "licenseContent": "LIC-r1" } ]
@@ -159,7 +161,7 @@ async fn seed_000_walkthrough() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["Invoice entry", "Claims"], "exactly the grants");
+    assert_eq!(names, ["Invoice entry", "Claims", "Typed claims"], "exactly the grants");
     assert_eq!(processes[0]["type"], "Unattended");
     assert_eq!(processes[0]["id"].as_str().unwrap().len(), 32);
     let invoice = pid(&processes, "Invoice entry");
@@ -288,6 +290,17 @@ async fn seed_000_walkthrough() {
         .robot("r1", &c, "/robots/connect/heartbeat", json!({"runInstanceId": second}))
         .await;
     assert_eq!(hb["resultValue"]["Action"], "Stop");
+    // Stopping, until the robot confirms: shown as Running, and found by that filter.
+    let stopping = s
+        .biz(
+            &token,
+            "/rpa/api/queryProcessJob",
+            json!({"processId": invoice, "state": "Running"}),
+        )
+        .await;
+    assert_eq!(stopping["result"]["total"], 1, "{stopping}");
+    assert_eq!(stopping["result"]["record"][0]["jobId"], second.as_str());
+    assert_eq!(stopping["result"]["record"][0]["state"], "Running");
     s.robot(
         "r1",
         &c,
@@ -299,22 +312,11 @@ async fn seed_000_walkthrough() {
     assert_eq!(st["result"][0]["status"], "Stopped");
 
     let claims = pid(&processes, "Claims");
-    let unknown = s
-        .biz(
-            &token,
-            "/rpa/api/addQueueItem",
-            json!({"processId": claims, "params": {"a": 1}}),
-        )
-        .await;
-    assert!(
-        unknown["message"].as_str().unwrap().contains("unknown argument 'a'"),
-        "{unknown}"
-    );
     let item = s
         .biz(
             &token,
             "/rpa/api/addQueueItem",
-            json!({"processId": claims, "params": "{}"}),
+            json!({"processId": claims, "params": "{\"claimant\": \"Ann\", \"lines\": [1, 2], \"total\": 3.5}"}),
         )
         .await;
     assert_eq!(item["result"]["key"].as_str().unwrap().len(), 32);
@@ -333,6 +335,31 @@ async fn seed_000_walkthrough() {
         full["message"].as_str().unwrap().contains("pending queue items"),
         "{full}"
     );
+    // A queue's items carry free-form data unless its process declares their fields.
+    let typed = pid(&processes, "Typed claims");
+    for (params, want) in [
+        (json!({"amount": "12", "extra": 1}), "unknown argument 'extra'"),
+        (json!({"amount": "twelve"}), "amount"),
+        (json!({}), "required argument 'amount'"),
+    ] {
+        let refused = s
+            .biz(
+                &token,
+                "/rpa/api/addQueueItem",
+                json!({"processId": typed, "params": params}),
+            )
+            .await;
+        assert_envelope(&refused, false);
+        assert!(refused["message"].as_str().unwrap().contains(want), "{refused}");
+    }
+    let ok = s
+        .biz(
+            &token,
+            "/rpa/api/addQueueItem",
+            json!({"processId": typed, "params": {"amount": 12}}),
+        )
+        .await;
+    assert_envelope(&ok, true);
 }
 
 fn regex_like_time(s: &str) -> bool {
@@ -833,6 +860,25 @@ async fn bad_robot_input_gets_the_documented_status() {
         assert!(!v["resultHint"].as_str().unwrap().is_empty());
         assert_eq!(v["resultValue"], Value::Null);
     }
+    // Refused with 10001, naming the field: a logAt that is no date-time, an
+    // errorCode beyond 32 bits (the WebSocket hub refuses both the same way).
+    for (path, body, field) in [
+        (
+            "/robots/connect/reportLogs",
+            json!({"runInstanceId": job, "logs": [{"content": "x", "logAt": "yesterday", "logLevel": 0}]}),
+            "logAt",
+        ),
+        (
+            "/robots/connect/reportFinish",
+            json!({"runInstanceId": job, "status": 2, "errorCode": 4_294_967_296_i64}),
+            "errorCode",
+        ),
+    ] {
+        let (st, v) = s.robot(holder.0, &holder.1, path, body).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+        let hint = v["resultHint"].as_str().unwrap();
+        assert!(hint.starts_with("10001") && hint.contains(field), "{hint}");
+    }
     let (st, _) = s
         .post_raw(
             "/robots/connect/reportFinish",
@@ -1094,7 +1140,76 @@ async fn openapi_lists_every_endpoint() {
         "/design/personalfile",
         "/admin/users",
         "/admin/processes",
+        "/admin/jobs/{jobId}/kill",
     ] {
         assert!(paths.contains_key(p), "{p} missing from /openapi.json");
     }
+}
+
+#[tokio::test]
+async fn administrators_kill_jobs_and_refused_admin_calls_are_audited() {
+    let s = Server::start().await;
+    let (admin, _) = s.login("admin", "admin-pw").await;
+    let (alice, processes) = s.login("alice", "wonderland").await;
+    let invoice = pid(&processes, "Invoice entry");
+    let c = s.register("r1").await;
+    s.robot("r1", &c, "/robots/connect/heartbeat", json!({})).await;
+    let started = s
+        .biz(
+            &alice,
+            "/rpa/api/startJob",
+            json!({"processId": invoice, "params": {"invoice": 1}}),
+        )
+        .await;
+    let job = started["result"]["jobId"].as_str().unwrap().to_owned();
+    let (_, hb) = s.robot("r1", &c, "/robots/connect/heartbeat", json!({})).await;
+    assert_eq!(hb["resultValue"]["Action"], "Execute");
+
+    // Alice is no administrator: refused, and each refusal is in the audit chain.
+    let before = s.audit_len().await as u64;
+    let kill = format!("/admin/jobs/{job}/kill");
+    let (st, v) = s.post(&kill, &[("X-Access-Token", &alice)], json!({})).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_envelope(&v, false);
+    assert!(v["message"].as_str().unwrap().contains("permission denied"), "{v}");
+    let listed = s
+        .http
+        .get(format!("{}/admin/users", s.base))
+        .header("X-Access-Token", &alice)
+        .send()
+        .await
+        .unwrap();
+    let listed: Value = listed.json().await.unwrap();
+    assert_envelope(&listed, false);
+    let denied: Vec<_> = s
+        .engine
+        .store()
+        .audit(before, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "permission.denied")
+        .map(|e| e.subject)
+        .collect();
+    assert_eq!(denied, ["OperateAllJobs", "ManageUsers"], "{denied:?}");
+
+    // The administrator kills it: Stopped at once, and the robot is told to stop.
+    let (st, v) = s.post(&kill, &[("X-Access-Token", &admin)], json!({})).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["result"], json!({"jobId": job, "state": "Stopped"}), "{v}");
+    let status = s.biz(&alice, "/rpa/api/jobStatus", json!({"jobId": job})).await;
+    assert_eq!(status["result"][0]["status"], "Stopped");
+    let (_, hb) = s
+        .robot("r1", &c, "/robots/connect/heartbeat", json!({"runInstanceId": job}))
+        .await;
+    assert_eq!(hb["resultValue"]["Action"], "Stop");
+    let (_, v) = s
+        .post(
+            "/admin/jobs/00000000000000000000000000000000/kill",
+            &[("X-Access-Token", &admin)],
+            json!({}),
+        )
+        .await;
+    assert_envelope(&v, false);
+    assert!(v["message"].as_str().unwrap().contains("not found"), "{v}");
 }

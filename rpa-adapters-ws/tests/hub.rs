@@ -203,6 +203,30 @@ async fn bad_messages_get_10001_and_the_connection_stays_usable() {
         job.key.to_string(),
         "still usable"
     );
+    // As over HTTP: a logAt that is no date-time and an errorCode beyond 32 bits are refused.
+    let run = job.key.to_string();
+    for (action, body, field) in [
+        (
+            "ReportLogs",
+            json!({"runInstanceId": run, "logs": [{"content": "x", "logAt": "yesterday", "logLevel": 0}]}),
+            "logAt",
+        ),
+        (
+            "ReportFinish",
+            json!({"runInstanceId": run, "status": 2, "errorCode": 4_294_967_296_i64}),
+            "errorCode",
+        ),
+    ] {
+        send(&mut ws, action, body).await;
+        let (_, b) = recv(&mut ws).await.unwrap();
+        assert_eq!(b["errorCode"], 10001, "{b}");
+        assert!(b["message"].as_str().unwrap().contains(field), "{b}");
+    }
+    assert_eq!(
+        rig.engine.job(job.key).await.unwrap().state,
+        JobState::Running,
+        "nothing changed"
+    );
 }
 
 #[tokio::test]

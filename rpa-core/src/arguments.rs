@@ -19,12 +19,26 @@ use crate::transport::Argument;
 
 /// [`validate`], shared: every job without arguments points at one empty object.
 pub fn validate_shared(spec: &ProcessSpec, params: &Value) -> Result<Arc<Value>, Error> {
+    Ok(shared(validate(spec, params)?))
+}
+
+/// Free-form data (a queue item's content when its process declares no
+/// schema): any JSON object (`null` is `{}`), taken as given.
+pub fn free_form(params: &Value) -> Result<Arc<Value>, Error> {
+    match params {
+        Value::Null => Ok(shared(Value::Object(Map::new()))),
+        Value::Object(_) => Ok(shared(params.clone())),
+        _ => Err(Error::InvalidArgument("params must be a JSON object".into())),
+    }
+}
+
+/// `v`, with every empty object the same shared one.
+fn shared(v: Value) -> Arc<Value> {
     static EMPTY: LazyLock<Arc<Value>> = LazyLock::new(|| Arc::new(Value::Object(Map::new())));
-    let v = validate(spec, params)?;
-    Ok(match &v {
+    match &v {
         Value::Object(m) if m.is_empty() => EMPTY.clone(),
         _ => Arc::new(v),
-    })
+    }
 }
 
 /// Checks `params` against `spec` and returns the normalised arguments

@@ -182,9 +182,13 @@ pub fn logs(b: &Body) -> Result<Vec<NewLog>, Bad> {
         };
         let screenshot = l.opt_str("screenshot").map_err(at)?.map(Into::into);
         let log_at = match l.value("logAt") {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => return Err(bad(format!("logs[{i}].logAt is required"))),
+            Some(Value::String(s)) if is_date_time(s) => s.trim().to_owned(),
+            None => return Err(bad(format!("logs[{i}].logAt is required"))),
+            Some(_) => {
+                return Err(bad(format!(
+                    "logs[{i}].logAt must be a date-time such as 2026-11-25 10:00:00"
+                )));
+            }
         };
         let level = match l.opt_i64("logLevel").map_err(at)? {
             Some(v) => LogLevel::from_int(v).ok_or_else(|| bad(format!("logs[{i}].logLevel must be 0, 1 or 2")))?,
@@ -198,6 +202,17 @@ pub fn logs(b: &Body) -> Result<Vec<NewLog>, Bad> {
         });
     }
     Ok(out)
+}
+
+/// Whether `s` is a date-time as robots write RunInstanceLog's `logAt`
+/// (A.3.1, type datetime): `yyyy-MM-dd HH:mm:ss`, optionally with a `T`
+/// between date and time, fractions of a second, or an offset (RFC 3339).
+pub fn is_date_time(s: &str) -> bool {
+    let s = s.trim();
+    chrono::DateTime::parse_from_rfc3339(s).is_ok()
+        || ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+            .iter()
+            .any(|f| chrono::NaiveDateTime::parse_from_str(s, f).is_ok())
 }
 
 /// A ReportFinish body, past its `runInstanceId`.
@@ -342,10 +357,29 @@ mod tests {
         .unwrap();
         assert_eq!(ok[0].level, LogLevel::from_int(1).unwrap());
         assert_eq!(
-            logs(&body(json!({"logs": [{"content": "a", "logAt": "x", "logLevel": 0}, {"content": "b", "logAt": "x", "logLevel": 7}]}))).err(),
+            logs(&body(json!({"logs": [{"content": "a", "logAt": "2026-11-25 10:00:00", "logLevel": 0}, {"content": "b", "logAt": "2026-11-25 10:00:01", "logLevel": 7}]}))).err(),
             Some(Bad("logs[1].logLevel must be 0, 1 or 2".into()))
         );
         assert!(logs(&body(json!({"logs": {}}))).is_err());
+        for at in [
+            "2026-11-25 10:00:00",
+            "2026-11-25T10:00:00.250",
+            "2026-11-25T10:00:00+08:00",
+        ] {
+            assert!(is_date_time(at), "{at}");
+        }
+        for at in ["yesterday", "2026-11-25", "2026-13-01 10:00:00", "1764064800000", ""] {
+            assert!(!is_date_time(at), "{at}");
+        }
+        assert_eq!(
+            logs(&body(
+                json!({"logs": [{"content": "a", "logAt": 1_764_064_800_000_i64, "logLevel": 0}]})
+            ))
+            .err(),
+            Some(Bad(
+                "logs[0].logAt must be a date-time such as 2026-11-25 10:00:00".into()
+            ))
+        );
     }
 
     #[test]

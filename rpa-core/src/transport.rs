@@ -129,3 +129,35 @@ pub struct PollOnly;
 impl RobotTransport for PollOnly {
     fn wake(&self, _robot: RobotId) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_commands_keep_their_domain_shape_and_old_rows_still_read() {
+        let e = Execute {
+            run_instance_id: Key([3; 16]),
+            package_download_uri: "http://p".into(),
+            file_upload_uri: None,
+            arguments: vec![],
+            video_record_required: true,
+            video_record_mode: 1,
+            user_id: "7".into(),
+            user_name: "alice".into(),
+            checkpoint: Some(serde_json::json!({"page": 2})),
+            attempt: 2,
+        };
+        let cmd = Command::Execute(Box::new(e));
+        let stored = serde_json::to_value(&cmd).unwrap();
+        assert!(stored["Execute"].get("run_instance_id").is_some(), "{stored}");
+        assert_eq!(serde_json::from_value::<Command>(stored).unwrap(), cmd);
+        // A row an earlier version stored with the wire's names.
+        let old = serde_json::json!({"Execute": {
+            "runInstanceId": Key([3; 16]), "packageDownloadUri": "http://p", "arguments": [],
+            "videoRecordRequired": true, "videoRecordMode": 1, "userId": "7", "userName": "alice",
+            "checkpoint": {"page": 2}, "attempt": 2
+        }});
+        assert_eq!(serde_json::from_value::<Command>(old).unwrap(), cmd);
+    }
+}

@@ -821,7 +821,7 @@ fn job_queries_cover_at_most_one_month() {
     let q = JobQueryParams {
         start: Some(old.created_at),
         end: Some(new.created_at),
-        state: None,
+        states: vec![],
     };
     assert!(matches!(
         block(w.engine.query_process_jobs(&w.user, p.key, q)),
@@ -830,14 +830,14 @@ fn job_queries_cover_at_most_one_month() {
     let q = JobQueryParams {
         start: Some(Timestamp(old.created_at.0 - 1000)),
         end: Some(Timestamp(old.created_at.0 + 1000)),
-        state: Some(JobState::Pending),
+        states: vec![JobState::Pending],
     };
     let (total, jobs, _) = block(w.engine.query_process_jobs(&w.user, p.key, q)).unwrap();
     assert_eq!((total, jobs[0].id), (1, old.id));
     let q = JobQueryParams {
         start: Some(new.created_at),
         end: Some(old.created_at),
-        state: None,
+        states: vec![],
     };
     assert!(matches!(
         block(w.engine.query_process_jobs(&w.user, p.key, q)),

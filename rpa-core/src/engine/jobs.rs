@@ -23,8 +23,8 @@ use crate::transport::Command;
 /// Seed 000 §3.7 query parameters.
 #[derive(Debug, Clone, Default)]
 pub struct JobQueryParams {
-    /// Only jobs in this state.
-    pub state: Option<JobState>,
+    /// Only jobs in one of these states (empty: every state).
+    pub states: Vec<JobState>,
     /// Window start (with `end`; at most one month apart).
     pub start: Option<Timestamp>,
     /// Window end.
@@ -34,7 +34,9 @@ pub struct JobQueryParams {
 /// A queue item to add (seed 000 §3.6 plus the orchestrator's item options).
 #[derive(Debug, Clone, Default)]
 pub struct NewQueueItem {
-    /// Content (a JSON object), validated against the process's argument schema.
+    /// Content: free-form data (a JSON object, UiPath's `SpecificContent`),
+    /// validated only when the queue process declares arguments: they are
+    /// then the schema of its items.
     pub content: Value,
     /// Unique reference within the process.
     pub reference: Option<String>,
@@ -262,6 +264,23 @@ impl<S: Store> Engine<S> {
         Ok(t.job)
     }
 
+    /// Kills a job at once (an operator's word, not seed 000's stopJob,
+    /// which asks the robot to stop): the job ends Stopped, its robot is sent
+    /// Stop and stays busy until it confirms. Needs `OperateAllJobs`.
+    pub async fn kill_job(&self, actor: Actor, key: Key) -> Result<Job> {
+        self.require(actor, Permission::OperateAllJobs).await?;
+        let job = self
+            .store
+            .job_by_key(key)
+            .await?
+            .ok_or_else(|| Error::NotFound(Entity::Job, key.to_string()))?;
+        let t = self
+            .transition(job.id, JobEvent::Stop(StopStrategy::Kill), actor, None)
+            .await?;
+        self.follow_up(&t).await?;
+        Ok(t.job)
+    }
+
     /// Seed 000 §3.5: a job of a process granted to `user`, and its process.
     pub async fn job_status(&self, user: &User, key: Key) -> Result<(Job, Process)> {
         let job = self.visible_job(user, key).await?;
@@ -316,16 +335,26 @@ impl<S: Store> Engine<S> {
                 "startTime and endTime must be at most one month apart".into(),
             ));
         }
-        let (total, jobs) = self
-            .store
-            .jobs_of_process(JobQuery {
-                process: p.id,
-                from,
-                to,
-                state: q.state,
-                limit: self.config.max_query_records,
-            })
-            .await?;
+        let query = |state| JobQuery {
+            process: p.id,
+            from,
+            to,
+            state,
+            limit: self.config.max_query_records,
+        };
+        if q.states.is_empty() {
+            let (total, jobs) = self.store.jobs_of_process(query(None)).await?;
+            return Ok((total, jobs, p));
+        }
+        // One query per state, merged newest first.
+        let (mut total, mut jobs) = (0, Vec::new());
+        for s in q.states.iter().copied().collect::<std::collections::BTreeSet<_>>() {
+            let (n, some) = self.store.jobs_of_process(query(Some(s))).await?;
+            total += n;
+            jobs.extend(some);
+        }
+        jobs.sort_by_key(|j| std::cmp::Reverse((j.created_at, j.id)));
+        jobs.truncate(self.config.max_query_records);
         Ok((total, jobs, p))
     }
 
@@ -340,7 +369,11 @@ impl<S: Store> Engine<S> {
                 "queue items can be added only to a Queue process".into(),
             ));
         }
-        let content = arguments::validate_shared(&p0.spec, &new.content)?;
+        let content = if p0.spec.arguments.is_empty() {
+            arguments::free_form(&new.content)?
+        } else {
+            arguments::validate_shared(&p0.spec, &new.content)?
+        };
         if let Some(r) = &new.reference {
             if r.is_empty() || r.len() > 256 {
                 return Err(Error::InvalidArgument("reference must be 1 to 256 characters".into()));

@@ -504,7 +504,9 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    async fn require(&self, actor: Actor, perm: Permission) -> Result<()> {
+    /// Refuses `actor` unless one of its roles grants `perm`; a refusal is
+    /// recorded in the audit chain (`permission.denied`).
+    pub async fn require(&self, actor: Actor, perm: Permission) -> Result<()> {
         if self.has_permission(actor, perm).await? {
             return Ok(());
         }
