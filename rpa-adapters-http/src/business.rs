@@ -84,6 +84,15 @@ impl Answer {
             result: None,
         }
     }
+    /// A request no endpoint takes: HTTP `status` (404, 405), the same code.
+    pub(crate) fn no_route(status: StatusCode, message: String) -> Answer {
+        Answer {
+            status,
+            code: i32::from(status.as_u16()),
+            message,
+            result: None,
+        }
+    }
 }
 
 impl IntoResponse for Answer {

@@ -33,7 +33,9 @@ mod wire;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, MatchedPath};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use rpa_core::{Engine, Store};
 
 pub use files::Files;
@@ -94,5 +96,28 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
                 .layer(DefaultBodyLimit::max(upload)),
         )
         .merge(openapi::router())
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_route)
         .with_state(state)
+}
+
+/// A path no endpoint serves (404) or a method the path does not take
+/// (405), answered in the envelope of the API family its prefix names:
+/// seed 001's under `/robots/`, `/v1/file/` and `/design/`, seed 000's
+/// elsewhere (`/rpa/api/`, `/admin/`).
+async fn no_route(method: Method, uri: Uri, matched: Option<MatchedPath>) -> Response {
+    let (status, what) = match matched {
+        Some(_) => (StatusCode::METHOD_NOT_ALLOWED, "does not take"),
+        None => (StatusCode::NOT_FOUND, "has no endpoint for"),
+    };
+    let path = uri.path();
+    let message = format!("{path} {what} {method}");
+    if ["/robots/", "/v1/file/", "/design/"]
+        .iter()
+        .any(|p| path.starts_with(p))
+    {
+        robot::Reply::status(status, message).into_response()
+    } else {
+        business::Answer::no_route(status, message).into_response()
+    }
 }

@@ -88,7 +88,7 @@ impl Reply {
             value: Value::Null,
         }
     }
-    fn status(status: StatusCode, message: impl Into<String>) -> Reply {
+    pub(crate) fn status(status: StatusCode, message: impl Into<String>) -> Reply {
         Reply {
             status,
             hint: message.into(),

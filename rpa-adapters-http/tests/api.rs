@@ -1213,3 +1213,44 @@ async fn administrators_kill_jobs_and_refused_admin_calls_are_audited() {
     assert_envelope(&v, false);
     assert!(v["message"].as_str().unwrap().contains("not found"), "{v}");
 }
+
+#[tokio::test]
+async fn unknown_paths_and_wrong_methods_answer_in_their_familys_envelope() {
+    let s = Server::start().await;
+    let send = async |method: reqwest::Method, path: &str| {
+        let r = s
+            .http
+            .request(method, format!("{}{path}", s.base))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json::<Value>().await.expect("a JSON envelope"))
+    };
+    for (method, path, status) in [
+        (reqwest::Method::POST, "/rpa/api/startJobs", StatusCode::NOT_FOUND),
+        (reqwest::Method::GET, "/rpa/api/login", StatusCode::METHOD_NOT_ALLOWED),
+        (reqwest::Method::POST, "/admin/nothing", StatusCode::NOT_FOUND),
+        (reqwest::Method::DELETE, "/admin/users", StatusCode::METHOD_NOT_ALLOWED),
+    ] {
+        let (st, v) = send(method.clone(), path).await;
+        assert_eq!(st, status, "{method} {path}: {v}");
+        assert_envelope(&v, false);
+        assert_eq!(v["code"], status.as_u16(), "{v}");
+        assert!(v["message"].as_str().unwrap().contains(path), "{v}");
+    }
+    for (method, path, status) in [
+        (reqwest::Method::POST, "/robots/connect/dance", StatusCode::NOT_FOUND),
+        (
+            reqwest::Method::GET,
+            "/robots/connect/heartbeat",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+    ] {
+        let (st, v) = send(method.clone(), path).await;
+        assert_eq!(st, status, "{method} {path}: {v}");
+        assert_eq!(v["successful"], false, "{v}");
+        assert!(v["resultHint"].as_str().unwrap().contains(path), "{v}");
+        assert_eq!(v["resultValue"], Value::Null);
+    }
+}
