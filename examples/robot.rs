@@ -10,7 +10,9 @@
 //! stderr line becomes a log line (sent in batches). A line
 //! `::output {json}` adds to the run's `outputValues`; a line
 //! `::checkpoint {json}` reports a checkpoint, which a fail-over run gets
-//! back in `$RPA_CHECKPOINT`. Files the script writes to `$RPA_OUTPUT_DIR`
+//! back in `$RPA_CHECKPOINT` (the robot declares the capability
+//! `"checkpoint"` at Register, so its Execute carries `checkpoint` and
+//! `attempt`). Files the script writes to `$RPA_OUTPUT_DIR`
 //! are uploaded through `/v1/file/file/upload`. Exit code 0 finishes with
 //! status 0, a Stop kills the child and finishes with 1, anything else 2.
 //! The robot reconnects with back-off when the server goes away.
@@ -135,7 +137,7 @@ async fn run_ws(robot: &Arc<Robot>, up: &mut mpsc::UnboundedReceiver<Up>) -> Res
     let proof = supplier_proof(&a.secret, &a.id);
     sink.send(msg(
         "Register",
-        json!({"supplierCode": a.vendor, "supplierSecret": proof, "version": env!("CARGO_PKG_VERSION")}),
+        json!({"supplierCode": a.vendor, "supplierSecret": proof, "version": env!("CARGO_PKG_VERSION"), "capabilities": ["checkpoint"]}),
     ))
     .await
     .map_err(|e| e.to_string())?;
@@ -193,7 +195,7 @@ async fn run_http(robot: &Arc<Robot>, up: &mut mpsc::UnboundedReceiver<Up>) -> R
         .http
         .post(format!("{base}/robots/connect/register"))
         .header("robotId", &a.id)
-        .json(&json!({"supplierCode": a.vendor, "supplierSecret": proof, "version": env!("CARGO_PKG_VERSION")}))
+        .json(&json!({"supplierCode": a.vendor, "supplierSecret": proof, "version": env!("CARGO_PKG_VERSION"), "capabilities": ["checkpoint"]}))
         .send()
         .await
         .map_err(|e| e.to_string())?

@@ -183,16 +183,19 @@ async fn register<S: Store>(
     let r = reply!(seed001::register(&f).map_err(Reply::bad));
     let reg = reply!(
         st.engine
-            .register_robot(code, r.supplier_code, r.supplier_secret, r.version)
+            .register_robot_with(code, r.supplier_code, r.supplier_secret, r.version, &r.capabilities)
             .await
     );
     tracing::info!(robot = code, "robot registered over HTTP");
-    Reply::ok(json!({"robotConnectId": reg.connect, "licenseContent": reg.license}))
+    // licenseContent is a string in table A.4: empty when no license is bound.
+    let license = reg.license.unwrap_or_default();
+    Reply::ok(json!({"robotConnectId": reg.connect, "licenseContent": license}))
 }
 
-/// Seed 001 `{Action, Body}` for one command (A.2.3).
-pub fn action(cmd: Option<&Command>) -> Value {
-    match cmd.map(seed001::command) {
+/// Seed 001 `{Action, Body}` for one command (A.2.3), for a robot that
+/// takes the fail-over extensions or not.
+pub fn action(cmd: Option<&Command>, extensions: bool) -> Value {
+    match cmd.map(|c| seed001::command(c, extensions)) {
         None => json!({"Action": "None", "Body": null}),
         Some((action, body)) => json!({"Action": action, "Body": body}),
     }
@@ -207,7 +210,11 @@ async fn heartbeat<S: Store>(
     let f = reply!(fields(body));
     let run = reply!(seed001::heartbeat(&f).map_err(Reply::bad));
     let cmds = reply!(st.engine.heartbeat_take(code, connect, run, 1).await);
-    Reply::ok(action(cmds.first()))
+    let extensions = match cmds.first() {
+        Some(Command::Execute(_)) => reply!(st.engine.connected_robot(code, connect).await).extensions,
+        _ => false,
+    };
+    Reply::ok(action(cmds.first(), extensions))
 }
 
 async fn report_logs<S: Store>(

@@ -552,6 +552,15 @@ async fn seed_001_http_walkthrough() {
     assert_eq!(v["resultHint"], "");
     assert_eq!(v["resultValue"]["licenseContent"], "LIC-r1");
     let c = v["resultValue"]["robotConnectId"].as_str().unwrap().to_owned();
+    // No license bound: licenseContent is a string all the same (table A.4).
+    let (_, unlicensed) = s
+        .post(
+            "/robots/connect/register",
+            &[("robotId", "r-free")],
+            json!({"supplierCode": "acme", "supplierSecret": supplier_proof("acme-secret", "r-free")}),
+        )
+        .await;
+    assert_eq!(unlicensed["resultValue"]["licenseContent"], "", "{unlicensed}");
 
     // a second live connection: 10000, and the first stays usable
     let (st, v) = s
@@ -584,6 +593,10 @@ async fn seed_001_http_walkthrough() {
     assert!(body["userId"].is_string());
     assert!(body["packageDownloadUri"].is_string());
     assert!(body["videoRecordRequired"].is_boolean());
+    assert!(
+        body.get("attempt").is_none() && body.get("checkpoint").is_none(),
+        "r1 declared no capabilities: table A.7 only: {body}"
+    );
     let args = body["arguments"].as_array().unwrap();
     assert!(
         args.contains(&json!({"name": "invoice", "type": "int", "value": "3"})),

@@ -5,13 +5,13 @@
 //!
 //! | direction | action | body | engine call |
 //! |---|---|---|---|
-//! | up | `Register` | `{supplierCode, supplierSecret, version}` | `register_robot`; answered by `SendLicense` when a license is bound |
+//! | up | `Register` | `{supplierCode, supplierSecret, version, capabilities?}` | `register_socket`; answered by `SendLicense` when a license is bound |
 //! | up | `Heartbeat` | `{runInstanceId?}` | `heartbeat` (waiting commands are pushed) |
 //! | up | `ReportLogs` | `{runInstanceId, logs: RunInstanceLog[]}` | `report_logs` |
 //! | up | `ReportFinish` | `{runInstanceId, status, errorCode?, outputValues?}` | `report_finish` |
 //! | up | `ReportVideoRecord` | `{runInstanceId, videoId}` | `report_video` |
 //! | up | `ReportCheckpoint` (extension) | `{runInstanceId, checkpoint}` | `report_checkpoint` |
-//! | down | `Execute` | table A.7 (+ `checkpoint`, `attempt`) | pushed once its commit stands, or taken from the outbox |
+//! | down | `Execute` | table A.7 (+ `checkpoint`, `attempt` for robots that declared `capabilities: ["checkpoint"]`) | pushed once its commit stands, or taken from the outbox |
 //! | down | `Stop` | none | pushed once its commit stands, or taken from the outbox |
 //! | down | `SendLicense` | `{licenseContent}` | after Register |
 //! | down | `Error` | `{errorCode, message}` | on a refused message |
@@ -202,9 +202,10 @@ fn error(code: i32, message: impl std::fmt::Display) -> Message {
     down("Error", Some(seed001::error(code, message)))
 }
 
-/// The message for a command.
-pub fn command_message(cmd: &Command) -> Message {
-    let (action, body) = seed001::command(cmd);
+/// The message for a command, for a robot that takes the fail-over
+/// extensions (`extensions`, declared at Register) or not.
+pub fn command_message(cmd: &Command, extensions: bool) -> Message {
+    let (action, body) = seed001::command(cmd, extensions);
     down(action, body)
 }
 
@@ -232,6 +233,8 @@ struct Session {
     robot: RobotId,
     connect: Key,
     hub_id: u64,
+    /// Whether the robot takes Execute's fail-over extensions.
+    extensions: bool,
 }
 
 /// What to do after a message.
@@ -296,7 +299,8 @@ async fn serve<S: Store>(st: HubState<S>, code: String, socket: WebSocket) {
                 }
             }
             Some(cmds) = push_rx.recv() => {
-                if send_all(&mut sink, &cmds).await.is_err() {
+                let ext = session.as_ref().is_some_and(|s| s.extensions);
+                if send_all(&mut sink, &cmds, ext).await.is_err() {
                     break;
                 }
             }
@@ -312,7 +316,7 @@ async fn serve<S: Store>(st: HubState<S>, code: String, socket: WebSocket) {
                 let Some(s) = &session else { continue };
                 match st.engine.take_commands(s.robot).await {
                     Ok(cmds) => {
-                        if send_all(&mut sink, &cmds).await.is_err() {
+                        if send_all(&mut sink, &cmds, s.extensions).await.is_err() {
                             break;
                         }
                     }
@@ -331,12 +335,12 @@ async fn serve<S: Store>(st: HubState<S>, code: String, socket: WebSocket) {
 }
 
 /// Sends `cmds` in order; an error means the socket is gone.
-async fn send_all<K>(sink: &mut K, cmds: &[Command]) -> Result<(), K::Error>
+async fn send_all<K>(sink: &mut K, cmds: &[Command], extensions: bool) -> Result<(), K::Error>
 where
     K: futures::Sink<Message> + Unpin,
 {
     for c in cmds {
-        sink.send(command_message(c)).await?;
+        sink.send(command_message(c, extensions)).await?;
     }
     Ok(())
 }
@@ -362,7 +366,13 @@ async fn handle<S: Store>(
         };
         return match st
             .engine
-            .register_socket(code, reg.supplier_code, reg.supplier_secret, reg.version)
+            .register_socket(
+                code,
+                reg.supplier_code,
+                reg.supplier_secret,
+                reg.version,
+                &reg.capabilities,
+            )
             .await
         {
             Ok(reg) => {
@@ -371,11 +381,12 @@ async fn handle<S: Store>(
                     robot: reg.robot.id,
                     connect: reg.connect,
                     hub_id,
+                    extensions: reg.robot.extensions,
                 });
                 tracing::info!(robot = %code, "robot registered over WebSocket");
                 let out = reg
                     .license
-                    .map(|l| command_message(&Command::SendLicense { license_content: l }))
+                    .map(|l| command_message(&Command::SendLicense { license_content: l }, false))
                     .into_iter()
                     .collect();
                 // Commands may already wait (a reconnect): deliver them.
@@ -390,7 +401,10 @@ async fn handle<S: Store>(
     };
     match act(&st.engine, code, s.connect, &action, &body).await {
         Ok(Act::Nothing) => (vec![], Next::Continue),
-        Ok(Act::Commands(cmds)) => (cmds.iter().map(command_message).collect(), Next::Continue),
+        Ok(Act::Commands(cmds)) => (
+            cmds.iter().map(|c| command_message(c, s.extensions)).collect(),
+            Next::Continue,
+        ),
         Err(Refusal::Bad(e)) => bad(e),
         Err(Refusal::Engine(e)) if !e.is_client_error() => {
             tracing::error!(error = %e, robot = %code, "robot hub internal error");

@@ -356,3 +356,53 @@ async fn closing_the_hub_says_goodbye_to_every_robot_and_records_their_disconnec
         other => panic!("a 503, not {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn execute_carries_the_fail_over_extensions_only_for_robots_that_declared_them() {
+    let rig = rig().await;
+    for (robot, capabilities, extended) in [("plain", json!([]), false), ("ext", json!(["checkpoint"]), true)] {
+        let mut ws = open(&rig, robot).await;
+        let proof = supplier_proof("acme-secret", robot);
+        send(
+            &mut ws,
+            "Register",
+            json!({"supplierCode": "acme", "supplierSecret": proof, "capabilities": capabilities}),
+        )
+        .await;
+        send(&mut ws, "Heartbeat", json!({})).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let job = rig.engine.start_job(&rig.user, rig.process, &json!({})).await.unwrap();
+        let (action, body) = recv(&mut ws).await.unwrap();
+        assert_eq!(
+            (action.as_str(), body["runInstanceId"].as_str()),
+            ("Execute", Some(job.key.to_string().as_str()))
+        );
+        assert_eq!(body.get("attempt").is_some(), extended, "{robot}: {body}");
+        if !extended {
+            let mut fields: Vec<&str> = body.as_object().unwrap().keys().map(String::as_str).collect();
+            fields.sort_unstable();
+            assert_eq!(
+                fields,
+                [
+                    "arguments",
+                    "packageDownloadUri",
+                    "runInstanceId",
+                    "userId",
+                    "userName",
+                    "videoRecordMode",
+                    "videoRecordRequired"
+                ],
+                "exactly table A.7"
+            );
+        }
+        send(
+            &mut ws,
+            "ReportFinish",
+            json!({"runInstanceId": job.key.to_string(), "status": 0}),
+        )
+        .await;
+        // Gone, so the next job goes to the next robot.
+        drop(ws);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -119,6 +119,7 @@ pub fn sample_robot(id: i64, state: RobotState) -> Robot {
         deadline: None,
         awaiting_heartbeat: false,
         node: None,
+        extensions: false,
     }
 }
 

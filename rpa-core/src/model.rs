@@ -455,6 +455,11 @@ pub struct Robot {
     /// may reach any node.
     #[serde(default)]
     pub node: Option<u64>,
+    /// Declared at Register (`capabilities: ["checkpoint"]`): it takes
+    /// Execute's fail-over extensions `checkpoint` and `attempt`. Robots that
+    /// did not declare them get exactly table A.7's fields.
+    #[serde(default)]
+    pub extensions: bool,
 }
 
 impl Robot {

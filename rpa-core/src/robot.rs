@@ -148,6 +148,7 @@ mod tests {
             deadline: None,
             awaiting_heartbeat: false,
             node: None,
+            extensions: false,
         }
     }
 

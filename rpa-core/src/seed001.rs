@@ -4,7 +4,7 @@
 //!
 //! | message | fields read (A.1 / A.2) | decoded as |
 //! |---|---|---|
-//! | Register | `supplierCode`, `supplierSecret`, `version?` | [`Register`] |
+//! | Register | `supplierCode`, `supplierSecret`, `version?`, `capabilities?` (extension: the extensions it speaks) | [`Register`] |
 //! | Heartbeat | `runInstanceId?` | [`heartbeat`] |
 //! | ReportLogs | `runInstanceId`, `logs: RunInstanceLog[]` (`content`, `screenshot?`, `logAt`, `logLevel` 0/1/2) | [`logs`] |
 //! | ReportFinish | `runInstanceId`, `status` 0/1/2, `errorCode?` (32-bit), `outputValues?` (extension) | [`Finish`] |
@@ -12,8 +12,10 @@
 //! | ReportCheckpoint (extension) | `runInstanceId`, `checkpoint` | [`checkpoint`] |
 //!
 //! Down, a [`Command`] (the domain's word, as the outbox stores it) becomes
-//! its action word and body here ([`command`]): Execute is table A.7 plus
-//! the fail-over extensions `checkpoint` and `attempt`.
+//! its action word and body here ([`command`]): Execute is table A.7, plus
+//! the fail-over extensions `checkpoint` and `attempt` for a robot that
+//! declared the capability `"checkpoint"` at Register (DESIGN §7: adapters
+//! add no fields inside a documented object for robots that did not ask).
 //!
 //! A malformed message is a [`Bad`]: both transports answer it with error
 //! 10001 and a message naming the field.
@@ -138,6 +140,8 @@ pub struct Register<'a> {
     pub supplier_secret: &'a str,
     /// The executor's version.
     pub version: Option<&'a str>,
+    /// Extension: the protocol extensions it speaks (`"checkpoint"`).
+    pub capabilities: Vec<&'a str>,
 }
 
 /// Reads a Register body.
@@ -146,6 +150,17 @@ pub fn register(b: &Body) -> Result<Register<'_>, Bad> {
         supplier_code: b.str("supplierCode")?,
         supplier_secret: b.str("supplierSecret")?,
         version: b.opt_str("version")?,
+        capabilities: match b.value("capabilities") {
+            None => Vec::new(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|c| {
+                    c.as_str()
+                        .ok_or_else(|| bad("capabilities must be an array of strings"))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(bad("capabilities must be an array of strings")),
+        },
     })
 }
 
@@ -263,9 +278,9 @@ pub fn checkpoint(b: &Body) -> Result<Value, Bad> {
         .ok_or_else(|| bad("checkpoint is required"))
 }
 
-/// Execute's body: table A.7, then the extensions `checkpoint` (when there
-/// is one) and `attempt`.
-pub fn execute(e: &Execute) -> Value {
+/// Execute's body: table A.7, then, for a robot that takes them
+/// (`extensions`), `checkpoint` (when there is one) and `attempt`.
+pub fn execute(e: &Execute, extensions: bool) -> Value {
     let mut body = json!({
         "runInstanceId": e.run_instance_id,
         "packageDownloadUri": e.package_download_uri,
@@ -282,17 +297,20 @@ pub fn execute(e: &Execute) -> Value {
     if let Some(u) = &e.file_upload_uri {
         body["fileUploadUri"] = json!(u);
     }
-    if let Some(c) = &e.checkpoint {
-        body["checkpoint"] = c.clone();
+    if extensions {
+        if let Some(c) = &e.checkpoint {
+            body["checkpoint"] = c.clone();
+        }
+        body["attempt"] = json!(e.attempt);
     }
-    body["attempt"] = json!(e.attempt);
     body
 }
 
-/// A command's action word and body (`None`: the action has no body).
-pub fn command(cmd: &Command) -> (&'static str, Option<Value>) {
+/// A command's action word and body (`None`: the action has no body), for
+/// a robot that takes the fail-over extensions or not.
+pub fn command(cmd: &Command, extensions: bool) -> (&'static str, Option<Value>) {
     match cmd {
-        Command::Execute(e) => ("Execute", Some(execute(e))),
+        Command::Execute(e) => ("Execute", Some(execute(e, extensions))),
         Command::Stop { .. } => ("Stop", None),
         Command::SendLicense { license_content } => ("SendLicense", Some(json!({"licenseContent": license_content}))),
         Command::Error { error_code, message } => ("Error", Some(error(*error_code, message))),
@@ -390,7 +408,11 @@ mod tests {
         assert!(run_instance(&body(json!({}))).is_err());
         let b = body(json!({"supplierCode": "acme", "supplierSecret": "s"}));
         let r = register(&b).unwrap();
-        assert_eq!((r.supplier_code, r.version), ("acme", None));
+        assert_eq!((r.supplier_code, r.version, r.capabilities.len()), ("acme", None, 0));
+        let b = body(json!({"supplierCode": "acme", "supplierSecret": "s", "capabilities": ["checkpoint"]}));
+        assert_eq!(register(&b).unwrap().capabilities, ["checkpoint"]);
+        let b = body(json!({"supplierCode": "acme", "supplierSecret": "s", "capabilities": "checkpoint"}));
+        assert!(register(&b).is_err());
         assert!(register(&body(json!({"supplierCode": "acme"}))).is_err());
     }
 
@@ -412,26 +434,38 @@ mod tests {
             checkpoint: None,
             attempt: 1,
         };
-        let v = execute(&e);
-        let fields: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        for f in [
-            "runInstanceId",
-            "packageDownloadUri",
+        let v = execute(&e, false);
+        let mut fields: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        fields.sort_unstable();
+        let a7 = [
             "arguments",
-            "videoRecordRequired",
-            "videoRecordMode",
+            "packageDownloadUri",
+            "runInstanceId",
             "userId",
             "userName",
-            "attempt",
-        ] {
-            assert!(fields.contains(&f), "{f} in {v}");
-        }
+            "videoRecordMode",
+            "videoRecordRequired",
+        ];
+        assert_eq!(fields, a7, "exactly table A.7's fields");
+        let e = Execute {
+            checkpoint: Some(json!({"row": 3})),
+            attempt: 2,
+            ..e
+        };
+        let v = execute(&e, true);
+        assert_eq!(
+            (v["attempt"].clone(), v["checkpoint"].clone()),
+            (json!(2), json!({"row": 3}))
+        );
         assert_eq!(v["arguments"][0], json!({"name": "n", "type": "int", "value": "1"}));
         assert_eq!(v["runInstanceId"], json!(Key([7; 16]).to_string()));
         assert_eq!(
-            command(&Command::Stop {
-                run_instance_id: Key([7; 16])
-            }),
+            command(
+                &Command::Stop {
+                    run_instance_id: Key([7; 16])
+                },
+                true
+            ),
             ("Stop", None)
         );
     }

@@ -511,7 +511,7 @@ impl Sim {
         let e = &self.engines[n];
         let r = match self.bots[i].link {
             Link::Http => block(e.register_robot(&code, "acme", &proof, None)),
-            Link::Socket(_) => block(e.register_socket(&code, "acme", &proof, None)),
+            Link::Socket(_) => block(e.register_socket(&code, "acme", &proof, None, &[])),
         };
         trace(|| format!("  {code} registers on node {n}: {:?}", r.as_ref().map(|_| ())));
         match r {
@@ -827,14 +827,14 @@ fn a_websocket_robot_whose_node_died_registers_elsewhere_and_keeps_its_run() {
     let (a, b) = (&sim.engines[0], &sim.engines[1]);
     let proof = supplier_proof(SECRET, "r");
     block(a.tick()).unwrap();
-    let reg = block(a.register_socket("r", "acme", &proof, None)).unwrap();
+    let reg = block(a.register_socket("r", "acme", &proof, None, &[])).unwrap();
     block(a.heartbeat("r", reg.connect, None)).unwrap();
     let job = block(a.start_job(&sim.user, p, &json!({}))).unwrap();
     assert_eq!(sim.w_job(&job).state, JobState::Running);
     // A dies. Its connection still looks healthy, and its node lease holds for now.
     sim.nodes[1].deliver(usize::MAX);
     assert_eq!(
-        block(b.register_socket("r", "acme", &proof, None)).err(),
+        block(b.register_socket("r", "acme", &proof, None, &[])).err(),
         Some(Error::DuplicateConnection)
     );
     // Once A's lease has run out (B keeps ticking), the new connection is accepted ...
@@ -842,7 +842,7 @@ fn a_websocket_robot_whose_node_died_registers_elsewhere_and_keeps_its_run() {
         sim.clock.advance(1_000);
         block(b.tick()).unwrap();
     }
-    let again = block(b.register_socket("r", "acme", &proof, None)).expect("A is gone: its connection too");
+    let again = block(b.register_socket("r", "acme", &proof, None, &[])).expect("A is gone: its connection too");
     let r = block(sim.db.robot_by_code("r")).unwrap().unwrap();
     assert_eq!((r.state, r.job, r.node), (RobotState::Busy, Some(job.id), Some(2)));
     // ... and the robot, still running the job, keeps it: no second Execute.

@@ -134,7 +134,7 @@ proptest! {
         let mut r = Robot {
             id: R1, key: Key([3; 16]), version: 1, code: "r".into(), profile: Arc::new(RobotProfile::default()),
             robot_version: None, state: RobotState::Disconnected, connect: None, job: None,
-            last_seen: Timestamp(0), deadline: None, awaiting_heartbeat: false, node: None,
+            last_seen: Timestamp(0), deadline: None, awaiting_heartbeat: false, node: None, extensions: false,
         };
         let mut now = 0i64;
         for (i, e) in events.into_iter().enumerate() {

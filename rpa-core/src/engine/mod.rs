@@ -46,7 +46,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub use jobs::{JobQueryParams, NewQueueItem};
-pub use robots::{NewLog, Registration};
+pub use robots::{CHECKPOINT_CAPABILITY, NewLog, Registration};
 pub use timers::{TIMER_LEASE, TickReport};
 
 use crate::audit::{self, AuditDraft, ChainBroken, Subject};

@@ -41,6 +41,10 @@ pub struct NewLog {
     pub level: LogLevel,
 }
 
+/// The capability a robot declares at Register to take Execute's fail-over
+/// extensions (`checkpoint`, `attempt`).
+pub const CHECKPOINT_CAPABILITY: &str = "checkpoint";
+
 impl<S: Store> Engine<S> {
     // ---------------------------------------------------------- administration
 
@@ -144,6 +148,7 @@ impl<S: Store> Engine<S> {
             deadline: None,
             awaiting_heartbeat: false,
             node: None,
+            extensions: false,
         })
     }
 
@@ -162,7 +167,23 @@ impl<S: Store> Engine<S> {
         supplier_secret: &str,
         version: Option<&str>,
     ) -> Result<Registration> {
-        self.register(code, supplier_code, supplier_secret, version, None).await
+        self.register(code, supplier_code, supplier_secret, version, &[], None)
+            .await
+    }
+
+    /// [`Engine::register_robot`] for a robot that declares `capabilities`
+    /// (seed 001 extensions it speaks; `"checkpoint"`: Execute's
+    /// `checkpoint` and `attempt`).
+    pub async fn register_robot_with(
+        &self,
+        code: &str,
+        supplier_code: &str,
+        supplier_secret: &str,
+        version: Option<&str>,
+        capabilities: &[&str],
+    ) -> Result<Registration> {
+        self.register(code, supplier_code, supplier_secret, version, capabilities, None)
+            .await
     }
 
     /// [`Engine::register_robot`] for a connection whose socket this node
@@ -175,9 +196,17 @@ impl<S: Store> Engine<S> {
         supplier_code: &str,
         supplier_secret: &str,
         version: Option<&str>,
+        capabilities: &[&str],
     ) -> Result<Registration> {
-        self.register(code, supplier_code, supplier_secret, version, Some(self.node))
-            .await
+        self.register(
+            code,
+            supplier_code,
+            supplier_secret,
+            version,
+            capabilities,
+            Some(self.node),
+        )
+        .await
     }
 
     async fn register(
@@ -186,6 +215,7 @@ impl<S: Store> Engine<S> {
         supplier_code: &str,
         supplier_secret: &str,
         version: Option<&str>,
+        capabilities: &[&str],
         node: Option<u64>,
     ) -> Result<Registration> {
         let code = non_empty(code, "robot id")?;
@@ -239,6 +269,7 @@ impl<S: Store> Engine<S> {
                 other => other?,
             };
             r.node = node;
+            r.extensions = capabilities.contains(&CHECKPOINT_CAPABILITY);
             r.robot_version = version.map(Into::into);
             let mut tx = Tx::default();
             tx.commit.clear_outbox.push(r.id);
