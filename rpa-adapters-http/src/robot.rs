@@ -345,14 +345,15 @@ async fn download<S: Store>(
     Path(file_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = caller(&st, &headers).await {
-        return r.into_response();
-    }
+    let actor = match caller(&st, &headers).await {
+        Ok((actor, _)) => actor,
+        Err(r) => return r.into_response(),
+    };
     let not_found = || Reply::status(StatusCode::NOT_FOUND, format!("file {file_id} not found")).into_response();
     let Ok(k) = file_id.parse::<Key>() else {
         return not_found();
     };
-    let meta = match st.engine.file(k).await {
+    let meta = match st.engine.readable_file(actor, k).await {
         Ok(m) => m,
         Err(Error::NotFound(..)) => return not_found(),
         Err(e) => return Reply::from(e).into_response(),
@@ -386,7 +387,7 @@ async fn personal_file<S: Store>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Reply {
-    let (actor, who) = reply!(caller(&st, &headers).await);
+    let (actor, _) = reply!(caller(&st, &headers).await);
     let f = reply!(fields(body));
     let file = reply!(f.str("fileId").map_err(Reply::bad));
     let Ok(file) = file.parse::<Key>() else {
@@ -398,9 +399,7 @@ async fn personal_file<S: Store>(
         Some(s) => Some(reply!(key("runInstanceId", s).map_err(Reply::bad))),
     };
     let _user_id = reply!(f.opt_str("userId").map_err(Reply::bad));
-    let folder = reply!(f.opt_str("userName").map_err(Reply::bad))
-        .map(str::to_owned)
-        .unwrap_or(who);
-    reply!(st.engine.add_personal_file(actor, file, name, run, &folder).await);
+    let folder = reply!(f.opt_str("userName").map_err(Reply::bad));
+    reply!(st.engine.add_personal_file(actor, file, name, run, folder).await);
     Reply::ok(Value::Null)
 }

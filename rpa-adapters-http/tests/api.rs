@@ -685,6 +685,7 @@ async fn seed_001_http_walkthrough() {
         .post(format!("{}/v1/file/file/upload", s.base))
         .header("robotId", "r1")
         .header("robotConnectId", &c)
+        .header("runInstanceId", &job)
         .multipart(form)
         .send()
         .await
@@ -702,8 +703,61 @@ async fn seed_001_http_walkthrough() {
         "files are not served to anonymous callers"
     );
     let got = s.http.get(&url).header("X-Access-Token", &token).send().await.unwrap();
-    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.status(), StatusCode::OK, "alice is granted the job's process");
     assert_eq!(got.bytes().await.unwrap().as_ref(), b"report body");
+    // Nobody else: bob (not granted the process), another robot.
+    let (bob, _) = s.login("bob", "builder").await;
+    let other = s.register("r3").await;
+    for (name, value) in [("X-Access-Token", bob.as_str())] {
+        let r = s.http.get(&url).header(name, value).send().await.unwrap();
+        assert_eq!(
+            r.status(),
+            StatusCode::NOT_FOUND,
+            "bob may not read a run output of alice's process"
+        );
+    }
+    let r = s
+        .http
+        .get(&url)
+        .header("robotId", "r3")
+        .header("robotConnectId", &other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::NOT_FOUND,
+        "nor may a robot that did not run the job"
+    );
+    // A robot files output only for its own runs, and writes only into the folder of the job's starter.
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"x".to_vec()).file_name("x.txt"),
+    );
+    let r = s
+        .http
+        .post(format!("{}/v1/file/file/upload", s.base))
+        .header("robotId", "r3")
+        .header("robotConnectId", &other)
+        .header("runInstanceId", &job)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let (st, _) = s
+        .post(
+            "/design/personalfile",
+            &[("robotId", "r1"), ("robotConnectId", &c)],
+            json!({"fileId": file_id, "runInstanceId": job, "userName": "bob"}),
+        )
+        .await;
+    assert_eq!(
+        st,
+        StatusCode::FORBIDDEN,
+        "not into bob's folder: alice started the job"
+    );
+    assert!(s.engine.personal_files("bob").await.unwrap().is_empty());
     let (st, _) = s
         .post(
             "/design/personalfile",

@@ -674,7 +674,18 @@ impl<S: Store> Engine<S> {
     ) -> Result<StoredFile> {
         let name = non_empty(name, "file name")?;
         let job = match job {
-            Some(k) => Some(self.job(k).await?.id),
+            Some(k) => {
+                let j = self.job(k).await?;
+                // A robot files output only for a run it was given.
+                if let Actor::Robot(rid) = owner
+                    && j.robot != Some(rid)
+                {
+                    return Err(Error::PermissionDenied(
+                        "this run instance is not assigned to this robot".into(),
+                    ));
+                }
+                Some(j.id)
+            }
             None => None,
         };
         let now = self.now();
@@ -698,22 +709,64 @@ impl<S: Store> Engine<S> {
         Ok(f)
     }
 
-    /// Seed 001 A.2.8: puts an uploaded file in a personal folder.
+    /// Seed 001 A.2.8: puts an uploaded file in a personal folder: a
+    /// robot's into the folder of the user who started the job it runs
+    /// (`run_instance`), a person's into their own (an administrator's,
+    /// `ManageUsers`, into anyone's). `folder_of` defaults to that folder.
     pub async fn add_personal_file(
         &self,
         actor: Actor,
         file: Key,
         file_name: Option<&str>,
         run_instance: Option<Key>,
-        folder_of: &str,
+        folder_of: Option<&str>,
     ) -> Result<StoredFile> {
-        let folder_of = non_empty(folder_of, "userName")?;
-        let mut f = self.file(file).await?;
+        let mut f = self.readable_file(actor, file).await?;
         if let Some(n) = file_name {
             f.name = non_empty(n, "fileName")?.into();
         }
-        if let Some(k) = run_instance {
-            f.job = Some(self.job(k).await?.id);
+        let job = match run_instance {
+            Some(k) => Some(self.job(k).await?),
+            None => None,
+        };
+        let default = match (actor, &job) {
+            (Actor::Robot(_), Some(j)) => j.user_name.to_string(),
+            (Actor::User(id), _) => self.store.user(id).await?.map(|u| u.name).unwrap_or_default(),
+            _ => String::new(),
+        };
+        let folder_of = non_empty(folder_of.unwrap_or(&default), "userName")?;
+        match actor {
+            // A robot writes into the folder of the user who started the job it runs.
+            Actor::Robot(rid) => match &job {
+                Some(j) if j.robot == Some(rid) && &*j.user_name == folder_of => {}
+                Some(j) if j.robot == Some(rid) => {
+                    return Err(Error::PermissionDenied(format!(
+                        "a robot writes only into the folder of {}, who started its job",
+                        j.user_name
+                    )));
+                }
+                Some(_) => {
+                    return Err(Error::PermissionDenied(
+                        "this run instance is not assigned to this robot".into(),
+                    ));
+                }
+                None => {
+                    return Err(Error::InvalidArgument(
+                        "runInstanceId is required: a robot writes into the folder of the user who started its job"
+                            .into(),
+                    ));
+                }
+            },
+            Actor::User(id) => {
+                let own = self.store.user(id).await?.is_some_and(|u| u.name == folder_of);
+                if !own {
+                    self.require(actor, Permission::ManageUsers).await?;
+                }
+            }
+            Actor::System => {}
+        }
+        if let Some(j) = job {
+            f.job = Some(j.id);
         }
         f.personal_of = Some(folder_of.into());
         f.version += 1;
@@ -727,6 +780,39 @@ impl<S: Store> Engine<S> {
         );
         self.commit(tx).await?;
         Ok(f)
+    }
+
+    /// A stored file, if `actor` may read it: its uploader, the person whose
+    /// personal folder holds it, the robot running its job, people granted
+    /// its job's process, and administrators (`OperateAllJobs`). Packages
+    /// are read by every robot and person signed in (robots download them
+    /// to run their jobs). Anyone else is told there is no such file.
+    pub async fn readable_file(&self, actor: Actor, key: Key) -> Result<StoredFile> {
+        let f = self.file(key).await?;
+        if f.owner == actor || f.source == FileSource::Package || actor == Actor::System {
+            return Ok(f);
+        }
+        let job = match f.job {
+            Some(j) => self.store.job(j).await?,
+            None => None,
+        };
+        let may = match actor {
+            Actor::Robot(rid) => job.as_ref().is_some_and(|j| j.robot == Some(rid)),
+            Actor::User(id) => match self.store.user(id).await? {
+                Some(u) => {
+                    f.personal_of.as_deref() == Some(u.name.as_str())
+                        || job.as_ref().is_some_and(|j| u.grants.contains(&j.process))
+                        || self.has_permission(actor, Permission::OperateAllJobs).await?
+                }
+                None => false,
+            },
+            Actor::System => true,
+        };
+        if may {
+            Ok(f)
+        } else {
+            Err(Error::NotFound(Entity::File, key.to_string()))
+        }
     }
 
     /// File metadata by key.
