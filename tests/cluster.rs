@@ -24,14 +24,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::Connection;
 use tokio::sync::Mutex;
 
 mod support;
 
-use support::robots::{Nodes, Tally, http_robot, ws_robot};
-use support::{login, post, start_server};
+use support::robots::{Nodes, Tally, business_client, http_robot, ws_robot};
+use support::{get_json, login, post, start_server};
 
 const CONFIG: &str = r#"{
   "admin": { "name": "admin", "password": "admin-pw" },
@@ -143,26 +143,15 @@ async fn run(dir: &Path, db: &str, count: usize, kill: Kill) {
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let clients: Vec<_> = (0..8)
         .map(|_| {
-            let (mut nodes, token, process, acked, stop) =
-                (nodes(0), token.clone(), process.clone(), acked.clone(), stop.clone());
-            tokio::spawn(async move {
-                let http = reqwest::Client::new();
-                while !stop.load(Ordering::Relaxed) && acked.lock().await.len() < total {
-                    let h = [("X-Access-Token", token.as_str())];
-                    let body = json!({"processId": process});
-                    match post(&http, format!("{}/rpa/api/startJob", nodes.base()), &h, body).await {
-                        Some((200, v)) if v["success"] == true => acked
-                            .lock()
-                            .await
-                            .push(v["result"]["jobId"].as_str().unwrap().to_owned()),
-                        Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                        None => {
-                            nodes.unreachable();
-                            tokio::time::sleep(Duration::from_millis(50)).await
-                        }
-                    }
-                }
-            })
+            let client = business_client(
+                nodes(0),
+                token.clone(),
+                process.clone(),
+                total,
+                acked.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(client)
         })
         .collect();
 
@@ -301,15 +290,7 @@ async fn run(dir: &Path, db: &str, count: usize, kill: Kill) {
     );
 
     let (admin, _) = login(&http, &base, "admin", "admin-pw").await;
-    let v: Value = http
-        .get(format!("{base}/admin/audit/verify"))
-        .header("X-Access-Token", &admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = get_json(&http, format!("{base}/admin/audit/verify"), &admin).await;
     assert!(
         v["result"]["verified"].as_u64().unwrap_or(0) > 3 * total as u64,
         "the audit chain verifies: {v}"

@@ -20,13 +20,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::Mutex;
 
 mod support;
 
-use support::robots::{Nodes, Tally, http_robot};
-use support::{login, post, start_server};
+use support::robots::{Nodes, Tally, business_client, http_robot};
+use support::{get_json, login, post, start_server};
 
 const CONFIG: &str = r#"{
   "admin": { "name": "admin", "password": "admin-pw" },
@@ -85,33 +85,15 @@ async fn crash_mid_load(dir: &Path, db: &str, count: usize) {
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let clients: Vec<_> = (0..8)
         .map(|i| {
-            let (mut nodes, token, process, acked, stop) =
-                (nodes(i), token.clone(), process.clone(), acked.clone(), stop.clone());
-            tokio::spawn(async move {
-                let http = reqwest::Client::new();
-                while !stop.load(Ordering::Relaxed) && acked.lock().await.len() < TOTAL {
-                    let h = [("X-Access-Token", token.as_str())];
-                    let base = nodes.base();
-                    match post(
-                        &http,
-                        format!("{base}/rpa/api/startJob"),
-                        &h,
-                        json!({"processId": process}),
-                    )
-                    .await
-                    {
-                        Some((200, v)) if v["success"] == true => acked
-                            .lock()
-                            .await
-                            .push(v["result"]["jobId"].as_str().unwrap().to_owned()),
-                        Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-                        None => {
-                            nodes.unreachable();
-                            tokio::time::sleep(Duration::from_millis(50)).await
-                        }
-                    }
-                }
-            })
+            let client = business_client(
+                nodes(i),
+                token.clone(),
+                process.clone(),
+                TOTAL,
+                acked.clone(),
+                stop.clone(),
+            );
+            tokio::spawn(client)
         })
         .collect();
 
@@ -211,15 +193,7 @@ async fn crash_mid_load(dir: &Path, db: &str, count: usize) {
     assert!(executions.keys().all(|r| listed.contains(r.as_str())));
 
     let (admin, _) = login(&http, &base, "admin", "admin-pw").await;
-    let v: Value = http
-        .get(format!("{base}/admin/audit/verify"))
-        .header("X-Access-Token", &admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = get_json(&http, format!("{base}/admin/audit/verify"), &admin).await;
     assert!(
         v["result"]["verified"].as_u64().unwrap_or(0) > 3 * TOTAL as u64,
         "audit chain verifies after the crash: {v}"

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 mod support;
 
-use support::{login, start_server};
+use support::{get_json, login, start_server};
 
 const CONFIG: &str = r#"{
   "admin": { "name": "admin", "password": "admin-pw" },
@@ -52,15 +52,7 @@ async fn sigterm_closes_robot_connections_records_their_disconnects_and_exits_0(
     ws.send(ws_message("Heartbeat", json!({}))).await.unwrap();
     let (admin, _) = login(&http, &base, "admin", "admin-pw").await;
     let state = async |base: &str| -> String {
-        let v: Value = http
-            .get(format!("{base}/admin/robots"))
-            .header("X-Access-Token", &admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v = get_json(&http, format!("{base}/admin/robots"), &admin).await;
         v["result"][0]["state"].as_str().unwrap_or("").to_owned()
     };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -95,25 +87,9 @@ async fn sigterm_closes_robot_connections_records_their_disconnects_and_exits_0(
     // Started again on the same file: the robot's disconnect was recorded.
     let mut again = start_server(&dir, &db, port, &["--heartbeat-timeout", "30"]);
     let (admin2, _) = login(&http, &base, "admin", "admin-pw").await;
-    let v: Value = http
-        .get(format!("{base}/admin/robots"))
-        .header("X-Access-Token", &admin2)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = get_json(&http, format!("{base}/admin/robots"), &admin2).await;
     assert_eq!(v["result"][0]["state"], "Disconnected", "{v}");
-    let audit: Value = http
-        .get(format!("{base}/admin/audit"))
-        .header("X-Access-Token", &admin2)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let audit = get_json(&http, format!("{base}/admin/audit"), &admin2).await;
     assert!(
         audit.to_string().contains("robot.disconnect"),
         "the disconnect is in the audit log: {audit}"

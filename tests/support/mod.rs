@@ -129,3 +129,15 @@ pub async fn login(http: &reqwest::Client, base: &str, user: &str, pw: &str) -> 
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// GETs `url` with a seed 000 token; the JSON answer.
+pub async fn get_json(http: &reqwest::Client, url: String, token: &str) -> serde_json::Value {
+    http.get(url)
+        .header("X-Access-Token", token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

@@ -4,7 +4,8 @@
 //! finish again there if the answer was lost; a WebSocket robot registers
 //! again (on the next node) with the same id and reports again the finish
 //! it sent on the lost connection. Each counts the runs it executes in a
-//! shared [`Tally`].
+//! shared [`Tally`]. Beside them, [`business_client`]: a seed 000 caller
+//! starting jobs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -220,6 +221,35 @@ pub async fn ws_robot(mut nodes: Nodes, id: String, stop: Arc<AtomicBool>, tally
         if !stop.load(Ordering::Relaxed) {
             failed = true;
             nodes.unreachable();
+        }
+    }
+}
+
+/// A business system (seed 000) starting jobs of `process` until `acked`
+/// holds `total` acknowledged starts (a start answered success), moving to
+/// the next node when its node stops answering.
+pub async fn business_client(
+    mut nodes: Nodes,
+    token: String,
+    process: String,
+    total: usize,
+    acked: Arc<tokio::sync::Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let http = reqwest::Client::new();
+    while !stop.load(Ordering::Relaxed) && acked.lock().await.len() < total {
+        let h = [("X-Access-Token", token.as_str())];
+        let body = json!({"processId": process});
+        match post(&http, format!("{}/rpa/api/startJob", nodes.base()), &h, body).await {
+            Some((200, v)) if v["success"] == true => acked
+                .lock()
+                .await
+                .push(v["result"]["jobId"].as_str().unwrap().to_owned()),
+            Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            None => {
+                nodes.unreachable();
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
         }
     }
 }
