@@ -52,6 +52,13 @@ struct Args {
     /// sharing a PostgreSQL database must have different numbers.
     #[arg(long)]
     node: Option<u64>,
+    /// Minutes within which five wrong passwords lock a user.
+    #[arg(long, default_value_t = 30)]
+    lockout_window: u64,
+    /// Minutes after which a locked user is unlocked by itself (default:
+    /// only an administrator unlocks).
+    #[arg(long)]
+    auto_unlock: Option<u64>,
 }
 
 #[tokio::main]
@@ -75,6 +82,8 @@ async fn main() {
                 heartbeat_slack_s: args.heartbeat_slack,
                 secret_key_file: args.secret_key_file,
                 node: args.node,
+                lockout_window_min: args.lockout_window,
+                auto_unlock_min: args.auto_unlock,
             };
             run(options, shutdown_signal()).await.map_err(|e| e.to_string())
         }

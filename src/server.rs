@@ -61,6 +61,11 @@ pub struct Options {
     pub secret_key_file: PathBuf,
     /// This node's number in a cluster's leases (default random).
     pub node: Option<u64>,
+    /// Minutes within which five wrong passwords lock a user (default 30).
+    pub lockout_window_min: u64,
+    /// Minutes after which a locked user is unlocked by itself (default:
+    /// never; an administrator unlocks).
+    pub auto_unlock_min: Option<u64>,
 }
 
 impl Default for Options {
@@ -76,6 +81,8 @@ impl Default for Options {
             heartbeat_slack_s: None,
             secret_key_file: "./rpa.key".into(),
             node: None,
+            lockout_window_min: 30,
+            auto_unlock_min: None,
         }
     }
 }
@@ -254,6 +261,8 @@ fn engine_config(options: &Options, public_url: &str) -> EngineConfig {
         heartbeat_timeout_ms: options.heartbeat_timeout_s * 1000,
         heartbeat_slack_ms: options.heartbeat_slack_s.unwrap_or(options.heartbeat_timeout_s / 3) * 1000,
         node: options.node,
+        failed_login_window_ms: options.lockout_window_min * 60_000,
+        auto_unlock_ms: options.auto_unlock_min.map(|m| m * 60_000),
         password_cost: PasswordCost::default(),
         ..EngineConfig::default()
     }

@@ -145,6 +145,8 @@ fn sample_user(id: i64, name: &str) -> User {
         name: name.into(),
         password_hash: "x".into(),
         failed_logins: 0,
+        first_failed_at: None,
+        locked_at: None,
         locked: false,
         roles: BTreeSet::new(),
         grants: BTreeSet::new(),

@@ -550,10 +550,18 @@ pub struct User {
     pub name: String,
     /// Argon2 PHC string.
     pub password_hash: String,
-    /// Wrong passwords in a row.
+    /// Wrong passwords since the last successful login, counted within the
+    /// window that began at `first_failed_at`.
     pub failed_logins: u32,
-    /// Locked after too many wrong passwords, until an administrator unlocks.
+    /// The first wrong password of that count.
+    #[serde(default)]
+    pub first_failed_at: Option<Timestamp>,
+    /// Locked after too many wrong passwords, until an administrator unlocks
+    /// (or the configured lock period ends).
     pub locked: bool,
+    /// When it was locked.
+    #[serde(default)]
+    pub locked_at: Option<Timestamp>,
     /// Roles by id.
     pub roles: BTreeSet<RoleId>,
     /// Processes the user may start.

@@ -56,6 +56,47 @@ fn five_wrong_passwords_lock_until_an_admin_unlocks() {
 }
 
 #[test]
+fn wrong_passwords_count_within_a_window_of_the_first_of_them() {
+    let w = World::new();
+    let wrong = || block(w.engine.login("alice", "nope")).unwrap_err();
+    for _ in 0..4 {
+        assert_eq!(wrong(), Error::BadCredentials);
+    }
+    // 31 minutes after the first miss the count starts again.
+    w.advance(31 * 60 * 1000);
+    for i in 1..=4 {
+        assert_eq!(wrong(), Error::BadCredentials, "a new count: attempt {i}");
+    }
+    assert_eq!(wrong(), Error::UserLocked, "five within 30 minutes lock");
+    // Without an unlock period only an administrator unlocks, however long it takes.
+    w.advance(7 * 24 * 3_600_000);
+    assert_eq!(block(w.engine.login("alice", "pw")).unwrap_err(), Error::UserLocked);
+    w.audit_ok();
+}
+
+#[test]
+fn a_lock_period_when_configured_unlocks_by_itself() {
+    let w = World::with_config(rpa_core::MemoryStore::new(), 1, |c| c.auto_unlock_ms = Some(3_600_000));
+    for _ in 0..5 {
+        block(w.engine.login("alice", "nope")).unwrap_err();
+    }
+    w.advance(59 * 60 * 1000);
+    assert_eq!(block(w.engine.login("alice", "pw")).unwrap_err(), Error::UserLocked);
+    w.advance(2 * 60 * 1000);
+    block(w.engine.login("alice", "pw")).expect("the lock period is over");
+    let u = block(w.engine.store().user_by_name("alice")).unwrap().unwrap();
+    assert_eq!((u.locked, u.failed_logins, u.locked_at), (false, 0, None));
+    let events = block(w.engine.audit_events(Actor::System, 0, 1000)).unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == "user.unlock" && e.detail == "lock period over"),
+        "the unlock is audited"
+    );
+    w.audit_ok();
+}
+
+#[test]
 fn a_right_password_resets_the_count() {
     let w = World::new();
     for _ in 0..4 {

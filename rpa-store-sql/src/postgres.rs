@@ -1066,6 +1066,8 @@ mod tests {
                 name: name.into(),
                 password_hash: String::new(),
                 failed_logins: 0,
+                first_failed_at: None,
+                locked_at: None,
                 locked: false,
                 roles: Default::default(),
                 grants: Default::default(),

@@ -69,8 +69,16 @@ pub struct EngineConfig {
     pub time_zone: Tz,
     /// Session token lifetime (seed 000: 30 minutes).
     pub token_ttl_ms: u64,
-    /// Wrong passwords in a row that lock a user (seed 000 §4: five).
+    /// Wrong passwords that lock a user (seed 000 §4: five, "cumulative"):
+    /// counted since the last successful login, within
+    /// `failed_login_window_ms` of the first of them.
     pub max_failed_logins: u32,
+    /// The window wrong passwords are counted in (default 30 minutes): a
+    /// wrong password after it starts a new count.
+    pub failed_login_window_ms: u64,
+    /// A locked user is unlocked this long after the lock (`None`, the
+    /// default: only an administrator unlocks).
+    pub auto_unlock_ms: Option<u64>,
     /// A robot silent this long is Unresponsive and loses its job.
     pub heartbeat_timeout_ms: u64,
     /// Extra time a robot may stay silent beyond the timeout, in exchange for
@@ -102,6 +110,8 @@ impl Default for EngineConfig {
             time_zone: chrono_tz::Asia::Shanghai,
             token_ttl_ms: 30 * 60 * 1000,
             max_failed_logins: 5,
+            failed_login_window_ms: 30 * 60 * 1000,
+            auto_unlock_ms: None,
             heartbeat_timeout_ms: 30_000,
             heartbeat_slack_ms: 0,
             password_cost: PasswordCost::default(),
@@ -606,6 +616,8 @@ impl<S: Store> Engine<S> {
             name: name.into(),
             password_hash: auth::hash_password(&new.password, self.config.password_cost)?,
             failed_logins: 0,
+            first_failed_at: None,
+            locked_at: None,
             locked: false,
             roles,
             grants,
@@ -634,7 +646,9 @@ impl<S: Store> Engine<S> {
         self.require(actor, Permission::ManageUsers).await?;
         self.update_user(actor, name, "user.unlock", |u| {
             u.locked = false;
+            u.locked_at = None;
             u.failed_logins = 0;
+            u.first_failed_at = None;
             Ok(())
         })
         .await
@@ -702,20 +716,45 @@ impl<S: Store> Engine<S> {
             return Err(self.record_failure(tx, Error::BadCredentials).await);
         };
         let actor = Actor::User(user.id);
+        let mut tx = Tx::default();
+        let mut unlocked = false;
         if user.locked {
-            let mut tx = Tx::default();
+            let period_over = self
+                .config
+                .auto_unlock_ms
+                .zip(user.locked_at)
+                .is_some_and(|(ms, at)| now >= at.plus_ms(ms));
+            if !period_over {
+                tx.audit(
+                    now,
+                    actor,
+                    "login.refused",
+                    Subject::Id("user", user.id.0),
+                    "locked".into(),
+                );
+                return Err(self.record_failure(tx, Error::UserLocked).await);
+            }
+            user.locked = false;
+            user.locked_at = None;
+            user.failed_logins = 0;
+            user.first_failed_at = None;
+            unlocked = true;
             tx.audit(
                 now,
-                actor,
-                "login.refused",
+                Actor::System,
+                "user.unlock",
                 Subject::Id("user", user.id.0),
-                "locked".into(),
+                "lock period over".into(),
             );
-            return Err(self.record_failure(tx, Error::UserLocked).await);
         }
         if !auth::verify_password(password, &user.password_hash) {
+            // Counted since the last success, within the window of the first miss.
+            let window = self.config.failed_login_window_ms;
+            if user.first_failed_at.is_none_or(|t| now > t.plus_ms(window)) {
+                user.failed_logins = 0;
+                user.first_failed_at = Some(now);
+            }
             user.failed_logins += 1;
-            let mut tx = Tx::default();
             tx.audit(
                 now,
                 actor,
@@ -725,6 +764,7 @@ impl<S: Store> Engine<S> {
             );
             let err = if user.failed_logins >= self.config.max_failed_logins {
                 user.locked = true;
+                user.locked_at = Some(now);
                 tx.audit(
                     now,
                     Actor::System,
@@ -741,9 +781,9 @@ impl<S: Store> Engine<S> {
         }
         let (token, hash) = auth::new_token();
         let expires_at = now.plus_ms(self.config.token_ttl_ms);
-        let mut tx = Tx::default();
-        if user.failed_logins > 0 {
+        if user.failed_logins > 0 || user.first_failed_at.is_some() || unlocked {
             user.failed_logins = 0;
+            user.first_failed_at = None;
             tx.user(user.clone());
         }
         tx.put(Write::Token(Token {
