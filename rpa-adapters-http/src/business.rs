@@ -396,7 +396,7 @@ async fn query_process_job<S: Store>(
                 "processName": p.spec.name,
                 "jobId": j.key,
                 "jobNumber": j.job_number,
-                "version": p.spec.version,
+                "version": j.package_version.as_deref().unwrap_or(&p.spec.version),
                 "state": job_state(j.state),
                 "ocJobId": j.id.0,
                 "autoProcessId": p.id.0,

@@ -1044,6 +1044,35 @@ async fn administration_and_packages() {
         .await
         .unwrap();
     assert_eq!(got.bytes().await.unwrap().as_ref(), b"PK\x03\x04 package");
+    // A new package version: the job started before keeps the version it runs.
+    let pkg: Value = s
+        .http
+        .post(format!("{}/admin/processes/{payroll}/package?version=3.1", s.base))
+        .header("X-Access-Token", &admin)
+        .body(b"PK\x03\x04 package 3.1".to_vec())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(pkg["result"]["version"], "3.1", "{pkg}");
+    s.biz(
+        &carol,
+        "/rpa/api/startJob",
+        json!({"processId": payroll, "params": {"month": "2026-12"}}),
+    )
+    .await;
+    let jobs = s
+        .biz(&carol, "/rpa/api/queryProcessJob", json!({"processId": payroll}))
+        .await;
+    let versions: Vec<&str> = jobs["result"]["record"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["3.1", "3.0"], "newest first, each with the version it runs");
     let robots: Value = s
         .http
         .get(format!("{}/admin/robots", s.base))

@@ -70,6 +70,7 @@ pub fn sample_job(id: i64, process: ProcessId, priority: i32) -> Job {
         not_before: None,
         deadline: None,
         job_number: 1_000_000_000 + id,
+        package_version: None,
         created_at: Timestamp(1_000 + id),
         started_at: None,
         ended_at: None,

@@ -282,6 +282,11 @@ pub struct Job {
     pub deadline: Option<Timestamp>,
     /// Seed 000 `jobNumber`.
     pub job_number: i64,
+    /// The process's package version when the job was started: the one it
+    /// runs (seed 000 `queryProcessJob.version`). `None` for jobs stored
+    /// before versions were recorded.
+    #[serde(default)]
+    pub package_version: Option<Arc<str>>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Start of the current (or last) attempt.

@@ -61,6 +61,7 @@ fn new_job() -> Job {
         not_before: None,
         deadline: None,
         job_number: 1,
+        package_version: None,
         created_at: Timestamp(0),
         started_at: None,
         ended_at: None,

@@ -224,6 +224,7 @@ impl<S: Store> Engine<S> {
                 (a, b) => a.or(b),
             },
             job_number,
+            package_version: Some(p.spec.version.as_str().into()),
             created_at: now,
             started_at: None,
             ended_at: None,
