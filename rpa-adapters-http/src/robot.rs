@@ -210,8 +210,13 @@ async fn heartbeat<S: Store>(
     let f = reply!(fields(body));
     let run = reply!(seed001::heartbeat(&f).map_err(Reply::bad));
     let cmds = reply!(st.engine.heartbeat_take(code, connect, run, 1).await);
+    // The command is taken: it is answered whatever this read says.
     let extensions = match cmds.first() {
-        Some(Command::Execute(_)) => reply!(st.engine.connected_robot(code, connect).await).extensions,
+        Some(Command::Execute(_)) => st
+            .engine
+            .connected_robot(code, connect)
+            .await
+            .is_ok_and(|r| r.extensions),
         _ => false,
     };
     Reply::ok(action(cmds.first(), extensions))
