@@ -100,6 +100,8 @@ pub struct AuditDraft {
     pub subject: Subject,
     /// Details.
     pub detail: String,
+    /// The domain event this change is (its JSON; see [`crate::events`]).
+    pub event: Option<String>,
 }
 
 /// Bytes to hash, on the stack while they fit (they almost always do).
@@ -150,7 +152,10 @@ impl Preimage {
 }
 
 /// The bytes hashed for an event: the previous hash, the position, and
-/// every field, each text prefixed by its length.
+/// every field, each text prefixed by its length; the domain event (when
+/// there is one) last, after a marker, so events without one hash as they
+/// always have.
+#[allow(clippy::too_many_arguments)]
 fn preimage(
     prev: &[u8; 32],
     seq: u64,
@@ -159,6 +164,7 @@ fn preimage(
     action: &str,
     subject: impl FnOnce(&mut Preimage),
     detail: &str,
+    event: Option<&str>,
 ) -> Preimage {
     let mut buf = Preimage::new();
     buf.put(prev);
@@ -181,19 +187,26 @@ fn preimage(
     buf.bytes_mut()[at_len..at_len + 8].copy_from_slice(&len.to_le_bytes());
     buf.put(&(detail.len() as u64).to_le_bytes());
     buf.put(detail.as_bytes());
+    if let Some(event) = event {
+        buf.put(b"E");
+        buf.put(&(event.len() as u64).to_le_bytes());
+        buf.put(event.as_bytes());
+    }
     buf
 }
 
-fn digest(
-    prev: &[u8; 32],
-    seq: u64,
-    at: Timestamp,
-    actor: Actor,
-    action: &str,
-    subject: &str,
-    detail: &str,
-) -> [u8; 32] {
-    preimage(prev, seq, at, actor, action, |b| b.put(subject.as_bytes()), detail).hash()
+fn digest(prev: &[u8; 32], e: &AuditEvent) -> [u8; 32] {
+    preimage(
+        prev,
+        e.seq,
+        e.at,
+        e.actor,
+        &e.action,
+        |b| b.put(e.subject.as_bytes()),
+        &e.detail,
+        e.event.as_deref(),
+    )
+    .hash()
 }
 
 /// The hash `draft` gets as the event after one with hash `prev`, at `seq`:
@@ -207,6 +220,7 @@ pub fn hash_of(prev: &[u8; 32], seq: u64, draft: &AuditDraft) -> [u8; 32] {
         draft.action,
         |b| draft.subject.write_to(&mut |bytes| b.put(bytes)),
         &draft.detail,
+        draft.event.as_deref(),
     )
     .hash()
 }
@@ -221,6 +235,7 @@ pub fn link(prev: [u8; 32], seq: u64, draft: AuditDraft) -> AuditEvent {
         action: std::borrow::Cow::Borrowed(draft.action),
         subject: draft.subject.to_string(),
         detail: draft.detail,
+        event: draft.event,
         prev_hash: prev,
         hash,
     }
@@ -263,7 +278,7 @@ impl Verifier {
                 why: "does not follow the previous event",
             });
         }
-        if digest(&self.prev, e.seq, e.at, e.actor, &e.action, &e.subject, &e.detail) != e.hash {
+        if digest(&self.prev, e) != e.hash {
             return Err(ChainBroken {
                 seq: e.seq,
                 why: "content changed",
@@ -302,6 +317,7 @@ mod tests {
                         action: "job.start",
                         subject: Subject::Id("job", seq as i64),
                         detail: String::new(),
+                        event: None,
                     },
                 );
                 prev = e.hash;
@@ -326,6 +342,7 @@ mod tests {
                 action: "job.start",
                 subject,
                 detail: "d".into(),
+                event: None,
             };
             assert_eq!(
                 hash_of(&[1; 32], 3, &draft(subject)),
@@ -343,6 +360,7 @@ mod tests {
                 action: "x.y",
                 subject: "s".repeat(n).into(),
                 detail: "d".repeat(n),
+                event: None,
             };
             let mut want = Vec::new();
             want.extend_from_slice(&[7; 32]);

@@ -4,7 +4,7 @@
 //! store; every case gets its own store. Cases panic with the case's name on
 //! failure. The suite covers versioned commits and their atomicity, unique
 //! keys, the dispatch, idle-robot and deadline indexes, the outbox, the audit
-//! chain, the job-window query, leases, and two engines racing on one store
+//! chain, domain events and consumers' cursors, the job-window query, leases, and two engines racing on one store
 //! (for jobs, and for the timers).
 
 use std::collections::BTreeSet;
@@ -17,6 +17,7 @@ use crate::audit::{self, AuditDraft};
 use crate::auth::PasswordCost;
 use crate::engine::{Engine, EngineConfig};
 use crate::error::StoreError;
+use crate::events::{self, Cursor, Event};
 use crate::ids::*;
 use crate::model::*;
 use crate::store::*;
@@ -39,6 +40,7 @@ where
     deadline_index(make().await).await;
     outbox(make().await).await;
     audit_chain(make().await).await;
+    domain_events(make().await).await;
     job_window(make().await).await;
     lookups(make().await).await;
     engines_race(make().await).await;
@@ -226,6 +228,7 @@ async fn commits_are_atomic<S: Store>(s: S) {
             action: "x",
             subject: "y".into(),
             detail: String::new(),
+            event: None,
         }],
         commands: vec![(
             RobotId(1),
@@ -518,6 +521,7 @@ async fn audit_chain<S: Store>(s: S) {
             action: "t",
             subject: format!("s{n}").into(),
             detail: "d".into(),
+            event: None,
         };
         s.commit(Commit {
             audit: vec![d(i * 2), d(i * 2 + 1)],
@@ -533,6 +537,105 @@ async fn audit_chain<S: Store>(s: S) {
         s.audit(4, 100).await.unwrap().first().map(|e| e.seq),
         Some(5),
         "audit_chain: paging by seq"
+    );
+}
+
+async fn domain_events<S: Store>(s: S) {
+    let ended = |n: i64| {
+        let mut j = sample_job(n, ProcessId(1), 0);
+        j.state = JobState::Successful;
+        j.outputs = Some(Arc::new(json!({"text": "it's \"$rpa$\" \\ \u{0} ünï 😀", "n": n})));
+        events::job_ended(&j)
+    };
+    let draft = |n: i64, event: Option<&Event>| AuditDraft {
+        at: Timestamp(n),
+        actor: Actor::System,
+        action: "t",
+        subject: format!("job:{n}").into(),
+        detail: String::new(),
+        event: event.map(|e| serde_json::to_string(e).unwrap()),
+    };
+    let with = |writes: Vec<Write>, audit: Vec<AuditDraft>| Commit {
+        writes,
+        audit,
+        ..Commit::default()
+    };
+    let e1 = ended(1);
+    s.commit(with(
+        vec![Write::Job(sample_job(1, ProcessId(1), 0))],
+        vec![draft(1, Some(&e1))],
+    ))
+    .await
+    .unwrap();
+    // A stale write: its event must not appear either.
+    let stale = with(
+        vec![Write::Job(sample_job(1, ProcessId(1), 0))],
+        vec![draft(2, Some(&ended(2)))],
+    );
+    assert_eq!(
+        s.commit(stale).await,
+        Err(StoreError::Conflict),
+        "domain_events: stale commit"
+    );
+    s.commit(with(vec![], vec![draft(3, None)])).await.unwrap();
+    let e3 = ended(3);
+    s.commit(with(vec![], vec![draft(4, Some(&e3))])).await.unwrap();
+    let page = s.events(0, 100).await.unwrap();
+    let seen: Vec<(u64, &Event)> = page.events.iter().map(|r| (r.seq, &r.event)).collect();
+    assert_eq!(
+        seen,
+        vec![(1, &e1), (3, &e3)],
+        "domain_events: committed events, in order, numbered by the chain, byte for byte"
+    );
+    assert_eq!(page.through, 3, "domain_events: the page reaches the chain's end");
+    let page = s.events(1, 1).await.unwrap();
+    assert!(
+        page.events.is_empty(),
+        "domain_events: an audit event without a domain event"
+    );
+    assert_eq!(page.through, 2, "domain_events: a page past events-less audit");
+    assert_eq!(
+        audit::verify(&s.audit(0, 100).await.unwrap()),
+        Ok(3),
+        "domain_events: the chain covers them"
+    );
+
+    // Cursors: versioned like entities, atomic with the rest of a commit.
+    assert_eq!(s.cursor("c").await.unwrap(), None, "domain_events: no cursor yet");
+    let at = |seq: u64, version: u64| {
+        Write::Cursor(Cursor {
+            name: "c".into(),
+            seq,
+            version,
+        })
+    };
+    s.commit(with(vec![at(1, 1)], vec![])).await.unwrap();
+    assert_eq!(
+        s.commit(with(vec![at(3, 1)], vec![])).await,
+        Err(StoreError::Conflict),
+        "domain_events: two runners move one cursor"
+    );
+    let mut stale_job = sample_job(1, ProcessId(1), 0);
+    stale_job.version = 5;
+    assert_eq!(
+        s.commit(with(vec![at(3, 2), Write::Job(stale_job)], vec![])).await,
+        Err(StoreError::Conflict),
+        "domain_events: a cursor moves with its commit or not at all"
+    );
+    assert_eq!(
+        s.cursor("c").await.unwrap().map(|c| c.seq),
+        Some(1),
+        "domain_events: cursor kept"
+    );
+    s.commit(with(vec![at(3, 2)], vec![])).await.unwrap();
+    assert_eq!(
+        s.cursor("c").await.unwrap(),
+        Some(Cursor {
+            name: "c".into(),
+            seq: 3,
+            version: 2
+        }),
+        "domain_events: cursor moved"
     );
 }
 

@@ -48,6 +48,7 @@
 //! - [`arguments`]: argument validation against a process's schema
 //! - [`auth`]: passwords, tokens, vendor proofs; [`audit`]: the hash chain
 //! - [`engine`]: the [`Engine`] operations and the scheduler
+//! - [`events`]: domain events, carried by the audit chain, and consumers' cursors
 //! - [`store`]: the [`Store`] trait; [`memory`]: the in-memory store
 //! - [`transport`]: robot commands and the [`RobotTransport`] trait
 //! - [`seed001`]: the robot protocol's messages, read and written once for both transports
@@ -60,6 +61,7 @@ pub mod auth;
 pub mod conformance;
 pub mod engine;
 pub mod error;
+pub mod events;
 #[cfg(any(test, feature = "conformance"))]
 pub mod fixtures;
 pub mod ids;

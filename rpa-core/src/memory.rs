@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::audit::{self, AuditDraft};
 use crate::error::StoreError;
+use crate::events::Cursor;
 use crate::ids::*;
 use crate::model::*;
 use crate::store::*;
@@ -121,6 +122,7 @@ struct Entry {
     action: &'static str,
     subject: audit::Subject,
     detail: Text,
+    event: Option<Box<str>>,
     hash: [u8; 32],
 }
 
@@ -186,6 +188,7 @@ impl AuditLog {
                 action: d.action,
                 subject: d.subject,
                 detail: Text::new(d.detail),
+                event: d.event.map(String::into_boxed_str),
                 hash,
             });
         }
@@ -210,6 +213,7 @@ impl AuditLog {
                 action: std::borrow::Cow::Borrowed(e.action),
                 subject: e.subject.to_string(),
                 detail: e.detail.as_str().to_owned(),
+                event: e.event.as_deref().map(str::to_owned),
                 prev_hash: prev,
                 hash: e.hash,
             });
@@ -246,6 +250,7 @@ struct Inner {
     logs: Fast<JobId, Vec<RunLog>>,
     videos: HashMap<JobId, Vec<VideoRecord>>,
     files: HashMap<Key, StoredFile>,
+    cursors: HashMap<String, Cursor>,
     timers: BTreeSet<(Timestamp, Due)>,
     outbox: Fast<RobotId, VecDeque<Command>>,
     audit: AuditLog,
@@ -291,7 +296,7 @@ impl MemoryStore {
         let mut g = self.lock();
         for w in &c.writes {
             match w {
-                Write::Log(_) | Write::Video(_) | Write::File(_) => {}
+                Write::Log(_) | Write::Video(_) | Write::File(_) | Write::Cursor(_) => {}
                 Write::Job(j) if j.state.is_terminal() => g.forget_job(j.id),
                 Write::Item(i) if i.state.is_terminal() => g.forget_item(i.id),
                 Write::Counts(n) => {
@@ -428,6 +433,7 @@ impl Inner {
                 check_version(stored.map(|x| x.version), v.version)?;
             }
             Write::File(f) => check_version(self.files.get(&f.key).map(|x| x.version), f.version)?,
+            Write::Cursor(c) => check_version(self.cursors.get(&c.name).map(|x| x.version), c.version)?,
             Write::Token(_) | Write::RevokeToken(_) | Write::Log(_) | Write::Video(_) => {}
         }
         Ok(())
@@ -481,6 +487,9 @@ impl Inner {
             Write::Video(v) => self.videos.entry(v.job).or_default().push(v),
             Write::File(f) => {
                 self.files.insert(f.key, f);
+            }
+            Write::Cursor(c) => {
+                self.cursors.insert(c.name.clone(), c);
             }
         }
     }
@@ -782,6 +791,10 @@ impl Store for MemoryStore {
         Ok(g.audit.after(after, limit))
     }
 
+    async fn cursor(&self, name: &str) -> StoreResult<Option<Cursor>> {
+        Ok(self.lock().cursors.get(name).cloned())
+    }
+
     async fn commit(&self, c: Commit) -> StoreResult<()> {
         let mut g = self.lock();
         for w in &c.writes {
@@ -864,6 +877,7 @@ mod tests {
                 action: "job.dispatch",
                 subject: audit::Subject::Id("job", 1),
                 detail: detail.clone(),
+                event: None,
             });
             let e = log.after(0, 1).remove(0);
             assert_eq!(e.detail, detail);

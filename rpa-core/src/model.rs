@@ -729,6 +729,9 @@ pub struct AuditEvent {
     pub subject: String,
     /// Details (e.g. `Running->Successful`, or `robot:3 attempt:1` for a dispatch).
     pub detail: String,
+    /// The domain event this change is, as JSON (see [`crate::events`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
     /// Hash of the previous event (zeros for the first).
     #[serde(with = "hex32")]
     pub prev_hash: [u8; 32],

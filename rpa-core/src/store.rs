@@ -17,6 +17,7 @@ use std::future::Future;
 
 use crate::audit::AuditDraft;
 use crate::error::StoreError;
+use crate::events::{Cursor, EventPage};
 use crate::ids::*;
 use crate::model::*;
 use crate::time::Timestamp;
@@ -46,6 +47,8 @@ pub enum Write {
     /// Appended, never changed.
     Video(VideoRecord),
     File(StoredFile),
+    /// A consumer's position in the domain events (see [`crate::events`]).
+    Cursor(Cursor),
 }
 
 /// A change to a process's counters: [`Process::running`], its successful
@@ -303,6 +306,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Audit events with `seq > after`, in order, at most `limit`.
     fn audit(&self, after: u64, limit: usize) -> impl Future<Output = StoreResult<Vec<AuditEvent>>> + Send;
+
+    /// The domain events among the next `limit` audit events after `after`
+    /// (see [`crate::events`]). Always current: a consumer on any node sees
+    /// every event committed before it asked.
+    fn events(&self, after: u64, limit: usize) -> impl Future<Output = StoreResult<EventPage>> + Send {
+        async move { EventPage::of(after, &self.audit(after, limit).await?) }
+    }
+
+    /// A consumer's cursor, as stored (always current, like [`Store::events`]).
+    fn cursor(&self, name: &str) -> impl Future<Output = StoreResult<Option<Cursor>>> + Send;
 
     /// Takes or renews the lease `name` for `holder` until `until`, when it
     /// is free, expired at `now`, or already `holder`'s; answers whether

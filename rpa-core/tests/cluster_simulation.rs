@@ -302,6 +302,9 @@ impl Store for Node {
     async fn audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
         self.db.audit(after, limit).await
     }
+    async fn cursor(&self, name: &str) -> StoreResult<Option<rpa_core::events::Cursor>> {
+        self.db.cursor(name).await
+    }
     async fn lease(&self, name: &str, holder: u64, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
         self.db.lease(name, holder, now, until).await
     }

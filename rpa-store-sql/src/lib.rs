@@ -76,6 +76,7 @@ use std::sync::{Arc, Mutex};
 
 use plan::Val;
 use rpa_core::error::StoreError;
+use rpa_core::events::Cursor;
 use rpa_core::ids::*;
 use rpa_core::model::*;
 use rpa_core::store::*;
@@ -105,6 +106,7 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             "dispatch in memory",
             include_str!("../migrations/0004_dispatch_in_memory.sql"),
         ),
+        (5, "event cursors", include_str!("../migrations/0005_event_cursors.sql")),
     ]
 }
 
@@ -927,6 +929,11 @@ impl Store for SqlStore {
             .bind(i64::try_from(after).unwrap_or(i64::MAX))
             .bind(limit(n));
         self.many(q).await
+    }
+
+    async fn cursor(&self, name: &str) -> StoreResult<Option<Cursor>> {
+        self.one("SELECT data FROM rpa_cursors WHERE name = $1", Val::S(name.to_owned()))
+            .await
     }
 
     async fn lease(&self, name: &str, holder: u64, now: Timestamp, until: Timestamp) -> StoreResult<bool> {

@@ -213,6 +213,7 @@ pub(crate) fn rank(w: &Write) -> (u8, i64) {
         Write::File(f) => (8, f.id.0),
         Write::Log(l) => (9, l.id.0),
         Write::Video(v) => (10, v.job.0),
+        Write::Cursor(_) => (11, 0),
     }
 }
 
@@ -308,6 +309,14 @@ fn write(w: &Write) -> Result<Step, StoreError> {
             vec![("personal_of", Val::NS(f.personal_of.clone()))],
             f.version,
             to_json(f)?,
+        )?,
+        Write::Cursor(c) => put(
+            "rpa_cursors",
+            "name",
+            Val::S(c.name.clone()),
+            vec![],
+            c.version,
+            to_json(c)?,
         )?,
     };
     Ok(Step::Run(stmt))

@@ -1081,6 +1081,7 @@ mod tests {
             action: "user.create",
             subject: rpa_core::audit::Subject::Id("user", id),
             detail: String::new(),
+            event: None,
         });
         Pending {
             planned: plan::plan(&mut c, Backend::Postgres, &[]).unwrap(),
@@ -1102,6 +1103,7 @@ mod tests {
             action: "job.test",
             subject: rpa_core::audit::Subject::Id("job", job.id.0),
             detail: job.version.to_string(),
+            event: None,
         });
         let planned = plan::plan(&mut c, Backend::Postgres, &[]).unwrap();
         assert!(planned.rows.is_some(), "a job-only commit is written as rows");

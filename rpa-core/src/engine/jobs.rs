@@ -11,6 +11,7 @@ use super::{CONFLICT_RETRIES, Delta, Engine, Tx, is_conflict};
 use crate::arguments;
 use crate::audit::{self, Subject};
 use crate::error::{Entity, Error, Limit, Result, StoreError};
+use crate::events;
 use crate::ids::*;
 use crate::job::{self, JobCtx, JobEffects, JobEvent, Slot, StopStrategy};
 use crate::model::*;
@@ -516,6 +517,7 @@ impl<S: Store> Engine<S> {
             let mut released = None;
             let mut new_job = None;
             let mut robot_write = None;
+            let mut robot_before = None;
 
             // The robot: the event that caused this, then release.
             let cached = robot_snapshot.take().filter(|r| Some(r.id) == job.robot);
@@ -527,6 +529,7 @@ impl<S: Store> Engine<S> {
                 _ => None,
             };
             if let Some(mut r) = robot.filter(|_| pre.is_some() || fx.release_robot || fx.stop_robot) {
+                robot_before = Some(r.state);
                 let mut touched = false;
                 if let Some(e) = pre {
                     robot::apply(&mut r, e, now, self.robot_window())?;
@@ -625,7 +628,8 @@ impl<S: Store> Engine<S> {
                     "item.end",
                     Subject::Id("item", item.id.0),
                     item.state.as_str().into(),
-                );
+                )
+                .event(now, events::item_ended(&item));
                 tx.item(item);
             }
             if fx.changed {
@@ -639,11 +643,17 @@ impl<S: Store> Engine<S> {
                     detail.push(')');
                 }
                 tx.audit(now, actor, event_action(&ev), Subject::Id("job", job.id.0), detail);
+                if fx.ended.is_some() {
+                    tx.event(now, events::job_ended(&job));
+                }
             }
             // The released robot takes its next job in the same commit.
             let mut chained = false;
             let mut next_claim = None;
             if let Some(mut r) = robot_write.take() {
+                if let Some(ev) = robot_before.and_then(|b| events::robot_changed(b, &r)) {
+                    tx.event(now, ev);
+                }
                 if released.is_some() && is_idle(&r) && chain {
                     let mut others = self.store.processes().await?;
                     let eligible: Vec<ProcessId> = others

@@ -11,6 +11,7 @@
 //! - `jobs.rs`: processes, jobs and queue items (seed 000)
 //! - `robots.rs`: robot registration, heartbeats and reports (seed 001)
 //! - `dispatch.rs`: the scheduler
+//! - `events.rs`: domain events for consumers, and their cursors
 //! - `timers.rs`: deadlines (heartbeat timeouts, expirations, back-offs)
 
 /// `confirmed!(engine, robot, run, op)` evaluates `op`, a robot's operation
@@ -35,6 +36,7 @@ macro_rules! confirmed {
 }
 
 mod dispatch;
+mod events;
 mod jobs;
 mod robots;
 mod timers;
@@ -52,6 +54,7 @@ pub use timers::{TIMER_LEASE, TickReport};
 use crate::audit::{self, AuditDraft, ChainBroken, Subject};
 use crate::auth::{self, PasswordCost};
 use crate::error::{Entity, Error, Result, StoreError};
+use crate::events::{Cursor, Event};
 use crate::ids::*;
 use crate::model::*;
 use crate::store::{Commit, Counts, Store, Write};
@@ -223,8 +226,32 @@ impl Tx {
             action,
             subject: subject.into(),
             detail,
+            event: None,
         });
         self
+    }
+    /// Records `ev` as the domain event of the audit event recorded last
+    /// (see [`crate::events`]); without one, as an audit event of its own.
+    pub(crate) fn event(&mut self, at: Timestamp, ev: Event) -> &mut Self {
+        let json = Some(ev.to_json());
+        match self.commit.audit.last_mut() {
+            Some(d) if d.event.is_none() => d.event = json,
+            _ => {
+                self.commit.audit.push(AuditDraft {
+                    at,
+                    actor: Actor::System,
+                    action: ev.kind(),
+                    subject: Subject::Text("".into()),
+                    detail: String::new(),
+                    event: json,
+                });
+            }
+        }
+        self
+    }
+    /// Moves a consumer's cursor (see [`Engine::acknowledge`]).
+    pub(crate) fn cursor(&mut self, c: Cursor) -> &mut Self {
+        self.put(Write::Cursor(c))
     }
     pub(crate) fn command(&mut self, robot: RobotId, cmd: Command) -> &mut Self {
         self.commit.commands.push((robot, cmd));

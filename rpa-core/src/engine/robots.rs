@@ -10,6 +10,7 @@ use super::{CONFLICT_RETRIES, Engine, Tx, is_conflict, non_empty};
 use crate::audit::Subject;
 use crate::auth;
 use crate::error::{Entity, Error, Result, StoreError};
+use crate::events;
 use crate::ids::*;
 use crate::job::{FinishStatus, JobEvent};
 use crate::model::*;
@@ -248,6 +249,7 @@ impl<S: Store> Engine<S> {
             if r.profile.vendor.as_deref().is_some_and(|v| v != supplier_code) {
                 return Err(Error::BadSupplier);
             }
+            let before = r.state;
             if let Some(held_by) = r.node
                 && held_by != self.node
                 && r.state != RobotState::Disconnected
@@ -279,8 +281,11 @@ impl<S: Store> Engine<S> {
                 "robot.register",
                 Subject::Id("robot", r.id.0),
                 r.state.as_str().into(),
-            )
-            .robot(r.clone());
+            );
+            if let Some(ev) = events::robot_changed(before, &r) {
+                tx.event(now, ev);
+            }
+            tx.robot(r.clone());
             match self.commit(tx).await {
                 Err(e) if is_conflict(&e) || matches!(e, Error::Store(StoreError::Duplicate(_))) => {
                     continue;
@@ -440,6 +445,16 @@ impl<S: Store> Engine<S> {
                 tx.job(job);
             }
             let idle = is_idle(&r);
+            if let Some(ev) = events::robot_changed(before.state, &r) {
+                tx.audit(
+                    now,
+                    Actor::Robot(r.id),
+                    "robot.heartbeat",
+                    Subject::Id("robot", r.id.0),
+                    r.state.as_str().into(),
+                )
+                .event(now, ev);
+            }
             tx.robot(r.clone());
             match self.commit(tx).await {
                 Err(e) if is_conflict(&e) => continue,
@@ -483,6 +498,7 @@ impl<S: Store> Engine<S> {
                 return Ok(());
             };
             let now = self.now();
+            let before = r.state;
             robot::apply(&mut r, RobotEvent::Close, now, self.robot_window())?;
             let mut tx = Tx::default();
             tx.audit(
@@ -491,8 +507,11 @@ impl<S: Store> Engine<S> {
                 "robot.disconnect",
                 Subject::Id("robot", r.id.0),
                 String::new(),
-            )
-            .robot(r);
+            );
+            if let Some(ev) = events::robot_changed(before, &r) {
+                tx.event(now, ev);
+            }
+            tx.robot(r);
             match self.commit(tx).await {
                 Err(e) if is_conflict(&e) => continue,
                 other => return other,

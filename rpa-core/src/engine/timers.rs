@@ -13,6 +13,7 @@
 use super::{CONFLICT_RETRIES, Engine, Tx, is_conflict};
 use crate::audit::Subject;
 use crate::error::{Error, Result, StoreError};
+use crate::events;
 use crate::ids::*;
 use crate::job::JobEvent;
 use crate::model::*;
@@ -138,6 +139,7 @@ impl<S: Store> Engine<S> {
                     }
                 }
             }
+            let before = r.state;
             robot::apply(&mut r, RobotEvent::Timeout, now, self.robot_window())?;
             let mut tx = Tx::default();
             tx.commit.clear_outbox.push(r.id);
@@ -147,8 +149,11 @@ impl<S: Store> Engine<S> {
                 "robot.timeout",
                 Subject::Id("robot", r.id.0),
                 r.state.as_str().into(),
-            )
-            .robot(r);
+            );
+            if let Some(ev) = events::robot_changed(before, &r) {
+                tx.event(now, ev);
+            }
+            tx.robot(r);
             match self.commit(tx).await {
                 Err(e) if is_conflict(&e) => continue,
                 Err(e) => return Err(e),

@@ -1,0 +1,45 @@
+//! Domain events for consumers (see [`crate::events`]): reading them after
+//! a consumer's cursor, moving the cursor, and the lease that lets one node
+//! of a cluster run a consumer at a time.
+
+use super::{Engine, Tx};
+use crate::error::Result;
+use crate::events::{Batch, Cursor, EventPage, consumer_lease};
+use crate::store::Store;
+
+impl<S: Store> Engine<S> {
+    /// Domain events among the `limit` audit events after `after`.
+    pub async fn events(&self, after: u64, limit: usize) -> Result<EventPage> {
+        Ok(self.store.events(after, limit).await?)
+    }
+
+    /// Consumer `name`'s next events: those among the `limit` audit events
+    /// after its cursor. Handle them, then [`Engine::acknowledge`] the batch.
+    pub async fn events_for(&self, name: &str, limit: usize) -> Result<Batch> {
+        let cursor = self.store.cursor(name).await?.unwrap_or_else(|| Cursor::start(name));
+        let page = self.store.events(cursor.seq, limit).await?;
+        Ok(Batch { cursor, page })
+    }
+
+    /// Moves consumer `batch.cursor.name` past `batch`. Fails with a
+    /// conflict, and moves nothing, when the cursor is no longer where the
+    /// batch read it (another runner of the same consumer moved it): the
+    /// caller reads again.
+    pub async fn acknowledge(&self, batch: &Batch) -> Result<()> {
+        if !batch.moves() {
+            return Ok(());
+        }
+        let mut tx = Tx::default();
+        tx.cursor(batch.advanced());
+        self.commit(tx).await
+    }
+
+    /// Takes or renews the lease that lets this node run consumer `name`
+    /// (for as long as the timer lease lasts); answers whether it holds it.
+    /// A runner that stops renewing loses it to another node within that time.
+    pub async fn hold_consumer(&self, name: &str) -> Result<bool> {
+        let now = self.now();
+        let until = now.plus_ms(self.config.timer_lease_ms);
+        Ok(self.store.lease(&consumer_lease(name), self.node, now, until).await?)
+    }
+}
