@@ -59,6 +59,11 @@ struct Args {
     /// only an administrator unlocks).
     #[arg(long)]
     auto_unlock: Option<u64>,
+    /// Append every domain event (a job's end with its outputs, a queue
+    /// item's end, a robot's connection change) to this file, one JSON
+    /// object a line, at least once and in order, across restarts.
+    #[arg(long)]
+    events_file: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -84,6 +89,7 @@ async fn main() {
                 node: args.node,
                 lockout_window_min: args.lockout_window,
                 auto_unlock_min: args.auto_unlock,
+                events_file: args.events_file,
             };
             run(options, shutdown_signal()).await.map_err(|e| e.to_string())
         }

@@ -9,7 +9,8 @@
 //! - `sql`: [`sql`], the SQLite and PostgreSQL stores
 //! - `server`: [`server`], the runtime a standalone server or a host needs
 //!   besides the routers (store and engine set-up, configuration, timers,
-//!   secret key, graceful shutdown on SIGTERM and Ctrl-C)
+//!   secret key, graceful shutdown on SIGTERM and Ctrl-C), and [`consume`],
+//!   consumers of the domain events
 
 pub use rpa_core as core;
 pub use rpa_core::{
@@ -22,5 +23,7 @@ pub use rpa_adapters_http as http;
 pub use rpa_adapters_ws as ws;
 #[cfg(feature = "sql")]
 pub use rpa_store_sql as sql;
+#[cfg(feature = "server")]
+pub mod consume;
 #[cfg(feature = "server")]
 pub mod server;

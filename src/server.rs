@@ -5,7 +5,8 @@
 //!  Options ──► open the store (memory | SQLite file | PostgreSQL URL, sealed with the secret key)
 //!          ──► Engine (clock, time zone, heartbeat timeout, node) with the robot hub as transport
 //!          ──► the configuration file (or the demo configuration)
-//!          ──► serve: every HTTP API + the robot hub on one listener, the timer loop beside it
+//!          ──► serve: every HTTP API + the robot hub on one listener, the timer loop beside it,
+//!              and the event consumers asked for (--events-file)
 //!  shutdown (SIGTERM, Ctrl-C, or the host's own future)
 //!          ──► stop accepting; drain the requests in flight; close every robot
 //!              WebSocket (Close 1001) and record its disconnect; stop the timers
@@ -30,8 +31,13 @@ use rpa_core::{Engine, EngineConfig, MemoryStore, Store, SystemClock, Tz};
 use rpa_store_sql::{SqlOptions, SqlStore};
 use tokio::sync::watch;
 
+use crate::consume::{EventFile, run_consumer};
+
 /// The demo configuration a server loads when it is given none.
 pub const DEMO_CONFIG: &str = include_str!("../examples/demo-config.json");
+
+/// The consumer that writes [`Options::events_file`].
+pub const EVENT_FILE_CONSUMER: &str = "event-file";
 
 /// How long a stopping server waits for its robot connections to close.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
@@ -66,6 +72,9 @@ pub struct Options {
     /// Minutes after which a locked user is unlocked by itself (default:
     /// never; an administrator unlocks).
     pub auto_unlock_min: Option<u64>,
+    /// Append every domain event to this file as a line of JSON (consumer
+    /// `event-file`; see [`crate::consume::EventFile`]).
+    pub events_file: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -83,6 +92,7 @@ impl Default for Options {
             node: None,
             lockout_window_min: 30,
             auto_unlock_min: None,
+            events_file: None,
         }
     }
 }
@@ -212,6 +222,11 @@ async fn serve<S: Store>(
         let _ = stop_tx.send(true);
     });
     let timers = tokio::spawn(run_timers(engine.clone(), stopped(stop_rx.clone())));
+    let consumer = options.events_file.as_ref().map(|path| {
+        let sink = EventFile::new(path);
+        let (engine, stop) = (engine.clone(), stopped(stop_rx.clone()));
+        tokio::spawn(async move { run_consumer(engine, EVENT_FILE_CONSUMER, sink, stop).await })
+    });
     // WebSocket sessions are not requests the HTTP server waits for: close
     // them, each recording its robot's disconnect, while requests drain.
     let closing = {
@@ -247,6 +262,9 @@ async fn serve<S: Store>(
         .map_err(|e| fail(format!("server: {e}")));
     let _ = closing.await;
     let _ = timers.await;
+    if let Some(c) = consumer {
+        let _ = c.await;
+    }
     tracing::info!("stopped");
     served
 }

@@ -11,7 +11,9 @@
 //!
 //! Either way: every start acknowledged is there once, every job ends, the
 //! robots (which count what they execute; `support::robots`) executed every
-//! job exactly once, and the audit chain verifies.
+//! job exactly once, the audit chain verifies, every ended job is exactly
+//! one domain event, and the servers' `--events-file` consumer (killed with
+//! its server, resumed from its cursor) wrote every event, none skipped.
 
 use std::collections::HashSet;
 use std::net::TcpListener;
@@ -26,7 +28,7 @@ use tokio::sync::Mutex;
 mod support;
 
 use support::robots::{Nodes, Tally, business_client, http_robot};
-use support::{get_json, login, post, start_server};
+use support::{all_events, assert_events_file_complete, events_in_file, get_json, login, post, start_server};
 
 const CONFIG: &str = r#"{
   "admin": { "name": "admin", "password": "admin-pw" },
@@ -59,11 +61,14 @@ async fn crash_mid_load(dir: &Path, db: &str, count: usize) {
     let http = reqwest::Client::new();
     let mut servers = Vec::new();
     let mut bases = Vec::new();
+    let events_file = dir.join("events.jsonl");
+    let events_arg = events_file.display().to_string();
+    let extra = ["--events-file", events_arg.as_str()];
     for _ in 0..count {
         // One after the other: the first creates the schema, the secret key and the configuration.
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let base = format!("http://127.0.0.1:{port}");
-        servers.push((start_server(dir, db, port, &[]), port));
+        servers.push((start_server(dir, db, port, &extra), port));
         login(&http, &base, "alice", "pw").await;
         bases.push(base);
     }
@@ -109,7 +114,7 @@ async fn crash_mid_load(dir: &Path, db: &str, count: usize) {
     let at_crash = acked.lock().await.len();
     if servers.is_empty() {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        servers.push((start_server(dir, db, port, &[]), port));
+        servers.push((start_server(dir, db, port, &extra), port));
     }
     for c in clients {
         c.await.unwrap();
@@ -198,6 +203,29 @@ async fn crash_mid_load(dir: &Path, db: &str, count: usize) {
         v["result"]["verified"].as_u64().unwrap_or(0) > 3 * TOTAL as u64,
         "audit chain verifies after the crash: {v}"
     );
+
+    // Every job ended is one event, and the consumer caught up with them all.
+    let held = all_events(&http, &base, &admin).await;
+    let mut ended: Vec<&str> = held
+        .iter()
+        .filter(|e| e["type"] == "job_ended")
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    ended.sort_unstable();
+    let n = ended.len();
+    ended.dedup();
+    assert_eq!(
+        (n, ended.len()),
+        (total as usize, total as usize),
+        "one job_ended event per job"
+    );
+    let last = held.last().unwrap()["seq"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while events_in_file(&events_file).last().and_then(|e| e["seq"].as_u64()) < Some(last) {
+        assert!(Instant::now() < deadline, "the events file did not catch up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_events_file_complete(&held, &events_in_file(&events_file));
     for (mut s, _) in servers {
         s.kill().unwrap();
         s.wait().unwrap();

@@ -17,6 +17,7 @@
 //! | `POST /admin/jobs/{jobId}/kill` | OperateAllJobs | → `{jobId, state}`: the job ends Stopped at once, its robot is sent Stop (seed 000 `stopJob` asks the robot instead) |
 //! | `GET /admin/audit?after=&limit=` | ViewAudit | audit events |
 //! | `GET /admin/audit/verify` | ViewAudit | `{verified}` or a failure naming the first broken event |
+//! | `GET /admin/events?after=&limit=` | ViewAudit | `{events: [{seq, at, type, ...}], through}`: the domain events among the `limit` audit events after `after`; page on with `after=through` |
 
 use std::collections::HashMap;
 
@@ -49,6 +50,7 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route("/admin/jobs/{job_id}/kill", post(kill::<S>))
         .route("/admin/audit", get(audit::<S>))
         .route("/admin/audit/verify", get(verify::<S>))
+        .route("/admin/events", get(events::<S>))
 }
 
 /// The package upload route (mounted with the upload body limit).
@@ -296,20 +298,24 @@ async fn list_robots<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> A
     Answer::ok(Value::Array(list))
 }
 
-async fn audit<S: Store>(
-    State(st): State<AppState<S>>,
-    h: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
-) -> Answer {
-    let me = answer!(admin(&st, &h, Permission::ViewAudit).await);
+/// `after` and `limit` of a paged query (`limit` at most 1000).
+fn page(q: &HashMap<String, String>) -> Result<(u64, usize), Answer> {
     let num = |k: &str, d: u64| {
         q.get(k).map_or(Ok(d), |v| {
             v.parse::<u64>()
                 .map_err(|_| Answer::fail(format!("{k} must be a number")))
         })
     };
-    let after = answer!(num("after", 0));
-    let limit = answer!(num("limit", 100)).min(1000) as usize;
+    Ok((num("after", 0)?, num("limit", 100)?.min(1000) as usize))
+}
+
+async fn audit<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Answer {
+    let me = answer!(admin(&st, &h, Permission::ViewAudit).await);
+    let (after, limit) = answer!(page(&q));
     let events = answer!(st.engine.audit_events(Actor::User(me.id), after, limit).await);
     let offset = st.engine.config().time_zone;
     Answer::ok(Value::Array(
@@ -324,10 +330,22 @@ async fn audit<S: Store>(
                     "subject": e.subject,
                     "detail": e.detail,
                     "hash": hex::encode(e.hash),
+                    "event": e.event.as_deref().and_then(|j| serde_json::from_str::<Value>(j).ok()),
                 })
             })
             .collect(),
     ))
+}
+
+async fn events<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Answer {
+    answer!(admin(&st, &h, Permission::ViewAudit).await);
+    let (after, limit) = answer!(page(&q));
+    let page = answer!(st.engine.events(after, limit).await);
+    Answer::ok(json!({"events": page.events, "through": page.through}))
 }
 
 async fn verify<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer {

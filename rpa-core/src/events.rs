@@ -27,7 +27,7 @@ use crate::time::Timestamp;
 
 /// Something that happened, as the commit that made it happen recorded it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
 pub enum Event {
     /// A job reached a terminal state.
     JobEnded {

@@ -141,3 +141,58 @@ pub async fn get_json(http: &reqwest::Client, url: String, token: &str) -> serde
         .await
         .unwrap()
 }
+
+/// Every domain event the server holds, in order (`GET /admin/events`, paged).
+#[allow(dead_code)]
+pub async fn all_events(http: &reqwest::Client, base: &str, admin: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = get_json(http, format!("{base}/admin/events?after={after}&limit=1000"), admin).await;
+        let through = page["result"]["through"].as_u64().expect("events page");
+        out.extend(page["result"]["events"].as_array().unwrap().iter().cloned());
+        if through == after {
+            return out;
+        }
+        after = through;
+    }
+}
+
+/// The events an `--events-file` holds, line by line.
+#[allow(dead_code)]
+pub fn events_in_file(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a line of JSON"))
+        .collect()
+}
+
+/// Checks an `--events-file` against the events the server holds: every
+/// event is in the file (none skipped), the file is in order (a batch may
+/// repeat after a crash, at least once), and nothing is in the file that the
+/// server does not hold.
+#[allow(dead_code)]
+pub fn assert_events_file_complete(held: &[serde_json::Value], file: &[serde_json::Value]) {
+    let mut last = 0;
+    let mut seen = std::collections::BTreeMap::new();
+    for e in file {
+        let seq = e["seq"].as_u64().expect("seq");
+        if seq > last {
+            last = seq;
+        } else {
+            assert!(seen.contains_key(&seq), "event {seq} out of order and not a repeat");
+        }
+        let first = seen.entry(seq).or_insert_with(|| e.clone());
+        assert_eq!(first, e, "event {seq} written twice differently");
+    }
+    for e in held {
+        let seq = e["seq"].as_u64().unwrap();
+        assert_eq!(
+            seen.get(&seq),
+            Some(e),
+            "event {seq} missing from the file, or different"
+        );
+    }
+    assert_eq!(seen.len(), held.len(), "the file holds events the server does not");
+}

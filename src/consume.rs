@@ -1,0 +1,134 @@
+//! Running consumers of the domain events (see [`rpa_core::events`]) whose
+//! effects lie outside the store: one loop per consumer, on the node that
+//! holds the consumer's lease, delivering each batch to a [`Sink`] and then
+//! moving the consumer's cursor. A sink that fails is given the same batch
+//! again after a pause; a node that dies mid-batch leaves the cursor where
+//! it was, and whoever runs the consumer next delivers that batch again: at
+//! least once, in order, nothing skipped.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rpa_core::events::EventRecord;
+use rpa_core::{Engine, Store};
+use tokio::io::AsyncWriteExt;
+
+/// How many audit events a consumer reads at a time.
+const BATCH: usize = 500;
+/// How often an idle consumer looks for new events.
+const POLL: Duration = Duration::from_millis(200);
+/// The pause after a failed delivery or store call.
+const PAUSE: Duration = Duration::from_secs(1);
+
+/// Where a consumer's events go.
+pub trait Sink: Send {
+    /// Delivers `events` (in order). `Ok` once every one of them is safely
+    /// where it goes: the cursor moves past them next.
+    fn deliver(&mut self, events: &[EventRecord]) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Runs consumer `name` into `sink` until `shutdown` completes.
+pub async fn run_consumer<S: Store, K: Sink>(
+    engine: Arc<Engine<S>>,
+    name: &str,
+    mut sink: K,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut holding = false;
+    loop {
+        let wait = match step(&engine, name, &mut sink, &mut holding).await {
+            Ok(true) => Duration::ZERO,
+            Ok(false) => POLL,
+            Err(e) => {
+                tracing::error!(consumer = name, error = %e, "event consumer: will try again");
+                PAUSE
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// One batch; `Ok(true)` when there may be more right away.
+async fn step<S: Store, K: Sink>(
+    engine: &Engine<S>,
+    name: &str,
+    sink: &mut K,
+    holding: &mut bool,
+) -> Result<bool, String> {
+    let hold = engine.hold_consumer(name).await.map_err(|e| e.to_string())?;
+    if hold != *holding {
+        tracing::info!(consumer = name, node = engine.node(), hold, "event consumer lease");
+        *holding = hold;
+    }
+    if !hold {
+        return Ok(false);
+    }
+    let batch = engine.events_for(name, BATCH).await.map_err(|e| e.to_string())?;
+    if !batch.moves() {
+        return Ok(false);
+    }
+    if !batch.page.events.is_empty() {
+        sink.deliver(&batch.page.events).await?;
+    }
+    match engine.acknowledge(&batch).await {
+        Ok(()) => Ok(true),
+        // Another runner moved it (a lease that passed on): read again.
+        Err(rpa_core::Error::Store(rpa_core::error::StoreError::Conflict)) => Ok(true),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A sink that appends each event as one line of JSON to a file and syncs
+/// it to disk before the cursor moves. After a crash the file may hold the
+/// last batch twice (a reader skips `seq`s it has seen); it never misses one.
+pub struct EventFile {
+    path: PathBuf,
+    file: Option<tokio::fs::File>,
+}
+
+impl EventFile {
+    /// Appends to `path` (created if missing).
+    pub fn new(path: &Path) -> EventFile {
+        EventFile {
+            path: path.to_owned(),
+            file: None,
+        }
+    }
+}
+
+impl Sink for EventFile {
+    async fn deliver(&mut self, events: &[EventRecord]) -> Result<(), String> {
+        let mut text = String::new();
+        for e in events {
+            text.push_str(&serde_json::to_string(e).map_err(|e| e.to_string())?);
+            text.push('\n');
+        }
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => self.file.insert(
+                tokio::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.path)
+                    .await
+                    .map_err(|e| format!("{}: {e}", self.path.display()))?,
+            ),
+        };
+        let written = async {
+            file.write_all(text.as_bytes()).await?;
+            file.sync_data().await
+        };
+        if let Err(e) = written.await {
+            // Open it afresh next time.
+            self.file = None;
+            return Err(format!("{}: {e}", self.path.display()));
+        }
+        Ok(())
+    }
+}
