@@ -9,6 +9,8 @@
 //! and all of them in the JSON file `$RPA_ARGUMENTS_FILE`. Each stdout and
 //! stderr line becomes a log line (sent in batches). A line
 //! `::output {json}` adds to the run's `outputValues`; a line
+//! `::step <number> [name]` reports that the run reached a step (seed 000
+//! `jobStatus` lists them); a line
 //! `::checkpoint {json}` reports a checkpoint, which a fail-over run gets
 //! back in `$RPA_CHECKPOINT` (the robot declares the capability
 //! `"checkpoint"` at Register, so its Execute carries `checkpoint` and
@@ -153,7 +155,7 @@ async fn run_ws(robot: &Arc<Robot>, up: &mut mpsc::UnboundedReceiver<Up>) -> Res
             Some(u) = up.recv() => {
                 let m = match u {
                     Up::Logs(run, logs) => msg("ReportLogs", json!({"runInstanceId": run, "logs": logs})),
-                    Up::Checkpoint(run, c) => msg("ReportCheckpoint", json!({"runInstanceId": run, "checkpoint": c})),
+                    Up::Checkpoint(run, c) => msg("ReportCheckpoint", with_run(run, c)),
                     Up::Finish(run, status, outputs) => msg("ReportFinish", json!({"runInstanceId": run, "status": status, "outputValues": outputs})),
                 };
                 sink.send(m).await.map_err(|e| e.to_string())?;
@@ -242,7 +244,7 @@ async fn run_http(robot: &Arc<Robot>, up: &mut mpsc::UnboundedReceiver<Up>) -> R
             Some(u) = up.recv() => {
                 let (path, body) = match u {
                     Up::Logs(run, logs) => ("/robots/connect/reportLogs", json!({"runInstanceId": run, "logs": logs})),
-                    Up::Checkpoint(run, c) => ("/robots/connect/reportCheckpoint", json!({"runInstanceId": run, "checkpoint": c})),
+                    Up::Checkpoint(run, c) => ("/robots/connect/reportCheckpoint", with_run(run, c)),
                     Up::Finish(run, status, outputs) => ("/robots/connect/reportFinish", json!({"runInstanceId": run, "status": status, "outputValues": outputs})),
                 };
                 let resp = post(path, body).await.map_err(|e| e.to_string())?;
@@ -393,7 +395,17 @@ impl Robot {
                             }
                         } else if let Some(rest) = line.strip_prefix("::checkpoint ") {
                             if let Ok(v) = serde_json::from_str::<Value>(rest) {
-                                let _ = self.up.send(Up::Checkpoint(run.to_owned(), v));
+                                let _ = self.up.send(Up::Checkpoint(run.to_owned(), json!({"checkpoint": v})));
+                            }
+                        } else if let Some(rest) = line.strip_prefix("::step ") {
+                            // `::step <number> [name]`: the run reached a step.
+                            let (n, name) = rest.trim().split_once(' ').unwrap_or((rest.trim(), ""));
+                            if let Ok(n) = n.parse::<u32>() {
+                                let mut body = json!({"step": n});
+                                if !name.is_empty() {
+                                    body["stepName"] = json!(name);
+                                }
+                                let _ = self.up.send(Up::Checkpoint(run.to_owned(), body));
                             }
                         } else {
                             batch.push(log(&line, level));
@@ -492,4 +504,13 @@ impl Robot {
 
 fn log(content: &str, level: i64) -> Value {
     json!({"content": content, "logAt": chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string(), "logLevel": level})
+}
+
+/// A report body: `extra`'s fields after `runInstanceId`.
+fn with_run(run: String, extra: Value) -> Value {
+    let mut body = json!({"runInstanceId": run});
+    if let (Some(b), Value::Object(m)) = (body.as_object_mut(), extra) {
+        b.extend(m);
+    }
+    body
 }

@@ -320,10 +320,12 @@ async fn a_thousand_jobs_on_three_robots_run_once_each_within_max_run_num() {
 const RESUMABLE: &str = r#"
 if [ -n "$RPA_CHECKPOINT" ]; then
   echo "resuming from $RPA_CHECKPOINT"
+  echo '::step 2 Post totals'
   echo '::output {"resumed": true}'
   exit 0
 fi
 echo '::checkpoint {"step": 1}'
+echo '::step 1 Open ledger'
 sleep 30
 "#;
 
@@ -340,7 +342,7 @@ async fn a_robot_killed_mid_job_hands_it_over_with_its_checkpoint() {
     c.wait_status(&job, "Running", 30).await;
     tokio::time::sleep(Duration::from_millis(800)).await; // the checkpoint is reported
     assert_eq!(c.robot_of(&job).await.as_deref(), Some("r1"));
-    let _second = c.robot("r2", "ws");
+    let _second = c.robot("r2", "http");
     tokio::time::sleep(Duration::from_millis(500)).await;
     drop(first.take()); // kill -9 the robot holding the job
     c.wait_status(&job, "Successful", 30).await;
@@ -350,6 +352,15 @@ async fn a_robot_killed_mid_job_hands_it_over_with_its_checkpoint() {
         json!({"resumed": true}),
         "the second robot resumed from the checkpoint"
     );
+    // Each robot reported its step, one over WebSocket, one over HTTP.
+    let steps = c.biz("/rpa/api/jobStatus", json!({"jobId": job})).await;
+    let listed: Vec<(i64, i64)> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_i64().unwrap(), s["stopTag"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(listed, [(1, 0), (2, 0)], "{steps}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

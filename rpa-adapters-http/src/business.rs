@@ -304,17 +304,30 @@ async fn stop_job<S: Store>(
 
 /// One step record per job: the job itself, its progress (`step` counts the
 /// checkpoints its robot reported) and its state.
-fn step_record(job: &Job, p: &Process) -> Value {
-    json!({
-        "processName": p.spec.name,
-        "processId": p.id.0,
-        "stopTag": i32::from(matches!(job.state, JobState::Stopping | JobState::Stopped | JobState::Canceled)),
-        "step": job.steps,
-        "id": job.id.0,
-        "taskProcessId": job.id.0,
-        "autoJobId": job.id.0,
-        "status": job_state(job.state),
-    })
+/// `jobStatus`'s records: one per step the robot reported, in order; one
+/// for step 0 (`id` and `taskProcessId` 0) while it has reported none.
+fn step_records(job: &Job, p: &Process) -> Value {
+    let record = |id: i64, step: u32, task: i64, pause: bool| {
+        json!({
+            "processName": p.spec.name,
+            "processId": p.id.0,
+            "stopTag": i32::from(pause),
+            "step": step,
+            "id": id,
+            "taskProcessId": task,
+            "autoJobId": job.id.0,
+            "status": job_state(job.state),
+        })
+    };
+    if job.step_records.is_empty() {
+        return json!([record(0, 0, 0, false)]);
+    }
+    Value::Array(
+        job.step_records
+            .iter()
+            .map(|s| record(s.id, s.step, s.task, s.pause))
+            .collect(),
+    )
 }
 
 async fn job_status<S: Store>(
@@ -325,7 +338,7 @@ async fn job_status<S: Store>(
     let (user, f) = answer!(request(&st, &headers, body).await);
     let k = answer!(job_key(&f));
     let (job, p) = answer!(st.engine.job_status(&user, k).await);
-    Answer::ok(json!([step_record(&job, &p)]))
+    Answer::ok(step_records(&job, &p))
 }
 
 async fn add_queue_item<S: Store>(

@@ -614,6 +614,19 @@ async fn seed_001_http_walkthrough() {
         )
         .await;
     assert_eq!(st, StatusCode::OK);
+    let steps = |v: &Value| -> Vec<(i64, i64, i64, i64)> {
+        v["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let n = |f: &str| r[f].as_i64().unwrap_or_else(|| panic!("{f} is an int: {r}"));
+                (n("step"), n("taskProcessId"), n("stopTag"), n("id"))
+            })
+            .collect()
+    };
+    let status = s.biz(&token, "/rpa/api/jobStatus", json!({"jobId": job})).await;
+    assert_eq!(steps(&status), [(0, 0, 0, 0)], "no step reported yet: step 0: {status}");
     let (st, _) = s
         .robot(
             "r1",
@@ -623,6 +636,40 @@ async fn seed_001_http_walkthrough() {
         )
         .await;
     assert_eq!(st, StatusCode::OK);
+    for (step, extra) in [(1, json!({"stepName": "open SAP"})), (2, json!({"taskProcessId": 77}))] {
+        let mut body = json!({"runInstanceId": job, "checkpoint": {"row": step}, "step": step});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let (st, _) = s.robot("r1", &c, "/robots/connect/reportCheckpoint", body).await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    let (st, v) = s
+        .robot(
+            "r1",
+            &c,
+            "/robots/connect/reportCheckpoint",
+            json!({"runInstanceId": job, "checkpoint": {}, "step": -1}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let status = s.biz(&token, "/rpa/api/jobStatus", json!({"jobId": job})).await;
+    let listed = steps(&status);
+    assert_eq!(
+        listed.iter().map(|s| (s.0, s.1, s.2)).collect::<Vec<_>>(),
+        [(1, 1, 0), (2, 77, 0)],
+        "the steps reported, in order: {status}"
+    );
+    assert!(
+        listed[0].3 > 0 && listed[1].3 > listed[0].3,
+        "each step has its own id: {status}"
+    );
+    let auto: Vec<&Value> = status["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["autoJobId"])
+        .collect();
+    assert!(auto[0].is_i64() && auto[0] == auto[1], "{status}");
+    assert_eq!(status["result"][1]["status"], "Running");
     let (st, v) = s
         .robot(
             "r1",

@@ -78,6 +78,7 @@ pub fn sample_job(id: i64, process: ProcessId, priority: i32) -> Job {
         ended_at: None,
         checkpoint: None,
         steps: 0,
+        step_records: Vec::new(),
         outputs: None,
         error_code: None,
         reason: None,

@@ -61,6 +61,8 @@ pub enum IdKind {
     Vendor,
     RunLog,
     File,
+    /// A job's step record.
+    Step,
 }
 
 /// A 32-character lowercase hex key (a UUID v4 in simple form).

@@ -24,7 +24,7 @@ use serde_json::Value;
 
 use crate::error::{AnyState, Entity, Rejected};
 use crate::ids::{Key, RobotId};
-use crate::model::{Job, JobState, RetryPolicy};
+use crate::model::{Job, JobState, JobStep, RetryPolicy};
 use crate::time::Timestamp;
 
 /// Seed 001 EnumRunInstanceFinishStatus.
@@ -114,8 +114,9 @@ pub enum JobEvent {
     RobotLost,
     /// Its deadline passed.
     Expire,
-    /// The robot saved intermediate state (fail-over resumes from it).
-    Checkpoint(Arc<Value>),
+    /// The robot saved intermediate state (fail-over resumes from it; `None`
+    /// keeps the last), reaching a step of its run if it says which.
+    Checkpoint(Option<Arc<Value>>, Option<JobStep>),
     /// Its retry back-off (or defer-until) is over.
     Ready,
 }
@@ -128,7 +129,7 @@ impl JobEvent {
             JobEvent::Stop(_) => "stop",
             JobEvent::RobotLost => "robot lost",
             JobEvent::Expire => "expire",
-            JobEvent::Checkpoint(_) => "checkpoint",
+            JobEvent::Checkpoint(..) => "checkpoint",
             JobEvent::Ready => "ready",
         }
     }
@@ -202,6 +203,9 @@ fn reject(job: &Job, ev: &JobEvent) -> Rejected {
         event: ev.name(),
     }
 }
+
+/// The most step records a job keeps (the oldest go first).
+pub const MAX_STEP_RECORDS: usize = 1000;
 
 /// Applies `ev` to `job`. On `Err` the job is unchanged.
 pub fn apply(job: &mut Job, ev: JobEvent, ctx: JobCtx<'_>) -> Result<JobEffects, Rejected> {
@@ -319,9 +323,20 @@ pub fn apply(job: &mut Job, ev: JobEvent, ctx: JobCtx<'_>) -> Result<JobEffects,
             fx.slot = Slot::Free;
             fx.ended = Some(JobEnd::Expired);
         }
-        (Running | Stopping, JobEvent::Checkpoint(data)) => {
-            job.checkpoint = Some(data);
-            job.steps += 1;
+        (Running | Stopping, JobEvent::Checkpoint(data, step)) => {
+            if data.is_some() {
+                job.checkpoint = data;
+            }
+            match step {
+                Some(s) => {
+                    job.steps = s.step;
+                    if job.step_records.len() == MAX_STEP_RECORDS {
+                        job.step_records.remove(0);
+                    }
+                    job.step_records.push(s);
+                }
+                None => job.steps += 1,
+            }
         }
         (_, ev) => return Err(reject(job, &ev)),
     }
@@ -499,9 +514,44 @@ mod tests {
     }
 
     #[test]
+    fn steps_are_kept_in_order_up_to_a_bound_and_checkpoints_without_one_count() {
+        let step = |n: u32| JobStep {
+            id: i64::from(n) + 100,
+            step: n,
+            name: None,
+            task: i64::from(n),
+            at: Timestamp(0),
+            pause: false,
+        };
+        let mut j = running();
+        let data = Some(Arc::new(serde_json::json!({})));
+        go(&mut j, JobEvent::Checkpoint(data.clone(), None)).unwrap();
+        assert_eq!(
+            (j.steps, j.step_records.len()),
+            (1, 0),
+            "a checkpoint without a step counts"
+        );
+        for n in 1..=MAX_STEP_RECORDS as u32 + 2 {
+            go(&mut j, JobEvent::Checkpoint(data.clone(), Some(step(n)))).unwrap();
+        }
+        assert_eq!(j.steps, MAX_STEP_RECORDS as u32 + 2);
+        assert_eq!(j.step_records.len(), MAX_STEP_RECORDS, "bounded");
+        assert_eq!(j.step_records.first().map(|s| s.step), Some(3), "the oldest go first");
+        go(&mut j, finish(FinishStatus::Success, None)).unwrap();
+        assert!(
+            go(&mut j, JobEvent::Checkpoint(data, Some(step(9)))).is_err(),
+            "no step after the end"
+        );
+    }
+
+    #[test]
     fn robot_loss_fails_over_with_checkpoint_then_faults() {
         let mut j = running();
-        go(&mut j, JobEvent::Checkpoint(Arc::new(serde_json::json!({"row": 5})))).unwrap();
+        go(
+            &mut j,
+            JobEvent::Checkpoint(Some(Arc::new(serde_json::json!({"row": 5}))), None),
+        )
+        .unwrap();
         let fx = go(&mut j, JobEvent::RobotLost).unwrap();
         assert!(fx.requeued && fx.release_robot);
         assert_eq!((j.state, j.attempt, j.not_before), (Pending, 2, None));
@@ -560,7 +610,7 @@ mod tests {
                 JobEvent::Stop(StopStrategy::Kill),
                 JobEvent::RobotLost,
                 JobEvent::Expire,
-                JobEvent::Checkpoint(Arc::new(serde_json::json!(1))),
+                JobEvent::Checkpoint(Some(Arc::new(serde_json::json!(1))), None),
                 JobEvent::Ready,
             ]
         };

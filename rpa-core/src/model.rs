@@ -295,8 +295,12 @@ pub struct Job {
     pub ended_at: Option<Timestamp>,
     /// Last checkpoint the robot reported: a fail-over run gets it back.
     pub checkpoint: Option<Arc<Value>>,
-    /// Number of checkpoints reported (progress steps).
+    /// The current step: the number of the last step reported, or of
+    /// checkpoints reported without a step number.
     pub steps: u32,
+    /// The steps the robot reported, in order (seed 000 `jobStatus`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub step_records: Vec<JobStep>,
     /// Output values the robot reported with its finish.
     pub outputs: Option<Arc<Value>>,
     /// Seed 001 `errorCode` of the last failure.
@@ -777,4 +781,23 @@ mod hex32 {
         }
         d.deserialize_any(Hash)
     }
+}
+
+/// A step of a job's run, as its robot reported it (seed 000 `jobStatus`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStep {
+    /// The step record's own id (`id`).
+    pub id: i64,
+    /// The step's number in the run (`step`).
+    pub step: u32,
+    /// The step's name, if the robot gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Arc<str>>,
+    /// The id of the process's data step it ran (`taskProcessId`; the step
+    /// number when the robot gave none).
+    pub task: i64,
+    /// When it was reported.
+    pub at: Timestamp,
+    /// Whether the job pauses at this step waiting for a person (`stopTag`).
+    pub pause: bool,
 }

@@ -9,7 +9,7 @@
 //! | ReportLogs | `runInstanceId`, `logs: RunInstanceLog[]` (`content`, `screenshot?`, `logAt`, `logLevel` 0/1/2) | [`logs`] |
 //! | ReportFinish | `runInstanceId`, `status` 0/1/2, `errorCode?` (32-bit), `outputValues?` (extension) | [`Finish`] |
 //! | ReportVideoRecord | `runInstanceId`, `videoId` | [`video`] |
-//! | ReportCheckpoint (extension) | `runInstanceId`, `checkpoint` | [`checkpoint`] |
+//! | ReportCheckpoint (extension) | `runInstanceId`, `checkpoint`, `step`?, `stepName`?, `taskProcessId`? | [`checkpoint`] |
 //!
 //! Down, a [`Command`] (the domain's word, as the outbox stores it) becomes
 //! its action word and body here ([`command`]): Execute is table A.7, plus
@@ -22,7 +22,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::engine::NewLog;
+use crate::engine::{NewLog, Progress, StepReport};
 use crate::ids::Key;
 use crate::job::FinishStatus;
 use crate::model::LogLevel;
@@ -271,11 +271,24 @@ pub fn video(b: &Body) -> Result<&str, Bad> {
     b.str("videoId")
 }
 
-/// The `checkpoint` of a ReportCheckpoint body (any JSON value).
-pub fn checkpoint(b: &Body) -> Result<Value, Bad> {
-    b.value("checkpoint")
-        .cloned()
-        .ok_or_else(|| bad("checkpoint is required"))
+/// A ReportCheckpoint body: `checkpoint` (any JSON value) and, when the
+/// robot says which step of the run it reached, `step` (a number from 0),
+/// `stepName` and `taskProcessId` (the process's data step; default the
+/// step number). One of `checkpoint` and `step` is required.
+pub fn checkpoint(b: &Body) -> Result<Progress, Bad> {
+    let checkpoint = b.value("checkpoint").cloned();
+    let step = match b.opt_i64("step")? {
+        None => None,
+        Some(n) => Some(StepReport {
+            step: u32::try_from(n).map_err(|_| bad("step must be a number from 0"))?,
+            name: b.opt_str("stepName")?.map(str::to_owned),
+            task: b.opt_i64("taskProcessId")?,
+        }),
+    };
+    if checkpoint.is_none() && step.is_none() {
+        return Err(bad("checkpoint is required"));
+    }
+    Ok(Progress { checkpoint, step })
 }
 
 /// Execute's body: table A.7, then, for a robot that takes them

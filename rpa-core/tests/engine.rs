@@ -632,7 +632,16 @@ fn a_silent_robot_loses_its_job_to_another_with_the_checkpoint() {
     let a = w.connect("a");
     let j = w.start(&p, json!({}));
     w.commands(&a);
-    block(w.engine.report_checkpoint("a", a.connect, j.key, json!({"row": 7}))).unwrap();
+    block(w.engine.report_checkpoint(
+        "a",
+        a.connect,
+        j.key,
+        rpa_core::engine::Progress {
+            checkpoint: Some(json!({"row": 7})),
+            step: None,
+        },
+    ))
+    .unwrap();
     let b = w.connect("b");
     w.advance(20_000);
     w.beat(&b, None);

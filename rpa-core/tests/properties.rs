@@ -38,7 +38,7 @@ fn job_event() -> impl Strategy<Value = JobEvent> {
         Just(JobEvent::Stop(StopStrategy::Kill)),
         Just(JobEvent::RobotLost),
         Just(JobEvent::Expire),
-        Just(JobEvent::Checkpoint(Arc::new(json!({"n": 1})))),
+        Just(JobEvent::Checkpoint(Some(Arc::new(json!({"n": 1}))), None)),
         Just(JobEvent::Ready),
     ]
 }
@@ -67,6 +67,7 @@ fn new_job() -> Job {
         ended_at: None,
         checkpoint: None,
         steps: 0,
+        step_records: Vec::new(),
         outputs: None,
         error_code: None,
         reason: None,

@@ -634,6 +634,7 @@ fn id_kind(k: IdKind) -> &'static str {
         IdKind::Vendor => "vendor",
         IdKind::RunLog => "log",
         IdKind::File => "file",
+        IdKind::Step => "step",
     }
 }
 

@@ -231,6 +231,7 @@ impl<S: Store> Engine<S> {
             ended_at: None,
             checkpoint: None,
             steps: 0,
+            step_records: Vec::new(),
             outputs: None,
             error_code: None,
             reason: None,
@@ -735,7 +736,7 @@ fn event_action(ev: &JobEvent) -> &'static str {
         JobEvent::Stop(StopStrategy::Kill) => "job.kill",
         JobEvent::RobotLost => "job.robot_lost",
         JobEvent::Expire => "job.expire",
-        JobEvent::Checkpoint(_) => "job.checkpoint",
+        JobEvent::Checkpoint(..) => "job.checkpoint",
         JobEvent::Ready => "job.ready",
     }
 }

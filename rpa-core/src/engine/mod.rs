@@ -48,7 +48,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 pub use jobs::{JobQueryParams, NewQueueItem};
-pub use robots::{CHECKPOINT_CAPABILITY, NewLog, Registration};
+pub use robots::{CHECKPOINT_CAPABILITY, NewLog, Progress, Registration, StepReport};
 pub use timers::{TIMER_LEASE, TickReport};
 
 use crate::audit::{self, AuditDraft, ChainBroken, Subject};

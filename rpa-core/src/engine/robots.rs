@@ -29,6 +29,26 @@ pub struct Registration {
     pub license: Option<String>,
 }
 
+/// A robot's progress report (the ReportCheckpoint extension).
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// The state a fail-over run resumes from (`None`: unchanged).
+    pub checkpoint: Option<Value>,
+    /// The step of the run it reached, if it says.
+    pub step: Option<StepReport>,
+}
+
+/// A step a robot reached: `step`, `stepName`, `taskProcessId`.
+#[derive(Debug, Clone, Default)]
+pub struct StepReport {
+    /// The step's number in the run.
+    pub step: u32,
+    /// Its name.
+    pub name: Option<String>,
+    /// The id of the process's data step (default: the step number).
+    pub task: Option<i64>,
+}
+
 /// One reported log line (seed 001 RunInstanceLog).
 #[derive(Debug, Clone)]
 pub struct NewLog {
@@ -622,15 +642,32 @@ impl<S: Store> Engine<S> {
     }
 
     /// Checkpoint extension: intermediate state a fail-over run resumes from.
-    pub async fn report_checkpoint(&self, code: &str, connect: Key, run_instance: Key, data: Value) -> Result<Job> {
-        let data = Arc::new(data);
+    pub async fn report_checkpoint(
+        &self,
+        code: &str,
+        connect: Key,
+        run_instance: Key,
+        progress: Progress,
+    ) -> Result<Job> {
+        let data = progress.checkpoint.map(Arc::new);
+        let step = match progress.step {
+            Some(s) => Some(JobStep {
+                id: self.next_id(IdKind::Step).await?,
+                step: s.step,
+                name: s.name.map(Into::into),
+                task: s.task.unwrap_or(i64::from(s.step)),
+                at: self.now(),
+                pause: false,
+            }),
+            None => None,
+        };
         confirmed!(
             self,
             code,
             Some(run_instance),
             async {
                 let (r, job) = self.run_of(code, connect, run_instance).await?;
-                let ev = JobEvent::Checkpoint(data.clone());
+                let ev = JobEvent::Checkpoint(data.clone(), step.clone());
                 Ok(self.transition(job.id, ev, Actor::Robot(r.id), None).await?.job)
             }
             .await
