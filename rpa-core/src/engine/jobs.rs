@@ -652,8 +652,8 @@ impl<S: Store> Engine<S> {
             let mut chained = false;
             let mut next_claim = None;
             if let Some(mut r) = robot_write.take() {
-                if let Some(ev) = robot_before.and_then(|b| events::robot_changed(b, &r)) {
-                    tx.event(now, ev);
+                if let Some(before) = robot_before {
+                    tx.robot_changed(now, before, &r);
                 }
                 if released.is_some() && is_idle(&r) && chain {
                     let mut others = self.store.processes().await?;

@@ -249,6 +249,14 @@ impl Tx {
         }
         self
     }
+    /// Records the event a robot's change from `before` is, if it is one
+    /// (see [`crate::events::robot_changed`]).
+    pub(crate) fn robot_changed(&mut self, at: Timestamp, before: RobotState, r: &Robot) -> &mut Self {
+        match crate::events::robot_changed(before, r) {
+            Some(ev) => self.event(at, ev),
+            None => self,
+        }
+    }
     /// Moves a consumer's cursor (see [`Engine::acknowledge`]).
     pub(crate) fn cursor(&mut self, c: Cursor) -> &mut Self {
         self.put(Write::Cursor(c))

@@ -302,9 +302,7 @@ impl<S: Store> Engine<S> {
                 Subject::Id("robot", r.id.0),
                 r.state.as_str().into(),
             );
-            if let Some(ev) = events::robot_changed(before, &r) {
-                tx.event(now, ev);
-            }
+            tx.robot_changed(now, before, &r);
             tx.robot(r.clone());
             match self.commit(tx).await {
                 Err(e) if is_conflict(&e) || matches!(e, Error::Store(StoreError::Duplicate(_))) => {
@@ -466,6 +464,7 @@ impl<S: Store> Engine<S> {
             }
             let idle = is_idle(&r);
             if let Some(ev) = events::robot_changed(before.state, &r) {
+                // Back from Unresponsive.
                 tx.audit(
                     now,
                     Actor::Robot(r.id),
@@ -528,9 +527,7 @@ impl<S: Store> Engine<S> {
                 Subject::Id("robot", r.id.0),
                 String::new(),
             );
-            if let Some(ev) = events::robot_changed(before, &r) {
-                tx.event(now, ev);
-            }
+            tx.robot_changed(now, before, &r);
             tx.robot(r);
             match self.commit(tx).await {
                 Err(e) if is_conflict(&e) => continue,

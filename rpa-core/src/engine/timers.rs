@@ -13,7 +13,6 @@
 use super::{CONFLICT_RETRIES, Engine, Tx, is_conflict};
 use crate::audit::Subject;
 use crate::error::{Error, Result, StoreError};
-use crate::events;
 use crate::ids::*;
 use crate::job::JobEvent;
 use crate::model::*;
@@ -150,9 +149,7 @@ impl<S: Store> Engine<S> {
                 Subject::Id("robot", r.id.0),
                 r.state.as_str().into(),
             );
-            if let Some(ev) = events::robot_changed(before, &r) {
-                tx.event(now, ev);
-            }
+            tx.robot_changed(now, before, &r);
             tx.robot(r);
             match self.commit(tx).await {
                 Err(e) if is_conflict(&e) => continue,
