@@ -330,7 +330,7 @@ async fn audit<S: Store>(
                     "subject": e.subject,
                     "detail": e.detail,
                     "hash": hex::encode(e.hash),
-                    "event": e.event.as_deref().and_then(|j| serde_json::from_str::<Value>(j).ok()),
+                    "event": e.event,
                 })
             })
             .collect(),

@@ -4,6 +4,9 @@
 //! fields, so changing, removing or reordering any event breaks every hash
 //! after it. Stores call [`link`] when they append; [`verify`] re-walks a chain.
 
+use std::sync::Arc;
+
+use crate::events::Event;
 use crate::model::{Actor, AuditEvent};
 use crate::time::Timestamp;
 
@@ -88,7 +91,7 @@ impl From<&str> for Subject {
 }
 
 /// An audit event before the store gives it its place in the chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditDraft {
     /// When.
     pub at: Timestamp,
@@ -100,8 +103,9 @@ pub struct AuditDraft {
     pub subject: Subject,
     /// Details.
     pub detail: String,
-    /// The domain event this change is (its JSON; see [`crate::events`]).
-    pub event: Option<String>,
+    /// The domain event this change is (see [`crate::events`]): kept with
+    /// the event, outside the hash (a copy of what the commit wrote).
+    pub event: Option<Arc<Event>>,
 }
 
 /// Bytes to hash, on the stack while they fit (they almost always do).
@@ -152,10 +156,7 @@ impl Preimage {
 }
 
 /// The bytes hashed for an event: the previous hash, the position, and
-/// every field, each text prefixed by its length; the domain event (when
-/// there is one) last, after a marker, so events without one hash as they
-/// always have.
-#[allow(clippy::too_many_arguments)]
+/// every field, each text prefixed by its length.
 fn preimage(
     prev: &[u8; 32],
     seq: u64,
@@ -164,7 +165,6 @@ fn preimage(
     action: &str,
     subject: impl FnOnce(&mut Preimage),
     detail: &str,
-    event: Option<&str>,
 ) -> Preimage {
     let mut buf = Preimage::new();
     buf.put(prev);
@@ -187,11 +187,6 @@ fn preimage(
     buf.bytes_mut()[at_len..at_len + 8].copy_from_slice(&len.to_le_bytes());
     buf.put(&(detail.len() as u64).to_le_bytes());
     buf.put(detail.as_bytes());
-    if let Some(event) = event {
-        buf.put(b"E");
-        buf.put(&(event.len() as u64).to_le_bytes());
-        buf.put(event.as_bytes());
-    }
     buf
 }
 
@@ -204,7 +199,6 @@ fn digest(prev: &[u8; 32], e: &AuditEvent) -> [u8; 32] {
         &e.action,
         |b| b.put(e.subject.as_bytes()),
         &e.detail,
-        e.event.as_deref(),
     )
     .hash()
 }
@@ -220,7 +214,6 @@ pub fn hash_of(prev: &[u8; 32], seq: u64, draft: &AuditDraft) -> [u8; 32] {
         draft.action,
         |b| draft.subject.write_to(&mut |bytes| b.put(bytes)),
         &draft.detail,
-        draft.event.as_deref(),
     )
     .hash()
 }

@@ -3,9 +3,11 @@
 //!
 //! An event is written in the commit that made it happen, as part of that
 //! commit's audit event: it takes the audit chain's sequence number (global,
-//! in commit order, never reused) and the chain's hash covers it. So an
-//! event exists exactly when its change was committed, and a store needs
-//! nothing of its own to keep events.
+//! in commit order, never reused). So an event exists exactly when its
+//! change was committed, and a store needs nothing of its own to keep
+//! events. The chain's hash covers the audit event's own fields, not the
+//! event: it is a copy of what the commit wrote (the job's row holds the
+//! same state and outputs).
 //!
 //! A consumer reads events after its [`Cursor`] and moves the cursor in a
 //! commit of its own, conditional on the cursor it read: at least once, in
@@ -20,7 +22,6 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::error::StoreError;
 use crate::ids::*;
 use crate::model::{AuditEvent, ItemState, JobState, RobotState};
 use crate::time::Timestamp;
@@ -93,12 +94,6 @@ impl Event {
             Event::RobotChanged { .. } => "robot_changed",
         }
     }
-
-    /// The JSON kept with the audit event.
-    pub(crate) fn to_json(&self) -> String {
-        // An enum of plain data and JSON values: encoding cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
-    }
 }
 
 /// An event in its place.
@@ -125,30 +120,21 @@ pub struct EventPage {
 
 impl EventPage {
     /// The events among `audit` (a stretch of the chain after `after`).
-    pub fn of(after: u64, audit: &[AuditEvent]) -> Result<EventPage, StoreError> {
-        let mut events = Vec::new();
-        for e in audit {
-            events.extend(record(e)?);
-        }
-        Ok(EventPage {
-            events,
+    pub fn of(after: u64, audit: &[AuditEvent]) -> EventPage {
+        EventPage {
+            events: audit.iter().filter_map(record).collect(),
             through: audit.last().map_or(after, |e| e.seq.max(after)),
-        })
+        }
     }
 }
 
 /// The domain event an audit event carries, if any.
-pub fn record(e: &AuditEvent) -> Result<Option<EventRecord>, StoreError> {
-    let Some(json) = e.event.as_deref() else {
-        return Ok(None);
-    };
-    let event = serde_json::from_str(json)
-        .map_err(|err| StoreError::Backend(format!("audit event {}: domain event: {err}", e.seq)))?;
-    Ok(Some(EventRecord {
+pub fn record(e: &AuditEvent) -> Option<EventRecord> {
+    Some(EventRecord {
         seq: e.seq,
         at: e.at,
-        event,
-    }))
+        event: Event::clone(e.event.as_deref()?),
+    })
 }
 
 /// A consumer's position in the events: it has handled every event up to

@@ -116,7 +116,7 @@ pub enum JobEvent {
     Expire,
     /// The robot saved intermediate state (fail-over resumes from it; `None`
     /// keeps the last), reaching a step of its run if it says which.
-    Checkpoint(Option<Arc<Value>>, Option<JobStep>),
+    Checkpoint(Option<Arc<Value>>, Option<Box<JobStep>>),
     /// Its retry back-off (or defer-until) is over.
     Ready,
 }
@@ -333,7 +333,7 @@ pub fn apply(job: &mut Job, ev: JobEvent, ctx: JobCtx<'_>) -> Result<JobEffects,
                     if job.step_records.len() == MAX_STEP_RECORDS {
                         job.step_records.remove(0);
                     }
-                    job.step_records.push(s);
+                    job.step_records.push(*s);
                 }
                 None => job.steps += 1,
             }
@@ -532,14 +532,14 @@ mod tests {
             "a checkpoint without a step counts"
         );
         for n in 1..=MAX_STEP_RECORDS as u32 + 2 {
-            go(&mut j, JobEvent::Checkpoint(data.clone(), Some(step(n)))).unwrap();
+            go(&mut j, JobEvent::Checkpoint(data.clone(), Some(Box::new(step(n))))).unwrap();
         }
         assert_eq!(j.steps, MAX_STEP_RECORDS as u32 + 2);
         assert_eq!(j.step_records.len(), MAX_STEP_RECORDS, "bounded");
         assert_eq!(j.step_records.first().map(|s| s.step), Some(3), "the oldest go first");
         go(&mut j, finish(FinishStatus::Success, None)).unwrap();
         assert!(
-            go(&mut j, JobEvent::Checkpoint(data, Some(step(9)))).is_err(),
+            go(&mut j, JobEvent::Checkpoint(data, Some(Box::new(step(9))))).is_err(),
             "no step after the end"
         );
     }

@@ -48,6 +48,7 @@
 //! - [`arguments`]: argument validation against a process's schema
 //! - [`auth`]: passwords, tokens, vendor proofs; [`audit`]: the hash chain
 //! - [`engine`]: the [`Engine`] operations and the scheduler
+//! - [`limits`]: `maxRunNum`, `maxDayNum`, max pending items, and the counter changes
 //! - [`events`]: domain events, carried by the audit chain, and consumers' cursors
 //! - [`store`]: the [`Store`] trait; [`memory`]: the in-memory store
 //! - [`transport`]: robot commands and the [`RobotTransport`] trait
@@ -66,6 +67,7 @@ pub mod events;
 pub mod fixtures;
 pub mod ids;
 pub mod job;
+pub mod limits;
 pub mod memory;
 pub mod model;
 pub mod queue;

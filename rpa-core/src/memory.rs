@@ -122,7 +122,6 @@ struct Entry {
     action: &'static str,
     subject: audit::Subject,
     detail: Text,
-    event: Option<Box<str>>,
     hash: [u8; 32],
 }
 
@@ -160,6 +159,8 @@ impl Text {
 #[derive(Debug, Default)]
 struct AuditLog {
     chunks: Vec<Vec<Entry>>,
+    /// The domain events some entries carry, by seq (in order: appended so).
+    events: Vec<(u64, Arc<crate::events::Event>)>,
 }
 
 const AUDIT_CHUNK: usize = 65_536;
@@ -178,6 +179,9 @@ impl AuditLog {
         let seq = self.len() + 1;
         let prev = self.entry(seq - 1).map_or([0; 32], |e| e.hash);
         let hash = audit::hash_of(&prev, seq, &d);
+        if let Some(e) = d.event {
+            self.events.push((seq, e));
+        }
         if self.chunks.last().is_none_or(|c| c.len() == AUDIT_CHUNK) {
             self.chunks.push(Vec::with_capacity(AUDIT_CHUNK));
         }
@@ -188,7 +192,6 @@ impl AuditLog {
                 action: d.action,
                 subject: d.subject,
                 detail: Text::new(d.detail),
-                event: d.event.map(String::into_boxed_str),
                 hash,
             });
         }
@@ -201,6 +204,9 @@ impl AuditLog {
     fn after(&self, after: u64, limit: usize) -> Vec<AuditEvent> {
         let mut prev = self.entry(after).map_or([0; 32], |e| e.hash);
         let mut out = Vec::new();
+        let mut events = self.events[self.events.partition_point(|(s, _)| *s <= after)..]
+            .iter()
+            .peekable();
         for seq in after.saturating_add(1)..=self.len() {
             if out.len() == limit {
                 break;
@@ -213,7 +219,7 @@ impl AuditLog {
                 action: std::borrow::Cow::Borrowed(e.action),
                 subject: e.subject.to_string(),
                 detail: e.detail.as_str().to_owned(),
-                event: e.event.as_deref().map(str::to_owned),
+                event: events.next_if(|(s, _)| *s == seq).map(|(_, e)| e.clone()),
                 prev_hash: prev,
                 hash: e.hash,
             });

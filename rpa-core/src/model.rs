@@ -719,7 +719,7 @@ pub struct StoredFile {
 }
 
 /// One link of the hash-chained audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {
     /// Position in the chain, from 1.
     pub seq: u64,
@@ -733,9 +733,10 @@ pub struct AuditEvent {
     pub subject: String,
     /// Details (e.g. `Running->Successful`, or `robot:3 attempt:1` for a dispatch).
     pub detail: String,
-    /// The domain event this change is, as JSON (see [`crate::events`]).
+    /// The domain event this change is (see [`crate::events`]; not
+    /// covered by `hash`: a copy of what the commit wrote).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event: Option<String>,
+    pub event: Option<Arc<crate::events::Event>>,
     /// Hash of the previous event (zeros for the first).
     #[serde(with = "hex32")]
     pub prev_hash: [u8; 32],

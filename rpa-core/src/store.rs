@@ -19,6 +19,7 @@ use crate::audit::AuditDraft;
 use crate::error::StoreError;
 use crate::events::{Cursor, EventPage};
 use crate::ids::*;
+use crate::limits;
 use crate::model::*;
 use crate::time::Timestamp;
 use crate::transport::Command;
@@ -116,14 +117,13 @@ impl Counts {
             // A clock behind the stored day: its successes belong to a day that is over.
             std::cmp::Ordering::Greater => (p.day, p.day_successes),
         };
-        let spec = &p.spec;
-        let over = |limit: u32, before: u32, after: u32| limit > 0 && after > before && after > limit;
-        let today_before = p.successes_on(self.day.max(p.day)) + p.running;
-        if check
-            && (over(spec.max_run_num, p.running, running)
-                || over(spec.max_day_num, today_before, successes + running)
-                || (self.limit_pending && over(spec.max_pending_items, p.pending_items, pending)))
-        {
+        let change = limits::Change {
+            running: (p.running, running),
+            today: (p.successes_on(self.day.max(p.day)) + p.running, successes + running),
+            pending: (p.pending_items, pending),
+            limit_pending: self.limit_pending,
+        };
+        if check && limits::exceeded(p, change) {
             return Err(StoreError::Conflict);
         }
         p.running = running;
@@ -311,7 +311,7 @@ pub trait Store: Send + Sync + 'static {
     /// (see [`crate::events`]). Always current: a consumer on any node sees
     /// every event committed before it asked.
     fn events(&self, after: u64, limit: usize) -> impl Future<Output = StoreResult<EventPage>> + Send {
-        async move { EventPage::of(after, &self.audit(after, limit).await?) }
+        async move { Ok(EventPage::of(after, &self.audit(after, limit).await?)) }
     }
 
     /// A consumer's cursor, as stored (always current, like [`Store::events`]).

@@ -27,6 +27,7 @@ use crate::audit::{self, Subject};
 use crate::error::Result;
 use crate::ids::*;
 use crate::job::{self, JobCtx, JobEvent};
+use crate::limits;
 use crate::model::*;
 use crate::queue::{self, ItemEvent};
 use crate::robot::{self, RobotEvent};
@@ -85,13 +86,6 @@ impl Claims {
     }
 }
 
-/// Whether `p` may start one more job today.
-pub(crate) fn has_capacity(p: &Process, today: i64) -> bool {
-    let s = &p.spec;
-    (s.max_run_num == 0 || p.running < s.max_run_num)
-        && (s.max_day_num == 0 || p.successes_on(today) + p.running < s.max_day_num)
-}
-
 impl<S: Store> Engine<S> {
     /// Puts a dispatchable job on the first idle robot that may run it.
     pub(crate) async fn place_job(&self, id: JobId) -> Result<bool> {
@@ -108,7 +102,7 @@ impl<S: Store> Engine<S> {
             let Some(p) = self.store.process(job.process).await? else {
                 return Ok(false);
             };
-            if !has_capacity(&p, self.today(self.now())) {
+            if !limits::may_run(&p, self.today(self.now())) {
                 return Ok(false);
             }
             // A better job of this process goes first.
@@ -143,7 +137,7 @@ impl<S: Store> Engine<S> {
             let Some(p) = self.store.process(process).await? else {
                 return Ok(false);
             };
-            if !has_capacity(&p, self.today(self.now())) {
+            if !limits::may_run(&p, self.today(self.now())) {
                 return Ok(false);
             }
             let Some((robot, _robot_claim)) = self.find_robot(&p).await? else {
@@ -233,7 +227,7 @@ impl<S: Store> Engine<S> {
             let processes = self.store.processes().await?;
             let eligible: Vec<ProcessId> = processes
                 .iter()
-                .filter(|p| has_capacity(p, today) && robot.can_run(&p.spec))
+                .filter(|p| limits::may_run(p, today) && robot.can_run(&p.spec))
                 .map(|p| p.id)
                 .collect();
             if eligible.is_empty() {
@@ -267,7 +261,7 @@ impl<S: Store> Engine<S> {
             let processes = self.store.processes().await?;
             let open: Vec<ProcessId> = processes
                 .iter()
-                .filter(|p| has_capacity(p, today))
+                .filter(|p| limits::may_run(p, today))
                 .map(|p| p.id)
                 .collect();
             // The best head across processes first; a process no idle robot
@@ -312,7 +306,7 @@ impl<S: Store> Engine<S> {
     /// `Ok(false)` if the snapshot was stale (another engine won); the caller re-reads.
     async fn try_assign(&self, mut robot: Robot, mut job: Job, mut p: Process, execute: bool) -> Result<bool> {
         let now = self.now();
-        if robot.connect.is_none() || !has_capacity(&p, self.today(now)) {
+        if robot.connect.is_none() || !limits::may_run(&p, self.today(now)) {
             return Ok(false);
         }
         let mut tx = Tx::default();

@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::dispatch::has_capacity;
 use super::{CONFLICT_RETRIES, Delta, Engine, Tx, is_conflict};
 use crate::arguments;
 use crate::audit::{self, Subject};
-use crate::error::{Entity, Error, Limit, Result, StoreError};
+use crate::error::{Entity, Error, Result, StoreError};
 use crate::events;
 use crate::ids::*;
 use crate::job::{self, JobCtx, JobEffects, JobEvent, Slot, StopStrategy};
+use crate::limits;
 use crate::model::*;
 use crate::queue::{self, ItemEvent};
 use crate::robot::{self, RobotEvent};
@@ -171,7 +171,7 @@ impl<S: Store> Engine<S> {
         }
         let args = arguments::validate_shared(&p.spec, params)?;
         let now = self.now();
-        check_day_limit(&p, self.today(now))?;
+        limits::may_start(&p, self.today(now)).map_err(Error::Limit)?;
         let job = self.new_job(&p, user, args, None, now, None, None).await?;
         let mut tx = Tx::default();
         tx.job(job.clone()).audit(
@@ -391,9 +391,7 @@ impl<S: Store> Engine<S> {
                 .process(p0.id)
                 .await?
                 .ok_or_else(|| Error::NotFound(Entity::Process, process.to_string()))?;
-            if p.spec.max_pending_items > 0 && p.pending_items >= p.spec.max_pending_items {
-                return Err(Error::Limit(Limit::MaxPendingItems(p.spec.max_pending_items)));
-            }
+            limits::may_add_item(&p).map_err(Error::Limit)?;
             let now = self.now();
             let item = QueueItem {
                 id: QueueItemId(self.next_id(IdKind::QueueItem).await?),
@@ -660,7 +658,7 @@ impl<S: Store> Engine<S> {
                     let eligible: Vec<ProcessId> = others
                         .iter()
                         .map(|q| if q.id == p.id { &p } else { q })
-                        .filter(|q| has_capacity(q, today) && r.can_run(&q.spec))
+                        .filter(|q| limits::may_run(q, today) && r.can_run(&q.spec))
                         .map(|q| q.id)
                         .collect();
                     if let Some((mut next, claim)) = self.next_unclaimed(&eligible).await?
@@ -752,14 +750,6 @@ fn check_spec(spec: &ProcessSpec) -> Result<()> {
                 a.name
             )));
         }
-    }
-    Ok(())
-}
-
-fn check_day_limit(p: &Process, today: i64) -> Result<()> {
-    let max = p.spec.max_day_num;
-    if max > 0 && p.successes_on(today) >= max {
-        return Err(Error::Limit(Limit::MaxDayNum(max)));
     }
     Ok(())
 }

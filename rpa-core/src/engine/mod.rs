@@ -56,6 +56,7 @@ use crate::auth::{self, PasswordCost};
 use crate::error::{Entity, Error, Result, StoreError};
 use crate::events::{Cursor, Event};
 use crate::ids::*;
+pub(crate) use crate::limits::Delta;
 use crate::model::*;
 use crate::store::{Commit, Counts, Store, Write};
 use crate::time::{Clock, Timestamp, Tz};
@@ -233,17 +234,17 @@ impl Tx {
     /// Records `ev` as the domain event of the audit event recorded last
     /// (see [`crate::events`]); without one, as an audit event of its own.
     pub(crate) fn event(&mut self, at: Timestamp, ev: Event) -> &mut Self {
-        let json = Some(ev.to_json());
+        let event = Some(Arc::new(ev));
         match self.commit.audit.last_mut() {
-            Some(d) if d.event.is_none() => d.event = json,
+            Some(d) if d.event.is_none() => d.event = event,
             _ => {
                 self.commit.audit.push(AuditDraft {
                     at,
                     actor: Actor::System,
-                    action: ev.kind(),
+                    action: event.as_ref().map_or("event", |e| e.kind()),
                     subject: Subject::Text("".into()),
                     detail: String::new(),
-                    event: json,
+                    event,
                 });
             }
         }
@@ -265,60 +266,6 @@ impl Tx {
         self.commit.commands.push((robot, cmd));
         self
     }
-}
-
-/// A change of a process's counters (see [`Tx::count`]).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Delta {
-    running: i64,
-    pending_items: i64,
-    successes: u32,
-    limit_pending: bool,
-}
-
-impl Delta {
-    /// A job took a running slot.
-    pub(crate) const SLOT_TAKEN: Delta = Delta {
-        running: 1,
-        pending_items: 0,
-        successes: 0,
-        limit_pending: false,
-    };
-    /// A job gave its running slot back.
-    pub(crate) const SLOT_FREED: Delta = Delta {
-        running: -1,
-        pending_items: 0,
-        successes: 0,
-        limit_pending: false,
-    };
-    /// A run succeeded.
-    pub(crate) const SUCCESS: Delta = Delta {
-        running: 0,
-        pending_items: 0,
-        successes: 1,
-        limit_pending: false,
-    };
-    /// A new queue item waits, held to the process's max pending items.
-    pub(crate) const NEW_ITEM: Delta = Delta {
-        running: 0,
-        pending_items: 1,
-        successes: 0,
-        limit_pending: true,
-    };
-    /// A retried item waits again (no new item: not held to the limit).
-    pub(crate) const RETRIED_ITEM: Delta = Delta {
-        running: 0,
-        pending_items: 1,
-        successes: 0,
-        limit_pending: false,
-    };
-    /// A queue item stopped waiting.
-    pub(crate) const ITEM_TAKEN: Delta = Delta {
-        running: 0,
-        pending_items: -1,
-        successes: 0,
-        limit_pending: false,
-    };
 }
 
 fn is_conflict(e: &Error) -> bool {

@@ -648,14 +648,14 @@ impl<S: Store> Engine<S> {
     ) -> Result<Job> {
         let data = progress.checkpoint.map(Arc::new);
         let step = match progress.step {
-            Some(s) => Some(JobStep {
+            Some(s) => Some(Box::new(JobStep {
                 id: self.next_id(IdKind::Step).await?,
                 step: s.step,
                 name: s.name.map(Into::into),
                 task: s.task.unwrap_or(i64::from(s.step)),
                 at: self.now(),
                 pause: false,
-            }),
+            })),
             None => None,
         };
         confirmed!(
