@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{CONFLICT_RETRIES, Delta, Engine, Tx, is_conflict};
+use super::{Decided, Delta, Engine, Tx};
 use crate::arguments;
 use crate::audit::{self, Subject};
 use crate::error::{Entity, Error, Result, StoreError};
@@ -94,7 +94,7 @@ impl<S: Store> Engine<S> {
         self.require(actor, Permission::ManageProcesses).await?;
         check_spec(&spec)?;
         let spec = Arc::new(spec);
-        for _ in 0..CONFLICT_RETRIES {
+        decided!(self, |_attempt| {
             let mut p = self.process_by_key(key).await?;
             p.spec = spec.clone();
             let mut tx = Tx::default();
@@ -105,18 +105,12 @@ impl<S: Store> Engine<S> {
                 Subject::Id("process", p.id.0),
                 format!("version {}", p.spec.version),
             );
-            match self.commit(tx).await {
-                Err(e) if is_conflict(&e) => continue,
-                Err(e) => return Err(e),
-                Ok(()) => {
-                    return Ok(Process {
-                        version: p.version + 1,
-                        ..p
-                    });
-                }
-            }
-        }
-        Err(Error::Store(StoreError::Conflict))
+            let p = Process {
+                version: p.version + 1,
+                ..p
+            };
+            Ok(Decided::Commit(tx, p))
+        })
     }
 
     /// All processes (administration).
@@ -385,7 +379,7 @@ impl<S: Store> Engine<S> {
                 return Err(Error::AlreadyExists(format!("queue item with reference {r}")));
             }
         }
-        for _ in 0..CONFLICT_RETRIES {
+        let added = decided!(self, |_attempt| {
             let mut p = self
                 .store
                 .process(p0.id)
@@ -436,22 +430,19 @@ impl<S: Store> Engine<S> {
                     Subject::Id("item", item.id.0),
                     audit::id_text("job", job.id.0),
                 );
-            match self.commit(tx).await {
-                Err(e) if is_conflict(&e) => continue,
-                Err(Error::Store(StoreError::Duplicate(_))) => {
-                    return Err(Error::AlreadyExists(format!(
-                        "queue item with reference {}",
-                        new.reference.unwrap_or_default()
-                    )));
-                }
-                Err(e) => return Err(e),
-                Ok(()) => {
-                    self.place_job(job.id).await?;
-                    return Ok(self.store.item(item.id).await?.unwrap_or(item));
-                }
+            Ok(Decided::Commit(tx, (item, job.id)))
+        });
+        let (item, job) = match added {
+            Err(Error::Store(StoreError::Duplicate(_))) => {
+                return Err(Error::AlreadyExists(format!(
+                    "queue item with reference {}",
+                    new.reference.unwrap_or_default()
+                )));
             }
-        }
-        Err(Error::Store(StoreError::Conflict))
+            other => other?,
+        };
+        self.place_job(job).await?;
+        Ok(self.store.item(item.id).await?.unwrap_or(item))
     }
 
     /// A queue item by key (hosts).
@@ -488,8 +479,11 @@ impl<S: Store> Engine<S> {
         actor: Actor,
         pre: Option<RobotEvent>,
     ) -> Result<Transitioned> {
-        let mut chain = true;
-        for _ in 0..CONFLICT_RETRIES {
+        let (t, next_claim) = decided!(self, |attempt| {
+            // After a conflict (another engine took the next job or the
+            // robot) the job ends without the hand-over, and the dispatch
+            // that follows places the next job.
+            let chain = attempt == 0;
             let now = self.now();
             let mut job = match snapshot.take() {
                 Some(j) => j,
@@ -678,34 +672,25 @@ impl<S: Store> Engine<S> {
                 }
                 tx.robot(r);
             }
-            if fx.changed || !tx.commit.is_empty() {
-                if fx.changed {
-                    tx.job(job.clone());
-                    job.version += 1;
-                }
-                let committed = self.commit(tx).await;
-                // The next job is taken (or not): other dispatches may look at it again.
-                drop(next_claim);
-                match committed {
-                    Err(e) if is_conflict(&e) => {
-                        // Another engine took the next job or the robot:
-                        // finish without the hand-over and let the dispatch
-                        // that follows place it.
-                        chain = false;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                    Ok(()) => {}
-                }
+            if fx.changed {
+                tx.job(job.clone());
+                job.version += 1;
             }
-            return Ok(Transitioned {
+            let t = Transitioned {
                 job,
                 fx,
                 released: released.filter(|_| !chained),
                 new_job,
-            });
-        }
-        Err(Error::Store(StoreError::Conflict))
+            };
+            Ok(if tx.commit.is_empty() {
+                Decided::Answer((t, next_claim))
+            } else {
+                Decided::Commit(tx, (t, next_claim))
+            })
+        })?;
+        // The next job is taken (or not): other dispatches may look at it again.
+        drop(next_claim);
+        Ok(t)
     }
 
     /// Dispatch that a transition makes possible: a freed robot, a freed slot, a retry.

@@ -2,9 +2,13 @@
 //!
 //! Every operation follows the same shape: read snapshots from the store,
 //! run the pure state machines ([`crate::job`], [`crate::queue`],
-//! [`crate::robot`]), and commit all writes, audit events and robot commands
-//! of the decision at once. A version conflict (another engine got there
-//! first) re-reads and decides again. Success is returned only after commit.
+//! [`crate::robot`]) and the limits ([`crate::limits`]), and commit all
+//! writes, audit events, domain events and robot commands of the decision
+//! at once. A version conflict (another engine got there first) re-reads
+//! and decides again: the one loop that does so is `decided!`. Writes that
+//! cannot conflict (new rows, appended logs) commit once; a dispatch
+//! attempt that loses its race reports it to the dispatcher, which looks
+//! again. Success is returned only after commit.
 //!
 //! Layout:
 //! - `mod.rs`: construction, the commit builder, people (login, tokens, users, roles, grants)
@@ -32,6 +36,50 @@ macro_rules! confirmed {
             }
             other => other,
         }
+    }};
+}
+
+/// `decided!(engine, |attempt| body)` is the one read → decide → commit
+/// loop of the engine. `body` (an expression, run as an async block, so
+/// `?` ends the operation with its error) reads snapshots and decides,
+/// giving a [`Decided`]; what it decides to write is committed, and after a
+/// version conflict (another engine got there first) it is run again on
+/// fresh reads, `attempt` counting from 0, at most [`CONFLICT_RETRIES`]
+/// times. The answer is the decision's value once its commit stands.
+/// `decided!(engine, |attempt| body, retry)` also runs again after the
+/// commit errors `retry` accepts (a unique key another engine just took).
+macro_rules! decided {
+    ($engine:expr, |$attempt:ident| $body:expr) => {
+        decided!($engine, |$attempt| $body, $crate::engine::is_conflict)
+    };
+    ($engine:expr, |$attempt:ident| $body:expr, $retry:expr) => {{
+        let mut outcome = Err($crate::error::Error::Store($crate::error::StoreError::Conflict));
+        for $attempt in 0..$crate::engine::CONFLICT_RETRIES {
+            let decision: $crate::error::Result<$crate::engine::Decided<_>> = async { $body }.await;
+            match decision {
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+                Ok($crate::engine::Decided::Again) => continue,
+                Ok($crate::engine::Decided::Answer(v)) => {
+                    outcome = Ok(v);
+                    break;
+                }
+                Ok($crate::engine::Decided::Commit(tx, v)) => match $engine.commit(tx).await {
+                    Ok(()) => {
+                        outcome = Ok(v);
+                        break;
+                    }
+                    Err(e) if ($retry)(&e) => continue,
+                    Err(e) => {
+                        outcome = Err(e);
+                        break;
+                    }
+                },
+            }
+        }
+        outcome
     }};
 }
 
@@ -63,7 +111,17 @@ use crate::time::{Clock, Timestamp, Tz};
 use crate::transport::{Command, PollOnly, RobotTransport};
 
 /// How many times an operation re-reads after a version conflict before giving up.
-const CONFLICT_RETRIES: usize = 512;
+pub(crate) const CONFLICT_RETRIES: usize = 512;
+
+/// What a decision of [`decided!`] does.
+pub(crate) enum Decided<T> {
+    /// Commit these writes; then the answer is `T`.
+    Commit(Tx, T),
+    /// Nothing to write: the answer is `T`.
+    Answer(T),
+    /// What was read has moved on: read and decide again.
+    Again,
+}
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -268,7 +326,7 @@ impl Tx {
     }
 }
 
-fn is_conflict(e: &Error) -> bool {
+pub(crate) fn is_conflict(e: &Error) -> bool {
     matches!(e, Error::Store(StoreError::Conflict))
 }
 
@@ -665,7 +723,7 @@ impl<S: Store> Engine<S> {
         action: &'static str,
         f: impl Fn(&mut User) -> Result<()>,
     ) -> Result<User> {
-        for _ in 0..CONFLICT_RETRIES {
+        decided!(self, |_attempt| {
             let mut u = self
                 .store
                 .user_by_name(name)
@@ -675,18 +733,12 @@ impl<S: Store> Engine<S> {
             let mut tx = Tx::default();
             tx.user(u.clone())
                 .audit(self.now(), actor, action, Subject::Id("user", u.id.0), String::new());
-            match self.commit(tx).await {
-                Err(e) if is_conflict(&e) => continue,
-                Err(e) => return Err(e),
-                Ok(()) => {
-                    return Ok(User {
-                        version: u.version + 1,
-                        ..u
-                    });
-                }
-            }
-        }
-        Err(Error::Store(StoreError::Conflict))
+            let u = User {
+                version: u.version + 1,
+                ..u
+            };
+            Ok(Decided::Commit(tx, u))
+        })
     }
 
     /// Seed 000 §3.1 login. Five wrong passwords in a row lock the user.

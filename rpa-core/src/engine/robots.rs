@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{CONFLICT_RETRIES, Engine, Tx, is_conflict, non_empty};
+use super::{Decided, Engine, Tx, is_conflict, non_empty};
 use crate::audit::Subject;
 use crate::auth;
 use crate::error::{Entity, Error, Result, StoreError};
@@ -111,34 +111,30 @@ impl<S: Store> Engine<S> {
         self.require(actor, Permission::ManageRobots).await?;
         let code = non_empty(code, "robot id")?;
         let profile = Arc::new(profile);
-        for _ in 0..CONFLICT_RETRIES {
-            let mut r = match self.store.robot_by_code(code).await? {
-                Some(r) => r,
-                None => self.new_robot(code).await?,
-            };
-            r.profile = profile.clone();
-            let mut tx = Tx::default();
-            tx.robot(r.clone()).audit(
-                self.now(),
-                actor,
-                "robot.configure",
-                Subject::Id("robot", r.id.0),
-                String::new(),
-            );
-            match self.commit(tx).await {
-                Err(e) if is_conflict(&e) || matches!(e, Error::Store(StoreError::Duplicate(_))) => {
-                    continue;
-                }
-                Err(e) => return Err(e),
-                Ok(()) => {
-                    return Ok(Robot {
-                        version: r.version + 1,
-                        ..r
-                    });
-                }
-            }
-        }
-        Err(Error::Store(StoreError::Conflict))
+        decided!(
+            self,
+            |_attempt| {
+                let mut r = match self.store.robot_by_code(code).await? {
+                    Some(r) => r,
+                    None => self.new_robot(code).await?,
+                };
+                r.profile = profile.clone();
+                let mut tx = Tx::default();
+                tx.robot(r.clone()).audit(
+                    self.now(),
+                    actor,
+                    "robot.configure",
+                    Subject::Id("robot", r.id.0),
+                    String::new(),
+                );
+                let r = Robot {
+                    version: r.version + 1,
+                    ..r
+                };
+                Ok(Decided::Commit(tx, r))
+            },
+            conflict_or_taken
+        )
     }
 
     /// Binds a license to a robot; it is sent with SendLicense on registration.
@@ -253,76 +249,72 @@ impl<S: Store> Engine<S> {
             return Err(self.record_failure(tx, Error::BadSupplier).await);
         }
         let mut confirmed = false;
-        for _ in 0..CONFLICT_RETRIES {
-            let now = self.now();
-            let mut r = match self.store.robot_by_code(code).await? {
-                Some(r) => r,
-                None => {
-                    let mut r = self.new_robot(code).await?;
-                    r.profile = Arc::new(RobotProfile {
-                        vendor: Some(supplier_code.into()),
-                        ..RobotProfile::default()
-                    });
-                    r
-                }
-            };
-            if r.profile.vendor.as_deref().is_some_and(|v| v != supplier_code) {
-                return Err(Error::BadSupplier);
-            }
-            let before = r.state;
-            if let Some(held_by) = r.node
-                && held_by != self.node
-                && r.state != RobotState::Disconnected
-                && !self.node_alive(held_by, now).await?
-            {
-                // Its socket died with its node: that connection is closed.
-                robot::apply(&mut r, RobotEvent::Close, now, self.robot_window())?;
-            }
-            let connect = self.new_key();
-            match robot::apply(&mut r, RobotEvent::Register(connect), now, self.robot_window()) {
-                Err(Error::DuplicateConnection) if !confirmed => {
-                    // Decided on this node's copy: confirm it before refusing.
-                    confirmed = true;
-                    if self.store.confirm(code, None).await? {
-                        continue;
+        decided!(
+            self,
+            |_attempt| {
+                let now = self.now();
+                let mut r = match self.store.robot_by_code(code).await? {
+                    Some(r) => r,
+                    None => {
+                        let mut r = self.new_robot(code).await?;
+                        r.profile = Arc::new(RobotProfile {
+                            vendor: Some(supplier_code.into()),
+                            ..RobotProfile::default()
+                        });
+                        r
                     }
-                    return Err(Error::DuplicateConnection);
+                };
+                if r.profile.vendor.as_deref().is_some_and(|v| v != supplier_code) {
+                    return Err(Error::BadSupplier);
                 }
-                other => other?,
-            };
-            r.node = node;
-            r.extensions = capabilities.contains(&CHECKPOINT_CAPABILITY);
-            r.robot_version = version.map(Into::into);
-            let mut tx = Tx::default();
-            tx.commit.clear_outbox.push(r.id);
-            tx.audit(
-                now,
-                Actor::Robot(r.id),
-                "robot.register",
-                Subject::Id("robot", r.id.0),
-                r.state.as_str().into(),
-            );
-            tx.robot_changed(now, before, &r);
-            tx.robot(r.clone());
-            match self.commit(tx).await {
-                Err(e) if is_conflict(&e) || matches!(e, Error::Store(StoreError::Duplicate(_))) => {
-                    continue;
+                let before = r.state;
+                if let Some(held_by) = r.node
+                    && held_by != self.node
+                    && r.state != RobotState::Disconnected
+                    && !self.node_alive(held_by, now).await?
+                {
+                    // Its socket died with its node: that connection is closed.
+                    robot::apply(&mut r, RobotEvent::Close, now, self.robot_window())?;
                 }
-                Err(e) => return Err(e),
-                Ok(()) => {
-                    let license = r.profile.license.clone();
-                    return Ok(Registration {
-                        robot: Robot {
-                            version: r.version + 1,
-                            ..r
-                        },
-                        connect,
-                        license,
-                    });
-                }
-            }
-        }
-        Err(Error::Store(StoreError::Conflict))
+                let connect = self.new_key();
+                match robot::apply(&mut r, RobotEvent::Register(connect), now, self.robot_window()) {
+                    Err(Error::DuplicateConnection) if !confirmed => {
+                        // Decided on this node's copy: confirm it before refusing.
+                        confirmed = true;
+                        if self.store.confirm(code, None).await? {
+                            return Ok(Decided::Again);
+                        }
+                        return Err(Error::DuplicateConnection);
+                    }
+                    other => other?,
+                };
+                r.node = node;
+                r.extensions = capabilities.contains(&CHECKPOINT_CAPABILITY);
+                r.robot_version = version.map(Into::into);
+                let mut tx = Tx::default();
+                tx.commit.clear_outbox.push(r.id);
+                tx.audit(
+                    now,
+                    Actor::Robot(r.id),
+                    "robot.register",
+                    Subject::Id("robot", r.id.0),
+                    r.state.as_str().into(),
+                );
+                tx.robot_changed(now, before, &r);
+                tx.robot(r.clone());
+                let license = r.profile.license.clone();
+                let registration = Registration {
+                    robot: Robot {
+                        version: r.version + 1,
+                        ..r
+                    },
+                    connect,
+                    license,
+                };
+                Ok(Decided::Commit(tx, registration))
+            },
+            conflict_or_taken
+        )
     }
 
     /// A known robot proving its vendor without a connection id (WebSocket
@@ -395,13 +387,11 @@ impl<S: Store> Engine<S> {
         run_instance: Option<Key>,
         limit: usize,
     ) -> Result<Vec<Command>> {
-        let mut filled = false;
-        let mut stale = None;
-        let mut robot_id = None;
-        for _ in 0..CONFLICT_RETRIES {
+        // The robot, whether it needs a dispatch attempt, and a run it
+        // reports but no longer holds.
+        let (rid, filled, stale) = decided!(self, |_attempt| {
             let now = self.now();
             let mut r = self.robot_connected(code, connect).await?;
-            robot_id = Some(r.id);
             let was_idle = is_idle(&r);
             let held = match r.job {
                 Some(j) => self.store.job(j).await?,
@@ -421,11 +411,11 @@ impl<S: Store> Engine<S> {
                             )
                             .await;
                         match t {
-                            Err(e) if is_conflict(&e) => continue,
+                            Err(e) if is_conflict(&e) => return Ok(Decided::Again),
                             Err(e) => return Err(e),
                             Ok(t) => {
                                 self.follow_up(&t).await?;
-                                break;
+                                return Ok(Decided::Answer((r.id, false, None)));
                             }
                         }
                     }
@@ -439,7 +429,7 @@ impl<S: Store> Engine<S> {
             let before = r.clone();
             robot::apply(&mut r, RobotEvent::Heartbeat, now, self.robot_window())?;
             let mut tx = Tx::default();
-            stale = run_instance.filter(|_| r.job.is_none());
+            let stale = run_instance.filter(|_| r.job.is_none());
             // With slack configured, a heartbeat that changes nothing but the
             // deadline is persisted only once less than the timeout is left.
             let quiet = self.config.heartbeat_slack_ms > 0
@@ -453,7 +443,7 @@ impl<S: Store> Engine<S> {
                     .as_ref()
                     .is_none_or(|j| Some(j.key) == run_instance && j.connect == r.connect);
             if quiet {
-                break;
+                return Ok(Decided::Answer((r.id, false, stale)));
             }
             if let Some(mut job) =
                 held.filter(|j| Some(j.key) == run_instance && j.connect != r.connect && j.state.is_active())
@@ -475,20 +465,10 @@ impl<S: Store> Engine<S> {
                 .event(now, ev);
             }
             tx.robot(r.clone());
-            match self.commit(tx).await {
-                Err(e) if is_conflict(&e) => continue,
-                Err(e) => return Err(e),
-                Ok(()) => {
-                    // An idle robot already had its chance at every job; only
-                    // one that just became idle needs a dispatch attempt.
-                    filled = idle && !was_idle;
-                    break;
-                }
-            }
-        }
-        let Some(rid) = robot_id else {
-            return Err(Error::Store(StoreError::Conflict));
-        };
+            // An idle robot already had its chance at every job; only one
+            // that just became idle needs a dispatch attempt.
+            Ok(Decided::Commit(tx, (r.id, idle && !was_idle, stale)))
+        })?;
         if let Some(k) = stale {
             // The robot runs something it no longer holds: it keeps it if the
             // job still waits for a robot, otherwise it is told to stop. "No
@@ -511,10 +491,10 @@ impl<S: Store> Engine<S> {
     /// The socket of `(code, connect)` closed. The robot keeps its job until
     /// the heartbeat timeout, in case it reconnects.
     pub async fn disconnect(&self, code: &str, connect: Key) -> Result<()> {
-        for _ in 0..CONFLICT_RETRIES {
+        decided!(self, |_attempt| {
             let Ok(mut r) = self.connected_robot(code, connect).await else {
                 // Not (or no longer) the robot's connection: nothing to record.
-                return Ok(());
+                return Ok(Decided::Answer(()));
             };
             let now = self.now();
             let before = r.state;
@@ -529,12 +509,8 @@ impl<S: Store> Engine<S> {
             );
             tx.robot_changed(now, before, &r);
             tx.robot(r);
-            match self.commit(tx).await {
-                Err(e) if is_conflict(&e) => continue,
-                other => return other,
-            }
-        }
-        Err(Error::Store(StoreError::Conflict))
+            Ok(Decided::Commit(tx, ()))
+        })
     }
 
     /// Removes and returns a robot's waiting commands (the hub calls this when woken).
@@ -880,4 +856,10 @@ impl<S: Store> Engine<S> {
     pub async fn personal_files(&self, owner: &str) -> Result<Vec<StoredFile>> {
         Ok(self.store.personal_files(owner).await?)
     }
+}
+
+/// A conflict, or a robot id another engine registered first: either way,
+/// read again.
+fn conflict_or_taken(e: &Error) -> bool {
+    is_conflict(e) || matches!(e, Error::Store(StoreError::Duplicate(_)))
 }

@@ -10,9 +10,9 @@
 //! lease ran out is gone, and the WebSocket connections it held with it. Versioned commits would keep
 //! double firing harmless anyway; the lease keeps it from happening.
 
-use super::{CONFLICT_RETRIES, Engine, Tx, is_conflict};
+use super::{Decided, Engine, Tx, is_conflict};
 use crate::audit::Subject;
-use crate::error::{Error, Result, StoreError};
+use crate::error::{Error, Result};
 use crate::ids::*;
 use crate::job::JobEvent;
 use crate::model::*;
@@ -112,13 +112,13 @@ impl<S: Store> Engine<S> {
 
     /// A robot silent past its deadline: Unresponsive, and its job fails over.
     async fn robot_silent(&self, id: RobotId) -> Result<bool> {
-        for _ in 0..CONFLICT_RETRIES {
+        decided!(self, |_attempt| {
             let now = self.now();
             let Some(mut r) = self.store.robot(id).await? else {
-                return Ok(false);
+                return Ok(Decided::Answer(false));
             };
             if r.deadline.is_none_or(|d| d > now) {
-                return Ok(false);
+                return Ok(Decided::Answer(false));
             }
             if let Some(j) = r.job
                 && let Some(job) = self.store.job(j).await?
@@ -130,11 +130,11 @@ impl<S: Store> Engine<S> {
                     .await
                 {
                     // The job or the robot moved on since they were read: look again.
-                    Err(e) if is_conflict(&e) || matches!(e, Error::Rejected(_)) => continue,
+                    Err(e) if is_conflict(&e) || matches!(e, Error::Rejected(_)) => return Ok(Decided::Again),
                     Err(e) => return Err(e),
                     Ok(t) => {
                         self.follow_up(&t).await?;
-                        return Ok(true);
+                        return Ok(Decided::Answer(true));
                     }
                 }
             }
@@ -151,12 +151,7 @@ impl<S: Store> Engine<S> {
             );
             tx.robot_changed(now, before, &r);
             tx.robot(r);
-            match self.commit(tx).await {
-                Err(e) if is_conflict(&e) => continue,
-                Err(e) => return Err(e),
-                Ok(()) => return Ok(true),
-            }
-        }
-        Err(Error::Store(StoreError::Conflict))
+            Ok(Decided::Commit(tx, true))
+        })
     }
 }
