@@ -1,6 +1,7 @@
 //! Administration over HTTP (not in the seeds; needed to use the server).
 //! Every call needs the `X-Access-Token` of a user whose role grants the
-//! permission named; answers use the seed 000 envelope.
+//! permission named; answers use the seed 000 envelope and errors
+//! ([`crate::seed000`]).
 //!
 //! | method, path | permission | body / answer |
 //! |---|---|---|
@@ -28,14 +29,18 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use rpa_core::engine::NewUser;
-use rpa_core::model::{Actor, FileSource, Permission, ProcessSpec, RobotProfile, User};
+use rpa_core::error::Error;
+use rpa_core::events::Event;
+use rpa_core::model::{Actor, FileSource, Permission, Process, ProcessSpec, RobotProfile, User};
 use rpa_core::{Key, Store};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::business::{Answer, fields, session};
 use crate::config::{ProcessDef, RobotDef};
+use crate::seed000::{Answer, BusinessError, Done, Envelope, fields, session};
 use crate::wire::key;
 
 /// The administration routes.
@@ -58,178 +63,423 @@ pub fn upload_router<S: Store>() -> Router<AppState<S>> {
     Router::new().route("/admin/processes/{process_id}/package", post(upload_package::<S>))
 }
 
-macro_rules! answer {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(a) => return Answer::from(a),
-        }
-    };
-}
-
 /// The session's user, if a role of theirs grants `perm`; a refusal is
 /// audited (`permission.denied`).
-async fn admin<S: Store>(st: &AppState<S>, h: &HeaderMap, perm: Permission) -> Result<User, Answer> {
+async fn admin<S: Store>(st: &AppState<S>, h: &HeaderMap, perm: Permission) -> Result<User, BusinessError> {
     let user = session(st, h).await?;
     st.engine.require(Actor::User(user.id), perm).await?;
     Ok(user)
 }
 
-fn process_id(s: &str) -> Result<Key, Answer> {
-    key("processId", s).map_err(|_| Answer::fail(format!("process {s} not found")))
+fn process_id(s: &str) -> Result<Key, BusinessError> {
+    key("processId", s).map_err(|_| BusinessError::refused(format!("process {s} not found")))
 }
 
-async fn create_user<S: Store>(
+// ------------------------------------------------------------------ requests
+
+/// A new user.
+#[derive(Debug, ToSchema)]
+pub struct NewUserRequest {
+    /// Login name.
+    pub name: String,
+    /// Password.
+    #[schema(format = Password)]
+    pub password: String,
+    /// Role names (`admin`, `operator`, `user`...).
+    pub roles: Option<Vec<String>>,
+    /// Ids of the processes the user may start.
+    pub processes: Option<Vec<String>>,
+}
+
+/// A body naming a user.
+#[derive(Debug, ToSchema)]
+pub struct UserRequest {
+    /// Login name.
+    pub name: String,
+}
+
+/// A process for a user.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct GrantRequest {
+    /// Login name.
+    pub name: String,
+    /// The process's 32-character id.
+    pub process_id: String,
+}
+
+/// A vendor and the secret its robots prove themselves with.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct VendorRequest {
+    /// Seed 001 `supplierCode`.
+    pub supplier_code: String,
+    /// The shared secret (stored sealed).
+    #[schema(format = Password)]
+    pub secret: String,
+}
+
+/// `after` and `limit` of a paged query.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct PageQuery {
+    /// Only what comes after this sequence number (default 0).
+    pub after: Option<String>,
+    /// At most this many (default 100, at most 1000).
+    pub limit: Option<String>,
+}
+
+/// `after` and `limit` of a paged query (`limit` at most 1000).
+fn page(q: &HashMap<String, String>) -> Result<(u64, usize), BusinessError> {
+    let num = |k: &str, d: u64| {
+        q.get(k).map_or(Ok(d), |v| {
+            v.parse::<u64>()
+                .map_err(|_| BusinessError::refused(format!("{k} must be a number")))
+        })
+    };
+    Ok((num("after", 0)?, num("limit", 100)?.min(1000) as usize))
+}
+
+// ------------------------------------------------------------------- results
+
+/// A user created.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedUser {
+    /// Login name.
+    pub name: String,
+}
+
+/// A user.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserInfo {
+    /// Login name.
+    pub name: String,
+    /// Locked by wrong passwords.
+    pub locked: bool,
+    /// Wrong passwords counted.
+    pub failed_logins: u32,
+    /// Role ids.
+    pub roles: Vec<i64>,
+    /// Ids of the processes granted.
+    #[schema(value_type = Vec<String>)]
+    pub processes: Vec<Key>,
+}
+
+/// A process.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessDetails {
+    /// 32-character id.
+    #[schema(value_type = String)]
+    pub process_id: Key,
+    /// Name.
+    pub process_name: String,
+    /// Unattended, Attended or Queue.
+    #[serde(rename = "type")]
+    pub process_type: &'static str,
+    /// Package version.
+    pub version: String,
+    /// Where robots download the package.
+    pub package_download_uri: String,
+    /// Most jobs running at once (0: no limit).
+    pub max_run_num: u32,
+    /// Jobs running now.
+    pub current_run_num: u32,
+    /// Most successful runs a day (0: no limit).
+    pub max_day_num: u32,
+    /// Most queue items waiting (0: no limit).
+    pub max_pending_items: u32,
+    /// Queue items waiting.
+    pub pending_items: u32,
+    /// Dispatch priority.
+    pub priority: i32,
+    /// When it was created.
+    pub create_time: String,
+}
+
+/// A package uploaded.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageUploaded {
+    /// The stored file's id.
+    #[schema(value_type = String)]
+    pub file_id: Key,
+    /// Where robots download it.
+    pub package_download_uri: String,
+    /// The process's new version.
+    pub version: String,
+}
+
+/// A job killed.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Killed {
+    /// 32-character job id.
+    #[schema(value_type = String)]
+    pub job_id: Key,
+    /// Its state now.
+    pub state: &'static str,
+}
+
+/// A robot.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RobotInfo {
+    /// The executor's id.
+    pub robot_id: String,
+    /// Available, Busy, Unresponsive or Disconnected.
+    pub state: &'static str,
+    /// The job it runs.
+    #[schema(value_type = Option<String>)]
+    pub job_id: Option<Key>,
+    /// Vendor.
+    pub vendor: Option<String>,
+    /// Pool.
+    pub pool: String,
+    /// Labels.
+    pub labels: Vec<String>,
+    /// Attended.
+    pub attended: bool,
+    /// The executor's version.
+    pub version: Option<String>,
+    /// Last heard of.
+    pub last_seen: String,
+}
+
+/// An event of the audit chain.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditRecord {
+    /// Position in the chain.
+    pub seq: u64,
+    /// When.
+    pub time: String,
+    /// Who: `system`, `user:<id>` or `robot:<id>`.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// On what.
+    pub subject: String,
+    /// Details.
+    pub detail: String,
+    /// Hash (hex).
+    pub hash: String,
+    /// The domain event it carries, if any.
+    #[schema(value_type = Option<Object>)]
+    pub event: Option<std::sync::Arc<Event>>,
+}
+
+/// The chain verified.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Verified {
+    /// Events verified.
+    pub verified: u64,
+}
+
+/// Domain events after a position.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventsPage {
+    /// The events, in order: `{seq, at, type, ...}`.
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<rpa_core::events::EventRecord>,
+    /// Page on with `after=through`.
+    pub through: u64,
+}
+
+// ------------------------------------------------------------------ handlers
+
+/// Creates a user (permission ManageUsers).
+#[utoipa::path(post, path = "/admin/users", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    request_body = NewUserRequest,
+    responses((status = 200, description = "the user", body = Envelope<CreatedUser>)))]
+pub(crate) async fn create_user<S: Store>(
     State(st): State<AppState<S>>,
     h: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Answer {
-    let me = answer!(admin(&st, &h, Permission::ManageUsers).await);
-    let f = answer!(fields(body));
-    let name = answer!(f.str("name").map_err(Answer::fail)).to_owned();
-    let password = answer!(f.str("password").map_err(Answer::fail)).to_owned();
-    let strings = |field: &str| -> Result<Vec<String>, Answer> {
+) -> Answer<CreatedUser> {
+    let me = admin(&st, &h, Permission::ManageUsers).await?;
+    let f = fields(body)?;
+    let name = f.str("name")?.to_owned();
+    let password = f.str("password")?.to_owned();
+    let strings = |field: &str| -> Result<Vec<String>, BusinessError> {
+        let bad = || BusinessError::refused(format!("{field} must be an array of strings"));
         match f.value(field) {
             None => Ok(Vec::new()),
             Some(Value::Array(a)) => a
                 .iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| Answer::fail(format!("{field} must be an array of strings")))
-                })
+                .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
                 .collect(),
-            Some(_) => Err(Answer::fail(format!("{field} must be an array of strings"))),
+            Some(_) => Err(bad()),
         }
     };
-    let roles = answer!(strings("roles"));
-    let mut grants = Vec::new();
-    for p in answer!(strings("processes")) {
-        grants.push(answer!(process_id(&p)));
-    }
-    let u = answer!(
-        st.engine
-            .create_user(
-                Actor::User(me.id),
-                NewUser {
-                    name,
-                    password,
-                    roles,
-                    grants
-                }
-            )
-            .await
-    );
-    Answer::ok(json!({"name": u.name}))
+    let roles = strings("roles")?;
+    let grants = strings("processes")?
+        .iter()
+        .map(|p| process_id(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let new = NewUser {
+        name,
+        password,
+        roles,
+        grants,
+    };
+    let u = st.engine.create_user(Actor::User(me.id), new).await?;
+    Ok(Done::ok(CreatedUser { name: u.name }))
 }
 
-async fn list_users<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer {
-    let me = answer!(admin(&st, &h, Permission::ManageUsers).await);
-    let users = answer!(st.engine.users(Actor::User(me.id)).await);
-    let processes: HashMap<_, _> = answer!(st.engine.processes().await)
+/// Every user (permission ManageUsers).
+#[utoipa::path(get, path = "/admin/users", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    responses((status = 200, description = "the users", body = Envelope<Vec<UserInfo>>)))]
+pub(crate) async fn list_users<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer<Vec<UserInfo>> {
+    let me = admin(&st, &h, Permission::ManageUsers).await?;
+    let users = st.engine.users(Actor::User(me.id)).await?;
+    let processes: HashMap<_, _> = st
+        .engine
+        .processes()
+        .await?
         .into_iter()
         .map(|p| (p.id, p.key))
         .collect();
-    let list: Vec<Value> = users
-        .iter()
-        .map(|u| {
-            json!({
-                "name": u.name,
-                "locked": u.locked,
-                "failedLogins": u.failed_logins,
-                "roles": u.roles.iter().map(|r| r.0).collect::<Vec<_>>(),
-                "processes": u.grants.iter().filter_map(|g| processes.get(g)).collect::<Vec<_>>(),
+    Ok(Done::ok(
+        users
+            .into_iter()
+            .map(|u| UserInfo {
+                processes: u.grants.iter().filter_map(|g| processes.get(g).copied()).collect(),
+                roles: u.roles.iter().map(|r| r.0).collect(),
+                name: u.name,
+                locked: u.locked,
+                failed_logins: u.failed_logins,
             })
-        })
-        .collect();
-    Answer::ok(Value::Array(list))
+            .collect(),
+    ))
 }
 
-async fn unlock<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, body: Result<Bytes, BytesRejection>) -> Answer {
-    let me = answer!(admin(&st, &h, Permission::ManageUsers).await);
-    let f = answer!(fields(body));
-    let name = answer!(f.str("name").map_err(Answer::fail));
-    answer!(st.engine.unlock_user(Actor::User(me.id), name).await);
-    Answer::done("unlocked")
-}
-
-async fn grant<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, body: Result<Bytes, BytesRejection>) -> Answer {
-    let me = answer!(admin(&st, &h, Permission::ManageUsers).await);
-    let f = answer!(fields(body));
-    let name = answer!(f.str("name").map_err(Answer::fail));
-    let p = answer!(process_id(answer!(f.str("processId").map_err(Answer::fail))));
-    answer!(st.engine.grant(Actor::User(me.id), name, p).await);
-    Answer::done("granted")
-}
-
-fn process_json<S: Store>(st: &AppState<S>, p: &rpa_core::model::Process) -> Value {
-    json!({
-        "processId": p.key,
-        "processName": p.spec.name,
-        "type": p.spec.process_type.as_str(),
-        "version": p.spec.version,
-        "packageDownloadUri": p.spec.package_uri,
-        "maxRunNum": p.spec.max_run_num,
-        "currentRunNum": p.running,
-        "maxDayNum": p.spec.max_day_num,
-        "maxPendingItems": p.spec.max_pending_items,
-        "pendingItems": p.pending_items,
-        "priority": p.spec.priority,
-        "createTime": p.created_at.format_local(st.engine.config().time_zone),
-    })
-}
-
-async fn create_process<S: Store>(
+/// Unlocks a user locked by wrong passwords (permission ManageUsers).
+#[utoipa::path(post, path = "/admin/users/unlock", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    request_body = UserRequest,
+    responses((status = 200, description = "unlocked", body = Envelope<Object>)))]
+pub(crate) async fn unlock<S: Store>(
     State(st): State<AppState<S>>,
     h: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Answer {
-    let me = answer!(admin(&st, &h, Permission::ManageProcesses).await);
-    let f = answer!(fields(body));
-    let def: ProcessDef = match serde_json::from_value(Value::Object(f.0)) {
-        Ok(d) => d,
-        Err(e) => return Answer::fail(format!("invalid process definition: {e}")),
-    };
-    let p = answer!(st.engine.create_process(Actor::User(me.id), def.into()).await);
-    Answer::ok(process_json(&st, &p))
+) -> Answer<()> {
+    let me = admin(&st, &h, Permission::ManageUsers).await?;
+    let f = fields(body)?;
+    st.engine.unlock_user(Actor::User(me.id), f.str("name")?).await?;
+    Ok(Done::said("unlocked"))
 }
 
-async fn list_processes<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer {
-    answer!(admin(&st, &h, Permission::ManageProcesses).await);
-    let ps = answer!(st.engine.processes().await);
-    Answer::ok(Value::Array(ps.iter().map(|p| process_json(&st, p)).collect()))
+/// Lets a user start a process (permission ManageUsers).
+#[utoipa::path(post, path = "/admin/grants", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    request_body = GrantRequest,
+    responses((status = 200, description = "granted", body = Envelope<Object>)))]
+pub(crate) async fn grant<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<()> {
+    let me = admin(&st, &h, Permission::ManageUsers).await?;
+    let f = fields(body)?;
+    let p = process_id(f.str("processId")?)?;
+    st.engine.grant(Actor::User(me.id), f.str("name")?, p).await?;
+    Ok(Done::said("granted"))
 }
 
-async fn upload_package<S: Store>(
+fn process_details<S: Store>(st: &AppState<S>, p: &Process) -> ProcessDetails {
+    ProcessDetails {
+        process_id: p.key,
+        process_name: p.spec.name.clone(),
+        process_type: p.spec.process_type.as_str(),
+        version: p.spec.version.clone(),
+        package_download_uri: p.spec.package_uri.clone(),
+        max_run_num: p.spec.max_run_num,
+        current_run_num: p.running,
+        max_day_num: p.spec.max_day_num,
+        max_pending_items: p.spec.max_pending_items,
+        pending_items: p.pending_items,
+        priority: p.spec.priority,
+        create_time: p.created_at.format_local(st.engine.config().time_zone),
+    }
+}
+
+/// Creates a process (permission ManageProcesses).
+#[utoipa::path(post, path = "/admin/processes", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    request_body = ProcessDef,
+    responses((status = 200, description = "the process", body = Envelope<ProcessDetails>)))]
+pub(crate) async fn create_process<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<ProcessDetails> {
+    let me = admin(&st, &h, Permission::ManageProcesses).await?;
+    let f = fields(body)?;
+    let def: ProcessDef = serde_json::from_value(Value::Object(f.0))
+        .map_err(|e| BusinessError::refused(format!("invalid process definition: {e}")))?;
+    let p = st.engine.create_process(Actor::User(me.id), def.into()).await?;
+    Ok(Done::ok(process_details(&st, &p)))
+}
+
+/// Every process (permission ManageProcesses).
+#[utoipa::path(get, path = "/admin/processes", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    responses((status = 200, description = "the processes", body = Envelope<Vec<ProcessDetails>>)))]
+pub(crate) async fn list_processes<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+) -> Answer<Vec<ProcessDetails>> {
+    admin(&st, &h, Permission::ManageProcesses).await?;
+    let ps = st.engine.processes().await?;
+    Ok(Done::ok(ps.iter().map(|p| process_details(&st, p)).collect()))
+}
+
+/// Uploads a process's package (the raw body) as a new version (permission ManageProcesses).
+#[utoipa::path(post, path = "/admin/processes/{processId}/package", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session"),
+        ("processId" = String, Path, description = "the process"),
+        ("version" = Option<String>, Query, description = "the new version (default: the current one)")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the package"),
+    responses((status = 200, description = "the package", body = Envelope<PackageUploaded>)))]
+pub(crate) async fn upload_package<S: Store>(
     State(st): State<AppState<S>>,
     h: HeaderMap,
     Path(pid): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     body: Result<Bytes, BytesRejection>,
-) -> Answer {
-    let me = answer!(admin(&st, &h, Permission::ManageProcesses).await);
-    let k = answer!(process_id(&pid));
+) -> Answer<PackageUploaded> {
+    let me = admin(&st, &h, Permission::ManageProcesses).await?;
+    let k = process_id(&pid)?;
     let bytes = match body {
         Ok(b) if !b.is_empty() => b,
-        Ok(_) => return Answer::fail("the package (request body) is empty"),
-        Err(r) => return Answer::fail(format!("cannot read the package: {}", r.body_text())),
+        Ok(_) => return Err(BusinessError::refused("the package (request body) is empty")),
+        Err(r) => {
+            return Err(BusinessError::refused(format!(
+                "cannot read the package: {}",
+                r.body_text()
+            )));
+        }
     };
-    let p = answer!(st.engine.processes().await).into_iter().find(|p| p.key == k);
-    let Some(p) = p else {
-        return Answer::fail(format!("process {pid} not found"));
-    };
+    let p = st
+        .engine
+        .processes()
+        .await?
+        .into_iter()
+        .find(|p| p.key == k)
+        .ok_or_else(|| BusinessError::refused(format!("process {pid} not found")))?;
     let version = q.get("version").cloned().unwrap_or_else(|| p.spec.version.clone());
     let name = format!("{}-{version}.pkg", p.spec.name);
     let digest = hex::encode(Sha256::digest(&bytes));
     let actor = Actor::User(me.id);
-    let meta = answer!(
-        st.engine
-            .record_file(actor, FileSource::Package, &name, bytes.len() as u64, &digest, None)
-            .await
-    );
+    let meta = st
+        .engine
+        .record_file(actor, FileSource::Package, &name, bytes.len() as u64, &digest, None)
+        .await?;
     if let Err(e) = st.files.put(meta.key, bytes).await {
         tracing::error!(error = %e, "cannot store a package");
-        return Answer::from(rpa_core::Error::Internal("cannot store the package".into()));
+        return Err(BusinessError::Internal);
     }
     let uri = format!("{}/v1/file/{}", st.settings.public_url.trim_end_matches('/'), meta.key);
     let spec = ProcessSpec {
@@ -237,121 +487,157 @@ async fn upload_package<S: Store>(
         version: version.clone(),
         ..(*p.spec).clone()
     };
-    answer!(st.engine.update_process(actor, k, spec).await);
-    Answer::ok(json!({"fileId": meta.key, "packageDownloadUri": uri, "version": version}))
+    st.engine.update_process(actor, k, spec).await?;
+    Ok(Done::ok(PackageUploaded {
+        file_id: meta.key,
+        package_download_uri: uri,
+        version,
+    }))
 }
 
-async fn vendor<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, body: Result<Bytes, BytesRejection>) -> Answer {
-    let me = answer!(admin(&st, &h, Permission::ManageRobots).await);
-    let f = answer!(fields(body));
-    let code = answer!(f.str("supplierCode").map_err(Answer::fail));
-    let secret = answer!(f.str("secret").map_err(Answer::fail));
-    answer!(st.engine.register_vendor(Actor::User(me.id), code, secret).await);
-    Answer::done("vendor registered")
+/// Registers a robot vendor (permission ManageRobots).
+#[utoipa::path(post, path = "/admin/vendors", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    request_body = VendorRequest,
+    responses((status = 200, description = "registered", body = Envelope<Object>)))]
+pub(crate) async fn vendor<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<()> {
+    let me = admin(&st, &h, Permission::ManageRobots).await?;
+    let f = fields(body)?;
+    st.engine
+        .register_vendor(Actor::User(me.id), f.str("supplierCode")?, f.str("secret")?)
+        .await?;
+    Ok(Done::said("vendor registered"))
 }
 
-async fn robot<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, body: Result<Bytes, BytesRejection>) -> Answer {
-    let me = answer!(admin(&st, &h, Permission::ManageRobots).await);
-    let f = answer!(fields(body));
-    let def: RobotDef = match serde_json::from_value(Value::Object(f.0)) {
-        Ok(d) => d,
-        Err(e) => return Answer::fail(format!("invalid robot profile: {e}")),
-    };
+/// Sets a robot's profile (permission ManageRobots).
+#[utoipa::path(post, path = "/admin/robots", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    request_body = RobotDef,
+    responses((status = 200, description = "configured", body = Envelope<Object>)))]
+pub(crate) async fn robot<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<()> {
+    let me = admin(&st, &h, Permission::ManageRobots).await?;
+    let f = fields(body)?;
+    let def: RobotDef = serde_json::from_value(Value::Object(f.0))
+        .map_err(|e| BusinessError::refused(format!("invalid robot profile: {e}")))?;
     let code = def.robot_id.clone();
-    answer!(
-        st.engine
-            .configure_robot(Actor::User(me.id), &code, RobotProfile::from(def))
-            .await
-    );
-    Answer::done("robot configured")
+    st.engine
+        .configure_robot(Actor::User(me.id), &code, RobotProfile::from(def))
+        .await?;
+    Ok(Done::said("robot configured"))
 }
 
-async fn kill<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, Path(job_id): Path<String>) -> Answer {
-    let me = answer!(admin(&st, &h, Permission::OperateAllJobs).await);
-    let job = answer!(key("jobId", &job_id).map_err(|_| Answer::fail(format!("job {job_id} not found"))));
-    let job = answer!(st.engine.kill_job(Actor::User(me.id), job).await);
-    Answer::ok(json!({"jobId": job.key, "state": crate::business::job_state(job.state)}))
+/// Ends a job at once, Stopped, and tells its robot to stop (permission OperateAllJobs).
+#[utoipa::path(post, path = "/admin/jobs/{jobId}/kill", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session"),
+        ("jobId" = String, Path, description = "the job")),
+    responses((status = 200, description = "the job", body = Envelope<Killed>)))]
+pub(crate) async fn kill<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    Path(job_id): Path<String>,
+) -> Answer<Killed> {
+    let me = admin(&st, &h, Permission::OperateAllJobs).await?;
+    let job = key("jobId", &job_id).map_err(|_| BusinessError::refused(format!("job {job_id} not found")))?;
+    let job = st.engine.kill_job(Actor::User(me.id), job).await?;
+    Ok(Done::ok(Killed {
+        job_id: job.key,
+        state: crate::business::job_state(job.state),
+    }))
 }
 
-async fn list_robots<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer {
-    answer!(admin(&st, &h, Permission::ManageRobots).await);
-    let robots = answer!(st.engine.robots().await);
-    let offset = st.engine.config().time_zone;
+/// Every robot (permission ManageRobots).
+#[utoipa::path(get, path = "/admin/robots", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    responses((status = 200, description = "the robots", body = Envelope<Vec<RobotInfo>>)))]
+pub(crate) async fn list_robots<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer<Vec<RobotInfo>> {
+    admin(&st, &h, Permission::ManageRobots).await?;
+    let robots = st.engine.robots().await?;
+    let zone = st.engine.config().time_zone;
     let mut list = Vec::with_capacity(robots.len());
-    for r in &robots {
+    for r in robots {
         let job = match r.job {
-            Some(j) => answer!(st.engine.store().job(j).await.map_err(rpa_core::Error::from)).map(|j| j.key),
+            Some(j) => st.engine.store().job(j).await.map_err(Error::from)?.map(|j| j.key),
             None => None,
         };
-        list.push(json!({
-            "robotId": &*r.code,
-            "state": r.state.as_str(),
-            "jobId": job,
-            "vendor": r.profile.vendor,
-            "pool": r.profile.pool,
-            "labels": r.profile.labels,
-            "attended": r.profile.attended,
-            "version": r.robot_version.as_deref(),
-            "lastSeen": r.last_seen.format_local(offset),
-        }));
+        list.push(RobotInfo {
+            robot_id: r.code.to_string(),
+            state: r.state.as_str(),
+            job_id: job,
+            vendor: r.profile.vendor.clone(),
+            pool: r.profile.pool.clone(),
+            labels: r.profile.labels.clone(),
+            attended: r.profile.attended,
+            version: r.robot_version.as_deref().map(str::to_owned),
+            last_seen: r.last_seen.format_local(zone),
+        });
     }
-    Answer::ok(Value::Array(list))
+    Ok(Done::ok(list))
 }
 
-/// `after` and `limit` of a paged query (`limit` at most 1000).
-fn page(q: &HashMap<String, String>) -> Result<(u64, usize), Answer> {
-    let num = |k: &str, d: u64| {
-        q.get(k).map_or(Ok(d), |v| {
-            v.parse::<u64>()
-                .map_err(|_| Answer::fail(format!("{k} must be a number")))
-        })
-    };
-    Ok((num("after", 0)?, num("limit", 100)?.min(1000) as usize))
-}
-
-async fn audit<S: Store>(
+/// Audit events after a position (permission ViewAudit).
+#[utoipa::path(get, path = "/admin/audit", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session"), PageQuery),
+    responses((status = 200, description = "the events", body = Envelope<Vec<AuditRecord>>)))]
+pub(crate) async fn audit<S: Store>(
     State(st): State<AppState<S>>,
     h: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
-) -> Answer {
-    let me = answer!(admin(&st, &h, Permission::ViewAudit).await);
-    let (after, limit) = answer!(page(&q));
-    let events = answer!(st.engine.audit_events(Actor::User(me.id), after, limit).await);
-    let offset = st.engine.config().time_zone;
-    Answer::ok(Value::Array(
+) -> Answer<Vec<AuditRecord>> {
+    let me = admin(&st, &h, Permission::ViewAudit).await?;
+    let (after, limit) = page(&q)?;
+    let events = st.engine.audit_events(Actor::User(me.id), after, limit).await?;
+    let zone = st.engine.config().time_zone;
+    Ok(Done::ok(
         events
-            .iter()
-            .map(|e| {
-                json!({
-                    "seq": e.seq,
-                    "time": e.at.format_local(offset),
-                    "actor": e.actor.to_string(),
-                    "action": e.action,
-                    "subject": e.subject,
-                    "detail": e.detail,
-                    "hash": hex::encode(e.hash),
-                    "event": e.event,
-                })
+            .into_iter()
+            .map(|e| AuditRecord {
+                seq: e.seq,
+                time: e.at.format_local(zone),
+                actor: e.actor.to_string(),
+                action: e.action.into_owned(),
+                subject: e.subject,
+                detail: e.detail,
+                hash: hex::encode(e.hash),
+                event: e.event,
             })
             .collect(),
     ))
 }
 
-async fn events<S: Store>(
+/// Re-walks the audit chain (permission ViewAudit): `success` false names the first broken event.
+#[utoipa::path(get, path = "/admin/audit/verify", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    responses((status = 200, description = "the chain verified", body = Envelope<Verified>)))]
+pub(crate) async fn verify<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer<Verified> {
+    admin(&st, &h, Permission::ViewAudit).await?;
+    match st.engine.verify_audit().await? {
+        Ok(n) => Ok(Done::ok(Verified { verified: n })),
+        Err(broken) => Err(BusinessError::refused(broken.to_string())),
+    }
+}
+
+/// Domain events among the `limit` audit events after `after` (permission ViewAudit).
+#[utoipa::path(get, path = "/admin/events", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session"), PageQuery),
+    responses((status = 200, description = "the events", body = Envelope<EventsPage>)))]
+pub(crate) async fn events<S: Store>(
     State(st): State<AppState<S>>,
     h: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
-) -> Answer {
-    answer!(admin(&st, &h, Permission::ViewAudit).await);
-    let (after, limit) = answer!(page(&q));
-    let page = answer!(st.engine.events(after, limit).await);
-    Answer::ok(json!({"events": page.events, "through": page.through}))
-}
-
-async fn verify<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer {
-    answer!(admin(&st, &h, Permission::ViewAudit).await);
-    match answer!(st.engine.verify_audit().await) {
-        Ok(n) => Answer::ok(json!({"verified": n})),
-        Err(broken) => Answer::fail(broken.to_string()),
-    }
+) -> Answer<EventsPage> {
+    admin(&st, &h, Permission::ViewAudit).await?;
+    let (after, limit) = page(&q)?;
+    let page = st.engine.events(after, limit).await?;
+    Ok(Done::ok(EventsPage {
+        events: page.events,
+        through: page.through,
+    }))
 }

@@ -71,7 +71,7 @@ pub struct VendorDef {
 }
 
 /// A robot's profile.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RobotDef {
     /// The executor's id.
@@ -108,13 +108,14 @@ impl From<RobotDef> for RobotProfile {
 }
 
 /// A process definition (seed 000 field names where they exist).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ProcessDef {
     /// `processName`.
     pub name: String,
     /// `Unattended`, `Attended` or `Queue`.
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     pub process_type: ProcessType,
     /// Package version.
     #[serde(default = "default_version")]
@@ -158,7 +159,7 @@ pub struct ProcessDef {
 }
 
 /// One argument of a process.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ArgumentDef {
     /// Name.
@@ -167,6 +168,7 @@ pub struct ArgumentDef {
     pub id: Option<String>,
     /// `boolean`, `string`, `int` or `other`.
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     pub arg_type: ArgType,
     /// Must `startJob` give it? (`true`/`false`, also as strings)
     #[serde(default, deserialize_with = "bool_or_string")]

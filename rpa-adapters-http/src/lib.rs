@@ -10,13 +10,21 @@
 //!  administrator ────/admin/*─────────────────► admin                ─┘
 //! ```
 //!
-//! Layout:
-//! - [`business`]: seed 000, envelope `{success,message,code,result,timestamp}`
-//! - [`robot`]: seed 001 A.2, envelope `{successful,resultHint,resultValue}`, files
-//! - [`admin`]: users, processes, packages, vendors, robots, audit (not in the seeds)
+//! Layout: each API family has its request and result types, its envelope
+//! and one error type that maps every failure to that envelope and status
+//! (unknown paths and wrong methods under its prefix included); handlers
+//! return `Result<_, FamilyError>` and use `?`.
+//! - [`business`]: seed 000; [`seed000`]: its envelope
+//!   `{success,message,code,result,timestamp}` and [`seed000::BusinessError`]
+//! - [`robot`]: seed 001 A.2 and files, envelope
+//!   `{successful,resultHint,resultValue}`, [`robot::RobotError`]
+//! - [`admin`]: users, processes, packages, vendors, robots, audit, events
+//!   (not in the seeds; seed 000's envelope)
 //! - [`config`]: the start-up configuration file
 //! - [`files`]: where uploaded bytes live
-//! - [`openapi`], which serves `/openapi.json`
+//! - [`openapi`]: `/openapi.json`, generated from the handlers and their
+//!   types, and Swagger UI at `/docs`
+//! - [`clock`]: envelopes are stamped with the engine's clock
 //!
 //! A host builds an [`AppState`], mounts [`app`] (or the modules' routers)
 //! into its own axum application, and drives [`rpa_core::Engine::tick`]
@@ -24,10 +32,12 @@
 
 pub mod admin;
 pub mod business;
+pub mod clock;
 pub mod config;
 pub mod files;
 pub mod openapi;
 pub mod robot;
+pub mod seed000;
 mod wire;
 
 use std::sync::Arc;
@@ -98,6 +108,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         .merge(openapi::router())
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), clock::stamp::<S>))
         .with_state(state)
 }
 
@@ -116,8 +127,8 @@ async fn no_route(method: Method, uri: Uri, matched: Option<MatchedPath>) -> Res
         .iter()
         .any(|p| path.starts_with(p))
     {
-        robot::Reply::status(status, message).into_response()
+        robot::RobotError::NoRoute(status, message).into_response()
     } else {
-        business::Answer::no_route(status, message).into_response()
+        seed000::BusinessError::NoRoute(status, message).into_response()
     }
 }

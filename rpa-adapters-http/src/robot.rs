@@ -16,11 +16,12 @@
 //! | `/design/personalfile` | `robotId` (+ `robotConnectId`) or `X-Access-Token` | `add_personal_file` | `null` |
 //! | `GET /v1/file/{fileId}` | robot headers or `X-Access-Token` | the stored bytes | — |
 //!
-//! Envelope `{successful, resultHint, resultValue}`: HTTP 2xx on success;
-//! 400 bad parameters or a refused operation, 401 unknown robot or
-//! connection (or a wrong supplier proof), 403 not permitted, 404 unknown ids.
-//! `resultHint` starts with the seed 001 error code where one applies
-//! (10000 duplicate connection, 10001 bad parameters, 19999 unknown).
+//! Envelope `{successful, resultHint, resultValue}` ([`Envelope`]): HTTP 2xx
+//! on success; every failure is a [`RobotError`]: 400 bad parameters or a
+//! refused operation, 401 unknown robot or connection (or a wrong supplier
+//! proof), 403 not permitted, 404 unknown ids, 413 too large. `resultHint`
+//! starts with the seed 001 error code where one applies (10000 duplicate
+//! connection, 10001 bad parameters, 19999 unknown).
 //!
 //! Extensions: ReportFinish accepts `outputValues` (a JSON object the job
 //! reports as its outputs); the checkpoint report saves intermediate state
@@ -38,8 +39,10 @@ use rpa_core::model::{Actor, FileSource};
 use rpa_core::seed001::{self, Body as Message};
 use rpa_core::transport::Command;
 use rpa_core::{Key, Store};
+use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::wire::key;
@@ -64,79 +67,271 @@ pub fn upload_router<S: Store>() -> Router<AppState<S>> {
 
 pub use rpa_core::seed001::{BAD_PARAMETERS, DUPLICATE_CONNECTION, UNKNOWN};
 
-/// A seed 001 answer.
-pub struct Reply {
-    status: StatusCode,
-    hint: String,
-    value: Value,
+/// The seed 001 envelope around a `resultValue` of type `T`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Envelope<T> {
+    /// Whether the call succeeded.
+    pub successful: bool,
+    /// Why not: the seed 001 error code where one applies, then words.
+    pub result_hint: String,
+    /// The answer (`null` when there is none).
+    pub result_value: T,
 }
 
-impl Reply {
-    /// Success.
-    pub fn ok(value: Value) -> Reply {
-        Reply {
-            status: StatusCode::OK,
-            hint: String::new(),
-            value,
-        }
-    }
-    /// Bad parameters (400, 10001).
-    pub fn bad(message: impl std::fmt::Display) -> Reply {
-        Reply {
-            status: StatusCode::BAD_REQUEST,
-            hint: format!("{BAD_PARAMETERS}: {message}"),
-            value: Value::Null,
-        }
-    }
-    pub(crate) fn status(status: StatusCode, message: impl Into<String>) -> Reply {
-        Reply {
-            status,
-            hint: message.into(),
-            value: Value::Null,
-        }
-    }
-}
+/// A successful seed 001 answer: HTTP 200.
+#[derive(Debug)]
+pub struct Reply<T>(pub T);
 
-impl IntoResponse for Reply {
+impl<T: Serialize> IntoResponse for Reply<T> {
     fn into_response(self) -> Response {
-        let body = json!({"successful": self.status.is_success(), "resultHint": self.hint, "resultValue": self.value});
-        (self.status, axum::Json(body)).into_response()
+        let body = Envelope {
+            successful: true,
+            result_hint: String::new(),
+            result_value: self.0,
+        };
+        (StatusCode::OK, axum::Json(body)).into_response()
     }
 }
 
-impl From<Error> for Reply {
-    fn from(e: Error) -> Reply {
+/// A seed 001 answer.
+pub type Answer<T> = Result<Reply<T>, RobotError>;
+
+/// Every way a seed 001 call fails.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RobotError {
+    /// Bad parameters (400, 10001).
+    #[error("{BAD_PARAMETERS}: {0}")]
+    BadParameters(String),
+    /// A second live connection (400, 10000).
+    #[error("{DUPLICATE_CONNECTION}: {0}")]
+    DuplicateConnection(String),
+    /// Refused for another reason (400).
+    #[error("{0}")]
+    Refused(String),
+    /// Unknown robot or connection, or a wrong supplier proof (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Not permitted (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Unknown id (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// A body the server does not take (its status: 413 too large, 400 otherwise).
+    #[error("{BAD_PARAMETERS}: {1}")]
+    Body(StatusCode, String),
+    /// No endpoint for this path (404) or method (405).
+    #[error("{1}")]
+    NoRoute(StatusCode, String),
+    /// The server failed (500, 19999); the details are in its log.
+    #[error("{UNKNOWN}: {0}")]
+    Internal(&'static str),
+}
+
+impl RobotError {
+    /// Bad parameters, saying why.
+    pub fn bad(why: impl std::fmt::Display) -> RobotError {
+        RobotError::BadParameters(why.to_string())
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            RobotError::BadParameters(_) | RobotError::DuplicateConnection(_) | RobotError::Refused(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            RobotError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            RobotError::Forbidden(_) => StatusCode::FORBIDDEN,
+            RobotError::NotFound(_) => StatusCode::NOT_FOUND,
+            RobotError::Body(s, _) | RobotError::NoRoute(s, _) => *s,
+            RobotError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for RobotError {
+    fn into_response(self) -> Response {
+        let body = Envelope {
+            successful: false,
+            result_hint: self.to_string(),
+            result_value: Value::Null,
+        };
+        (self.status(), axum::Json(body)).into_response()
+    }
+}
+
+impl From<Error> for RobotError {
+    fn from(e: Error) -> RobotError {
         match &e {
-            Error::InvalidArgument(m) => Reply::bad(m),
-            Error::DuplicateConnection => {
-                Reply::status(StatusCode::BAD_REQUEST, format!("{DUPLICATE_CONNECTION}: {e}"))
-            }
+            Error::InvalidArgument(m) => RobotError::BadParameters(m.clone()),
+            Error::DuplicateConnection => RobotError::DuplicateConnection(e.to_string()),
             Error::NotConnected | Error::BadSupplier | Error::Unauthenticated => {
-                Reply::status(StatusCode::UNAUTHORIZED, e.to_string())
+                RobotError::Unauthorized(e.to_string())
             }
-            Error::PermissionDenied(_) => Reply::status(StatusCode::FORBIDDEN, e.to_string()),
-            Error::NotFound(..) => Reply::status(StatusCode::NOT_FOUND, e.to_string()),
-            e if e.is_client_error() => Reply::status(StatusCode::BAD_REQUEST, e.to_string()),
+            Error::PermissionDenied(_) => RobotError::Forbidden(e.to_string()),
+            Error::NotFound(..) => RobotError::NotFound(e.to_string()),
+            e if e.is_client_error() => RobotError::Refused(e.to_string()),
             e => {
                 tracing::error!(error = %e, "robot API internal error");
-                Reply::status(StatusCode::INTERNAL_SERVER_ERROR, format!("{UNKNOWN}: internal error"))
+                RobotError::Internal("internal error")
             }
         }
     }
 }
 
-macro_rules! reply {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(r) => return Reply::from(r),
-        }
-    };
+impl From<seed001::Bad> for RobotError {
+    fn from(b: seed001::Bad) -> RobotError {
+        RobotError::BadParameters(b.to_string())
+    }
 }
 
-fn fields(body: Result<Bytes, BytesRejection>) -> Result<Message, Reply> {
-    let bytes = body.map_err(|r| Reply::status(r.status(), format!("{BAD_PARAMETERS}: {}", r.body_text())))?;
-    Message::from_bytes(&bytes).map_err(Reply::bad)
+// ------------------------------------------------------------------ requests
+
+/// Register's body (A.2.1).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct RegisterRequest {
+    /// The vendor's code.
+    pub supplier_code: String,
+    /// `hex(HMAC-SHA256(vendor secret, robotId))`.
+    pub supplier_secret: String,
+    /// The executor's version.
+    pub version: Option<String>,
+    /// Extensions the robot takes (`"checkpoint"`: Execute carries `checkpoint` and `attempt`).
+    pub capabilities: Option<Vec<String>>,
+}
+
+/// Heartbeat's body (A.2.2).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct HeartbeatRequest {
+    /// The run the robot is executing, if any.
+    pub run_instance_id: Option<String>,
+}
+
+/// A RunInstanceLog (A.6).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct RunInstanceLog {
+    /// The line.
+    pub content: String,
+    /// A screenshot (file id or data).
+    pub screenshot: Option<String>,
+    /// `yyyy-MM-dd HH:mm:ss` (or RFC 3339).
+    pub log_at: String,
+    /// 0 info, 1 warning, 2 error.
+    pub log_level: i32,
+}
+
+/// ReportLogs' body (A.2.4).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct ReportLogsRequest {
+    /// The run.
+    pub run_instance_id: String,
+    /// The lines.
+    pub logs: Vec<RunInstanceLog>,
+}
+
+/// ReportFinish's body (A.2.5).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct ReportFinishRequest {
+    /// The run.
+    pub run_instance_id: String,
+    /// 0 success, 1 cancelled, 2 failed.
+    pub status: i32,
+    /// An error code (20000–29999: a business error, not retried).
+    pub error_code: Option<i32>,
+    /// Output values (extension).
+    #[schema(value_type = Option<Object>)]
+    pub output_values: Option<Value>,
+}
+
+/// ReportVideoRecord's body (A.2.6).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct ReportVideoRequest {
+    /// The run (finished).
+    pub run_instance_id: String,
+    /// The recording's id.
+    pub video_id: String,
+}
+
+/// ReportCheckpoint's body (extension).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct ReportCheckpointRequest {
+    /// The run.
+    pub run_instance_id: String,
+    /// State a fail-over run gets back (required without `step`).
+    #[schema(value_type = Option<Object>)]
+    pub checkpoint: Option<Value>,
+    /// The step the run reached (from 0).
+    pub step: Option<u32>,
+    /// Its name.
+    pub step_name: Option<String>,
+    /// The process's data step (default: `step`).
+    pub task_process_id: Option<i64>,
+}
+
+/// A file for a personal folder (A.2.8).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "camelCase")]
+pub struct PersonalFileRequest {
+    /// An uploaded file's id.
+    pub file_id: String,
+    /// Its name in the folder.
+    pub file_name: Option<String>,
+    /// The run it came from.
+    pub run_instance_id: Option<String>,
+    /// The owner's id.
+    pub user_id: Option<String>,
+    /// The owner's name (default: the caller, or the run's starter).
+    pub user_name: Option<String>,
+}
+
+// ------------------------------------------------------------------- results
+
+/// Register's answer (A.4).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Registered {
+    /// The connection id for the next calls' `robotConnectId` header.
+    #[schema(value_type = String)]
+    pub robot_connect_id: Key,
+    /// The bound license (`""` when none).
+    pub license_content: String,
+}
+
+/// One command for the robot (A.2.3): `Action` None, Execute, Stop, SendLicense or Error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Action {
+    /// What to do.
+    #[serde(rename = "Action")]
+    pub action: String,
+    /// Its body (`null` for None).
+    #[serde(rename = "Body")]
+    #[schema(value_type = Object)]
+    pub body: Value,
+}
+
+/// An uploaded file (A.2.7).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Uploaded {
+    /// Its id.
+    #[schema(value_type = String)]
+    pub file_id: Key,
+    /// Its name.
+    pub file_name: String,
+    /// Where to fetch it.
+    pub file_url: String,
+}
+
+fn fields(body: Result<Bytes, BytesRejection>) -> Result<Message, RobotError> {
+    let bytes = body.map_err(|r| RobotError::Body(r.status(), r.body_text()))?;
+    Ok(Message::from_bytes(&bytes)?)
 }
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -146,50 +341,60 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-fn robot_id(h: &HeaderMap) -> Result<&str, Reply> {
-    header(h, "robotId").ok_or_else(|| Reply::status(StatusCode::UNAUTHORIZED, "the robotId header is required"))
+fn robot_id(h: &HeaderMap) -> Result<&str, RobotError> {
+    header(h, "robotId").ok_or_else(|| RobotError::Unauthorized("the robotId header is required".into()))
 }
 
 /// `(robotId, robotConnectId)` from the headers.
-fn connection(h: &HeaderMap) -> Result<(&str, Key), Reply> {
+fn connection(h: &HeaderMap) -> Result<(&str, Key), RobotError> {
     let code = robot_id(h)?;
     let connect = header(h, "robotConnectId")
         .and_then(|c| c.parse::<Key>().ok())
-        .ok_or_else(|| Reply::status(StatusCode::UNAUTHORIZED, "a valid robotConnectId header is required"))?;
+        .ok_or_else(|| RobotError::Unauthorized("a valid robotConnectId header is required".into()))?;
     Ok((code, connect))
 }
 
 /// The run a report is about; an id that cannot be one is no run here (404).
-fn run_instance(f: &Message) -> Result<Key, Reply> {
-    let s = f.str("runInstanceId").map_err(Reply::bad)?;
-    seed001::run_instance(f).map_err(|_| Reply::status(StatusCode::NOT_FOUND, format!("run instance {s} not found")))
+fn run_instance(f: &Message) -> Result<Key, RobotError> {
+    let s = f.str("runInstanceId")?;
+    seed001::run_instance(f).map_err(|_| RobotError::NotFound(format!("run instance {s} not found")))
 }
 
 /// A report from a connected robot: who, its connection, the body, and the run it is about.
-fn report(h: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<(&str, Key, Message, Key), Reply> {
+fn report(h: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<(&str, Key, Message, Key), RobotError> {
     let (code, connect) = connection(h)?;
     let f = fields(body)?;
     let run = run_instance(&f)?;
     Ok((code, connect, f, run))
 }
 
-async fn register<S: Store>(
+// ------------------------------------------------------------------ handlers
+
+/// Registers the robot: a connection id for its next calls.
+#[utoipa::path(post, path = "/robots/connect/register", tag = "robot",
+    params(("robotId" = String, Header, description = "the executor's id")),
+    request_body = RegisterRequest,
+    responses((status = 200, description = "registered", body = Envelope<Registered>),
+        (status = 400, description = "10001 bad parameters; 10000 a live connection exists", body = Envelope<Object>),
+        (status = 401, description = "wrong supplier proof", body = Envelope<Object>)))]
+pub(crate) async fn register<S: Store>(
     State(st): State<AppState<S>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Reply {
-    let code = reply!(robot_id(&headers));
-    let f = reply!(fields(body));
-    let r = reply!(seed001::register(&f).map_err(Reply::bad));
-    let reg = reply!(
-        st.engine
-            .register_robot_with(code, r.supplier_code, r.supplier_secret, r.version, &r.capabilities)
-            .await
-    );
+) -> Answer<Registered> {
+    let code = robot_id(&headers)?;
+    let f = fields(body)?;
+    let r = seed001::register(&f)?;
+    let reg = st
+        .engine
+        .register_robot_with(code, r.supplier_code, r.supplier_secret, r.version, &r.capabilities)
+        .await?;
     tracing::info!(robot = code, "robot registered over HTTP");
-    // licenseContent is a string in table A.4: empty when no license is bound.
-    let license = reg.license.unwrap_or_default();
-    Reply::ok(json!({"robotConnectId": reg.connect, "licenseContent": license}))
+    Ok(Reply(Registered {
+        robot_connect_id: reg.connect,
+        // A string in table A.4: empty when no license is bound.
+        license_content: reg.license.unwrap_or_default(),
+    }))
 }
 
 /// Seed 001 `{Action, Body}` for one command (A.2.3), for a robot that
@@ -201,15 +406,22 @@ pub fn action(cmd: Option<&Command>, extensions: bool) -> Value {
     }
 }
 
-async fn heartbeat<S: Store>(
+/// A heartbeat: says what the robot runs; answers one waiting command.
+#[utoipa::path(post, path = "/robots/connect/heartbeat", tag = "robot",
+    params(("robotId" = String, Header, description = "the executor's id"),
+        ("robotConnectId" = String, Header, description = "from register")),
+    request_body = HeartbeatRequest,
+    responses((status = 200, description = "the next command", body = Envelope<Action>),
+        (status = 401, description = "unknown robot or connection", body = Envelope<Object>)))]
+pub(crate) async fn heartbeat<S: Store>(
     State(st): State<AppState<S>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Reply {
-    let (code, connect) = reply!(connection(&headers));
-    let f = reply!(fields(body));
-    let run = reply!(seed001::heartbeat(&f).map_err(Reply::bad));
-    let cmds = reply!(st.engine.heartbeat_take(code, connect, run, 1).await);
+) -> Answer<Value> {
+    let (code, connect) = connection(&headers)?;
+    let f = fields(body)?;
+    let run = seed001::heartbeat(&f)?;
+    let cmds = st.engine.heartbeat_take(code, connect, run, 1).await?;
     // The command is taken: it is answered whatever this read says.
     let extensions = match cmds.first() {
         Some(Command::Execute(_)) => st
@@ -219,61 +431,84 @@ async fn heartbeat<S: Store>(
             .is_ok_and(|r| r.extensions),
         _ => false,
     };
-    Reply::ok(action(cmds.first(), extensions))
+    Ok(Reply(action(cmds.first(), extensions)))
 }
 
-async fn report_logs<S: Store>(
+/// Run log lines.
+#[utoipa::path(post, path = "/robots/connect/reportLogs", tag = "robot",
+    params(("robotId" = String, Header, description = "the executor's id"),
+        ("robotConnectId" = String, Header, description = "from register")),
+    request_body = ReportLogsRequest,
+    responses((status = 200, description = "kept", body = Envelope<Object>),
+        (status = 400, description = "10001 bad parameters", body = Envelope<Object>)))]
+pub(crate) async fn report_logs<S: Store>(
     State(st): State<AppState<S>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Reply {
-    let (code, connect, f, run) = reply!(report(&headers, body));
-    let logs = reply!(seed001::logs(&f).map_err(Reply::bad));
-    reply!(st.engine.report_logs(code, connect, run, logs).await);
-    Reply::ok(Value::Null)
+) -> Answer<()> {
+    let (code, connect, f, run) = report(&headers, body)?;
+    let logs = seed001::logs(&f)?;
+    st.engine.report_logs(code, connect, run, logs).await?;
+    Ok(Reply(()))
 }
 
-async fn report_finish<S: Store>(
+/// The end of a run.
+#[utoipa::path(post, path = "/robots/connect/reportFinish", tag = "robot",
+    params(("robotId" = String, Header, description = "the executor's id"),
+        ("robotConnectId" = String, Header, description = "from register")),
+    request_body = ReportFinishRequest,
+    responses((status = 200, description = "recorded", body = Envelope<Object>),
+        (status = 403, description = "another robot's run", body = Envelope<Object>)))]
+pub(crate) async fn report_finish<S: Store>(
     State(st): State<AppState<S>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Reply {
-    let (code, connect, f, run) = reply!(report(&headers, body));
-    let fin = reply!(seed001::finish(&f).map_err(Reply::bad));
-    reply!(
-        st.engine
-            .report_finish(code, connect, run, fin.status, fin.error_code, fin.outputs)
-            .await
-    );
-    Reply::ok(Value::Null)
+) -> Answer<()> {
+    let (code, connect, f, run) = report(&headers, body)?;
+    let fin = seed001::finish(&f)?;
+    st.engine
+        .report_finish(code, connect, run, fin.status, fin.error_code, fin.outputs)
+        .await?;
+    Ok(Reply(()))
 }
 
-async fn report_video<S: Store>(
+/// A finished run's screen recording.
+#[utoipa::path(post, path = "/robots/connect/reportVideoRecord", tag = "robot",
+    params(("robotId" = String, Header, description = "the executor's id"),
+        ("robotConnectId" = String, Header, description = "from register")),
+    request_body = ReportVideoRequest,
+    responses((status = 200, description = "recorded", body = Envelope<Object>)))]
+pub(crate) async fn report_video<S: Store>(
     State(st): State<AppState<S>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Reply {
-    let (code, connect, f, run) = reply!(report(&headers, body));
-    let video = reply!(seed001::video(&f).map_err(Reply::bad));
-    reply!(st.engine.report_video(code, connect, run, video).await);
-    Reply::ok(Value::Null)
+) -> Answer<()> {
+    let (code, connect, f, run) = report(&headers, body)?;
+    st.engine.report_video(code, connect, run, seed001::video(&f)?).await?;
+    Ok(Reply(()))
 }
 
-async fn report_checkpoint<S: Store>(
+/// A checkpoint and the step the run reached (extension).
+#[utoipa::path(post, path = "/robots/connect/reportCheckpoint", tag = "robot",
+    params(("robotId" = String, Header, description = "the executor's id"),
+        ("robotConnectId" = String, Header, description = "from register")),
+    request_body = ReportCheckpointRequest,
+    responses((status = 200, description = "recorded", body = Envelope<Object>)))]
+pub(crate) async fn report_checkpoint<S: Store>(
     State(st): State<AppState<S>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Reply {
-    let (code, connect, f, run) = reply!(report(&headers, body));
-    let data = reply!(seed001::checkpoint(&f).map_err(Reply::bad));
-    reply!(st.engine.report_checkpoint(code, connect, run, data).await);
-    Reply::ok(Value::Null)
+) -> Answer<()> {
+    let (code, connect, f, run) = report(&headers, body)?;
+    let progress = seed001::checkpoint(&f)?;
+    st.engine.report_checkpoint(code, connect, run, progress).await?;
+    Ok(Reply(()))
 }
 
 /// Who is calling a file endpoint: a connected robot or a logged-in person.
-async fn caller<S: Store>(st: &AppState<S>, h: &HeaderMap) -> Result<(Actor, String), Reply> {
+async fn caller<S: Store>(st: &AppState<S>, h: &HeaderMap) -> Result<(Actor, String), RobotError> {
     if let Some(token) = header(h, "x-access-token") {
-        let user = st.engine.authenticate(token).await.map_err(Reply::from)?;
+        let user = st.engine.authenticate(token).await?;
         return Ok((Actor::User(user.id), user.name));
     }
     if let (Some(code), Some(supplier), Some(secret)) = (
@@ -281,130 +516,134 @@ async fn caller<S: Store>(st: &AppState<S>, h: &HeaderMap) -> Result<(Actor, Str
         header(h, "supplierCode"),
         header(h, "supplierSecret"),
     ) {
-        let robot = st
-            .engine
-            .authenticate_robot(code, supplier, secret)
-            .await
-            .map_err(Reply::from)?;
+        let robot = st.engine.authenticate_robot(code, supplier, secret).await?;
         return Ok((Actor::Robot(robot.id), robot.code.to_string()));
     }
     let (code, connect) = connection(h)?;
-    let robot = st.engine.connected_robot(code, connect).await.map_err(Reply::from)?;
+    let robot = st.engine.connected_robot(code, connect).await?;
     Ok((Actor::Robot(robot.id), robot.code.to_string()))
 }
 
-async fn upload<S: Store>(
+/// Uploads a file (multipart field `file`).
+#[utoipa::path(post, path = "/v1/file/{source}/upload", tag = "robot",
+    params(("source" = String, Path, description = "file, demand or icon"),
+        ("robotId" = Option<String>, Header, description = "a robot: with robotConnectId, or supplierCode + supplierSecret"),
+        ("X-Access-Token" = Option<String>, Header, description = "a person"),
+        ("runInstanceId" = Option<String>, Header, description = "the run the file belongs to")),
+    request_body(content = Vec<u8>, content_type = "multipart/form-data", description = "field `file`"),
+    responses((status = 200, description = "stored", body = Envelope<Uploaded>)))]
+pub(crate) async fn upload<S: Store>(
     State(st): State<AppState<S>>,
     Path(source): Path<String>,
     headers: HeaderMap,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
-) -> Reply {
-    let Some(source) = FileSource::parse(&source) else {
-        return Reply::bad("source must be file, demand or icon");
-    };
-    let (actor, _) = reply!(caller(&st, &headers).await);
-    let mut multipart = match multipart {
-        Ok(m) => m,
-        Err(e) => return Reply::bad(format!("expected multipart/form-data: {}", e.body_text())),
-    };
-    let job = reply!(
-        header(&headers, "runInstanceId")
-            .map(|s| key("runInstanceId", s))
-            .transpose()
-            .map_err(Reply::bad)
-    );
+) -> Answer<Uploaded> {
+    let source = FileSource::parse(&source).ok_or_else(|| RobotError::bad("source must be file, demand or icon"))?;
+    let (actor, _) = caller(&st, &headers).await?;
+    let mut multipart =
+        multipart.map_err(|e| RobotError::bad(format!("expected multipart/form-data: {}", e.body_text())))?;
+    let job = header(&headers, "runInstanceId")
+        .map(|s| key("runInstanceId", s))
+        .transpose()
+        .map_err(RobotError::bad)?;
     loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => return Reply::bad("the multipart field 'file' is required"),
-            Err(e) => return Reply::status(e.status(), format!("{BAD_PARAMETERS}: {}", e.body_text())),
-        };
+        let field = multipart
+            .next_field()
+            .await
+            .map_err(|e| RobotError::Body(e.status(), e.body_text()))?
+            .ok_or_else(|| RobotError::bad("the multipart field 'file' is required"))?;
         if field.name() != Some("file") {
             continue;
         }
         let name = field.file_name().unwrap_or("upload").to_owned();
-        let bytes = match field.bytes().await {
-            Ok(b) => b,
-            Err(e) => return Reply::status(e.status(), format!("{BAD_PARAMETERS}: {}", e.body_text())),
-        };
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| RobotError::Body(e.status(), e.body_text()))?;
         let digest = hex::encode(Sha256::digest(&bytes));
-        let meta = reply!(
-            st.engine
-                .record_file(actor, source, &name, bytes.len() as u64, &digest, job)
-                .await
-        );
+        let meta = st
+            .engine
+            .record_file(actor, source, &name, bytes.len() as u64, &digest, job)
+            .await?;
         if let Err(e) = st.files.put(meta.key, bytes).await {
             tracing::error!(error = %e, file = %meta.key, "cannot store an uploaded file");
-            return Reply::status(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{UNKNOWN}: cannot store the file"),
-            );
+            return Err(RobotError::Internal("cannot store the file"));
         }
         let url = format!("{}/v1/file/{}", st.settings.public_url.trim_end_matches('/'), meta.key);
-        return Reply::ok(json!({"fileId": meta.key, "fileName": meta.name, "fileUrl": url}));
+        return Ok(Reply(Uploaded {
+            file_id: meta.key,
+            file_name: meta.name,
+            file_url: url,
+        }));
     }
 }
 
-async fn download<S: Store>(
+/// A stored file's bytes, for its owner, the robot running its job, people
+/// granted the job's process, and administrators.
+#[utoipa::path(get, path = "/v1/file/{fileId}", tag = "robot",
+    params(("fileId" = String, Path, description = "the file"),
+        ("robotId" = Option<String>, Header, description = "a robot: with robotConnectId, or supplierCode + supplierSecret"),
+        ("X-Access-Token" = Option<String>, Header, description = "a person")),
+    responses((status = 200, description = "the bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, description = "no such file, or not readable by the caller", body = Envelope<Object>)))]
+pub(crate) async fn download<S: Store>(
     State(st): State<AppState<S>>,
     Path(file_id): Path<String>,
     headers: HeaderMap,
-) -> Response {
-    let actor = match caller(&st, &headers).await {
-        Ok((actor, _)) => actor,
-        Err(r) => return r.into_response(),
-    };
-    let not_found = || Reply::status(StatusCode::NOT_FOUND, format!("file {file_id} not found")).into_response();
-    let Ok(k) = file_id.parse::<Key>() else {
-        return not_found();
-    };
+) -> Result<Response, RobotError> {
+    let (actor, _) = caller(&st, &headers).await?;
+    let not_found = || RobotError::NotFound(format!("file {file_id} not found"));
+    let k = file_id.parse::<Key>().map_err(|_| not_found())?;
     let meta = match st.engine.readable_file(actor, k).await {
         Ok(m) => m,
-        Err(Error::NotFound(..)) => return not_found(),
-        Err(e) => return Reply::from(e).into_response(),
+        Err(Error::NotFound(..)) => return Err(not_found()),
+        Err(e) => return Err(e.into()),
     };
     match st.files.get(k).await {
         Ok(Some(bytes)) => {
             let disposition = format!("attachment; filename=\"{}\"", meta.name.replace(['"', '\r', '\n'], "_"));
-            (
+            Ok((
                 [
                     (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
                     (header::CONTENT_DISPOSITION, disposition),
                 ],
                 Body::from(bytes),
             )
-                .into_response()
+                .into_response())
         }
-        Ok(None) => not_found(),
+        Ok(None) => Err(not_found()),
         Err(e) => {
             tracing::error!(error = %e, file = %k, "cannot read a stored file");
-            Reply::status(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("{UNKNOWN}: cannot read the file"),
-            )
-            .into_response()
+            Err(RobotError::Internal("cannot read the file"))
         }
     }
 }
 
-async fn personal_file<S: Store>(
+/// Puts an uploaded file into a personal folder.
+#[utoipa::path(post, path = "/design/personalfile", tag = "robot",
+    params(("robotId" = Option<String>, Header, description = "a robot: with robotConnectId, or supplierCode + supplierSecret"),
+        ("X-Access-Token" = Option<String>, Header, description = "a person")),
+    request_body = PersonalFileRequest,
+    responses((status = 200, description = "added", body = Envelope<Object>)))]
+pub(crate) async fn personal_file<S: Store>(
     State(st): State<AppState<S>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Reply {
-    let (actor, _) = reply!(caller(&st, &headers).await);
-    let f = reply!(fields(body));
-    let file = reply!(f.str("fileId").map_err(Reply::bad));
-    let Ok(file) = file.parse::<Key>() else {
-        return Reply::status(StatusCode::NOT_FOUND, format!("file {file} not found"));
-    };
-    let name = reply!(f.opt_str("fileName").map_err(Reply::bad));
-    let run = match reply!(f.opt_str("runInstanceId").map_err(Reply::bad)) {
-        None => None,
-        Some(s) => Some(reply!(key("runInstanceId", s).map_err(Reply::bad))),
-    };
-    let _user_id = reply!(f.opt_str("userId").map_err(Reply::bad));
-    let folder = reply!(f.opt_str("userName").map_err(Reply::bad));
-    reply!(st.engine.add_personal_file(actor, file, name, run, folder).await);
-    Reply::ok(Value::Null)
+) -> Answer<()> {
+    let (actor, _) = caller(&st, &headers).await?;
+    let f = fields(body)?;
+    let file = f.str("fileId")?;
+    let file = file
+        .parse::<Key>()
+        .map_err(|_| RobotError::NotFound(format!("file {file} not found")))?;
+    let name = f.opt_str("fileName")?;
+    let run = f
+        .opt_str("runInstanceId")?
+        .map(|s| key("runInstanceId", s))
+        .transpose()
+        .map_err(RobotError::bad)?;
+    let _user_id = f.opt_str("userId")?;
+    let folder = f.opt_str("userName")?;
+    st.engine.add_personal_file(actor, file, name, run, folder).await?;
+    Ok(Reply(()))
 }

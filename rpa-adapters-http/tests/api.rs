@@ -1266,27 +1266,96 @@ async fn openapi_lists_every_endpoint() {
         .await
         .unwrap();
     let paths = doc["paths"].as_object().unwrap();
-    for p in [
-        "/rpa/api/login",
-        "/rpa/api/queryProcess",
-        "/rpa/api/startJob",
-        "/rpa/api/stopJob",
-        "/rpa/api/jobStatus",
-        "/rpa/api/addQueueItem",
-        "/rpa/api/queryProcessJob",
-        "/robots/connect/register",
-        "/robots/connect/heartbeat",
-        "/robots/connect/reportLogs",
-        "/robots/connect/reportFinish",
-        "/robots/connect/reportVideoRecord",
-        "/v1/file/{source}/upload",
-        "/design/personalfile",
-        "/admin/users",
-        "/admin/processes",
-        "/admin/jobs/{jobId}/kill",
-    ] {
-        assert!(paths.contains_key(p), "{p} missing from /openapi.json");
+    // Every route the routers serve, with its method.
+    let routes = [
+        ("/rpa/api/login", "post"),
+        ("/rpa/api/logout", "post"),
+        ("/rpa/api/queryProcess", "post"),
+        ("/rpa/api/startJob", "post"),
+        ("/rpa/api/stopJob", "post"),
+        ("/rpa/api/jobStatus", "post"),
+        ("/rpa/api/addQueueItem", "post"),
+        ("/rpa/api/queryProcessJob", "post"),
+        ("/robots/connect/register", "post"),
+        ("/robots/connect/heartbeat", "post"),
+        ("/robots/connect/reportLogs", "post"),
+        ("/robots/connect/reportFinish", "post"),
+        ("/robots/connect/reportVideoRecord", "post"),
+        ("/robots/connect/reportCheckpoint", "post"),
+        ("/v1/file/{source}/upload", "post"),
+        ("/v1/file/{fileId}", "get"),
+        ("/design/personalfile", "post"),
+        ("/admin/users", "post"),
+        ("/admin/users", "get"),
+        ("/admin/users/unlock", "post"),
+        ("/admin/grants", "post"),
+        ("/admin/processes", "post"),
+        ("/admin/processes", "get"),
+        ("/admin/processes/{processId}/package", "post"),
+        ("/admin/vendors", "post"),
+        ("/admin/robots", "post"),
+        ("/admin/robots", "get"),
+        ("/admin/jobs/{jobId}/kill", "post"),
+        ("/admin/audit", "get"),
+        ("/admin/audit/verify", "get"),
+        ("/admin/events", "get"),
+    ];
+    for (p, method) in routes {
+        assert!(
+            paths.get(p).and_then(|m| m.get(method)).is_some(),
+            "{method} {p} missing from /openapi.json"
+        );
     }
+    let documented: usize = paths.values().map(|m| m.as_object().unwrap().len()).sum();
+    assert_eq!(documented, routes.len(), "nothing documented that is not served");
+    // The results are described field by field, from the handlers' types.
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    let started = &schemas["StartedJob"]["properties"];
+    for f in ["jobId", "status", "creationTime", "type"] {
+        assert!(started.get(f).is_some(), "StartedJob.{f}: {started}");
+    }
+    for s in [
+        "ProcessInfo",
+        "JobStep",
+        "JobPage",
+        "Registered",
+        "RobotInfo",
+        "ProcessDef",
+        "StartJobRequest",
+    ] {
+        assert!(schemas.contains_key(s), "schema {s} missing");
+    }
+    let start = &doc["paths"]["/rpa/api/startJob"]["post"];
+    assert_eq!(
+        start["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/StartJobRequest"
+    );
+    // Swagger UI, served from the binary.
+    let ui = s.http.get(format!("{}/docs/", s.base)).send().await.unwrap();
+    assert_eq!(ui.status(), StatusCode::OK);
+    assert!(ui.text().await.unwrap().contains("swagger"), "Swagger UI at /docs/");
+}
+
+#[tokio::test]
+async fn envelopes_are_stamped_with_the_engines_clock() {
+    let s = Server::start().await;
+    let now = rpa_core::Clock::now(&s.clock).0;
+    let (_, ok) = s
+        .post(
+            "/rpa/api/login",
+            &[],
+            json!({"username": "alice", "password": "wonderland"}),
+        )
+        .await;
+    let (_, refused) = s.post("/rpa/api/login", &[], json!({"username": "alice"})).await;
+    let (_, unauthenticated) = s.post("/rpa/api/startJob", &[], json!({})).await;
+    let (_, no_route) = s.post("/rpa/api/nothing", &[], json!({})).await;
+    for v in [&ok, &refused, &unauthenticated, &no_route] {
+        assert_eq!(v["timestamp"], now, "{v}");
+    }
+    s.clock.advance(1_234);
+    let (_, later) = s.post("/rpa/api/logout", &[], json!({})).await;
+    assert_eq!(later["timestamp"], now + 1_234, "{later}");
 }
 
 #[tokio::test]
