@@ -1368,4 +1368,112 @@ mod tests {
         };
         assert_eq!(statement(&notify), "PERFORM pg_notify('rpa_outbox', E'7')");
     }
+
+    /// Strings the writers inline as literals (the group block inside its
+    /// `$rpa$` quoting, and the rows-at-once text) read back byte for byte,
+    /// whatever they hold: quotes, backslashes, `$`, `$rpa$`, every Unicode
+    /// plane. A string PostgreSQL cannot hold (NUL) is refused, and nothing
+    /// of its statement runs. Against the real server of `DATABASE_URL`.
+    #[test]
+    fn inlined_literals_round_trip_byte_for_byte_or_are_refused() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let url = match std::env::var("DATABASE_URL") {
+            Ok(u) if u.starts_with("postgres") => u,
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI=true but DATABASE_URL does not name a PostgreSQL database")
+            }
+            _ => {
+                eprintln!("skipping: DATABASE_URL is not set");
+                return;
+            }
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut conn = rt.block_on(sqlx::PgConnection::connect(&url)).unwrap();
+        rt.block_on(sqlx::Executor::execute(
+            &mut conn,
+            "CREATE TEMP TABLE rpa_literal_probe (v text)",
+        ))
+        .unwrap();
+        // The runner takes a `Fn`: the one connection is lent to each case.
+        let conn = std::cell::RefCell::new(conn);
+        let fragments = prop::sample::select(vec![
+            "'",
+            "''",
+            "\\",
+            "\\'",
+            "$",
+            "$$",
+            "$rpa$",
+            "$1",
+            "E'",
+            "\\x24",
+            "\0",
+            "--",
+            ";",
+            "/*",
+            "\n",
+            "\r",
+            "\u{7f}",
+            "é",
+            "\u{2028}",
+            "\u{FEFF}",
+            "😀",
+            "\u{10FFFF}",
+            "a",
+            " ",
+        ]);
+        let tricky = prop::collection::vec(fragments, 0..12).prop_map(|parts| parts.concat());
+        let strings = prop_oneof![tricky, any::<String>()];
+        let mut runner = TestRunner::new(Config {
+            cases: 400,
+            ..Config::default()
+        });
+        runner
+            .run(&strings, |s| {
+                let mut conn = conn.borrow_mut();
+                let conn = &mut *conn;
+                let mut lit = String::new();
+                literal(&mut lit, &Val::S(s.clone()));
+                let select = format!("SELECT {lit}");
+                let plain = rt.block_on(async {
+                    sqlx::query_scalar::<_, String>(select.as_str())
+                        .fetch_one(&mut *conn)
+                        .await
+                });
+                let block = format!("DO $rpa$ BEGIN INSERT INTO rpa_literal_probe VALUES ({lit}); END $rpa$");
+                let in_block = rt.block_on(async {
+                    sqlx::Executor::execute(&mut *conn, block.as_str()).await?;
+                    let v = sqlx::query_scalar::<_, String>("SELECT v FROM rpa_literal_probe")
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    sqlx::Executor::execute(&mut *conn, "DELETE FROM rpa_literal_probe").await?;
+                    Ok::<_, sqlx::Error>(v)
+                });
+                if s.contains('\0') {
+                    prop_assert!(plain.is_err(), "NUL must be refused: {s:?}");
+                    prop_assert!(in_block.is_err(), "NUL must be refused in a block: {s:?}");
+                    let left = rt
+                        .block_on(
+                            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM rpa_literal_probe")
+                                .fetch_one(&mut *conn),
+                        )
+                        .unwrap();
+                    prop_assert_eq!(left, 0, "a refused block wrote nothing");
+                } else {
+                    prop_assert_eq!(plain.as_ref().ok(), Some(&s), "read back: {:?}", plain);
+                    prop_assert_eq!(
+                        in_block.as_ref().ok(),
+                        Some(&vec![s.clone()]),
+                        "in a block: {:?}",
+                        in_block
+                    );
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
 }
