@@ -67,7 +67,7 @@ fn rig(robots: usize, backlog: usize) -> Rig {
 
 impl Rig {
     async fn take_execute(&self, i: usize) -> Key {
-        let robot = rpa::Store::robot_by_code(self.engine.store(), &self.robots[i].0)
+        let robot = rpa::core::store::RobotStore::robot_by_code(self.engine.store(), &self.robots[i].0)
             .await
             .unwrap()
             .unwrap();

@@ -10,8 +10,9 @@ use rpa::core::auth::{PasswordCost, supplier_proof};
 use rpa::core::engine::{NewQueueItem, NewUser};
 use rpa::core::job::FinishStatus;
 use rpa::core::model::{Actor, ArgType, ArgumentSpec, ProcessSpec, ProcessType};
+use rpa::core::store::prelude::*;
 use rpa::core::transport::Command;
-use rpa::{Engine, EngineConfig, Key, ManualClock, MemoryStore, Store, Timestamp};
+use rpa::{Engine, EngineConfig, Key, ManualClock, MemoryStore, Timestamp};
 use serde_json::json;
 
 fn main() -> Result<(), rpa::Error> {

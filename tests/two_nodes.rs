@@ -2,6 +2,7 @@
 //! over WebSocket receives, without heart-beating, the Execute of a job
 //! started on node B (LISTEN/NOTIFY wakes node A's hub).
 
+use rpa_core::store::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use rpa::core::fixtures::{self, Basics};
 use rpa::core::model::{ProcessSpec, ProcessType};
 use rpa::sql::{SqlOptions, SqlStore};
 use rpa::ws::{Hub, HubState, router};
-use rpa::{Engine, EngineConfig, Store, SystemClock};
+use rpa::{Engine, EngineConfig, SystemClock};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 

@@ -1,13 +1,14 @@
 //! The HTTP APIs end to end over a real socket (127.0.0.1:0): every request
 //! of seed 000 and seed 001 A.2, and the bad inputs a client can send.
 
+use rpa_core::store::prelude::*;
 use std::sync::Arc;
 
 use reqwest::StatusCode;
 use rpa_adapters_http::config::Config;
 use rpa_adapters_http::{AppState, Files, HttpSettings, app};
 use rpa_core::auth::{PasswordCost, supplier_proof};
-use rpa_core::{Engine, EngineConfig, ManualClock, MemoryStore, Store, Timestamp};
+use rpa_core::{Engine, EngineConfig, ManualClock, MemoryStore, Timestamp};
 use serde_json::{Value, json};
 
 const CONFIG: &str = r#"{

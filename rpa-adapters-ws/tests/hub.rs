@@ -1,6 +1,7 @@
 //! The robot hub over a real socket, spoken to as seed 001 A.1 says:
 //! `{action, body}` with `body` a string holding JSON.
 
+use rpa_core::store::prelude::*;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use rpa_adapters_ws::{Hub, HubState, router};
 use rpa_core::auth::{PasswordCost, supplier_proof};
 use rpa_core::fixtures::{self, Basics};
 use rpa_core::model::{Actor, JobState, ProcessSpec, ProcessType, RobotState, User};
-use rpa_core::{Engine, EngineConfig, Key, ManualClock, MemoryStore, Store, Timestamp};
+use rpa_core::{Engine, EngineConfig, Key, ManualClock, MemoryStore, Timestamp};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;

@@ -594,7 +594,7 @@ impl Inner {
     }
 }
 
-impl Store for MemoryStore {
+impl CommitStore for MemoryStore {
     async fn next_id(&self, kind: IdKind) -> StoreResult<i64> {
         let mut g = self.lock();
         let n = g.seq.entry(kind_key(kind)).or_insert(0);
@@ -602,6 +602,30 @@ impl Store for MemoryStore {
         Ok(*n)
     }
 
+    async fn commit(&self, c: Commit) -> StoreResult<()> {
+        let mut g = self.lock();
+        for w in &c.writes {
+            g.check(w)?;
+        }
+        for w in c.writes {
+            g.apply(w);
+        }
+        for r in c.clear_outbox {
+            if let Some(q) = g.outbox.get_mut(&r) {
+                q.clear();
+            }
+        }
+        for (r, cmd) in c.commands {
+            g.outbox.entry(r).or_default().push_back(cmd);
+        }
+        for d in c.audit {
+            g.audit.append(d);
+        }
+        Ok(())
+    }
+}
+
+impl PeopleStore for MemoryStore {
     async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
         Ok(self.lock().users.get(&id).cloned())
     }
@@ -624,7 +648,9 @@ impl Store for MemoryStore {
     async fn token(&self, hash: [u8; 32]) -> StoreResult<Option<Token>> {
         Ok(self.lock().tokens.get(&hash).cloned())
     }
+}
 
+impl ProcessStore for MemoryStore {
     async fn process(&self, id: ProcessId) -> StoreResult<Option<Process>> {
         Ok(self.lock().processes.get(&id).cloned())
     }
@@ -637,7 +663,9 @@ impl Store for MemoryStore {
         v.sort_by_key(|p| p.id);
         Ok(v)
     }
+}
 
+impl JobStore for MemoryStore {
     async fn job(&self, id: JobId) -> StoreResult<Option<Job>> {
         Ok(self.lock().jobs.get(&id).cloned())
     }
@@ -684,7 +712,9 @@ impl Store for MemoryStore {
     async fn pending_count(&self, process: ProcessId) -> StoreResult<u64> {
         Ok(self.lock().pending.get(&process).map_or(0, |s| s.len() as u64))
     }
+}
 
+impl QueueStore for MemoryStore {
     async fn item(&self, id: QueueItemId) -> StoreResult<Option<QueueItem>> {
         Ok(self.lock().items.get(&id).map(|i| (**i).clone()))
     }
@@ -702,7 +732,9 @@ impl Store for MemoryStore {
             .and_then(|id| g.items.get(id))
             .map(|i| (**i).clone()))
     }
+}
 
+impl RobotStore for MemoryStore {
     async fn robot(&self, id: RobotId) -> StoreResult<Option<Robot>> {
         Ok(self.lock().robots.get(&id).cloned())
     }
@@ -727,7 +759,9 @@ impl Store for MemoryStore {
     async fn vendor_by_code(&self, code: &str) -> StoreResult<Option<Vendor>> {
         Ok(self.lock().vendors.get(code).cloned())
     }
+}
 
+impl RunStore for MemoryStore {
     async fn logs(&self, job: JobId) -> StoreResult<Vec<RunLog>> {
         Ok(self.lock().logs.get(&job).cloned().unwrap_or_default())
     }
@@ -748,7 +782,9 @@ impl Store for MemoryStore {
         v.sort_by_key(|f| f.id);
         Ok(v)
     }
+}
 
+impl DeadlineStore for MemoryStore {
     async fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<Due>> {
         Ok(self
             .lock()
@@ -762,7 +798,9 @@ impl Store for MemoryStore {
     async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
         Ok(self.lock().timers.first().map(|(t, _)| *t))
     }
+}
 
+impl OutboxStore for MemoryStore {
     async fn take_commands(&self, robot: RobotId, limit: usize) -> StoreResult<Vec<Command>> {
         let mut g = self.lock();
         let Some(q) = g.outbox.get_mut(&robot) else {
@@ -771,7 +809,20 @@ impl Store for MemoryStore {
         // An emptied queue stays: the robot's next command reuses its buffer.
         Ok(q.drain(..limit.min(q.len())).collect())
     }
+}
 
+impl AuditStore for MemoryStore {
+    async fn audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
+        let g = self.lock();
+        Ok(g.audit.after(after, limit))
+    }
+
+    async fn cursor(&self, name: &str) -> StoreResult<Option<Cursor>> {
+        Ok(self.lock().cursors.get(name).cloned())
+    }
+}
+
+impl LeaseStore for MemoryStore {
     async fn lease(&self, name: &str, holder: u64, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
         let mut g = self.lock();
         match g.leases.get_mut(name) {
@@ -790,37 +841,6 @@ impl Store for MemoryStore {
     async fn lease_holder(&self, name: &str, now: Timestamp) -> StoreResult<Option<u64>> {
         let g = self.lock();
         Ok(g.leases.get(name).filter(|(_, end)| *end >= now).map(|(h, _)| *h))
-    }
-
-    async fn audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
-        let g = self.lock();
-        Ok(g.audit.after(after, limit))
-    }
-
-    async fn cursor(&self, name: &str) -> StoreResult<Option<Cursor>> {
-        Ok(self.lock().cursors.get(name).cloned())
-    }
-
-    async fn commit(&self, c: Commit) -> StoreResult<()> {
-        let mut g = self.lock();
-        for w in &c.writes {
-            g.check(w)?;
-        }
-        for w in c.writes {
-            g.apply(w);
-        }
-        for r in c.clear_outbox {
-            if let Some(q) = g.outbox.get_mut(&r) {
-                q.clear();
-            }
-        }
-        for (r, cmd) in c.commands {
-            g.outbox.entry(r).or_default().push_back(cmd);
-        }
-        for d in c.audit {
-            g.audit.append(d);
-        }
-        Ok(())
     }
 }
 

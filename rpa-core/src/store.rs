@@ -216,122 +216,10 @@ pub struct JobQuery {
     pub limit: usize,
 }
 
-/// A storage backend. All methods are cancel-safe reads except [`Store::commit`]
-/// and [`Store::take_commands`], which are atomic.
-pub trait Store: Send + Sync + 'static {
+/// Commits and ids: the one way anything is written.
+pub trait CommitStore: Send + Sync + 'static {
     /// A fresh serial id of `kind`.
     fn next_id(&self, kind: IdKind) -> impl Future<Output = StoreResult<i64>> + Send;
-
-    /// A user by id.
-    fn user(&self, id: UserId) -> impl Future<Output = StoreResult<Option<User>>> + Send;
-    /// A user by login name.
-    fn user_by_name(&self, name: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
-    /// All users, by id.
-    fn users(&self) -> impl Future<Output = StoreResult<Vec<User>>> + Send;
-    /// A role by id.
-    fn role(&self, id: RoleId) -> impl Future<Output = StoreResult<Option<Role>>> + Send;
-    /// A role by name.
-    fn role_by_name(&self, name: &str) -> impl Future<Output = StoreResult<Option<Role>>> + Send;
-    /// A session by token hash.
-    fn token(&self, hash: [u8; 32]) -> impl Future<Output = StoreResult<Option<Token>>> + Send;
-
-    /// A process by id.
-    fn process(&self, id: ProcessId) -> impl Future<Output = StoreResult<Option<Process>>> + Send;
-    /// A process by key.
-    fn process_by_key(&self, key: Key) -> impl Future<Output = StoreResult<Option<Process>>> + Send;
-    /// All processes, by id.
-    fn processes(&self) -> impl Future<Output = StoreResult<Vec<Process>>> + Send;
-
-    /// A job by id.
-    fn job(&self, id: JobId) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
-    /// A job by key.
-    fn job_by_key(&self, key: Key) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
-    /// Jobs of a process created in a window, newest first, and how many match.
-    fn jobs_of_process(&self, q: JobQuery) -> impl Future<Output = StoreResult<(u64, Vec<Job>)>> + Send;
-    /// The next job to dispatch among `processes`: dispatchable, highest
-    /// priority first, then lowest id. O(log n) per process.
-    fn next_pending(&self, processes: &[ProcessId]) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
-    /// The ids of the best `limit` dispatchable jobs among `processes`, best
-    /// first (the order of [`Store::next_pending`]). O(limit · log n) per process.
-    fn pending_heads(
-        &self,
-        processes: &[ProcessId],
-        limit: usize,
-    ) -> impl Future<Output = StoreResult<Vec<JobId>>> + Send;
-    /// Number of dispatchable jobs of a process.
-    fn pending_count(&self, process: ProcessId) -> impl Future<Output = StoreResult<u64>> + Send;
-
-    /// A queue item by id.
-    fn item(&self, id: QueueItemId) -> impl Future<Output = StoreResult<Option<QueueItem>>> + Send;
-    /// A queue item by key.
-    fn item_by_key(&self, key: Key) -> impl Future<Output = StoreResult<Option<QueueItem>>> + Send;
-    /// A queue item by its unique reference within a process.
-    fn item_by_reference(
-        &self,
-        process: ProcessId,
-        reference: &str,
-    ) -> impl Future<Output = StoreResult<Option<QueueItem>>> + Send;
-
-    /// A robot by id.
-    fn robot(&self, id: RobotId) -> impl Future<Output = StoreResult<Option<Robot>>> + Send;
-    /// A robot by the executor's own id.
-    fn robot_by_code(&self, code: &str) -> impl Future<Output = StoreResult<Option<Robot>>> + Send;
-    /// All robots, by id.
-    fn robots(&self) -> impl Future<Output = StoreResult<Vec<Robot>>> + Send;
-    /// Idle robots (Available, no job) with id greater than `after`, by id.
-    fn available_robots(
-        &self,
-        after: Option<RobotId>,
-        limit: usize,
-    ) -> impl Future<Output = StoreResult<Vec<Robot>>> + Send;
-    /// A vendor by supplier code.
-    fn vendor_by_code(&self, code: &str) -> impl Future<Output = StoreResult<Option<Vendor>>> + Send;
-
-    /// A job's run logs, in order.
-    fn logs(&self, job: JobId) -> impl Future<Output = StoreResult<Vec<RunLog>>> + Send;
-    /// A job's screen recordings.
-    fn videos(&self, job: JobId) -> impl Future<Output = StoreResult<Vec<VideoRecord>>> + Send;
-    /// File metadata by key.
-    fn file_by_key(&self, key: Key) -> impl Future<Output = StoreResult<Option<StoredFile>>> + Send;
-    /// Files in a personal folder.
-    fn personal_files(&self, owner: &str) -> impl Future<Output = StoreResult<Vec<StoredFile>>> + Send;
-
-    /// Deadlines at or before `now`, earliest first.
-    fn due(&self, now: Timestamp, limit: usize) -> impl Future<Output = StoreResult<Vec<Due>>> + Send;
-    /// The earliest deadline.
-    fn next_due(&self) -> impl Future<Output = StoreResult<Option<Timestamp>>> + Send;
-
-    /// Removes and returns up to `limit` of a robot's waiting commands, oldest first.
-    fn take_commands(&self, robot: RobotId, limit: usize) -> impl Future<Output = StoreResult<Vec<Command>>> + Send;
-
-    /// Audit events with `seq > after`, in order, at most `limit`.
-    fn audit(&self, after: u64, limit: usize) -> impl Future<Output = StoreResult<Vec<AuditEvent>>> + Send;
-
-    /// The domain events among the next `limit` audit events after `after`
-    /// (see [`crate::events`]). Always current: a consumer on any node sees
-    /// every event committed before it asked.
-    fn events(&self, after: u64, limit: usize) -> impl Future<Output = StoreResult<EventPage>> + Send {
-        async move { Ok(EventPage::of(after, &self.audit(after, limit).await?)) }
-    }
-
-    /// A consumer's cursor, as stored (always current, like [`Store::events`]).
-    fn cursor(&self, name: &str) -> impl Future<Output = StoreResult<Option<Cursor>>> + Send;
-
-    /// Takes or renews the lease `name` for `holder` until `until`, when it
-    /// is free, expired at `now`, or already `holder`'s; answers whether
-    /// `holder` holds it now. Work one node of a cluster must do alone (the
-    /// timers) runs only while its node holds the lease.
-    fn lease(
-        &self,
-        name: &str,
-        holder: u64,
-        now: Timestamp,
-        until: Timestamp,
-    ) -> impl Future<Output = StoreResult<bool>> + Send;
-
-    /// The holder of the lease `name` if it has not expired at `now`
-    /// (whether a node still lives: each node holds `node:<id>`).
-    fn lease_holder(&self, name: &str, now: Timestamp) -> impl Future<Output = StoreResult<Option<u64>>> + Send;
 
     /// Applies `commit` atomically, checking versions and unique keys.
     fn commit(&self, commit: Commit) -> impl Future<Output = StoreResult<()>> + Send;
@@ -350,4 +238,190 @@ pub trait Store: Send + Sync + 'static {
         let _ = (robot, run);
         async { Ok(false) }
     }
+}
+
+/// Users, roles and sessions.
+pub trait PeopleStore: Send + Sync + 'static {
+    /// A user by id.
+    fn user(&self, id: UserId) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+    /// A user by login name.
+    fn user_by_name(&self, name: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+    /// All users, by id.
+    fn users(&self) -> impl Future<Output = StoreResult<Vec<User>>> + Send;
+    /// A role by id.
+    fn role(&self, id: RoleId) -> impl Future<Output = StoreResult<Option<Role>>> + Send;
+    /// A role by name.
+    fn role_by_name(&self, name: &str) -> impl Future<Output = StoreResult<Option<Role>>> + Send;
+    /// A session by token hash.
+    fn token(&self, hash: [u8; 32]) -> impl Future<Output = StoreResult<Option<Token>>> + Send;
+}
+
+/// Processes.
+pub trait ProcessStore: Send + Sync + 'static {
+    /// A process by id.
+    fn process(&self, id: ProcessId) -> impl Future<Output = StoreResult<Option<Process>>> + Send;
+    /// A process by key.
+    fn process_by_key(&self, key: Key) -> impl Future<Output = StoreResult<Option<Process>>> + Send;
+    /// All processes, by id.
+    fn processes(&self) -> impl Future<Output = StoreResult<Vec<Process>>> + Send;
+}
+
+/// Jobs and the dispatch index.
+pub trait JobStore: Send + Sync + 'static {
+    /// A job by id.
+    fn job(&self, id: JobId) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
+    /// A job by key.
+    fn job_by_key(&self, key: Key) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
+    /// Jobs of a process created in a window, newest first, and how many match.
+    fn jobs_of_process(&self, q: JobQuery) -> impl Future<Output = StoreResult<(u64, Vec<Job>)>> + Send;
+    /// The next job to dispatch among `processes`: dispatchable, highest
+    /// priority first, then lowest id. O(log n) per process.
+    fn next_pending(&self, processes: &[ProcessId]) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
+    /// The ids of the best `limit` dispatchable jobs among `processes`, best
+    /// first (the order of [`Store::next_pending`]). O(limit · log n) per process.
+    fn pending_heads(
+        &self,
+        processes: &[ProcessId],
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<JobId>>> + Send;
+    /// Number of dispatchable jobs of a process.
+    fn pending_count(&self, process: ProcessId) -> impl Future<Output = StoreResult<u64>> + Send;
+}
+
+/// Queue items.
+pub trait QueueStore: Send + Sync + 'static {
+    /// A queue item by id.
+    fn item(&self, id: QueueItemId) -> impl Future<Output = StoreResult<Option<QueueItem>>> + Send;
+    /// A queue item by key.
+    fn item_by_key(&self, key: Key) -> impl Future<Output = StoreResult<Option<QueueItem>>> + Send;
+    /// A queue item by its unique reference within a process.
+    fn item_by_reference(
+        &self,
+        process: ProcessId,
+        reference: &str,
+    ) -> impl Future<Output = StoreResult<Option<QueueItem>>> + Send;
+}
+
+/// Robots, the idle-robot index, vendors.
+pub trait RobotStore: Send + Sync + 'static {
+    /// A robot by id.
+    fn robot(&self, id: RobotId) -> impl Future<Output = StoreResult<Option<Robot>>> + Send;
+    /// A robot by the executor's own id.
+    fn robot_by_code(&self, code: &str) -> impl Future<Output = StoreResult<Option<Robot>>> + Send;
+    /// All robots, by id.
+    fn robots(&self) -> impl Future<Output = StoreResult<Vec<Robot>>> + Send;
+    /// Idle robots (Available, no job) with id greater than `after`, by id.
+    fn available_robots(
+        &self,
+        after: Option<RobotId>,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<Robot>>> + Send;
+    /// A vendor by supplier code.
+    fn vendor_by_code(&self, code: &str) -> impl Future<Output = StoreResult<Option<Vendor>>> + Send;
+}
+
+/// What runs leave: logs, recordings, files.
+pub trait RunStore: Send + Sync + 'static {
+    /// A job's run logs, in order.
+    fn logs(&self, job: JobId) -> impl Future<Output = StoreResult<Vec<RunLog>>> + Send;
+    /// A job's screen recordings.
+    fn videos(&self, job: JobId) -> impl Future<Output = StoreResult<Vec<VideoRecord>>> + Send;
+    /// File metadata by key.
+    fn file_by_key(&self, key: Key) -> impl Future<Output = StoreResult<Option<StoredFile>>> + Send;
+    /// Files in a personal folder.
+    fn personal_files(&self, owner: &str) -> impl Future<Output = StoreResult<Vec<StoredFile>>> + Send;
+}
+
+/// The deadline index.
+pub trait DeadlineStore: Send + Sync + 'static {
+    /// Deadlines at or before `now`, earliest first.
+    fn due(&self, now: Timestamp, limit: usize) -> impl Future<Output = StoreResult<Vec<Due>>> + Send;
+    /// The earliest deadline.
+    fn next_due(&self) -> impl Future<Output = StoreResult<Option<Timestamp>>> + Send;
+}
+
+/// Robots' outboxes.
+pub trait OutboxStore: Send + Sync + 'static {
+    /// Removes and returns up to `limit` of a robot's waiting commands, oldest first.
+    fn take_commands(&self, robot: RobotId, limit: usize) -> impl Future<Output = StoreResult<Vec<Command>>> + Send;
+}
+
+/// The audit chain, the domain events it carries, consumers' cursors.
+pub trait AuditStore: Send + Sync + 'static {
+    /// Audit events with `seq > after`, in order, at most `limit`.
+    fn audit(&self, after: u64, limit: usize) -> impl Future<Output = StoreResult<Vec<AuditEvent>>> + Send;
+
+    /// The domain events among the next `limit` audit events after `after`
+    /// (see [`crate::events`]). Always current: a consumer on any node sees
+    /// every event committed before it asked.
+    fn events(&self, after: u64, limit: usize) -> impl Future<Output = StoreResult<EventPage>> + Send {
+        async move { Ok(EventPage::of(after, &self.audit(after, limit).await?)) }
+    }
+
+    /// A consumer's cursor, as stored (always current, like [`Store::events`]).
+    fn cursor(&self, name: &str) -> impl Future<Output = StoreResult<Option<Cursor>>> + Send;
+}
+
+/// Leases: work one node of a cluster does alone.
+pub trait LeaseStore: Send + Sync + 'static {
+    /// Takes or renews the lease `name` for `holder` until `until`, when it
+    /// is free, expired at `now`, or already `holder`'s; answers whether
+    /// `holder` holds it now. Work one node of a cluster must do alone (the
+    /// timers) runs only while its node holds the lease.
+    fn lease(
+        &self,
+        name: &str,
+        holder: u64,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// The holder of the lease `name` if it has not expired at `now`
+    /// (whether a node still lives: each node holds `node:<id>`).
+    fn lease_holder(&self, name: &str, now: Timestamp) -> impl Future<Output = StoreResult<Option<u64>>> + Send;
+}
+
+/// A storage backend: the sum of the capabilities above. All methods are
+/// cancel-safe reads except [`CommitStore::commit`] and
+/// [`OutboxStore::take_commands`], which are atomic. Implement the
+/// capability traits; `Store` comes with them.
+pub trait Store:
+    CommitStore
+    + PeopleStore
+    + ProcessStore
+    + JobStore
+    + QueueStore
+    + RobotStore
+    + RunStore
+    + DeadlineStore
+    + OutboxStore
+    + AuditStore
+    + LeaseStore
+{
+}
+
+impl<
+    T: CommitStore
+        + PeopleStore
+        + ProcessStore
+        + JobStore
+        + QueueStore
+        + RobotStore
+        + RunStore
+        + DeadlineStore
+        + OutboxStore
+        + AuditStore
+        + LeaseStore,
+> Store for T
+{
+}
+
+/// Every capability trait, for code that calls a concrete store's methods
+/// (`use rpa_core::store::prelude::*;`). Code generic over `S: Store`
+/// needs no import.
+pub mod prelude {
+    pub use super::{
+        AuditStore, CommitStore, DeadlineStore, JobStore, LeaseStore, OutboxStore, PeopleStore, ProcessStore,
+        QueueStore, RobotStore, RunStore, Store,
+    };
 }

@@ -33,7 +33,8 @@ use rpa_core::error::StoreError;
 use rpa_core::ids::*;
 use rpa_core::job::FinishStatus;
 use rpa_core::model::*;
-use rpa_core::store::{Commit, Due, JobQuery, Store, StoreResult, Write};
+use rpa_core::store::prelude::*;
+use rpa_core::store::{Commit, Due, JobQuery, StoreResult, Write};
 use rpa_core::transport::Command;
 use rpa_core::{Engine, EngineConfig, Error, Key, ManualClock, MemoryStore, Timestamp};
 use serde_json::json;
@@ -152,10 +153,40 @@ impl Node {
     }
 }
 
-impl Store for Node {
+impl CommitStore for Node {
     async fn next_id(&self, kind: IdKind) -> StoreResult<i64> {
         self.db.next_id(kind).await
     }
+    async fn commit(&self, c: Commit) -> StoreResult<()> {
+        let changed = Changed::of(&c);
+        match self.db.commit(c).await {
+            Ok(()) => {
+                self.cache.refresh(changed.read(&self.db).await);
+                for p in self.peers.lock().unwrap().iter() {
+                    p.lock().unwrap().push_back(changed.clone());
+                }
+                Ok(())
+            }
+            Err(StoreError::Conflict) => {
+                // Re-read what the refused commit wrote, so the retry sees it fresh.
+                self.cache.refresh(changed.read(&self.db).await);
+                Err(StoreError::Conflict)
+            }
+            Err(e) => Err(e),
+        }
+    }
+    async fn confirm(&self, robot: &str, run: Option<Key>) -> StoreResult<bool> {
+        let mut fresh = Vec::new();
+        fresh.extend(self.db.robot_by_code(robot).await?.map(Write::Robot));
+        if let Some(k) = run {
+            fresh.extend(self.db.job_by_key(k).await?.map(Write::Job));
+        }
+        self.cache.refresh(fresh);
+        Ok(true)
+    }
+}
+
+impl PeopleStore for Node {
     async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
         let c = self.cache.user(id).await?;
         let d = if c.is_none() { self.db.user(id).await? } else { None };
@@ -192,6 +223,9 @@ impl Store for Node {
         let d = if c.is_none() { self.db.token(hash).await? } else { None };
         self.point(c, d, Write::Token).await
     }
+}
+
+impl ProcessStore for Node {
     async fn process(&self, id: ProcessId) -> StoreResult<Option<Process>> {
         let c = self.cache.process(id).await?;
         let d = if c.is_none() { self.db.process(id).await? } else { None };
@@ -209,6 +243,9 @@ impl Store for Node {
     async fn processes(&self) -> StoreResult<Vec<Process>> {
         self.cache.processes().await
     }
+}
+
+impl JobStore for Node {
     async fn job(&self, id: JobId) -> StoreResult<Option<Job>> {
         // Live jobs from the cache; ended ones only in the database (not kept).
         match self.cache.job(id).await? {
@@ -234,6 +271,9 @@ impl Store for Node {
     async fn pending_count(&self, process: ProcessId) -> StoreResult<u64> {
         self.cache.pending_count(process).await
     }
+}
+
+impl QueueStore for Node {
     async fn item(&self, id: QueueItemId) -> StoreResult<Option<QueueItem>> {
         match self.cache.item(id).await? {
             Some(i) => Ok(Some(i)),
@@ -249,6 +289,9 @@ impl Store for Node {
     async fn item_by_reference(&self, process: ProcessId, reference: &str) -> StoreResult<Option<QueueItem>> {
         self.db.item_by_reference(process, reference).await
     }
+}
+
+impl RobotStore for Node {
     async fn robot(&self, id: RobotId) -> StoreResult<Option<Robot>> {
         let c = self.cache.robot(id).await?;
         let d = if c.is_none() { self.db.robot(id).await? } else { None };
@@ -278,6 +321,9 @@ impl Store for Node {
         };
         self.point(c, d, Write::Vendor).await
     }
+}
+
+impl RunStore for Node {
     async fn logs(&self, job: JobId) -> StoreResult<Vec<RunLog>> {
         self.db.logs(job).await
     }
@@ -290,53 +336,38 @@ impl Store for Node {
     async fn personal_files(&self, owner: &str) -> StoreResult<Vec<StoredFile>> {
         self.db.personal_files(owner).await
     }
+}
+
+impl DeadlineStore for Node {
     async fn due(&self, now: Timestamp, limit: usize) -> StoreResult<Vec<Due>> {
         self.db.due(now, limit).await
     }
     async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
         self.db.next_due().await
     }
+}
+
+impl OutboxStore for Node {
     async fn take_commands(&self, robot: RobotId, limit: usize) -> StoreResult<Vec<Command>> {
         self.db.take_commands(robot, limit).await
     }
+}
+
+impl AuditStore for Node {
     async fn audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
         self.db.audit(after, limit).await
     }
     async fn cursor(&self, name: &str) -> StoreResult<Option<rpa_core::events::Cursor>> {
         self.db.cursor(name).await
     }
+}
+
+impl LeaseStore for Node {
     async fn lease(&self, name: &str, holder: u64, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
         self.db.lease(name, holder, now, until).await
     }
     async fn lease_holder(&self, name: &str, now: Timestamp) -> StoreResult<Option<u64>> {
         self.db.lease_holder(name, now).await
-    }
-    async fn commit(&self, c: Commit) -> StoreResult<()> {
-        let changed = Changed::of(&c);
-        match self.db.commit(c).await {
-            Ok(()) => {
-                self.cache.refresh(changed.read(&self.db).await);
-                for p in self.peers.lock().unwrap().iter() {
-                    p.lock().unwrap().push_back(changed.clone());
-                }
-                Ok(())
-            }
-            Err(StoreError::Conflict) => {
-                // Re-read what the refused commit wrote, so the retry sees it fresh.
-                self.cache.refresh(changed.read(&self.db).await);
-                Err(StoreError::Conflict)
-            }
-            Err(e) => Err(e),
-        }
-    }
-    async fn confirm(&self, robot: &str, run: Option<Key>) -> StoreResult<bool> {
-        let mut fresh = Vec::new();
-        fresh.extend(self.db.robot_by_code(robot).await?.map(Write::Robot));
-        if let Some(k) = run {
-            fresh.extend(self.db.job_by_key(k).await?.map(Write::Job));
-        }
-        self.cache.refresh(fresh);
-        Ok(true)
     }
 }
 

@@ -9,8 +9,9 @@ use rpa_core::error::{Error, Limit};
 use rpa_core::ids::RobotId;
 use rpa_core::job::{FinishStatus, StopStrategy};
 use rpa_core::model::*;
+use rpa_core::store::prelude::*;
 use rpa_core::transport::Command;
-use rpa_core::{Clock, Store, Timestamp};
+use rpa_core::{Clock, Timestamp};
 use serde_json::json;
 
 // ------------------------------------------------------------------ people

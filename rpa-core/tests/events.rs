@@ -4,12 +4,12 @@
 mod common;
 
 use common::*;
-use rpa_core::Store;
 use rpa_core::engine::NewQueueItem;
 use rpa_core::error::{Error, StoreError};
 use rpa_core::events::Event;
 use rpa_core::job::FinishStatus;
 use rpa_core::model::*;
+use rpa_core::store::prelude::*;
 use serde_json::json;
 
 /// Every domain event so far, in order.

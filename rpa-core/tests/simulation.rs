@@ -9,6 +9,7 @@
 
 mod common;
 
+use rpa_core::store::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
@@ -21,7 +22,7 @@ use rpa_core::ids::{JobId, ProcessId};
 use rpa_core::job::{FinishStatus, StopStrategy};
 use rpa_core::model::*;
 use rpa_core::transport::Command;
-use rpa_core::{Error, Key, MemoryStore, Store, Timestamp};
+use rpa_core::{Error, Key, MemoryStore, Timestamp};
 use serde_json::json;
 
 fn trace(msg: impl FnOnce() -> String) {

@@ -355,7 +355,7 @@ async fn rows_in_one(
     for p in batch {
         for c in counts_of(p) {
             if let std::collections::hash_map::Entry::Vacant(v) = processes.entry(c.process.0) {
-                v.insert(rpa_core::Store::process(cache, c.process).await.ok()??);
+                v.insert(rpa_core::store::ProcessStore::process(cache, c.process).await.ok()??);
             }
         }
     }
@@ -1025,8 +1025,9 @@ mod tests {
     use crate::{Backend, SqlOptions, SqlStore};
     use rpa_core::ids::UserId;
     use rpa_core::model::User;
+    use rpa_core::store::prelude::*;
     use rpa_core::store::{Commit, Write};
-    use rpa_core::{Key, Store, Timestamp};
+    use rpa_core::{Key, Timestamp};
     use sqlx::Connection;
 
     /// A fresh database on `DATABASE_URL`'s server; `None` (skip) when not in CI.

@@ -6,6 +6,7 @@
 mod common;
 
 use common::{fresh_postgres, postgres_url, temp_sqlite};
+use rpa_core::store::prelude::*;
 use rpa_store_sql::{SqlOptions, SqlStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -33,7 +34,7 @@ async fn group_commit_isolates_conflicts(store: SqlStore) {
     use rpa_core::conformance::sample_job;
     use rpa_core::ids::{JobId, ProcessId};
     use rpa_core::model::JobState;
-    use rpa_core::store::{Commit, Store, Write};
+    use rpa_core::store::{Commit, Write};
     let mut jobs = Vec::new();
     for i in 1..=40 {
         jobs.push(Write::Job(sample_job(i, ProcessId(1), 0)));
@@ -108,7 +109,7 @@ async fn postgres_group_commit_isolates_conflicts() {
 async fn vendor_secrets_are_encrypted_at_rest() {
     use rpa_core::ids::VendorId;
     use rpa_core::model::Vendor;
-    use rpa_core::store::{Commit, Store, Write};
+    use rpa_core::store::{Commit, Write};
     let url = temp_sqlite();
     let key = Some([7u8; 32]);
     let store = SqlStore::connect(

@@ -4,6 +4,7 @@
 
 mod common;
 
+use rpa_core::store::prelude::*;
 use std::time::Duration;
 
 use common::{fresh_postgres, postgres_url};
@@ -12,7 +13,7 @@ use rpa_core::conformance::{sample_job, sample_robot};
 use rpa_core::error::StoreError;
 use rpa_core::ids::{JobId, ProcessId, RobotId, UserId};
 use rpa_core::model::{Job, JobState, RobotState, Token};
-use rpa_core::store::{Commit, Store, Write};
+use rpa_core::store::{Commit, Write};
 use rpa_store_sql::{SqlOptions, SqlStore};
 
 async fn put(s: &SqlStore, writes: Vec<Write>) -> Result<(), StoreError> {

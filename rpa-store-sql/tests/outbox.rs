@@ -4,12 +4,13 @@
 
 mod common;
 
+use rpa_core::store::prelude::*;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use common::{fresh_postgres, postgres_url};
 use rpa_core::ids::{IdKind, RobotId};
-use rpa_core::store::{Commit, Store};
+use rpa_core::store::Commit;
 use rpa_core::transport::Command;
 use rpa_store_sql::{SqlOptions, SqlStore};
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+use rpa_core::store::prelude::*;
 use std::sync::Arc;
 
 use common::temp_sqlite;
@@ -13,7 +14,7 @@ use rpa_core::fixtures::{self, Basics};
 use rpa_core::job::FinishStatus;
 use rpa_core::model::{JobState, ProcessSpec, ProcessType};
 use rpa_core::transport::Command;
-use rpa_core::{Engine, EngineConfig, ManualClock, Store, Timestamp};
+use rpa_core::{Engine, EngineConfig, ManualClock, Timestamp};
 use rpa_store_sql::{SqlOptions, SqlStore};
 use serde_json::json;
 

@@ -2,6 +2,7 @@
 //! clock, a vendor, helpers to connect robots and act as them.
 #![allow(dead_code)]
 
+use rpa_core::store::prelude::*;
 use std::sync::Arc;
 
 use rpa_core::auth::{PasswordCost, supplier_proof};
@@ -9,7 +10,7 @@ use rpa_core::engine::NewUser;
 use rpa_core::job::FinishStatus;
 use rpa_core::model::*;
 use rpa_core::transport::{Command, Execute, RobotTransport};
-use rpa_core::{Engine, EngineConfig, Key, ManualClock, MemoryStore, Store, Timestamp};
+use rpa_core::{Engine, EngineConfig, Key, ManualClock, MemoryStore, Timestamp};
 use serde_json::{Value, json};
 
 pub const SECRET: &str = "vendor-secret";
