@@ -64,6 +64,13 @@ struct Args {
     /// object a line, at least once and in order, across restarts.
     #[arg(long)]
     events_file: Option<PathBuf>,
+    /// POST every domain event to this URL in batches (`{"events": [...]}`),
+    /// at least once and in order; a receiver that does not answer 2xx gets
+    /// the batch again. With the environment variable RPA_EVENTS_SECRET set,
+    /// each POST carries `X-Rpa-Signature: t=<unix time>,v1=<hex
+    /// HMAC-SHA256(secret, "<t>.<body>")>`.
+    #[arg(long)]
+    events_url: Option<String>,
 }
 
 #[tokio::main]
@@ -90,6 +97,11 @@ async fn main() {
                 lockout_window_min: args.lockout_window,
                 auto_unlock_min: args.auto_unlock,
                 events_file: args.events_file,
+                events_url: args.events_url,
+                events_secret: std::env::var("RPA_EVENTS_SECRET")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+                    .map(rpa::server::Secret),
             };
             run(options, shutdown_signal()).await.map_err(|e| e.to_string())
         }

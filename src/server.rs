@@ -6,7 +6,7 @@
 //!          ──► Engine (clock, time zone, heartbeat timeout, node) with the robot hub as transport
 //!          ──► the configuration file (or the demo configuration)
 //!          ──► serve: every HTTP API + the robot hub on one listener, the timer loop beside it,
-//!              and the event consumers asked for (--events-file)
+//!              and the event consumers asked for (--events-file, --events-url)
 //!  shutdown (SIGTERM, Ctrl-C, or the host's own future)
 //!          ──► stop accepting; drain the requests in flight; close every robot
 //!              WebSocket (Close 1001) and record its disconnect; stop the timers
@@ -31,13 +31,17 @@ use rpa_core::{Engine, EngineConfig, MemoryStore, Store, SystemClock, Tz};
 use rpa_store_sql::{SqlOptions, SqlStore};
 use tokio::sync::watch;
 
-use crate::consume::{EventFile, run_consumer};
+use crate::consume::{EventFile, HttpSink, run_consumer};
 
 /// The demo configuration a server loads when it is given none.
 pub const DEMO_CONFIG: &str = include_str!("../examples/demo-config.json");
 
 /// The consumer that writes [`Options::events_file`].
 pub const EVENT_FILE_CONSUMER: &str = "event-file";
+/// The consumer that posts to [`Options::events_url`].
+pub const EVENT_WEBHOOK_CONSUMER: &str = "event-webhook";
+/// How long a webhook receiver has to answer a batch.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a stopping server waits for its robot connections to close.
 const CLOSE_WAIT: Duration = Duration::from_secs(10);
@@ -75,6 +79,22 @@ pub struct Options {
     /// Append every domain event to this file as a line of JSON (consumer
     /// `event-file`; see [`crate::consume::EventFile`]).
     pub events_file: Option<PathBuf>,
+    /// POST every domain event to this URL, in batches (consumer
+    /// `event-webhook`; see [`crate::consume::HttpSink`]), signed with
+    /// `events_secret` if given.
+    pub events_url: Option<String>,
+    /// The secret `events_url` deliveries are signed with.
+    pub events_secret: Option<Secret>,
+}
+
+/// A secret: shown as `***` by `Debug`, so logging the options never shows it.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 impl Default for Options {
@@ -93,6 +113,8 @@ impl Default for Options {
             lockout_window_min: 30,
             auto_unlock_min: None,
             events_file: None,
+            events_url: None,
+            events_secret: None,
         }
     }
 }
@@ -222,11 +244,22 @@ async fn serve<S: Store>(
         let _ = stop_tx.send(true);
     });
     let timers = tokio::spawn(run_timers(engine.clone(), stopped(stop_rx.clone())));
-    let consumer = options.events_file.as_ref().map(|path| {
+    let mut consumers = Vec::new();
+    if let Some(path) = &options.events_file {
         let sink = EventFile::new(path);
         let (engine, stop) = (engine.clone(), stopped(stop_rx.clone()));
-        tokio::spawn(async move { run_consumer(engine, EVENT_FILE_CONSUMER, sink, stop).await })
-    });
+        consumers.push(tokio::spawn(async move {
+            run_consumer(engine, EVENT_FILE_CONSUMER, sink, stop).await
+        }));
+    }
+    if let Some(url) = &options.events_url {
+        let secret = options.events_secret.as_ref().map(|s| s.0.as_str());
+        let sink = HttpSink::new(url, secret, WEBHOOK_TIMEOUT).map_err(|e| fail(format!("--events-url: {e}")))?;
+        let (engine, stop) = (engine.clone(), stopped(stop_rx.clone()));
+        consumers.push(tokio::spawn(async move {
+            run_consumer(engine, EVENT_WEBHOOK_CONSUMER, sink, stop).await
+        }));
+    }
     // WebSocket sessions are not requests the HTTP server waits for: close
     // them, each recording its robot's disconnect, while requests drain.
     let closing = {
@@ -262,7 +295,7 @@ async fn serve<S: Store>(
         .map_err(|e| fail(format!("server: {e}")));
     let _ = closing.await;
     let _ = timers.await;
-    if let Some(c) = consumer {
+    for c in consumers {
         let _ = c.await;
     }
     tracing::info!("stopped");

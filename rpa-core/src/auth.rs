@@ -89,9 +89,61 @@ pub fn verify_supplier_proof(vendor_secret: &str, robot_id: &str, proof: &str) -
     mac.verify_slice(&bytes).is_ok()
 }
 
+/// The signature of an outbound delivery (events to a webhook): lowercase
+/// hex HMAC-SHA256 over `"<timestamp>.<body>"` keyed with the receiver's
+/// secret, sent as `X-Rpa-Signature: t=<timestamp>,v1=<hex>` (`timestamp` in
+/// Unix seconds, so a receiver can refuse old deliveries replayed).
+pub fn sign_delivery(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Checks an `X-Rpa-Signature` header in constant time; `now` and
+/// `tolerance_s` (Unix seconds) bound how old a delivery may be.
+pub fn verify_delivery(secret: &[u8], header: &str, body: &[u8], now: i64, tolerance_s: i64) -> bool {
+    let mut timestamp = None;
+    let mut signature = None;
+    for part in header.split(',') {
+        match part.trim().split_once('=') {
+            Some(("t", t)) => timestamp = t.parse::<i64>().ok(),
+            Some(("v1", v)) => signature = hex::decode(v).ok(),
+            _ => {}
+        }
+    }
+    let (Some(t), Some(sig)) = (timestamp, signature) else {
+        return false;
+    };
+    if (now - t).abs() > tolerance_s {
+        return false;
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deliveries_verify_only_with_their_secret_body_and_time() {
+        let h = sign_delivery(b"s", 1_000, b"{}");
+        assert!(verify_delivery(b"s", &h, b"{}", 1_010, 300));
+        assert!(!verify_delivery(b"other", &h, b"{}", 1_010, 300), "another secret");
+        assert!(!verify_delivery(b"s", &h, b"{ }", 1_010, 300), "another body");
+        assert!(!verify_delivery(b"s", &h, b"{}", 2_000, 300), "too old: a replay");
+        assert!(!verify_delivery(b"s", "t=1000", b"{}", 1_000, 300), "no signature");
+        let forged = h.replace("t=1000", "t=1999");
+        assert!(
+            !verify_delivery(b"s", &forged, b"{}", 2_000, 300),
+            "the time is signed too"
+        );
+    }
 
     #[test]
     fn passwords_verify_only_when_right() {

@@ -65,8 +65,20 @@ pub fn server_binary() -> std::path::PathBuf {
 /// its files, key and log (`server-<port>.log`) in `dir`; a heartbeat
 /// timeout of 2 s unless `extra` sets one.
 pub fn start_server(dir: &std::path::Path, db: &str, port: u16, extra: &[&str]) -> std::process::Child {
+    start_server_with_env(dir, db, port, extra, &[])
+}
+
+/// [`start_server`] with environment variables `env` set for the server.
+pub fn start_server_with_env(
+    dir: &std::path::Path,
+    db: &str,
+    port: u16,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Child {
     use std::process::{Command, Stdio};
     let mut cmd = Command::new(server_binary());
+    cmd.envs(env.iter().copied());
     cmd.args(["--listen", &format!("127.0.0.1:{port}")]);
     if !extra.contains(&"--heartbeat-timeout") {
         cmd.args(["--heartbeat-timeout", "2"]);
