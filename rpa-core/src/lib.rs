@@ -80,7 +80,7 @@ pub mod transport;
 pub use engine::{Engine, EngineConfig};
 pub use error::{Error, Result};
 pub use ids::Key;
-pub use memory::MemoryStore;
+pub use memory::{MemoryStore, ReadCache};
 pub use store::Store;
 pub use time::{Clock, ManualClock, SystemClock, Timestamp, Tz};
 pub use transport::{Command, RobotTransport};

@@ -282,10 +282,9 @@ impl MemoryStore {
     }
 
     /// An empty store to serve as a durable store's read side (see
-    /// [`MemoryStore::mirror`]): it keeps no job window, which the durable
-    /// store answers.
-    #[doc(hidden)]
-    pub fn read_side() -> Self {
+    /// [`ReadCache`]): it keeps no job window, which the durable store
+    /// answers.
+    pub(crate) fn read_side() -> Self {
         let s = Self::default();
         s.lock().read_side = true;
         s
@@ -297,8 +296,7 @@ impl MemoryStore {
     /// what is live: jobs and queue items that reached their end are
     /// dropped (the durable store answers for them), and audit events, run
     /// logs, recordings and files are not kept.
-    #[doc(hidden)]
-    pub fn mirror(&self, c: &Commit) {
+    pub(crate) fn mirror(&self, c: &Commit) {
         let mut g = self.lock();
         for w in &c.writes {
             match w {
@@ -329,8 +327,7 @@ impl MemoryStore {
     /// late or twice, from any source, are harmless. A job or queue item
     /// that has ended is dropped; `RevokeToken` drops a session. Counters
     /// (`Counts`), commands, logs and files are not kept.
-    #[doc(hidden)]
-    pub fn refresh(&self, writes: impl IntoIterator<Item = Write>) {
+    pub(crate) fn refresh(&self, writes: impl IntoIterator<Item = Write>) {
         let mut g = self.lock();
         for w in writes {
             let newer = |stored: Option<u64>, new: u64| stored.is_none_or(|v| v < new);
@@ -366,8 +363,7 @@ impl MemoryStore {
 
     /// What is live here: unfinished jobs and queue items, and sessions
     /// (to find those that ended elsewhere).
-    #[doc(hidden)]
-    pub fn live(&self) -> (Vec<JobId>, Vec<QueueItemId>, Vec<[u8; 32]>) {
+    pub(crate) fn live(&self) -> (Vec<JobId>, Vec<QueueItemId>, Vec<[u8; 32]>) {
         let g = self.lock();
         (
             g.jobs.ids(),
@@ -841,6 +837,65 @@ impl LeaseStore for MemoryStore {
     async fn lease_holder(&self, name: &str, now: Timestamp) -> StoreResult<Option<u64>> {
         let g = self.lock();
         Ok(g.leases.get(name).filter(|(_, end)| *end >= now).map(|(h, _)| *h))
+    }
+}
+
+/// A durable store's read side: what is live (users, roles, sessions,
+/// processes, robots, vendors, unfinished jobs and queue items, outboxes)
+/// kept in memory, so that dispatch, heartbeats and logins read no
+/// database. `rpa-store-sql` keeps one per store: on SQLite it is exact
+/// (the one writer applies each commit to it as it stands,
+/// [`ReadCache::mirror`]); on PostgreSQL it is a node's copy of what every
+/// node writes ([`ReadCache::refresh`] takes in newer versions only, from
+/// its own commits, the other nodes' notifications, and re-reads after a
+/// conflict), and the engine confirms a refusal against the database
+/// before answering it ([`crate::store::CommitStore::confirm`]).
+///
+/// It reads like any store (it dereferences to a [`MemoryStore`]); jobs and
+/// queue items that ended are dropped, and the job window, audit chain,
+/// run logs, recordings and files are not kept: the durable store answers
+/// for them.
+#[derive(Debug, Clone)]
+pub struct ReadCache(MemoryStore);
+
+impl Default for ReadCache {
+    fn default() -> Self {
+        ReadCache::new()
+    }
+}
+
+impl ReadCache {
+    /// An empty cache.
+    pub fn new() -> ReadCache {
+        ReadCache(MemoryStore::read_side())
+    }
+
+    /// Takes in a commit the durable store has checked and committed,
+    /// without checking it again (the only writer's view: SQLite).
+    pub fn mirror(&self, c: &Commit) {
+        self.0.mirror(c)
+    }
+
+    /// Takes in entities read from the database or written by a commit that
+    /// stood: each replaces what is held only if its version is newer, so
+    /// news arriving late or twice, from any source, is harmless. A job or
+    /// queue item that ended is dropped; `RevokeToken` drops a session.
+    /// Counters (`Counts`), commands, logs and files are not kept.
+    pub fn refresh(&self, writes: impl IntoIterator<Item = Write>) {
+        self.0.refresh(writes)
+    }
+
+    /// What is held that may end elsewhere: unfinished jobs, queue items,
+    /// sessions (to find those that ended while this node was not told).
+    pub fn live(&self) -> (Vec<JobId>, Vec<QueueItemId>, Vec<[u8; 32]>) {
+        self.0.live()
+    }
+}
+
+impl std::ops::Deref for ReadCache {
+    type Target = MemoryStore;
+    fn deref(&self) -> &MemoryStore {
+        &self.0
     }
 }
 

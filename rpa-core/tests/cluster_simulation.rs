@@ -8,7 +8,7 @@
 //! executed exactly once, a robot is never refused a report about a run it
 //! holds, every job ends Successful, and the audit chain verifies.
 //!
-//! The node cache here ([`Node`]) is a [`MemoryStore`] read side in front of
+//! The node cache here ([`Node`]) is a [`ReadCache`](rpa_core::ReadCache) in front of
 //! a shared [`MemoryStore`] that plays the database: reads come from the
 //! cache (misses read through), commits go to the database and then into
 //! the committing node's cache, other nodes take the changed rows in when
@@ -114,7 +114,7 @@ type Inbox = Arc<Mutex<VecDeque<Changed>>>;
 #[derive(Clone)]
 struct Node {
     db: MemoryStore,
-    cache: MemoryStore,
+    cache: rpa_core::ReadCache,
     /// Other nodes' changes not yet taken in, oldest first.
     inbox: Inbox,
     /// The inboxes of the other nodes.
@@ -125,7 +125,7 @@ impl Node {
     fn new(db: &MemoryStore) -> Node {
         Node {
             db: db.clone(),
-            cache: MemoryStore::read_side(),
+            cache: rpa_core::ReadCache::new(),
             inbox: Arc::default(),
             peers: Arc::default(),
         }

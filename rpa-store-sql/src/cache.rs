@@ -18,7 +18,7 @@
 //!   missed), the node reloads what is live and re-reads whatever it holds
 //!   that is no longer live.
 //!
-//! Entities are replaced only by newer versions ([`MemoryStore::refresh`]),
+//! Entities are replaced only by newer versions ([`ReadCache::refresh`]),
 //! so changes arriving late, twice or out of order are harmless. Timers and
 //! robot commands are not cached: they are read from the database.
 
@@ -30,7 +30,7 @@ use std::time::Duration;
 use rpa_core::ids::*;
 use rpa_core::model::*;
 use rpa_core::store::{Commit, StoreResult, Write};
-use rpa_core::{MemoryStore, transport::Command};
+use rpa_core::{ReadCache, transport::Command};
 use serde::de::DeserializeOwned;
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
@@ -210,7 +210,7 @@ async fn rows_by_id<T: DeserializeOwned>(pool: &AnyPool, table: &str, ids: &[i64
 }
 
 /// The rows behind `ch`, as they are now, as writes for
-/// [`MemoryStore::refresh`]; sessions that are gone become `RevokeToken`.
+/// [`ReadCache::refresh`]; sessions that are gone become `RevokeToken`.
 pub(crate) async fn fetch(pool: &AnyPool, ch: &Changes) -> StoreResult<Vec<Write>> {
     let mut ch = ch.clone();
     ch.dedup();
@@ -293,7 +293,7 @@ pub(crate) async fn load_live(pool: &AnyPool) -> StoreResult<(Vec<Write>, Vec<(R
 
 /// Brings `cache` level with the database: takes in everything live, then
 /// re-reads what it holds as live that the database no longer does.
-async fn reconcile(pool: &AnyPool, cache: &MemoryStore) -> StoreResult<()> {
+async fn reconcile(pool: &AnyPool, cache: &ReadCache) -> StoreResult<()> {
     let (live, _) = load_live(pool).await?;
     let mut jobs = HashSet::new();
     let mut items = HashSet::new();
@@ -349,7 +349,7 @@ enum News {
 pub(crate) fn start(
     url: String,
     pool: AnyPool,
-    cache: MemoryStore,
+    cache: ReadCache,
     node: u64,
     mut stop: oneshot::Receiver<()>,
 ) -> oneshot::Receiver<StoreResult<()>> {
@@ -421,7 +421,7 @@ pub(crate) fn start(
 }
 
 /// Reads what the notifications name, a batch at a time.
-async fn refresher(pool: AnyPool, cache: MemoryStore, mut rx: mpsc::UnboundedReceiver<News>, ready: Ready) {
+async fn refresher(pool: AnyPool, cache: ReadCache, mut rx: mpsc::UnboundedReceiver<News>, ready: Ready) {
     let mut reload = false;
     while let Some(first) = rx.recv().await {
         let mut changed = Changes::default();
@@ -461,7 +461,7 @@ async fn refresher(pool: AnyPool, cache: MemoryStore, mut rx: mpsc::UnboundedRec
 }
 
 /// A commit refused as stale: re-reads what it wrote, so the retry sees it fresh.
-pub(crate) async fn after_conflict(pool: &AnyPool, cache: &MemoryStore, ch: &Changes) {
+pub(crate) async fn after_conflict(pool: &AnyPool, cache: &ReadCache, ch: &Changes) {
     match fetch(pool, ch).await {
         Ok(w) => cache.refresh(w),
         Err(e) => tracing::warn!(error = %e, "cannot re-read after a conflict"),

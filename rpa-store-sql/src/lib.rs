@@ -7,7 +7,7 @@
 //! dialects differ say so.
 //!
 //! ```text
-//!  Engine ──read──► memory: what is live (MemoryStore) ──miss / ended──► reader pool (sqlx)
+//!  Engine ──read──► memory: what is live (ReadCache) ──miss / ended──► reader pool (sqlx)
 //!         ──commit─► plan (JSON, statements; src/plan.rs) ──► group writer:
 //!                      one transaction per group of commits; a stale commit
 //!                      (a row not at the version it read) fails alone;
@@ -54,7 +54,7 @@
 //! Both backends keep what is live in memory: people, sessions, processes,
 //! robots, vendors (secrets still sealed), unfinished jobs and queue items,
 //! and the dispatch and deadline indexes over them (an
-//! [`rpa_core::MemoryStore`]). Dispatch reads only that memory. Ended jobs
+//! [`rpa_core::ReadCache`]). Dispatch reads only that memory. Ended jobs
 //! and items, run logs, files, the audit log and the job-window query come
 //! from the database.
 //!
@@ -62,7 +62,7 @@
 //!   enforced by a lock file), so the memory is whole and exact: loaded at
 //!   start, updated by the writer thread after each transaction commits, in
 //!   commit order, before any caller hears back; it also holds the waiting
-//!   robot commands ([`MemoryStore::mirror`](rpa_core::MemoryStore)).
+//!   robot commands ([`ReadCache::mirror`](rpa_core::ReadCache)).
 //! - PostgreSQL: other nodes write too, so the memory is a node cache that
 //!   may lag and never decides alone: every decision still ends in a
 //!   versioned commit the database checks. It takes in this node's commits
@@ -81,7 +81,7 @@ use rpa_core::ids::*;
 use rpa_core::model::*;
 use rpa_core::store::*;
 use rpa_core::transport::{Command, RobotTransport};
-use rpa_core::{Key, MemoryStore, Timestamp};
+use rpa_core::{Key, ReadCache, Timestamp};
 use serde::de::DeserializeOwned;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Row};
@@ -177,7 +177,7 @@ struct Inner {
     /// The live entities and indexes in memory. SQLite: kept by the group
     /// writer (this store is the only writer of its file), so it is whole.
     /// PostgreSQL: a node cache (see `cache.rs`) that may lag other nodes.
-    mirror: Option<MemoryStore>,
+    mirror: Option<ReadCache>,
     /// This store's name in change notifications (PostgreSQL).
     node: u64,
     /// Dropped with the store: stops the change listener.
@@ -375,7 +375,7 @@ impl SqlStore {
         };
         store.migrate().await?;
         if let Some(rx) = pg_rx {
-            let cache = MemoryStore::read_side();
+            let cache = ReadCache::new();
             let (stop, stopped_rx) = oneshot::channel();
             let loaded = cache::start(
                 url.to_owned(),
@@ -401,7 +401,7 @@ impl SqlStore {
             inner.takes = Some(takes);
         }
         if let (Some(rx), Some(lock)) = (sqlite_rx, lock) {
-            let mirror = MemoryStore::read_side();
+            let mirror = ReadCache::new();
             store.load_live(&mirror).await?;
             let conn = sqlite::open(url, options.synchronous)?;
             let m = mirror.clone();
@@ -521,7 +521,7 @@ impl SqlStore {
 
     /// Reads what is live (people, sessions, processes, robots, vendors,
     /// unfinished jobs and queue items, waiting commands) into `m`.
-    async fn load_live(&self, m: &MemoryStore) -> StoreResult<()> {
+    async fn load_live(&self, m: &ReadCache) -> StoreResult<()> {
         let (writes, commands) = cache::load_live(&self.inner.read).await?;
         m.mirror(&Commit {
             writes,
@@ -552,7 +552,7 @@ impl SqlStore {
     }
 
     /// What is live, in memory (always there once connected).
-    fn memory(&self) -> StoreResult<&MemoryStore> {
+    fn memory(&self) -> StoreResult<&ReadCache> {
         self.inner
             .mirror
             .as_ref()
@@ -560,7 +560,7 @@ impl SqlStore {
     }
 
     /// The memory that holds everything live (SQLite), if it does.
-    fn whole(&self) -> Option<&MemoryStore> {
+    fn whole(&self) -> Option<&ReadCache> {
         self.inner
             .mirror
             .as_ref()

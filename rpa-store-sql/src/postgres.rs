@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use rpa_core::MemoryStore;
+use rpa_core::ReadCache;
 use rpa_core::audit::{self, AuditDraft};
 use rpa_core::error::StoreError;
 use rpa_core::model::Process;
@@ -59,7 +59,7 @@ pub(crate) async fn group_writer(
     pool: AnyPool,
     url: String,
     mut rx: mpsc::Receiver<Pending>,
-    cache: MemoryStore,
+    cache: ReadCache,
     node: u64,
 ) {
     let mut hint = None;
@@ -329,7 +329,7 @@ async fn rows_in_one(
     held: &mut Option<PgConnection>,
     batch: &[Pending],
     node: u64,
-    cache: &MemoryStore,
+    cache: &ReadCache,
     hint: &mut Option<Hint>,
 ) -> Option<Written> {
     let Hint { mut tail } = hint.take()?;
@@ -355,7 +355,11 @@ async fn rows_in_one(
     for p in batch {
         for c in counts_of(p) {
             if let std::collections::hash_map::Entry::Vacant(v) = processes.entry(c.process.0) {
-                v.insert(rpa_core::store::ProcessStore::process(cache, c.process).await.ok()??);
+                v.insert(
+                    rpa_core::store::ProcessStore::process(&**cache, c.process)
+                        .await
+                        .ok()??,
+                );
             }
         }
     }
@@ -1172,7 +1176,7 @@ mod tests {
         // With what this writer knows, the next group is one round trip.
         assert!(hint.is_some());
         let batch = vec![job_commit(version(&a, 3)), job_commit(version(&b, 2))];
-        let cache = MemoryStore::read_side();
+        let cache = ReadCache::new();
         let (results, _) = rows_in_one(&store.inner.url, &mut None, &batch, 0, &cache, &mut hint)
             .await
             .expect("one round trip");

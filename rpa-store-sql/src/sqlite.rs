@@ -16,7 +16,7 @@ use rpa_core::error::StoreError;
 use rpa_core::ids::RobotId;
 use rpa_core::model::Process;
 use rpa_core::store::{Commit, StoreResult};
-use rpa_core::{MemoryStore, Timestamp};
+use rpa_core::{ReadCache, Timestamp};
 use rusqlite::types::{ToSql, ToSqlOutput};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
@@ -117,7 +117,7 @@ fn path_of(url: &str) -> StoreResult<PathBuf> {
 }
 
 /// Runs the writer until every sender is gone; `lock` is released after its last group.
-pub(crate) fn run(conn: Connection, lock: std::fs::File, mirror: MemoryStore, mut rx: mpsc::Receiver<Work>) {
+pub(crate) fn run(conn: Connection, lock: std::fs::File, mirror: ReadCache, mut rx: mpsc::Receiver<Work>) {
     let mut w = Writer {
         conn,
         mirror,
@@ -156,7 +156,7 @@ pub(crate) fn run(conn: Connection, lock: std::fs::File, mirror: MemoryStore, mu
 
 struct Writer {
     conn: Connection,
-    mirror: MemoryStore,
+    mirror: ReadCache,
     /// The outbox's highest number, once read.
     last_seq: Option<i64>,
 }
