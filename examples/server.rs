@@ -71,6 +71,10 @@ struct Args {
     /// HMAC-SHA256(secret, "<t>.<body>")>`.
     #[arg(long)]
     events_url: Option<String>,
+    /// Minutes a package link in Execute (`packageDownloadUri`) works:
+    /// executors fetch it with a plain GET, no credentials, until then.
+    #[arg(long, default_value_t = 60)]
+    package_link_ttl: u64,
 }
 
 #[tokio::main]
@@ -102,6 +106,7 @@ async fn main() {
                     .ok()
                     .filter(|s| !s.is_empty())
                     .map(rpa::server::Secret),
+                package_link_ttl_min: args.package_link_ttl,
             };
             run(options, shutdown_signal()).await.map_err(|e| e.to_string())
         }

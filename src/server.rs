@@ -26,7 +26,7 @@ use std::time::Duration;
 use rpa_adapters_http::config::Config;
 use rpa_adapters_http::{AppState, Files, HttpSettings};
 use rpa_adapters_ws::{Hub, HubState};
-use rpa_core::auth::PasswordCost;
+use rpa_core::auth::{LinkKey, PasswordCost};
 use rpa_core::{Engine, EngineConfig, MemoryStore, Store, SystemClock, Tz};
 use rpa_store_sql::{SqlOptions, SqlStore};
 use tokio::sync::watch;
@@ -85,6 +85,8 @@ pub struct Options {
     pub events_url: Option<String>,
     /// The secret `events_url` deliveries are signed with.
     pub events_secret: Option<Secret>,
+    /// Minutes a package link in Execute works without credentials (default 60).
+    pub package_link_ttl_min: u64,
 }
 
 /// A secret: shown as `***` by `Debug`, so logging the options never shows it.
@@ -115,6 +117,7 @@ impl Default for Options {
             events_file: None,
             events_url: None,
             events_secret: None,
+            package_link_ttl_min: 60,
         }
     }
 }
@@ -174,10 +177,13 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()> + Send + '
     let hub = Hub::new();
     let db = options.db.clone();
     if db == "memory" {
-        serve(MemoryStore::new(), hub, "memory", options, shutdown).await
+        // Nothing outlives the process: neither do its links.
+        let links = LinkKey(rand_key());
+        serve(MemoryStore::new(), hub, "memory", links, options, shutdown).await
     } else if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+        let key = secret_key(&options.secret_key_file)?;
         let sql = SqlOptions {
-            secret_key: Some(secret_key(&options.secret_key_file)?),
+            secret_key: Some(key),
             ..SqlOptions::default()
         };
         let store = SqlStore::connect(&db, sql)
@@ -185,24 +191,37 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()> + Send + '
             .map_err(|e| fail(format!("--db: {e}")))?;
         // Commands committed by other nodes for robots connected here.
         store.listen(hub.clone());
-        serve(store, hub, "postgres", options, shutdown).await
+        serve(store, hub, "postgres", link_key(&key), options, shutdown).await
     } else {
         let url = SqlStore::sqlite_url(Path::new(&db));
+        let key = secret_key(&options.secret_key_file)?;
         let sql = SqlOptions {
-            secret_key: Some(secret_key(&options.secret_key_file)?),
+            secret_key: Some(key),
             ..SqlOptions::default()
         };
         let store = SqlStore::connect(&url, sql)
             .await
             .map_err(|e| fail(format!("--db {db}: {e}")))?;
-        serve(store, hub, "sqlite", options, shutdown).await
+        serve(store, hub, "sqlite", link_key(&key), options, shutdown).await
     }
+}
+
+/// The key package links are signed with, derived from the secret key so
+/// that every node of a cluster signs alike (and links survive restarts).
+fn link_key(secret: &[u8; 32]) -> LinkKey {
+    LinkKey(rpa_core::auth::derive_key(secret, b"rpa package links"))
+}
+
+fn rand_key() -> [u8; 32] {
+    // The SHA-256 of 256 fresh random bits.
+    rpa_core::auth::new_token().1
 }
 
 async fn serve<S: Store>(
     store: S,
     hub: Arc<Hub>,
     kind: &'static str,
+    links: LinkKey,
     options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
@@ -218,7 +237,10 @@ async fn serve<S: Store>(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", options.listen));
-    let engine_config = engine_config(&options, &public_url);
+    let engine_config = EngineConfig {
+        link_key: Some(links.clone()),
+        ..engine_config(&options, &public_url)
+    };
     let engine = Arc::new(Engine::new(store, Arc::new(SystemClock), engine_config).with_transport(hub.clone()));
     config
         .apply(&engine)
@@ -230,6 +252,7 @@ async fn serve<S: Store>(
         files,
         settings: Arc::new(HttpSettings {
             public_url: public_url.clone(),
+            link_key: Some(links),
             ..HttpSettings::default()
         }),
     };
@@ -315,6 +338,7 @@ fn engine_config(options: &Options, public_url: &str) -> EngineConfig {
         failed_login_window_ms: options.lockout_window_min * 60_000,
         auto_unlock_ms: options.auto_unlock_min.map(|m| m * 60_000),
         password_cost: PasswordCost::default(),
+        link_ttl_ms: options.package_link_ttl_min * 60_000,
         ..EngineConfig::default()
     }
 }

@@ -79,6 +79,9 @@ pub struct HttpSettings {
     pub max_json_body: usize,
     /// Largest upload (files, packages), in bytes.
     pub max_upload: usize,
+    /// Verifies signed file links (`?expires=&signature=`, see
+    /// [`rpa_core::auth::sign_link`]): the engine's `link_key`.
+    pub link_key: Option<rpa_core::auth::LinkKey>,
 }
 
 impl Default for HttpSettings {
@@ -87,6 +90,7 @@ impl Default for HttpSettings {
             public_url: "http://127.0.0.1:8080".into(),
             max_json_body: 1 << 20,
             max_upload: 64 << 20,
+            link_key: None,
         }
     }
 }

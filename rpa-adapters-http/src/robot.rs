@@ -30,7 +30,7 @@
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -579,25 +579,52 @@ pub(crate) async fn upload<S: Store>(
 }
 
 /// A stored file's bytes, for its owner, the robot running its job, people
-/// granted the job's process, and administrators.
+/// granted the job's process, and administrators; or for anyone holding a
+/// signed link that has not expired (Execute's `packageDownloadUri`).
 #[utoipa::path(get, path = "/v1/file/{fileId}", tag = "robot",
     params(("fileId" = String, Path, description = "the file"),
         ("robotId" = Option<String>, Header, description = "a robot: with robotConnectId, or supplierCode + supplierSecret"),
-        ("X-Access-Token" = Option<String>, Header, description = "a person")),
+        ("X-Access-Token" = Option<String>, Header, description = "a person"),
+        ("expires" = Option<i64>, Query, description = "a signed link's expiry (Unix seconds)"),
+        ("signature" = Option<String>, Query, description = "a signed link's signature")),
     responses((status = 200, description = "the bytes", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 404, description = "no such file, or not readable by the caller", body = Envelope<Object>)))]
 pub(crate) async fn download<S: Store>(
     State(st): State<AppState<S>>,
     Path(file_id): Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<Response, RobotError> {
-    let (actor, _) = caller(&st, &headers).await?;
     let not_found = || RobotError::NotFound(format!("file {file_id} not found"));
     let k = file_id.parse::<Key>().map_err(|_| not_found())?;
-    let meta = match st.engine.readable_file(actor, k).await {
-        Ok(m) => m,
-        Err(Error::NotFound(..)) => return Err(not_found()),
-        Err(e) => return Err(e.into()),
+    let meta = match (q.get("expires"), q.get("signature")) {
+        (Some(expires), Some(signature)) => {
+            // A signed link: whoever holds it may fetch the file, until it expires.
+            let now = st.engine.now().0.div_euclid(1000);
+            let path = format!("/v1/file/{file_id}");
+            let good = st.settings.link_key.as_ref().is_some_and(|key| {
+                expires
+                    .parse()
+                    .is_ok_and(|e| rpa_core::auth::verify_link(key, &path, e, signature, now))
+            });
+            if !good {
+                return Err(RobotError::Unauthorized(
+                    "the link is not valid or has expired; ask for the file again".into(),
+                ));
+            }
+            st.engine.file(k).await.map_err(|e| match e {
+                Error::NotFound(..) => not_found(),
+                e => e.into(),
+            })?
+        }
+        _ => {
+            let (actor, _) = caller(&st, &headers).await?;
+            match st.engine.readable_file(actor, k).await {
+                Ok(m) => m,
+                Err(Error::NotFound(..)) => return Err(not_found()),
+                Err(e) => return Err(e.into()),
+            }
+        }
     };
     match st.files.get(k).await {
         Ok(Some(bytes)) => {

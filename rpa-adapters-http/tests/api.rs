@@ -7,6 +7,7 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use rpa_adapters_http::config::Config;
 use rpa_adapters_http::{AppState, Files, HttpSettings, app};
+use rpa_core::auth::LinkKey;
 use rpa_core::auth::{PasswordCost, supplier_proof};
 use rpa_core::{Engine, EngineConfig, ManualClock, MemoryStore, Timestamp};
 use serde_json::{Value, json};
@@ -45,6 +46,7 @@ impl Server {
         let clock = ManualClock::new(Timestamp(1_700_000_000_000));
         let config = EngineConfig {
             password_cost: PasswordCost::TESTING,
+            link_key: Some(LinkKey([9; 32])),
             ..EngineConfig::default()
         };
         let engine = Arc::new(Engine::new(MemoryStore::new(), Arc::new(clock.clone()), config));
@@ -52,6 +54,7 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         settings.public_url = base.clone();
+        settings.link_key = Some(LinkKey([9; 32]));
         let state = AppState {
             engine: engine.clone(),
             files: Files::memory(),
@@ -1082,7 +1085,14 @@ async fn administration_and_packages() {
     )
     .await;
     let (_, v) = s.robot("g1", &c, "/robots/connect/heartbeat", json!({})).await;
-    assert_eq!(v["resultValue"]["Body"]["packageDownloadUri"], uri.as_str());
+    // Execute's link is the package's, signed to work for an hour.
+    let link = v["resultValue"]["Body"]["packageDownloadUri"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (plain, query) = link.split_once('?').expect("a signed link");
+    assert_eq!(plain, uri.as_str());
+    assert!(query.starts_with("expires=") && query.contains("&signature="), "{link}");
     let got = s
         .http
         .get(&uri)
@@ -1092,6 +1102,28 @@ async fn administration_and_packages() {
         .await
         .unwrap();
     assert_eq!(got.bytes().await.unwrap().as_ref(), b"PK\x03\x04 package");
+    // A third-party executor fetches the link with a plain GET, no headers.
+    let http = s.http.clone();
+    let get = |url: String| {
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap() }
+    };
+    let got = get(link.clone()).await;
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(got.bytes().await.unwrap().as_ref(), b"PK\x03\x04 package");
+    let forged = link.replace("signature=", "signature=00");
+    assert_eq!(get(forged).await.status(), StatusCode::UNAUTHORIZED);
+    let longer = link.replace("expires=", "expires=9");
+    assert_eq!(
+        get(longer).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "the expiry is signed"
+    );
+    assert_eq!(
+        get(uri.clone()).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "unsigned: credentials needed"
+    );
     // A new package version: the job started before keeps the version it runs.
     let pkg: Value = s
         .http
@@ -1150,6 +1182,12 @@ async fn administration_and_packages() {
         .await
         .unwrap();
     assert!(verified["result"]["verified"].as_u64().unwrap() > 10);
+    // An hour later the link no longer works.
+    s.clock.advance(3_600_000 + 1_000);
+    let expired = get(link.clone()).await;
+    assert_eq!(expired.status(), StatusCode::UNAUTHORIZED);
+    let v: Value = expired.json().await.unwrap();
+    assert_eq!(v["successful"], false, "{v}");
 }
 
 #[tokio::test]

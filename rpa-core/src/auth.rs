@@ -89,6 +89,52 @@ pub fn verify_supplier_proof(vendor_secret: &str, robot_id: &str, proof: &str) -
     mac.verify_slice(&bytes).is_ok()
 }
 
+/// A key for one purpose derived from a master key: HMAC-SHA256(master,
+/// purpose), so that keys of different uses never coincide.
+pub fn derive_key(master: &[u8; 32], purpose: &[u8]) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(master).expect("HMAC takes keys of any length");
+    mac.update(purpose);
+    mac.finalize().into_bytes().into()
+}
+
+/// The key file links are signed with (see [`sign_link`]): `Debug` shows
+/// no byte of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LinkKey(pub [u8; 32]);
+
+impl std::fmt::Debug for LinkKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LinkKey(***)")
+    }
+}
+
+fn link_mac(key: &LinkKey, path: &str, expires: i64) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key.0).expect("HMAC takes keys of any length");
+    mac.update(path.as_bytes());
+    mac.update(b"\n");
+    mac.update(expires.to_string().as_bytes());
+    mac
+}
+
+/// The query that lets anyone fetch `path` (of this server) with a plain
+/// GET until `expires` (Unix seconds), and no longer:
+/// `expires=<expires>&signature=<hex HMAC-SHA256(key, "<path>\n<expires>")>`
+/// (DESIGN §7: `packageDownloadUri`, which third-party executors fetch
+/// without credentials).
+pub fn sign_link(key: &LinkKey, path: &str, expires: i64) -> String {
+    let sig = hex::encode(link_mac(key, path, expires).finalize().into_bytes());
+    format!("expires={expires}&signature={sig}")
+}
+
+/// Whether a link's `expires` and `signature` are this server's for `path`
+/// and still good at `now` (Unix seconds); checked in constant time.
+pub fn verify_link(key: &LinkKey, path: &str, expires: i64, signature: &str, now: i64) -> bool {
+    let Ok(sig) = hex::decode(signature.trim()) else {
+        return false;
+    };
+    now <= expires && link_mac(key, path, expires).verify_slice(&sig).is_ok()
+}
+
 /// The signature of an outbound delivery (events to a webhook): lowercase
 /// hex HMAC-SHA256 over `"<timestamp>.<body>"` keyed with the receiver's
 /// secret, sent as `X-Rpa-Signature: t=<timestamp>,v1=<hex>` (`timestamp` in
@@ -129,6 +175,27 @@ pub fn verify_delivery(secret: &[u8], header: &str, body: &[u8], now: i64, toler
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_verify_for_their_path_until_they_expire() {
+        let key = LinkKey([7; 32]);
+        let q = sign_link(&key, "/v1/file/abc", 1_000);
+        let sig = q.split_once("signature=").unwrap().1;
+        assert!(verify_link(&key, "/v1/file/abc", 1_000, sig, 999));
+        assert!(verify_link(&key, "/v1/file/abc", 1_000, sig, 1_000));
+        assert!(!verify_link(&key, "/v1/file/abc", 1_000, sig, 1_001), "expired");
+        assert!(!verify_link(&key, "/v1/file/abd", 1_000, sig, 999), "another path");
+        assert!(
+            !verify_link(&key, "/v1/file/abc", 2_000, sig, 999),
+            "the expiry is signed"
+        );
+        assert!(
+            !verify_link(&LinkKey([8; 32]), "/v1/file/abc", 1_000, sig, 999),
+            "another key"
+        );
+        assert!(!verify_link(&key, "/v1/file/abc", 1_000, "zz", 999));
+        assert_eq!(format!("{key:?}"), "LinkKey(***)");
+    }
 
     #[test]
     fn deliveries_verify_only_with_their_secret_body_and_time() {

@@ -370,7 +370,7 @@ impl<S: Store> Engine<S> {
         if execute {
             let order = Execute {
                 run_instance_id: job.key,
-                package_download_uri: p.spec.package_uri.clone(),
+                package_download_uri: self.package_link(&p.spec.package_uri, now),
                 file_upload_uri: self.config.file_upload_uri.clone(),
                 arguments: arguments::to_execute(&p.spec, &job.arguments),
                 video_record_required: p.spec.video_record,
@@ -383,5 +383,25 @@ impl<S: Store> Engine<S> {
             tx.command(robot.id, Command::Execute(Box::new(order)));
         }
         Ok(())
+    }
+}
+
+impl<S: Store> Engine<S> {
+    /// `uri` as Execute gives it: a package stored here (a path under
+    /// `/v1/file/`, no query) signed to work without credentials for
+    /// [`EngineConfig::link_ttl_ms`](super::EngineConfig::link_ttl_ms);
+    /// any other URI as it is.
+    fn package_link(&self, uri: &str, now: Timestamp) -> String {
+        let Some(key) = &self.config.link_key else {
+            return uri.to_owned();
+        };
+        let path = uri
+            .split_once("://")
+            .map_or(uri, |(_, rest)| rest.find('/').map_or("", |i| &rest[i..]));
+        if !path.starts_with("/v1/file/") || uri.contains('?') {
+            return uri.to_owned();
+        }
+        let expires = now.plus_ms(self.config.link_ttl_ms).0.div_euclid(1000);
+        format!("{uri}?{}", crate::auth::sign_link(key, path, expires))
     }
 }

@@ -164,6 +164,13 @@ pub struct EngineConfig {
     /// How long the timer lease lasts without renewal: when the node that
     /// fires the timers stops, another takes over after at most this long.
     pub timer_lease_ms: u64,
+    /// Signs the package links Execute carries (`packageDownloadUri` of a
+    /// package stored here, `/v1/file/...`), so that any executor fetches
+    /// them with a plain GET until they expire (`None`: links unsigned;
+    /// fetching then needs robot headers).
+    pub link_key: Option<crate::auth::LinkKey>,
+    /// How long a signed package link works (default one hour).
+    pub link_ttl_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -183,6 +190,8 @@ impl Default for EngineConfig {
             seed: None,
             node: None,
             timer_lease_ms: 10_000,
+            link_key: None,
+            link_ttl_ms: 3_600_000,
         }
     }
 }
