@@ -127,6 +127,7 @@ async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
                 .ok()
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(8),
+            sealing: rpa::sql::Sealing::Key([5; 32]),
             ..SqlOptions::default()
         },
     )

@@ -28,7 +28,7 @@ use rpa_adapters_http::{AppState, Files, HttpSettings};
 use rpa_adapters_ws::{Hub, HubState};
 use rpa_core::auth::{LinkKey, PasswordCost};
 use rpa_core::{Engine, EngineConfig, MemoryStore, Store, SystemClock, Tz};
-use rpa_store_sql::{SqlOptions, SqlStore};
+use rpa_store_sql::{Sealing, SqlOptions, SqlStore};
 use tokio::sync::watch;
 
 use crate::consume::{EventFile, HttpSink, run_consumer};
@@ -183,7 +183,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()> + Send + '
     } else if db.starts_with("postgres://") || db.starts_with("postgresql://") {
         let key = secret_key(&options.secret_key_file)?;
         let sql = SqlOptions {
-            secret_key: Some(key),
+            sealing: Sealing::Key(key),
             ..SqlOptions::default()
         };
         let store = SqlStore::connect(&db, sql)
@@ -196,7 +196,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()> + Send + '
         let url = SqlStore::sqlite_url(Path::new(&db));
         let key = secret_key(&options.secret_key_file)?;
         let sql = SqlOptions {
-            secret_key: Some(key),
+            sealing: Sealing::Key(key),
             ..SqlOptions::default()
         };
         let store = SqlStore::connect(&url, sql)
@@ -402,24 +402,7 @@ pub fn secret_key(path: &Path) -> Result<[u8; 32], ServerError> {
     if let Ok(k) = std::env::var("RPA_SECRET_KEY") {
         return parse(k.trim(), "RPA_SECRET_KEY");
     }
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(text.trim(), &path.display().to_string()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            use std::io::Write;
-            #[cfg(unix)]
-            use std::os::unix::fs::OpenOptionsExt;
-            let (fresh, _) = rpa_core::auth::new_token();
-            let mut open = std::fs::OpenOptions::new();
-            open.write(true).create_new(true);
-            #[cfg(unix)]
-            open.mode(0o600);
-            let mut f = open.open(path).map_err(|e| fail(format!("{}: {e}", path.display())))?;
-            writeln!(f, "{fresh}").map_err(|e| fail(format!("{}: {e}", path.display())))?;
-            tracing::info!(file = %path.display(), "created a new key for vendor secrets at rest");
-            parse(&fresh, &path.display().to_string())
-        }
-        Err(e) => Err(fail(format!("{}: {e}", path.display()))),
-    }
+    rpa_store_sql::key_file(path).map_err(fail)
 }
 
 /// A database URL without its password, for logs.

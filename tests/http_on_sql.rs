@@ -73,7 +73,7 @@ async fn post(base: &str, path: &str, headers: &[(&str, &str)], body: Value) -> 
 }
 
 async fn walkthrough(url: &str) {
-    let (base, engine, server) = serve(SqlStore::connect(url, SqlOptions::default()).await.unwrap()).await;
+    let (base, engine, server) = serve(SqlStore::connect(url, test_options()).await.unwrap()).await;
     let login = post(
         &base,
         "/rpa/api/login",
@@ -132,7 +132,7 @@ async fn walkthrough(url: &str) {
     // A new engine on the same database: what was acknowledged is there.
     server.stop().await;
     drop(engine);
-    let (base2, engine2, _server2) = serve(SqlStore::connect(url, SqlOptions::default()).await.unwrap()).await;
+    let (base2, engine2, _server2) = serve(SqlStore::connect(url, test_options()).await.unwrap()).await;
     let status = post(&base2, "/rpa/api/jobStatus", &t, json!({"jobId": job})).await;
     assert_eq!(
         status["result"][0]["status"], "Successful",
@@ -159,4 +159,12 @@ async fn postgres_walkthrough_survives_restart() {
     let Some(url) = support::postgres_url() else { return };
     let url = support::fresh_postgres(&url, "http").await;
     walkthrough(&url).await;
+}
+
+/// Vendor secrets sealed with a fixed key, the same for every store a test opens.
+fn test_options() -> SqlOptions {
+    SqlOptions {
+        sealing: rpa::sql::Sealing::Key([5; 32]),
+        ..SqlOptions::default()
+    }
 }

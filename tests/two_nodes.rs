@@ -28,7 +28,7 @@ async fn postgres_a_command_committed_on_one_node_reaches_a_robot_on_another() {
     };
 
     // Node A: the hub, listening for other nodes' commands.
-    let store_a = SqlStore::connect(&db, SqlOptions::default()).await.unwrap();
+    let store_a = SqlStore::connect(&db, test_options()).await.unwrap();
     let hub = Hub::new();
     store_a.listen(hub.clone());
     let node_a = Arc::new(Engine::new(store_a, Arc::new(SystemClock), config()).with_transport(hub.clone()));
@@ -45,7 +45,7 @@ async fn postgres_a_command_committed_on_one_node_reaches_a_robot_on_another() {
 
     // Node B: another engine on the same database.
     let node_b = Engine::new(
-        SqlStore::connect(&db, SqlOptions::default()).await.unwrap(),
+        SqlStore::connect(&db, test_options()).await.unwrap(),
         Arc::new(SystemClock),
         config(),
     );
@@ -85,4 +85,12 @@ async fn postgres_a_command_committed_on_one_node_reaches_a_robot_on_another() {
     .expect("the Execute arrives without a heartbeat");
     assert_eq!(execute["runInstanceId"], job.key.to_string());
     drop(ws);
+}
+
+/// Vendor secrets sealed with a fixed key, the same on both nodes.
+fn test_options() -> SqlOptions {
+    SqlOptions {
+        sealing: rpa::sql::Sealing::Key([5; 32]),
+        ..SqlOptions::default()
+    }
 }

@@ -42,9 +42,12 @@
 //! flush (`take.rs`). Leases (`rpa_leases`, [`Store::lease`]) are one
 //! conditional upsert.
 //!
-//! With [`SqlOptions::secret_key`] set, vendor secrets are stored sealed
-//! with ChaCha20-Poly1305 (`enc:v1:<nonce><ciphertext>`, hex) and opened on
-//! read; the key never reaches the database.
+//! Vendor secrets are stored sealed with ChaCha20-Poly1305
+//! (`enc:v1:<nonce><ciphertext>`, hex) and opened on read; the key never
+//! reaches the database. [`SqlOptions::sealing`] says where the key comes
+//! from ([`Sealing`]: by default a file beside an SQLite database; a
+//! PostgreSQL store must be given one); plain storage only by the loudly
+//! named [`Sealing::PlainTextInsecure`].
 //!
 //! SQLite runs with `journal_mode=WAL` and, by default, `synchronous=NORMAL`:
 //! a commit is durable against a crash of the process, and a power loss can
@@ -138,9 +141,9 @@ pub struct SqlOptions {
     pub max_connections: u32,
     /// Ids reserved per round trip.
     pub id_block: i64,
-    /// Key that encrypts vendor secrets at rest (ChaCha20-Poly1305). Without
-    /// it they are stored as given.
-    pub secret_key: Option<[u8; 32]>,
+    /// How vendor secrets are kept at rest (default: sealed with a key kept
+    /// beside an SQLite database).
+    pub sealing: Sealing,
 }
 
 impl Default for SqlOptions {
@@ -149,7 +152,93 @@ impl Default for SqlOptions {
             synchronous: Synchronous::Normal,
             max_connections: 8,
             id_block: 256,
-            secret_key: None,
+            sealing: Sealing::BesideDatabase,
+        }
+    }
+}
+
+/// How vendor secrets (what robots prove themselves with) are kept at rest.
+#[derive(Clone, Default)]
+pub enum Sealing {
+    /// Sealed with this key (ChaCha20-Poly1305). Nodes sharing a PostgreSQL
+    /// database must share it.
+    Key([u8; 32]),
+    /// Sealed with a key kept in a file beside the SQLite database
+    /// (`<database file>.key`, 64 hex characters, created with a fresh key
+    /// and readable by this user only when missing; see [`key_file`]). A
+    /// PostgreSQL database has no "beside": connecting refuses this and asks
+    /// for [`Sealing::Key`].
+    #[default]
+    BesideDatabase,
+    /// Stored as given: anyone who reads the database (a backup, a replica)
+    /// can impersonate every robot of every vendor. For tests and for
+    /// databases protected otherwise; the store warns at every start.
+    PlainTextInsecure,
+}
+
+impl std::fmt::Debug for Sealing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Sealing::Key(_) => "Key(***)",
+            Sealing::BesideDatabase => "BesideDatabase",
+            Sealing::PlainTextInsecure => "PlainTextInsecure",
+        })
+    }
+}
+
+/// The key in the file `path` (64 hex characters), or, if there is no such
+/// file, a fresh random key written to it (created readable by this user
+/// only). Errors are said in words; they never show the key.
+pub fn key_file(path: &std::path::Path) -> Result<[u8; 32], String> {
+    let parse = |text: &str| -> Result<[u8; 32], String> {
+        let bad = || format!("{}: the key must be 64 hex characters", path.display());
+        hex::decode(text.trim())
+            .map_err(|_| bad())?
+            .try_into()
+            .map_err(|_| bad())
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            use std::io::Write;
+            #[cfg(unix)]
+            use std::os::unix::fs::OpenOptionsExt;
+            let (fresh, _) = rpa_core::auth::new_token();
+            let mut open = std::fs::OpenOptions::new();
+            open.write(true).create_new(true);
+            #[cfg(unix)]
+            open.mode(0o600);
+            let mut f = open.open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            writeln!(f, "{fresh}").map_err(|e| format!("{}: {e}", path.display()))?;
+            tracing::info!(file = %path.display(), "created a new key for vendor secrets at rest");
+            parse(&fresh)
+        }
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// The key vendor secrets are sealed with on the database `url`, if any.
+fn sealing_key(url: &str, backend: Backend, sealing: &Sealing) -> Result<Option<[u8; 32]>, StoreError> {
+    match sealing {
+        Sealing::Key(k) => Ok(Some(*k)),
+        Sealing::PlainTextInsecure => {
+            tracing::warn!(
+                "vendor secrets are stored in PLAIN TEXT (Sealing::PlainTextInsecure): \
+                 whoever reads the database can impersonate every robot"
+            );
+            Ok(None)
+        }
+        Sealing::BesideDatabase if backend == Backend::Postgres => Err(StoreError::Backend(
+            "a PostgreSQL store needs the key that seals vendor secrets (SqlOptions::sealing = Sealing::Key, \
+             the same on every node)"
+                .into(),
+        )),
+        Sealing::BesideDatabase => {
+            let mut name = sqlite::path_of(url)?.into_os_string();
+            name.push(".key");
+            key_file(std::path::Path::new(&name))
+                .map(Some)
+                .map_err(StoreError::Backend)
         }
     }
 }
@@ -367,7 +456,7 @@ impl SqlStore {
                 writer,
                 takes: None,
                 url: url.to_owned(),
-                secret_key: options.secret_key,
+                secret_key: sealing_key(url, backend, &options.sealing)?,
                 mirror: None,
                 node: rand::random(),
                 _stop: None,

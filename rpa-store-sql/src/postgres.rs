@@ -1056,9 +1056,15 @@ mod tests {
         }
         let (base, _) = url.rsplit_once('/').unwrap();
         Some(
-            SqlStore::connect(&format!("{base}/{name}"), SqlOptions::default())
-                .await
-                .unwrap(),
+            SqlStore::connect(
+                &format!("{base}/{name}"),
+                SqlOptions {
+                    sealing: crate::Sealing::Key([5; 32]),
+                    ..SqlOptions::default()
+                },
+            )
+            .await
+            .unwrap(),
         )
     }
 

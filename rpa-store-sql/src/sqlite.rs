@@ -102,7 +102,7 @@ pub(crate) async fn lock(url: &str) -> StoreResult<std::fs::File> {
 }
 
 /// The file of an `sqlite:` URL.
-fn path_of(url: &str) -> StoreResult<PathBuf> {
+pub(crate) fn path_of(url: &str) -> StoreResult<PathBuf> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))

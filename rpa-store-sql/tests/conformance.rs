@@ -21,7 +21,7 @@ async fn postgres_conforms() {
     rpa_core::conformance::run(|| {
         let url = url.clone();
         async move {
-            SqlStore::connect(&fresh_postgres(&url).await, SqlOptions::default())
+            SqlStore::connect(&fresh_postgres(&url).await, common::pg_options())
                 .await
                 .unwrap()
         }
@@ -97,7 +97,7 @@ async fn sqlite_group_commit_isolates_conflicts() {
 async fn postgres_group_commit_isolates_conflicts() {
     let Some(url) = postgres_url() else { return };
     group_commit_isolates_conflicts(
-        SqlStore::connect(&fresh_postgres(&url).await, SqlOptions::default())
+        SqlStore::connect(&fresh_postgres(&url).await, common::pg_options())
             .await
             .unwrap(),
     )
@@ -111,11 +111,10 @@ async fn vendor_secrets_are_encrypted_at_rest() {
     use rpa_core::model::Vendor;
     use rpa_core::store::{Commit, Write};
     let url = temp_sqlite();
-    let key = Some([7u8; 32]);
     let store = SqlStore::connect(
         &url,
         SqlOptions {
-            secret_key: key,
+            sealing: rpa_store_sql::Sealing::Key([7u8; 32]),
             ..SqlOptions::default()
         },
     )
@@ -149,7 +148,7 @@ async fn vendor_secrets_are_encrypted_at_rest() {
     let wrong = SqlStore::connect(
         &url,
         SqlOptions {
-            secret_key: Some([8u8; 32]),
+            sealing: rpa_store_sql::Sealing::Key([8u8; 32]),
             ..SqlOptions::default()
         },
     )
@@ -160,6 +159,78 @@ async fn vendor_secrets_are_encrypted_at_rest() {
         "a wrong key does not open it"
     );
     drop(wrong);
-    let none = SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
+    let none = SqlStore::connect(
+        &url,
+        SqlOptions {
+            sealing: rpa_store_sql::Sealing::PlainTextInsecure,
+            ..SqlOptions::default()
+        },
+    )
+    .await
+    .unwrap();
     assert!(none.vendor_by_code("acme").await.is_err(), "no key does not open it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vendor_secrets_are_sealed_by_default() {
+    use rpa_core::ids::VendorId;
+    use rpa_core::model::Vendor;
+    use rpa_core::store::{Commit, Write};
+    // SQLite: a key file beside the database, created once, kept.
+    let url = temp_sqlite();
+    let file = url
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let store = SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
+    let key = std::fs::read_to_string(format!("{file}.key")).expect("a key file beside the database");
+    assert_eq!(key.trim().len(), 64);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(format!("{file}.key")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "readable by its owner only");
+    }
+    let v = Vendor {
+        id: VendorId(1),
+        key: rpa_core::Key([1; 16]),
+        version: 1,
+        code: "acme".into(),
+        secret: "the-vendor-secret".into(),
+    };
+    store
+        .commit(Commit {
+            writes: vec![Write::Vendor(v)],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    let raw: String = sqlx::query_scalar("SELECT data FROM rpa_vendors")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(raw.contains("enc:v1:") && !raw.contains("the-vendor-secret"), "{raw}");
+    drop(store);
+    let again = SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
+    assert_eq!(
+        again.vendor_by_code("acme").await.unwrap().unwrap().secret,
+        "the-vendor-secret",
+        "the same key after a restart"
+    );
+    assert_eq!(std::fs::read_to_string(format!("{file}.key")).unwrap(), key);
+    assert_eq!(
+        format!("{:?}", rpa_store_sql::Sealing::Key([9; 32])),
+        "Key(***)",
+        "a key is never shown"
+    );
+
+    // PostgreSQL: no file beside it; the key must be given.
+    let Some(pg) = postgres_url() else { return };
+    let err = SqlStore::connect(&fresh_postgres(&pg).await, SqlOptions::default())
+        .await
+        .err()
+        .expect("refused without a key");
+    assert!(err.to_string().contains("Sealing::Key"), "{err}");
 }

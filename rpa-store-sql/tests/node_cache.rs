@@ -14,7 +14,7 @@ use rpa_core::error::StoreError;
 use rpa_core::ids::{JobId, ProcessId, RobotId, UserId};
 use rpa_core::model::{Job, JobState, RobotState, Token};
 use rpa_core::store::{Commit, Write};
-use rpa_store_sql::{SqlOptions, SqlStore};
+use rpa_store_sql::SqlStore;
 
 async fn put(s: &SqlStore, writes: Vec<Write>) -> Result<(), StoreError> {
     s.commit(Commit {
@@ -39,8 +39,8 @@ async fn eventually<F: AsyncFn() -> bool>(what: &str, f: F) {
 async fn postgres_nodes_hear_of_each_others_commits_and_never_commit_a_stale_copy() {
     let Some(url) = postgres_url() else { return };
     let db = fresh_postgres(&url).await;
-    let a = SqlStore::connect(&db, SqlOptions::default()).await.unwrap();
-    let b = SqlStore::connect(&db, SqlOptions::default()).await.unwrap();
+    let a = SqlStore::connect(&db, common::pg_options()).await.unwrap();
+    let b = SqlStore::connect(&db, common::pg_options()).await.unwrap();
 
     // A job and an idle robot committed on A appear in B's dispatch indexes.
     let job = sample_job(1, ProcessId(1), 0);

@@ -28,8 +28,8 @@ fn command(robot: i64, n: usize) -> Command {
 async fn postgres_commands_are_taken_once_in_order_by_two_nodes_at_once() {
     let Some(url) = postgres_url() else { return };
     let db = fresh_postgres(&url).await;
-    let a = Arc::new(SqlStore::connect(&db, SqlOptions::default()).await.unwrap());
-    let b = Arc::new(SqlStore::connect(&db, SqlOptions::default()).await.unwrap());
+    let a = Arc::new(SqlStore::connect(&db, common::pg_options()).await.unwrap());
+    let b = Arc::new(SqlStore::connect(&db, common::pg_options()).await.unwrap());
     for n in 0..PER_ROBOT {
         let commands = (1..=ROBOTS).map(|r| (RobotId(r), command(r, n))).collect();
         a.commit(Commit {
@@ -92,7 +92,7 @@ async fn postgres_callers_that_find_the_id_block_spent_share_one_reservation() {
     let db = fresh_postgres(&url).await;
     let options = SqlOptions {
         id_block: 10,
-        ..SqlOptions::default()
+        ..common::pg_options()
     };
     let store = Arc::new(SqlStore::connect(&db, options).await.unwrap());
     let tasks: Vec<_> = (0..50)

@@ -45,7 +45,7 @@ async fn sqlite_hot_paths_use_indexes() {
 async fn postgres_hot_paths_use_indexes() {
     let Some(url) = postgres_url() else { return };
     let url = fresh_postgres(&url).await;
-    SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
+    SqlStore::connect(&url, common::pg_options()).await.unwrap();
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
     sqlx::raw_sql("SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan")
         .execute(&mut conn)

@@ -27,7 +27,7 @@ async fn sqlite_reopened_store_serves_what_was_live() {
         ..EngineConfig::default()
     };
     let options = || SqlOptions {
-        secret_key: Some([3; 32]),
+        sealing: rpa_store_sql::Sealing::Key([3; 32]),
         ..SqlOptions::default()
     };
     let first = SqlStore::connect(&url, options()).await.unwrap();

@@ -45,3 +45,13 @@ pub async fn fresh_postgres(url: &str) -> String {
     let (base, _) = url.rsplit_once('/').expect("DATABASE_URL ends with /database");
     format!("{base}/{name}")
 }
+
+/// Options for a PostgreSQL store in tests: vendor secrets sealed with a
+/// fixed key (every store a test opens on one database shares it).
+#[allow(dead_code)]
+pub fn pg_options() -> rpa_store_sql::SqlOptions {
+    rpa_store_sql::SqlOptions {
+        sealing: rpa_store_sql::Sealing::Key([5; 32]),
+        ..rpa_store_sql::SqlOptions::default()
+    }
+}
