@@ -228,9 +228,8 @@ async fn vendor_secrets_are_sealed_by_default() {
 
     // PostgreSQL: no file beside it; the key must be given.
     let Some(pg) = postgres_url() else { return };
-    let err = SqlStore::connect(&fresh_postgres(&pg).await, SqlOptions::default())
-        .await
-        .err()
-        .expect("refused without a key");
+    let Err(err) = SqlStore::connect(&fresh_postgres(&pg).await, SqlOptions::default()).await else {
+        panic!("a PostgreSQL store without a key must be refused");
+    };
     assert!(err.to_string().contains("Sealing::Key"), "{err}");
 }
