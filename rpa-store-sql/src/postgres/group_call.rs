@@ -173,7 +173,7 @@ pub(crate) fn function_sql() -> String {
         "PERFORM pg_notify('{}', c) FROM unnest(changes) AS c;\n\
          IF cardinality(a_seq) > 0 THEN\n  INSERT INTO rpa_audit (seq, data) SELECT * FROM unnest(a_seq, a_data);\n  \
          UPDATE rpa_audit_tail SET seq = a_seq[cardinality(a_seq)], hash = tail_hash WHERE id = 1;\nEND IF;\n",
-        crate::cache::CHANNEL
+        super::cache::CHANNEL
     );
     format!(
         "CREATE OR REPLACE FUNCTION rpa_write_rows({}) RETURNS void LANGUAGE plpgsql AS $rpa$\nBEGIN\n{body}END\n$rpa$",

@@ -22,6 +22,11 @@
 //! as a whole) runs again statement by statement, each commit in a
 //! savepoint of its own.
 
+pub(crate) mod cache;
+pub(crate) mod group_call;
+
+use cache::Changes;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
@@ -33,8 +38,6 @@ use rpa_core::store::{StoreResult, Write};
 use sqlx::{AnyConnection, AnyPool, Connection, PgConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cache::{self, Changes};
-use crate::group_call;
 use crate::plan::{self, EntityRow, Expect, Planned, Step, Stmt, Val};
 use crate::{GROUP_MAX, backend_err, bind, data, queries, unique_err};
 

@@ -1,0 +1,445 @@
+//! The store's capability traits for [`SqlStore`]: reads served by the
+//! read cache where it is exact or confirmed, the rest by the database;
+//! commits handed to the backend's writer.
+
+use super::*;
+
+fn id_kind(k: IdKind) -> &'static str {
+    match k {
+        IdKind::User => "user",
+        IdKind::Role => "role",
+        IdKind::Process => "process",
+        IdKind::Job => "job",
+        IdKind::QueueItem => "item",
+        IdKind::Robot => "robot",
+        IdKind::Vendor => "vendor",
+        IdKind::RunLog => "log",
+        IdKind::File => "file",
+        IdKind::Step => "step",
+    }
+}
+
+impl CommitStore for SqlStore {
+    async fn next_id(&self, kind: IdKind) -> StoreResult<i64> {
+        self.serial(id_kind(kind)).await
+    }
+
+    async fn confirm(&self, robot: &str, run: Option<Key>) -> StoreResult<bool> {
+        // SQLite's memory is exact: this store is its file's only writer.
+        let Some(m) = self
+            .inner
+            .mirror
+            .as_ref()
+            .filter(|_| self.inner.backend == Backend::Postgres)
+        else {
+            return Ok(false);
+        };
+        let mut fresh = Vec::new();
+        if let Some(r) = self.one::<Robot>(queries::ROBOT_BY_CODE, Val::S(robot.into())).await? {
+            fresh.push(Write::Robot(r));
+        }
+        if let Some(k) = run
+            && let Some(j) = self.one::<Job>(queries::JOB_BY_KEY, Val::S(k.to_string())).await?
+        {
+            fresh.push(Write::Job(j));
+        }
+        m.refresh(fresh);
+        Ok(true)
+    }
+
+    async fn commit(&self, mut c: Commit) -> StoreResult<()> {
+        if c.is_empty() {
+            return Ok(());
+        }
+        if let Some(key) = &self.inner.secret_key {
+            for w in &mut c.writes {
+                if let Write::Vendor(v) = w {
+                    v.secret = seal(key, &v.secret)?;
+                }
+            }
+        }
+        let (done, result) = oneshot::channel();
+        match &self.inner.writer {
+            Writer::Pool(w) => {
+                let mut seqs = Vec::with_capacity(c.commands.len());
+                for _ in &c.commands {
+                    seqs.push(self.serial("outbox").await?);
+                }
+                let changes = postgres::cache::Changes::of(&c);
+                let planned = plan::plan(&mut c, self.inner.backend, &seqs)?;
+                w.send(postgres::Pending {
+                    planned,
+                    writes: c.writes,
+                    changes,
+                    done,
+                })
+                .await
+                .map_err(stopped)?;
+            }
+            Writer::Thread(w) => {
+                // The writer numbers outbox rows itself, in commit order.
+                let seqs = vec![0; c.commands.len()];
+                let planned = plan::plan(&mut c, self.inner.backend, &seqs)?;
+                w.send(sqlite::Work::Commit {
+                    planned,
+                    commit: c,
+                    done,
+                })
+                .await
+                .map_err(stopped)?;
+            }
+        }
+        result.await.map_err(stopped)?
+    }
+}
+
+impl PeopleStore for SqlStore {
+    async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
+        let memory = self.inner.mirror.as_ref().map(|m| m.user(id));
+        self.point(memory, queries::USER, Val::I(id.0), Write::User).await
+    }
+    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
+        let memory = self.inner.mirror.as_ref().map(|m| m.user_by_name(name));
+        self.point(
+            memory,
+            "SELECT data FROM rpa_users WHERE name = $1",
+            Val::S(name.into()),
+            Write::User,
+        )
+        .await
+    }
+    async fn users(&self) -> StoreResult<Vec<User>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.users().await;
+        }
+        self.many(sqlx::query("SELECT data FROM rpa_users ORDER BY id")).await
+    }
+    async fn role(&self, id: RoleId) -> StoreResult<Option<Role>> {
+        let memory = self.inner.mirror.as_ref().map(|m| m.role(id));
+        self.point(
+            memory,
+            "SELECT data FROM rpa_roles WHERE id = $1",
+            Val::I(id.0),
+            Write::Role,
+        )
+        .await
+    }
+    async fn role_by_name(&self, name: &str) -> StoreResult<Option<Role>> {
+        let memory = self.inner.mirror.as_ref().map(|m| m.role_by_name(name));
+        self.point(
+            memory,
+            "SELECT data FROM rpa_roles WHERE name = $1",
+            Val::S(name.into()),
+            Write::Role,
+        )
+        .await
+    }
+    async fn token(&self, hash: [u8; 32]) -> StoreResult<Option<Token>> {
+        let memory = self.inner.mirror.as_ref().map(|m| m.token(hash));
+        self.point(memory, queries::TOKEN, Val::S(hex::encode(hash)), Write::Token)
+            .await
+    }
+}
+
+impl ProcessStore for SqlStore {
+    async fn process(&self, id: ProcessId) -> StoreResult<Option<Process>> {
+        let memory = self.inner.mirror.as_ref().map(|m| m.process(id));
+        self.point(memory, queries::PROCESS, Val::I(id.0), Write::Process).await
+    }
+    async fn process_by_key(&self, key: Key) -> StoreResult<Option<Process>> {
+        let memory = self.inner.mirror.as_ref().map(|m| m.process_by_key(key));
+        self.point(memory, queries::PROCESS_BY_KEY, Val::S(key.to_string()), Write::Process)
+            .await
+    }
+    async fn processes(&self) -> StoreResult<Vec<Process>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.processes().await;
+        }
+        self.many(sqlx::query("SELECT data FROM rpa_processes ORDER BY id"))
+            .await
+    }
+}
+
+impl JobStore for SqlStore {
+    async fn job(&self, id: JobId) -> StoreResult<Option<Job>> {
+        // Live ones are in memory; ended ones only in the database.
+        if let Some(m) = &self.inner.mirror
+            && let Some(found) = m.job(id).await?
+        {
+            return Ok(Some(found));
+        }
+        self.one(queries::JOB, Val::I(id.0)).await
+    }
+    async fn job_by_key(&self, key: Key) -> StoreResult<Option<Job>> {
+        // Live ones are in memory; ended ones only in the database.
+        if let Some(m) = &self.inner.mirror
+            && let Some(found) = m.job_by_key(key).await?
+        {
+            return Ok(Some(found));
+        }
+        self.one(queries::JOB_BY_KEY, Val::S(key.to_string())).await
+    }
+    async fn jobs_of_process(&self, q: JobQuery) -> StoreResult<(u64, Vec<Job>)> {
+        let filter = if q.state.is_some() { " AND state = $4" } else { "" };
+        let count_sql = format!(
+            "SELECT COUNT(*) FROM rpa_jobs WHERE process = $1 AND created_at >= $2 AND created_at <= $3{filter}"
+        );
+        let mut count = sqlx::query_scalar::<_, i64>(&count_sql)
+            .bind(q.process.0)
+            .bind(q.from.0)
+            .bind(q.to.0);
+        if let Some(s) = q.state {
+            count = count.bind(s.as_str());
+        }
+        let total = count.fetch_one(&self.inner.read).await.map_err(backend_err)?;
+        let n = if q.state.is_some() { 5 } else { 4 };
+        let sql = format!(
+            "SELECT data FROM rpa_jobs WHERE process = $1 AND created_at >= $2 AND created_at <= $3{filter} ORDER BY created_at DESC, id DESC LIMIT ${n}"
+        );
+        let mut rows = sqlx::query(&sql).bind(q.process.0).bind(q.from.0).bind(q.to.0);
+        if let Some(s) = q.state {
+            rows = rows.bind(s.as_str());
+        }
+        let jobs = self.many(rows.bind(limit(q.limit))).await?;
+        Ok((total as u64, jobs))
+    }
+    // Dispatch reads memory only (see the module docs).
+    async fn next_pending(&self, processes: &[ProcessId]) -> StoreResult<Option<Job>> {
+        self.memory()?.next_pending(processes).await
+    }
+    async fn pending_heads(&self, processes: &[ProcessId], n: usize) -> StoreResult<Vec<JobId>> {
+        self.memory()?.pending_heads(processes, n).await
+    }
+    async fn pending_count(&self, process: ProcessId) -> StoreResult<u64> {
+        self.memory()?.pending_count(process).await
+    }
+}
+
+impl QueueStore for SqlStore {
+    async fn item(&self, id: QueueItemId) -> StoreResult<Option<QueueItem>> {
+        // Live ones are in memory; ended ones only in the database.
+        if let Some(m) = &self.inner.mirror
+            && let Some(found) = m.item(id).await?
+        {
+            return Ok(Some(found));
+        }
+        self.one("SELECT data FROM rpa_items WHERE id = $1", Val::I(id.0)).await
+    }
+    async fn item_by_key(&self, key: Key) -> StoreResult<Option<QueueItem>> {
+        // Live ones are in memory; ended ones only in the database.
+        if let Some(m) = &self.inner.mirror
+            && let Some(found) = m.item_by_key(key).await?
+        {
+            return Ok(Some(found));
+        }
+        self.one("SELECT data FROM rpa_items WHERE key = $1", Val::S(key.to_string()))
+            .await
+    }
+    async fn item_by_reference(&self, process: ProcessId, reference: &str) -> StoreResult<Option<QueueItem>> {
+        // Live ones are in memory; ended ones only in the database.
+        if let Some(m) = &self.inner.mirror
+            && let Some(found) = m.item_by_reference(process, reference).await?
+        {
+            return Ok(Some(found));
+        }
+        let row = sqlx::query(queries::ITEM_BY_REFERENCE)
+            .bind(process.0)
+            .bind(reference)
+            .fetch_optional(&self.inner.read)
+            .await
+            .map_err(backend_err)?;
+        row.map(|r| data(&r)).transpose()
+    }
+}
+
+impl RobotStore for SqlStore {
+    async fn robot(&self, id: RobotId) -> StoreResult<Option<Robot>> {
+        let memory = self.inner.mirror.as_ref().map(|m| m.robot(id));
+        self.point(memory, queries::ROBOT, Val::I(id.0), Write::Robot).await
+    }
+    async fn robot_by_code(&self, code: &str) -> StoreResult<Option<Robot>> {
+        let memory = self.inner.mirror.as_ref().map(|m| m.robot_by_code(code));
+        self.point(memory, queries::ROBOT_BY_CODE, Val::S(code.into()), Write::Robot)
+            .await
+    }
+    async fn robots(&self) -> StoreResult<Vec<Robot>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.robots().await;
+        }
+        self.many(sqlx::query("SELECT data FROM rpa_robots ORDER BY id")).await
+    }
+    async fn available_robots(&self, after: Option<RobotId>, n: usize) -> StoreResult<Vec<Robot>> {
+        self.memory()?.available_robots(after, n).await
+    }
+    async fn vendor_by_code(&self, code: &str) -> StoreResult<Option<Vendor>> {
+        let memory = self.inner.mirror.as_ref().map(|m| m.vendor_by_code(code));
+        let v = self
+            .point(
+                memory,
+                "SELECT data FROM rpa_vendors WHERE code = $1",
+                Val::S(code.into()),
+                Write::Vendor,
+            )
+            .await?;
+        v.map(|v| {
+            Ok(Vendor {
+                secret: unseal(self.inner.secret_key.as_ref(), &v.secret)?,
+                ..v
+            })
+        })
+        .transpose()
+    }
+}
+
+impl RunStore for SqlStore {
+    async fn logs(&self, job: JobId) -> StoreResult<Vec<RunLog>> {
+        self.many(sqlx::query(queries::LOGS).bind(job.0)).await
+    }
+    async fn videos(&self, job: JobId) -> StoreResult<Vec<VideoRecord>> {
+        self.many(sqlx::query("SELECT data FROM rpa_videos WHERE job = $1 ORDER BY at").bind(job.0))
+            .await
+    }
+    async fn file_by_key(&self, key: Key) -> StoreResult<Option<StoredFile>> {
+        self.one("SELECT data FROM rpa_files WHERE key = $1", Val::S(key.to_string()))
+            .await
+    }
+    async fn personal_files(&self, owner: &str) -> StoreResult<Vec<StoredFile>> {
+        let mut v: Vec<StoredFile> = self
+            .many(sqlx::query("SELECT data FROM rpa_files WHERE personal_of = $1").bind(owner.to_owned()))
+            .await?;
+        v.sort_by_key(|f| f.id);
+        Ok(v)
+    }
+}
+
+impl DeadlineStore for SqlStore {
+    async fn due(&self, now: Timestamp, n: usize) -> StoreResult<Vec<Due>> {
+        if let Some(m) = self.whole() {
+            return m.due(now, n).await;
+        }
+        let rows = sqlx::query(queries::DUE)
+            .bind(now.0)
+            .bind(now.0)
+            .bind(now.0)
+            .bind(now.0)
+            .bind(limit(n))
+            .fetch_all(&self.inner.read)
+            .await
+            .map_err(backend_err)?;
+        rows.iter()
+            .map(|r| {
+                let kind: i64 = r.try_get(1).map_err(backend_err)?;
+                let id: i64 = r.try_get(2).map_err(backend_err)?;
+                Ok(match kind {
+                    0 => Due::RobotSilent(RobotId(id)),
+                    1 => Due::JobExpired(JobId(id)),
+                    2 => Due::JobReady(JobId(id)),
+                    _ => {
+                        let hex: String = r.try_get(3).map_err(backend_err)?;
+                        let mut hash = [0u8; 32];
+                        hex::decode_to_slice(hex, &mut hash)
+                            .map_err(|e| StoreError::Backend(format!("session hash: {e}")))?;
+                        Due::TokenExpired(hash)
+                    }
+                })
+            })
+            .collect()
+    }
+    async fn next_due(&self) -> StoreResult<Option<Timestamp>> {
+        if let Some(m) = self.whole() {
+            return m.next_due().await;
+        }
+        let t: Option<i64> = sqlx::query_scalar(queries::NEXT_DUE)
+            .fetch_one(&self.inner.read)
+            .await
+            .map_err(backend_err)?;
+        Ok(t.map(Timestamp))
+    }
+}
+
+impl OutboxStore for SqlStore {
+    async fn take_commands(&self, robot: RobotId, n: usize) -> StoreResult<Vec<Command>> {
+        if let (Some(m), Writer::Thread(w)) = (&self.inner.mirror, &self.inner.writer) {
+            let taken = m.take_commands(robot, n).await?;
+            if !taken.is_empty() {
+                // The same commands are the robot's oldest rows: deleted in
+                // the writer's next group, before this answer.
+                let (done, result) = oneshot::channel();
+                w.send(sqlite::Work::Taken {
+                    robot,
+                    n: taken.len(),
+                    done,
+                })
+                .await
+                .map_err(stopped)?;
+                result.await.map_err(stopped)??;
+            }
+            return Ok(taken);
+        }
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        // Most heartbeats find nothing: a delete that deletes nothing writes
+        // nothing and waits for no flush, so no look first.
+        let takes = self.inner.takes.as_ref().ok_or_else(|| take::stopped(()))?;
+        let (done, answer) = oneshot::channel();
+        takes
+            .send(take::Request { robot, n, done })
+            .await
+            .map_err(take::stopped)?;
+        answer.await.map_err(take::stopped)?
+    }
+}
+
+impl AuditStore for SqlStore {
+    async fn audit(&self, after: u64, n: usize) -> StoreResult<Vec<AuditEvent>> {
+        let q = sqlx::query("SELECT data FROM rpa_audit WHERE seq > $1 ORDER BY seq LIMIT $2")
+            .bind(i64::try_from(after).unwrap_or(i64::MAX))
+            .bind(limit(n));
+        self.many(q).await
+    }
+
+    async fn cursor(&self, name: &str) -> StoreResult<Option<Cursor>> {
+        self.one("SELECT data FROM rpa_cursors WHERE name = $1", Val::S(name.to_owned()))
+            .await
+    }
+}
+
+impl LeaseStore for SqlStore {
+    async fn lease(&self, name: &str, holder: u64, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
+        if let Writer::Thread(w) = &self.inner.writer {
+            let (done, answer) = oneshot::channel();
+            let name = name.to_owned();
+            w.send(sqlite::Work::Lease {
+                name,
+                holder,
+                now,
+                until,
+                done,
+            })
+            .await
+            .map_err(stopped)?;
+            return answer.await.map_err(stopped)?;
+        }
+        let row = sqlx::query(queries::LEASE)
+            .bind(name)
+            .bind(holder as i64)
+            .bind(until.0)
+            .bind(now.0)
+            .fetch_optional(&self.inner.read)
+            .await
+            .map_err(backend_err)?;
+        Ok(row.is_some())
+    }
+
+    async fn lease_holder(&self, name: &str, now: Timestamp) -> StoreResult<Option<u64>> {
+        let row = sqlx::query(queries::LEASE_HOLDER)
+            .bind(name)
+            .bind(now.0)
+            .fetch_optional(&self.inner.read)
+            .await
+            .map_err(backend_err)?;
+        row.map(|r| r.try_get::<i64, _>(0).map(|h| h as u64).map_err(backend_err))
+            .transpose()
+    }
+}
