@@ -107,9 +107,6 @@ async fn postgres_group_commit_isolates_conflicts() {
 /// Vendor secrets are sealed at rest with the configured key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vendor_secrets_are_encrypted_at_rest() {
-    use rpa_core::ids::VendorId;
-    use rpa_core::model::Vendor;
-    use rpa_core::store::{Commit, Write};
     let url = temp_sqlite();
     let store = SqlStore::connect(
         &url,
@@ -120,24 +117,7 @@ async fn vendor_secrets_are_encrypted_at_rest() {
     )
     .await
     .unwrap();
-    let v = Vendor {
-        id: VendorId(1),
-        key: rpa_core::Key([1; 16]),
-        version: 1,
-        code: "acme".into(),
-        secret: "the-vendor-secret".into(),
-    };
-    store
-        .commit(Commit {
-            writes: vec![Write::Vendor(v)],
-            ..Commit::default()
-        })
-        .await
-        .unwrap();
-    let raw: String = sqlx::query_scalar("SELECT data FROM rpa_vendors")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let raw = commit_vendor(&store).await;
     assert!(!raw.contains("the-vendor-secret"), "stored sealed: {raw}");
     assert!(raw.contains("enc:v1:"));
     assert_eq!(
@@ -173,9 +153,6 @@ async fn vendor_secrets_are_encrypted_at_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vendor_secrets_are_sealed_by_default() {
-    use rpa_core::ids::VendorId;
-    use rpa_core::model::Vendor;
-    use rpa_core::store::{Commit, Write};
     // SQLite: a key file beside the database, created once, kept.
     let url = temp_sqlite();
     let file = url
@@ -193,24 +170,7 @@ async fn vendor_secrets_are_sealed_by_default() {
         let mode = std::fs::metadata(format!("{file}.key")).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "readable by its owner only");
     }
-    let v = Vendor {
-        id: VendorId(1),
-        key: rpa_core::Key([1; 16]),
-        version: 1,
-        code: "acme".into(),
-        secret: "the-vendor-secret".into(),
-    };
-    store
-        .commit(Commit {
-            writes: vec![Write::Vendor(v)],
-            ..Commit::default()
-        })
-        .await
-        .unwrap();
-    let raw: String = sqlx::query_scalar("SELECT data FROM rpa_vendors")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let raw = commit_vendor(&store).await;
     assert!(raw.contains("enc:v1:") && !raw.contains("the-vendor-secret"), "{raw}");
     drop(store);
     let again = SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
@@ -232,4 +192,29 @@ async fn vendor_secrets_are_sealed_by_default() {
         panic!("a PostgreSQL store without a key must be refused");
     };
     assert!(err.to_string().contains("Sealing::Key"), "{err}");
+}
+
+/// Commits vendor `acme` with secret `the-vendor-secret`; its row as stored.
+async fn commit_vendor(store: &SqlStore) -> String {
+    use rpa_core::ids::VendorId;
+    use rpa_core::model::Vendor;
+    use rpa_core::store::{Commit, Write};
+    let v = Vendor {
+        id: VendorId(1),
+        key: rpa_core::Key([1; 16]),
+        version: 1,
+        code: "acme".into(),
+        secret: "the-vendor-secret".into(),
+    };
+    store
+        .commit(Commit {
+            writes: vec![Write::Vendor(v)],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    sqlx::query_scalar("SELECT data FROM rpa_vendors")
+        .fetch_one(store.pool())
+        .await
+        .unwrap()
 }

@@ -1037,18 +1037,24 @@ mod tests {
     use rpa_core::{Key, Timestamp};
     use sqlx::Connection;
 
-    /// A fresh database on `DATABASE_URL`'s server; `None` (skip) when not in CI.
-    async fn fresh(tag: &str) -> Option<SqlStore> {
-        let url = match std::env::var("DATABASE_URL") {
-            Ok(u) if u.starts_with("postgres") => u,
+    /// `DATABASE_URL` when it names a PostgreSQL server; `None` (skip, said)
+    /// without one, except under `CI=true`, where that fails.
+    fn database_url() -> Option<String> {
+        match std::env::var("DATABASE_URL") {
+            Ok(u) if u.starts_with("postgres") => Some(u),
             _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
                 panic!("CI=true but DATABASE_URL does not name a PostgreSQL database")
             }
             _ => {
                 eprintln!("skipping: DATABASE_URL is not set");
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    /// A fresh database on `DATABASE_URL`'s server; `None` (skip) when not in CI.
+    async fn fresh(tag: &str) -> Option<SqlStore> {
+        let url = database_url()?;
         let name = format!("rpa_case_writer_{tag}_{}", std::process::id());
         let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
         for sql in [
@@ -1392,16 +1398,7 @@ mod tests {
     fn inlined_literals_round_trip_byte_for_byte_or_are_refused() {
         use proptest::prelude::*;
         use proptest::test_runner::{Config, TestRunner};
-        let url = match std::env::var("DATABASE_URL") {
-            Ok(u) if u.starts_with("postgres") => u,
-            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-                panic!("CI=true but DATABASE_URL does not name a PostgreSQL database")
-            }
-            _ => {
-                eprintln!("skipping: DATABASE_URL is not set");
-                return;
-            }
-        };
+        let Some(url) = database_url() else { return };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
