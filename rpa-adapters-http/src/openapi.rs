@@ -37,6 +37,7 @@ use crate::{AppState, admin, business, robot};
         robot::upload,
         robot::download,
         robot::personal_file,
+        robot::list_personal_files,
         admin::create_user,
         admin::list_users,
         admin::unlock,

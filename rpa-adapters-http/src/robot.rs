@@ -13,7 +13,8 @@
 //! "Robot headers" on the file endpoints are `robotId` + `robotConnectId`,
 //! or, for a robot connected over WebSocket (which is never given a
 //! `robotConnectId`), `robotId` + `supplierCode` + `supplierSecret`.
-//! | `/design/personalfile` | `robotId` (+ `robotConnectId`) or `X-Access-Token` | `add_personal_file` | `null` |
+//! | `/design/personalfile` | `robotId` (+ `robotConnectId`) or `X-Access-Token` | `add_personal_file` (folder by `userName` or `userId`) | `null` |
+//! | `GET /design/personalfile` | `X-Access-Token` | `personal_files` (the caller's own) | `[{fileId, fileName, fileUrl, size, createdAt}]` |
 //! | `GET /v1/file/{fileId}` | robot headers or `X-Access-Token` | the stored bytes | — |
 //!
 //! Envelope `{successful, resultHint, resultValue}` ([`Envelope`]): HTTP 2xx
@@ -57,7 +58,10 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route("/robots/connect/reportVideoRecord", post(report_video::<S>))
         .route("/robots/connect/reportCheckpoint", post(report_checkpoint::<S>))
         .route("/v1/file/{file_id}", get(download::<S>))
-        .route("/design/personalfile", post(personal_file::<S>))
+        .route(
+            "/design/personalfile",
+            post(personal_file::<S>).get(list_personal_files::<S>),
+        )
 }
 
 /// The upload route (mounted with the upload body limit).
@@ -669,8 +673,67 @@ pub(crate) async fn personal_file<S: Store>(
         .map(|s| key("runInstanceId", s))
         .transpose()
         .map_err(RobotError::bad)?;
-    let _user_id = f.opt_str("userId")?;
-    let folder = f.opt_str("userName")?;
-    st.engine.add_personal_file(actor, file, name, run, folder).await?;
+    // `userId` (the user's id, as Execute gives it) or `userName` name the
+    // folder; when both are given they must name the same user.
+    let by_id = match f.opt_str("userId")? {
+        Some(id) => Some(st.engine.user_name_of(id).await?),
+        None => None,
+    };
+    let folder = match (by_id, f.opt_str("userName")?) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(RobotError::bad("userId and userName name different users"));
+        }
+        (Some(a), _) => Some(a),
+        (None, b) => b.map(str::to_owned),
+    };
+    st.engine
+        .add_personal_file(actor, file, name, run, folder.as_deref())
+        .await?;
     Ok(Reply(()))
+}
+
+/// A file in a personal folder.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PersonalFile {
+    /// Its id.
+    #[schema(value_type = String)]
+    pub file_id: Key,
+    /// Its name.
+    pub file_name: String,
+    /// Where to fetch it (`GET`, with the same credentials).
+    pub file_url: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// When it was uploaded (epoch milliseconds).
+    pub created_at: i64,
+}
+
+/// The caller's personal folder: a person's own (`X-Access-Token`).
+#[utoipa::path(get, path = "/design/personalfile", tag = "robot",
+    params(("X-Access-Token" = String, Header, description = "the folder's owner")),
+    responses((status = 200, description = "the files, newest last", body = Envelope<Vec<PersonalFile>>),
+        (status = 401, description = "no valid token", body = Envelope<Object>)))]
+pub(crate) async fn list_personal_files<S: Store>(
+    State(st): State<AppState<S>>,
+    headers: HeaderMap,
+) -> Answer<Vec<PersonalFile>> {
+    let token = header(&headers, "x-access-token")
+        .ok_or_else(|| RobotError::Unauthorized("a person's X-Access-Token is required".into()))?;
+    let user = st.engine.authenticate(token).await?;
+    let base = st.settings.public_url.trim_end_matches('/').to_owned();
+    let mut files = st.engine.personal_files(&user.name).await?;
+    files.sort_by_key(|f| (f.created_at, f.id));
+    Ok(Reply(
+        files
+            .into_iter()
+            .map(|f| PersonalFile {
+                file_id: f.key,
+                file_url: format!("{base}/v1/file/{}", f.key),
+                file_name: f.name,
+                size: f.size,
+                created_at: f.created_at.0,
+            })
+            .collect(),
+    ))
 }

@@ -820,6 +820,78 @@ async fn seed_001_http_walkthrough() {
     assert_eq!(s.engine.personal_files("alice").await.unwrap().len(), 1);
     let (st, _) = s.post("/design/personalfile", &[], json!({"fileId": file_id})).await;
     assert_eq!(st, StatusCode::UNAUTHORIZED);
+    // `userId` (the user's id, as Execute gives it) names the folder too.
+    let user_id = |name: &str| {
+        let engine = s.engine.clone();
+        let name = name.to_owned();
+        async move {
+            engine
+                .store()
+                .user_by_name(&name)
+                .await
+                .unwrap()
+                .unwrap()
+                .id
+                .0
+                .to_string()
+        }
+    };
+    let (alice_id, bob_id) = (user_id("alice").await, user_id("bob").await);
+    let robot_headers = [("robotId", "r1"), ("robotConnectId", c.as_str())];
+    let personal = |body: Value| s.post("/design/personalfile", &robot_headers, body);
+    let (st, _) = personal(json!({"fileId": file_id, "runInstanceId": job, "userId": alice_id})).await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, _) = personal(json!({"fileId": file_id, "runInstanceId": job, "userId": bob_id})).await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "bob did not start the job");
+    let (st, v) =
+        personal(json!({"fileId": file_id, "runInstanceId": job, "userId": alice_id, "userName": "bob"})).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let (st, _) = personal(json!({"fileId": file_id, "runInstanceId": job, "userId": "999999"})).await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    // The owner lists the folder and downloads from it.
+    let (alice, _) = s.login("alice", "wonderland").await;
+    let list: Value = s
+        .http
+        .get(format!("{}/design/personalfile", s.base))
+        .header("X-Access-Token", &alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["successful"], true, "{list}");
+    let files = list["resultValue"].as_array().unwrap();
+    assert_eq!(files.len(), 1, "{list}");
+    assert_eq!(files[0]["fileName"], "r.txt");
+    assert_eq!(files[0]["fileId"], file_id.as_str());
+    let got = s
+        .http
+        .get(files[0]["fileUrl"].as_str().unwrap())
+        .header("X-Access-Token", &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    let (bob, _) = s.login("bob", "builder").await;
+    let theirs: Value = s
+        .http
+        .get(format!("{}/design/personalfile", s.base))
+        .header("X-Access-Token", &bob)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs["resultValue"], json!([]), "each sees only their own folder");
+    let anonymous = s
+        .http
+        .get(format!("{}/design/personalfile", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -1324,6 +1396,7 @@ async fn openapi_lists_every_endpoint() {
         ("/v1/file/{source}/upload", "post"),
         ("/v1/file/{fileId}", "get"),
         ("/design/personalfile", "post"),
+        ("/design/personalfile", "get"),
         ("/admin/users", "post"),
         ("/admin/users", "get"),
         ("/admin/users/unlock", "post"),

@@ -852,6 +852,14 @@ impl<S: Store> Engine<S> {
             .ok_or_else(|| Error::NotFound(Entity::File, key.to_string()))
     }
 
+    /// The name of the user whose serial id is `user_id` (seed 001
+    /// `userId`, as Execute gives it).
+    pub async fn user_name_of(&self, user_id: &str) -> Result<String> {
+        let unknown = || Error::NotFound(Entity::User, user_id.to_owned());
+        let id = user_id.trim().parse::<i64>().map_err(|_| unknown())?;
+        Ok(self.store.user(UserId(id)).await?.ok_or_else(unknown)?.name)
+    }
+
     /// Files in a personal folder.
     pub async fn personal_files(&self, owner: &str) -> Result<Vec<StoredFile>> {
         Ok(self.store.personal_files(owner).await?)
