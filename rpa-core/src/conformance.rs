@@ -20,6 +20,7 @@ use crate::error::StoreError;
 use crate::events::{self, Cursor, Event};
 use crate::ids::*;
 use crate::model::*;
+use crate::record::Record;
 use crate::store::*;
 use crate::time::{ManualClock, Timestamp};
 use crate::transport::Command;
@@ -43,6 +44,7 @@ where
     domain_events(make().await).await;
     job_window(make().await).await;
     lookups(make().await).await;
+    records(make().await).await;
     engines_race(make().await).await;
     lease(make().await).await;
     counts(make().await).await;
@@ -602,13 +604,18 @@ async fn domain_events<S: Store>(s: S) {
     );
 
     // Cursors: versioned like entities, atomic with the rest of a commit.
-    assert_eq!(s.cursor("c").await.unwrap(), None, "domain_events: no cursor yet");
+    assert_eq!(
+        s.get::<Cursor>("c").await.unwrap(),
+        None,
+        "domain_events: no cursor yet"
+    );
     let at = |seq: u64, version: u64| {
-        Write::Cursor(Cursor {
+        Write::record(&Cursor {
             name: "c".into(),
             seq,
             version,
         })
+        .unwrap()
     };
     s.commit(with(vec![at(1, 1)], vec![])).await.unwrap();
     assert_eq!(
@@ -624,13 +631,13 @@ async fn domain_events<S: Store>(s: S) {
         "domain_events: a cursor moves with its commit or not at all"
     );
     assert_eq!(
-        s.cursor("c").await.unwrap().map(|c| c.seq),
+        s.get::<Cursor>("c").await.unwrap().map(|c| c.seq),
         Some(1),
         "domain_events: cursor kept"
     );
     s.commit(with(vec![at(3, 2)], vec![])).await.unwrap();
     assert_eq!(
-        s.cursor("c").await.unwrap(),
+        s.get::<Cursor>("c").await.unwrap(),
         Some(Cursor {
             name: "c".into(),
             seq: 3,
@@ -737,6 +744,94 @@ async fn lookups<S: Store>(s: S) {
 }
 
 /// Two engines on one store, racing: no job runs twice, `maxRunNum` holds.
+fn sample_file(id: i64, personal_of: Option<&str>, version: u64) -> StoredFile {
+    StoredFile {
+        id: FileId(id),
+        key: key(u8::try_from(id).unwrap_or(u8::MAX)),
+        version,
+        source: FileSource::File,
+        name: format!("f{id}.txt"),
+        size: 3,
+        sha256: String::new(),
+        owner: Actor::System,
+        personal_of: personal_of.map(str::to_owned),
+        job: None,
+        created_at: Timestamp(1_000),
+    }
+}
+
+/// Record kinds (see [`crate::record`]): point reads, versions, selection
+/// by an indexed column (null included), pages after a key, atomicity.
+async fn records<S: Store>(s: S) {
+    use crate::record::{Cell, Select};
+    let f = |id, owner, v| Write::record(&sample_file(id, owner, v)).unwrap();
+    put(
+        &s,
+        vec![
+            f(1, Some("ann"), 1),
+            f(2, None, 1),
+            f(3, Some("ann"), 1),
+            f(4, Some("bo"), 1),
+        ],
+    )
+    .await
+    .unwrap();
+    let one: Option<StoredFile> = s.get(key(1).to_string()).await.unwrap();
+    assert_eq!(one, Some(sample_file(1, Some("ann"), 1)), "records: read back whole");
+    assert_eq!(
+        s.get::<StoredFile>(key(9).to_string()).await.unwrap(),
+        None,
+        "records: absent"
+    );
+    assert_eq!(
+        put(&s, vec![f(1, None, 1)]).await,
+        Err(StoreError::Conflict),
+        "records: inserted twice"
+    );
+    assert_eq!(
+        put(&s, vec![f(1, None, 3)]).await,
+        Err(StoreError::Conflict),
+        "records: a version skipped"
+    );
+    let mut stale = sample_job(7, ProcessId(1), 0);
+    stale.version = 4;
+    assert_eq!(
+        put(&s, vec![f(1, None, 2), Write::Job(stale)]).await,
+        Err(StoreError::Conflict),
+        "records: a record moves with its commit or not at all"
+    );
+    put(&s, vec![f(1, Some("bo"), 2)]).await.unwrap();
+    assert_eq!(
+        s.get::<StoredFile>(key(1).to_string()).await.unwrap(),
+        Some(sample_file(1, Some("bo"), 2)),
+        "records: the second version replaces the first"
+    );
+    let ids = |v: Vec<StoredFile>| v.into_iter().map(|f| f.id.0).collect::<Vec<_>>();
+    let mut ann = ids(s.list(Select::only("personal_of", "ann", 10)).await.unwrap());
+    ann.sort_unstable();
+    assert_eq!(ann, vec![3], "records: selected by a column, after a change of it");
+    let mut bo = ids(s.list(Select::only("personal_of", "bo", 10)).await.unwrap());
+    bo.sort_unstable();
+    assert_eq!(bo, vec![1, 4], "records: selected by a column");
+    let none = ids(s.list(Select::only("personal_of", Cell::Null, 10)).await.unwrap());
+    assert_eq!(none, vec![2], "records: selected by a null column");
+    let all = s.records(StoredFile::KIND, &Select::all(10)).await.unwrap();
+    let keys: Vec<Cell> = all.iter().map(|r| r.key.clone()).collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!((keys.len(), &keys), (4, &sorted), "records: all, by key");
+    let page = s
+        .records(StoredFile::KIND, &Select::all(2).after(keys[1].clone()))
+        .await
+        .unwrap();
+    let rest: Vec<Cell> = page.iter().map(|r| r.key.clone()).collect();
+    assert_eq!(rest, keys[2..].to_vec(), "records: a page after a key");
+    assert!(
+        s.records(StoredFile::KIND, &Select::only("nope", 1, 1)).await.is_err(),
+        "records: a column the kind does not index is refused"
+    );
+}
+
 async fn engines_race<S: Store + Clone>(s: S) {
     let clock = ManualClock::new(Timestamp(1_700_000_000_000));
     let config = EngineConfig {

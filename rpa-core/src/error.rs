@@ -14,6 +14,8 @@ pub enum Entity {
     Robot,
     Vendor,
     File,
+    /// A record kind, by its name (see [`crate::record::Kind::name`]).
+    Record(&'static str),
 }
 
 impl std::fmt::Display for Entity {
@@ -27,6 +29,7 @@ impl std::fmt::Display for Entity {
             Entity::Robot => "robot",
             Entity::Vendor => "vendor",
             Entity::File => "file",
+            Entity::Record(name) => name,
         })
     }
 }

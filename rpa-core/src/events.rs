@@ -161,6 +161,24 @@ impl Cursor {
     }
 }
 
+impl crate::record::Record for Cursor {
+    const KIND: &'static crate::record::Kind = &crate::record::Kind {
+        table: "rpa_cursors",
+        name: "event cursor",
+        key: crate::record::Column::text("name"),
+        columns: &[],
+    };
+    fn key(&self) -> crate::record::Cell {
+        self.name.as_str().into()
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn cells(&self) -> Vec<crate::record::Cell> {
+        Vec::new()
+    }
+}
+
 /// A consumer's next events, read after its cursor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {

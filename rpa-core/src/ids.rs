@@ -63,6 +63,32 @@ pub enum IdKind {
     File,
     /// A job's step record.
     Step,
+    /// The serial of a record kind, named by its table (see [`crate::record`]).
+    Record(&'static str),
+}
+
+impl IdKind {
+    /// The serial's name in a store.
+    pub fn name(self) -> &'static str {
+        match self {
+            IdKind::User => "user",
+            IdKind::Role => "role",
+            IdKind::Process => "process",
+            IdKind::Job => "job",
+            IdKind::QueueItem => "item",
+            IdKind::Robot => "robot",
+            IdKind::Vendor => "vendor",
+            IdKind::RunLog => "log",
+            IdKind::File => "file",
+            IdKind::Step => "step",
+            IdKind::Record(table) => table,
+        }
+    }
+
+    /// The serial of the record kind `R`.
+    pub fn of<R: crate::record::Record>() -> IdKind {
+        IdKind::Record(R::KIND.table)
+    }
 }
 
 /// A 32-character lowercase hex key (a UUID v4 in simple form).

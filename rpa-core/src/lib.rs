@@ -51,6 +51,7 @@
 //! - [`limits`]: `maxRunNum`, `maxDayNum`, max pending items, and the counter changes
 //! - [`events`]: domain events, carried by the audit chain, and consumers' cursors
 //! - [`store`]: the [`Store`] trait; [`memory`]: the in-memory store
+//! - [`record`]: entity kinds that plug into every store (a row mapping each)
 //! - [`transport`]: robot commands and the [`RobotTransport`] trait
 //! - [`seed001`]: the robot protocol's messages, read and written once for both transports
 //! - `conformance` (feature): the store test-suite every backend runs
@@ -71,6 +72,7 @@ pub mod limits;
 pub mod memory;
 pub mod model;
 pub mod queue;
+pub mod record;
 pub mod robot;
 pub mod seed001;
 pub mod store;

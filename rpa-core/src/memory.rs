@@ -4,15 +4,15 @@
 //! promises is kept beside the data and updated in the same critical section.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::audit::{self, AuditDraft};
 use crate::error::StoreError;
-use crate::events::Cursor;
 use crate::ids::*;
 use crate::model::*;
+use crate::record::{Cell, Kind, RecordStore, Row, Select};
 use crate::store::*;
 use crate::time::Timestamp;
 use crate::transport::Command;
@@ -255,18 +255,72 @@ struct Inner {
     vendors: HashMap<String, Vendor>,
     logs: Fast<JobId, Vec<RunLog>>,
     videos: HashMap<JobId, Vec<VideoRecord>>,
-    files: HashMap<Key, StoredFile>,
-    cursors: HashMap<String, Cursor>,
+    records: HashMap<&'static str, Table>,
     timers: BTreeSet<(Timestamp, Due)>,
     outbox: Fast<RobotId, VecDeque<Command>>,
     audit: AuditLog,
     leases: HashMap<String, (u64, Timestamp)>,
 }
 
-type IdKindKey = u8;
+type IdKindKey = &'static str;
 
 fn kind_key(k: IdKind) -> IdKindKey {
-    k as u8
+    k.name()
+}
+
+/// The rows of one record kind, by key, and its unique columns' values.
+#[derive(Debug, Default)]
+struct Table {
+    rows: BTreeMap<Cell, Row>,
+    /// (column, value) → the key of the row that holds it.
+    unique: HashMap<(usize, Cell), Cell>,
+}
+
+fn uniques(row: &Row) -> impl Iterator<Item = (usize, &Cell, &'static str)> {
+    row.kind
+        .columns
+        .iter()
+        .zip(&row.cells)
+        .enumerate()
+        .filter_map(|(i, (c, v))| c.unique.filter(|_| *v != Cell::Null).map(|what| (i, v, what)))
+}
+
+impl Table {
+    fn check(&self, row: &Row) -> Result<(), StoreError> {
+        check_version(self.rows.get(&row.key).map(|r| r.version), row.version)?;
+        for (i, v, what) in uniques(row) {
+            if self.unique.get(&(i, v.clone())).is_some_and(|k| *k != row.key) {
+                return Err(StoreError::Duplicate(what));
+            }
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, row: Row) {
+        if let Some(old) = self.rows.get(&row.key) {
+            for (i, v, _) in uniques(old) {
+                self.unique.remove(&(i, v.clone()));
+            }
+        }
+        for (i, v, _) in uniques(&row) {
+            self.unique.insert((i, v.clone()), row.key.clone());
+        }
+        self.rows.insert(row.key.clone(), row);
+    }
+
+    fn select(&self, s: &Select) -> Vec<Row> {
+        let from = match &s.after {
+            Some(a) => std::ops::Bound::Excluded(a),
+            None => std::ops::Bound::Unbounded,
+        };
+        self.rows
+            .range((from, std::ops::Bound::Unbounded))
+            .map(|(_, r)| r)
+            .filter(|r| s.matches(r))
+            .take(s.limit)
+            .cloned()
+            .collect()
+    }
 }
 
 impl MemoryStore {
@@ -300,7 +354,7 @@ impl MemoryStore {
         let mut g = self.lock();
         for w in &c.writes {
             match w {
-                Write::Log(_) | Write::Video(_) | Write::File(_) | Write::Cursor(_) => {}
+                Write::Log(_) | Write::Video(_) | Write::Record(_) => {}
                 Write::Job(j) if j.state.is_terminal() => g.forget_job(j.id),
                 Write::Item(i) if i.state.is_terminal() => g.forget_item(i.id),
                 Write::Counts(n) => {
@@ -434,8 +488,10 @@ impl Inner {
                 }
                 check_version(stored.map(|x| x.version), v.version)?;
             }
-            Write::File(f) => check_version(self.files.get(&f.key).map(|x| x.version), f.version)?,
-            Write::Cursor(c) => check_version(self.cursors.get(&c.name).map(|x| x.version), c.version)?,
+            Write::Record(r) => match self.records.get(r.kind.table) {
+                Some(t) => t.check(r)?,
+                None => check_version(None, r.version)?,
+            },
             Write::Token(_) | Write::RevokeToken(_) | Write::Log(_) | Write::Video(_) => {}
         }
         Ok(())
@@ -487,12 +543,7 @@ impl Inner {
             }
             Write::Log(l) => self.logs.entry(l.job).or_default().push(l),
             Write::Video(v) => self.videos.entry(v.job).or_default().push(v),
-            Write::File(f) => {
-                self.files.insert(f.key, f);
-            }
-            Write::Cursor(c) => {
-                self.cursors.insert(c.name.clone(), c);
-            }
+            Write::Record(r) => self.records.entry(r.kind.table).or_default().put(r),
         }
     }
 
@@ -764,20 +815,6 @@ impl RunStore for MemoryStore {
     async fn videos(&self, job: JobId) -> StoreResult<Vec<VideoRecord>> {
         Ok(self.lock().videos.get(&job).cloned().unwrap_or_default())
     }
-    async fn file_by_key(&self, key: Key) -> StoreResult<Option<StoredFile>> {
-        Ok(self.lock().files.get(&key).cloned())
-    }
-    async fn personal_files(&self, owner: &str) -> StoreResult<Vec<StoredFile>> {
-        let mut v: Vec<StoredFile> = self
-            .lock()
-            .files
-            .values()
-            .filter(|f| f.personal_of.as_deref() == Some(owner))
-            .cloned()
-            .collect();
-        v.sort_by_key(|f| f.id);
-        Ok(v)
-    }
 }
 
 impl DeadlineStore for MemoryStore {
@@ -812,9 +849,26 @@ impl AuditStore for MemoryStore {
         let g = self.lock();
         Ok(g.audit.after(after, limit))
     }
+}
 
-    async fn cursor(&self, name: &str) -> StoreResult<Option<Cursor>> {
-        Ok(self.lock().cursors.get(name).cloned())
+impl RecordStore for MemoryStore {
+    async fn record(&self, kind: &'static Kind, key: &Cell) -> StoreResult<Option<Row>> {
+        Ok(self
+            .lock()
+            .records
+            .get(kind.table)
+            .and_then(|t| t.rows.get(key))
+            .cloned())
+    }
+
+    async fn records(&self, kind: &'static Kind, select: &Select) -> StoreResult<Vec<Row>> {
+        select.check(kind)?;
+        Ok(self
+            .lock()
+            .records
+            .get(kind.table)
+            .map(|t| t.select(select))
+            .unwrap_or_default())
     }
 }
 

@@ -718,6 +718,24 @@ pub struct StoredFile {
     pub created_at: Timestamp,
 }
 
+impl crate::record::Record for StoredFile {
+    const KIND: &'static crate::record::Kind = &crate::record::Kind {
+        table: "rpa_files",
+        name: "file",
+        key: crate::record::Column::text("key"),
+        columns: &[crate::record::Column::text("personal_of")],
+    };
+    fn key(&self) -> crate::record::Cell {
+        self.key.to_string().into()
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn cells(&self) -> Vec<crate::record::Cell> {
+        vec![self.personal_of.clone().into()]
+    }
+}
+
 /// One link of the hash-chained audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEvent {

@@ -17,10 +17,12 @@ use std::future::Future;
 
 use crate::audit::AuditDraft;
 use crate::error::StoreError;
-use crate::events::{Cursor, EventPage};
+use crate::events::EventPage;
 use crate::ids::*;
 use crate::limits;
 use crate::model::*;
+use crate::record::{Record, Row};
+pub use crate::record::{RecordStore, Records};
 use crate::time::Timestamp;
 use crate::transport::Command;
 
@@ -47,9 +49,16 @@ pub enum Write {
     Log(RunLog),
     /// Appended, never changed.
     Video(VideoRecord),
-    File(StoredFile),
-    /// A consumer's position in the domain events (see [`crate::events`]).
-    Cursor(Cursor),
+    /// A record of a kind that plugs in (see [`crate::record`]): version 1
+    /// inserts it, a later version replaces version − 1.
+    Record(Row),
+}
+
+impl Write {
+    /// The write of a record.
+    pub fn record<R: Record>(r: &R) -> StoreResult<Write> {
+        Row::of(r).map(Write::Record)
+    }
 }
 
 /// A change to a process's counters: [`Process::running`], its successful
@@ -326,10 +335,6 @@ pub trait RunStore: Send + Sync + 'static {
     fn logs(&self, job: JobId) -> impl Future<Output = StoreResult<Vec<RunLog>>> + Send;
     /// A job's screen recordings.
     fn videos(&self, job: JobId) -> impl Future<Output = StoreResult<Vec<VideoRecord>>> + Send;
-    /// File metadata by key.
-    fn file_by_key(&self, key: Key) -> impl Future<Output = StoreResult<Option<StoredFile>>> + Send;
-    /// Files in a personal folder.
-    fn personal_files(&self, owner: &str) -> impl Future<Output = StoreResult<Vec<StoredFile>>> + Send;
 }
 
 /// The deadline index.
@@ -346,7 +351,7 @@ pub trait OutboxStore: Send + Sync + 'static {
     fn take_commands(&self, robot: RobotId, limit: usize) -> impl Future<Output = StoreResult<Vec<Command>>> + Send;
 }
 
-/// The audit chain, the domain events it carries, consumers' cursors.
+/// The audit chain and the domain events it carries.
 pub trait AuditStore: Send + Sync + 'static {
     /// Audit events with `seq > after`, in order, at most `limit`.
     fn audit(&self, after: u64, limit: usize) -> impl Future<Output = StoreResult<Vec<AuditEvent>>> + Send;
@@ -357,9 +362,6 @@ pub trait AuditStore: Send + Sync + 'static {
     fn events(&self, after: u64, limit: usize) -> impl Future<Output = StoreResult<EventPage>> + Send {
         async move { Ok(EventPage::of(after, &self.audit(after, limit).await?)) }
     }
-
-    /// A consumer's cursor, as stored (always current, like [`Store::events`]).
-    fn cursor(&self, name: &str) -> impl Future<Output = StoreResult<Option<Cursor>>> + Send;
 }
 
 /// Leases: work one node of a cluster does alone.
@@ -397,6 +399,7 @@ pub trait Store:
     + OutboxStore
     + AuditStore
     + LeaseStore
+    + RecordStore
 {
 }
 
@@ -411,7 +414,8 @@ impl<
         + DeadlineStore
         + OutboxStore
         + AuditStore
-        + LeaseStore,
+        + LeaseStore
+        + RecordStore,
 > Store for T
 {
 }
@@ -422,6 +426,6 @@ impl<
 pub mod prelude {
     pub use super::{
         AuditStore, CommitStore, DeadlineStore, JobStore, LeaseStore, OutboxStore, PeopleStore, ProcessStore,
-        QueueStore, RobotStore, RunStore, Store,
+        QueueStore, RecordStore, Records, RobotStore, RunStore, Store,
     };
 }

@@ -33,6 +33,7 @@ use rpa_core::error::StoreError;
 use rpa_core::ids::*;
 use rpa_core::job::FinishStatus;
 use rpa_core::model::*;
+use rpa_core::record::{Cell, Kind, Row, Select};
 use rpa_core::store::prelude::*;
 use rpa_core::store::{Commit, Due, JobQuery, StoreResult, Write};
 use rpa_core::transport::Command;
@@ -330,12 +331,6 @@ impl RunStore for Node {
     async fn videos(&self, job: JobId) -> StoreResult<Vec<VideoRecord>> {
         self.db.videos(job).await
     }
-    async fn file_by_key(&self, key: Key) -> StoreResult<Option<StoredFile>> {
-        self.db.file_by_key(key).await
-    }
-    async fn personal_files(&self, owner: &str) -> StoreResult<Vec<StoredFile>> {
-        self.db.personal_files(owner).await
-    }
 }
 
 impl DeadlineStore for Node {
@@ -357,8 +352,14 @@ impl AuditStore for Node {
     async fn audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
         self.db.audit(after, limit).await
     }
-    async fn cursor(&self, name: &str) -> StoreResult<Option<rpa_core::events::Cursor>> {
-        self.db.cursor(name).await
+}
+
+impl RecordStore for Node {
+    async fn record(&self, kind: &'static Kind, key: &Cell) -> StoreResult<Option<Row>> {
+        self.db.record(kind, key).await
+    }
+    async fn records(&self, kind: &'static Kind, select: &Select) -> StoreResult<Vec<Row>> {
+        self.db.records(kind, select).await
     }
 }
 

@@ -87,7 +87,6 @@ use std::sync::{Arc, Mutex};
 
 use plan::Val;
 use rpa_core::error::StoreError;
-use rpa_core::events::Cursor;
 use rpa_core::ids::*;
 use rpa_core::model::*;
 use rpa_core::store::*;
@@ -100,6 +99,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod plan;
 mod postgres;
+mod records;
 mod rows;
 mod sealing;
 mod stores;

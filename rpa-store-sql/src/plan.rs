@@ -147,7 +147,7 @@ pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<String, StoreError> {
 /// The statements of `c` (its audit drafts taken along); `seqs` numbers its commands.
 pub(crate) fn plan(c: &mut Commit, backend: Backend, seqs: &[i64]) -> Result<Planned, StoreError> {
     let mut writes: Vec<&Write> = c.writes.iter().collect();
-    writes.sort_by_key(|w| rank(w));
+    writes.sort_by(|a, b| rank(a).cmp(&rank(b)));
     let mut steps = Vec::with_capacity(writes.len() + c.commands.len() + c.clear_outbox.len());
     let mut rows = (backend == Backend::Postgres && c.clear_outbox.is_empty()).then(Vec::new);
     for w in writes {
@@ -198,9 +198,10 @@ pub(crate) fn plan(c: &mut Commit, backend: Backend, seqs: &[i64]) -> Result<Pla
     })
 }
 
-/// The order writes run in: parents before children, then by id.
-pub(crate) fn rank(w: &Write) -> (u8, i64) {
-    match w {
+/// The order writes run in: parents before children, then by id (records
+/// last, by table and key).
+pub(crate) fn rank(w: &Write) -> (u8, i64, &'static str, Option<&rpa_core::record::Cell>) {
+    let (n, id) = match w {
         Write::User(u) => (0, u.id.0),
         Write::Role(r) => (1, r.id.0),
         Write::Token(_) | Write::RevokeToken(_) => (2, 0),
@@ -210,11 +211,11 @@ pub(crate) fn rank(w: &Write) -> (u8, i64) {
         Write::Robot(r) => (5, r.id.0),
         Write::Item(i) => (6, i.id.0),
         Write::Job(j) => (7, j.id.0),
-        Write::File(f) => (8, f.id.0),
         Write::Log(l) => (9, l.id.0),
         Write::Video(v) => (10, v.job.0),
-        Write::Cursor(_) => (11, 0),
-    }
+        Write::Record(r) => return (11, 0, r.kind.table, Some(&r.key)),
+    };
+    (n, id, "", None)
 }
 
 /// An outbox row.
@@ -302,21 +303,18 @@ fn write(w: &Write) -> Result<Step, StoreError> {
                 vec![Val::I(v.job.0), Val::I(v.at.0), Val::S(to_json(v)?)],
             ));
         }
-        Write::File(f) => put(
-            "rpa_files",
-            "key",
-            Val::S(f.key.to_string()),
-            vec![("personal_of", Val::NS(f.personal_of.clone()))],
-            f.version,
-            to_json(f)?,
-        )?,
-        Write::Cursor(c) => put(
-            "rpa_cursors",
-            "name",
-            Val::S(c.name.clone()),
-            vec![],
-            c.version,
-            to_json(c)?,
+        Write::Record(r) => put(
+            r.kind.table,
+            r.kind.key.name,
+            crate::records::val(r.kind.key.ty, &r.key),
+            r.kind
+                .columns
+                .iter()
+                .zip(&r.cells)
+                .map(|(c, v)| (c.name, crate::records::val(c.ty, v)))
+                .collect(),
+            r.version,
+            r.data.to_string(),
         )?,
     };
     Ok(Step::Run(stmt))
@@ -387,7 +385,9 @@ pub(crate) fn update_sql(table: &str, key_col: &str, cols: &[&str]) -> String {
 /// A unique violation, in the memory store's words, from the database's
 /// message and constraint name (a primary key clash is a conflict).
 pub(crate) fn duplicate(what: &str) -> StoreError {
-    if what.contains("rpa_users.name") || what.contains("rpa_users_name") {
+    if let Some(e) = rpa_core::record::duplicate_in(what) {
+        e
+    } else if what.contains("rpa_users.name") || what.contains("rpa_users_name") {
         StoreError::Duplicate("user name")
     } else if what.contains("rpa_roles.name") || what.contains("rpa_roles_name") {
         StoreError::Duplicate("role name")

@@ -4,24 +4,9 @@
 
 use super::*;
 
-fn id_kind(k: IdKind) -> &'static str {
-    match k {
-        IdKind::User => "user",
-        IdKind::Role => "role",
-        IdKind::Process => "process",
-        IdKind::Job => "job",
-        IdKind::QueueItem => "item",
-        IdKind::Robot => "robot",
-        IdKind::Vendor => "vendor",
-        IdKind::RunLog => "log",
-        IdKind::File => "file",
-        IdKind::Step => "step",
-    }
-}
-
 impl CommitStore for SqlStore {
     async fn next_id(&self, kind: IdKind) -> StoreResult<i64> {
-        self.serial(id_kind(kind)).await
+        self.serial(kind.name()).await
     }
 
     async fn confirm(&self, robot: &str, run: Option<Key>) -> StoreResult<bool> {
@@ -299,17 +284,6 @@ impl RunStore for SqlStore {
         self.many(sqlx::query("SELECT data FROM rpa_videos WHERE job = $1 ORDER BY at").bind(job.0))
             .await
     }
-    async fn file_by_key(&self, key: Key) -> StoreResult<Option<StoredFile>> {
-        self.one("SELECT data FROM rpa_files WHERE key = $1", Val::S(key.to_string()))
-            .await
-    }
-    async fn personal_files(&self, owner: &str) -> StoreResult<Vec<StoredFile>> {
-        let mut v: Vec<StoredFile> = self
-            .many(sqlx::query("SELECT data FROM rpa_files WHERE personal_of = $1").bind(owner.to_owned()))
-            .await?;
-        v.sort_by_key(|f| f.id);
-        Ok(v)
-    }
 }
 
 impl DeadlineStore for SqlStore {
@@ -397,11 +371,6 @@ impl AuditStore for SqlStore {
             .bind(i64::try_from(after).unwrap_or(i64::MAX))
             .bind(limit(n));
         self.many(q).await
-    }
-
-    async fn cursor(&self, name: &str) -> StoreResult<Option<Cursor>> {
-        self.one("SELECT data FROM rpa_cursors WHERE name = $1", Val::S(name.to_owned()))
-            .await
     }
 }
 

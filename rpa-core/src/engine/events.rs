@@ -5,7 +5,7 @@
 use super::{Engine, Tx};
 use crate::error::Result;
 use crate::events::{Batch, Cursor, EventPage, consumer_lease};
-use crate::store::Store;
+use crate::store::{Records, Store};
 
 impl<S: Store> Engine<S> {
     /// Domain events among the `limit` audit events after `after`.
@@ -16,7 +16,11 @@ impl<S: Store> Engine<S> {
     /// Consumer `name`'s next events: those among the `limit` audit events
     /// after its cursor. Handle them, then [`Engine::acknowledge`] the batch.
     pub async fn events_for(&self, name: &str, limit: usize) -> Result<Batch> {
-        let cursor = self.store.cursor(name).await?.unwrap_or_else(|| Cursor::start(name));
+        let cursor = self
+            .store
+            .get::<Cursor>(name)
+            .await?
+            .unwrap_or_else(|| Cursor::start(name));
         let page = self.store.events(cursor.seq, limit).await?;
         Ok(Batch { cursor, page })
     }
@@ -30,7 +34,7 @@ impl<S: Store> Engine<S> {
             return Ok(());
         }
         let mut tx = Tx::default();
-        tx.cursor(batch.advanced());
+        tx.record(&batch.advanced())?;
         self.commit(tx).await
     }
 

@@ -102,7 +102,7 @@ pub use timers::{TIMER_LEASE, TickReport};
 use crate::audit::{self, AuditDraft, ChainBroken, Subject};
 use crate::auth::{self, PasswordCost};
 use crate::error::{Entity, Error, Result, StoreError};
-use crate::events::{Cursor, Event};
+use crate::events::Event;
 use crate::ids::*;
 pub(crate) use crate::limits::Delta;
 use crate::model::*;
@@ -325,9 +325,9 @@ impl Tx {
             None => self,
         }
     }
-    /// Moves a consumer's cursor (see [`Engine::acknowledge`]).
-    pub(crate) fn cursor(&mut self, c: Cursor) -> &mut Self {
-        self.put(Write::Cursor(c))
+    /// Writes a record (see [`crate::record`]).
+    pub(crate) fn record<R: crate::record::Record>(&mut self, r: &R) -> crate::error::Result<&mut Self> {
+        Ok(self.put(Write::record(r)?))
     }
     pub(crate) fn command(&mut self, robot: RobotId, cmd: Command) -> &mut Self {
         self.commit.commands.push((robot, cmd));

@@ -14,8 +14,9 @@ use crate::events;
 use crate::ids::*;
 use crate::job::{FinishStatus, JobEvent};
 use crate::model::*;
+use crate::record::Select;
 use crate::robot::{self, RobotEvent};
-use crate::store::{Store, Write, is_idle};
+use crate::store::{Records, Store, Write, is_idle};
 use crate::transport::Command;
 
 /// What a robot gets back from registering (seed 001 A.2.2).
@@ -732,7 +733,7 @@ impl<S: Store> Engine<S> {
             created_at: now,
         };
         let mut tx = Tx::default();
-        tx.put(Write::File(f.clone()))
+        tx.record(&f)?
             .audit(now, owner, "file.upload", Subject::Id("file", f.id.0), f.name.clone());
         self.commit(tx).await?;
         Ok(f)
@@ -800,7 +801,7 @@ impl<S: Store> Engine<S> {
         f.personal_of = Some(folder_of.into());
         f.version += 1;
         let mut tx = Tx::default();
-        tx.put(Write::File(f.clone())).audit(
+        tx.record(&f)?.audit(
             self.now(),
             actor,
             "file.personal",
@@ -847,7 +848,7 @@ impl<S: Store> Engine<S> {
     /// File metadata by key.
     pub async fn file(&self, key: Key) -> Result<StoredFile> {
         self.store
-            .file_by_key(key)
+            .get::<StoredFile>(key.to_string())
             .await?
             .ok_or_else(|| Error::NotFound(Entity::File, key.to_string()))
     }
@@ -862,7 +863,9 @@ impl<S: Store> Engine<S> {
 
     /// Files in a personal folder.
     pub async fn personal_files(&self, owner: &str) -> Result<Vec<StoredFile>> {
-        Ok(self.store.personal_files(owner).await?)
+        let mut files: Vec<StoredFile> = self.store.list(Select::only("personal_of", owner, usize::MAX)).await?;
+        files.sort_by_key(|f| f.id);
+        Ok(files)
     }
 }
 

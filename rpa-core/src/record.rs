@@ -1,0 +1,327 @@
+//! Entity kinds that plug into every store.
+//!
+//! A kind is its model, one [`Record`] impl that says how it is stored (the
+//! table, the key column, the indexed columns and which of them are unique),
+//! its migration in `rpa-store-sql`, and its conformance tests. Stores keep
+//! a record as a [`Row`]: the key, the version, the indexed [`Cell`]s and the
+//! JSON of the whole value. Nothing else in the engine or the stores names
+//! the kind: a commit writes it with [`Write::Record`](crate::store::Write),
+//! and [`Records`] reads it back typed.
+//!
+//! ```
+//! use rpa_core::record::{Cell, Column, Kind, Record};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Debug, Clone, Serialize, Deserialize)]
+//! struct Note { id: i64, version: u64, topic: String, text: String }
+//!
+//! impl Record for Note {
+//!     const KIND: &'static Kind = &Kind {
+//!         table: "rpa_notes",
+//!         name: "note",
+//!         key: Column::int("id"),
+//!         columns: &[Column::text("topic")],
+//!     };
+//!     fn key(&self) -> Cell { Cell::Int(self.id) }
+//!     fn version(&self) -> u64 { self.version }
+//!     fn cells(&self) -> Vec<Cell> { vec![Cell::from(self.topic.as_str())] }
+//! }
+//! ```
+//!
+//! The hot kinds of the control plane (processes with their counters, jobs
+//! with the dispatch and deadline indexes, queue items, robots with the idle
+//! index, users, roles, sessions, vendors with their sealed secrets) keep
+//! writes of their own: their indexes are maintained in memory beside the
+//! rows, which a generic row cannot express.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::StoreError;
+use crate::store::StoreResult;
+
+/// The value of a key or an indexed column.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Cell {
+    /// SQL `NULL`: never equal to another for uniqueness.
+    Null,
+    /// `BIGINT`.
+    Int(i64),
+    /// `TEXT`.
+    Text(String),
+}
+
+impl From<i64> for Cell {
+    fn from(n: i64) -> Self {
+        Cell::Int(n)
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(s: &str) -> Self {
+        Cell::Text(s.to_owned())
+    }
+}
+
+impl From<String> for Cell {
+    fn from(s: String) -> Self {
+        Cell::Text(s)
+    }
+}
+
+impl<T: Into<Cell>> From<Option<T>> for Cell {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Cell::Null, Into::into)
+    }
+}
+
+/// The SQL type of a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// `BIGINT`.
+    Int,
+    /// `TEXT`.
+    Text,
+}
+
+/// A key or indexed column of a kind's table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    /// Its SQL name.
+    pub name: &'static str,
+    /// Its SQL type.
+    pub ty: ColumnType,
+    /// When set, no two rows share a non-null value; a commit that would
+    /// fails with [`StoreError::Duplicate`] of this text (e.g. "source message id").
+    pub unique: Option<&'static str>,
+}
+
+impl Column {
+    /// A `BIGINT` column.
+    pub const fn int(name: &'static str) -> Column {
+        Column {
+            name,
+            ty: ColumnType::Int,
+            unique: None,
+        }
+    }
+
+    /// A `TEXT` column.
+    pub const fn text(name: &'static str) -> Column {
+        Column {
+            name,
+            ty: ColumnType::Text,
+            unique: None,
+        }
+    }
+
+    /// The same column, unique; `what` names it in the duplicate error.
+    pub const fn unique(self, what: &'static str) -> Column {
+        Column {
+            unique: Some(what),
+            ..self
+        }
+    }
+}
+
+/// Where and how a kind is stored: its row mapping, in one place.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Kind {
+    /// The SQL table (created by the kind's migration).
+    pub table: &'static str,
+    /// The kind's name in errors ("listener request").
+    pub name: &'static str,
+    /// The key column.
+    pub key: Column,
+    /// The indexed columns, in the order of [`Record::cells`].
+    pub columns: &'static [Column],
+}
+
+impl Kind {
+    /// The position of the indexed column `name`.
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+}
+
+/// An entity kind stored as rows of its own table.
+pub trait Record: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+    /// Its row mapping.
+    const KIND: &'static Kind;
+    /// Its key.
+    fn key(&self) -> Cell;
+    /// Its version: 1 when first written, one more at each write.
+    fn version(&self) -> u64;
+    /// The values of [`Kind::columns`], in order.
+    fn cells(&self) -> Vec<Cell>;
+}
+
+/// A record as the stores keep it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Its kind.
+    pub kind: &'static Kind,
+    /// Its key.
+    pub key: Cell,
+    /// Its version.
+    pub version: u64,
+    /// Its indexed columns, in the order of [`Kind::columns`].
+    pub cells: Vec<Cell>,
+    /// The whole record, as JSON.
+    pub data: Arc<str>,
+}
+
+impl Row {
+    /// The row of `r`.
+    pub fn of<R: Record>(r: &R) -> StoreResult<Row> {
+        let data =
+            serde_json::to_string(r).map_err(|e| StoreError::Backend(format!("encode {}: {e}", R::KIND.name)))?;
+        let cells = r.cells();
+        debug_assert_eq!(cells.len(), R::KIND.columns.len(), "cells of {}", R::KIND.name);
+        Ok(Row {
+            kind: R::KIND,
+            key: r.key(),
+            version: r.version(),
+            cells,
+            data: data.into(),
+        })
+    }
+
+    /// The record this row holds.
+    pub fn decode<R: Record>(&self) -> StoreResult<R> {
+        decode(self.kind, &self.data)
+    }
+
+    /// The value of the indexed column `name`.
+    pub fn cell(&self, name: &str) -> Option<&Cell> {
+        self.kind.column(name).and_then(|i| self.cells.get(i))
+    }
+}
+
+/// A record of `kind` from its JSON.
+pub fn decode<R: Record>(kind: &Kind, data: &str) -> StoreResult<R> {
+    serde_json::from_str(data).map_err(|e| StoreError::Backend(format!("decode {}: {e}", kind.name)))
+}
+
+/// Which rows of a kind to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Select {
+    /// Only rows whose indexed column equals the value (`Null`: is null).
+    pub only: Option<(&'static str, Cell)>,
+    /// Only rows with a key greater than this (the previous page's last).
+    pub after: Option<Cell>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl Select {
+    /// Every row, up to `limit`.
+    pub fn all(limit: usize) -> Select {
+        Select {
+            only: None,
+            after: None,
+            limit,
+        }
+    }
+
+    /// Rows whose `column` equals `value`, up to `limit`.
+    pub fn only(column: &'static str, value: impl Into<Cell>, limit: usize) -> Select {
+        Select {
+            only: Some((column, value.into())),
+            after: None,
+            limit,
+        }
+    }
+
+    /// The same selection after the key `after`.
+    pub fn after(self, after: Cell) -> Select {
+        Select {
+            after: Some(after),
+            ..self
+        }
+    }
+
+    /// Refuses a selection on a column `kind` does not index.
+    pub fn check(&self, kind: &Kind) -> StoreResult<()> {
+        match &self.only {
+            Some((col, _)) if kind.column(col).is_none() => Err(StoreError::Backend(format!(
+                "{} has no indexed column {col}",
+                kind.name
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `row` is selected (ignoring the limit).
+    pub fn matches(&self, row: &Row) -> bool {
+        let only = match &self.only {
+            Some((col, v)) => row.cell(col) == Some(v),
+            None => true,
+        };
+        only && self.after.as_ref().is_none_or(|a| &row.key > a)
+    }
+}
+
+/// Reads of record kinds: the capability a store offers for every kind.
+pub trait RecordStore: Send + Sync + 'static {
+    /// The row of `kind` with key `key`, as committed (always current).
+    fn record(&self, kind: &'static Kind, key: &Cell) -> impl Future<Output = StoreResult<Option<Row>>> + Send;
+
+    /// The rows of `kind` that `select` picks, by key.
+    fn records(&self, kind: &'static Kind, select: &Select) -> impl Future<Output = StoreResult<Vec<Row>>> + Send;
+}
+
+/// Typed reads over any [`RecordStore`].
+pub trait Records: RecordStore {
+    /// The record with key `key`.
+    fn get<R: Record>(&self, key: impl Into<Cell> + Send) -> impl Future<Output = StoreResult<Option<R>>> + Send {
+        let key = key.into();
+        async move {
+            match self.record(R::KIND, &key).await? {
+                Some(row) => row.decode().map(Some),
+                None => Ok(None),
+            }
+        }
+    }
+
+    /// The records `select` picks, by key.
+    fn list<R: Record>(&self, select: Select) -> impl Future<Output = StoreResult<Vec<R>>> + Send {
+        async move { self.records(R::KIND, &select).await?.iter().map(Row::decode).collect() }
+    }
+
+    /// The one record whose unique column `column` is `value`.
+    fn find<R: Record>(
+        &self,
+        column: &'static str,
+        value: impl Into<Cell> + Send,
+    ) -> impl Future<Output = StoreResult<Option<R>>> + Send {
+        let select = Select::only(column, value, 1);
+        async move { Ok(self.list(select).await?.into_iter().next()) }
+    }
+}
+
+impl<S: RecordStore + ?Sized> Records for S {}
+
+/// Every record kind, for stores that map a database's words back to a
+/// kind (a unique index's name to its duplicate error).
+pub fn kinds() -> &'static [&'static Kind] {
+    &[crate::model::StoredFile::KIND, crate::events::Cursor::KIND]
+}
+
+/// The duplicate error of the unique column of a kind that `what` (a
+/// database's message or constraint name) names as `table.column` or
+/// `table_column`.
+pub fn duplicate_in(what: &str) -> Option<StoreError> {
+    kinds().iter().find_map(|k| {
+        k.columns.iter().find_map(|c| {
+            let dotted = format!("{}.{}", k.table, c.name);
+            let named = format!("{}_{}", k.table, c.name);
+            c.unique
+                .filter(|_| what.contains(&dotted) || what.contains(&named))
+                .map(StoreError::Duplicate)
+        })
+    })
+}

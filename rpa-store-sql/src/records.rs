@@ -1,0 +1,113 @@
+//! Record kinds (see [`rpa_core::record`]): their rows written by the one
+//! versioned `put` of [`crate::plan`], read straight from the database
+//! (record kinds are not kept in the read cache), with SQL made from each
+//! kind's row mapping. Table and column names come only from the kinds'
+//! `&'static` mappings, never from a caller.
+
+use rpa_core::record::{Cell, ColumnType, Kind, RecordStore, Row as RecordRow, Select};
+
+use super::*;
+use crate::rows::{backend_err, bind, limit};
+
+/// A cell as a bound value of a column of type `ty`.
+pub(crate) fn val(ty: ColumnType, c: &Cell) -> Val {
+    match (c, ty) {
+        (Cell::Int(n), _) => Val::I(*n),
+        (Cell::Text(s), _) => Val::S(s.clone()),
+        (Cell::Null, ColumnType::Int) => Val::NI(None),
+        (Cell::Null, ColumnType::Text) => Val::NS(None),
+    }
+}
+
+fn cell(row: &AnyRow, i: usize, ty: ColumnType) -> StoreResult<Cell> {
+    Ok(match ty {
+        ColumnType::Int => row.try_get::<Option<i64>, _>(i).map_err(backend_err)?.into(),
+        ColumnType::Text => row.try_get::<Option<String>, _>(i).map_err(backend_err)?.into(),
+    })
+}
+
+/// `SELECT key, columns.., version, data FROM table`.
+fn select_sql(kind: &Kind) -> String {
+    let cols: Vec<&str> = std::iter::once(kind.key.name)
+        .chain(kind.columns.iter().map(|c| c.name))
+        .chain(["version", "data"])
+        .collect();
+    format!("SELECT {} FROM {}", cols.join(", "), kind.table)
+}
+
+fn decode(kind: &'static Kind, row: &AnyRow) -> StoreResult<RecordRow> {
+    let n = kind.columns.len();
+    let cells = kind
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| cell(row, i + 1, c.ty))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let version: i64 = row.try_get(n + 1).map_err(backend_err)?;
+    let data: String = row.try_get(n + 2).map_err(backend_err)?;
+    Ok(RecordRow {
+        kind,
+        key: cell(row, 0, kind.key.ty)?,
+        version: u64::try_from(version).map_err(|_| StoreError::Backend("negative version".into()))?,
+        cells,
+        data: data.into(),
+    })
+}
+
+/// The key's ordering: PostgreSQL text compares bytes as the other stores do.
+fn order(kind: &Kind, backend: Backend) -> String {
+    match (kind.key.ty, backend) {
+        (ColumnType::Text, Backend::Postgres) => format!("{} COLLATE \"C\"", kind.key.name),
+        _ => kind.key.name.to_owned(),
+    }
+}
+
+impl RecordStore for SqlStore {
+    async fn record(&self, kind: &'static Kind, key: &Cell) -> StoreResult<Option<RecordRow>> {
+        let sql = format!("{} WHERE {} = $1", select_sql(kind), kind.key.name);
+        let row = bind(sqlx::query(&sql), val(kind.key.ty, key))
+            .fetch_optional(&self.inner.read)
+            .await
+            .map_err(backend_err)?;
+        row.map(|r| decode(kind, &r)).transpose()
+    }
+
+    async fn records(&self, kind: &'static Kind, select: &Select) -> StoreResult<Vec<RecordRow>> {
+        select.check(kind)?;
+        let mut sql = select_sql(kind);
+        let mut args = Vec::new();
+        let mut clauses = Vec::new();
+        if let Some((name, value)) = &select.only {
+            if *value == Cell::Null {
+                clauses.push(format!("{name} IS NULL"));
+            } else {
+                let ty = kind
+                    .columns
+                    .iter()
+                    .find(|c| c.name == *name)
+                    .map_or(ColumnType::Text, |c| c.ty);
+                args.push(val(ty, value));
+                clauses.push(format!("{name} = ${}", args.len()));
+            }
+        }
+        if let Some(after) = &select.after {
+            args.push(val(kind.key.ty, after));
+            clauses.push(format!("{} > ${}", order(kind, self.inner.backend), args.len()));
+        }
+        if !clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&clauses.join(" AND "));
+        }
+        sql.push_str(&format!(
+            " ORDER BY {} LIMIT {}",
+            order(kind, self.inner.backend),
+            limit(select.limit)
+        ));
+        let mut q = sqlx::query(&sql);
+        for a in args {
+            q = bind(q, a);
+        }
+        let rows = q.fetch_all(&self.inner.read).await.map_err(backend_err)?;
+        rows.iter().map(|r| decode(kind, r)).collect()
+    }
+}
