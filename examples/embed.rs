@@ -36,6 +36,7 @@ async fn run(engine: &Engine<MemoryStore>, clock: &ManualClock) -> Result<(), rp
         id: "inv".into(),
         arg_type: ArgType::Int,
         required: true,
+        secret: false,
     });
     let invoice = engine.create_process(Actor::System, spec).await?;
     let mut qspec = ProcessSpec::new("Claims queue", ProcessType::Queue);

@@ -253,6 +253,7 @@ async fn serve<S: Store>(
         settings: Arc::new(HttpSettings {
             public_url: public_url.clone(),
             link_key: Some(links),
+            listeners: config.listener_accounts(),
             ..HttpSettings::default()
         }),
     };

@@ -18,6 +18,7 @@
 //! | `POST /admin/jobs/{jobId}/kill` | OperateAllJobs | → `{jobId, state}`: the job ends Stopped at once, its robot is sent Stop (seed 000 `stopJob` asks the robot instead) |
 //! | `GET /admin/audit?after=&limit=` | ViewAudit | audit events |
 //! | `GET /admin/audit/verify` | ViewAudit | `{verified}` or a failure naming the first broken event |
+//! | `GET /admin/listener/requests?queue=fallout\|automation&after=&limit=` | OperateAllJobs | `[{instanceId, messageId, appId, sourceMessageId, processName, profileName, userName, referenceCode, queue, errorCode, errorMsg, jobId, createdAt}]`: seed 003 requests by queue, oldest first; page on with `after` = the last `instanceId` |
 //! | `GET /admin/events?after=&limit=` | ViewAudit | `{events: [{seq, at, type, ...}], through}`: the domain events among the `limit` audit events after `after`; page on with `after=through` |
 
 use std::collections::HashMap;
@@ -56,6 +57,7 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route("/admin/audit", get(audit::<S>))
         .route("/admin/audit/verify", get(verify::<S>))
         .route("/admin/events", get(events::<S>))
+        .route("/admin/listener/requests", get(listener_requests::<S>))
 }
 
 /// The package upload route (mounted with the upload body limit).
@@ -283,6 +285,38 @@ pub struct EventsPage {
     pub events: Vec<rpa_core::events::EventRecord>,
     /// Page on with `after=through`.
     pub through: u64,
+}
+
+/// A listener request (seed 003), as the fall-out and automation queues list it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListenerRequestInfo {
+    /// `instance_id`.
+    pub instance_id: i64,
+    /// `message_id`.
+    pub message_id: String,
+    /// `app_id`.
+    pub app_id: String,
+    /// `source_message_id`.
+    pub source_message_id: String,
+    /// `ProcessName`.
+    pub process_name: String,
+    /// `ProfileName`.
+    pub profile_name: String,
+    /// `UserName`, as sent.
+    pub user_name: String,
+    /// `ReferenceCode`.
+    pub reference_code: String,
+    /// `automation` or `fallout`.
+    pub queue: String,
+    /// Why it fell out: `error_code`.
+    pub error_code: Option<String>,
+    /// Why it fell out: `error_msg`.
+    pub error_msg: Option<String>,
+    /// The job it started (seed 000 `jobId`).
+    pub job_id: Option<String>,
+    /// Arrival, `yyyy-MM-dd HH:mm:ss`.
+    pub created_at: String,
 }
 
 // ------------------------------------------------------------------ handlers
@@ -622,6 +656,52 @@ pub(crate) async fn verify<S: Store>(State(st): State<AppState<S>>, h: HeaderMap
         Ok(n) => Ok(Done::ok(Verified { verified: n })),
         Err(broken) => Err(BusinessError::refused(broken.to_string())),
     }
+}
+
+/// Listener requests of one queue, oldest first (permission OperateAllJobs).
+#[utoipa::path(get, path = "/admin/listener/requests", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session"),
+        ("queue" = Option<String>, Query, description = "fallout (default) or automation"), PageQuery),
+    responses((status = 200, description = "the requests", body = Envelope<Vec<ListenerRequestInfo>>)))]
+pub(crate) async fn listener_requests<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Answer<Vec<ListenerRequestInfo>> {
+    use rpa_core::listener::Queue;
+    admin(&st, &h, Permission::OperateAllJobs).await?;
+    let queue = match q.get("queue").map(String::as_str) {
+        None | Some("fallout") => Queue::Fallout,
+        Some("automation") => Queue::Automation,
+        Some(other) => {
+            return Err(BusinessError::refused(format!(
+                "queue must be fallout or automation, not {other}"
+            )));
+        }
+    };
+    let (after, limit) = page(&q)?;
+    let after = i64::try_from(after).unwrap_or(i64::MAX);
+    let zone = st.engine.config().time_zone;
+    let list = st.engine.listener_requests(queue, after, limit).await?;
+    Ok(Done::ok(
+        list.into_iter()
+            .map(|r| ListenerRequestInfo {
+                instance_id: r.id,
+                message_id: r.message_id,
+                app_id: r.app_id,
+                source_message_id: r.source_message_id,
+                process_name: r.process_name,
+                profile_name: r.profile,
+                user_name: r.user_name,
+                reference_code: r.reference,
+                queue: r.queue.as_str().to_owned(),
+                error_code: r.fault.as_ref().map(|f| f.code.clone()),
+                error_msg: r.fault.map(|f| f.message),
+                job_id: r.job_key.map(|k| k.to_string()),
+                created_at: r.created_at.format_local(zone),
+            })
+            .collect(),
+    ))
 }
 
 /// Domain events among the `limit` audit events after `after` (permission ViewAudit).

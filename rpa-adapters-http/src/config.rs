@@ -42,6 +42,31 @@ pub struct Config {
     /// Robot profiles and licenses.
     #[serde(default)]
     pub robots: Vec<RobotDef>,
+    /// AutomationEdge listener accounts (seed 003 Basic credentials).
+    #[serde(default)]
+    pub listeners: Vec<ListenerDef>,
+}
+
+/// A listener account: the Basic credentials a business system sends to
+/// `/listener/rpa/api/message`, and the user (with its grants) it acts as.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerDef {
+    /// The Basic user name.
+    pub name: String,
+    /// The Basic password.
+    pub password: String,
+    /// The engine user it acts as (a user of this configuration or of the store).
+    pub user: String,
+}
+
+impl std::fmt::Debug for ListenerDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerDef")
+            .field("name", &self.name)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A user.
@@ -173,6 +198,9 @@ pub struct ArgumentDef {
     /// Must `startJob` give it? (`true`/`false`, also as strings)
     #[serde(default, deserialize_with = "bool_or_string")]
     pub required: bool,
+    /// Is its value a secret, never echoed back (masked in listener answers)?
+    #[serde(default, deserialize_with = "bool_or_string")]
+    pub secret: bool,
 }
 
 fn bool_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -212,6 +240,7 @@ impl From<ProcessDef> for ProcessSpec {
                     name: a.name,
                     arg_type: a.arg_type,
                     required: a.required,
+                    secret: a.secret,
                 })
                 .collect(),
             max_run_num: d.max_run_num,
@@ -297,6 +326,22 @@ impl Config {
                 }
             }
         }
+        for l in &self.listeners {
+            if engine.store().user_by_name(&l.user).await?.is_none() {
+                return Err(Error::InvalidArgument(format!(
+                    "listener {}: no user named {}",
+                    l.name, l.user
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// The listener accounts, for [`crate::HttpSettings::listeners`].
+    pub fn listener_accounts(&self) -> Vec<crate::listener::ListenerAccount> {
+        self.listeners
+            .iter()
+            .map(|l| crate::listener::ListenerAccount::new(&l.name, &l.password, &l.user))
+            .collect()
     }
 }

@@ -7,6 +7,7 @@
 //!  business system ──POST /rpa/api/*──────────► business (seed 000) ─┐
 //!  HTTP robot ───────POST /robots/connect/*───► robot (seed 001 A.2) ─┼─► Engine<S> ─► Store
 //!  robot / person ───/v1/file/*, /design/*────► robot (files)        ─┤
+//!  business system ──POST /listener/rpa/api/*─► listener (seed 003)  ─┤
 //!  administrator ────/admin/*─────────────────► admin                ─┘
 //! ```
 //!
@@ -18,6 +19,9 @@
 //!   `{success,message,code,result,timestamp}` and [`seed000::BusinessError`]
 //! - [`robot`]: seed 001 A.2 and files, envelope
 //!   `{successful,resultHint,resultValue}`, [`robot::RobotError`]
+//! - [`listener`]: seed 003, the AutomationEdge listener, its answer
+//!   `{instance_id, message_id, status, response, error}` and
+//!   [`listener::ListenerError`]
 //! - [`admin`]: users, processes, packages, vendors, robots, audit, events
 //!   (not in the seeds; seed 000's envelope)
 //! - [`config`]: the start-up configuration file
@@ -35,6 +39,7 @@ pub mod business;
 pub mod clock;
 pub mod config;
 pub mod files;
+pub mod listener;
 pub mod openapi;
 pub mod robot;
 pub mod seed000;
@@ -82,6 +87,8 @@ pub struct HttpSettings {
     /// Verifies signed file links (`?expires=&signature=`, see
     /// [`rpa_core::auth::sign_link`]): the engine's `link_key`.
     pub link_key: Option<rpa_core::auth::LinkKey>,
+    /// The AutomationEdge listener's accounts (seed 003 Basic credentials).
+    pub listeners: Vec<listener::ListenerAccount>,
 }
 
 impl Default for HttpSettings {
@@ -91,6 +98,7 @@ impl Default for HttpSettings {
             max_json_body: 1 << 20,
             max_upload: 64 << 20,
             link_key: None,
+            listeners: Vec::new(),
         }
     }
 }
@@ -104,6 +112,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         .merge(business::router().layer(DefaultBodyLimit::max(json)))
         .merge(robot::router().layer(DefaultBodyLimit::max(json)))
         .merge(admin::router().layer(DefaultBodyLimit::max(json)))
+        .merge(listener::router().layer(DefaultBodyLimit::max(json)))
         .merge(
             robot::upload_router()
                 .merge(admin::upload_router())
@@ -132,6 +141,8 @@ async fn no_route(method: Method, uri: Uri, matched: Option<MatchedPath>) -> Res
         .any(|p| path.starts_with(p))
     {
         robot::RobotError::NoRoute(status, message).into_response()
+    } else if path.starts_with("/listener/") {
+        listener::ListenerError::NoRoute(status, message).into_response()
     } else {
         seed000::BusinessError::NoRoute(status, message).into_response()
     }

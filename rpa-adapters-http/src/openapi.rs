@@ -52,6 +52,7 @@ use crate::{AppState, admin, business, robot};
         admin::audit,
         admin::verify,
         admin::events,
+        admin::listener_requests,
     ),
     tags(
         (name = "business", description = "Seed 000: business systems start and follow processes"),

@@ -146,6 +146,7 @@ mod tests {
                 id: format!("id_{name}"),
                 arg_type: t,
                 required,
+                secret: false,
             });
         }
         s

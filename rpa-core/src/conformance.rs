@@ -85,6 +85,8 @@ pub fn sample_job(id: i64, process: ProcessId, priority: i32) -> Job {
         error_code: None,
         reason: None,
         forced: false,
+        retry: None,
+        window_ms: None,
     }
 }
 
@@ -830,6 +832,49 @@ async fn records<S: Store>(s: S) {
         s.records(StoredFile::KIND, &Select::only("nope", 1, 1)).await.is_err(),
         "records: a column the kind does not index is refused"
     );
+
+    // A unique column: a second row with the value is a duplicate, and a
+    // row that gives the value up frees it.
+    use crate::listener::{ListenerRequest, Queue};
+    let req = |id: i64, source: &str, version: u64| ListenerRequest {
+        id,
+        version,
+        message_id: format!("m{id}"),
+        app_id: "app".into(),
+        source_message_id: source.into(),
+        process_name: "p".into(),
+        profile: String::new(),
+        user_name: String::new(),
+        reference: String::new(),
+        user: UserId(1),
+        queue: Queue::Fallout,
+        fault: None,
+        job: None,
+        job_key: None,
+        wait: false,
+        expiration_ms: 1,
+        retries: 0,
+        cool_off_ms: 0,
+        request: Arc::new(json!({})),
+        created_at: Timestamp(1),
+    };
+    let w = |r: ListenerRequest| Write::record(&r).unwrap();
+    put(&s, vec![w(req(1, "x", 1))]).await.unwrap();
+    assert_eq!(
+        put(&s, vec![w(req(2, "x", 1))]).await,
+        Err(StoreError::Duplicate("source message id")),
+        "records: a unique column taken"
+    );
+    assert_eq!(
+        s.find::<ListenerRequest>("source", crate::listener::source("app", "x"))
+            .await
+            .unwrap()
+            .map(|r| r.id),
+        Some(1),
+        "records: found by a unique column"
+    );
+    put(&s, vec![w(req(1, "y", 2))]).await.unwrap();
+    put(&s, vec![w(req(2, "x", 1))]).await.unwrap();
 }
 
 async fn engines_race<S: Store + Clone>(s: S) {

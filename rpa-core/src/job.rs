@@ -217,7 +217,11 @@ pub fn apply(job: &mut Job, ev: JobEvent, ctx: JobCtx<'_>) -> Result<JobEffects,
         ..JobEffects::default()
     };
     let now = ctx.now;
-    let can_retry = job.attempt <= ctx.retry.max_retries;
+    let own = job.retry.clone();
+    let retry = own.as_ref().unwrap_or(ctx.retry);
+    let can_retry = job.attempt <= retry.max_retries;
+    // With a window, an attempt that expires is tried again while attempts remain.
+    let renew = job.window_ms.filter(|_| can_retry);
     match (from, ev) {
         (Pending, JobEvent::Dispatch { robot, connect }) if job.not_before.is_none() => {
             job.state = Running;
@@ -233,6 +237,13 @@ pub fn apply(job: &mut Job, ev: JobEvent, ctx: JobCtx<'_>) -> Result<JobEffects,
         (Pending, JobEvent::Stop(_)) => {
             end(job, Canceled, now, "canceled before it started");
             fx.ended = Some(JobEnd::Canceled);
+        }
+        (Pending, JobEvent::Expire) if renew.is_some() => {
+            let cool_off = retry.backoff(job.attempt + 1);
+            requeue(job, Some(now.plus_ms(cool_off)));
+            job.deadline = renew.map(|w| now.plus_ms(cool_off).plus_ms(w));
+            job.reason = Some("expired while queued; retrying".into());
+            fx.requeued = true;
         }
         (Pending, JobEvent::Expire) => {
             end(job, Faulted, now, "expired before it started");
@@ -262,7 +273,7 @@ pub fn apply(job: &mut Job, ev: JobEvent, ctx: JobCtx<'_>) -> Result<JobEffects,
                 (Running, FinishStatus::Failed)
                     if ctx.retry_failures && class == ErrorClass::Application && can_retry =>
                 {
-                    requeue(job, Some(now.plus_ms(ctx.retry.backoff(job.attempt + 1))));
+                    requeue(job, Some(now.plus_ms(retry.backoff(job.attempt + 1))));
                     job.reason = Some("robot reported a failure; retrying".into());
                     fx.requeued = true;
                 }
@@ -315,6 +326,16 @@ pub fn apply(job: &mut Job, ev: JobEvent, ctx: JobCtx<'_>) -> Result<JobEffects,
             fx.slot = Slot::Free;
             fx.release_robot = true;
             fx.ended = Some(JobEnd::Stopped);
+        }
+        (Running, JobEvent::Expire) if renew.is_some() => {
+            let cool_off = retry.backoff(job.attempt + 1);
+            requeue(job, Some(now.plus_ms(cool_off)));
+            job.deadline = renew.map(|w| now.plus_ms(cool_off).plus_ms(w));
+            job.reason = Some("expired while running; retrying".into());
+            fx.stop_robot = true;
+            fx.release_robot = true;
+            fx.slot = Slot::Free;
+            fx.requeued = true;
         }
         (Running | Stopping, JobEvent::Expire) => {
             end(job, Faulted, now, "expired");

@@ -49,6 +49,7 @@
 //! - [`auth`]: passwords, tokens, vendor proofs; [`audit`]: the hash chain
 //! - [`engine`]: the [`Engine`] operations and the scheduler
 //! - [`limits`]: `maxRunNum`, `maxDayNum`, max pending items, and the counter changes
+//! - [`listener`]: seed 003 listener requests (automation and fall-out queues)
 //! - [`events`]: domain events, carried by the audit chain, and consumers' cursors
 //! - [`store`]: the [`Store`] trait; [`memory`]: the in-memory store
 //! - [`record`]: entity kinds that plug into every store (a row mapping each)
@@ -69,6 +70,7 @@ pub mod fixtures;
 pub mod ids;
 pub mod job;
 pub mod limits;
+pub mod listener;
 pub mod memory;
 pub mod model;
 pub mod queue;

@@ -845,6 +845,10 @@ impl OutboxStore for MemoryStore {
 }
 
 impl AuditStore for MemoryStore {
+    async fn head(&self) -> StoreResult<u64> {
+        Ok(self.lock().audit.len())
+    }
+
     async fn audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
         let g = self.lock();
         Ok(g.audit.after(after, limit))

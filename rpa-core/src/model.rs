@@ -70,6 +70,9 @@ pub struct ArgumentSpec {
     pub arg_type: ArgType,
     /// Whether `startJob` must supply it.
     pub required: bool,
+    /// Whether its value is a secret: never echoed back (seed 003 masks it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
 }
 
 /// How failed work is tried again.
@@ -309,6 +312,13 @@ pub struct Job {
     pub reason: Option<Arc<str>>,
     /// Ended without the robot's confirmation (Kill, expiration): the robot's late finish is accepted.
     pub forced: bool,
+    /// Its own retry policy, instead of its process's (a listener request's `Retry`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// Each attempt's window, ms: an attempt that expires is tried again
+    /// (after the back-off, with a fresh deadline) while attempts remain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_ms: Option<u64>,
 }
 
 /// Queue item states (seed 000 §3.6 words plus the orchestrator states of DESIGN §3).

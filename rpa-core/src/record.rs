@@ -308,7 +308,11 @@ impl<S: RecordStore + ?Sized> Records for S {}
 /// Every record kind, for stores that map a database's words back to a
 /// kind (a unique index's name to its duplicate error).
 pub fn kinds() -> &'static [&'static Kind] {
-    &[crate::model::StoredFile::KIND, crate::events::Cursor::KIND]
+    &[
+        crate::model::StoredFile::KIND,
+        crate::events::Cursor::KIND,
+        crate::listener::ListenerRequest::KIND,
+    ]
 }
 
 /// The duplicate error of the unique column of a kind that `what` (a

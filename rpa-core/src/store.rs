@@ -356,6 +356,9 @@ pub trait AuditStore: Send + Sync + 'static {
     /// Audit events with `seq > after`, in order, at most `limit`.
     fn audit(&self, after: u64, limit: usize) -> impl Future<Output = StoreResult<Vec<AuditEvent>>> + Send;
 
+    /// The sequence number of the last audit event (0: none yet).
+    fn head(&self) -> impl Future<Output = StoreResult<u64>> + Send;
+
     /// The domain events among the next `limit` audit events after `after`
     /// (see [`crate::events`]). Always current: a consumer on any node sees
     /// every event committed before it asked.

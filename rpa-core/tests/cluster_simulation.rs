@@ -349,6 +349,10 @@ impl OutboxStore for Node {
 }
 
 impl AuditStore for Node {
+    async fn head(&self) -> StoreResult<u64> {
+        self.db.head().await
+    }
+
     async fn audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
         self.db.audit(after, limit).await
     }

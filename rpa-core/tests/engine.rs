@@ -200,6 +200,7 @@ fn a_job_runs_on_a_robot_and_succeeds() {
             id: "inv".into(),
             arg_type: ArgType::Int,
             required: true,
+            secret: false,
         });
     });
     let bot = w.connect("r1");
@@ -287,6 +288,7 @@ fn bad_starts_are_refused_and_write_nothing() {
             id: "n".into(),
             arg_type: ArgType::Int,
             required: true,
+            secret: false,
         });
     });
     let before = block(w.engine.store().audit(0, usize::MAX)).unwrap().len();
@@ -790,6 +792,7 @@ fn queue_items_run_as_jobs_and_failures_are_retried_as_new_items() {
             id: "inv".into(),
             arg_type: ArgType::String,
             required: true,
+            secret: false,
         });
     });
     let add = |r: &str| {

@@ -72,6 +72,8 @@ fn new_job() -> Job {
         error_code: None,
         reason: None,
         forced: false,
+        retry: None,
+        window_ms: None,
     }
 }
 

@@ -123,6 +123,11 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             include_str!("../migrations/0004_dispatch_in_memory.sql"),
         ),
         (5, "event cursors", include_str!("../migrations/0005_event_cursors.sql")),
+        (
+            6,
+            "listener requests",
+            include_str!("../migrations/0006_listener_requests.sql"),
+        ),
     ]
 }
 

@@ -366,6 +366,14 @@ impl OutboxStore for SqlStore {
 }
 
 impl AuditStore for SqlStore {
+    async fn head(&self) -> StoreResult<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM rpa_audit")
+            .fetch_one(&self.inner.read)
+            .await
+            .map_err(backend_err)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     async fn audit(&self, after: u64, n: usize) -> StoreResult<Vec<AuditEvent>> {
         let q = sqlx::query("SELECT data FROM rpa_audit WHERE seq > $1 ORDER BY seq LIMIT $2")
             .bind(i64::try_from(after).unwrap_or(i64::MAX))

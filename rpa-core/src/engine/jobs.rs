@@ -186,7 +186,7 @@ impl<S: Store> Engine<S> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn new_job(
+    pub(super) async fn new_job(
         &self,
         p: &Process,
         user: &User,
@@ -230,6 +230,8 @@ impl<S: Store> Engine<S> {
             error_code: None,
             reason: None,
             forced: false,
+            retry: None,
+            window_ms: None,
         })
     }
 

@@ -86,6 +86,7 @@ macro_rules! decided {
 mod dispatch;
 mod events;
 mod jobs;
+mod listener;
 mod robots;
 mod timers;
 
@@ -448,6 +449,15 @@ impl<S: Store> Engine<S> {
             *d = now.day_bounds(self.config.time_zone);
         }
         d.2
+    }
+
+    /// A random UUID, hyphenated (seed 003 `message_id`).
+    fn new_uuid(&self) -> String {
+        let mut g = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        uuid::Builder::from_random_bytes(g.random())
+            .into_uuid()
+            .hyphenated()
+            .to_string()
     }
 
     fn new_key(&self) -> Key {
