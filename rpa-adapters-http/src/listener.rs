@@ -44,6 +44,8 @@ use rpa_core::error::Error;
 use rpa_core::ids::Key;
 use rpa_core::job::ErrorClass;
 use rpa_core::listener::{ListenerRequest, Perform, Queue};
+use rpa_core::events::Event;
+use rpa_core::ids::RobotId;
 use rpa_core::model::{Job, JobState, User};
 use rpa_core::{Store, Timestamp};
 use serde::Deserialize;
@@ -328,7 +330,55 @@ fn queued(r: &ListenerRequest) -> Value {
 }
 
 /// The answer of a synchronous request whose job ended (or whose wait ran out).
-async fn completed<S: Store>(st: &AppState<S>, r: &ListenerRequest, job: &Job) -> Result<Value, ListenerError> {
+/// How a job ended, from its `job_ended` event or from the job as read.
+#[derive(Debug, Clone)]
+struct Ended {
+    key: Key,
+    state: JobState,
+    robot: Option<RobotId>,
+    error_code: Option<i32>,
+    reason: Option<Arc<str>>,
+    outputs: Option<Arc<Value>>,
+}
+
+impl From<&Job> for Ended {
+    fn from(j: &Job) -> Ended {
+        Ended {
+            key: j.key,
+            state: j.state,
+            robot: j.robot,
+            error_code: j.error_code,
+            reason: j.reason.clone(),
+            outputs: j.outputs.clone(),
+        }
+    }
+}
+
+impl Ended {
+    fn of(e: &Event) -> Option<Ended> {
+        match e {
+            Event::JobEnded {
+                key,
+                state,
+                robot,
+                error_code,
+                reason,
+                outputs,
+                ..
+            } => Some(Ended {
+                key: *key,
+                state: *state,
+                robot: *robot,
+                error_code: *error_code,
+                reason: reason.clone(),
+                outputs: outputs.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+async fn completed<S: Store>(st: &AppState<S>, r: &ListenerRequest, job: &Ended) -> Result<Value, ListenerError> {
     let robot = match job.robot {
         Some(id) => st.engine.robot_by_id(id).await?,
         None => None,
@@ -385,7 +435,7 @@ pub(crate) struct Waiters {
 
 #[derive(Default)]
 struct WaitersInner {
-    by_job: HashMap<Key, Vec<oneshot::Sender<()>>>,
+    by_job: HashMap<Key, Vec<oneshot::Sender<Ended>>>,
     /// The event position the loop has read through, while it runs.
     through: Option<u64>,
 }
@@ -394,13 +444,14 @@ struct WaitersInner {
 const TAIL: Duration = Duration::from_millis(50);
 
 impl Waiters {
-    /// The job `key` once it ended, or as it is after `longest`.
+    /// How the job `key` ended (as its `job_ended` event tells, which the
+    /// read side may not show yet), or the job as it is after `longest`.
     async fn until_ended<S: Store>(
         self: &Arc<Self>,
         st: &AppState<S>,
         key: Key,
         longest: Duration,
-    ) -> Result<Job, ListenerError> {
+    ) -> Result<Ended, ListenerError> {
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -424,10 +475,13 @@ impl Waiters {
             }
         }
         let job = st.engine.job(key).await?;
-        if !job.state.is_terminal() {
-            let _ = tokio::time::timeout(longest, rx).await;
+        if job.state.is_terminal() {
+            return Ok(Ended::from(&job));
         }
-        Ok(st.engine.job(key).await?)
+        match tokio::time::timeout(longest, rx).await {
+            Ok(Ok(ended)) => Ok(ended),
+            _ => Ok(Ended::from(&st.engine.job(key).await?)),
+        }
     }
 
     async fn tail<S: Store>(self: Arc<Self>, engine: Arc<rpa_core::Engine<S>>) {
@@ -453,11 +507,9 @@ impl Waiters {
                 }
             };
             let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            for ev in &page.events {
-                if let rpa_core::events::Event::JobEnded { key, .. } = &ev.event {
-                    for tx in g.by_job.remove(key).unwrap_or_default() {
-                        let _ = tx.send(());
-                    }
+            for ended in page.events.iter().filter_map(|ev| Ended::of(&ev.event)) {
+                for tx in g.by_job.remove(&ended.key).unwrap_or_default() {
+                    let _ = tx.send(ended.clone());
                 }
             }
             g.through = Some(page.through.max(after));
