@@ -65,7 +65,10 @@ async fn robot(args: Arc<Args>, id: String, stop: Arc<AtomicBool>) {
     let (mut sink, mut stream) = ws.split();
     let proof = supplier_proof(&args.secret, &id);
     let _ = sink
-        .send(msg("Register", json!({"supplierCode": args.vendor, "supplierSecret": proof})))
+        .send(msg(
+            "Register",
+            json!({"supplierCode": args.vendor, "supplierSecret": proof}),
+        ))
         .await;
     let _ = sink.send(msg("Heartbeat", json!({}))).await;
     let mut beat = tokio::time::interval(Duration::from_secs(5));
@@ -137,13 +140,19 @@ async fn main() {
             }
         });
     }
-    let auth = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(&args.basic));
+    let auth = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(&args.basic)
+    );
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.requests)
         .timeout(Duration::from_secs(900))
         .build()
         .unwrap();
-    let run = format!("{:x}", std::process::id() as u64 * 1_000_003 + Instant::now().elapsed().as_nanos() as u64);
+    let run = format!(
+        "{:x}",
+        std::process::id() as u64 * 1_000_003 + Instant::now().elapsed().as_nanos() as u64
+    );
     let t = Instant::now();
     let mut tasks = Vec::with_capacity(args.requests);
     for i in 0..args.requests {
@@ -172,7 +181,10 @@ async fn main() {
             Some("successqueue") => success += 1,
             Some(_) => {
                 if failure == 0 {
-                    eprintln!("a request in the failure queue: {}", answer["response"]["ErrorDetailObject"]);
+                    eprintln!(
+                        "a request in the failure queue: {}",
+                        answer["response"]["ErrorDetailObject"]
+                    );
                 }
                 failure += 1;
             }

@@ -41,11 +41,11 @@ use axum::routing::post;
 use axum::{Extension, Json, Router};
 use base64::Engine as _;
 use rpa_core::error::Error;
+use rpa_core::events::Event;
 use rpa_core::ids::Key;
+use rpa_core::ids::RobotId;
 use rpa_core::job::ErrorClass;
 use rpa_core::listener::{ListenerRequest, Perform, Queue};
-use rpa_core::events::Event;
-use rpa_core::ids::RobotId;
 use rpa_core::model::{Job, JobState, User};
 use rpa_core::{Store, Timestamp};
 use serde::Deserialize;
@@ -140,21 +140,28 @@ impl From<Error> for ListenerError {
     }
 }
 
-/// The message body.
-#[derive(Debug, Deserialize)]
-struct Message {
+/// The message body (seed 003 "Request Object").
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct Message {
+    /// A JSON string holding `{"PerformAutomation": {AutomationInputDictionary,
+    /// ProcessName, ProfileName, UserName, RetryFlag, Retry: {NoOfTimesRetry,
+    /// RetryCoolOffInterval}, ReferenceCode, Timestamp, ...}}`.
     payload: String,
     #[allow(dead_code)]
     content_type: String,
     #[allow(dead_code)]
     content_encoding: String,
     profile: String,
+    /// Milliseconds for queue wait and run together.
     expiration: i64,
+    /// `true`: answer when the job ends.
     wait_for_completion: bool,
+    /// Unique per `app_id`: a repeat gets the first answer.
     source_message_id: String,
     app_id: String,
     #[serde(default)]
     #[allow(dead_code)]
+    #[schema(value_type = Option<Object>)]
     header: Option<Value>,
 }
 
@@ -280,7 +287,17 @@ async fn account<S: Store>(st: &AppState<S>, headers: &HeaderMap) -> Result<User
     }
 }
 
-async fn message<S: Store>(
+/// Asks for a process run (seed 003): queued, fallen out, or (with
+/// `wait_for_completion`) run to its end.
+#[utoipa::path(post, path = "/listener/rpa/api/message", tag = "listener",
+    request_body = Message,
+    params(("Authorization" = String, Header, description = "Basic, a listener account")),
+    responses(
+        (status = 200, description = "`{instance_id, message_id, status, response, error}`: status success (queued; with wait_for_completion, run to its end — see response.AutomationQueueType) or failure (fall-out queue, error.error_code)", body = Object),
+        (status = 401, description = "bad credentials", body = Object),
+        (status = 422, description = "a body or payload that is not the documented JSON", body = Object),
+    ))]
+pub(crate) async fn message<S: Store>(
     State(st): State<AppState<S>>,
     Extension(waiters): Extension<Arc<Waiters>>,
     headers: HeaderMap,

@@ -8,7 +8,7 @@ use rpa_core::Store;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{AppState, admin, business, robot};
+use crate::{AppState, admin, business, listener, robot};
 
 /// The document's outline: every handler of the business, robot and
 /// administration families.
@@ -16,7 +16,7 @@ use crate::{AppState, admin, business, robot};
 #[openapi(
     info(
         title = "rpa",
-        description = "Business API (seed 000), robot HTTP API and files (seed 001 A.2), administration. \
+        description = "Business API (seed 000), robot HTTP API and files (seed 001 A.2), AutomationEdge listener (seed 003), administration. \
                        The robot WebSocket protocol (seed 001 A.1) is served at /robothub/{robotId}."
     ),
     paths(
@@ -53,11 +53,13 @@ use crate::{AppState, admin, business, robot};
         admin::verify,
         admin::events,
         admin::listener_requests,
+        listener::message,
     ),
     tags(
         (name = "business", description = "Seed 000: business systems start and follow processes"),
         (name = "robot", description = "Seed 001 A.2: executors register, heart-beat and report; files"),
         (name = "admin", description = "Users, processes, packages, vendors, robots, audit, events"),
+        (name = "listener", description = "Seed 003: the AutomationEdge listener"),
     )
 )]
 pub struct ApiDoc;

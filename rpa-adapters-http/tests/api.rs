@@ -1411,6 +1411,8 @@ async fn openapi_lists_every_endpoint() {
         ("/admin/audit", "get"),
         ("/admin/audit/verify", "get"),
         ("/admin/events", "get"),
+        ("/admin/listener/requests", "get"),
+        ("/listener/rpa/api/message", "post"),
     ];
     for (p, method) in routes {
         assert!(
