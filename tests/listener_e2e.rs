@@ -134,13 +134,12 @@ impl Listener {
     }
 }
 
-async fn start(dir: &Path) -> (Listener, Proc, Proc) {
+async fn start(dir: &Path, db: &str) -> (Listener, Proc, Proc) {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("config.json"), CONFIG).unwrap();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let db = dir.join("rpa.db");
-    let server = Proc(support::start_server(dir, db.to_str().unwrap(), port, &[]));
+    let server = Proc(support::start_server(dir, db, port, &[]));
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     let (admin, _) = support::login(&http, &base, "admin", "admin-pw").await;
@@ -186,9 +185,26 @@ async fn start(dir: &Path) -> (Listener, Proc, Proc) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_listener_runs_requests_as_seed_003_describes() {
+async fn the_listener_runs_requests_as_seed_003_describes_on_sqlite() {
     let dir = std::env::temp_dir().join(format!("rpa-listener-{}", std::process::id()));
-    let (l, _server, _robot) = start(&dir).await;
+    let db = dir.join("rpa.db").to_str().unwrap().to_owned();
+    scenario(&dir, &db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_runs_requests_as_seed_003_describes_on_postgres() {
+    let Some(url) = support::postgres_url() else {
+        return;
+    };
+    let db = support::fresh_postgres(&url, "listener").await;
+    let dir = std::env::temp_dir().join(format!("rpa-listener-pg-{}", std::process::id()));
+    scenario(&dir, &db).await;
+    support::drop_postgres(&url, "listener").await;
+}
+
+async fn scenario(dir: &Path, db: &str) {
+    let dir = dir.to_owned();
+    let (l, _server, _robot) = start(&dir, db).await;
 
     // Asynchronous: acknowledged at once; the job then runs on the robot.
     let a = l
