@@ -49,6 +49,7 @@
 //! - [`auth`]: passwords, tokens, vendor proofs; [`audit`]: the hash chain
 //! - [`engine`]: the [`Engine`] operations and the scheduler
 //! - [`limits`]: `maxRunNum`, `maxDayNum`, max pending items, and the counter changes
+//! - [`schedule`]: when schedules fire (rules, zones, windows, calendar, missed times)
 //! - [`listener`]: seed 003 listener requests (automation and fall-out queues)
 //! - [`events`]: domain events, carried by the audit chain, and consumers' cursors
 //! - [`store`]: the [`Store`] trait; [`memory`]: the in-memory store
@@ -76,6 +77,7 @@ pub mod model;
 pub mod queue;
 pub mod record;
 pub mod robot;
+pub mod schedule;
 pub mod seed001;
 pub mod store;
 pub mod time;

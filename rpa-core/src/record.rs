@@ -312,6 +312,8 @@ pub fn kinds() -> &'static [&'static Kind] {
         crate::model::StoredFile::KIND,
         crate::events::Cursor::KIND,
         crate::listener::ListenerRequest::KIND,
+        crate::schedule::Schedule::KIND,
+        crate::schedule::ScheduleFiring::KIND,
     ]
 }
 
