@@ -19,6 +19,10 @@
 //! | `GET /admin/audit?after=&limit=` | ViewAudit | audit events |
 //! | `GET /admin/audit/verify` | ViewAudit | `{verified}` or a failure naming the first broken event |
 //! | `GET /admin/listener/requests?queue=fallout\|automation&after=&limit=` | OperateAllJobs | `[{instanceId, messageId, appId, sourceMessageId, processName, profileName, userName, referenceCode, queue, errorCode, errorMsg, jobId, createdAt}]`: seed 003 requests by queue, oldest first; page on with `after` = the last `instanceId` |
+//! | `POST /admin/schedules` | ManageProcesses | a schedule ([`crate::config::ScheduleDef`]) → the schedule with its next five fire times |
+//! | `GET /admin/schedules` | ManageProcesses | `[{scheduleId, name, processId, processName, enabled, rule, zone, missed, owner, nextFireTimes}]` |
+//! | `POST /admin/schedules/{scheduleId}/enable`, `.../disable` | ManageProcesses | the schedule |
+//! | `GET /admin/schedules/{scheduleId}/firings?after=&limit=` | ManageProcesses | `[{firingId, due, at, jobId, missed, reason}]`, oldest first |
 //! | `GET /admin/events?after=&limit=` | ViewAudit | `{events: [{seq, at, type, ...}], through}`: the domain events among the `limit` audit events after `after`; page on with `after=through` |
 
 use std::collections::HashMap;
@@ -58,6 +62,10 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route("/admin/audit/verify", get(verify::<S>))
         .route("/admin/events", get(events::<S>))
         .route("/admin/listener/requests", get(listener_requests::<S>))
+        .route("/admin/schedules", post(create_schedule::<S>).get(list_schedules::<S>))
+        .route("/admin/schedules/{scheduleId}/enable", post(enable_schedule::<S>))
+        .route("/admin/schedules/{scheduleId}/disable", post(disable_schedule::<S>))
+        .route("/admin/schedules/{scheduleId}/firings", get(schedule_firings::<S>))
 }
 
 /// The package upload route (mounted with the upload body limit).
@@ -285,6 +293,55 @@ pub struct EventsPage {
     pub events: Vec<rpa_core::events::EventRecord>,
     /// Page on with `after=through`.
     pub through: u64,
+}
+
+/// A schedule, with its next fire times.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleInfo {
+    /// Serial id.
+    pub schedule_id: i64,
+    /// Name.
+    pub name: String,
+    /// The process (seed 000 `processId`).
+    pub process_id: String,
+    /// The process's name.
+    pub process_name: String,
+    /// Whether it fires.
+    pub enabled: bool,
+    /// When: `{kind: every|daily|weekly|monthly|cron, ...}`.
+    #[schema(value_type = Object)]
+    pub rule: Value,
+    /// Its IANA zone.
+    pub zone: String,
+    /// `runOnce` or `skip`.
+    #[schema(value_type = String)]
+    pub missed: rpa_core::schedule::Missed,
+    /// Whose jobs they are.
+    pub owner: String,
+    /// The job's arguments.
+    #[schema(value_type = Object)]
+    pub arguments: Value,
+    /// The next five fire times (`yyyy-MM-dd HH:mm:ss`, in the schedule's zone).
+    pub next_fire_times: Vec<String>,
+}
+
+/// One firing of a schedule.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FiringInfo {
+    /// Serial id (page on with `after`).
+    pub firing_id: i64,
+    /// The due time it was for.
+    pub due: String,
+    /// When it was handled.
+    pub at: String,
+    /// The job started (seed 000 `jobId`), if one was.
+    pub job_id: Option<String>,
+    /// Due times missed (folded into this one, or skipped).
+    pub missed: u32,
+    /// Why no job started.
+    pub reason: Option<String>,
 }
 
 /// A listener request (seed 003), as the fall-out and automation queues list it.
@@ -699,6 +756,156 @@ pub(crate) async fn listener_requests<S: Store>(
                 error_msg: r.fault.map(|f| f.message),
                 job_id: r.job_key.map(|k| k.to_string()),
                 created_at: r.created_at.format_local(zone),
+            })
+            .collect(),
+    ))
+}
+
+async fn schedule_info<S: Store>(
+    st: &AppState<S>,
+    s: &rpa_core::schedule::Schedule,
+) -> Result<ScheduleInfo, BusinessError> {
+    let zone: rpa_core::time::Tz = s.spec.zone.parse().unwrap_or(st.engine.config().time_zone);
+    let process = st.engine.store().process(s.spec.process).await.map_err(Error::from)?;
+    let owner = st.engine.store().user(s.owner).await.map_err(Error::from)?;
+    Ok(ScheduleInfo {
+        schedule_id: s.id,
+        name: s.spec.name.clone(),
+        process_id: process.as_ref().map(|p| p.key.to_string()).unwrap_or_default(),
+        process_name: process.map(|p| p.spec.name.clone()).unwrap_or_default(),
+        enabled: s.enabled,
+        rule: serde_json::to_value(&s.spec.rule).unwrap_or(Value::Null),
+        zone: s.spec.zone.clone(),
+        missed: s.spec.missed,
+        owner: owner.map(|u| u.name).unwrap_or_default(),
+        arguments: (*s.spec.arguments).clone(),
+        next_fire_times: st
+            .engine
+            .schedule_upcoming(s, 5)?
+            .into_iter()
+            .map(|t| t.format_local(zone))
+            .collect(),
+    })
+}
+
+/// Saves a schedule (permission ManageProcesses): refused with the reason
+/// when malformed or when it could never fire; nothing is stored then.
+#[utoipa::path(post, path = "/admin/schedules", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    request_body = crate::config::ScheduleDef,
+    responses((status = 200, description = "the schedule", body = Envelope<ScheduleInfo>)))]
+pub(crate) async fn create_schedule<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<ScheduleInfo> {
+    let me = admin(&st, &h, Permission::ManageProcesses).await?;
+    let f = fields(body)?;
+    let def: crate::config::ScheduleDef = serde_json::from_value(Value::Object(f.0))
+        .map_err(|e| BusinessError::refused(format!("invalid schedule: {e}")))?;
+    let process = st
+        .engine
+        .processes()
+        .await?
+        .into_iter()
+        .find(|p| p.spec.name == def.process)
+        .ok_or_else(|| BusinessError::refused(format!("no process named {}", def.process)))?;
+    let owner = match &def.owner {
+        Some(name) => st
+            .engine
+            .store()
+            .user_by_name(name)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| BusinessError::refused(format!("no user named {name}")))?,
+        None => me.clone(),
+    };
+    let spec = def
+        .spec(process.id, st.engine.config().time_zone.name())
+        .map_err(BusinessError::refused)?;
+    let s = st.engine.create_schedule(Actor::User(me.id), &owner, spec).await?;
+    Ok(Done::ok(schedule_info(&st, &s).await?))
+}
+
+/// Every schedule with its next five fire times (permission ManageProcesses).
+#[utoipa::path(get, path = "/admin/schedules", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    responses((status = 200, description = "the schedules", body = Envelope<Vec<ScheduleInfo>>)))]
+pub(crate) async fn list_schedules<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer<Vec<ScheduleInfo>> {
+    admin(&st, &h, Permission::ManageProcesses).await?;
+    let mut out = Vec::new();
+    for s in st.engine.schedules().await? {
+        out.push(schedule_info(&st, &s).await?);
+    }
+    Ok(Done::ok(out))
+}
+
+async fn set_enabled<S: Store>(st: AppState<S>, h: HeaderMap, id: i64, on: bool) -> Answer<ScheduleInfo> {
+    let me = admin(&st, &h, Permission::ManageProcesses).await?;
+    let s = st.engine.set_schedule_enabled(Actor::User(me.id), id, on).await?;
+    Ok(Done::ok(schedule_info(&st, &s).await?))
+}
+
+/// Turns a schedule on: it fires from its next time after now (permission ManageProcesses).
+#[utoipa::path(post, path = "/admin/schedules/{scheduleId}/enable", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session"),
+        ("scheduleId" = i64, Path, description = "the schedule")),
+    responses((status = 200, description = "the schedule", body = Envelope<ScheduleInfo>)))]
+pub(crate) async fn enable_schedule<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer<ScheduleInfo> {
+    set_enabled(st, h, schedule_id(&id)?, true).await
+}
+
+/// Turns a schedule off (permission ManageProcesses).
+#[utoipa::path(post, path = "/admin/schedules/{scheduleId}/disable", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session"),
+        ("scheduleId" = i64, Path, description = "the schedule")),
+    responses((status = 200, description = "the schedule", body = Envelope<ScheduleInfo>)))]
+pub(crate) async fn disable_schedule<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer<ScheduleInfo> {
+    set_enabled(st, h, schedule_id(&id)?, false).await
+}
+
+fn schedule_id(s: &str) -> Result<i64, BusinessError> {
+    s.parse()
+        .map_err(|_| BusinessError::refused(format!("scheduleId must be a number, not {s:?}")))
+}
+
+/// A schedule's firings, oldest first (permission ManageProcesses).
+#[utoipa::path(get, path = "/admin/schedules/{scheduleId}/firings", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session"),
+        ("scheduleId" = i64, Path, description = "the schedule"), PageQuery),
+    responses((status = 200, description = "the firings", body = Envelope<Vec<FiringInfo>>)))]
+pub(crate) async fn schedule_firings<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Answer<Vec<FiringInfo>> {
+    admin(&st, &h, Permission::ManageProcesses).await?;
+    let id = schedule_id(&id)?;
+    let (after, limit) = page(&q)?;
+    let s = st.engine.schedule(id).await?;
+    let zone: rpa_core::time::Tz = s.spec.zone.parse().unwrap_or(st.engine.config().time_zone);
+    let list = st
+        .engine
+        .schedule_firings(id, i64::try_from(after).unwrap_or(i64::MAX), limit)
+        .await?;
+    Ok(Done::ok(
+        list.into_iter()
+            .map(|f| FiringInfo {
+                firing_id: f.id,
+                due: f.due.format_local(zone),
+                at: f.at.format_local(zone),
+                job_id: f.job_key.map(|k| k.to_string()),
+                missed: f.missed,
+                reason: f.reason,
             })
             .collect(),
     ))

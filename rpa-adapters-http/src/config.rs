@@ -45,6 +45,197 @@ pub struct Config {
     /// AutomationEdge listener accounts (seed 003 Basic credentials).
     #[serde(default)]
     pub listeners: Vec<ListenerDef>,
+    /// Schedules, created when no schedule of that name exists.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleDef>,
+}
+
+/// A schedule (seed 001 §6.1.2 c): exactly one of `every`, `daily`,
+/// `weekly`, `monthly`, `cron`. Times of day are `HH:MM[:SS]`, dates
+/// `yyyy-MM-dd`, instants `yyyy-MM-dd HH:mm:ss`, all in `zone`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScheduleDef {
+    /// Unique name.
+    pub name: String,
+    /// The process's name.
+    pub process: String,
+    /// The job's arguments.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub arguments: serde_json::Value,
+    /// `{"seconds"|"minutes"|"hours": N}`.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub every: Option<std::collections::BTreeMap<String, u64>>,
+    /// Times of day.
+    #[serde(default)]
+    pub daily: Option<Vec<String>>,
+    /// `{"days": ["Mon", ...], "times": [...]}`.
+    #[serde(default)]
+    pub weekly: Option<DaysAndTimes>,
+    /// `{"days": [1, 15, "last"], "times": [...]}`.
+    #[serde(default)]
+    pub monthly: Option<DaysAndTimes>,
+    /// A cron expression: five fields, or six with seconds first.
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// IANA zone (default: the server's).
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Not before (`yyyy-MM-dd HH:mm:ss`).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Not after (`yyyy-MM-dd HH:mm:ss`).
+    #[serde(default)]
+    pub until: Option<String>,
+    /// Only between two times of day, `["08:00", "18:00"]`.
+    #[serde(default)]
+    pub hours: Option<(String, String)>,
+    /// Non-working days (`yyyy-MM-dd`): never fires on them.
+    #[serde(default)]
+    pub skip_dates: Vec<String>,
+    /// After downtime: `runOnce` (default) or `skip`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub missed: Option<rpa_core::schedule::Missed>,
+    /// Whose jobs they are (a user name; default: who saves it, or the
+    /// configuration's administrator).
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// Days and times of a weekly or monthly schedule.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DaysAndTimes {
+    /// Weekdays (`"Mon"`, `"Tuesday"`) or days of the month (1–31, `"last"`).
+    #[schema(value_type = Vec<Object>)]
+    pub days: Vec<serde_json::Value>,
+    /// Times of day.
+    pub times: Vec<String>,
+}
+
+fn time_of_day(s: &str) -> Result<chrono::NaiveTime, String> {
+    chrono::NaiveTime::parse_from_str(s, "%H:%M:%S")
+        .or_else(|_| chrono::NaiveTime::parse_from_str(s, "%H:%M"))
+        .map_err(|_| format!("{s:?} is not a time of day (HH:MM or HH:MM:SS)"))
+}
+
+fn times_of_day(v: &[String]) -> Result<Vec<chrono::NaiveTime>, String> {
+    v.iter().map(|s| time_of_day(s)).collect()
+}
+
+impl ScheduleDef {
+    /// The engine's definition, with the process `process` (found by name
+    /// by the caller) and `default_zone` when none is given.
+    pub fn spec(
+        &self,
+        process: rpa_core::ids::ProcessId,
+        default_zone: &str,
+    ) -> Result<rpa_core::schedule::ScheduleSpec, String> {
+        use rpa_core::schedule::{LastDay, MonthDay, Rule, ScheduleSpec};
+        let zone = self.zone.clone().unwrap_or_else(|| default_zone.to_owned());
+        let tz: rpa_core::time::Tz = zone.parse().map_err(|_| format!("unknown time zone {zone:?}"))?;
+        let mut rules = Vec::new();
+        if let Some(e) = &self.every {
+            let [(unit, n)] = e.iter().collect::<Vec<_>>()[..] else {
+                return Err("every: give one of seconds, minutes or hours".into());
+            };
+            let ms = match unit.as_str() {
+                "seconds" => n.saturating_mul(1_000),
+                "minutes" => n.saturating_mul(60_000),
+                "hours" => n.saturating_mul(3_600_000),
+                other => return Err(format!("every: {other:?} is not seconds, minutes or hours")),
+            };
+            rules.push(Rule::Every { ms });
+        }
+        if let Some(d) = &self.daily {
+            rules.push(Rule::Daily {
+                times: times_of_day(d)?,
+            });
+        }
+        if let Some(w) = &self.weekly {
+            let days = w
+                .days
+                .iter()
+                .map(|d| {
+                    d.as_str()
+                        .and_then(|s| s.parse::<chrono::Weekday>().ok())
+                        .ok_or_else(|| format!("weekly: {d} is not a weekday"))
+                })
+                .collect::<Result<_, _>>()?;
+            rules.push(Rule::Weekly {
+                days,
+                times: times_of_day(&w.times)?,
+            });
+        }
+        if let Some(m) = &self.monthly {
+            let days = m
+                .days
+                .iter()
+                .map(|d| match d {
+                    serde_json::Value::String(s) if s.eq_ignore_ascii_case("last") => Ok(MonthDay::Last(LastDay::Last)),
+                    serde_json::Value::Number(n) => n
+                        .as_u64()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .map(MonthDay::Day)
+                        .ok_or_else(|| format!("monthly: {d} is not a day of a month")),
+                    _ => Err(format!("monthly: {d} is not a day of a month or \"last\"")),
+                })
+                .collect::<Result<_, _>>()?;
+            rules.push(Rule::Monthly {
+                days,
+                times: times_of_day(&m.times)?,
+            });
+        }
+        if let Some(c) = &self.cron {
+            rules.push(Rule::Cron { expr: c.clone() });
+        }
+        let rule = match rules.len() {
+            1 => rules.remove(0),
+            0 => return Err("a schedule needs one of every, daily, weekly, monthly or cron".into()),
+            _ => return Err("a schedule takes only one of every, daily, weekly, monthly or cron".into()),
+        };
+        let instant = |s: &Option<String>, what: &str| -> Result<Option<rpa_core::Timestamp>, String> {
+            let Some(s) = s else { return Ok(None) };
+            let local = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+                .map_err(|_| format!("{what}: {s:?} is not yyyy-MM-dd HH:mm:ss"))?;
+            use chrono::TimeZone;
+            tz.from_local_datetime(&local)
+                .earliest()
+                .map(|d| Some(rpa_core::Timestamp(d.timestamp_millis())))
+                .ok_or_else(|| format!("{what}: {s} does not exist in {zone}"))
+        };
+        let hours = match &self.hours {
+            Some((a, b)) => Some((time_of_day(a)?, time_of_day(b)?)),
+            None => None,
+        };
+        let skip_dates = self
+            .skip_dates
+            .iter()
+            .map(|d| {
+                chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                    .map_err(|_| format!("skipDates: {d:?} is not yyyy-MM-dd"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(ScheduleSpec {
+            name: self.name.clone(),
+            process,
+            arguments: std::sync::Arc::new(if self.arguments.is_null() {
+                serde_json::json!({})
+            } else {
+                self.arguments.clone()
+            }),
+            rule,
+            zone: zone.clone(),
+            from: instant(&self.from, "from")?,
+            until: instant(&self.until, "until")?,
+            hours,
+            skip_dates,
+            missed: self.missed.unwrap_or_default(),
+        })
+    }
 }
 
 /// A listener account: the Basic credentials a business system sends to
@@ -324,6 +515,33 @@ impl Config {
                         )
                         .await?;
                 }
+            }
+        }
+        if !self.schedules.is_empty() {
+            let existing: std::collections::HashSet<String> =
+                engine.schedules().await?.into_iter().map(|s| s.spec.name).collect();
+            let zone = engine.config().time_zone.name().to_owned();
+            for def in self.schedules.iter().filter(|d| !existing.contains(&d.name)) {
+                let process = engine
+                    .processes()
+                    .await?
+                    .into_iter()
+                    .find(|p| p.spec.name == def.process)
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!("schedule {}: no process named {}", def.name, def.process))
+                    })?;
+                let owner_name = def
+                    .owner
+                    .clone()
+                    .or_else(|| self.admin.as_ref().map(|a| a.name.clone()))
+                    .ok_or_else(|| Error::InvalidArgument(format!("schedule {}: give an owner", def.name)))?;
+                let owner = engine.store().user_by_name(&owner_name).await?.ok_or_else(|| {
+                    Error::InvalidArgument(format!("schedule {}: no user named {owner_name}", def.name))
+                })?;
+                let spec = def
+                    .spec(process.id, &zone)
+                    .map_err(|e| Error::InvalidArgument(format!("schedule {}: {e}", def.name)))?;
+                engine.create_schedule(Actor::System, &owner, spec).await?;
             }
         }
         for l in &self.listeners {

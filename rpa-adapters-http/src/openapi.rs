@@ -53,6 +53,11 @@ use crate::{AppState, admin, business, listener, robot};
         admin::verify,
         admin::events,
         admin::listener_requests,
+        admin::create_schedule,
+        admin::list_schedules,
+        admin::enable_schedule,
+        admin::disable_schedule,
+        admin::schedule_firings,
         listener::message,
     ),
     tags(

@@ -1412,6 +1412,11 @@ async fn openapi_lists_every_endpoint() {
         ("/admin/audit/verify", "get"),
         ("/admin/events", "get"),
         ("/admin/listener/requests", "get"),
+        ("/admin/schedules", "post"),
+        ("/admin/schedules", "get"),
+        ("/admin/schedules/{scheduleId}/enable", "post"),
+        ("/admin/schedules/{scheduleId}/disable", "post"),
+        ("/admin/schedules/{scheduleId}/firings", "get"),
         ("/listener/rpa/api/message", "post"),
     ];
     for (p, method) in routes {

@@ -405,6 +405,8 @@ pub struct Schedule {
     pub next_at: Option<Timestamp>,
     /// Where "every N" counts from: its creation.
     pub anchor: Timestamp,
+    /// The user its jobs are started as.
+    pub owner: crate::ids::UserId,
     /// Creation time.
     pub created_at: Timestamp,
 }

@@ -128,6 +128,7 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             "listener requests",
             include_str!("../migrations/0006_listener_requests.sql"),
         ),
+        (7, "schedules", include_str!("../migrations/0007_schedules.sql")),
     ]
 }
 

@@ -88,6 +88,7 @@ mod events;
 mod jobs;
 mod listener;
 mod robots;
+mod schedules;
 mod timers;
 
 use std::collections::BTreeSet;
@@ -210,6 +211,9 @@ pub struct Engine<S> {
     node_lease_until: std::sync::atomic::AtomicI64,
     /// The current calendar day: its first instant, the next day's, its number.
     day: Mutex<(Timestamp, Timestamp, i64)>,
+    /// Schedules: the earliest next fire time known, and when to look at
+    /// all of them again (see `schedules.rs`).
+    schedule_scan: Mutex<(Option<Timestamp>, Timestamp)>,
 }
 
 /// Writes, audit events and commands of one decision; bumps each entity's version once.
@@ -405,6 +409,7 @@ impl<S: Store> Engine<S> {
             claims: dispatch::Claims::default(),
             node_lease_until: std::sync::atomic::AtomicI64::new(i64::MIN),
             day: Mutex::new((Timestamp(0), Timestamp(0), 0)),
+            schedule_scan: Mutex::new((None, Timestamp(i64::MIN))),
         }
     }
 

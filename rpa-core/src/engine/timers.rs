@@ -38,6 +38,8 @@ pub struct TickReport {
     pub dispatched: usize,
     /// Sessions deleted because their token ran out.
     pub sessions_expired: usize,
+    /// Schedule firings handled (jobs started, or refused or skipped and recorded).
+    pub schedules_fired: usize,
 }
 
 /// Deadlines handled per store page.
@@ -73,6 +75,7 @@ impl<S: Store> Engine<S> {
                 break;
             }
         }
+        report.schedules_fired = self.fire_schedules(self.now()).await?;
         report.dispatched = self.dispatch_all().await?;
         Ok(report)
     }
