@@ -236,3 +236,101 @@ fn bad_schedules_are_refused_with_the_reason_and_nothing_is_stored() {
         Err(Error::PermissionDenied(_))
     ));
 }
+
+mod properties {
+    use chrono::{NaiveDate, NaiveTime, TimeZone, Weekday};
+    use proptest::prelude::*;
+    use rpa_core::Timestamp;
+    use rpa_core::ids::ProcessId;
+    use rpa_core::schedule::{LastDay, MonthDay, Rule, ScheduleSpec};
+    use rpa_core::time::Tz;
+    use std::sync::Arc;
+
+    const ZONES: [&str; 5] = [
+        "UTC",
+        "America/New_York",
+        "Europe/London",
+        "Australia/Lord_Howe",
+        "Asia/Shanghai",
+    ];
+
+    fn time() -> impl Strategy<Value = NaiveTime> {
+        (0u32..24, 0u32..60).prop_map(|(h, m)| NaiveTime::from_hms_opt(h, m, 0).unwrap())
+    }
+
+    fn rule() -> impl Strategy<Value = Rule> {
+        prop_oneof![
+            (1u64..36_000).prop_map(|s| Rule::Every { ms: s * 1_000 }),
+            prop::collection::vec(time(), 1..4).prop_map(|times| Rule::Daily { times }),
+            (prop::collection::vec(0u8..7, 1..4), prop::collection::vec(time(), 1..3)).prop_map(|(d, times)| {
+                Rule::Weekly {
+                    days: d.into_iter().map(|n| Weekday::try_from(n).unwrap()).collect(),
+                    times,
+                }
+            }),
+            (
+                prop::collection::vec(0u32..32, 1..4),
+                prop::collection::vec(time(), 1..3)
+            )
+                .prop_map(|(d, times)| {
+                    Rule::Monthly {
+                        days: d
+                            .into_iter()
+                            .map(|n| {
+                                if n == 0 {
+                                    MonthDay::Last(LastDay::Last)
+                                } else {
+                                    MonthDay::Day(n)
+                                }
+                            })
+                            .collect(),
+                        times,
+                    }
+                }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(150))]
+
+        /// Fire times are strictly increasing and inside every window.
+        #[test]
+        fn fire_times_increase_and_stay_inside_their_windows(
+            rule in rule(),
+            zone in 0usize..ZONES.len(),
+            start_day in 0i64..800,
+            hours in prop::option::of((time(), time())),
+            skip in prop::collection::vec(0i64..60, 0..5),
+            span in prop::option::of(1i64..400),
+        ) {
+            let zone = ZONES[zone];
+            let tz: Tz = zone.parse().unwrap();
+            let start = Timestamp(1_767_225_600_000 + start_day * 86_400_000); // 2026-01-01 + days
+            let day0 = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Duration::days(start_day);
+            let spec = ScheduleSpec {
+                name: "p".into(),
+                process: ProcessId(1),
+                arguments: Arc::new(serde_json::json!({})),
+                rule,
+                zone: zone.into(),
+                from: Some(start),
+                until: span.map(|d| Timestamp(start.0 + d * 86_400_000)),
+                hours: hours.filter(|(a, b)| a != b),
+                skip_dates: skip.iter().map(|d| day0 + chrono::Duration::days(*d)).collect(),
+                missed: Default::default(),
+            };
+            let times = spec.upcoming(start, start, 25).unwrap();
+            prop_assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
+            for t in &times {
+                prop_assert!(*t >= start);
+                prop_assert!(spec.until.is_none_or(|u| *t <= u));
+                let local = tz.timestamp_millis_opt(t.0).unwrap().naive_local();
+                prop_assert!(!spec.skip_dates.contains(&local.date()));
+                if let Some((a, b)) = spec.hours {
+                    let tod = local.time();
+                    prop_assert!(if a < b { a <= tod && tod < b } else { tod >= a || tod < b }, "{tod} outside {a}-{b}");
+                }
+            }
+        }
+    }
+}
