@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `Authorization: Basic user:password` | a listener account of [`HttpSettings::listeners`], acting as an engine user |
 //! | `payload` → `PerformAutomation.ProcessName` | the process of that name granted to the account's user |
+//! | `ProfileName` (or `profile`) | the robot pool: a process bound to a pool runs only for that profile |
 //! | `AutomationInputDictionary` `Search.<name>` | the job's argument `<name>` |
 //! | `RetryFlag`, `NoOfTimesRetry`, `RetryCoolOffInterval` | the job's own retry policy (cool-off between attempts) |
 //! | `expiration` (ms) | the job's deadline; with retries, each attempt's window |

@@ -6,8 +6,10 @@
 //! The rules, pure:
 //! - [`Perform::decide`]: whether a request is accepted, in this order:
 //!   expired on arrival, unknown process (or not granted to the listener's
-//!   user), a process that takes no direct runs (Queue processes) or is at
-//!   its day limit, inputs that do not fit the process's arguments.
+//!   user), a process bound to another profile (`ProfileName` is the robot
+//!   pool: a process with a pool runs only for requests naming it), a
+//!   process that takes no direct runs (Queue processes) or is at its day
+//!   limit, inputs that do not fit the process's arguments.
 //! - One request per `(app_id, source_message_id)`: a repeat is answered
 //!   with the first request's answer and starts nothing (the store's unique
 //!   `source` column decides between simultaneous repeats).
@@ -83,6 +85,8 @@ pub mod codes {
     pub const INPUT: &str = "BsnErr003";
     /// The request expired before it could be queued.
     pub const EXPIRED: &str = "BsnErr004";
+    /// The process runs only in another profile (its robot pool).
+    pub const PROFILE: &str = "BsnErr005";
 }
 
 fn fault(code: &str, message: impl Into<String>) -> Fault {
@@ -124,6 +128,12 @@ impl Perform {
         let Some(p) = process else {
             return Err(fault(codes::PROCESS, "Incorrect process name in the request."));
         };
+        if let Some(pool) = p.spec.requirements.pool.as_deref().filter(|pool| *pool != self.profile) {
+            return Err(fault(
+                codes::PROFILE,
+                format!("Process {} runs in profile {pool}, not {}.", p.spec.name, self.profile),
+            ));
+        }
         if p.spec.process_type == ProcessType::Queue {
             return Err(fault(
                 codes::QUEUE,
@@ -373,6 +383,12 @@ mod tests {
         let ok = perform(json!({"Search.policy": "A-1"}));
         assert_eq!(code(&ok, None, 0), codes::PROCESS);
         assert_eq!(code(&ok, Some(&process(ProcessType::Queue)), 0), codes::QUEUE);
+        let mut pooled = p.clone();
+        Arc::make_mut(&mut pooled.spec).requirements.pool = Some("Finance".into());
+        assert_eq!(code(&ok, Some(&pooled), 0), codes::PROFILE, "another profile's process");
+        let mut finance = ok.clone();
+        finance.profile = "Finance".into();
+        assert!(finance.decide(Some(&pooled), NOW, 0).is_ok(), "its own profile");
         let mut spent = p.clone();
         spent.day = 5;
         spent.day_successes = 1;
