@@ -105,40 +105,6 @@ impl Key {
     }
 }
 
-/// Serials a [`Key::with_serial`] can carry: below 2^56.
-const SERIAL_BITS: u32 = 56;
-
-impl Key {
-    /// A v4 key from 16 random bytes that also carries `serial` (masked by
-    /// its own random bytes, so keys of neighbouring serials look unrelated):
-    /// a store finds the entity by key with the serial's index alone, and
-    /// checks the whole key there. 64 random bits remain. A serial of 2^56
-    /// or more is not carried (the key stays wholly random).
-    pub fn with_serial(bytes: [u8; 16], serial: i64) -> Self {
-        let mut k = Self::from_random(bytes);
-        if (0..1 << SERIAL_BITS).contains(&serial) {
-            let masked = (serial as u64) ^ k.mask();
-            // Bytes 9..16: after the variant byte, which stays as v4 wants it.
-            k.0[9..16].copy_from_slice(&masked.to_be_bytes()[1..]);
-        }
-        k
-    }
-
-    /// The serial a key made by [`Key::with_serial`] carries; for any other
-    /// key some number that a store must check against the key it finds.
-    pub fn serial(&self) -> i64 {
-        let mut b = [0u8; 8];
-        b[1..].copy_from_slice(&self.0[9..16]);
-        (u64::from_be_bytes(b) ^ self.mask()) as i64
-    }
-
-    fn mask(&self) -> u64 {
-        let mut b = [0u8; 8];
-        b[1..].copy_from_slice(&self.0[..7]);
-        u64::from_be_bytes(b)
-    }
-}
-
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut buf = [0u8; 32];
@@ -197,27 +163,6 @@ mod tests {
         assert_eq!(s.parse::<Key>().unwrap(), k);
         assert_eq!(s.to_uppercase().parse::<Key>().unwrap(), k);
         assert_eq!(&s[12..13], "4", "a v4 uuid");
-    }
-
-    #[test]
-    fn a_key_carries_its_serial_and_stays_v4() {
-        for (bytes, serial) in [
-            ([0u8; 16], 0i64),
-            ([0xFF; 16], 1),
-            ([0x5A; 16], 123_456_789),
-            ([7; 16], (1 << 56) - 1),
-        ] {
-            let k = Key::with_serial(bytes, serial);
-            assert_eq!(k.serial(), serial);
-            let s = k.to_string();
-            assert_eq!(&s[12..13], "4", "a v4 uuid");
-            assert!(matches!(&s[16..17], "8" | "9" | "a" | "b"), "the v4 variant");
-        }
-        // Neighbouring serials do not give neighbouring keys.
-        let (a, b) = (Key::with_serial([1; 16], 41), Key::with_serial([2; 16], 42));
-        assert_ne!(a.0[..7], b.0[..7]);
-        // Too large to carry: the key is simply random.
-        assert_eq!(Key::with_serial([3; 16], 1 << 56), Key::from_random([3; 16]));
     }
 
     #[test]

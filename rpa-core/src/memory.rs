@@ -34,6 +34,13 @@ impl Hasher for IdHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
+        if let Ok(k) = <[u8; 16]>::try_from(bytes) {
+            // A random key: two words.
+            let (a, b) = k.split_at(8);
+            self.write_u64(u64::from_le_bytes(a.try_into().unwrap_or_default()));
+            self.write_u64(u64::from_le_bytes(b.try_into().unwrap_or_default()));
+            return;
+        }
         for chunk in bytes.chunks(8) {
             let mut buf = [0u8; 8];
             buf[..chunk.len()].copy_from_slice(chunk);
@@ -44,6 +51,9 @@ impl Hasher for IdHasher {
         self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
     }
     fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+    fn write_usize(&mut self, n: usize) {
         self.write_u64(n as u64);
     }
 }
@@ -558,9 +568,7 @@ impl Inner {
                 set.remove(&(Reverse(old.priority), old.id));
             }
         } else {
-            if j.key.serial() != j.id.0 {
-                self.job_keys.insert(j.key, j.id);
-            }
+            self.job_keys.insert(j.key, j.id);
             if !self.read_side {
                 let v = self.jobs_by_process.entry(j.process).or_default();
                 let e = (j.created_at, j.id);
@@ -582,13 +590,9 @@ impl Inner {
         self.jobs.put(j);
     }
 
-    /// A job by key: the key names its serial (see [`Key::with_serial`]),
-    /// and `job_keys` holds the keys made otherwise.
+    /// A job by key.
     fn job_by_key(&self, key: Key) -> Option<&Job> {
-        match self.jobs.get(&JobId(key.serial())) {
-            Some(j) if j.key == key => Some(j),
-            _ => self.job_keys.get(&key).and_then(|id| self.jobs.get(id)),
-        }
+        self.job_keys.get(&key).and_then(|id| self.jobs.get(id))
     }
 
     /// Drops a job and everything that indexes it.

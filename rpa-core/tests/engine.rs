@@ -1020,3 +1020,47 @@ fn with_slack_quiet_heartbeats_are_not_written_and_silence_is_caught_within_time
     assert_eq!(w.tick().robots_timed_out, 1);
     assert_eq!(w.robot(&a).state, RobotState::Unresponsive);
 }
+
+/// Job keys are 128 random bits in v4 form: nothing in them follows the
+/// job's serial (a key that carried it, even masked by its own bytes,
+/// would give the serial back to anyone who knows the scheme).
+#[test]
+fn job_keys_tell_nothing_of_the_job() {
+    let mut w = World::new();
+    let p = w.process(|s| s.max_run_num = 0);
+    let keys: Vec<(i64, String)> = (0..500)
+        .map(|_| {
+            let j = w.start(&p, serde_json::json!({}));
+            (j.id.0, j.key.to_string())
+        })
+        .collect();
+    let mut distinct: Vec<&String> = keys.iter().map(|(_, k)| k).collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), keys.len());
+    let bytes = |k: &str| -> Vec<u8> {
+        (0..16)
+            .map(|i| u8::from_str_radix(&k[2 * i..2 * i + 2], 16).unwrap())
+            .collect()
+    };
+    let carried = keys
+        .iter()
+        .filter(|(id, k)| {
+            let b = bytes(k);
+            let mut m = [0u8; 8];
+            m[1..].copy_from_slice(&b[..7]);
+            let mut s = [0u8; 8];
+            s[1..].copy_from_slice(&b[9..16]);
+            (u64::from_be_bytes(s) ^ u64::from_be_bytes(m)) as i64 == *id
+        })
+        .count();
+    assert_eq!(carried, 0, "no key carries its job's serial");
+    for (_, k) in &keys {
+        assert_eq!(&k[12..13], "4", "a v4 UUID");
+        assert!(matches!(&k[16..17], "8" | "9" | "a" | "b"));
+    }
+    // Found by key all the same.
+    for (id, k) in keys.iter().step_by(50) {
+        assert_eq!(block(w.engine.job(k.parse().unwrap())).unwrap().id.0, *id);
+    }
+}

@@ -470,12 +470,13 @@ impl<S: Store> Engine<S> {
         Key::from_random(g.random())
     }
 
-    /// A key carrying job `id` (see [`Key::with_serial`]) and a seed 000
-    /// `jobNumber` (a ten-digit random number).
-    fn key_and_number(&self, id: JobId) -> (Key, i64) {
+    /// A job's key (128 random bits as a v4 UUID: it tells nothing of the
+    /// job or of how many there are) and its seed 000 `jobNumber` (a
+    /// ten-digit random number).
+    fn key_and_number(&self, _id: JobId) -> (Key, i64) {
         let mut g = self.rng.lock().unwrap_or_else(|p| p.into_inner());
         (
-            Key::with_serial(g.random(), id.0),
+            Key::from_random(g.random()),
             g.random_range(1_000_000_000..10_000_000_000),
         )
     }
