@@ -36,6 +36,10 @@ use crate::consume::{EventFile, HttpSink, run_consumer};
 /// The demo configuration a server loads when it is given none.
 pub const DEMO_CONFIG: &str = include_str!("../examples/demo-config.json");
 
+/// The demo configuration's package of "Invoice entry", installed at start
+/// when that process has none.
+pub const DEMO_PACKAGE: &str = include_str!("../examples/demo-package.sh");
+
 /// The consumer that writes [`Options::events_file`].
 pub const EVENT_FILE_CONSUMER: &str = "event-file";
 /// The consumer that posts to [`Options::events_url`].
@@ -257,6 +261,9 @@ async fn serve<S: Store>(
             ..HttpSettings::default()
         }),
     };
+    if demo {
+        install_demo_package(&state).await?;
+    }
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|e| fail(format!("{}: {e}", options.listen)))?;
@@ -390,6 +397,33 @@ pub async fn run_timers<S: Store>(engine: Arc<Engine<S>>, shutdown: impl Future<
             _ = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// Gives the demo's "Invoice entry" its package ([`DEMO_PACKAGE`]) if it has none.
+async fn install_demo_package<S: Store>(state: &AppState<S>) -> Result<(), ServerError> {
+    let processes = state
+        .engine
+        .processes()
+        .await
+        .map_err(|e| fail(format!("reading processes: {e}")))?;
+    let Some(p) = processes
+        .into_iter()
+        .find(|p| p.spec.name == "Invoice entry" && p.spec.package_uri.is_empty())
+    else {
+        return Ok(());
+    };
+    let version = p.spec.version.clone();
+    rpa_adapters_http::admin::install_package(
+        state,
+        rpa_core::model::Actor::System,
+        &p,
+        &version,
+        DEMO_PACKAGE.as_bytes().to_vec().into(),
+    )
+    .await
+    .map_err(|e| fail(format!("installing the demo package: {e}")))?;
+    tracing::info!("demo package installed for \"Invoice entry\"");
+    Ok(())
 }
 
 /// The key that seals vendor secrets: `RPA_SECRET_KEY`, or the key file

@@ -561,9 +561,22 @@ pub(crate) async fn upload_package<S: Store>(
         .find(|p| p.key == k)
         .ok_or_else(|| BusinessError::refused(format!("process {pid} not found")))?;
     let version = q.get("version").cloned().unwrap_or_else(|| p.spec.version.clone());
+    Ok(Done::ok(
+        install_package(&st, Actor::User(me.id), &p, &version, bytes).await?,
+    ))
+}
+
+/// Stores `bytes` as process `p`'s package of `version` and points the
+/// process at it (its `packageDownloadUri`).
+pub async fn install_package<S: Store>(
+    st: &AppState<S>,
+    actor: Actor,
+    p: &Process,
+    version: &str,
+    bytes: Bytes,
+) -> Result<PackageUploaded, BusinessError> {
     let name = format!("{}-{version}.pkg", p.spec.name);
     let digest = hex::encode(Sha256::digest(&bytes));
-    let actor = Actor::User(me.id);
     let meta = st
         .engine
         .record_file(actor, FileSource::Package, &name, bytes.len() as u64, &digest, None)
@@ -575,15 +588,15 @@ pub(crate) async fn upload_package<S: Store>(
     let uri = format!("{}/v1/file/{}", st.settings.public_url.trim_end_matches('/'), meta.key);
     let spec = ProcessSpec {
         package_uri: uri.clone(),
-        version: version.clone(),
+        version: version.to_owned(),
         ..(*p.spec).clone()
     };
-    st.engine.update_process(actor, k, spec).await?;
-    Ok(Done::ok(PackageUploaded {
+    st.engine.update_process(actor, p.key, spec).await?;
+    Ok(PackageUploaded {
         file_id: meta.key,
         package_download_uri: uri,
-        version,
-    }))
+        version: version.to_owned(),
+    })
 }
 
 /// Registers a robot vendor (permission ManageRobots).
