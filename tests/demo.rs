@@ -3,27 +3,20 @@
 //! of "Invoice entry" that runs the demo package and reports its output.
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 mod support;
 
+use support::Proc;
+
 /// Now plus `secs`, as seed 000 writes times (the demo server's zone, Asia/Shanghai: UTC+8, no daylight saving).
 fn shanghai(secs: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::seconds(secs) + chrono::Duration::hours(8))
         .format("%Y-%m-%d %H:%M:%S")
         .to_string()
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,26 +45,7 @@ async fn the_demo_job_runs_its_package_and_reports_its_output() {
     let first = server();
     let http = reqwest::Client::new();
     let (token, process) = support::login(&http, &base, "alice", "wonderland").await;
-    let robot_bin = support::server_binary().with_file_name("robot");
-    let _robot = Proc(
-        Command::new(robot_bin)
-            .args([
-                "--server",
-                &base,
-                "--id",
-                "robot-2",
-                "--vendor",
-                "acme",
-                "--secret",
-                "acme-vendor-secret",
-            ])
-            .arg("--work-dir")
-            .arg(dir.join("work"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _robot = support::start_robot(&base, &dir, "robot-2", "acme-vendor-secret");
     let started = support::post(
         &http,
         format!("{base}/rpa/api/startJob"),

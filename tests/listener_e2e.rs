@@ -7,12 +7,13 @@
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 mod support;
+
+use support::Proc;
 
 const CONFIG: &str = r#"{
   "admin": { "name": "admin", "password": "admin-pw" },
@@ -40,20 +41,6 @@ case "$RPA_ARG_POLICY" in
 esac
 echo "::output {\"policy\": \"$RPA_ARG_POLICY\", \"pin\": \"$RPA_ARG_PIN\"}"
 "#;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples").join(name)
-}
 
 struct Listener {
     base: String,
@@ -144,35 +131,8 @@ async fn start(dir: &Path, db: &str) -> (Listener, Proc, Proc) {
     let http = reqwest::Client::new();
     let (admin, _) = support::login(&http, &base, "admin", "admin-pw").await;
     let (_, claims) = support::login(&http, &base, "crm", "pw").await;
-    let up = http
-        .post(format!("{base}/admin/processes/{claims}/package"))
-        .header("X-Access-Token", &admin)
-        .body(SCRIPT)
-        .send()
-        .await
-        .unwrap();
-    assert!(up.status().is_success());
-    let robot = Proc(
-        Command::new(example("robot"))
-            .args([
-                "--server",
-                &base,
-                "--id",
-                "robot-1",
-                "--vendor",
-                "acme",
-                "--secret",
-                "acme-secret",
-            ])
-            .args(["--transport", "ws", "--heartbeat", "1"])
-            .arg("--work-dir")
-            .arg(dir.join("work"))
-            .env("RUNS", dir.join("runs.txt"))
-            .stdout(Stdio::from(std::fs::File::create(dir.join("robot.log")).unwrap()))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    support::upload_package(&http, &base, &admin, &claims, SCRIPT).await;
+    let robot = support::start_robot(&base, dir, "robot-1", "acme-secret");
     (
         Listener {
             base,

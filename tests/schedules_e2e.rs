@@ -5,12 +5,13 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 mod support;
+
+use support::Proc;
 
 const CONFIG: &str = r#"{
   "admin": { "name": "admin", "password": "admin-pw" },
@@ -21,20 +22,6 @@ const CONFIG: &str = r#"{
   "schedules": [ { "name": "from-config", "process": "Tick", "arguments": { "who": "config" },
                    "every": { "seconds": 2 }, "zone": "Europe/Paris", "owner": "ops" } ]
 }"#;
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn example(name: &str) -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().join("examples").join(name)
-}
 
 async fn call(http: &reqwest::Client, method: reqwest::Method, url: String, token: &str, body: Option<Value>) -> Value {
     let mut r = http.request(method, url).header("X-Access-Token", token);
@@ -62,35 +49,8 @@ async fn scenario(dir: &Path, db: &str) {
     let http = reqwest::Client::new();
     let (admin, _) = support::login(&http, &base, "admin", "admin-pw").await;
     let (_, tick) = support::login(&http, &base, "ops", "pw").await;
-    let up = http
-        .post(format!("{base}/admin/processes/{tick}/package"))
-        .header("X-Access-Token", &admin)
-        .body("echo \"$RPA_ARG_WHO\" >> \"$RUNS\"\n")
-        .send()
-        .await
-        .unwrap();
-    assert!(up.status().is_success());
-    let _robot = Proc(
-        Command::new(example("robot"))
-            .args([
-                "--server",
-                &base,
-                "--id",
-                "robot-1",
-                "--vendor",
-                "acme",
-                "--secret",
-                "acme-secret",
-            ])
-            .args(["--transport", "ws", "--heartbeat", "1"])
-            .arg("--work-dir")
-            .arg(dir.join("work"))
-            .env("RUNS", dir.join("runs.txt"))
-            .stdout(Stdio::from(std::fs::File::create(dir.join("robot.log")).unwrap()))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    support::upload_package(&http, &base, &admin, &tick, "echo \"$RPA_ARG_WHO\" >> \"$RUNS\"\n").await;
+    let _robot = support::start_robot(&base, dir, "robot-1", "acme-secret");
     let get = |path: &str| call(&http, reqwest::Method::GET, format!("{base}{path}"), &admin, None);
     let post = |path: &str, body: Value| {
         call(

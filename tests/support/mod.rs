@@ -208,3 +208,47 @@ pub fn assert_events_file_complete(held: &[serde_json::Value], file: &[serde_jso
     }
     assert_eq!(seen.len(), held.len(), "the file holds events the server does not");
 }
+
+/// A child process killed when dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Uploads `script` as the package of process `process` (its key) with the
+/// administrator's `token`.
+pub async fn upload_package(http: &reqwest::Client, base: &str, token: &str, process: &str, script: &str) {
+    let up = http
+        .post(format!("{base}/admin/processes/{process}/package"))
+        .header("X-Access-Token", token)
+        .body(script.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert!(up.status().is_success(), "package upload: {}", up.status());
+}
+
+/// Starts the example robot `id` (vendor `acme` with `secret`, WebSocket,
+/// heart-beating every second) with its work directory and log in `dir`
+/// and `RUNS=dir/runs.txt` in its scripts' environment.
+pub fn start_robot(base: &str, dir: &std::path::Path, id: &str, secret: &str) -> Proc {
+    use std::process::{Command, Stdio};
+    Proc(
+        Command::new(server_binary().with_file_name("robot"))
+            .args(["--server", base, "--id", id, "--vendor", "acme", "--secret", secret])
+            .args(["--transport", "ws", "--heartbeat", "1"])
+            .arg("--work-dir")
+            .arg(dir.join("work").join(id))
+            .env("RUNS", dir.join("runs.txt"))
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.join(format!("{id}.log"))).unwrap(),
+            ))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
