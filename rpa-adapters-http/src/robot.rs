@@ -13,7 +13,7 @@
 //! "Robot headers" on the file endpoints are `robotId` + `robotConnectId`,
 //! or, for a robot connected over WebSocket (which is never given a
 //! `robotConnectId`), `robotId` + `supplierCode` + `supplierSecret`.
-//! | `/design/personalfile` | `robotId` (+ `robotConnectId`) or `X-Access-Token` | `add_personal_file` (folder by `userName` or `userId`) | `null` |
+//! | `/design/personalfile` | `robotId` (+ `robotConnectId`) or `X-Access-Token` | `add_personal_file` (folder by `userName` or `userId`; without `fileId`, the files uploaded for `runInstanceId`) | `null` |
 //! | `GET /design/personalfile` | `X-Access-Token` | `personal_files` (the caller's own) | `[{fileId, fileName, fileUrl, size, createdAt}]` |
 //! | `GET /v1/file/{fileId}` | robot headers or `X-Access-Token` | the stored bytes | — |
 //!
@@ -283,9 +283,9 @@ pub struct ReportCheckpointRequest {
 #[derive(Debug, ToSchema)]
 #[schema(rename_all = "camelCase")]
 pub struct PersonalFileRequest {
-    /// An uploaded file's id.
-    pub file_id: String,
-    /// Its name in the folder.
+    /// An uploaded file's id; without it, the files uploaded for `runInstanceId`.
+    pub file_id: Option<String>,
+    /// Its name in the folder (without `fileId`: only the run's files of this name).
     pub file_name: Option<String>,
     /// The run it came from.
     pub run_instance_id: Option<String>,
@@ -663,10 +663,13 @@ pub(crate) async fn personal_file<S: Store>(
 ) -> Answer<()> {
     let (actor, _) = caller(&st, &headers).await?;
     let f = fields(body)?;
-    let file = f.str("fileId")?;
-    let file = file
-        .parse::<Key>()
-        .map_err(|_| RobotError::NotFound(format!("file {file} not found")))?;
+    let file = match f.opt_str("fileId")? {
+        Some(id) => Some(
+            id.parse::<Key>()
+                .map_err(|_| RobotError::NotFound(format!("file {id} not found")))?,
+        ),
+        None => None,
+    };
     let name = f.opt_str("fileName")?;
     let run = f
         .opt_str("runInstanceId")?

@@ -873,6 +873,52 @@ async fn seed_001_http_walkthrough() {
         .await
         .unwrap();
     assert_eq!(got.status(), StatusCode::OK);
+    // Without fileId (optional in the seed): the files uploaded for the run.
+    for name in ["a.csv", "b.csv"] {
+        let form = reqwest::multipart::Form::new()
+            .part("file", reqwest::multipart::Part::bytes(b"1,2".to_vec()).file_name(name));
+        let r = s
+            .http
+            .post(format!("{}/v1/file/file/upload", s.base))
+            .header("robotId", "r1")
+            .header("robotConnectId", &c)
+            .header("runInstanceId", &job)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let (st, v) = personal(json!({"runInstanceId": job, "fileName": "b.csv"})).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let names = |files: Vec<rpa_core::model::StoredFile>| {
+        let mut n: Vec<String> = files.into_iter().map(|f| f.name).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(
+        names(s.engine.personal_files("alice").await.unwrap()),
+        ["b.csv", "r.txt"],
+        "only the run's file of that name"
+    );
+    let (st, _) = personal(json!({"runInstanceId": job})).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(
+        names(s.engine.personal_files("alice").await.unwrap()),
+        ["a.csv", "b.csv", "r.txt"],
+        "every file of the run"
+    );
+    let (st, _) = personal(json!({"runInstanceId": job, "fileName": "none.csv"})).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "no file of that name in the run");
+    let (alice2, _) = s.login("alice", "wonderland").await;
+    let (st, v) = s
+        .post(
+            "/design/personalfile",
+            &[("X-Access-Token", alice2.as_str())],
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "neither fileId nor runInstanceId: {v}");
     let (bob, _) = s.login("bob", "builder").await;
     let theirs: Value = s
         .http

@@ -733,7 +733,10 @@ impl crate::record::Record for StoredFile {
         table: "rpa_files",
         name: "file",
         key: crate::record::Column::text("key"),
-        columns: &[crate::record::Column::text("personal_of")],
+        columns: &[
+            crate::record::Column::text("personal_of"),
+            crate::record::Column::int("job"),
+        ],
     };
     fn key(&self) -> crate::record::Cell {
         self.key.to_string().into()
@@ -742,7 +745,7 @@ impl crate::record::Record for StoredFile {
         self.version
     }
     fn cells(&self) -> Vec<crate::record::Cell> {
-        vec![self.personal_of.clone().into()]
+        vec![self.personal_of.clone().into(), self.job.map(|j| j.0).into()]
     }
 }
 

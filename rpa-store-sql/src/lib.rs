@@ -18,6 +18,8 @@
 //! `stores.rs` the capability traits; `plan.rs` a commit as statements;
 //! `queries.rs` the hot queries; `rows.rs` rows, values and errors;
 //! `sealing.rs` vendor secrets at rest; `take.rs` robots' outbox takes;
+//! `records.rs` record kinds (`rpa_core::record`: SQL made from each kind's
+//! row mapping);
 //! `sqlite.rs` the SQLite writer thread; `postgres/` the PostgreSQL group
 //! writer (`mod.rs`), its prepared call (`group_call.rs`) and the node
 //! cache with its notifications (`cache.rs`).
@@ -129,6 +131,7 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             include_str!("../migrations/0006_listener_requests.sql"),
         ),
         (7, "schedules", include_str!("../migrations/0007_schedules.sql")),
+        (8, "files by run", include_str!("../migrations/0008_files_by_run.sql")),
     ]
 }
 

@@ -739,22 +739,25 @@ impl<S: Store> Engine<S> {
         Ok(f)
     }
 
-    /// Seed 001 A.2.8: puts an uploaded file in a personal folder: a
-    /// robot's into the folder of the user who started the job it runs
+    /// Seed 001 A.2.8: puts uploaded files in a personal folder: a robot's
+    /// into the folder of the user who started the job it runs
     /// (`run_instance`), a person's into their own (an administrator's,
     /// `ManageUsers`, into anyone's). `folder_of` defaults to that folder.
+    /// With `file` that file (renamed `file_name` if given); without it
+    /// (`fileId` is optional in the seed) the files uploaded for the run
+    /// `run_instance` (those named `file_name`, if given). The files moved.
     pub async fn add_personal_file(
         &self,
         actor: Actor,
-        file: Key,
+        file: Option<Key>,
         file_name: Option<&str>,
         run_instance: Option<Key>,
         folder_of: Option<&str>,
-    ) -> Result<StoredFile> {
-        let mut f = self.readable_file(actor, file).await?;
-        if let Some(n) = file_name {
-            f.name = non_empty(n, "fileName")?.into();
-        }
+    ) -> Result<Vec<StoredFile>> {
+        let named = match file {
+            Some(key) => Some(self.readable_file(actor, key).await?),
+            None => None,
+        };
         let job = match run_instance {
             Some(k) => Some(self.job(k).await?),
             None => None,
@@ -795,21 +798,53 @@ impl<S: Store> Engine<S> {
             }
             Actor::System => {}
         }
-        if let Some(j) = job {
-            f.job = Some(j.id);
-        }
-        f.personal_of = Some(folder_of.into());
-        f.version += 1;
+        let mut files = match (named, &job) {
+            (Some(mut f), _) => {
+                if let Some(n) = file_name {
+                    f.name = non_empty(n, "fileName")?.into();
+                }
+                vec![f]
+            }
+            (None, Some(j)) => {
+                let mut of_run = Vec::new();
+                for f in self
+                    .store
+                    .list::<StoredFile>(Select::only("job", j.id.0, usize::MAX))
+                    .await?
+                {
+                    if file_name.is_none_or(|n| f.name == n) {
+                        of_run.push(self.readable_file(actor, f.key).await?);
+                    }
+                }
+                if of_run.is_empty() {
+                    return Err(Error::NotFound(Entity::File, format!("of run {}", j.key)));
+                }
+                of_run
+            }
+            (None, None) => {
+                return Err(Error::InvalidArgument(
+                    "give fileId, or runInstanceId to move the files uploaded for that run".into(),
+                ));
+            }
+        };
+        let now = self.now();
         let mut tx = Tx::default();
-        tx.record(&f)?.audit(
-            self.now(),
-            actor,
-            "file.personal",
-            Subject::Id("file", f.id.0),
-            folder_of.into(),
-        );
+        for f in &mut files {
+            if let Some(j) = &job {
+                f.job = Some(j.id);
+            }
+            f.personal_of = Some(folder_of.into());
+            f.version += 1;
+            tx.record(&*f)?.audit(
+                now,
+                actor,
+                "file.personal",
+                Subject::Id("file", f.id.0),
+                folder_of.into(),
+            );
+        }
         self.commit(tx).await?;
-        Ok(f)
+        Ok(files)
     }
 
     /// A stored file, if `actor` may read it: its uploader, the person whose
