@@ -258,6 +258,7 @@ async fn serve<S: Store>(
             public_url: public_url.clone(),
             link_key: Some(links),
             listeners: config.listener_accounts(),
+            flow_apps: config.flow_apps(),
             ..HttpSettings::default()
         }),
     };

@@ -48,6 +48,25 @@ pub struct Config {
     /// Schedules, created when no schedule of that name exists.
     #[serde(default)]
     pub schedules: Vec<ScheduleDef>,
+    /// The workflow engine (seed 004): its callers, people and workflows.
+    #[serde(default)]
+    pub flow: FlowDef,
+}
+
+/// The workflow engine's part of the file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowDef {
+    /// The applications that call `/api/v1.0` (seed 004 "调用token").
+    #[serde(default)]
+    pub apps: Vec<crate::loonflow::FlowApp>,
+    /// The people tickets flow between; replaces the stored directory.
+    #[serde(default)]
+    pub directory: Option<rpa_core::flow::Directory>,
+    /// Workflow definitions, saved (replacing one of the same name) when
+    /// they differ from the stored one.
+    #[serde(default)]
+    pub workflows: Vec<rpa_core::flow::WorkflowDef>,
 }
 
 /// A schedule (seed 001 §6.1.2 c): exactly one of `every`, `daily`,
@@ -544,6 +563,27 @@ impl Config {
                 engine.create_schedule(Actor::System, &owner, spec).await?;
             }
         }
+        if let Some(d) = &self.flow.directory {
+            if engine.directory().await?.users != d.users
+                || engine.directory().await?.depts != d.depts
+                || engine.directory().await?.roles != d.roles
+            {
+                engine.sync_directory(Actor::System, d.clone()).await?;
+            }
+        }
+        if !self.flow.workflows.is_empty() {
+            let creator = self.admin.as_ref().map_or("admin", |a| a.name.as_str());
+            let stored = engine.workflows().await?;
+            for def in &self.flow.workflows {
+                if stored.iter().any(|w| &*w.definition == def) {
+                    continue;
+                }
+                engine
+                    .save_workflow(Actor::System, creator, def.clone())
+                    .await
+                    .map_err(|e| Error::InvalidArgument(format!("workflow {}: {e}", def.name)))?;
+            }
+        }
         for l in &self.listeners {
             if engine.store().user_by_name(&l.user).await?.is_none() {
                 return Err(Error::InvalidArgument(format!(
@@ -553,6 +593,11 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The workflow API's callers, for [`crate::HttpSettings::flow_apps`].
+    pub fn flow_apps(&self) -> Vec<crate::loonflow::FlowApp> {
+        self.flow.apps.clone()
     }
 
     /// The listener accounts, for [`crate::HttpSettings::listeners`].

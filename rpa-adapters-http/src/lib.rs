@@ -8,6 +8,7 @@
 //!  HTTP robot ───────POST /robots/connect/*───► robot (seed 001 A.2) ─┼─► Engine<S> ─► Store
 //!  robot / person ───/v1/file/*, /design/*────► robot (files)        ─┤
 //!  business system ──POST /listener/rpa/api/*─► listener (seed 003)  ─┤
+//!  business system ──/api/v1.0/*──────────────► loonflow (seed 004)  ─┤
 //!  administrator ────/admin/*─────────────────► admin                ─┘
 //! ```
 //!
@@ -22,6 +23,8 @@
 //! - [`listener`]: seed 003, the AutomationEdge listener, its answer
 //!   `{instance_id, message_id, status, response, error}` and
 //!   [`listener::ListenerError`]
+//! - [`loonflow`]: seed 004, the workflow engine's API, envelope
+//!   `{code, data, msg}`, [`loonflow::FlowError`], signed callers
 //! - [`admin`]: users, processes, packages, vendors, robots, audit, events
 //!   (not in the seeds; seed 000's envelope)
 //! - [`config`]: the start-up configuration file
@@ -40,6 +43,7 @@ pub mod clock;
 pub mod config;
 pub mod files;
 pub mod listener;
+pub mod loonflow;
 pub mod openapi;
 pub mod robot;
 pub mod seed000;
@@ -89,6 +93,8 @@ pub struct HttpSettings {
     pub link_key: Option<rpa_core::auth::LinkKey>,
     /// The AutomationEdge listener's accounts (seed 003 Basic credentials).
     pub listeners: Vec<listener::ListenerAccount>,
+    /// The applications that call the workflow API (seed 004).
+    pub flow_apps: Vec<loonflow::FlowApp>,
 }
 
 impl Default for HttpSettings {
@@ -99,6 +105,7 @@ impl Default for HttpSettings {
             max_upload: 64 << 20,
             link_key: None,
             listeners: Vec::new(),
+            flow_apps: Vec::new(),
         }
     }
 }
@@ -113,6 +120,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         .merge(robot::router().layer(DefaultBodyLimit::max(json)))
         .merge(admin::router().layer(DefaultBodyLimit::max(json)))
         .merge(listener::router().layer(DefaultBodyLimit::max(json)))
+        .merge(loonflow::router().layer(DefaultBodyLimit::max(json)))
         .merge(
             robot::upload_router()
                 .merge(admin::upload_router())
@@ -141,6 +149,8 @@ async fn no_route(method: Method, uri: Uri, matched: Option<MatchedPath>) -> Res
         .any(|p| path.starts_with(p))
     {
         robot::RobotError::NoRoute(status, message).into_response()
+    } else if path.starts_with("/api/v1.0/") {
+        loonflow::no_route(message)
     } else if path.starts_with("/listener/") {
         listener::ListenerError::NoRoute(status, message).into_response()
     } else {

@@ -241,3 +241,34 @@ mod tests {
         assert!(!verify_supplier_proof("vendor-secret", "robot-1", "zz"));
     }
 }
+
+/// Seed 004's signature: `md5(timestamp + token)` in lowercase hex (the
+/// header a loonflow caller sends, and the one a hook receives).
+pub fn md5_signature(timestamp: &str, token: &str) -> String {
+    use md5::{Digest as _, Md5};
+    let mut h = Md5::new();
+    h.update(timestamp.as_bytes());
+    h.update(token.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// Checks a seed 004 `signature` header in constant time, and that its
+/// `timestamp` (Unix seconds) is within `window_s` of `now`.
+pub fn verify_md5_signature(signature: &str, timestamp: &str, token: &str, now: i64, window_s: i64) -> Result<(), &'static str> {
+    use subtle_eq::eq;
+    let expected = md5_signature(timestamp, token);
+    if !eq(expected.as_bytes(), signature.trim().to_ascii_lowercase().as_bytes()) {
+        return Err("签名校验失败 (signature check failed)");
+    }
+    match timestamp.trim().parse::<i64>() {
+        Ok(t) if (now - t).abs() <= window_s => Ok(()),
+        _ => Err("时间戳过期,请保证在120s内 (timestamp outside the 120 s window)"),
+    }
+}
+
+mod subtle_eq {
+    /// Equal bytes, in time that depends only on the lengths.
+    pub fn eq(a: &[u8], b: &[u8]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}

@@ -68,6 +68,7 @@ pub mod error;
 pub mod events;
 #[cfg(any(test, feature = "conformance"))]
 pub mod fixtures;
+pub mod flow;
 pub mod ids;
 pub mod job;
 pub mod limits;
@@ -83,7 +84,7 @@ pub mod store;
 pub mod time;
 pub mod transport;
 
-pub use engine::{Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig, TicketQuery};
 pub use error::{Error, Result};
 pub use ids::Key;
 pub use memory::{MemoryStore, ReadCache};

@@ -314,6 +314,10 @@ pub fn kinds() -> &'static [&'static Kind] {
         crate::listener::ListenerRequest::KIND,
         crate::schedule::Schedule::KIND,
         crate::schedule::ScheduleFiring::KIND,
+        crate::flow::Workflow::KIND,
+        crate::flow::Directory::KIND,
+        crate::flow::Ticket::KIND,
+        crate::flow::FlowLog::KIND,
     ]
 }
 

@@ -85,6 +85,7 @@ macro_rules! decided {
 
 mod dispatch;
 mod events;
+mod flow;
 mod jobs;
 mod listener;
 mod robots;
@@ -99,6 +100,7 @@ use rand::{Rng, SeedableRng};
 
 pub use jobs::{JobQueryParams, NewQueueItem};
 pub use robots::{CHECKPOINT_CAPABILITY, NewLog, Progress, Registration, StepReport};
+pub use flow::{FLOW_CONSUMER, TicketQuery};
 pub use timers::{TIMER_LEASE, TickReport};
 
 use crate::audit::{self, AuditDraft, ChainBroken, Subject};

@@ -40,6 +40,8 @@ pub struct TickReport {
     pub sessions_expired: usize,
     /// Schedule firings handled (jobs started, or refused or skipped and recorded).
     pub schedules_fired: usize,
+    /// Tickets moved by their robot jobs' ends and their timers.
+    pub tickets_moved: usize,
 }
 
 /// Deadlines handled per store page.
@@ -76,6 +78,7 @@ impl<S: Store> Engine<S> {
             }
         }
         report.schedules_fired = self.fire_schedules(self.now()).await?;
+        report.tickets_moved = self.follow_flows().await?;
         report.dispatched = self.dispatch_all().await?;
         Ok(report)
     }
