@@ -40,6 +40,14 @@ pub const DEMO_CONFIG: &str = include_str!("../examples/demo-config.json");
 /// when that process has none.
 pub const DEMO_PACKAGE: &str = include_str!("../examples/demo-package.sh");
 
+/// The demo configuration's processes and their packages, installed at
+/// start for those that have none.
+pub const DEMO_PACKAGES: [(&str, &str); 3] = [
+    ("Invoice entry", DEMO_PACKAGE),
+    ("vpn-grant", include_str!("../examples/vpn-grant-package.sh")),
+    ("payment-entry", include_str!("../examples/payment-entry-package.sh")),
+];
+
 /// The consumer that writes [`Options::events_file`].
 pub const EVENT_FILE_CONSUMER: &str = "event-file";
 /// The consumer that posts to [`Options::events_url`].
@@ -400,30 +408,32 @@ pub async fn run_timers<S: Store>(engine: Arc<Engine<S>>, shutdown: impl Future<
     }
 }
 
-/// Gives the demo's "Invoice entry" its package ([`DEMO_PACKAGE`]) if it has none.
+/// Gives the demo's processes their packages ([`DEMO_PACKAGES`]) where they have none.
 async fn install_demo_package<S: Store>(state: &AppState<S>) -> Result<(), ServerError> {
     let processes = state
         .engine
         .processes()
         .await
         .map_err(|e| fail(format!("reading processes: {e}")))?;
-    let Some(p) = processes
-        .into_iter()
-        .find(|p| p.spec.name == "Invoice entry" && p.spec.package_uri.is_empty())
-    else {
-        return Ok(());
-    };
-    let version = p.spec.version.clone();
-    rpa_adapters_http::admin::install_package(
-        state,
-        rpa_core::model::Actor::System,
-        &p,
-        &version,
-        DEMO_PACKAGE.as_bytes().to_vec().into(),
-    )
-    .await
-    .map_err(|e| fail(format!("installing the demo package: {e}")))?;
-    tracing::info!("demo package installed for \"Invoice entry\"");
+    for (name, package) in DEMO_PACKAGES {
+        let Some(p) = processes
+            .iter()
+            .find(|p| p.spec.name == name && p.spec.package_uri.is_empty())
+        else {
+            continue;
+        };
+        let version = p.spec.version.clone();
+        rpa_adapters_http::admin::install_package(
+            state,
+            rpa_core::model::Actor::System,
+            p,
+            &version,
+            package.as_bytes().to_vec().into(),
+        )
+        .await
+        .map_err(|e| fail(format!("installing the demo package of {name}: {e}")))?;
+        tracing::info!("demo package installed for \"{name}\"");
+    }
     Ok(())
 }
 

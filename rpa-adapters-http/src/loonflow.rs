@@ -143,7 +143,10 @@ struct Caller<'a> {
 }
 
 fn header<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    h.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty())
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
 }
 
 fn caller<'a, S: Store>(st: &'a AppState<S>, h: &HeaderMap) -> Result<Caller<'a>, FlowError> {
@@ -245,7 +248,11 @@ async fn granted_workflow<S: Store>(st: &AppState<S>, c: &Caller<'_>, id: i64) -
 
 /// Ticket `id` as the caller may see it: of a granted workflow, and (when
 /// the workflow checks) related to the caller.
-async fn visible<S: Store>(st: &AppState<S>, c: &Caller<'_>, id: i64) -> Result<(Ticket, Workflow, Directory), FlowError> {
+async fn visible<S: Store>(
+    st: &AppState<S>,
+    c: &Caller<'_>,
+    id: i64,
+) -> Result<(Ticket, Workflow, Directory), FlowError> {
     let t = match st.engine.ticket(id).await {
         Ok(t) => t,
         Err(Error::NotFound(..)) => return Err(FlowError::refused(format!("ticket {id} does not exist"))),
@@ -259,7 +266,11 @@ async fn visible<S: Store>(st: &AppState<S>, c: &Caller<'_>, id: i64) -> Result<
     Ok((t, w, dir))
 }
 
-async fn viewable<S: Store>(st: &AppState<S>, c: &Caller<'_>, id: i64) -> Result<(Ticket, Workflow, Directory), FlowError> {
+async fn viewable<S: Store>(
+    st: &AppState<S>,
+    c: &Caller<'_>,
+    id: i64,
+) -> Result<(Ticket, Workflow, Directory), FlowError> {
     let (t, w, dir) = visible(st, c, id).await?;
     if !t.may_view(&w, &dir, c.user()?) {
         return Err(FlowError::refused(format!(
@@ -498,7 +509,10 @@ fn ids(v: &Option<String>, what: &str) -> Result<Vec<i64>, FlowError> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| FlowError::refused(format!("{what} must be comma-separated ids"))))
+        .map(|s| {
+            s.parse()
+                .map_err(|_| FlowError::refused(format!("{what} must be comma-separated ids")))
+        })
         .collect()
 }
 
@@ -520,7 +534,11 @@ async fn list_tickets<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, Que
         match v.as_deref().map(str::trim) {
             None | Some("") => Ok(None),
             Some(s) => {
-                let full = if s.len() == 10 { format!("{s} 00:00:00") } else { s.to_owned() };
+                let full = if s.len() == 10 {
+                    format!("{s} 00:00:00")
+                } else {
+                    s.to_owned()
+                };
                 Timestamp::parse_local(&full, zone)
                     .map(Some)
                     .ok_or_else(|| FlowError::refused(format!("{what} must be yyyy-MM-dd HH:mm:ss")))
@@ -545,7 +563,10 @@ async fn list_tickets<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, Que
     let query = TicketQuery {
         sn: q.sn.clone().unwrap_or_default(),
         title: q.title.clone().unwrap_or_default(),
-        created: (time(&q.create_start, "create_start")?, time(&q.create_end, "create_end")?),
+        created: (
+            time(&q.create_start, "create_start")?,
+            time(&q.create_end, "create_end")?,
+        ),
         workflows: wanted,
         states: ids(&q.state_ids, "state_ids")?,
         tickets: ids(&q.ticket_ids, "ticket_ids")?,
@@ -564,12 +585,13 @@ async fn list_tickets<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, Que
 }
 
 fn request_of(m: &Map<String, Value>, skip: &[&str]) -> Result<Request, FlowError> {
-    let transition_id =
-        int(m, "transition_id")?.ok_or_else(|| FlowError::refused("transition_id is required"))?;
+    let transition_id = int(m, "transition_id")?.ok_or_else(|| FlowError::refused("transition_id is required"))?;
     let suggestion = text(m, "suggestion")?;
     let fields = m
         .iter()
-        .filter(|(k, _)| !skip.contains(&k.as_str()) && !["transition_id", "suggestion", "username"].contains(&k.as_str()))
+        .filter(|(k, _)| {
+            !skip.contains(&k.as_str()) && !["transition_id", "suggestion", "username"].contains(&k.as_str())
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     Ok(Request {
@@ -579,7 +601,11 @@ fn request_of(m: &Map<String, Value>, skip: &[&str]) -> Result<Request, FlowErro
     })
 }
 
-async fn create_ticket<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, b: Result<Bytes, BytesRejection>) -> Answer {
+async fn create_ticket<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Answer {
     let c = caller(&st, &h)?;
     let user = c.user()?.to_owned();
     let m = body(b)?;
@@ -619,9 +645,21 @@ async fn ticket_detail<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, Pa
             participant_json(&t, &dir)["participant_name"].clone(),
             "工单的当前处理人",
         ),
-        base_field("workflow.workflow_name", "工作流名称", 60, json!(w.name), "工单所属工作流的名称"),
+        base_field(
+            "workflow.workflow_name",
+            "工作流名称",
+            60,
+            json!(w.name),
+            "工单所属工作流的名称",
+        ),
         base_field("creator", "创建人", 70, json!(t.creator), "工单的创建人"),
-        base_field("gmt_created", "创建时间", 80, json!(stamp(e, t.created_at)), "工单的创建时间"),
+        base_field(
+            "gmt_created",
+            "创建时间",
+            80,
+            json!(stamp(e, t.created_at)),
+            "工单的创建时间",
+        ),
     ];
     if let Some(s) = state {
         fields.extend(field_list(&w, s, Some(&t)));
@@ -652,9 +690,10 @@ async fn ticket_detail<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, Pa
         .map(|(u, h)| {
             (
                 u,
-                h.as_ref().map_or(json!({}), |h| {
-                    json!({"transition_id": h.transition_id, "transition_name": h.transition_name})
-                }),
+                h.as_ref().map_or(
+                    json!({}),
+                    |h| json!({"transition_id": h.transition_id, "transition_name": h.transition_name}),
+                ),
             )
         })
         .collect();
@@ -712,7 +751,9 @@ async fn handle<S: Store>(
     visible(&st, &c, id).await?;
     let req = request_of(&body(b)?, &[])?;
     st.engine
-        .move_ticket(id, &user, "ticket.handle", |t, ctx| t.handle(ctx, Who::Person(&user), &req))
+        .move_ticket(id, &user, "ticket.handle", |t, ctx| {
+            t.handle(ctx, Who::Person(&user), &req)
+        })
         .await?;
     ok(json!(""))
 }
@@ -758,7 +799,15 @@ async fn simple<S: Store>(
 }
 
 async fn accept<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, Path(id): Path<i64>) -> Answer {
-    simple(&st, &h, id, "ticket.accept", |t, ctx, u, _| t.accept(ctx, u), Map::new()).await?;
+    simple(
+        &st,
+        &h,
+        id,
+        "ticket.accept",
+        |t, ctx, u, _| t.accept(ctx, u),
+        Map::new(),
+    )
+    .await?;
     ok(json!(true))
 }
 
@@ -778,7 +827,15 @@ async fn deliver<S: Store>(
 ) -> Answer {
     let m = body(b)?;
     let (to, s) = target(&m)?;
-    simple(&st, &h, id, "ticket.deliver", move |t, ctx, u, _| t.deliver(ctx, u, &to, &s), m).await?;
+    simple(
+        &st,
+        &h,
+        id,
+        "ticket.deliver",
+        move |t, ctx, u, _| t.deliver(ctx, u, &to, &s),
+        m,
+    )
+    .await?;
     ok(json!(true))
 }
 
@@ -790,7 +847,15 @@ async fn add_node<S: Store>(
 ) -> Answer {
     let m = body(b)?;
     let (to, s) = target(&m)?;
-    simple(&st, &h, id, "ticket.add_node", move |t, ctx, u, _| t.add_node(ctx, u, &to, &s), m).await?;
+    simple(
+        &st,
+        &h,
+        id,
+        "ticket.add_node",
+        move |t, ctx, u, _| t.add_node(ctx, u, &to, &s),
+        m,
+    )
+    .await?;
     ok(json!(true))
 }
 
@@ -802,7 +867,15 @@ async fn add_node_end<S: Store>(
 ) -> Answer {
     let m = body(b)?;
     let s = text(&m, "suggestion")?;
-    simple(&st, &h, id, "ticket.add_node_end", move |t, ctx, u, _| t.add_node_end(ctx, u, &s), m).await?;
+    simple(
+        &st,
+        &h,
+        id,
+        "ticket.add_node_end",
+        move |t, ctx, u, _| t.add_node_end(ctx, u, &s),
+        m,
+    )
+    .await?;
     ok(json!(true))
 }
 
@@ -826,13 +899,31 @@ async fn change_state<S: Store>(
 ) -> Answer {
     let m = body(b)?;
     let state = int(&m, "state_id")?.ok_or_else(|| FlowError::refused("state_id is required"))?;
-    simple(&st, &h, id, "ticket.state", move |t, ctx, u, _| t.change_state(ctx, u, state), m).await?;
+    simple(
+        &st,
+        &h,
+        id,
+        "ticket.state",
+        move |t, ctx, u, _| t.change_state(ctx, u, state),
+        m,
+    )
+    .await?;
     ok(json!(""))
 }
 
 async fn retry_script<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, Path(id): Path<i64>) -> Answer {
-    simple(&st, &h, id, "ticket.retry_script", |t, ctx, u, _| t.retry_script(ctx, u), Map::new()).await?;
-    Ok(axum::Json(json!({"code": 0, "msg": "Ticket script retry start successful", "data": ""})))
+    simple(
+        &st,
+        &h,
+        id,
+        "ticket.retry_script",
+        |t, ctx, u, _| t.retry_script(ctx, u),
+        Map::new(),
+    )
+    .await?;
+    Ok(axum::Json(
+        json!({"code": 0, "msg": "Ticket script retry start successful", "data": ""}),
+    ))
 }
 
 async fn hook_call_back<S: Store>(

@@ -254,7 +254,13 @@ pub fn md5_signature(timestamp: &str, token: &str) -> String {
 
 /// Checks a seed 004 `signature` header in constant time, and that its
 /// `timestamp` (Unix seconds) is within `window_s` of `now`.
-pub fn verify_md5_signature(signature: &str, timestamp: &str, token: &str, now: i64, window_s: i64) -> Result<(), &'static str> {
+pub fn verify_md5_signature(
+    signature: &str,
+    timestamp: &str,
+    token: &str,
+    now: i64,
+    window_s: i64,
+) -> Result<(), &'static str> {
     use subtle_eq::eq;
     let expected = md5_signature(timestamp, token);
     if !eq(expected.as_bytes(), signature.trim().to_ascii_lowercase().as_bytes()) {

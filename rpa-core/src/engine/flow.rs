@@ -101,7 +101,11 @@ impl<S: Store> Engine<S> {
         tx.record(&w)?.audit(
             now,
             actor,
-            if previous.is_some() { "workflow.replace" } else { "workflow.create" },
+            if previous.is_some() {
+                "workflow.replace"
+            } else {
+                "workflow.create"
+            },
             Subject::Id("workflow", w.id),
             w.name.clone(),
         );
@@ -147,7 +151,12 @@ impl<S: Store> Engine<S> {
                 actor,
                 "directory.sync",
                 Subject::Text("directory".into()),
-                format!("{} users, {} departments, {} roles", dir.users.len(), dir.depts.len(), dir.roles.len()),
+                format!(
+                    "{} users, {} departments, {} roles",
+                    dir.users.len(),
+                    dir.depts.len(),
+                    dir.roles.len()
+                ),
             );
             Ok(Decided::Commit(tx, dir.clone()))
         })
@@ -171,7 +180,13 @@ impl<S: Store> Engine<S> {
     }
 
     /// Tickets matching `q` for `user`, and how many there are in all.
-    pub async fn tickets(&self, user: &str, q: &TicketQuery, page: usize, per_page: usize) -> Result<(Vec<Ticket>, usize)> {
+    pub async fn tickets(
+        &self,
+        user: &str,
+        q: &TicketQuery,
+        page: usize,
+        per_page: usize,
+    ) -> Result<(Vec<Ticket>, usize)> {
         let dir = self.directory().await?;
         let mut all = Vec::new();
         let mut after: Option<i64> = None;
@@ -362,8 +377,13 @@ impl<S: Store> Engine<S> {
             created_at: now,
         };
         let mut tx = Tx::default();
-        tx.record(&log)?
-            .audit(now, Actor::System, "ticket.comment", Subject::Id("ticket", id), format!("by {user}"));
+        tx.record(&log)?.audit(
+            now,
+            Actor::System,
+            "ticket.comment",
+            Subject::Id("ticket", id),
+            format!("by {user}"),
+        );
         self.commit(tx).await
     }
 
@@ -455,14 +475,25 @@ impl<S: Store> Engine<S> {
                     .map(|v| (a.name.clone(), v.clone()))
             })
             .collect();
-        let args = arguments::validate_shared(&p.spec, &Value::Object(args))
-            .map_err(|e| refused(format!("robot state: the ticket's fields do not fit process {process}: {e}")))?;
+        let args = arguments::validate_shared(&p.spec, &Value::Object(args)).map_err(|e| {
+            refused(format!(
+                "robot state: the ticket's fields do not fit process {process}: {e}"
+            ))
+        })?;
         self.new_job(&p, &owner, args, None, now, None, None).await
     }
 
     /// Child `child` of `parent` ended (in `tx`): if every child of the
     /// parent's state has ended, the parent moves on in the same commit.
-    async fn child_ended(&self, tx: &mut Tx, dir: &Directory, child: &Ticket, parent: i64, parent_state: i64, now: Timestamp) -> Result<()> {
+    async fn child_ended(
+        &self,
+        tx: &mut Tx,
+        dir: &Directory,
+        child: &Ticket,
+        parent: i64,
+        parent_state: i64,
+        now: Timestamp,
+    ) -> Result<()> {
         let Some(p) = self.store.get::<Ticket>(parent).await? else {
             return Ok(());
         };
@@ -523,7 +554,10 @@ impl<S: Store> Engine<S> {
             if !batch.moves() {
                 break;
             }
-            let robots: Vec<Ticket> = self.store.list(Select::only("wait", Waiting::Robot.as_str(), 1)).await?;
+            let robots: Vec<Ticket> = self
+                .store
+                .list(Select::only("wait", Waiting::Robot.as_str(), 1))
+                .await?;
             if robots.is_empty() {
                 // No ticket waits for a robot: nothing before the head concerns tickets.
                 let mut tx = Tx::default();
@@ -551,7 +585,9 @@ impl<S: Store> Engine<S> {
                         continue;
                     };
                     let ok = *state == JobState::Successful;
-                    let why = reason.as_deref().map_or_else(|| format!("{state:?}"), |r| format!("{state:?}: {r}"));
+                    let why = reason
+                        .as_deref()
+                        .map_or_else(|| format!("{state:?}"), |r| format!("{state:?}: {r}"));
                     let key = *key;
                     let outputs = outputs.clone();
                     match self
@@ -573,7 +609,10 @@ impl<S: Store> Engine<S> {
             }
         }
         let now = self.now();
-        let timers: Vec<Ticket> = self.store.list(Select::only("wait", Waiting::Timer.as_str(), PAGE)).await?;
+        let timers: Vec<Ticket> = self
+            .store
+            .list(Select::only("wait", Waiting::Timer.as_str(), PAGE))
+            .await?;
         for t in timers.iter().filter(|t| t.timer_at.is_some_and(|at| at <= now)) {
             match self
                 .move_ticket(t.id, "timer", "ticket.timer", |t, ctx| {
@@ -591,9 +630,15 @@ impl<S: Store> Engine<S> {
 
     /// Tickets whose hook is to be posted now: each with its state's hook.
     pub async fn hooks_due(&self) -> Result<Vec<(Ticket, crate::flow::Hook)>> {
-        let waiting: Vec<Ticket> = self.store.list(Select::only("wait", Waiting::Hook.as_str(), PAGE)).await?;
+        let waiting: Vec<Ticket> = self
+            .store
+            .list(Select::only("wait", Waiting::Hook.as_str(), PAGE))
+            .await?;
         let mut out = Vec::new();
-        for t in waiting.into_iter().filter(|t| t.hook_attempts == 0 && t.script_run_last_result) {
+        for t in waiting
+            .into_iter()
+            .filter(|t| t.hook_attempts == 0 && t.script_run_last_result)
+        {
             let w = self.workflow(t.workflow_id).await?;
             if let Some(h) = w.state(t.state_id).and_then(|s| s.hook.clone()) {
                 out.push((t, h));

@@ -98,9 +98,9 @@ use std::sync::{Arc, Mutex};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+pub use flow::{FLOW_CONSUMER, TicketQuery};
 pub use jobs::{JobQueryParams, NewQueueItem};
 pub use robots::{CHECKPOINT_CAPABILITY, NewLog, Progress, Registration, StepReport};
-pub use flow::{FLOW_CONSUMER, TicketQuery};
 pub use timers::{TIMER_LEASE, TickReport};
 
 use crate::audit::{self, AuditDraft, ChainBroken, Subject};

@@ -131,7 +131,10 @@ impl Directory {
         }
         for u in &self.users {
             if u.dept_id != 0 && !ids.contains(&u.dept_id) {
-                return Err(format!("user {} is in department {}, which is not listed", u.username, u.dept_id));
+                return Err(format!(
+                    "user {} is in department {}, which is not listed",
+                    u.username, u.dept_id
+                ));
             }
         }
         let mut roles = std::collections::HashSet::new();

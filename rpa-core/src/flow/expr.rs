@@ -247,7 +247,9 @@ impl Parser {
             Some(Tok::Sym(">")) => Op2::Gt,
             Some(Tok::Sym(">=")) => Op2::Ge,
             Some(Tok::Word(w)) if w == "in" => Op2::In,
-            Some(Tok::Word(w)) if w == "not" && matches!(self.toks.get(self.at + 1), Some(Tok::Word(x)) if x == "in") => {
+            Some(Tok::Word(w))
+                if w == "not" && matches!(self.toks.get(self.at + 1), Some(Tok::Word(x)) if x == "in") =>
+            {
                 self.at += 1;
                 Op2::NotIn
             }
@@ -448,7 +450,10 @@ mod tests {
         assert!(holds("'qa' not in {teams}", json!({"teams": "dev,ops"})));
         assert!(holds("{amount} * 2 >= 100 + {fee}", json!({"amount": 60, "fee": 20})));
         assert!(holds("({a} > 1 or {b} > 1) and {c} == None", json!({"a": 2, "b": 0})));
-        assert!(holds("{x} / 0 == None", json!({"x": 1})), "division by zero is None, not a crash");
+        assert!(
+            holds("{x} / 0 == None", json!({"x": 1})),
+            "division by zero is None, not a crash"
+        );
         assert!(holds("-{x} < 0", json!({"x": 4})));
     }
 

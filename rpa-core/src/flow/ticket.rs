@@ -389,9 +389,7 @@ pub fn coerce(f: &Field, v: &Value) -> Result<Value, String> {
             _ => bad("a date (yyyy-mm-dd)"),
         },
         30 => match v {
-            Value::String(s) if chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").is_ok() => {
-                Ok(v.clone())
-            }
+            Value::String(s) if chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").is_ok() => Ok(v.clone()),
             _ => bad("a date and time (yyyy-mm-dd HH:MM:SS)"),
         },
         35 | 45 => match text(v) {
@@ -418,14 +416,7 @@ pub fn coerce(f: &Field, v: &Value) -> Result<Value, String> {
 impl Ticket {
     /// A new ticket of `ctx.workflow`, created by `creator` with `req` at
     /// its start state, moved along `req.transition_id` (the seed's create).
-    pub fn create(
-        ctx: &Ctx<'_>,
-        id: i64,
-        sn: String,
-        creator: &str,
-        parent_state: i64,
-        req: &Request,
-    ) -> Decision {
+    pub fn create(ctx: &Ctx<'_>, id: i64, sn: String, creator: &str, parent_state: i64, req: &Request) -> Decision {
         let wf = ctx.workflow;
         if !ctx.directory.active(creator) {
             return Err(format!("user {creator} is not an active user of the directory"));
@@ -435,10 +426,7 @@ impl Ticket {
                 .parent_state
                 .ok_or_else(|| format!("parent ticket {}'s state is not in its workflow", p.id))?;
             if state.id != parent_state {
-                return Err(format!(
-                    "parent ticket {} is not in state {parent_state}",
-                    p.id
-                ));
+                return Err(format!("parent ticket {} is not in state {parent_state}", p.id));
             }
             if state.sub_workflow_id != wf.id {
                 return Err(format!(
@@ -489,13 +477,23 @@ impl Ticket {
     }
 
     fn state<'w>(&self, wf: &'w Workflow) -> Result<&'w State, String> {
-        wf.state(self.state_id)
-            .ok_or_else(|| format!("ticket {}'s state {} is no longer in its workflow", self.id, self.state_id))
+        wf.state(self.state_id).ok_or_else(|| {
+            format!(
+                "ticket {}'s state {} is no longer in its workflow",
+                self.id, self.state_id
+            )
+        })
     }
 
     /// The usernames who may handle it now.
     pub fn participants(&self, dir: &Directory) -> Vec<String> {
-        let list = |s: &str| s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+        let list = |s: &str| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        };
         match self.participant_type_id {
             participant::PERSONAL | participant::MULTI => list(&self.participant),
             participant::MULTI_ALL => self
@@ -504,8 +502,14 @@ impl Ticket {
                 .filter(|(_, h)| h.is_none())
                 .map(|(u, _)| u.clone())
                 .collect(),
-            participant::DEPT => self.participant.parse().map_or_else(|_| Vec::new(), |d| dir.dept_members(d)),
-            participant::ROLE => self.participant.parse().map_or_else(|_| Vec::new(), |r| dir.role_members(r)),
+            participant::DEPT => self
+                .participant
+                .parse()
+                .map_or_else(|_| Vec::new(), |d| dir.dept_members(d)),
+            participant::ROLE => self
+                .participant
+                .parse()
+                .map_or_else(|_| Vec::new(), |r| dir.role_members(r)),
             _ => Vec::new(),
         }
     }
@@ -574,7 +578,13 @@ impl Ticket {
 
     /// Field values of `given` a handler may write in `state`, typed;
     /// `required` checks the state's required fields are there.
-    fn writes(&self, wf: &Workflow, state: &State, given: &Map<String, Value>, required: bool) -> Result<Map<String, Value>, String> {
+    fn writes(
+        &self,
+        wf: &Workflow,
+        state: &State,
+        given: &Map<String, Value>,
+        required: bool,
+    ) -> Result<Map<String, Value>, String> {
         if required {
             let missing: Vec<&str> = state
                 .required()
@@ -735,7 +745,13 @@ impl Ticket {
     /// Moves the ticket into `state` (by transition `via`, if any):
     /// resolves its participants, sets its flags, its timer and what it
     /// waits for, and says what the engine must do.
-    pub fn enter(&mut self, ctx: &Ctx<'_>, state: &State, via: Option<&Transition>, effects: &mut Vec<Effect>) -> Result<(), String> {
+    pub fn enter(
+        &mut self,
+        ctx: &Ctx<'_>,
+        state: &State,
+        via: Option<&Transition>,
+        effects: &mut Vec<Effect>,
+    ) -> Result<(), String> {
         let dir = ctx.directory;
         self.state_id = state.id;
         self.is_end = state.type_id == 2;
@@ -765,7 +781,11 @@ impl Ticket {
         let name = &state.name;
         let nobody = |why: String| Err(format!("nobody can handle state {name}: {why}"));
         let users = |text: &str| -> Vec<String> {
-            text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
         };
         let (mut ptype, mut people): (u8, Vec<String>) = match state.participant_type_id {
             participant::ROBOT => {
@@ -795,14 +815,28 @@ impl Ticket {
             participant::PERSONAL | participant::MULTI | participant::MULTI_ALL => {
                 (participant::MULTI, users(&state.participant))
             }
-            participant::DEPT => (participant::DEPT, dir.dept_members(state.participant.parse().unwrap_or(-1))),
-            participant::ROLE => (participant::ROLE, dir.role_members(state.participant.parse().unwrap_or(-1))),
+            participant::DEPT => (
+                participant::DEPT,
+                dir.dept_members(state.participant.parse().unwrap_or(-1)),
+            ),
+            participant::ROLE => (
+                participant::ROLE,
+                dir.role_members(state.participant.parse().unwrap_or(-1)),
+            ),
             participant::VARIABLE if state.participant == "creator" => (participant::MULTI, vec![self.creator.clone()]),
             participant::VARIABLE => match dir.approver_of(&self.creator) {
                 Some(a) => (participant::MULTI, users(&a)),
                 None => return nobody(format!("{}'s department has neither approver nor leader", self.creator)),
             },
-            participant::FIELD => (participant::MULTI, users(self.fields.get(&state.participant).and_then(Value::as_str).unwrap_or(""))),
+            participant::FIELD => (
+                participant::MULTI,
+                users(
+                    self.fields
+                        .get(&state.participant)
+                        .and_then(Value::as_str)
+                        .unwrap_or(""),
+                ),
+            ),
             participant::PARENT_FIELD => (
                 participant::MULTI,
                 users(
@@ -849,7 +883,12 @@ impl Ticket {
         for u in people {
             self.relate(&u);
         }
-        if let Some(timer) = ctx.workflow.out_of(state.id).filter(|t| t.transition_type_id == TIMER).min_by_key(|t| t.timer) {
+        if let Some(timer) = ctx
+            .workflow
+            .out_of(state.id)
+            .filter(|t| t.transition_type_id == TIMER)
+            .min_by_key(|t| t.timer)
+        {
             self.timer_at = Some(ctx.now.plus_ms(timer.timer * 1000));
             self.waiting = Some(Waiting::Timer);
         }
@@ -965,7 +1004,12 @@ impl Ticket {
         let mut t = self.clone();
         let mut effects = Vec::new();
         t.enter(ctx, ctx.workflow.end(), None, &mut effects)?;
-        let mut log = self.intervention(user, intervene::CLOSE, "强制关闭", &format!("强制关闭工单:{suggestion}"));
+        let mut log = self.intervention(
+            user,
+            intervene::CLOSE,
+            "强制关闭",
+            &format!("强制关闭工单:{suggestion}"),
+        );
         log.state_id = t.state_id;
         Ok(Moved {
             ticket: t,
@@ -986,7 +1030,12 @@ impl Ticket {
         let mut t = self.clone();
         let mut effects = Vec::new();
         t.enter(ctx, state, None, &mut effects)?;
-        let log = self.intervention(user, intervene::CHANGE_STATE, "修改状态", &format!("状态改为:{}", state.name));
+        let log = self.intervention(
+            user,
+            intervene::CHANGE_STATE,
+            "修改状态",
+            &format!("状态改为:{}", state.name),
+        );
         Ok(Moved {
             ticket: t,
             logs: vec![log],
@@ -1192,4 +1241,3 @@ impl Ticket {
         self.handle(ctx, Who::Children, &req)
     }
 }
-

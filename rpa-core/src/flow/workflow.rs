@@ -437,12 +437,18 @@ impl Workflow {
 
     /// The start state.
     pub fn start(&self) -> &State {
-        self.states.iter().find(|s| s.type_id == 1).expect("a compiled workflow has a start state")
+        self.states
+            .iter()
+            .find(|s| s.type_id == 1)
+            .expect("a compiled workflow has a start state")
     }
 
     /// An end state (the first).
     pub fn end(&self) -> &State {
-        self.states.iter().find(|s| s.type_id == 2).expect("a compiled workflow has an end state")
+        self.states
+            .iter()
+            .find(|s| s.type_id == 2)
+            .expect("a compiled workflow has an end state")
     }
 
     /// The transitions out of state `state`, in definition order.
@@ -549,7 +555,10 @@ impl WorkflowDef {
         for s in &self.states {
             let name = &s.name;
             if s.type_id > 2 {
-                return Err(format!("workflow {wf}: state {name} has type_id {}, not 0, 1 or 2", s.type_id));
+                return Err(format!(
+                    "workflow {wf}: state {name} has type_id {}, not 0, 1 or 2",
+                    s.type_id
+                ));
             }
             if !(1..=4).contains(&s.distribute_type_id) {
                 return Err(format!(
@@ -559,7 +568,9 @@ impl WorkflowDef {
             }
             for (k, a) in &s.state_field_str {
                 if !known(k) {
-                    return Err(format!("workflow {wf}: state {name} names field {k}, which is not declared"));
+                    return Err(format!(
+                        "workflow {wf}: state {name} names field {k}, which is not declared"
+                    ));
                 }
                 if !(1..=3).contains(a) {
                     return Err(format!(
@@ -664,8 +675,12 @@ impl WorkflowDef {
             let to = state(&t.destination_state)?;
             let mut conditions = Vec::new();
             for c in &t.condition_expression {
-                let e = Expr::parse(&c.expression)
-                    .map_err(|e| format!("workflow {wf}: transition {}: condition {:?}: {e}", t.name, c.expression))?;
+                let e = Expr::parse(&c.expression).map_err(|e| {
+                    format!(
+                        "workflow {wf}: transition {}: condition {:?}: {e}",
+                        t.name, c.expression
+                    )
+                })?;
                 if let Some(k) = e
                     .fields()
                     .into_iter()
@@ -682,13 +697,22 @@ impl WorkflowDef {
                 });
             }
             if !(1..=2).contains(&t.transition_type_id) {
-                return Err(format!("workflow {wf}: transition {}: transition_type_id is 1 or 2", t.name));
+                return Err(format!(
+                    "workflow {wf}: transition {}: transition_type_id is 1 or 2",
+                    t.name
+                ));
             }
             if t.transition_type_id == TIMER && t.timer == 0 {
-                return Err(format!("workflow {wf}: transition {}: a timer transition needs timer seconds", t.name));
+                return Err(format!(
+                    "workflow {wf}: transition {}: a timer transition needs timer seconds",
+                    t.name
+                ));
             }
             if !(1..=3).contains(&t.attribute_type_id) {
-                return Err(format!("workflow {wf}: transition {}: attribute_type_id is 1, 2 or 3", t.name));
+                return Err(format!(
+                    "workflow {wf}: transition {}: attribute_type_id is 1, 2 or 3",
+                    t.name
+                ));
             }
             let id = previous
                 .and_then(|p| {

@@ -1,0 +1,373 @@
+//! The workflow API (seed 004) as a loonflow caller uses it: the example
+//! server with its demo configuration, the app `ops-portal` signing every
+//! request with `md5(timestamp + token)`, and a real robot that runs the
+//! robot state of `vpn申请`.
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+mod support;
+
+use support::Proc;
+
+const TOKEN: &str = "ops-portal-demo-token";
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    app: String,
+    token: String,
+    /// Seconds added to the clock when signing (a stale caller).
+    skew: i64,
+}
+
+impl Client {
+    fn headers(&self, user: &str) -> Vec<(&'static str, String)> {
+        let ts = (chrono::Utc::now().timestamp() + self.skew).to_string();
+        let sig = rpa_core::auth::md5_signature(&ts, &self.token);
+        vec![
+            ("signature", sig),
+            ("timestamp", ts),
+            ("appname", self.app.clone()),
+            ("username", user.to_owned()),
+        ]
+    }
+
+    async fn call(&self, method: reqwest::Method, user: &str, path: &str, body: Option<Value>) -> Value {
+        let mut r = self.http.request(method, format!("{}/api/v1.0{path}", self.base));
+        for (k, v) in self.headers(user) {
+            r = r.header(k, v);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let resp = r.send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}: every answer of this API is HTTP 200");
+        resp.json().await.unwrap()
+    }
+
+    async fn get(&self, user: &str, path: &str) -> Value {
+        self.call(reqwest::Method::GET, user, path, None).await
+    }
+
+    async fn post(&self, user: &str, path: &str, body: Value) -> Value {
+        self.call(reqwest::Method::POST, user, path, Some(body)).await
+    }
+
+    async fn patch(&self, user: &str, path: &str, body: Value) -> Value {
+        self.call(reqwest::Method::PATCH, user, path, Some(body)).await
+    }
+}
+
+fn ok(v: &Value) -> &Value {
+    assert_eq!(v["code"], 0, "expected success: {v}");
+    &v["data"]
+}
+
+fn refused(v: &Value, words: &str) {
+    assert_eq!(v["code"], -1, "expected a refusal: {v}");
+    assert!(
+        v["msg"].as_str().unwrap().contains(words),
+        "msg should say {words:?}: {v}"
+    );
+}
+
+fn transition(offers: &Value, name: &str) -> i64 {
+    offers["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["transition_name"] == name)
+        .unwrap_or_else(|| panic!("no transition {name} in {offers}"))["transition_id"]
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vpn_request_goes_through_people_and_a_robot() {
+    let dir = std::env::temp_dir().join(format!("rpa-flow-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = Proc(
+        Command::new(support::server_binary())
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--db")
+            .arg(dir.join("rpa.db"))
+            .arg("--files")
+            .arg(dir.join("files"))
+            .arg("--secret-key-file")
+            .arg(dir.join("rpa.key"))
+            .stdout(Stdio::from(std::fs::File::create(dir.join("server.log")).unwrap()))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let c = Client {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+        app: "ops-portal".into(),
+        token: TOKEN.into(),
+        skew: 0,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let list = loop {
+        if let Ok(r) = c.http.get(format!("{base}/api/v1.0/workflows")).send().await {
+            if r.status() == 200 {
+                break c.get("lilei", "/workflows?name=vpn").await;
+            }
+        }
+        assert!(Instant::now() < deadline, "the server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let workflows = ok(&list);
+    assert_eq!(workflows["total"], 1, "{workflows}");
+    let wf = workflows["value"][0]["id"].as_i64().unwrap();
+    assert_eq!(workflows["value"][0]["name"], "vpn申请");
+
+    // Signatures: a wrong one, a stale one, an unknown app, no appname.
+    let forged = Client {
+        token: "not-the-token".into(),
+        ..Client {
+            http: c.http.clone(),
+            base: base.clone(),
+            app: c.app.clone(),
+            token: String::new(),
+            skew: 0,
+        }
+    };
+    refused(&forged.get("lilei", "/workflows").await, "签名校验失败");
+    let stale = Client {
+        http: c.http.clone(),
+        base: base.clone(),
+        app: c.app.clone(),
+        token: TOKEN.into(),
+        skew: -121,
+    };
+    refused(&stale.get("lilei", "/workflows").await, "120");
+    let stranger = Client {
+        http: c.http.clone(),
+        base: base.clone(),
+        app: "stranger".into(),
+        token: TOKEN.into(),
+        skew: 0,
+    };
+    refused(&stranger.get("lilei", "/workflows").await, "appname");
+    let bare: Value = c
+        .http
+        .get(format!("{base}/api/v1.0/tickets"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    refused(&bare, "appname");
+    refused(&c.get("lilei", "/no/such/path").await, "has no endpoint");
+
+    // The start state: its way out and its fields.
+    let init = c.get("lilei", &format!("/workflows/{wf}/init_state")).await;
+    let init = ok(&init);
+    assert_eq!(init["name"], "发起人-新建中");
+    assert_eq!(init["type_id"], 1);
+    let submit = init["transition"][0]["transition_id"].as_i64().unwrap();
+    assert_eq!(init["transition"][0]["transition_name"], "提交");
+    let required: Vec<&str> = init["field_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["field_attribute"] == 2)
+        .map(|f| f["field_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(required, ["title", "vpn_days"]);
+    let states = c.get("lilei", &format!("/workflows/{wf}/states?per_page=20")).await;
+    assert_eq!(ok(&states)["total"], 6);
+    let state_id = ok(&states)["value"][1]["id"].as_i64().unwrap();
+    let state = c.get("lilei", &format!("/workflows/states/{state_id}")).await;
+    assert_eq!(ok(&state)["name"], "发起人tl-审批中");
+
+    // Bad input changes nothing.
+    let missing = c
+        .post(
+            "lilei",
+            "/tickets",
+            json!({"workflow_id": wf, "transition_id": submit, "title": "vpn"}),
+        )
+        .await;
+    refused(&missing, "vpn_days");
+    let wrong_type = c
+        .post(
+            "lilei",
+            "/tickets",
+            json!({"workflow_id": wf, "transition_id": submit, "title": "vpn", "vpn_days": "three"}),
+        )
+        .await;
+    refused(&wrong_type, "integer");
+    refused(
+        &c.post(
+            "lilei",
+            "/tickets",
+            json!({"workflow_id": 9999, "transition_id": submit}),
+        )
+        .await,
+        "9999",
+    );
+    refused(
+        &c.post(
+            "lilei",
+            "/tickets",
+            json!({"workflow_id": wf, "transition_id": 9999, "title": "t", "vpn_days": 1}),
+        )
+        .await,
+        "9999",
+    );
+    let none = c.get("lilei", "/tickets?category=owner").await;
+    assert_eq!(ok(&none)["total"], 0, "nothing was half-written: {none}");
+
+    // lilei asks; zhangsan (the department's leader) rejects, then approves.
+    let created = c
+        .post(
+            "lilei",
+            "/tickets",
+            json!({"workflow_id": wf, "transition_id": submit, "title": "vpn for the audit", "vpn_days": "3",
+                   "reason": "audit", "suggestion": "请尽快处理"}),
+        )
+        .await;
+    let ticket = ok(&created)["ticket_id"].as_i64().unwrap();
+    let t = format!("/tickets/{ticket}");
+    refused(&c.get("jack", &t).await, "not related");
+    let detail = c.get("lilei", &t).await;
+    let value = &ok(&detail)["value"];
+    assert_eq!(value["participant"], "zhangsan");
+    assert_eq!(value["participant_type_id"], 1);
+    assert!(value["sn"].as_str().unwrap().starts_with("loonflow_"), "{value}");
+    assert_eq!(value["title"], "vpn for the audit");
+    let offers = c.get("zhangsan", &format!("{t}/transitions")).await;
+    let (agree, reject) = (transition(ok(&offers), "同意"), transition(ok(&offers), "退回"));
+    assert_eq!(
+        ok(&c.get("jack", &format!("{t}/transitions")).await)["value"],
+        json!([])
+    );
+    refused(
+        &c.patch("jack", &t, json!({"transition_id": agree})).await,
+        "not a current participant",
+    );
+    ok(&c
+        .patch(
+            "zhangsan",
+            &t,
+            json!({"transition_id": reject, "suggestion": "天数写错"}),
+        )
+        .await);
+    let back = c.get("lilei", &t).await;
+    assert_eq!(ok(&back)["value"]["state_id"], init["id"]);
+    assert_eq!(ok(&back)["value"]["is_rejected"], true);
+    ok(&c
+        .patch(
+            "lilei",
+            &t,
+            json!({"transition_id": submit, "title": "vpn for the audit", "vpn_days": 5}),
+        )
+        .await);
+    ok(&c
+        .patch("zhangsan", &t, json!({"transition_id": agree, "suggestion": "同意"}))
+        .await);
+
+    // The ops role: two people, accept first. wangwu cannot handle after guiji accepted.
+    let ops = c.get("guiji", &format!("{t}/transitions")).await;
+    assert_eq!(ok(&ops)["value"][0]["is_accept"], true, "{ops}");
+    let ops_offers = c.get("wangwu", &format!("{t}/transitions")).await;
+    assert_eq!(ok(&ops_offers)["value"][0]["transition_name"], "接单");
+    let info = c.get("lilei", &format!("{t}/participant_info")).await;
+    assert_eq!(ok(&info)["participant_username_list"], json!(["guiji", "wangwu"]));
+    let duty = c.get("wangwu", "/tickets?category=duty").await;
+    assert_eq!(ok(&duty)["total"], 1, "{duty}");
+    ok(&c.post("guiji", &format!("{t}/accept"), json!({})).await);
+    refused(
+        &c.post("wangwu", &format!("{t}/accept"), json!({})).await,
+        "not a current participant",
+    );
+    let done_offers = c.get("guiji", &format!("{t}/transitions")).await;
+    let handled = transition(ok(&done_offers), "处理完成");
+    ok(&c
+        .patch("guiji", &t, json!({"transition_id": handled, "suggestion": "已处理"}))
+        .await);
+
+    // The robot state: a real robot runs vpn-grant; its output lands in vpn_account.
+    let _robot = support::start_robot(&base, &dir, "robot-1", "acme-vendor-secret");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let confirmed = loop {
+        let d = c.get("lilei", &t).await;
+        let v = ok(&d)["value"].clone();
+        if v["participant"] == "lilei" && v["participant_type_id"] == 1 {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the robot state did not finish: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let account = confirmed["field_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["field_key"] == "vpn_account")
+        .unwrap()["field_value"]
+        .clone();
+    assert!(account.as_str().unwrap().starts_with("vpn-"), "{confirmed}");
+    let confirm = c.get("lilei", &format!("{t}/transitions")).await;
+    let finish = transition(ok(&confirm), "确认完成");
+    ok(&c
+        .patch(
+            "lilei",
+            &t,
+            json!({"transition_id": finish, "suggestion": "已经生效,感谢"}),
+        )
+        .await);
+    let ended = c.get("lilei", &t).await;
+    assert_eq!(ok(&ended)["value"]["is_end"], true);
+    refused(&c.patch("lilei", &t, json!({"transition_id": finish})).await, "ended");
+
+    // The record: flow logs newest first, the robot's among them; steps per state.
+    let logs = c.get("lilei", &format!("{t}/flowlogs?per_page=20")).await;
+    let logs = ok(&logs);
+    let names: Vec<&str> = logs["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["transition"]["transition_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "确认完成",
+            "脚本执行完成",
+            "处理完成",
+            "接单",
+            "同意",
+            "提交",
+            "退回",
+            "提交"
+        ],
+        "{logs}"
+    );
+    let robot_log = &logs["value"][1];
+    assert_eq!(robot_log["participant"], "vpn-grant");
+    assert_eq!(robot_log["participant_type_id"], 6);
+    let steps = c.get("lilei", &format!("{t}/flowsteps")).await;
+    let steps = ok(&steps)["value"].as_array().unwrap().clone();
+    assert_eq!(steps.len(), 6);
+    assert_eq!(
+        steps[0]["state_flow_log_list"].as_array().unwrap().len(),
+        2,
+        "two submits"
+    );
+    let states = c.get("lilei", &format!("/tickets/states?ticket_ids={ticket}")).await;
+    assert_eq!(ok(&states)[ticket.to_string()]["state_name"], "结束");
+    let mine = c.get("lilei", "/tickets?category=owner&is_end=1").await;
+    assert_eq!(ok(&mine)["total"], 1);
+    assert_eq!(ok(&mine)["value"][0]["state"]["state_name"], "结束");
+    let _ = std::fs::remove_dir_all(&dir);
+}
