@@ -116,10 +116,10 @@ async fn a_vpn_request_goes_through_people_and_a_robot() {
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     let list = loop {
-        if let Ok(r) = c.http.get(format!("{base}/api/v1.0/workflows")).send().await {
-            if r.status() == 200 {
-                break c.get("lilei", "/workflows?name=vpn").await;
-            }
+        if let Ok(r) = c.http.get(format!("{base}/api/v1.0/workflows")).send().await
+            && r.status() == 200
+        {
+            break c.get("lilei", "/workflows?name=vpn").await;
         }
         assert!(Instant::now() < deadline, "the server did not start");
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -564,10 +564,8 @@ impl Config {
             }
         }
         if let Some(d) = &self.flow.directory {
-            if engine.directory().await?.users != d.users
-                || engine.directory().await?.depts != d.depts
-                || engine.directory().await?.roles != d.roles
-            {
+            let stored = engine.directory().await?;
+            if (&stored.users, &stored.depts, &stored.roles) != (&d.users, &d.depts, &d.roles) {
                 engine.sync_directory(Actor::System, d.clone()).await?;
             }
         }

@@ -279,12 +279,11 @@ impl<S: Store> Engine<S> {
 
     /// Places the job a ticket's robot state just started.
     async fn place_ticket_job(&self, t: &Ticket) -> Result<()> {
-        if let Some(k) = t.job_key {
-            if let Some(j) = self.store.job_by_key(k).await? {
-                if j.state == JobState::Pending {
-                    self.place_job(j.id).await?;
-                }
-            }
+        if let Some(k) = t.job_key
+            && let Some(j) = self.store.job_by_key(k).await?
+            && j.state == JobState::Pending
+        {
+            self.place_job(j.id).await?;
         }
         Ok(())
     }

@@ -465,10 +465,10 @@ impl Ticket {
             modified_at: ctx.now,
         };
         for f in &wf.fields {
-            if let Some(d) = f.default_value.as_deref().filter(|d| !d.is_empty()) {
-                if let Ok(v) = coerce(f, &Value::String(d.to_owned())) {
-                    t.fields.insert(f.field_key.clone(), v);
-                }
+            if let Some(d) = f.default_value.as_deref().filter(|d| !d.is_empty())
+                && let Ok(v) = coerce(f, &Value::String(d.to_owned()))
+            {
+                t.fields.insert(f.field_key.clone(), v);
             }
         }
         let mut m = t.handle(ctx, Who::Person(creator), req)?;
@@ -854,11 +854,11 @@ impl Ticket {
         if people.is_empty() {
             return nobody("the participant resolves to no one".into());
         }
-        if state.remember_last_man_enable {
-            if let Some(last) = self.last_man.get(&state.id).filter(|u| dir.active(u)) {
-                ptype = participant::PERSONAL;
-                people = vec![last.clone()];
-            }
+        if state.remember_last_man_enable
+            && let Some(last) = self.last_man.get(&state.id).filter(|u| dir.active(u))
+        {
+            ptype = participant::PERSONAL;
+            people = vec![last.clone()];
         }
         if people.len() > 1 {
             match state.distribute_type_id {
