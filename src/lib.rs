@@ -9,8 +9,9 @@
 //! - `sql`: [`sql`], the SQLite and PostgreSQL stores
 //! - `server`: [`server`], the runtime a standalone server or a host needs
 //!   besides the routers (store and engine set-up, configuration, timers,
-//!   secret key, graceful shutdown on SIGTERM and Ctrl-C), and [`consume`],
-//!   consumers of the domain events
+//!   secret key, graceful shutdown on SIGTERM and Ctrl-C), [`consume`],
+//!   consumers of the domain events, and [`hooks`], the poster of workflow
+//!   hooks
 
 pub use rpa_core as core;
 pub use rpa_core::{
@@ -25,5 +26,7 @@ pub use rpa_adapters_ws as ws;
 pub use rpa_store_sql as sql;
 #[cfg(feature = "server")]
 pub mod consume;
+#[cfg(feature = "server")]
+pub mod hooks;
 #[cfg(feature = "server")]
 pub mod server;

@@ -5,8 +5,9 @@
 //!  Options ──► open the store (memory | SQLite file | PostgreSQL URL, sealed with the secret key)
 //!          ──► Engine (clock, time zone, heartbeat timeout, node) with the robot hub as transport
 //!          ──► the configuration file (or the demo configuration)
-//!          ──► serve: every HTTP API + the robot hub on one listener, the timer loop beside it,
-//!              and the event consumers asked for (--events-file, --events-url)
+//!          ──► serve: every HTTP API + the robot hub on one listener, the timer loop beside it
+//!              (deadlines, schedules, tickets moved by robot jobs and timers), the poster of
+//!              workflow hooks, and the event consumers asked for (--events-file, --events-url)
 //!  shutdown (SIGTERM, Ctrl-C, or the host's own future)
 //!          ──► stop accepting; drain the requests in flight; close every robot
 //!              WebSocket (Close 1001) and record its disconnect; stop the timers
@@ -284,6 +285,7 @@ async fn serve<S: Store>(
         let _ = stop_tx.send(true);
     });
     let timers = tokio::spawn(run_timers(engine.clone(), stopped(stop_rx.clone())));
+    let hooks = tokio::spawn(crate::hooks::run_hooks(engine.clone(), stopped(stop_rx.clone())));
     let mut consumers = Vec::new();
     if let Some(path) = &options.events_file {
         let sink = EventFile::new(path);
@@ -335,6 +337,7 @@ async fn serve<S: Store>(
         .map_err(|e| fail(format!("server: {e}")));
     let _ = closing.await;
     let _ = timers.await;
+    let _ = hooks.await;
     for c in consumers {
         let _ = c.await;
     }

@@ -371,3 +371,197 @@ async fn a_vpn_request_goes_through_people_and_a_robot() {
     assert_eq!(ok(&mine)["value"][0]["state"]["state_name"], "结束");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What the hook receiver saw: each post's headers and body.
+#[derive(Default)]
+struct Posts {
+    seen: std::sync::Mutex<Vec<(axum::http::HeaderMap, Value)>>,
+    /// Posts to refuse (code -1) before accepting.
+    refuse: std::sync::atomic::AtomicUsize,
+}
+
+async fn receive(
+    axum::extract::State(p): axum::extract::State<std::sync::Arc<Posts>>,
+    headers: axum::http::HeaderMap,
+    axum::Json(body): axum::Json<Value>,
+) -> axum::Json<Value> {
+    p.seen.lock().unwrap().push((headers, body));
+    let refuse = p
+        .refuse
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        )
+        .is_ok();
+    axum::Json(if refuse {
+        json!({"code": -1, "msg": "busy"})
+    } else {
+        json!({"code": 0, "msg": ""})
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hooks_are_posted_signed_and_a_waiting_one_moves_on_at_its_callback() {
+    let dir = std::env::temp_dir().join(format!("rpa-flow-hooks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let posts = std::sync::Arc::new(Posts::default());
+    posts.refuse.store(1, std::sync::atomic::Ordering::SeqCst);
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", receiver.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(posts.clone());
+    tokio::spawn(async move { axum::serve(receiver, app).await.unwrap() });
+    let config = json!({
+        "admin": {"name": "admin", "password": "admin-password"},
+        "flow": {
+            "apps": [{"app_name": "portal", "token": "portal-token", "workflows": ["deploy"]}],
+            "directory": {"users": [{"username": "ann"}]},
+            "workflows": [{
+                "name": "deploy",
+                "fields": [{"field_key": "version", "field_name": "version", "field_type_id": 5},
+                           {"field_key": "deployed_to", "field_name": "deployed to", "field_type_id": 5}],
+                "states": [
+                    {"name": "new", "type_id": 1, "participant_type_id": 5, "participant": "creator",
+                     "state_field_str": {"title": 2, "version": 2}},
+                    {"name": "notify", "participant_type_id": 10,
+                     "participant": {"hook_url": hook_url, "hook_token": "hook-secret", "wait": true}},
+                    {"name": "deploy", "participant_type_id": 10,
+                     "participant": {"hook_url": hook_url, "hook_token": "hook-secret", "wait": false},
+                     "state_field_str": {"deployed_to": 3}},
+                    {"name": "check", "participant_type_id": 5, "participant": "creator",
+                     "state_field_str": {"deployed_to": 1}},
+                    {"name": "done", "type_id": 2}
+                ],
+                "transitions": [
+                    {"name": "submit", "source_state": "new", "destination_state": "notify"},
+                    {"name": "notified", "source_state": "notify", "destination_state": "deploy"},
+                    {"name": "deployed", "source_state": "deploy", "destination_state": "check"},
+                    {"name": "ok", "source_state": "check", "destination_state": "done"}
+                ]
+            }]
+        }
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = Proc(
+        Command::new(support::server_binary())
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--db", "memory"])
+            .arg("--config")
+            .arg(dir.join("config.json"))
+            .arg("--files")
+            .arg(dir.join("files"))
+            .arg("--secret-key-file")
+            .arg(dir.join("rpa.key"))
+            .stdout(Stdio::from(std::fs::File::create(dir.join("server.log")).unwrap()))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let c = Client {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+        app: "portal".into(),
+        token: "portal-token".into(),
+        skew: 0,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let wf = loop {
+        if let Ok(r) = c.http.get(format!("{base}/api/v1.0/workflows")).send().await
+            && r.status() == 200
+        {
+            break ok(&c.get("ann", "/workflows").await)["value"][0]["id"]
+                .as_i64()
+                .unwrap();
+        }
+        assert!(Instant::now() < deadline, "the server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let init = c.get("ann", &format!("/workflows/{wf}/init_state")).await;
+    let submit = ok(&init)["transition"][0]["transition_id"].as_i64().unwrap();
+    let created = c
+        .post(
+            "ann",
+            "/tickets",
+            json!({"workflow_id": wf, "transition_id": submit, "title": "release", "version": "2.1"}),
+        )
+        .await;
+    let ticket = ok(&created)["ticket_id"].as_i64().unwrap();
+    let t = format!("/tickets/{ticket}");
+    refused(
+        &c.post("ann", &format!("{t}/hook_call_back"), json!({"result": true}))
+            .await,
+        "not waiting on a hook",
+    );
+
+    // The first post is refused (code -1): the ticket says so, and the hook is posted again.
+    // The second is taken; with wait: true the ticket moves on, to the hook that waits.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let waiting = loop {
+        let v = ok(&c.get("ann", &t).await)["value"].clone();
+        if posts.seen.lock().unwrap().len() >= 3 && v["script_run_last_result"] == true {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the hooks were not posted: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(waiting["participant_type_id"], 10);
+    assert_eq!(waiting["participant"], "***", "a hook's token is never shown");
+    let seen = posts.seen.lock().unwrap().clone();
+    for (headers, body) in &seen {
+        let ts = headers["timestamp"].to_str().unwrap();
+        let expected = rpa_core::auth::md5_signature(ts, "hook-secret");
+        assert_eq!(
+            headers["signature"].to_str().unwrap(),
+            expected,
+            "signed with md5(timestamp + hook_token)"
+        );
+        assert!((chrono::Utc::now().timestamp() - ts.parse::<i64>().unwrap()).abs() < 60);
+        assert_eq!(body["id"], ticket);
+        assert_eq!(body["version"], "2.1");
+        assert_eq!(body["title"], "release");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        posts.seen.lock().unwrap().len(),
+        3,
+        "a hook that waits for its callback is posted once"
+    );
+
+    // The callback: a failure first, then the result with a field.
+    ok(&c
+        .post(
+            "ann",
+            &format!("{t}/hook_call_back"),
+            json!({"result": false, "msg": "disk full"}),
+        )
+        .await);
+    let failed = c.get("ann", &t).await;
+    assert_eq!(ok(&failed)["value"]["script_run_last_result"], false);
+    refused(
+        &c.post("ann", &format!("{t}/hook_call_back"), json!({"result": "yes"}))
+            .await,
+        "boolean",
+    );
+    ok(&c
+        .post(
+            "ann",
+            &format!("{t}/hook_call_back"),
+            json!({"result": true, "msg": "deployed", "field_value": {"deployed_to": "prod-1"}}),
+        )
+        .await);
+    let checked = ok(&c.get("ann", &t).await)["value"].clone();
+    assert_eq!(checked["participant"], "ann", "{checked}");
+    let deployed = checked["field_list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["field_key"] == "deployed_to")
+        .unwrap()["field_value"]
+        .clone();
+    assert_eq!(deployed, "prod-1");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -663,12 +663,24 @@ fn a_hook_with_wait_moves_on_when_posted_and_without_waits_for_its_callback() {
         let due = block(f.w.engine.hooks_due()).unwrap();
         assert_eq!(due.len(), 1);
         assert_eq!(due[0].1.hook_token, "tok");
-        // A failed post: marked, not posted again until retried.
-        let failed = f
-            .op(&t, |t, ctx| t.hook_posted(ctx, false, "connection refused"))
-            .unwrap();
-        assert!(!failed.script_run_last_result);
-        assert!(block(f.w.engine.hooks_due()).unwrap().is_empty());
+        refused(
+            f.op(&t, |t, ctx| t.hook_answered(ctx, true, "", &Map::new())),
+            "not posted yet",
+        );
+        // Failed posts: marked, tried again after 2, 4, 8, 16 s, then only when retried.
+        let mut failed = t.clone();
+        for n in 1..=rpa_core::flow::ticket::HOOK_TRIES {
+            failed = block(f.w.engine.hook_posted(t.id, false, "connection refused")).unwrap();
+            assert!(!failed.script_run_last_result);
+            assert!(block(f.w.engine.hooks_due()).unwrap().is_empty(), "not due at once");
+            f.w.advance(1000 << n);
+            let due = block(f.w.engine.hooks_due()).unwrap().len();
+            assert_eq!(
+                due,
+                usize::from(n < rpa_core::flow::ticket::HOOK_TRIES),
+                "after failure {n}"
+            );
+        }
         let retried = f.op(&failed, |t, ctx| t.retry_script(ctx, "lilei")).unwrap();
         assert_eq!(block(f.w.engine.hooks_due()).unwrap().len(), 1);
         let posted = f.op(&retried, |t, ctx| t.hook_posted(ctx, true, "")).unwrap();

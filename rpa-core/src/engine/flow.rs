@@ -627,17 +627,21 @@ impl<S: Store> Engine<S> {
         Ok(moved)
     }
 
+    /// Records the post of ticket `id`'s hook: `ok`, or failed for `why`.
+    pub async fn hook_posted(&self, id: i64, ok: bool, why: &str) -> Result<Ticket> {
+        self.move_ticket(id, "hook", "ticket.hook", |t, ctx| t.hook_posted(ctx, ok, why))
+            .await
+    }
+
     /// Tickets whose hook is to be posted now: each with its state's hook.
     pub async fn hooks_due(&self) -> Result<Vec<(Ticket, crate::flow::Hook)>> {
+        let now = self.now();
         let waiting: Vec<Ticket> = self
             .store
             .list(Select::only("wait", Waiting::Hook.as_str(), PAGE))
             .await?;
         let mut out = Vec::new();
-        for t in waiting
-            .into_iter()
-            .filter(|t| t.hook_attempts == 0 && t.script_run_last_result)
-        {
+        for t in waiting.into_iter().filter(|t| t.hook_next.is_some_and(|at| at <= now)) {
             let w = self.workflow(t.workflow_id).await?;
             if let Some(h) = w.state(t.state_id).and_then(|s| s.hook.clone()) {
                 out.push((t, h));

@@ -39,6 +39,10 @@ use crate::time::Timestamp;
 /// The name the engine acts under when it moves a ticket by itself.
 pub const LOONROBOT: &str = "loonrobot";
 
+/// Posts of a hook tried before it waits for `retry_script`; the n-th
+/// failure waits 2^n seconds before the next try.
+pub const HOOK_TRIES: u32 = 5;
+
 /// Flow log intervention types (`intervene_type_id`).
 pub mod intervene {
     /// A transition.
@@ -145,8 +149,12 @@ pub struct Ticket {
     pub job_key: Option<Key>,
     /// When its timer transition fires.
     pub timer_at: Option<Timestamp>,
-    /// Hook deliveries tried since the state was entered.
+    /// Hook deliveries tried since the state was entered (or retried).
     pub hook_attempts: u32,
+    /// When its hook is to be posted (again); `None` once posted, or
+    /// after [`HOOK_TRIES`] failures until `retry_script`.
+    #[serde(default)]
+    pub hook_next: Option<Timestamp>,
     /// `gmt_created`.
     pub created_at: Timestamp,
     /// `gmt_modified`.
@@ -461,6 +469,7 @@ impl Ticket {
             job_key: None,
             timer_at: None,
             hook_attempts: 0,
+            hook_next: None,
             created_at: ctx.now,
             modified_at: ctx.now,
         };
@@ -766,6 +775,7 @@ impl Ticket {
         self.job_key = None;
         self.timer_at = None;
         self.hook_attempts = 0;
+        self.hook_next = None;
         self.modified_at = ctx.now;
         if self.is_end {
             self.participant_type_id = participant::NONE;
@@ -801,6 +811,7 @@ impl Ticket {
                 self.participant_type_id = participant::HOOK;
                 self.participant = "***".into();
                 self.waiting = Some(Waiting::Hook);
+                self.hook_next = Some(ctx.now);
                 if let Some(h) = &state.hook {
                     effects.push(Effect::Hook(h.clone()));
                 }
@@ -1140,6 +1151,9 @@ impl Ticket {
         let mut t = self.clone();
         t.script_run_last_result = true;
         t.hook_attempts = 0;
+        if t.waiting == Some(Waiting::Hook) {
+            t.hook_next = Some(ctx.now);
+        }
         t.modified_at = ctx.now;
         let log = t.intervention(user, intervene::NORMAL, "重试", "Ticket script retry start");
         Ok(Moved {
@@ -1150,18 +1164,26 @@ impl Ticket {
     }
 
     /// The hook was posted (`ok`) or failed: with `wait` the ticket moves on
-    /// at once; a failure sets `script_run_last_result` false.
+    /// at once; a failure sets `script_run_last_result` false and, before
+    /// [`HOOK_TRIES`] failures, sets the next try.
     pub fn hook_posted(&self, ctx: &Ctx<'_>, ok: bool, why: &str) -> Decision {
         if self.waiting != Some(Waiting::Hook) {
             return Err(format!("ticket {} is not waiting on a hook", self.id));
         }
         let state = self.state(ctx.workflow)?;
         let wait = state.hook.as_ref().is_some_and(|h| h.wait);
+        if self.hook_next.is_none() {
+            return Err(format!("ticket {}'s hook is not due", self.id));
+        }
         let mut t = self.clone();
         t.modified_at = ctx.now;
         t.hook_attempts += 1;
+        t.hook_next = None;
         if !ok {
             t.script_run_last_result = false;
+            if t.hook_attempts < HOOK_TRIES {
+                t.hook_next = Some(ctx.now.plus_ms(1000 << t.hook_attempts));
+            }
             let log = LogEntry {
                 participant_type_id: participant::HOOK,
                 ..t.intervention(LOONROBOT, intervene::NORMAL, "hook失败", why)
@@ -1191,6 +1213,12 @@ impl Ticket {
     pub fn hook_answered(&self, ctx: &Ctx<'_>, result: bool, msg: &str, field_value: &Map<String, Value>) -> Decision {
         if self.waiting != Some(Waiting::Hook) {
             return Err(format!("ticket {} is not waiting on a hook", self.id));
+        }
+        if self.hook_next.is_some() {
+            return Err(format!(
+                "ticket {} is not waiting on a hook's callback: its hook is not posted yet",
+                self.id
+            ));
         }
         let mut t = self.clone();
         t.modified_at = ctx.now;
