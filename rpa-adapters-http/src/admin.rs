@@ -66,6 +66,9 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route("/admin/schedules/{scheduleId}/enable", post(enable_schedule::<S>))
         .route("/admin/schedules/{scheduleId}/disable", post(disable_schedule::<S>))
         .route("/admin/schedules/{scheduleId}/firings", get(schedule_firings::<S>))
+        .route("/admin/workflows", post(save_workflow::<S>).get(list_workflows::<S>))
+        .route("/admin/workflows/{workflowId}", get(export_workflow::<S>))
+        .route("/admin/flow/directory", get(get_directory::<S>).put(put_directory::<S>))
 }
 
 /// The package upload route (mounted with the upload body limit).
@@ -940,4 +943,142 @@ pub(crate) async fn events<S: Store>(
         events: page.events,
         through: page.through,
     }))
+}
+
+// ------------------------------------------------------------------ workflows
+
+/// A saved workflow (seed 004), with the ids its states and transitions got.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowInfo {
+    /// Its id (`workflow_id` of the workflow API).
+    pub id: i64,
+    /// Its name.
+    pub name: String,
+    /// Its version: one more at each replacement.
+    pub version: u64,
+    /// Its states: `{id, name}`.
+    pub states: Vec<Named>,
+    /// Its transitions: `{id, name}`.
+    pub transitions: Vec<Named>,
+}
+
+/// An id and its name.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Named {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+}
+
+fn workflow_info(w: &rpa_core::flow::Workflow) -> WorkflowInfo {
+    WorkflowInfo {
+        id: w.id,
+        name: w.name.clone(),
+        version: w.version,
+        states: w
+            .states
+            .iter()
+            .map(|s| Named {
+                id: s.id,
+                name: s.name.clone(),
+            })
+            .collect(),
+        transitions: w
+            .transitions
+            .iter()
+            .map(|t| Named {
+                id: t.id,
+                name: t.name.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// Saves a workflow definition (permission ManageProcesses), replacing the
+/// one of the same name (its states and transitions keep their ids by
+/// name). The body uses the seed's names: `name`, `fields`, `states` with
+/// `participant_type_id`/`participant`/`distribute_type_id`/`state_field_str`,
+/// `transitions` with `source_state`/`destination_state` by state name. A
+/// definition that could leave a ticket stuck is refused with the reason.
+#[utoipa::path(post, path = "/admin/workflows", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    request_body(content = Object, description = "a workflow definition"),
+    responses((status = 200, description = "the workflow", body = Envelope<WorkflowInfo>)))]
+pub(crate) async fn save_workflow<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<WorkflowInfo> {
+    let me = admin(&st, &h, Permission::ManageProcesses).await?;
+    let f = fields(body)?;
+    let def: rpa_core::flow::WorkflowDef = serde_json::from_value(Value::Object(f.0))
+        .map_err(|e| BusinessError::refused(format!("invalid workflow definition: {e}")))?;
+    let w = st.engine.save_workflow(Actor::User(me.id), &me.name, def).await?;
+    Ok(Done::ok(workflow_info(&w)))
+}
+
+/// Every workflow (permission ManageProcesses).
+#[utoipa::path(get, path = "/admin/workflows", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    responses((status = 200, description = "the workflows", body = Envelope<Vec<WorkflowInfo>>)))]
+pub(crate) async fn list_workflows<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer<Vec<WorkflowInfo>> {
+    admin(&st, &h, Permission::ManageProcesses).await?;
+    Ok(Done::ok(
+        st.engine.workflows().await?.iter().map(workflow_info).collect(),
+    ))
+}
+
+/// A workflow's definition, as saved (permission ManageProcesses): post it
+/// back to `/admin/workflows` to restore it, or to another server.
+#[utoipa::path(get, path = "/admin/workflows/{workflowId}", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session"),
+        ("workflowId" = i64, Path, description = "the workflow")),
+    responses((status = 200, description = "the definition", body = Envelope<Object>)))]
+pub(crate) async fn export_workflow<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer<Value> {
+    admin(&st, &h, Permission::ManageProcesses).await?;
+    let id: i64 = id
+        .parse()
+        .map_err(|_| BusinessError::refused(format!("workflow {id} not found")))?;
+    let w = st.engine.workflow(id).await?;
+    let def = serde_json::to_value(&*w.definition).map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(Done::ok(def))
+}
+
+/// The people tickets flow between (permission ManageUsers).
+#[utoipa::path(get, path = "/admin/flow/directory", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    responses((status = 200, description = "users, departments and roles", body = Envelope<Object>)))]
+pub(crate) async fn get_directory<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer<Value> {
+    admin(&st, &h, Permission::ManageUsers).await?;
+    let d = st.engine.directory().await?;
+    Ok(Done::ok(
+        serde_json::to_value(&d).map_err(|e| Error::Internal(e.to_string()))?,
+    ))
+}
+
+/// Replaces the people tickets flow between (permission ManageUsers): the
+/// seed's "sync user info", `{users, depts, roles}`. Refused whole when a
+/// reference points at nothing.
+#[utoipa::path(put, path = "/admin/flow/directory", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    request_body(content = Object, description = "{users: [{username, alias, email, phone, dept_id, is_active, is_admin}], depts: [{id, name, parent_dept_id, leader, approver}], roles: [{id, name, members}]}"),
+    responses((status = 200, description = "the directory", body = Envelope<Object>)))]
+pub(crate) async fn put_directory<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<Value> {
+    let me = admin(&st, &h, Permission::ManageUsers).await?;
+    let f = fields(body)?;
+    let d: rpa_core::flow::Directory = serde_json::from_value(Value::Object(f.0))
+        .map_err(|e| BusinessError::refused(format!("invalid directory: {e}")))?;
+    let d = st.engine.sync_directory(Actor::User(me.id), d).await?;
+    Ok(Done::ok(
+        serde_json::to_value(&d).map_err(|e| Error::Internal(e.to_string()))?,
+    ))
 }

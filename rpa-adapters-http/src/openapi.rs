@@ -58,6 +58,11 @@ use crate::{AppState, admin, business, listener, robot};
         admin::enable_schedule,
         admin::disable_schedule,
         admin::schedule_firings,
+        admin::save_workflow,
+        admin::list_workflows,
+        admin::export_workflow,
+        admin::get_directory,
+        admin::put_directory,
         listener::message,
     ),
     tags(

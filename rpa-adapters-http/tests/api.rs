@@ -1463,6 +1463,11 @@ async fn openapi_lists_every_endpoint() {
         ("/admin/schedules/{scheduleId}/enable", "post"),
         ("/admin/schedules/{scheduleId}/disable", "post"),
         ("/admin/schedules/{scheduleId}/firings", "get"),
+        ("/admin/workflows", "post"),
+        ("/admin/workflows", "get"),
+        ("/admin/workflows/{workflowId}", "get"),
+        ("/admin/flow/directory", "get"),
+        ("/admin/flow/directory", "put"),
         ("/listener/rpa/api/message", "post"),
     ];
     for (p, method) in routes {
@@ -1630,4 +1635,105 @@ async fn unknown_paths_and_wrong_methods_answer_in_their_familys_envelope() {
         assert!(v["resultHint"].as_str().unwrap().contains(path), "{v}");
         assert_eq!(v["resultValue"], Value::Null);
     }
+}
+
+#[tokio::test]
+async fn workflows_and_the_directory_are_managed_with_the_admin_token() {
+    let s = Server::start().await;
+    let (admin, _) = s.login("admin", "admin-pw").await;
+    let (alice, _) = s.login("alice", "wonderland").await;
+    let call = |method: reqwest::Method, path: &str, token: &str, body: Option<Value>| {
+        let mut r = s
+            .http
+            .request(method, format!("{}{path}", s.base))
+            .header("X-Access-Token", token);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        async move {
+            let resp = r.send().await.unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        }
+    };
+    let directory = json!({
+        "users": [{"username": "ann", "dept_id": 1}, {"username": "ben", "dept_id": 1}],
+        "depts": [{"id": 1, "name": "ops", "leader": "ben"}],
+        "roles": []
+    });
+    let (st, v) = call(
+        reqwest::Method::PUT,
+        "/admin/flow/directory",
+        &alice,
+        Some(directory.clone()),
+    )
+    .await;
+    assert_eq!(
+        (st, v["code"].as_i64()),
+        (StatusCode::OK, Some(500)),
+        "alice may not: {v}"
+    );
+    let broken = json!({"users": [{"username": "ann", "dept_id": 7}]});
+    let (_, v) = call(reqwest::Method::PUT, "/admin/flow/directory", &admin, Some(broken)).await;
+    assert!(v["message"].as_str().unwrap().contains("department 7"), "{v}");
+    let (_, v) = call(reqwest::Method::PUT, "/admin/flow/directory", &admin, Some(directory)).await;
+    assert_eq!(v["code"], 200, "{v}");
+    let (_, v) = call(reqwest::Method::GET, "/admin/flow/directory", &admin, None).await;
+    assert_eq!(v["result"]["users"][1]["username"], "ben");
+
+    let def = json!({
+        "name": "leave",
+        "states": [
+            {"name": "new", "type_id": 1, "participant_type_id": 5, "participant": "creator"},
+            {"name": "approve", "participant_type_id": 5, "participant": "creator_tl"},
+            {"name": "done", "type_id": 2}
+        ],
+        "transitions": [
+            {"name": "submit", "source_state": "new", "destination_state": "approve"},
+            {"name": "agree", "source_state": "approve", "destination_state": "done"}
+        ]
+    });
+    let mut stuck = def.clone();
+    stuck["transitions"][1]["destination_state"] = json!("approve");
+    let (_, v) = call(reqwest::Method::POST, "/admin/workflows", &admin, Some(stuck)).await;
+    assert_eq!(v["code"], 500);
+    assert!(
+        v["message"].as_str().unwrap().contains("no path leads from state"),
+        "{v}"
+    );
+    let (_, v) = call(
+        reqwest::Method::POST,
+        "/admin/workflows",
+        &admin,
+        Some(json!({"name": "x"})),
+    )
+    .await;
+    assert!(
+        v["message"].as_str().unwrap().contains("invalid workflow definition"),
+        "{v}"
+    );
+    let (_, saved) = call(reqwest::Method::POST, "/admin/workflows", &admin, Some(def.clone())).await;
+    assert_eq!(saved["code"], 200, "{saved}");
+    let id = saved["result"]["id"].as_i64().unwrap();
+    assert_eq!(saved["result"]["states"].as_array().unwrap().len(), 3);
+    let (_, exported) = call(reqwest::Method::GET, &format!("/admin/workflows/{id}"), &admin, None).await;
+    assert_eq!(exported["result"]["name"], "leave");
+    let (_, again) = call(
+        reqwest::Method::POST,
+        "/admin/workflows",
+        &admin,
+        Some(exported["result"].clone()),
+    )
+    .await;
+    assert_eq!(
+        again["result"]["version"], 2,
+        "the export saves back as the same workflow"
+    );
+    assert_eq!(
+        again["result"]["states"], saved["result"]["states"],
+        "with the same state ids"
+    );
+    let (_, list) = call(reqwest::Method::GET, "/admin/workflows", &admin, None).await;
+    assert_eq!(list["result"].as_array().unwrap().len(), 1);
+    let (_, missing) = call(reqwest::Method::GET, "/admin/workflows/99", &admin, None).await;
+    assert_eq!(missing["code"], 500, "{missing}");
 }
