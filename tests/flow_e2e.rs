@@ -91,13 +91,31 @@ async fn a_vpn_request_goes_through_people_and_a_robot() {
     let dir = std::env::temp_dir().join(format!("rpa-flow-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    vpn_request(&dir, dir.join("rpa.db").to_str().unwrap()).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vpn_request_goes_through_people_and_a_robot_on_postgres() {
+    let Some(url) = support::postgres_url() else {
+        return;
+    };
+    let db = support::fresh_postgres(&url, "flow").await;
+    let dir = std::env::temp_dir().join(format!("rpa-flow-pg-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    vpn_request(&dir, &db).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    support::drop_postgres(&url, "flow").await;
+}
+
+async fn vpn_request(dir: &std::path::Path, db: &str) {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
     let _server = Proc(
         Command::new(support::server_binary())
             .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--db")
-            .arg(dir.join("rpa.db"))
+            .args(["--db", db])
             .arg("--files")
             .arg(dir.join("files"))
             .arg("--secret-key-file")
@@ -298,7 +316,7 @@ async fn a_vpn_request_goes_through_people_and_a_robot() {
         .await);
 
     // The robot state: a real robot runs vpn-grant; its output lands in vpn_account.
-    let _robot = support::start_robot(&base, &dir, "robot-1", "acme-vendor-secret");
+    let _robot = support::start_robot(&base, dir, "robot-1", "acme-vendor-secret");
     let deadline = Instant::now() + Duration::from_secs(60);
     let confirmed = loop {
         let d = c.get("lilei", &t).await;
@@ -369,7 +387,6 @@ async fn a_vpn_request_goes_through_people_and_a_robot() {
     let mine = c.get("lilei", "/tickets?category=owner&is_end=1").await;
     assert_eq!(ok(&mine)["total"], 1);
     assert_eq!(ok(&mine)["value"][0]["state"]["state_name"], "结束");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// What the hook receiver saw: each post's headers and body.
