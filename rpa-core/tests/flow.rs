@@ -701,3 +701,126 @@ fn a_hook_with_wait_moves_on_when_posted_and_without_waits_for_its_callback() {
         }
     }
 }
+
+mod simulation {
+    //! Random operations by random users on a workflow with every kind of
+    //! human participant: a ticket is never left in a state nobody can
+    //! handle, nobody moves it who was not a participant, and its flow log
+    //! replays to the state it is in.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    const USERS: [&str; 8] = ["admin", "lilei", "zhangsan", "guiji", "wangwu", "lisi", "jack", "gone"];
+
+    fn workflow() -> WorkflowDef {
+        def(json!({
+            "name": "sim",
+            "fields": [{"field_key": "n", "field_name": "n", "field_type_id": 10}],
+            "states": [
+                {"name": "new", "type_id": 1, "participant_type_id": 5, "participant": "creator", "state_field_str": {"n": 2}},
+                {"name": "tl", "participant_type_id": 5, "participant": "creator_tl", "distribute_type_id": 1},
+                {"name": "ops", "participant_type_id": 4, "participant": "1", "distribute_type_id": 1},
+                {"name": "pick", "participant_type_id": 3, "participant": "3", "distribute_type_id": 3},
+                {"name": "dept", "participant_type_id": 3, "participant": "2", "distribute_type_id": 2},
+                {"name": "end", "type_id": 2}
+            ],
+            "transitions": [
+                {"name": "submit", "source_state": "new", "destination_state": "tl"},
+                {"name": "tl ok", "source_state": "tl", "destination_state": "ops"},
+                {"name": "tl no", "source_state": "tl", "destination_state": "new", "attribute_type_id": 2, "field_require_check": false},
+                {"name": "ops ok", "source_state": "ops", "destination_state": "pick"},
+                {"name": "ops no", "source_state": "ops", "destination_state": "tl", "attribute_type_id": 2},
+                {"name": "pick ok", "source_state": "pick", "destination_state": "dept"},
+                {"name": "dept ok", "source_state": "dept", "destination_state": "end"},
+                {"name": "dept no", "source_state": "dept", "destination_state": "new", "attribute_type_id": 2}
+            ]
+        }))
+    }
+
+    fn run(ops: &[(u8, u8, u8)]) {
+        let f = Flow::new(workflow());
+        let dir = directory();
+        let mut t = f.create("lilei", json!({"n": 1})).unwrap();
+        let mut tickets = vec![t.clone()];
+        for &(op, who, arg) in ops {
+            if f.get(&t).is_end {
+                t = f
+                    .create(["lilei", "wangwu", "jack"][arg as usize % 3], json!({"n": 1}))
+                    .unwrap();
+                tickets.push(t.clone());
+            }
+            let before = f.get(&t);
+            let people = before.participants(&dir);
+            // Mostly someone who may act, sometimes anyone.
+            let user = match people.len() {
+                n if n > 0 && who < 6 => people[who as usize % n].as_str(),
+                _ => USERS[who as usize % USERS.len()],
+            };
+            let other = USERS[arg as usize % USERS.len()];
+            let names: Vec<i64> = f.wf.out_of(before.state_id).map(|t| t.id).collect();
+            let outcome = match op % 8 {
+                0..=2 if !names.is_empty() => {
+                    let transition = names[arg as usize % names.len()];
+                    let req = Request {
+                        transition_id: transition,
+                        suggestion: String::new(),
+                        fields: json!({"n": arg}).as_object().cloned().unwrap(),
+                    };
+                    let r = block(f.w.engine.move_ticket(t.id, user, "ticket.handle", |t, ctx| {
+                        t.handle(ctx, Who::Person(user), &req)
+                    }));
+                    if r.is_ok() {
+                        assert!(
+                            people.iter().any(|p| p == user),
+                            "{user} moved it without being a participant"
+                        );
+                    }
+                    r
+                }
+                3 => f.op(&before, |t, ctx| t.accept(ctx, user)),
+                4 => f.op(&before, |t, ctx| t.deliver(ctx, user, other, "")),
+                5 => f.op(&before, |t, ctx| t.add_node(ctx, user, other, "")),
+                6 => f.op(&before, |t, ctx| t.add_node_end(ctx, user, "")),
+                7 if arg == 0 => f.op(&before, |t, ctx| t.close(ctx, user, "")),
+                _ => block(f.w.engine.comment_ticket(t.id, user, "a comment")).map(|()| f.get(&t)),
+            };
+            match outcome {
+                Ok(after) => t = after,
+                Err(Error::InvalidArgument(_)) => assert_eq!(f.get(&t), before, "a refusal changes nothing"),
+                Err(e) => panic!("{e}"),
+            }
+            let now = f.get(&t);
+            if !now.is_end {
+                assert!(!now.participants(&dir).is_empty(), "nobody can handle {now:?}");
+                assert!(now.participants(&dir).iter().all(|p| dir.active(p)));
+            }
+        }
+        // Each flow log replays to its ticket's state.
+        for t in &tickets {
+            let mut state = f.wf.start().id;
+            for l in f.logs(t) {
+                if l.entry.intervene_type_id == intervene::CLOSE {
+                    state = l.entry.state_id;
+                    continue;
+                }
+                assert_eq!(l.entry.state_id, state, "{l:?}");
+                if l.entry.intervene_type_id == intervene::NORMAL && l.entry.transition_id != 0 {
+                    state = f.wf.transition(l.entry.transition_id).unwrap().destination_state_id;
+                }
+            }
+            assert_eq!(state, f.get(t).state_id);
+        }
+        f.w.audit_ok();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn random_operations_keep_every_ticket_handleable_and_replayable(
+            ops in proptest::collection::vec((0u8..8, 0u8..8, 0u8..8), 0..60)
+        ) {
+            run(&ops);
+        }
+    }
+}
