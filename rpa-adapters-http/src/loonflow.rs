@@ -12,6 +12,7 @@
 //! - Times are `yyyy-MM-dd HH:mm:ss` in the server's zone.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -234,7 +235,7 @@ fn paging(page: &Option<String>, per_page: &Option<String>) -> Result<(usize, us
     Ok((num(page, 1, "page")?, num(per_page, 10, "per_page")?.min(1000)))
 }
 
-async fn granted_workflow<S: Store>(st: &AppState<S>, c: &Caller<'_>, id: i64) -> Result<Workflow, FlowError> {
+async fn granted_workflow<S: Store>(st: &AppState<S>, c: &Caller<'_>, id: i64) -> Result<Arc<Workflow>, FlowError> {
     match st.engine.workflow(id).await {
         Ok(w) if c.granted(&w) => Ok(w),
         Ok(_) => Err(FlowError::refused(format!(
@@ -252,7 +253,7 @@ async fn visible<S: Store>(
     st: &AppState<S>,
     c: &Caller<'_>,
     id: i64,
-) -> Result<(Ticket, Workflow, Directory), FlowError> {
+) -> Result<(Ticket, Arc<Workflow>, Arc<Directory>), FlowError> {
     let t = match st.engine.ticket(id).await {
         Ok(t) => t,
         Err(Error::NotFound(..)) => return Err(FlowError::refused(format!("ticket {id} does not exist"))),
@@ -270,7 +271,7 @@ async fn viewable<S: Store>(
     st: &AppState<S>,
     c: &Caller<'_>,
     id: i64,
-) -> Result<(Ticket, Workflow, Directory), FlowError> {
+) -> Result<(Ticket, Arc<Workflow>, Arc<Directory>), FlowError> {
     let (t, w, dir) = visible(st, c, id).await?;
     if !t.may_view(&w, &dir, c.user()?) {
         return Err(FlowError::refused(format!(

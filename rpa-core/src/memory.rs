@@ -278,12 +278,23 @@ fn kind_key(k: IdKind) -> IdKindKey {
     k.name()
 }
 
-/// The rows of one record kind, by key, and its unique columns' values.
+/// The rows of one record kind, by key, its unique columns' values, and an
+/// index of every indexed column (as the SQL tables have).
 #[derive(Debug, Default)]
 struct Table {
     rows: BTreeMap<Cell, Row>,
     /// (column, value) → the key of the row that holds it.
     unique: HashMap<(usize, Cell), Cell>,
+    /// (column, value, key) of every non-null indexed value.
+    index: std::collections::BTreeSet<(usize, Cell, Cell)>,
+}
+
+fn indexed(row: &Row) -> impl Iterator<Item = (usize, Cell, Cell)> + '_ {
+    row.cells
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| **v != Cell::Null)
+        .map(|(i, v)| (i, v.clone(), row.key.clone()))
 }
 
 fn uniques(row: &Row) -> impl Iterator<Item = (usize, &Cell, &'static str)> {
@@ -311,14 +322,35 @@ impl Table {
             for (i, v, _) in uniques(old) {
                 self.unique.remove(&(i, v.clone()));
             }
+            for entry in indexed(old) {
+                self.index.remove(&entry);
+            }
         }
         for (i, v, _) in uniques(&row) {
             self.unique.insert((i, v.clone()), row.key.clone());
         }
+        self.index.extend(indexed(&row));
         self.rows.insert(row.key.clone(), row);
     }
 
-    fn select(&self, s: &Select) -> Vec<Row> {
+    fn select(&self, kind: &Kind, s: &Select) -> Vec<Row> {
+        use std::ops::Bound;
+        if let Some((col, v)) = &s.only
+            && *v != Cell::Null
+            && let Some(i) = kind.column(col)
+        {
+            let from = match &s.after {
+                Some(a) => Bound::Excluded((i, v.clone(), a.clone())),
+                None => Bound::Included((i, v.clone(), Cell::Null)),
+            };
+            return self
+                .index
+                .range((from, Bound::Unbounded))
+                .take_while(|(j, w, _)| *j == i && w == v)
+                .take(s.limit)
+                .filter_map(|(_, _, k)| self.rows.get(k).cloned())
+                .collect();
+        }
         let from = match &s.after {
             Some(a) => std::ops::Bound::Excluded(a),
             None => std::ops::Bound::Unbounded,
@@ -875,7 +907,7 @@ impl RecordStore for MemoryStore {
             .lock()
             .records
             .get(kind.table)
-            .map(|t| t.select(select))
+            .map(|t| t.select(kind, select))
             .unwrap_or_default())
     }
 }

@@ -272,7 +272,20 @@ fn accept_first_lets_one_of_several_handle() {
     let dir = block(f.w.engine.directory()).unwrap();
     assert_eq!(t.participants(&dir), ["guiji", "wangwu", "lisi"]);
     refused(f.handle(&t, "guiji", "agree", json!({})), "accept");
+    let duty = |user: &str| {
+        let q = TicketQuery {
+            category: "duty".into(),
+            ..TicketQuery::default()
+        };
+        block(f.w.engine.tickets(user, &q, 1, 10)).unwrap().1
+    };
+    assert_eq!(
+        (duty("guiji"), duty("wangwu"), duty("jack")),
+        (1, 1, 0),
+        "the role's members"
+    );
     let accepted = f.op(&t, |t, ctx| t.accept(ctx, "guiji")).unwrap();
+    assert_eq!((duty("guiji"), duty("wangwu")), (1, 0), "the one who accepted");
     assert_eq!(
         (accepted.participant_type_id, accepted.participant.as_str()),
         (1, "guiji")

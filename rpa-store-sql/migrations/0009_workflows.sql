@@ -19,6 +19,7 @@ CREATE TABLE rpa_tickets (
     parent BIGINT,
     wait TEXT,
     job_key TEXT,
+    duty TEXT,
     version BIGINT NOT NULL,
     data TEXT NOT NULL
 );
@@ -28,6 +29,7 @@ CREATE INDEX rpa_tickets_creator ON rpa_tickets (creator, id);
 CREATE INDEX rpa_tickets_parent ON rpa_tickets (parent, id) WHERE parent IS NOT NULL;
 CREATE INDEX rpa_tickets_wait ON rpa_tickets (wait, id) WHERE wait IS NOT NULL;
 CREATE INDEX rpa_tickets_job_key ON rpa_tickets (job_key) WHERE job_key IS NOT NULL;
+CREATE INDEX rpa_tickets_duty ON rpa_tickets (duty, id) WHERE duty IS NOT NULL;
 
 CREATE TABLE rpa_flow_logs (
     id BIGINT PRIMARY KEY,

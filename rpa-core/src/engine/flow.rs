@@ -7,6 +7,8 @@
 //! consumer of domain events, run by [`Engine::tick`]), which also fires
 //! due timer transitions.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 use super::{Decided, Engine, Tx};
@@ -28,6 +30,43 @@ pub const FLOW_CONSUMER: &str = "flow";
 
 /// Tickets read per page.
 const PAGE: usize = 500;
+
+/// How long a node uses a workflow or the directory as it last read them.
+/// Both change by administration, rarely: another node's change is seen
+/// within this time, this node's own at once.
+const CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Workflows and the directory as last read, with when.
+#[derive(Default)]
+pub(super) struct FlowCache {
+    workflows: std::sync::Mutex<std::collections::HashMap<i64, (Arc<Workflow>, std::time::Instant)>>,
+    directory: std::sync::Mutex<Option<(Arc<Directory>, std::time::Instant)>>,
+}
+
+impl FlowCache {
+    fn workflow(&self, id: i64) -> Option<Arc<Workflow>> {
+        let g = self.workflows.lock().unwrap_or_else(|p| p.into_inner());
+        g.get(&id)
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .map(|(w, _)| w.clone())
+    }
+
+    fn keep_workflow(&self, w: Arc<Workflow>) {
+        let mut g = self.workflows.lock().unwrap_or_else(|p| p.into_inner());
+        g.insert(w.id, (w, std::time::Instant::now()));
+    }
+
+    fn directory(&self) -> Option<Arc<Directory>> {
+        let g = self.directory.lock().unwrap_or_else(|p| p.into_inner());
+        g.as_ref()
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .map(|(d, _)| d.clone())
+    }
+
+    fn keep_directory(&self, d: Arc<Directory>) {
+        *self.directory.lock().unwrap_or_else(|p| p.into_inner()) = Some((d, std::time::Instant::now()));
+    }
+}
 
 /// What a list of tickets is filtered by (seed 004 `GET /tickets`).
 #[derive(Debug, Clone, Default)]
@@ -110,6 +149,7 @@ impl<S: Store> Engine<S> {
             w.name.clone(),
         );
         self.commit(tx).await?;
+        self.flow_cache.keep_workflow(Arc::new(w.clone()));
         Ok(w)
     }
 
@@ -130,12 +170,19 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// Workflow `id`.
-    pub async fn workflow(&self, id: i64) -> Result<Workflow> {
-        self.store
-            .get::<Workflow>(id)
-            .await?
-            .ok_or_else(|| Error::NotFound(Entity::Record(Workflow::KIND.name), id.to_string()))
+    /// Workflow `id` (as read within the last second).
+    pub async fn workflow(&self, id: i64) -> Result<Arc<Workflow>> {
+        if let Some(w) = self.flow_cache.workflow(id) {
+            return Ok(w);
+        }
+        let w = Arc::new(
+            self.store
+                .get::<Workflow>(id)
+                .await?
+                .ok_or_else(|| Error::NotFound(Entity::Record(Workflow::KIND.name), id.to_string()))?,
+        );
+        self.flow_cache.keep_workflow(w.clone());
+        Ok(w)
     }
 
     /// Replaces the directory of people tickets flow between (ManageUsers).
@@ -160,15 +207,22 @@ impl<S: Store> Engine<S> {
             );
             Ok(Decided::Commit(tx, dir.clone()))
         })
+        .inspect(|d| self.flow_cache.keep_directory(Arc::new(d.clone())))
     }
 
-    /// The directory (empty until synchronised).
-    pub async fn directory(&self) -> Result<Directory> {
-        Ok(self
-            .store
-            .get::<Directory>(crate::flow::directory::DIRECTORY_KEY)
-            .await?
-            .unwrap_or_default())
+    /// The directory (empty until synchronised; as read within the last second).
+    pub async fn directory(&self) -> Result<Arc<Directory>> {
+        if let Some(d) = self.flow_cache.directory() {
+            return Ok(d);
+        }
+        let d = Arc::new(
+            self.store
+                .get::<Directory>(crate::flow::directory::DIRECTORY_KEY)
+                .await?
+                .unwrap_or_default(),
+        );
+        self.flow_cache.keep_directory(d.clone());
+        Ok(d)
     }
 
     /// Ticket `id`.
@@ -180,6 +234,8 @@ impl<S: Store> Engine<S> {
     }
 
     /// Tickets matching `q` for `user`, and how many there are in all.
+    /// `owner` and `duty` read the creator and duty indexes; the other
+    /// categories read every ticket.
     pub async fn tickets(
         &self,
         user: &str,
@@ -188,12 +244,53 @@ impl<S: Store> Engine<S> {
         per_page: usize,
     ) -> Result<(Vec<Ticket>, usize)> {
         let dir = self.directory().await?;
+        let selections: Vec<(&'static str, String)> = match q.category.as_str() {
+            "owner" => vec![("creator", user.to_owned())],
+            "duty" => {
+                let mut keys = vec![("duty", format!("user:{user}")), ("duty", "multi".to_owned())];
+                if let Some(p) = dir.user(user).filter(|p| p.dept_id != 0) {
+                    keys.push(("duty", format!("dept:{}", p.dept_id)));
+                }
+                for r in dir.roles.iter().filter(|r| r.members.iter().any(|m| m == user)) {
+                    keys.push(("duty", format!("role:{}", r.id)));
+                }
+                keys
+            }
+            _ => Vec::new(),
+        };
         let mut all = Vec::new();
+        if selections.is_empty() {
+            self.scan(None, |t| {
+                if matches(&t, q, user, &dir) {
+                    all.push(t);
+                }
+            })
+            .await?;
+        } else {
+            for (column, value) in selections {
+                self.scan(Some((column, value)), |t| {
+                    if matches(&t, q, user, &dir) {
+                        all.push(t);
+                    }
+                })
+                .await?;
+            }
+            all.sort_by_key(|t| t.id);
+        }
+        if q.reverse {
+            all.reverse();
+        }
+        let total = all.len();
+        let start = page.saturating_sub(1).saturating_mul(per_page);
+        Ok((all.into_iter().skip(start).take(per_page).collect(), total))
+    }
+
+    /// Every ticket (or those whose `column` is `value`), by id.
+    async fn scan(&self, only: Option<(&'static str, String)>, mut each: impl FnMut(Ticket)) -> Result<()> {
         let mut after: Option<i64> = None;
-        let single = (q.category == "owner").then_some(("creator", user));
         loop {
-            let mut sel = match single {
-                Some((c, v)) => Select::only(c, v, PAGE),
+            let mut sel = match &only {
+                Some((c, v)) => Select::only(c, v.as_str(), PAGE),
                 None => Select::all(PAGE),
             };
             if let Some(a) = after {
@@ -202,17 +299,11 @@ impl<S: Store> Engine<S> {
             let chunk: Vec<Ticket> = self.store.list(sel).await?;
             after = chunk.last().map(|t| t.id);
             let done = chunk.len() < PAGE;
-            all.extend(chunk.into_iter().filter(|t| matches(t, q, user, &dir)));
+            chunk.into_iter().for_each(&mut each);
             if done {
-                break;
+                return Ok(());
             }
         }
-        if q.reverse {
-            all.reverse();
-        }
-        let total = all.len();
-        let start = page.saturating_sub(1).saturating_mul(per_page);
-        Ok((all.into_iter().skip(start).take(per_page).collect(), total))
     }
 
     /// Ticket `id`'s flow logs, oldest first.

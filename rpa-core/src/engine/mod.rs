@@ -216,6 +216,8 @@ pub struct Engine<S> {
     /// Schedules: the earliest next fire time known, and when to look at
     /// all of them again (see `schedules.rs`).
     schedule_scan: Mutex<(Option<Timestamp>, Timestamp)>,
+    /// Workflows and the directory, as last read (see `flow.rs`).
+    flow_cache: flow::FlowCache,
 }
 
 /// Writes, audit events and commands of one decision; bumps each entity's version once.
@@ -412,6 +414,7 @@ impl<S: Store> Engine<S> {
             node_lease_until: std::sync::atomic::AtomicI64::new(i64::MIN),
             day: Mutex::new((Timestamp(0), Timestamp(0), 0)),
             schedule_scan: Mutex::new((None, Timestamp(i64::MIN))),
+            flow_cache: flow::FlowCache::default(),
         }
     }
 

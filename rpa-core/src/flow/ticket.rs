@@ -173,6 +173,7 @@ impl Record for Ticket {
             Column::int("parent"),
             Column::text("wait"),
             Column::text("job_key"),
+            Column::text("duty"),
         ],
     };
     fn key(&self) -> Cell {
@@ -189,7 +190,26 @@ impl Record for Ticket {
             Cell::from((self.parent_ticket_id != 0).then_some(self.parent_ticket_id)),
             Cell::from(self.waiting.map(Waiting::as_str)),
             Cell::from(self.job_key.map(|k| k.to_string())),
+            Cell::from(self.duty_key()),
         ]
+    }
+}
+
+impl Ticket {
+    /// Who must act on it, as one indexed value: `user:<name>`,
+    /// `role:<id>`, `dept:<id>`, `multi` (several people: read them), or
+    /// none (ended, or waiting for a robot or a hook).
+    pub fn duty_key(&self) -> Option<String> {
+        if self.is_end {
+            return None;
+        }
+        match self.participant_type_id {
+            participant::PERSONAL => Some(format!("user:{}", self.participant)),
+            participant::MULTI | participant::MULTI_ALL => Some("multi".into()),
+            participant::DEPT => Some(format!("dept:{}", self.participant)),
+            participant::ROLE => Some(format!("role:{}", self.participant)),
+            _ => None,
+        }
     }
 }
 
