@@ -10,7 +10,11 @@
 //! stderr line becomes a log line (sent in batches). A line
 //! `::output {json}` adds to the run's `outputValues`; a line
 //! `::step <number> [name]` reports that the run reached a step (seed 000
-//! `jobStatus` lists them); a line
+//! `jobStatus` lists them); a line `::pause <number> [name]` reports a
+//! step at which a person decides (`stopTag` 1): the run ends there without
+//! a finish, and the server sends Execute again once the person has
+//! decided, with `decision`, `approved` and the ticket's fields among the
+//! arguments (the process names the workflow of its pause tickets); a line
 //! `::checkpoint {json}` reports a checkpoint, which a fail-over run gets
 //! back in `$RPA_CHECKPOINT` (the robot declares the capability
 //! `"checkpoint"` at Register, so its Execute carries `checkpoint` and
@@ -296,6 +300,11 @@ impl Robot {
                     (2, None)
                 }
             };
+            if status == PAUSED {
+                tracing::info!(%run, "paused for a person's decision");
+                *self.current.lock().await = Current::default();
+                return;
+            }
             let _ = self.up.send(Up::Finish(run.clone(), status, outputs));
             *self.current.lock().await = Current::default();
             tracing::info!(%run, status, "finished");
@@ -384,6 +393,7 @@ impl Robot {
         let mut batch = Vec::new();
         let mut flush = tokio::time::interval(Duration::from_millis(300));
         let mut stopped = false;
+        let mut paused = false;
         let mut lines_done = false;
         let status = loop {
             tokio::select! {
@@ -396,6 +406,21 @@ impl Robot {
                         } else if let Some(rest) = line.strip_prefix("::checkpoint ") {
                             if let Ok(v) = serde_json::from_str::<Value>(rest) {
                                 let _ = self.up.send(Up::Checkpoint(run.to_owned(), json!({"checkpoint": v})));
+                            }
+                        } else if let Some(rest) = line.strip_prefix("::pause ") {
+                            // `::pause <number> [name]`: a person decides here; the run ends.
+                            let (n, name) = rest.trim().split_once(' ').unwrap_or((rest.trim(), ""));
+                            if let Ok(n) = n.parse::<u32>() {
+                                let mut body = json!({"step": n, "pause": true});
+                                if !name.is_empty() {
+                                    body["stepName"] = json!(name);
+                                }
+                                let _ = self.up.send(Up::Checkpoint(run.to_owned(), body));
+                                paused = true;
+                                if let Some(pid) = child.id() {
+                                    let _ = tokio::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status().await;
+                                }
+                                let _ = child.kill().await;
                             }
                         } else if let Some(rest) = line.strip_prefix("::step ") {
                             // `::step <number> [name]`: the run reached a step.
@@ -429,14 +454,16 @@ impl Robot {
                     }
                     let _ = child.kill().await;
                 }
-                s = child.wait(), if lines_done || stopped => break s.map_err(|e| e.to_string())?,
+                s = child.wait(), if lines_done || stopped || paused => break s.map_err(|e| e.to_string())?,
             }
         };
         if !batch.is_empty() {
             let _ = self.up.send(Up::Logs(run.to_owned(), batch));
         }
         self.upload_outputs(run, &out_dir).await;
-        let code = if stopped {
+        let code = if paused {
+            PAUSED
+        } else if stopped {
             1
         } else if status.success() {
             0
@@ -501,6 +528,9 @@ impl Robot {
         }
     }
 }
+
+/// What `run` answers for a run that paused for a person (no finish is sent).
+const PAUSED: i64 = -1;
 
 fn log(content: &str, level: i64) -> Value {
     json!({"content": content, "logAt": chrono::Utc::now().format("%Y-%m-%d %H:%M:%S").to_string(), "logLevel": level})

@@ -582,3 +582,163 @@ async fn hooks_are_posted_signed_and_a_waiting_one_moves_on_at_its_callback() {
     assert_eq!(deployed, "prod-1");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Now plus `secs`, as seed 000 writes times (the server's zone, Asia/Shanghai: UTC+8).
+fn shanghai(secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(secs) + chrono::Duration::hours(8))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+/// A package that pauses for a person at step 1, then, resumed, reports
+/// what the person decided.
+const PAUSING_PACKAGE: &str = r#"echo "::step 0 read the payment"
+if [ -z "$RPA_ARG_DECISION" ]; then
+  echo "::pause 1 check the amount"
+  sleep 60
+fi
+echo "::step 2 enter the payment"
+echo "::output {\"decision\": \"$RPA_ARG_DECISION\", \"approved\": \"$RPA_ARG_APPROVED\", \"note\": \"$RPA_ARG_NOTE\"}"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_robot_pauses_for_a_persons_decision_and_resumes_with_it() {
+    let dir = std::env::temp_dir().join(format!("rpa-flow-pause-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = json!({
+        "admin": {"name": "admin", "password": "admin-password"},
+        "processes": [{"name": "pay", "type": "Unattended", "maxRunNum": 1, "maxDayNum": 0,
+                       "pauseWorkflow": "payment check"}],
+        "users": [{"name": "alice", "password": "alice-password", "processes": ["pay"]}],
+        "vendors": [{"supplierCode": "acme", "secret": "acme-vendor-secret"}],
+        "robots": [{"robotId": "robot-1"}],
+        "flow": {
+            "apps": [{"app_name": "portal", "token": "portal-token", "workflows": ["payment check"]}],
+            "directory": {"users": [{"username": "checker"}]},
+            "workflows": [{
+                "name": "payment check",
+                "fields": [{"field_key": "note", "field_name": "note", "field_type_id": 5}],
+                "states": [
+                    {"name": "paused", "type_id": 1},
+                    {"name": "decide", "participant_type_id": 1, "participant": "checker", "state_field_str": {"note": 3}},
+                    {"name": "done", "type_id": 2}
+                ],
+                "transitions": [
+                    {"name": "ask", "source_state": "paused", "destination_state": "decide"},
+                    {"name": "approve", "source_state": "decide", "destination_state": "done"},
+                    {"name": "refuse", "source_state": "decide", "destination_state": "done", "attribute_type_id": 2}
+                ]
+            }]
+        }
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = Proc(
+        Command::new(support::server_binary())
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--db")
+            .arg(dir.join("rpa.db"))
+            .arg("--config")
+            .arg(dir.join("config.json"))
+            .arg("--files")
+            .arg(dir.join("files"))
+            .arg("--secret-key-file")
+            .arg(dir.join("rpa.key"))
+            .stdout(Stdio::from(std::fs::File::create(dir.join("server.log")).unwrap()))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let (admin, _) = support::login(&http, &base, "admin", "admin-password").await;
+    let (alice, process) = support::login(&http, &base, "alice", "alice-password").await;
+    support::upload_package(&http, &base, &admin, &process, PAUSING_PACKAGE).await;
+    let _robot = support::start_robot(&base, &dir, "robot-1", "acme-vendor-secret");
+    let started = support::post(
+        &http,
+        format!("{base}/rpa/api/startJob"),
+        &[("X-Access-Token", &alice)],
+        json!({"processId": process, "params": {}}),
+    )
+    .await
+    .unwrap()
+    .1;
+    let job = started["result"]["jobId"].as_str().unwrap().to_owned();
+
+    // The pause opens a ticket for the checker; the job shows the pause step.
+    let c = Client {
+        http: http.clone(),
+        base: base.clone(),
+        app: "portal".into(),
+        token: "portal-token".into(),
+        skew: 0,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ticket = loop {
+        let duty = c.get("checker", "/tickets?category=duty").await;
+        if ok(&duty)["total"] == 1 {
+            break ok(&duty)["value"][0]["id"].as_i64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no pause ticket: {duty}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let status = |job: String| {
+        let (http, base, alice) = (http.clone(), base.clone(), alice.clone());
+        async move {
+            support::post(
+                &http,
+                format!("{base}/rpa/api/jobStatus"),
+                &[("X-Access-Token", &alice)],
+                json!({"jobId": job}),
+            )
+            .await
+            .unwrap()
+            .1
+        }
+    };
+    let paused = status(job.clone()).await;
+    let steps = paused["result"].as_array().unwrap();
+    assert_eq!(steps.last().unwrap()["step"], 1, "{paused}");
+    assert_eq!(steps.last().unwrap()["stopTag"], 1, "a pause step: {paused}");
+
+    // The checker approves with a note: the run resumes and finishes with the decision.
+    let offers = c.get("checker", &format!("/tickets/{ticket}/transitions")).await;
+    let approve = transition(ok(&offers), "approve");
+    ok(&c
+        .patch(
+            "checker",
+            &format!("/tickets/{ticket}"),
+            json!({"transition_id": approve, "note": "fine"}),
+        )
+        .await);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let record = loop {
+        let (_, v) = support::post(
+            &http,
+            format!("{base}/rpa/api/queryProcessJob"),
+            &[("X-Access-Token", &alice)],
+            json!({"processId": process, "startTime": shanghai(-3600), "endTime": shanghai(3600)}),
+        )
+        .await
+        .unwrap();
+        let rec = v["result"]["record"]
+            .as_array()
+            .and_then(|r| r.iter().find(|j| j["jobId"] == job.as_str()).cloned());
+        if let Some(r) = rec.filter(|r| r["state"] == "Successful") {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the job did not resume and finish: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(record["outputValues"]["decision"], "approve", "{record}");
+    assert_eq!(record["outputValues"]["approved"], "true");
+    assert_eq!(record["outputValues"]["note"], "fine");
+    let runs = std::fs::read_to_string(dir.join("robot-1.log")).unwrap_or_default();
+    assert!(
+        runs.contains("paused for a person"),
+        "the robot paused, it did not fail"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

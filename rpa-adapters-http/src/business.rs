@@ -309,10 +309,12 @@ fn item_state(s: ItemState) -> &'static str {
     }
 }
 
-/// Seed 000 job status words: Stopping is still running from the caller's view.
+/// Seed 000 job status words: Stopping is still running from the caller's
+/// view, and so is a job Suspended at a pause step (`jobStatus` shows the
+/// step with `stopTag` 1).
 pub(crate) fn job_state(s: JobState) -> &'static str {
     match s {
-        JobState::Stopping => "Running",
+        JobState::Stopping | JobState::Suspended => "Running",
         s => s.as_str(),
     }
 }
@@ -533,12 +535,12 @@ pub(crate) async fn query_process_job<S: Store>(
 ) -> Answer<JobPage> {
     let (user, f) = request(&st, &headers, body).await?;
     let k = process_key(&f)?;
-    // The filter matches what the answer shows: Stopping is shown as Running.
+    // The filter matches what the answer shows: Stopping and Suspended are shown as Running.
     let states = match f.opt_str("state")? {
         None => vec![],
         Some(s) => match JobState::parse(s) {
-            Some(JobState::Running) => vec![JobState::Running, JobState::Stopping],
-            Some(st) if st != JobState::Stopping => vec![st],
+            Some(JobState::Running) => vec![JobState::Running, JobState::Stopping, JobState::Suspended],
+            Some(st) if st != JobState::Stopping && st != JobState::Suspended => vec![st],
             _ => {
                 return Err(BusinessError::refused(
                     "state must be one of Pending, Running, Faulted, Successful, Stopped, Canceled",

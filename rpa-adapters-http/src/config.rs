@@ -391,6 +391,10 @@ pub struct ProcessDef {
     /// Ask robots to record the screen.
     #[serde(default)]
     pub video_record: bool,
+    /// The workflow (by name) whose tickets take the pause steps of its
+    /// runs: a robot that reports a pause step opens one, and the job
+    /// resumes with the person's decision when it ends.
+    pub pause_workflow: Option<String>,
 }
 
 /// One argument of a process.
@@ -469,6 +473,7 @@ impl From<ProcessDef> for ProcessSpec {
             },
             expiration_ms: d.expiration_ms,
             video_record: d.video_record,
+            pause_workflow: d.pause_workflow,
         }
     }
 }

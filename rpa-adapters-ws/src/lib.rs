@@ -10,7 +10,7 @@
 //! | up | `ReportLogs` | `{runInstanceId, logs: RunInstanceLog[]}` | `report_logs` |
 //! | up | `ReportFinish` | `{runInstanceId, status, errorCode?, outputValues?}` | `report_finish` |
 //! | up | `ReportVideoRecord` | `{runInstanceId, videoId}` | `report_video` |
-//! | up | `ReportCheckpoint` (extension) | `{runInstanceId, checkpoint?, step?, stepName?, taskProcessId?}` | `report_checkpoint` |
+//! | up | `ReportCheckpoint` (extension) | `{runInstanceId, checkpoint?, step?, stepName?, taskProcessId?, pause?}` | `report_checkpoint` |
 //! | down | `Execute` | table A.7 (+ `checkpoint`, `attempt` for robots that declared `capabilities: ["checkpoint"]`) | pushed once its commit stands, or taken from the outbox |
 //! | down | `Stop` | none | pushed once its commit stands, or taken from the outbox |
 //! | down | `SendLicense` | `{licenseContent}` | after Register |

@@ -119,6 +119,11 @@ pub enum JobEvent {
     Checkpoint(Option<Arc<Value>>, Option<Box<JobStep>>),
     /// Its retry back-off (or defer-until) is over.
     Ready,
+    /// The robot reached a step at which a person decides (`stopTag` 1):
+    /// the run pauses, keeping its checkpoint (`None` keeps the last).
+    Pause(Option<Arc<Value>>, Box<JobStep>),
+    /// The person decided: it runs again, from its checkpoint, with these arguments.
+    Resume(Arc<Value>),
 }
 
 impl JobEvent {
@@ -130,6 +135,8 @@ impl JobEvent {
             JobEvent::RobotLost => "robot lost",
             JobEvent::Expire => "expire",
             JobEvent::Checkpoint(..) => "checkpoint",
+            JobEvent::Pause(..) => "pause",
+            JobEvent::Resume(_) => "resume",
             JobEvent::Ready => "ready",
         }
     }
@@ -183,6 +190,8 @@ pub struct JobEffects {
     pub ended: Option<JobEnd>,
     /// It went back to Pending to be tried again.
     pub requeued: bool,
+    /// It paused for a person: a ticket must take it.
+    pub paused: bool,
 }
 
 /// Inputs a transition needs besides the event.
@@ -343,6 +352,34 @@ pub fn apply(job: &mut Job, ev: JobEvent, ctx: JobCtx<'_>) -> Result<JobEffects,
             fx.stop_robot = true;
             fx.slot = Slot::Free;
             fx.ended = Some(JobEnd::Expired);
+        }
+        (Running, JobEvent::Pause(data, mut step)) => {
+            if data.is_some() {
+                job.checkpoint = data;
+            }
+            step.pause = true;
+            job.steps = step.step;
+            if job.step_records.len() == MAX_STEP_RECORDS {
+                job.step_records.remove(0);
+            }
+            job.step_records.push(*step);
+            job.state = Suspended;
+            job.connect = None;
+            job.deadline = None;
+            job.reason = Some("waiting for a person".into());
+            fx.release_robot = true;
+            fx.slot = Slot::Free;
+            fx.paused = true;
+        }
+        (Suspended, JobEvent::Resume(arguments)) => {
+            job.state = Pending;
+            job.arguments = arguments;
+            job.not_before = None;
+            job.reason = None;
+        }
+        (Suspended, JobEvent::Stop(_)) => {
+            end(job, Stopped, now, "stopped while waiting for a person");
+            fx.ended = Some(JobEnd::Stopped);
         }
         (Running | Stopping, JobEvent::Checkpoint(data, step)) => {
             if data.is_some() {

@@ -144,6 +144,11 @@ pub struct ProcessSpec {
     pub expiration_ms: Option<u64>,
     /// Ask robots to record the screen.
     pub video_record: bool,
+    /// The workflow (by name) whose tickets take this process's pause
+    /// steps: a robot that reports a pause step opens one, and the job
+    /// resumes when it ends (see [`crate::flow`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_workflow: Option<String>,
 }
 
 impl ProcessSpec {
@@ -163,6 +168,7 @@ impl ProcessSpec {
             requirements: RobotRequirements::default(),
             expiration_ms: None,
             video_record: false,
+            pause_workflow: None,
         }
     }
 }
@@ -208,11 +214,15 @@ pub enum JobState {
     Faulted,
     Stopped,
     Canceled,
+    /// Waiting for a person at a pause step (a ticket of the process's
+    /// pause workflow): it holds no robot and no slot, and its deadline
+    /// does not run; the ticket's end makes it Pending again.
+    Suspended,
 }
 
 impl JobState {
     /// All states.
-    pub const ALL: [JobState; 7] = [
+    pub const ALL: [JobState; 8] = [
         JobState::Pending,
         JobState::Running,
         JobState::Stopping,
@@ -220,6 +230,7 @@ impl JobState {
         JobState::Faulted,
         JobState::Stopped,
         JobState::Canceled,
+        JobState::Suspended,
     ];
     /// The word for this state.
     pub fn as_str(self) -> &'static str {
@@ -231,6 +242,7 @@ impl JobState {
             JobState::Faulted => "Faulted",
             JobState::Stopped => "Stopped",
             JobState::Canceled => "Canceled",
+            JobState::Suspended => "Suspended",
         }
     }
     /// Parses the word for a state.

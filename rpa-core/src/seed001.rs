@@ -9,7 +9,7 @@
 //! | ReportLogs | `runInstanceId`, `logs: RunInstanceLog[]` (`content`, `screenshot?`, `logAt`, `logLevel` 0/1/2) | [`logs`] |
 //! | ReportFinish | `runInstanceId`, `status` 0/1/2, `errorCode?` (32-bit), `outputValues?` (extension) | [`Finish`] |
 //! | ReportVideoRecord | `runInstanceId`, `videoId` | [`video`] |
-//! | ReportCheckpoint (extension) | `runInstanceId`, `checkpoint`, `step`?, `stepName`?, `taskProcessId`? | [`checkpoint`] |
+//! | ReportCheckpoint (extension) | `runInstanceId`, `checkpoint`, `step`?, `stepName`?, `taskProcessId`?, `pause`? | [`checkpoint`] |
 //!
 //! Down, a [`Command`] (the domain's word, as the outbox stores it) becomes
 //! its action word and body here ([`command`]): Execute is table A.7, plus
@@ -122,6 +122,19 @@ impl Body {
                 .map(Some)
                 .map_err(|_| bad(format!("{name} must be an integer"))),
             Some(_) => Err(bad(format!("{name} must be an integer"))),
+        }
+    }
+
+    /// An optional boolean: `true`/`false`, `"true"`/`"false"`, 1/0.
+    pub fn opt_bool(&self, name: &str) -> Result<Option<bool>, Bad> {
+        match self.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(Value::String(s)) if s == "true" || s == "1" => Ok(Some(true)),
+            Some(Value::String(s)) if s == "false" || s == "0" => Ok(Some(false)),
+            Some(Value::Number(n)) if n.as_i64() == Some(1) => Ok(Some(true)),
+            Some(Value::Number(n)) if n.as_i64() == Some(0) => Ok(Some(false)),
+            Some(_) => Err(bad(format!("{name} must be a boolean"))),
         }
     }
 
@@ -274,19 +287,26 @@ pub fn video(b: &Body) -> Result<&str, Bad> {
 /// A ReportCheckpoint body: `checkpoint` (any JSON value) and, when the
 /// robot says which step of the run it reached, `step` (a number from 0),
 /// `stepName` and `taskProcessId` (the process's data step; default the
-/// step number). One of `checkpoint` and `step` is required.
+/// step number). One of `checkpoint` and `step` is required. `pause`
+/// true marks the step as one where a person decides (`stopTag` 1): the
+/// run stops there, and resumes when the person has decided.
 pub fn checkpoint(b: &Body) -> Result<Progress, Bad> {
     let checkpoint = b.value("checkpoint").cloned();
+    let pause = b.opt_bool("pause")?.unwrap_or(false);
     let step = match b.opt_i64("step")? {
         None => None,
         Some(n) => Some(StepReport {
             step: u32::try_from(n).map_err(|_| bad("step must be a number from 0"))?,
             name: b.opt_str("stepName")?.map(str::to_owned),
             task: b.opt_i64("taskProcessId")?,
+            pause,
         }),
     };
     if checkpoint.is_none() && step.is_none() {
         return Err(bad("checkpoint is required"));
+    }
+    if pause && step.is_none() {
+        return Err(bad("a pause is reported with its step"));
     }
     Ok(Progress { checkpoint, step })
 }

@@ -837,3 +837,140 @@ mod simulation {
         }
     }
 }
+
+#[test]
+fn a_robot_pauses_for_a_person_and_resumes_on_any_robot_with_the_decision() {
+    use rpa_core::engine::{Progress, StepReport};
+    let mut f = Flow::new(def(json!({
+        "name": "payment check",
+        "fields": [{"field_key": "amount", "field_name": "amount", "field_type_id": 15},
+                   {"field_key": "note", "field_name": "note", "field_type_id": 5}],
+        "states": [
+            {"name": "paused", "type_id": 1, "participant_type_id": 5, "participant": "creator"},
+            {"name": "decide", "participant_type_id": 4, "participant": "1", "distribute_type_id": 2,
+             "state_field_str": {"amount": 1, "note": 3}},
+            {"name": "done", "type_id": 2}
+        ],
+        "transitions": [
+            {"name": "ask", "source_state": "paused", "destination_state": "decide"},
+            {"name": "approve", "source_state": "decide", "destination_state": "done"},
+            {"name": "refuse", "source_state": "decide", "destination_state": "done", "attribute_type_id": 2}
+        ]
+    })));
+    let p = f.w.process(|s| {
+        s.name = "pay".into();
+        s.pause_workflow = Some("payment check".into());
+        s.expiration_ms = Some(60_000);
+    });
+    let other = f.w.process(|s| s.name = "other".into());
+    let one = f.w.connect("bot-1");
+    let job = f.w.start(&p, json!({}));
+    f.w.tick();
+    assert_eq!(f.w.executes(&one).len(), 1);
+    f.w.beat(&one, Some(job.key));
+    let pause = |at: u32, pause: bool| {
+        block(f.w.engine.report_checkpoint(
+            &one.code,
+            one.connect,
+            job.key,
+            Progress {
+                checkpoint: Some(json!({"amount": 25000, "row": 17})),
+                step: Some(StepReport {
+                    step: at,
+                    name: Some("check the amount".into()),
+                    task: None,
+                    pause,
+                }),
+            },
+        ))
+    };
+    pause(1, false).unwrap();
+    let suspended = pause(2, true).unwrap();
+    assert_eq!(suspended.state, JobState::Suspended);
+    assert_eq!(
+        suspended.deadline, None,
+        "a person's wait does not count against the deadline"
+    );
+    assert!(suspended.step_records.last().unwrap().pause, "jobStatus stopTag 1");
+    assert_eq!(f.w.robot(&one).job, None, "the robot is free while the person decides");
+    let free = f.w.start(&other, json!({}));
+    f.w.tick();
+    assert_eq!(f.w.executes(&one)[0].run_instance_id, free.key, "and takes other work");
+    f.w.beat(&one, Some(free.key));
+    f.w.finish(&one, &free, FinishStatus::Success).unwrap();
+
+    // The ticket: the run's data as fields, for the role to decide.
+    let q = TicketQuery {
+        category: "duty".into(),
+        ..TicketQuery::default()
+    };
+    let (duty, _) = block(f.w.engine.tickets("wangwu", &q, 1, 10)).unwrap();
+    assert_eq!(duty.len(), 1);
+    let ticket = duty[0].clone();
+    assert_eq!(ticket.pauses_job, Some(job.key));
+    assert_eq!(ticket.fields["amount"], 25000);
+    assert_eq!(ticket.title, "pay: check the amount");
+    f.wf = block(f.w.engine.workflow(ticket.workflow_id)).unwrap().as_ref().clone();
+    f.w.advance(120_000);
+    f.w.tick();
+    assert_eq!(f.w.job(&job).state, JobState::Suspended, "no expiry while waiting");
+
+    // The decision resumes it, on another robot, with the decision in its arguments.
+    let two = f.w.connect("bot-2");
+    f.handle(&ticket, "wangwu", "approve", json!({"note": "ok up to 30k"}))
+        .unwrap();
+    let resumed = f.w.job(&job);
+    assert!(
+        matches!(resumed.state, JobState::Pending | JobState::Running),
+        "{:?}",
+        resumed.state
+    );
+    f.w.tick();
+    let execute =
+        f.w.executes(&two)
+            .into_iter()
+            .find(|e| e.run_instance_id == job.key)
+            .expect("resumed on bot-2");
+    let arg = |name: &str| {
+        execute
+            .arguments
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.value.clone())
+    };
+    assert_eq!(arg("decision").as_deref(), Some("approve"));
+    assert_eq!(arg("approved").as_deref(), Some("true"));
+    assert_eq!(arg("note").as_deref(), Some("ok up to 30k"));
+    f.w.beat(&two, Some(job.key));
+    let done = f.w.finish(&two, &job, FinishStatus::Success).unwrap();
+    assert_eq!(done.state, JobState::Successful);
+    f.w.audit_ok();
+}
+
+#[test]
+fn a_pause_without_a_pause_workflow_is_refused_and_the_run_goes_on() {
+    use rpa_core::engine::{Progress, StepReport};
+    let mut f = Flow::new(two_step("leave", 1, "zhangsan", 2));
+    let p = f.w.process(|s| s.name = "plain".into());
+    let bot = f.w.connect("bot-1");
+    let job = f.w.start(&p, json!({}));
+    f.w.tick();
+    f.w.beat(&bot, Some(job.key));
+    let e = block(f.w.engine.report_checkpoint(
+        &bot.code,
+        bot.connect,
+        job.key,
+        Progress {
+            checkpoint: None,
+            step: Some(StepReport {
+                step: 1,
+                name: None,
+                task: None,
+                pause: true,
+            }),
+        },
+    ))
+    .unwrap_err();
+    assert!(e.to_string().contains("names no workflow"), "{e}");
+    assert_eq!(f.w.job(&job).state, JobState::Running);
+}

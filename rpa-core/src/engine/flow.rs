@@ -17,7 +17,7 @@ use crate::audit::Subject;
 use crate::error::{Entity, Error, Result};
 use crate::events::{Cursor, Event};
 use crate::flow::workflow::{STATE_IDS, Surroundings};
-use crate::flow::{Ctx, Directory, Effect, FlowLog, Moved, Request, Ticket, Waiting, Workflow, WorkflowDef};
+use crate::flow::{Ctx, Directory, Effect, FlowLog, Moved, Request, Ticket, Waiting, Who, Workflow, WorkflowDef};
 use crate::ids::*;
 use crate::limits;
 use crate::model::*;
@@ -412,6 +412,13 @@ impl<S: Store> Engine<S> {
         });
         let ticket = outcome?;
         self.place_ticket_job(&ticket).await?;
+        if ticket.is_end
+            && let Some(k) = ticket.pauses_job
+            && let Some(j) = self.store.job_by_key(k).await?
+            && j.state == JobState::Pending
+        {
+            self.place_job(j.id).await?;
+        }
         Ok(ticket)
     }
 
@@ -496,6 +503,12 @@ impl<S: Store> Engine<S> {
     ) -> Result<Ticket> {
         let now = self.now();
         let mut t = moved.ticket;
+        if t.is_end
+            && let Some(key) = t.pauses_job
+        {
+            let decision = moved.logs.last().map(|l| l.transition_name.clone()).unwrap_or_default();
+            self.resume_job(tx, key, &t, &decision, now).await?;
+        }
         for e in &moved.effects {
             match e {
                 Effect::Robot { process } => {
@@ -535,6 +548,112 @@ impl<S: Store> Engine<S> {
             format!("by {who}: state {} participant {}", t.state_id, t.participant),
         );
         Ok(t)
+    }
+
+    /// Opens the ticket of suspended job `job`'s pause step (in `tx`, the
+    /// commit that suspends it): a ticket of the process's pause workflow,
+    /// created by the job's user when the directory knows them (else by
+    /// `loonrobot`), with the job's arguments and checkpoint as fields.
+    pub(crate) async fn pause_ticket(&self, tx: &mut Tx, job: &Job, p: &Process, now: Timestamp) -> Result<()> {
+        let name = p
+            .spec
+            .pause_workflow
+            .as_deref()
+            .ok_or_else(|| refused(format!("process {} names no workflow for its pause steps", p.spec.name)))?;
+        let w = self
+            .workflows()
+            .await?
+            .into_iter()
+            .find(|w| w.name == name)
+            .ok_or_else(|| refused(format!("pause workflow {name} does not exist")))?;
+        let dir = self.directory().await?;
+        let creator = if dir.active(&job.user_name) {
+            job.user_name.to_string()
+        } else {
+            crate::flow::ticket::LOONROBOT.to_owned()
+        };
+        let mut fields = match &*job.arguments {
+            Value::Object(m) => m.clone(),
+            _ => Map::new(),
+        };
+        if let Some(Value::Object(c)) = job.checkpoint.as_deref() {
+            fields.extend(c.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let step = job.step_records.last();
+        fields.entry("title").or_insert_with(|| {
+            Value::String(format!(
+                "{}: {}",
+                p.spec.name,
+                step.and_then(|s| s.name.as_deref()).unwrap_or("a decision")
+            ))
+        });
+        let start = w.start();
+        let way = w
+            .out_of(start.id)
+            .next()
+            .ok_or_else(|| refused(format!("pause workflow {name} has no way out of its start")))?;
+        let req = Request {
+            transition_id: way.id,
+            suggestion: format!("job {} paused at step {}", job.key, job.steps),
+            fields,
+        };
+        let id = self.next_id(IdKind::of::<Ticket>()).await?;
+        let day = now.in_zone(self.config.time_zone).format("%Y%m%d");
+        let ctx = Ctx {
+            workflow: &w,
+            directory: &dir,
+            parent: None,
+            parent_state: None,
+            now,
+            pick: self.random(),
+        };
+        let who = Who::Robot(&p.spec.name);
+        let mut moved = Ticket::open(&ctx, id, format!("pause_{day}{id:04}"), &creator, 0, &req, who)
+            .map_err(|e| refused(format!("pause step: {e}")))?;
+        moved.ticket.pauses_job = Some(job.key);
+        self.effects(tx, &w, &dir, moved, &p.spec.name, "ticket.pause").await?;
+        Ok(())
+    }
+
+    /// Resumes suspended job `key` (in `tx`, the commit that ends its
+    /// ticket `t`): its arguments with the ticket's fields and the
+    /// decision (`decision`: the last transition's name; `approved`: the
+    /// ticket was not rejected).
+    async fn resume_job(&self, tx: &mut Tx, key: Key, t: &Ticket, decision: &str, now: Timestamp) -> Result<()> {
+        let Some(mut job) = self.store.job_by_key(key).await? else {
+            return Ok(());
+        };
+        if job.state != JobState::Suspended {
+            return Ok(());
+        }
+        let p = self
+            .store
+            .process(job.process)
+            .await?
+            .ok_or_else(|| Error::Internal("job without process".into()))?;
+        let mut args = match &*job.arguments {
+            Value::Object(m) => m.clone(),
+            _ => Map::new(),
+        };
+        args.extend(t.fields.iter().map(|(k, v)| (k.clone(), v.clone())));
+        args.insert("decision".into(), Value::String(decision.to_owned()));
+        args.insert("approved".into(), Value::Bool(!t.is_rejected));
+        let ctx = crate::job::JobCtx {
+            now,
+            retry: &p.spec.retry,
+            retry_failures: job.queue_item.is_none(),
+        };
+        let resume = crate::job::JobEvent::Resume(Arc::new(Value::Object(args)));
+        crate::job::apply(&mut job, resume, ctx)?;
+        tx.audit(
+            now,
+            Actor::System,
+            "job.resume",
+            Subject::Id("job", job.id.0),
+            format!("ticket:{} {decision}", t.id),
+        );
+        tx.job(job);
+        Ok(())
     }
 
     /// The job of robot state `process` for ticket `t`: the ticket's

@@ -627,6 +627,9 @@ impl<S: Store> Engine<S> {
                 .event(now, events::item_ended(&item));
                 tx.item(item);
             }
+            if fx.paused {
+                self.pause_ticket(&mut tx, &job, &p, now).await?;
+            }
             if fx.changed {
                 let mut detail = String::with_capacity(64);
                 detail.push_str(from.as_str());
@@ -723,6 +726,8 @@ fn event_action(ev: &JobEvent) -> &'static str {
         JobEvent::Expire => "job.expire",
         JobEvent::Checkpoint(..) => "job.checkpoint",
         JobEvent::Ready => "job.ready",
+        JobEvent::Pause(..) => "job.pause",
+        JobEvent::Resume(_) => "job.resume",
     }
 }
 

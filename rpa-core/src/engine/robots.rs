@@ -48,6 +48,8 @@ pub struct StepReport {
     pub name: Option<String>,
     /// The id of the process's data step (default: the step number).
     pub task: Option<i64>,
+    /// A person decides here: the run pauses (see [`crate::flow`]).
+    pub pause: bool,
 }
 
 /// One reported log line (seed 001 RunInstanceLog).
@@ -624,6 +626,7 @@ impl<S: Store> Engine<S> {
         progress: Progress,
     ) -> Result<Job> {
         let data = progress.checkpoint.map(Arc::new);
+        let pause = progress.step.as_ref().is_some_and(|s| s.pause);
         let step = match progress.step {
             Some(s) => Some(Box::new(JobStep {
                 id: self.next_id(IdKind::Step).await?,
@@ -631,7 +634,7 @@ impl<S: Store> Engine<S> {
                 name: s.name.map(Into::into),
                 task: s.task.unwrap_or(i64::from(s.step)),
                 at: self.now(),
-                pause: false,
+                pause: s.pause,
             })),
             None => None,
         };
@@ -641,8 +644,16 @@ impl<S: Store> Engine<S> {
             Some(run_instance),
             async {
                 let (r, job) = self.run_of(code, connect, run_instance).await?;
-                let ev = JobEvent::Checkpoint(data.clone(), step.clone());
-                Ok(self.transition(job.id, ev, Actor::Robot(r.id), None).await?.job)
+                let ev = match (&step, pause) {
+                    (Some(s), true) => JobEvent::Pause(data.clone(), s.clone()),
+                    _ => JobEvent::Checkpoint(data.clone(), step.clone()),
+                };
+                let t = self.transition(job.id, ev, Actor::Robot(r.id), None).await?;
+                if t.fx.paused {
+                    // The robot is free: it may take other work.
+                    self.follow_up(&t).await?;
+                }
+                Ok(t.job)
             }
             .await
         )

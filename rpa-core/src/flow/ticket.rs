@@ -151,6 +151,10 @@ pub struct Ticket {
     pub timer_at: Option<Timestamp>,
     /// Hook deliveries tried since the state was entered (or retried).
     pub hook_attempts: u32,
+    /// The suspended job this ticket decides for (a pause step): it resumes
+    /// when the ticket ends.
+    #[serde(default)]
+    pub pauses_job: Option<Key>,
     /// When its hook is to be posted (again); `None` once posted, or
     /// after [`HOOK_TRIES`] failures until `retry_script`.
     #[serde(default)]
@@ -445,8 +449,23 @@ impl Ticket {
     /// A new ticket of `ctx.workflow`, created by `creator` with `req` at
     /// its start state, moved along `req.transition_id` (the seed's create).
     pub fn create(ctx: &Ctx<'_>, id: i64, sn: String, creator: &str, parent_state: i64, req: &Request) -> Decision {
+        Ticket::open(ctx, id, sn, creator, parent_state, req, Who::Person(creator))
+    }
+
+    /// A new ticket opened by `who`: a person (the seed's create), or a
+    /// robot's pause step (its required fields are not checked: they come
+    /// from the run; its creator need not be in the directory).
+    pub fn open(
+        ctx: &Ctx<'_>,
+        id: i64,
+        sn: String,
+        creator: &str,
+        parent_state: i64,
+        req: &Request,
+        who: Who<'_>,
+    ) -> Decision {
         let wf = ctx.workflow;
-        if !ctx.directory.active(creator) {
+        if matches!(who, Who::Person(_)) && !ctx.directory.active(creator) {
             return Err(format!("user {creator} is not an active user of the directory"));
         }
         if let Some(p) = ctx.parent {
@@ -490,6 +509,7 @@ impl Ticket {
             timer_at: None,
             hook_attempts: 0,
             hook_next: None,
+            pauses_job: None,
             created_at: ctx.now,
             modified_at: ctx.now,
         };
@@ -500,7 +520,19 @@ impl Ticket {
                 t.fields.insert(f.field_key.clone(), v);
             }
         }
-        let mut m = t.handle(ctx, Who::Person(creator), req)?;
+        if !matches!(who, Who::Person(_)) {
+            // A run's data: every declared field it has a fitting value for.
+            for (k, v) in &req.fields {
+                match wf.field(k).map(|f| coerce(f, v)) {
+                    Some(Ok(v)) => {
+                        t.fields.insert(k.clone(), v);
+                    }
+                    None if k == "title" => t.title = v.as_str().unwrap_or_default().to_owned(),
+                    _ => {}
+                }
+            }
+        }
+        let mut m = t.handle(ctx, who, req)?;
         m.ticket.version = 1;
         Ok(m)
     }
