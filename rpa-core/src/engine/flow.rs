@@ -806,7 +806,24 @@ impl<S: Store> Engine<S> {
                         .await
                     {
                         Ok(_) => moved += 1,
-                        Err(Error::InvalidArgument(_)) => {}
+                        Err(e) if e.is_client_error() && ok => {
+                            // The run succeeded but the ticket cannot move on (the next
+                            // state's robot job is refused by a limit, say): the run
+                            // counts as failed, so that `retry_script` can try again.
+                            let why = format!("the run succeeded, but the ticket cannot move on: {e}");
+                            match self
+                                .move_ticket(t.id, "robot", "ticket.robot", |t, ctx| {
+                                    t.robot_ended(ctx, key, false, None, &why)
+                                })
+                                .await
+                            {
+                                Ok(_) => moved += 1,
+                                Err(e) if e.is_client_error() => {}
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        // A repeat (the ticket moved on already).
+                        Err(e) if e.is_client_error() => {}
                         Err(e) => return Err(e),
                     }
                 }
@@ -830,7 +847,7 @@ impl<S: Store> Engine<S> {
                 .await
             {
                 Ok(_) => moved += 1,
-                Err(Error::InvalidArgument(_)) => {}
+                Err(e) if e.is_client_error() => {}
                 Err(e) => return Err(e),
             }
         }
