@@ -742,3 +742,165 @@ async fn a_robot_pauses_for_a_persons_decision_and_resumes_with_it() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_add_node_fields_comments_state_and_close_over_http() {
+    let dir = std::env::temp_dir().join(format!("rpa-flow-ops-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = Proc(
+        Command::new(support::server_binary())
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--db", "memory"])
+            .arg("--files")
+            .arg(dir.join("files"))
+            .arg("--secret-key-file")
+            .arg(dir.join("rpa.key"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let c = Client {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+        app: "ops-portal".into(),
+        token: TOKEN.into(),
+        skew: 0,
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let wf = loop {
+        if let Ok(r) = c.http.get(format!("{base}/api/v1.0/workflows")).send().await
+            && r.status() == 200
+        {
+            break ok(&c.get("lilei", "/workflows?name=vpn").await)["value"][0]["id"]
+                .as_i64()
+                .unwrap();
+        }
+        assert!(Instant::now() < deadline, "the server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let init = c.get("lilei", &format!("/workflows/{wf}/init_state")).await;
+    let (start, submit) = (
+        ok(&init)["id"].as_i64().unwrap(),
+        ok(&init)["transition"][0]["transition_id"].as_i64().unwrap(),
+    );
+    let created = c
+        .post(
+            "lilei",
+            "/tickets",
+            json!({"workflow_id": wf, "transition_id": submit, "title": "vpn", "vpn_days": 2}),
+        )
+        .await;
+    let t = format!("/tickets/{}", ok(&created)["ticket_id"]);
+    let participant = |v: Value| ok(&v)["value"]["participant"].clone();
+
+    // Deliver: zhangsan hands it to jack.
+    refused(
+        &c.post("zhangsan", &format!("{t}/deliver"), json!({})).await,
+        "target_username",
+    );
+    refused(
+        &c.post("jack", &format!("{t}/deliver"), json!({"target_username": "wangwu"}))
+            .await,
+        "not a current participant",
+    );
+    assert_eq!(
+        ok(&c
+            .post(
+                "zhangsan",
+                &format!("{t}/deliver"),
+                json!({"target_username": "jack", "suggestion": "yours"})
+            )
+            .await),
+        &json!(true)
+    );
+    assert_eq!(participant(c.get("lilei", &t).await), "jack");
+
+    // Add node: jack asks wangwu first, who can only finish the added node.
+    ok(&c
+        .post(
+            "jack",
+            &format!("{t}/add_node"),
+            json!({"target_username": "wangwu", "suggestion": "please check"}),
+        )
+        .await);
+    let offers = c.get("wangwu", &format!("{t}/transitions")).await;
+    assert_eq!(
+        ok(&offers)["value"],
+        json!([{"transition_id": 0, "transition_name": "完成", "field_require_check": false,
+        "is_accept": false, "in_add_node": true, "enable_alert": false, "alert_enable": false, "alert_text": "", "attribute_type_id": 3}])
+    );
+    let detail = c.get("wangwu", &t).await;
+    assert_eq!(ok(&detail)["value"]["in_add_node"], true);
+    assert_eq!(ok(&detail)["value"]["add_node_man"], "jack");
+    ok(&c
+        .post("wangwu", &format!("{t}/add_node_end"), json!({"suggestion": "checked"}))
+        .await);
+    assert_eq!(participant(c.get("lilei", &t).await), "jack");
+
+    // Fields, comments, a retry that has nothing to retry.
+    ok(&c
+        .patch("jack", &format!("{t}/fields"), json!({"reason": "for the audit"}))
+        .await);
+    refused(
+        &c.patch("jack", &format!("{t}/fields"), json!({"vpn_days": "many"}))
+            .await,
+        "integer",
+    );
+    refused(
+        &c.patch("lisi", &format!("{t}/fields"), json!({"reason": "x"})).await,
+        "neither",
+    );
+    refused(
+        &c.post("lilei", &format!("{t}/comments"), json!({})).await,
+        "suggestion",
+    );
+    ok(&c
+        .post("lilei", &format!("{t}/comments"), json!({"suggestion": "any news?"}))
+        .await);
+    refused(
+        &c.post("lilei", &format!("{t}/retry_script"), json!({})).await,
+        "neither a robot nor a hook",
+    );
+
+    // An administrator puts it back to the start; its creator closes it.
+    let put = |user: &'static str, body: Value| {
+        let c = &c;
+        let t = t.clone();
+        async move {
+            c.call(reqwest::Method::PUT, user, &format!("{t}/state"), Some(body))
+                .await
+        }
+    };
+    refused(&put("jack", json!({"state_id": start})).await, "administrator");
+    refused(&put("admin", json!({"state_id": 99999})).await, "99999");
+    ok(&put("admin", json!({"state_id": start})).await);
+    assert_eq!(participant(c.get("lilei", &t).await), "lilei");
+    refused(
+        &c.post("jack", &format!("{t}/close"), json!({"suggestion": "no"})).await,
+        "creator or an administrator",
+    );
+    ok(&c
+        .post("lilei", &format!("{t}/close"), json!({"suggestion": "not needed"}))
+        .await);
+    let closed = c.get("lilei", &t).await;
+    assert_eq!(ok(&closed)["value"]["is_end"], true);
+    assert_eq!(ok(&closed)["value"]["participant"], "");
+
+    let logs = c.get("lilei", &format!("{t}/flowlogs?per_page=50")).await;
+    let kinds: Vec<i64> = ok(&logs)["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|l| l["intervene_type_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(kinds, [0, 1, 2, 3, 7, 6, 5], "{logs}");
+    let relation = c.get("wangwu", "/tickets?category=relation").await;
+    assert_eq!(ok(&relation)["total"], 1);
+    let wrong_method = c.call(reqwest::Method::DELETE, "lilei", "/tickets", None).await;
+    refused(&wrong_method, "does not take DELETE");
+    let _ = std::fs::remove_dir_all(&dir);
+}

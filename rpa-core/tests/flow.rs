@@ -974,3 +974,45 @@ fn a_pause_without_a_pause_workflow_is_refused_and_the_run_goes_on() {
     assert!(e.to_string().contains("names no workflow"), "{e}");
     assert_eq!(f.w.job(&job).state, JobState::Running);
 }
+
+#[test]
+fn limit_expression_says_who_may_create_and_how_often() {
+    let mut d = two_step("leave", 1, "zhangsan", 2);
+    d.limit_expression = json!({"period": 24, "count": 2, "level": 1, "allow_depts": "2,3"});
+    let f = Flow::new(d);
+    refused(f.create("jack", json!({"title": "x", "days": 1})), "department may not");
+    f.create("lilei", json!({"title": "x", "days": 1})).unwrap();
+    f.create("lilei", json!({"title": "y", "days": 1})).unwrap();
+    refused(f.create("lilei", json!({"title": "z", "days": 1})), "at most 2 tickets");
+    f.create("wangwu", json!({"title": "x", "days": 1})).unwrap();
+    f.w.advance(24 * 3_600_000 + 1);
+    f.create("lilei", json!({"title": "next day", "days": 1})).unwrap();
+
+    let w = World::new();
+    let mut bad = two_step("bad", 1, "zhangsan", 2);
+    bad.limit_expression = json!({"period": 24});
+    let e = block(w.engine.save_workflow(Actor::System, "admin", bad)).unwrap_err();
+    assert!(e.to_string().contains("period and count go together"), "{e}");
+    let mut everyone = two_step("everyone", 1, "zhangsan", 2);
+    everyone.limit_expression = json!({"period": 1, "count": 1, "level": 2, "allow_roles": "1"});
+    block(w.engine.sync_directory(Actor::System, directory())).unwrap();
+    let wf = block(w.engine.save_workflow(Actor::System, "admin", everyone)).unwrap();
+    let req = Request {
+        transition_id: wf.transitions[0].id,
+        suggestion: String::new(),
+        fields: json!({"title": "x", "days": 1}).as_object().cloned().unwrap(),
+    };
+    assert!(
+        block(w.engine.create_ticket("t", "lilei", wf.id, (0, 0), &req))
+            .unwrap_err()
+            .to_string()
+            .contains("roles may not")
+    );
+    block(w.engine.create_ticket("t", "guiji", wf.id, (0, 0), &req)).unwrap();
+    let e = block(w.engine.create_ticket("t", "wangwu", wf.id, (0, 0), &req)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("at most 1 tickets of this workflow may be created in 1 hours"),
+        "{e}"
+    );
+}

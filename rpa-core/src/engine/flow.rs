@@ -21,7 +21,7 @@ use crate::flow::{Ctx, Directory, Effect, FlowLog, Moved, Request, Ticket, Waiti
 use crate::ids::*;
 use crate::limits;
 use crate::model::*;
-use crate::record::{Record, Select};
+use crate::record::{Cell, Record, Select};
 use crate::store::{Records, Store};
 use crate::time::Timestamp;
 
@@ -268,7 +268,7 @@ impl<S: Store> Engine<S> {
             .await?;
         } else {
             for (column, value) in selections {
-                self.scan(Some((column, value)), |t| {
+                self.scan(Some((column, Cell::from(value))), |t| {
                     if matches(&t, q, user, &dir) {
                         all.push(t);
                     }
@@ -286,11 +286,11 @@ impl<S: Store> Engine<S> {
     }
 
     /// Every ticket (or those whose `column` is `value`), by id.
-    async fn scan(&self, only: Option<(&'static str, String)>, mut each: impl FnMut(Ticket)) -> Result<()> {
+    async fn scan(&self, only: Option<(&'static str, Cell)>, mut each: impl FnMut(Ticket)) -> Result<()> {
         let mut after: Option<i64> = None;
         loop {
             let mut sel = match &only {
-                Some((c, v)) => Select::only(c, v.as_str(), PAGE),
+                Some((c, v)) => Select::only(c, v.clone(), PAGE),
                 None => Select::all(PAGE),
             };
             if let Some(a) = after {
@@ -334,8 +334,26 @@ impl<S: Store> Engine<S> {
         req: &Request,
     ) -> Result<Ticket> {
         let w = self.workflow(workflow).await?;
-        let id = self.next_id(IdKind::of::<Ticket>()).await?;
         let now = self.now();
+        let limit = crate::flow::workflow::CreateLimit::of(&w.limit_expression).map_err(refused)?;
+        if limit != crate::flow::workflow::CreateLimit::default() {
+            let hours = i64::try_from(limit.period.unwrap_or(0)).unwrap_or(i64::MAX / 3_600_000);
+            let since = now.0.saturating_sub(hours.saturating_mul(3_600_000));
+            let dir = self.directory().await?;
+            let mut mine = 0;
+            let mut all = 0;
+            self.scan(Some(("workflow", Cell::Int(workflow))), |t| {
+                if t.created_at.0 >= since {
+                    all += 1;
+                    mine += u64::from(t.creator == user);
+                }
+            })
+            .await?;
+            limit
+                .allows(user, &dir, |everyone| if everyone { all } else { mine })
+                .map_err(refused)?;
+        }
+        let id = self.next_id(IdKind::of::<Ticket>()).await?;
         let day = now.in_zone(self.config.time_zone).format("%Y%m%d");
         let sn = format!("{prefix}_{day}{id:04}");
         let ticket = decided!(self, |_attempt| {

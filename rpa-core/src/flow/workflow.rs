@@ -457,6 +457,110 @@ impl Workflow {
     }
 }
 
+/// Who may create tickets of a workflow, and how many (`limit_expression`):
+/// `{"period": hours, "count": n, "level": 1 (each user) | 2 (everyone),
+/// "allow_persons": "a,b", "allow_depts": "1,2", "allow_roles": "1,2"}`,
+/// every key optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLimit {
+    /// The period, in hours, `count` applies to.
+    #[serde(default)]
+    pub period: Option<u64>,
+    /// At most this many tickets created in `period`.
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// 1: each user's own tickets count (default); 2: everyone's.
+    #[serde(default)]
+    pub level: Option<u8>,
+    /// Only these usernames (comma-separated) may create.
+    #[serde(default)]
+    pub allow_persons: Option<String>,
+    /// Only members of these departments (ids, comma-separated; a
+    /// department's sub-departments included) may create.
+    #[serde(default)]
+    pub allow_depts: Option<String>,
+    /// Only members of these roles (ids, comma-separated) may create.
+    #[serde(default)]
+    pub allow_roles: Option<String>,
+}
+
+impl CreateLimit {
+    /// The limit `v` describes (`{}` or null: none), or why it is malformed.
+    pub fn of(v: &Value) -> Result<CreateLimit, String> {
+        if v.is_null() || v.as_object().is_some_and(Map::is_empty) || v.as_str() == Some("") {
+            return Ok(CreateLimit::default());
+        }
+        let v = match v {
+            Value::String(s) => serde_json::from_str(s).map_err(|e| format!("limit_expression: {e}"))?,
+            other => other.clone(),
+        };
+        let l: CreateLimit = serde_json::from_value(v).map_err(|e| format!("limit_expression: {e}"))?;
+        if l.period.is_some() != l.count.is_some() {
+            return Err("limit_expression: period and count go together".into());
+        }
+        if !matches!(l.level, None | Some(1) | Some(2)) {
+            return Err("limit_expression: level is 1 (each user) or 2 (everyone)".into());
+        }
+        for ids in [&l.allow_depts, &l.allow_roles].into_iter().flatten() {
+            if ids
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .any(|s| s.parse::<i64>().is_err())
+            {
+                return Err(format!("limit_expression: {ids:?} must be comma-separated ids"));
+            }
+        }
+        Ok(l)
+    }
+
+    /// Whether `user` may create a ticket now, `made` counting the tickets
+    /// created in the period (by `user` alone, or by everyone).
+    pub fn allows(&self, user: &str, dir: &super::Directory, made: impl FnOnce(bool) -> u64) -> Result<(), String> {
+        let list = |s: &str| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        if let Some(p) = &self.allow_persons
+            && !list(p).iter().any(|u| u == user)
+        {
+            return Err(format!("{user} may not create tickets of this workflow"));
+        }
+        if let Some(d) = &self.allow_depts {
+            let allowed: Vec<i64> = list(d).iter().filter_map(|s| s.parse().ok()).collect();
+            let mut dept = dir.user(user).map_or(0, |u| u.dept_id);
+            let mut seen = 0;
+            while dept != 0 && !allowed.contains(&dept) && seen < 64 {
+                dept = dir.dept(dept).map_or(0, |d| d.parent_dept_id);
+                seen += 1;
+            }
+            if dept == 0 || !allowed.contains(&dept) {
+                return Err(format!("{user}'s department may not create tickets of this workflow"));
+            }
+        }
+        if let Some(r) = &self.allow_roles {
+            let allowed: Vec<i64> = list(r).iter().filter_map(|s| s.parse().ok()).collect();
+            if !allowed.iter().any(|r| dir.role_members(*r).iter().any(|m| m == user)) {
+                return Err(format!("{user}'s roles may not create tickets of this workflow"));
+            }
+        }
+        if let (Some(period), Some(count)) = (self.period, self.count) {
+            let everyone = self.level == Some(2);
+            if made(everyone) >= count {
+                return Err(format!(
+                    "at most {count} tickets of this workflow may be created in {period} hours{}",
+                    if everyone { "" } else { " by each user" }
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What a definition needs from its surroundings while it is compiled.
 pub trait Surroundings {
     /// The id of the workflow named `name`, if there is one.
@@ -484,6 +588,7 @@ impl WorkflowDef {
         fresh: &mut dyn Iterator<Item = i64>,
         around: &dyn Surroundings,
     ) -> Result<Workflow, String> {
+        CreateLimit::of(&self.limit_expression).map_err(|e| format!("workflow {}: {e}", self.name))?;
         let states = self.states(previous, fresh, around)?;
         let transitions = self.transitions(&states, previous, fresh)?;
         Ok(Workflow {
