@@ -762,14 +762,7 @@ async fn handle<S: Store>(
 async fn transitions<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, Path(id): Path<i64>) -> Answer {
     let c = caller(&st, &h)?;
     let (t, w, dir) = visible(&st, &c, id).await?;
-    let ctx = rpa_core::flow::Ctx {
-        workflow: &w,
-        directory: &dir,
-        parent: None,
-        parent_state: None,
-        now: st.engine.now(),
-        pick: 0,
-    };
+    let ctx = rpa_core::flow::Ctx::new(&w, &dir, st.engine.now());
     let value: Vec<Value> = t
         .offers(&ctx, c.user()?)
         .into_iter()

@@ -446,14 +446,7 @@ impl<S: Store> Engine<S> {
             let t = self.ticket(id).await?;
             let w = self.workflow(t.workflow_id).await?;
             let dir = self.directory().await?;
-            let ctx = Ctx {
-                workflow: &w,
-                directory: &dir,
-                parent: None,
-                parent_state: None,
-                now: self.now(),
-                pick: 0,
-            };
+            let ctx = Ctx::new(&w, &dir, self.now());
             let mut next = t.update_fields(&ctx, user, given).map_err(refused)?;
             next.version = t.version + 1;
             let mut tx = Tx::default();
@@ -474,14 +467,7 @@ impl<S: Store> Engine<S> {
         let w = self.workflow(t.workflow_id).await?;
         let dir = self.directory().await?;
         let now = self.now();
-        let ctx = Ctx {
-            workflow: &w,
-            directory: &dir,
-            parent: None,
-            parent_state: None,
-            now,
-            pick: 0,
-        };
+        let ctx = Ctx::new(&w, &dir, now);
         let entry = t.comment(&ctx, user, suggestion).map_err(refused)?;
         let log = FlowLog {
             id: self.next_id(IdKind::of::<FlowLog>()).await?,
@@ -546,8 +532,24 @@ impl<S: Store> Engine<S> {
                 }
             }
         }
+        let detail = format!("by {who}: state {} participant {}", t.state_id, t.participant);
+        self.write_ticket(tx, &t, moved.logs, action, detail, now).await?;
+        Ok(t)
+    }
+
+    /// Puts ticket `t` and its new flow `logs` into `tx`, with the audit
+    /// event `action`.
+    async fn write_ticket(
+        &self,
+        tx: &mut Tx,
+        t: &Ticket,
+        logs: Vec<crate::flow::LogEntry>,
+        action: &'static str,
+        detail: String,
+        now: Timestamp,
+    ) -> Result<()> {
         let data = t.values();
-        for entry in moved.logs {
+        for entry in logs {
             let log = FlowLog {
                 id: self.next_id(IdKind::of::<FlowLog>()).await?,
                 version: 1,
@@ -558,14 +560,9 @@ impl<S: Store> Engine<S> {
             };
             tx.record(&log)?;
         }
-        tx.record(&t)?.audit(
-            now,
-            Actor::System,
-            action,
-            Subject::Id("ticket", t.id),
-            format!("by {who}: state {} participant {}", t.state_id, t.participant),
-        );
-        Ok(t)
+        tx.record(t)?
+            .audit(now, Actor::System, action, Subject::Id("ticket", t.id), detail);
+        Ok(())
     }
 
     /// Opens the ticket of suspended job `job`'s pause step (in `tx`, the
@@ -736,37 +733,13 @@ impl<S: Store> Engine<S> {
             return Ok(());
         }
         let pw = self.workflow(p.workflow_id).await?;
-        let ctx = Ctx {
-            workflow: &pw,
-            directory: dir,
-            parent: None,
-            parent_state: None,
-            now,
-            pick: 0,
-        };
+        let ctx = Ctx::new(&pw, dir, now);
         let moved = p.children_ended(&ctx).map_err(refused)?;
         let mut t = moved.ticket;
         t.version = p.version + 1;
-        let data = t.values();
-        for entry in moved.logs {
-            let log = FlowLog {
-                id: self.next_id(IdKind::of::<FlowLog>()).await?,
-                version: 1,
-                ticket_id: t.id,
-                entry,
-                ticket_data: data.clone(),
-                created_at: now,
-            };
-            tx.record(&log)?;
-        }
-        tx.record(&t)?.audit(
-            now,
-            Actor::System,
-            "ticket.children_ended",
-            Subject::Id("ticket", t.id),
-            format!("state {}", t.state_id),
-        );
-        Ok(())
+        let detail = format!("state {}", t.state_id);
+        self.write_ticket(tx, &t, moved.logs, "ticket.children_ended", detail, now)
+            .await
     }
 
     /// Moves tickets whose robot jobs ended (the `flow` consumer) and fires

@@ -346,6 +346,20 @@ pub struct Ctx<'a> {
     pub pick: u64,
 }
 
+impl<'a> Ctx<'a> {
+    /// The context of a ticket of `workflow` without a parent, at `now`.
+    pub fn new(workflow: &'a Workflow, directory: &'a Directory, now: Timestamp) -> Ctx<'a> {
+        Ctx {
+            workflow,
+            directory,
+            parent: None,
+            parent_state: None,
+            now,
+            pick: 0,
+        }
+    }
+}
+
 /// A create or handle request: `transition_id`, `suggestion` and field values.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Request {
