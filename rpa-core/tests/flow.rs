@@ -1016,3 +1016,62 @@ fn limit_expression_says_who_may_create_and_how_often() {
         "{e}"
     );
 }
+
+#[test]
+fn a_child_ticket_can_be_handled_by_a_field_of_its_parent() {
+    let w = World::new();
+    block(w.engine.sync_directory(Actor::System, directory())).unwrap();
+    let child = block(
+        w.engine
+            .save_workflow(Actor::System, "admin", two_step("app", 8, "owner", 2)),
+    )
+    .unwrap();
+    let parent_wf = block(w.engine.save_workflow(
+        Actor::System,
+        "admin",
+        def(json!({
+            "name": "project",
+            "fields": [{"field_key": "owner", "field_name": "owner", "field_type_id": 60}],
+            "states": [
+                {"name": "new", "type_id": 1, "participant_type_id": 5, "participant": "creator", "state_field_str": {"owner": 2}},
+                {"name": "developing", "participant_type_id": 1, "participant": "loonrobot", "sub_workflow": "app"},
+                {"name": "done", "type_id": 2}
+            ],
+            "transitions": [
+                {"name": "submit", "source_state": "new", "destination_state": "developing"},
+                {"name": "all apps done", "source_state": "developing", "destination_state": "done"}
+            ]
+        })),
+    ))
+    .unwrap();
+    let req = |wf: &Workflow, fields: Value| Request {
+        transition_id: wf.transitions[0].id,
+        suggestion: String::new(),
+        fields: fields.as_object().cloned().unwrap(),
+    };
+    let parent = block(w.engine.create_ticket(
+        "p",
+        "lilei",
+        parent_wf.id,
+        (0, 0),
+        &req(&parent_wf, json!({"owner": "guiji"})),
+    ))
+    .unwrap();
+    let kid = block(w.engine.create_ticket(
+        "c",
+        "lilei",
+        child.id,
+        (parent.id, parent_wf.states[1].id),
+        &req(&child, json!({"title": "a", "days": 1})),
+    ))
+    .unwrap();
+    assert_eq!(
+        (kid.participant_type_id, kid.participant.as_str()),
+        (1, "guiji"),
+        "the parent's owner field"
+    );
+    assert_eq!(
+        (kid.parent_ticket_id, kid.parent_ticket_state_id),
+        (parent.id, parent_wf.states[1].id)
+    );
+}
