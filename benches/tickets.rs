@@ -214,7 +214,7 @@ fn duty_list(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("memory", stored), |b| {
         b.iter(|| {
             let (page, total) = rt.block_on(memory.tickets("u7", &q, 1, 10)).unwrap();
-            assert!(total == stored / 1000 && page.len() == 10);
+            assert!(total as u64 == stored / 1000 && page.len() == 10);
         });
     });
     let store = rt
@@ -230,7 +230,7 @@ fn duty_list(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("sqlite", stored), |b| {
         b.iter(|| {
             let (page, total) = rt.block_on(sqlite.tickets("u7", &q, 1, 10)).unwrap();
-            assert!(total == stored / 1000 && page.len() == 10);
+            assert!(total as u64 == stored / 1000 && page.len() == 10);
         });
     });
     g.finish();
