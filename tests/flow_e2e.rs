@@ -902,5 +902,33 @@ async fn deliver_add_node_fields_comments_state_and_close_over_http() {
     assert_eq!(ok(&relation)["total"], 1);
     let wrong_method = c.call(reqwest::Method::DELETE, "lilei", "/tickets", None).await;
     refused(&wrong_method, "does not take DELETE");
+
+    // Clients of loonflow before 0.3: a trailing slash, `username` in the
+    // query or in the body (as JSON sent without a content type).
+    let old_style = |method: reqwest::Method, path: String, body: Option<String>| {
+        let mut r = c.http.request(method, format!("{base}/api/v1.0{path}"));
+        for (k, v) in c.headers("") {
+            if k != "username" {
+                r = r.header(k, v);
+            }
+        }
+        if let Some(b) = body {
+            r = r.body(b);
+        }
+        async move { r.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let by_query = old_style(reqwest::Method::GET, format!("{t}/?username=lilei"), None).await;
+    assert_eq!(ok(&by_query)["value"]["creator"], "lilei");
+    let by_body = old_style(
+        reqwest::Method::POST,
+        format!("{t}/comments/"),
+        Some(json!({"username": "lilei", "suggestion": "from an old client"}).to_string()),
+    )
+    .await;
+    ok(&by_body);
+    refused(
+        &old_style(reqwest::Method::GET, format!("{t}/"), None).await,
+        "username",
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

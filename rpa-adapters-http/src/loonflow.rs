@@ -111,30 +111,66 @@ pub fn no_route(message: String) -> Response {
     FlowError::Refused(message).into_response()
 }
 
-/// The routes of seed 004.
+/// The routes of seed 004, each also with a trailing slash (clients of
+/// older loonflow versions add one). Callers that send `username` as a
+/// query parameter or a body field (loonflow before 0.3) are taken as if
+/// they had sent the header.
 pub fn router<S: Store>() -> Router<AppState<S>> {
-    Router::new()
-        .route("/api/v1.0/workflows", get(workflows::<S>))
-        .route("/api/v1.0/workflows/{id}/init_state", get(init_state::<S>))
-        .route("/api/v1.0/workflows/{id}/states", get(workflow_states::<S>))
-        .route("/api/v1.0/workflows/states/{id}", get(state_detail::<S>))
-        .route("/api/v1.0/tickets", get(list_tickets::<S>).post(create_ticket::<S>))
-        .route("/api/v1.0/tickets/states", get(ticket_states::<S>))
-        .route("/api/v1.0/tickets/{id}", get(ticket_detail::<S>).patch(handle::<S>))
-        .route("/api/v1.0/tickets/{id}/transitions", get(transitions::<S>))
-        .route("/api/v1.0/tickets/{id}/accept", post(accept::<S>))
-        .route("/api/v1.0/tickets/{id}/deliver", post(deliver::<S>))
-        .route("/api/v1.0/tickets/{id}/add_node", post(add_node::<S>))
-        .route("/api/v1.0/tickets/{id}/add_node_end", post(add_node_end::<S>))
-        .route("/api/v1.0/tickets/{id}/flowlogs", get(flowlogs::<S>))
-        .route("/api/v1.0/tickets/{id}/flowsteps", get(flowsteps::<S>))
-        .route("/api/v1.0/tickets/{id}/state", axum::routing::put(change_state::<S>))
-        .route("/api/v1.0/tickets/{id}/fields", axum::routing::patch(fields::<S>))
-        .route("/api/v1.0/tickets/{id}/retry_script", post(retry_script::<S>))
-        .route("/api/v1.0/tickets/{id}/comments", post(comment::<S>))
-        .route("/api/v1.0/tickets/{id}/hook_call_back", post(hook_call_back::<S>))
-        .route("/api/v1.0/tickets/{id}/participant_info", get(participant_info::<S>))
-        .route("/api/v1.0/tickets/{id}/close", post(close::<S>))
+    use axum::routing::{MethodRouter, patch, put};
+    let routes: Vec<(&str, MethodRouter<AppState<S>>)> = vec![
+        ("/api/v1.0/workflows", get(workflows::<S>)),
+        ("/api/v1.0/workflows/{id}/init_state", get(init_state::<S>)),
+        ("/api/v1.0/workflows/{id}/states", get(workflow_states::<S>)),
+        ("/api/v1.0/workflows/states/{id}", get(state_detail::<S>)),
+        ("/api/v1.0/tickets", get(list_tickets::<S>).post(create_ticket::<S>)),
+        ("/api/v1.0/tickets/states", get(ticket_states::<S>)),
+        ("/api/v1.0/tickets/{id}", get(ticket_detail::<S>).patch(handle::<S>)),
+        ("/api/v1.0/tickets/{id}/transitions", get(transitions::<S>)),
+        ("/api/v1.0/tickets/{id}/accept", post(accept::<S>)),
+        ("/api/v1.0/tickets/{id}/deliver", post(deliver::<S>)),
+        ("/api/v1.0/tickets/{id}/add_node", post(add_node::<S>)),
+        ("/api/v1.0/tickets/{id}/add_node_end", post(add_node_end::<S>)),
+        ("/api/v1.0/tickets/{id}/flowlogs", get(flowlogs::<S>)),
+        ("/api/v1.0/tickets/{id}/flowsteps", get(flowsteps::<S>)),
+        ("/api/v1.0/tickets/{id}/state", put(change_state::<S>)),
+        ("/api/v1.0/tickets/{id}/fields", patch(fields::<S>)),
+        ("/api/v1.0/tickets/{id}/retry_script", post(retry_script::<S>)),
+        ("/api/v1.0/tickets/{id}/comments", post(comment::<S>)),
+        ("/api/v1.0/tickets/{id}/hook_call_back", post(hook_call_back::<S>)),
+        ("/api/v1.0/tickets/{id}/participant_info", get(participant_info::<S>)),
+        ("/api/v1.0/tickets/{id}/close", post(close::<S>)),
+    ];
+    let mut r = Router::new();
+    for (path, m) in routes {
+        r = r.route(path, m.clone()).route(&format!("{path}/"), m);
+    }
+    r.layer(axum::middleware::from_fn(username_elsewhere))
+}
+
+/// Copies a `username` given as a query parameter or a JSON body field
+/// into the `username` header, when the header is missing.
+async fn username_elsewhere(mut req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if req.headers().contains_key("username") {
+        return next.run(req).await;
+    }
+    let from_query = Query::<std::collections::HashMap<String, String>>::try_from_uri(req.uri())
+        .ok()
+        .and_then(|Query(q)| q.get("username").cloned());
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, 1 << 20).await {
+        Ok(b) => b,
+        Err(e) => return FlowError::refused(format!("unreadable body: {e}")).into_response(),
+    };
+    let from_body = serde_json::from_slice::<Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("username").and_then(Value::as_str).map(str::to_owned));
+    req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
+    if let Some(u) = from_query.or(from_body)
+        && let Ok(v) = axum::http::HeaderValue::from_str(&u)
+    {
+        req.headers_mut().insert("username", v);
+    }
+    next.run(req).await
 }
 
 /// The caller of a request: its application and the person acting.
