@@ -754,10 +754,15 @@ impl<S: Store> Engine<S> {
             if !batch.moves() {
                 break;
             }
+            // The tickets waiting for a robot, by their job (usually few:
+            // past `PAGE` of them each event is looked up by its job instead).
             let robots: Vec<Ticket> = self
                 .store
-                .list(Select::only("wait", Waiting::Robot.as_str(), 1))
+                .list(Select::only("wait", Waiting::Robot.as_str(), PAGE))
                 .await?;
+            let waiting: std::collections::HashMap<Key, i64> =
+                robots.iter().filter_map(|t| t.job_key.map(|k| (k, t.id))).collect();
+            let all_known = robots.len() < PAGE;
             if robots.is_empty() {
                 // No ticket waits for a robot: nothing before the head concerns tickets.
                 let mut tx = Tx::default();
@@ -781,8 +786,13 @@ impl<S: Store> Engine<S> {
                     ..
                 } = &ev.event
                 {
-                    let Some(t) = self.store.find::<Ticket>("job_key", key.to_string().as_str()).await? else {
-                        continue;
+                    let t = match waiting.get(key) {
+                        Some(id) => *id,
+                        None if all_known => continue,
+                        None => match self.store.find::<Ticket>("job_key", key.to_string().as_str()).await? {
+                            Some(t) => t.id,
+                            None => continue,
+                        },
                     };
                     let ok = *state == JobState::Successful;
                     let why = reason
@@ -791,7 +801,7 @@ impl<S: Store> Engine<S> {
                     let key = *key;
                     let outputs = outputs.clone();
                     match self
-                        .move_ticket(t.id, "robot", "ticket.robot", |t, ctx| {
+                        .move_ticket(t, "robot", "ticket.robot", |t, ctx| {
                             t.robot_ended(ctx, key, ok, outputs.as_deref(), &why)
                         })
                         .await
@@ -803,7 +813,7 @@ impl<S: Store> Engine<S> {
                             // counts as failed, so that `retry_script` can try again.
                             let why = format!("the run succeeded, but the ticket cannot move on: {e}");
                             match self
-                                .move_ticket(t.id, "robot", "ticket.robot", |t, ctx| {
+                                .move_ticket(t, "robot", "ticket.robot", |t, ctx| {
                                     t.robot_ended(ctx, key, false, None, &why)
                                 })
                                 .await
