@@ -83,6 +83,26 @@ pub enum Event {
         /// Its state before.
         from: RobotState,
     },
+    /// A workflow ticket was created or changed (seed 004): moved, handled,
+    /// accepted, delivered, closed, its fields changed.
+    TicketChanged {
+        /// The ticket's id.
+        ticket: i64,
+        /// Its serial number.
+        sn: String,
+        /// Its workflow.
+        workflow: i64,
+        /// Its state now.
+        state: i64,
+        /// Who may handle it now: `participant_type_id`.
+        participant_type_id: u8,
+        /// And `participant`.
+        participant: String,
+        /// It reached an end state.
+        is_end: bool,
+        /// What happened (the audit action: `ticket.create`, `ticket.handle`, ...).
+        action: Arc<str>,
+    },
 }
 
 impl Event {
@@ -92,6 +112,7 @@ impl Event {
             Event::JobEnded { .. } => "job_ended",
             Event::ItemEnded { .. } => "item_ended",
             Event::RobotChanged { .. } => "robot_changed",
+            Event::TicketChanged { .. } => "ticket_changed",
         }
     }
 }

@@ -229,6 +229,16 @@ fn creating_checks_required_fields_and_their_types_and_writes_nothing_when_refus
     assert_eq!(logs.len(), 1);
     assert_eq!(logs[0].entry.transition_name, "submit");
     assert_eq!(logs[0].entry.participant, "lilei");
+    let events = block(f.w.engine.events(0, 10_000)).unwrap().events;
+    let changed: Vec<_> = events
+        .iter()
+        .filter(|e| e.event.kind() == "ticket_changed")
+        .map(|e| serde_json::to_value(e).unwrap())
+        .collect();
+    assert_eq!(changed.len(), 1, "one domain event for the one ticket created");
+    assert_eq!(changed[0]["action"], "ticket.create");
+    assert_eq!(changed[0]["ticket"], t.id);
+    assert_eq!(changed[0]["participant"], "zhangsan");
     f.w.audit_ok();
 }
 

@@ -450,13 +450,9 @@ impl<S: Store> Engine<S> {
             let mut next = t.update_fields(&ctx, user, given).map_err(refused)?;
             next.version = t.version + 1;
             let mut tx = Tx::default();
-            tx.record(&next)?.audit(
-                ctx.now,
-                Actor::System,
-                "ticket.fields",
-                Subject::Id("ticket", id),
-                format!("by {user}: {}", given.keys().cloned().collect::<Vec<_>>().join(",")),
-            );
+            let detail = format!("by {user}: {}", given.keys().cloned().collect::<Vec<_>>().join(","));
+            self.write_ticket(&mut tx, &next, Vec::new(), "ticket.fields", detail, ctx.now)
+                .await?;
             Ok(Decided::Commit(tx, next))
         })
     }
@@ -561,7 +557,20 @@ impl<S: Store> Engine<S> {
             tx.record(&log)?;
         }
         tx.record(t)?
-            .audit(now, Actor::System, action, Subject::Id("ticket", t.id), detail);
+            .audit(now, Actor::System, action, Subject::Id("ticket", t.id), detail)
+            .event(
+                now,
+                Event::TicketChanged {
+                    ticket: t.id,
+                    sn: t.sn.clone(),
+                    workflow: t.workflow_id,
+                    state: t.state_id,
+                    participant_type_id: t.participant_type_id,
+                    participant: t.participant.clone(),
+                    is_end: t.is_end,
+                    action: action.into(),
+                },
+            );
         Ok(())
     }
 
