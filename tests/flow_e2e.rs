@@ -202,6 +202,16 @@ async fn vpn_request(dir: &std::path::Path, db: &str) {
         .map(|f| f["field_key"].as_str().unwrap())
         .collect();
     assert_eq!(required, ["title", "vpn_days"]);
+    let far = c.get("lilei", "/tickets?page=18446744073709551615&per_page=1000").await;
+    assert_eq!(ok(&far)["value"], json!([]), "a page past the end is empty");
+    refused(&c.get("lilei", "/tickets?page=0").await, "page");
+    refused(&c.get("lilei", "/tickets?category=mine").await, "category");
+    refused(&c.get("lilei", "/tickets?is_end=maybe").await, "is_end");
+    refused(&c.get("lilei", "/tickets?create_start=yesterday").await, "create_start");
+    let far = c
+        .get("lilei", &format!("/workflows/{wf}/states?page=18446744073709551615"))
+        .await;
+    assert_eq!(ok(&far)["value"], json!([]));
     let states = c.get("lilei", &format!("/workflows/{wf}/states?per_page=20")).await;
     assert_eq!(ok(&states)["total"], 6);
     let state_id = ok(&states)["value"][1]["id"].as_i64().unwrap();

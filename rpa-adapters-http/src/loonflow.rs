@@ -401,7 +401,7 @@ async fn workflows<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, Query(
         .collect();
     let value: Vec<Value> = all
         .iter()
-        .skip((page - 1) * per_page)
+        .skip((page - 1).saturating_mul(per_page))
         .take(per_page)
         .map(|w| {
             json!({
@@ -445,7 +445,7 @@ async fn workflow_states<S: Store>(
     let value: Vec<Value> = w
         .states
         .iter()
-        .skip((page - 1) * per_page)
+        .skip((page - 1).saturating_mul(per_page))
         .take(per_page)
         .map(|s| state_json(&st.engine, &w, s))
         .collect();
@@ -1062,7 +1062,7 @@ async fn flowlogs<S: Store>(
     logs.reverse();
     let value: Vec<Value> = logs
         .iter()
-        .skip((page - 1) * per_page)
+        .skip((page - 1).saturating_mul(per_page))
         .take(per_page)
         .map(|l| log_json(&st.engine, l, &w, &dir))
         .collect();
