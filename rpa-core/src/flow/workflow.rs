@@ -360,6 +360,9 @@ pub struct Transition {
     pub alert_text: String,
 }
 
+/// The longest timer a transition may have: ten years, in seconds.
+pub const MAX_TIMER_S: u64 = 10 * 366 * 24 * 3600;
+
 /// Transition attribute: reject.
 pub const REJECT: u8 = 2;
 /// Transition type: timer.
@@ -807,9 +810,9 @@ impl WorkflowDef {
                     t.name
                 ));
             }
-            if t.transition_type_id == TIMER && t.timer == 0 {
+            if t.transition_type_id == TIMER && !(1..=MAX_TIMER_S).contains(&t.timer) {
                 return Err(format!(
-                    "workflow {wf}: transition {}: a timer transition needs timer seconds",
+                    "workflow {wf}: transition {}: a timer transition needs timer seconds, from 1 to {MAX_TIMER_S}",
                     t.name
                 ));
             }
