@@ -338,7 +338,25 @@ fn all_must_handle_moves_once_everyone_has_and_a_reject_wins() {
     let f = Flow::new(two_step("all", 2, "guiji,wangwu", 4));
     let t = f.create("lilei", json!({"title": "x", "days": 1})).unwrap();
     assert_eq!((t.participant_type_id, t.participant.as_str()), (9, "guiji,wangwu"));
+    let duty = |user: &str, reverse: bool| {
+        let q = TicketQuery {
+            category: "duty".into(),
+            reverse,
+            workflows: vec![f.wf.id],
+            ..TicketQuery::default()
+        };
+        block(f.w.engine.tickets(user, &q, 1, 10)).unwrap().1
+    };
+    assert_eq!(
+        (duty("guiji", true), duty("wangwu", false), duty("lisi", true)),
+        (1, 1, 0)
+    );
     let one = f.handle(&t, "guiji", "agree", json!({})).unwrap();
+    assert_eq!(
+        (duty("guiji", true), duty("wangwu", true)),
+        (0, 1),
+        "only who has not handled yet"
+    );
     assert_eq!(one.state_id, f.state("review"), "wangwu has not handled yet");
     assert_eq!(one.participant, "wangwu");
     refused(f.handle(&one, "guiji", "agree", json!({})), "not a current participant");
@@ -1084,4 +1102,48 @@ fn a_child_ticket_can_be_handled_by_a_field_of_its_parent() {
         (kid.parent_ticket_id, kid.parent_ticket_state_id),
         (parent.id, parent_wf.states[1].id)
     );
+}
+
+#[test]
+fn ticket_lists_page_newest_first_with_and_without_other_filters() {
+    let f = Flow::new(two_step("leave", 1, "zhangsan", 2));
+    let made: Vec<i64> = (0..25)
+        .map(|i| {
+            f.create("lilei", json!({"title": format!("t{i}"), "days": 1}))
+                .unwrap()
+                .id
+        })
+        .collect();
+    f.create("wangwu", json!({"title": "other", "days": 1})).unwrap();
+    let list = |q: TicketQuery, page: usize| {
+        let (page, total) = block(f.w.engine.tickets("lilei", &q, page, 10)).unwrap();
+        (page.into_iter().map(|t| t.id).collect::<Vec<_>>(), total)
+    };
+    let owner = TicketQuery {
+        category: "owner".into(),
+        reverse: true,
+        ..TicketQuery::default()
+    };
+    let newest: Vec<i64> = made.iter().rev().copied().collect();
+    assert_eq!(list(owner.clone(), 1), (newest[..10].to_vec(), 25));
+    assert_eq!(list(owner.clone(), 3), (newest[20..].to_vec(), 25));
+    assert_eq!(list(owner.clone(), 4), (vec![], 25));
+    // The same list through the filtered path (a title filter that every ticket matches).
+    let filtered = TicketQuery {
+        title: "t".into(),
+        ..owner.clone()
+    };
+    assert_eq!(list(filtered, 2), (newest[10..20].to_vec(), 25));
+    let oldest = TicketQuery {
+        reverse: false,
+        ..owner
+    };
+    assert_eq!(list(oldest, 1).0, made[..10].to_vec());
+    let duty = TicketQuery {
+        category: "duty".into(),
+        reverse: true,
+        ..TicketQuery::default()
+    };
+    let (_, zhangsan) = block(f.w.engine.tickets("zhangsan", &duty, 1, 10)).unwrap();
+    assert_eq!(zhangsan, 26);
 }
