@@ -75,6 +75,10 @@ struct Args {
     /// executors fetch it with a plain GET, no credentials, until then.
     #[arg(long, default_value_t = 60)]
     package_link_ttl: u64,
+    /// The delays, in milliseconds, before each new try of a webhook
+    /// delivery that failed (comma-separated; default 0,45000,150000,300000).
+    #[arg(long, value_delimiter = ',')]
+    webhook_retry_ms: Option<Vec<u64>>,
 }
 
 #[tokio::main]
@@ -107,6 +111,9 @@ async fn main() {
                     .filter(|s| !s.is_empty())
                     .map(rpa::server::Secret),
                 package_link_ttl_min: args.package_link_ttl,
+                webhook_retry_ms: args
+                    .webhook_retry_ms
+                    .unwrap_or_else(|| rpa::core::webhook::RETRY_MS.to_vec()),
             };
             run(options, shutdown_signal()).await.map_err(|e| e.to_string())
         }

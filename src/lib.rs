@@ -10,8 +10,8 @@
 //! - `server`: [`server`], the runtime a standalone server or a host needs
 //!   besides the routers (store and engine set-up, configuration, timers,
 //!   secret key, graceful shutdown on SIGTERM and Ctrl-C), [`consume`],
-//!   consumers of the domain events, and [`hooks`], the poster of workflow
-//!   hooks
+//!   consumers of the domain events, [`hooks`], the poster of workflow
+//!   hooks, and [`webhooks`], the deliveries of webhook subscriptions
 
 pub use rpa_core as core;
 pub use rpa_core::{
@@ -30,3 +30,5 @@ pub mod consume;
 pub mod hooks;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
+pub mod webhooks;

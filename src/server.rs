@@ -7,7 +7,8 @@
 //!          ──► the configuration file (or the demo configuration)
 //!          ──► serve: every HTTP API + the robot hub on one listener, the timer loop beside it
 //!              (deadlines, schedules, tickets moved by robot jobs and timers), the poster of
-//!              workflow hooks, and the event consumers asked for (--events-file, --events-url)
+//!              workflow hooks, the webhook subscriptions' deliveries, and the event consumers
+//!              asked for (--events-file, --events-url)
 //!  shutdown (SIGTERM, Ctrl-C, or the host's own future)
 //!          ──► stop accepting; drain the requests in flight; close every robot
 //!              WebSocket (Close 1001) and record its disconnect; stop the timers
@@ -100,6 +101,9 @@ pub struct Options {
     pub events_secret: Option<Secret>,
     /// Minutes a package link in Execute works without credentials (default 60).
     pub package_link_ttl_min: u64,
+    /// The delays (ms) before each new try of a failed webhook delivery
+    /// (default [`rpa_core::webhook::RETRY_MS`]).
+    pub webhook_retry_ms: Vec<u64>,
 }
 
 /// A secret: shown as `***` by `Debug`, so logging the options never shows it.
@@ -131,6 +135,7 @@ impl Default for Options {
             events_url: None,
             events_secret: None,
             package_link_ttl_min: 60,
+            webhook_retry_ms: rpa_core::webhook::RETRY_MS.to_vec(),
         }
     }
 }
@@ -286,6 +291,16 @@ async fn serve<S: Store>(
     });
     let timers = tokio::spawn(run_timers(engine.clone(), stopped(stop_rx.clone())));
     let hooks = tokio::spawn(crate::hooks::run_hooks(engine.clone(), stopped(stop_rx.clone())));
+    let retry = options
+        .webhook_retry_ms
+        .iter()
+        .map(|ms| std::time::Duration::from_millis(*ms))
+        .collect();
+    let webhooks = tokio::spawn(crate::webhooks::run_webhooks(
+        engine.clone(),
+        retry,
+        stopped(stop_rx.clone()),
+    ));
     let mut consumers = Vec::new();
     if let Some(path) = &options.events_file {
         let sink = EventFile::new(path);
@@ -338,6 +353,7 @@ async fn serve<S: Store>(
     let _ = closing.await;
     let _ = timers.await;
     let _ = hooks.await;
+    let _ = webhooks.await;
     for c in consumers {
         let _ = c.await;
     }

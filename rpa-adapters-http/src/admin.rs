@@ -69,6 +69,16 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route("/admin/workflows", post(save_workflow::<S>).get(list_workflows::<S>))
         .route("/admin/workflows/{workflowId}", get(export_workflow::<S>))
         .route("/admin/flow/directory", get(get_directory::<S>).put(put_directory::<S>))
+        .route("/admin/webhooks", post(create_webhook::<S>).get(list_webhooks::<S>))
+        .route(
+            "/admin/webhooks/{webhookId}",
+            axum::routing::delete(delete_webhook::<S>),
+        )
+        .route("/admin/webhooks/{webhookId}/failures", get(webhook_failures::<S>))
+        .route(
+            "/admin/webhooks/{webhookId}/failures/{failureId}/redeliver",
+            post(redeliver_webhook::<S>),
+        )
 }
 
 /// The package upload route (mounted with the upload body limit).
@@ -1081,4 +1091,182 @@ pub(crate) async fn put_directory<S: Store>(
     Ok(Done::ok(
         serde_json::to_value(&d).map_err(|e| Error::Internal(e.to_string()))?,
     ))
+}
+
+// ------------------------------------------------------------------ webhooks
+
+/// A webhook subscription.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookInfo {
+    /// Its id.
+    pub id: i64,
+    /// Where deliveries go.
+    pub url: String,
+    /// The event kinds it gets (`job_ended`, `item_ended`, `robot_changed`,
+    /// `ticket_changed`; empty: all).
+    pub events: Vec<String>,
+    /// False once deleted.
+    pub enabled: bool,
+    /// The key of its `X-Rpa-Signature` (HMAC-SHA256 over `"<t>.<body>"`):
+    /// given once, when it is created.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+fn webhook_info(s: &rpa_core::webhook::Subscription, secret: Option<String>) -> WebhookInfo {
+    WebhookInfo {
+        id: s.id,
+        url: s.url.clone(),
+        events: s.events.clone(),
+        enabled: s.enabled,
+        secret,
+    }
+}
+
+/// Subscribes a URL to domain events (permission ManageProcesses): body
+/// `{"url": "https://...", "events": ["job_ended", ...]}` (no `events`: all).
+/// The answer holds the subscription's signing secret, this once.
+#[utoipa::path(post, path = "/admin/webhooks", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    request_body(content = Object, description = "{url, events}"),
+    responses((status = 200, description = "the subscription, with its secret", body = Envelope<WebhookInfo>)))]
+pub(crate) async fn create_webhook<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<WebhookInfo> {
+    let me = admin(&st, &h, Permission::ManageProcesses).await?;
+    let f = fields(body)?;
+    let url = f.str("url")?.to_owned();
+    let events = match f.0.get("events") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| BusinessError::refused("events must be a list of event kinds"))?,
+        Some(_) => return Err(BusinessError::refused("events must be a list of event kinds")),
+    };
+    let (s, secret) = st
+        .engine
+        .create_webhook(Actor::User(me.id), &me.name, &url, events)
+        .await?;
+    Ok(Done::ok(webhook_info(&s, Some(secret))))
+}
+
+/// Every webhook subscription (permission ManageProcesses).
+#[utoipa::path(get, path = "/admin/webhooks", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    responses((status = 200, description = "the subscriptions", body = Envelope<Vec<WebhookInfo>>)))]
+pub(crate) async fn list_webhooks<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer<Vec<WebhookInfo>> {
+    admin(&st, &h, Permission::ManageProcesses).await?;
+    let all = st.engine.webhooks().await?;
+    Ok(Done::ok(all.iter().map(|s| webhook_info(s, None)).collect()))
+}
+
+fn webhook_id(s: &str) -> Result<i64, BusinessError> {
+    s.parse()
+        .map_err(|_| BusinessError::refused(format!("webhook subscription {s} not found")))
+}
+
+/// Deletes a webhook subscription (permission ManageProcesses): nothing more is delivered to it.
+#[utoipa::path(delete, path = "/admin/webhooks/{webhookId}", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session"),
+        ("webhookId" = i64, Path, description = "the subscription")),
+    responses((status = 200, description = "the subscription", body = Envelope<WebhookInfo>)))]
+pub(crate) async fn delete_webhook<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer<WebhookInfo> {
+    let me = admin(&st, &h, Permission::ManageProcesses).await?;
+    let s = st.engine.delete_webhook(Actor::User(me.id), webhook_id(&id)?).await?;
+    Ok(Done::ok(webhook_info(&s, None)))
+}
+
+/// A delivery that failed every try.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookFailureInfo {
+    /// Its id.
+    pub id: i64,
+    /// The event's position in the stream.
+    pub seq: u64,
+    /// The body that was posted.
+    #[schema(value_type = Object)]
+    pub body: Value,
+    /// Tries made.
+    pub attempts: u32,
+    /// What the last try got.
+    pub error: String,
+    /// When it was given up (epoch ms).
+    pub failed_at: i64,
+    /// A redelivery was asked for and is not made yet.
+    pub redeliver: bool,
+    /// A redelivery succeeded.
+    pub delivered: bool,
+}
+
+/// The deliveries of a subscription that failed every try (permission
+/// ManageProcesses), oldest first: `?after=<failure id>&limit=`.
+#[utoipa::path(get, path = "/admin/webhooks/{webhookId}/failures", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session"),
+        ("webhookId" = i64, Path, description = "the subscription"),
+        ("after" = Option<i64>, Query, description = "after this failure id"),
+        ("limit" = Option<usize>, Query, description = "at most this many (default 100, at most 1000)")),
+    responses((status = 200, description = "the failures", body = Envelope<Vec<WebhookFailureInfo>>)))]
+pub(crate) async fn webhook_failures<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Answer<Vec<WebhookFailureInfo>> {
+    admin(&st, &h, Permission::ManageProcesses).await?;
+    let id = webhook_id(&id)?;
+    st.engine.webhook(id).await?;
+    let num = |k: &str, d: i64| -> Result<i64, BusinessError> {
+        q.get(k).map_or(Ok(d), |v| {
+            v.parse()
+                .map_err(|_| BusinessError::refused(format!("{k} must be a number")))
+        })
+    };
+    let after = num("after", 0)?;
+    let limit = num("limit", 100)?.clamp(1, 1000) as usize;
+    let failures = st.engine.webhook_failures(id, after, limit).await?;
+    Ok(Done::ok(
+        failures
+            .into_iter()
+            .map(|f| WebhookFailureInfo {
+                id: f.id,
+                seq: f.seq,
+                body: f.body,
+                attempts: f.attempts,
+                error: f.error,
+                failed_at: f.failed_at.0,
+                redeliver: f.redeliver,
+                delivered: f.delivered,
+            })
+            .collect(),
+    ))
+}
+
+/// Asks for a failed delivery to be made again (permission ManageProcesses).
+#[utoipa::path(post, path = "/admin/webhooks/{webhookId}/failures/{failureId}/redeliver", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session"),
+        ("webhookId" = i64, Path, description = "the subscription"),
+        ("failureId" = i64, Path, description = "the failed delivery")),
+    responses((status = 200, description = "asked", body = Envelope<Object>)))]
+pub(crate) async fn redeliver_webhook<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    Path((id, failure)): Path<(String, String)>,
+) -> Answer<()> {
+    let me = admin(&st, &h, Permission::ManageProcesses).await?;
+    let failure: i64 = failure
+        .parse()
+        .map_err(|_| BusinessError::refused(format!("failure {failure} not found")))?;
+    st.engine
+        .redeliver_webhook(Actor::User(me.id), webhook_id(&id)?, failure)
+        .await?;
+    Ok(Done::said("the delivery will be made again"))
 }

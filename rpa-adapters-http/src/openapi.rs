@@ -63,6 +63,11 @@ use crate::{AppState, admin, business, listener, robot};
         admin::export_workflow,
         admin::get_directory,
         admin::put_directory,
+        admin::create_webhook,
+        admin::list_webhooks,
+        admin::delete_webhook,
+        admin::webhook_failures,
+        admin::redeliver_webhook,
         listener::message,
     ),
     tags(

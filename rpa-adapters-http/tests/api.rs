@@ -1468,6 +1468,11 @@ async fn openapi_lists_every_endpoint() {
         ("/admin/workflows/{workflowId}", "get"),
         ("/admin/flow/directory", "get"),
         ("/admin/flow/directory", "put"),
+        ("/admin/webhooks", "post"),
+        ("/admin/webhooks", "get"),
+        ("/admin/webhooks/{webhookId}", "delete"),
+        ("/admin/webhooks/{webhookId}/failures", "get"),
+        ("/admin/webhooks/{webhookId}/failures/{failureId}/redeliver", "post"),
         ("/listener/rpa/api/message", "post"),
     ];
     for (p, method) in routes {

@@ -83,6 +83,7 @@ pub mod seed001;
 pub mod store;
 pub mod time;
 pub mod transport;
+pub mod webhook;
 
 pub use engine::{Engine, EngineConfig, TicketQuery};
 pub use error::{Error, Result};

@@ -318,6 +318,8 @@ pub fn kinds() -> &'static [&'static Kind] {
         crate::flow::Directory::KIND,
         crate::flow::Ticket::KIND,
         crate::flow::FlowLog::KIND,
+        crate::webhook::Subscription::KIND,
+        crate::webhook::Failure::KIND,
     ]
 }
 

@@ -91,6 +91,7 @@ mod listener;
 mod robots;
 mod schedules;
 mod timers;
+mod webhooks;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
