@@ -828,6 +828,24 @@ async fn records<S: Store>(s: S) {
         .unwrap();
     let rest: Vec<Cell> = page.iter().map(|r| r.key.clone()).collect();
     assert_eq!(rest, keys[2..].to_vec(), "records: a page after a key");
+    let bare = s
+        .records(StoredFile::KIND, &Select::only("personal_of", "ann", 10).bare())
+        .await
+        .unwrap();
+    let full = s
+        .records(StoredFile::KIND, &Select::only("personal_of", "ann", 10))
+        .await
+        .unwrap();
+    let shape = |rows: &[crate::record::Row]| -> Vec<(Cell, u64, Vec<Cell>)> {
+        rows.iter()
+            .map(|r| (r.key.clone(), r.version, r.cells.clone()))
+            .collect()
+    };
+    assert_eq!(
+        shape(&bare),
+        shape(&full),
+        "records: a bare selection has the same keys, versions and cells"
+    );
     assert!(
         s.records(StoredFile::KIND, &Select::only("nope", 1, 1)).await.is_err(),
         "records: a column the kind does not index is refused"

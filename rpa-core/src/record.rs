@@ -215,6 +215,9 @@ pub struct Select {
     pub after: Option<Cell>,
     /// At most this many.
     pub limit: usize,
+    /// Keys, versions and indexed columns only: a store may leave
+    /// [`Row::data`] empty (such a row is not decoded).
+    pub bare: bool,
 }
 
 impl Select {
@@ -224,7 +227,13 @@ impl Select {
             only: None,
             after: None,
             limit,
+            bare: false,
         }
+    }
+
+    /// The same selection without the rows' data (see [`Select::bare`]).
+    pub fn bare(self) -> Select {
+        Select { bare: true, ..self }
     }
 
     /// Rows whose `column` equals `value`, up to `limit`.
@@ -233,6 +242,7 @@ impl Select {
             only: Some((column, value.into())),
             after: None,
             limit,
+            bare: false,
         }
     }
 

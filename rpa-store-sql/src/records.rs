@@ -26,11 +26,12 @@ fn cell(row: &AnyRow, i: usize, ty: ColumnType) -> StoreResult<Cell> {
     })
 }
 
-/// `SELECT key, columns.., version, data FROM table`.
-fn select_sql(kind: &Kind) -> String {
+/// `SELECT key, columns.., version, data FROM table` (`''` for the data
+/// of a bare selection).
+fn select_sql(kind: &Kind, bare: bool) -> String {
     let cols: Vec<&str> = std::iter::once(kind.key.name)
         .chain(kind.columns.iter().map(|c| c.name))
-        .chain(["version", "data"])
+        .chain(["version", if bare { "'' AS data" } else { "data" }])
         .collect();
     format!("SELECT {} FROM {}", cols.join(", "), kind.table)
 }
@@ -64,7 +65,7 @@ fn order(kind: &Kind, backend: Backend) -> String {
 
 impl RecordStore for SqlStore {
     async fn record(&self, kind: &'static Kind, key: &Cell) -> StoreResult<Option<RecordRow>> {
-        let sql = format!("{} WHERE {} = $1", select_sql(kind), kind.key.name);
+        let sql = format!("{} WHERE {} = $1", select_sql(kind, false), kind.key.name);
         let row = bind(sqlx::query(&sql), val(kind.key.ty, key))
             .fetch_optional(&self.inner.read)
             .await
@@ -74,7 +75,7 @@ impl RecordStore for SqlStore {
 
     async fn records(&self, kind: &'static Kind, select: &Select) -> StoreResult<Vec<RecordRow>> {
         select.check(kind)?;
-        let mut sql = select_sql(kind);
+        let mut sql = select_sql(kind, select.bare);
         let mut args = Vec::new();
         let mut clauses = Vec::new();
         if let Some((name, value)) = &select.only {

@@ -314,7 +314,7 @@ impl<S: Store> Engine<S> {
             let value = Cell::from(value);
             let mut after: Option<Cell> = None;
             loop {
-                let mut sel = Select::only(column, value.clone(), PAGE);
+                let mut sel = Select::only(column, value.clone(), PAGE).bare();
                 if let Some(a) = after.take() {
                     sel = sel.after(a);
                 }
@@ -330,7 +330,9 @@ impl<S: Store> Engine<S> {
                         continue;
                     }
                     if r.cell("duty") == Some(&multi) {
-                        let t: Ticket = r.decode()?;
+                        let Some(t) = self.store.get::<Ticket>(ticket_id(&r.key)).await? else {
+                            continue;
+                        };
                         if !t.participants(dir).iter().any(|p| p == user) {
                             continue;
                         }
@@ -348,12 +350,12 @@ impl<S: Store> Engine<S> {
         }
         let total = rows.len();
         let start = page.saturating_sub(1).saturating_mul(per_page);
-        let tickets = rows
-            .iter()
-            .skip(start)
-            .take(per_page)
-            .map(|r| r.decode::<Ticket>())
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut tickets = Vec::with_capacity(per_page.min(total));
+        for r in rows.iter().skip(start).take(per_page) {
+            if let Some(t) = self.store.get::<Ticket>(ticket_id(&r.key)).await? {
+                tickets.push(t);
+            }
+        }
         Ok((tickets, total))
     }
 
@@ -957,6 +959,14 @@ impl<S: Store> Engine<S> {
             }
         }
         Ok(out)
+    }
+}
+
+/// A ticket row's key as its id.
+fn ticket_id(key: &Cell) -> i64 {
+    match key {
+        Cell::Int(id) => *id,
+        _ => 0,
     }
 }
 
