@@ -62,6 +62,26 @@ impl Client {
     }
 }
 
+/// The example server on `port` over `db`, its files, key and log in
+/// `dir`; with `dir/config.json` when `config`, else the demo configuration.
+fn server(dir: &std::path::Path, port: u16, db: &str, config: bool) -> Proc {
+    let mut cmd = Command::new(support::server_binary());
+    cmd.args(["--listen", &format!("127.0.0.1:{port}"), "--db", db]);
+    if config {
+        cmd.arg("--config").arg(dir.join("config.json"));
+    }
+    Proc(
+        cmd.arg("--files")
+            .arg(dir.join("files"))
+            .arg("--secret-key-file")
+            .arg(dir.join("rpa.key"))
+            .stdout(Stdio::from(std::fs::File::create(dir.join("server.log")).unwrap()))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 fn ok(v: &Value) -> &Value {
     assert_eq!(v["code"], 0, "expected success: {v}");
     &v["data"]
@@ -112,19 +132,7 @@ async fn a_vpn_request_goes_through_people_and_a_robot_on_postgres() {
 async fn vpn_request(dir: &std::path::Path, db: &str) {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
-    let _server = Proc(
-        Command::new(support::server_binary())
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--db", db])
-            .arg("--files")
-            .arg(dir.join("files"))
-            .arg("--secret-key-file")
-            .arg(dir.join("rpa.key"))
-            .stdout(Stdio::from(std::fs::File::create(dir.join("server.log")).unwrap()))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _server = server(dir, port, db, false);
     let c = Client {
         http: reqwest::Client::new(),
         base: base.clone(),
@@ -474,20 +482,7 @@ async fn hooks_are_posted_signed_and_a_waiting_one_moves_on_at_its_callback() {
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
-    let _server = Proc(
-        Command::new(support::server_binary())
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--db", "memory"])
-            .arg("--config")
-            .arg(dir.join("config.json"))
-            .arg("--files")
-            .arg(dir.join("files"))
-            .arg("--secret-key-file")
-            .arg(dir.join("rpa.key"))
-            .stdout(Stdio::from(std::fs::File::create(dir.join("server.log")).unwrap()))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _server = server(&dir, port, "memory", true);
     let c = Client {
         http: reqwest::Client::new(),
         base: base.clone(),
@@ -645,22 +640,7 @@ async fn a_robot_pauses_for_a_persons_decision_and_resumes_with_it() {
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
-    let _server = Proc(
-        Command::new(support::server_binary())
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--db")
-            .arg(dir.join("rpa.db"))
-            .arg("--config")
-            .arg(dir.join("config.json"))
-            .arg("--files")
-            .arg(dir.join("files"))
-            .arg("--secret-key-file")
-            .arg(dir.join("rpa.key"))
-            .stdout(Stdio::from(std::fs::File::create(dir.join("server.log")).unwrap()))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _server = server(&dir, port, dir.join("rpa.db").to_str().unwrap(), true);
     let http = reqwest::Client::new();
     let (admin, _) = support::login(&http, &base, "admin", "admin-password").await;
     let (alice, process) = support::login(&http, &base, "alice", "alice-password").await;
@@ -760,18 +740,7 @@ async fn deliver_add_node_fields_comments_state_and_close_over_http() {
     std::fs::create_dir_all(&dir).unwrap();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
-    let _server = Proc(
-        Command::new(support::server_binary())
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--db", "memory"])
-            .arg("--files")
-            .arg(dir.join("files"))
-            .arg("--secret-key-file")
-            .arg(dir.join("rpa.key"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _server = server(&dir, port, "memory", false);
     let c = Client {
         http: reqwest::Client::new(),
         base: base.clone(),
