@@ -30,6 +30,40 @@ pub trait Sink: Send {
     fn deliver(&mut self, events: &[EventRecord]) -> impl Future<Output = Result<(), String>> + Send;
 }
 
+/// A lease as this node last saw it (see [`Engine::hold_consumer`]):
+/// renewed at most every quarter of the lease's length, so a runner that
+/// polls often does not write to the store at every poll.
+pub struct Lease {
+    name: String,
+    held: bool,
+    checked: Option<std::time::Instant>,
+}
+
+impl Lease {
+    /// The lease `name`, not yet asked for.
+    pub fn new(name: &str) -> Lease {
+        Lease {
+            name: name.to_owned(),
+            held: false,
+            checked: None,
+        }
+    }
+
+    /// Whether this node holds it (taking or renewing it when due).
+    pub async fn hold<S: Store>(&mut self, engine: &Engine<S>) -> Result<bool, rpa_core::Error> {
+        let every = Duration::from_millis(engine.config().timer_lease_ms / 4);
+        if self.checked.is_none_or(|t| t.elapsed() >= every) {
+            let held = engine.hold_consumer(&self.name).await?;
+            if held != self.held {
+                tracing::info!(lease = %self.name, node = engine.node(), held, "lease");
+            }
+            self.held = held;
+            self.checked = Some(std::time::Instant::now());
+        }
+        Ok(self.held)
+    }
+}
+
 /// Runs consumer `name` into `sink` until `shutdown` completes.
 pub async fn run_consumer<S: Store, K: Sink>(
     engine: Arc<Engine<S>>,
@@ -38,9 +72,9 @@ pub async fn run_consumer<S: Store, K: Sink>(
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
-    let mut holding = false;
+    let mut lease = Lease::new(name);
     loop {
-        let wait = match step(&engine, name, &mut sink, &mut holding).await {
+        let wait = match step(&engine, name, &mut sink, &mut lease).await {
             Ok(true) => Duration::ZERO,
             Ok(false) => POLL,
             Err(e) => {
@@ -60,14 +94,9 @@ async fn step<S: Store, K: Sink>(
     engine: &Engine<S>,
     name: &str,
     sink: &mut K,
-    holding: &mut bool,
+    lease: &mut Lease,
 ) -> Result<bool, String> {
-    let hold = engine.hold_consumer(name).await.map_err(|e| e.to_string())?;
-    if hold != *holding {
-        tracing::info!(consumer = name, node = engine.node(), hold, "event consumer lease");
-        *holding = hold;
-    }
-    if !hold {
+    if !lease.hold(engine).await.map_err(|e| e.to_string())? {
         return Ok(false);
     }
     let batch = engine.events_for(name, BATCH).await.map_err(|e| e.to_string())?;

@@ -32,8 +32,9 @@ pub async fn run_hooks<S: Store>(engine: Arc<Engine<S>>, shutdown: impl Future<O
             return;
         }
     };
+    let mut lease = crate::consume::Lease::new(HOOKS_LEASE);
     loop {
-        if let Err(e) = post_due(&engine, &http).await {
+        if let Err(e) = post_due(&engine, &http, &mut lease).await {
             tracing::error!(error = %e, "hooks: will try again");
         }
         tokio::select! {
@@ -43,8 +44,12 @@ pub async fn run_hooks<S: Store>(engine: Arc<Engine<S>>, shutdown: impl Future<O
     }
 }
 
-async fn post_due<S: Store>(engine: &Engine<S>, http: &reqwest::Client) -> Result<(), rpa_core::Error> {
-    if !engine.hold_consumer(HOOKS_LEASE).await? {
+async fn post_due<S: Store>(
+    engine: &Engine<S>,
+    http: &reqwest::Client,
+    lease: &mut crate::consume::Lease,
+) -> Result<(), rpa_core::Error> {
+    if !lease.hold(engine).await? {
         return Ok(());
     }
     let due = engine.hooks_due().await?;

@@ -31,6 +31,8 @@ use rpa_core::webhook::{self, Subscription};
 use rpa_core::{Engine, Store};
 use tokio::sync::watch;
 
+use crate::consume::Lease;
+
 /// How often subscriptions are looked at (new, deleted) and redeliveries made.
 const LOOK: Duration = Duration::from_secs(1);
 /// How long a receiver has to answer.
@@ -53,6 +55,7 @@ pub async fn run_webhooks<S: Store>(engine: Arc<Engine<S>>, retry: Vec<Duration>
         }
     };
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut redeliveries = Lease::new(REDELIVERY_LEASE);
     let mut running: HashMap<i64, tokio::task::JoinHandle<()>> = HashMap::new();
     loop {
         match engine.webhooks().await {
@@ -73,7 +76,7 @@ pub async fn run_webhooks<S: Store>(engine: Arc<Engine<S>>, retry: Vec<Duration>
             }
             Err(e) => tracing::error!(error = %e, "webhooks: cannot read the subscriptions"),
         }
-        if let Err(e) = redeliver(&engine, &http).await {
+        if let Err(e) = redeliver(&engine, &http, &mut redeliveries).await {
             tracing::error!(error = %e, "webhooks: redeliveries");
         }
         tokio::select! {
@@ -103,8 +106,15 @@ async fn deliver_forever<S: Store>(
             return;
         }
     };
+    let mut d = Deliverer {
+        lease: Lease::new(&name),
+        name,
+        http,
+        secret,
+        retry,
+    };
     loop {
-        let idle = match step(&engine, &http, &s, &name, &secret, &retry, &mut stop).await {
+        let idle = match d.step(&engine, &s, &mut stop).await {
             Ok(more) => !more,
             Err(e) => {
                 tracing::error!(webhook = s.id, error = %e, "webhook: will try again");
@@ -123,60 +133,68 @@ async fn deliver_forever<S: Store>(
     }
 }
 
-/// One batch; `Ok(true)` when there may be more at once.
-async fn step<S: Store>(
-    engine: &Engine<S>,
-    http: &reqwest::Client,
-    s: &Subscription,
-    name: &str,
-    secret: &str,
-    retry: &[Duration],
-    stop: &mut watch::Receiver<bool>,
-) -> Result<bool, String> {
-    if !engine.hold_consumer(name).await.map_err(|e| e.to_string())? {
-        return Ok(false);
-    }
-    let batch = engine.events_for(name, BATCH).await.map_err(|e| e.to_string())?;
-    if !batch.moves() {
-        return Ok(false);
-    }
-    // Read after the batch: a deletion committed before any of its events counts.
-    let s = &engine.webhook(s.id).await.map_err(|e| e.to_string())?;
-    if !s.enabled {
-        return Ok(false);
-    }
-    for ev in batch.page.events.iter().filter(|e| s.wants(e.event.kind())) {
-        let mut error = match post(http, s, secret, ev).await {
-            Ok(()) => continue,
-            Err(e) => e,
-        };
-        let mut tries = 1;
-        for delay in retry {
-            tokio::select! {
-                _ = stop.changed() => return Ok(false),
-                _ = tokio::time::sleep(*delay) => {}
-            }
-            tries += 1;
-            match post(http, s, secret, ev).await {
-                Ok(()) => {
-                    error.clear();
-                    break;
+/// What a subscription's deliveries need.
+struct Deliverer {
+    lease: Lease,
+    name: String,
+    http: reqwest::Client,
+    secret: String,
+    retry: Vec<Duration>,
+}
+
+impl Deliverer {
+    /// One batch; `Ok(true)` when there may be more at once.
+    async fn step<S: Store>(
+        &mut self,
+        engine: &Engine<S>,
+        s: &Subscription,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<bool, String> {
+        if !self.lease.hold(engine).await.map_err(|e| e.to_string())? {
+            return Ok(false);
+        }
+        let batch = engine.events_for(&self.name, BATCH).await.map_err(|e| e.to_string())?;
+        if !batch.moves() {
+            return Ok(false);
+        }
+        // Read after the batch: a deletion committed before any of its events counts.
+        let s = &engine.webhook(s.id).await.map_err(|e| e.to_string())?;
+        if !s.enabled {
+            return Ok(false);
+        }
+        for ev in batch.page.events.iter().filter(|e| s.wants(e.event.kind())) {
+            let mut error = match post(&self.http, s, &self.secret, ev).await {
+                Ok(()) => continue,
+                Err(e) => e,
+            };
+            let mut tries = 1;
+            for delay in &self.retry {
+                tokio::select! {
+                    _ = stop.changed() => return Ok(false),
+                    _ = tokio::time::sleep(*delay) => {}
                 }
-                Err(e) => error = e,
+                tries += 1;
+                match post(&self.http, s, &self.secret, ev).await {
+                    Ok(()) => {
+                        error.clear();
+                        break;
+                    }
+                    Err(e) => error = e,
+                }
+            }
+            if !error.is_empty() {
+                tracing::warn!(webhook = s.id, seq = ev.seq, tries, %error, "webhook delivery failed");
+                engine
+                    .webhook_failed(s, ev, tries, &error)
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
         }
-        if !error.is_empty() {
-            tracing::warn!(webhook = s.id, seq = ev.seq, tries, %error, "webhook delivery failed");
-            engine
-                .webhook_failed(s, ev, tries, &error)
-                .await
-                .map_err(|e| e.to_string())?;
+        match engine.acknowledge(&batch).await {
+            Ok(()) => Ok(true),
+            Err(rpa_core::Error::Store(rpa_core::error::StoreError::Conflict)) => Ok(true),
+            Err(e) => Err(e.to_string()),
         }
-    }
-    match engine.acknowledge(&batch).await {
-        Ok(()) => Ok(true),
-        Err(rpa_core::Error::Store(rpa_core::error::StoreError::Conflict)) => Ok(true),
-        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -215,8 +233,12 @@ async fn send(
 
 /// Makes the redeliveries administrators asked for (on the node that holds
 /// [`REDELIVERY_LEASE`]).
-async fn redeliver<S: Store>(engine: &Engine<S>, http: &reqwest::Client) -> Result<(), rpa_core::Error> {
-    if !engine.hold_consumer(REDELIVERY_LEASE).await? {
+async fn redeliver<S: Store>(
+    engine: &Engine<S>,
+    http: &reqwest::Client,
+    lease: &mut Lease,
+) -> Result<(), rpa_core::Error> {
+    if !lease.hold(engine).await? {
         return Ok(());
     }
     for f in engine.webhook_redeliveries().await? {
