@@ -44,7 +44,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::config::{ProcessDef, RobotDef};
+use crate::config::{ProcessDef, QueueTriggerDef, RobotDef};
 use crate::seed000::{Answer, BusinessError, Done, Envelope, fields, session};
 use crate::wire::key;
 
@@ -88,13 +88,13 @@ pub fn upload_router<S: Store>() -> Router<AppState<S>> {
 
 /// The session's user, if a role of theirs grants `perm`; a refusal is
 /// audited (`permission.denied`).
-async fn admin<S: Store>(st: &AppState<S>, h: &HeaderMap, perm: Permission) -> Result<User, BusinessError> {
+pub(crate) async fn admin<S: Store>(st: &AppState<S>, h: &HeaderMap, perm: Permission) -> Result<User, BusinessError> {
     let user = session(st, h).await?;
     st.engine.require(Actor::User(user.id), perm).await?;
     Ok(user)
 }
 
-fn process_id(s: &str) -> Result<Key, BusinessError> {
+pub(crate) fn process_id(s: &str) -> Result<Key, BusinessError> {
     key("processId", s).map_err(|_| BusinessError::refused(format!("process {s} not found")))
 }
 
@@ -216,6 +216,9 @@ pub struct ProcessDetails {
     pub pending_items: u32,
     /// Dispatch priority.
     pub priority: i32,
+    /// A Queue process's trigger, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue_trigger: Option<QueueTriggerDef>,
     /// When it was created.
     pub create_time: String,
 }
@@ -492,7 +495,7 @@ pub(crate) async fn grant<S: Store>(
     Ok(Done::said("granted"))
 }
 
-fn process_details<S: Store>(st: &AppState<S>, p: &Process) -> ProcessDetails {
+pub(crate) fn process_details<S: Store>(st: &AppState<S>, p: &Process) -> ProcessDetails {
     ProcessDetails {
         process_id: p.key,
         process_name: p.spec.name.clone(),
@@ -505,6 +508,7 @@ fn process_details<S: Store>(st: &AppState<S>, p: &Process) -> ProcessDetails {
         max_pending_items: p.spec.max_pending_items,
         pending_items: p.pending_items,
         priority: p.spec.priority,
+        queue_trigger: p.spec.trigger.map(Into::into),
         create_time: p.created_at.format_local(st.engine.config().time_zone),
     }
 }

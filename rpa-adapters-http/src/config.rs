@@ -21,8 +21,9 @@ use rpa_core::error::Error;
 use rpa_core::model::{
     Actor, ArgType, ArgumentSpec, ProcessSpec, ProcessType, RetryPolicy, RobotProfile, RobotRequirements,
 };
+use rpa_core::trigger::QueueTrigger;
 use rpa_core::{Engine, Store};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -395,6 +396,38 @@ pub struct ProcessDef {
     /// runs: a robot that reports a pause step opens one, and the job
     /// resumes with the person's decision when it ends.
     pub pause_workflow: Option<String>,
+    /// A Queue process's trigger: its items wait, and get jobs when
+    /// `minItems` wait, at most `maxConcurrent` at once (without one, each
+    /// item starts its own job as it is added).
+    pub queue_trigger: Option<QueueTriggerDef>,
+}
+
+/// A queue trigger ([`rpa_core::trigger`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct QueueTriggerDef {
+    /// New items that must wait before a round's first job starts (≥ 1).
+    pub min_items: u32,
+    /// Most trigger jobs pending or running at once (≥ 1).
+    pub max_concurrent: u32,
+}
+
+impl From<QueueTriggerDef> for QueueTrigger {
+    fn from(d: QueueTriggerDef) -> QueueTrigger {
+        QueueTrigger {
+            min_items: d.min_items,
+            max_concurrent: d.max_concurrent,
+        }
+    }
+}
+
+impl From<QueueTrigger> for QueueTriggerDef {
+    fn from(t: QueueTrigger) -> QueueTriggerDef {
+        QueueTriggerDef {
+            min_items: t.min_items,
+            max_concurrent: t.max_concurrent,
+        }
+    }
 }
 
 /// One argument of a process.
@@ -474,6 +507,7 @@ impl From<ProcessDef> for ProcessSpec {
             expiration_ms: d.expiration_ms,
             video_record: d.video_record,
             pause_workflow: d.pause_workflow,
+            trigger: d.queue_trigger.map(Into::into),
         }
     }
 }

@@ -39,6 +39,7 @@
 
 pub mod admin;
 pub mod business;
+pub mod centre;
 pub mod clock;
 pub mod config;
 pub mod files;
@@ -119,6 +120,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         .merge(business::router().layer(DefaultBodyLimit::max(json)))
         .merge(robot::router().layer(DefaultBodyLimit::max(json)))
         .merge(admin::router().layer(DefaultBodyLimit::max(json)))
+        .merge(centre::router().layer(DefaultBodyLimit::max(json)))
         .merge(listener::router().layer(DefaultBodyLimit::max(json)))
         .merge(loonflow::router().layer(DefaultBodyLimit::max(json)))
         .merge(

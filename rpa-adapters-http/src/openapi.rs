@@ -8,7 +8,7 @@ use rpa_core::Store;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{AppState, admin, business, listener, robot};
+use crate::{AppState, admin, business, centre, listener, robot};
 
 /// The document's outline: every handler of the business, robot and
 /// administration families.
@@ -68,6 +68,9 @@ use crate::{AppState, admin, business, listener, robot};
         admin::delete_webhook,
         admin::webhook_failures,
         admin::redeliver_webhook,
+        centre::get_trigger,
+        centre::put_trigger,
+        centre::delete_trigger,
         listener::message,
     ),
     tags(

@@ -1473,6 +1473,9 @@ async fn openapi_lists_every_endpoint() {
         ("/admin/webhooks/{webhookId}", "delete"),
         ("/admin/webhooks/{webhookId}/failures", "get"),
         ("/admin/webhooks/{webhookId}/failures/{failureId}/redeliver", "post"),
+        ("/admin/processes/{processId}/trigger", "get"),
+        ("/admin/processes/{processId}/trigger", "put"),
+        ("/admin/processes/{processId}/trigger", "delete"),
         ("/listener/rpa/api/message", "post"),
     ];
     for (p, method) in routes {

@@ -87,6 +87,7 @@ pub fn sample_job(id: i64, process: ProcessId, priority: i32) -> Job {
         forced: false,
         retry: None,
         window_ms: None,
+        triggered: false,
     }
 }
 

@@ -49,6 +49,7 @@
 //! - [`auth`]: passwords, tokens, vendor proofs; [`audit`]: the hash chain
 //! - [`engine`]: the [`Engine`] operations and the scheduler
 //! - [`limits`]: `maxRunNum`, `maxDayNum`, max pending items, and the counter changes
+//! - [`trigger`]: queue triggers (when waiting queue items get their jobs)
 //! - [`schedule`]: when schedules fire (rules, zones, windows, calendar, missed times)
 //! - [`listener`]: seed 003 listener requests (automation and fall-out queues)
 //! - [`events`]: domain events, carried by the audit chain, and consumers' cursors
@@ -83,6 +84,7 @@ pub mod seed001;
 pub mod store;
 pub mod time;
 pub mod transport;
+pub mod trigger;
 pub mod webhook;
 
 pub use engine::{Engine, EngineConfig, TicketQuery};

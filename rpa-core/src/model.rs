@@ -149,6 +149,10 @@ pub struct ProcessSpec {
     /// resumes when it ends (see [`crate::flow`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pause_workflow: Option<String>,
+    /// A Queue process's trigger: its items wait and get jobs in rounds
+    /// (see [`crate::trigger`]); none: each item starts its own job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<crate::trigger::QueueTrigger>,
 }
 
 impl ProcessSpec {
@@ -169,6 +173,7 @@ impl ProcessSpec {
             expiration_ms: None,
             video_record: false,
             pause_workflow: None,
+            trigger: None,
         }
     }
 }
@@ -331,6 +336,10 @@ pub struct Job {
     /// (after the back-off, with a fresh deadline) while attempts remain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_ms: Option<u64>,
+    /// Started by its process's queue trigger: counted among the
+    /// trigger's active jobs until it ends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub triggered: bool,
 }
 
 /// Queue item states (seed 000 §3.6 words plus the orchestrator states of DESIGN §3).

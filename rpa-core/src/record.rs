@@ -330,6 +330,8 @@ pub fn kinds() -> &'static [&'static Kind] {
         crate::flow::FlowLog::KIND,
         crate::webhook::Subscription::KIND,
         crate::webhook::Failure::KIND,
+        crate::trigger::TriggerState::KIND,
+        crate::trigger::Waiting::KIND,
     ]
 }
 

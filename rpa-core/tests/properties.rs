@@ -74,6 +74,7 @@ fn new_job() -> Job {
         forced: false,
         retry: None,
         window_ms: None,
+        triggered: false,
     }
 }
 

@@ -134,6 +134,11 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
         (8, "files by run", include_str!("../migrations/0008_files_by_run.sql")),
         (9, "workflows", include_str!("../migrations/0009_workflows.sql")),
         (10, "webhooks", include_str!("../migrations/0010_webhooks.sql")),
+        (
+            11,
+            "queue triggers",
+            include_str!("../migrations/0011_queue_triggers.sql"),
+        ),
     ]
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::triggers::Fresh;
 use super::{Decided, Delta, Engine, Tx};
 use crate::arguments;
 use crate::audit::{self, Subject};
@@ -55,7 +56,8 @@ pub(crate) struct Transitioned {
     pub fx: JobEffects,
     /// A robot let go and left idle (not already given its next job).
     pub released: Option<RobotId>,
-    pub new_job: Option<JobId>,
+    /// Jobs this commit created (a retried item's, a trigger's).
+    pub new_jobs: Vec<JobId>,
 }
 
 impl<S: Store> Engine<S> {
@@ -94,7 +96,7 @@ impl<S: Store> Engine<S> {
         self.require(actor, Permission::ManageProcesses).await?;
         check_spec(&spec)?;
         let spec = Arc::new(spec);
-        decided!(self, |_attempt| {
+        let p = decided!(self, |_attempt| {
             let mut p = self.process_by_key(key).await?;
             p.spec = spec.clone();
             let mut tx = Tx::default();
@@ -110,7 +112,10 @@ impl<S: Store> Engine<S> {
                 ..p
             };
             Ok(Decided::Commit(tx, p))
-        })
+        })?;
+        // A trigger loosened or removed may let waiting items start.
+        self.run_trigger(p.id).await?;
+        Ok(p)
     }
 
     /// All processes (administration).
@@ -232,6 +237,7 @@ impl<S: Store> Engine<S> {
             forced: false,
             retry: None,
             window_ms: None,
+            triggered: false,
         })
     }
 
@@ -406,6 +412,26 @@ impl<S: Store> Engine<S> {
                 created_at: now,
                 ended_at: None,
             };
+            if p.spec.trigger.is_some() {
+                // The item waits for its trigger, which may start it (or
+                // others before it) in this same commit.
+                let mut tx = Tx::default();
+                tx.count(&mut p, Delta::NEW_ITEM, self.today(now)).audit(
+                    now,
+                    Actor::User(user.id),
+                    "item.add",
+                    Subject::Id("item", item.id.0),
+                    "waits for the queue trigger".into(),
+                );
+                let state = self.trigger_state(p.id).await?;
+                let fresh = Fresh {
+                    item: item.clone(),
+                    user: user.id,
+                    not_before: None,
+                };
+                let jobs = self.trigger_round(&mut tx, &p, state, vec![fresh], now).await?;
+                return Ok(Decided::Commit(tx, (item, jobs)));
+            }
             let job = self
                 .new_job(
                     &p,
@@ -432,9 +458,9 @@ impl<S: Store> Engine<S> {
                     Subject::Id("item", item.id.0),
                     audit::id_text("job", job.id.0),
                 );
-            Ok(Decided::Commit(tx, (item, job.id)))
+            Ok(Decided::Commit(tx, (item, vec![job.id])))
         });
-        let (item, job) = match added {
+        let (item, jobs) = match added {
             Err(Error::Store(StoreError::Duplicate(_))) => {
                 return Err(Error::AlreadyExists(format!(
                     "queue item with reference {}",
@@ -443,7 +469,9 @@ impl<S: Store> Engine<S> {
             }
             other => other?,
         };
-        self.place_job(job).await?;
+        for job in jobs {
+            self.place_job(job).await?;
+        }
         Ok(self.store.item(item.id).await?.unwrap_or(item))
     }
 
@@ -510,7 +538,8 @@ impl<S: Store> Engine<S> {
             let fx = job::apply(&mut job, ev.clone(), ctx)?;
             let mut tx = Tx::default();
             let mut released = None;
-            let mut new_job = None;
+            let mut new_jobs = Vec::new();
+            let mut waits_again = Vec::new();
             let mut robot_write = None;
             let mut robot_before = None;
 
@@ -585,37 +614,53 @@ impl<S: Store> Engine<S> {
                         ended_at: None,
                         ..item.clone()
                     };
-                    let owner = self
-                        .store
-                        .user(job.user)
-                        .await?
-                        .ok_or_else(|| Error::Internal("job without user".into()))?;
                     let backoff = Some(now.plus_ms(p.spec.retry.backoff(again.retry_count + 1)));
-                    let j2 = self
-                        .new_job(
-                            &p,
-                            &owner,
-                            again.content.clone(),
-                            Some(&again),
-                            now,
-                            backoff,
-                            again.deadline,
-                        )
-                        .await?;
-                    let again = QueueItem {
-                        job: Some(j2.id),
-                        ..again
-                    };
                     tx.count(&mut p, Delta::RETRIED_ITEM, today);
-                    tx.audit(
-                        now,
-                        Actor::System,
-                        "item.retry",
-                        Subject::Id("item", item.id.0),
-                        format!("item:{} job:{}", again.id, j2.id),
-                    );
-                    new_job = Some(j2.id);
-                    tx.item(again).job(j2);
+                    if p.spec.trigger.is_some() {
+                        // The retry waits in the trigger's line.
+                        tx.audit(
+                            now,
+                            Actor::System,
+                            "item.retry",
+                            Subject::Id("item", item.id.0),
+                            format!("item:{} (waits for the queue trigger)", again.id),
+                        );
+                        waits_again.push(Fresh {
+                            item: again,
+                            user: job.user,
+                            not_before: backoff,
+                        });
+                    } else {
+                        let owner = self
+                            .store
+                            .user(job.user)
+                            .await?
+                            .ok_or_else(|| Error::Internal("job without user".into()))?;
+                        let j2 = self
+                            .new_job(
+                                &p,
+                                &owner,
+                                again.content.clone(),
+                                Some(&again),
+                                now,
+                                backoff,
+                                again.deadline,
+                            )
+                            .await?;
+                        let again = QueueItem {
+                            job: Some(j2.id),
+                            ..again
+                        };
+                        tx.audit(
+                            now,
+                            Actor::System,
+                            "item.retry",
+                            Subject::Id("item", item.id.0),
+                            format!("item:{} job:{}", again.id, j2.id),
+                        );
+                        new_jobs.push(j2.id);
+                        tx.item(again).job(j2);
+                    }
                 }
                 tx.audit(
                     now,
@@ -626,6 +671,15 @@ impl<S: Store> Engine<S> {
                 )
                 .event(now, events::item_ended(&item));
                 tx.item(item);
+            }
+            // The trigger: an ended trigger job makes room, a retry waits.
+            let trigger_job_ended = fx.ended.is_some() && job.triggered;
+            if trigger_job_ended || !waits_again.is_empty() {
+                let mut state = self.trigger_state(p.id).await?;
+                if trigger_job_ended {
+                    state.active = state.active.saturating_sub(1);
+                }
+                new_jobs.extend(self.trigger_round(&mut tx, &p, state, waits_again, now).await?);
             }
             if fx.paused {
                 self.pause_ticket(&mut tx, &job, &p, now).await?;
@@ -685,7 +739,7 @@ impl<S: Store> Engine<S> {
                 job,
                 fx,
                 released: released.filter(|_| !chained),
-                new_job,
+                new_jobs,
             };
             Ok(if tx.commit.is_empty() {
                 Decided::Answer((t, next_claim))
@@ -709,8 +763,8 @@ impl<S: Store> Engine<S> {
         if t.fx.requeued && t.job.not_before.is_none() {
             self.place_job(t.job.id).await?;
         }
-        if let Some(j) = t.new_job {
-            self.place_job(j).await?;
+        for j in &t.new_jobs {
+            self.place_job(*j).await?;
         }
         Ok(())
     }
@@ -733,6 +787,14 @@ fn event_action(ev: &JobEvent) -> &'static str {
 
 fn check_spec(spec: &ProcessSpec) -> Result<()> {
     super::non_empty(&spec.name, "process name")?;
+    if let Some(t) = &spec.trigger {
+        if spec.process_type != ProcessType::Queue {
+            return Err(Error::InvalidArgument(
+                "only a Queue process can have a queueTrigger".into(),
+            ));
+        }
+        t.check().map_err(Error::InvalidArgument)?;
+    }
     let mut seen = std::collections::HashSet::new();
     for a in &spec.arguments {
         super::non_empty(&a.name, "argument name")?;

@@ -91,6 +91,7 @@ mod listener;
 mod robots;
 mod schedules;
 mod timers;
+mod triggers;
 mod webhooks;
 
 use std::collections::BTreeSet;
