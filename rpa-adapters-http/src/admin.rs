@@ -1107,7 +1107,7 @@ pub struct WebhookInfo {
     /// Where deliveries go.
     pub url: String,
     /// The event kinds it gets (`job_ended`, `item_ended`, `robot_changed`,
-    /// `ticket_changed`; empty: all).
+    /// `ticket_changed`, `pipeline_run_ended`; empty: all).
     pub events: Vec<String>,
     /// False once deleted.
     pub enabled: bool,

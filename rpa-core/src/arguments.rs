@@ -71,6 +71,14 @@ pub fn validate(spec: &ProcessSpec, params: &Value) -> Result<Value, Error> {
     Ok(Value::Object(out))
 }
 
+/// Checks one value against its argument's type (a null is no value).
+pub fn check_value(arg: &ArgumentSpec, v: &Value) -> Result<(), Error> {
+    if v.is_null() {
+        return Ok(());
+    }
+    coerce(arg, v).map(|_| ())
+}
+
 fn coerce(arg: &ArgumentSpec, v: &Value) -> Result<Value, Error> {
     let wrong = || {
         Error::InvalidArgument(format!(

@@ -88,6 +88,7 @@ pub fn sample_job(id: i64, process: ProcessId, priority: i32) -> Job {
         retry: None,
         window_ms: None,
         triggered: false,
+        pipeline_run: None,
     }
 }
 

@@ -103,6 +103,20 @@ pub enum Event {
         /// What happened (the audit action: `ticket.create`, `ticket.handle`, ...).
         action: Arc<str>,
     },
+    /// A pipeline run ended: Successful, Faulted or Stopped.
+    PipelineRunEnded {
+        /// The run.
+        run: i64,
+        /// Its pipeline.
+        pipeline: i64,
+        /// The pipeline's name.
+        name: Arc<str>,
+        /// How it ended.
+        state: crate::pipeline::RunState,
+        /// The run it reran, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rerun_of: Option<i64>,
+    },
 }
 
 impl Event {
@@ -113,6 +127,7 @@ impl Event {
             Event::ItemEnded { .. } => "item_ended",
             Event::RobotChanged { .. } => "robot_changed",
             Event::TicketChanged { .. } => "ticket_changed",
+            Event::PipelineRunEnded { .. } => "pipeline_run_ended",
         }
     }
 }
@@ -261,6 +276,17 @@ pub fn job_ended(job: &crate::model::Job) -> Event {
         error_code: job.error_code,
         reason: job.reason.clone(),
         outputs: job.outputs.clone(),
+    }
+}
+
+/// The event of a pipeline run that ended.
+pub fn pipeline_run_ended(run: &crate::pipeline::PipelineRun) -> Event {
+    Event::PipelineRunEnded {
+        run: run.id,
+        pipeline: run.pipeline,
+        name: run.plan.def.name.as_str().into(),
+        state: run.state,
+        rerun_of: run.rerun_of,
     }
 }
 

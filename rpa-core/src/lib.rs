@@ -50,6 +50,7 @@
 //! - [`engine`]: the [`Engine`] operations and the scheduler
 //! - [`limits`]: `maxRunNum`, `maxDayNum`, max pending items, and the counter changes
 //! - [`trigger`]: queue triggers (when waiting queue items get their jobs)
+//! - [`pipeline`]: pipelines, DAGs of steps, and the rules of their runs
 //! - [`schedule`]: when schedules fire (rules, zones, windows, calendar, missed times)
 //! - [`listener`]: seed 003 listener requests (automation and fall-out queues)
 //! - [`events`]: domain events, carried by the audit chain, and consumers' cursors
@@ -76,6 +77,7 @@ pub mod limits;
 pub mod listener;
 pub mod memory;
 pub mod model;
+pub mod pipeline;
 pub mod queue;
 pub mod record;
 pub mod robot;

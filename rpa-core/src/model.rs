@@ -340,6 +340,9 @@ pub struct Job {
     /// trigger's active jobs until it ends.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub triggered: bool,
+    /// The pipeline run whose step it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline_run: Option<i64>,
 }
 
 /// Queue item states (seed 000 §3.6 words plus the orchestrator states of DESIGN §3).

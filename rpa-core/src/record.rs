@@ -332,6 +332,8 @@ pub fn kinds() -> &'static [&'static Kind] {
         crate::webhook::Failure::KIND,
         crate::trigger::TriggerState::KIND,
         crate::trigger::Waiting::KIND,
+        crate::pipeline::Pipeline::KIND,
+        crate::pipeline::PipelineRun::KIND,
     ]
 }
 

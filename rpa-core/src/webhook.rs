@@ -23,7 +23,13 @@ use crate::record::{Cell, Column, Kind, Record};
 use crate::time::Timestamp;
 
 /// The event kinds a subscription may ask for.
-pub const KINDS: [&str; 4] = ["job_ended", "item_ended", "robot_changed", "ticket_changed"];
+pub const KINDS: [&str; 5] = [
+    "job_ended",
+    "item_ended",
+    "robot_changed",
+    "ticket_changed",
+    "pipeline_run_ended",
+];
 
 /// When each delivery is tried again after a failure, in milliseconds
 /// after the previous try: at once, 45 s, 2.5 min, 5 min; then it fails.

@@ -75,6 +75,7 @@ fn new_job() -> Job {
         retry: None,
         window_ms: None,
         triggered: false,
+        pipeline_run: None,
     }
 }
 

@@ -139,6 +139,7 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             "queue triggers",
             include_str!("../migrations/0011_queue_triggers.sql"),
         ),
+        (12, "pipelines", include_str!("../migrations/0012_pipelines.sql")),
     ]
 }
 

@@ -56,8 +56,10 @@ pub(crate) struct Transitioned {
     pub fx: JobEffects,
     /// A robot let go and left idle (not already given its next job).
     pub released: Option<RobotId>,
-    /// Jobs this commit created (a retried item's, a trigger's).
+    /// Jobs this commit created (a retried item's, a trigger's, a pipeline's).
     pub new_jobs: Vec<JobId>,
+    /// Jobs to stop after it (a pipeline run halted).
+    pub stop_jobs: Vec<JobId>,
 }
 
 impl<S: Store> Engine<S> {
@@ -238,6 +240,7 @@ impl<S: Store> Engine<S> {
             retry: None,
             window_ms: None,
             triggered: false,
+            pipeline_run: None,
         })
     }
 
@@ -681,6 +684,13 @@ impl<S: Store> Engine<S> {
                 }
                 new_jobs.extend(self.trigger_round(&mut tx, &p, state, waits_again, now).await?);
             }
+            // A pipeline step: its run moves in this commit.
+            let mut stop_jobs = Vec::new();
+            if fx.ended.is_some() && job.pipeline_run.is_some() {
+                let moved = self.pipeline_job_ended(&mut tx, &job, now).await?;
+                new_jobs.extend(moved.started);
+                stop_jobs = moved.stop;
+            }
             if fx.paused {
                 self.pause_ticket(&mut tx, &job, &p, now).await?;
             }
@@ -740,6 +750,7 @@ impl<S: Store> Engine<S> {
                 fx,
                 released: released.filter(|_| !chained),
                 new_jobs,
+                stop_jobs,
             };
             Ok(if tx.commit.is_empty() {
                 Decided::Answer((t, next_claim))
@@ -763,9 +774,11 @@ impl<S: Store> Engine<S> {
         if t.fx.requeued && t.job.not_before.is_none() {
             self.place_job(t.job.id).await?;
         }
-        for j in &t.new_jobs {
-            self.place_job(*j).await?;
-        }
+        self.after_run_moved(super::pipelines::Moved {
+            started: t.new_jobs.clone(),
+            stop: t.stop_jobs.clone(),
+        })
+        .await?;
         Ok(())
     }
 }

@@ -88,6 +88,7 @@ mod events;
 mod flow;
 mod jobs;
 mod listener;
+mod pipelines;
 mod robots;
 mod schedules;
 mod timers;
