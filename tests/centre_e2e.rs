@@ -1,6 +1,7 @@
 //! The scheduling centre in the server, with real robot processes: queue
 //! triggers (items wait for `minItems`, at most `maxConcurrent` run, a
-//! trigger changed or removed over the admin API).
+//! trigger changed or removed over the admin API) and pipelines (a diamond
+//! of five steps with a failing branch, a rerun, a stop, bad definitions).
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -226,4 +227,280 @@ async fn queue_triggers_on_postgres() {
     let dir = std::env::temp_dir().join(format!("rpa-triggers-pg-{}", std::process::id()));
     triggers(&dir, &db).await;
     support::drop_postgres(&url, "triggers").await;
+}
+
+const PIPELINE_CONFIG: &str = r#"{
+  "admin": { "name": "admin", "password": "admin-pw" },
+  "processes": [
+    { "name": "Extract", "type": "Unattended", "maxRunNum": 0,
+      "arguments": [ { "name": "month", "type": "string", "required": true } ] },
+    { "name": "Enter", "type": "Unattended", "maxRunNum": 0,
+      "arguments": [ { "name": "invoice", "type": "int", "required": true } ] },
+    { "name": "Check", "type": "Unattended", "maxRunNum": 0, "maxRetries": 0,
+      "arguments": [ { "name": "invoice", "type": "int", "required": true } ] },
+    { "name": "Archive", "type": "Unattended", "maxRunNum": 0 },
+    { "name": "Summary", "type": "Unattended", "maxRunNum": 0,
+      "arguments": [ { "name": "text", "type": "string", "required": true } ] },
+    { "name": "Slow", "type": "Unattended", "maxRunNum": 0 }
+  ],
+  "vendors": [ { "supplierCode": "acme", "secret": "acme-secret" } ]
+}"#;
+
+/// Each process's script: it writes what it ran with to `$RUNS`.
+const SCRIPTS: [(&str, &str); 6] = [
+    (
+        "Extract",
+        "echo \"extract $RPA_ARG_MONTH\" >> \"$RUNS\"\necho '::output {\"invoice_id\": 42, \"count\": 3}'\n",
+    ),
+    ("Enter", "sleep 0.3; echo \"enter $RPA_ARG_INVOICE\" >> \"$RUNS\"\n"),
+    (
+        "Check",
+        "echo \"check $RPA_ARG_INVOICE\" >> \"$RUNS\"\n[ -f \"$(dirname \"$RUNS\")/check-ok\" ] || exit 3\n",
+    ),
+    ("Archive", "echo archive >> \"$RUNS\"\n"),
+    ("Summary", "echo \"summary $RPA_ARG_TEXT\" >> \"$RUNS\"\n"),
+    ("Slow", "echo slow >> \"$RUNS\"; sleep 60\n"),
+];
+
+async fn run_ended(http: &reqwest::Client, base: &str, admin: &str, run: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let r = call(
+            http,
+            reqwest::Method::GET,
+            format!("{base}/admin/pipeline-runs/{run}"),
+            admin,
+            None,
+        )
+        .await;
+        if r["result"]["state"] != "Running" {
+            return r["result"].clone();
+        }
+        assert!(Instant::now() < deadline, "run {run} did not end: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn step_states(run: &Value) -> Vec<(String, String)> {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn pipelines(dir: &Path, db: &str) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("config.json"), PIPELINE_CONFIG).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _server = Proc(support::start_server(dir, db, port, &[]));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let (admin, _) = support::login(&http, &base, "admin", "admin-pw").await;
+    let processes = call(
+        &http,
+        reqwest::Method::GET,
+        format!("{base}/admin/processes"),
+        &admin,
+        None,
+    )
+    .await;
+    for (name, script) in SCRIPTS {
+        let key = processes["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["processName"] == name)
+            .unwrap()["processId"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        support::upload_package(&http, &base, &admin, &key, script).await;
+    }
+    let _robots: Vec<Proc> = (1..=3)
+        .map(|i| support::start_robot(&base, dir, &format!("robot-{i}"), "acme-secret"))
+        .collect();
+    let post = |path: String, body: Value| {
+        call(
+            &http,
+            reqwest::Method::POST,
+            format!("{base}{path}"),
+            &admin,
+            Some(body),
+        )
+    };
+
+    // Bad definitions are refused with the reason, nothing stored.
+    let cycle = post(
+        "/admin/pipelines".into(),
+        json!({"name": "loop", "steps": [
+            {"name": "a", "process": "Archive", "after": ["b"]},
+            {"name": "b", "process": "Archive", "after": ["a"]}]}),
+    )
+    .await;
+    assert_eq!(cycle["success"], false);
+    assert!(cycle["message"].as_str().unwrap().contains("cycle"), "{cycle}");
+    let unknown = post(
+        "/admin/pipelines".into(),
+        json!({"name": "bad", "steps": [
+            {"name": "a", "process": "Archive"},
+            {"name": "b", "process": "Enter", "arguments": {"invoice": "${steps.a.outputs.id}"}}]}),
+    )
+    .await;
+    assert!(
+        unknown["message"].as_str().unwrap().contains("output 'id' of step 'a'"),
+        "{unknown}"
+    );
+    let list = call(
+        &http,
+        reqwest::Method::GET,
+        format!("{base}/admin/pipelines"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(list["result"], json!([]));
+
+    // Five steps: extract → (enter → archive), (check, failing), and summary joining enter and check.
+    let saved = post(
+        "/admin/pipelines".into(),
+        json!({"name": "month end", "inputs": ["month"], "steps": [
+            {"name": "extract", "process": "Extract", "arguments": {"month": "${inputs.month}"},
+             "outputs": ["invoice_id", "count"]},
+            {"name": "enter", "process": "Enter", "arguments": {"invoice": "${steps.extract.outputs.invoice_id}"}},
+            {"name": "check", "process": "Check", "arguments": {"invoice": "${steps.extract.outputs.invoice_id}"},
+             "onFailure": "continue"},
+            {"name": "archive", "process": "Archive", "after": ["enter"]},
+            {"name": "summary", "process": "Summary",
+             "arguments": {"text": "${inputs.month}: ${steps.extract.outputs.count} invoices"},
+             "after": ["enter", "check"]}]}),
+    )
+    .await;
+    assert_eq!(saved["success"], true, "{saved}");
+    let pid = saved["result"]["pipelineId"].as_i64().unwrap();
+    assert_eq!(
+        saved["result"]["dependsOn"][4],
+        json!({"step": "summary", "after": ["extract", "enter", "check"]})
+    );
+    let missing = post(format!("/admin/pipelines/{pid}/runs"), json!({})).await;
+    assert!(missing["message"].as_str().unwrap().contains("month"), "{missing}");
+    let started = post(
+        format!("/admin/pipelines/{pid}/runs"),
+        json!({"inputs": {"month": "2026-11"}}),
+    )
+    .await;
+    assert_eq!(started["success"], true, "{started}");
+    let run = started["result"]["runId"].as_i64().unwrap();
+    let ended = run_ended(&http, &base, &admin, run).await;
+    let s = |v: &[(&str, &str)]| {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ended["state"], "Faulted", "{ended}");
+    assert_eq!(
+        step_states(&ended),
+        s(&[
+            ("extract", "Successful"),
+            ("enter", "Successful"),
+            ("check", "Faulted"),
+            ("archive", "Successful"),
+            ("summary", "Skipped")
+        ]),
+        "{ended}"
+    );
+    assert_eq!(ended["steps"][0]["outputs"], json!({"invoice_id": 42, "count": 3}));
+    assert!(ended["steps"][0]["jobId"].as_str().unwrap().len() == 32);
+    let mut l = lines(dir);
+    l.sort();
+    assert_eq!(
+        l,
+        ["archive", "check 42", "enter 42", "extract 2026-11"],
+        "each step ran once"
+    );
+
+    // The check is fixed: a rerun runs check and summary, reusing the rest.
+    std::fs::write(dir.join("check-ok"), "").unwrap();
+    let again = post(format!("/admin/pipeline-runs/{run}/rerun"), json!({})).await;
+    assert_eq!(again["result"]["rerunOf"], run, "{again}");
+    let again = run_ended(&http, &base, &admin, again["result"]["runId"].as_i64().unwrap()).await;
+    assert_eq!(again["state"], "Successful", "{again}");
+    assert_eq!(again["steps"][1]["reused"], true);
+    let mut l = lines(dir);
+    l.sort();
+    assert_eq!(
+        l,
+        [
+            "archive",
+            "check 42",
+            "check 42",
+            "enter 42",
+            "extract 2026-11",
+            "summary 2026-11: 3 invoices"
+        ]
+    );
+
+    // A stopped run stops its running job and ends Stopped.
+    let slow = post(
+        "/admin/pipelines".into(),
+        json!({"name": "slow", "steps": [{"name": "wait", "process": "Slow"}, {"name": "after", "process": "Archive", "after": ["wait"]}]}),
+    )
+    .await;
+    let slow_run = post(
+        format!("/admin/pipelines/{}/runs", slow["result"]["pipelineId"]),
+        json!({}),
+    )
+    .await;
+    let slow_run = slow_run["result"]["runId"].as_i64().unwrap();
+    wait_for(dir, "the slow step runs", |l| l.iter().any(|x| x == "slow")).await;
+    let stopping = post(format!("/admin/pipeline-runs/{slow_run}/stop"), json!({})).await;
+    assert_eq!(stopping["success"], true, "{stopping}");
+    let stopped = run_ended(&http, &base, &admin, slow_run).await;
+    assert_eq!(stopped["state"], "Stopped", "{stopped}");
+    assert_eq!(step_states(&stopped), s(&[("wait", "Stopped"), ("after", "Skipped")]));
+
+    // Every run's end is a domain event (and so a webhook kind).
+    let events = support::all_events(&http, &base, &admin).await;
+    let ends: Vec<(i64, &str)> = events
+        .iter()
+        .filter(|e| e["type"] == "pipeline_run_ended")
+        .map(|e| (e["run"].as_i64().unwrap(), e["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(ends.len(), 3, "{ends:?}");
+    assert!(ends.contains(&(run, "Faulted")) && ends.contains(&(slow_run, "Stopped")));
+    let audit = call(
+        &http,
+        reqwest::Method::GET,
+        format!("{base}/admin/audit/verify"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(audit["success"], true, "{audit}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_on_sqlite() {
+    let dir = std::env::temp_dir().join(format!("rpa-pipelines-{}", std::process::id()));
+    let db = dir.join("rpa.db").to_str().unwrap().to_owned();
+    pipelines(&dir, &db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelines_on_postgres() {
+    let Some(url) = support::postgres_url() else {
+        return;
+    };
+    let db = support::fresh_postgres(&url, "pipelines").await;
+    let dir = std::env::temp_dir().join(format!("rpa-pipelines-pg-{}", std::process::id()));
+    pipelines(&dir, &db).await;
+    support::drop_postgres(&url, "pipelines").await;
 }

@@ -1476,6 +1476,14 @@ async fn openapi_lists_every_endpoint() {
         ("/admin/processes/{processId}/trigger", "get"),
         ("/admin/processes/{processId}/trigger", "put"),
         ("/admin/processes/{processId}/trigger", "delete"),
+        ("/admin/pipelines", "post"),
+        ("/admin/pipelines", "get"),
+        ("/admin/pipelines/{pipelineId}", "get"),
+        ("/admin/pipelines/{pipelineId}/runs", "post"),
+        ("/admin/pipelines/{pipelineId}/runs", "get"),
+        ("/admin/pipeline-runs/{runId}", "get"),
+        ("/admin/pipeline-runs/{runId}/stop", "post"),
+        ("/admin/pipeline-runs/{runId}/rerun", "post"),
         ("/listener/rpa/api/message", "post"),
     ];
     for (p, method) in routes {
