@@ -29,6 +29,8 @@ pub mod consume;
 #[cfg(feature = "server")]
 pub mod hooks;
 #[cfg(feature = "server")]
+pub mod pools;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 pub mod webhooks;

@@ -301,6 +301,20 @@ async fn serve<S: Store>(
         retry,
         stopped(stop_rx.clone()),
     ));
+    let provisions = config
+        .pools
+        .iter()
+        .filter(|p| !p.command.is_empty())
+        .map(|p| crate::pools::Provision {
+            pool: p.name.clone(),
+            command: p.command.clone(),
+        })
+        .collect();
+    let provisioners = tokio::spawn(crate::pools::run_provisioners(
+        engine.clone(),
+        provisions,
+        stopped(stop_rx.clone()),
+    ));
     let mut consumers = Vec::new();
     if let Some(path) = &options.events_file {
         let sink = EventFile::new(path);
@@ -354,6 +368,7 @@ async fn serve<S: Store>(
     let _ = timers.await;
     let _ = hooks.await;
     let _ = webhooks.await;
+    let _ = provisioners.await;
     for c in consumers {
         let _ = c.await;
     }

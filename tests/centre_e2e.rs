@@ -504,3 +504,122 @@ async fn pipelines_on_postgres() {
     pipelines(&dir, &db).await;
     support::drop_postgres(&url, "pipelines").await;
 }
+
+/// An elastic pool whose robots the server starts: `{robot}` and the
+/// robot binary's path are filled in by the test.
+fn pool_config(robot_binary: &Path, base: &str, dir: &Path) -> String {
+    json!({
+        "admin": { "name": "admin", "password": "admin-pw" },
+        "processes": [ { "name": "Burst", "type": "Unattended", "maxRunNum": 0, "pool": "burst" } ],
+        "users": [ { "name": "ops", "password": "pw", "processes": ["Burst"] } ],
+        "vendors": [ { "supplierCode": "acme", "secret": "acme-secret" } ],
+        "pools": [ { "name": "burst", "min": 0, "max": 2, "idleGraceSeconds": 1,
+                     "command": [ robot_binary.to_str().unwrap(), "--server", base, "--id", "{robot}",
+                                  "--vendor", "acme", "--secret", "acme-secret", "--transport", "ws",
+                                  "--heartbeat", "1", "--work-dir", dir.join("work").join("{robot}").to_str().unwrap() ] } ]
+    })
+    .to_string()
+}
+
+async fn pool_state(http: &reqwest::Client, base: &str, admin: &str) -> Value {
+    let pools = call(http, reqwest::Method::GET, format!("{base}/admin/pools"), admin, None).await;
+    pools["result"][0].clone()
+}
+
+async fn elastic(dir: &Path, db: &str) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let robot = support::server_binary().with_file_name("robot");
+    std::fs::write(dir.join("config.json"), pool_config(&robot, &base, dir)).unwrap();
+    let runs = dir.join("runs.txt");
+    let _server = Proc(support::start_server_with_env(
+        dir,
+        db,
+        port,
+        &[],
+        &[("RUNS", runs.to_str().unwrap())],
+    ));
+    let http = reqwest::Client::new();
+    let (admin, _) = support::login(&http, &base, "admin", "admin-pw").await;
+    let (ops, burst) = support::login(&http, &base, "ops", "pw").await;
+    support::upload_package(
+        &http,
+        &base,
+        &admin,
+        &burst,
+        "sleep 1; echo \"burst $RPA_ROBOT_ID\" >> \"$RUNS\"\n",
+    )
+    .await;
+
+    // Nothing to do: the pool wants no robot and none runs.
+    let p = pool_state(&http, &base, &admin).await;
+    assert_eq!(
+        (p["name"].as_str(), p["desired"].as_u64(), p["connected"].as_u64()),
+        (Some("burst"), Some(0), Some(0)),
+        "{p}"
+    );
+    let bad = call(
+        &http,
+        reqwest::Method::PUT,
+        format!("{base}/admin/pools/burst"),
+        &admin,
+        Some(json!({"min": 3, "max": 2})),
+    )
+    .await;
+    assert!(bad["message"].as_str().unwrap().contains("above max"), "{bad}");
+
+    // Five jobs: the pool wants two (its max), the server starts two robots, they run all five.
+    for _ in 0..5 {
+        let s = call(
+            &http,
+            reqwest::Method::POST,
+            format!("{base}/rpa/api/startJob"),
+            &ops,
+            Some(json!({"processId": burst})),
+        )
+        .await;
+        assert_eq!(s["success"], true, "{s}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = pool_state(&http, &base, &admin).await;
+        if p["desired"] == 2 && p["connected"] == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pool did not grow: {p}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_for(dir, "five burst jobs", |l| l.len() == 5).await;
+    let l = lines(dir);
+    let robots: std::collections::BTreeSet<&str> = l.iter().map(|x| x.trim_start_matches("burst ")).collect();
+    assert_eq!(robots.into_iter().collect::<Vec<_>>(), ["burst-1", "burst-2"], "{l:?}");
+
+    // Idle past the grace period, the robots are stopped.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let p = pool_state(&http, &base, &admin).await;
+        if p["desired"] == 0 && p["connected"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pool did not shrink: {p}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let events = support::all_events(&http, &base, &admin).await;
+    let changes: Vec<(u64, u64)> = events
+        .iter()
+        .filter(|e| e["type"] == "pool_changed")
+        .map(|e| (e["previous"].as_u64().unwrap(), e["desired"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(changes.first(), Some(&(0, 2)), "{changes:?}");
+    assert_eq!(changes.last().map(|c| c.1), Some(0), "{changes:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_elastic_pool_starts_and_stops_robots_on_sqlite() {
+    let dir = std::env::temp_dir().join(format!("rpa-pools-{}", std::process::id()));
+    let db = dir.join("rpa.db").to_str().unwrap().to_owned();
+    elastic(&dir, &db).await;
+}

@@ -16,6 +16,8 @@
 //! | `GET /admin/pipeline-runs/{runId}` | OperateAllJobs | [`RunInfo`] with each step's state, job, outputs and reason |
 //! | `POST /admin/pipeline-runs/{runId}/stop` | OperateAllJobs | [`RunInfo`]: nothing more starts, running steps' jobs are stopped |
 //! | `POST /admin/pipeline-runs/{runId}/rerun` | OperateAllJobs | [`RunInfo`] of a new run that keeps the succeeded steps' outputs |
+//! | `GET /admin/pools` | ManageRobots | `[`[`PoolInfo`]`]`: each pool's bounds, the robots it wants, the demand behind it, its robots now |
+//! | `PUT /admin/pools/{name}` | ManageRobots | `{min, max, idleGraceSeconds}` → [`PoolInfo`] |
 
 use axum::Router;
 use axum::body::Bytes;
@@ -53,6 +55,8 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route("/admin/pipeline-runs/{runId}", get(get_run::<S>))
         .route("/admin/pipeline-runs/{runId}/stop", post(stop_run::<S>))
         .route("/admin/pipeline-runs/{runId}/rerun", post(rerun::<S>))
+        .route("/admin/pools", get(list_pools::<S>))
+        .route("/admin/pools/{name}", axum::routing::put(put_pool::<S>))
 }
 
 /// A queue trigger and its counts.
@@ -432,4 +436,122 @@ pub(crate) async fn rerun<S: Store>(
         .rerun_pipeline(Actor::User(me.id), &me, numeric("pipeline run", &id)?)
         .await?;
     Ok(Done::ok(run_info(&st, &r)))
+}
+
+// ------------------------------------------------------------------ pools
+
+/// An elastic pool: what an autoscaler reads.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolInfo {
+    /// The pool.
+    pub name: String,
+    /// Fewest robots it wants.
+    pub min: u32,
+    /// Most robots it wants.
+    pub max: u32,
+    /// How long a robot it no longer wants may stay idle.
+    pub idle_grace_seconds: u64,
+    /// The robots it wants (recorded by the timer holder, about once a second).
+    pub desired: u32,
+    /// The demand behind that figure.
+    pub demand: DemandInfo,
+    /// Its robots connected now (Available, Busy or Unresponsive).
+    pub connected: u32,
+    /// Of those, the ones running a job.
+    pub busy: u32,
+    /// When `desired` last changed.
+    pub change_time: String,
+}
+
+/// Work for a pool's robots, in robots.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DemandInfo {
+    /// Running jobs.
+    pub running: u32,
+    /// Pending jobs that may run now.
+    pub pending: u32,
+    /// Queue items a trigger would start now.
+    pub waiting: u32,
+}
+
+/// A pool's bounds.
+#[derive(Debug, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PoolBounds {
+    /// Fewest robots it wants (default 0).
+    #[serde(default)]
+    pub min: u32,
+    /// Most robots it wants.
+    pub max: u32,
+    /// How long a robot it no longer wants may stay idle (default 60).
+    pub idle_grace_seconds: Option<u64>,
+}
+
+async fn pool_infos<S: Store>(st: &AppState<S>, only: Option<&str>) -> Result<Vec<PoolInfo>, BusinessError> {
+    let tz = st.engine.config().time_zone;
+    let robots = st.engine.store().robots().await.map_err(rpa_core::Error::from)?;
+    let pools = st.engine.pools().await?;
+    Ok(pools
+        .into_iter()
+        .filter(|p| only.is_none_or(|n| n == p.spec.name))
+        .map(|p| {
+            let mine = robots.iter().filter(|r| r.profile.pool == p.spec.name);
+            let connected: Vec<_> = mine
+                .filter(|r| r.state != rpa_core::model::RobotState::Disconnected)
+                .collect();
+            PoolInfo {
+                min: p.spec.min,
+                max: p.spec.max,
+                idle_grace_seconds: p.spec.idle_grace_seconds,
+                desired: p.desired,
+                demand: DemandInfo {
+                    running: p.demand.running,
+                    pending: p.demand.pending,
+                    waiting: p.demand.waiting,
+                },
+                connected: connected.len() as u32,
+                busy: connected.iter().filter(|r| r.job.is_some()).count() as u32,
+                change_time: p.changed_at.format_local(tz),
+                name: p.spec.name,
+            }
+        })
+        .collect())
+}
+
+/// Every elastic pool (permission ManageRobots).
+#[utoipa::path(get, path = "/admin/pools", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    responses((status = 200, description = "the pools", body = Envelope<Vec<PoolInfo>>)))]
+pub(crate) async fn list_pools<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer<Vec<PoolInfo>> {
+    admin(&st, &h, Permission::ManageRobots).await?;
+    Ok(Done::ok(pool_infos(&st, None).await?))
+}
+
+/// Saves a pool's bounds (permission ManageRobots).
+#[utoipa::path(put, path = "/admin/pools/{name}", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session"),
+        ("name" = String, Path, description = "the pool")),
+    request_body = PoolBounds,
+    responses((status = 200, description = "the pool", body = Envelope<PoolInfo>)))]
+pub(crate) async fn put_pool<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<PoolInfo> {
+    let me = admin(&st, &h, Permission::ManageRobots).await?;
+    let f = fields(body)?;
+    let b: PoolBounds =
+        serde_json::from_value(Value::Object(f.0)).map_err(|e| BusinessError::refused(format!("invalid pool: {e}")))?;
+    let spec = rpa_core::pool::PoolSpec {
+        name: name.clone(),
+        min: b.min,
+        max: b.max,
+        idle_grace_seconds: b.idle_grace_seconds.unwrap_or(60),
+    };
+    st.engine.save_pool(Actor::User(me.id), spec).await?;
+    let mut infos = pool_infos(&st, Some(&name)).await?;
+    infos.pop().map(Done::ok).ok_or(BusinessError::Internal)
 }

@@ -52,6 +52,49 @@ pub struct Config {
     /// The workflow engine (seed 004): its callers, people and workflows.
     #[serde(default)]
     pub flow: FlowDef,
+    /// Elastic robot pools, saved at start.
+    #[serde(default)]
+    pub pools: Vec<PoolDef>,
+}
+
+/// An elastic robot pool ([`rpa_core::pool`]) and, optionally, how this
+/// server starts its robots.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PoolDef {
+    /// The pool (robot profiles' `pool`; processes name it in `pool`).
+    pub name: String,
+    /// Fewest robots it wants.
+    #[serde(default)]
+    pub min: u32,
+    /// Most robots it wants.
+    pub max: u32,
+    /// How long a robot the pool no longer wants may stay idle before the
+    /// provisioner stops it.
+    #[serde(default = "sixty")]
+    pub idle_grace_seconds: u64,
+    /// A command that starts one robot of the pool on this server's machine
+    /// (program and arguments; `{robot}` in an argument becomes the robot's
+    /// id, and `RPA_ROBOT_ID`, `RPA_POOL` are in its environment). Empty:
+    /// the figure is only published, for an autoscaler of your own.
+    #[serde(default)]
+    pub command: Vec<String>,
+}
+
+fn sixty() -> u64 {
+    60
+}
+
+impl PoolDef {
+    /// The pool's bounds.
+    pub fn spec(&self) -> rpa_core::pool::PoolSpec {
+        rpa_core::pool::PoolSpec {
+            name: self.name.clone(),
+            min: self.min,
+            max: self.max,
+            idle_grace_seconds: self.idle_grace_seconds,
+        }
+    }
 }
 
 /// The workflow engine's part of the file.
@@ -620,6 +663,12 @@ impl Config {
                     .await
                     .map_err(|e| Error::InvalidArgument(format!("workflow {}: {e}", def.name)))?;
             }
+        }
+        for def in &self.pools {
+            engine
+                .save_pool(Actor::System, def.spec())
+                .await
+                .map_err(|e| Error::InvalidArgument(format!("pool {}: {e}", def.name)))?;
         }
         for l in &self.listeners {
             if engine.store().user_by_name(&l.user).await?.is_none() {

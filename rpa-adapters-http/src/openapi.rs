@@ -79,6 +79,8 @@ use crate::{AppState, admin, business, centre, listener, robot};
         centre::get_run,
         centre::stop_run,
         centre::rerun,
+        centre::list_pools,
+        centre::put_pool,
         listener::message,
     ),
     tags(

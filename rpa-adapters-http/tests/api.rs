@@ -1484,6 +1484,8 @@ async fn openapi_lists_every_endpoint() {
         ("/admin/pipeline-runs/{runId}", "get"),
         ("/admin/pipeline-runs/{runId}/stop", "post"),
         ("/admin/pipeline-runs/{runId}/rerun", "post"),
+        ("/admin/pools", "get"),
+        ("/admin/pools/{name}", "put"),
         ("/listener/rpa/api/message", "post"),
     ];
     for (p, method) in routes {

@@ -117,6 +117,17 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rerun_of: Option<i64>,
     },
+    /// The robots a pool wants changed (for autoscalers).
+    PoolChanged {
+        /// The pool.
+        pool: Arc<str>,
+        /// Robots it wants now.
+        desired: u32,
+        /// Robots it wanted before.
+        previous: u32,
+        /// The demand behind the figure.
+        demand: crate::pool::Demand,
+    },
 }
 
 impl Event {
@@ -128,6 +139,7 @@ impl Event {
             Event::RobotChanged { .. } => "robot_changed",
             Event::TicketChanged { .. } => "ticket_changed",
             Event::PipelineRunEnded { .. } => "pipeline_run_ended",
+            Event::PoolChanged { .. } => "pool_changed",
         }
     }
 }

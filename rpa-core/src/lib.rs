@@ -51,6 +51,7 @@
 //! - [`limits`]: `maxRunNum`, `maxDayNum`, max pending items, and the counter changes
 //! - [`trigger`]: queue triggers (when waiting queue items get their jobs)
 //! - [`pipeline`]: pipelines, DAGs of steps, and the rules of their runs
+//! - [`pool`]: elastic robot pools (the robots a pool wants)
 //! - [`schedule`]: when schedules fire (rules, zones, windows, calendar, missed times)
 //! - [`listener`]: seed 003 listener requests (automation and fall-out queues)
 //! - [`events`]: domain events, carried by the audit chain, and consumers' cursors
@@ -78,6 +79,7 @@ pub mod listener;
 pub mod memory;
 pub mod model;
 pub mod pipeline;
+pub mod pool;
 pub mod queue;
 pub mod record;
 pub mod robot;

@@ -334,6 +334,7 @@ pub fn kinds() -> &'static [&'static Kind] {
         crate::trigger::Waiting::KIND,
         crate::pipeline::Pipeline::KIND,
         crate::pipeline::PipelineRun::KIND,
+        crate::pool::Pool::KIND,
     ]
 }
 

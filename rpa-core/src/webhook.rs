@@ -23,12 +23,13 @@ use crate::record::{Cell, Column, Kind, Record};
 use crate::time::Timestamp;
 
 /// The event kinds a subscription may ask for.
-pub const KINDS: [&str; 5] = [
+pub const KINDS: [&str; 6] = [
     "job_ended",
     "item_ended",
     "robot_changed",
     "ticket_changed",
     "pipeline_run_ended",
+    "pool_changed",
 ];
 
 /// When each delivery is tried again after a failure, in milliseconds

@@ -140,6 +140,7 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             include_str!("../migrations/0011_queue_triggers.sql"),
         ),
         (12, "pipelines", include_str!("../migrations/0012_pipelines.sql")),
+        (13, "pools", include_str!("../migrations/0013_pools.sql")),
     ]
 }
 

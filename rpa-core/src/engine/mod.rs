@@ -89,6 +89,7 @@ mod flow;
 mod jobs;
 mod listener;
 mod pipelines;
+mod pools;
 mod robots;
 mod schedules;
 mod timers;
@@ -221,6 +222,8 @@ pub struct Engine<S> {
     schedule_scan: Mutex<(Option<Timestamp>, Timestamp)>,
     /// Workflows and the directory, as last read (see `flow.rs`).
     flow_cache: flow::FlowCache,
+    /// When to size the robot pools again (see `pools.rs`).
+    pool_scan: Mutex<Timestamp>,
 }
 
 /// Writes, audit events and commands of one decision; bumps each entity's version once.
@@ -418,6 +421,7 @@ impl<S: Store> Engine<S> {
             day: Mutex::new((Timestamp(0), Timestamp(0), 0)),
             schedule_scan: Mutex::new((None, Timestamp(i64::MIN))),
             flow_cache: flow::FlowCache::default(),
+            pool_scan: Mutex::new(Timestamp(i64::MIN)),
         }
     }
 

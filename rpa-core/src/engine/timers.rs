@@ -42,6 +42,8 @@ pub struct TickReport {
     pub schedules_fired: usize,
     /// Tickets moved by their robot jobs' ends and their timers.
     pub tickets_moved: usize,
+    /// Pools whose wanted robots changed.
+    pub pools_resized: usize,
 }
 
 /// Deadlines handled per store page.
@@ -79,6 +81,7 @@ impl<S: Store> Engine<S> {
         }
         report.schedules_fired = self.fire_schedules(self.now()).await?;
         report.tickets_moved = self.follow_flows().await?;
+        report.pools_resized = self.size_pools(false).await?;
         report.dispatched = self.dispatch_all().await?;
         Ok(report)
     }
