@@ -7,7 +7,7 @@
 //! POST <url>
 //! content-type: application/json
 //! x-rpa-delivery: <subscription id>-<event seq>   (the same on every try: drop repeats)
-//! x-rpa-event: job_ended | item_ended | robot_changed | ticket_changed | pipeline_run_ended | pool_changed
+//! x-rpa-event: job_started | job_ended | item_ended | robot_changed | ticket_changed | pipeline_run_ended | pool_changed
 //! x-rpa-signature: t=<unix time>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
 //!
 //! {"seq": ..., "at": ..., "type": "job_ended", ...}

@@ -2,7 +2,7 @@
 //! signed deliveries of the kinds asked for, in order, a refused delivery
 //! tried again under the same delivery id, a delivery that fails every try
 //! kept and redelivered on request, nothing after deletion, bad input
-//! refused.
+//! refused; deliveries that survive a server killed with SIGKILL.
 
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
@@ -109,8 +109,8 @@ async fn subscriptions_get_signed_events_in_order_retried_and_redelivered() {
     for (body, why) in [
         (json!({"url": "ftp://example.com/x"}), "not an http(s) URL"),
         (
-            json!({"url": format!("{hooks}/ok"), "events": ["job_started"]}),
-            "job_started",
+            json!({"url": format!("{hooks}/ok"), "events": ["job_exploded"]}),
+            "job_exploded",
         ),
         (
             json!({"url": format!("{hooks}/ok"), "events": "job_ended"}),
@@ -318,5 +318,149 @@ async fn subscriptions_get_signed_events_in_order_retried_and_redelivered() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(delivered("ok").len(), before, "a deleted subscription gets nothing");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Counts the POSTs it gets, slowly (each answer waits 50 ms).
+async fn slow_receive(
+    axum::extract::State(r): axum::extract::State<Arc<Receiver>>,
+    h: HeaderMap,
+    body: String,
+) -> StatusCode {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    r.seen.lock().unwrap().push((
+        "slow".into(),
+        header("x-rpa-delivery"),
+        header("x-rpa-event"),
+        header("x-rpa-signature"),
+        body,
+    ));
+    StatusCode::OK
+}
+
+fn server(dir: &std::path::Path, db: &str, port: u16) -> Proc {
+    Proc(
+        Command::new(support::server_binary())
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--db", db])
+            .arg("--files")
+            .arg(dir.join("files"))
+            .arg("--secret-key-file")
+            .arg(dir.join("rpa.key"))
+            .stdout(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("server.log"))
+                    .unwrap(),
+            ))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_survive_a_server_killed_mid_stream() {
+    let dir = std::env::temp_dir().join(format!("rpa-webhooks-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("rpa.db").to_str().unwrap().to_owned();
+    let recv = Arc::new(Receiver::default());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hooks = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new()
+        .route("/slow", axum::routing::post(slow_receive))
+        .with_state(recv.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut first = server(&dir, &db, port);
+    let http = reqwest::Client::new();
+    let (token, _) = support::login(&http, &base, "admin", "admin-demo-password").await;
+    let (alice, process) = support::login(&http, &base, "alice", "wonderland").await;
+    let sub = admin(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/admin/webhooks"),
+        &token,
+        Some(json!({"url": format!("{hooks}/slow"), "events": ["job_ended"]})),
+    )
+    .await;
+    let secret = sub["result"]["secret"].as_str().unwrap().to_owned();
+
+    // Thirty jobs end (started and stopped before a robot takes them).
+    const JOBS: usize = 30;
+    for n in 0..JOBS {
+        let started = support::post(
+            &http,
+            format!("{base}/rpa/api/startJob"),
+            &[("X-Access-Token", &alice)],
+            json!({"processId": process, "params": {"invoice": n}}),
+        )
+        .await
+        .unwrap()
+        .1;
+        let job = started["result"]["jobId"].as_str().unwrap().to_owned();
+        support::post(
+            &http,
+            format!("{base}/rpa/api/stopJob"),
+            &[("X-Access-Token", &alice)],
+            json!({"jobId": job}),
+        )
+        .await
+        .unwrap();
+    }
+    let events = support::all_events(&http, &base, &token).await;
+    let ended: Vec<u64> = events
+        .iter()
+        .filter(|e| e["type"] == "job_ended")
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ended.len(), JOBS);
+
+    // Killed while the receiver has some of them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while recv.seen.lock().unwrap().len() < 5 {
+        assert!(Instant::now() < deadline, "no delivery before the kill");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.0.kill().unwrap(); // SIGKILL
+    let _ = first.0.wait();
+    let at_kill = recv.seen.lock().unwrap().len();
+    assert!(at_kill < JOBS, "the kill came too late to tell anything ({at_kill})");
+
+    // Restarted on the same database and key: every event arrives, in order, signed alike.
+    let _second = server(&dir, &db, port);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let distinct = || {
+        let mut seen = Vec::new();
+        for s in recv.seen.lock().unwrap().iter() {
+            if !seen.contains(&s.1) {
+                seen.push(s.1.clone());
+            }
+        }
+        seen
+    };
+    while distinct().len() < JOBS {
+        assert!(
+            Instant::now() < deadline,
+            "deliveries missing after the restart: {}",
+            distinct().len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sub_id = sub["result"]["id"].as_i64().unwrap();
+    let expected: Vec<String> = ended.iter().map(|s| format!("{sub_id}-{s}")).collect();
+    assert_eq!(distinct(), expected, "every event once at least, first seen in order");
+    let now = chrono::Utc::now().timestamp();
+    for (_, id, _, signature, body) in recv.seen.lock().unwrap().iter() {
+        assert!(
+            rpa_core::auth::verify_delivery(secret.as_bytes(), signature, body.as_bytes(), now, 300),
+            "{id} signed with the secret given at creation"
+        );
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(*id, format!("{sub_id}-{}", v["seq"]), "a repeat is the same delivery");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

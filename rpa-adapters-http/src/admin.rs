@@ -1106,8 +1106,9 @@ pub struct WebhookInfo {
     pub id: i64,
     /// Where deliveries go.
     pub url: String,
-    /// The event kinds it gets (`job_ended`, `item_ended`, `robot_changed`,
-    /// `ticket_changed`, `pipeline_run_ended`; empty: all).
+    /// The event kinds it gets (`job_started`, `job_ended`, `item_ended`,
+    /// `robot_changed`, `ticket_changed`, `pipeline_run_ended`,
+    /// `pool_changed`; empty: all).
     pub events: Vec<String>,
     /// False once deleted.
     pub enabled: bool,

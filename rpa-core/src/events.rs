@@ -30,6 +30,20 @@ use crate::time::Timestamp;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", rename_all_fields = "camelCase")]
 pub enum Event {
+    /// A job was handed to a robot: its Execute is on its way (one per
+    /// attempt; a robot resuming its own run after a reconnection is none).
+    JobStarted {
+        /// The job.
+        job: JobId,
+        /// Its key (seed 001 `runInstanceId`).
+        key: Key,
+        /// Its process.
+        process: ProcessId,
+        /// The robot.
+        robot: RobotId,
+        /// Which attempt (1 first).
+        attempt: u32,
+    },
     /// A job reached a terminal state.
     JobEnded {
         /// The job.
@@ -134,6 +148,7 @@ impl Event {
     /// The event's type, as its JSON's `type` field says it.
     pub fn kind(&self) -> &'static str {
         match self {
+            Event::JobStarted { .. } => "job_started",
             Event::JobEnded { .. } => "job_ended",
             Event::ItemEnded { .. } => "item_ended",
             Event::RobotChanged { .. } => "robot_changed",
@@ -274,6 +289,17 @@ pub fn robot_changed(before: RobotState, robot: &crate::model::Robot) -> Option<
         state: robot.state,
         from: before,
     })
+}
+
+/// The event of a job handed to `robot`.
+pub fn job_started(job: &crate::model::Job, robot: RobotId) -> Event {
+    Event::JobStarted {
+        job: job.id,
+        key: job.key,
+        process: job.process,
+        robot,
+        attempt: job.attempt,
+    }
 }
 
 /// The event of a job that reached its end.

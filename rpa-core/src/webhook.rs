@@ -23,7 +23,8 @@ use crate::record::{Cell, Column, Kind, Record};
 use crate::time::Timestamp;
 
 /// The event kinds a subscription may ask for.
-pub const KINDS: [&str; 6] = [
+pub const KINDS: [&str; 7] = [
+    "job_started",
     "job_ended",
     "item_ended",
     "robot_changed",
@@ -178,8 +179,9 @@ mod tests {
         ] {
             assert!(Subscription::check(url, &[]).unwrap_err().contains(why), "{url}");
         }
-        let e = Subscription::check("http://x", &["job_started".into()]).unwrap_err();
-        assert!(e.contains("job_started"), "{e}");
+        let e = Subscription::check("http://x", &["job_exploded".into()]).unwrap_err();
+        assert!(e.contains("job_exploded"), "{e}");
+        assert!(Subscription::check("http://x", &["job_started".into(), "pool_changed".into()]).is_ok());
     }
 
     #[test]

@@ -368,6 +368,7 @@ impl<S: Store> Engine<S> {
         }
         tx.audit(now, Actor::System, "job.dispatch", Subject::Id("job", job.id.0), detail);
         if execute {
+            tx.event(now, crate::events::job_started(job, robot.id));
             let order = Execute {
                 run_instance_id: job.key,
                 package_download_uri: self.package_link(&p.spec.package_uri, now),
