@@ -241,8 +241,11 @@ const PIPELINE_CONFIG: &str = r#"{
     { "name": "Archive", "type": "Unattended", "maxRunNum": 0 },
     { "name": "Summary", "type": "Unattended", "maxRunNum": 0,
       "arguments": [ { "name": "text", "type": "string", "required": true } ] },
-    { "name": "Slow", "type": "Unattended", "maxRunNum": 0 }
+    { "name": "Slow", "type": "Unattended", "maxRunNum": 0 },
+    { "name": "Month end", "type": "Unattended", "pipeline": "month end",
+      "arguments": [ { "name": "month", "type": "string", "required": true } ] }
   ],
+  "users": [ { "name": "ops", "password": "pw", "processes": ["Month end"] } ],
   "vendors": [ { "supplierCode": "acme", "secret": "acme-secret" } ]
 }"#;
 
@@ -447,6 +450,48 @@ async fn pipelines(dir: &Path, db: &str) {
         ]
     );
 
+    // Exposed as a process: the business API's startJob runs the pipeline.
+    let (ops, month_end) = support::login(&http, &base, "ops", "pw").await;
+    let job = support::post(
+        &http,
+        format!("{base}/rpa/api/startJob"),
+        &[("X-Access-Token", &ops)],
+        json!({"processId": month_end, "params": {"month": "2026-12"}}),
+    )
+    .await
+    .unwrap()
+    .1;
+    assert_eq!(job["result"]["status"], "Running", "{job}");
+    let job = job["result"]["jobId"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let s = support::post(
+            &http,
+            format!("{base}/rpa/api/jobStatus"),
+            &[("X-Access-Token", &ops)],
+            json!({"jobId": job}),
+        )
+        .await
+        .unwrap()
+        .1;
+        if s["result"][0]["status"] == "Successful" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pipeline job did not succeed: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(lines(dir).contains(&"summary 2026-12: 3 invoices".to_string()));
+    let runs = call(
+        &http,
+        reqwest::Method::GET,
+        format!("{base}/admin/pipelines/{pid}/runs"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(runs["result"].as_array().unwrap().len(), 3, "{runs}");
+    assert_eq!(runs["result"][2]["inputs"], json!({"month": "2026-12"}));
+
     // A stopped run stops its running job and ends Stopped.
     let slow = post(
         "/admin/pipelines".into(),
@@ -473,7 +518,7 @@ async fn pipelines(dir: &Path, db: &str) {
         .filter(|e| e["type"] == "pipeline_run_ended")
         .map(|e| (e["run"].as_i64().unwrap(), e["state"].as_str().unwrap()))
         .collect();
-    assert_eq!(ends.len(), 3, "{ends:?}");
+    assert_eq!(ends.len(), 4, "{ends:?}");
     assert!(ends.contains(&(run, "Faulted")) && ends.contains(&(slow_run, "Stopped")));
     let audit = call(
         &http,

@@ -55,6 +55,10 @@ pub struct Config {
     /// Elastic robot pools, saved at start.
     #[serde(default)]
     pub pools: Vec<PoolDef>,
+    /// Pipelines ([`rpa_core::pipeline::PipelineDef`]), saved at start when
+    /// they differ from the stored one of the same name.
+    #[serde(default)]
+    pub pipelines: Vec<rpa_core::pipeline::PipelineDef>,
 }
 
 /// An elastic robot pool ([`rpa_core::pool`]) and, optionally, how this
@@ -443,6 +447,9 @@ pub struct ProcessDef {
     /// `minItems` wait, at most `maxConcurrent` at once (without one, each
     /// item starts its own job as it is added).
     pub queue_trigger: Option<QueueTriggerDef>,
+    /// The pipeline (by name) this process's jobs run: `startJob` and
+    /// schedules start a run of it, the job's arguments its inputs.
+    pub pipeline: Option<String>,
 }
 
 /// A queue trigger ([`rpa_core::trigger`]).
@@ -551,6 +558,7 @@ impl From<ProcessDef> for ProcessSpec {
             video_record: d.video_record,
             pause_workflow: d.pause_workflow,
             trigger: d.queue_trigger.map(Into::into),
+            pipeline: d.pipeline,
         }
     }
 }
@@ -662,6 +670,18 @@ impl Config {
                     .save_workflow(Actor::System, creator, def.clone())
                     .await
                     .map_err(|e| Error::InvalidArgument(format!("workflow {}: {e}", def.name)))?;
+            }
+        }
+        if !self.pipelines.is_empty() {
+            let stored = engine.pipelines().await?;
+            for def in &self.pipelines {
+                if stored.iter().any(|p| p.plan.def == *def) {
+                    continue;
+                }
+                engine
+                    .save_pipeline(Actor::System, def.clone())
+                    .await
+                    .map_err(|e| Error::InvalidArgument(format!("pipeline {}: {e}", def.name)))?;
             }
         }
         for def in &self.pools {

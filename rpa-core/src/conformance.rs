@@ -89,6 +89,7 @@ pub fn sample_job(id: i64, process: ProcessId, priority: i32) -> Job {
         window_ms: None,
         triggered: false,
         pipeline_run: None,
+        runs_pipeline: None,
     }
 }
 

@@ -124,6 +124,18 @@ pub enum JobEvent {
     Pause(Option<Arc<Value>>, Box<JobStep>),
     /// The person decided: it runs again, from its checkpoint, with these arguments.
     Resume(Arc<Value>),
+    /// A pipeline process's job starts its pipeline run: it runs without a
+    /// robot of its own (see [`crate::pipeline`]).
+    Delegate,
+    /// The pipeline run of such a job ended (or could not start: from Pending).
+    Delegated {
+        /// Success, Failed (the run faulted or could not start) or Cancelled (stopped).
+        status: FinishStatus,
+        /// Each step's outputs, by step name.
+        outputs: Option<Arc<Value>>,
+        /// Why it failed, if it did.
+        reason: Option<String>,
+    },
 }
 
 impl JobEvent {
@@ -138,6 +150,8 @@ impl JobEvent {
             JobEvent::Pause(..) => "pause",
             JobEvent::Resume(_) => "resume",
             JobEvent::Ready => "ready",
+            JobEvent::Delegate => "delegate",
+            JobEvent::Delegated { .. } => "pipeline end",
         }
     }
 }
@@ -239,6 +253,52 @@ pub fn apply(job: &mut Job, ev: JobEvent, ctx: JobCtx<'_>) -> Result<JobEffects,
             job.started_at = Some(now);
             job.forced = false;
             fx.slot = Slot::Take;
+        }
+        (Pending, JobEvent::Delegate) if job.not_before.is_none() => {
+            job.state = Running;
+            job.started_at = Some(now);
+            fx.slot = Slot::Take;
+        }
+        (Pending, JobEvent::Delegated { reason, .. }) => {
+            end(
+                job,
+                Faulted,
+                now,
+                reason.as_deref().unwrap_or("its pipeline could not start"),
+            );
+            fx.ended = Some(JobEnd::Failed(ErrorClass::Business));
+        }
+        (
+            Running | Stopping,
+            JobEvent::Delegated {
+                status,
+                outputs,
+                reason,
+            },
+        ) if job.robot.is_none() => {
+            fx.slot = Slot::Free;
+            job.outputs = outputs;
+            match status {
+                FinishStatus::Success => {
+                    end(job, Successful, now, "");
+                    job.reason = None;
+                    fx.succeeded = true;
+                    fx.ended = Some(JobEnd::Succeeded);
+                }
+                FinishStatus::Failed => {
+                    end(
+                        job,
+                        Faulted,
+                        now,
+                        reason.as_deref().unwrap_or("its pipeline run faulted"),
+                    );
+                    fx.ended = Some(JobEnd::Failed(ErrorClass::Business));
+                }
+                FinishStatus::Cancelled => {
+                    end(job, Stopped, now, "its pipeline run was stopped");
+                    fx.ended = Some(JobEnd::Stopped);
+                }
+            }
         }
         (Pending, JobEvent::Ready) if job.not_before.is_some() => {
             job.not_before = None;

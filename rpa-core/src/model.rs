@@ -153,6 +153,10 @@ pub struct ProcessSpec {
     /// (see [`crate::trigger`]); none: each item starts its own job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<crate::trigger::QueueTrigger>,
+    /// The pipeline (by name) its jobs run: such a job runs no robot of its
+    /// own but a run of that pipeline, its arguments the run's inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
 }
 
 impl ProcessSpec {
@@ -174,6 +178,7 @@ impl ProcessSpec {
             video_record: false,
             pause_workflow: None,
             trigger: None,
+            pipeline: None,
         }
     }
 }
@@ -343,6 +348,9 @@ pub struct Job {
     /// The pipeline run whose step it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline_run: Option<i64>,
+    /// The pipeline run it is (a pipeline process's job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs_pipeline: Option<i64>,
 }
 
 /// Queue item states (seed 000 §3.6 words plus the orchestrator states of DESIGN §3).
@@ -514,6 +522,7 @@ impl Robot {
             ProcessType::Unattended | ProcessType::Queue => !p.attended,
         };
         kind_ok
+            && spec.pipeline.is_none()
             && spec
                 .requirements
                 .vendor

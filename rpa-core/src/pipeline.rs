@@ -235,6 +235,9 @@ impl PipelineDef {
         for s in &self.steps {
             let at = |m: String| format!("step '{}': {m}", s.name);
             let p = process(&s.process).ok_or_else(|| at(format!("no process named '{}'", s.process)))?;
+            if p.spec.pipeline.is_some() {
+                return Err(at(format!("'{}' runs a pipeline itself", s.process)));
+            }
             if p.spec.process_type == ProcessType::Queue {
                 return Err(at(format!(
                     "'{}' is a Queue process, started by its queue items",
@@ -476,6 +479,9 @@ pub struct PipelineRun {
     /// The run it reruns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rerun_of: Option<i64>,
+    /// The job it is, when a pipeline process's job started it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobId>,
     /// When it started.
     pub created_at: Timestamp,
     /// When it ended.
@@ -539,6 +545,7 @@ impl PipelineRun {
             halted: false,
             stopping: false,
             rerun_of: None,
+            job: None,
             created_at: now,
             ended_at: None,
         })
@@ -576,6 +583,7 @@ impl PipelineRun {
             halted: false,
             stopping: false,
             rerun_of: Some(self.id),
+            job: None,
             created_at: now,
             ended_at: None,
         })
@@ -792,6 +800,26 @@ impl PipelineRun {
             stop: self.running_jobs(),
             ended: false,
         })
+    }
+
+    /// Each step's outputs by step name (for the job a run is).
+    pub fn outputs(&self) -> Value {
+        let mut m = Map::new();
+        for (s, d) in self.steps.iter().zip(&self.plan.def.steps) {
+            if let Some(o) = &s.outputs {
+                m.insert(d.name.clone(), Value::clone(o));
+            }
+        }
+        Value::Object(m)
+    }
+
+    /// Why it did not succeed: its first failed step's reason.
+    pub fn failure(&self) -> Option<String> {
+        self.steps
+            .iter()
+            .zip(&self.plan.def.steps)
+            .find(|(s, _)| matches!(s.state, StepState::Faulted | StepState::Stopped))
+            .map(|(s, d)| format!("step '{}': {}", d.name, s.reason.as_deref().unwrap_or("failed")))
     }
 
     /// Ends the run if no step runs and none can start.

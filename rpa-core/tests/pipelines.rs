@@ -284,3 +284,161 @@ fn bad_definitions_and_inputs_are_refused_and_nothing_is_stored() {
     let e = block(w.engine.start_pipeline(Actor::User(alice.id), &alice, p.id, Map::new())).unwrap_err();
     assert!(matches!(e, Error::PermissionDenied(_)));
 }
+
+/// A process whose jobs run the pipeline "month end" (input `month`).
+fn pipeline_process(w: &mut World) -> Process {
+    block(w.engine.save_pipeline(Actor::System, month_end("stop"))).unwrap();
+    w.process(|s| {
+        s.name = "month end, as a process".into();
+        s.pipeline = Some("month end".into());
+        s.arguments.push(ArgumentSpec {
+            name: "month".into(),
+            id: "month".into(),
+            arg_type: ArgType::String,
+            required: true,
+            secret: false,
+        });
+    })
+}
+
+fn run_of(w: &World, job: &Job) -> PipelineRun {
+    let job = w.job(job);
+    block(w.engine.pipeline_run(job.runs_pipeline.expect("the job is a run"))).unwrap()
+}
+
+#[test]
+fn a_pipeline_process_job_is_a_run_and_ends_with_it() {
+    let mut w = world();
+    let p = pipeline_process(&mut w);
+    let bots: Vec<Bot> = (0..3).map(|i| w.connect(&format!("r{i}"))).collect();
+    let job = w.start(&p, json!({"month": "2026-12"}));
+    assert_eq!((job.state, job.robot), (JobState::Running, None), "no robot of its own");
+    assert_eq!(w.process_now(&p).running, 1, "it holds a slot of its process");
+    let r = run_of(&w, &job);
+    assert_eq!(r.job, Some(job.id));
+    let (b, j) = holder(&w, &bots, &r, 0);
+    assert_eq!(
+        j.arguments.as_ref(),
+        &json!({"month": "2026-12"}),
+        "the job's arguments are the run's inputs"
+    );
+    finish(
+        &w,
+        b,
+        &j,
+        FinishStatus::Success,
+        Some(json!({"invoice_id": 5, "count": 2})),
+    );
+    for i in 1..=3 {
+        let (b, j) = holder(&w, &bots, &r, i);
+        finish(&w, b, &j, FinishStatus::Success, None);
+    }
+    let done = w.job(&job);
+    assert_eq!(done.state, JobState::Successful);
+    assert_eq!(
+        done.outputs.as_deref(),
+        Some(&json!({"extract": {"invoice_id": 5, "count": 2}}))
+    );
+    let now = w.process_now(&p);
+    assert_eq!((now.running, now.day_successes), (0, 1));
+    assert!(bots.iter().all(|b| w.robot(b).state == RobotState::Available));
+    w.audit_ok();
+}
+
+#[test]
+fn stopping_a_pipeline_process_job_stops_its_run() {
+    let mut w = world();
+    let p = pipeline_process(&mut w);
+    let bots: Vec<Bot> = (0..1).map(|i| w.connect(&format!("r{i}"))).collect();
+    let job = w.start(&p, json!({"month": "2026-12"}));
+    let r = run_of(&w, &job);
+    let (b, j) = holder(&w, &bots, &r, 0);
+    w.commands(b);
+    let stopping = block(
+        w.engine
+            .stop_job(&w.user, job.key, rpa_core::job::StopStrategy::SoftStop),
+    )
+    .unwrap();
+    assert_eq!(stopping.state, JobState::Stopping);
+    assert!(
+        w.commands(b).iter().any(|c| matches!(c, Command::Stop { .. })),
+        "its step is stopped"
+    );
+    finish(&w, b, &j, FinishStatus::Cancelled, None);
+    assert_eq!(run_of(&w, &job).state, RunState::Stopped);
+    assert_eq!(w.job(&job).state, JobState::Stopped);
+    assert_eq!(w.process_now(&p).running, 0);
+    w.audit_ok();
+}
+
+#[test]
+fn a_pipeline_process_without_its_pipeline_faults_its_jobs_with_the_reason() {
+    let mut w = world();
+    let p = w.process(|s| {
+        s.name = "orphan".into();
+        s.pipeline = Some("nowhere".into());
+    });
+    let job = w.start(&p, json!({}));
+    let job = w.job(&job);
+    assert_eq!(job.state, JobState::Faulted);
+    assert!(job.reason.as_deref().unwrap().contains("no pipeline named 'nowhere'"));
+    let e = block(w.engine.save_pipeline(
+        Actor::System,
+        serde_json::from_value(json!({"name": "nested", "steps": [{"name": "a", "process": "orphan"}]})).unwrap(),
+    ))
+    .unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(m) if m.contains("runs a pipeline itself")));
+}
+
+#[test]
+fn max_run_num_holds_pipeline_runs_until_one_ends() {
+    let mut w = world();
+    let p = pipeline_process(&mut w);
+    let bots: Vec<Bot> = (0..2).map(|i| w.connect(&format!("r{i}"))).collect();
+    let first = w.start(&p, json!({"month": "a"}));
+    let second = w.start(&p, json!({"month": "b"}));
+    assert_eq!(w.job(&second).state, JobState::Pending, "maxRunNum 1");
+    let r = run_of(&w, &first);
+    let (b, j) = holder(&w, &bots, &r, 0);
+    // A business error: extract fails without a retry, and the run with it.
+    block(
+        w.engine
+            .report_finish(&b.code, b.connect, j.key, FinishStatus::Failed, Some(20_001), None),
+    )
+    .unwrap();
+    assert_eq!(w.job(&first).state, JobState::Faulted);
+    assert!(w.job(&first).reason.as_deref().unwrap().contains("step 'extract'"));
+    assert_eq!(
+        w.job(&second).state,
+        JobState::Running,
+        "the freed slot starts the next run"
+    );
+    assert_eq!(run_of(&w, &second).inputs["month"], json!("b"));
+}
+
+#[test]
+fn a_schedule_starts_a_pipeline_through_its_process() {
+    use rpa_core::schedule::{Missed, Rule, ScheduleSpec};
+    let mut w = world();
+    let p = pipeline_process(&mut w);
+    let admin = block(w.engine.store().user_by_name("admin")).unwrap().unwrap();
+    let spec = ScheduleSpec {
+        name: "nightly".into(),
+        process: p.id,
+        arguments: std::sync::Arc::new(json!({"month": "scheduled"})),
+        rule: Rule::Every { ms: 60_000 },
+        zone: "UTC".into(),
+        from: None,
+        until: None,
+        hours: None,
+        skip_dates: Vec::new(),
+        missed: Missed::RunOnce,
+    };
+    block(w.engine.create_schedule(Actor::System, &admin, spec)).unwrap();
+    w.advance(60_000);
+    w.tick();
+    let runs = block(w.engine.pipeline_runs(1, 0, 10)).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].inputs["month"], json!("scheduled"));
+    assert!(runs[0].job.is_some());
+}

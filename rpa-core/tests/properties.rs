@@ -76,6 +76,7 @@ fn new_job() -> Job {
         window_ms: None,
         triggered: false,
         pipeline_run: None,
+        runs_pipeline: None,
     }
 }
 

@@ -90,9 +90,6 @@ impl<S: Store> Engine<S> {
     /// Puts a dispatchable job on the first idle robot that may run it.
     pub(crate) async fn place_job(&self, id: JobId) -> Result<bool> {
         for _ in 0..ATTEMPTS {
-            if self.store.available_robots(None, 1).await?.is_empty() {
-                return Ok(false);
-            }
             let Some(job) = self.store.job(id).await? else {
                 return Ok(false);
             };
@@ -102,6 +99,13 @@ impl<S: Store> Engine<S> {
             let Some(p) = self.store.process(job.process).await? else {
                 return Ok(false);
             };
+            if p.spec.pipeline.is_some() {
+                // Its job is a pipeline run, not a robot's.
+                return self.place_next(p.id).await;
+            }
+            if self.store.available_robots(None, 1).await?.is_empty() {
+                return Ok(false);
+            }
             if !limits::may_run(&p, self.today(self.now())) {
                 return Ok(false);
             }
@@ -127,6 +131,14 @@ impl<S: Store> Engine<S> {
 
     /// Places the best dispatchable job of a process, if any.
     pub(crate) async fn place_next(&self, process: ProcessId) -> Result<bool> {
+        if self
+            .store
+            .process(process)
+            .await?
+            .is_some_and(|p| p.spec.pipeline.is_some())
+        {
+            return self.delegate_next(process).await;
+        }
         for _ in 0..ATTEMPTS {
             if self.store.available_robots(None, 1).await?.is_empty() {
                 return Ok(false);
@@ -253,6 +265,14 @@ impl<S: Store> Engine<S> {
     /// the jobs placed, not the number of idle robots.
     pub async fn dispatch_all(&self) -> Result<usize> {
         let mut n = 0;
+        // Pipeline processes' jobs need no robot.
+        for p in self.store.processes().await? {
+            if p.spec.pipeline.is_some() {
+                while self.delegate_next(p.id).await? {
+                    n += 1;
+                }
+            }
+        }
         loop {
             if self.store.available_robots(None, 1).await?.is_empty() {
                 return Ok(n);

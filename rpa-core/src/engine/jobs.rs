@@ -60,6 +60,8 @@ pub(crate) struct Transitioned {
     pub new_jobs: Vec<JobId>,
     /// Jobs to stop after it (a pipeline run halted).
     pub stop_jobs: Vec<JobId>,
+    /// A pipeline process whose job this commit ended by its run's end.
+    pub freed_pipeline_slot: Option<ProcessId>,
 }
 
 impl<S: Store> Engine<S> {
@@ -241,6 +243,7 @@ impl<S: Store> Engine<S> {
             window_ms: None,
             triggered: false,
             pipeline_run: None,
+            runs_pipeline: None,
         })
     }
 
@@ -686,10 +689,20 @@ impl<S: Store> Engine<S> {
             }
             // A pipeline step: its run moves in this commit.
             let mut stop_jobs = Vec::new();
+            let mut freed_pipeline_slot = None;
             if fx.ended.is_some() && job.pipeline_run.is_some() {
                 let moved = self.pipeline_job_ended(&mut tx, &job, now).await?;
                 new_jobs.extend(moved.started);
                 stop_jobs = moved.stop;
+                freed_pipeline_slot = moved.freed;
+            }
+            // A pipeline process's job stopped or expired: so does its run.
+            if job.runs_pipeline.is_some() && fx.changed && matches!(ev, JobEvent::Stop(_) | JobEvent::Expire) {
+                let was_stopping = job.state == JobState::Stopping;
+                stop_jobs.extend(self.delegated_job_stopped(&mut tx, &mut job, &mut p, now).await?);
+                if was_stopping && job.state.is_terminal() {
+                    freed_pipeline_slot = Some(p.id);
+                }
             }
             if fx.paused {
                 self.pause_ticket(&mut tx, &job, &p, now).await?;
@@ -751,6 +764,7 @@ impl<S: Store> Engine<S> {
                 released: released.filter(|_| !chained),
                 new_jobs,
                 stop_jobs,
+                freed_pipeline_slot,
             };
             Ok(if tx.commit.is_empty() {
                 Decided::Answer((t, next_claim))
@@ -777,6 +791,7 @@ impl<S: Store> Engine<S> {
         self.after_run_moved(super::pipelines::Moved {
             started: t.new_jobs.clone(),
             stop: t.stop_jobs.clone(),
+            freed: t.freed_pipeline_slot,
         })
         .await?;
         Ok(())
@@ -795,11 +810,21 @@ fn event_action(ev: &JobEvent) -> &'static str {
         JobEvent::Ready => "job.ready",
         JobEvent::Pause(..) => "job.pause",
         JobEvent::Resume(_) => "job.resume",
+        JobEvent::Delegate => "job.delegate",
+        JobEvent::Delegated { .. } => "job.pipeline_end",
     }
 }
 
 fn check_spec(spec: &ProcessSpec) -> Result<()> {
     super::non_empty(&spec.name, "process name")?;
+    if spec.pipeline.as_deref().is_some_and(|n| n.trim().is_empty()) {
+        return Err(Error::InvalidArgument("pipeline must name a pipeline".into()));
+    }
+    if spec.pipeline.is_some() && spec.process_type != ProcessType::Unattended {
+        return Err(Error::InvalidArgument(
+            "only an Unattended process can run a pipeline".into(),
+        ));
+    }
     if let Some(t) = &spec.trigger {
         if spec.process_type != ProcessType::Queue {
             return Err(Error::InvalidArgument(

@@ -8,16 +8,16 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
-use super::{Decided, Engine, Tx, dup_as_exists, is_conflict};
+use super::{Decided, Delta, Engine, Tx, dup_as_exists, is_conflict};
 use crate::arguments;
 use crate::audit::{self, Subject};
 use crate::error::{Entity, Error, Result};
 use crate::events;
 use crate::ids::*;
-use crate::job::{JobEvent, StopStrategy};
+use crate::job::{self, FinishStatus, JobCtx, JobEvent, Slot, StopStrategy};
 use crate::limits;
 use crate::model::*;
-use crate::pipeline::{Pipeline, PipelineDef, PipelineRun, ProcessInfo, RunEffects};
+use crate::pipeline::{Pipeline, PipelineDef, PipelineRun, ProcessInfo, RunEffects, RunState};
 use crate::record::{Record, Select};
 use crate::store::{Records, Store};
 use crate::time::Timestamp;
@@ -25,11 +25,13 @@ use crate::time::Timestamp;
 /// Records read per page when listing.
 const PAGE: usize = 500;
 
-/// Jobs a run's change started, and jobs it wants stopped.
+/// Jobs a run's change started, jobs it wants stopped, and a process
+/// whose running slot it freed.
 #[derive(Debug, Default)]
 pub(crate) struct Moved {
     pub started: Vec<JobId>,
     pub stop: Vec<JobId>,
+    pub freed: Option<ProcessId>,
 }
 
 impl<S: Store> Engine<S> {
@@ -181,7 +183,7 @@ impl<S: Store> Engine<S> {
     /// running steps' jobs are stopped; it ends Stopped once they have.
     pub async fn stop_pipeline_run(&self, actor: Actor, id: i64) -> Result<PipelineRun> {
         self.require(actor, Permission::OperateAllJobs).await?;
-        let (run, fx) = decided!(self, |_attempt| {
+        let (run, fx, freed) = decided!(self, |_attempt| {
             let mut run = self.pipeline_run(id).await?;
             let now = self.now();
             let fx = run.stop(now).map_err(Error::InvalidArgument)?;
@@ -194,13 +196,15 @@ impl<S: Store> Engine<S> {
                 String::new(),
             );
             self.end_if_settled(&mut tx, &mut run, now);
+            let freed = self.parent_ended(&mut tx, &run, now).await?;
             run.version += 1;
             tx.record(&run)?;
-            Ok(Decided::Commit(tx, (run, fx)))
+            Ok(Decided::Commit(tx, (run, fx, freed)))
         })?;
         self.after_run_moved(Moved {
-            started: Vec::new(),
             stop: fx.stop,
+            freed,
+            ..Moved::default()
         })
         .await?;
         Ok(self.pipeline_run(run.id).await.unwrap_or(run))
@@ -298,16 +302,206 @@ impl<S: Store> Engine<S> {
             run.job_ended(job.id, job.state, job.outputs.as_ref(), job.reason.as_deref(), now);
         let mut moved = self.advance_run(tx, &mut run, now).await?;
         moved.stop.extend(stop);
+        moved.freed = self.parent_ended(tx, &run, now).await?;
         run.version += 1;
         tx.record(&run)?;
         Ok(moved)
     }
 
+    /// When `run` has ended and is a pipeline process's job, that job ends
+    /// with it, into `tx`; gives the job's process (its slot is free).
+    async fn parent_ended(&self, tx: &mut Tx, run: &PipelineRun, now: Timestamp) -> Result<Option<ProcessId>> {
+        let Some(id) = run.job.filter(|_| run.state != RunState::Running) else {
+            return Ok(None);
+        };
+        let Some(mut job) = self.store.job(id).await? else {
+            return Ok(None);
+        };
+        if job.state.is_terminal() {
+            return Ok(None);
+        }
+        let mut p = self
+            .store
+            .process(job.process)
+            .await?
+            .ok_or_else(|| Error::Internal("job without process".into()))?;
+        self.close_parent(tx, &mut job, &mut p, run, now)?;
+        tx.job(job);
+        Ok(Some(p.id))
+    }
+
+    /// Ends `job`, the job `run` is, as the run ended (the caller writes it).
+    fn close_parent(
+        &self,
+        tx: &mut Tx,
+        job: &mut Job,
+        p: &mut Process,
+        run: &PipelineRun,
+        now: Timestamp,
+    ) -> Result<()> {
+        let status = match run.state {
+            RunState::Successful => FinishStatus::Success,
+            RunState::Stopped => FinishStatus::Cancelled,
+            _ => FinishStatus::Failed,
+        };
+        let ctx = JobCtx {
+            now,
+            retry: &p.spec.retry,
+            retry_failures: false,
+        };
+        let from = job.state;
+        let fx = job::apply(
+            job,
+            JobEvent::Delegated {
+                status,
+                outputs: Some(std::sync::Arc::new(run.outputs())),
+                reason: run.failure(),
+            },
+            ctx,
+        )?;
+        let today = self.today(now);
+        if fx.slot == Slot::Free {
+            tx.count(p, Delta::SLOT_FREED, today);
+        }
+        if fx.succeeded {
+            tx.count(p, Delta::SUCCESS, today);
+        }
+        let mut detail = format!("{}->{} ", from.as_str(), job.state.as_str());
+        audit::push_id(&mut detail, "pipeline_run", run.id);
+        tx.audit(
+            now,
+            Actor::System,
+            "job.pipeline_end",
+            Subject::Id("job", job.id.0),
+            detail,
+        )
+        .event(now, events::job_ended(job));
+        Ok(())
+    }
+
+    /// Starts the pipeline run that pending job `id` of a pipeline process
+    /// is, when its process's limits let it run: the job is Running (with
+    /// no robot) and the run's first steps start, in one commit; a run that
+    /// cannot start (no such pipeline, inputs that do not fit) faults the
+    /// job with the reason. False when there was nothing to do.
+    pub(crate) async fn delegate(&self, id: JobId) -> Result<bool> {
+        let moved = decided!(self, |_attempt| {
+            let Some(mut job) = self.store.job(id).await? else {
+                return Ok(Decided::Answer(None));
+            };
+            if !crate::store::is_dispatchable(&job) {
+                return Ok(Decided::Answer(None));
+            }
+            let Some(mut p) = self.store.process(job.process).await? else {
+                return Ok(Decided::Answer(None));
+            };
+            let Some(name) = p.spec.pipeline.clone() else {
+                return Ok(Decided::Answer(None));
+            };
+            let now = self.now();
+            let today = self.today(now);
+            if !limits::may_run(&p, today) {
+                return Ok(Decided::Answer(None));
+            }
+            let ctx = JobCtx {
+                now,
+                retry: &p.spec.retry,
+                retry_failures: false,
+            };
+            let mut tx = Tx::default();
+            let pipeline: Option<Pipeline> = self.store.find("name", name.as_str()).await?;
+            let inputs = match job.arguments.as_ref() {
+                Value::Object(m) => m.clone(),
+                _ => Map::new(),
+            };
+            let run = match pipeline {
+                None => Err(format!("no pipeline named '{name}'")),
+                Some(pl) => {
+                    let run_id = self.next_id(IdKind::of::<PipelineRun>()).await?;
+                    PipelineRun::new(run_id, pl.id, pl.plan.clone(), inputs, job.user, now)
+                }
+            };
+            let mut run = match run {
+                Ok(r) => r,
+                Err(reason) => {
+                    let ev = JobEvent::Delegated {
+                        status: FinishStatus::Failed,
+                        outputs: None,
+                        reason: Some(reason.clone()),
+                    };
+                    job::apply(&mut job, ev, ctx)?;
+                    tx.audit(now, Actor::System, "job.delegate", Subject::Id("job", job.id.0), reason)
+                        .event(now, events::job_ended(&job));
+                    tx.job(job);
+                    return Ok(Decided::Commit(tx, Some(Moved::default())));
+                }
+            };
+            job::apply(&mut job, JobEvent::Delegate, ctx)?;
+            tx.count(&mut p, Delta::SLOT_TAKEN, today);
+            job.runs_pipeline = Some(run.id);
+            run.job = Some(job.id);
+            let mut detail = String::with_capacity(48);
+            audit::push_id(&mut detail, "pipeline_run", run.id);
+            detail.push(' ');
+            detail.push_str(&name);
+            tx.audit(now, Actor::System, "job.delegate", Subject::Id("job", job.id.0), detail);
+            let mut moved = self.advance_run(&mut tx, &mut run, now).await?;
+            if run.state != RunState::Running {
+                self.close_parent(&mut tx, &mut job, &mut p, &run, now)?;
+                moved.freed = Some(p.id);
+            }
+            run.version = 1;
+            tx.record(&run)?;
+            tx.job(job);
+            Ok(Decided::Commit(tx, Some(moved)))
+        })?;
+        match moved {
+            Some(m) => {
+                self.after_run_moved(m).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// A pipeline process's job stopped, killed or expired: its run stops,
+    /// into `tx`; if the run ends at once, so does a job still Stopping.
+    /// Gives the jobs of the run's steps to stop.
+    pub(crate) async fn delegated_job_stopped(
+        &self,
+        tx: &mut Tx,
+        job: &mut Job,
+        p: &mut Process,
+        now: Timestamp,
+    ) -> Result<Vec<JobId>> {
+        let Some(id) = job.runs_pipeline else {
+            return Ok(Vec::new());
+        };
+        let Some(mut run) = self.store.get::<PipelineRun>(id).await? else {
+            return Ok(Vec::new());
+        };
+        if run.state != RunState::Running {
+            return Ok(Vec::new());
+        }
+        let fx = run.stop(now).map_err(Error::Internal)?;
+        self.end_if_settled(tx, &mut run, now);
+        if run.state != RunState::Running && job.state == JobState::Stopping {
+            self.close_parent(tx, job, p, &run, now)?;
+        }
+        run.version += 1;
+        tx.record(&run)?;
+        Ok(fx.stop)
+    }
+
     /// After a run's commit: dispatch the jobs it started, stop those it
     /// wants stopped (one transition each; a job that ended meanwhile is left be).
     pub(crate) async fn after_run_moved(&self, moved: Moved) -> Result<()> {
+        // Boxed: placing a job of a pipeline process starts a run, which moves here again.
         for j in moved.started {
-            self.place_job(j).await?;
+            Box::pin(self.place_job(j)).await?;
+        }
+        if let Some(p) = moved.freed {
+            Box::pin(self.place_next(p)).await?;
         }
         for j in moved.stop {
             match self
@@ -321,5 +515,30 @@ impl<S: Store> Engine<S> {
             }
         }
         Ok(())
+    }
+}
+
+impl<S: Store> Engine<S> {
+    /// Starts the run of the best pending job of pipeline process
+    /// `process`, if its limits let one run; false when none started.
+    pub(crate) async fn delegate_next(&self, process: ProcessId) -> Result<bool> {
+        for _ in 0..8 {
+            let Some(job) = self.store.next_pending(&[process]).await? else {
+                return Ok(false);
+            };
+            if self.delegate(job.id).await? {
+                return Ok(true);
+            }
+            // Taken meanwhile, or the limits hold it: look once more only if it moved on.
+            if self
+                .store
+                .job(job.id)
+                .await?
+                .is_some_and(|j| crate::store::is_dispatchable(&j))
+            {
+                return Ok(false);
+            }
+        }
+        Ok(false)
     }
 }
