@@ -147,8 +147,8 @@ fn a_consumer_sees_each_event_once_in_order_and_two_runners_cannot_both_move_it(
         }
         assert_eq!(
             handled.len(),
-            (round + 1) * 3 + 1,
-            "every job's end and the robot's connection, once"
+            (round + 1) * 6 + 1,
+            "every job's start and end and the robot's connection, once"
         );
     }
     let all: Vec<u64> = block(w.engine.events(0, 100_000))
@@ -174,7 +174,8 @@ fn a_consumer_sees_each_event_once_in_order_and_two_runners_cannot_both_move_it(
     // Another consumer has a cursor of its own.
     assert_eq!(
         block(w.engine.events_for("other", 100_000)).unwrap().page.events.len(),
-        all.len() + 1
+        all.len() + 2,
+        "the last job's start and end too"
     );
     w.audit_ok();
 }

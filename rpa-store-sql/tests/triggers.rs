@@ -1,0 +1,110 @@
+//! Two nodes on one PostgreSQL database adding items to a triggered queue
+//! and ending its jobs at the same time: the trigger never has more than
+//! `maxConcurrent` jobs, and no item gets two.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use common::{fresh_postgres, pg_options, postgres_url};
+use rpa_core::auth::PasswordCost;
+use rpa_core::engine::NewQueueItem;
+use rpa_core::job::StopStrategy;
+use rpa_core::model::{Actor, ItemState, JobState, ProcessSpec, ProcessType, QueueItem};
+use rpa_core::store::prelude::*;
+use rpa_core::trigger::{QueueTrigger, TriggerState};
+use rpa_core::{Engine, EngineConfig, ManualClock, Timestamp};
+use rpa_store_sql::SqlStore;
+use serde_json::json;
+
+const T0: Timestamp = Timestamp(1_767_225_600_000);
+
+fn engine(store: SqlStore, clock: &ManualClock, seed: u64) -> Engine<SqlStore> {
+    let config = EngineConfig {
+        password_cost: PasswordCost::TESTING,
+        seed: Some(seed),
+        ..EngineConfig::default()
+    };
+    Engine::new(store, Arc::new(clock.clone()), config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_postgres_nodes_never_pass_max_concurrent() {
+    let Some(url) = postgres_url() else { return };
+    let db = fresh_postgres(&url).await;
+    let clock = ManualClock::new(T0);
+    let a = Arc::new(engine(SqlStore::connect(&db, pg_options()).await.unwrap(), &clock, 1));
+    let b = Arc::new(engine(SqlStore::connect(&db, pg_options()).await.unwrap(), &clock, 2));
+    let admin = a.ensure_admin("admin", "pw").await.unwrap();
+    let mut spec = ProcessSpec::new("Q", ProcessType::Queue);
+    spec.max_run_num = 0;
+    spec.trigger = Some(QueueTrigger {
+        min_items: 2,
+        max_concurrent: 3,
+    });
+    let p = a.create_process(Actor::System, spec).await.unwrap();
+    const EACH: usize = 20;
+    let add = |e: Arc<Engine<SqlStore>>, admin: rpa_core::model::User| {
+        tokio::spawn(async move {
+            let mut items = Vec::new();
+            for n in 0..EACH {
+                let new = NewQueueItem {
+                    content: json!({ "n": n }),
+                    ..NewQueueItem::default()
+                };
+                items.push(e.add_queue_item(&admin, p.key, new).await.unwrap());
+            }
+            items
+        })
+    };
+    let (x, y) = (add(a.clone(), admin.clone()), add(b.clone(), admin.clone()));
+    let items: Vec<QueueItem> = x.await.unwrap().into_iter().chain(y.await.unwrap()).collect();
+
+    let state = |e: Arc<Engine<SqlStore>>| async move { e.store().get::<TriggerState>(p.id.0).await.unwrap().unwrap() };
+    let with_jobs = |e: Arc<Engine<SqlStore>>, items: Vec<QueueItem>| async move {
+        let mut jobs = Vec::new();
+        for i in &items {
+            let i = e.queue_item(i.key).await.unwrap();
+            if let Some(j) = i.job {
+                jobs.push((i.key, e.store().job(j).await.unwrap().unwrap()));
+            }
+        }
+        jobs
+    };
+    let s = state(a.clone()).await;
+    assert_eq!((s.waiting, s.active), ((2 * EACH - 3) as u32, 3));
+    let jobs = with_jobs(a.clone(), items.clone()).await;
+    assert_eq!(jobs.len(), 3, "three items have jobs");
+
+    // Both nodes cancel whatever trigger job they see, until the queue is drained.
+    let mut cancelled = HashSet::new();
+    for _ in 0..200 {
+        let jobs = with_jobs(a.clone(), items.clone()).await;
+        let live: Vec<_> = jobs.iter().filter(|(_, j)| !j.state.is_terminal()).collect();
+        assert!(live.len() <= 3, "maxConcurrent passed: {}", live.len());
+        if live.is_empty() {
+            break;
+        }
+        let mut hs = Vec::new();
+        for (n, (_, j)) in live.iter().enumerate() {
+            let e = if n % 2 == 0 { a.clone() } else { b.clone() };
+            let (key, admin) = (j.key, admin.clone());
+            cancelled.insert(key);
+            hs.push(tokio::spawn(async move {
+                e.stop_job(&admin, key, StopStrategy::SoftStop).await
+            }));
+        }
+        for h in hs {
+            h.await.unwrap().unwrap();
+        }
+    }
+    assert_eq!(cancelled.len(), 2 * EACH, "every item got one job");
+    let jobs = with_jobs(a.clone(), items.clone()).await;
+    assert!(jobs.iter().all(|(_, j)| j.state == JobState::Canceled && j.triggered));
+    for i in &items {
+        assert_eq!(a.queue_item(i.key).await.unwrap().state, ItemState::Deleted);
+    }
+    let s = state(b.clone()).await;
+    assert_eq!((s.waiting, s.active), (0, 0));
+}
