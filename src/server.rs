@@ -273,6 +273,8 @@ async fn serve<S: Store>(
             link_key: Some(links),
             listeners: config.listener_accounts(),
             flow_apps: config.flow_apps(),
+            uipath_clients: config.uipath_clients(),
+            uipath_token_ttl_ms: config.uipath_token_ttl_ms(),
             ..HttpSettings::default()
         }),
     };

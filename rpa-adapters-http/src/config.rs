@@ -59,6 +59,44 @@ pub struct Config {
     /// they differ from the stored one of the same name.
     #[serde(default)]
     pub pipelines: Vec<rpa_core::pipeline::PipelineDef>,
+    /// The UiPath-compatible surface (seed 002): its OAuth clients.
+    #[serde(default)]
+    pub uipath: UiPathDef,
+}
+
+/// The UiPath-compatible surface's part of the file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UiPathDef {
+    /// OAuth clients that may ask `/oauth/token` for tokens.
+    #[serde(default)]
+    pub clients: Vec<UiPathClientDef>,
+    /// How long a token lasts (default 3600).
+    pub token_ttl_seconds: Option<u64>,
+}
+
+/// An OAuth client: `client_credentials` with its secret, `refresh_token`
+/// with its refresh token (UiPath's "User Key"); its tokens act as `user`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UiPathClientDef {
+    /// `client_id`.
+    pub client_id: String,
+    /// `client_secret`.
+    pub client_secret: String,
+    /// A refresh token the client may present instead.
+    pub refresh_token: Option<String>,
+    /// The engine user its tokens act as.
+    pub user: String,
+}
+
+impl std::fmt::Debug for UiPathClientDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UiPathClientDef")
+            .field("client_id", &self.client_id)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An elastic robot pool ([`rpa_core::pool`]) and, optionally, how this
@@ -690,6 +728,14 @@ impl Config {
                 .await
                 .map_err(|e| Error::InvalidArgument(format!("pool {}: {e}", def.name)))?;
         }
+        for c in &self.uipath.clients {
+            if engine.store().user_by_name(&c.user).await?.is_none() {
+                return Err(Error::InvalidArgument(format!(
+                    "uipath client {}: no user named {}",
+                    c.client_id, c.user
+                )));
+            }
+        }
         for l in &self.listeners {
             if engine.store().user_by_name(&l.user).await?.is_none() {
                 return Err(Error::InvalidArgument(format!(
@@ -699,6 +745,22 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The UiPath OAuth clients, for [`crate::HttpSettings::uipath_clients`].
+    pub fn uipath_clients(&self) -> Vec<crate::uipath::UiPathClient> {
+        self.uipath
+            .clients
+            .iter()
+            .map(|c| {
+                crate::uipath::UiPathClient::new(&c.client_id, &c.client_secret, c.refresh_token.as_deref(), &c.user)
+            })
+            .collect()
+    }
+
+    /// How long UiPath tokens last, for [`crate::HttpSettings::uipath_token_ttl_ms`].
+    pub fn uipath_token_ttl_ms(&self) -> u64 {
+        self.uipath.token_ttl_seconds.unwrap_or(3600).saturating_mul(1000)
     }
 
     /// The workflow API's callers, for [`crate::HttpSettings::flow_apps`].

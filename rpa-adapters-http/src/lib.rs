@@ -48,6 +48,7 @@ pub mod loonflow;
 pub mod openapi;
 pub mod robot;
 pub mod seed000;
+pub mod uipath;
 mod wire;
 
 use std::sync::Arc;
@@ -96,6 +97,10 @@ pub struct HttpSettings {
     pub listeners: Vec<listener::ListenerAccount>,
     /// The applications that call the workflow API (seed 004).
     pub flow_apps: Vec<loonflow::FlowApp>,
+    /// The OAuth clients of the UiPath-compatible surface (seed 002).
+    pub uipath_clients: Vec<uipath::UiPathClient>,
+    /// How long their tokens last.
+    pub uipath_token_ttl_ms: u64,
 }
 
 impl Default for HttpSettings {
@@ -107,6 +112,8 @@ impl Default for HttpSettings {
             link_key: None,
             listeners: Vec::new(),
             flow_apps: Vec::new(),
+            uipath_clients: Vec::new(),
+            uipath_token_ttl_ms: 3_600_000,
         }
     }
 }
@@ -123,6 +130,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         .merge(centre::router().layer(DefaultBodyLimit::max(json)))
         .merge(listener::router().layer(DefaultBodyLimit::max(json)))
         .merge(loonflow::router().layer(DefaultBodyLimit::max(json)))
+        .merge(uipath::router().layer(DefaultBodyLimit::max(json)))
         .merge(
             robot::upload_router()
                 .merge(admin::upload_router())

@@ -303,6 +303,39 @@ impl<S: Store> Engine<S> {
         Ok((job, p))
     }
 
+    /// A job by its serial id that `user` may see (granted its process, or
+    /// OperateAllJobs).
+    pub async fn job_by_id(&self, user: &User, id: JobId) -> Result<Job> {
+        let job = self
+            .store
+            .job(id)
+            .await?
+            .ok_or_else(|| Error::NotFound(Entity::Job, id.to_string()))?;
+        if !self
+            .has_permission(Actor::User(user.id), Permission::OperateAllJobs)
+            .await?
+        {
+            self.require_grant(user, job.process).await?;
+        }
+        Ok(job)
+    }
+
+    /// The newest jobs of a process created in the last 30 days, up to
+    /// `limit`, with how many there are (for hosts: no permission check).
+    pub async fn recent_jobs(&self, process: ProcessId, limit: usize) -> Result<(u64, Vec<Job>)> {
+        let now = self.now();
+        Ok(self
+            .store
+            .jobs_of_process(JobQuery {
+                process,
+                from: Timestamp(now.0 - 30 * DAY_MS),
+                to: now,
+                state: None,
+                limit,
+            })
+            .await?)
+    }
+
     /// A job by key, for hosts (no permission check).
     pub async fn job(&self, key: Key) -> Result<Job> {
         self.store

@@ -1,0 +1,1080 @@
+//! The UiPath Orchestrator-compatible surface (seed 002): OData under
+//! `/{org}/{tenant}/orchestrator_/odata/`, `/{org}/{tenant}/odata/` and
+//! bare `/odata/`, OAuth tokens, in UiPath's own names.
+//!
+//! | UiPath | engine |
+//! |---|---|
+//! | `POST /oauth/token`, `/identity_/connect/token`, `/{org}/identity_/connect/token` (`client_credentials`, `refresh_token`; JSON or form) | a configured client ([`UiPathClient`]) → `open_session` of its user → `{access_token, expires_in, token_type: "Bearer", scope}` |
+//! | `Authorization: Bearer <token>` (any case of `Bearer`) | `authenticate`; seed 000 tokens work too |
+//! | `Folders`, `OrganizationUnits` | the one folder, `Default` (`X-UIPATH-FolderPath`, `-FolderPath-Encoded`, `-FolderKey`, `-OrganizationUnitId` naming another: 404) |
+//! | `Releases`, `Processes` (`$filter` `Name`/`ProcessKey eq '...'`) | the processes the caller may start; `Release.Key` = the process id as a GUID |
+//! | `Jobs/UiPath.Server.Configuration.OData.StartJobs` `{startInfo: {ReleaseKey \| ReleaseName, Strategy, JobsCount, RobotIds, InputArguments, Source}}` | `start_job` (a job per count; `RobotIds` are not pinned: one job each) |
+//! | `Jobs/UiPath.Server.Configuration.OData.StopJobs` `{jobIds, strategy: SoftStop \| Kill}` | `stop_job` / `kill_job` |
+//! | `Jobs/UiPath.Server.Configuration.OData.RestartJob` `{jobId}` | a new job of the same process and arguments |
+//! | `Jobs/UiPath.Server.Configuration.OData.GetByKey(identifier=<guid>)`, `Jobs(<Id>)` | a job the caller may see |
+//! | `Jobs` (`$filter` on `Id`, `Key`, `State`, `ReleaseName`, `Key in (...)`, joined by `and`; `$top`, `$skip`, `$count`) | jobs of the last 30 days of the processes the caller may see, newest first |
+//! | `Robots`, `Sessions` | robots and their states (permission ManageRobots) |
+//! | `QueueDefinitions` | Queue processes |
+//! | `Queues/UiPathODataSvc.AddQueueItem` `{itemData: {Name, Priority, SpecificContent, Reference, DeferDate, DueDate}}` | `add_queue_item` |
+//!
+//! Job `State`: Pending, Running, Stopping, Suspended, Successful, Faulted,
+//! Stopped (a job canceled before it ran is Stopped). Times are ISO 8601 in
+//! UTC. Errors: `{message, errorCode, traceId, result: null, targets: null}`
+//! with the HTTP status UiPath uses (400, 401, 403, 404, 409, 500).
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use base64::Engine as _;
+use rpa_core::engine::NewQueueItem;
+use rpa_core::error::Error;
+use rpa_core::ids::JobId;
+use rpa_core::job::StopStrategy;
+use rpa_core::model::{Actor, Job, JobState, Permission, Process, ProcessType, QueueItem, Robot, User};
+use rpa_core::{Key, Store, Timestamp};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+
+/// The one folder.
+pub const FOLDER: &str = "Default";
+/// Its id.
+const FOLDER_ID: i64 = 1;
+/// Most jobs a list answers.
+const MAX_TOP: usize = 1000;
+
+/// An OAuth client allowed to ask for tokens, acting as an engine user.
+#[derive(Clone)]
+pub struct UiPathClient {
+    /// `client_id`.
+    pub client_id: String,
+    secret: [u8; 32],
+    refresh: Option<[u8; 32]>,
+    /// The engine user its tokens act as.
+    pub user: String,
+}
+
+impl UiPathClient {
+    /// A client with its secret (`client_credentials`) and, optionally, a
+    /// refresh token (UiPath's "User Key", `refresh_token` grant).
+    pub fn new(client_id: &str, secret: &str, refresh_token: Option<&str>, user: &str) -> UiPathClient {
+        UiPathClient {
+            client_id: client_id.to_owned(),
+            secret: Sha256::digest(secret.as_bytes()).into(),
+            refresh: refresh_token.map(|r| Sha256::digest(r.as_bytes()).into()),
+            user: user.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Debug for UiPathClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UiPathClient")
+            .field("client_id", &self.client_id)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+fn same(digest: &[u8; 32], given: &str) -> bool {
+    let g: [u8; 32] = Sha256::digest(given.as_bytes()).into();
+    g.iter().zip(digest).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// The routes.
+pub fn router<S: Store>() -> Router<AppState<S>> {
+    Router::new()
+        .route("/oauth/token", post(token::<S>))
+        .route("/identity_/connect/token", post(token::<S>))
+        .route("/{org}/identity_/connect/token", post(token::<S>))
+        .route("/odata/{*rest}", any(odata::<S>))
+        .route("/{org}/{tenant}/odata/{*rest}", any(odata::<S>))
+        .route("/{org}/{tenant}/orchestrator_/odata/{*rest}", any(odata::<S>))
+}
+
+// ------------------------------------------------------------------ errors
+
+/// An error as UiPath answers it.
+#[derive(Debug)]
+pub struct ODataError {
+    status: StatusCode,
+    code: i64,
+    message: String,
+}
+
+impl ODataError {
+    fn new(status: StatusCode, code: i64, message: impl Into<String>) -> ODataError {
+        ODataError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    fn bad(message: impl Into<String>) -> ODataError {
+        ODataError::new(StatusCode::BAD_REQUEST, 1001, message)
+    }
+    fn not_found(message: impl Into<String>) -> ODataError {
+        ODataError::new(StatusCode::NOT_FOUND, 1002, message)
+    }
+}
+
+impl From<Error> for ODataError {
+    fn from(e: Error) -> ODataError {
+        match e {
+            Error::InvalidArgument(m) => ODataError::bad(m),
+            Error::NotFound(..) => ODataError::not_found(e.to_string()),
+            Error::AlreadyExists(_) => ODataError::new(StatusCode::CONFLICT, 1004, e.to_string()),
+            Error::Unauthenticated | Error::BadCredentials | Error::UserLocked => {
+                ODataError::new(StatusCode::UNAUTHORIZED, 0, "You are not authenticated!")
+            }
+            Error::PermissionDenied(m) => ODataError::new(StatusCode::FORBIDDEN, 0, m),
+            Error::Limit(_) | Error::Rejected(_) => ODataError::new(StatusCode::CONFLICT, 1013, e.to_string()),
+            other => {
+                tracing::error!(error = %other, "uipath: internal error");
+                ODataError::new(StatusCode::INTERNAL_SERVER_ERROR, 0, "An error has occurred.")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ODataError {
+    fn into_response(self) -> Response {
+        let trace: [u8; 16] = rand_trace();
+        let body = json!({
+            "message": self.message,
+            "errorCode": self.code,
+            "traceId": hex::encode(trace),
+            "result": null,
+            "targets": null,
+        });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+fn rand_trace() -> [u8; 16] {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let d: [u8; 32] = Sha256::digest(t.to_le_bytes()).into();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
+type Answer = Result<Response, ODataError>;
+
+// ------------------------------------------------------------------- tokens
+
+/// `POST /oauth/token`: a bearer token for a configured client.
+async fn token<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, body: Bytes) -> Response {
+    let fields = body_fields(&h, &body);
+    let get = |k: &str| fields.get(k).map(String::as_str).unwrap_or("");
+    let oauth_error = |status: StatusCode, error: &str, why: &str| {
+        (status, axum::Json(json!({"error": error, "error_description": why}))).into_response()
+    };
+    let grant = get("grant_type");
+    let client = st
+        .settings
+        .uipath_clients
+        .iter()
+        .find(|c| c.client_id == get("client_id"));
+    let Some(client) = client else {
+        return oauth_error(StatusCode::BAD_REQUEST, "invalid_client", "unknown client_id");
+    };
+    let ok = match grant {
+        "client_credentials" => same(&client.secret, get("client_secret")),
+        "refresh_token" => client.refresh.is_some_and(|r| same(&r, get("refresh_token"))),
+        "" => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"),
+        _ => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", grant),
+    };
+    if !ok {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "the client's secret or refresh token is wrong",
+        );
+    }
+    let user = match st.engine.store().user_by_name(&client.user).await {
+        Ok(Some(u)) => u,
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_client",
+                "the client's user does not exist",
+            );
+        }
+    };
+    let ttl = st.settings.uipath_token_ttl_ms;
+    match st
+        .engine
+        .open_session(&user, &format!("oauth client {}", client.client_id), ttl)
+        .await
+    {
+        Ok((token, _)) => axum::Json(json!({
+            "access_token": token,
+            "expires_in": ttl / 1000,
+            "token_type": "Bearer",
+            "scope": fields.get("scope").cloned().unwrap_or_else(|| "OR.Default".into()),
+        }))
+        .into_response(),
+        Err(e) => ODataError::from(e).into_response(),
+    }
+}
+
+/// A body's fields, as JSON or `application/x-www-form-urlencoded`.
+fn body_fields(h: &HeaderMap, body: &[u8]) -> HashMap<String, String> {
+    let form = h
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/x-www-form-urlencoded"));
+    if !form && let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(body) {
+        return m
+            .into_iter()
+            .map(|(k, v)| {
+                let s = match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                (k, s)
+            })
+            .collect();
+    }
+    let text = String::from_utf8_lossy(body);
+    text.split('&')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            Some((decode_form(k), decode_form(v)))
+        })
+        .collect()
+}
+
+fn decode_form(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(x)) => {
+                out.push(x);
+                i += 2;
+            }
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// --------------------------------------------------------------- the OData
+
+/// The caller behind `Authorization: Bearer`, in the folder its headers name.
+async fn caller<S: Store>(st: &AppState<S>, h: &HeaderMap) -> Result<User, ODataError> {
+    let auth = h.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let token = match auth.split_once(' ') {
+        Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
+        _ => {
+            return Err(ODataError::new(
+                StatusCode::UNAUTHORIZED,
+                0,
+                "You are not authenticated!",
+            ));
+        }
+    };
+    let user = st.engine.authenticate(token).await?;
+    check_folder(h)?;
+    Ok(user)
+}
+
+/// Refuses a folder other than [`FOLDER`].
+fn check_folder(h: &HeaderMap) -> Result<(), ODataError> {
+    let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
+    let path = match (header("x-uipath-folderpath"), header("x-uipath-folderpath-encoded")) {
+        (Some(p), _) => Some(p.to_owned()),
+        (None, Some(enc)) => {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(enc)
+                .map_err(|_| ODataError::bad("X-UIPATH-FolderPath-Encoded is not base64"))?;
+            let units: Vec<u16> = raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+            Some(
+                String::from_utf16(&units)
+                    .map_err(|_| ODataError::bad("X-UIPATH-FolderPath-Encoded is not UTF-16LE"))?,
+            )
+        }
+        _ => None,
+    };
+    if let Some(p) = path
+        && !p.is_empty()
+        && p != FOLDER
+    {
+        return Err(ODataError::not_found(format!(
+            "Folder does not exist or the user does not have access to the folder: {p}"
+        )));
+    }
+    if let Some(id) = header("x-uipath-organizationunitid")
+        && !id.is_empty()
+        && id != FOLDER_ID.to_string()
+    {
+        return Err(ODataError::not_found(format!("Folder {id} does not exist")));
+    }
+    if let Some(k) = header("x-uipath-folderkey")
+        && !k.is_empty()
+        && parse_guid(k) != Some(folder_key())
+    {
+        return Err(ODataError::not_found(format!("Folder {k} does not exist")));
+    }
+    Ok(())
+}
+
+/// The folder's key: fixed, so clients may keep it.
+fn folder_key() -> Key {
+    let d: [u8; 32] = Sha256::digest(b"rpa folder Default").into();
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    Key::from_random(k)
+}
+
+/// A key as a GUID (`8-4-4-4-12`).
+pub fn guid(k: Key) -> String {
+    let s = k.to_string();
+    format!("{}-{}-{}-{}-{}", &s[..8], &s[8..12], &s[12..16], &s[16..20], &s[20..])
+}
+
+/// A GUID (with or without dashes or braces) as a key.
+pub fn parse_guid(s: &str) -> Option<Key> {
+    let hex: String = s.chars().filter(|c| !matches!(c, '-' | '{' | '}' | '\'')).collect();
+    hex.parse().ok()
+}
+
+fn iso(t: Timestamp) -> String {
+    chrono::DateTime::from_timestamp_millis(t.0)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+fn page(entity: &str, values: Vec<Value>, count: Option<usize>) -> Response {
+    let mut m = Map::new();
+    m.insert("@odata.context".into(), format!("/odata/$metadata#{entity}").into());
+    if let Some(n) = count {
+        m.insert("@odata.count".into(), n.into());
+    }
+    m.insert("value".into(), values.into());
+    axum::Json(Value::Object(m)).into_response()
+}
+
+fn one(entity: &str, mut v: Value) -> Response {
+    if let Value::Object(m) = &mut v {
+        m.insert(
+            "@odata.context".into(),
+            format!("/odata/$metadata#{entity}/$entity").into(),
+        );
+    }
+    axum::Json(v).into_response()
+}
+
+/// `$top`, `$skip`, `$count`, `$filter`.
+struct Options {
+    top: usize,
+    skip: usize,
+    count: bool,
+    filter: Vec<Clause>,
+}
+
+/// One `Field eq value` or `Field in (values)` of a `$filter`.
+#[derive(Debug, Clone, PartialEq)]
+struct Clause {
+    field: String,
+    values: Vec<String>,
+}
+
+fn options(q: &HashMap<String, String>) -> Result<Options, ODataError> {
+    let num = |k: &str, d: usize| -> Result<usize, ODataError> {
+        q.get(k).map_or(Ok(d), |v| {
+            v.parse().map_err(|_| ODataError::bad(format!("{k} must be a number")))
+        })
+    };
+    Ok(Options {
+        top: num("$top", 100)?.min(MAX_TOP),
+        skip: num("$skip", 0)?,
+        count: q.get("$count").is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        filter: match q.get("$filter") {
+            Some(f) => filter(f)?,
+            None => Vec::new(),
+        },
+    })
+}
+
+/// Parses the `$filter`s this surface answers: clauses joined by `and`.
+fn filter(f: &str) -> Result<Vec<Clause>, ODataError> {
+    let mut out = Vec::new();
+    for part in split_and(f) {
+        let mut part = part.trim();
+        while let Some(inner) = part.strip_prefix('(').and_then(|p| p.strip_suffix(')')) {
+            part = inner.trim();
+        }
+        let unsupported = || ODataError::bad(format!("The query specified in the URI is not valid: $filter '{part}'"));
+        let (field, rest) = part.split_once(' ').ok_or_else(unsupported)?;
+        let rest = rest.trim();
+        let values = if let Some(v) = rest.strip_prefix("eq ") {
+            vec![literal(v.trim())]
+        } else if let Some(v) = rest.strip_prefix("in ") {
+            let inner = v
+                .trim()
+                .strip_prefix('(')
+                .and_then(|x| x.strip_suffix(')'))
+                .ok_or_else(unsupported)?;
+            inner.split(',').map(|x| literal(x.trim())).collect()
+        } else {
+            return Err(unsupported());
+        };
+        out.push(Clause {
+            field: field.to_owned(),
+            values,
+        });
+    }
+    Ok(out)
+}
+
+fn split_and(f: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let words: Vec<&str> = f.split(' ').collect();
+    for w in words {
+        if !quoted && w.eq_ignore_ascii_case("and") {
+            parts.push(std::mem::take(&mut current));
+            continue;
+        }
+        quoted ^= w.matches('\'').count() % 2 == 1;
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(w);
+    }
+    parts.push(current);
+    parts
+}
+
+fn literal(v: &str) -> String {
+    let v = v.strip_prefix("guid").unwrap_or(v);
+    match v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')) {
+        Some(s) => s.replace("''", "'"),
+        None => v.to_owned(),
+    }
+}
+
+fn matches(clauses: &[Clause], get: impl Fn(&str) -> Option<String>) -> Result<bool, ODataError> {
+    for c in clauses {
+        let Some(have) = get(c.field.as_str()) else {
+            return Err(ODataError::bad(format!("$filter on {} is not supported", c.field)));
+        };
+        if !c.values.iter().any(|v| v.eq_ignore_ascii_case(&have)) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Every OData request: the path after `odata/`, translated.
+async fn odata<S: Store>(
+    State(st): State<AppState<S>>,
+    method: Method,
+    Path(p): Path<HashMap<String, String>>,
+    Query(q): Query<HashMap<String, String>>,
+    h: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let rest = p.get("rest").cloned().unwrap_or_default();
+    match route(&st, &method, &rest, &q, &h, &body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn route<S: Store>(
+    st: &AppState<S>,
+    method: &Method,
+    rest: &str,
+    q: &HashMap<String, String>,
+    h: &HeaderMap,
+    body: &[u8],
+) -> Answer {
+    let me = caller(st, h).await?;
+    let get = method == Method::GET;
+    let post = method == Method::POST;
+    let json_body = || -> Result<Map<String, Value>, ODataError> {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(m)) => Ok(m),
+            _ => Err(ODataError::bad("The request body must be a JSON object")),
+        }
+    };
+    match rest {
+        "Folders" | "OrganizationUnits" if get => Ok(page(
+            rest,
+            vec![json!({
+                "Id": FOLDER_ID,
+                "Key": guid(folder_key()),
+                "DisplayName": FOLDER,
+                "FullyQualifiedName": FOLDER,
+                "Description": null,
+                "FolderType": "Standard",
+                "ProvisionType": "Automatic",
+                "PermissionModel": "FineGrained",
+                "ParentId": null,
+            })],
+            None,
+        )),
+        "Releases" | "Processes" if get => list_releases(st, &me, rest, q).await,
+        "Jobs/UiPath.Server.Configuration.OData.StartJobs" if post => start_jobs(st, &me, json_body()?).await,
+        "Jobs/UiPath.Server.Configuration.OData.StopJobs" if post => stop_jobs(st, &me, json_body()?).await,
+        "Jobs/UiPath.Server.Configuration.OData.RestartJob" if post => restart_job(st, &me, json_body()?).await,
+        "Jobs" if get => list_jobs(st, &me, q).await,
+        "Robots" | "Sessions" if get => list_robots(st, &me, rest, q).await,
+        "QueueDefinitions" if get => list_queues(st, &me, q).await,
+        "Queues/UiPathODataSvc.AddQueueItem" if post => add_queue_item(st, &me, json_body()?).await,
+        _ => {
+            if get && let Some(id) = rest.strip_prefix("Jobs(").and_then(|r| r.strip_suffix(')')) {
+                let id: i64 = id
+                    .parse()
+                    .map_err(|_| ODataError::bad(format!("Jobs({id}): the key must be a number")))?;
+                let job = st.engine.job_by_id(&me, JobId(id)).await?;
+                return Ok(one("Jobs", job_json(st, &job).await));
+            }
+            if get
+                && let Some(arg) = rest
+                    .strip_prefix("Jobs/UiPath.Server.Configuration.OData.GetByKey(identifier=")
+                    .and_then(|r| r.strip_suffix(')'))
+            {
+                let key = parse_guid(arg).ok_or_else(|| ODataError::bad(format!("{arg} is not a GUID")))?;
+                let job = st.engine.job(key).await?;
+                let job = st.engine.job_by_id(&me, job.id).await?;
+                return Ok(one("Jobs", job_json(st, &job).await));
+            }
+            Err(ODataError::not_found(format!(
+                "No HTTP resource was found that matches the request URI 'odata/{rest}' ({method})."
+            )))
+        }
+    }
+}
+
+/// The processes `me` may start (every one for a process manager).
+async fn visible_processes<S: Store>(st: &AppState<S>, me: &User) -> Result<Vec<Process>, ODataError> {
+    let all = st.engine.processes().await?;
+    if st
+        .engine
+        .has_permission(Actor::User(me.id), Permission::ManageProcesses)
+        .await?
+    {
+        return Ok(all);
+    }
+    Ok(all.into_iter().filter(|p| me.grants.contains(&p.id)).collect())
+}
+
+fn release_json(p: &Process) -> Value {
+    let input: Vec<Value> = p
+        .spec
+        .arguments
+        .iter()
+        .map(|a| json!({"name": a.name, "type": a.arg_type.as_str(), "required": a.required, "hasDefault": false}))
+        .collect();
+    json!({
+        "Id": p.id.0,
+        "Key": guid(p.key),
+        "Name": p.spec.name,
+        "ProcessKey": p.spec.name,
+        "ProcessVersion": p.spec.version,
+        "IsLatestVersion": true,
+        "IsProcessDeleted": false,
+        "Description": "",
+        "ProcessType": "Process",
+        "JobPriority": "Normal",
+        "SpecificPriorityValue": p.spec.priority,
+        "OrganizationUnitId": FOLDER_ID,
+        "OrganizationUnitFullyQualifiedName": FOLDER,
+        "Arguments": {"Input": serde_json::to_string(&input).unwrap_or_default(), "Output": null},
+        "CreationTime": iso(p.created_at),
+    })
+}
+
+async fn list_releases<S: Store>(st: &AppState<S>, me: &User, entity: &str, q: &HashMap<String, String>) -> Answer {
+    let o = options(q)?;
+    let mut out = Vec::new();
+    for p in visible_processes(st, me).await? {
+        let v = if entity == "Processes" {
+            json!({
+                "Id": p.spec.name,
+                "Key": format!("{}:{}", p.spec.name, p.spec.version),
+                "Title": p.spec.name,
+                "Version": p.spec.version,
+                "IsLatestVersion": true,
+                "IsActive": true,
+                "Description": "",
+            })
+        } else {
+            release_json(&p)
+        };
+        let keep = matches(&o.filter, |f| match f {
+            "Name" | "Title" | "ProcessKey" => Some(p.spec.name.clone()),
+            "Id" => Some(if entity == "Processes" {
+                p.spec.name.clone()
+            } else {
+                p.id.0.to_string()
+            }),
+            "Key" => Some(if entity == "Processes" {
+                format!("{}:{}", p.spec.name, p.spec.version)
+            } else {
+                guid(p.key)
+            }),
+            "ProcessVersion" | "Version" => Some(p.spec.version.clone()),
+            _ => None,
+        })?;
+        if keep {
+            out.push(v);
+        }
+    }
+    let total = out.len();
+    let out: Vec<Value> = out.into_iter().skip(o.skip).take(o.top).collect();
+    Ok(page(entity, out, o.count.then_some(total)))
+}
+
+fn job_state(s: JobState) -> &'static str {
+    match s {
+        JobState::Pending => "Pending",
+        JobState::Running => "Running",
+        JobState::Stopping => "Stopping",
+        JobState::Suspended => "Suspended",
+        JobState::Successful => "Successful",
+        JobState::Faulted => "Faulted",
+        JobState::Stopped | JobState::Canceled => "Stopped",
+    }
+}
+
+async fn job_json<S: Store>(st: &AppState<S>, j: &Job) -> Value {
+    let p = st.engine.store().process(j.process).await.ok().flatten();
+    let (name, key) = p
+        .as_ref()
+        .map_or((String::new(), None), |p| (p.spec.name.clone(), Some(guid(p.key))));
+    let robot = match j.robot {
+        Some(r) => st.engine.store().robot(r).await.ok().flatten(),
+        None => None,
+    };
+    json!({
+        "Id": j.id.0,
+        "Key": guid(j.key),
+        "State": job_state(j.state),
+        "StartTime": j.started_at.map(iso),
+        "EndTime": j.ended_at.map(iso),
+        "CreationTime": iso(j.created_at),
+        "ReleaseName": name,
+        "Release": {"Name": name, "Key": key},
+        "ProcessType": "Process",
+        "Type": "Unattended",
+        "Source": "Manual",
+        "SourceType": "Manual",
+        "JobPriority": "Normal",
+        "SpecificPriorityValue": j.priority,
+        "InputArguments": serde_json::to_string(j.arguments.as_ref()).unwrap_or_default(),
+        "OutputArguments": j.outputs.as_deref().map(|o| serde_json::to_string(o).unwrap_or_default()),
+        "Info": j.reason.as_deref().unwrap_or(match j.state {
+            JobState::Successful => "Job completed",
+            _ => "",
+        }),
+        "HostMachineName": robot.as_ref().map(|r| r.code.to_string()),
+        "Robot": robot.as_ref().map(|r| json!({"Id": r.id.0, "Name": r.code.to_string()})),
+        "HasErrors": j.state == JobState::Faulted,
+        "HasWarnings": false,
+        "BatchExecutionKey": guid(j.key),
+        "FolderKey": guid(folder_key()),
+        "OrganizationUnitId": FOLDER_ID,
+        "OrganizationUnitFullyQualifiedName": FOLDER,
+    })
+}
+
+async fn start_jobs<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Value>) -> Answer {
+    let info = match body.get("startInfo") {
+        Some(Value::Object(m)) => m,
+        _ => return Err(ODataError::bad("startInfo is required")),
+    };
+    let s = |k: &str| {
+        info.get(k)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    let processes = visible_processes(st, me).await?;
+    let p = match (s("ReleaseKey"), s("ReleaseName")) {
+        (Some(k), _) => {
+            let key = parse_guid(k).ok_or_else(|| ODataError::bad(format!("ReleaseKey {k} is not a GUID")))?;
+            processes.into_iter().find(|p| p.key == key)
+        }
+        (None, Some(n)) => processes.into_iter().find(|p| p.spec.name == n),
+        (None, None) => return Err(ODataError::bad("startInfo needs ReleaseKey or ReleaseName")),
+    }
+    .ok_or_else(|| ODataError::not_found("Could not find the release or the user does not have access to it"))?;
+    let args = match info.get("InputArguments") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(Value::String(s)) if s.trim().is_empty() => Value::Object(Map::new()),
+        Some(Value::String(s)) => {
+            serde_json::from_str(s).map_err(|e| ODataError::bad(format!("InputArguments is not JSON: {e}")))?
+        }
+        Some(Value::Object(m)) => Value::Object(m.clone()),
+        Some(_) => return Err(ODataError::bad("InputArguments must be a JSON string")),
+    };
+    let count = |k: &str| info.get(k).and_then(Value::as_u64);
+    let n = match s("Strategy").unwrap_or("ModernJobsCount") {
+        "Specific" => info.get("RobotIds").and_then(Value::as_array).map_or(0, Vec::len) as u64,
+        "All" => {
+            let robots = st.engine.store().robots().await.map_err(Error::from)?;
+            robots
+                .iter()
+                .filter(|r| r.state != rpa_core::model::RobotState::Disconnected && r.can_run(&p.spec))
+                .count() as u64
+        }
+        "JobsCount" | "ModernJobsCount" | "RobotCount" => count("JobsCount").unwrap_or(1),
+        other => return Err(ODataError::bad(format!("Strategy {other} is not supported"))),
+    };
+    if n == 0 || n > 100 {
+        return Err(ODataError::bad("the number of jobs to start must be 1 to 100"));
+    }
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let job = st.engine.start_job(me, p.key, &args).await?;
+        let mut v = job_json(st, &job).await;
+        if let (Some(src), Value::Object(m)) = (s("Source"), &mut v) {
+            m.insert("Source".into(), src.into());
+        }
+        out.push(v);
+    }
+    Ok(page("Jobs", out, None))
+}
+
+async fn stop_jobs<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Value>) -> Answer {
+    let ids = body
+        .get("jobIds")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ODataError::bad("jobIds is required"))?;
+    let strategy = match body.get("strategy") {
+        Some(Value::String(s)) if s == "Kill" => StopStrategy::Kill,
+        Some(Value::Number(n)) if n.as_u64() == Some(2) => StopStrategy::Kill,
+        Some(Value::String(s)) if s == "SoftStop" => StopStrategy::SoftStop,
+        Some(Value::Number(n)) if n.as_u64() == Some(1) => StopStrategy::SoftStop,
+        None => StopStrategy::SoftStop,
+        Some(other) => return Err(ODataError::bad(format!("strategy {other} is not SoftStop or Kill"))),
+    };
+    let mut jobs = Vec::new();
+    for id in ids {
+        let id = id.as_i64().ok_or_else(|| ODataError::bad("jobIds must be numbers"))?;
+        jobs.push(st.engine.job_by_id(me, JobId(id)).await?);
+    }
+    for j in jobs {
+        if j.state.is_terminal() {
+            continue;
+        }
+        match strategy {
+            StopStrategy::Kill => st.engine.kill_job(Actor::User(me.id), j.key).await?,
+            StopStrategy::SoftStop => st.engine.stop_job(me, j.key, StopStrategy::SoftStop).await?,
+        };
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn restart_job<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Value>) -> Answer {
+    let id = body
+        .get("jobId")
+        .and_then(Value::as_i64)
+        .ok_or_else(|| ODataError::bad("jobId is required"))?;
+    let old = st.engine.job_by_id(me, JobId(id)).await?;
+    if !old.state.is_terminal() {
+        return Err(ODataError::new(
+            StatusCode::CONFLICT,
+            1013,
+            "Only a job that has ended can be restarted",
+        ));
+    }
+    let p = st
+        .engine
+        .store()
+        .process(old.process)
+        .await
+        .map_err(Error::from)?
+        .ok_or_else(|| ODataError::not_found("the job's process no longer exists"))?;
+    let job = st.engine.start_job(me, p.key, &old.arguments).await?;
+    Ok(one("Jobs", job_json(st, &job).await))
+}
+
+async fn list_jobs<S: Store>(st: &AppState<S>, me: &User, q: &HashMap<String, String>) -> Answer {
+    let o = options(q)?;
+    let all_jobs = st
+        .engine
+        .has_permission(Actor::User(me.id), Permission::OperateAllJobs)
+        .await?;
+    let processes: Vec<Process> = st
+        .engine
+        .processes()
+        .await?
+        .into_iter()
+        .filter(|p| all_jobs || me.grants.contains(&p.id))
+        .collect();
+    let names: HashMap<_, _> = processes.iter().map(|p| (p.id, p.spec.name.clone())).collect();
+    let mut found: Vec<Job> = Vec::new();
+    for p in &processes {
+        let (_, jobs) = st.engine.recent_jobs(p.id, 1000).await?;
+        for j in jobs {
+            let keep = matches(&o.filter, |f| match f {
+                "Id" => Some(j.id.0.to_string()),
+                "Key" => Some(guid(j.key)),
+                "State" => Some(job_state(j.state).to_owned()),
+                "ReleaseName" | "Release/Name" | "ProcessName" => names.get(&j.process).cloned(),
+                _ => None,
+            })?;
+            if keep {
+                found.push(j);
+            }
+        }
+    }
+    found.sort_by_key(|j| std::cmp::Reverse((j.created_at, j.id)));
+    let total = found.len();
+    let mut out = Vec::new();
+    for j in found.iter().skip(o.skip).take(o.top) {
+        out.push(job_json(st, j).await);
+    }
+    Ok(page("Jobs", out, o.count.then_some(total)))
+}
+
+fn robot_json(r: &Robot, session: bool) -> Value {
+    let state = r.state.as_str();
+    if session {
+        json!({
+            "Id": r.id.0,
+            "State": state,
+            "ReportingTime": iso(r.last_seen),
+            "IsUnresponsive": state == "Unresponsive",
+            "Robot": {"Id": r.id.0, "Name": r.code.to_string(), "MachineName": r.code.to_string()},
+            "HostMachineName": r.code.to_string(),
+            "MachineName": r.code.to_string(),
+            "Platform": "Linux",
+            "Version": r.robot_version.as_deref(),
+        })
+    } else {
+        json!({
+            "Id": r.id.0,
+            "Key": guid(r.key),
+            "Name": r.code.to_string(),
+            "MachineName": r.code.to_string(),
+            "Type": if r.profile.attended { "Attended" } else { "Unattended" },
+            "Description": r.profile.pool,
+            "Version": r.robot_version.as_deref(),
+            "IsConnected": state != "Disconnected",
+        })
+    }
+}
+
+async fn list_robots<S: Store>(st: &AppState<S>, me: &User, entity: &str, q: &HashMap<String, String>) -> Answer {
+    st.engine.require(Actor::User(me.id), Permission::ManageRobots).await?;
+    let o = options(q)?;
+    let robots = st.engine.store().robots().await.map_err(Error::from)?;
+    let mut out = Vec::new();
+    for r in &robots {
+        let keep = matches(&o.filter, |f| match f {
+            "Id" | "Robot/Id" => Some(r.id.0.to_string()),
+            "Name" | "Robot/Name" => Some(r.code.to_string()),
+            "State" => Some(r.state.as_str().to_owned()),
+            _ => None,
+        })?;
+        if keep {
+            out.push(robot_json(r, entity == "Sessions"));
+        }
+    }
+    let total = out.len();
+    let out: Vec<Value> = out.into_iter().skip(o.skip).take(o.top).collect();
+    Ok(page(entity, out, o.count.then_some(total)))
+}
+
+async fn list_queues<S: Store>(st: &AppState<S>, me: &User, q: &HashMap<String, String>) -> Answer {
+    let o = options(q)?;
+    let mut out = Vec::new();
+    for p in visible_processes(st, me).await? {
+        if p.spec.process_type != ProcessType::Queue {
+            continue;
+        }
+        let keep = matches(&o.filter, |f| match f {
+            "Name" => Some(p.spec.name.clone()),
+            "Id" => Some(p.id.0.to_string()),
+            "Key" => Some(guid(p.key)),
+            _ => None,
+        })?;
+        if keep {
+            out.push(json!({
+                "Id": p.id.0,
+                "Key": guid(p.key),
+                "Name": p.spec.name,
+                "Description": "",
+                "MaxNumberOfRetries": p.spec.retry.max_retries,
+                "AcceptAutomaticallyRetry": p.spec.retry.max_retries > 0,
+                "EnforceUniqueReference": true,
+                "CreationTime": iso(p.created_at),
+                "OrganizationUnitId": FOLDER_ID,
+            }));
+        }
+    }
+    let total = out.len();
+    let out: Vec<Value> = out.into_iter().skip(o.skip).take(o.top).collect();
+    Ok(page("QueueDefinitions", out, o.count.then_some(total)))
+}
+
+fn priority(v: Option<&Value>) -> Result<Option<i32>, ODataError> {
+    Ok(match v {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("High") => Some(10),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("Normal") => Some(0),
+        Some(Value::String(s)) if s.eq_ignore_ascii_case("Low") => Some(-10),
+        Some(other) => return Err(ODataError::bad(format!("Priority {other} is not High, Normal or Low"))),
+    })
+}
+
+fn priority_word(p: i32) -> &'static str {
+    match p {
+        p if p > 0 => "High",
+        p if p < 0 => "Low",
+        _ => "Normal",
+    }
+}
+
+fn time(v: Option<&Value>, what: &str) -> Result<Option<Timestamp>, ODataError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|d| Some(Timestamp(d.timestamp_millis())))
+            .map_err(|_| ODataError::bad(format!("{what} must be an ISO 8601 date-time"))),
+        Some(_) => Err(ODataError::bad(format!("{what} must be an ISO 8601 date-time"))),
+    }
+}
+
+fn item_json(i: &QueueItem, queue: &Process) -> Value {
+    let status = match i.state {
+        rpa_core::model::ItemState::New => "New",
+        rpa_core::model::ItemState::InProgress => "InProgress",
+        rpa_core::model::ItemState::Faulted => "Failed",
+        rpa_core::model::ItemState::Successful => "Successful",
+        rpa_core::model::ItemState::Retried => "Retried",
+        rpa_core::model::ItemState::Abandoned => "Abandoned",
+        rpa_core::model::ItemState::Deleted => "Deleted",
+    };
+    json!({
+        "Id": i.id.0,
+        "Key": guid(i.key),
+        "QueueDefinitionId": queue.id.0,
+        "Name": queue.spec.name,
+        "Status": status,
+        "Priority": priority_word(i.priority),
+        "Reference": i.reference,
+        "SpecificContent": i.content.as_ref(),
+        "DeferDate": i.defer_until.map(iso),
+        "DueDate": i.deadline.map(iso),
+        "RetryNumber": i.retry_count,
+        "CreationTime": iso(i.created_at),
+        "OrganizationUnitId": FOLDER_ID,
+    })
+}
+
+async fn add_queue_item<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Value>) -> Answer {
+    let data = match body.get("itemData") {
+        Some(Value::Object(m)) => m,
+        _ => return Err(ODataError::bad("itemData is required")),
+    };
+    let name = data
+        .get("Name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ODataError::bad("itemData.Name (the queue) is required"))?;
+    let queue = visible_processes(st, me)
+        .await?
+        .into_iter()
+        .find(|p| p.spec.name == name && p.spec.process_type == ProcessType::Queue)
+        .ok_or_else(|| ODataError::not_found(format!("Queue '{name}' does not exist.")))?;
+    let content = match data.get("SpecificContent") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(Value::Object(m)) => Value::Object(m.clone()),
+        Some(_) => return Err(ODataError::bad("SpecificContent must be an object")),
+    };
+    let new = NewQueueItem {
+        content,
+        reference: data.get("Reference").and_then(Value::as_str).map(str::to_owned),
+        priority: priority(data.get("Priority"))?,
+        defer_until: time(data.get("DeferDate"), "DeferDate")?,
+        deadline: time(data.get("DueDate"), "DueDate")?,
+    };
+    let item = st
+        .engine
+        .add_queue_item(me, queue.key, new)
+        .await
+        .map_err(|e| match e {
+            Error::AlreadyExists(_) => ODataError::new(
+                StatusCode::CONFLICT,
+                1016,
+                "Error creating Transaction. Duplicate Reference.",
+            ),
+            e => e.into(),
+        })?;
+    Ok((StatusCode::CREATED, one("QueueItems", item_json(&item, &queue))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_parse_the_forms_clients_send() {
+        let f = filter("State eq 'Running' and ReleaseName eq 'It''s'").unwrap();
+        assert_eq!(
+            f[0],
+            Clause {
+                field: "State".into(),
+                values: vec!["Running".into()]
+            }
+        );
+        assert_eq!(f[1].values, vec!["It's".to_string()]);
+        let f = filter("(Key in ('a','b'))").unwrap();
+        assert_eq!(f[0].values, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(
+            filter("Name eq 'a and b'").unwrap()[0].values,
+            vec!["a and b".to_string()]
+        );
+        assert!(filter("Name gt 3").is_err());
+        assert_eq!(filter("Id eq 5").unwrap()[0].values, vec!["5".to_string()]);
+    }
+
+    #[test]
+    fn guids_round_trip() {
+        let k = Key::from_random([7; 16]);
+        let g = guid(k);
+        assert_eq!(g.len(), 36);
+        assert_eq!(parse_guid(&g), Some(k));
+        assert_eq!(parse_guid(&format!("{{{g}}}")), Some(k));
+        assert_eq!(parse_guid("nope"), None);
+    }
+
+    #[test]
+    fn form_bodies_decode() {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", "application/x-www-form-urlencoded".parse().unwrap());
+        let f = body_fields(
+            &h,
+            b"grant_type=client_credentials&client_id=a%2Bb&scope=OR.Jobs+OR.Robots",
+        );
+        assert_eq!(f["client_id"], "a+b");
+        assert_eq!(f["scope"], "OR.Jobs OR.Robots");
+        let f = body_fields(&HeaderMap::new(), br#"{"grant_type": "refresh_token"}"#);
+        assert_eq!(f["grant_type"], "refresh_token");
+    }
+}

@@ -1,0 +1,319 @@
+//! The UiPath-compatible surface as seed 002's walk-through uses it, over a
+//! real socket with a real robot: OAuth tokens (refresh token and client
+//! credentials), folders, robots and sessions, releases, StartJobs with
+//! InputArguments, GetByKey until the job ends, job lists with $filter,
+//! StopJobs, queues and AddQueueItem, and UiPath's error answers.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+mod support;
+
+use support::Proc;
+
+const CONFIG: &str = r#"{
+  "admin": { "name": "admin", "password": "admin-pw" },
+  "processes": [
+    { "name": "Invoice", "type": "Unattended", "maxRunNum": 0,
+      "arguments": [ { "name": "invoice", "type": "int", "required": true } ] },
+    { "name": "Claims", "type": "Queue" }
+  ],
+  "users": [ { "name": "ops", "password": "pw", "processes": ["Invoice", "Claims"] } ],
+  "vendors": [ { "supplierCode": "acme", "secret": "acme-secret" } ],
+  "uipath": { "clients": [
+    { "clientId": "ops-client", "clientSecret": "ops-secret", "refreshToken": "ops-user-key", "user": "ops" },
+    { "clientId": "admin-client", "clientSecret": "admin-secret", "user": "admin" } ] }
+}"#;
+
+struct Api {
+    http: reqwest::Client,
+    odata: String,
+    token: String,
+}
+
+impl Api {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = self
+            .http
+            .request(method, format!("{}/{path}", self.odata))
+            .header("Authorization", format!("Bearer {}", self.token))
+            .header("X-UIPATH-FolderPath", "Default")
+            .header("X-UIPATH-TenantName", "DefaultTenant");
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let res = r.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+}
+
+async fn wait_state(api: &Api, key: &str, want: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, j) = api
+            .get(&format!(
+                "Jobs/UiPath.Server.Configuration.OData.GetByKey(identifier={key})"
+            ))
+            .await;
+        if j["State"] == want {
+            return j;
+        }
+        assert!(Instant::now() < deadline, "job {key} never {want}: {j}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn scenario(dir: &Path, db: &str) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("config.json"), CONFIG).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _server = Proc(support::start_server(dir, db, port, &[]));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let (admin, _) = support::login(&http, &base, "admin", "admin-pw").await;
+    let processes = support::get_json(&http, format!("{base}/admin/processes"), &admin).await;
+    let invoice = processes["result"][0]["processId"].as_str().unwrap().to_owned();
+    support::upload_package(
+        &http,
+        &base,
+        &admin,
+        &invoice,
+        "if [ \"$RPA_ARG_INVOICE\" = 99 ]; then sleep 30; fi\necho \"::output {\\\"total\\\": $RPA_ARG_INVOICE}\"\n",
+    )
+    .await;
+    let _robot = support::start_robot(&base, dir, "robot-1", "acme-secret");
+
+    // OAuth: the seed's refresh-token grant (JSON), and client credentials (a form).
+    let t = http
+        .post(format!("{base}/oauth/token"))
+        .header("X-UIPATH-TenantName", "DefaultTenant")
+        .json(&json!({"grant_type": "refresh_token", "client_id": "ops-client", "refresh_token": "ops-user-key"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(t.status(), 200);
+    let t: Value = t.json().await.unwrap();
+    assert_eq!(
+        (t["token_type"].as_str(), t["expires_in"].as_u64()),
+        (Some("Bearer"), Some(3600)),
+        "{t}"
+    );
+    let ops_token = t["access_token"].as_str().unwrap().to_owned();
+    let bad = http
+        .post(format!("{base}/oauth/token"))
+        .json(&json!({"grant_type": "refresh_token", "client_id": "ops-client", "refresh_token": "wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    let t: Value = http
+        .post(format!("{base}/identity_/connect/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", "admin-client"),
+            ("client_secret", "admin-secret"),
+            ("scope", "OR.Jobs OR.Robots"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t["scope"], "OR.Jobs OR.Robots");
+    let admin_api = Api {
+        http: http.clone(),
+        odata: format!("{base}/acme/DefaultTenant/orchestrator_/odata"),
+        token: t["access_token"].as_str().unwrap().to_owned(),
+    };
+    let api = Api {
+        http: http.clone(),
+        odata: format!("{base}/acme/DefaultTenant/orchestrator_/odata"),
+        token: ops_token.clone(),
+    };
+
+    // Folders, robots and their sessions.
+    let (_, folders) = api.get("OrganizationUnits").await;
+    assert_eq!(folders["value"][0]["DisplayName"], "Default");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let robot_id = loop {
+        let (_, s) = admin_api.get("Sessions").await;
+        if let Some(r) = s["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["State"] == "Available")
+        {
+            break r["Robot"]["Id"].as_i64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no robot available: {s}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (_, robots) = admin_api.get("Robots").await;
+    assert_eq!(robots["value"][0]["Name"], "robot-1");
+    let (status, denied) = api.get("Robots").await;
+    assert_eq!(status, 403, "ops may not list robots: {denied}");
+
+    // Releases, filtered by name.
+    let (_, releases) = api.get("Releases?$filter=Name%20eq%20'Invoice'").await;
+    let release = &releases["value"].as_array().unwrap()[0];
+    assert_eq!(
+        (release["Name"].as_str(), release["ProcessVersion"].as_str()),
+        (Some("Invoice"), Some("1.0.0"))
+    );
+    let release_key = release["Key"].as_str().unwrap().to_owned();
+    assert_eq!(release_key.len(), 36, "a GUID");
+
+    // StartJobs as the seed does it: ReleaseKey, Specific robots, InputArguments as a string.
+    let (status, started) = api
+        .post(
+            "Jobs/UiPath.Server.Configuration.OData.StartJobs",
+            json!({"startInfo": {"ReleaseKey": release_key, "Strategy": "Specific", "RobotIds": [robot_id],
+                   "InputArguments": "{\"invoice\": 7}", "Source": "Manual"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{started}");
+    let job = &started["value"][0];
+    assert!(job["Id"].is_i64());
+    let key = job["Key"].as_str().unwrap().to_owned();
+    let done = wait_state(&api, &key, "Successful").await;
+    assert_eq!(done["InputArguments"], "{\"invoice\":7}");
+    assert_eq!(
+        serde_json::from_str::<Value>(done["OutputArguments"].as_str().unwrap()).unwrap(),
+        json!({"total": 7})
+    );
+    assert!(done["EndTime"].as_str().unwrap().ends_with('Z'));
+    let (_, by_id) = api.get(&format!("Jobs({})", job["Id"])).await;
+    assert_eq!(by_id["Key"], key);
+
+    // By name, then stopped.
+    let (_, started) = api
+        .post(
+            "Jobs/UiPath.Server.Configuration.OData.StartJobs",
+            json!({"startInfo": {"ReleaseName": "Invoice", "Strategy": "ModernJobsCount", "JobsCount": 1,
+                   "InputArguments": "{\"invoice\": 99}"}}),
+        )
+        .await;
+    let slow = started["value"][0].clone();
+    wait_state(&api, slow["Key"].as_str().unwrap(), "Running").await;
+    let (status, _) = api
+        .post(
+            "Jobs/UiPath.Server.Configuration.OData.StopJobs",
+            json!({"jobIds": [slow["Id"]], "strategy": "SoftStop"}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    wait_state(&api, slow["Key"].as_str().unwrap(), "Stopped").await;
+
+    // Lists with $filter, $top and $count, on every route prefix.
+    let (_, ok) = api.get("Jobs?$filter=State%20eq%20'Successful'&$count=true").await;
+    assert_eq!(ok["@odata.count"], 1, "{ok}");
+    assert_eq!(ok["value"][0]["Key"], key);
+    let (_, both) = api
+        .get(&format!(
+            "Jobs?$filter=Key%20in%20('{key}','{}')&$top=1",
+            slow["Key"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(both["value"].as_array().unwrap().len(), 1, "$top 1: {both}");
+    for prefix in [format!("{base}/odata"), format!("{base}/acme/DefaultTenant/odata")] {
+        let bare = Api {
+            http: http.clone(),
+            odata: prefix,
+            token: ops_token.clone(),
+        };
+        let (status, r) = bare.get("Releases").await;
+        assert_eq!((status, r["value"].as_array().map(Vec::len)), (200, Some(2)), "{r}");
+    }
+
+    // Queues.
+    let (_, queues) = api.get("QueueDefinitions").await;
+    assert_eq!(queues["value"][0]["Name"], "Claims");
+    let item = json!({"itemData": {"Name": "Claims", "Priority": "High", "Reference": "C-1",
+                                   "SpecificContent": {"claim": "C-1", "amount": 12.5}}});
+    let (status, added) = api.post("Queues/UiPathODataSvc.AddQueueItem", item.clone()).await;
+    assert_eq!(status, 201, "{added}");
+    assert!(
+        matches!(added["Status"].as_str(), Some("New" | "InProgress")),
+        "{added}"
+    );
+    assert_eq!(added["Priority"], "High");
+    assert_eq!(added["SpecificContent"]["amount"], 12.5);
+    let (status, dup) = api.post("Queues/UiPathODataSvc.AddQueueItem", item).await;
+    assert_eq!(status, 409, "{dup}");
+    assert!(dup["message"].as_str().unwrap().contains("Duplicate Reference"));
+
+    // UiPath's error answers.
+    let anonymous = http.get(format!("{base}/odata/Releases")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let e: Value = anonymous.json().await.unwrap();
+    assert!(
+        e["message"].is_string() && e["errorCode"].is_i64() && e["traceId"].is_string(),
+        "{e}"
+    );
+    let lower = http
+        .get(format!("{base}/odata/Releases"))
+        .header("Authorization", format!("bearer {ops_token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower.status(), 200, "the scheme word in any case");
+    let elsewhere = http
+        .get(format!("{base}/odata/Releases"))
+        .header("Authorization", format!("Bearer {ops_token}"))
+        .header("X-UIPATH-FolderPath", "Finance")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 404);
+    let (status, e) = api.get("Jobs?$filter=CreationTime%20gt%202020").await;
+    assert_eq!(status, 400, "{e}");
+    let (status, _) = api.get("Nonsense").await;
+    assert_eq!(status, 404);
+    let (status, e) = api
+        .post(
+            "Jobs/UiPath.Server.Configuration.OData.StartJobs",
+            json!({"startInfo": {"ReleaseName": "Nope"}}),
+        )
+        .await;
+    assert_eq!(status, 404, "{e}");
+    let (status, e) = api
+        .post(
+            "Jobs/UiPath.Server.Configuration.OData.StartJobs",
+            json!({"startInfo": {"ReleaseName": "Invoice", "InputArguments": "{}"}}),
+        )
+        .await;
+    assert_eq!(status, 400, "a required argument missing: {e}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uipath_clients_drive_the_server_on_sqlite() {
+    let dir = std::env::temp_dir().join(format!("rpa-uipath-{}", std::process::id()));
+    let db = dir.join("rpa.db").to_str().unwrap().to_owned();
+    scenario(&dir, &db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uipath_clients_drive_the_server_on_postgres() {
+    let Some(url) = support::postgres_url() else {
+        return;
+    };
+    let db = support::fresh_postgres(&url, "uipath").await;
+    let dir = std::env::temp_dir().join(format!("rpa-uipath-pg-{}", std::process::id()));
+    scenario(&dir, &db).await;
+    support::drop_postgres(&url, "uipath").await;
+}
