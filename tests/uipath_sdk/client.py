@@ -1,0 +1,51 @@
+"""UiPath's own Python SDK against this server, unmodified.
+
+Run by tests/uipath_sdk.rs with UIPATH_URL (http://host:port/org/tenant)
+and UIPATH_ACCESS_TOKEN set, a robot connected, and the processes of that
+test's configuration. Exits non-zero on the first thing that differs.
+"""
+
+import time
+
+from uipath.platform import UiPath
+
+sdk = UiPath()
+
+
+def wait(key, state):
+    deadline = time.time() + 30
+    while True:
+        job = sdk.jobs.retrieve(key, folder_path="Default")
+        if job.state == state:
+            return job
+        assert time.time() < deadline, f"job {key} stays {job.state}, not {state}"
+        time.sleep(0.1)
+
+
+# A process started with input arguments, followed to its end.
+job = sdk.processes.invoke("Invoice", {"invoice": 7}, folder_path="Default")
+assert isinstance(job.id, int) and len(job.key) == 36, job
+done = wait(job.key, "Successful")
+assert '"invoice":7' in done.input_arguments, done.input_arguments
+assert '"total":7' in done.output_arguments.replace(" ", ""), done.output_arguments
+print("invoked and finished", done.id, done.key)
+
+# Listed with a filter.
+page = sdk.jobs.list(folder_path="Default", filter="State eq 'Successful'", top=10)
+assert any(j.key == job.key for j in page.items), page
+print("listed", len(page.items))
+
+# A slow one, stopped.
+slow = sdk.processes.invoke("Invoice", {"invoice": 99}, folder_path="Default")
+wait(slow.key, "Running")
+sdk.jobs.stop(job_keys=[slow.key], strategy="SoftStop", folder_path="Default")
+wait(slow.key, "Stopped")
+print("stopped", slow.key)
+
+# A queue item.
+item = sdk.queues.create_item(
+    {"Name": "Claims", "Priority": "High", "Reference": "C-9", "SpecificContent": {"claim": "C-9"}},
+    folder_path="Default",
+)
+print("queued", item)
+print("ok")
