@@ -107,6 +107,34 @@ async fn the_demo_job_runs_its_package_and_reports_its_output() {
         invoice["packageDownloadUri"].as_str().unwrap().contains("/v1/file/"),
         "{invoice}"
     );
+    // The README's UiPath credentials: the personal access token and the OAuth client.
+    let releases: Value = http
+        .get(format!("{base}/demo/DefaultTenant/orchestrator_/odata/Releases"))
+        .header("Authorization", "Bearer rpa-demo-personal-access-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        releases["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["Name"] == "Invoice entry"),
+        "{releases}"
+    );
+    let oauth: Value = http
+        .post(format!("{base}/oauth/token"))
+        .json(&json!({"grant_type": "refresh_token", "client_id": "demo-client", "refresh_token": "demo-user-key"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(oauth["token_type"], "Bearer", "{oauth}");
     let packages = std::fs::read_dir(dir.join("files")).unwrap().count();
     assert_eq!(
         packages,

@@ -229,6 +229,18 @@ async fn scenario(dir: &Path, db: &str) {
         ))
         .await;
     assert_eq!(both["value"].as_array().unwrap().len(), 1, "$top 1: {both}");
+    let (_, recent) = api
+        .get("Jobs?$filter=CreationTime+gt+2020-01-01T00:00:00Z+and+contains(ReleaseName,'inv')+and+not+(State+eq+'Pending')&$orderby=Id+asc&$select=Id,State")
+        .await;
+    let recent = recent["value"].as_array().unwrap();
+    assert_eq!(recent.len(), 2, "{recent:?}");
+    assert!(recent[0]["Id"].as_i64() < recent[1]["Id"].as_i64(), "$orderby Id asc");
+    assert_eq!(
+        recent[0].as_object().unwrap().len(),
+        2,
+        "$select Id,State: {:?}",
+        recent[0]
+    );
     for prefix in [format!("{base}/odata"), format!("{base}/acme/DefaultTenant/odata")] {
         let bare = Api {
             http: http.clone(),
@@ -279,8 +291,11 @@ async fn scenario(dir: &Path, db: &str) {
         .await
         .unwrap();
     assert_eq!(elsewhere.status(), 404);
-    let (status, e) = api.get("Jobs?$filter=CreationTime%20gt%202020").await;
+    let (status, e) = api.get("Jobs?$filter=State%20like%20'x'").await;
     assert_eq!(status, 400, "{e}");
+    let (status, e) = api.get("Jobs?$filter=Colour%20eq%20'red'").await;
+    assert_eq!(status, 400, "an unknown property: {e}");
+    assert!(e["message"].as_str().unwrap().contains("Colour"), "{e}");
     let (status, _) = api.get("Nonsense").await;
     assert_eq!(status, 404);
     let (status, e) = api

@@ -9,6 +9,7 @@
 //! | `GET /admin/users` | ManageUsers | `[{name, locked, failedLogins, roles, processes}]` |
 //! | `POST /admin/users/unlock` | ManageUsers | `{name}` |
 //! | `POST /admin/grants` | ManageUsers | `{name, processId}` |
+//! | `POST /admin/tokens` | ManageUsers | `{name, days?}` → `{token, user, expiresAt}`: a personal access token (UiPath bearer or `X-Access-Token`), shown once |
 //! | `POST /admin/processes` | ManageProcesses | a process definition ([`crate::config::ProcessDef`]) → `{processId}` |
 //! | `GET /admin/processes` | ManageProcesses | `[{processId, processName, type, version, packageDownloadUri, ...}]` |
 //! | `POST /admin/processes/{processId}/package?version=` | ManageProcesses | raw package bytes → `{fileId, packageDownloadUri, version}` |
@@ -54,6 +55,7 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route("/admin/users", post(create_user::<S>).get(list_users::<S>))
         .route("/admin/users/unlock", post(unlock::<S>))
         .route("/admin/grants", post(grant::<S>))
+        .route("/admin/tokens", post(issue_token::<S>))
         .route("/admin/processes", post(create_process::<S>).get(list_processes::<S>))
         .route("/admin/vendors", post(vendor::<S>))
         .route("/admin/robots", post(robot::<S>).get(list_robots::<S>))
@@ -476,6 +478,62 @@ pub(crate) async fn unlock<S: Store>(
     let f = fields(body)?;
     st.engine.unlock_user(Actor::User(me.id), f.str("name")?).await?;
     Ok(Done::said("unlocked"))
+}
+
+/// A personal access token.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuedToken {
+    /// The token: a bearer token for the UiPath surface, or `X-Access-Token`
+    /// for the others. Shown this once.
+    pub token: String,
+    /// The user it acts as.
+    pub user: String,
+    /// When it stops working.
+    pub expires_at: String,
+}
+
+/// Issues a personal access token for a user (permission ManageUsers):
+/// `{name, days?}` (default 90 days, at most 365).
+#[utoipa::path(post, path = "/admin/tokens", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    request_body(content = Object, description = "`{name, days?}`"),
+    responses((status = 200, description = "the token", body = Envelope<IssuedToken>)))]
+pub(crate) async fn issue_token<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<IssuedToken> {
+    let me = admin(&st, &h, Permission::ManageUsers).await?;
+    let f = fields(body)?;
+    let name = f.str("name")?;
+    let days = match f.0.get("days") {
+        None | Some(Value::Null) => 90,
+        Some(v) => v
+            .as_u64()
+            .filter(|d| (1..=365).contains(d))
+            .ok_or_else(|| BusinessError::refused("days must be a number from 1 to 365"))?,
+    };
+    let user = st
+        .engine
+        .store()
+        .user_by_name(name)
+        .await
+        .map_err(Error::from)?
+        .ok_or_else(|| BusinessError::refused(format!("user {name} not found")))?;
+    let (token, expires) = st
+        .engine
+        .open_session(
+            &user,
+            &format!("personal access token issued by {}", me.name),
+            days * 24 * 3_600_000,
+        )
+        .await?;
+    Ok(Done::ok(IssuedToken {
+        token,
+        user: user.name.to_string(),
+        expires_at: expires.format_local(st.engine.config().time_zone),
+    }))
 }
 
 /// Lets a user start a process (permission ManageUsers).

@@ -73,6 +73,28 @@ pub struct UiPathDef {
     pub clients: Vec<UiPathClientDef>,
     /// How long a token lasts (default 3600).
     pub token_ttl_seconds: Option<u64>,
+    /// Personal access tokens: bearer tokens of fixed value, each acting
+    /// as a user for a year from the server's start.
+    #[serde(default)]
+    pub personal_access_tokens: Vec<PersonalTokenDef>,
+}
+
+/// A personal access token of the configuration.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalTokenDef {
+    /// The token (at least 16 characters).
+    pub token: String,
+    /// The user it acts as.
+    pub user: String,
+}
+
+impl std::fmt::Debug for PersonalTokenDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersonalTokenDef")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An OAuth client: `client_credentials` with its secret, `refresh_token`
@@ -727,6 +749,21 @@ impl Config {
                 .save_pool(Actor::System, def.spec())
                 .await
                 .map_err(|e| Error::InvalidArgument(format!("pool {}: {e}", def.name)))?;
+        }
+        for t in &self.uipath.personal_access_tokens {
+            if t.token.len() < 16 {
+                return Err(Error::InvalidArgument(format!(
+                    "personal access token of {}: at least 16 characters",
+                    t.user
+                )));
+            }
+            let user =
+                engine.store().user_by_name(&t.user).await?.ok_or_else(|| {
+                    Error::InvalidArgument(format!("personal access token: no user named {}", t.user))
+                })?;
+            engine
+                .install_token(&user, &t.token, "the configuration", 365 * 24 * 3_600_000)
+                .await?;
         }
         for c in &self.uipath.clients {
             if engine.store().user_by_name(&c.user).await?.is_none() {

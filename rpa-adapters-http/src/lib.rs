@@ -45,6 +45,7 @@ pub mod config;
 pub mod files;
 pub mod listener;
 pub mod loonflow;
+pub mod odata;
 pub mod openapi;
 pub mod robot;
 pub mod seed000;

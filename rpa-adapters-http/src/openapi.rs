@@ -42,6 +42,7 @@ use crate::{AppState, admin, business, centre, listener, robot};
         admin::list_users,
         admin::unlock,
         admin::grant,
+        admin::issue_token,
         admin::create_process,
         admin::list_processes,
         admin::upload_package,

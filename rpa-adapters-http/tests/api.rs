@@ -1447,6 +1447,7 @@ async fn openapi_lists_every_endpoint() {
         ("/admin/users", "get"),
         ("/admin/users/unlock", "post"),
         ("/admin/grants", "post"),
+        ("/admin/tokens", "post"),
         ("/admin/processes", "post"),
         ("/admin/processes", "get"),
         ("/admin/processes/{processId}/package", "post"),

@@ -907,6 +907,35 @@ impl<S: Store> Engine<S> {
         Ok((token, expires_at))
     }
 
+    /// Installs `token` (a personal access token of the configuration) as a
+    /// session of `user` lasting `ttl_ms`, unless it is installed already.
+    pub async fn install_token(&self, user: &User, token: &str, via: &str, ttl_ms: u64) -> Result<()> {
+        let hash = auth::token_hash(token);
+        if let Some(t) = self.store.token(hash).await?
+            && t.user == user.id
+            && t.expires_at > self.now()
+        {
+            return Ok(());
+        }
+        let now = self.now();
+        let mut tx = Tx::default();
+        tx.put(Write::Token(Token {
+            hash,
+            user: user.id,
+            created_at: now,
+            expires_at: now.plus_ms(ttl_ms),
+        }))
+        .audit(
+            now,
+            Actor::System,
+            "token.install",
+            Subject::Id("user", user.id.0),
+            format!("via {via}"),
+        );
+        self.commit(tx).await?;
+        Ok(())
+    }
+
     /// The user behind a token, if it is valid and not expired.
     pub async fn authenticate(&self, token: &str) -> Result<User> {
         let t = self
