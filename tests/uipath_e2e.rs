@@ -162,6 +162,11 @@ async fn scenario(dir: &Path, db: &str) {
         assert!(Instant::now() < deadline, "no robot available: {s}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
+    // The seed's own robot-state call.
+    let (_, state) = admin_api
+        .get(&format!("Sessions?$top=1&$filter=Robot/Id eq {robot_id}&$select=State"))
+        .await;
+    assert_eq!(state["value"], json!([{"State": "Available"}]), "{state}");
     let (_, robots) = admin_api.get("Robots").await;
     assert_eq!(robots["value"][0]["Name"], "robot-1");
     let (status, denied) = api.get("Robots").await;
@@ -185,8 +190,12 @@ async fn scenario(dir: &Path, db: &str) {
                    "InputArguments": "{\"invoice\": 7}", "Source": "Manual"}}),
         )
         .await;
-    assert_eq!(status, 200, "{started}");
+    assert_eq!(status, 201, "{started}");
     let job = &started["value"][0];
+    assert!(
+        matches!(job["State"].as_str(), Some("Pending" | "Running")) && job["Info"].is_null(),
+        "{job}"
+    );
     assert!(job["Id"].is_i64());
     let key = job["Key"].as_str().unwrap().to_owned();
     let done = wait_state(&api, &key, "Successful").await;
@@ -215,7 +224,7 @@ async fn scenario(dir: &Path, db: &str) {
             json!({"jobIds": [slow["Id"]], "strategy": "SoftStop"}),
         )
         .await;
-    assert_eq!(status, 204);
+    assert_eq!(status, 200);
     wait_state(&api, slow["Key"].as_str().unwrap(), "Stopped").await;
 
     // Lists with $filter, $top and $count, on every route prefix.
@@ -249,11 +258,102 @@ async fn scenario(dir: &Path, db: &str) {
         };
         let (status, r) = bare.get("Releases").await;
         assert_eq!((status, r["value"].as_array().map(Vec::len)), (200, Some(2)), "{r}");
+        assert_eq!(r["@odata.count"], 2, "the total, as the seed reads it");
     }
 
-    // Queues.
+    // Queues: created as the seed does, then items one by one and in bulk.
+    let (status, created) = admin_api
+        .post(
+            "QueueDefinitions",
+            json!({"Name": "Refunds", "Description": "", "MaxNumberOfRetries": 1,
+                                          "AcceptAutomaticallyRetry": true, "EnforceUniqueReference": true}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["MaxNumberOfRetries"], 1);
+    let (_, queues) = admin_api.get("QueueDefinitions?$orderby=Name").await;
+    let names: Vec<&str> = queues["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["Name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Claims", "Refunds"]);
     let (_, queues) = api.get("QueueDefinitions").await;
     assert_eq!(queues["value"][0]["Name"], "Claims");
+    let (status, bulk) = api
+        .post(
+            "Queues/UiPathODataSvc.BulkAddQueueItems",
+            json!({"queueName": "Claims", "commitType": "ProcessAllIndependently", "queueItems": [
+                {"Name": "Claims", "Priority": "Low", "Reference": "B-1", "SpecificContent": {"n": 1}},
+                {"Name": "Claims", "Priority": "Normal", "Reference": "B-2", "SpecificContent": {"n": 2}},
+                {"Name": "Claims", "Priority": "Normal", "Reference": "B-1", "SpecificContent": {"n": 3}}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{bulk}");
+    assert_eq!(
+        bulk["value"].as_array().unwrap().len(),
+        1,
+        "the repeated reference fails: {bulk}"
+    );
+    assert_eq!(bulk["value"][0]["Reference"], "B-1");
+    let (status, e) = api
+        .post(
+            "Queues/UiPathODataSvc.BulkAddQueueItems",
+            json!({"queueName": "Claims", "commitType": "AllOrNothing", "queueItems": [
+                {"Reference": "B-3", "SpecificContent": {}}, {"Reference": "B-2", "SpecificContent": {}}]}),
+        )
+        .await;
+    assert_eq!(status, 409, "all or nothing: {e}");
+
+    // Assets as the seed creates and changes them.
+    let (status, asset) = admin_api
+        .post(
+            "Assets",
+            json!({"Name": "测试参数2", "ValueScope": "Global", "ValueType": "Text",
+                               "StringValue": "An asset added through an API call"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{asset}");
+    let asset_id = asset["Id"].as_i64().unwrap();
+    let (status, _) = admin_api
+        .send(
+            reqwest::Method::PUT,
+            &format!("Assets({asset_id})"),
+            Some(json!({"Name": "测试参数2", "ValueScope": "Global", "ValueType": "Text", "StringValue": "changed"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, listed) = api
+        .get("Assets/UiPath.Server.Configuration.OData.GetFiltered?$filter=Name eq '测试参数2'")
+        .await;
+    assert_eq!(listed["value"][0]["StringValue"], "changed", "{listed}");
+    let (status, _) = admin_api
+        .post(
+            "Assets",
+            json!({"Name": "count", "ValueType": "Integer", "IntValue": 3}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, e) = admin_api
+        .post(
+            "Assets",
+            json!({"Name": "count", "ValueType": "Integer", "IntValue": 4}),
+        )
+        .await;
+    assert_eq!(status, 409, "a name is unique: {e}");
+    let (status, e) = api
+        .post("Assets", json!({"Name": "x", "ValueType": "Text", "StringValue": "y"}))
+        .await;
+    assert_eq!(status, 403, "ops may read assets, not write them: {e}");
+    let (status, _) = admin_api
+        .send(reqwest::Method::DELETE, &format!("Assets({asset_id})"), None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = api.get(&format!("Assets({asset_id})")).await;
+    assert_eq!(status, 404);
+    let (_, license) = api.get("Settings/UiPath.Server.Configuration.OData.GetLicense").await;
+    assert_eq!(license["IsExpired"], false);
     let item = json!({"itemData": {"Name": "Claims", "Priority": "High", "Reference": "C-1",
                                    "SpecificContent": {"claim": "C-1", "amount": 12.5}}});
     let (status, added) = api.post("Queues/UiPathODataSvc.AddQueueItem", item.clone()).await;

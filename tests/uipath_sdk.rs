@@ -1,8 +1,8 @@
 //! UiPath's own Python SDK (`uipath` on PyPI, pinned in
 //! `tests/uipath_sdk/requirements.txt`) against the server, unmodified:
 //! `tests/uipath_sdk/client.py` starts a process with input arguments,
-//! follows it to its end, lists jobs with a filter, stops a running job and
-//! adds a queue item, with a real robot running the jobs.
+//! follows it to its end, lists jobs with a filter, stops a running job,
+//! adds a queue item and reads an asset, with a real robot running the jobs.
 //!
 //! The SDK's interpreter is `$UIPATH_SDK_PYTHON` (`.ci/run` makes a virtual
 //! environment for it). Without it the test says why and passes on a
@@ -62,6 +62,15 @@ async fn uipaths_python_sdk_drives_the_server() {
     )
     .await;
     let _robot = support::start_robot(&base, &dir, "robot-1", "acme-secret");
+    // An asset for the script to read (seed 000 session tokens are bearer tokens too).
+    let asset = http
+        .post(format!("{base}/odata/Assets"))
+        .bearer_auth(&admin)
+        .json(&json!({"Name": "greeting", "ValueScope": "Global", "ValueType": "Text", "StringValue": "hello"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asset.status(), 201);
     let token: Value = http
         .post(format!("{base}/oauth/token"))
         .json(&json!({"grant_type": "client_credentials", "client_id": "ops-client", "client_secret": "ops-secret"}))

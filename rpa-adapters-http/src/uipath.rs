@@ -16,6 +16,10 @@
 //! | `Robots`, `Sessions` | robots and their states (permission ManageRobots) |
 //! | `QueueDefinitions` | Queue processes |
 //! | `Queues/UiPathODataSvc.AddQueueItem` `{itemData: {Name, Priority, SpecificContent, Reference, DeferDate, DueDate}}` | `add_queue_item` |
+//! | `Queues/UiPathODataSvc.BulkAddQueueItems` `{queueName, commitType, queueItems}` | `add_queue_item` each; answers the items that failed |
+//! | `POST QueueDefinitions` `{Name, MaxNumberOfRetries, AcceptAutomaticallyRetry}` | `create_process` (Queue) |
+//! | `Assets`, `Assets(<Id>)` (GET, POST, PUT, PATCH, DELETE), `Assets/...GetFiltered` `{Name, ValueScope: Global, ValueType: Text \| Integer \| Bool, StringValue, IntValue, BoolValue}` | `create_asset`, `update_asset`, `delete_asset`, `assets` |
+//! | `Settings/UiPath.Server.Configuration.OData.GetLicense` | robots connected now |
 //!
 //! Job `State`: Pending, Running, Stopping, Suspended, Successful, Faulted,
 //! Stopped (a job canceled before it ran is Stopped). Times are ISO 8601 in
@@ -364,12 +368,12 @@ fn iso(t: Timestamp) -> String {
         .unwrap_or_default()
 }
 
-fn page(entity: &str, values: Vec<Value>, count: Option<usize>) -> Response {
+/// A list as UiPath answers it: `@odata.count` is the number of entities
+/// the filter let through, before `$top` and `$skip`.
+fn page(entity: &str, values: Vec<Value>, count: usize) -> Response {
     let mut m = Map::new();
     m.insert("@odata.context".into(), format!("/odata/$metadata#{entity}").into());
-    if let Some(n) = count {
-        m.insert("@odata.count".into(), n.into());
-    }
+    m.insert("@odata.count".into(), count.into());
     m.insert("value".into(), values.into());
     axum::Json(Value::Object(m)).into_response()
 }
@@ -388,7 +392,6 @@ fn one(entity: &str, mut v: Value) -> Response {
 struct Options {
     top: usize,
     skip: usize,
-    count: bool,
     filter: Option<odata::Expr>,
     orderby: Vec<(Vec<String>, bool)>,
     select: Vec<String>,
@@ -407,7 +410,6 @@ fn options(q: &HashMap<String, String>) -> Result<Options, ODataError> {
     Ok(Options {
         top: num("$top", 100)?.min(MAX_TOP),
         skip: num("$skip", 0)?,
-        count: q.get("$count").is_some_and(|v| v.eq_ignore_ascii_case("true")),
         filter: match q.get("$filter").filter(|f| !f.trim().is_empty()) {
             Some(f) => Some(odata::parse_filter(f).map_err(|e| invalid("$filter", e))?),
             None => None,
@@ -453,7 +455,7 @@ fn respond(entity: &str, mut values: Vec<Value>, o: &Options) -> Answer {
         .take(o.top)
         .map(|v| odata::select(v, &o.select))
         .collect();
-    Ok(page(entity, out, o.count.then_some(total)))
+    Ok(page(entity, out, total))
 }
 
 /// Every OData request: the path after `odata/`, translated.
@@ -503,7 +505,7 @@ async fn route<S: Store>(
                 "PermissionModel": "FineGrained",
                 "ParentId": null,
             })],
-            None,
+            1,
         )),
         "Releases" | "Processes" if get => list_releases(st, &me, rest, q).await,
         "Jobs/UiPath.Server.Configuration.OData.StartJobs" if post => start_jobs(st, &me, json_body()?).await,
@@ -513,7 +515,59 @@ async fn route<S: Store>(
         "Robots" | "Sessions" if get => list_robots(st, &me, rest, q).await,
         "QueueDefinitions" if get => list_queues(st, &me, q).await,
         "Queues/UiPathODataSvc.AddQueueItem" if post => add_queue_item(st, &me, json_body()?).await,
+        "Queues/UiPathODataSvc.BulkAddQueueItems" if post => bulk_add(st, &me, json_body()?).await,
+        "QueueDefinitions" if post => create_queue(st, &me, json_body()?).await,
+        "Assets" | "Assets/UiPath.Server.Configuration.OData.GetFiltered" if get => {
+            let o = options(q)?;
+            let all = st.engine.assets().await?;
+            respond("Assets", all.iter().map(asset_json).collect(), &o)
+        }
+        "Assets" if post => {
+            let (name, value, description) = asset_fields(&json_body()?)?;
+            let a = st
+                .engine
+                .create_asset(Actor::User(me.id), &name, value, &description)
+                .await?;
+            Ok((StatusCode::CREATED, one("Assets", asset_json(&a))).into_response())
+        }
+        "Settings/UiPath.Server.Configuration.OData.GetLicense" if get => license(st).await,
         _ => {
+            if let Some(id) = rest.strip_prefix("Assets(").and_then(|r| r.strip_suffix(')')) {
+                let id: i64 = id
+                    .parse()
+                    .map_err(|_| ODataError::bad(format!("Assets({id}): the key must be a number")))?;
+                return match *method {
+                    Method::GET => Ok(one("Assets", asset_json(&st.engine.asset(id).await?))),
+                    Method::PUT | Method::PATCH => {
+                        let old = st.engine.asset(id).await?;
+                        let mut body = json_body()?;
+                        // PATCH and a partial PUT keep what they leave out.
+                        for (k, v) in [
+                            ("Name", Value::String(old.name.clone())),
+                            ("ValueType", Value::String(old.value.type_name().into())),
+                            ("Description", Value::String(old.description.clone())),
+                        ] {
+                            if field(&body, k).is_none() {
+                                body.insert(k.into(), v);
+                            }
+                        }
+                        let (name, value, description) = asset_fields(&body)?;
+                        st.engine
+                            .update_asset(Actor::User(me.id), id, &name, value, &description)
+                            .await?;
+                        Ok(StatusCode::OK.into_response())
+                    }
+                    Method::DELETE => {
+                        st.engine.delete_asset(Actor::User(me.id), id).await?;
+                        Ok(StatusCode::NO_CONTENT.into_response())
+                    }
+                    _ => Err(ODataError::new(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        0,
+                        format!("{method} is not allowed on Assets({id})"),
+                    )),
+                };
+            }
             if get && let Some(id) = rest.strip_prefix("Jobs(").and_then(|r| r.strip_suffix(')')) {
                 let id: i64 = id
                     .parse()
@@ -639,10 +693,11 @@ fn job_value(j: &Job, p: Option<&Process>, robot: Option<&Robot>) -> Value {
         "SpecificPriorityValue": j.priority,
         "InputArguments": serde_json::to_string(j.arguments.as_ref()).unwrap_or_default(),
         "OutputArguments": j.outputs.as_deref().map(|o| serde_json::to_string(o).unwrap_or_default()),
-        "Info": j.reason.as_deref().unwrap_or(match j.state {
-            JobState::Successful => "Job completed",
-            _ => "",
+        "Info": j.reason.as_deref().or(match j.state {
+            JobState::Successful => Some("Job completed"),
+            _ => None,
         }),
+        "StartingScheduleId": null,
         "HostMachineName": robot.map(|r| r.code.to_string()),
         "Robot": robot.map(|r| json!({"Id": r.id.0, "Name": r.code.to_string()})),
         "HasErrors": j.state == JobState::Faulted,
@@ -709,7 +764,8 @@ async fn start_jobs<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Val
         }
         out.push(v);
     }
-    Ok(page("Jobs", out, None))
+    let n = out.len();
+    Ok((StatusCode::CREATED, page("Jobs", out, n)).into_response())
 }
 
 async fn stop_jobs<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Value>) -> Answer {
@@ -738,7 +794,7 @@ async fn stop_jobs<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Valu
             StopStrategy::SoftStop => st.engine.stop_job(me, j.key, StopStrategy::SoftStop).await?,
         };
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(StatusCode::OK.into_response())
 }
 
 async fn restart_job<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Value>) -> Answer {
@@ -848,21 +904,76 @@ async fn list_queues<S: Store>(st: &AppState<S>, me: &User, q: &HashMap<String, 
         if p.spec.process_type != ProcessType::Queue {
             continue;
         }
-        {
-            out.push(json!({
-                "Id": p.id.0,
-                "Key": guid(p.key),
-                "Name": p.spec.name,
-                "Description": "",
-                "MaxNumberOfRetries": p.spec.retry.max_retries,
-                "AcceptAutomaticallyRetry": p.spec.retry.max_retries > 0,
-                "EnforceUniqueReference": true,
-                "CreationTime": iso(p.created_at),
-                "OrganizationUnitId": FOLDER_ID,
-            }));
-        }
+        out.push(queue_json(&p));
     }
     respond("QueueDefinitions", out, &o)
+}
+
+fn asset_json(a: &rpa_core::asset::Asset) -> Value {
+    use rpa_core::asset::AssetValue;
+    let (s, i, b) = match &a.value {
+        AssetValue::Text(t) => (Some(t.clone()), None, None),
+        AssetValue::Integer(n) => (None, Some(*n), None),
+        AssetValue::Bool(v) => (None, None, Some(*v)),
+    };
+    json!({
+        "Id": a.id,
+        "Name": a.name,
+        "Description": a.description,
+        "ValueScope": "Global",
+        "ValueType": a.value.type_name(),
+        "Value": a.value.as_text(),
+        "StringValue": s,
+        "IntValue": i,
+        "BoolValue": b,
+        "CanBeDeleted": true,
+        "HasDefaultValue": true,
+        "OrganizationUnitId": FOLDER_ID,
+    })
+}
+
+/// Name, value and description of an asset body (`ValueScope` must be Global).
+fn asset_fields(body: &Map<String, Value>) -> Result<(String, rpa_core::asset::AssetValue, String), ODataError> {
+    let text = |k: &str| field(body, k).and_then(Value::as_str);
+    let name = text("Name")
+        .ok_or_else(|| ODataError::bad("Name is required"))?
+        .to_owned();
+    match text("ValueScope") {
+        None | Some("Global") => {}
+        Some(other) => {
+            return Err(ODataError::bad(format!(
+                "ValueScope {other}: only Global assets are supported"
+            )));
+        }
+    }
+    let value_type = text("ValueType").ok_or_else(|| ODataError::bad("ValueType is required"))?;
+    let value = rpa_core::asset::value_of(
+        value_type,
+        text("StringValue").or_else(|| text("Value")),
+        field(body, "IntValue").and_then(Value::as_i64),
+        field(body, "BoolValue").and_then(Value::as_bool),
+    )
+    .map_err(ODataError::bad)?;
+    Ok((name, value, text("Description").unwrap_or_default().to_owned()))
+}
+
+/// `Settings/...GetLicense`: what this server allows (robots are not
+/// limited by a license count).
+async fn license<S: Store>(st: &AppState<S>) -> Answer {
+    let robots = st.engine.store().robots().await.map_err(Error::from)?;
+    let used = robots
+        .iter()
+        .filter(|r| r.state != rpa_core::model::RobotState::Disconnected)
+        .count();
+    Ok(axum::Json(json!({
+        "IsExpired": false,
+        "IsRegistered": true,
+        "IsCommunity": false,
+        "ExpireDate": null,
+        "Allowed": {"Unattended": null, "Attended": null},
+        "Used": {"Unattended": used, "Attended": 0},
+    }))
+    .into_response())
 }
 
 /// A property of a request body, its name without regard to case
@@ -927,6 +1038,41 @@ fn item_json(i: &QueueItem, queue: &Process) -> Value {
     })
 }
 
+/// An item's data (`itemData`, or one of `queueItems`) as the engine takes it.
+fn new_item(data: &Map<String, Value>) -> Result<NewQueueItem, ODataError> {
+    let content = match field(data, "SpecificContent") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(Value::Object(m)) => Value::Object(m.clone()),
+        Some(_) => return Err(ODataError::bad("SpecificContent must be an object")),
+    };
+    Ok(NewQueueItem {
+        content,
+        reference: field(data, "Reference").and_then(Value::as_str).map(str::to_owned),
+        priority: priority(field(data, "Priority"))?,
+        defer_until: time(field(data, "DeferDate"), "DeferDate")?,
+        deadline: time(field(data, "DueDate"), "DueDate")?,
+    })
+}
+
+async fn queue_named<S: Store>(st: &AppState<S>, me: &User, name: &str) -> Result<Process, ODataError> {
+    visible_processes(st, me)
+        .await?
+        .into_iter()
+        .find(|p| p.spec.name == name && p.spec.process_type == ProcessType::Queue)
+        .ok_or_else(|| ODataError::not_found(format!("Queue '{name}' does not exist.")))
+}
+
+fn duplicate(e: Error) -> ODataError {
+    match e {
+        Error::AlreadyExists(_) => ODataError::new(
+            StatusCode::CONFLICT,
+            1016,
+            "Error creating Transaction. Duplicate Reference.",
+        ),
+        e => e.into(),
+    }
+}
+
 async fn add_queue_item<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Value>) -> Answer {
     let data = match field(&body, "itemData") {
         Some(Value::Object(m)) => m,
@@ -935,36 +1081,118 @@ async fn add_queue_item<S: Store>(st: &AppState<S>, me: &User, body: Map<String,
     let name = field(data, "Name")
         .and_then(Value::as_str)
         .ok_or_else(|| ODataError::bad("itemData.Name (the queue) is required"))?;
-    let queue = visible_processes(st, me)
-        .await?
-        .into_iter()
-        .find(|p| p.spec.name == name && p.spec.process_type == ProcessType::Queue)
-        .ok_or_else(|| ODataError::not_found(format!("Queue '{name}' does not exist.")))?;
-    let content = match field(data, "SpecificContent") {
-        None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(Value::Object(m)) => Value::Object(m.clone()),
-        Some(_) => return Err(ODataError::bad("SpecificContent must be an object")),
-    };
-    let new = NewQueueItem {
-        content,
-        reference: field(data, "Reference").and_then(Value::as_str).map(str::to_owned),
-        priority: priority(field(data, "Priority"))?,
-        defer_until: time(field(data, "DeferDate"), "DeferDate")?,
-        deadline: time(field(data, "DueDate"), "DueDate")?,
-    };
+    let queue = queue_named(st, me, name).await?;
     let item = st
         .engine
-        .add_queue_item(me, queue.key, new)
+        .add_queue_item(me, queue.key, new_item(data)?)
         .await
-        .map_err(|e| match e {
-            Error::AlreadyExists(_) => ODataError::new(
-                StatusCode::CONFLICT,
-                1016,
-                "Error creating Transaction. Duplicate Reference.",
-            ),
-            e => e.into(),
-        })?;
+        .map_err(duplicate)?;
     Ok((StatusCode::CREATED, one("QueueItems", item_json(&item, &queue))).into_response())
+}
+
+/// `BulkAddQueueItems`: `{queueName, commitType, queueItems}`; answers the
+/// items that could not be added. With `AllOrNothing` nothing is added when
+/// an item is malformed or its reference is taken (checked first).
+async fn bulk_add<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Value>) -> Answer {
+    let name = field(&body, "queueName")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ODataError::bad("queueName is required"))?;
+    let queue = queue_named(st, me, name).await?;
+    let all_or_nothing = match field(&body, "commitType").and_then(Value::as_str) {
+        None | Some("AllOrNothing") => true,
+        Some("StopOnFirstFailure") | Some("ProcessAllIndependently") => false,
+        Some(other) => return Err(ODataError::bad(format!("commitType {other} is not known"))),
+    };
+    let stop_on_failure = field(&body, "commitType").and_then(Value::as_str) == Some("StopOnFirstFailure");
+    let items = field(&body, "queueItems")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ODataError::bad("queueItems is required"))?;
+    if items.len() > 15_000 {
+        return Err(ODataError::bad("at most 15000 items at once"));
+    }
+    let mut parsed = Vec::with_capacity(items.len());
+    for (n, item) in items.iter().enumerate() {
+        let Value::Object(m) = item else {
+            return Err(ODataError::bad(format!("queueItems[{n}] must be an object")));
+        };
+        parsed.push((m.clone(), new_item(m)?));
+    }
+    if all_or_nothing {
+        let mut seen = std::collections::HashSet::new();
+        for (_, new) in &parsed {
+            if let Some(r) = &new.reference
+                && (!seen.insert(r.clone())
+                    || st
+                        .engine
+                        .store()
+                        .item_by_reference(queue.id, r)
+                        .await
+                        .map_err(Error::from)?
+                        .is_some())
+            {
+                return Err(duplicate(Error::AlreadyExists(r.clone())));
+            }
+        }
+    }
+    let mut failed = Vec::new();
+    for (data, new) in parsed {
+        if let Err(e) = st.engine.add_queue_item(me, queue.key, new).await {
+            let mut v = Value::Object(data);
+            if let Value::Object(m) = &mut v {
+                m.insert("ErrorMessage".into(), ODataError::from(e).message.into());
+            }
+            failed.push(v);
+            if stop_on_failure || all_or_nothing {
+                break;
+            }
+        }
+    }
+    let n = failed.len();
+    Ok(page(
+        "Collection(UiPath.Core.Entities.Dto.Queues.BulkItemDto)",
+        failed,
+        n,
+    ))
+}
+
+/// `POST QueueDefinitions`: a new Queue process (permission ManageProcesses).
+async fn create_queue<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Value>) -> Answer {
+    let name = field(&body, "Name")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ODataError::bad("Name is required"))?;
+    let mut spec = rpa_core::model::ProcessSpec::new(name, ProcessType::Queue);
+    spec.max_run_num = 0;
+    if let Some(n) = field(&body, "MaxNumberOfRetries").and_then(Value::as_u64) {
+        spec.retry.max_retries = u32::try_from(n.min(50)).unwrap_or(50);
+    }
+    if field(&body, "AcceptAutomaticallyRetry").and_then(Value::as_bool) == Some(false) {
+        spec.retry.max_retries = 0;
+    }
+    if visible_processes(st, me).await?.iter().any(|p| p.spec.name == name) {
+        return Err(ODataError::new(
+            StatusCode::CONFLICT,
+            1004,
+            format!("Queue '{name}' already exists."),
+        ));
+    }
+    let p = st.engine.create_process(Actor::User(me.id), spec).await?;
+    Ok((StatusCode::CREATED, one("QueueDefinitions", queue_json(&p))).into_response())
+}
+
+fn queue_json(p: &Process) -> Value {
+    json!({
+        "Id": p.id.0,
+        "Key": guid(p.key),
+        "Name": p.spec.name,
+        "Description": "",
+        "MaxNumberOfRetries": p.spec.retry.max_retries,
+        "AcceptAutomaticallyRetry": p.spec.retry.max_retries > 0,
+        "EnforceUniqueReference": true,
+        "CreationTime": iso(p.created_at),
+        "OrganizationUnitId": FOLDER_ID,
+    })
 }
 
 #[cfg(test)]

@@ -49,6 +49,7 @@
 //! - [`auth`]: passwords, tokens, vendor proofs; [`audit`]: the hash chain
 //! - [`engine`]: the [`Engine`] operations and the scheduler
 //! - [`limits`]: `maxRunNum`, `maxDayNum`, max pending items, and the counter changes
+//! - [`asset`]: assets, named values processes read
 //! - [`trigger`]: queue triggers (when waiting queue items get their jobs)
 //! - [`pipeline`]: pipelines, DAGs of steps, and the rules of their runs
 //! - [`pool`]: elastic robot pools (the robots a pool wants)
@@ -62,6 +63,7 @@
 //! - `conformance` (feature): the store test-suite every backend runs
 
 pub mod arguments;
+pub mod asset;
 pub mod audit;
 pub mod auth;
 #[cfg(any(test, feature = "conformance"))]

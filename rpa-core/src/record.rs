@@ -335,6 +335,7 @@ pub fn kinds() -> &'static [&'static Kind] {
         crate::pipeline::Pipeline::KIND,
         crate::pipeline::PipelineRun::KIND,
         crate::pool::Pool::KIND,
+        crate::asset::Asset::KIND,
     ]
 }
 

@@ -48,4 +48,9 @@ item = sdk.queues.create_item(
     folder_path="Default",
 )
 print("queued", item)
+
+# An asset, read by name.
+asset = sdk.assets.retrieve("greeting", folder_path="Default")
+assert asset.value == "hello" and asset.value_type == "Text", asset
+print("asset", asset.name)
 print("ok")

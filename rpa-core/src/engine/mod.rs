@@ -83,6 +83,7 @@ macro_rules! decided {
     }};
 }
 
+mod assets;
 mod dispatch;
 mod events;
 mod flow;
