@@ -19,9 +19,10 @@ const CONFIG: &str = r#"{
   "processes": [
     { "name": "Invoice", "type": "Unattended", "maxRunNum": 0,
       "arguments": [ { "name": "invoice", "type": "int", "required": true } ] },
-    { "name": "Claims", "type": "Queue" }
+    { "name": "Claims", "type": "Queue" },
+    { "name": "Batch", "type": "Queue", "maxRetries": 0, "queueTrigger": { "minItems": 1000, "maxConcurrent": 1 } }
   ],
-  "users": [ { "name": "ops", "password": "pw", "processes": ["Invoice", "Claims"] } ],
+  "users": [ { "name": "ops", "password": "pw", "processes": ["Invoice", "Claims", "Batch"] } ],
   "vendors": [ { "supplierCode": "acme", "secret": "acme-secret" } ],
   "uipath": { "clients": [
     { "clientId": "ops-client", "clientSecret": "ops-secret", "refreshToken": "ops-user-key", "user": "ops" },
@@ -257,8 +258,8 @@ async fn scenario(dir: &Path, db: &str) {
             token: ops_token.clone(),
         };
         let (status, r) = bare.get("Releases").await;
-        assert_eq!((status, r["value"].as_array().map(Vec::len)), (200, Some(2)), "{r}");
-        assert_eq!(r["@odata.count"], 2, "the total, as the seed reads it");
+        assert_eq!((status, r["value"].as_array().map(Vec::len)), (200, Some(3)), "{r}");
+        assert_eq!(r["@odata.count"], 3, "the total, as the seed reads it");
     }
 
     // Queues: created as the seed does, then items one by one and in bulk.
@@ -278,9 +279,10 @@ async fn scenario(dir: &Path, db: &str) {
         .iter()
         .map(|q| q["Name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["Claims", "Refunds"]);
+    assert_eq!(names, ["Batch", "Claims", "Refunds"]);
     let (_, queues) = api.get("QueueDefinitions").await;
     assert_eq!(queues["value"][0]["Name"], "Claims");
+    assert_eq!(queues["@odata.count"], 2, "ops sees the queues granted: {queues}");
     let (status, bulk) = api
         .post(
             "Queues/UiPathODataSvc.BulkAddQueueItems",
@@ -305,6 +307,81 @@ async fn scenario(dir: &Path, db: &str) {
         )
         .await;
     assert_eq!(status, 409, "all or nothing: {e}");
+
+    // Transactions: a robot process takes items waiting for their trigger and ends them.
+    for r in ["T-1", "T-2"] {
+        let (status, _) = api
+            .post(
+                "Queues/UiPathODataSvc.AddQueueItem",
+                json!({"itemData": {"Name": "Batch", "Reference": r, "SpecificContent": {"ref": r}}}),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    let (status, t) = api
+        .post(
+            "Queues/UiPathODataSvc.StartTransaction",
+            json!({"transactionData": {"Name": "Batch", "RobotIdentifier": null}}),
+        )
+        .await;
+    assert_eq!(
+        (status, t["Status"].as_str(), t["Reference"].as_str()),
+        (200, Some("InProgress"), Some("T-1")),
+        "{t}"
+    );
+    let id = t["Id"].as_i64().unwrap();
+    let (status, _) = api
+        .post(
+            &format!("QueueItems({id})/UiPathODataSvc.SetTransactionProgress"),
+            json!({"progress": "step 2 of 3"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = api
+        .post(
+            &format!("Queues({id})/UiPathODataSvc.SetTransactionResult"),
+            json!({"transactionResult": {"IsSuccessful": true, "Output": {"done": true}}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, item) = api.get(&format!("QueueItems({id})")).await;
+    assert_eq!(
+        (item["Status"].as_str(), item["Progress"].as_str()),
+        (Some("Successful"), Some("step 2 of 3")),
+        "{item}"
+    );
+    assert_eq!(item["Output"], json!({"done": true}));
+    let (_, t2) = api
+        .post(
+            "Queues/UiPathODataSvc.StartTransaction",
+            json!({"transactionData": {"Name": "Batch"}}),
+        )
+        .await;
+    let id2 = t2["Id"].as_i64().unwrap();
+    let (status, _) = api
+        .post(
+            &format!("Queues({id2})/UiPathODataSvc.SetTransactionResult"),
+            json!({"transactionResult": {"IsSuccessful": false,
+                   "ProcessingException": {"Reason": "bad data", "Details": "", "Type": "BusinessException"}}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, item) = api.get(&format!("QueueItems({id2})")).await;
+    assert_eq!(item["Status"], "Failed", "{item}");
+    let (status, _) = api
+        .post(
+            "Queues/UiPathODataSvc.StartTransaction",
+            json!({"transactionData": {"Name": "Batch"}}),
+        )
+        .await;
+    assert_eq!(status, 204, "nothing waits");
+    let (status, e) = api
+        .post(
+            &format!("Queues({id2})/UiPathODataSvc.SetTransactionResult"),
+            json!({"transactionResult": {"IsSuccessful": true}}),
+        )
+        .await;
+    assert_eq!(status, 400, "ended already: {e}");
 
     // Assets as the seed creates and changes them.
     let (status, asset) = admin_api

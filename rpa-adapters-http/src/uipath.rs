@@ -20,6 +20,9 @@
 //! | `POST QueueDefinitions` `{Name, MaxNumberOfRetries, AcceptAutomaticallyRetry}` | `create_process` (Queue) |
 //! | `Assets`, `Assets(<Id>)` (GET, POST, PUT, PATCH, DELETE), `Assets/...GetFiltered` `{Name, ValueScope: Global, ValueType: Text \| Integer \| Bool, StringValue, IntValue, BoolValue}` | `create_asset`, `update_asset`, `delete_asset`, `assets` |
 //! | `Settings/UiPath.Server.Configuration.OData.GetLicense` | robots connected now |
+//! | `Queues/UiPathODataSvc.StartTransaction` `{transactionData: {Name, SpecificContent?}}` | `start_transaction`: an item waiting for its trigger, or a new one; 204 when none |
+//! | `QueueItems(<Id>)/UiPathODataSvc.SetTransactionProgress` `{progress}`, `Queues(<Id>)/UiPathODataSvc.SetTransactionResult` `{transactionResult}` | `set_transaction_progress`, `end_transaction` |
+//! | `QueueItems(<Id>)` | `queue_item_by_id` |
 //!
 //! Job `State`: Pending, Running, Stopping, Suspended, Successful, Faulted,
 //! Stopped (a job canceled before it ran is Stopped). Times are ISO 8601 in
@@ -516,6 +519,7 @@ async fn route<S: Store>(
         "QueueDefinitions" if get => list_queues(st, &me, q).await,
         "Queues/UiPathODataSvc.AddQueueItem" if post => add_queue_item(st, &me, json_body()?).await,
         "Queues/UiPathODataSvc.BulkAddQueueItems" if post => bulk_add(st, &me, json_body()?).await,
+        "Queues/UiPathODataSvc.StartTransaction" if post => start_transaction(st, &me, json_body()?).await,
         "QueueDefinitions" if post => create_queue(st, &me, json_body()?).await,
         "Assets" | "Assets/UiPath.Server.Configuration.OData.GetFiltered" if get => {
             let o = options(q)?;
@@ -567,6 +571,34 @@ async fn route<S: Store>(
                         format!("{method} is not allowed on Assets({id})"),
                     )),
                 };
+            }
+            if let Some((entity, id, action)) = keyed(rest) {
+                let item_id = || -> Result<rpa_core::ids::QueueItemId, ODataError> {
+                    id.parse()
+                        .map(rpa_core::ids::QueueItemId)
+                        .map_err(|_| ODataError::bad(format!("{entity}({id}): the key must be a number")))
+                };
+                match (entity, action, method.clone()) {
+                    ("QueueItems", None, Method::GET) => {
+                        let item = st.engine.queue_item_by_id(&me, item_id()?).await?;
+                        let queue = st.engine.store().process(item.process).await.map_err(Error::from)?;
+                        let queue = queue.ok_or_else(|| ODataError::not_found("the item's queue no longer exists"))?;
+                        return Ok(one("QueueItems", item_json(&item, &queue)));
+                    }
+                    ("QueueItems", Some("UiPathODataSvc.SetTransactionProgress"), Method::POST) => {
+                        let body = json_body()?;
+                        let progress = field(&body, "progress").and_then(Value::as_str).unwrap_or_default();
+                        st.engine.set_transaction_progress(&me, item_id()?, progress).await?;
+                        return Ok(axum::Json(json!({})).into_response());
+                    }
+                    ("Queues", Some("UiPathODataSvc.SetTransactionResult"), Method::POST) => {
+                        let body = json_body()?;
+                        let result = transaction_result(&body)?;
+                        st.engine.end_transaction(&me, item_id()?, result).await?;
+                        return Ok(axum::Json(json!({})).into_response());
+                    }
+                    _ => {}
+                }
             }
             if get && let Some(id) = rest.strip_prefix("Jobs(").and_then(|r| r.strip_suffix(')')) {
                 let id: i64 = id
@@ -1031,6 +1063,8 @@ fn item_json(i: &QueueItem, queue: &Process) -> Value {
         "Reference": i.reference,
         "SpecificContent": i.content.as_ref(),
         "DeferDate": i.defer_until.map(iso),
+        "Progress": i.progress,
+        "Output": i.output.as_deref(),
         "DueDate": i.deadline.map(iso),
         "RetryNumber": i.retry_count,
         "CreationTime": iso(i.created_at),
@@ -1153,6 +1187,69 @@ async fn bulk_add<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Value
         failed,
         n,
     ))
+}
+
+/// `Entity(<key>)` or `Entity(<key>)/Action`.
+fn keyed(rest: &str) -> Option<(&str, &str, Option<&str>)> {
+    let (entity, after) = rest.split_once('(')?;
+    let (key, tail) = after.split_once(')')?;
+    let action = tail.strip_prefix('/').filter(|a| !a.is_empty());
+    if !tail.is_empty() && action.is_none() {
+        return None;
+    }
+    Some((entity, key, action))
+}
+
+/// `StartTransaction`: `{transactionData: {Name, RobotIdentifier,
+/// SpecificContent?, Reference?}}`; the item taken, or 204 when none waits.
+async fn start_transaction<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Value>) -> Answer {
+    let data = match field(&body, "transactionData") {
+        Some(Value::Object(m)) => m,
+        _ => return Err(ODataError::bad("transactionData is required")),
+    };
+    let name = field(data, "Name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ODataError::bad("transactionData.Name (the queue) is required"))?;
+    let queue = queue_named(st, me, name).await?;
+    let new = match field(data, "SpecificContent") {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(new_item(data)?),
+    };
+    match st
+        .engine
+        .start_transaction(me, queue.key, new)
+        .await
+        .map_err(duplicate)?
+    {
+        Some(item) => Ok(one("QueueItems", item_json(&item, &queue))),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+/// `SetTransactionResult`'s `transactionResult`.
+fn transaction_result(body: &Map<String, Value>) -> Result<rpa_core::engine::TransactionResult, ODataError> {
+    let r = match field(body, "transactionResult") {
+        Some(Value::Object(m)) => m,
+        _ => return Err(ODataError::bad("transactionResult is required")),
+    };
+    let success = field(r, "IsSuccessful")
+        .and_then(Value::as_bool)
+        .ok_or_else(|| ODataError::bad("transactionResult.IsSuccessful is required"))?;
+    let exception = match field(r, "ProcessingException") {
+        Some(Value::Object(m)) => Some(m),
+        _ => None,
+    };
+    let text = |k: &str| exception.and_then(|m| field(m, k)).and_then(Value::as_str);
+    let class = match text("Type") {
+        Some(t) if t.eq_ignore_ascii_case("BusinessException") || t == "1" => rpa_core::job::ErrorClass::Business,
+        _ => rpa_core::job::ErrorClass::Application,
+    };
+    Ok(rpa_core::engine::TransactionResult {
+        success,
+        class,
+        reason: text("Reason").map(str::to_owned),
+        output: field(r, "Output").filter(|v| !v.is_null()).cloned(),
+    })
 }
 
 /// `POST QueueDefinitions`: a new Queue process (permission ManageProcesses).

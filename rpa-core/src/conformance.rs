@@ -111,6 +111,8 @@ pub fn sample_item(id: i64, process: ProcessId) -> QueueItem {
         deadline: None,
         created_at: Timestamp(0),
         ended_at: None,
+        progress: None,
+        output: None,
     }
 }
 

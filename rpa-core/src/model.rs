@@ -421,6 +421,12 @@ pub struct QueueItem {
     pub created_at: Timestamp,
     /// When it reached a terminal state or Faulted.
     pub ended_at: Option<Timestamp>,
+    /// What the one working it last said of its progress (a transaction's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// What working it produced (a transaction's output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Arc<Value>>,
 }
 
 /// Robot states (UiPath session words, DESIGN §3).

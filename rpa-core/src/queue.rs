@@ -1,11 +1,14 @@
 //! The queue item state machine (DESIGN §3).
 //!
-//! | state \ event | Start | Succeed | Fail | Abandon | Delete | Retry |
+//! | state \ event | Start, Take | Succeed | Fail | Abandon | Delete | Retry |
 //! |---|---|---|---|---|---|---|
 //! | New | InProgress | ✗ | Faulted | ✗ | Deleted | ✗ |
 //! | InProgress | ✗ | Successful | Faulted | Abandoned | ✗ | ✗ |
 //! | Faulted | ✗ | ✗ | ✗ | ✗ | ✗ | Retried (+ a new New item) |
 //! | Successful, Retried, Abandoned, Deleted | ✗ | ✗ | ✗ | ✗ | ✗ | ✗ |
+//!
+//! `Take` is a transaction's start (UiPath's `StartTransaction`): the
+//! caller works the item without a job; it ends the item itself.
 //!
 //! An item is worked by exactly one job; [`on_job_end`] says what the job's
 //! end means for its item. A Faulted item is retried (a new item with
@@ -23,6 +26,8 @@ use crate::time::Timestamp;
 pub enum ItemEvent {
     /// Its job started on a robot.
     Start(JobId),
+    /// Taken by a transaction (a caller works it without a job of its own).
+    Take,
     /// Its job succeeded.
     Succeed,
     /// Its job failed (or expired, or was stopped).
@@ -39,6 +44,7 @@ impl ItemEvent {
     fn name(self) -> &'static str {
         match self {
             ItemEvent::Start(_) => "start",
+            ItemEvent::Take => "take",
             ItemEvent::Succeed => "succeed",
             ItemEvent::Fail => "fail",
             ItemEvent::Abandon => "abandon",
@@ -56,6 +62,7 @@ pub fn apply(item: &mut QueueItem, ev: ItemEvent, now: Timestamp) -> Result<(), 
             item.job = Some(job);
             InProgress
         }
+        (New, ItemEvent::Take) => InProgress,
         (InProgress, ItemEvent::Succeed) => Successful,
         (New | InProgress, ItemEvent::Fail) => Faulted,
         (InProgress, ItemEvent::Abandon) => Abandoned,

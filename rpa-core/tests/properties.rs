@@ -120,14 +120,14 @@ proptest! {
     }
 
     #[test]
-    fn item_terminal_states_are_final(events in prop::collection::vec(0u8..6, 0..20)) {
+    fn item_terminal_states_are_final(events in prop::collection::vec(0u8..7, 0..20)) {
         let mut item = QueueItem {
             id: QueueItemId(1), key: Key([2; 16]), version: 1, process: ProcessId(1), state: ItemState::New,
             priority: 0, reference: None, content: Arc::new(json!({})), retry_count: 0, retry_of: None, job: None,
-            defer_until: None, deadline: None, created_at: Timestamp(0), ended_at: None,
+            defer_until: None, deadline: None, created_at: Timestamp(0), ended_at: None, progress: None, output: None,
         };
         for e in events {
-            let ev = [ItemEvent::Start(JobId(1)), ItemEvent::Succeed, ItemEvent::Fail, ItemEvent::Abandon, ItemEvent::Delete, ItemEvent::Retry][e as usize];
+            let ev = [ItemEvent::Start(JobId(1)), ItemEvent::Succeed, ItemEvent::Fail, ItemEvent::Abandon, ItemEvent::Delete, ItemEvent::Retry, ItemEvent::Take][e as usize];
             let before = item.clone();
             match queue::apply(&mut item, ev, Timestamp(1)) {
                 Err(_) => prop_assert_eq!(&item, &before),

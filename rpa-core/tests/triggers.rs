@@ -261,3 +261,123 @@ fn two_engines_adding_at_once_never_pass_max_concurrent() {
     assert_eq!(starts, 80, "each item's job ran once");
     w.audit_ok();
 }
+
+#[test]
+fn transactions_take_waiting_items_and_end_them_with_the_retry_rules() {
+    use rpa_core::engine::TransactionResult;
+    use rpa_core::job::ErrorClass;
+    let mut w = World::new();
+    let p = triggered(&mut w, 100, 1);
+    let a = add(&w, &p, 1, None);
+    let b = add(&w, &p, 2, Some(5));
+    // The best first: b (priority 5).
+    let t1 = block(w.engine.start_transaction(&w.user, p.key, None))
+        .unwrap()
+        .unwrap();
+    assert_eq!((t1.id, t1.state, t1.job), (b.id, ItemState::InProgress, None));
+    block(w.engine.set_transaction_progress(&w.user, t1.id, "half way")).unwrap();
+    let done = block(w.engine.end_transaction(
+        &w.user,
+        t1.id,
+        TransactionResult {
+            success: true,
+            class: ErrorClass::Application,
+            reason: None,
+            output: Some(json!({"ok": 1})),
+        },
+    ))
+    .unwrap();
+    assert_eq!(done.state, ItemState::Successful);
+    assert_eq!(
+        (done.progress.as_deref(), done.output.as_deref()),
+        (Some("half way"), Some(&json!({"ok": 1})))
+    );
+    // An application error while retries remain: a new item waits again.
+    let t2 = block(w.engine.start_transaction(&w.user, p.key, None))
+        .unwrap()
+        .unwrap();
+    assert_eq!(t2.id, a.id);
+    let failed = block(w.engine.end_transaction(
+        &w.user,
+        t2.id,
+        TransactionResult {
+            success: false,
+            class: ErrorClass::Application,
+            reason: Some("timeout".into()),
+            output: None,
+        },
+    ))
+    .unwrap();
+    assert_eq!(failed.state, ItemState::Retried);
+    assert_eq!(state(&w, &p).waiting, 1, "the retry waits in the line");
+    assert!(
+        block(w.engine.start_transaction(&w.user, p.key, None))
+            .unwrap()
+            .is_none(),
+        "held by its back-off"
+    );
+    w.advance(5_000);
+    let t3 = block(w.engine.start_transaction(&w.user, p.key, None))
+        .unwrap()
+        .unwrap();
+    assert_eq!((t3.retry_of, t3.retry_count), (Some(a.id), 1));
+    // A business error: no retry.
+    let last = block(w.engine.end_transaction(
+        &w.user,
+        t3.id,
+        TransactionResult {
+            success: false,
+            class: ErrorClass::Business,
+            reason: Some("bad data".into()),
+            output: None,
+        },
+    ))
+    .unwrap();
+    assert_eq!(last.state, ItemState::Faulted);
+    assert!(
+        block(w.engine.start_transaction(&w.user, p.key, None))
+            .unwrap()
+            .is_none()
+    );
+    let e = block(w.engine.end_transaction(
+        &w.user,
+        t3.id,
+        TransactionResult {
+            success: true,
+            class: ErrorClass::Application,
+            reason: None,
+            output: None,
+        },
+    ))
+    .unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument(_)), "ended already: {e}");
+    // With content of its own, a transaction creates its item.
+    let own = block(w.engine.start_transaction(
+        &w.user,
+        p.key,
+        Some(NewQueueItem {
+            content: json!({"n": 9}),
+            ..NewQueueItem::default()
+        }),
+    ))
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        (own.state, own.content.as_ref()),
+        (ItemState::InProgress, &json!({"n": 9}))
+    );
+    assert_eq!(w.process_now(&p).pending_items, 0);
+    w.audit_ok();
+}
+
+#[test]
+fn a_queue_without_a_trigger_has_no_item_for_a_transaction() {
+    let mut w = World::new();
+    let p = w.process(|s| s.process_type = ProcessType::Queue);
+    add(&w, &p, 1, None);
+    assert!(
+        block(w.engine.start_transaction(&w.user, p.key, None))
+            .unwrap()
+            .is_none()
+    );
+}

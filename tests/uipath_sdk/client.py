@@ -49,6 +49,18 @@ item = sdk.queues.create_item(
 )
 print("queued", item)
 
+# A transaction, as a robot process works one: created with its content,
+# then completed.
+started = sdk.queues.create_transaction_item(
+    {"Name": "Claims", "SpecificContent": {"claim": "T-1"}}, no_robot=True, folder_path="Default"
+)
+assert started["Status"] == "InProgress", started
+sdk.queues.update_progress_of_transaction_item(str(started["Id"]), "checked", folder_path="Default")
+sdk.queues.complete_transaction_item(
+    str(started["Id"]), {"IsSuccessful": True, "Output": {"paid": True}}, folder_path="Default"
+)
+print("transaction", started["Id"])
+
 # An asset, read by name.
 asset = sdk.assets.retrieve("greeting", folder_path="Default")
 assert asset.value == "hello" and asset.value_type == "Text", asset

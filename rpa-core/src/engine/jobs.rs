@@ -134,7 +134,7 @@ impl<S: Store> Engine<S> {
         Ok(p)
     }
 
-    async fn require_grant(&self, user: &User, process: ProcessId) -> Result<()> {
+    pub(super) async fn require_grant(&self, user: &User, process: ProcessId) -> Result<()> {
         if user.grants.contains(&process)
             || self
                 .has_permission(Actor::User(user.id), Permission::OperateAllJobs)
@@ -413,11 +413,7 @@ impl<S: Store> Engine<S> {
                 "queue items can be added only to a Queue process".into(),
             ));
         }
-        let content = if p0.spec.arguments.is_empty() {
-            arguments::free_form(&new.content)?
-        } else {
-            arguments::validate_shared(&p0.spec, &new.content)?
-        };
+        let content = item_content(&p0.spec, &new.content)?;
         if let Some(r) = &new.reference {
             if r.is_empty() || r.len() > 256 {
                 return Err(Error::InvalidArgument("reference must be 1 to 256 characters".into()));
@@ -434,23 +430,7 @@ impl<S: Store> Engine<S> {
                 .ok_or_else(|| Error::NotFound(Entity::Process, process.to_string()))?;
             limits::may_add_item(&p).map_err(Error::Limit)?;
             let now = self.now();
-            let item = QueueItem {
-                id: QueueItemId(self.next_id(IdKind::QueueItem).await?),
-                key: self.new_key(),
-                version: 0,
-                process: p.id,
-                state: ItemState::New,
-                priority: new.priority.unwrap_or(p.spec.priority),
-                reference: new.reference.clone(),
-                content: content.clone(),
-                retry_count: 0,
-                retry_of: None,
-                job: None,
-                defer_until: new.defer_until,
-                deadline: new.deadline,
-                created_at: now,
-                ended_at: None,
-            };
+            let item = self.fresh_item(&p, &new, content.clone(), now).await?;
             if p.spec.trigger.is_some() {
                 // The item waits for its trigger, which may start it (or
                 // others before it) in this same commit.
@@ -512,6 +492,35 @@ impl<S: Store> Engine<S> {
             self.place_job(job).await?;
         }
         Ok(self.store.item(item.id).await?.unwrap_or(item))
+    }
+
+    /// A new queue item of `p`, New, not stored yet.
+    pub(super) async fn fresh_item(
+        &self,
+        p: &Process,
+        new: &NewQueueItem,
+        content: Arc<Value>,
+        now: Timestamp,
+    ) -> Result<QueueItem> {
+        Ok(QueueItem {
+            id: QueueItemId(self.next_id(IdKind::QueueItem).await?),
+            key: self.new_key(),
+            version: 0,
+            process: p.id,
+            state: ItemState::New,
+            priority: new.priority.unwrap_or(p.spec.priority),
+            reference: new.reference.clone(),
+            content,
+            retry_count: 0,
+            retry_of: None,
+            job: None,
+            defer_until: new.defer_until,
+            deadline: new.deadline,
+            created_at: now,
+            ended_at: None,
+            progress: None,
+            output: None,
+        })
     }
 
     /// A queue item by key (hosts).
@@ -651,6 +660,8 @@ impl<S: Store> Engine<S> {
                         job: None,
                         created_at: now,
                         ended_at: None,
+                        progress: None,
+                        output: None,
                         ..item.clone()
                     };
                     let backoff = Some(now.plus_ms(p.spec.retry.backoff(again.retry_count + 1)));
@@ -845,6 +856,16 @@ fn event_action(ev: &JobEvent) -> &'static str {
         JobEvent::Resume(_) => "job.resume",
         JobEvent::Delegate => "job.delegate",
         JobEvent::Delegated { .. } => "job.pipeline_end",
+    }
+}
+
+/// A queue item's content: free-form, or held to the arguments the queue
+/// process declares for its items.
+pub(super) fn item_content(spec: &ProcessSpec, content: &Value) -> Result<Arc<Value>> {
+    if spec.arguments.is_empty() {
+        arguments::free_form(content)
+    } else {
+        arguments::validate_shared(spec, content)
     }
 }
 

@@ -94,6 +94,7 @@ mod pools;
 mod robots;
 mod schedules;
 mod timers;
+mod transactions;
 mod triggers;
 mod webhooks;
 
@@ -107,6 +108,7 @@ pub use flow::{FLOW_CONSUMER, TicketQuery};
 pub use jobs::{JobQueryParams, NewQueueItem};
 pub use robots::{CHECKPOINT_CAPABILITY, NewLog, Progress, Registration, StepReport};
 pub use timers::{TIMER_LEASE, TickReport};
+pub use transactions::TransactionResult;
 
 use crate::audit::{self, AuditDraft, ChainBroken, Subject};
 use crate::auth::{self, PasswordCost};
