@@ -523,6 +523,26 @@ impl<S: Store> Engine<S> {
         })
     }
 
+    /// The new attempt of retried item `item`: New, its content and
+    /// deadlines, one retry more, no reference (the first keeps it).
+    pub(super) async fn retried_item(&self, item: &QueueItem, now: Timestamp) -> Result<QueueItem> {
+        Ok(QueueItem {
+            id: QueueItemId(self.next_id(IdKind::QueueItem).await?),
+            key: self.new_key(),
+            version: 0,
+            state: ItemState::New,
+            reference: None,
+            retry_count: item.retry_count + 1,
+            retry_of: Some(item.id),
+            job: None,
+            created_at: now,
+            ended_at: None,
+            progress: None,
+            output: None,
+            ..item.clone()
+        })
+    }
+
     /// A queue item by key (hosts).
     pub async fn queue_item(&self, key: Key) -> Result<QueueItem> {
         self.store
@@ -649,21 +669,7 @@ impl<S: Store> Engine<S> {
                 }
                 if retry {
                     queue::apply(&mut item, ItemEvent::Retry, now)?;
-                    let again = QueueItem {
-                        id: QueueItemId(self.next_id(IdKind::QueueItem).await?),
-                        key: self.new_key(),
-                        version: 0,
-                        state: ItemState::New,
-                        reference: None,
-                        retry_count: item.retry_count + 1,
-                        retry_of: Some(item.id),
-                        job: None,
-                        created_at: now,
-                        ended_at: None,
-                        progress: None,
-                        output: None,
-                        ..item.clone()
-                    };
+                    let again = self.retried_item(&item, now).await?;
                     let backoff = Some(now.plus_ms(p.spec.retry.backoff(again.retry_count + 1)));
                     tx.count(&mut p, Delta::RETRIED_ITEM, today);
                     if p.spec.trigger.is_some() {

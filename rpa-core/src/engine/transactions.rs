@@ -172,21 +172,7 @@ impl<S: Store> Engine<S> {
                 let retry = result.class == ErrorClass::Application && item.retry_count < p.spec.retry.max_retries;
                 if retry {
                     queue::apply(&mut item, ItemEvent::Retry, now)?;
-                    let again = QueueItem {
-                        id: QueueItemId(self.next_id(IdKind::QueueItem).await?),
-                        key: self.new_key(),
-                        version: 0,
-                        state: ItemState::New,
-                        reference: None,
-                        retry_count: item.retry_count + 1,
-                        retry_of: Some(item.id),
-                        job: None,
-                        created_at: now,
-                        ended_at: None,
-                        progress: None,
-                        output: None,
-                        ..item.clone()
-                    };
+                    let again = self.retried_item(&item, now).await?;
                     let backoff = Some(now.plus_ms(p.spec.retry.backoff(again.retry_count + 1)));
                     tx.count(&mut p, Delta::RETRIED_ITEM, today);
                     let mut detail = String::with_capacity(32);
