@@ -20,7 +20,8 @@ const CONFIG: &str = r#"{
     { "name": "Invoice", "type": "Unattended", "maxRunNum": 0,
       "arguments": [ { "name": "invoice", "type": "int", "required": true } ] },
     { "name": "Claims", "type": "Queue" },
-    { "name": "Batch", "type": "Queue", "maxRetries": 0, "queueTrigger": { "minItems": 1000, "maxConcurrent": 1 } }
+    { "name": "Batch", "type": "Queue", "maxRetries": 0, "queueTrigger": { "minItems": 1000, "maxConcurrent": 1 } },
+    { "name": "Payroll", "type": "Unattended", "folder": "Shared" }
   ],
   "users": [ { "name": "ops", "password": "pw", "processes": ["Invoice", "Claims", "Batch"] } ],
   "vendors": [ { "supplierCode": "acme", "secret": "acme-secret" } ],
@@ -444,6 +445,54 @@ async fn scenario(dir: &Path, db: &str) {
     let (status, dup) = api.post("Queues/UiPathODataSvc.AddQueueItem", item).await;
     assert_eq!(status, 409, "{dup}");
     assert!(dup["message"].as_str().unwrap().contains("Duplicate Reference"));
+
+    // Folders: a process in "Shared" is seen only there (and with no folder named).
+    let (_, folders) = admin_api.get("Folders?$orderby=DisplayName").await;
+    let names: Vec<&str> = folders["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["DisplayName"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Default", "Shared"]);
+    let shared_id = folders["value"][1]["Id"].as_i64().unwrap();
+    let in_folder = |folder: Option<(&'static str, String)>| {
+        let mut r = http
+            .get(format!("{base}/odata/Releases"))
+            .header("Authorization", format!("Bearer {}", admin_api.token));
+        if let Some((h, v)) = folder {
+            r = r.header(h, v);
+        }
+        async move {
+            let v: Value = r.send().await.unwrap().json().await.unwrap();
+            let mut names: Vec<String> = v["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["Name"].as_str().unwrap().to_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    };
+    assert_eq!(
+        in_folder(Some(("X-UIPATH-FolderPath", "Shared".into()))).await,
+        ["Payroll"]
+    );
+    assert_eq!(
+        in_folder(Some(("X-UIPATH-OrganizationUnitId", shared_id.to_string()))).await,
+        ["Payroll"]
+    );
+    // Base64 of UTF-16LE "Shared".
+    assert_eq!(
+        in_folder(Some(("X-UIPATH-FolderPath-Encoded", "UwBoAGEAcgBlAGQA".into()))).await,
+        ["Payroll"]
+    );
+    assert_eq!(
+        in_folder(Some(("X-UIPATH-FolderPath", "Default".into()))).await,
+        ["Batch", "Claims", "Invoice", "Refunds"]
+    );
+    assert_eq!(in_folder(None).await.len(), 5);
 
     // UiPath's error answers.
     let anonymous = http.get(format!("{base}/odata/Releases")).send().await.unwrap();

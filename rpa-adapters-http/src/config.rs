@@ -510,6 +510,8 @@ pub struct ProcessDef {
     /// The pipeline (by name) this process's jobs run: `startJob` and
     /// schedules start a run of it, the job's arguments its inputs.
     pub pipeline: Option<String>,
+    /// The folder it is in for UiPath clients (default: `Default`).
+    pub folder: Option<String>,
 }
 
 /// A queue trigger ([`rpa_core::trigger`]).
@@ -619,6 +621,7 @@ impl From<ProcessDef> for ProcessSpec {
             pause_workflow: d.pause_workflow,
             trigger: d.queue_trigger.map(Into::into),
             pipeline: d.pipeline,
+            folder: d.folder,
         }
     }
 }

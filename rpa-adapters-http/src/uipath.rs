@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `POST /oauth/token`, `/identity_/connect/token`, `/{org}/identity_/connect/token` (`client_credentials`, `refresh_token`; JSON or form) | a configured client ([`UiPathClient`]) → `open_session` of its user → `{access_token, expires_in, token_type: "Bearer", scope}` |
 //! | `Authorization: Bearer <token>` (any case of `Bearer`) | `authenticate`; seed 000 tokens work too |
-//! | `Folders`, `OrganizationUnits` | the one folder, `Default` (`X-UIPATH-FolderPath`, `-FolderPath-Encoded`, `-FolderKey`, `-OrganizationUnitId` naming another: 404) |
+//! | `Folders`, `OrganizationUnits` | `Default` and the folders processes name (`ProcessSpec::folder`); `X-UIPATH-FolderPath`, `-FolderPath-Encoded`, `-FolderKey`, `-OrganizationUnitId` scope releases, queues and jobs to one (unknown: 404) |
 //! | `Releases`, `Processes` (`$filter` `Name`/`ProcessKey eq '...'`) | the processes the caller may start; `Release.Key` = the process id as a GUID |
 //! | `Jobs/UiPath.Server.Configuration.OData.StartJobs` `{startInfo: {ReleaseKey \| ReleaseName, Strategy, JobsCount, RobotIds, InputArguments, Source}}` | `start_job` (a job per count; `RobotIds` are not pinned: one job each) |
 //! | `Jobs/UiPath.Server.Configuration.OData.StopJobs` `{jobIds, strategy: SoftStop \| Kill}` | `stop_job` / `kill_job` |
@@ -287,8 +287,21 @@ fn decode_form(s: &str) -> String {
 
 // --------------------------------------------------------------- the OData
 
+/// Who calls, and the folder its headers name (none: every folder).
+struct Caller {
+    user: User,
+    folder: Option<String>,
+}
+
+impl std::ops::Deref for Caller {
+    type Target = User;
+    fn deref(&self) -> &User {
+        &self.user
+    }
+}
+
 /// The caller behind `Authorization: Bearer`, in the folder its headers name.
-async fn caller<S: Store>(st: &AppState<S>, h: &HeaderMap) -> Result<User, ODataError> {
+async fn caller<S: Store>(st: &AppState<S>, h: &HeaderMap) -> Result<Caller, ODataError> {
     let auth = h.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
     let token = match auth.split_once(' ') {
         Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") => t.trim(),
@@ -301,13 +314,72 @@ async fn caller<S: Store>(st: &AppState<S>, h: &HeaderMap) -> Result<User, OData
         }
     };
     let user = st.engine.authenticate(token).await?;
-    check_folder(h)?;
-    Ok(user)
+    let folders = folders(st).await?;
+    let folder = requested_folder(h, &folders)?;
+    Ok(Caller { user, folder })
 }
 
-/// Refuses a folder other than [`FOLDER`].
-fn check_folder(h: &HeaderMap) -> Result<(), ODataError> {
-    let header = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
+/// The folder of a process: its definition's `folder`, or [`FOLDER`].
+fn folder_of(p: &Process) -> &str {
+    p.spec.folder.as_deref().unwrap_or(FOLDER)
+}
+
+/// Every folder: [`FOLDER`] and those processes name, by name.
+async fn folders<S: Store>(st: &AppState<S>) -> Result<Vec<String>, ODataError> {
+    let mut names: Vec<String> = st
+        .engine
+        .processes()
+        .await?
+        .iter()
+        .map(|p| folder_of(p).to_owned())
+        .collect();
+    names.push(FOLDER.to_owned());
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// A folder's id: 1 for [`FOLDER`], a stable number from its name otherwise.
+fn folder_id(name: &str) -> i64 {
+    if name == FOLDER {
+        return FOLDER_ID;
+    }
+    let d: [u8; 32] = Sha256::digest(format!("rpa folder {name}").as_bytes()).into();
+    2 + i64::from(u32::from_le_bytes([d[0], d[1], d[2], d[3]]) & 0x3fff_ffff)
+}
+
+/// A folder's key: stable, so clients may keep it.
+fn folder_key(name: &str) -> Key {
+    let d: [u8; 32] = Sha256::digest(format!("rpa folder {name}").as_bytes()).into();
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    Key::from_random(k)
+}
+
+fn folder_json(name: &str) -> Value {
+    json!({
+        "Id": folder_id(name),
+        "Key": guid(folder_key(name)),
+        "DisplayName": name,
+        "FullyQualifiedName": name,
+        "Description": null,
+        "FolderType": "Standard",
+        "ProvisionType": "Automatic",
+        "PermissionModel": "FineGrained",
+        "ParentId": null,
+    })
+}
+
+/// The folder the headers name (`X-UIPATH-FolderPath`, `-FolderPath-Encoded`,
+/// `-FolderKey`, `-OrganizationUnitId`), among `folders`; one that does not
+/// exist answers 404; none named: every folder.
+fn requested_folder(h: &HeaderMap, folders: &[String]) -> Result<Option<String>, ODataError> {
+    let header = |n: &str| {
+        h.get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
     let path = match (header("x-uipath-folderpath"), header("x-uipath-folderpath-encoded")) {
         (Some(p), _) => Some(p.to_owned()),
         (None, Some(enc)) => {
@@ -322,35 +394,24 @@ fn check_folder(h: &HeaderMap) -> Result<(), ODataError> {
         }
         _ => None,
     };
-    if let Some(p) = path
-        && !p.is_empty()
-        && p != FOLDER
-    {
-        return Err(ODataError::not_found(format!(
-            "Folder does not exist or the user does not have access to the folder: {p}"
-        )));
+    let found = |pick: &dyn Fn(&String) -> bool, what: &str| {
+        folders.iter().find(|f| pick(f)).cloned().map(Some).ok_or_else(|| {
+            ODataError::not_found(format!(
+                "Folder does not exist or the user does not have access to the folder: {what}"
+            ))
+        })
+    };
+    if let Some(p) = path {
+        return found(&|f| *f == p, &p);
     }
-    if let Some(id) = header("x-uipath-organizationunitid")
-        && !id.is_empty()
-        && id != FOLDER_ID.to_string()
-    {
-        return Err(ODataError::not_found(format!("Folder {id} does not exist")));
+    if let Some(id) = header("x-uipath-organizationunitid") {
+        return found(&|f| folder_id(f).to_string() == id, id);
     }
-    if let Some(k) = header("x-uipath-folderkey")
-        && !k.is_empty()
-        && parse_guid(k) != Some(folder_key())
-    {
-        return Err(ODataError::not_found(format!("Folder {k} does not exist")));
+    if let Some(k) = header("x-uipath-folderkey") {
+        let key = parse_guid(k);
+        return found(&|f| key == Some(folder_key(f)), k);
     }
-    Ok(())
-}
-
-/// The folder's key: fixed, so clients may keep it.
-fn folder_key() -> Key {
-    let d: [u8; 32] = Sha256::digest(b"rpa folder Default").into();
-    let mut k = [0u8; 16];
-    k.copy_from_slice(&d[..16]);
-    Key::from_random(k)
+    Ok(None)
 }
 
 /// A key as a GUID (`8-4-4-4-12`).
@@ -495,21 +556,11 @@ async fn route<S: Store>(
         }
     };
     match rest {
-        "Folders" | "OrganizationUnits" if get => Ok(page(
-            rest,
-            vec![json!({
-                "Id": FOLDER_ID,
-                "Key": guid(folder_key()),
-                "DisplayName": FOLDER,
-                "FullyQualifiedName": FOLDER,
-                "Description": null,
-                "FolderType": "Standard",
-                "ProvisionType": "Automatic",
-                "PermissionModel": "FineGrained",
-                "ParentId": null,
-            })],
-            1,
-        )),
+        "Folders" | "OrganizationUnits" if get => {
+            let o = options(q)?;
+            let all = folders(st).await?;
+            respond(rest, all.iter().map(|f| folder_json(f)).collect(), &o)
+        }
         "Releases" | "Processes" if get => list_releases(st, &me, rest, q).await,
         "Jobs/UiPath.Server.Configuration.OData.StartJobs" if post => start_jobs(st, &me, json_body()?).await,
         "Jobs/UiPath.Server.Configuration.OData.StopJobs" if post => stop_jobs(st, &me, json_body()?).await,
@@ -625,8 +676,15 @@ async fn route<S: Store>(
 }
 
 /// The processes `me` may start (every one for a process manager).
-async fn visible_processes<S: Store>(st: &AppState<S>, me: &User) -> Result<Vec<Process>, ODataError> {
-    let all = st.engine.processes().await?;
+async fn visible_processes<S: Store>(st: &AppState<S>, me: &Caller) -> Result<Vec<Process>, ODataError> {
+    let in_folder = |p: &Process| me.folder.as_deref().is_none_or(|f| f == folder_of(p));
+    let all: Vec<Process> = st
+        .engine
+        .processes()
+        .await?
+        .into_iter()
+        .filter(|p| in_folder(p))
+        .collect();
     if st
         .engine
         .has_permission(Actor::User(me.id), Permission::ManageProcesses)
@@ -656,14 +714,14 @@ fn release_json(p: &Process) -> Value {
         "ProcessType": "Process",
         "JobPriority": "Normal",
         "SpecificPriorityValue": p.spec.priority,
-        "OrganizationUnitId": FOLDER_ID,
-        "OrganizationUnitFullyQualifiedName": FOLDER,
+        "OrganizationUnitId": folder_id(folder_of(p)),
+        "OrganizationUnitFullyQualifiedName": folder_of(p),
         "Arguments": {"Input": serde_json::to_string(&input).unwrap_or_default(), "Output": null},
         "CreationTime": iso(p.created_at),
     })
 }
 
-async fn list_releases<S: Store>(st: &AppState<S>, me: &User, entity: &str, q: &HashMap<String, String>) -> Answer {
+async fn list_releases<S: Store>(st: &AppState<S>, me: &Caller, entity: &str, q: &HashMap<String, String>) -> Answer {
     let o = options(q)?;
     let mut out = Vec::new();
     for p in visible_processes(st, me).await? {
@@ -707,6 +765,7 @@ async fn job_json<S: Store>(st: &AppState<S>, j: &Job) -> Value {
 }
 
 fn job_value(j: &Job, p: Option<&Process>, robot: Option<&Robot>) -> Value {
+    let folder = p.map_or(FOLDER, folder_of);
     let (name, key) = p.map_or((String::new(), None), |p| (p.spec.name.clone(), Some(guid(p.key))));
     json!({
         "Id": j.id.0,
@@ -735,13 +794,13 @@ fn job_value(j: &Job, p: Option<&Process>, robot: Option<&Robot>) -> Value {
         "HasErrors": j.state == JobState::Faulted,
         "HasWarnings": false,
         "BatchExecutionKey": guid(j.key),
-        "FolderKey": guid(folder_key()),
-        "OrganizationUnitId": FOLDER_ID,
-        "OrganizationUnitFullyQualifiedName": FOLDER,
+        "FolderKey": guid(folder_key(folder)),
+        "OrganizationUnitId": folder_id(folder),
+        "OrganizationUnitFullyQualifiedName": folder,
     })
 }
 
-async fn start_jobs<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Value>) -> Answer {
+async fn start_jobs<S: Store>(st: &AppState<S>, me: &Caller, body: Map<String, Value>) -> Answer {
     let info = match field(&body, "startInfo") {
         Some(Value::Object(m)) => m,
         _ => return Err(ODataError::bad("startInfo is required")),
@@ -800,7 +859,7 @@ async fn start_jobs<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Val
     Ok((StatusCode::CREATED, page("Jobs", out, n)).into_response())
 }
 
-async fn stop_jobs<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Value>) -> Answer {
+async fn stop_jobs<S: Store>(st: &AppState<S>, me: &Caller, body: Map<String, Value>) -> Answer {
     let ids = field(&body, "jobIds")
         .and_then(Value::as_array)
         .ok_or_else(|| ODataError::bad("jobIds is required"))?;
@@ -829,7 +888,7 @@ async fn stop_jobs<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Valu
     Ok(StatusCode::OK.into_response())
 }
 
-async fn restart_job<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Value>) -> Answer {
+async fn restart_job<S: Store>(st: &AppState<S>, me: &Caller, body: Map<String, Value>) -> Answer {
     let id = body
         .get("jobId")
         .or_else(|| field(&body, "jobId"))
@@ -854,7 +913,7 @@ async fn restart_job<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Va
     Ok(one("Jobs", job_json(st, &job).await))
 }
 
-async fn list_jobs<S: Store>(st: &AppState<S>, me: &User, q: &HashMap<String, String>) -> Answer {
+async fn list_jobs<S: Store>(st: &AppState<S>, me: &Caller, q: &HashMap<String, String>) -> Answer {
     let o = options(q)?;
     let all_jobs = st
         .engine
@@ -866,6 +925,7 @@ async fn list_jobs<S: Store>(st: &AppState<S>, me: &User, q: &HashMap<String, St
         .await?
         .into_iter()
         .filter(|p| all_jobs || me.grants.contains(&p.id))
+        .filter(|p| me.folder.as_deref().is_none_or(|f| f == folder_of(p)))
         .collect();
     let robots: HashMap<_, _> = st
         .engine
@@ -921,7 +981,7 @@ fn robot_json(r: &Robot, session: bool) -> Value {
     }
 }
 
-async fn list_robots<S: Store>(st: &AppState<S>, me: &User, entity: &str, q: &HashMap<String, String>) -> Answer {
+async fn list_robots<S: Store>(st: &AppState<S>, me: &Caller, entity: &str, q: &HashMap<String, String>) -> Answer {
     st.engine.require(Actor::User(me.id), Permission::ManageRobots).await?;
     let o = options(q)?;
     let robots = st.engine.store().robots().await.map_err(Error::from)?;
@@ -929,7 +989,7 @@ async fn list_robots<S: Store>(st: &AppState<S>, me: &User, entity: &str, q: &Ha
     respond(entity, out, &o)
 }
 
-async fn list_queues<S: Store>(st: &AppState<S>, me: &User, q: &HashMap<String, String>) -> Answer {
+async fn list_queues<S: Store>(st: &AppState<S>, me: &Caller, q: &HashMap<String, String>) -> Answer {
     let o = options(q)?;
     let mut out = Vec::new();
     for p in visible_processes(st, me).await? {
@@ -1068,7 +1128,7 @@ fn item_json(i: &QueueItem, queue: &Process) -> Value {
         "DueDate": i.deadline.map(iso),
         "RetryNumber": i.retry_count,
         "CreationTime": iso(i.created_at),
-        "OrganizationUnitId": FOLDER_ID,
+        "OrganizationUnitId": folder_id(folder_of(queue)),
     })
 }
 
@@ -1088,7 +1148,7 @@ fn new_item(data: &Map<String, Value>) -> Result<NewQueueItem, ODataError> {
     })
 }
 
-async fn queue_named<S: Store>(st: &AppState<S>, me: &User, name: &str) -> Result<Process, ODataError> {
+async fn queue_named<S: Store>(st: &AppState<S>, me: &Caller, name: &str) -> Result<Process, ODataError> {
     visible_processes(st, me)
         .await?
         .into_iter()
@@ -1107,7 +1167,7 @@ fn duplicate(e: Error) -> ODataError {
     }
 }
 
-async fn add_queue_item<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Value>) -> Answer {
+async fn add_queue_item<S: Store>(st: &AppState<S>, me: &Caller, body: Map<String, Value>) -> Answer {
     let data = match field(&body, "itemData") {
         Some(Value::Object(m)) => m,
         _ => return Err(ODataError::bad("itemData is required")),
@@ -1127,7 +1187,7 @@ async fn add_queue_item<S: Store>(st: &AppState<S>, me: &User, body: Map<String,
 /// `BulkAddQueueItems`: `{queueName, commitType, queueItems}`; answers the
 /// items that could not be added. With `AllOrNothing` nothing is added when
 /// an item is malformed or its reference is taken (checked first).
-async fn bulk_add<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Value>) -> Answer {
+async fn bulk_add<S: Store>(st: &AppState<S>, me: &Caller, body: Map<String, Value>) -> Answer {
     let name = field(&body, "queueName")
         .and_then(Value::as_str)
         .ok_or_else(|| ODataError::bad("queueName is required"))?;
@@ -1202,7 +1262,7 @@ fn keyed(rest: &str) -> Option<(&str, &str, Option<&str>)> {
 
 /// `StartTransaction`: `{transactionData: {Name, RobotIdentifier,
 /// SpecificContent?, Reference?}}`; the item taken, or 204 when none waits.
-async fn start_transaction<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Value>) -> Answer {
+async fn start_transaction<S: Store>(st: &AppState<S>, me: &Caller, body: Map<String, Value>) -> Answer {
     let data = match field(&body, "transactionData") {
         Some(Value::Object(m)) => m,
         _ => return Err(ODataError::bad("transactionData is required")),
@@ -1253,7 +1313,7 @@ fn transaction_result(body: &Map<String, Value>) -> Result<rpa_core::engine::Tra
 }
 
 /// `POST QueueDefinitions`: a new Queue process (permission ManageProcesses).
-async fn create_queue<S: Store>(st: &AppState<S>, me: &User, body: Map<String, Value>) -> Answer {
+async fn create_queue<S: Store>(st: &AppState<S>, me: &Caller, body: Map<String, Value>) -> Answer {
     let name = field(&body, "Name")
         .and_then(Value::as_str)
         .map(str::trim)
@@ -1261,6 +1321,7 @@ async fn create_queue<S: Store>(st: &AppState<S>, me: &User, body: Map<String, V
         .ok_or_else(|| ODataError::bad("Name is required"))?;
     let mut spec = rpa_core::model::ProcessSpec::new(name, ProcessType::Queue);
     spec.max_run_num = 0;
+    spec.folder = me.folder.clone().filter(|f| f != FOLDER);
     if let Some(n) = field(&body, "MaxNumberOfRetries").and_then(Value::as_u64) {
         spec.retry.max_retries = u32::try_from(n.min(50)).unwrap_or(50);
     }
@@ -1288,7 +1349,7 @@ fn queue_json(p: &Process) -> Value {
         "AcceptAutomaticallyRetry": p.spec.retry.max_retries > 0,
         "EnforceUniqueReference": true,
         "CreationTime": iso(p.created_at),
-        "OrganizationUnitId": FOLDER_ID,
+        "OrganizationUnitId": folder_id(folder_of(p)),
     })
 }
 

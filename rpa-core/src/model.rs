@@ -157,6 +157,10 @@ pub struct ProcessSpec {
     /// own but a run of that pipeline, its arguments the run's inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<String>,
+    /// The folder it is in, for clients that organise processes in folders
+    /// (UiPath's); none: the default folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<String>,
 }
 
 impl ProcessSpec {
@@ -179,6 +183,7 @@ impl ProcessSpec {
             pause_workflow: None,
             trigger: None,
             pipeline: None,
+            folder: None,
         }
     }
 }
