@@ -79,16 +79,21 @@ struct Args {
     /// delivery that failed (comma-separated; default 0,45000,150000,300000).
     #[arg(long, value_delimiter = ',')]
     webhook_retry_ms: Option<Vec<u64>>,
+    /// Log one JSON object a line (for log collectors) instead of text.
+    #[arg(long)]
+    log_json: bool,
 }
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn".into()),
-        )
-        .init();
     let args = Args::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tower_http=warn".into());
+    if args.log_json {
+        tracing_subscriber::fmt().json().with_env_filter(filter).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let result = match args.time_zone.parse() {
         Ok(time_zone) => {
             let options = Options {
@@ -114,6 +119,11 @@ async fn main() {
                 webhook_retry_ms: args
                     .webhook_retry_ms
                     .unwrap_or_else(|| rpa::core::webhook::RETRY_MS.to_vec()),
+                // A bearer token for `/metrics`: from the environment, never the command line.
+                metrics_token: std::env::var("RPA_METRICS_TOKEN")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+                    .map(rpa::server::Secret),
             };
             run(options, shutdown_signal()).await.map_err(|e| e.to_string())
         }

@@ -104,6 +104,8 @@ pub struct Options {
     /// The delays (ms) before each new try of a failed webhook delivery
     /// (default [`rpa_core::webhook::RETRY_MS`]).
     pub webhook_retry_ms: Vec<u64>,
+    /// The bearer token `/metrics` asks for (`None`: open).
+    pub metrics_token: Option<Secret>,
 }
 
 /// A secret: shown as `***` by `Debug`, so logging the options never shows it.
@@ -136,6 +138,7 @@ impl Default for Options {
             events_secret: None,
             package_link_ttl_min: 60,
             webhook_retry_ms: rpa_core::webhook::RETRY_MS.to_vec(),
+            metrics_token: None,
         }
     }
 }
@@ -275,6 +278,7 @@ async fn serve<S: Store>(
             flow_apps: config.flow_apps(),
             uipath_clients: config.uipath_clients(),
             uipath_token_ttl_ms: config.uipath_token_ttl_ms(),
+            metrics_token: options.metrics_token.as_ref().map(|s| s.0.clone()),
             ..HttpSettings::default()
         }),
     };
@@ -353,12 +357,10 @@ async fn serve<S: Store>(
              pass --config with your own users for anything else"
         );
     }
-    let app = rpa_adapters_http::app(state)
-        .merge(rpa_adapters_ws::router(HubState {
-            engine: engine.clone(),
-            hub,
-        }))
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+    let app = traced(rpa_adapters_http::app(state).merge(rpa_adapters_ws::router(HubState {
+        engine: engine.clone(),
+        hub,
+    })));
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             stopped(stop_rx).await;
@@ -376,6 +378,25 @@ async fn serve<S: Store>(
     }
     tracing::info!("stopped");
     served
+}
+
+/// Gives every request an id (`X-Request-Id`: the client's, or a fresh
+/// UUID), sends it back, and runs the request in a `request` span carrying
+/// it, the method and the path (never the query, which may hold a signed
+/// link's signature), so every log line of a request names it.
+pub fn traced(app: axum::Router) -> axum::Router {
+    use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+    let span = |req: &axum::http::Request<axum::body::Body>| {
+        let id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path())
+    };
+    app.layer(PropagateRequestIdLayer::x_request_id())
+        .layer(tower_http::trace::TraceLayer::new_for_http().make_span_with(span))
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
 /// The engine's settings for `options`. Passwords are hashed at the

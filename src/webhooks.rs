@@ -164,7 +164,10 @@ impl Deliverer {
         }
         for ev in batch.page.events.iter().filter(|e| s.wants(e.event.kind())) {
             let mut error = match post(&self.http, s, &self.secret, ev).await {
-                Ok(()) => continue,
+                Ok(()) => {
+                    engine.metrics().webhook_deliveries.add(&["delivered"], 1);
+                    continue;
+                }
                 Err(e) => e,
             };
             let mut tries = 1;
@@ -182,6 +185,8 @@ impl Deliverer {
                     Err(e) => error = e,
                 }
             }
+            let result = if error.is_empty() { "delivered" } else { "failed" };
+            engine.metrics().webhook_deliveries.add(&[result], 1);
             if !error.is_empty() {
                 tracing::warn!(webhook = s.id, seq = ev.seq, tries, %error, "webhook delivery failed");
                 engine
@@ -247,6 +252,8 @@ async fn redeliver<S: Store>(
         let kind = f.body.get("type").and_then(|t| t.as_str()).unwrap_or("").to_owned();
         let body = serde_json::to_vec(&f.body).map_err(|e| rpa_core::Error::Internal(e.to_string()))?;
         let outcome = send(http, &s, &secret, f.seq, &kind, body).await;
+        let result = if outcome.is_ok() { "delivered" } else { "failed" };
+        engine.metrics().webhook_deliveries.add(&[result], 1);
         engine
             .webhook_redelivered(&f, outcome.as_ref().err().map(String::as_str))
             .await?;

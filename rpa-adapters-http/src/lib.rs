@@ -9,7 +9,9 @@
 //!  robot / person ───/v1/file/*, /design/*────► robot (files)        ─┤
 //!  business system ──POST /listener/rpa/api/*─► listener (seed 003)  ─┤
 //!  business system ──/api/v1.0/*──────────────► loonflow (seed 004)  ─┤
-//!  administrator ────/admin/*─────────────────► admin                ─┘
+//!  administrator ────/admin/*─────────────────► admin                ─┤
+//!  operator (browser) /, /console/api/*───────► console              ─┤
+//!  Prometheus ───────GET /metrics─────────────► metrics              ─┘
 //! ```
 //!
 //! Layout: each API family has its request and result types, its envelope
@@ -27,6 +29,8 @@
 //!   `{code, data, msg}`, [`loonflow::FlowError`], signed callers
 //! - [`admin`]: users, processes, packages, vendors, robots, audit, events
 //!   (not in the seeds; seed 000's envelope)
+//! - [`console`]: the web console's pages and the reads they need (seed
+//!   000 envelope); [`metrics`]: `/metrics` and the request-counting layer
 //! - [`config`]: the start-up configuration file
 //! - [`files`]: where uploaded bytes live
 //! - [`openapi`]: `/openapi.json`, generated from the handlers and their
@@ -42,9 +46,11 @@ pub mod business;
 pub mod centre;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod files;
 pub mod listener;
 pub mod loonflow;
+pub mod metrics;
 pub mod odata;
 pub mod openapi;
 pub mod robot;
@@ -102,6 +108,8 @@ pub struct HttpSettings {
     pub uipath_clients: Vec<uipath::UiPathClient>,
     /// How long their tokens last.
     pub uipath_token_ttl_ms: u64,
+    /// The bearer token `/metrics` asks for (`None`: the page is open).
+    pub metrics_token: Option<String>,
 }
 
 impl Default for HttpSettings {
@@ -115,6 +123,7 @@ impl Default for HttpSettings {
             flow_apps: Vec::new(),
             uipath_clients: Vec::new(),
             uipath_token_ttl_ms: 3_600_000,
+            metrics_token: None,
         }
     }
 }
@@ -138,9 +147,12 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
                 .layer(DefaultBodyLimit::max(upload)),
         )
         .merge(openapi::router())
+        .merge(console::router())
+        .merge(metrics::router())
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)
         .layer(axum::middleware::from_fn_with_state(state.clone(), clock::stamp::<S>))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track::<S>))
         .with_state(state)
 }
 

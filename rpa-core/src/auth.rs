@@ -272,6 +272,11 @@ pub fn verify_md5_signature(
     }
 }
 
+/// Whether two secrets are equal, in time that depends only on their lengths.
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    subtle_eq::eq(a, b)
+}
+
 mod subtle_eq {
     /// Equal bytes, in time that depends only on the lengths.
     pub fn eq(a: &[u8], b: &[u8]) -> bool {

@@ -694,6 +694,16 @@ async fn job_window<S: Store>(s: S) {
         (3, 2),
         "job_window: total counts all, records limited"
     );
+    assert_eq!(
+        s.job_counts(p, Timestamp(200), Timestamp(500)).await.unwrap(),
+        vec![(JobState::Pending, 3), (JobState::Successful, 2)],
+        "job_window: counts by state in the window"
+    );
+    assert_eq!(
+        s.job_counts(ProcessId(9), Timestamp(0), Timestamp(1000)).await.unwrap(),
+        vec![],
+        "job_window: no jobs, no counts"
+    );
 }
 
 async fn lookups<S: Store>(s: S) {

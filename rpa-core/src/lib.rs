@@ -79,6 +79,7 @@ pub mod job;
 pub mod limits;
 pub mod listener;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod pool;

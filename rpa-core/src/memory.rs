@@ -774,6 +774,26 @@ impl JobStore for MemoryStore {
         }
         Ok((total, out))
     }
+    async fn job_counts(
+        &self,
+        process: ProcessId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<(JobState, u64)>> {
+        let g = self.lock();
+        let all = g.jobs_by_process.get(&process).map_or(&[][..], Vec::as_slice);
+        let start = all.partition_point(|x| *x < (from, JobId(i64::MIN)));
+        let end = all.partition_point(|x| *x <= (to, JobId(i64::MAX)));
+        let mut counts = [0u64; JobState::ALL.len()];
+        for (_, id) in all.get(start..end).unwrap_or_default() {
+            if let Some(j) = g.jobs.get(id)
+                && let Some(i) = JobState::ALL.iter().position(|s| *s == j.state)
+            {
+                counts[i] += 1;
+            }
+        }
+        Ok(JobState::ALL.into_iter().zip(counts).filter(|(_, n)| *n > 0).collect())
+    }
     async fn next_pending(&self, processes: &[ProcessId]) -> StoreResult<Option<Job>> {
         let g = self.lock();
         let best = processes

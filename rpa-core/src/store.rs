@@ -283,6 +283,14 @@ pub trait JobStore: Send + Sync + 'static {
     fn job_by_key(&self, key: Key) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
     /// Jobs of a process created in a window, newest first, and how many match.
     fn jobs_of_process(&self, q: JobQuery) -> impl Future<Output = StoreResult<(u64, Vec<Job>)>> + Send;
+    /// How many jobs of a process created in a window are in each state
+    /// (states with none left out), in [`JobState::ALL`] order.
+    fn job_counts(
+        &self,
+        process: ProcessId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> impl Future<Output = StoreResult<Vec<(JobState, u64)>>> + Send;
     /// The next job to dispatch among `processes`: dispatchable, highest
     /// priority first, then lowest id. O(log n) per process.
     fn next_pending(&self, processes: &[ProcessId]) -> impl Future<Output = StoreResult<Option<Job>>> + Send;

@@ -263,6 +263,9 @@ impl JobStore for Node {
     async fn jobs_of_process(&self, q: JobQuery) -> StoreResult<(u64, Vec<Job>)> {
         self.db.jobs_of_process(q).await
     }
+    async fn job_counts(&self, p: ProcessId, from: Timestamp, to: Timestamp) -> StoreResult<Vec<(JobState, u64)>> {
+        self.db.job_counts(p, from, to).await
+    }
     async fn next_pending(&self, processes: &[ProcessId]) -> StoreResult<Option<Job>> {
         self.cache.next_pending(processes).await
     }

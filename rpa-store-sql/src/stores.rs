@@ -188,6 +188,29 @@ impl JobStore for SqlStore {
         let jobs = self.many(rows.bind(limit(q.limit))).await?;
         Ok((total as u64, jobs))
     }
+    async fn job_counts(
+        &self,
+        process: ProcessId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<(JobState, u64)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT state, COUNT(*) FROM rpa_jobs WHERE process = $1 AND created_at >= $2 AND created_at <= $3 GROUP BY state",
+        )
+        .bind(process.0)
+        .bind(from.0)
+        .bind(to.0)
+        .fetch_all(&self.inner.read)
+        .await
+        .map_err(backend_err)?;
+        Ok(JobState::ALL
+            .into_iter()
+            .filter_map(|s| {
+                let n = rows.iter().find(|(name, _)| name == s.as_str())?.1;
+                (n > 0).then_some((s, n as u64))
+            })
+            .collect())
+    }
     // Dispatch reads memory only (see the module docs).
     async fn next_pending(&self, processes: &[ProcessId]) -> StoreResult<Option<Job>> {
         self.memory()?.next_pending(processes).await

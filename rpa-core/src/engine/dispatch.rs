@@ -389,6 +389,10 @@ impl<S: Store> Engine<S> {
         tx.audit(now, Actor::System, "job.dispatch", Subject::Id("job", job.id.0), detail);
         if execute {
             tx.event(now, crate::events::job_started(job, robot.id));
+            if job.attempt <= 1 {
+                let since = job.not_before.map_or(job.created_at, |t| t.max(job.created_at));
+                tx.dispatched.push(now.0 - since.0);
+            }
             let order = Execute {
                 run_instance_id: job.key,
                 package_download_uri: self.package_link(&p.spec.package_uri, now),

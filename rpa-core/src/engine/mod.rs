@@ -227,12 +227,16 @@ pub struct Engine<S> {
     flow_cache: flow::FlowCache,
     /// When to size the robot pools again (see `pools.rs`).
     pool_scan: Mutex<Timestamp>,
+    /// What this node records as it works (see [`crate::metrics`]).
+    metrics: crate::metrics::Metrics,
 }
 
 /// Writes, audit events and commands of one decision; bumps each entity's version once.
 #[derive(Default)]
 pub(crate) struct Tx {
     commit: Commit,
+    /// Dispatch latencies (ms) to record once the commit lands.
+    dispatched: Vec<i64>,
 }
 
 impl Tx {
@@ -425,6 +429,7 @@ impl<S: Store> Engine<S> {
             schedule_scan: Mutex::new((None, Timestamp(i64::MIN))),
             flow_cache: flow::FlowCache::default(),
             pool_scan: Mutex::new(Timestamp(i64::MIN)),
+            metrics: crate::metrics::Metrics::default(),
         }
     }
 
@@ -505,14 +510,14 @@ impl<S: Store> Engine<S> {
     /// outbox with the robot woken.
     async fn commit(&self, mut tx: Tx) -> Result<()> {
         if tx.commit.commands.is_empty() {
-            return Ok(self.store.commit(tx.commit).await?);
+            return self.store_commit(tx.commit, &tx.dispatched).await;
         }
         let (pushed, queued): (Vec<_>, Vec<_>) = std::mem::take(&mut tx.commit.commands)
             .into_iter()
             .partition(|(r, _)| self.transport.is_here(*r));
         tx.commit.commands = queued;
         let mut woken: Vec<RobotId> = tx.commit.commands.iter().map(|(r, _)| *r).collect();
-        self.store.commit(tx.commit).await?;
+        self.store_commit(tx.commit, &tx.dispatched).await?;
         woken.dedup();
         for r in woken {
             self.transport.wake(r);
@@ -528,6 +533,34 @@ impl<S: Store> Engine<S> {
             self.transport.push(r, cs);
         }
         Ok(())
+    }
+
+    /// The store's commit, counted and timed in [`Engine::metrics`].
+    async fn store_commit(&self, commit: Commit, dispatched: &[i64]) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let began = std::time::Instant::now();
+        let result = self.store.commit(commit).await;
+        let m = &self.metrics;
+        match &result {
+            Ok(()) => {
+                m.commit_seconds.observe(began.elapsed().as_secs_f64());
+                m.commits.fetch_add(1, Relaxed);
+                for ms in dispatched {
+                    m.dispatch_seconds.observe_ms(*ms);
+                }
+            }
+            Err(crate::error::StoreError::Conflict) => {
+                m.conflicts.fetch_add(1, Relaxed);
+            }
+            Err(_) => {}
+        }
+        Ok(result?)
+    }
+
+    /// What this node has recorded as it works: commits, dispatch latency,
+    /// webhook deliveries, HTTP requests (the adapters record those).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     /// Whether node `node` still holds its lease [`node_lease`].

@@ -1,0 +1,657 @@
+// The rpa console: one page, hash routes, no build step. It speaks the
+// server's own APIs (seed 000 login and jobs, /admin/*, /console/api/*)
+// with the user's X-Access-Token, kept in this tab's sessionStorage, and
+// redraws the page it shows when the server's stream tells of a commit.
+"use strict";
+
+const TOKEN = "rpa.token";
+const $ = (id) => document.getElementById(id);
+const state = { me: null, stream: null, redraw: null, timer: null };
+
+// ------------------------------------------------------------------ DOM
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+const svgNs = "http://www.w3.org/2000/svg";
+function s(tag, attrs, ...children) {
+  const el = document.createElementNS(svgNs, tag);
+  for (const [k, v] of Object.entries(attrs || {})) el.setAttribute(k, String(v));
+  for (const c of children.flat()) el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return el;
+}
+
+// Times as the APIs write them: yyyy-MM-dd HH:mm:ss in the server's zone.
+let clock = null;
+function time(ms) {
+  if (!ms) return "";
+  if (!clock) {
+    const zone = state.me && state.me.timeZone;
+    const opts = { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
+    try {
+      clock = new Intl.DateTimeFormat("sv-SE", { ...opts, timeZone: zone });
+    } catch (_) {
+      clock = new Intl.DateTimeFormat("sv-SE", opts);
+    }
+  }
+  return clock.format(new Date(ms));
+}
+
+function badge(word) {
+  return h("span", { class: `badge s-${String(word).toLowerCase()}` }, word);
+}
+
+function table(columns, rows, empty) {
+  if (!rows.length) return h("p", { class: "empty" }, empty || "Nothing yet.");
+  return h(
+    "table",
+    {},
+    h("thead", {}, h("tr", {}, columns.map((c) => h("th", {}, c[0])))),
+    h("tbody", {}, rows.map((r) => h("tr", {}, columns.map((c) => h("td", {}, c[1](r)))))),
+  );
+}
+
+function toast(text, bad) {
+  const t = $("toast");
+  t.textContent = text;
+  t.className = bad ? "toast bad" : "toast";
+  t.hidden = false;
+  clearTimeout(state.timer);
+  state.timer = setTimeout(() => (t.hidden = true), 4000);
+}
+
+// ------------------------------------------------------------------ API
+
+class Expired extends Error {}
+
+async function api(method, path, body) {
+  const token = sessionStorage.getItem(TOKEN);
+  const init = { method, headers: { "X-Access-Token": token || "" } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, init);
+  let env = null;
+  try {
+    env = await r.json();
+  } catch (_) {
+    throw new Error(`${path}: HTTP ${r.status}`);
+  }
+  if (r.status === 401 || env.code === 401) {
+    signOut("Your session has ended; log in again.");
+    throw new Expired();
+  }
+  if (!env.success) throw new Error(env.message || `HTTP ${r.status}`);
+  return env.result;
+}
+
+const get = (path) => api("GET", path);
+const post = (path, body) => api("POST", path, body === undefined ? {} : body);
+
+// ------------------------------------------------------------------ session
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN);
+  state.me = null;
+  if (state.stream) state.stream.abort();
+  state.stream = null;
+  $("bar").hidden = true;
+  $("page").hidden = true;
+  $("login").hidden = false;
+  $("login-error").textContent = message || "";
+  $("live").className = "live off";
+}
+
+async function signIn(ev) {
+  ev.preventDefault();
+  $("login-error").textContent = "";
+  const r = await fetch("/rpa/api/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ username: $("username").value, password: $("password").value }),
+  });
+  const env = await r.json().catch(() => ({}));
+  if (!env.success) {
+    $("login-error").textContent = env.message || `HTTP ${r.status}`;
+    return;
+  }
+  sessionStorage.setItem(TOKEN, env.result.token);
+  $("password").value = "";
+  await start();
+}
+
+async function start() {
+  try {
+    state.me = await get("/console/api/me");
+  } catch (e) {
+    if (!(e instanceof Expired)) signOut(e.message);
+    return;
+  }
+  $("login").hidden = true;
+  $("bar").hidden = false;
+  $("page").hidden = false;
+  $("who").textContent = state.me.name;
+  nav();
+  listen();
+  if (!location.hash || location.hash === "#/login") location.hash = "#/overview";
+  else route();
+}
+
+const may = (p) => state.me && state.me.permissions.includes(p);
+
+// ------------------------------------------------------------------ live
+
+// The server's stream of commits, read with fetch (it needs the header).
+async function listen() {
+  if (state.stream) state.stream.abort();
+  const ctl = new AbortController();
+  state.stream = ctl;
+  let wait = 1000;
+  while (!ctl.signal.aborted && sessionStorage.getItem(TOKEN)) {
+    try {
+      const r = await fetch("/console/api/stream", {
+        headers: { "X-Access-Token": sessionStorage.getItem(TOKEN) },
+        signal: ctl.signal,
+      });
+      if (r.status === 401) return signOut("Your session has ended; log in again.");
+      const reader = r.body.getReader();
+      const dec = new TextDecoder();
+      let buf = "";
+      $("live").className = "live on";
+      wait = 1000;
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += dec.decode(value, { stream: true });
+        let cut;
+        while ((cut = buf.indexOf("\n\n")) >= 0) {
+          const block = buf.slice(0, cut);
+          buf = buf.slice(cut + 2);
+          const ev = /^event: (.*)$/m.exec(block);
+          const data = /^data: (.*)$/m.exec(block);
+          if (!ev) continue;
+          if (ev[1] === "expired") return signOut("Your session has ended; log in again.");
+          if (ev[1] === "change" && data) changed(JSON.parse(data[1]));
+        }
+      }
+    } catch (_) {
+      if (ctl.signal.aborted) return;
+    }
+    $("live").className = "live off";
+    await new Promise((ok) => setTimeout(ok, wait));
+    wait = Math.min(wait * 2, 15000);
+  }
+}
+
+let pending = null;
+function changed(change) {
+  $("live").title = `last change: ${change.action} (#${change.seq})`;
+  if (pending) return;
+  pending = setTimeout(() => {
+    pending = null;
+    if (state.redraw) state.redraw();
+  }, 200);
+}
+
+// ------------------------------------------------------------------ routes
+
+const PAGES = [
+  ["overview", "Overview", null],
+  ["robots", "Robots", "ManageRobots"],
+  ["jobs", "Jobs", null],
+  ["queues", "Queues", null],
+  ["processes", "Processes", "ManageProcesses"],
+  ["schedules", "Schedules", "ManageProcesses"],
+  ["pipelines", "Pipelines", "ManageProcesses"],
+  ["audit", "Audit", "ViewAudit"],
+];
+
+function nav() {
+  const n = $("nav");
+  n.replaceChildren(
+    ...PAGES.filter(([, , p]) => !p || may(p)).map(([id, label]) =>
+      h("a", { href: `#/${id}`, id: `nav-${id}` }, label),
+    ),
+  );
+}
+
+async function route() {
+  if (!state.me) return;
+  const [, name, arg] = location.hash.split("/");
+  for (const a of $("nav").children) a.classList.toggle("on", a.id === `nav-${name === "job" ? "jobs" : name}`);
+  const draw = {
+    overview,
+    robots,
+    jobs,
+    job: () => job(decodeURIComponent(arg || "")),
+    queues,
+    processes,
+    schedules,
+    pipelines,
+    audit,
+  }[name] || overview;
+  state.redraw = async () => {
+    try {
+      const content = await draw();
+      $("page").replaceChildren(...[content].flat());
+    } catch (e) {
+      if (!(e instanceof Expired)) $("page").replaceChildren(h("p", { class: "error" }, e.message));
+    }
+  };
+  await state.redraw();
+}
+
+// ------------------------------------------------------------------ pages
+
+function card(label, value, cls) {
+  return h("div", { class: `card ${cls || ""}` }, h("div", { class: "value" }, value), h("div", { class: "label" }, label));
+}
+
+function chart(days, series) {
+  // Stacked bars per day: successful (green) under faulted (red).
+  const W = 280, H = 100, pad = 14;
+  const max = Math.max(1, ...series.map(([ok, bad]) => ok + bad));
+  const bw = (W - pad) / days.length;
+  const bars = series.flatMap(([ok, bad], i) => {
+    const x = pad + i * bw + 2;
+    const hOk = ((H - 28) * ok) / max;
+    const hBad = ((H - 28) * bad) / max;
+    return [
+      s("rect", { x, y: H - 12 - hOk, width: bw - 4, height: hOk, class: "ok" }, s("title", {}, `${days[i]}: ${ok} successful`)),
+      s("rect", { x, y: H - 12 - hOk - hBad, width: bw - 4, height: hBad, class: "bad" }, s("title", {}, `${days[i]}: ${bad} faulted`)),
+      s("text", { x: x + (bw - 4) / 2, y: H - 1, class: "tick" }, days[i].slice(5)),
+      ok + bad ? s("text", { x: x + (bw - 4) / 2, y: H - 14 - hOk - hBad, class: "count" }, ok + bad) : null,
+    ].filter(Boolean);
+  });
+  return s("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "chart" }, ...bars);
+}
+
+async function overview() {
+  const o = await get("/console/api/overview");
+  const failed = o.jobsToday.Faulted || 0;
+  const ok = o.jobsToday.Successful || 0;
+  const rate = ok + failed ? `${Math.round((100 * ok) / (ok + failed))} %` : "–";
+  return [
+    h("h2", {}, "Overview"),
+    h(
+      "div",
+      { class: "cards" },
+      card("robots available", o.robots.Available, "good"),
+      card("robots busy", o.robots.Busy),
+      card("robots unresponsive", o.robots.Unresponsive, o.robots.Unresponsive ? "warn" : ""),
+      card("robots disconnected", o.robots.Disconnected),
+      card("jobs pending", o.pending),
+      card("jobs running", o.running),
+      card("successful today", ok, "good"),
+      card("failed today", failed, failed ? "warn" : ""),
+      card("success rate today", rate),
+    ),
+    h("h3", {}, "Runs per process, last seven days"),
+    h(
+      "div",
+      { class: "charts" },
+      o.processes.map((p) =>
+        h("figure", {}, chart(o.days, p.days), h("figcaption", {}, p.name, " ", rateOf(p.days))),
+      ),
+    ),
+    h("h3", {}, "Queues"),
+    queueTable(o.queues),
+  ];
+}
+
+function rateOf(days) {
+  const ok = days.reduce((a, d) => a + d[0], 0);
+  const bad = days.reduce((a, d) => a + d[1], 0);
+  return ok + bad ? `(${Math.round((100 * ok) / (ok + bad))} % successful)` : "(no runs)";
+}
+
+function queueTable(queues) {
+  return table(
+    [
+      ["Queue", (q) => q.name],
+      ["New items", (q) => q.newItems],
+      ["Jobs running", (q) => q.running],
+    ],
+    queues,
+    "No queue processes.",
+  );
+}
+
+async function robots() {
+  const list = await get("/admin/robots");
+  return [
+    h("h2", {}, "Robots"),
+    table(
+      [
+        ["Robot", (r) => r.robotId],
+        ["State", (r) => badge(r.state)],
+        ["Job", (r) => (r.jobId ? h("a", { href: `#/job/${r.jobId}` }, r.jobId.slice(0, 8)) : "")],
+        ["Pool", (r) => r.pool],
+        ["Labels", (r) => r.labels.join(", ")],
+        ["Attended", (r) => (r.attended ? "yes" : "no")],
+        ["Version", (r) => r.version || ""],
+        ["Last heartbeat", (r) => r.lastSeen],
+      ],
+      list,
+      "No robots registered.",
+    ),
+  ];
+}
+
+function jobActions(j) {
+  const live = ["Pending", "Running", "Suspended"].includes(j.state);
+  const out = [];
+  if (live)
+    out.push(
+      h("button", { type: "button", class: "stop", onclick: () => act("stop", j) }, "Stop"),
+    );
+  if (["Pending", "Running", "Stopping", "Suspended"].includes(j.state) && may("OperateAllJobs"))
+    out.push(h("button", { type: "button", class: "kill", onclick: () => act("kill", j) }, "Kill"));
+  return out;
+}
+
+async function act(what, j) {
+  try {
+    if (what === "stop") await post("/rpa/api/stopJob", { jobId: j.jobId });
+    if (what === "kill") await post(`/admin/jobs/${j.jobId}/kill`);
+    if (what === "retry") {
+      const r = await post("/rpa/api/startJob", { processId: j.processId, params: j.arguments || {} });
+      toast(`started again as ${r.jobId || ""}`);
+      if (r.jobId) location.hash = `#/job/${r.jobId}`;
+      return;
+    }
+    toast(`${what}: ${j.jobId.slice(0, 8)}`);
+    if (state.redraw) state.redraw();
+  } catch (e) {
+    if (!(e instanceof Expired)) toast(e.message, true);
+  }
+}
+
+const filters = { processId: "", state: "" };
+
+async function jobs() {
+  const o = await get("/console/api/overview");
+  const q = new URLSearchParams({ limit: "100" });
+  if (filters.processId) q.set("processId", filters.processId);
+  if (filters.state) q.set("state", filters.state);
+  const list = await get(`/console/api/jobs?${q}`);
+  const processSelect = (id, value, any) =>
+    h(
+      "select",
+      { id },
+      any ? h("option", { value: "" }, "every process") : null,
+      o.processes.map((p) => h("option", { value: p.processId, selected: p.processId === value }, p.name)),
+    );
+  const stateSelect = h(
+    "select",
+    { id: "filter-state" },
+    ["", "Pending", "Running", "Stopping", "Successful", "Faulted", "Stopped", "Canceled", "Suspended"].map((w) =>
+      h("option", { value: w, selected: w === filters.state }, w || "every state"),
+    ),
+  );
+  const pf = processSelect("filter-process", filters.processId, true);
+  const apply = () => {
+    filters.processId = pf.value;
+    filters.state = stateSelect.value;
+    state.redraw();
+  };
+  pf.addEventListener("change", apply);
+  stateSelect.addEventListener("change", apply);
+  const startProcess = processSelect("start-process", "", false);
+  const params = h("input", { id: "start-params", placeholder: '{"argument": "value"}', value: "{}" });
+  const startForm = h(
+    "form",
+    {
+      class: "inline",
+      id: "start-form",
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        let p;
+        try {
+          p = JSON.parse(params.value || "{}");
+        } catch (_) {
+          return toast("The arguments are not JSON.", true);
+        }
+        try {
+          const r = await post("/rpa/api/startJob", { processId: startProcess.value, params: p });
+          toast(`job ${r.jobId} started`);
+        } catch (e) {
+          if (!(e instanceof Expired)) toast(e.message, true);
+        }
+      },
+    },
+    h("label", {}, "Start ", startProcess),
+    h("label", {}, "with ", params),
+    h("button", { type: "submit", id: "start-job" }, "Start job"),
+  );
+  return [
+    h("h2", {}, "Jobs"),
+    startForm,
+    h("div", { class: "inline" }, h("label", {}, "Process ", pf), h("label", {}, "State ", stateSelect)),
+    table(
+      [
+        ["Job", (j) => h("a", { href: `#/job/${j.jobId}`, class: "job-link" }, j.jobId.slice(0, 8))],
+        ["Process", (j) => j.processName],
+        ["State", (j) => badge(j.state)],
+        ["Robot", (j) => j.robotId || ""],
+        ["Started by", (j) => j.userName],
+        ["Created", (j) => time(j.createdAt)],
+        ["Ended", (j) => time(j.endedAt)],
+        ["", (j) => jobActions(j)],
+      ],
+      list,
+      "No jobs in the last 30 days.",
+    ),
+  ];
+}
+
+async function job(id) {
+  const j = await get(`/console/api/jobs/${encodeURIComponent(id)}`);
+  const ended = !["Pending", "Running", "Stopping", "Suspended"].includes(j.state);
+  return [
+    h("h2", {}, `Job ${j.jobId}`, " ", badge(j.state)),
+    h(
+      "dl",
+      { class: "facts" },
+      [
+        ["Process", j.processName],
+        ["Robot", j.robotId || "–"],
+        ["Attempt", j.attempt],
+        ["Started by", j.userName],
+        ["Created", time(j.createdAt)],
+        ["Began", time(j.startedAt) || "–"],
+        ["Ended", time(j.endedAt) || "–"],
+        ["Error code", j.errorCode ?? "–"],
+        ["Reason", j.reason || "–"],
+      ].flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]),
+    ),
+    h(
+      "div",
+      { class: "inline" },
+      jobActions(j),
+      ended ? h("button", { type: "button", onclick: () => act("retry", j) }, "Run again") : null,
+    ),
+    h("h3", {}, "Arguments"),
+    h("pre", {}, JSON.stringify(j.arguments, null, 2)),
+    h("h3", {}, "Outputs"),
+    h("pre", { id: "outputs" }, j.outputs ? JSON.stringify(j.outputs, null, 2) : "–"),
+    h("h3", {}, "Steps"),
+    table(
+      [
+        ["#", (x) => x.step],
+        ["Name", (x) => x.name || ""],
+        ["At", (x) => time(x.at)],
+        ["Pause", (x) => (x.pause ? "waits for a person" : "")],
+      ],
+      j.steps,
+      "No steps reported.",
+    ),
+    h("h3", {}, "Run log"),
+    table(
+      [
+        ["At", (l) => l.logAt],
+        ["Level", (l) => badge(l.level)],
+        ["Message", (l) => l.content],
+        ["Screenshot", (l) => (l.screenshot ? h("a", { href: l.screenshot, target: "_blank" }, h("img", { src: l.screenshot, class: "shot", alt: "screenshot" })) : "")],
+      ],
+      j.logs,
+      "No log lines.",
+    ),
+    h("h3", {}, "Recordings"),
+    table(
+      [
+        ["Recording", (v) => h("a", { href: v.url }, v.videoId)],
+        ["At", (v) => time(v.at)],
+      ],
+      j.recordings,
+      "No recordings.",
+    ),
+  ];
+}
+
+async function queues() {
+  const o = await get("/console/api/overview");
+  const pick = h("select", { id: "queue-process" }, o.queues.map((q) => h("option", { value: q.processId }, q.name)));
+  const content = h("input", { id: "queue-content", value: "{}", placeholder: '{"invoice": "A-1"}' });
+  const reference = h("input", { id: "queue-reference", placeholder: "reference (optional)" });
+  return [
+    h("h2", {}, "Queues"),
+    queueTable(o.queues),
+    o.queues.length
+      ? h(
+          "form",
+          {
+            class: "inline",
+            onsubmit: async (ev) => {
+              ev.preventDefault();
+              try {
+                const body = { processId: pick.value, params: JSON.parse(content.value || "{}") };
+                if (reference.value) body.reference = reference.value;
+                await post("/rpa/api/addQueueItem", body);
+                toast("item added");
+              } catch (e) {
+                if (!(e instanceof Expired)) toast(e.message, true);
+              }
+            },
+          },
+          h("label", {}, "Add to ", pick),
+          h("label", {}, "content ", content),
+          reference,
+          h("button", { type: "submit" }, "Add item"),
+        )
+      : null,
+  ];
+}
+
+async function processes() {
+  const list = await get("/admin/processes");
+  return [
+    h("h2", {}, "Processes and packages"),
+    table(
+      [
+        ["Name", (p) => p.processName],
+        ["Type", (p) => p.type],
+        ["Package version", (p) => p.version],
+        ["Package", (p) => (p.packageDownloadUri ? "uploaded" : "none")],
+        ["Running / max", (p) => `${p.currentRunNum} / ${p.maxRunNum || "∞"}`],
+        ["Max per day", (p) => p.maxDayNum || "∞"],
+        ["Queue items", (p) => (p.type === "Queue" ? p.pendingItems : "")],
+        ["Created", (p) => p.createTime],
+      ],
+      list,
+      "No processes.",
+    ),
+  ];
+}
+
+async function schedules() {
+  const list = await get("/admin/schedules");
+  return [
+    h("h2", {}, "Schedules"),
+    table(
+      [
+        ["Name", (x) => x.name],
+        ["Process", (x) => x.processName],
+        ["Enabled", (x) => (x.enabled ? "yes" : "no")],
+        ["Rule", (x) => JSON.stringify(x.rule)],
+        ["Zone", (x) => x.zone],
+        ["Next", (x) => (x.nextFireTimes || []).slice(0, 2).join(", ")],
+      ],
+      list,
+      "No schedules.",
+    ),
+  ];
+}
+
+async function pipelines() {
+  const list = await get("/admin/pipelines");
+  return [
+    h("h2", {}, "Pipelines"),
+    table(
+      [
+        ["Name", (x) => x.name],
+        ["Version", (x) => x.version],
+        ["Steps", (x) => x.dependsOn.map((d) => (d.after.length ? `${d.step} ← ${d.after.join(", ")}` : d.step)).join("; ")],
+        ["Updated", (x) => x.updateTime],
+      ],
+      list,
+      "No pipelines.",
+    ),
+  ];
+}
+
+async function audit() {
+  let verified = null;
+  let broken = null;
+  try {
+    verified = (await get("/admin/audit/verify")).verified;
+  } catch (e) {
+    if (e instanceof Expired) throw e;
+    broken = e.message;
+  }
+  const after = Math.max(0, (verified || 0) - 50);
+  const list = (await get(`/admin/audit?after=${after}&limit=50`)).reverse();
+  return [
+    h("h2", {}, "Audit log"),
+    broken
+      ? h("p", { class: "error", id: "chain" }, `The chain does not verify: ${broken}`)
+      : h("p", { class: "good", id: "chain" }, `The hash chain verifies: ${verified} events.`),
+    table(
+      [
+        ["#", (a) => a.seq],
+        ["Time", (a) => a.time],
+        ["Who", (a) => a.actor],
+        ["Action", (a) => a.action],
+        ["Subject", (a) => a.subject],
+        ["Detail", (a) => a.detail],
+      ],
+      list,
+      "No events.",
+    ),
+  ];
+}
+
+// ------------------------------------------------------------------ start
+
+window.addEventListener("hashchange", route);
+document.addEventListener("DOMContentLoaded", () => {
+  $("login").addEventListener("submit", signIn);
+  $("logout").addEventListener("click", async () => {
+    await post("/rpa/api/logout").catch(() => {});
+    signOut("");
+  });
+  if (sessionStorage.getItem(TOKEN)) start();
+  else signOut("");
+});

@@ -1,0 +1,529 @@
+//! What operators look at, over real sockets: `/metrics` and the web console.
+//!
+//! The web console in a real browser: headless Chromium (Debian's
+//! `chromium`, or `RPA_CHROMIUM`) driven over the DevTools protocol logs in
+//! to the example server, starts a job that a real robot runs, sees it
+//! appear and finish without reloading (the live stream), opens its detail,
+//! visits every page, and is sent back to the login form when its session
+//! ends. Screenshots of each page at 1280×800 go to `target/console-screenshots`
+//! (or `RPA_SCREENSHOTS_DIR`; the README's come from `docs/screenshots`).
+//!
+//! Without a Chromium the test says so and passes on a laptop; under
+//! `CI=true` it fails.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+mod support;
+
+use support::Proc;
+
+fn chromium() -> Option<PathBuf> {
+    let path = std::env::var_os("RPA_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    path.exists().then_some(path)
+}
+
+/// The example server with its demo configuration (its users, processes
+/// and packages) over `db`, its files, key and log in `dir`.
+fn demo_server(dir: &Path, db: &str, port: u16) -> Proc {
+    demo_server_with(dir, db, port, &[])
+}
+
+fn demo_server_with(dir: &Path, db: &str, port: u16, env: &[(&str, &str)]) -> Proc {
+    Proc(
+        Command::new(support::server_binary())
+            .envs(env.iter().copied())
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--db", db])
+            .arg("--files")
+            .arg(dir.join("files"))
+            .arg("--secret-key-file")
+            .arg(dir.join("rpa.key"))
+            .stdout(Stdio::from(std::fs::File::create(dir.join("server.log")).unwrap()))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One browser tab, spoken to over the DevTools protocol.
+struct Tab {
+    ws: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    next: u64,
+}
+
+impl Tab {
+    /// Starts Chromium and connects to its first tab.
+    async fn open(chromium: &Path, dir: &Path) -> (Proc, Tab) {
+        let port = free_port();
+        let browser = Proc(
+            Command::new(chromium)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--hide-scrollbars",
+                    "--window-size=1280,800",
+                    "--remote-allow-origins=*",
+                ])
+                .arg(format!("--remote-debugging-port={port}"))
+                .arg(format!("--user-data-dir={}", dir.join("chromium").display()))
+                .arg("about:blank")
+                .stdout(Stdio::null())
+                .stderr(Stdio::from(std::fs::File::create(dir.join("chromium.log")).unwrap()))
+                .spawn()
+                .expect("chromium starts"),
+        );
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = loop {
+            if let Ok(r) = http.get(format!("http://127.0.0.1:{port}/json/list")).send().await
+                && let Ok(targets) = r.json::<Vec<Value>>().await
+                && let Some(t) = targets.iter().find(|t| t["type"] == "page")
+            {
+                break t["webSocketDebuggerUrl"].as_str().unwrap().to_owned();
+            }
+            assert!(Instant::now() < deadline, "chromium's DevTools did not come up");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        let mut tab = Tab { ws, next: 0 };
+        tab.call(
+            "Emulation.setDeviceMetricsOverride",
+            json!({"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": false}),
+        )
+        .await;
+        (browser, tab)
+    }
+
+    /// Sends a command; its result (events in between are skipped).
+    async fn call(&mut self, method: &str, params: Value) -> Value {
+        self.next += 1;
+        let id = self.next;
+        let msg = json!({"id": id, "method": method, "params": params}).to_string();
+        self.ws.send(Message::text(msg)).await.unwrap();
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(30), self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("{method}: no answer"))
+                .expect("the tab's connection closed")
+                .unwrap();
+            let Message::Text(t) = m else { continue };
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["id"] == id {
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
+            }
+        }
+    }
+
+    /// The value of a JavaScript expression (promises awaited).
+    async fn eval(&mut self, js: &str) -> Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                json!({"expression": js, "awaitPromise": true, "returnByValue": true}),
+            )
+            .await;
+        assert!(r.get("exceptionDetails").is_none(), "{js}: {r}");
+        r["result"]["value"].clone()
+    }
+
+    /// Waits (up to `secs`) until `js` is truthy (an exception, as on a
+    /// page still loading, counts as not yet); its value.
+    async fn wait(&mut self, js: &str, secs: u64, what: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let guarded = format!("(() => {{ try {{ return ({js}); }} catch (_) {{ return null; }} }})()");
+        loop {
+            let v = self.eval(&guarded).await;
+            if !(v.is_null() || v == false || v == "" || v == 0) {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let page = self.eval("document.body.innerText").await;
+                panic!("{what}: not seen within {secs} s; the page shows:\n{page}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn go(&mut self, url: &str) {
+        self.call("Page.navigate", json!({"url": url})).await;
+    }
+
+    async fn screenshot(&mut self, dir: &Path, name: &str) {
+        // Let fonts and charts settle; no passing notice in the picture.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.eval("document.getElementById('toast').hidden = true").await;
+        let r = self.call("Page.captureScreenshot", json!({"format": "png"})).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(r["data"].as_str().unwrap())
+            .unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_a_job_run_live_in_a_real_browser() {
+    let Some(chromium) = chromium() else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true: no Chromium at /usr/bin/chromium (install Debian's chromium, or set RPA_CHROMIUM)"
+        );
+        eprintln!("skipped: no Chromium at /usr/bin/chromium (set RPA_CHROMIUM to run the console test)");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("rpa-console-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let shots = std::env::var_os("RPA_SCREENSHOTS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots"));
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = demo_server(&dir, &dir.join("rpa.db").to_string_lossy(), port);
+    let http = reqwest::Client::new();
+    let (alice, invoice) = support::login(&http, &base, "alice", "wonderland").await;
+    let _robot = support::start_robot(&base, &dir, "robot-2", "acme-vendor-secret");
+
+    let (_browser, mut tab) = Tab::open(&chromium, &dir).await;
+    tab.go(&format!("{base}/")).await;
+    tab.wait("!document.getElementById('login').hidden", 20, "the login form")
+        .await;
+    tab.screenshot(&shots, "login").await;
+
+    // A wrong password is refused in words, on the form.
+    tab.eval(
+        "document.getElementById('username').value='admin';\
+         document.getElementById('password').value='wrong';\
+         document.getElementById('signin').click(); true",
+    )
+    .await;
+    tab.wait(
+        "document.getElementById('login-error').textContent",
+        20,
+        "the refusal of a wrong password",
+    )
+    .await;
+    tab.eval(
+        "document.getElementById('password').value='admin-demo-password';\
+         document.getElementById('signin').click(); true",
+    )
+    .await;
+    tab.wait(
+        "document.getElementById('who').textContent === 'admin'",
+        20,
+        "the signed-in user",
+    )
+    .await;
+    tab.wait("document.querySelector('#live.on')", 10, "the live stream")
+        .await;
+    tab.wait(
+        "document.querySelectorAll('.card').length > 5",
+        10,
+        "the overview's cards",
+    )
+    .await;
+
+    // The jobs page, then a job started by the business API from outside:
+    // it appears, runs on the robot and ends Successful without a reload.
+    tab.go(&format!("{base}/#/jobs")).await;
+    tab.wait("document.getElementById('start-form')", 20, "the jobs page")
+        .await;
+    tab.wait("document.querySelector('#live.on')", 10, "the live stream")
+        .await;
+    let marker = tab.eval("window.__sameDocument = 1; 1").await;
+    assert_eq!(marker, 1);
+    let (_, started) = support::post(
+        &http,
+        format!("{base}/rpa/api/startJob"),
+        &[("X-Access-Token", &alice)],
+        json!({"processId": invoice, "params": {"invoice": "77", "customer": "Ann"}}),
+    )
+    .await
+    .unwrap();
+    let job = started["result"]["jobId"].as_str().expect("a job id").to_owned();
+    let short = &job[..8];
+    let row = format!("[...document.querySelectorAll('tbody tr')].find(r => r.textContent.includes('{short}'))");
+    tab.wait(&row, 10, "the job started by the business API").await;
+    tab.wait(
+        &format!("({row} || {{}}).textContent?.includes('Successful')"),
+        60,
+        "the job ending Successful on the robot",
+    )
+    .await;
+    assert_eq!(
+        tab.eval("window.__sameDocument").await,
+        1,
+        "the page was updated in place, not reloaded"
+    );
+    tab.screenshot(&shots, "jobs").await;
+
+    // A job started from the console itself.
+    tab.eval(
+        "document.getElementById('start-params').value='{\"invoice\":\"78\",\"customer\":\"Bo\"}';\
+         document.getElementById('start-job').click(); true",
+    )
+    .await;
+    tab.wait(
+        "document.getElementById('toast').textContent.includes('started')",
+        10,
+        "the console's own start",
+    )
+    .await;
+    tab.wait(
+        "document.querySelectorAll('tbody tr').length >= 2",
+        10,
+        "the second job in the list",
+    )
+    .await;
+
+    // The job's detail: its outputs, steps and log.
+    tab.go(&format!("{base}/#/job/{job}")).await;
+    tab.wait(
+        "document.getElementById('outputs')?.textContent.includes('77')",
+        20,
+        "the job's outputs",
+    )
+    .await;
+    tab.screenshot(&shots, "job").await;
+
+    tab.go(&format!("{base}/#/overview")).await;
+    tab.wait(
+        "[...document.querySelectorAll('.card')].some(c => c.textContent.includes('successful today') && !c.textContent.startsWith('0'))",
+        20,
+        "today's successful jobs on the overview",
+    )
+    .await;
+    tab.wait(
+        "document.querySelectorAll('svg.chart rect.ok').length > 0",
+        10,
+        "the charts",
+    )
+    .await;
+    tab.screenshot(&shots, "overview").await;
+
+    for (page, marker) in [
+        ("robots", "robot-2"),
+        ("queues", "Claims queue"),
+        ("processes", "Invoice entry"),
+        ("schedules", "Schedules"),
+        ("pipelines", "Pipelines"),
+        ("audit", "The hash chain verifies"),
+    ] {
+        tab.go(&format!("{base}/#/{page}")).await;
+        tab.wait(
+            &format!("document.getElementById('page').innerText.includes('{marker}')"),
+            20,
+            page,
+        )
+        .await;
+        tab.screenshot(&shots, page).await;
+    }
+
+    // The session ends (here: logged out elsewhere): the console goes back
+    // to its login form by itself.
+    let token = tab.eval("sessionStorage.getItem('rpa.token')").await;
+    let token = token.as_str().expect("the console keeps its token").to_owned();
+    let (_, out) = support::post(
+        &http,
+        format!("{base}/rpa/api/logout"),
+        &[("X-Access-Token", &token)],
+        json!({}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["success"], true, "{out}");
+    tab.wait(
+        "!document.getElementById('login').hidden && document.getElementById('bar').hidden",
+        20,
+        "the login form after the session ended",
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_pages_carry_a_strict_policy_and_its_api_wants_a_session() {
+    let dir = std::env::temp_dir().join(format!("rpa-console-api-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = demo_server(&dir, "memory", port);
+    let http = reqwest::Client::new();
+    let (alice, _) = support::login(&http, &base, "alice", "wonderland").await;
+
+    let page = http.get(format!("{base}/")).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert!(page.text().await.unwrap().contains("/console/app.js"));
+
+    for path in [
+        "/console/api/overview",
+        "/console/api/jobs",
+        "/console/api/me",
+        "/console/api/stream",
+    ] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 401, "{path} without a session");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            (v["success"].clone(), v["code"].clone()),
+            (json!(false), json!(401)),
+            "{path}"
+        );
+    }
+    let bad = support::get_json(&http, format!("{base}/console/api/jobs?state=Sleeping"), &alice).await;
+    assert_eq!(bad["success"], false, "{bad}");
+    assert!(bad["message"].as_str().unwrap().contains("Sleeping"), "{bad}");
+    let bad = support::get_json(&http, format!("{base}/console/api/jobs?limit=-3"), &alice).await;
+    assert_eq!(bad["success"], false, "{bad}");
+    let none = support::get_json(
+        &http,
+        format!("{base}/console/api/jobs/0123456789abcdef0123456789abcdef"),
+        &alice,
+    )
+    .await;
+    assert_eq!(none["success"], false, "{none}");
+
+    // alice sees only what is granted to her.
+    let me = support::get_json(&http, format!("{base}/console/api/me"), &alice).await;
+    assert_eq!(me["result"]["name"], "alice");
+    let o = support::get_json(&http, format!("{base}/console/api/overview"), &alice).await;
+    let names: Vec<&str> = o["result"]["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"Invoice entry"), "{o}");
+    assert!(
+        !names.contains(&"payment-entry"),
+        "alice is not granted payment-entry: {o}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The value of the sample `series` (name with labels, as written) on a
+/// Prometheus page.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_a_job_run_on_a_real_robot() {
+    let dir = std::env::temp_dir().join(format!("rpa-metrics-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = demo_server_with(&dir, "memory", port, &[("RPA_METRICS_TOKEN", "scrape-secret")]);
+    let http = reqwest::Client::new();
+    let (alice, invoice) = support::login(&http, &base, "alice", "wonderland").await;
+    let _robot = support::start_robot(&base, &dir, "robot-2", "acme-vendor-secret");
+    let (_, started) = support::post(
+        &http,
+        format!("{base}/rpa/api/startJob"),
+        &[("X-Access-Token", &alice)],
+        json!({"processId": invoice, "params": {"invoice": "5", "customer": "Cy"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(started["success"], true, "{started}");
+
+    // Without the token the page is refused; with it, it is Prometheus text.
+    let refused = http.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(refused.status(), 401);
+    let scrape = || async {
+        let r = http
+            .get(format!("{base}/metrics"))
+            .header("Authorization", "bearer scrape-secret")
+            .header("X-Request-Id", "scrape-1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-request-id"], "scrape-1", "the request id comes back");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain; version=0.0.4")
+        );
+        r.text().await.unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let page = loop {
+        let page = scrape().await;
+        if sample(&page, "rpa_jobs_today{process=\"Invoice entry\",state=\"Successful\"}") == Some(1.0) {
+            break page;
+        }
+        assert!(Instant::now() < deadline, "the job did not end Successful:\n{page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        sample(&page, "rpa_jobs_pending{process=\"Invoice entry\"}"),
+        Some(0.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, "rpa_jobs_running{process=\"Invoice entry\"}"),
+        Some(0.0),
+        "{page}"
+    );
+    assert_eq!(sample(&page, "rpa_robots{state=\"Available\"}"), Some(1.0), "{page}");
+    assert_eq!(
+        sample(&page, "rpa_queue_items_new{process=\"Claims queue\"}"),
+        Some(0.0),
+        "{page}"
+    );
+    assert_eq!(
+        sample(&page, "rpa_dispatch_seconds_count"),
+        Some(1.0),
+        "one dispatch: {page}"
+    );
+    assert!(sample(&page, "rpa_commits_total").unwrap() >= 5.0, "{page}");
+    assert_eq!(
+        sample(&page, "rpa_commit_seconds_count"),
+        sample(&page, "rpa_commits_total"),
+        "every commit timed: {page}"
+    );
+    assert!(
+        sample(&page, "rpa_http_requests_total{family=\"business\",status=\"200\"}").unwrap() >= 2.0,
+        "login and startJob: {page}"
+    );
+    assert!(
+        sample(&page, "rpa_http_requests_total{family=\"metrics\",status=\"401\"}").unwrap() >= 1.0,
+        "{page}"
+    );
+    assert!(sample(&page, "rpa_http_request_seconds_count{family=\"business\"}").unwrap() >= 2.0);
+    let head = sample(&page, "rpa_audit_head").unwrap();
+    assert!(head >= 5.0, "{page}");
+    assert!(page.contains("# TYPE rpa_dispatch_seconds histogram"), "{page}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
