@@ -8,7 +8,10 @@
 //! | `POST /admin/users` | ManageUsers | `{name, password, roles?, processes?: [processId]}` |
 //! | `GET /admin/users` | ManageUsers | `[{name, locked, failedLogins, roles, processes}]` |
 //! | `POST /admin/users/unlock` | ManageUsers | `{name}` |
+//! | `POST /admin/users/disable`, `.../enable` | ManageUsers | `{name}`: a disabled user cannot log in and their sessions and tokens stop working at once (users are never deleted: the audit log names them) |
+//! | `POST /admin/roles` | ManageUsers | `{name, permissions: [ManageUsers \| ManageProcesses \| ManageRobots \| ViewAudit \| OperateAllJobs]}` → `{roleId, name, permissions}` |
 //! | `POST /admin/grants` | ManageUsers | `{name, processId}` |
+//! | `POST /admin/grants/revoke` | ManageUsers | `{name, processId}` |
 //! | `POST /admin/tokens` | ManageUsers | `{name, days?}` → `{token, user, expiresAt}`: a personal access token (UiPath bearer or `X-Access-Token`), shown once |
 //! | `POST /admin/processes` | ManageProcesses | a process definition ([`crate::config::ProcessDef`]) → `{processId}` |
 //! | `GET /admin/processes` | ManageProcesses | `[{processId, processName, type, version, packageDownloadUri, ...}]` |
@@ -54,7 +57,11 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
     Router::new()
         .route("/admin/users", post(create_user::<S>).get(list_users::<S>))
         .route("/admin/users/unlock", post(unlock::<S>))
+        .route("/admin/users/disable", post(disable::<S>))
+        .route("/admin/users/enable", post(enable::<S>))
+        .route("/admin/roles", post(create_role::<S>))
         .route("/admin/grants", post(grant::<S>))
+        .route("/admin/grants/revoke", post(revoke::<S>))
         .route("/admin/tokens", post(issue_token::<S>))
         .route("/admin/processes", post(create_process::<S>).get(list_processes::<S>))
         .route("/admin/vendors", post(vendor::<S>))
@@ -181,6 +188,8 @@ pub struct UserInfo {
     pub name: String,
     /// Locked by wrong passwords.
     pub locked: bool,
+    /// Disabled by an administrator.
+    pub disabled: bool,
     /// Wrong passwords counted.
     pub failed_logins: u32,
     /// Role ids.
@@ -458,6 +467,7 @@ pub(crate) async fn list_users<S: Store>(State(st): State<AppState<S>>, h: Heade
                 roles: u.roles.iter().map(|r| r.0).collect(),
                 name: u.name,
                 locked: u.locked,
+                disabled: u.disabled,
                 failed_logins: u.failed_logins,
             })
             .collect(),
@@ -478,6 +488,102 @@ pub(crate) async fn unlock<S: Store>(
     let f = fields(body)?;
     st.engine.unlock_user(Actor::User(me.id), f.str("name")?).await?;
     Ok(Done::said("unlocked"))
+}
+
+/// Disables a user: no login, and their sessions stop working (permission ManageUsers).
+#[utoipa::path(post, path = "/admin/users/disable", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    request_body = UserRequest,
+    responses((status = 200, description = "disabled", body = Envelope<Object>)))]
+pub(crate) async fn disable<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<()> {
+    let me = admin(&st, &h, Permission::ManageUsers).await?;
+    let f = fields(body)?;
+    st.engine
+        .set_user_disabled(Actor::User(me.id), f.str("name")?, true)
+        .await?;
+    Ok(Done::said("disabled"))
+}
+
+/// Enables a disabled user again (permission ManageUsers).
+#[utoipa::path(post, path = "/admin/users/enable", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    request_body = UserRequest,
+    responses((status = 200, description = "enabled", body = Envelope<Object>)))]
+pub(crate) async fn enable<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<()> {
+    let me = admin(&st, &h, Permission::ManageUsers).await?;
+    let f = fields(body)?;
+    st.engine
+        .set_user_disabled(Actor::User(me.id), f.str("name")?, false)
+        .await?;
+    Ok(Done::said("enabled"))
+}
+
+/// A new role.
+#[derive(Debug, ToSchema)]
+pub struct RoleRequest {
+    /// Its unique name.
+    pub name: String,
+    /// What it allows: `ManageUsers`, `ManageProcesses`, `ManageRobots`,
+    /// `ViewAudit`, `OperateAllJobs`.
+    pub permissions: Vec<String>,
+}
+
+/// A role.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoleInfo {
+    /// Its id (as `GET /admin/users` lists roles).
+    pub role_id: i64,
+    /// Its name.
+    pub name: String,
+    /// What it allows.
+    pub permissions: Vec<String>,
+}
+
+/// Creates a role from a list of permissions (permission ManageUsers).
+#[utoipa::path(post, path = "/admin/roles", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    request_body = RoleRequest,
+    responses((status = 200, description = "the role", body = Envelope<RoleInfo>)))]
+pub(crate) async fn create_role<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<RoleInfo> {
+    let me = admin(&st, &h, Permission::ManageUsers).await?;
+    let f = fields(body)?;
+    let name = f.str("name")?;
+    let Some(Value::Array(words)) = f.value("permissions") else {
+        return Err(BusinessError::refused(
+            "permissions must be an array of permission names",
+        ));
+    };
+    let mut permissions = std::collections::BTreeSet::new();
+    for w in words {
+        let p = w
+            .as_str()
+            .and_then(|s| Permission::ALL.into_iter().find(|p| format!("{p:?}") == s.trim()))
+            .ok_or_else(|| {
+                BusinessError::refused(format!(
+                    "{w} is not a permission (ManageUsers, ManageProcesses, ManageRobots, ViewAudit, OperateAllJobs)"
+                ))
+            })?;
+        permissions.insert(p);
+    }
+    let role = st.engine.create_role(Actor::User(me.id), name, permissions).await?;
+    Ok(Done::ok(RoleInfo {
+        role_id: role.id.0,
+        name: role.name,
+        permissions: role.permissions.iter().map(|p| format!("{p:?}")).collect(),
+    }))
 }
 
 /// A personal access token.
@@ -551,6 +657,23 @@ pub(crate) async fn grant<S: Store>(
     let p = process_id(f.str("processId")?)?;
     st.engine.grant(Actor::User(me.id), f.str("name")?, p).await?;
     Ok(Done::said("granted"))
+}
+
+/// Takes a process away from a user (permission ManageUsers).
+#[utoipa::path(post, path = "/admin/grants/revoke", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    request_body = GrantRequest,
+    responses((status = 200, description = "revoked", body = Envelope<Object>)))]
+pub(crate) async fn revoke<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<()> {
+    let me = admin(&st, &h, Permission::ManageUsers).await?;
+    let f = fields(body)?;
+    let p = process_id(f.str("processId")?)?;
+    st.engine.revoke(Actor::User(me.id), f.str("name")?, p).await?;
+    Ok(Done::said("revoked"))
 }
 
 pub(crate) fn process_details<S: Store>(st: &AppState<S>, p: &Process) -> ProcessDetails {

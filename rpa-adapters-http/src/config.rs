@@ -34,6 +34,9 @@ pub struct Config {
     /// Processes, created when no process of that name exists.
     #[serde(default)]
     pub processes: Vec<ProcessDef>,
+    /// Roles, created when missing (before the users that name them).
+    #[serde(default)]
+    pub roles: Vec<RoleDef>,
     /// Users, created when missing; `processes` are granted by name.
     #[serde(default)]
     pub users: Vec<UserDef>,
@@ -403,6 +406,16 @@ pub struct UserDef {
     pub processes: Vec<String>,
 }
 
+/// A role: a name for a set of permissions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleDef {
+    /// Its unique name (what users' `roles` say).
+    pub name: String,
+    /// What it allows.
+    pub permissions: Vec<rpa_core::model::Permission>,
+}
+
 /// A vendor.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -657,6 +670,13 @@ impl Config {
             engine
                 .configure_robot(Actor::System, &r.robot_id, r.clone().into())
                 .await?;
+        }
+        for r in &self.roles {
+            if engine.store().role_by_name(&r.name).await?.is_none() {
+                engine
+                    .create_role(Actor::System, &r.name, r.permissions.iter().copied().collect())
+                    .await?;
+            }
         }
         for u in &self.users {
             let mut grants = Vec::new();

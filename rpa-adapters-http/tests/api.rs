@@ -1446,7 +1446,11 @@ async fn openapi_lists_every_endpoint() {
         ("/admin/users", "post"),
         ("/admin/users", "get"),
         ("/admin/users/unlock", "post"),
+        ("/admin/users/disable", "post"),
+        ("/admin/users/enable", "post"),
+        ("/admin/roles", "post"),
         ("/admin/grants", "post"),
+        ("/admin/grants/revoke", "post"),
         ("/admin/tokens", "post"),
         ("/admin/processes", "post"),
         ("/admin/processes", "get"),
@@ -1755,4 +1759,105 @@ async fn workflows_and_the_directory_are_managed_with_the_admin_token() {
     assert_eq!(list["result"].as_array().unwrap().len(), 1);
     let (_, missing) = call(reqwest::Method::GET, "/admin/workflows/99", &admin, None).await;
     assert_eq!(missing["code"], 500, "{missing}");
+}
+
+#[tokio::test]
+async fn roles_revoked_grants_and_disabled_users() {
+    let s = Server::start().await;
+    let (admin, _) = s.login("admin", "admin-pw").await;
+    let (alice, processes) = s.login("alice", "wonderland").await;
+    let invoice = pid(&processes, "Invoice entry");
+
+    // A custom role from a permission list; a user holding it may read the
+    // audit log and nothing else of the administration.
+    let v = s
+        .biz(
+            &admin,
+            "/admin/roles",
+            json!({"name": "auditor", "permissions": ["ViewAudit"]}),
+        )
+        .await;
+    assert_envelope(&v, true);
+    assert_eq!(v["result"]["permissions"], json!(["ViewAudit"]), "{v}");
+    let v = s
+        .biz(
+            &admin,
+            "/admin/roles",
+            json!({"name": "bad", "permissions": ["Everything"]}),
+        )
+        .await;
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"Everything\" is not a permission"),
+        "{v}"
+    );
+    let v = s
+        .biz(&admin, "/admin/roles", json!({"name": "auditor", "permissions": []}))
+        .await;
+    assert!(v["message"].as_str().unwrap().contains("already exists"), "{v}");
+    let v = s
+        .biz(
+            &admin,
+            "/admin/users",
+            json!({"name": "audrey", "password": "audit-pw-1", "roles": ["auditor"]}),
+        )
+        .await;
+    assert_envelope(&v, true);
+    let (audrey, _) = s.login("audrey", "audit-pw-1").await;
+    let (st, v) = s
+        .post("/admin/audit/verify", &[("X-Access-Token", &audrey)], json!({}))
+        .await;
+    assert_eq!(st, StatusCode::METHOD_NOT_ALLOWED, "{v}");
+    let v = s.biz(&audrey, "/admin/users/unlock", json!({"name": "alice"})).await;
+    assert!(v["message"].as_str().unwrap().contains("permission denied"), "{v}");
+
+    // A revoked grant: alice may no longer start the process.
+    let v = s
+        .biz(
+            &admin,
+            "/admin/grants/revoke",
+            json!({"name": "alice", "processId": invoice}),
+        )
+        .await;
+    assert_envelope(&v, true);
+    let v = s
+        .biz(
+            &alice,
+            "/rpa/api/startJob",
+            json!({"processId": invoice, "params": {"invoice": 1}}),
+        )
+        .await;
+    assert!(v["message"].as_str().unwrap().contains("permission denied"), "{v}");
+
+    // A disabled user: her session stops at once, her password no longer logs in.
+    let v = s.biz(&admin, "/admin/users/disable", json!({"name": "alice"})).await;
+    assert_envelope(&v, true);
+    let (st, _) = s
+        .post(
+            "/rpa/api/queryProcess",
+            &[("X-Access-Token", &alice)],
+            json!({"processId": invoice}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    let (_, v) = s
+        .post(
+            "/rpa/api/login",
+            &[],
+            json!({"username": "alice", "password": "wonderland"}),
+        )
+        .await;
+    assert_envelope(&v, false);
+    let v = s.biz(&admin, "/admin/users/disable", json!({"name": "admin"})).await;
+    assert!(
+        v["message"].as_str().unwrap().contains("cannot disable themself"),
+        "{v}"
+    );
+    let v = s.biz(&admin, "/admin/users/disable", json!({"name": "nobody"})).await;
+    assert!(v["message"].as_str().unwrap().contains("not found"), "{v}");
+    let v = s.biz(&admin, "/admin/users/enable", json!({"name": "alice"})).await;
+    assert_envelope(&v, true);
+    s.login("alice", "wonderland").await;
 }

@@ -161,6 +161,7 @@ fn sample_user(id: i64, name: &str) -> User {
         first_failed_at: None,
         locked_at: None,
         locked: false,
+        disabled: false,
         roles: BTreeSet::new(),
         grants: BTreeSet::new(),
         created_at: Timestamp(0),

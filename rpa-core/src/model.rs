@@ -625,6 +625,10 @@ pub struct User {
     /// When it was locked.
     #[serde(default)]
     pub locked_at: Option<Timestamp>,
+    /// Disabled by an administrator: no login, no session, until enabled
+    /// again. (Users are disabled, never deleted: the audit log names them.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
     /// Roles by id.
     pub roles: BTreeSet<RoleId>,
     /// Processes the user may start.

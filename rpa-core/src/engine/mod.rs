@@ -732,6 +732,7 @@ impl<S: Store> Engine<S> {
             first_failed_at: None,
             locked_at: None,
             locked: false,
+            disabled: false,
             roles,
             grants,
             created_at: now,
@@ -773,6 +774,27 @@ impl<S: Store> Engine<S> {
         let p = self.process_by_key(process).await?;
         self.update_user(actor, user, "user.grant", |u| {
             u.grants.insert(p.id);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Disables a user (`disabled`: no login, and every session of theirs
+    /// stops working at once) or enables them again.
+    pub async fn set_user_disabled(&self, actor: Actor, name: &str, disabled: bool) -> Result<User> {
+        self.require(actor, Permission::ManageUsers).await?;
+        let target = self
+            .user_named(name)
+            .await?
+            .ok_or_else(|| Error::NotFound(Entity::User, name.into()))?;
+        if disabled && actor == Actor::User(target.id) {
+            return Err(Error::InvalidArgument(
+                "an administrator cannot disable themself".into(),
+            ));
+        }
+        let action = if disabled { "user.disable" } else { "user.enable" };
+        self.update_user(actor, name, action, |u| {
+            u.disabled = disabled;
             Ok(())
         })
         .await
@@ -825,6 +847,16 @@ impl<S: Store> Engine<S> {
         let actor = Actor::User(user.id);
         let mut tx = Tx::default();
         let mut unlocked = false;
+        if user.disabled {
+            tx.audit(
+                now,
+                actor,
+                "login.refused",
+                Subject::Id("user", user.id.0),
+                "disabled".into(),
+            );
+            return Err(self.record_failure(tx, Error::BadCredentials).await);
+        }
         if user.locked {
             let period_over = self
                 .config
@@ -922,6 +954,9 @@ impl<S: Store> Engine<S> {
         if user.locked {
             return Err(Error::UserLocked);
         }
+        if user.disabled {
+            return Err(Error::Unauthenticated);
+        }
         let now = self.now();
         let (token, hash) = auth::new_token();
         let expires_at = now.plus_ms(ttl_ms);
@@ -983,7 +1018,7 @@ impl<S: Store> Engine<S> {
             return Err(Error::Unauthenticated);
         }
         match self.store.user(t.user).await? {
-            Some(u) if !u.locked => Ok(u),
+            Some(u) if !u.locked && !u.disabled => Ok(u),
             _ => Err(Error::Unauthenticated),
         }
     }

@@ -1089,6 +1089,7 @@ mod tests {
                 first_failed_at: None,
                 locked_at: None,
                 locked: false,
+                disabled: false,
                 roles: Default::default(),
                 grants: Default::default(),
                 created_at: Timestamp(0),
