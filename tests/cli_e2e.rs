@@ -1,0 +1,196 @@
+//! The `rpa` command line against the example server (demo configuration)
+//! and a real robot: log in, manage users, start a job and follow its log
+//! to the end, import queue items from CSV with one refused, verify the
+//! audit chain, log out.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+mod support;
+
+use support::Proc;
+
+fn rpa_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rpa"))
+}
+
+/// Runs `rpa args` with `stdin` as its input; its output.
+fn rpa(home: &Path, server: &str, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(rpa_binary())
+        .args(args)
+        .env("RPA_HOME", home)
+        .env("RPA_SERVER", server)
+        .env_remove("RPA_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the rpa binary");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "rpa failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn refused(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8(out.stderr.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_administers_a_server() {
+    let dir = std::env::temp_dir().join(format!("rpa-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let home = dir.join("home");
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = Proc(
+        Command::new(support::server_binary())
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--db", "memory"])
+            .arg("--files")
+            .arg(dir.join("files"))
+            .arg("--secret-key-file")
+            .arg(dir.join("rpa.key"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    support::login(&http, &base, "alice", "wonderland").await;
+
+    // Without a session every command says how to get one.
+    let e = refused(&rpa(&home, &base, &["jobs", "list"], ""));
+    assert!(e.contains("rpa login"), "{e}");
+    let e = refused(&rpa(&home, &base, &["login", "admin"], "wrong-password\n"));
+    assert!(e.contains("rpa:"), "{e}");
+    let out = ok(&rpa(&home, &base, &["login", "admin"], "admin-demo-password\n"));
+    assert!(out.contains("logged in"), "{out}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(home.join("session.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "the session file is readable by its owner only");
+    }
+
+    // Users.
+    ok(&rpa(
+        &home,
+        &base,
+        &["users", "create", "bob", "--process", "Invoice entry"],
+        "bob-password-1\n",
+    ));
+    let users: Value = serde_json::from_str(&ok(&rpa(&home, &base, &["--json", "users", "list"], ""))).unwrap();
+    let bob = users
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "bob")
+        .expect("bob");
+    assert_eq!(bob["processes"].as_array().unwrap().len(), 1, "{bob}");
+    let table = ok(&rpa(&home, &base, &["users", "list"], ""));
+    assert!(table.lines().next().unwrap().starts_with("NAME"), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("bob ")), "{table}");
+
+    // Queue items from a CSV file: 40 rows, the last repeats a reference.
+    let mut csv = String::from("claim,amount\n");
+    for i in 1..=39 {
+        csv.push_str(&format!("C-{i},{}\n", i * 10));
+    }
+    csv.push_str("C-1,999\n");
+    let file = dir.join("claims.csv");
+    std::fs::write(&file, csv).unwrap();
+    let path = file.to_string_lossy().into_owned();
+    let out = ok(&rpa(
+        &home,
+        &base,
+        &[
+            "queues",
+            "import",
+            "Claims queue",
+            &path,
+            "--reference-column",
+            "claim",
+            "--dry-run",
+        ],
+        "",
+    ));
+    assert!(out.contains("40 rows read"), "{out}");
+    let out = rpa(
+        &home,
+        &base,
+        &["queues", "import", "Claims queue", &path, "--reference-column", "claim"],
+        "",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "one row is refused: {stdout}");
+    assert!(stdout.contains("39 items added, 1 refused"), "{stdout}");
+    assert!(stdout.contains("row 40:"), "{stdout}");
+    let queues: Value = serde_json::from_str(&ok(&rpa(&home, &base, &["--json", "queues", "list"], ""))).unwrap();
+    assert_eq!(queues[0]["newItems"], 39, "{queues}");
+
+    // A job run by a real robot, its log followed to the end.
+    let _robot = support::start_robot(&base, &dir, "robot-2", "acme-vendor-secret");
+    let started: Value = serde_json::from_str(&ok(&rpa(
+        &home,
+        &base,
+        &[
+            "--json",
+            "jobs",
+            "start",
+            "Invoice entry",
+            "--params",
+            r#"{"invoice": "12", "customer": "Dee"}"#,
+        ],
+        "",
+    )))
+    .unwrap();
+    let job = started["jobId"].as_str().unwrap().to_owned();
+    let out = ok(&rpa(&home, &base, &["jobs", "logs", &job, "--follow"], ""));
+    assert!(out.contains("-- the job ended Successful"), "{out}");
+    let shown = ok(&rpa(&home, &base, &["jobs", "show", &job], ""));
+    assert!(
+        shown.contains("Successful") && shown.contains("\"entered\":true"),
+        "{shown}"
+    );
+    let listed = ok(&rpa(&home, &base, &["jobs", "list", "--state", "Successful"], ""));
+    assert!(listed.contains(&job), "{listed}");
+    let e = refused(&rpa(
+        &home,
+        &base,
+        &["jobs", "start", "Invoice entry", "--params", "nope"],
+        "",
+    ));
+    assert!(e.contains("must be a JSON object"), "{e}");
+    let e = refused(&rpa(&home, &base, &["jobs", "list", "--state", "Sleeping"], ""));
+    assert!(e.contains("Sleeping"), "{e}");
+
+    // The audit chain; a disabled user; the end of the session.
+    let out = ok(&rpa(&home, &base, &["audit", "verify"], ""));
+    assert!(out.contains("the audit chain verifies"), "{out}");
+    let tail = ok(&rpa(&home, &base, &["audit", "tail", "--limit", "5"], ""));
+    assert_eq!(tail.lines().count(), 6, "a header and five events: {tail}");
+    ok(&rpa(&home, &base, &["users", "disable", "bob"], ""));
+    let e = refused(&rpa(&home, &base, &["login", "bob"], "bob-password-1\n"));
+    assert!(!e.is_empty());
+    ok(&rpa(&home, &base, &["logout"], ""));
+    let e = refused(&rpa(&home, &base, &["robots", "list"], ""));
+    assert!(e.contains("rpa login"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
