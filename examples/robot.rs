@@ -4,7 +4,9 @@
 //! `cargo run --example robot -- --id robot-1 --vendor acme --secret acme-vendor-secret`
 //!
 //! On Execute it downloads the package from `packageDownloadUri` (a script,
-//! run with `sh`; no package means an empty script), and runs it as a child
+//! run with `sh`; no package means an empty script), checks its SHA-256
+//! against the digest the server recorded at upload (`X-Checksum-Sha256`;
+//! a mismatch is not run), and runs it as a child
 //! process with each argument as an environment variable `RPA_ARG_<NAME>`
 //! and all of them in the JSON file `$RPA_ARGUMENTS_FILE`. Each stdout and
 //! stderr line becomes a log line (sent in batches). A line
@@ -495,7 +497,24 @@ impl Robot {
         if !resp.status().is_success() {
             return Err(format!("package download failed: {}", resp.status()));
         }
-        Ok(resp.bytes().await.map_err(|e| e.to_string())?.to_vec())
+        // The digest the server recorded at upload: bytes damaged on the
+        // way or on its disk are not run.
+        let expected = resp
+            .headers()
+            .get("x-checksum-sha256")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().to_ascii_lowercase());
+        let bytes = resp.bytes().await.map_err(|e| e.to_string())?.to_vec();
+        if let Some(expected) = expected {
+            use sha2::Digest;
+            let got = hex::encode(sha2::Sha256::digest(&bytes));
+            if got != expected {
+                return Err(format!(
+                    "the package's checksum does not match: sha256 {got}, the server recorded {expected}; not run"
+                ));
+            }
+        }
+        Ok(bytes)
     }
 
     /// The connection id for file calls (HTTP robots only).

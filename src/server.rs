@@ -479,12 +479,11 @@ async fn install_demo_package<S: Store>(state: &AppState<S>) -> Result<(), Serve
         else {
             continue;
         };
-        let version = p.spec.version.clone();
         rpa_adapters_http::admin::install_package(
             state,
             rpa_core::model::Actor::System,
             p,
-            &version,
+            None,
             package.as_bytes().to_vec().into(),
         )
         .await

@@ -145,6 +145,39 @@ async fn the_command_line_administers_a_server() {
     let queues: Value = serde_json::from_str(&ok(&rpa(&home, &base, &["--json", "queues", "list"], ""))).unwrap();
     assert_eq!(queues[0]["newItems"], 39, "{queues}");
 
+    // Package versions: a new one uploaded, listed, then a rollback.
+    let script = dir.join("v2.sh");
+    std::fs::write(&script, "echo '::output {\"entered\": true}'\n").unwrap();
+    let script = script.to_string_lossy().into_owned();
+    let out = ok(&rpa(
+        &home,
+        &base,
+        &["processes", "upload", "Invoice entry", &script],
+        "",
+    ));
+    assert!(out.contains("1.0.1"), "the next patch: {out}");
+    let out = ok(&rpa(&home, &base, &["processes", "packages", "Invoice entry"], ""));
+    assert!(out.contains("1.0.1") && out.contains("1.0.0"), "{out}");
+    ok(&rpa(&home, &base, &["processes", "pin", "Invoice entry", "1.0.0"], ""));
+    let listed: Value = serde_json::from_str(&ok(&rpa(
+        &home,
+        &base,
+        &["--json", "processes", "packages", "Invoice entry"],
+        "",
+    )))
+    .unwrap();
+    assert_eq!(listed[1]["version"], "1.0.0");
+    assert_eq!(listed[1]["current"], true, "{listed}");
+    let out = ok(&rpa(
+        &home,
+        &base,
+        &["processes", "pin", "Invoice entry", "--latest"],
+        "",
+    ));
+    assert!(out.contains("follows the latest version: 1.0.1"), "{out}");
+    let e = refused(&rpa(&home, &base, &["processes", "pin", "Invoice entry", "7.0.0"], ""));
+    assert!(e.contains("no package version 7.0.0"), "{e}");
+
     // A job run by a real robot, its log followed to the end.
     let _robot = support::start_robot(&base, &dir, "robot-2", "acme-vendor-secret");
     let started: Value = serde_json::from_str(&ok(&rpa(

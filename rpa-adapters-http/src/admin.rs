@@ -15,7 +15,9 @@
 //! | `POST /admin/tokens` | ManageUsers | `{name, days?}` → `{token, user, expiresAt}`: a personal access token (UiPath bearer or `X-Access-Token`), shown once |
 //! | `POST /admin/processes` | ManageProcesses | a process definition ([`crate::config::ProcessDef`]) → `{processId}` |
 //! | `GET /admin/processes` | ManageProcesses | `[{processId, processName, type, version, packageDownloadUri, ...}]` |
-//! | `POST /admin/processes/{processId}/package?version=` | ManageProcesses | raw package bytes → `{fileId, packageDownloadUri, version}` |
+//! | `POST /admin/processes/{processId}/package?version=` | ManageProcesses | raw package bytes → `{fileId, packageDownloadUri, version, sha256, current}`: kept as that version (default: the next patch); a process that follows the latest runs it if it is the latest; a version never changes content (other bytes under a kept version are refused) |
+//! | `GET /admin/processes/{processId}/packages` | ManageProcesses | `[{version, fileId, sha256, size, uploadTime, uploadedBy, current}]`, newest version first |
+//! | `POST /admin/processes/{processId}/package/pin` | ManageProcesses | `{version}`: run that kept version from now on (a rollback when older); `{version: null}`: follow the latest again |
 //! | `POST /admin/vendors` | ManageRobots | `{supplierCode, secret}` |
 //! | `POST /admin/robots` | ManageRobots | `{robotId, vendor?, pool?, labels?, attended?, licenseContent?}` |
 //! | `GET /admin/robots` | ManageRobots | `[{robotId, state, jobId, pool, labels, attended, lastSeen}]` |
@@ -37,10 +39,11 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
-use rpa_core::engine::NewUser;
+use rpa_core::engine::{NewPackage, NewUser};
 use rpa_core::error::Error;
 use rpa_core::events::Event;
-use rpa_core::model::{Actor, FileSource, Permission, Process, ProcessSpec, RobotProfile, User};
+use rpa_core::model::{Actor, FileSource, Permission, Process, RobotProfile, User};
+use rpa_core::package::{self, Version};
 use rpa_core::{Key, Store};
 use serde::Serialize;
 use serde_json::Value;
@@ -64,6 +67,8 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route("/admin/grants/revoke", post(revoke::<S>))
         .route("/admin/tokens", post(issue_token::<S>))
         .route("/admin/processes", post(create_process::<S>).get(list_processes::<S>))
+        .route("/admin/processes/{process_id}/packages", get(list_packages::<S>))
+        .route("/admin/processes/{process_id}/package/pin", post(pin_package::<S>))
         .route("/admin/vendors", post(vendor::<S>))
         .route("/admin/robots", post(robot::<S>).get(list_robots::<S>))
         .route("/admin/jobs/{job_id}/kill", post(kill::<S>))
@@ -243,8 +248,34 @@ pub struct PackageUploaded {
     pub file_id: Key,
     /// Where robots download it.
     pub package_download_uri: String,
-    /// The process's new version.
+    /// Its version.
     pub version: String,
+    /// Lowercase hex SHA-256 of its bytes.
+    pub sha256: String,
+    /// Whether the process runs it now (it follows the latest and this is
+    /// the latest, or it is pinned to it).
+    pub current: bool,
+}
+
+/// A kept package version.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PackageInfo {
+    /// Its version.
+    pub version: String,
+    /// The stored file's id.
+    #[schema(value_type = String)]
+    pub file_id: Key,
+    /// Lowercase hex SHA-256 of its bytes.
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+    /// When it was uploaded.
+    pub upload_time: String,
+    /// Who uploaded it.
+    pub uploaded_by: String,
+    /// Whether the process runs it now.
+    pub current: bool,
 }
 
 /// A job killed.
@@ -729,7 +760,7 @@ pub(crate) async fn list_processes<S: Store>(
 #[utoipa::path(post, path = "/admin/processes/{processId}/package", tag = "admin",
     params(("X-Access-Token" = String, Header, description = "an administrator's session"),
         ("processId" = String, Path, description = "the process"),
-        ("version" = Option<String>, Query, description = "the new version (default: the current one)")),
+        ("version" = Option<String>, Query, description = "the new version, MAJOR.MINOR.PATCH (default: the latest version's next patch; the process's version for its first package)")),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the package"),
     responses((status = 200, description = "the package", body = Envelope<PackageUploaded>)))]
 pub(crate) async fn upload_package<S: Store>(
@@ -758,43 +789,141 @@ pub(crate) async fn upload_package<S: Store>(
         .into_iter()
         .find(|p| p.key == k)
         .ok_or_else(|| BusinessError::refused(format!("process {pid} not found")))?;
-    let version = q.get("version").cloned().unwrap_or_else(|| p.spec.version.clone());
+    let version = q.get("version").map(|v| v.trim()).filter(|v| !v.is_empty());
     Ok(Done::ok(
-        install_package(&st, Actor::User(me.id), &p, &version, bytes).await?,
+        install_package(&st, Actor::User(me.id), &p, version, bytes).await?,
     ))
 }
 
-/// Stores `bytes` as process `p`'s package of `version` and points the
-/// process at it (its `packageDownloadUri`).
+/// Keeps `bytes` as process `p`'s package `version` (see
+/// [`Engine::add_package_version`](rpa_core::Engine::add_package_version):
+/// `None` is the next patch, or the process's own version for its first
+/// package). A version refused (malformed, or kept with other bytes) is
+/// refused before anything is stored.
 pub async fn install_package<S: Store>(
     st: &AppState<S>,
     actor: Actor,
     p: &Process,
-    version: &str,
+    version: Option<&str>,
     bytes: Bytes,
 ) -> Result<PackageUploaded, BusinessError> {
-    let name = format!("{}-{version}.pkg", p.spec.name);
-    let digest = hex::encode(Sha256::digest(&bytes));
-    let meta = st
-        .engine
-        .record_file(actor, FileSource::Package, &name, bytes.len() as u64, &digest, None)
-        .await?;
-    if let Err(e) = st.files.put(meta.key, bytes).await {
-        tracing::error!(error = %e, "cannot store a package");
-        return Err(BusinessError::Internal);
-    }
-    let uri = format!("{}/v1/file/{}", st.settings.public_url.trim_end_matches('/'), meta.key);
-    let spec = ProcessSpec {
-        package_uri: uri.clone(),
-        version: version.to_owned(),
-        ..(*p.spec).clone()
+    let kept = st.engine.package_versions(p.key).await?;
+    let version = match version {
+        Some(v) => Version::parse(v).map_err(BusinessError::refused)?,
+        None => match package::latest(&kept).and_then(|l| Version::parse(&l.name).ok()) {
+            Some(latest) => latest.next_patch(),
+            None => Version::parse(&p.spec.version).unwrap_or(Version {
+                parts: [1, 0, 0],
+                pre: None,
+            }),
+        },
     };
-    st.engine.update_process(actor, p.key, spec).await?;
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let (pv, p) = match package::upload(&kept, &version, &digest).map_err(BusinessError::refused)? {
+        package::Upload::Again => (
+            kept.into_iter()
+                .find(|k| Version::parse(&k.name).is_ok_and(|x| x == version))
+                .ok_or(BusinessError::Internal)?,
+            p.clone(),
+        ),
+        package::Upload::New => {
+            let name = format!("{}-{version}.pkg", p.spec.name);
+            let meta = st
+                .engine
+                .record_file(actor, FileSource::Package, &name, bytes.len() as u64, &digest, None)
+                .await?;
+            if let Err(e) = st.files.put(meta.key, bytes).await {
+                tracing::error!(error = %e, "cannot store a package");
+                return Err(BusinessError::Internal);
+            }
+            let uri = format!("{}/v1/file/{}", st.settings.public_url.trim_end_matches('/'), meta.key);
+            let new = NewPackage {
+                file: meta.key,
+                uri,
+                sha256: digest,
+                size: meta.size,
+            };
+            st.engine
+                .add_package_version(actor, p.key, Some(&version.to_string()), new)
+                .await?
+        }
+    };
     Ok(PackageUploaded {
-        file_id: meta.key,
-        package_download_uri: uri,
-        version: version.to_owned(),
+        file_id: pv.file,
+        current: p.spec.version == pv.name,
+        package_download_uri: pv.uri,
+        version: pv.name,
+        sha256: pv.sha256,
     })
+}
+
+/// A process's kept package versions, newest first (permission ManageProcesses).
+#[utoipa::path(get, path = "/admin/processes/{processId}/packages", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session"),
+        ("processId" = String, Path, description = "the process")),
+    responses((status = 200, description = "the versions", body = Envelope<Vec<PackageInfo>>)))]
+pub(crate) async fn list_packages<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    Path(pid): Path<String>,
+) -> Answer<Vec<PackageInfo>> {
+    admin(&st, &h, Permission::ManageProcesses).await?;
+    let k = process_id(&pid)?;
+    let p = st
+        .engine
+        .processes()
+        .await?
+        .into_iter()
+        .find(|p| p.key == k)
+        .ok_or_else(|| BusinessError::refused(format!("process {pid} not found")))?;
+    let zone = st.engine.config().time_zone;
+    let versions = st.engine.package_versions(k).await?;
+    Ok(Done::ok(
+        versions
+            .into_iter()
+            .map(|v| PackageInfo {
+                current: v.name == p.spec.version,
+                version: v.name,
+                file_id: v.file,
+                sha256: v.sha256,
+                size: v.size,
+                upload_time: v.uploaded_at.format_local(zone),
+                uploaded_by: v.uploaded_by,
+            })
+            .collect(),
+    ))
+}
+
+/// Pins a process to a kept package version (a rollback when older), or
+/// with `{"version": null}` lets it follow the latest (permission ManageProcesses).
+#[utoipa::path(post, path = "/admin/processes/{processId}/package/pin", tag = "admin",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session"),
+        ("processId" = String, Path, description = "the process")),
+    request_body = PinRequest,
+    responses((status = 200, description = "the process", body = Envelope<ProcessDetails>)))]
+pub(crate) async fn pin_package<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    Path(pid): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<ProcessDetails> {
+    let me = admin(&st, &h, Permission::ManageProcesses).await?;
+    let k = process_id(&pid)?;
+    let f = fields(body)?;
+    let version = match f.value("version") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(BusinessError::refused("version must be a string or null")),
+    };
+    let p = st.engine.pin_package(Actor::User(me.id), k, version).await?;
+    Ok(Done::ok(process_details(&st, &p)))
+}
+
+/// Which package version a process runs.
+#[derive(Debug, ToSchema)]
+pub struct PinRequest {
+    /// A kept version to pin the process to; `null`: follow the latest.
+    pub version: Option<String>,
 }
 
 /// Registers a robot vendor (permission ManageRobots).

@@ -635,6 +635,7 @@ impl From<ProcessDef> for ProcessSpec {
             trigger: d.queue_trigger.map(Into::into),
             pipeline: d.pipeline,
             folder: d.folder,
+            package_pin: None,
         }
     }
 }

@@ -41,6 +41,8 @@ use crate::{AppState, admin, business, centre, listener, robot};
         admin::create_user,
         admin::list_users,
         admin::unlock,
+        admin::list_packages,
+        admin::pin_package,
         admin::disable,
         admin::enable,
         admin::create_role,

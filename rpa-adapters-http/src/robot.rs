@@ -633,10 +633,25 @@ pub(crate) async fn download<S: Store>(
     match st.files.get(k).await {
         Ok(Some(bytes)) => {
             let disposition = format!("attachment; filename=\"{}\"", meta.name.replace(['"', '\r', '\n'], "_"));
+            // The digest recorded at upload, so that a client can check the
+            // bytes it got are the ones uploaded (RFC 9530, and plain hex).
+            let digest = hex::decode(&meta.sha256)
+                .map(|d| {
+                    format!(
+                        "sha-256=:{}:",
+                        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, d)
+                    )
+                })
+                .unwrap_or_default();
             Ok((
                 [
                     (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
                     (header::CONTENT_DISPOSITION, disposition),
+                    (header::HeaderName::from_static("repr-digest"), digest),
+                    (
+                        header::HeaderName::from_static("x-checksum-sha256"),
+                        meta.sha256.clone(),
+                    ),
                 ],
                 Body::from(bytes),
             )

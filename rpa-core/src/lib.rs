@@ -81,6 +81,7 @@ pub mod listener;
 pub mod memory;
 pub mod metrics;
 pub mod model;
+pub mod package;
 pub mod pipeline;
 pub mod pool;
 pub mod queue;

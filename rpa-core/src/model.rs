@@ -161,6 +161,10 @@ pub struct ProcessSpec {
     /// (UiPath's); none: the default folder.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub folder: Option<String>,
+    /// The package version it is pinned to (see [`crate::package`]); none:
+    /// it follows the latest version uploaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_pin: Option<String>,
 }
 
 impl ProcessSpec {
@@ -184,6 +188,7 @@ impl ProcessSpec {
             trigger: None,
             pipeline: None,
             folder: None,
+            package_pin: None,
         }
     }
 }

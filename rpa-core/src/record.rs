@@ -336,6 +336,7 @@ pub fn kinds() -> &'static [&'static Kind] {
         crate::pipeline::PipelineRun::KIND,
         crate::pool::Pool::KIND,
         crate::asset::Asset::KIND,
+        crate::package::PackageVersion::KIND,
     ]
 }
 

@@ -142,6 +142,11 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
         (12, "pipelines", include_str!("../migrations/0012_pipelines.sql")),
         (13, "pools", include_str!("../migrations/0013_pools.sql")),
         (14, "assets", include_str!("../migrations/0014_assets.sql")),
+        (
+            15,
+            "package versions",
+            include_str!("../migrations/0015_package_versions.sql"),
+        ),
     ]
 }
 

@@ -117,7 +117,18 @@ enum Processes {
     List,
     /// Create a process from a JSON definition file (as in the configuration file).
     Create { file: PathBuf },
-    /// Upload a package file as the process's new version.
+    /// The process's kept package versions, newest first.
+    Packages { process: String },
+    /// Run a kept version from now on (a rollback when older), or with
+    /// --latest follow the latest version again.
+    Pin {
+        process: String,
+        #[arg(required_unless_present = "latest")]
+        version: Option<String>,
+        #[arg(long, conflicts_with = "version")]
+        latest: bool,
+    },
+    /// Upload a package file as a new version (default: the next patch).
     Upload {
         process: String,
         file: PathBuf,
@@ -641,6 +652,42 @@ async fn processes(c: &Client, json: bool, cmd: &Processes) -> Done {
             let r = c.post("/admin/processes", def).await?;
             show(json, &r, &[("ID", "processId")]);
         }
+        Processes::Packages { process } => {
+            let pid = c.process(process).await.or_else(|e| hex_id(process).ok_or(e))?;
+            let r = c.get(&format!("/admin/processes/{pid}/packages")).await?;
+            show(
+                json,
+                &r,
+                &[
+                    ("VERSION", "version"),
+                    ("CURRENT", "current"),
+                    ("SHA256", "sha256"),
+                    ("SIZE", "size"),
+                    ("UPLOADED", "uploadTime"),
+                    ("BY", "uploadedBy"),
+                ],
+            );
+        }
+        Processes::Pin { process, version, .. } => {
+            let pid = c.process(process).await.or_else(|e| hex_id(process).ok_or(e))?;
+            let r = c
+                .post(
+                    &format!("/admin/processes/{pid}/package/pin"),
+                    json!({"version": version}),
+                )
+                .await?;
+            said(
+                json,
+                &r,
+                &match version {
+                    Some(v) => format!("{process} runs version {v} from now on"),
+                    None => format!(
+                        "{process} follows the latest version: {}",
+                        r["version"].as_str().unwrap_or("")
+                    ),
+                },
+            );
+        }
         Processes::Upload { process, file, version } => {
             let pid = c.process(process).await.or_else(|e| hex_id(process).ok_or(e))?;
             let bytes = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
@@ -661,7 +708,16 @@ async fn processes(c: &Client, json: bool, cmd: &Processes) -> Done {
             if v["success"] != true {
                 return Err(Failure(v["message"].as_str().unwrap_or("refused").to_owned()));
             }
-            show(json, &v["result"], &[("VERSION", "version"), ("FILE", "fileId")]);
+            show(
+                json,
+                &v["result"],
+                &[
+                    ("VERSION", "version"),
+                    ("CURRENT", "current"),
+                    ("SHA256", "sha256"),
+                    ("FILE", "fileId"),
+                ],
+            );
         }
     }
     Ok(())

@@ -395,7 +395,7 @@ impl<S: Store> Engine<S> {
             }
             let order = Execute {
                 run_instance_id: job.key,
-                package_download_uri: self.package_link(&p.spec.package_uri, now),
+                package_download_uri: self.package_link(&self.package_of(job, p).await?, now),
                 file_upload_uri: self.config.file_upload_uri.clone(),
                 arguments: arguments::to_execute(&p.spec, &job.arguments),
                 video_record_required: p.spec.video_record,

@@ -89,6 +89,7 @@ mod events;
 mod flow;
 mod jobs;
 mod listener;
+mod packages;
 mod pipelines;
 mod pools;
 mod robots;
@@ -106,6 +107,7 @@ use rand::{Rng, SeedableRng};
 
 pub use flow::{FLOW_CONSUMER, TicketQuery};
 pub use jobs::{JobQueryParams, NewQueueItem};
+pub use packages::NewPackage;
 pub use robots::{CHECKPOINT_CAPABILITY, NewLog, Progress, Registration, StepReport};
 pub use timers::{TIMER_LEASE, TickReport};
 pub use transactions::TransactionResult;
