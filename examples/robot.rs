@@ -17,11 +17,16 @@
 //! a finish, and the server sends Execute again once the person has
 //! decided, with `decision`, `approved` and the ticket's fields among the
 //! arguments (the process names the workflow of its pause tickets); a line
+//! `::screenshot <file>` uploads that file (a path in the run's directory)
+//! and sends a log line whose `screenshot` is its file id; a line
 //! `::checkpoint {json}` reports a checkpoint, which a fail-over run gets
 //! back in `$RPA_CHECKPOINT` (the robot declares the capability
 //! `"checkpoint"` at Register, so its Execute carries `checkpoint` and
 //! `attempt`). Files the script writes to `$RPA_OUTPUT_DIR`
-//! are uploaded through `/v1/file/file/upload`. Exit code 0 finishes with
+//! are uploaded through `/v1/file/file/upload`. When Execute says
+//! `videoRecordRequired`, the run's console output is recorded (asciicast
+//! v2: `recording-<run>.cast`), uploaded, and reported with
+//! ReportVideoRecord after the finish. Exit code 0 finishes with
 //! status 0, a Stop kills the child and finishes with 1, anything else 2.
 //! The robot reconnects with back-off when the server goes away.
 
@@ -77,6 +82,8 @@ enum Up {
     Logs(String, Vec<Value>),
     Checkpoint(String, Value),
     Finish(String, i64, Option<Value>),
+    /// A run's recording (its uploaded file id), sent after its finish.
+    Video(String, String),
 }
 
 /// The current run, if any.
@@ -163,6 +170,7 @@ async fn run_ws(robot: &Arc<Robot>, up: &mut mpsc::UnboundedReceiver<Up>) -> Res
                     Up::Logs(run, logs) => msg("ReportLogs", json!({"runInstanceId": run, "logs": logs})),
                     Up::Checkpoint(run, c) => msg("ReportCheckpoint", with_run(run, c)),
                     Up::Finish(run, status, outputs) => msg("ReportFinish", json!({"runInstanceId": run, "status": status, "outputValues": outputs})),
+                    Up::Video(run, id) => msg("ReportVideoRecord", json!({"runInstanceId": run, "videoId": id})),
                 };
                 sink.send(m).await.map_err(|e| e.to_string())?;
             }
@@ -252,6 +260,7 @@ async fn run_http(robot: &Arc<Robot>, up: &mut mpsc::UnboundedReceiver<Up>) -> R
                     Up::Logs(run, logs) => ("/robots/connect/reportLogs", json!({"runInstanceId": run, "logs": logs})),
                     Up::Checkpoint(run, c) => ("/robots/connect/reportCheckpoint", with_run(run, c)),
                     Up::Finish(run, status, outputs) => ("/robots/connect/reportFinish", json!({"runInstanceId": run, "status": status, "outputValues": outputs})),
+                    Up::Video(run, id) => ("/robots/connect/reportVideoRecord", json!({"runInstanceId": run, "videoId": id})),
                 };
                 let resp = post(path, body).await.map_err(|e| e.to_string())?;
                 if !resp.status().is_success() {
@@ -295,11 +304,11 @@ impl Robot {
         }
         tracing::info!(%run, attempt = %order["attempt"], "executing");
         tokio::spawn(async move {
-            let (status, outputs) = match self.run(&run, &order).await {
+            let (status, outputs, video) = match self.run(&run, &order).await {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = self.up.send(Up::Logs(run.clone(), vec![log(&e, 2)]));
-                    (2, None)
+                    (2, None, None)
                 }
             };
             if status == PAUSED {
@@ -308,12 +317,17 @@ impl Robot {
                 return;
             }
             let _ = self.up.send(Up::Finish(run.clone(), status, outputs));
+            if let Some(id) = video {
+                let _ = self.up.send(Up::Video(run.clone(), id));
+            }
             *self.current.lock().await = Current::default();
             tracing::info!(%run, status, "finished");
         });
     }
 
-    async fn run(&self, run: &str, order: &Value) -> Result<(i64, Option<Value>), String> {
+    /// Runs an Execute: the finish status, the outputs, and the file id of
+    /// the run's recording when the process asked for one.
+    async fn run(&self, run: &str, order: &Value) -> Result<(i64, Option<Value>, Option<String>), String> {
         let dir = self.work_dir().join(run);
         let out_dir = dir.join("output");
         tokio::fs::create_dir_all(&out_dir).await.map_err(|e| e.to_string())?;
@@ -393,6 +407,13 @@ impl Robot {
             .ok_or("no run")?;
         let mut outputs = Map::new();
         let mut batch = Vec::new();
+        // The run's console as an asciicast v2 recording, when asked for.
+        let began = std::time::Instant::now();
+        let mut recording = (order["videoRecordRequired"] == true).then(|| {
+            let header = json!({"version": 2, "width": 120, "height": 40,
+                "timestamp": chrono::Utc::now().timestamp(), "title": format!("run {run}")});
+            vec![header.to_string()]
+        });
         let mut flush = tokio::time::interval(Duration::from_millis(300));
         let mut stopped = false;
         let mut paused = false;
@@ -434,7 +455,24 @@ impl Robot {
                                 }
                                 let _ = self.up.send(Up::Checkpoint(run.to_owned(), body));
                             }
+                        } else if let Some(rest) = line.strip_prefix("::screenshot ") {
+                            // `::screenshot <file>`: the file is uploaded, the log line names it.
+                            let path = dir.join(rest.trim());
+                            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                            match tokio::fs::read(&path).await {
+                                Ok(bytes) => {
+                                    let mut l = log(&format!("screenshot {name}"), 0);
+                                    if let Some(id) = self.upload(run, &name, bytes).await {
+                                        l["screenshot"] = json!(id);
+                                    }
+                                    batch.push(l);
+                                }
+                                Err(e) => batch.push(log(&format!("screenshot {name}: {e}"), 2)),
+                            }
                         } else {
+                            if let Some(r) = recording.as_mut() {
+                                r.push(json!([began.elapsed().as_secs_f64(), "o", format!("{line}\r\n")]).to_string());
+                            }
                             batch.push(log(&line, level));
                             if batch.len() >= 50 {
                                 let _ = self.up.send(Up::Logs(run.to_owned(), std::mem::take(&mut batch)));
@@ -463,6 +501,15 @@ impl Robot {
             let _ = self.up.send(Up::Logs(run.to_owned(), batch));
         }
         self.upload_outputs(run, &out_dir).await;
+        let video = match recording {
+            Some(lines) => {
+                let mut text = lines.join("\n");
+                text.push('\n');
+                self.upload(run, &format!("recording-{run}.cast"), text.into_bytes())
+                    .await
+            }
+            None => None,
+        };
         let code = if paused {
             PAUSED
         } else if stopped {
@@ -472,7 +519,7 @@ impl Robot {
         } else {
             2
         };
-        Ok((code, (!outputs.is_empty()).then_some(Value::Object(outputs))))
+        Ok((code, (!outputs.is_empty()).then_some(Value::Object(outputs)), video))
     }
 
     /// Credentials for the file endpoints: the connection id over HTTP, the
@@ -526,23 +573,40 @@ impl Robot {
         let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
             return;
         };
-        let connect = self.connect_id().await;
         while let Ok(Some(e)) = entries.next_entry().await {
             let Ok(bytes) = tokio::fs::read(e.path()).await else {
                 continue;
             };
             let name = e.file_name().to_string_lossy().into_owned();
-            let form = reqwest::multipart::Form::new()
-                .part("file", reqwest::multipart::Part::bytes(bytes).file_name(name.clone()));
-            let url = format!("{}/v1/file/file/upload", self.args.server.trim_end_matches('/'));
-            let req = self
-                .headers(self.http.post(url), connect.as_deref())
-                .header("runInstanceId", run)
-                .multipart(form);
-            match req.send().await {
-                Ok(r) if r.status().is_success() => tracing::info!(%run, file = %name, "uploaded"),
-                Ok(r) => tracing::warn!(%run, file = %name, status = %r.status(), "upload refused"),
-                Err(e) => tracing::warn!(%run, file = %name, "upload failed: {e}"),
+            self.upload(run, &name, bytes).await;
+        }
+    }
+
+    /// Uploads a file of run `run`; its file id.
+    async fn upload(&self, run: &str, name: &str, bytes: Vec<u8>) -> Option<String> {
+        let connect = self.connect_id().await;
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned()),
+        );
+        let url = format!("{}/v1/file/file/upload", self.args.server.trim_end_matches('/'));
+        let req = self
+            .headers(self.http.post(url), connect.as_deref())
+            .header("runInstanceId", run)
+            .multipart(form);
+        match req.send().await {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(%run, file = %name, "uploaded");
+                let v: Value = r.json().await.ok()?;
+                v["resultValue"]["fileId"].as_str().map(str::to_owned)
+            }
+            Ok(r) => {
+                tracing::warn!(%run, file = %name, status = %r.status(), "upload refused");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(%run, file = %name, "upload failed: {e}");
+                None
             }
         }
     }

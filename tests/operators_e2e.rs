@@ -527,3 +527,75 @@ async fn metrics_count_a_job_run_on_a_real_robot() {
     assert!(page.contains("# TYPE rpa_dispatch_seconds histogram"), "{page}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_logs_screenshots_and_recordings_come_back_from_a_real_robot() {
+    let dir = std::env::temp_dir().join(format!("rpa-tracing-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _server = demo_server(&dir, "memory", port);
+    let http = reqwest::Client::new();
+    let (admin, _) = support::login(&http, &base, "admin", "admin-demo-password").await;
+    let (_, created) = support::post(
+        &http,
+        format!("{base}/admin/processes"),
+        &[("X-Access-Token", &admin)],
+        json!({"name": "recorded", "type": "Unattended", "videoRecord": true}),
+    )
+    .await
+    .unwrap();
+    let process = created["result"]["processId"].as_str().expect("a process").to_owned();
+    let script = "echo 'pretend screenshot' > shot.png\n\
+                  echo 'working on it'\n\
+                  echo '::screenshot shot.png'\n\
+                  echo '::output {\"done\": true}'\n";
+    support::upload_package(&http, &base, &admin, &process, script).await;
+    let _robot = support::start_robot(&base, &dir, "robot-2", "acme-vendor-secret");
+    let (_, started) = support::post(
+        &http,
+        format!("{base}/rpa/api/startJob"),
+        &[("X-Access-Token", &admin)],
+        json!({"processId": process, "params": {}}),
+    )
+    .await
+    .unwrap();
+    let job = started["result"]["jobId"].as_str().expect("a job").to_owned();
+    // The recording is reported after the finish: wait for both.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let detail = loop {
+        let v = support::get_json(&http, format!("{base}/console/api/jobs/{job}"), &admin).await;
+        if v["result"]["state"] == "Successful" && v["result"]["recordings"].as_array().is_some_and(|r| !r.is_empty()) {
+            break v["result"].clone();
+        }
+        assert!(Instant::now() < deadline, "no finished, recorded run: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let logs = detail["logs"].as_array().unwrap();
+    assert!(logs.iter().any(|l| l["content"] == "working on it"), "{detail}");
+    let shot = logs
+        .iter()
+        .find_map(|l| l["screenshot"].as_str())
+        .unwrap_or_else(|| panic!("a log line with its screenshot: {detail}"));
+    // Signed links: an <img> or <video> fetches them without a header.
+    let bytes = http.get(format!("{base}{shot}")).send().await.unwrap();
+    assert_eq!(bytes.status(), 200, "{shot}");
+    assert_eq!(bytes.text().await.unwrap(), "pretend screenshot\n");
+    let url = detail["recordings"][0]["url"].as_str().unwrap();
+    let cast = http
+        .get(format!("{base}{url}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let header: Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2, "an asciicast v2 recording: {cast}");
+    assert!(cast.contains("working on it"), "{cast}");
+    let tampered = shot.replace("signature=", "signature=00");
+    let refused = http.get(format!("{base}{tampered}")).send().await.unwrap();
+    assert_eq!(refused.status(), 401, "a forged link is refused");
+    let _ = std::fs::remove_dir_all(&dir);
+}
