@@ -11,7 +11,8 @@
 //!   besides the routers (store and engine set-up, configuration, timers,
 //!   secret key, graceful shutdown on SIGTERM and Ctrl-C), [`consume`],
 //!   consumers of the domain events, [`hooks`], the poster of workflow
-//!   hooks, and [`webhooks`], the deliveries of webhook subscriptions
+//!   hooks, [`webhooks`], the deliveries of webhook subscriptions, and
+//!   [`parent`], reports of run results to a parent server
 
 pub use rpa_core as core;
 pub use rpa_core::{
@@ -28,6 +29,8 @@ pub use rpa_store_sql as sql;
 pub mod consume;
 #[cfg(feature = "server")]
 pub mod hooks;
+#[cfg(feature = "server")]
+pub mod parent;
 #[cfg(feature = "server")]
 pub mod pools;
 #[cfg(feature = "server")]

@@ -279,6 +279,7 @@ async fn serve<S: Store>(
             uipath_clients: config.uipath_clients(),
             uipath_token_ttl_ms: config.uipath_token_ttl_ms(),
             metrics_token: options.metrics_token.as_ref().map(|s| s.0.clone()),
+            children: config.child_accounts(),
             ..HttpSettings::default()
         }),
     };
@@ -335,6 +336,15 @@ async fn serve<S: Store>(
         let (engine, stop) = (engine.clone(), stopped(stop_rx.clone()));
         consumers.push(tokio::spawn(async move {
             run_consumer(engine, EVENT_WEBHOOK_CONSUMER, sink, stop).await
+        }));
+    }
+    if let Some(parent) = &config.parent {
+        let sink = crate::parent::ParentSink::new(engine.clone(), &parent.url, &parent.name, &parent.secret)
+            .map_err(|e| fail(format!("parent: {e}")))?;
+        let (engine, stop) = (engine.clone(), stopped(stop_rx.clone()));
+        tracing::info!(parent = %parent.name, "reporting run results to the parent");
+        consumers.push(tokio::spawn(async move {
+            run_consumer(engine, crate::parent::PARENT_CONSUMER, sink, stop).await
         }));
     }
     // WebSocket sessions are not requests the HTTP server waits for: close

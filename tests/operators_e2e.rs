@@ -328,6 +328,7 @@ async fn the_console_shows_a_job_run_live_in_a_real_browser() {
         ("schedules", "Schedules"),
         ("pipelines", "Pipelines"),
         ("audit", "The hash chain verifies"),
+        ("children", "No child server has reported"),
     ] {
         tab.go(&format!("{base}/#/{page}")).await;
         tab.wait(

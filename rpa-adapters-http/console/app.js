@@ -216,6 +216,7 @@ const PAGES = [
   ["schedules", "Schedules", "ManageProcesses"],
   ["pipelines", "Pipelines", "ManageProcesses"],
   ["audit", "Audit", "ViewAudit"],
+  ["children", "Children", "ViewAudit"],
 ];
 
 function nav() {
@@ -241,6 +242,7 @@ async function route() {
     schedules,
     pipelines,
     audit,
+    children,
   }[name] || overview;
   state.redraw = async () => {
     try {
@@ -640,6 +642,32 @@ async function audit() {
       list,
       "No events.",
     ),
+  ];
+}
+
+async function children() {
+  const list = await get("/admin/children");
+  return [
+    h("h2", {}, "Children"),
+    list.length
+      ? null
+      : h("p", { class: "empty" }, "No child server has reported to this one (configuration: children)."),
+    list.map((c) => [
+      h("h3", {}, `${c.child}: ${c.results} runs reported, the last at ${c.lastReport || "–"}`),
+      table(
+        [
+          ["Day", (f) => f.day],
+          ["Process", (f) => f.process],
+          ["Successful", (f) => f.successful],
+          ["Faulted", (f) => f.faulted],
+          ["Stopped", (f) => f.stopped],
+          ["Canceled", (f) => f.canceled],
+          ["Average", (f) => (f.averageMs == null ? "–" : `${(f.averageMs / 1000).toFixed(1)} s`)],
+        ],
+        c.figures,
+        "No runs.",
+      ),
+    ]),
   ];
 }
 

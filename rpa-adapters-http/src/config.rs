@@ -34,6 +34,13 @@ pub struct Config {
     /// Processes, created when no process of that name exists.
     #[serde(default)]
     pub processes: Vec<ProcessDef>,
+    /// The parent this server reports its run results to (two-level
+    /// collaboration, seed 001 §6.5.3).
+    #[serde(default)]
+    pub parent: Option<ParentDef>,
+    /// The children whose reports this server accepts.
+    #[serde(default)]
+    pub children: Vec<ChildDef>,
     /// Roles, created when missing (before the users that name them).
     #[serde(default)]
     pub roles: Vec<RoleDef>,
@@ -406,6 +413,45 @@ pub struct UserDef {
     pub processes: Vec<String>,
 }
 
+/// This server's parent: where it reports its run results, under which
+/// name, signed with which secret (the parent's `children` entry).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ParentDef {
+    /// The parent's base URL.
+    pub url: String,
+    /// This server's name at the parent.
+    pub name: String,
+    /// The secret reports are signed with.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for ParentDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParentDef")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A child whose reports this server accepts.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChildDef {
+    /// Its name (its `parent.name`).
+    pub name: String,
+    /// The secret its reports are signed with (at least 16 characters).
+    pub secret: String,
+}
+
+impl std::fmt::Debug for ChildDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildDef")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A role: a name for a set of permissions.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -643,7 +689,22 @@ impl From<ProcessDef> for ProcessSpec {
 impl Config {
     /// Parses a JSON configuration.
     pub fn parse(text: &str) -> Result<Config, String> {
-        serde_json::from_str(text).map_err(|e| format!("configuration: {e}"))
+        let c: Config = serde_json::from_str(text).map_err(|e| format!("configuration: {e}"))?;
+        if let Some(c) = c.children.iter().find(|c| c.secret.len() < 16) {
+            return Err(format!(
+                "configuration: child {}: a secret has at least 16 characters",
+                c.name
+            ));
+        }
+        if let Some(p) = &c.parent {
+            if p.secret.len() < 16 {
+                return Err("configuration: parent: a secret has at least 16 characters".into());
+            }
+            if !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
+                return Err("configuration: parent: url must be an http(s) URL".into());
+            }
+        }
+        Ok(c)
     }
 
     /// Creates what is missing; existing users and processes are left as they are.
@@ -827,6 +888,18 @@ impl Config {
     /// The workflow API's callers, for [`crate::HttpSettings::flow_apps`].
     pub fn flow_apps(&self) -> Vec<crate::loonflow::FlowApp> {
         self.flow.apps.clone()
+    }
+
+    /// The children whose reports this server accepts, for
+    /// [`crate::HttpSettings::children`].
+    pub fn child_accounts(&self) -> Vec<crate::federation::ChildAccount> {
+        self.children
+            .iter()
+            .map(|c| crate::federation::ChildAccount {
+                name: c.name.clone(),
+                secret: c.secret.clone(),
+            })
+            .collect()
     }
 
     /// The listener accounts, for [`crate::HttpSettings::listeners`].

@@ -47,6 +47,7 @@ pub mod centre;
 pub mod clock;
 pub mod config;
 pub mod console;
+pub mod federation;
 pub mod files;
 pub mod listener;
 pub mod loonflow;
@@ -110,6 +111,8 @@ pub struct HttpSettings {
     pub uipath_token_ttl_ms: u64,
     /// The bearer token `/metrics` asks for (`None`: the page is open).
     pub metrics_token: Option<String>,
+    /// The children whose reports this server accepts (two-level collaboration).
+    pub children: Vec<federation::ChildAccount>,
 }
 
 impl Default for HttpSettings {
@@ -124,6 +127,7 @@ impl Default for HttpSettings {
             uipath_clients: Vec::new(),
             uipath_token_ttl_ms: 3_600_000,
             metrics_token: None,
+            children: Vec::new(),
         }
     }
 }
@@ -138,6 +142,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         .merge(robot::router().layer(DefaultBodyLimit::max(json)))
         .merge(admin::router().layer(DefaultBodyLimit::max(json)))
         .merge(centre::router().layer(DefaultBodyLimit::max(json)))
+        .merge(federation::router().layer(DefaultBodyLimit::max(json)))
         .merge(listener::router().layer(DefaultBodyLimit::max(json)))
         .merge(loonflow::router().layer(DefaultBodyLimit::max(json)))
         .merge(uipath::router().layer(DefaultBodyLimit::max(json)))

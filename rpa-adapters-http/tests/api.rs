@@ -1254,7 +1254,7 @@ async fn administration_and_packages() {
         .json()
         .await
         .unwrap();
-    assert_eq!(pkg["result"]["version"], "3.1", "{pkg}");
+    assert_eq!(pkg["result"]["version"], "3.1.0", "versions are written in full: {pkg}");
     s.biz(
         &carol,
         "/rpa/api/startJob",
@@ -1270,7 +1270,11 @@ async fn administration_and_packages() {
         .iter()
         .map(|r| r["version"].as_str().unwrap())
         .collect();
-    assert_eq!(versions, ["3.1", "3.0"], "newest first, each with the version it runs");
+    assert_eq!(
+        versions,
+        ["3.1.0", "3.0.0"],
+        "newest first, each with the version it runs"
+    );
     let robots: Value = s
         .http
         .get(format!("{}/admin/robots", s.base))
@@ -1455,6 +1459,8 @@ async fn openapi_lists_every_endpoint() {
         ("/admin/processes", "post"),
         ("/admin/processes", "get"),
         ("/admin/processes/{processId}/package", "post"),
+        ("/admin/processes/{processId}/packages", "get"),
+        ("/admin/processes/{processId}/package/pin", "post"),
         ("/admin/vendors", "post"),
         ("/admin/robots", "post"),
         ("/admin/robots", "get"),

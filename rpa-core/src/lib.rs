@@ -71,6 +71,7 @@ pub mod conformance;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod federation;
 #[cfg(any(test, feature = "conformance"))]
 pub mod fixtures;
 pub mod flow;

@@ -337,6 +337,8 @@ pub fn kinds() -> &'static [&'static Kind] {
         crate::pool::Pool::KIND,
         crate::asset::Asset::KIND,
         crate::package::PackageVersion::KIND,
+        crate::federation::ChildCursor::KIND,
+        crate::federation::ChildFigures::KIND,
     ]
 }
 

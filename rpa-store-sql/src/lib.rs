@@ -147,6 +147,7 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             "package versions",
             include_str!("../migrations/0015_package_versions.sql"),
         ),
+        (16, "children", include_str!("../migrations/0016_children.sql")),
     ]
 }
 

@@ -86,6 +86,7 @@ macro_rules! decided {
 mod assets;
 mod dispatch;
 mod events;
+mod federation;
 mod flow;
 mod jobs;
 mod listener;

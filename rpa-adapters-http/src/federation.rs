@@ -1,0 +1,174 @@
+//! Two-level collaboration (seed 001 §6.5.3) over HTTP: what a parent
+//! serves its children, and what its administrators read. Envelope and
+//! errors of seed 000 ([`crate::seed000`]).
+//!
+//! | method, path | who | body / answer |
+//! |---|---|---|
+//! | `POST /federation/v1/results` | a child: `X-Rpa-Child: <name>` and `X-Rpa-Signature: t=<unix s>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>` | `{results: [{seq, process, day, state, durationMs?}]}` in increasing `seq` → `{child, seq, results}`: where the child's reports stand (results at or before a `seq` already applied count once) |
+//! | `GET /admin/children` | ViewAudit | `[{child, seq, results, lastReport, figures: [{process, day, successful, faulted, stopped, canceled, averageMs}]}]` |
+//!
+//! A child is known by the parent's configuration (`children: [{name,
+//! secret}]`); a report with an unknown child, a bad signature or one
+//! older than five minutes answers 401, and nothing is written.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use rpa_core::Store;
+use rpa_core::federation::RunResult;
+use rpa_core::model::{Actor, Permission};
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::admin::admin;
+use crate::seed000::{Answer, BusinessError, Done};
+
+/// How old a signed report may be, in seconds.
+const TOLERANCE_S: i64 = 300;
+
+/// A child a parent accepts reports from.
+#[derive(Clone)]
+pub struct ChildAccount {
+    /// Its name.
+    pub name: String,
+    /// The secret its reports are signed with.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for ChildAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildAccount")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The routes.
+pub fn router<S: Store>() -> Router<AppState<S>> {
+    Router::new()
+        .route("/federation/v1/results", post(results::<S>))
+        .route("/admin/children", get(children::<S>))
+}
+
+/// A report's body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Report {
+    results: Vec<RunResult>,
+}
+
+/// Where a child's reports stand.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Received {
+    /// The child.
+    pub child: String,
+    /// The last sequence number applied.
+    pub seq: u64,
+    /// Results applied in all.
+    pub results: u64,
+}
+
+async fn results<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer<Received> {
+    let header = |name: &str| {
+        h.get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    };
+    let child = header("x-rpa-child");
+    let body = body.map_err(|r| BusinessError::refused(format!("cannot read the report: {}", r.body_text())))?;
+    let now = st.engine.now().0.div_euclid(1000);
+    let known = st.settings.children.iter().find(|c| c.name == child);
+    let signed = known.is_some_and(|c| {
+        rpa_core::auth::verify_delivery(c.secret.as_bytes(), &header("x-rpa-signature"), &body, now, TOLERANCE_S)
+    });
+    if !signed {
+        tracing::warn!(child = %child, "a child's report refused: unknown child or bad signature");
+        return Err(BusinessError::Unauthenticated);
+    }
+    let report: Report =
+        serde_json::from_slice(&body).map_err(|e| BusinessError::refused(format!("invalid report: {e}")))?;
+    let cursor = st.engine.receive_results(&child, &report.results).await?;
+    Ok(Done::ok(Received {
+        child,
+        seq: cursor.seq,
+        results: cursor.results,
+    }))
+}
+
+/// A child's figures for one process on one day.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Figures {
+    /// The process's name on the child.
+    pub process: String,
+    /// The day, in the child's calendar.
+    pub day: String,
+    /// Jobs ended Successful.
+    pub successful: u64,
+    /// Jobs ended Faulted.
+    pub faulted: u64,
+    /// Jobs ended Stopped.
+    pub stopped: u64,
+    /// Jobs ended Canceled.
+    pub canceled: u64,
+    /// Average duration of the jobs that ran, in milliseconds.
+    pub average_ms: Option<i64>,
+}
+
+/// A child and its figures.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Child {
+    /// Its name.
+    pub child: String,
+    /// The last sequence number applied.
+    pub seq: u64,
+    /// Results applied in all.
+    pub results: u64,
+    /// When its last report arrived (the server's zone).
+    pub last_report: Option<String>,
+    /// By day (newest first), then process.
+    pub figures: Vec<Figures>,
+}
+
+async fn children<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer<Vec<Child>> {
+    let me = admin(&st, &h, Permission::ViewAudit).await?;
+    let zone = st.engine.config().time_zone;
+    let mut out = Vec::new();
+    for c in st.engine.children(Actor::User(me.id)).await? {
+        let mut figures: Vec<Figures> = st
+            .engine
+            .child_figures(Actor::User(me.id), &c.child)
+            .await?
+            .into_iter()
+            .map(|f| Figures {
+                average_ms: (f.timed > 0).then(|| f.duration_ms / f.timed as i64),
+                process: f.process,
+                day: f.day,
+                successful: f.successful,
+                faulted: f.faulted,
+                stopped: f.stopped,
+                canceled: f.canceled,
+            })
+            .collect();
+        figures.sort_by(|a, b| b.day.cmp(&a.day).then_with(|| a.process.cmp(&b.process)));
+        out.push(Child {
+            child: c.child,
+            seq: c.seq,
+            results: c.results,
+            last_report: c.last_report.map(|t| t.format_local(zone)),
+            figures,
+        });
+    }
+    Ok(Done::ok(out))
+}
