@@ -41,9 +41,10 @@ use rpa_core::store::JobQuery;
 use rpa_core::{Store, Timestamp};
 use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::seed000::{Answer, BusinessError, Done, session};
+use crate::seed000::{Answer, BusinessError, Done, Envelope, session};
 
 const INDEX: &str = include_str!("../console/index.html");
 const SCRIPT: &str = include_str!("../console/app.js");
@@ -96,7 +97,7 @@ fn page(body: &'static str, kind: &'static str) -> Response {
 }
 
 /// The signed-in user.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Me {
     /// Login name.
@@ -108,7 +109,11 @@ pub struct Me {
     pub time_zone: String,
 }
 
-async fn me<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer<Me> {
+/// The signed-in user, their permissions and the server's time zone.
+#[utoipa::path(get, path = "/console/api/me", tag = "console",
+    params(("X-Access-Token" = String, Header, description = "a session")),
+    responses((status = 200, description = "the user", body = Envelope<Me>)))]
+pub(crate) async fn me<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer<Me> {
     let user = session(&st, &h).await?;
     let mut permissions = Vec::new();
     for p in Permission::ALL {
@@ -138,13 +143,15 @@ async fn visible<S: Store>(st: &AppState<S>, user: &User) -> Result<Vec<Process>
 type Counts = std::collections::BTreeMap<&'static str, u64>;
 
 /// What the overview page shows.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Overview {
     /// Robots by state (every state, zeros included).
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
     pub robots: Counts,
     /// Jobs created today (the server's calendar) by state, over the
     /// processes the user may see.
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
     pub jobs_today: Counts,
     /// Jobs waiting for a robot now.
     pub pending: u64,
@@ -159,7 +166,7 @@ pub struct Overview {
 }
 
 /// A queue's depth.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueDepth {
     /// The queue process's id.
@@ -173,7 +180,7 @@ pub struct QueueDepth {
 }
 
 /// A process's runs by day.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProcessDays {
     /// Its id.
@@ -184,7 +191,12 @@ pub struct ProcessDays {
     pub days: Vec<[u64; 2]>,
 }
 
-async fn overview<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer<Overview> {
+/// Robots by state, today's jobs, queue depths and the last seven days per
+/// process, over the processes the user may see.
+#[utoipa::path(get, path = "/console/api/overview", tag = "console",
+    params(("X-Access-Token" = String, Header, description = "a session")),
+    responses((status = 200, description = "the figures", body = Envelope<Overview>)))]
+pub(crate) async fn overview<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer<Overview> {
     let user = session(&st, &h).await?;
     let tz = st.engine.config().time_zone;
     let now = st.engine.now();
@@ -258,7 +270,7 @@ async fn overview<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answ
 }
 
 /// A job in a list.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobRow {
     /// Its id (seed 000 `jobId`).
@@ -314,7 +326,14 @@ async fn row<S: Store>(st: &AppState<S>, j: &Job, p: &Process) -> Result<JobRow,
     })
 }
 
-async fn jobs<S: Store>(
+/// The newest jobs of the last 30 days of the processes the user may see.
+#[utoipa::path(get, path = "/console/api/jobs", tag = "console",
+    params(("X-Access-Token" = String, Header, description = "a session"),
+        ("processId" = Option<String>, Query, description = "only this process's"),
+        ("state" = Option<String>, Query, description = "only jobs in this state"),
+        ("limit" = Option<usize>, Query, description = "at most this many (default 100, at most 500)")),
+    responses((status = 200, description = "the jobs, newest first", body = Envelope<Vec<JobRow>>)))]
+pub(crate) async fn jobs<S: Store>(
     State(st): State<AppState<S>>,
     h: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
@@ -373,26 +392,40 @@ async fn jobs<S: Store>(
 }
 
 /// A job with all it left.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobDetail {
     /// The job.
     #[serde(flatten)]
     pub job: JobRow,
     /// Its arguments.
+    #[schema(value_type = Object)]
     pub arguments: Value,
     /// Its outputs, once ended.
+    #[schema(value_type = Option<Object>)]
     pub outputs: Option<Value>,
     /// Its steps (`{step, name, at, pause}`).
+    #[schema(value_type = Vec<Object>)]
     pub steps: Vec<Value>,
     /// Run logs: `{logAt, level, content, screenshot}`; `screenshot` is a
     /// link to the stored file when the robot sent one.
+    #[schema(value_type = Vec<Object>)]
     pub logs: Vec<Value>,
     /// Screen recordings: `{videoId, at, url}`.
+    #[schema(value_type = Vec<Object>)]
     pub recordings: Vec<Value>,
 }
 
-async fn job<S: Store>(State(st): State<AppState<S>>, h: HeaderMap, Path(id): Path<String>) -> Answer<JobDetail> {
+/// A job with its arguments, outputs, steps, run log and recordings.
+#[utoipa::path(get, path = "/console/api/jobs/{jobId}", tag = "console",
+    params(("X-Access-Token" = String, Header, description = "a session that may see the job"),
+        ("jobId" = String, Path, description = "the job")),
+    responses((status = 200, description = "the job", body = Envelope<JobDetail>)))]
+pub(crate) async fn job<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    Path(id): Path<String>,
+) -> Answer<JobDetail> {
     let user = session(&st, &h).await?;
     let key = crate::wire::key("jobId", &id).map_err(|_| BusinessError::refused(format!("job {id} not found")))?;
     let (j, p) = st.engine.job_status(&user, key).await?;

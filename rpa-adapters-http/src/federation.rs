@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::admin::admin;
-use crate::seed000::{Answer, BusinessError, Done};
+use crate::seed000::{Answer, BusinessError, Done, Envelope};
+use utoipa::ToSchema;
 
 /// How old a signed report may be, in seconds.
 const TOLERANCE_S: i64 = 300;
@@ -61,7 +62,7 @@ struct Report {
 }
 
 /// Where a child's reports stand.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Received {
     /// The child.
@@ -72,7 +73,14 @@ pub struct Received {
     pub results: u64,
 }
 
-async fn results<S: Store>(
+/// A child's report of its ended jobs (signed with the child's secret).
+#[utoipa::path(post, path = "/federation/v1/results", tag = "federation",
+    params(("X-Rpa-Child" = String, Header, description = "the child's name"),
+        ("X-Rpa-Signature" = String, Header, description = "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, \"<t>.<body>\")>")),
+    request_body(content = Object, description = "`{results: [{seq, process, day, state, durationMs?}]}`, increasing seq"),
+    responses((status = 200, description = "where the child's reports stand", body = Envelope<Received>),
+        (status = 401, description = "unknown child or bad signature", body = Envelope<Object>)))]
+pub(crate) async fn results<S: Store>(
     State(st): State<AppState<S>>,
     h: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -106,7 +114,7 @@ async fn results<S: Store>(
 }
 
 /// A child's figures for one process on one day.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Figures {
     /// The process's name on the child.
@@ -126,7 +134,7 @@ pub struct Figures {
 }
 
 /// A child and its figures.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Child {
     /// Its name.
@@ -141,7 +149,11 @@ pub struct Child {
     pub figures: Vec<Figures>,
 }
 
-async fn children<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer<Vec<Child>> {
+/// The children that reported and their figures (permission ViewAudit).
+#[utoipa::path(get, path = "/admin/children", tag = "federation",
+    params(("X-Access-Token" = String, Header, description = "an administrator's session")),
+    responses((status = 200, description = "the children", body = Envelope<Vec<Child>>)))]
+pub(crate) async fn children<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer<Vec<Child>> {
     let me = admin(&st, &h, Permission::ViewAudit).await?;
     let zone = st.engine.config().time_zone;
     let mut out = Vec::new();

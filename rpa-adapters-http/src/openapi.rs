@@ -8,7 +8,7 @@ use rpa_core::Store;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{AppState, admin, business, centre, listener, robot};
+use crate::{AppState, admin, business, centre, console, federation, listener, robot};
 
 /// The document's outline: every handler of the business, robot and
 /// administration families.
@@ -16,8 +16,10 @@ use crate::{AppState, admin, business, centre, listener, robot};
 #[openapi(
     info(
         title = "rpa",
-        description = "Business API (seed 000), robot HTTP API and files (seed 001 A.2), AutomationEdge listener (seed 003), administration. \
-                       The robot WebSocket protocol (seed 001 A.1) is served at /robothub/{robotId}."
+        description = "Business API (seed 000), robot HTTP API and files (seed 001 A.2), AutomationEdge listener (seed 003), administration, \
+                       the console's reads, reports from child servers. \
+                       The robot WebSocket protocol (seed 001 A.1) is served at /robothub/{robotId}; the console's live stream \
+                       (text/event-stream) at /console/api/stream; Prometheus metrics at /metrics."
     ),
     paths(
         business::login,
@@ -38,6 +40,12 @@ use crate::{AppState, admin, business, centre, listener, robot};
         robot::download,
         robot::personal_file,
         robot::list_personal_files,
+        console::me,
+        console::overview,
+        console::jobs,
+        console::job,
+        federation::results,
+        federation::children,
         admin::create_user,
         admin::list_users,
         admin::unlock,
