@@ -79,6 +79,17 @@ struct Args {
     /// delivery that failed (comma-separated; default 0,45000,150000,300000).
     #[arg(long, value_delimiter = ',')]
     webhook_retry_ms: Option<Vec<u64>>,
+    /// Days run files (screenshots, recordings, outputs of runs) are kept
+    /// before retention removes them (default: kept).
+    #[arg(long)]
+    run_files_days: Option<u64>,
+    /// Most megabytes run files may hold; beyond it the oldest are removed
+    /// (default: no limit).
+    #[arg(long)]
+    run_files_max_mb: Option<u64>,
+    /// Seconds between two passes of the retention.
+    #[arg(long, default_value_t = 600)]
+    retention_every: u64,
     /// Log one JSON object a line (for log collectors) instead of text.
     #[arg(long)]
     log_json: bool,
@@ -119,6 +130,9 @@ async fn main() {
                 webhook_retry_ms: args
                     .webhook_retry_ms
                     .unwrap_or_else(|| rpa::core::webhook::RETRY_MS.to_vec()),
+                run_files_days: args.run_files_days,
+                run_files_max_mb: args.run_files_max_mb,
+                retention_every_s: args.retention_every,
                 // A bearer token for `/metrics`: from the environment, never the command line.
                 metrics_token: std::env::var("RPA_METRICS_TOKEN")
                     .ok()

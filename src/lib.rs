@@ -34,6 +34,8 @@ pub mod parent;
 #[cfg(feature = "server")]
 pub mod pools;
 #[cfg(feature = "server")]
+pub mod retention;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 pub mod webhooks;

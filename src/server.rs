@@ -106,6 +106,12 @@ pub struct Options {
     pub webhook_retry_ms: Vec<u64>,
     /// The bearer token `/metrics` asks for (`None`: open).
     pub metrics_token: Option<Secret>,
+    /// Days run files (screenshots, recordings, outputs) are kept (`None`: no limit).
+    pub run_files_days: Option<u64>,
+    /// Most megabytes run files may hold; the oldest go first (`None`: no limit).
+    pub run_files_max_mb: Option<u64>,
+    /// Seconds between two applications of the retention (default 600).
+    pub retention_every_s: u64,
 }
 
 /// A secret: shown as `***` by `Debug`, so logging the options never shows it.
@@ -139,6 +145,9 @@ impl Default for Options {
             package_link_ttl_min: 60,
             webhook_retry_ms: rpa_core::webhook::RETRY_MS.to_vec(),
             metrics_token: None,
+            run_files_days: None,
+            run_files_max_mb: None,
+            retention_every_s: 600,
         }
     }
 }
@@ -322,6 +331,16 @@ async fn serve<S: Store>(
         provisions,
         stopped(stop_rx.clone()),
     ));
+    let retention = tokio::spawn(crate::retention::run_retention(
+        engine.clone(),
+        state.files.clone(),
+        rpa_core::retention::Policy {
+            max_age_days: options.run_files_days,
+            max_bytes: options.run_files_max_mb.map(|mb| mb.saturating_mul(1 << 20)),
+        },
+        Duration::from_secs(options.retention_every_s.max(1)),
+        stopped(stop_rx.clone()),
+    ));
     let mut consumers = Vec::new();
     if let Some(path) = &options.events_file {
         let sink = EventFile::new(path);
@@ -383,6 +402,7 @@ async fn serve<S: Store>(
     let _ = hooks.await;
     let _ = webhooks.await;
     let _ = provisioners.await;
+    let _ = retention.await;
     for c in consumers {
         let _ = c.await;
     }

@@ -600,3 +600,88 @@ async fn run_logs_screenshots_and_recordings_come_back_from_a_real_robot() {
     assert_eq!(refused.status(), 401, "a forged link is refused");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_run_files_beyond_the_budget() {
+    let dir = std::env::temp_dir().join(format!("rpa-retention-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let files = dir.join("files");
+    let _server = Proc(
+        Command::new(support::server_binary())
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--db", "memory"])
+            .args(["--run-files-max-mb", "0", "--retention-every", "1"])
+            .arg("--files")
+            .arg(&files)
+            .arg("--secret-key-file")
+            .arg(dir.join("rpa.key"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let (admin, _) = support::login(&http, &base, "admin", "admin-demo-password").await;
+    let (_, created) = support::post(
+        &http,
+        format!("{base}/admin/processes"),
+        &[("X-Access-Token", &admin)],
+        json!({"name": "shots", "type": "Unattended"}),
+    )
+    .await
+    .unwrap();
+    let process = created["result"]["processId"].as_str().expect("a process").to_owned();
+    support::upload_package(
+        &http,
+        &base,
+        &admin,
+        &process,
+        "echo x > s.png\necho '::screenshot s.png'\n",
+    )
+    .await;
+    let _robot = support::start_robot(&base, &dir, "robot-2", "acme-vendor-secret");
+    let (_, started) = support::post(
+        &http,
+        format!("{base}/rpa/api/startJob"),
+        &[("X-Access-Token", &admin)],
+        json!({"processId": process, "params": {}}),
+    )
+    .await
+    .unwrap();
+    let job = started["result"]["jobId"].as_str().expect("a job").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let shot = loop {
+        let v = support::get_json(&http, format!("{base}/console/api/jobs/{job}"), &admin).await;
+        if let Some(id) = v["result"]["logs"]
+            .as_array()
+            .and_then(|l| l.iter().find_map(|l| l["screenshot"].as_str().map(str::to_owned)))
+        {
+            break id;
+        }
+        assert!(Instant::now() < deadline, "no screenshot: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let file_id = shot
+        .trim_start_matches("/v1/file/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    // Within a pass or two the screenshot's bytes are gone, its link answers
+    // 404; the package (not a run file) stays.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = http.get(format!("{base}{shot}")).send().await.unwrap().status();
+        if status == 404 && !files.join(&file_id).exists() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the screenshot is still served ({status})");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let packages = support::get_json(&http, format!("{base}/admin/processes/{process}/packages"), &admin).await;
+    let package = packages["result"][0]["fileId"].as_str().unwrap();
+    assert!(files.join(package).exists(), "packages are never removed by retention");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -47,6 +47,20 @@ impl Files {
         }
     }
 
+    /// Deletes the bytes stored under `key` (none stored: nothing to do).
+    pub async fn delete(&self, key: Key) -> io::Result<()> {
+        match self {
+            Files::Dir(dir) => match tokio::fs::remove_file(dir.join(key.to_string())).await {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+            Files::Memory(m) => {
+                m.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+                Ok(())
+            }
+        }
+    }
+
     /// The bytes stored under `key`.
     pub async fn get(&self, key: Key) -> io::Result<Option<Bytes>> {
         match self {

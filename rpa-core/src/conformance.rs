@@ -775,6 +775,7 @@ fn sample_file(id: i64, personal_of: Option<&str>, version: u64) -> StoredFile {
         personal_of: personal_of.map(str::to_owned),
         job: None,
         created_at: Timestamp(1_000),
+        purged_at: None,
     }
 }
 

@@ -87,6 +87,7 @@ pub mod pipeline;
 pub mod pool;
 pub mod queue;
 pub mod record;
+pub mod retention;
 pub mod robot;
 pub mod schedule;
 pub mod seed001;

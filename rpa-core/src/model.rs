@@ -779,6 +779,9 @@ pub struct StoredFile {
     pub job: Option<JobId>,
     /// Upload time.
     pub created_at: Timestamp,
+    /// When retention removed its bytes (see [`crate::retention`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purged_at: Option<Timestamp>,
 }
 
 impl crate::record::Record for StoredFile {

@@ -742,6 +742,7 @@ impl<S: Store> Engine<S> {
             personal_of: None,
             job,
             created_at: now,
+            purged_at: None,
         };
         let mut tx = Tx::default();
         tx.record(&f)?
@@ -896,7 +897,67 @@ impl<S: Store> Engine<S> {
         self.store
             .get::<StoredFile>(key.to_string())
             .await?
+            .filter(|f| f.purged_at.is_none())
             .ok_or_else(|| Error::NotFound(Entity::File, key.to_string()))
+    }
+
+    /// Removes the run files `policy` no longer keeps (see
+    /// [`crate::retention`]): marks them purged, audited, in commits of a
+    /// hundred; the host deletes their bytes. Those removed, oldest first.
+    pub async fn apply_retention(&self, policy: &crate::retention::Policy) -> Result<Vec<StoredFile>> {
+        if policy.is_off() {
+            return Ok(Vec::new());
+        }
+        const PAGE: usize = 1000;
+        let mut all: Vec<StoredFile> = Vec::new();
+        loop {
+            let mut sel = Select::all(PAGE);
+            if let Some(last) = all.last() {
+                sel = sel.after(last.key.to_string().into());
+            }
+            let page: Vec<StoredFile> = self.store.list(sel).await?;
+            let done = page.len() < PAGE;
+            all.extend(page);
+            if done {
+                break;
+            }
+        }
+        let now = self.now();
+        let doomed: Vec<StoredFile> = crate::retention::to_remove(&all, policy, now)
+            .into_iter()
+            .cloned()
+            .collect();
+        let mut removed = Vec::with_capacity(doomed.len());
+        for chunk in doomed.chunks(100) {
+            let mut tx = Tx::default();
+            let mut bytes = 0u64;
+            for f in chunk {
+                let purged = StoredFile {
+                    version: f.version + 1,
+                    purged_at: Some(now),
+                    ..f.clone()
+                };
+                bytes += f.size;
+                tx.record(&purged)?;
+                removed.push(purged);
+            }
+            tx.audit(
+                now,
+                Actor::System,
+                "file.purge",
+                Subject::Text("retention".into()),
+                format!("{} run files, {bytes} bytes", chunk.len()),
+            );
+            match self.commit(tx).await {
+                Ok(()) => {}
+                // Another node purged or a robot changed one: the next pass decides again.
+                Err(e) if super::is_conflict(&e) => {
+                    removed.truncate(removed.len() - chunk.len());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
     }
 
     /// The name of the user whose serial id is `user_id` (seed 001
