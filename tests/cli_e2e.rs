@@ -178,6 +178,42 @@ async fn the_command_line_administers_a_server() {
     let e = refused(&rpa(&home, &base, &["processes", "pin", "Invoice entry", "7.0.0"], ""));
     assert!(e.contains("no package version 7.0.0"), "{e}");
 
+    // The catalogue: publish, find, subscribe.
+    let out = ok(&rpa(
+        &home,
+        &base,
+        &[
+            "--json",
+            "catalogue",
+            "publish",
+            "Invoice entry",
+            "--description",
+            "Types invoices",
+            "--tag",
+            "finance",
+        ],
+        "",
+    ));
+    let listing: Value = serde_json::from_str(&out).unwrap();
+    let id = listing["listingId"].to_string();
+    let found = ok(&rpa(
+        &home,
+        &base,
+        &["catalogue", "search", "invoices", "--tag", "finance"],
+        "",
+    ));
+    assert!(found.contains("Invoice entry"), "{found}");
+    let out = ok(&rpa(
+        &home,
+        &base,
+        &["catalogue", "subscribe", &id, "--name", "Invoices copy"],
+        "",
+    ));
+    assert!(out.contains("Invoices copy"), "{out}");
+    ok(&rpa(&home, &base, &["catalogue", "unpublish", &id], ""));
+    let found = ok(&rpa(&home, &base, &["catalogue", "search"], ""));
+    assert!(found.contains("(none)"), "{found}");
+
     // A job run by a real robot, its log followed to the end.
     let _robot = support::start_robot(&base, &dir, "robot-2", "acme-vendor-secret");
     let started: Value = serde_json::from_str(&ok(&rpa(

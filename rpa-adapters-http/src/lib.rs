@@ -43,6 +43,7 @@
 
 pub mod admin;
 pub mod business;
+pub mod catalogue;
 pub mod centre;
 pub mod clock;
 pub mod config;
@@ -143,6 +144,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         .merge(admin::router().layer(DefaultBodyLimit::max(json)))
         .merge(centre::router().layer(DefaultBodyLimit::max(json)))
         .merge(federation::router().layer(DefaultBodyLimit::max(json)))
+        .merge(catalogue::router().layer(DefaultBodyLimit::max(json)))
         .merge(listener::router().layer(DefaultBodyLimit::max(json)))
         .merge(loonflow::router().layer(DefaultBodyLimit::max(json)))
         .merge(uipath::router().layer(DefaultBodyLimit::max(json)))

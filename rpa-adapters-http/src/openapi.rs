@@ -8,7 +8,7 @@ use rpa_core::Store;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{AppState, admin, business, centre, console, federation, listener, robot};
+use crate::{AppState, admin, business, catalogue, centre, console, federation, listener, robot};
 
 /// The document's outline: every handler of the business, robot and
 /// administration families.
@@ -46,6 +46,10 @@ use crate::{AppState, admin, business, centre, console, federation, listener, ro
         console::job,
         federation::results,
         federation::children,
+        catalogue::publish,
+        catalogue::search,
+        catalogue::unpublish,
+        catalogue::subscribe,
         admin::create_user,
         admin::list_users,
         admin::unlock,

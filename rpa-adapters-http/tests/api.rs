@@ -1453,6 +1453,10 @@ async fn openapi_lists_every_endpoint() {
         ("/console/api/jobs/{jobId}", "get"),
         ("/federation/v1/results", "post"),
         ("/admin/children", "get"),
+        ("/admin/catalogue", "post"),
+        ("/admin/catalogue", "get"),
+        ("/admin/catalogue/{listingId}", "delete"),
+        ("/admin/catalogue/{listingId}/subscribe", "post"),
         ("/admin/users", "post"),
         ("/admin/users", "get"),
         ("/admin/users/unlock", "post"),
@@ -1872,4 +1876,126 @@ async fn roles_revoked_grants_and_disabled_users() {
     let v = s.biz(&admin, "/admin/users/enable", json!({"name": "alice"})).await;
     assert_envelope(&v, true);
     s.login("alice", "wonderland").await;
+}
+
+#[tokio::test]
+async fn the_catalogue_publishes_finds_and_subscribes() {
+    let s = Server::start().await;
+    let (admin, _) = s.login("admin", "admin-pw").await;
+    let (alice, processes) = s.login("alice", "wonderland").await;
+    let invoice = pid(&processes, "Invoice entry");
+    let get = |path: String, token: String| {
+        let http = s.http.clone();
+        let url = format!("{}{path}", s.base);
+        async move {
+            http.get(url)
+                .header("X-Access-Token", token)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+
+    // Nothing to publish before a package is uploaded.
+    let v = s
+        .biz(
+            &admin,
+            "/admin/catalogue",
+            json!({"processId": invoice, "description": "x"}),
+        )
+        .await;
+    assert!(v["message"].as_str().unwrap().contains("no uploaded package"), "{v}");
+    let up: Value = s
+        .http
+        .post(format!("{}/admin/processes/{invoice}/package?version=2.0.0", s.base))
+        .header("X-Access-Token", &admin)
+        .body("echo invoices")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(up["result"]["current"], true, "{up}");
+    let v = s
+        .biz(
+            &admin,
+            "/admin/catalogue",
+            json!({"processId": invoice, "description": "Types invoices into the ERP", "tags": ["Finance", "ERP"]}),
+        )
+        .await;
+    assert_envelope(&v, true);
+    assert_eq!(v["result"]["version"], "2.0.0");
+    assert_eq!(v["result"]["tags"], json!(["finance", "erp"]));
+    let listing = v["result"]["listingId"].as_i64().unwrap();
+    let v = s.biz(&admin, "/admin/catalogue", json!({"processId": invoice})).await;
+    assert!(v["message"].as_str().unwrap().contains("already exists"), "{v}");
+    let v = s.biz(&alice, "/admin/catalogue", json!({"processId": invoice})).await;
+    assert!(v["message"].as_str().unwrap().contains("permission denied"), "{v}");
+
+    // Anyone with a session searches.
+    let found = get("/admin/catalogue?q=invoices+erp".into(), alice.clone()).await;
+    assert_eq!(found["result"].as_array().unwrap().len(), 1, "{found}");
+    let found = get("/admin/catalogue?q=payroll".into(), alice.clone()).await;
+    assert_eq!(found["result"], json!([]), "{found}");
+    let found = get("/admin/catalogue?tag=finance".into(), alice.clone()).await;
+    assert_eq!(found["result"][0]["name"], "Invoice entry", "{found}");
+
+    // Subscribing makes a process of one's own running the published package.
+    let v = s
+        .biz(
+            &admin,
+            &format!("/admin/catalogue/{listing}/subscribe"),
+            json!({"name": "Invoice entry (branch)", "folder": "Branch"}),
+        )
+        .await;
+    assert_envelope(&v, true);
+    assert_eq!(v["result"]["processName"], "Invoice entry (branch)");
+    assert_eq!(v["result"]["version"], "2.0.0");
+    assert_eq!(
+        v["result"]["packageDownloadUri"], up["result"]["packageDownloadUri"],
+        "{v}"
+    );
+    let subscribed = v["result"]["processId"].as_str().unwrap().to_owned();
+    let versions = get(format!("/admin/processes/{subscribed}/packages"), admin.clone()).await;
+    assert_eq!(versions["result"][0]["current"], true, "{versions}");
+    let v = s
+        .biz(
+            &admin,
+            &format!("/admin/catalogue/{listing}/subscribe"),
+            json!({"name": "Invoice entry (branch)"}),
+        )
+        .await;
+    assert!(v["message"].as_str().unwrap().contains("already exists"), "{v}");
+
+    // Unpublished: no longer found nor subscribed to; the subscriber keeps its process.
+    let (st, v) = {
+        let r = s
+            .http
+            .delete(format!("{}/admin/catalogue/{listing}", s.base))
+            .header("X-Access-Token", &admin)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(get("/admin/catalogue".into(), alice.clone()).await["result"], json!([]));
+    let v = s
+        .biz(&admin, &format!("/admin/catalogue/{listing}/subscribe"), json!({}))
+        .await;
+    assert!(v["message"].as_str().unwrap().contains("not found"), "{v}");
+    let v = s.biz(&admin, "/admin/catalogue/nope/subscribe", json!({})).await;
+    assert!(v["message"].as_str().unwrap().contains("not found"), "{v}");
+    let audit = s
+        .engine
+        .audit_events(rpa_core::model::Actor::System, 0, 10_000)
+        .await
+        .unwrap();
+    for action in ["catalogue.publish", "catalogue.subscribe", "catalogue.unpublish"] {
+        assert!(audit.iter().any(|e| e.action == action), "{action} audited");
+    }
 }

@@ -339,6 +339,7 @@ pub fn kinds() -> &'static [&'static Kind] {
         crate::package::PackageVersion::KIND,
         crate::federation::ChildCursor::KIND,
         crate::federation::ChildFigures::KIND,
+        crate::catalogue::Listing::KIND,
     ]
 }
 

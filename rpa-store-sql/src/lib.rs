@@ -148,6 +148,7 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             include_str!("../migrations/0015_package_versions.sql"),
         ),
         (16, "children", include_str!("../migrations/0016_children.sql")),
+        (17, "catalogue", include_str!("../migrations/0017_catalogue.sql")),
     ]
 }
 

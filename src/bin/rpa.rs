@@ -84,6 +84,9 @@ enum Command {
     /// The audit log: verify the chain, show the last events.
     #[command(subcommand)]
     Audit(Audit),
+    /// The process catalogue: search, publish, subscribe, unpublish.
+    #[command(subcommand)]
+    Catalogue(Catalogue),
     /// Schedules and their next fire times.
     Schedules,
     /// Pipelines.
@@ -218,6 +221,37 @@ struct Import {
     /// Read and check the file, add nothing.
     #[arg(long)]
     dry_run: bool,
+}
+
+#[derive(Subcommand)]
+enum Catalogue {
+    /// Published processes matching every word (name, description, tags).
+    Search {
+        #[arg(default_value = "")]
+        words: String,
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Publish a process's current package version.
+    Publish {
+        process: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Subscribe: a process of your own running the published package.
+    Subscribe {
+        listing: i64,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        folder: Option<String>,
+    },
+    /// Unpublish a listing (subscribers keep their processes).
+    Unpublish { listing: i64 },
 }
 
 #[derive(Subcommand)]
@@ -550,6 +584,7 @@ async fn run(cli: Cli) -> Done {
         Command::Jobs(j) => jobs(&client(&cli)?, json, j).await,
         Command::Queues(q) => queues(&client(&cli)?, json, q).await,
         Command::Audit(a) => audit(&client(&cli)?, json, a).await,
+        Command::Catalogue(k) => catalogue(&client(&cli)?, json, k).await,
         Command::Schedules => {
             let r = client(&cli)?.get("/admin/schedules").await?;
             show(
@@ -1054,6 +1089,64 @@ async fn import(c: &Client, json: bool, i: &Import) -> Done {
     } else {
         Err(Failure(format!("{} rows were not added", failed.len())))
     }
+}
+
+async fn catalogue(c: &Client, json: bool, cmd: &Catalogue) -> Done {
+    let listing = [
+        ("ID", "listingId"),
+        ("NAME", "name"),
+        ("VERSION", "version"),
+        ("TAGS", "tags"),
+        ("DESCRIPTION", "description"),
+    ];
+    match cmd {
+        Catalogue::Search { words, tag } => {
+            let mut path = format!("/admin/catalogue?q={}", urlencode(words));
+            if let Some(t) = tag {
+                path.push_str(&format!("&tag={}", urlencode(t)));
+            }
+            show(json, &c.get(&path).await?, &listing);
+        }
+        Catalogue::Publish {
+            process,
+            name,
+            description,
+            tags,
+        } => {
+            let pid = c.process(process).await.or_else(|e| hex_id(process).ok_or(e))?;
+            let r = c
+                .post(
+                    "/admin/catalogue",
+                    json!({"processId": pid, "name": name, "description": description, "tags": tags}),
+                )
+                .await?;
+            show(json, &r, &listing);
+        }
+        Catalogue::Subscribe {
+            listing: id,
+            name,
+            folder,
+        } => {
+            let r = c
+                .post(
+                    &format!("/admin/catalogue/{id}/subscribe"),
+                    json!({"name": name, "folder": folder}),
+                )
+                .await?;
+            show(
+                json,
+                &r,
+                &[("ID", "processId"), ("NAME", "processName"), ("VERSION", "version")],
+            );
+        }
+        Catalogue::Unpublish { listing: id } => {
+            let r = c
+                .call(reqwest::Method::DELETE, &format!("/admin/catalogue/{id}"), None)
+                .await?;
+            said(json, &r, &format!("listing {id} unpublished"));
+        }
+    }
+    Ok(())
 }
 
 async fn audit(c: &Client, json: bool, cmd: &Audit) -> Done {

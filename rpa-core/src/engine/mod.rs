@@ -84,6 +84,7 @@ macro_rules! decided {
 }
 
 mod assets;
+mod catalogue;
 mod dispatch;
 mod events;
 mod federation;
