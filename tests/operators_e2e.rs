@@ -329,6 +329,8 @@ async fn the_console_shows_a_job_run_live_in_a_real_browser() {
         ("pipelines", "Pipelines"),
         ("audit", "The hash chain verifies"),
         ("children", "No child server has reported"),
+        ("tickets", "Workflow tickets"),
+        ("catalogue", "Nothing published matches"),
     ] {
         tab.go(&format!("{base}/#/{page}")).await;
         tab.wait(
@@ -339,6 +341,16 @@ async fn the_console_shows_a_job_run_live_in_a_real_browser() {
         .await;
         tab.screenshot(&shots, page).await;
     }
+
+    // A process's package versions, from the processes page.
+    tab.go(&format!("{base}/#/packages/{invoice}")).await;
+    tab.wait(
+        "document.getElementById('page').innerText.includes('Follow the latest') && document.querySelector('.s-running')",
+        20,
+        "the package versions",
+    )
+    .await;
+    tab.screenshot(&shots, "packages").await;
 
     // The session ends (here: logged out elsewhere): the console goes back
     // to its login form by itself.

@@ -215,6 +215,8 @@ const PAGES = [
   ["processes", "Processes", "ManageProcesses"],
   ["schedules", "Schedules", "ManageProcesses"],
   ["pipelines", "Pipelines", "ManageProcesses"],
+  ["tickets", "Tickets", "ViewAudit"],
+  ["catalogue", "Catalogue", null],
   ["audit", "Audit", "ViewAudit"],
   ["children", "Children", "ViewAudit"],
 ];
@@ -231,7 +233,8 @@ function nav() {
 async function route() {
   if (!state.me) return;
   const [, name, arg] = location.hash.split("/");
-  for (const a of $("nav").children) a.classList.toggle("on", a.id === `nav-${name === "job" ? "jobs" : name}`);
+  const section = { job: "jobs", packages: "processes" }[name] || name;
+  for (const a of $("nav").children) a.classList.toggle("on", a.id === `nav-${section}`);
   const draw = {
     overview,
     robots,
@@ -243,6 +246,9 @@ async function route() {
     pipelines,
     audit,
     children,
+    tickets,
+    catalogue,
+    packages: () => packages(decodeURIComponent(arg || "")),
   }[name] || overview;
   state.redraw = async () => {
     try {
@@ -565,7 +571,7 @@ async function processes() {
       [
         ["Name", (p) => p.processName],
         ["Type", (p) => p.type],
-        ["Package version", (p) => p.version],
+        ["Package version", (p) => h("a", { href: `#/packages/${p.processId}` }, p.version)],
         ["Package", (p) => (p.packageDownloadUri ? "uploaded" : "none")],
         ["Running / max", (p) => `${p.currentRunNum} / ${p.maxRunNum || "∞"}`],
         ["Max per day", (p) => p.maxDayNum || "∞"],
@@ -643,6 +649,106 @@ async function audit() {
       "No events.",
     ),
   ];
+}
+
+async function packages(processId) {
+  const list = await get(`/admin/processes/${encodeURIComponent(processId)}/packages`);
+  const pin = async (version) => {
+    try {
+      await post(`/admin/processes/${encodeURIComponent(processId)}/package/pin`, { version });
+      toast(version ? `runs ${version} from now on` : "follows the latest version");
+      state.redraw();
+    } catch (e) {
+      if (!(e instanceof Expired)) toast(e.message, true);
+    }
+  };
+  return [
+    h("h2", {}, "Package versions"),
+    h("div", { class: "inline" }, h("button", { type: "button", onclick: () => pin(null) }, "Follow the latest")),
+    table(
+      [
+        ["Version", (v) => v.version],
+        ["Runs now", (v) => (v.current ? badge("Running") : "")],
+        ["SHA-256", (v) => v.sha256.slice(0, 16) + "…"],
+        ["Size", (v) => v.size],
+        ["Uploaded", (v) => `${v.uploadTime} by ${v.uploadedBy}`],
+        ["", (v) => (v.current ? "" : h("button", { type: "button", onclick: () => pin(v.version) }, "Run this version"))],
+      ],
+      list,
+      "No package uploaded.",
+    ),
+  ];
+}
+
+async function tickets() {
+  const list = await get("/console/api/tickets");
+  return [
+    h("h2", {}, "Workflow tickets"),
+    table(
+      [
+        ["#", (t) => t.id],
+        ["Serial", (t) => t.sn],
+        ["Title", (t) => t.title],
+        ["Workflow", (t) => t.workflow],
+        ["State", (t) => (t.isEnd ? badge(t.isRejected ? "Rejected" : "Ended") : t.state)],
+        ["Waiting for", (t) => (t.isEnd ? "" : t.participant)],
+        ["Robot job", (t) => (t.jobId ? h("a", { href: `#/job/${t.jobId}` }, t.jobId.slice(0, 8)) : "")],
+        ["Created by", (t) => t.creator],
+        ["Created", (t) => time(t.createdAt)],
+      ],
+      list,
+      "No tickets.",
+    ),
+  ];
+}
+
+async function catalogue() {
+  const words = h("input", { id: "catalogue-q", placeholder: "words", value: catalogueQuery });
+  const list = await get(`/admin/catalogue?q=${encodeURIComponent(catalogueQuery)}`);
+  return [
+    h("h2", {}, "Catalogue"),
+    h(
+      "form",
+      {
+        class: "inline",
+        onsubmit: (ev) => {
+          ev.preventDefault();
+          catalogueQuery = words.value;
+          state.redraw();
+        },
+      },
+      words,
+      h("button", { type: "submit" }, "Search"),
+    ),
+    table(
+      [
+        ["Name", (l) => l.name],
+        ["Version", (l) => l.version],
+        ["Tags", (l) => l.tags.join(", ")],
+        ["Description", (l) => l.description],
+        ["Published", (l) => `${l.publishTime} by ${l.publishedBy}`],
+        [
+          "",
+          (l) =>
+            may("ManageProcesses")
+              ? h("button", { type: "button", onclick: () => subscribeTo(l) }, "Subscribe")
+              : "",
+        ],
+      ],
+      list,
+      "Nothing published matches.",
+    ),
+  ];
+}
+
+let catalogueQuery = "";
+async function subscribeTo(l) {
+  try {
+    const p = await post(`/admin/catalogue/${l.listingId}/subscribe`, { name: `${l.name} (${state.me.name})` });
+    toast(`subscribed: process ${p.processName}`);
+  } catch (e) {
+    if (!(e instanceof Expired)) toast(e.message, true);
+  }
 }
 
 async function children() {

@@ -12,6 +12,7 @@
 //! | `GET /console/api/overview` | a session | robots by state, today's jobs by state, queue depths, success per process over 7 days (processes the user may see) |
 //! | `GET /console/api/jobs?processId=&state=&limit=` | a session | the newest jobs of the last 30 days of the processes the user may see |
 //! | `GET /console/api/jobs/{jobId}` | a session that may see the job | the job, its steps, run logs (with screenshot links) and recordings |
+//! | `GET /console/api/tickets?open=` | ViewAudit | the newest 200 workflow tickets (seed 004), `open=true`: those not ended, with their workflow's and state's names |
 //! | `GET /console/api/stream` | a session | `text/event-stream`: one `change` event per committed audit event (`{seq, action, type}`), `expired` when the session ends |
 //!
 //! Live: the stream reads the audit chain after the position it started
@@ -81,6 +82,7 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route("/console/api/overview", get(overview::<S>))
         .route("/console/api/jobs", get(jobs::<S>))
         .route("/console/api/jobs/{jobId}", get(job::<S>))
+        .route("/console/api/tickets", get(tickets::<S>))
         .route("/console/api/stream", get(stream::<S>))
 }
 
@@ -464,6 +466,76 @@ pub(crate) async fn job<S: Store>(
             .map(|v| json!({"videoId": v.video_id, "at": v.at.0, "url": file(&v.video_id)}))
             .collect(),
     }))
+}
+
+/// A workflow ticket in a list.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketRow {
+    /// Its id.
+    pub id: i64,
+    /// Its serial number.
+    pub sn: String,
+    /// Its title.
+    pub title: String,
+    /// Its workflow's name.
+    pub workflow: String,
+    /// Its state's name.
+    pub state: String,
+    /// Who may handle it now.
+    pub participant: String,
+    /// Who created it.
+    pub creator: String,
+    /// It reached an end state.
+    pub is_end: bool,
+    /// It was rejected.
+    pub is_rejected: bool,
+    /// The robot job its robot state runs, if any.
+    pub job_id: Option<String>,
+    /// Created (epoch ms).
+    pub created_at: i64,
+}
+
+/// The newest workflow tickets (permission ViewAudit).
+#[utoipa::path(get, path = "/console/api/tickets", tag = "console",
+    params(("X-Access-Token" = String, Header, description = "a session with ViewAudit"),
+        ("open" = Option<bool>, Query, description = "only tickets not ended")),
+    responses((status = 200, description = "the tickets, newest first", body = Envelope<Vec<TicketRow>>)))]
+pub(crate) async fn tickets<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Answer<Vec<TicketRow>> {
+    let me = crate::admin::admin(&st, &h, Permission::ViewAudit).await?;
+    let query = rpa_core::engine::TicketQuery {
+        is_end: (q.get("open").map(String::as_str) == Some("true")).then_some(false),
+        reverse: true,
+        ..rpa_core::engine::TicketQuery::default()
+    };
+    let (list, _) = st.engine.tickets(&me.name, &query, 1, 200).await?;
+    let workflows = st.engine.workflows().await?;
+    let rows = list
+        .into_iter()
+        .map(|t| {
+            let w = workflows.iter().find(|w| w.id == t.workflow_id);
+            TicketRow {
+                workflow: w.map_or_else(|| t.workflow_id.to_string(), |w| w.name.clone()),
+                state: w
+                    .and_then(|w| w.states.iter().find(|s| s.id == t.state_id))
+                    .map_or_else(|| t.state_id.to_string(), |s| s.name.clone()),
+                id: t.id,
+                sn: t.sn,
+                title: t.title,
+                participant: t.participant,
+                creator: t.creator,
+                is_end: t.is_end,
+                is_rejected: t.is_rejected,
+                job_id: t.job_key.map(|k| k.to_string()),
+                created_at: t.created_at.0,
+            }
+        })
+        .collect();
+    Ok(Done::ok(rows))
 }
 
 fn now_s<S: Store>(st: &AppState<S>) -> i64 {

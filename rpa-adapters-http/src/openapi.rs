@@ -44,6 +44,7 @@ use crate::{AppState, admin, business, catalogue, centre, console, federation, l
         console::overview,
         console::jobs,
         console::job,
+        console::tickets,
         federation::results,
         federation::children,
         catalogue::publish,

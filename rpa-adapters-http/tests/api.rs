@@ -1451,6 +1451,7 @@ async fn openapi_lists_every_endpoint() {
         ("/console/api/overview", "get"),
         ("/console/api/jobs", "get"),
         ("/console/api/jobs/{jobId}", "get"),
+        ("/console/api/tickets", "get"),
         ("/federation/v1/results", "post"),
         ("/admin/children", "get"),
         ("/admin/catalogue", "post"),
