@@ -386,7 +386,16 @@ async fn serve<S: Store>(
              pass --config with your own users for anything else"
         );
     }
-    let app = traced(rpa_adapters_http::app(state).merge(rpa_adapters_ws::router(HubState {
+    let mut routes = rpa_adapters_http::app(state.clone());
+    if let Some(p) = &config.parent {
+        let link = crate::parent::ParentLink {
+            url: p.url.clone(),
+            name: p.name.clone(),
+            secret: p.secret.clone(),
+        };
+        routes = routes.merge(crate::parent::pull_router(link).with_state(state));
+    }
+    let app = traced(routes.merge(rpa_adapters_ws::router(HubState {
         engine: engine.clone(),
         hub,
     })));

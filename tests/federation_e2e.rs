@@ -103,6 +103,7 @@ async fn a_child_reports_each_run_once_across_outages_and_kills() {
         pdir.join("config.json"),
         json!({
             "admin": {"name": "admin", "password": "parent-admin-pw"},
+            "processes": [{"name": "Month end", "type": "Unattended", "maxRunNum": 1}],
             "children": [{"name": "branch-1", "secret": SECRET}]
         })
         .to_string(),
@@ -191,6 +192,57 @@ async fn a_child_reports_each_run_once_across_outages_and_kills() {
     let v: Value = again.json().await.unwrap();
     assert_eq!(v["result"]["results"], 7, "{v}");
     assert_eq!(figures(&http, &parent, &ptoken).await, (7, 7));
+
+    // The parent publishes a process; the child pulls it from the parent's
+    // catalogue and runs it on its own robot.
+    let procs = support::get_json(&http, format!("{parent}/admin/processes"), &ptoken).await;
+    let month_end = procs["result"][0]["processId"].as_str().unwrap().to_owned();
+    support::upload_package(
+        &http,
+        &parent,
+        &ptoken,
+        &month_end,
+        "echo '::output {\"closed\": true}'\n",
+    )
+    .await;
+    let (_, published) = support::post(
+        &http,
+        format!("{parent}/admin/catalogue"),
+        &[("X-Access-Token", &ptoken)],
+        json!({"processId": month_end, "description": "Closes the month", "tags": ["finance"]}),
+    )
+    .await
+    .unwrap();
+    let listing = published["result"]["listingId"].as_i64().expect("a listing");
+    let (ctoken, _) = support::login(&http, &child, "admin", "child-admin-pw").await;
+    let offered = support::get_json(&http, format!("{child}/admin/catalogue/parent"), &ctoken).await;
+    assert_eq!(offered["result"][0]["name"], "Month end", "{offered}");
+    let (_, pulled) = support::post(
+        &http,
+        format!("{child}/admin/catalogue/parent/{listing}/pull"),
+        &[("X-Access-Token", &ctoken)],
+        json!({"name": "Month end (branch)"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(pulled["result"]["processName"], "Month end (branch)", "{pulled}");
+    let pulled_id = pulled["result"]["processId"].as_str().unwrap().to_owned();
+    let (_, again) = support::post(
+        &http,
+        format!("{child}/admin/catalogue/parent/{listing}/pull"),
+        &[("X-Access-Token", &ctoken)],
+        json!({"name": "Month end (branch)"}),
+    )
+    .await
+    .unwrap();
+    assert!(again["message"].as_str().unwrap().contains("already exists"), "{again}");
+    let jobs = start_jobs(&http, &child, &ctoken, &pulled_id, 1).await;
+    wait_ended(&http, &child, &ctoken, &jobs).await;
+    let job = support::get_json(&http, format!("{child}/console/api/jobs/{}", jobs[0]), &ctoken).await;
+    assert_eq!(
+        job["result"]["outputs"]["closed"], true,
+        "the parent's package ran: {job}"
+    );
     drop((parent_server, child_server));
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -102,7 +102,7 @@ pub fn upload_router<S: Store>() -> Router<AppState<S>> {
 
 /// The session's user, if a role of theirs grants `perm`; a refusal is
 /// audited (`permission.denied`).
-pub(crate) async fn admin<S: Store>(st: &AppState<S>, h: &HeaderMap, perm: Permission) -> Result<User, BusinessError> {
+pub async fn admin<S: Store>(st: &AppState<S>, h: &HeaderMap, perm: Permission) -> Result<User, BusinessError> {
     let user = session(st, h).await?;
     st.engine.require(Actor::User(user.id), perm).await?;
     Ok(user)
@@ -707,7 +707,8 @@ pub(crate) async fn revoke<S: Store>(
     Ok(Done::said("revoked"))
 }
 
-pub(crate) fn process_details<S: Store>(st: &AppState<S>, p: &Process) -> ProcessDetails {
+/// A process as the administration API answers it.
+pub fn process_details<S: Store>(st: &AppState<S>, p: &Process) -> ProcessDetails {
     ProcessDetails {
         process_id: p.key,
         process_name: p.spec.name.clone(),

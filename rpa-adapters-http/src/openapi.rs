@@ -47,6 +47,8 @@ use crate::{AppState, admin, business, catalogue, centre, console, federation, l
         console::tickets,
         federation::results,
         federation::children,
+        federation::catalogue,
+        federation::package,
         catalogue::publish,
         catalogue::search,
         catalogue::unpublish,

@@ -1454,6 +1454,8 @@ async fn openapi_lists_every_endpoint() {
         ("/console/api/tickets", "get"),
         ("/federation/v1/results", "post"),
         ("/admin/children", "get"),
+        ("/federation/v1/catalogue", "get"),
+        ("/federation/v1/catalogue/{listingId}/package", "get"),
         ("/admin/catalogue", "post"),
         ("/admin/catalogue", "get"),
         ("/admin/catalogue/{listingId}", "delete"),

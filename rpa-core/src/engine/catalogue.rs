@@ -121,27 +121,67 @@ impl<S: Store> Engine<S> {
             .process(ProcessId(l.process))
             .await?
             .ok_or_else(|| Error::Internal("a listing without its process".into()))?;
-        let name = name
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .unwrap_or(&l.name)
-            .to_owned();
+        let name = name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or(&l.name);
+        let pkg = super::NewPackage {
+            file: l.file,
+            uri: l.uri.clone(),
+            sha256: l.sha256.clone(),
+            size: 0,
+        };
+        let origin = format!("listing {} ({})", l.id, l.name);
+        self.process_from(actor, &source.spec, name, folder, &l.package_version, pkg, &origin)
+            .await
+    }
+
+    /// A process from a parent's listing (two-level collaboration, seed 001
+    /// §6.5.3 a): `spec` is the parent's definition, `pkg` the package
+    /// bytes this server stored (permission ManageProcesses).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn adopt_listing(
+        &self,
+        actor: Actor,
+        spec: &ProcessSpec,
+        name: &str,
+        folder: Option<&str>,
+        version: &str,
+        pkg: super::NewPackage,
+        origin: &str,
+    ) -> Result<Process> {
+        self.require(actor, Permission::ManageProcesses).await?;
+        self.process_from(actor, spec, name, folder, version, pkg, origin).await
+    }
+
+    /// A new process named `name` in `folder` with `spec`'s definition,
+    /// running `pkg` as its first package `version`, granted to `actor` if
+    /// a user: one commit, audited as `catalogue.subscribe` from `origin`.
+    #[allow(clippy::too_many_arguments)]
+    async fn process_from(
+        &self,
+        actor: Actor,
+        spec: &ProcessSpec,
+        name: &str,
+        folder: Option<&str>,
+        version: &str,
+        pkg: super::NewPackage,
+        origin: &str,
+    ) -> Result<Process> {
+        let name = name.trim().to_owned();
         if self.store.processes().await?.iter().any(|p| p.spec.name == name) {
             return Err(Error::AlreadyExists(format!("process {name}")));
         }
-        let version = Version::parse(&l.package_version)
-            .map_err(Error::InvalidArgument)?
-            .to_string();
+        let version = Version::parse(version).map_err(Error::InvalidArgument)?.to_string();
         let spec = ProcessSpec {
-            name: name.clone(),
+            name,
             version: version.clone(),
-            package_uri: l.uri.clone(),
+            package_uri: pkg.uri.clone(),
             package_pin: None,
             folder: folder.map(str::trim).filter(|f| !f.is_empty()).map(str::to_owned),
             trigger: None,
             pipeline: None,
-            ..(*source.spec).clone()
+            pause_workflow: None,
+            ..spec.clone()
         };
+        super::jobs::check_spec(&spec)?;
         let now = self.now();
         let p = Process {
             id: ProcessId(self.next_id(IdKind::Process).await?),
@@ -159,10 +199,10 @@ impl<S: Store> Engine<S> {
             version: 1,
             process: p.id.0,
             name: version,
-            file: l.file,
-            uri: l.uri.clone(),
-            sha256: l.sha256.clone(),
-            size: 0,
+            file: pkg.file,
+            uri: pkg.uri,
+            sha256: pkg.sha256,
+            size: pkg.size,
             uploaded_at: now,
             uploaded_by: actor.to_string(),
         };
@@ -172,7 +212,7 @@ impl<S: Store> Engine<S> {
             actor,
             "catalogue.subscribe",
             Subject::Id("process", p.id.0),
-            format!("{} from listing {} ({})", p.spec.name, l.id, l.name),
+            format!("{} from {origin}", p.spec.name),
         );
         if let Actor::User(uid) = actor
             && let Some(mut u) = self.store.user(uid).await?

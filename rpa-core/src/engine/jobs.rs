@@ -875,7 +875,7 @@ pub(super) fn item_content(spec: &ProcessSpec, content: &Value) -> Result<Arc<Va
     }
 }
 
-fn check_spec(spec: &ProcessSpec) -> Result<()> {
+pub(super) fn check_spec(spec: &ProcessSpec) -> Result<()> {
     super::non_empty(&spec.name, "process name")?;
     if spec.pipeline.as_deref().is_some_and(|n| n.trim().is_empty()) {
         return Err(Error::InvalidArgument("pipeline must name a pipeline".into()));
