@@ -12,8 +12,6 @@ use serde_json::Value;
 
 mod support;
 
-use support::Proc;
-
 fn rpa_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rpa"))
 }
@@ -57,18 +55,7 @@ async fn the_command_line_administers_a_server() {
     let home = dir.join("home");
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
-    let _server = Proc(
-        Command::new(support::server_binary())
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--db", "memory"])
-            .arg("--files")
-            .arg(dir.join("files"))
-            .arg("--secret-key-file")
-            .arg(dir.join("rpa.key"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _server = support::demo_server(&dir, "memory", port, &[], &[]);
     let http = reqwest::Client::new();
     support::login(&http, &base, "alice", "wonderland").await;
 

@@ -35,23 +35,7 @@ fn chromium() -> Option<PathBuf> {
 /// The example server with its demo configuration (its users, processes
 /// and packages) over `db`, its files, key and log in `dir`.
 fn demo_server(dir: &Path, db: &str, port: u16) -> Proc {
-    demo_server_with(dir, db, port, &[])
-}
-
-fn demo_server_with(dir: &Path, db: &str, port: u16, env: &[(&str, &str)]) -> Proc {
-    Proc(
-        Command::new(support::server_binary())
-            .envs(env.iter().copied())
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--db", db])
-            .arg("--files")
-            .arg(dir.join("files"))
-            .arg("--secret-key-file")
-            .arg(dir.join("rpa.key"))
-            .stdout(Stdio::from(std::fs::File::create(dir.join("server.log")).unwrap()))
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    support::demo_server(dir, db, port, &[], &[])
 }
 
 fn free_port() -> u16 {
@@ -455,7 +439,7 @@ async fn metrics_count_a_job_run_on_a_real_robot() {
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let _server = demo_server_with(&dir, "memory", port, &[("RPA_METRICS_TOKEN", "scrape-secret")]);
+    let _server = support::demo_server(&dir, "memory", port, &[], &[("RPA_METRICS_TOKEN", "scrape-secret")]);
     let http = reqwest::Client::new();
     let (alice, invoice) = support::login(&http, &base, "alice", "wonderland").await;
     let _robot = support::start_robot(&base, &dir, "robot-2", "acme-vendor-secret");
@@ -621,19 +605,8 @@ async fn retention_removes_run_files_beyond_the_budget() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let files = dir.join("files");
-    let _server = Proc(
-        Command::new(support::server_binary())
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--db", "memory"])
-            .args(["--run-files-max-mb", "0", "--retention-every", "1"])
-            .arg("--files")
-            .arg(&files)
-            .arg("--secret-key-file")
-            .arg(dir.join("rpa.key"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let args = ["--run-files-max-mb", "0", "--retention-every", "1"];
+    let _server = support::demo_server(&dir, "memory", port, &args, &[]);
     let http = reqwest::Client::new();
     let (admin, _) = support::login(&http, &base, "admin", "admin-demo-password").await;
     let (_, created) = support::post(

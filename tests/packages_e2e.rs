@@ -4,14 +4,12 @@
 //! check instead of being run.
 
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 mod support;
-
-use support::Proc;
 
 const V1: &str = "echo '::output {\"runs\": \"one\"}'\n";
 const V2: &str = "echo '::output {\"runs\": \"two\"}'\n";
@@ -58,19 +56,7 @@ async fn jobs_run_the_latest_version_a_rollback_and_never_damaged_bytes() {
     std::fs::create_dir_all(&dir).unwrap();
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
-    let _server = Proc(
-        Command::new(support::server_binary())
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--db"])
-            .arg(dir.join("rpa.db"))
-            .arg("--files")
-            .arg(dir.join("files"))
-            .arg("--secret-key-file")
-            .arg(dir.join("rpa.key"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _server = support::demo_server(&dir, &dir.join("rpa.db").to_string_lossy(), port, &[], &[]);
     let http = reqwest::Client::new();
     let (_, process) = support::login(&http, &base, "alice", "wonderland").await; // Invoice entry
     let (admin, _) = support::login(&http, &base, "admin", "admin-demo-password").await;

@@ -252,3 +252,24 @@ pub fn start_robot(base: &str, dir: &std::path::Path, id: &str, secret: &str) ->
             .unwrap(),
     )
 }
+
+/// The example server with its demo configuration (its users, processes
+/// and packages) over `db` on `port`, its files and key in `dir`, with
+/// `args` and the environment `env` added.
+pub fn demo_server(dir: &std::path::Path, db: &str, port: u16, args: &[&str], env: &[(&str, &str)]) -> Proc {
+    use std::process::{Command, Stdio};
+    Proc(
+        Command::new(server_binary())
+            .envs(env.iter().copied())
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--db", db])
+            .args(args)
+            .arg("--files")
+            .arg(dir.join("files"))
+            .arg("--secret-key-file")
+            .arg(dir.join("rpa.key"))
+            .stdout(Stdio::from(std::fs::File::create(dir.join("server.log")).unwrap()))
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}

@@ -3,8 +3,6 @@
 //! process of the subscriber's, with its own kept version of the
 //! published package, in one commit) and unpublishing. Every change audited.
 
-use std::sync::Arc;
-
 use super::{Decided, Engine, Tx, dup_as_exists};
 use crate::audit::Subject;
 use crate::catalogue::{self, Listing};
@@ -183,17 +181,7 @@ impl<S: Store> Engine<S> {
         };
         super::jobs::check_spec(&spec)?;
         let now = self.now();
-        let p = Process {
-            id: ProcessId(self.next_id(IdKind::Process).await?),
-            key: self.new_key(),
-            version: 0,
-            spec: Arc::new(spec),
-            running: 0,
-            day: self.today(now),
-            day_successes: 0,
-            pending_items: 0,
-            created_at: now,
-        };
+        let p = self.new_process(spec, now).await?;
         let kept = PackageVersion {
             key: PackageVersion::key_of(p.id.0, &version),
             version: 1,

@@ -72,17 +72,7 @@ impl<S: Store> Engine<S> {
         self.require(actor, Permission::ManageProcesses).await?;
         check_spec(&spec)?;
         let now = self.now();
-        let p = Process {
-            id: ProcessId(self.next_id(IdKind::Process).await?),
-            key: self.new_key(),
-            version: 0,
-            spec: Arc::new(spec),
-            running: 0,
-            day: self.today(now),
-            day_successes: 0,
-            pending_items: 0,
-            created_at: now,
-        };
+        let p = self.new_process(spec, now).await?;
         let mut tx = Tx::default();
         tx.process(p.clone()).audit(
             now,
@@ -93,6 +83,21 @@ impl<S: Store> Engine<S> {
         );
         self.commit(tx).await?;
         Ok(Process { version: 1, ..p })
+    }
+
+    /// A process not yet written: a fresh id and key, no counts.
+    pub(super) async fn new_process(&self, spec: ProcessSpec, now: Timestamp) -> Result<Process> {
+        Ok(Process {
+            id: ProcessId(self.next_id(IdKind::Process).await?),
+            key: self.new_key(),
+            version: 0,
+            spec: Arc::new(spec),
+            running: 0,
+            day: self.today(now),
+            day_successes: 0,
+            pending_items: 0,
+            created_at: now,
+        })
     }
 
     /// Replaces a process's definition (new version, new package, new limits).
