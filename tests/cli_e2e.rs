@@ -237,6 +237,74 @@ async fn the_command_line_administers_a_server() {
     let e = refused(&rpa(&home, &base, &["jobs", "list", "--state", "Sleeping"], ""));
     assert!(e.contains("Sleeping"), "{e}");
 
+    // The configuration: exported without secrets, imported back with more.
+    let license = dir.join("robot-9.lic");
+    std::fs::write(&license, "LICENSE-FOR-ROBOT-9\n").unwrap();
+    let license = license.to_string_lossy().into_owned();
+    ok(&rpa(
+        &home,
+        &base,
+        &["robots", "add", "robot-9", "--vendor", "acme", "--license", &license],
+        "",
+    ));
+    let exported = dir.join("exported.json");
+    let exported_path = exported.to_string_lossy().into_owned();
+    ok(&rpa(
+        &home,
+        &base,
+        &["config", "export", "--output", &exported_path],
+        "",
+    ));
+    let text = std::fs::read_to_string(&exported).unwrap();
+    assert!(
+        !text.contains("wonderland") && !text.contains("acme-vendor-secret"),
+        "no secrets: {text}"
+    );
+    let mut doc: Value = serde_json::from_str(&text).unwrap();
+    let names: Vec<&str> = doc["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"Invoice entry") && names.contains(&"Claims queue"),
+        "{names:?}"
+    );
+    let robot9 = doc["robots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["robotId"] == "robot-9")
+        .unwrap();
+    assert_eq!(robot9["licenseContent"], "LICENSE-FOR-ROBOT-9", "{robot9}");
+    let alice = doc["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "alice")
+        .unwrap();
+    assert!(alice.get("password").is_none(), "{alice}");
+    // A new process and a new user without a password: refused, nothing created.
+    let mut imported = doc["processes"][0].clone();
+    imported["name"] = "Imported process".into();
+    doc["processes"].as_array_mut().unwrap().push(imported);
+    doc["users"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"name": "dora", "processes": ["Imported process"]}));
+    std::fs::write(&exported, doc.to_string()).unwrap();
+    let e = refused(&rpa(&home, &base, &["config", "import", &exported_path], ""));
+    assert!(e.contains("user dora: a password is needed"), "{e}");
+    let list = ok(&rpa(&home, &base, &["processes", "list"], ""));
+    assert!(!list.contains("Imported process"), "nothing half-imported: {list}");
+    doc["users"].as_array_mut().unwrap().last_mut().unwrap()["password"] = "dora-password-1".into();
+    std::fs::write(&exported, doc.to_string()).unwrap();
+    ok(&rpa(&home, &base, &["config", "import", &exported_path], ""));
+    let list = ok(&rpa(&home, &base, &["processes", "list"], ""));
+    assert!(list.contains("Imported process"), "{list}");
+    ok(&rpa(&home, &base, &["config", "import", &exported_path], "")); // again: nothing new
+
     // The audit chain; a disabled user; the end of the session.
     let out = ok(&rpa(&home, &base, &["audit", "verify"], ""));
     assert!(out.contains("the audit chain verifies"), "{out}");

@@ -398,13 +398,14 @@ impl std::fmt::Debug for ListenerDef {
 }
 
 /// A user.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserDef {
     /// Login name.
     pub name: String,
-    /// Password.
-    pub password: String,
+    /// Password (needed to create the user; exports carry none).
+    #[serde(default)]
+    pub password: Option<String>,
     /// Role names.
     #[serde(default)]
     pub roles: Vec<String>,
@@ -448,6 +449,16 @@ impl std::fmt::Debug for ChildDef {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChildDef")
             .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for UserDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserDef")
+            .field("name", &self.name)
+            .field("roles", &self.roles)
+            .field("processes", &self.processes)
             .finish_non_exhaustive()
     }
 }
@@ -709,8 +720,27 @@ impl Config {
 
     /// Creates what is missing; existing users and processes are left as they are.
     pub async fn apply<S: Store>(&self, engine: &Engine<S>) -> Result<(), Error> {
+        self.apply_as(engine, Actor::System).await
+    }
+
+    /// [`Config::apply`] done by `actor` (an import over the administration
+    /// API): what it may not do is refused, and the audit log names it. A
+    /// new user without a password is refused before anything is created.
+    pub async fn apply_as<S: Store>(&self, engine: &Engine<S>, actor: Actor) -> Result<(), Error> {
+        for u in &self.users {
+            if u.password.is_none() && engine.store().user_by_name(&u.name).await?.is_none() {
+                return Err(Error::InvalidArgument(format!(
+                    "user {}: a password is needed to create the user (exports carry none); nothing was imported",
+                    u.name
+                )));
+            }
+        }
         if let Some(a) = &self.admin {
-            engine.ensure_admin(&a.name, &a.password).await?;
+            let password = a
+                .password
+                .as_deref()
+                .ok_or_else(|| Error::InvalidArgument("admin: a password is needed".into()))?;
+            engine.ensure_admin(&a.name, password).await?;
         }
         let existing = engine.processes().await?;
         let mut by_name = std::collections::HashMap::new();
@@ -719,24 +749,20 @@ impl Config {
         }
         for def in &self.processes {
             if !by_name.contains_key(&def.name) {
-                let p = engine.create_process(Actor::System, def.clone().into()).await?;
+                let p = engine.create_process(actor, def.clone().into()).await?;
                 by_name.insert(def.name.clone(), p.key);
             }
         }
         for v in &self.vendors {
-            engine
-                .register_vendor(Actor::System, &v.supplier_code, &v.secret)
-                .await?;
+            engine.register_vendor(actor, &v.supplier_code, &v.secret).await?;
         }
         for r in &self.robots {
-            engine
-                .configure_robot(Actor::System, &r.robot_id, r.clone().into())
-                .await?;
+            engine.configure_robot(actor, &r.robot_id, r.clone().into()).await?;
         }
         for r in &self.roles {
             if engine.store().role_by_name(&r.name).await?.is_none() {
                 engine
-                    .create_role(Actor::System, &r.name, r.permissions.iter().copied().collect())
+                    .create_role(actor, &r.name, r.permissions.iter().copied().collect())
                     .await?;
             }
         }
@@ -752,17 +778,17 @@ impl Config {
             match engine.store().user_by_name(&u.name).await? {
                 Some(_) => {
                     for g in grants {
-                        engine.grant(Actor::System, &u.name, g).await?;
+                        engine.grant(actor, &u.name, g).await?;
                     }
                 }
                 None => {
                     let roles = u.roles.clone();
                     engine
                         .create_user(
-                            Actor::System,
+                            actor,
                             NewUser {
                                 name: u.name.clone(),
-                                password: u.password.clone(),
+                                password: u.password.clone().unwrap_or_default(),
                                 roles,
                                 grants,
                             },
@@ -795,13 +821,13 @@ impl Config {
                 let spec = def
                     .spec(process.id, &zone)
                     .map_err(|e| Error::InvalidArgument(format!("schedule {}: {e}", def.name)))?;
-                engine.create_schedule(Actor::System, &owner, spec).await?;
+                engine.create_schedule(actor, &owner, spec).await?;
             }
         }
         if let Some(d) = &self.flow.directory {
             let stored = engine.directory().await?;
             if (&stored.users, &stored.depts, &stored.roles) != (&d.users, &d.depts, &d.roles) {
-                engine.sync_directory(Actor::System, d.clone()).await?;
+                engine.sync_directory(actor, d.clone()).await?;
             }
         }
         if !self.flow.workflows.is_empty() {
@@ -812,7 +838,7 @@ impl Config {
                     continue;
                 }
                 engine
-                    .save_workflow(Actor::System, creator, def.clone())
+                    .save_workflow(actor, creator, def.clone())
                     .await
                     .map_err(|e| Error::InvalidArgument(format!("workflow {}: {e}", def.name)))?;
             }
@@ -824,14 +850,14 @@ impl Config {
                     continue;
                 }
                 engine
-                    .save_pipeline(Actor::System, def.clone())
+                    .save_pipeline(actor, def.clone())
                     .await
                     .map_err(|e| Error::InvalidArgument(format!("pipeline {}: {e}", def.name)))?;
             }
         }
         for def in &self.pools {
             engine
-                .save_pool(Actor::System, def.spec())
+                .save_pool(actor, def.spec())
                 .await
                 .map_err(|e| Error::InvalidArgument(format!("pool {}: {e}", def.name)))?;
         }

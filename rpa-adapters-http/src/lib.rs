@@ -48,6 +48,7 @@ pub mod centre;
 pub mod clock;
 pub mod config;
 pub mod console;
+pub mod export;
 pub mod federation;
 pub mod files;
 pub mod listener;
@@ -145,6 +146,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         .merge(centre::router().layer(DefaultBodyLimit::max(json)))
         .merge(federation::router().layer(DefaultBodyLimit::max(json)))
         .merge(catalogue::router().layer(DefaultBodyLimit::max(json)))
+        .merge(export::router().layer(DefaultBodyLimit::max(json)))
         .merge(listener::router().layer(DefaultBodyLimit::max(json)))
         .merge(loonflow::router().layer(DefaultBodyLimit::max(json)))
         .merge(uipath::router().layer(DefaultBodyLimit::max(json)))

@@ -8,7 +8,7 @@ use rpa_core::Store;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{AppState, admin, business, catalogue, centre, console, federation, listener, robot};
+use crate::{AppState, admin, business, catalogue, centre, console, export, federation, listener, robot};
 
 /// The document's outline: every handler of the business, robot and
 /// administration families.
@@ -49,6 +49,8 @@ use crate::{AppState, admin, business, catalogue, centre, console, federation, l
         federation::children,
         federation::catalogue,
         federation::package,
+        export::export,
+        export::import,
         catalogue::publish,
         catalogue::search,
         catalogue::unpublish,

@@ -1456,6 +1456,8 @@ async fn openapi_lists_every_endpoint() {
         ("/admin/children", "get"),
         ("/federation/v1/catalogue", "get"),
         ("/federation/v1/catalogue/{listingId}/package", "get"),
+        ("/admin/config", "get"),
+        ("/admin/config", "post"),
         ("/admin/catalogue", "post"),
         ("/admin/catalogue", "get"),
         ("/admin/catalogue/{listingId}", "delete"),

@@ -44,6 +44,7 @@ where
     domain_events(make().await).await;
     job_window(make().await).await;
     lookups(make().await).await;
+    roles(make().await).await;
     records(make().await).await;
     engines_race(make().await).await;
     lease(make().await).await;
@@ -704,6 +705,29 @@ async fn job_window<S: Store>(s: S) {
         s.job_counts(ProcessId(9), Timestamp(0), Timestamp(1000)).await.unwrap(),
         vec![],
         "job_window: no jobs, no counts"
+    );
+}
+
+async fn roles<S: Store>(s: S) {
+    let role = |id: i64, name: &str| Role {
+        id: RoleId(id),
+        key: key(u8::try_from(id).unwrap_or(0) + 100),
+        version: 1,
+        name: name.into(),
+        permissions: [Permission::ViewAudit].into_iter().collect(),
+    };
+    put(
+        &s,
+        vec![Write::Role(role(2, "auditor")), Write::Role(role(1, "operator"))],
+    )
+    .await
+    .unwrap();
+    let names: Vec<String> = s.roles().await.unwrap().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["operator", "auditor"], "roles: every role, by id");
+    assert_eq!(
+        s.role_by_name("auditor").await.unwrap().map(|r| r.id),
+        Some(RoleId(2)),
+        "roles: by name"
     );
 }
 

@@ -728,6 +728,11 @@ impl PeopleStore for MemoryStore {
         let g = self.lock();
         Ok(g.role_names.get(name).and_then(|id| g.roles.get(id)).cloned())
     }
+    async fn roles(&self) -> StoreResult<Vec<Role>> {
+        let mut v: Vec<Role> = self.lock().roles.values().cloned().collect();
+        v.sort_by_key(|r| r.id);
+        Ok(v)
+    }
     async fn token(&self, hash: [u8; 32]) -> StoreResult<Option<Token>> {
         Ok(self.lock().tokens.get(&hash).cloned())
     }

@@ -261,6 +261,8 @@ pub trait PeopleStore: Send + Sync + 'static {
     fn role(&self, id: RoleId) -> impl Future<Output = StoreResult<Option<Role>>> + Send;
     /// A role by name.
     fn role_by_name(&self, name: &str) -> impl Future<Output = StoreResult<Option<Role>>> + Send;
+    /// All roles, by id.
+    fn roles(&self) -> impl Future<Output = StoreResult<Vec<Role>>> + Send;
     /// A session by token hash.
     fn token(&self, hash: [u8; 32]) -> impl Future<Output = StoreResult<Option<Token>>> + Send;
 }

@@ -210,6 +210,9 @@ impl PeopleStore for Node {
         let d = if c.is_none() { self.db.role(id).await? } else { None };
         self.point(c, d, Write::Role).await
     }
+    async fn roles(&self) -> StoreResult<Vec<Role>> {
+        self.db.roles().await
+    }
     async fn role_by_name(&self, name: &str) -> StoreResult<Option<Role>> {
         let c = self.cache.role_by_name(name).await?;
         let d = if c.is_none() {

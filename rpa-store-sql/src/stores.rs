@@ -109,6 +109,12 @@ impl PeopleStore for SqlStore {
         )
         .await
     }
+    async fn roles(&self) -> StoreResult<Vec<Role>> {
+        if let Some(m) = &self.inner.mirror {
+            return m.roles().await;
+        }
+        self.many(sqlx::query("SELECT data FROM rpa_roles ORDER BY id")).await
+    }
     async fn role_by_name(&self, name: &str) -> StoreResult<Option<Role>> {
         let memory = self.inner.mirror.as_ref().map(|m| m.role_by_name(name));
         self.point(

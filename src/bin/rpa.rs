@@ -87,6 +87,9 @@ enum Command {
     /// The process catalogue: search, publish, subscribe, unpublish.
     #[command(subcommand)]
     Catalogue(Catalogue),
+    /// The whole configuration, in the configuration file's format (no secrets).
+    #[command(subcommand)]
+    Config(ConfigCmd),
     /// Schedules and their next fire times.
     Schedules,
     /// Pipelines.
@@ -155,6 +158,9 @@ enum Robots {
         labels: Vec<String>,
         #[arg(long)]
         attended: bool,
+        /// A file holding the robot's license, bound to it (seed 001 SendLicense).
+        #[arg(long)]
+        license: Option<PathBuf>,
     },
 }
 
@@ -221,6 +227,17 @@ struct Import {
     /// Read and check the file, add nothing.
     #[arg(long)]
     dry_run: bool,
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Write the server's configuration (to the file, or standard output).
+    Export {
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Create what a configuration file lists and the server lacks.
+    Import { file: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -585,6 +602,28 @@ async fn run(cli: Cli) -> Done {
         Command::Queues(q) => queues(&client(&cli)?, json, q).await,
         Command::Audit(a) => audit(&client(&cli)?, json, a).await,
         Command::Catalogue(k) => catalogue(&client(&cli)?, json, k).await,
+        Command::Config(ConfigCmd::Export { output }) => {
+            let r = client(&cli)?.get("/admin/config").await?;
+            let text = serde_json::to_string_pretty(&r)? + "\n";
+            match output {
+                Some(path) => {
+                    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+                    said(
+                        json,
+                        &json!({"written": path}),
+                        &format!("written to {}", path.display()),
+                    );
+                }
+                None => print!("{text}"),
+            }
+            Ok(())
+        }
+        Command::Config(ConfigCmd::Import { file }) => {
+            let doc = object(&read(file)?, &file.display().to_string())?;
+            let r = client(&cli)?.post("/admin/config", doc).await?;
+            said(json, &r, &format!("{} imported", file.display()));
+            Ok(())
+        }
         Command::Schedules => {
             let r = client(&cli)?.get("/admin/schedules").await?;
             show(
@@ -794,8 +833,12 @@ async fn robots(c: &Client, json: bool, cmd: &Robots) -> Done {
             pool,
             labels,
             attended,
+            license,
         } => {
             let mut body = json!({"robotId": robot_id, "labels": labels, "attended": attended});
+            if let Some(path) = license {
+                body["licenseContent"] = json!(read(path)?.trim_end());
+            }
             if let Some(v) = vendor {
                 body["vendor"] = json!(v);
             }
