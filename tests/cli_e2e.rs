@@ -305,6 +305,51 @@ async fn the_command_line_administers_a_server() {
     assert!(list.contains("Imported process"), "{list}");
     ok(&rpa(&home, &base, &["config", "import", &exported_path], "")); // again: nothing new
 
+    // Into a fresh server: the same configuration comes out of it.
+    let dir2 = dir.join("second");
+    std::fs::create_dir_all(&dir2).unwrap();
+    std::fs::write(
+        dir2.join("config.json"),
+        serde_json::json!({
+            "admin": {"name": "admin", "password": "second-admin-pw"},
+            "vendors": [{"supplierCode": "acme", "secret": "acme-vendor-secret"}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let port2 = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base2 = format!("http://127.0.0.1:{port2}");
+    let _second = support::Proc(support::start_server(&dir2, "memory", port2, &[]));
+    support::login(&http, &base2, "admin", "second-admin-pw").await;
+    let home2 = dir.join("home2");
+    ok(&rpa(&home2, &base2, &["login", "admin"], "second-admin-pw\n"));
+    let full: Value = serde_json::from_str(&ok(&rpa(&home, &base, &["config", "export"], ""))).unwrap();
+    let mut to_import = full.clone();
+    for u in to_import["users"].as_array_mut().unwrap() {
+        u["password"] = "a-new-password-1".into();
+    }
+    let file = dir.join("to-import.json");
+    std::fs::write(&file, to_import.to_string()).unwrap();
+    ok(&rpa(&home2, &base2, &["config", "import", &file.to_string_lossy()], ""));
+    let again: Value = serde_json::from_str(&ok(&rpa(&home2, &base2, &["config", "export"], ""))).unwrap();
+    for section in ["roles", "processes", "pools", "pipelines", "schedules"] {
+        assert_eq!(again[section], full[section], "{section} round-trips");
+    }
+    assert_eq!(
+        again["flow"]["workflows"], full["flow"]["workflows"],
+        "workflows round-trip"
+    );
+    assert_eq!(
+        again["flow"]["directory"], full["flow"]["directory"],
+        "the directory round-trips"
+    );
+    let users = |v: &Value| {
+        let mut u: Vec<String> = v["users"].as_array().unwrap().iter().map(|u| u.to_string()).collect();
+        u.sort();
+        u
+    };
+    assert_eq!(users(&again), users(&full), "users, their roles and grants round-trip");
+
     // The audit chain; a disabled user; the end of the session.
     let out = ok(&rpa(&home, &base, &["audit", "verify"], ""));
     assert!(out.contains("the audit chain verifies"), "{out}");

@@ -5,14 +5,14 @@
 //!
 //! | method, path | body / answer |
 //! |---|---|
-//! | `GET /admin/config` | a configuration document: `roles`, `processes`, `users` (no passwords), `robots`, `pools`, `pipelines` |
+//! | `GET /admin/config` | a configuration document: `roles`, `processes`, `users` (no passwords), `robots`, `pools`, `pipelines`, `schedules`, `flow.directory`, `flow.workflows` |
 //! | `POST /admin/config` | a configuration document: what is missing is created (existing processes, users, robots are left as they are; users get the grants listed), audited under the caller's name; a new user without a password is refused before anything is created |
 //!
-//! Secrets never leave the server: passwords, vendors' secrets, listener
-//! passwords, workflow applications' tokens, OAuth clients, webhook and
-//! parent/children secrets are not exported; neither are schedules, workflows,
-//! the directory or webhooks (the configuration file and their own admin
-//! endpoints carry them).
+//! Secrets never leave the server, nor what is made of them: passwords,
+//! vendors (their secrets), listener accounts, workflow applications
+//! (their tokens), OAuth clients and personal access tokens, webhooks, the
+//! parent and the children are not exported; a server the file is
+//! imported into needs its own (a robot whose vendor it lacks is refused).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -87,6 +87,57 @@ fn process_def(p: &Process) -> Value {
     Value::Object(d)
 }
 
+/// A schedule as the configuration file writes it.
+fn schedule_def(
+    s: &rpa_core::schedule::Schedule,
+    process: &str,
+    owner: Option<String>,
+    server_zone: rpa_core::Tz,
+) -> Value {
+    use rpa_core::schedule::Rule;
+    let spec = &s.spec;
+    let zone: rpa_core::Tz = spec.zone.parse().unwrap_or(server_zone);
+    let times = |t: &[chrono::NaiveTime]| t.iter().map(|t| t.format("%H:%M:%S").to_string()).collect::<Vec<_>>();
+    let mut d = Map::new();
+    d.insert("name".into(), json!(spec.name));
+    d.insert("process".into(), json!(process));
+    d.insert("arguments".into(), (*spec.arguments).clone());
+    let (k, v) = match &spec.rule {
+        Rule::Every { ms } if ms % 1000 == 0 => ("every", json!({"seconds": ms / 1000})),
+        Rule::Every { ms } => ("every", json!({"seconds": (ms / 1000).max(1)})),
+        Rule::Daily { times: t } => ("daily", json!(times(t))),
+        Rule::Weekly { days, times: t } => (
+            "weekly",
+            json!({"days": days.iter().map(|d| d.to_string()).collect::<Vec<_>>(), "times": times(t)}),
+        ),
+        Rule::Monthly { days, times: t } => ("monthly", json!({"days": days, "times": times(t)})),
+        Rule::Cron { expr } => ("cron", json!(expr)),
+    };
+    d.insert(k.into(), v);
+    d.insert("zone".into(), json!(spec.zone));
+    if let Some(t) = spec.from {
+        d.insert("from".into(), json!(t.format_local(zone)));
+    }
+    if let Some(t) = spec.until {
+        d.insert("until".into(), json!(t.format_local(zone)));
+    }
+    if let Some((a, b)) = spec.hours {
+        d.insert(
+            "hours".into(),
+            json!([a.format("%H:%M:%S").to_string(), b.format("%H:%M:%S").to_string()]),
+        );
+    }
+    d.insert(
+        "skipDates".into(),
+        json!(spec.skip_dates.iter().map(|d| d.to_string()).collect::<Vec<_>>()),
+    );
+    d.insert("missed".into(), json!(spec.missed));
+    if let Some(o) = owner {
+        d.insert("owner".into(), json!(o));
+    }
+    Value::Object(d)
+}
+
 /// Exports the configuration (permissions ManageUsers, ManageProcesses, ManageRobots).
 #[utoipa::path(get, path = "/admin/config", tag = "admin",
     params(("X-Access-Token" = String, Header, description = "an administrator's session")),
@@ -137,8 +188,29 @@ pub(crate) async fn export<S: Store>(State(st): State<AppState<S>>, h: HeaderMap
         .into_iter()
         .map(|p| json!(p.plan.def))
         .collect();
+    let mut schedules = Vec::new();
+    for s in engine.schedules().await? {
+        let Some(process) = name_of(s.spec.process) else {
+            continue;
+        };
+        let owner = store
+            .user(s.owner)
+            .await
+            .map_err(rpa_core::Error::from)?
+            .map(|u| u.name);
+        schedules.push(schedule_def(&s, &process, owner, engine.config().time_zone));
+    }
+    let directory = engine.directory().await?;
+    let workflows: Vec<Value> = engine
+        .workflows()
+        .await?
+        .into_iter()
+        .map(|w| json!(&*w.definition))
+        .collect();
     Ok(Done::ok(json!({
         "roles": roles.iter().map(|r| json!({"name": r.name, "permissions": r.permissions})).collect::<Vec<_>>(),
+        "schedules": schedules,
+        "flow": {"directory": directory, "workflows": workflows},
         "processes": processes.iter().map(process_def).collect::<Vec<_>>(),
         "users": users,
         "robots": robots,
