@@ -505,11 +505,9 @@ async fn metrics_count_a_job_run_on_a_real_robot() {
         "one dispatch: {page}"
     );
     assert!(sample(&page, "rpa_commits_total").unwrap() >= 5.0, "{page}");
-    assert_eq!(
-        sample(&page, "rpa_commit_seconds_count"),
-        sample(&page, "rpa_commits_total"),
-        "every commit timed: {page}"
-    );
+    let timed = sample(&page, "rpa_commit_seconds_count").unwrap();
+    let commits = sample(&page, "rpa_commits_total").unwrap();
+    assert!(timed >= 1.0 && timed <= commits, "one commit in 16 timed: {page}");
     assert!(
         sample(&page, "rpa_http_requests_total{family=\"business\",status=\"200\"}").unwrap() >= 2.0,
         "login and startJob: {page}"

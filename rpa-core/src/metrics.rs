@@ -4,7 +4,8 @@
 //!
 //! Two kinds of figure:
 //! - recorded here, in this node's memory, as things happen: commits and
-//!   their latency, optimistic-concurrency conflicts, dispatch latency
+//!   their latency (one commit in [`TIMED_EVERY`] is timed: reading the
+//!   clock costs as much as the rest of an in-memory commit's bookkeeping), optimistic-concurrency conflicts, dispatch latency
 //!   (a job's start → its Execute sent), webhook deliveries, HTTP requests
 //!   by API family, status and latency. Counters start at zero with the
 //!   process, as Prometheus counters do.
@@ -148,14 +149,19 @@ impl HistogramVec {
     }
 }
 
+/// One commit in this many is timed for [`Metrics::commit_seconds`].
+pub const TIMED_EVERY: u64 = 16;
+
 /// What a node records as it works (see the module docs).
 #[derive(Debug)]
 pub struct Metrics {
+    /// Commits tried (for sampling).
+    tried: AtomicU64,
     /// Commits that landed.
     pub commits: AtomicU64,
     /// Commits refused because another writer changed what they read.
     pub conflicts: AtomicU64,
-    /// Latency of the store's commits.
+    /// Latency of the store's commits, one in [`TIMED_EVERY`] timed.
     pub commit_seconds: Histogram,
     /// From a job's start (its creation, or the time it was deferred to) to
     /// its first Execute being sent to a robot.
@@ -171,6 +177,7 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
+            tried: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             conflicts: AtomicU64::new(0),
             commit_seconds: Histogram::default(),
@@ -183,6 +190,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Whether the commit about to be made is one of those timed.
+    pub fn time_this_commit(&self) -> bool {
+        self.tried.fetch_add(1, Ordering::Relaxed).is_multiple_of(TIMED_EVERY)
+    }
+
     /// Writes every recorded figure.
     pub fn render(&self, out: &mut Exposition) {
         out.counter(
@@ -199,7 +211,7 @@ impl Metrics {
         );
         out.histogram(
             "rpa_commit_seconds",
-            "Latency of the store's commits.",
+            "Latency of the store's commits (one commit in 16 is timed).",
             &[],
             &self.commit_seconds,
         );
