@@ -306,7 +306,7 @@ async fn the_console_shows_a_job_run_live_in_a_real_browser() {
     tab.screenshot(&shots, "overview").await;
 
     for (page, marker) in [
-        ("robots", "robot-2"),
+        ("robots", "bound"),
         ("queues", "Claims queue"),
         ("processes", "Invoice entry"),
         ("schedules", "Schedules"),

@@ -350,6 +350,7 @@ async function robots() {
         ["Labels", (r) => r.labels.join(", ")],
         ["Attended", (r) => (r.attended ? "yes" : "no")],
         ["Version", (r) => r.version || ""],
+        ["License", (r) => (r.licensed ? "bound" : "–")],
         ["Last heartbeat", (r) => r.lastSeen],
       ],
       list,

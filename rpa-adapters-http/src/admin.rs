@@ -20,7 +20,7 @@
 //! | `POST /admin/processes/{processId}/package/pin` | ManageProcesses | `{version}`: run that kept version from now on (a rollback when older); `{version: null}`: follow the latest again |
 //! | `POST /admin/vendors` | ManageRobots | `{supplierCode, secret}` |
 //! | `POST /admin/robots` | ManageRobots | `{robotId, vendor?, pool?, labels?, attended?, licenseContent?}` |
-//! | `GET /admin/robots` | ManageRobots | `[{robotId, state, jobId, pool, labels, attended, lastSeen}]` |
+//! | `GET /admin/robots` | ManageRobots | `[{robotId, state, jobId, pool, labels, attended, version, licensed, lastSeen}]` |
 //! | `POST /admin/jobs/{jobId}/kill` | OperateAllJobs | → `{jobId, state}`: the job ends Stopped at once, its robot is sent Stop (seed 000 `stopJob` asks the robot instead) |
 //! | `GET /admin/audit?after=&limit=` | ViewAudit | audit events |
 //! | `GET /admin/audit/verify` | ViewAudit | `{verified}` or a failure naming the first broken event |
@@ -310,6 +310,8 @@ pub struct RobotInfo {
     pub attended: bool,
     /// The executor's version.
     pub version: Option<String>,
+    /// Whether a license is bound to it (sent with SendLicense).
+    pub licensed: bool,
     /// Last heard of.
     pub last_seen: String,
 }
@@ -1008,6 +1010,7 @@ pub(crate) async fn list_robots<S: Store>(State(st): State<AppState<S>>, h: Head
             labels: r.profile.labels.clone(),
             attended: r.profile.attended,
             version: r.robot_version.as_deref().map(str::to_owned),
+            licensed: r.profile.license.is_some(),
             last_seen: r.last_seen.format_local(zone),
         });
     }
