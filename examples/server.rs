@@ -87,6 +87,10 @@ struct Args {
     /// (default: no limit).
     #[arg(long)]
     run_files_max_mb: Option<u64>,
+    /// Days the run logs of an ended job are kept before retention deletes
+    /// them (default: kept).
+    #[arg(long)]
+    run_logs_days: Option<u64>,
     /// Seconds between two passes of the retention.
     #[arg(long, default_value_t = 600)]
     retention_every: u64,
@@ -132,6 +136,7 @@ async fn main() {
                     .unwrap_or_else(|| rpa::core::webhook::RETRY_MS.to_vec()),
                 run_files_days: args.run_files_days,
                 run_files_max_mb: args.run_files_max_mb,
+                run_logs_days: args.run_logs_days,
                 retention_every_s: args.retention_every,
                 // A bearer token for `/metrics`: from the environment, never the command line.
                 metrics_token: std::env::var("RPA_METRICS_TOKEN")

@@ -32,19 +32,28 @@ pub async fn run_retention<S: Store>(
     let mut lease = Lease::new(RETENTION_LEASE);
     loop {
         match lease.hold(&engine).await {
-            Ok(true) => match engine.apply_retention(&policy).await {
-                Ok(removed) if !removed.is_empty() => {
-                    let bytes: u64 = removed.iter().map(|f| f.size).sum();
-                    for f in &removed {
-                        if let Err(e) = files.delete(f.key).await {
-                            tracing::warn!(file = %f.key, error = %e, "retention: cannot delete a file's bytes");
-                        }
+            Ok(true) => {
+                if let Some(days) = policy.log_days {
+                    match engine.apply_log_retention(days, 30).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(jobs = n, "retention: run logs deleted"),
+                        Err(e) => tracing::error!(error = %e, "retention: run logs, will try again"),
                     }
-                    tracing::info!(files = removed.len(), bytes, "retention: run files removed");
                 }
-                Ok(_) => {}
-                Err(e) => tracing::error!(error = %e, "retention: will try again"),
-            },
+                match engine.apply_retention(&policy).await {
+                    Ok(removed) if !removed.is_empty() => {
+                        let bytes: u64 = removed.iter().map(|f| f.size).sum();
+                        for f in &removed {
+                            if let Err(e) = files.delete(f.key).await {
+                                tracing::warn!(file = %f.key, error = %e, "retention: cannot delete a file's bytes");
+                            }
+                        }
+                        tracing::info!(files = removed.len(), bytes, "retention: run files removed");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "retention: will try again"),
+                }
+            }
             Ok(false) => {}
             Err(e) => tracing::error!(error = %e, "retention: lease"),
         }

@@ -110,6 +110,8 @@ pub struct Options {
     pub run_files_days: Option<u64>,
     /// Most megabytes run files may hold; the oldest go first (`None`: no limit).
     pub run_files_max_mb: Option<u64>,
+    /// Days the run logs of an ended job are kept (`None`: no limit).
+    pub run_logs_days: Option<u64>,
     /// Seconds between two applications of the retention (default 600).
     pub retention_every_s: u64,
 }
@@ -147,6 +149,7 @@ impl Default for Options {
             metrics_token: None,
             run_files_days: None,
             run_files_max_mb: None,
+            run_logs_days: None,
             retention_every_s: 600,
         }
     }
@@ -337,6 +340,7 @@ async fn serve<S: Store>(
         rpa_core::retention::Policy {
             max_age_days: options.run_files_days,
             max_bytes: options.run_files_max_mb.map(|mb| mb.saturating_mul(1 << 20)),
+            log_days: options.run_logs_days,
         },
         Duration::from_secs(options.retention_every_s.max(1)),
         stopped(stop_rx.clone()),

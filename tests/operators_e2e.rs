@@ -668,3 +668,52 @@ async fn retention_removes_run_files_beyond_the_budget() {
     assert!(files.join(package).exists(), "packages are never removed by retention");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_the_run_logs_of_ended_jobs() {
+    let dir = std::env::temp_dir().join(format!("rpa-log-retention-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    // A pass at start, the next 8 s later: the job's log is seen before it goes.
+    let args = ["--run-logs-days", "0", "--retention-every", "8"];
+    let _server = support::demo_server(&dir, &dir.join("rpa.db").to_string_lossy(), port, &args, &[]);
+    let http = reqwest::Client::new();
+    let (alice, invoice) = support::login(&http, &base, "alice", "wonderland").await;
+    let _robot = support::start_robot(&base, &dir, "robot-2", "acme-vendor-secret");
+    let (_, started) = support::post(
+        &http,
+        format!("{base}/rpa/api/startJob"),
+        &[("X-Access-Token", &alice)],
+        json!({"processId": invoice, "params": {"invoice": "1", "customer": "Flo"}}),
+    )
+    .await
+    .unwrap();
+    let job = started["result"]["jobId"].as_str().expect("a job").to_owned();
+    // The job ends; then, kept zero days, its log goes within a pass or two.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut ended, mut seen) = (false, false);
+    loop {
+        let v = support::get_json(&http, format!("{base}/console/api/jobs/{job}"), &alice).await;
+        ended |= v["result"]["state"] == "Successful";
+        let lines = v["result"]["logs"].as_array().map_or(0, Vec::len);
+        seen |= lines > 0;
+        if ended && seen && lines == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the log is still there: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (admin, _) = support::login(&http, &base, "admin", "admin-demo-password").await;
+    let audit = support::get_json(&http, format!("{base}/admin/audit?after=0&limit=1000"), &admin).await;
+    assert!(
+        audit["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "logs.purge"),
+        "audited"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

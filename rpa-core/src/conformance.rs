@@ -45,6 +45,7 @@ where
     job_window(make().await).await;
     lookups(make().await).await;
     roles(make().await).await;
+    logs_dropped(make().await).await;
     records(make().await).await;
     engines_race(make().await).await;
     lease(make().await).await;
@@ -706,6 +707,47 @@ async fn job_window<S: Store>(s: S) {
         vec![],
         "job_window: no jobs, no counts"
     );
+}
+
+async fn logs_dropped<S: Store>(s: S) {
+    let p = sample_process(1);
+    let (a, b) = (sample_job(1, p.id, 0), sample_job(2, p.id, 0));
+    let log = |id: i64, job: JobId| {
+        Write::Log(RunLog {
+            id: RunLogId(id),
+            job,
+            robot: RobotId(1),
+            content: format!("line {id}"),
+            screenshot: None,
+            log_at: String::new(),
+            level: LogLevel::Info,
+            received_at: Timestamp(0),
+        })
+    };
+    put(
+        &s,
+        vec![
+            Write::Process(p),
+            Write::Job(a.clone()),
+            Write::Job(b.clone()),
+            log(1, a.id),
+            log(2, a.id),
+            log(3, b.id),
+        ],
+    )
+    .await
+    .unwrap();
+    put(&s, vec![Write::DropLogs(a.id)]).await.unwrap();
+    assert!(
+        s.logs(a.id).await.unwrap().is_empty(),
+        "logs_dropped: the job's logs are gone"
+    );
+    assert_eq!(
+        s.logs(b.id).await.unwrap().len(),
+        1,
+        "logs_dropped: other jobs keep theirs"
+    );
+    put(&s, vec![Write::DropLogs(a.id)]).await.unwrap();
 }
 
 async fn roles<S: Store>(s: S) {

@@ -396,7 +396,7 @@ impl MemoryStore {
         let mut g = self.lock();
         for w in &c.writes {
             match w {
-                Write::Log(_) | Write::Video(_) | Write::Record(_) => {}
+                Write::Log(_) | Write::Video(_) | Write::DropLogs(_) | Write::Record(_) => {}
                 Write::Job(j) if j.state.is_terminal() => g.forget_job(j.id),
                 Write::Item(i) if i.state.is_terminal() => g.forget_item(i.id),
                 Write::Counts(n) => {
@@ -534,7 +534,7 @@ impl Inner {
                 Some(t) => t.check(r)?,
                 None => check_version(None, r.version)?,
             },
-            Write::Token(_) | Write::RevokeToken(_) | Write::Log(_) | Write::Video(_) => {}
+            Write::Token(_) | Write::RevokeToken(_) | Write::Log(_) | Write::Video(_) | Write::DropLogs(_) => {}
         }
         Ok(())
     }
@@ -584,6 +584,9 @@ impl Inner {
                 self.vendors.insert(v.code.clone(), v);
             }
             Write::Log(l) => self.logs.entry(l.job).or_default().push(l),
+            Write::DropLogs(j) => {
+                self.logs.remove(&j);
+            }
             Write::Video(v) => self.videos.entry(v.job).or_default().push(v),
             Write::Record(r) => self.records.entry(r.kind.table).or_default().put(r),
         }

@@ -340,6 +340,7 @@ pub fn kinds() -> &'static [&'static Kind] {
         crate::federation::ChildCursor::KIND,
         crate::federation::ChildFigures::KIND,
         crate::catalogue::Listing::KIND,
+        crate::retention::LogCursor::KIND,
     ]
 }
 

@@ -1,13 +1,85 @@
-//! Retention of what runs leave (screenshots, recordings, output files):
-//! run files older than a number of days are removed, and while run files
-//! hold more than a number of bytes the oldest go first. Packages and
+//! Retention of what runs leave. Run files (screenshots, recordings,
+//! output files) older than a number of days are removed, and while run
+//! files hold more than a number of bytes the oldest go first. Packages and
 //! personal-folder files are never removed by retention. A removed file
 //! keeps its record (marked purged, so the audit log and the run's log
 //! still name it); its bytes are deleted and a download answers not found.
-//! Pure: which files go.
+//! Run logs of jobs that ended and were created more than a number of days
+//! ago are deleted, window by window of creation time behind a cursor
+//! ([`LogCursor`]), so each job's logs are looked at once; a job still
+//! running past the age keeps its logs. Pure: which files go, which
+//! window of jobs is next.
+
+use serde::{Deserialize, Serialize};
 
 use crate::model::{FileSource, StoredFile};
+use crate::record::{Cell, Column, Kind, Record};
 use crate::time::Timestamp;
+
+/// How far log retention has gone: the logs of jobs created at or before
+/// `through` were looked at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogCursor {
+    /// Always `"logs"`.
+    pub name: String,
+    /// Commit version.
+    pub version: u64,
+    /// Jobs created at or before this were handled.
+    pub through: Timestamp,
+}
+
+impl LogCursor {
+    /// Nothing handled yet.
+    pub fn start() -> LogCursor {
+        LogCursor {
+            name: "logs".into(),
+            version: 0,
+            through: Timestamp(-1),
+        }
+    }
+}
+
+impl Record for LogCursor {
+    const KIND: &'static Kind = &Kind {
+        table: "rpa_log_retention",
+        name: "log retention",
+        key: Column::text("name"),
+        columns: &[],
+    };
+    fn key(&self) -> Cell {
+        self.name.as_str().into()
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn cells(&self) -> Vec<Cell> {
+        Vec::new()
+    }
+}
+
+/// The longest window of creation time one step looks at.
+pub const LOG_WINDOW_MS: i64 = 86_400_000;
+
+/// The next window of creation times, `(from, to)` inclusive, whose ended
+/// jobs lose their logs when logs are kept `days`; `None` when the cursor
+/// has reached the age. No job was created before `earliest` (the oldest
+/// process's creation), so the first window starts there.
+pub fn next_log_window(
+    cursor: &LogCursor,
+    days: u64,
+    now: Timestamp,
+    earliest: Timestamp,
+) -> Option<(Timestamp, Timestamp)> {
+    let cutoff = now.0.saturating_sub((days as i64).saturating_mul(86_400_000));
+    let from = (cursor.through.0 + 1).max(earliest.0);
+    if from > cutoff {
+        return None;
+    }
+    Some((
+        Timestamp(from),
+        Timestamp(cutoff.min(from.saturating_add(LOG_WINDOW_MS - 1))),
+    ))
+}
 
 /// How long run files are kept and how many bytes they may hold.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -16,12 +88,14 @@ pub struct Policy {
     pub max_age_days: Option<u64>,
     /// Most bytes all run files may hold (`None`: no limit).
     pub max_bytes: Option<u64>,
+    /// Days the run logs of an ended job are kept (`None`: no limit).
+    pub log_days: Option<u64>,
 }
 
 impl Policy {
     /// Whether it removes anything ever.
     pub fn is_off(&self) -> bool {
-        self.max_age_days.is_none() && self.max_bytes.is_none()
+        self.max_age_days.is_none() && self.max_bytes.is_none() && self.log_days.is_none()
     }
 }
 
@@ -97,19 +171,54 @@ mod tests {
         let age = Policy {
             max_age_days: Some(3),
             max_bytes: None,
+            log_days: None,
         };
         assert_eq!(ids(to_remove(&files, &age, now)), [1, 2]);
         let bytes = Policy {
             max_age_days: None,
             max_bytes: Some(25),
+            log_days: None,
         };
         assert_eq!(ids(to_remove(&files, &bytes, now)), [1, 2], "40 bytes down to 20");
         let both = Policy {
             max_age_days: Some(6),
             max_bytes: Some(10),
+            log_days: None,
         };
-        assert_eq!(ids(to_remove(&files, &both, now)), [1, 3]);
+        assert_eq!(
+            ids(to_remove(&files, &both, now)),
+            [1, 2, 3],
+            "age, then the oldest down to 10 bytes"
+        );
         assert!(to_remove(&files, &Policy::default(), now).is_empty());
+    }
+
+    #[test]
+    fn log_windows_walk_up_to_the_age_a_day_at_a_time() {
+        let now = Timestamp(10 * DAY);
+        let zero = Timestamp(0);
+        let mut c = LogCursor::start();
+        assert_eq!(
+            next_log_window(&c, 3, now, zero),
+            Some((Timestamp(0), Timestamp(DAY - 1)))
+        );
+        assert_eq!(
+            next_log_window(&c, 3, now, Timestamp(5 * DAY)),
+            Some((Timestamp(5 * DAY), Timestamp(6 * DAY - 1))),
+            "from the oldest process on"
+        );
+        c.through = Timestamp(6 * DAY + 5);
+        assert_eq!(
+            next_log_window(&c, 3, now, zero),
+            Some((Timestamp(6 * DAY + 6), Timestamp(7 * DAY)))
+        );
+        c.through = Timestamp(7 * DAY);
+        assert_eq!(next_log_window(&c, 3, now, zero), None, "caught up");
+        assert_eq!(
+            next_log_window(&c, 0, now, zero).unwrap().1,
+            Timestamp(8 * DAY),
+            "a day at most"
+        );
     }
 
     #[test]
@@ -126,6 +235,7 @@ mod tests {
         let all = Policy {
             max_age_days: Some(0),
             max_bytes: Some(0),
+            log_days: None,
         };
         assert_eq!(ids(to_remove(&files, &all, Timestamp(DAY))), [5]);
     }

@@ -49,6 +49,8 @@ pub enum Write {
     Log(RunLog),
     /// Appended, never changed.
     Video(VideoRecord),
+    /// Deletes a job's run logs (retention, see [`crate::retention`]).
+    DropLogs(JobId),
     /// A record of a kind that plugs in (see [`crate::record`]): version 1
     /// inserts it, a later version replaces version − 1.
     Record(Row),

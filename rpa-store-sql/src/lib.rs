@@ -149,6 +149,11 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
         ),
         (16, "children", include_str!("../migrations/0016_children.sql")),
         (17, "catalogue", include_str!("../migrations/0017_catalogue.sql")),
+        (
+            18,
+            "log retention",
+            include_str!("../migrations/0018_log_retention.sql"),
+        ),
     ]
 }
 

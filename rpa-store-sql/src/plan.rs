@@ -212,6 +212,7 @@ pub(crate) fn rank(w: &Write) -> (u8, i64, &'static str, Option<&rpa_core::recor
         Write::Item(i) => (6, i.id.0),
         Write::Job(j) => (7, j.id.0),
         Write::Log(l) => (9, l.id.0),
+        Write::DropLogs(j) => (9, j.0),
         Write::Video(v) => (10, v.job.0),
         Write::Record(r) => return (11, 0, r.kind.table, Some(&r.key)),
     };
@@ -296,6 +297,9 @@ fn write(w: &Write) -> Result<Step, StoreError> {
                 "INSERT INTO rpa_logs (id, job, data) VALUES ($1, $2, $3)",
                 vec![Val::I(l.id.0), Val::I(l.job.0), Val::S(to_json(l)?)],
             ));
+        }
+        Write::DropLogs(j) => {
+            return Ok(insert("DELETE FROM rpa_logs WHERE job = $1", vec![Val::I(j.0)]));
         }
         Write::Video(v) => {
             return Ok(insert(

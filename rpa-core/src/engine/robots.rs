@@ -901,11 +901,88 @@ impl<S: Store> Engine<S> {
             .ok_or_else(|| Error::NotFound(Entity::File, key.to_string()))
     }
 
+    /// Deletes the run logs of ended jobs created more than `days` ago (see
+    /// [`crate::retention`]): a window of creation time at a time behind
+    /// the cursor, at most `windows` windows; each window's deletions and
+    /// the cursor's move in commits of up to 500 jobs, the cursor in the
+    /// last. How many jobs' logs were deleted.
+    pub async fn apply_log_retention(&self, days: u64, windows: usize) -> Result<u64> {
+        use crate::retention::{LogCursor, next_log_window};
+        use crate::store::JobQuery;
+        let mut dropped = 0;
+        for _ in 0..windows {
+            let cursor = self
+                .store
+                .get::<LogCursor>("logs")
+                .await?
+                .unwrap_or_else(LogCursor::start);
+            let now = self.now();
+            let processes = self.store.processes().await?;
+            let earliest = processes.iter().map(|p| p.created_at).min().unwrap_or(now);
+            let Some((from, to)) = next_log_window(&cursor, days, now, earliest) else {
+                break;
+            };
+            let mut ended = Vec::new();
+            for p in processes {
+                let (_, jobs) = self
+                    .store
+                    .jobs_of_process(JobQuery {
+                        process: p.id,
+                        from,
+                        to,
+                        state: None,
+                        limit: usize::MAX,
+                    })
+                    .await?;
+                ended.extend(jobs.into_iter().filter(|j| j.state.is_terminal()).map(|j| j.id));
+            }
+            let chunks: Vec<&[JobId]> = if ended.is_empty() {
+                vec![&[]]
+            } else {
+                ended.chunks(500).collect()
+            };
+            let last = chunks.len() - 1;
+            for (i, chunk) in chunks.into_iter().enumerate() {
+                let mut tx = Tx::default();
+                for j in chunk {
+                    tx.put(Write::DropLogs(*j));
+                }
+                if i == last {
+                    tx.record(&LogCursor {
+                        version: cursor.version + 1,
+                        through: to,
+                        ..cursor.clone()
+                    })?;
+                }
+                if !chunk.is_empty() {
+                    tx.audit(
+                        now,
+                        Actor::System,
+                        "logs.purge",
+                        Subject::Text("retention".into()),
+                        format!(
+                            "run logs of {} jobs created before {}",
+                            chunk.len(),
+                            to.format_local(self.config.time_zone)
+                        ),
+                    );
+                }
+                match self.commit(tx).await {
+                    Ok(()) => dropped += chunk.len() as u64,
+                    // Another node moved the cursor: it goes on from there next time.
+                    Err(e) if super::is_conflict(&e) => return Ok(dropped),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(dropped)
+    }
+
     /// Removes the run files `policy` no longer keeps (see
     /// [`crate::retention`]): marks them purged, audited, in commits of a
     /// hundred; the host deletes their bytes. Those removed, oldest first.
     pub async fn apply_retention(&self, policy: &crate::retention::Policy) -> Result<Vec<StoredFile>> {
-        if policy.is_off() {
+        if policy.max_age_days.is_none() && policy.max_bytes.is_none() {
             return Ok(Vec::new());
         }
         const PAGE: usize = 1000;

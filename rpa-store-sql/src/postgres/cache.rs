@@ -80,7 +80,7 @@ impl Changes {
                 Write::Vendor(v) => self.vendors.push(v.code.clone()),
                 Write::Token(t) => self.tokens.push(t.hash),
                 Write::RevokeToken(h) => self.tokens.push(*h),
-                Write::Log(_) | Write::Video(_) | Write::Record(_) => {}
+                Write::Log(_) | Write::Video(_) | Write::DropLogs(_) | Write::Record(_) => {}
             }
         }
     }
