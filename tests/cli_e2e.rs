@@ -131,6 +131,14 @@ async fn the_command_line_administers_a_server() {
     assert!(stdout.contains("row 40:"), "{stdout}");
     let queues: Value = serde_json::from_str(&ok(&rpa(&home, &base, &["--json", "queues", "list"], ""))).unwrap();
     assert_eq!(queues[0]["newItems"], 39, "{queues}");
+    let items = ok(&rpa(
+        &home,
+        &base,
+        &["queues", "items", "Claims queue", "--limit", "5"],
+        "",
+    ));
+    assert_eq!(items.lines().count(), 6, "a header and five items: {items}");
+    assert!(items.contains("C-39"), "the newest first: {items}");
 
     // Package versions: a new one uploaded, listed, then a rollback.
     let script = dir.join("v2.sh");

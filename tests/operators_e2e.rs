@@ -326,6 +326,30 @@ async fn the_console_shows_a_job_run_live_in_a_real_browser() {
         tab.screenshot(&shots, page).await;
     }
 
+    // A queue's items.
+    let overview = support::get_json(&http, format!("{base}/console/api/overview"), &alice).await;
+    let claims = overview["result"]["queues"][0]["processId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, added) = support::post(
+        &http,
+        format!("{base}/rpa/api/addQueueItem"),
+        &[("X-Access-Token", &alice)],
+        json!({"processId": claims, "params": {"claim": "C-77"}, "reference": "claim-77"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(added["success"], true, "{added}");
+    tab.go(&format!("{base}/#/items/{claims}")).await;
+    tab.wait(
+        "document.getElementById('page').innerText.includes('claim-77')",
+        20,
+        "the queue's item",
+    )
+    .await;
+    tab.screenshot(&shots, "items").await;
+
     // A process's package versions, from the processes page.
     tab.go(&format!("{base}/#/packages/{invoice}")).await;
     tab.wait(

@@ -233,7 +233,7 @@ function nav() {
 async function route() {
   if (!state.me) return;
   const [, name, arg] = location.hash.split("/");
-  const section = { job: "jobs", packages: "processes" }[name] || name;
+  const section = { job: "jobs", packages: "processes", items: "queues" }[name] || name;
   for (const a of $("nav").children) a.classList.toggle("on", a.id === `nav-${section}`);
   const draw = {
     overview,
@@ -249,6 +249,7 @@ async function route() {
     tickets,
     catalogue,
     packages: () => packages(decodeURIComponent(arg || "")),
+    items: () => items(decodeURIComponent(arg || "")),
   }[name] || overview;
   state.redraw = async () => {
     try {
@@ -328,7 +329,7 @@ function rateOf(days) {
 function queueTable(queues) {
   return table(
     [
-      ["Queue", (q) => q.name],
+      ["Queue", (q) => h("a", { href: `#/items/${q.processId}` }, q.name)],
       ["New items", (q) => q.newItems],
       ["Jobs running", (q) => q.running],
     ],
@@ -677,6 +678,28 @@ async function packages(processId) {
       ],
       list,
       "No package uploaded.",
+    ),
+  ];
+}
+
+async function items(processId) {
+  const list = await get(`/console/api/queues/${encodeURIComponent(processId)}/items`);
+  return [
+    h("h2", {}, "Queue items"),
+    table(
+      [
+        ["Item", (i) => i.itemId.slice(0, 8)],
+        ["State", (i) => badge(i.state)],
+        ["Reference", (i) => i.reference || ""],
+        ["Priority", (i) => i.priority],
+        ["Retries", (i) => i.retryCount],
+        ["Job", (i) => (i.jobId ? h("a", { href: `#/job/${i.jobId}` }, i.jobId.slice(0, 8)) : "")],
+        ["Progress", (i) => i.progress || ""],
+        ["Content", (i) => JSON.stringify(i.content)],
+        ["Created", (i) => time(i.createdAt)],
+      ],
+      list,
+      "No items.",
     ),
   ];
 }

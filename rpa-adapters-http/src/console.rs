@@ -12,6 +12,7 @@
 //! | `GET /console/api/overview` | a session | robots by state, today's jobs by state, queue depths, success per process over 7 days (processes the user may see) |
 //! | `GET /console/api/jobs?processId=&state=&limit=` | a session | the newest jobs of the last 30 days of the processes the user may see |
 //! | `GET /console/api/jobs/{jobId}` | a session that may see the job | the job, its steps, run logs (with screenshot links) and recordings |
+//! | `GET /console/api/queues/{processId}/items?limit=` | a session granted the queue process (or OperateAllJobs) | its newest items (default 100, at most 500) |
 //! | `GET /console/api/tickets?open=` | ViewAudit | the newest 200 workflow tickets (seed 004), `open=true`: those not ended, with their workflow's and state's names |
 //! | `GET /console/api/stream` | a session | `text/event-stream`: one `change` event per committed audit event (`{seq, action, type}`), `expired` when the session ends |
 //!
@@ -83,6 +84,7 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route("/console/api/jobs", get(jobs::<S>))
         .route("/console/api/jobs/{jobId}", get(job::<S>))
         .route("/console/api/tickets", get(tickets::<S>))
+        .route("/console/api/queues/{processId}/items", get(items::<S>))
         .route("/console/api/stream", get(stream::<S>))
 }
 
@@ -466,6 +468,85 @@ pub(crate) async fn job<S: Store>(
             .map(|v| json!({"videoId": v.video_id, "at": v.at.0, "url": file(&v.video_id)}))
             .collect(),
     }))
+}
+
+/// A queue item in a list.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemRow {
+    /// Its id (seed 000 `itemId`).
+    pub item_id: String,
+    /// Its state word.
+    pub state: &'static str,
+    /// Its priority.
+    pub priority: i32,
+    /// Its unique reference, if any.
+    pub reference: Option<String>,
+    /// Tries made after a failure.
+    pub retry_count: u32,
+    /// The job working or that worked it.
+    pub job_id: Option<String>,
+    /// Progress the robot reported.
+    pub progress: Option<String>,
+    /// Its content.
+    #[schema(value_type = Object)]
+    pub content: Value,
+    /// Created (epoch ms).
+    pub created_at: i64,
+    /// Ended (epoch ms).
+    pub ended_at: Option<i64>,
+}
+
+/// A queue process's newest items (a session that may see the process).
+#[utoipa::path(get, path = "/console/api/queues/{processId}/items", tag = "console",
+    params(("X-Access-Token" = String, Header, description = "a session"),
+        ("processId" = String, Path, description = "the queue process"),
+        ("limit" = Option<usize>, Query, description = "at most this many (default 100, at most 500)")),
+    responses((status = 200, description = "the items, newest first", body = Envelope<Vec<ItemRow>>)))]
+pub(crate) async fn items<S: Store>(
+    State(st): State<AppState<S>>,
+    h: HeaderMap,
+    Path(pid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Answer<Vec<ItemRow>> {
+    let user = session(&st, &h).await?;
+    let limit = match q.get("limit").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => 100,
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| BusinessError::refused("limit must be a positive number"))?
+            .min(MAX_JOBS),
+    };
+    let k = crate::admin::process_id(&pid)?;
+    let p = visible(&st, &user)
+        .await?
+        .into_iter()
+        .find(|p| p.key == k)
+        .ok_or_else(|| BusinessError::refused(format!("process {pid} not found")))?;
+    let store = st.engine.store();
+    let items = store.items_of_process(p.id, limit).await.map_err(Error::from)?;
+    let mut out = Vec::with_capacity(items.len());
+    for i in items {
+        let job_id = match i.job {
+            Some(j) => store.job(j).await.map_err(Error::from)?.map(|j| j.key.to_string()),
+            None => None,
+        };
+        out.push(ItemRow {
+            item_id: i.key.to_string(),
+            state: i.state.as_str(),
+            priority: i.priority,
+            reference: i.reference.clone(),
+            retry_count: i.retry_count,
+            job_id,
+            progress: i.progress.clone(),
+            content: Value::clone(&i.content),
+            created_at: i.created_at.0,
+            ended_at: i.ended_at.map(|t| t.0),
+        });
+    }
+    Ok(Done::ok(out))
 }
 
 /// A workflow ticket in a list.

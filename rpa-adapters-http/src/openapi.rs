@@ -45,6 +45,7 @@ use crate::{AppState, admin, business, catalogue, centre, console, export, feder
         console::jobs,
         console::job,
         console::tickets,
+        console::items,
         federation::results,
         federation::children,
         federation::catalogue,

@@ -1452,6 +1452,7 @@ async fn openapi_lists_every_endpoint() {
         ("/console/api/jobs", "get"),
         ("/console/api/jobs/{jobId}", "get"),
         ("/console/api/tickets", "get"),
+        ("/console/api/queues/{processId}/items", "get"),
         ("/federation/v1/results", "post"),
         ("/admin/children", "get"),
         ("/federation/v1/catalogue", "get"),

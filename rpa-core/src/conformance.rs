@@ -46,6 +46,7 @@ where
     lookups(make().await).await;
     roles(make().await).await;
     logs_dropped(make().await).await;
+    item_lists(make().await).await;
     records(make().await).await;
     engines_race(make().await).await;
     lease(make().await).await;
@@ -706,6 +707,31 @@ async fn job_window<S: Store>(s: S) {
         s.job_counts(ProcessId(9), Timestamp(0), Timestamp(1000)).await.unwrap(),
         vec![],
         "job_window: no jobs, no counts"
+    );
+}
+
+async fn item_lists<S: Store>(s: S) {
+    let (p, q) = (sample_process(1), sample_process(2));
+    let mut writes = vec![Write::Process(p.clone()), Write::Process(q.clone())];
+    for id in 1..=5 {
+        writes.push(Write::Item(sample_item(id, if id == 3 { q.id } else { p.id })));
+    }
+    put(&s, writes).await.unwrap();
+    let ids = |v: Vec<QueueItem>| v.into_iter().map(|i| i.id.0).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.items_of_process(p.id, 10).await.unwrap()),
+        [5, 4, 2, 1],
+        "item_lists: newest first"
+    );
+    assert_eq!(
+        ids(s.items_of_process(p.id, 2).await.unwrap()),
+        [5, 4],
+        "item_lists: limited"
+    );
+    assert_eq!(
+        ids(s.items_of_process(q.id, 10).await.unwrap()),
+        [3],
+        "item_lists: by process"
     );
 }
 

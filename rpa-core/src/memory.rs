@@ -829,6 +829,18 @@ impl QueueStore for MemoryStore {
     async fn item(&self, id: QueueItemId) -> StoreResult<Option<QueueItem>> {
         Ok(self.lock().items.get(&id).map(|i| (**i).clone()))
     }
+    async fn items_of_process(&self, process: ProcessId, limit: usize) -> StoreResult<Vec<QueueItem>> {
+        let g = self.lock();
+        let mut items: Vec<QueueItem> = g
+            .items
+            .values()
+            .filter(|i| i.process == process)
+            .map(|i| (**i).clone())
+            .collect();
+        items.sort_unstable_by_key(|i| std::cmp::Reverse(i.id));
+        items.truncate(limit);
+        Ok(items)
+    }
     async fn item_by_key(&self, key: Key) -> StoreResult<Option<QueueItem>> {
         let g = self.lock();
         Ok(g.item_keys

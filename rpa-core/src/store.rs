@@ -315,6 +315,12 @@ pub trait QueueStore: Send + Sync + 'static {
     fn item(&self, id: QueueItemId) -> impl Future<Output = StoreResult<Option<QueueItem>>> + Send;
     /// A queue item by key.
     fn item_by_key(&self, key: Key) -> impl Future<Output = StoreResult<Option<QueueItem>>> + Send;
+    /// The newest `limit` queue items of a process, newest first.
+    fn items_of_process(
+        &self,
+        process: ProcessId,
+        limit: usize,
+    ) -> impl Future<Output = StoreResult<Vec<QueueItem>>> + Send;
     /// A queue item by its unique reference within a process.
     fn item_by_reference(
         &self,

@@ -281,6 +281,9 @@ impl JobStore for Node {
 }
 
 impl QueueStore for Node {
+    async fn items_of_process(&self, process: ProcessId, limit: usize) -> StoreResult<Vec<QueueItem>> {
+        self.db.items_of_process(process, limit).await
+    }
     async fn item(&self, id: QueueItemId) -> StoreResult<Option<QueueItem>> {
         match self.cache.item(id).await? {
             Some(i) => Ok(Some(i)),

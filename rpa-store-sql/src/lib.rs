@@ -154,6 +154,11 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             "log retention",
             include_str!("../migrations/0018_log_retention.sql"),
         ),
+        (
+            19,
+            "items by process",
+            include_str!("../migrations/0019_items_by_process.sql"),
+        ),
     ]
 }
 

@@ -230,6 +230,14 @@ impl JobStore for SqlStore {
 }
 
 impl QueueStore for SqlStore {
+    async fn items_of_process(&self, process: ProcessId, n: usize) -> StoreResult<Vec<QueueItem>> {
+        self.many(
+            sqlx::query("SELECT data FROM rpa_items WHERE process = $1 ORDER BY id DESC LIMIT $2")
+                .bind(process.0)
+                .bind(limit(n)),
+        )
+        .await
+    }
     async fn item(&self, id: QueueItemId) -> StoreResult<Option<QueueItem>> {
         // Live ones are in memory; ended ones only in the database.
         if let Some(m) = &self.inner.mirror

@@ -200,6 +200,12 @@ enum Jobs {
 enum Queues {
     /// Queue processes and their waiting items.
     List,
+    /// A queue's newest items.
+    Items {
+        process: String,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// Add one item.
     Add {
         process: String,
@@ -985,6 +991,25 @@ async fn queues(c: &Client, json: bool, cmd: &Queues) -> Done {
                     ("ID", "processId"),
                     ("NEW", "newItems"),
                     ("RUNNING", "running"),
+                ],
+            );
+        }
+        Queues::Items { process, limit } => {
+            let pid = c.process(process).await?;
+            let mut r = c.get(&format!("/console/api/queues/{pid}/items?limit={limit}")).await?;
+            for i in r.as_array_mut().into_iter().flatten() {
+                i["created"] = json!(time(&i["createdAt"]));
+            }
+            show(
+                json,
+                &r,
+                &[
+                    ("ITEM", "itemId"),
+                    ("STATE", "state"),
+                    ("REFERENCE", "reference"),
+                    ("RETRIES", "retryCount"),
+                    ("JOB", "jobId"),
+                    ("CREATED", "created"),
                 ],
             );
         }
