@@ -343,15 +343,7 @@ pub(crate) async fn jobs<S: Store>(
     Query(q): Query<HashMap<String, String>>,
 ) -> Answer<Vec<JobRow>> {
     let user = session(&st, &h).await?;
-    let limit = match q.get("limit").map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        None => 100,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| BusinessError::refused("limit must be a positive number"))?
-            .min(MAX_JOBS),
-    };
+    let limit = limit_of(&q)?;
     let state = match q.get("state").map(|s| s.trim()).filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(
@@ -393,6 +385,19 @@ pub(crate) async fn jobs<S: Store>(
         out.push(row(&st, j, &ps[*i]).await?);
     }
     Ok(Done::ok(out))
+}
+
+/// A list's `limit`: default 100, at most 500.
+fn limit_of(q: &HashMap<String, String>) -> Result<usize, BusinessError> {
+    match q.get("limit").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(100),
+        Some(s) => Ok(s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| BusinessError::refused("limit must be a positive number"))?
+            .min(MAX_JOBS)),
+    }
 }
 
 /// A job with all it left.
@@ -510,15 +515,7 @@ pub(crate) async fn items<S: Store>(
     Query(q): Query<HashMap<String, String>>,
 ) -> Answer<Vec<ItemRow>> {
     let user = session(&st, &h).await?;
-    let limit = match q.get("limit").map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        None => 100,
-        Some(s) => s
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| BusinessError::refused("limit must be a positive number"))?
-            .min(MAX_JOBS),
-    };
+    let limit = limit_of(&q)?;
     let k = crate::admin::process_id(&pid)?;
     let p = visible(&st, &user)
         .await?
