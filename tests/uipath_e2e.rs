@@ -308,6 +308,14 @@ async fn scenario(dir: &Path, db: &str) {
         )
         .await;
     assert_eq!(status, 409, "all or nothing: {e}");
+    let (status, listed) = api
+        .get("QueueItems?$filter=Reference eq 'B-2' and Status ne 'Deleted'&$count=true")
+        .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["@odata.count"], 1, "{listed}");
+    assert_eq!(listed["value"][0]["SpecificContent"], json!({"n": 2}), "{listed}");
+    let (_, claims) = api.get("QueueItems?$orderby=Reference&$top=1").await;
+    assert_eq!(claims["value"][0]["Reference"], "B-1", "{claims}");
 
     // Transactions: a robot process takes items waiting for their trigger and ends them.
     for r in ["T-1", "T-2"] {

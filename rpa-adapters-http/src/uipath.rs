@@ -23,6 +23,7 @@
 //! | `Queues/UiPathODataSvc.StartTransaction` `{transactionData: {Name, SpecificContent?}}` | `start_transaction`: an item waiting for its trigger, or a new one; 204 when none |
 //! | `QueueItems(<Id>)/UiPathODataSvc.SetTransactionProgress` `{progress}`, `Queues(<Id>)/UiPathODataSvc.SetTransactionResult` `{transactionResult}` | `set_transaction_progress`, `end_transaction` |
 //! | `QueueItems(<Id>)` | `queue_item_by_id` |
+//! | `QueueItems` (`$filter` on `QueueDefinitionId`, `Status`, `Reference`, ...; `$top`, `$skip`, `$orderby`, `$count`) | the newest 1,000 items of each queue the caller may see, newest first |
 //!
 //! Job `State`: Pending, Running, Stopping, Suspended, Successful, Faulted,
 //! Stopped (a job canceled before it ran is Stopped). Times are ISO 8601 in
@@ -568,6 +569,7 @@ async fn route<S: Store>(
         "Jobs" if get => list_jobs(st, &me, q).await,
         "Robots" | "Sessions" if get => list_robots(st, &me, rest, q).await,
         "QueueDefinitions" if get => list_queues(st, &me, q).await,
+        "QueueItems" if get => list_items(st, &me, q).await,
         "Queues/UiPathODataSvc.AddQueueItem" if post => add_queue_item(st, &me, json_body()?).await,
         "Queues/UiPathODataSvc.BulkAddQueueItems" if post => bulk_add(st, &me, json_body()?).await,
         "Queues/UiPathODataSvc.StartTransaction" if post => start_transaction(st, &me, json_body()?).await,
@@ -999,6 +1001,28 @@ async fn list_queues<S: Store>(st: &AppState<S>, me: &Caller, q: &HashMap<String
         out.push(queue_json(&p));
     }
     respond("QueueDefinitions", out, &o)
+}
+
+/// The newest items (1,000 a queue) of the queues the caller may see.
+async fn list_items<S: Store>(st: &AppState<S>, me: &Caller, q: &HashMap<String, String>) -> Answer {
+    let o = options(q)?;
+    let mut found: Vec<(QueueItem, Process)> = Vec::new();
+    for p in visible_processes(st, me).await? {
+        if p.spec.process_type != ProcessType::Queue {
+            continue;
+        }
+        let items = st
+            .engine
+            .store()
+            .items_of_process(p.id, 1000)
+            .await
+            .map_err(Error::from)?;
+        found.extend(items.into_iter().map(|i| (i, p.clone())));
+    }
+    // Newest first unless $orderby says otherwise.
+    found.sort_by_key(|(i, _)| std::cmp::Reverse((i.created_at, i.id)));
+    let values = found.iter().map(|(i, p)| item_json(i, p)).collect();
+    respond("QueueItems", values, &o)
 }
 
 fn asset_json(a: &rpa_core::asset::Asset) -> Value {
