@@ -21,8 +21,14 @@
 //! and sends a log line whose `screenshot` is its file id; a line
 //! `::checkpoint {json}` reports a checkpoint, which a fail-over run gets
 //! back in `$RPA_CHECKPOINT` (the robot declares the capability
-//! `"checkpoint"` at Register, so its Execute carries `checkpoint` and
-//! `attempt`). Files the script writes to `$RPA_OUTPUT_DIR`
+//! `"checkpoint"` at Register, so its Execute carries `checkpoint`,
+//! `attempt` and `accessToken`). With an `accessToken` the script also gets
+//! what UiPath's robots give their processes, so UiPath's SDK works inside
+//! it: `UIPATH_URL` (`<server>/default/DefaultTenant`),
+//! `UIPATH_ACCESS_TOKEN` (the run's token: its robot's assets, credentials
+//! included, and its queues, while the run lasts), `UIPATH_ROBOT_KEY` (the
+//! robot's id), `UIPATH_JOB_KEY`; the token is also `$RPA_ACCESS_TOKEN`.
+//! Files the script writes to `$RPA_OUTPUT_DIR`
 //! are uploaded through `/v1/file/file/upload`. When Execute says
 //! `videoRecordRequired`, the run's console output is recorded (asciicast
 //! v2: `recording-<run>.cast`), uploaded, and reported with
@@ -372,6 +378,14 @@ impl Robot {
             .env("RPA_OUTPUT_DIR", &out_dir);
         if let Some(c) = order.get("checkpoint").filter(|c| !c.is_null()) {
             cmd.env("RPA_CHECKPOINT", c.to_string());
+        }
+        if let Some(token) = order["accessToken"].as_str() {
+            let server = self.args.server.trim_end_matches('/');
+            cmd.env("RPA_ACCESS_TOKEN", token)
+                .env("UIPATH_URL", format!("{server}/default/DefaultTenant"))
+                .env("UIPATH_ACCESS_TOKEN", token)
+                .env("UIPATH_ROBOT_KEY", &self.args.id)
+                .env("UIPATH_JOB_KEY", run);
         }
         let mut child = cmd.spawn().map_err(|e| format!("cannot start the package: {e}"))?;
         let (line_tx, mut line_rx) = mpsc::unbounded_channel::<(String, i64)>();

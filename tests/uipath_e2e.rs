@@ -566,3 +566,309 @@ async fn uipath_clients_drive_the_server_on_postgres() {
     scenario(&dir, &db).await;
     support::drop_postgres(&url, "uipath").await;
 }
+
+const ASSET_CONFIG: &str = r#"{
+  "admin": { "name": "admin", "password": "admin-pw" },
+  "processes": [ { "name": "Payroll", "type": "Unattended", "folder": "Finance", "maxRunNum": 0 } ],
+  "vendors": [ { "supplierCode": "acme", "secret": "acme-secret" } ]
+}"#;
+
+/// One UiPath call with `token`, in `folder`.
+async fn call(http: &reqwest::Client, url: String, token: &str, folder: &str, body: Option<Value>) -> (u16, Value) {
+    let mut r = match &body {
+        Some(b) => http.post(url).json(b),
+        None => http.get(url),
+    };
+    r = r.bearer_auth(token).header("X-UIPATH-FolderPath", folder);
+    let res = r.send().await.unwrap();
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+/// Credentials and per-robot values: a person sees that they exist, the
+/// robot running a job of the asset's folder gets the password through its
+/// run token while the run lasts, and the database holds no password.
+async fn credentials(dir: &Path, db: &str, sqlite_file: Option<&Path>) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("config.json"), ASSET_CONFIG).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _server = Proc(support::start_server(dir, db, port, &[]));
+    let base = format!("http://127.0.0.1:{port}");
+    let odata = format!("{base}/default/DefaultTenant/orchestrator_/odata");
+    let http = reqwest::Client::new();
+    let (admin, _) = support::login(&http, &base, "admin", "admin-pw").await;
+    let processes = support::get_json(&http, format!("{base}/admin/processes"), &admin).await;
+    let payroll = processes["result"][0]["processId"].as_str().unwrap().to_owned();
+    // The run leaves its token where the test reads it, and runs until told.
+    let handoff = dir.join("handoff");
+    std::fs::create_dir_all(&handoff).unwrap();
+    let h = handoff.display();
+    let script = format!(
+        "echo \"$RPA_ACCESS_TOKEN\" > {h}/token.tmp && mv {h}/token.tmp {h}/token\n\
+         echo \"$UIPATH_URL $UIPATH_ROBOT_KEY $UIPATH_JOB_KEY\" > {h}/env\n\
+         while [ ! -f {h}/done ]; do sleep 0.1; done\n"
+    );
+    support::upload_package(&http, &base, &admin, &payroll, &script).await;
+    let _robot = support::start_robot(&base, dir, "robot-1", "acme-secret");
+    let url = |p: &str| format!("{odata}/{p}");
+    let get_robot_asset = "Assets/UiPath.Server.Configuration.OData.GetRobotAssetByNameForRobotKey";
+
+    // A person creates them; the answers never hold a password.
+    let (status, erp) = call(
+        &http,
+        url("Assets"),
+        &admin,
+        "Finance",
+        Some(json!({"Name": "erp", "ValueScope": "Global", "ValueType": "Credential",
+                    "CredentialUsername": "svc-erp", "CredentialPassword": "hunter2-erp"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{erp}");
+    assert_eq!(
+        (erp["CredentialUsername"].as_str(), &erp["CredentialPassword"]),
+        (Some("svc-erp"), &Value::Null)
+    );
+    let (status, v) = call(
+        &http,
+        url("Assets"),
+        &admin,
+        "Finance",
+        Some(json!({"Name": "greeting", "ValueScope": "PerRobot", "ValueType": "Text", "StringValue": "hello"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = call(
+        &http,
+        url("Assets"),
+        &admin,
+        "Default",
+        Some(json!({"Name": "elsewhere", "ValueType": "Secret", "SecretValue": "not-for-finance"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let (status, v) = call(
+        &http,
+        url("Assets"),
+        &admin,
+        "Finance",
+        Some(json!({"Name": "erp", "ValueType": "Text", "StringValue": "x"})),
+    )
+    .await;
+    assert_eq!(status, 409, "a name is unique in its folder: {v}");
+    let (_, listed) = call(
+        &http,
+        url("Assets/UiPath.Server.Configuration.OData.GetFiltered"),
+        &admin,
+        "Finance",
+        None,
+    )
+    .await;
+    assert_eq!(listed["@odata.count"], 2, "the folder's assets: {listed}");
+    assert!(!listed.to_string().contains("hunter2"), "{listed}");
+    let (status, e) = call(
+        &http,
+        url(get_robot_asset),
+        &admin,
+        "Finance",
+        Some(json!({"assetName": "erp", "robotKey": "robot-1"})),
+    )
+    .await;
+    assert_eq!(status, 403, "a person never gets a password: {e}");
+    assert!(e["message"].is_string() && e["errorCode"].is_number(), "{e}");
+    let (status, v) = call(
+        &http,
+        url(get_robot_asset),
+        &admin,
+        "Finance",
+        Some(json!({"assetName": "greeting", "robotKey": "robot-1"})),
+    )
+    .await;
+    assert_eq!((status, v["StringValue"].as_str()), (200, Some("hello")), "{v}");
+    let (status, _) = call(
+        &http,
+        url("Assets/UiPath.Server.Configuration.OData.SetRobotAssetByRobotKey"),
+        &admin,
+        "Finance",
+        Some(
+            json!({"robotKey": "robot-1", "robotAsset": {"Name": "greeting", "ValueType": "Text", "StringValue": "x"}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 403, "only a robot sets its own value");
+
+    // The robot runs a Finance job; its run token opens the folder's credentials.
+    let (status, started) = call(
+        &http,
+        url("Jobs/UiPath.Server.Configuration.OData.StartJobs"),
+        &admin,
+        "Finance",
+        Some(json!({"startInfo": {"ReleaseName": "Payroll", "InputArguments": "{}"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{started}");
+    let key = started["value"][0]["Key"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let token = loop {
+        if let Ok(t) = std::fs::read_to_string(handoff.join("token")) {
+            break t.trim().to_owned();
+        }
+        assert!(Instant::now() < deadline, "the run never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(token.starts_with("rpa-run."), "the robot got a run token: {token:?}");
+    let env = std::fs::read_to_string(handoff.join("env")).unwrap();
+    assert!(
+        env.starts_with(&format!("{base}/default/DefaultTenant robot-1 ")),
+        "UiPath's variables for the SDK: {env}"
+    );
+    // No folder header: the job's own folder.
+    let (status, v) = call(
+        &http,
+        url(get_robot_asset),
+        &token,
+        "",
+        Some(json!({"assetName": "erp", "robotKey": "robot-1"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["CredentialUsername"].as_str(), v["CredentialPassword"].as_str()),
+        (Some("svc-erp"), Some("hunter2-erp"))
+    );
+    let (status, _) = call(
+        &http,
+        url(get_robot_asset),
+        &token,
+        "",
+        Some(json!({"assetName": "erp", "robotKey": "robot-2"})),
+    )
+    .await;
+    assert_eq!(status, 403, "another robot's key");
+    let (status, _) = call(
+        &http,
+        url(get_robot_asset),
+        &token,
+        "",
+        Some(json!({"assetName": "elsewhere", "robotKey": "robot-1"})),
+    )
+    .await;
+    assert_eq!(status, 404, "a secret of another folder");
+    let (status, v) = call(
+        &http,
+        url("Assets/UiPath.Server.Configuration.OData.SetRobotAssetByRobotKey"),
+        &token,
+        "",
+        Some(json!({"robotKey": "robot-1", "robotAsset": {"Name": "greeting", "ValueType": "Text", "StringValue": "from robot-1"}})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    let (_, v) = call(
+        &http,
+        url(get_robot_asset),
+        &token,
+        "",
+        Some(json!({"assetName": "greeting", "robotKey": "robot-1"})),
+    )
+    .await;
+    assert_eq!(v["StringValue"], "from robot-1");
+    let (_, listed) = call(&http, url("Assets?$filter=Name eq 'greeting'"), &admin, "Finance", None).await;
+    assert_eq!(
+        listed["value"][0]["StringValue"], "hello",
+        "the default stays: {listed}"
+    );
+    assert_eq!(listed["value"][0]["RobotValues"][0]["RobotName"], "robot-1", "{listed}");
+    assert_eq!(listed["value"][0]["RobotValues"][0]["StringValue"], "from robot-1");
+    let (status, _) = call(
+        &http,
+        url("Assets"),
+        &token,
+        "",
+        Some(json!({"Name": "new", "ValueType": "Text", "StringValue": "x"})),
+    )
+    .await;
+    assert_eq!(status, 403, "a run token administers nothing");
+    let (status, _) = call(&http, url("Robots"), &token, "", None).await;
+    assert_eq!(status, 403);
+
+    // The run ends; so does its token.
+    std::fs::write(handoff.join("done"), "").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, j) = call(
+            &http,
+            url(&format!(
+                "Jobs/UiPath.Server.Configuration.OData.GetByKey(identifier={key})"
+            )),
+            &admin,
+            "Finance",
+            None,
+        )
+        .await;
+        if j["State"] == "Successful" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job never ended: {j}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, _) = call(
+        &http,
+        url(get_robot_asset),
+        &token,
+        "",
+        Some(json!({"assetName": "erp", "robotKey": "robot-1"})),
+    )
+    .await;
+    assert_eq!(status, 401, "a finished run's token opens nothing");
+
+    // A person changes the user name without the password: the password stays.
+    let erp_id = erp["Id"].as_i64().unwrap();
+    let res = http
+        .patch(url(&format!("Assets({erp_id})")))
+        .bearer_auth(&admin)
+        .json(&json!({"CredentialUsername": "svc-erp-2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (_, v) = call(&http, url(&format!("Assets({erp_id})")), &admin, "Finance", None).await;
+    assert_eq!(
+        (v["CredentialUsername"].as_str(), &v["CredentialPassword"]),
+        (Some("svc-erp-2"), &Value::Null)
+    );
+
+    // At rest: no password in the database files.
+    if let Some(file) = sqlite_file {
+        for f in [file.to_path_buf(), file.with_extension("db-wal")] {
+            if let Ok(bytes) = std::fs::read(&f) {
+                let hay = String::from_utf8_lossy(&bytes);
+                assert!(
+                    !hay.contains("hunter2-erp") && !hay.contains("not-for-finance"),
+                    "{} holds a password",
+                    f.display()
+                );
+                assert!(!hay.contains("svc-erp"), "{} holds an asset in clear", f.display());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_reach_only_the_running_robot_on_sqlite() {
+    let dir = std::env::temp_dir().join(format!("rpa-uipath-assets-{}", std::process::id()));
+    let file = dir.join("rpa.db");
+    let db = file.to_str().unwrap().to_owned();
+    credentials(&dir, &db, Some(&file)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_reach_only_the_running_robot_on_postgres() {
+    let Some(url) = support::postgres_url() else {
+        return;
+    };
+    let db = support::fresh_postgres(&url, "uipath_assets").await;
+    let dir = std::env::temp_dir().join(format!("rpa-uipath-assets-pg-{}", std::process::id()));
+    credentials(&dir, &db, None).await;
+    support::drop_postgres(&url, "uipath_assets").await;
+}

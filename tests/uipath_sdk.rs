@@ -2,7 +2,10 @@
 //! `tests/uipath_sdk/requirements.txt`) against the server, unmodified:
 //! `tests/uipath_sdk/client.py` starts a process with input arguments,
 //! follows it to its end, lists jobs with a filter, stops a running job,
-//! adds a queue item and reads an asset, with a real robot running the jobs.
+//! adds a queue item and reads an asset, with a real robot running the jobs;
+//! a credential is refused to it (a person), while a process that runs the
+//! SDK inside the robot (`tests/uipath_sdk/robot.py`) reads the credential
+//! and sets its robot's value of an asset through its run token.
 //!
 //! The SDK's interpreter is `$UIPATH_SDK_PYTHON` (`.ci/run` makes a virtual
 //! environment for it). Without it the test says why and passes on a
@@ -22,9 +25,10 @@ const CONFIG: &str = r#"{
   "processes": [
     { "name": "Invoice", "type": "Unattended", "maxRunNum": 0,
       "arguments": [ { "name": "invoice", "type": "int", "required": true } ] },
-    { "name": "Claims", "type": "Queue" }
+    { "name": "Claims", "type": "Queue" },
+    { "name": "Vault", "type": "Unattended", "maxRunNum": 0 }
   ],
-  "users": [ { "name": "ops", "password": "pw", "processes": ["Invoice", "Claims"] } ],
+  "users": [ { "name": "ops", "password": "pw", "processes": ["Invoice", "Claims", "Vault"] } ],
   "vendors": [ { "supplierCode": "acme", "secret": "acme-secret" } ],
   "uipath": { "clients": [ { "clientId": "ops-client", "clientSecret": "ops-secret", "user": "ops" } ] }
 }"#;
@@ -61,6 +65,30 @@ async fn uipaths_python_sdk_drives_the_server() {
         "if [ \"$RPA_ARG_INVOICE\" = 99 ]; then sleep 30; fi\necho \"::output {\\\"total\\\": $RPA_ARG_INVOICE}\"\n",
     )
     .await;
+    // A process that runs UiPath's SDK inside the robot (tests/uipath_sdk/robot.py).
+    let vault = processes["result"][2]["processId"].as_str().unwrap().to_owned();
+    let robot_py = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/uipath_sdk/robot.py");
+    support::upload_package(
+        &http,
+        &base,
+        &admin,
+        &vault,
+        &format!("UIPATH_TELEMETRY_ENABLED=false exec '{python}' '{robot_py}'\n"),
+    )
+    .await;
+    for body in [
+        json!({"Name": "vault-login", "ValueType": "Credential", "CredentialUsername": "svc", "CredentialPassword": "s3cret-vault"}),
+        json!({"Name": "counter", "ValueScope": "PerRobot", "ValueType": "Text", "StringValue": "unset"}),
+    ] {
+        let r = http
+            .post(format!("{base}/odata/Assets"))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
     let _robot = support::start_robot(&base, &dir, "robot-1", "acme-secret");
     // An asset for the script to read (seed 000 session tokens are bearer tokens too).
     let asset = http

@@ -48,6 +48,7 @@ impl Record for Listing {
         table: "rpa_catalogue",
         name: "catalogue listing",
         key: Column::int("id"),
+        sealed: false,
         columns: &[Column::text("name").unique("catalogue name")],
     };
     fn key(&self) -> Cell {

@@ -229,6 +229,7 @@ impl crate::record::Record for Cursor {
         table: "rpa_cursors",
         name: "event cursor",
         key: crate::record::Column::text("name"),
+        sealed: false,
         columns: &[],
     };
     fn key(&self) -> crate::record::Cell {

@@ -68,6 +68,7 @@ impl Record for ChildCursor {
         table: "rpa_child_cursors",
         name: "child cursor",
         key: Column::text("child"),
+        sealed: false,
         columns: &[],
     };
     fn key(&self) -> Cell {
@@ -138,6 +139,7 @@ impl Record for ChildFigures {
         table: "rpa_child_figures",
         name: "child figures",
         key: Column::text("key"),
+        sealed: false,
         columns: &[Column::text("child")],
     };
     fn key(&self) -> Cell {

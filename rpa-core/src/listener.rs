@@ -271,6 +271,7 @@ impl Record for ListenerRequest {
         table: "rpa_listener_requests",
         name: "listener request",
         key: Column::int("id"),
+        sealed: false,
         columns: &[
             Column::text("source").unique("source message id"),
             Column::text("queue"),

@@ -789,6 +789,7 @@ impl crate::record::Record for StoredFile {
         table: "rpa_files",
         name: "file",
         key: crate::record::Column::text("key"),
+        sealed: false,
         columns: &[
             crate::record::Column::text("personal_of"),
             crate::record::Column::int("job"),

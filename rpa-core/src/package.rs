@@ -136,6 +136,7 @@ impl Record for PackageVersion {
         table: "rpa_package_versions",
         name: "package version",
         key: Column::text("key"),
+        sealed: false,
         columns: &[Column::int("process")],
     };
     fn key(&self) -> Cell {

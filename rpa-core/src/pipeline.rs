@@ -339,6 +339,7 @@ impl Record for Pipeline {
         table: "rpa_pipelines",
         name: "pipeline",
         key: Column::int("id"),
+        sealed: false,
         columns: &[Column::text("name").unique("pipeline name")],
     };
     fn key(&self) -> Cell {
@@ -494,6 +495,7 @@ impl Record for PipelineRun {
         table: "rpa_pipeline_runs",
         name: "pipeline run",
         key: Column::int("id"),
+        sealed: false,
         columns: &[Column::int("pipeline")],
     };
     fn key(&self) -> Cell {

@@ -143,6 +143,7 @@ impl Record for Pool {
         table: "rpa_pools",
         name: "pool",
         key: Column::text("name"),
+        sealed: false,
         columns: &[],
     };
     fn key(&self) -> Cell {

@@ -20,6 +20,7 @@
 //!         table: "rpa_notes",
 //!         name: "note",
 //!         key: Column::int("id"),
+//!         sealed: false,
 //!         columns: &[Column::text("topic")],
 //!     };
 //!     fn key(&self) -> Cell { Cell::Int(self.id) }
@@ -136,6 +137,10 @@ pub struct Kind {
     pub name: &'static str,
     /// The key column.
     pub key: Column,
+    /// Whether a store that keeps rows at rest seals [`Row::data`] with its
+    /// secret key (the key and indexed columns stay readable): for kinds
+    /// that hold secrets, such as credential assets.
+    pub sealed: bool,
     /// The indexed columns, in the order of [`Record::cells`].
     pub columns: &'static [Column],
 }

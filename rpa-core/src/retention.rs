@@ -44,6 +44,7 @@ impl Record for LogCursor {
         table: "rpa_log_retention",
         name: "log retention",
         key: Column::text("name"),
+        sealed: false,
         columns: &[],
     };
     fn key(&self) -> Cell {

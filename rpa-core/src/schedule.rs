@@ -416,6 +416,7 @@ impl Record for Schedule {
         table: "rpa_schedules",
         name: "schedule",
         key: Column::int("id"),
+        sealed: false,
         columns: &[Column::text("name").unique("schedule name"), Column::int("enabled")],
     };
     fn key(&self) -> Cell {
@@ -457,6 +458,7 @@ impl Record for ScheduleFiring {
         table: "rpa_schedule_firings",
         name: "schedule firing",
         key: Column::int("id"),
+        sealed: false,
         columns: &[Column::int("schedule"), Column::text("slot").unique("schedule firing")],
     };
     fn key(&self) -> Cell {

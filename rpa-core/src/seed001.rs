@@ -13,7 +13,8 @@
 //!
 //! Down, a [`Command`] (the domain's word, as the outbox stores it) becomes
 //! its action word and body here ([`command`]): Execute is table A.7, plus
-//! the fail-over extensions `checkpoint` and `attempt` for a robot that
+//! the extensions `checkpoint`, `attempt` and `accessToken` (the run's
+//! bearer token for the UiPath-compatible API) for a robot that
 //! declared the capability `"checkpoint"` at Register (DESIGN §7: adapters
 //! add no fields inside a documented object for robots that did not ask).
 //!
@@ -312,7 +313,8 @@ pub fn checkpoint(b: &Body) -> Result<Progress, Bad> {
 }
 
 /// Execute's body: table A.7, then, for a robot that takes them
-/// (`extensions`), `checkpoint` (when there is one) and `attempt`.
+/// (`extensions`), `checkpoint` (when there is one), `attempt` and
+/// `accessToken` (when the server signs run tokens).
 pub fn execute(e: &Execute, extensions: bool) -> Value {
     let mut body = json!({
         "runInstanceId": e.run_instance_id,
@@ -335,6 +337,9 @@ pub fn execute(e: &Execute, extensions: bool) -> Value {
             body["checkpoint"] = c.clone();
         }
         body["attempt"] = json!(e.attempt);
+        if let Some(t) = &e.access_token {
+            body["accessToken"] = json!(t);
+        }
     }
     body
 }
@@ -466,6 +471,7 @@ mod tests {
             user_name: "alice".into(),
             checkpoint: None,
             attempt: 1,
+            access_token: None,
         };
         let v = execute(&e, false);
         let mut fields: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
@@ -483,12 +489,18 @@ mod tests {
         let e = Execute {
             checkpoint: Some(json!({"row": 3})),
             attempt: 2,
+            access_token: Some("t".into()),
             ..e
         };
         let v = execute(&e, true);
         assert_eq!(
             (v["attempt"].clone(), v["checkpoint"].clone()),
             (json!(2), json!({"row": 3}))
+        );
+        assert_eq!(v["accessToken"], json!("t"));
+        assert!(
+            execute(&e, false).get("accessToken").is_none(),
+            "only with the extensions"
         );
         assert_eq!(v["arguments"][0], json!({"name": "n", "type": "int", "value": "1"}));
         assert_eq!(v["runInstanceId"], json!(Key([7; 16]).to_string()));

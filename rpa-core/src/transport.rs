@@ -56,6 +56,10 @@ pub struct Execute {
     pub checkpoint: Option<Value>,
     /// Extension: attempt number, from 1.
     pub attempt: u32,
+    /// Extension: the attempt's bearer token for the UiPath-compatible
+    /// API (a robot's assets and queues), valid while the attempt runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
 }
 
 /// A command for a robot.
@@ -147,6 +151,7 @@ mod tests {
             user_name: "alice".into(),
             checkpoint: Some(serde_json::json!({"page": 2})),
             attempt: 2,
+            access_token: None,
         };
         let cmd = Command::Execute(Box::new(e));
         let stored = serde_json::to_value(&cmd).unwrap();

@@ -80,6 +80,7 @@ impl Record for TriggerState {
         table: "rpa_trigger_states",
         name: "queue trigger",
         key: Column::int("process"),
+        sealed: false,
         columns: &[],
     };
     fn key(&self) -> Cell {
@@ -119,6 +120,7 @@ impl Record for Waiting {
         table: "rpa_trigger_waits",
         name: "waiting queue item",
         key: Column::text("rank"),
+        sealed: false,
         columns: &[Column::int("process")],
     };
     fn key(&self) -> Cell {

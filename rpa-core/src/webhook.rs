@@ -61,6 +61,7 @@ impl Record for Subscription {
         table: "rpa_webhooks",
         name: "webhook subscription",
         key: Column::int("id"),
+        sealed: false,
         columns: &[],
     };
     fn key(&self) -> Cell {
@@ -150,6 +151,7 @@ impl Record for Failure {
         table: "rpa_webhook_failures",
         name: "webhook failure",
         key: Column::int("id"),
+        sealed: false,
         columns: &[Column::int("subscription"), Column::int("redeliver")],
     };
     fn key(&self) -> Cell {

@@ -17,7 +17,7 @@
 //! Layout, a job per file: `lib.rs` the store, connecting, migrations;
 //! `stores.rs` the capability traits; `plan.rs` a commit as statements;
 //! `queries.rs` the hot queries; `rows.rs` rows, values and errors;
-//! `sealing.rs` vendor secrets at rest; `take.rs` robots' outbox takes;
+//! `sealing.rs` vendor secrets and sealed record kinds at rest; `take.rs` robots' outbox takes;
 //! `records.rs` record kinds (`rpa_core::record`: SQL made from each kind's
 //! row mapping);
 //! `sqlite.rs` the SQLite writer thread; `postgres/` the PostgreSQL group
@@ -52,7 +52,8 @@
 //! flush (`take.rs`). Leases (`rpa_leases`, [`Store::lease`]) are one
 //! conditional upsert.
 //!
-//! Vendor secrets are stored sealed with ChaCha20-Poly1305
+//! Vendor secrets and the data of sealed record kinds ([`rpa_core::record::Kind::sealed`]:
+//! assets, which hold credentials) are stored sealed with ChaCha20-Poly1305
 //! (`enc:v1:<nonce><ciphertext>`, hex) and opened on read; the key never
 //! reaches the database. [`SqlOptions::sealing`] says where the key comes
 //! from ([`Sealing`]: by default a file beside an SQLite database; a
@@ -190,7 +191,7 @@ pub struct SqlOptions {
     pub max_connections: u32,
     /// Ids reserved per round trip.
     pub id_block: i64,
-    /// How vendor secrets are kept at rest (default: sealed with a key kept
+    /// How vendor secrets and sealed record kinds are kept at rest (default: sealed with a key kept
     /// beside an SQLite database).
     pub sealing: Sealing,
 }

@@ -2,7 +2,8 @@
 //! versioned `put` of [`crate::plan`], read straight from the database
 //! (record kinds are not kept in the read cache), with SQL made from each
 //! kind's row mapping. Table and column names come only from the kinds'
-//! `&'static` mappings, never from a caller.
+//! `&'static` mappings, never from a caller. The data of a
+//! [`Kind::sealed`] kind is sealed at rest as vendor secrets are.
 
 use rpa_core::record::{Cell, ColumnType, Kind, RecordStore, Row as RecordRow, Select};
 
@@ -36,7 +37,7 @@ fn select_sql(kind: &Kind, bare: bool) -> String {
     format!("SELECT {} FROM {}", cols.join(", "), kind.table)
 }
 
-fn decode(kind: &'static Kind, row: &AnyRow) -> StoreResult<RecordRow> {
+fn decode(kind: &'static Kind, row: &AnyRow, key: Option<&[u8; 32]>) -> StoreResult<RecordRow> {
     let n = kind.columns.len();
     let cells = kind
         .columns
@@ -45,7 +46,10 @@ fn decode(kind: &'static Kind, row: &AnyRow) -> StoreResult<RecordRow> {
         .map(|(i, c)| cell(row, i + 1, c.ty))
         .collect::<StoreResult<Vec<_>>>()?;
     let version: i64 = row.try_get(n + 1).map_err(backend_err)?;
-    let data: String = row.try_get(n + 2).map_err(backend_err)?;
+    let mut data: String = row.try_get(n + 2).map_err(backend_err)?;
+    if kind.sealed && !data.is_empty() {
+        data = crate::sealing::unseal(key, &data)?;
+    }
     Ok(RecordRow {
         kind,
         key: cell(row, 0, kind.key.ty)?,
@@ -70,7 +74,8 @@ impl RecordStore for SqlStore {
             .fetch_optional(&self.inner.read)
             .await
             .map_err(backend_err)?;
-        row.map(|r| decode(kind, &r)).transpose()
+        row.map(|r| decode(kind, &r, self.inner.secret_key.as_ref()))
+            .transpose()
     }
 
     async fn records(&self, kind: &'static Kind, select: &Select) -> StoreResult<Vec<RecordRow>> {
@@ -109,6 +114,8 @@ impl RecordStore for SqlStore {
             q = bind(q, a);
         }
         let rows = q.fetch_all(&self.inner.read).await.map_err(backend_err)?;
-        rows.iter().map(|r| decode(kind, r)).collect()
+        rows.iter()
+            .map(|r| decode(kind, r, self.inner.secret_key.as_ref()))
+            .collect()
     }
 }

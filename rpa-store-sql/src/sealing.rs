@@ -3,7 +3,8 @@
 
 use super::*;
 
-/// How vendor secrets (what robots prove themselves with) are kept at rest.
+/// How vendor secrets (what robots prove themselves with) and the data of
+/// sealed record kinds (credential assets) are kept at rest.
 #[derive(Clone, Default)]
 pub enum Sealing {
     /// Sealed with this key (ChaCha20-Poly1305). Nodes sharing a PostgreSQL
@@ -69,7 +70,7 @@ pub(crate) fn sealing_key(url: &str, backend: Backend, sealing: &Sealing) -> Res
         Sealing::Key(k) => Ok(Some(*k)),
         Sealing::PlainTextInsecure => {
             tracing::warn!(
-                "vendor secrets are stored in PLAIN TEXT (Sealing::PlainTextInsecure): \
+                "vendor secrets and credential assets are stored in PLAIN TEXT (Sealing::PlainTextInsecure): \
                  whoever reads the database can impersonate every robot"
             );
             Ok(None)
@@ -89,7 +90,7 @@ pub(crate) fn sealing_key(url: &str, backend: Backend, sealing: &Sealing) -> Res
     }
 }
 
-/// Prefix of a sealed vendor secret.
+/// Prefix of a sealed value.
 pub(crate) const SEALED: &str = "enc:v1:";
 
 pub(crate) fn seal(key: &[u8; 32], plain: &str) -> Result<String, StoreError> {
@@ -100,7 +101,7 @@ pub(crate) fn seal(key: &[u8; 32], plain: &str) -> Result<String, StoreError> {
     rand::rng().fill_bytes(&mut nonce);
     let sealed = cipher
         .encrypt(&nonce.into(), plain.as_bytes())
-        .map_err(|_| StoreError::Backend("cannot encrypt a vendor secret".into()))?;
+        .map_err(|_| StoreError::Backend("cannot encrypt a sealed value".into()))?;
     Ok(format!("{SEALED}{}{}", hex::encode(nonce), hex::encode(sealed)))
 }
 
@@ -109,16 +110,15 @@ pub(crate) fn unseal(key: Option<&[u8; 32]>, stored: &str) -> Result<String, Sto
     let Some(body) = stored.strip_prefix(SEALED) else {
         return Ok(stored.to_owned());
     };
-    let key =
-        key.ok_or_else(|| StoreError::Backend("a vendor secret is encrypted and no secret key is configured".into()))?;
-    let bytes = hex::decode(body).map_err(|_| StoreError::Backend("a sealed vendor secret is damaged".into()))?;
+    let key = key.ok_or_else(|| StoreError::Backend("a value is sealed and no secret key is configured".into()))?;
+    let bytes = hex::decode(body).map_err(|_| StoreError::Backend("a sealed value is damaged".into()))?;
     if bytes.len() < 12 {
-        return Err(StoreError::Backend("a sealed vendor secret is damaged".into()));
+        return Err(StoreError::Backend("a sealed value is damaged".into()));
     }
     let (nonce, sealed) = bytes.split_at(12);
     let cipher = chacha20poly1305::ChaCha20Poly1305::new(key.into());
     let plain = cipher
         .decrypt(chacha20poly1305::Nonce::from_slice(nonce), sealed)
-        .map_err(|_| StoreError::Backend("a vendor secret does not open with the configured key".into()))?;
-    String::from_utf8(plain).map_err(|_| StoreError::Backend("a sealed vendor secret is damaged".into()))
+        .map_err(|_| StoreError::Backend("a sealed value does not open with the configured key".into()))?;
+    String::from_utf8(plain).map_err(|_| StoreError::Backend("a sealed value is damaged".into()))
 }

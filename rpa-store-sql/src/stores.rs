@@ -38,8 +38,10 @@ impl CommitStore for SqlStore {
         }
         if let Some(key) = &self.inner.secret_key {
             for w in &mut c.writes {
-                if let Write::Vendor(v) = w {
-                    v.secret = seal(key, &v.secret)?;
+                match w {
+                    Write::Vendor(v) => v.secret = seal(key, &v.secret)?,
+                    Write::Record(r) if r.kind.sealed => r.data = seal(key, &r.data)?.into(),
+                    _ => {}
                 }
             }
         }

@@ -218,3 +218,62 @@ async fn commit_vendor(store: &SqlStore) -> String {
         .await
         .unwrap()
 }
+
+/// A sealed record kind (assets, which hold credentials) is stored sealed
+/// and read back whole; its unique column stays usable.
+async fn sealed_records_are_sealed_at_rest(store: SqlStore) {
+    use rpa_core::asset::{Asset, AssetValue};
+    use rpa_core::record::{Records, Row};
+    use rpa_core::store::{Commit, Write};
+    let a = Asset {
+        id: 1,
+        version: 1,
+        name: "erp".into(),
+        folder: Some("Finance".into()),
+        value: AssetValue::Credential {
+            username: "svc-user".into(),
+            password: "the-password".into(),
+        },
+        per_robot: false,
+        robot_values: Vec::new(),
+        description: String::new(),
+        deleted: false,
+        created_at: rpa_core::Timestamp(0),
+        updated_at: rpa_core::Timestamp(0),
+    };
+    store
+        .commit(Commit {
+            writes: vec![Write::Record(Row::of(&a).unwrap())],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    let raw: String = sqlx::query_scalar("SELECT data FROM rpa_assets")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert!(raw.starts_with("enc:v1:"), "{raw}");
+    assert!(!raw.contains("the-password") && !raw.contains("svc-user"), "{raw}");
+    assert_eq!(store.get::<Asset>(1).await.unwrap(), Some(a.clone()));
+    let found: Option<Asset> = store
+        .find("name", rpa_core::asset::unique_name("Finance", "erp"))
+        .await
+        .unwrap();
+    assert_eq!(found, Some(a));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_seals_sealed_records() {
+    sealed_records_are_sealed_at_rest(SqlStore::connect(&temp_sqlite(), SqlOptions::default()).await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_seals_sealed_records() {
+    let Some(url) = postgres_url() else { return };
+    sealed_records_are_sealed_at_rest(
+        SqlStore::connect(&fresh_postgres(&url).await, common::pg_options())
+            .await
+            .unwrap(),
+    )
+    .await;
+}

@@ -5,6 +5,7 @@ and UIPATH_ACCESS_TOKEN set, a robot connected, and the processes of that
 test's configuration. Exits non-zero on the first thing that differs.
 """
 
+import json
 import time
 
 from uipath.platform import UiPath
@@ -65,4 +66,18 @@ print("transaction", started["Id"])
 asset = sdk.assets.retrieve("greeting", folder_path="Default")
 assert asset.value == "hello" and asset.value_type == "Text", asset
 print("asset", asset.name)
+
+# A credential: never to a person ...
+try:
+    sdk.assets.retrieve_credential("vault-login", folder_path="Default")
+    raise AssertionError("a person got a credential")
+except ValueError as e:
+    assert "AllowDirectApiAccess" in str(e), e
+listed = sdk.assets.retrieve("vault-login", folder_path="Default")
+assert listed.credential_username == "svc" and listed.credential_password is None, listed
+# ... but to the process a robot runs, through its run token.
+vault = sdk.processes.invoke("Vault", {}, folder_path="Default")
+out = json.loads(wait(vault.key, "Successful").output_arguments)
+assert out == {"password": "s3cret-vault", "before": "unset", "after": "set by robot-1"}, out
+print("credential read by the robot")
 print("ok")

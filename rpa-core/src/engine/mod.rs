@@ -107,6 +107,7 @@ use std::sync::{Arc, Mutex};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+pub use assets::RunCaller;
 pub use flow::{FLOW_CONSUMER, TicketQuery};
 pub use jobs::{JobQueryParams, NewQueueItem};
 pub use packages::NewPackage;

@@ -92,6 +92,7 @@ impl Record for Directory {
         table: "rpa_flow_directory",
         name: "directory",
         key: Column::text("name"),
+        sealed: false,
         columns: &[],
     };
     fn key(&self) -> Cell {

@@ -170,6 +170,7 @@ impl Record for Ticket {
         table: "rpa_tickets",
         name: "ticket",
         key: Column::int("id"),
+        sealed: false,
         columns: &[
             Column::text("sn").unique("ticket sn"),
             Column::int("workflow"),
@@ -240,6 +241,7 @@ impl Record for FlowLog {
         table: "rpa_flow_logs",
         name: "flow log",
         key: Column::int("id"),
+        sealed: false,
         columns: &[Column::int("ticket")],
     };
     fn key(&self) -> Cell {

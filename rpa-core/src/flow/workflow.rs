@@ -406,6 +406,7 @@ impl Record for Workflow {
         table: "rpa_flow_workflows",
         name: "workflow",
         key: Column::int("id"),
+        sealed: false,
         columns: &[Column::text("name").unique("workflow name")],
     };
     fn key(&self) -> Cell {

@@ -18,7 +18,8 @@
 //! | `Queues/UiPathODataSvc.AddQueueItem` `{itemData: {Name, Priority, SpecificContent, Reference, DeferDate, DueDate}}` | `add_queue_item` |
 //! | `Queues/UiPathODataSvc.BulkAddQueueItems` `{queueName, commitType, queueItems}` | `add_queue_item` each; answers the items that failed |
 //! | `POST QueueDefinitions` `{Name, MaxNumberOfRetries, AcceptAutomaticallyRetry}` | `create_process` (Queue) |
-//! | `Assets`, `Assets(<Id>)` (GET, POST, PUT, PATCH, DELETE), `Assets/...GetFiltered` `{Name, ValueScope: Global, ValueType: Text \| Integer \| Bool, StringValue, IntValue, BoolValue}` | `create_asset`, `update_asset`, `delete_asset`, `assets` |
+//! | `Assets`, `Assets(<Id>)`, `Assets/...GetFiltered`, `...GetRobotAssetByNameForRobotKey`, `...SetRobotAssetByRobotKey` | see [`assets`]: credentials and secrets only to a robot running a job |
+//! | `Authorization: Bearer rpa-run.…` (Execute's `accessToken`, given to robots that declare the extensions) | `authenticate_run`: the robot running that attempt, with the grants of the job's starter, in the job's folder; only what [`robot_may`] lists |
 //! | `Settings/UiPath.Server.Configuration.OData.GetLicense` | robots connected now |
 //! | `Queues/UiPathODataSvc.StartTransaction` `{transactionData: {Name, SpecificContent?}}` | `start_transaction`: an item waiting for its trigger, or a new one; 204 when none |
 //! | `QueueItems(<Id>)/UiPathODataSvc.SetTransactionProgress` `{progress}`, `Queues(<Id>)/UiPathODataSvc.SetTransactionResult` `{transactionResult}` | `set_transaction_progress`, `end_transaction` |
@@ -39,7 +40,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use base64::Engine as _;
-use rpa_core::engine::NewQueueItem;
+use rpa_core::engine::{NewQueueItem, RunCaller};
 use rpa_core::error::Error;
 use rpa_core::ids::JobId;
 use rpa_core::job::StopStrategy;
@@ -51,8 +52,10 @@ use sha2::{Digest, Sha256};
 use crate::AppState;
 use crate::odata;
 
+mod assets;
+
 /// The one folder.
-pub const FOLDER: &str = "Default";
+pub const FOLDER: &str = rpa_core::asset::DEFAULT_FOLDER;
 /// Its id.
 const FOLDER_ID: i64 = 1;
 /// Most jobs a list answers.
@@ -288,10 +291,13 @@ fn decode_form(s: &str) -> String {
 
 // --------------------------------------------------------------- the OData
 
-/// Who calls, and the folder its headers name (none: every folder).
+/// Who calls, and the folder its headers name (none: every folder). A
+/// robot running a job (a run token) acts with the grants of the person who
+/// started the job, in the job's folder unless its headers name another.
 struct Caller {
     user: User,
     folder: Option<String>,
+    run: Option<RunCaller>,
 }
 
 impl std::ops::Deref for Caller {
@@ -314,10 +320,52 @@ async fn caller<S: Store>(st: &AppState<S>, h: &HeaderMap) -> Result<Caller, ODa
             ));
         }
     };
-    let user = st.engine.authenticate(token).await?;
     let folders = folders(st).await?;
     let folder = requested_folder(h, &folders)?;
-    Ok(Caller { user, folder })
+    if token.starts_with(rpa_core::auth::RUN_TOKEN_PREFIX) {
+        let run = st.engine.authenticate_run(token).await?;
+        return Ok(Caller {
+            user: run.user.clone(),
+            folder: folder.or_else(|| Some(rpa_core::asset::folder_name(run.folder.as_deref()).to_owned())),
+            run: Some(run),
+        });
+    }
+    let user = st.engine.authenticate(token).await?;
+    Ok(Caller {
+        user,
+        folder,
+        run: None,
+    })
+}
+
+/// What a robot running a job (a run token) may call: what a process
+/// does while it runs (read assets and set its own values, work queues,
+/// read folders, releases and jobs, start jobs), nothing that administers.
+fn robot_may(method: &Method, rest: &str) -> bool {
+    let action = |name: &str| rest.rsplit_once('/').is_some_and(|(_, a)| a == name);
+    if method == Method::GET {
+        return [
+            "Assets",
+            "Folders",
+            "OrganizationUnits",
+            "Releases",
+            "Processes",
+            "Jobs",
+            "QueueDefinitions",
+            "QueueItems",
+        ]
+        .iter()
+        .any(|e| rest.starts_with(e));
+    }
+    method == Method::POST
+        && (action("UiPath.Server.Configuration.OData.GetRobotAssetByNameForRobotKey")
+            || action("UiPath.Server.Configuration.OData.SetRobotAssetByRobotKey")
+            || action("UiPathODataSvc.AddQueueItem")
+            || action("UiPathODataSvc.BulkAddQueueItems")
+            || action("UiPathODataSvc.StartTransaction")
+            || action("UiPathODataSvc.SetTransactionProgress")
+            || action("UiPathODataSvc.SetTransactionResult")
+            || action("UiPath.Server.Configuration.OData.StartJobs"))
 }
 
 /// The folder of a process: its definition's `folder`, or [`FOLDER`].
@@ -548,6 +596,16 @@ async fn route<S: Store>(
     body: &[u8],
 ) -> Answer {
     let me = caller(st, h).await?;
+    if me.run.is_some() && !robot_may(method, rest) {
+        return Err(ODataError::new(
+            StatusCode::FORBIDDEN,
+            0,
+            format!("a robot's run token may not call {method} odata/{rest}"),
+        ));
+    }
+    if let Some(answer) = assets::route(st, &me, method, rest, q, body).await {
+        return answer;
+    }
     let get = method == Method::GET;
     let post = method == Method::POST;
     let json_body = || -> Result<Map<String, Value>, ODataError> {
@@ -574,57 +632,8 @@ async fn route<S: Store>(
         "Queues/UiPathODataSvc.BulkAddQueueItems" if post => bulk_add(st, &me, json_body()?).await,
         "Queues/UiPathODataSvc.StartTransaction" if post => start_transaction(st, &me, json_body()?).await,
         "QueueDefinitions" if post => create_queue(st, &me, json_body()?).await,
-        "Assets" | "Assets/UiPath.Server.Configuration.OData.GetFiltered" if get => {
-            let o = options(q)?;
-            let all = st.engine.assets().await?;
-            respond("Assets", all.iter().map(asset_json).collect(), &o)
-        }
-        "Assets" if post => {
-            let (name, value, description) = asset_fields(&json_body()?)?;
-            let a = st
-                .engine
-                .create_asset(Actor::User(me.id), &name, value, &description)
-                .await?;
-            Ok((StatusCode::CREATED, one("Assets", asset_json(&a))).into_response())
-        }
         "Settings/UiPath.Server.Configuration.OData.GetLicense" if get => license(st).await,
         _ => {
-            if let Some(id) = rest.strip_prefix("Assets(").and_then(|r| r.strip_suffix(')')) {
-                let id: i64 = id
-                    .parse()
-                    .map_err(|_| ODataError::bad(format!("Assets({id}): the key must be a number")))?;
-                return match *method {
-                    Method::GET => Ok(one("Assets", asset_json(&st.engine.asset(id).await?))),
-                    Method::PUT | Method::PATCH => {
-                        let old = st.engine.asset(id).await?;
-                        let mut body = json_body()?;
-                        // PATCH and a partial PUT keep what they leave out.
-                        for (k, v) in [
-                            ("Name", Value::String(old.name.clone())),
-                            ("ValueType", Value::String(old.value.type_name().into())),
-                            ("Description", Value::String(old.description.clone())),
-                        ] {
-                            if field(&body, k).is_none() {
-                                body.insert(k.into(), v);
-                            }
-                        }
-                        let (name, value, description) = asset_fields(&body)?;
-                        st.engine
-                            .update_asset(Actor::User(me.id), id, &name, value, &description)
-                            .await?;
-                        Ok(StatusCode::OK.into_response())
-                    }
-                    Method::DELETE => {
-                        st.engine.delete_asset(Actor::User(me.id), id).await?;
-                        Ok(StatusCode::NO_CONTENT.into_response())
-                    }
-                    _ => Err(ODataError::new(
-                        StatusCode::METHOD_NOT_ALLOWED,
-                        0,
-                        format!("{method} is not allowed on Assets({id})"),
-                    )),
-                };
-            }
             if let Some((entity, id, action)) = keyed(rest) {
                 let item_id = || -> Result<rpa_core::ids::QueueItemId, ODataError> {
                     id.parse()
@@ -1023,54 +1032,6 @@ async fn list_items<S: Store>(st: &AppState<S>, me: &Caller, q: &HashMap<String,
     found.sort_by_key(|(i, _)| std::cmp::Reverse((i.created_at, i.id)));
     let values = found.iter().map(|(i, p)| item_json(i, p)).collect();
     respond("QueueItems", values, &o)
-}
-
-fn asset_json(a: &rpa_core::asset::Asset) -> Value {
-    use rpa_core::asset::AssetValue;
-    let (s, i, b) = match &a.value {
-        AssetValue::Text(t) => (Some(t.clone()), None, None),
-        AssetValue::Integer(n) => (None, Some(*n), None),
-        AssetValue::Bool(v) => (None, None, Some(*v)),
-    };
-    json!({
-        "Id": a.id,
-        "Name": a.name,
-        "Description": a.description,
-        "ValueScope": "Global",
-        "ValueType": a.value.type_name(),
-        "Value": a.value.as_text(),
-        "StringValue": s,
-        "IntValue": i,
-        "BoolValue": b,
-        "CanBeDeleted": true,
-        "HasDefaultValue": true,
-        "OrganizationUnitId": FOLDER_ID,
-    })
-}
-
-/// Name, value and description of an asset body (`ValueScope` must be Global).
-fn asset_fields(body: &Map<String, Value>) -> Result<(String, rpa_core::asset::AssetValue, String), ODataError> {
-    let text = |k: &str| field(body, k).and_then(Value::as_str);
-    let name = text("Name")
-        .ok_or_else(|| ODataError::bad("Name is required"))?
-        .to_owned();
-    match text("ValueScope") {
-        None | Some("Global") => {}
-        Some(other) => {
-            return Err(ODataError::bad(format!(
-                "ValueScope {other}: only Global assets are supported"
-            )));
-        }
-    }
-    let value_type = text("ValueType").ok_or_else(|| ODataError::bad("ValueType is required"))?;
-    let value = rpa_core::asset::value_of(
-        value_type,
-        text("StringValue").or_else(|| text("Value")),
-        field(body, "IntValue").and_then(Value::as_i64),
-        field(body, "BoolValue").and_then(Value::as_bool),
-    )
-    .map_err(ODataError::bad)?;
-    Ok((name, value, text("Description").unwrap_or_default().to_owned()))
 }
 
 /// `Settings/...GetLicense`: what this server allows (robots are not
