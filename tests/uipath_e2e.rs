@@ -317,6 +317,55 @@ async fn scenario(dir: &Path, db: &str) {
     let (_, claims) = api.get("QueueItems?$orderby=Reference&$top=1").await;
     assert_eq!(claims["value"][0]["Reference"], "B-1", "{claims}");
 
+    // A queue that does not enforce unique references (UiPath's default),
+    // items with an SLA risk date and progress, deleted before they ran.
+    let (status, labels) = admin_api.post("QueueDefinitions", json!({"Name": "Labels"})).await;
+    assert_eq!(
+        (status, &labels["EnforceUniqueReference"]),
+        (201, &json!(false)),
+        "{labels}"
+    );
+    let mut deferred = Vec::new();
+    for n in 0..3 {
+        let (status, item) = admin_api
+            .post(
+                "Queues/UiPathODataSvc.AddQueueItem",
+                json!({"itemData": {"Name": "Labels", "Reference": "same", "SpecificContent": {"n": n},
+                    "DeferDate": "2099-01-01T00:00:00Z", "RiskSlaDate": "2098-12-31T12:00:00Z", "Progress": "scanned"}}),
+            )
+            .await;
+        assert_eq!(status, 201, "a shared reference is accepted: {item}");
+        assert_eq!(
+            (&item["Reference"], &item["RiskSlaDate"], &item["Progress"]),
+            (&json!("same"), &json!("2098-12-31T12:00:00.000Z"), &json!("scanned")),
+            "{item}"
+        );
+        deferred.push(item["Id"].as_i64().unwrap());
+    }
+    let res = http
+        .delete(format!("{}/QueueItems({})", admin_api.odata, deferred[0]))
+        .bearer_auth(&admin_api.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204, "{}", res.text().await.unwrap());
+    let (_, gone) = admin_api.get(&format!("QueueItems({})", deferred[0])).await;
+    assert_eq!(gone["Status"], "Deleted", "{gone}");
+    let (status, bulk) = admin_api
+        .post(
+            "QueueItems/UiPathODataSvc.DeleteBulk",
+            json!({"queueItemIds": [deferred[1], deferred[2], deferred[0]]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{bulk}");
+    assert_eq!(bulk["Success"], false, "one was deleted already: {bulk}");
+    assert_eq!(bulk["FailedItems"].as_array().map(Vec::len), Some(1), "{bulk}");
+    assert_eq!(bulk["FailedItems"][0]["Key"], deferred[0]);
+    let (_, left) = admin_api
+        .get("QueueItems?$filter=Reference eq 'same' and Status ne 'Deleted'&$count=true")
+        .await;
+    assert_eq!(left["@odata.count"], 0, "{left}");
+
     // Transactions: a robot process takes items waiting for their trigger and ends them.
     for r in ["T-1", "T-2"] {
         let (status, _) = api
@@ -498,9 +547,9 @@ async fn scenario(dir: &Path, db: &str) {
     );
     assert_eq!(
         in_folder(Some(("X-UIPATH-FolderPath", "Default".into()))).await,
-        ["Batch", "Claims", "Invoice", "Refunds"]
+        ["Batch", "Claims", "Invoice", "Labels", "Refunds"]
     );
-    assert_eq!(in_folder(None).await.len(), 5);
+    assert_eq!(in_folder(None).await.len(), 6);
 
     // UiPath's error answers.
     let anonymous = http.get(format!("{base}/odata/Releases")).send().await.unwrap();

@@ -582,6 +582,10 @@ pub struct ProcessDef {
     pub pipeline: Option<String>,
     /// The folder it is in for UiPath clients (default: `Default`).
     pub folder: Option<String>,
+    /// A Queue process's item references are unique within it (default);
+    /// `false`: a reference is a label items may share.
+    #[serde(default = "yes")]
+    pub unique_references: bool,
 }
 
 /// A queue trigger ([`rpa_core::trigger`]).
@@ -644,6 +648,10 @@ fn bool_or_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Err
 fn default_version() -> String {
     "1.0.0".into()
 }
+fn yes() -> bool {
+    true
+}
+
 fn one() -> u32 {
     1
 }
@@ -693,6 +701,7 @@ impl From<ProcessDef> for ProcessSpec {
             pipeline: d.pipeline,
             folder: d.folder,
             package_pin: None,
+            unique_references: d.unique_references,
         }
     }
 }

@@ -534,7 +534,7 @@ pub(crate) async fn items<S: Store>(
             item_id: i.key.to_string(),
             state: i.state.as_str(),
             priority: i.priority,
-            reference: i.reference.clone(),
+            reference: i.any_reference().map(str::to_owned),
             retry_count: i.retry_count,
             job_id,
             progress: i.progress.clone(),

@@ -78,6 +78,7 @@ fn process_def(p: &Process) -> Value {
         ),
         ("pipeline", s.pipeline.as_ref().map(|v| json!(v))),
         ("folder", s.folder.as_ref().map(|v| json!(v))),
+        ("uniqueReferences", (!s.unique_references).then_some(json!(false))),
     ];
     for (k, v) in optional {
         if let Some(v) = v {

@@ -116,6 +116,8 @@ pub fn sample_item(id: i64, process: ProcessId) -> QueueItem {
         ended_at: None,
         progress: None,
         output: None,
+        shared_reference: None,
+        risk_sla: None,
     }
 }
 

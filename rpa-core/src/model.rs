@@ -165,6 +165,18 @@ pub struct ProcessSpec {
     /// it follows the latest version uploaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_pin: Option<String>,
+    /// A Queue process's items have references unique within it (a repeat
+    /// is refused); when false, a reference is a label items may share.
+    #[serde(default = "unique_by_default", skip_serializing_if = "is_true")]
+    pub unique_references: bool,
+}
+
+fn unique_by_default() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl ProcessSpec {
@@ -189,6 +201,7 @@ impl ProcessSpec {
             pipeline: None,
             folder: None,
             package_pin: None,
+            unique_references: true,
         }
     }
 }
@@ -415,6 +428,10 @@ pub struct QueueItem {
     pub priority: i32,
     /// Unique reference within the process, if given.
     pub reference: Option<String>,
+    /// The reference of an item of a process whose references are not
+    /// unique ([`ProcessSpec::unique_references`]): a label, not indexed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_reference: Option<String>,
     /// Content (a JSON object), passed to the job as its arguments.
     pub content: Arc<Value>,
     /// How many times it was retried before (0 for the first).
@@ -437,6 +454,16 @@ pub struct QueueItem {
     /// What working it produced (a transaction's output).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Arc<Value>>,
+    /// When it is at risk of missing its SLA (UiPath's `RiskSlaDate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risk_sla: Option<Timestamp>,
+}
+
+impl QueueItem {
+    /// Its reference, unique or shared.
+    pub fn any_reference(&self) -> Option<&str> {
+        self.reference.as_deref().or(self.shared_reference.as_deref())
+    }
 }
 
 /// Robot states (UiPath session words, DESIGN §3).

@@ -1064,3 +1064,37 @@ fn job_keys_tell_nothing_of_the_job() {
         assert_eq!(block(w.engine.job(k.parse().unwrap())).unwrap().id.0, *id);
     }
 }
+
+#[test]
+fn references_are_labels_where_a_queue_does_not_enforce_them() {
+    let mut w = World::new();
+    let q = w.process(|s| {
+        s.process_type = ProcessType::Queue;
+        s.max_run_num = 0;
+        s.unique_references = false;
+    });
+    let add = |r: &str| {
+        block(w.engine.add_queue_item(
+            &w.user,
+            q.key,
+            NewQueueItem {
+                content: json!({}),
+                reference: Some(r.into()),
+                risk_sla: Some(Timestamp(5_000)),
+                progress: Some("scanned".into()),
+                ..NewQueueItem::default()
+            },
+        ))
+    };
+    let a = add("INV-1").unwrap();
+    let b = add("INV-1").expect("a shared reference is no conflict");
+    assert_ne!(a.id, b.id);
+    for i in [&a, &b] {
+        assert_eq!(i.any_reference(), Some("INV-1"));
+        assert_eq!(i.reference, None, "not in the unique index");
+        assert_eq!(
+            (i.risk_sla, i.progress.as_deref()),
+            (Some(Timestamp(5_000)), Some("scanned"))
+        );
+    }
+}

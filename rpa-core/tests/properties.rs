@@ -125,6 +125,8 @@ proptest! {
             id: QueueItemId(1), key: Key([2; 16]), version: 1, process: ProcessId(1), state: ItemState::New,
             priority: 0, reference: None, content: Arc::new(json!({})), retry_count: 0, retry_of: None, job: None,
             defer_until: None, deadline: None, created_at: Timestamp(0), ended_at: None, progress: None, output: None,
+            shared_reference: None,
+            risk_sla: None,
         };
         for e in events {
             let ev = [ItemEvent::Start(JobId(1)), ItemEvent::Succeed, ItemEvent::Fail, ItemEvent::Abandon, ItemEvent::Delete, ItemEvent::Retry, ItemEvent::Take][e as usize];

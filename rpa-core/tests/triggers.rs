@@ -381,3 +381,52 @@ fn a_queue_without_a_trigger_has_no_item_for_a_transaction() {
             .is_none()
     );
 }
+
+#[test]
+fn deleting_new_items_frees_their_place_and_cancels_their_job() {
+    let mut w = World::new();
+    let p = triggered(&mut w, 2, 1);
+    // Waiting for the trigger: it leaves the line and never gets a job.
+    let a = add(&w, &p, 1, None);
+    assert_eq!(state(&w, &p).waiting, 1);
+    let gone = block(w.engine.delete_queue_item(&w.user, a.id)).unwrap();
+    assert_eq!(gone.state, ItemState::Deleted);
+    assert_eq!(state(&w, &p).waiting, 0);
+    assert_eq!(w.process_now(&p).pending_items, 0);
+    let b = add(&w, &p, 2, None);
+    assert_eq!(
+        item(&w, &b).job,
+        None,
+        "the deleted item does not count toward minItems"
+    );
+    assert_eq!(item(&w, &a).job, None);
+    // Deleted twice, or worked: refused.
+    assert!(matches!(
+        block(w.engine.delete_queue_item(&w.user, a.id)),
+        Err(Error::Rejected(_))
+    ));
+
+    // With a job not started (no robot): the job is canceled with it.
+    let plain = w.process(|s| {
+        s.process_type = ProcessType::Queue;
+        s.max_run_num = 0;
+    });
+    let c = add(&w, &plain, 3, None);
+    let job = item(&w, &c).job.expect("a job of its own");
+    let gone = block(w.engine.delete_queue_item(&w.user, c.id)).unwrap();
+    assert_eq!(gone.state, ItemState::Deleted);
+    let job = block(w.engine.store().job(job)).unwrap().unwrap();
+    assert_eq!(job.state, JobState::Canceled);
+    assert_eq!(w.process_now(&plain).pending_items, 0);
+
+    // Being worked: refused, unchanged.
+    let bot = w.connect("r1");
+    let d = add(&w, &plain, 4, None);
+    assert!(w.robot(&bot).job.is_some(), "the robot took it");
+    assert!(matches!(
+        block(w.engine.delete_queue_item(&w.user, d.id)),
+        Err(Error::Rejected(_))
+    ));
+    assert_eq!(item(&w, &d).state, ItemState::InProgress);
+    w.audit_ok();
+}

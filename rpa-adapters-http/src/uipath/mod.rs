@@ -15,9 +15,10 @@
 //! | `Jobs` (`$filter` on `Id`, `Key`, `State`, `ReleaseName`, `Key in (...)`, joined by `and`; `$top`, `$skip`, `$count`) | jobs of the last 30 days of the processes the caller may see, newest first |
 //! | `Robots`, `Sessions` | robots and their states (permission ManageRobots) |
 //! | `QueueDefinitions` | Queue processes |
-//! | `Queues/UiPathODataSvc.AddQueueItem` `{itemData: {Name, Priority, SpecificContent, Reference, DeferDate, DueDate}}` | `add_queue_item` |
+//! | `Queues/UiPathODataSvc.AddQueueItem` `{itemData: {Name, Priority, SpecificContent, Reference, DeferDate, DueDate, RiskSlaDate, Progress}}` | `add_queue_item` (a repeated `Reference` is 409 where the queue enforces unique references) |
+//! | `DELETE QueueItems(<Id>)`, `QueueItems/UiPathODataSvc.DeleteBulk` `{queueItemIds}` | `delete_queue_item`: New items only (a job not started is canceled); `{Success, FailedItems}` |
 //! | `Queues/UiPathODataSvc.BulkAddQueueItems` `{queueName, commitType, queueItems}` | `add_queue_item` each; answers the items that failed |
-//! | `POST QueueDefinitions` `{Name, MaxNumberOfRetries, AcceptAutomaticallyRetry}` | `create_process` (Queue) |
+//! | `POST QueueDefinitions` `{Name, MaxNumberOfRetries, AcceptAutomaticallyRetry, EnforceUniqueReference}` | `create_process` (Queue; `unique_references` only when `EnforceUniqueReference` is true, UiPath's default) |
 //! | `Assets`, `Assets(<Id>)`, `Assets/...GetFiltered`, `...GetRobotAssetByNameForRobotKey`, `...SetRobotAssetByRobotKey` | see [`assets`]: credentials and secrets only to a robot running a job |
 //! | `Authorization: Bearer rpa-run.…` (Execute's `accessToken`, given to robots that declare the extensions) | `authenticate_run`: the robot running that attempt, with the grants of the job's starter, in the job's folder; only what [`robot_may`] lists |
 //! | `Settings/UiPath.Server.Configuration.OData.GetLicense` | robots connected now |
@@ -631,6 +632,7 @@ async fn route<S: Store>(
         "Queues/UiPathODataSvc.AddQueueItem" if post => add_queue_item(st, &me, json_body()?).await,
         "Queues/UiPathODataSvc.BulkAddQueueItems" if post => bulk_add(st, &me, json_body()?).await,
         "Queues/UiPathODataSvc.StartTransaction" if post => start_transaction(st, &me, json_body()?).await,
+        "QueueItems/UiPathODataSvc.DeleteBulk" if post => delete_items(st, &me, json_body()?).await,
         "QueueDefinitions" if post => create_queue(st, &me, json_body()?).await,
         "Settings/UiPath.Server.Configuration.OData.GetLicense" if get => license(st).await,
         _ => {
@@ -646,6 +648,10 @@ async fn route<S: Store>(
                         let queue = st.engine.store().process(item.process).await.map_err(Error::from)?;
                         let queue = queue.ok_or_else(|| ODataError::not_found("the item's queue no longer exists"))?;
                         return Ok(one("QueueItems", item_json(&item, &queue)));
+                    }
+                    ("QueueItems", None, Method::DELETE) => {
+                        st.engine.delete_queue_item(&me, item_id()?).await?;
+                        return Ok(StatusCode::NO_CONTENT.into_response());
                     }
                     ("QueueItems", Some("UiPathODataSvc.SetTransactionProgress"), Method::POST) => {
                         let body = json_body()?;
@@ -1105,12 +1111,13 @@ fn item_json(i: &QueueItem, queue: &Process) -> Value {
         "Name": queue.spec.name,
         "Status": status,
         "Priority": priority_word(i.priority),
-        "Reference": i.reference,
+        "Reference": i.any_reference(),
         "SpecificContent": i.content.as_ref(),
         "DeferDate": i.defer_until.map(iso),
         "Progress": i.progress,
         "Output": i.output.as_deref(),
         "DueDate": i.deadline.map(iso),
+        "RiskSlaDate": i.risk_sla.map(iso),
         "RetryNumber": i.retry_count,
         "CreationTime": iso(i.created_at),
         "OrganizationUnitId": folder_id(folder_of(queue)),
@@ -1130,6 +1137,8 @@ fn new_item(data: &Map<String, Value>) -> Result<NewQueueItem, ODataError> {
         priority: priority(field(data, "Priority"))?,
         defer_until: time(field(data, "DeferDate"), "DeferDate")?,
         deadline: time(field(data, "DueDate"), "DueDate")?,
+        risk_sla: time(field(data, "RiskSlaDate"), "RiskSlaDate")?,
+        progress: field(data, "Progress").and_then(Value::as_str).map(str::to_owned),
     })
 }
 
@@ -1196,7 +1205,7 @@ async fn bulk_add<S: Store>(st: &AppState<S>, me: &Caller, body: Map<String, Val
         };
         parsed.push((m.clone(), new_item(m)?));
     }
-    if all_or_nothing {
+    if all_or_nothing && queue.spec.unique_references {
         let mut seen = std::collections::HashSet::new();
         for (_, new) in &parsed {
             if let Some(r) = &new.reference
@@ -1232,6 +1241,28 @@ async fn bulk_add<S: Store>(st: &AppState<S>, me: &Caller, body: Map<String, Val
         failed,
         n,
     ))
+}
+
+/// `QueueItems/UiPathODataSvc.DeleteBulk` `{queueItemIds: [Id, ...]}`:
+/// deletes the New items among them; answers whether all were and, for
+/// the others, why not (`{Success, FailedItems: [{Key, ErrorMessage}]}`).
+async fn delete_items<S: Store>(st: &AppState<S>, me: &Caller, body: Map<String, Value>) -> Answer {
+    let ids = field(&body, "queueItemIds")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ODataError::bad("queueItemIds is required"))?;
+    if ids.len() > 10_000 {
+        return Err(ODataError::bad("at most 10000 items at once"));
+    }
+    let mut failed = Vec::new();
+    for v in ids {
+        let id = v
+            .as_i64()
+            .ok_or_else(|| ODataError::bad("queueItemIds holds item Ids (numbers)"))?;
+        if let Err(e) = st.engine.delete_queue_item(me, rpa_core::ids::QueueItemId(id)).await {
+            failed.push(json!({"Key": id, "ErrorMessage": ODataError::from(e).message}));
+        }
+    }
+    Ok(axum::Json(json!({"Success": failed.is_empty(), "FailedItems": failed})).into_response())
 }
 
 /// `Entity(<key>)` or `Entity(<key>)/Action`.
@@ -1313,6 +1344,8 @@ async fn create_queue<S: Store>(st: &AppState<S>, me: &Caller, body: Map<String,
     if field(&body, "AcceptAutomaticallyRetry").and_then(Value::as_bool) == Some(false) {
         spec.retry.max_retries = 0;
     }
+    // UiPath's default: references are labels unless the queue enforces them.
+    spec.unique_references = field(&body, "EnforceUniqueReference").and_then(Value::as_bool) == Some(true);
     if visible_processes(st, me).await?.iter().any(|p| p.spec.name == name) {
         return Err(ODataError::new(
             StatusCode::CONFLICT,
@@ -1332,7 +1365,7 @@ fn queue_json(p: &Process) -> Value {
         "Description": "",
         "MaxNumberOfRetries": p.spec.retry.max_retries,
         "AcceptAutomaticallyRetry": p.spec.retry.max_retries > 0,
-        "EnforceUniqueReference": true,
+        "EnforceUniqueReference": p.spec.unique_references,
         "CreationTime": iso(p.created_at),
         "OrganizationUnitId": folder_id(folder_of(p)),
     })

@@ -48,6 +48,10 @@ pub struct NewQueueItem {
     pub defer_until: Option<Timestamp>,
     /// Faulted if not done by then.
     pub deadline: Option<Timestamp>,
+    /// At risk of missing its SLA from then (shown, not acted on).
+    pub risk_sla: Option<Timestamp>,
+    /// Its progress so far (UiPath's `Progress`).
+    pub progress: Option<String>,
 }
 
 /// What [`Engine::transition`] did, for follow-up dispatch.
@@ -423,7 +427,7 @@ impl<S: Store> Engine<S> {
             if r.is_empty() || r.len() > 256 {
                 return Err(Error::InvalidArgument("reference must be 1 to 256 characters".into()));
             }
-            if self.store.item_by_reference(p0.id, r).await?.is_some() {
+            if p0.spec.unique_references && self.store.item_by_reference(p0.id, r).await?.is_some() {
                 return Err(Error::AlreadyExists(format!("queue item with reference {r}")));
             }
         }
@@ -514,7 +518,8 @@ impl<S: Store> Engine<S> {
             process: p.id,
             state: ItemState::New,
             priority: new.priority.unwrap_or(p.spec.priority),
-            reference: new.reference.clone(),
+            reference: new.reference.clone().filter(|_| p.spec.unique_references),
+            shared_reference: new.reference.clone().filter(|_| !p.spec.unique_references),
             content,
             retry_count: 0,
             retry_of: None,
@@ -523,8 +528,9 @@ impl<S: Store> Engine<S> {
             deadline: new.deadline,
             created_at: now,
             ended_at: None,
-            progress: None,
+            progress: new.progress.as_ref().map(|p| p.chars().take(10_000).collect()),
             output: None,
+            risk_sla: new.risk_sla,
         })
     }
 

@@ -230,6 +230,74 @@ impl<S: Store> Engine<S> {
         Ok(self.store.item(item.id).await?.unwrap_or(item))
     }
 
+    /// Deletes a New queue item of a process granted to `user` (the item
+    /// state machine's Delete; UiPath's `DeleteBulk`): one with a job that
+    /// has not started has the job canceled, one waiting for its trigger
+    /// leaves the line. An item being worked or ended is refused.
+    pub async fn delete_queue_item(&self, user: &User, id: QueueItemId) -> Result<QueueItem> {
+        let item = self.queue_item_by_id(user, id).await?;
+        queue::apply(&mut item.clone(), ItemEvent::Delete, self.now())?;
+        if let Some(job) = item.job {
+            let job = self
+                .store
+                .job(job)
+                .await?
+                .ok_or_else(|| Error::NotFound(Entity::Job, job.to_string()))?;
+            self.stop_job(user, job.key, crate::job::StopStrategy::SoftStop).await?;
+            return self
+                .store
+                .item(id)
+                .await?
+                .ok_or_else(|| Error::NotFound(Entity::QueueItem, id.to_string()));
+        }
+        decided!(self, |_attempt| {
+            let mut item = self
+                .store
+                .item(id)
+                .await?
+                .ok_or_else(|| Error::NotFound(Entity::QueueItem, id.to_string()))?;
+            let mut p = self
+                .store
+                .process(item.process)
+                .await?
+                .ok_or_else(|| Error::NotFound(Entity::Process, item.process.to_string()))?;
+            let now = self.now();
+            if item.job.is_some() {
+                return Err(Error::InvalidArgument(format!(
+                    "queue item {id} got a job meanwhile; delete it again"
+                )));
+            }
+            queue::apply(&mut item, ItemEvent::Delete, now)?;
+            let mut tx = Tx::default();
+            tx.count(&mut p, Delta::ITEM_TAKEN, self.today(now)).audit(
+                now,
+                Actor::User(user.id),
+                "item.delete",
+                Subject::Id("item", item.id.0),
+                String::new(),
+            );
+            let rank = crate::trigger::rank(p.id.0, item.priority, item.id);
+            if let Some(mut w) = self.store.get::<Waiting>(rank).await?
+                && w.process.is_some()
+            {
+                w.process = None;
+                w.version += 1;
+                let mut state = self.trigger_state(p.id).await?;
+                state.waiting = state.waiting.saturating_sub(1);
+                state.version += 1;
+                tx.record(&w)?.record(&state)?;
+            }
+            tx.item(item.clone());
+            Ok(Decided::Commit(
+                tx,
+                QueueItem {
+                    version: item.version + 1,
+                    ..item
+                },
+            ))
+        })
+    }
+
     /// A queue item of a process granted to `user` (or any, with OperateAllJobs).
     pub async fn queue_item_by_id(&self, user: &User, id: QueueItemId) -> Result<QueueItem> {
         let item = self
