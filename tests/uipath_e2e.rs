@@ -886,6 +886,116 @@ async fn credentials(dir: &Path, db: &str, sqlite_file: Option<&Path>) {
         (Some("svc-erp-2"), &Value::Null)
     );
 
+    // Buckets: files written and read through signed links.
+    let (status, bucket) = call(
+        &http,
+        url("Buckets"),
+        &admin,
+        "Finance",
+        Some(json!({"Name": "Reports", "Identifier": "6f1c2a52-1111-4e2b-9c1d-000000000001"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{bucket}");
+    let bid = bucket["Id"].as_i64().unwrap();
+    let (status, w) = call(
+        &http,
+        url(&format!(
+            "Buckets({bid})/UiPath.Server.Configuration.OData.GetWriteUri?path=/out/r%201.txt&contentType=text/plain"
+        )),
+        &admin,
+        "Finance",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, &w["HttpMethod"], &w["RequiresAuth"]),
+        (200, &json!("PUT"), &json!(false)),
+        "{w}"
+    );
+    let put = http
+        .put(w["Uri"].as_str().unwrap())
+        .header("Content-Type", "text/plain")
+        .body("total: 42")
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+    let (status, r) = call(
+        &http,
+        url(&format!(
+            "Buckets({bid})/UiPath.Server.Configuration.OData.GetReadUri?path=out/r%201.txt"
+        )),
+        &admin,
+        "Finance",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    let read_uri = r["Uri"].as_str().unwrap().to_owned();
+    let got = http.get(&read_uri).send().await.unwrap();
+    assert_eq!(got.headers()["content-type"], "text/plain");
+    assert_eq!(got.text().await.unwrap(), "total: 42");
+    let forged = http
+        .get(read_uri.replace("r%201.txt", "other.txt"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403, "a link opens only its own file");
+    let as_write = http.put(&read_uri).body("x").send().await.unwrap();
+    assert_eq!(as_write.status(), 403, "a read link does not write");
+    let (_, files) = call(
+        &http,
+        url(&format!(
+            "Buckets({bid})/UiPath.Server.Configuration.OData.GetFiles?directory=/out&fileNameGlob=*.txt"
+        )),
+        &admin,
+        "Finance",
+        None,
+    )
+    .await;
+    assert_eq!(files["value"][0]["FullPath"], "out/r 1.txt", "{files}");
+    assert_eq!(files["value"][0]["Size"], 9);
+    let (_, listed) = call(
+        &http,
+        format!("{base}/default/DefaultTenant/orchestrator_/api/Buckets/{bid}/ListFiles?prefix=out"),
+        &admin,
+        "Finance",
+        None,
+    )
+    .await;
+    assert_eq!(listed["items"][0]["fullPath"], "out/r 1.txt", "{listed}");
+    assert_eq!(listed["continuationToken"], Value::Null);
+    let (_, by_key) = call(
+        &http,
+        url("Buckets/UiPath.Server.Configuration.OData.GetByKey(identifier='6f1c2a52-1111-4e2b-9c1d-000000000001')"),
+        &admin,
+        "Finance",
+        None,
+    )
+    .await;
+    assert_eq!(by_key["Id"], bid, "{by_key}");
+    let (status, _) = call(
+        &http,
+        url(&format!(
+            "Buckets({bid})/UiPath.Server.Configuration.OData.GetReadUri?path=out/r%201.txt"
+        )),
+        &admin,
+        "Default",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "another folder's bucket");
+    let del = http
+        .delete(url(&format!(
+            "Buckets({bid})/UiPath.Server.Configuration.OData.DeleteFile?path=out/r%201.txt"
+        )))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), 204);
+    assert_eq!(http.get(&read_uri).send().await.unwrap().status(), 404, "deleted");
+
     // At rest: no password in the database files.
     if let Some(file) = sqlite_file {
         for f in [file.to_path_buf(), file.with_extension("db-wal")] {

@@ -89,6 +89,14 @@ async fn uipaths_python_sdk_drives_the_server() {
             .unwrap();
         assert_eq!(r.status(), 201);
     }
+    let r = http
+        .post(format!("{base}/odata/Buckets"))
+        .bearer_auth(&admin)
+        .json(&json!({"Name": "Reports"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
     let _robot = support::start_robot(&base, &dir, "robot-1", "acme-secret");
     // An asset for the script to read (seed 000 session tokens are bearer tokens too).
     let asset = http

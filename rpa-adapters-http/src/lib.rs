@@ -153,6 +153,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         .merge(
             robot::upload_router()
                 .merge(admin::upload_router())
+                .merge(uipath::upload_router())
                 .layer(DefaultBodyLimit::max(upload)),
         )
         .merge(openapi::router())

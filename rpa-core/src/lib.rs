@@ -66,6 +66,7 @@ pub mod arguments;
 pub mod asset;
 pub mod audit;
 pub mod auth;
+pub mod bucket;
 pub mod catalogue;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;

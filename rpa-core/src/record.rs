@@ -341,6 +341,8 @@ pub fn kinds() -> &'static [&'static Kind] {
         crate::pipeline::PipelineRun::KIND,
         crate::pool::Pool::KIND,
         crate::asset::Asset::KIND,
+        crate::bucket::Bucket::KIND,
+        crate::bucket::BucketFile::KIND,
         crate::package::PackageVersion::KIND,
         crate::federation::ChildCursor::KIND,
         crate::federation::ChildFigures::KIND,

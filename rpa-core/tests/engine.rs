@@ -1098,3 +1098,60 @@ fn references_are_labels_where_a_queue_does_not_enforce_them() {
         );
     }
 }
+
+#[test]
+fn bucket_files_are_kept_by_path_listed_and_deleted() {
+    let w = World::new();
+    let admin = Actor::System;
+    let b = block(
+        w.engine
+            .create_bucket(admin, "Reports", Some("Finance".into()), None, ""),
+    )
+    .unwrap();
+    assert_eq!(b.folder(), "Finance");
+    assert!(matches!(
+        block(
+            w.engine
+                .create_bucket(admin, "Reports", Some("Finance".into()), None, "")
+        ),
+        Err(Error::AlreadyExists(_))
+    ));
+    block(w.engine.create_bucket(admin, "Reports", None, None, "")).expect("the name is free in another folder");
+    assert!(matches!(
+        block(w.engine.create_bucket(Actor::User(w.user.id), "Mine", None, None, "")),
+        Err(Error::PermissionDenied(_))
+    ));
+    let blob = |n: u8| rpa_core::Key::from_random([n; 16]);
+    let (f, old) = block(w.engine.put_bucket_file(b.id, "/in/a.txt", "text/plain", 3, blob(1))).unwrap();
+    assert_eq!((f.path.as_str(), old), ("in/a.txt", None));
+    let (_, old) = block(w.engine.put_bucket_file(b.id, "in/a.txt", "text/plain", 4, blob(2))).unwrap();
+    assert_eq!(old.map(|o| o.blob), Some(blob(1)), "the replaced bytes, to drop");
+    block(
+        w.engine
+            .put_bucket_file(b.id, "in/deep/b.pdf", "application/pdf", 5, blob(3)),
+    )
+    .unwrap();
+    assert!(block(w.engine.put_bucket_file(b.id, "../x", "text/plain", 1, blob(4))).is_err());
+    let paths = |dir: &str, recursive: bool| -> Vec<String> {
+        block(w.engine.bucket_files(b.id, dir, recursive, None))
+            .unwrap()
+            .into_iter()
+            .map(|f| f.path)
+            .collect()
+    };
+    assert_eq!(paths("in", false), ["in/a.txt"]);
+    assert_eq!(paths("/", true), ["in/a.txt", "in/deep/b.pdf"]);
+    assert_eq!(block(w.engine.bucket_file(b.id, "in/a.txt")).unwrap().size, 4);
+    block(w.engine.delete_bucket_file(admin, b.id, "in/a.txt")).unwrap();
+    assert!(matches!(
+        block(w.engine.bucket_file(b.id, "in/a.txt")),
+        Err(Error::NotFound(..))
+    ));
+    assert_eq!(paths("/", true), ["in/deep/b.pdf"]);
+    block(w.engine.delete_bucket(admin, b.id)).unwrap();
+    assert!(matches!(
+        block(w.engine.bucket_files(b.id, "/", true, None)),
+        Err(Error::NotFound(..))
+    ));
+    w.audit_ok();
+}

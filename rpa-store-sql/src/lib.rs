@@ -160,6 +160,7 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             "items by process",
             include_str!("../migrations/0019_items_by_process.sql"),
         ),
+        (20, "buckets", include_str!("../migrations/0020_buckets.sql")),
     ]
 }
 

@@ -6,6 +6,8 @@ test's configuration. Exits non-zero on the first thing that differs.
 """
 
 import json
+import os
+import tempfile
 import time
 
 from uipath.platform import UiPath
@@ -80,4 +82,15 @@ vault = sdk.processes.invoke("Vault", {}, folder_path="Default")
 out = json.loads(wait(vault.key, "Successful").output_arguments)
 assert out == {"password": "s3cret-vault", "before": "unset", "after": "set by robot-1"}, out
 print("credential read by the robot")
+
+# The robot's run wrote a file into a bucket; a person reads it.
+files = sdk.buckets.list_files(name="Reports", prefix="runs", folder_path="Default")
+assert [f.path for f in files.items] == ["runs/report.txt"], files
+found = sdk.buckets.get_files(name="Reports", prefix="/runs", folder_path="Default")
+assert [f.path for f in found.items] == ["runs/report.txt"], found
+target = os.path.join(tempfile.mkdtemp(), "report.txt")
+sdk.buckets.download(name="Reports", blob_file_path="runs/report.txt", destination_path=target, folder_path="Default")
+with open(target) as f:
+    assert f.read() == "written by robot-1"
+print("bucket file read")
 print("ok")

@@ -18,4 +18,5 @@ mine.string_value = "set by " + sdk._execution_context.robot_key
 mine.value = mine.string_value
 sdk.assets.update(mine)
 after = sdk.assets.retrieve("counter").string_value
+sdk.buckets.upload(name="Reports", blob_file_path="runs/report.txt", content="written by " + sdk._execution_context.robot_key)
 print("::output " + json.dumps({"password": password, "before": before, "after": after}))

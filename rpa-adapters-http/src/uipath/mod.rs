@@ -54,6 +54,13 @@ use crate::AppState;
 use crate::odata;
 
 mod assets;
+mod buckets;
+
+/// The routes that take file bodies (bucket files through signed links),
+/// to be given the upload size limit.
+pub fn upload_router<S: Store>() -> Router<AppState<S>> {
+    buckets::router()
+}
 
 /// The one folder.
 pub const FOLDER: &str = rpa_core::asset::DEFAULT_FOLDER;
@@ -347,6 +354,7 @@ fn robot_may(method: &Method, rest: &str) -> bool {
     if method == Method::GET {
         return [
             "Assets",
+            "Buckets",
             "Folders",
             "OrganizationUnits",
             "Releases",
@@ -357,6 +365,9 @@ fn robot_may(method: &Method, rest: &str) -> bool {
         ]
         .iter()
         .any(|e| rest.starts_with(e));
+    }
+    if method == Method::DELETE {
+        return rest.starts_with("Buckets(") && action("UiPath.Server.Configuration.OData.DeleteFile");
     }
     method == Method::POST
         && (action("UiPath.Server.Configuration.OData.GetRobotAssetByNameForRobotKey")
@@ -605,6 +616,9 @@ async fn route<S: Store>(
         ));
     }
     if let Some(answer) = assets::route(st, &me, method, rest, q, body).await {
+        return answer;
+    }
+    if let Some(answer) = buckets::route(st, &me, method, rest, q, body).await {
         return answer;
     }
     let get = method == Method::GET;

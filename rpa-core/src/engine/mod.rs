@@ -84,6 +84,7 @@ macro_rules! decided {
 }
 
 mod assets;
+mod buckets;
 mod catalogue;
 mod dispatch;
 mod events;
