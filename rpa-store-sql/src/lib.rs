@@ -161,6 +161,11 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             include_str!("../migrations/0019_items_by_process.sql"),
         ),
         (20, "buckets", include_str!("../migrations/0020_buckets.sql")),
+        (
+            21,
+            "jobs by state",
+            include_str!("../migrations/0021_jobs_by_state.sql"),
+        ),
     ]
 }
 

@@ -64,6 +64,14 @@ pub const JOB_UPDATE: &str = "UPDATE rpa_jobs SET key = $1, process = $2, state 
 pub const LOGS: &str = "SELECT data FROM rpa_logs WHERE job = $1 ORDER BY id";
 /// Seed 000 queryProcessJob: a process's jobs in a window (index `rpa_jobs_window`).
 pub const JOB_WINDOW: &str = "SELECT data FROM rpa_jobs WHERE process = $1 AND created_at >= $2 AND created_at <= $3 ORDER BY created_at DESC, id DESC LIMIT $4";
+/// How many jobs [`JOB_WINDOW`] would list without its limit.
+pub const JOB_WINDOW_COUNT: &str =
+    "SELECT COUNT(*) FROM rpa_jobs WHERE process = $1 AND created_at >= $2 AND created_at <= $3";
+/// A process's jobs in one state in a window, newest first (index `rpa_jobs_state`).
+pub const JOB_STATE_WINDOW: &str = "SELECT data FROM rpa_jobs WHERE process = $1 AND created_at >= $2 AND created_at <= $3 AND state = $4 ORDER BY created_at DESC, id DESC LIMIT $5";
+/// How many jobs [`JOB_STATE_WINDOW`] would list without its limit.
+pub const JOB_STATE_WINDOW_COUNT: &str =
+    "SELECT COUNT(*) FROM rpa_jobs WHERE process = $1 AND created_at >= $2 AND created_at <= $3 AND state = $4";
 
 /// Every statement above with its name, for the plan test; `postgres` picks the outbox dialect.
 pub fn hot_path(postgres: bool) -> Vec<(&'static str, &'static str)> {
@@ -86,5 +94,8 @@ pub fn hot_path(postgres: bool) -> Vec<(&'static str, &'static str)> {
         ("job update", JOB_UPDATE),
         ("logs", LOGS),
         ("job window", JOB_WINDOW),
+        ("job window count", JOB_WINDOW_COUNT),
+        ("jobs by state", JOB_STATE_WINDOW),
+        ("jobs by state count", JOB_STATE_WINDOW_COUNT),
     ]
 }

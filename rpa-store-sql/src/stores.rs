@@ -173,11 +173,11 @@ impl JobStore for SqlStore {
         self.one(queries::JOB_BY_KEY, Val::S(key.to_string())).await
     }
     async fn jobs_of_process(&self, q: JobQuery) -> StoreResult<(u64, Vec<Job>)> {
-        let filter = if q.state.is_some() { " AND state = $4" } else { "" };
-        let count_sql = format!(
-            "SELECT COUNT(*) FROM rpa_jobs WHERE process = $1 AND created_at >= $2 AND created_at <= $3{filter}"
-        );
-        let mut count = sqlx::query_scalar::<_, i64>(&count_sql)
+        let (count_sql, sql) = match q.state {
+            Some(_) => (queries::JOB_STATE_WINDOW_COUNT, queries::JOB_STATE_WINDOW),
+            None => (queries::JOB_WINDOW_COUNT, queries::JOB_WINDOW),
+        };
+        let mut count = sqlx::query_scalar::<_, i64>(count_sql)
             .bind(q.process.0)
             .bind(q.from.0)
             .bind(q.to.0);
@@ -185,11 +185,7 @@ impl JobStore for SqlStore {
             count = count.bind(s.as_str());
         }
         let total = count.fetch_one(&self.inner.read).await.map_err(backend_err)?;
-        let n = if q.state.is_some() { 5 } else { 4 };
-        let sql = format!(
-            "SELECT data FROM rpa_jobs WHERE process = $1 AND created_at >= $2 AND created_at <= $3{filter} ORDER BY created_at DESC, id DESC LIMIT ${n}"
-        );
-        let mut rows = sqlx::query(&sql).bind(q.process.0).bind(q.from.0).bind(q.to.0);
+        let mut rows = sqlx::query(sql).bind(q.process.0).bind(q.from.0).bind(q.to.0);
         if let Some(s) = q.state {
             rows = rows.bind(s.as_str());
         }

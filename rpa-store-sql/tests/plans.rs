@@ -39,6 +39,29 @@ async fn sqlite_hot_paths_use_indexes() {
         }
     }
     assert!(scans.is_empty(), "table scans on hot paths: {scans:#?}");
+    // A state's jobs come from the state index, so a million jobs of other
+    // states are never read (UiPath's `Jobs?$filter=State eq 'Pending'`).
+    for (name, sql) in queries::hot_path(false)
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("jobs by state"))
+    {
+        let plan = plan_text(&mut conn, sql).await;
+        assert!(plan.contains("rpa_jobs_state"), "{name}: {plan}");
+        assert!(!plan.contains("TEMP B-TREE FOR ORDER BY"), "{name} sorts: {plan}");
+    }
+}
+
+async fn plan_text(conn: &mut sqlx::SqliteConnection, sql: &str) -> String {
+    let explain = format!("EXPLAIN QUERY PLAN {sql}");
+    let mut query = sqlx::query(&explain);
+    for _ in 0..params(sql) {
+        query = query.bind(0_i64);
+    }
+    let rows = query.fetch_all(&mut *conn).await.unwrap();
+    rows.iter()
+        .map(|r| r.get::<String, _>("detail"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,4 +102,20 @@ async fn postgres_hot_paths_use_indexes() {
         }
     }
     assert!(scans.is_empty(), "sequential scans on hot paths: {scans:#?}");
+    let states: Vec<usize> = queries::hot_path(true)
+        .iter()
+        .enumerate()
+        .filter(|(_, (n, _))| n.starts_with("jobs by state"))
+        .map(|(i, _)| i)
+        .collect();
+    for i in states {
+        let (name, sql) = queries::hot_path(true)[i];
+        let args = vec!["'1'"; params(sql)].join(", ");
+        let rows = sqlx::raw_sql(&format!("EXPLAIN EXECUTE q{i}({args})"))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>(0)).collect();
+        assert!(plan.iter().any(|l| l.contains("rpa_jobs_state")), "{name}: {plan:#?}");
+    }
 }

@@ -12,7 +12,7 @@
 //! | `Jobs/UiPath.Server.Configuration.OData.StopJobs` `{jobIds, strategy: SoftStop \| Kill}` | `stop_job` / `kill_job` |
 //! | `Jobs/UiPath.Server.Configuration.OData.RestartJob` `{jobId}` | a new job of the same process and arguments |
 //! | `Jobs/UiPath.Server.Configuration.OData.GetByKey(identifier=<guid>)`, `Jobs(<Id>)` | a job the caller may see |
-//! | `Jobs` (`$filter` on `Id`, `Key`, `State`, `ReleaseName`, `Key in (...)`, joined by `and`; `$top`, `$skip`, `$count`) | jobs of the last 30 days of the processes the caller may see, newest first |
+//! | `Jobs` (`$filter` on `Id`, `Key`, `State`, `ReleaseName`, `Key in (...)`, ...; `$top`, `$skip`, `$orderby`, `$count`) | a filter of state tests and `ReleaseName eq` only, newest first: `jobs_of`, every job of the processes the caller may see, read and counted from the state index; any other query: the newest 1,000 jobs of the last 30 days of each such process, filtered here |
 //! | `Robots`, `Sessions` | robots and their states (permission ManageRobots) |
 //! | `QueueDefinitions` | Queue processes |
 //! | `Queues/UiPathODataSvc.AddQueueItem` `{itemData: {Name, Priority, SpecificContent, Reference, DeferDate, DueDate, RiskSlaDate, Progress}}` | `add_queue_item` (a repeated `Reference` is 409 where the queue enforces unique references) |
@@ -967,6 +967,28 @@ async fn list_jobs<S: Store>(st: &AppState<S>, me: &Caller, q: &HashMap<String, 
         .into_iter()
         .map(|r| (r.id, r))
         .collect();
+    if let Some((states, release)) = store_query(&o) {
+        // The store answers it alone: the newest skip + top of the states
+        // asked, counted from the state index.
+        let ids: Vec<_> = processes
+            .iter()
+            .filter(|p| release.as_ref().is_none_or(|r| *r == p.spec.name))
+            .map(|p| p.id)
+            .collect();
+        let (total, jobs) = st
+            .engine
+            .jobs_of(&ids, states.as_deref(), o.skip.saturating_add(o.top))
+            .await?;
+        let out: Vec<Value> = jobs
+            .iter()
+            .skip(o.skip)
+            .map(|j| {
+                let p = processes.iter().find(|p| p.id == j.process);
+                odata::select(job_value(j, p, j.robot.and_then(|r| robots.get(&r))), &o.select)
+            })
+            .collect();
+        return Ok(page("Jobs", out, usize::try_from(total).unwrap_or(usize::MAX)));
+    }
     let mut found: Vec<Job> = Vec::new();
     for p in &processes {
         let (_, jobs) = st.engine.recent_jobs(p.id, 1000).await?;
@@ -982,6 +1004,80 @@ async fn list_jobs<S: Store>(st: &AppState<S>, me: &Caller, q: &HashMap<String, 
         })
         .collect();
     respond("Jobs", values, &o)
+}
+
+/// What a jobs query asks for when the store can answer it alone: newest
+/// first (no `$orderby`, or `CreationTime desc`) and a `$filter` made of
+/// `and`s of state tests (`State eq '...'`, `State in (...)` or `or`s of
+/// them) and `ReleaseName eq '...'`. The states (none: every state) and
+/// the release name, if one is named; `None`: the query needs more.
+type StoreQuery = (Option<Vec<JobState>>, Option<String>);
+
+fn store_query(o: &Options) -> Option<StoreQuery> {
+    let newest_first = match o.orderby.as_slice() {
+        [] => true,
+        [(path, desc)] => *desc && path.len() == 1 && path[0].eq_ignore_ascii_case("CreationTime"),
+        _ => false,
+    };
+    if !newest_first {
+        return None;
+    }
+    fn states(e: &odata::Expr, out: &mut Vec<JobState>) -> bool {
+        let is_state = |path: &[String]| path.len() == 1 && path[0].eq_ignore_ascii_case("State");
+        let mut add = |v: &Value| match v.as_str() {
+            Some(word) => {
+                out.extend(JobState::ALL.into_iter().filter(|s| job_state(*s) == word));
+                true
+            }
+            None => false,
+        };
+        match e {
+            odata::Expr::Compare(path, odata::Op::Eq, v) if is_state(path) => add(v),
+            odata::Expr::In(path, vs) if is_state(path) => vs.iter().all(add),
+            odata::Expr::Or(a, b) => states(a, out) && states(b, out),
+            _ => false,
+        }
+    }
+    fn conjuncts<'a>(e: &'a odata::Expr, out: &mut Vec<&'a odata::Expr>) {
+        match e {
+            odata::Expr::And(a, b) => {
+                conjuncts(a, out);
+                conjuncts(b, out);
+            }
+            e => out.push(e),
+        }
+    }
+    let Some(f) = &o.filter else {
+        return Some((None, None));
+    };
+    let mut parts = Vec::new();
+    conjuncts(f, &mut parts);
+    let (mut wanted, mut release): (Option<Vec<JobState>>, Option<String>) = (None, None);
+    for part in parts {
+        if let odata::Expr::Compare(path, odata::Op::Eq, Value::String(name)) = part
+            && path.len() == 1
+            && path[0].eq_ignore_ascii_case("ReleaseName")
+        {
+            if release.as_ref().is_some_and(|r| r != name) {
+                return Some((Some(Vec::new()), None));
+            }
+            release = Some(name.clone());
+            continue;
+        }
+        let mut these = Vec::new();
+        if !states(part, &mut these) {
+            return None;
+        }
+        wanted = Some(match wanted {
+            None => these,
+            Some(before) => before.into_iter().filter(|s| these.contains(s)).collect(),
+        });
+    }
+    if let Some(w) = &mut wanted {
+        w.sort_by_key(|s| s.as_str());
+        w.dedup();
+    }
+    Some((wanted, release))
 }
 
 fn robot_json(r: &Robot, session: bool) -> Value {
@@ -1388,6 +1484,42 @@ fn queue_json(p: &Process) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_store_answers_state_and_release_filters_newest_first() {
+        let q = |filter: &str, orderby: &str| {
+            let mut m = HashMap::new();
+            if !filter.is_empty() {
+                m.insert("$filter".to_owned(), filter.to_owned());
+            }
+            if !orderby.is_empty() {
+                m.insert("$orderby".to_owned(), orderby.to_owned());
+            }
+            store_query(&options(&m).unwrap())
+        };
+        assert_eq!(q("", ""), Some((None, None)));
+        assert_eq!(q("State eq 'Pending'", ""), Some((Some(vec![JobState::Pending]), None)));
+        assert_eq!(
+            q("State eq 'Stopped'", "CreationTime desc"),
+            Some((Some(vec![JobState::Canceled, JobState::Stopped]), None)),
+            "Stopped is both words of the engine"
+        );
+        assert_eq!(
+            q(
+                "(State eq 'Running' or State eq 'Pending') and ReleaseName eq 'Invoice'",
+                ""
+            ),
+            Some((Some(vec![JobState::Pending, JobState::Running]), Some("Invoice".into())))
+        );
+        assert_eq!(
+            q("State in ('Faulted','Successful') and State eq 'Faulted'", ""),
+            Some((Some(vec![JobState::Faulted]), None))
+        );
+        assert_eq!(q("State eq 'Pending'", "CreationTime"), None, "oldest first needs more");
+        assert_eq!(q("State ne 'Pending'", ""), None);
+        assert_eq!(q("State eq 'Pending' or ReleaseName eq 'X'", ""), None);
+        assert_eq!(q("contains(ReleaseName, 'In')", ""), None);
+    }
 
     #[test]
     fn guids_round_trip() {

@@ -345,6 +345,43 @@ impl<S: Store> Engine<S> {
             .await?)
     }
 
+    /// The newest `limit` jobs of `processes`, in any of `states` (none:
+    /// every state), newest first, with how many there are in all: one
+    /// indexed read and count a process and state, whatever the number of
+    /// jobs of other states (no permission check: callers pick the
+    /// processes their caller may see).
+    pub async fn jobs_of(
+        &self,
+        processes: &[ProcessId],
+        states: Option<&[JobState]>,
+        limit: usize,
+    ) -> Result<(u64, Vec<Job>)> {
+        let all: Vec<Option<JobState>> = match states {
+            Some(s) => s.iter().copied().map(Some).collect(),
+            None => vec![None],
+        };
+        let (mut total, mut found) = (0u64, Vec::new());
+        for &process in processes {
+            for &state in &all {
+                let (n, jobs) = self
+                    .store
+                    .jobs_of_process(JobQuery {
+                        process,
+                        from: Timestamp(i64::MIN),
+                        to: Timestamp(i64::MAX),
+                        state,
+                        limit,
+                    })
+                    .await?;
+                total += n;
+                found.extend(jobs);
+            }
+        }
+        found.sort_by_key(|j| std::cmp::Reverse((j.created_at, j.id)));
+        found.truncate(limit);
+        Ok((total, found))
+    }
+
     /// A job by key, for hosts (no permission check).
     pub async fn job(&self, key: Key) -> Result<Job> {
         self.store
