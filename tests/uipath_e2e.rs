@@ -551,6 +551,59 @@ async fn scenario(dir: &Path, db: &str) {
     );
     assert_eq!(in_folder(None).await.len(), 6);
 
+    // A folder granted to ops: its processes, and their jobs, are theirs.
+    let shared_for_ops = || async {
+        let v: Value = http
+            .get(format!("{base}/odata/Releases"))
+            .bearer_auth(&api.token)
+            .header("X-UIPATH-FolderPath", "Shared")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["@odata.count"].as_u64()
+    };
+    assert_eq!(shared_for_ops().await, Some(0));
+    let granted = http
+        .post(format!("{base}/admin/grants"))
+        .header("X-Access-Token", &admin)
+        .json(&json!({"name": "ops", "folder": "Shared"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(granted.status(), 200);
+    assert_eq!(shared_for_ops().await, Some(1), "Payroll, through the folder");
+    let (status, started) = api
+        .post(
+            "Jobs/UiPath.Server.Configuration.OData.StartJobs",
+            json!({"startInfo": {"ReleaseName": "Payroll", "InputArguments": "{}"}}),
+        )
+        .await;
+    assert_eq!(
+        status, 404,
+        "the Default folder's header does not reach Shared: {started}"
+    );
+    let users = support::get_json(&http, format!("{base}/admin/users"), &admin).await;
+    let ops = users["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "ops")
+        .unwrap()
+        .clone();
+    assert_eq!(ops["folders"], json!(["Shared"]), "{ops}");
+    let revoked = http
+        .post(format!("{base}/admin/grants/revoke"))
+        .header("X-Access-Token", &admin)
+        .json(&json!({"name": "ops", "folder": "Shared"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    assert_eq!(shared_for_ops().await, Some(0));
+
     // UiPath's error answers.
     let anonymous = http.get(format!("{base}/odata/Releases")).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);

@@ -10,8 +10,8 @@
 //! | `POST /admin/users/unlock` | ManageUsers | `{name}` |
 //! | `POST /admin/users/disable`, `.../enable` | ManageUsers | `{name}`: a disabled user cannot log in and their sessions and tokens stop working at once (users are never deleted: the audit log names them) |
 //! | `POST /admin/roles` | ManageUsers | `{name, permissions: [ManageUsers \| ManageProcesses \| ManageRobots \| ViewAudit \| OperateAllJobs]}` → `{roleId, name, permissions}` |
-//! | `POST /admin/grants` | ManageUsers | `{name, processId}` |
-//! | `POST /admin/grants/revoke` | ManageUsers | `{name, processId}` |
+//! | `POST /admin/grants` | ManageUsers | `{name, processId}` or `{name, folder}` (every process of the folder, present and future) |
+//! | `POST /admin/grants/revoke` | ManageUsers | `{name, processId}` or `{name, folder}` |
 //! | `POST /admin/tokens` | ManageUsers | `{name, days?}` → `{token, user, expiresAt}`: a personal access token (UiPath bearer or `X-Access-Token`), shown once |
 //! | `POST /admin/processes` | ManageProcesses | a process definition ([`crate::config::ProcessDef`]) → `{processId}` |
 //! | `GET /admin/processes` | ManageProcesses | `[{processId, processName, type, version, packageDownloadUri, ...}]` |
@@ -141,8 +141,10 @@ pub struct UserRequest {
 pub struct GrantRequest {
     /// Login name.
     pub name: String,
-    /// The process's 32-character id.
-    pub process_id: String,
+    /// The process's 32-character id (or `folder`).
+    pub process_id: Option<String>,
+    /// A folder: every process in it, present and future (or `processId`).
+    pub folder: Option<String>,
 }
 
 /// A vendor and the secret its robots prove themselves with.
@@ -202,6 +204,8 @@ pub struct UserInfo {
     /// Ids of the processes granted.
     #[schema(value_type = Vec<String>)]
     pub processes: Vec<Key>,
+    /// Folders granted (every process in them).
+    pub folders: Vec<String>,
 }
 
 /// A process.
@@ -497,6 +501,7 @@ pub(crate) async fn list_users<S: Store>(State(st): State<AppState<S>>, h: Heade
             .into_iter()
             .map(|u| UserInfo {
                 processes: u.grants.iter().filter_map(|g| processes.get(g).copied()).collect(),
+                folders: u.folders.iter().cloned().collect(),
                 roles: u.roles.iter().map(|r| r.0).collect(),
                 name: u.name,
                 locked: u.locked,
@@ -687,8 +692,17 @@ pub(crate) async fn grant<S: Store>(
 ) -> Answer<()> {
     let me = admin(&st, &h, Permission::ManageUsers).await?;
     let f = fields(body)?;
-    let p = process_id(f.str("processId")?)?;
-    st.engine.grant(Actor::User(me.id), f.str("name")?, p).await?;
+    match f.opt_str("folder")? {
+        Some(folder) => {
+            st.engine
+                .grant_folder(Actor::User(me.id), f.str("name")?, folder)
+                .await?
+        }
+        None => {
+            let p = process_id(f.str("processId")?)?;
+            st.engine.grant(Actor::User(me.id), f.str("name")?, p).await?
+        }
+    };
     Ok(Done::said("granted"))
 }
 
@@ -704,8 +718,17 @@ pub(crate) async fn revoke<S: Store>(
 ) -> Answer<()> {
     let me = admin(&st, &h, Permission::ManageUsers).await?;
     let f = fields(body)?;
-    let p = process_id(f.str("processId")?)?;
-    st.engine.revoke(Actor::User(me.id), f.str("name")?, p).await?;
+    match f.opt_str("folder")? {
+        Some(folder) => {
+            st.engine
+                .revoke_folder(Actor::User(me.id), f.str("name")?, folder)
+                .await?
+        }
+        None => {
+            let p = process_id(f.str("processId")?)?;
+            st.engine.revoke(Actor::User(me.id), f.str("name")?, p).await?
+        }
+    };
     Ok(Done::said("revoked"))
 }
 

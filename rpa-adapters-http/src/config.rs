@@ -412,6 +412,9 @@ pub struct UserDef {
     /// Names of processes granted.
     #[serde(default)]
     pub processes: Vec<String>,
+    /// Folders granted: every process in them, present and future.
+    #[serde(default)]
+    pub folders: Vec<String>,
 }
 
 /// This server's parent: where it reports its run results, under which
@@ -804,6 +807,9 @@ impl Config {
                         )
                         .await?;
                 }
+            }
+            for folder in &u.folders {
+                engine.grant_folder(actor, &u.name, folder).await?;
             }
         }
         if !self.schedules.is_empty() {

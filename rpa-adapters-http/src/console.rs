@@ -139,7 +139,7 @@ async fn visible<S: Store>(st: &AppState<S>, user: &User) -> Result<Vec<Process>
         .has_permission(Actor::User(user.id), Permission::OperateAllJobs)
         .await?;
     let mut ps = st.engine.processes().await?;
-    ps.retain(|p| all || user.grants.contains(&p.id));
+    ps.retain(|p| all || user.granted(p));
     Ok(ps)
 }
 

@@ -159,6 +159,7 @@ pub(crate) async fn export<S: Store>(State(st): State<AppState<S>>, h: HeaderMap
                 "name": u.name,
                 "roles": u.roles.iter().filter_map(|r| roles.iter().find(|x| x.id == *r).map(|x| x.name.clone())).collect::<Vec<_>>(),
                 "processes": u.grants.iter().filter_map(|g| name_of(*g)).collect::<Vec<_>>(),
+                "folders": u.folders,
             })
         })
         .collect();

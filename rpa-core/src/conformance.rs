@@ -169,6 +169,7 @@ fn sample_user(id: i64, name: &str) -> User {
         disabled: false,
         roles: BTreeSet::new(),
         grants: BTreeSet::new(),
+        folders: BTreeSet::new(),
         created_at: Timestamp(0),
     }
 }

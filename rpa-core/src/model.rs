@@ -665,8 +665,25 @@ pub struct User {
     pub roles: BTreeSet<RoleId>,
     /// Processes the user may start.
     pub grants: BTreeSet<ProcessId>,
+    /// Folders whose every process, present and future, the user may start
+    /// (a process's folder: [`ProcessSpec::folder`], none being
+    /// [`crate::asset::DEFAULT_FOLDER`]).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub folders: BTreeSet<String>,
     /// Creation time.
     pub created_at: Timestamp,
+}
+
+impl User {
+    /// Whether the user may start and see the jobs of `p`: it is granted
+    /// to them, or its folder is. (Roles with OperateAllJobs reach every
+    /// process besides; the engine checks those.)
+    pub fn granted(&self, p: &Process) -> bool {
+        self.grants.contains(&p.id)
+            || self
+                .folders
+                .contains(crate::asset::folder_name(p.spec.folder.as_deref()))
+    }
 }
 
 /// A login session. Only the SHA-256 of the token is stored.

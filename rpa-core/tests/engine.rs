@@ -1155,3 +1155,37 @@ fn bucket_files_are_kept_by_path_listed_and_deleted() {
     ));
     w.audit_ok();
 }
+
+#[test]
+fn a_folder_grant_reaches_every_process_of_the_folder_present_and_future() {
+    let mut w = World::new();
+    let outside = block(
+        w.engine
+            .create_process(Actor::System, ProcessSpec::new("hr", ProcessType::Unattended)),
+    )
+    .unwrap();
+    let shared = |name: &str| {
+        let mut s = ProcessSpec::new(name, ProcessType::Unattended);
+        s.folder = Some("Finance".into());
+        s
+    };
+    let before = block(w.engine.create_process(Actor::System, shared("ledger"))).unwrap();
+    let start = |w: &World, p: &Process| block(w.engine.start_job(&w.user, p.key, &json!({})));
+    assert!(matches!(start(&w, &before), Err(Error::PermissionDenied(_))));
+    w.user = block(w.engine.grant_folder(Actor::System, "alice", "Finance")).unwrap();
+    start(&w, &before).expect("the folder's process");
+    let after = block(w.engine.create_process(Actor::System, shared("payroll"))).unwrap();
+    start(&w, &after).expect("a process added to the folder later");
+    assert!(matches!(start(&w, &outside), Err(Error::PermissionDenied(_))));
+    let login = block(w.engine.login("alice", "pw")).unwrap();
+    let mut names: Vec<&str> = login.processes.iter().map(|p| p.spec.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["ledger", "payroll"], "login lists the folder's processes");
+    assert!(matches!(
+        block(w.engine.grant_folder(Actor::User(w.user.id), "alice", "HR")),
+        Err(Error::PermissionDenied(_))
+    ));
+    w.user = block(w.engine.revoke_folder(Actor::System, "alice", "Finance")).unwrap();
+    assert!(matches!(start(&w, &after), Err(Error::PermissionDenied(_))));
+    w.audit_ok();
+}

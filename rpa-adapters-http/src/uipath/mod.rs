@@ -723,7 +723,7 @@ async fn visible_processes<S: Store>(st: &AppState<S>, me: &Caller) -> Result<Ve
     {
         return Ok(all);
     }
-    Ok(all.into_iter().filter(|p| me.grants.contains(&p.id)).collect())
+    Ok(all.into_iter().filter(|p| me.granted(p)).collect())
 }
 
 fn release_json(p: &Process) -> Value {
@@ -955,7 +955,7 @@ async fn list_jobs<S: Store>(st: &AppState<S>, me: &Caller, q: &HashMap<String, 
         .processes()
         .await?
         .into_iter()
-        .filter(|p| all_jobs || me.grants.contains(&p.id))
+        .filter(|p| all_jobs || me.granted(p))
         .filter(|p| me.folder.as_deref().is_none_or(|f| f == folder_of(p)))
         .collect();
     let robots: HashMap<_, _> = st

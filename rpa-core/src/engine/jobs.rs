@@ -144,7 +144,10 @@ impl<S: Store> Engine<S> {
     }
 
     pub(super) async fn require_grant(&self, user: &User, process: ProcessId) -> Result<()> {
+        let by_folder =
+            !user.folders.is_empty() && self.store.process(process).await?.is_some_and(|p| user.granted(&p));
         if user.grants.contains(&process)
+            || by_folder
             || self
                 .has_permission(Actor::User(user.id), Permission::OperateAllJobs)
                 .await?

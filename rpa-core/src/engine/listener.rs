@@ -121,7 +121,7 @@ impl<S: Store> Engine<S> {
         let all = self
             .has_permission(Actor::User(user.id), Permission::OperateAllJobs)
             .await?;
-        Ok((all || user.grants.contains(&p.id)).then_some(p))
+        Ok((all || user.granted(&p)).then_some(p))
     }
 
     /// Listener requests in `queue`, oldest first, after the request `after`.

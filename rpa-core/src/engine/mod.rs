@@ -745,6 +745,7 @@ impl<S: Store> Engine<S> {
             disabled: false,
             roles,
             grants,
+            folders: BTreeSet::new(),
             created_at: now,
         };
         let mut tx = Tx::default();
@@ -805,6 +806,33 @@ impl<S: Store> Engine<S> {
         let action = if disabled { "user.disable" } else { "user.enable" };
         self.update_user(actor, name, action, |u| {
             u.disabled = disabled;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Grants a folder to a user: every process in it, present and future.
+    pub async fn grant_folder(&self, actor: Actor, user: &str, folder: &str) -> Result<User> {
+        self.require(actor, Permission::ManageUsers).await?;
+        let folder = folder.trim();
+        if folder.is_empty() || folder.chars().count() > 256 || folder.chars().any(char::is_control) {
+            return Err(Error::InvalidArgument(
+                "a folder's name has 1 to 256 characters and no control characters".into(),
+            ));
+        }
+        self.update_user(actor, user, "user.grant_folder", |u| {
+            u.folders.insert(folder.to_owned());
+            Ok(())
+        })
+        .await
+    }
+
+    /// Takes a folder grant away from a user (the processes granted one by
+    /// one stay granted).
+    pub async fn revoke_folder(&self, actor: Actor, user: &str, folder: &str) -> Result<User> {
+        self.require(actor, Permission::ManageUsers).await?;
+        self.update_user(actor, user, "user.revoke_folder", |u| {
+            u.folders.remove(folder.trim());
             Ok(())
         })
         .await
@@ -944,10 +972,15 @@ impl<S: Store> Engine<S> {
         .audit(now, actor, "login.ok", Subject::Id("user", user.id.0), String::new());
         self.commit(tx).await?;
         let mut processes = Vec::with_capacity(user.grants.len());
-        for p in &user.grants {
-            if let Some(p) = self.store.process(*p).await? {
-                processes.push(p);
+        if user.folders.is_empty() {
+            for p in &user.grants {
+                if let Some(p) = self.store.process(*p).await? {
+                    processes.push(p);
+                }
             }
+        } else {
+            processes = self.store.processes().await?;
+            processes.retain(|p| user.granted(p));
         }
         Ok(Login {
             token,

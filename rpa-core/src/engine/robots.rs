@@ -878,7 +878,10 @@ impl<S: Store> Engine<S> {
             Actor::User(id) => match self.store.user(id).await? {
                 Some(u) => {
                     f.personal_of.as_deref() == Some(u.name.as_str())
-                        || job.as_ref().is_some_and(|j| u.grants.contains(&j.process))
+                        || match &job {
+                            Some(j) => self.store.process(j.process).await?.is_some_and(|p| u.granted(&p)),
+                            None => false,
+                        }
                         || self.has_permission(actor, Permission::OperateAllJobs).await?
                 }
                 None => false,

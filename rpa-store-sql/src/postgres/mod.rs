@@ -1092,6 +1092,7 @@ mod tests {
                 disabled: false,
                 roles: Default::default(),
                 grants: Default::default(),
+                folders: Default::default(),
                 created_at: Timestamp(0),
             })],
             ..Commit::default()
