@@ -317,6 +317,21 @@ async fn scenario(dir: &Path, db: &str) {
     let (_, claims) = api.get("QueueItems?$orderby=Reference&$top=1").await;
     assert_eq!(claims["value"][0]["Reference"], "B-1", "{claims}");
 
+    // $expand: navigation properties kept beside $select; unknown ones refused.
+    let (status, j) = api
+        .get("Jobs?$top=1&$select=State&$expand=Robot($select=Name),Release")
+        .await;
+    assert_eq!(status, 200, "{j}");
+    let first = j["value"][0].as_object().unwrap();
+    let mut keys: Vec<&str> = first.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["Release", "Robot", "State"], "{j}");
+    let (status, items) = api.get("QueueItems?$top=1&$expand=Robot,ReviewerUser").await;
+    assert_eq!(status, 200, "{items}");
+    assert!(items["value"][0]["ReviewerUser"].is_null(), "{items}");
+    let (status, e) = api.get("Jobs?$expand=Nonsense").await;
+    assert_eq!(status, 400, "{e}");
+
     // A queue that does not enforce unique references (UiPath's default),
     // items with an SLA risk date and progress, deleted before they ran.
     let (status, labels) = admin_api.post("QueueDefinitions", json!({"Name": "Labels"})).await;

@@ -27,6 +27,10 @@
 //! | `QueueItems(<Id>)` | `queue_item_by_id` |
 //! | `QueueItems` (`$filter` on `QueueDefinitionId`, `Status`, `Reference`, ...; `$top`, `$skip`, `$orderby`, `$count`) | the newest 1,000 items of each queue the caller may see, newest first |
 //!
+//! Query options: `$filter` ([`crate::odata`]), `$orderby`, `$top`,
+//! `$skip`, `$select`, `$count` (`@odata.count` is always given), and
+//! `$expand` (see [`expand`]).
+//!
 //! Job `State`: Pending, Running, Stopping, Suspended, Successful, Faulted,
 //! Stopped (a job canceled before it ran is Stopped). Times are ISO 8601 in
 //! UTC. Errors: `{message, errorCode, traceId, result: null, targets: null}`
@@ -519,7 +523,12 @@ struct Options {
     skip: usize,
     filter: Option<odata::Expr>,
     orderby: Vec<(Vec<String>, bool)>,
+    /// `$select`, with the navigation properties `$expand` names (an
+    /// expanded property is kept whatever `$select` says).
     select: Vec<String>,
+    /// `$expand`: navigation properties (`Robot`, `Release`, ...; nested
+    /// options in parentheses are taken as the property alone).
+    expand: Vec<String>,
 }
 
 fn options(q: &HashMap<String, String>) -> Result<Options, ODataError> {
@@ -543,20 +552,84 @@ fn options(q: &HashMap<String, String>) -> Result<Options, ODataError> {
             Some(o) => odata::parse_orderby(o).map_err(|e| invalid("$orderby", e))?,
             None => Vec::new(),
         },
-        select: q
-            .get("$select")
-            .map(|s| {
-                s.split(',')
-                    .map(|x| x.trim().to_owned())
-                    .filter(|x| !x.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default(),
+        select: {
+            let mut s: Vec<String> = list(q.get("$select"));
+            if !s.is_empty() {
+                s.extend(list(q.get("$expand")));
+            }
+            s
+        },
+        expand: list(q.get("$expand")),
     })
+}
+
+/// A comma-separated option's names: `Robot($select=Name),Release` gives
+/// `Robot` and `Release`; `Robot/Machine` its first property.
+fn list(v: Option<&String>) -> Vec<String> {
+    let Some(v) = v else { return Vec::new() };
+    let mut out = Vec::new();
+    let (mut depth, mut cur) = (0usize, String::new());
+    for c in v.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => out.push(std::mem::take(&mut cur)),
+            c if depth == 0 => cur.push(c),
+            _ => {}
+        }
+    }
+    out.push(cur);
+    out.into_iter()
+        .map(|n| n.split('/').next().unwrap_or_default().trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// UiPath's navigation properties this server has nothing behind on some
+/// entities: expanded there, they are `null`.
+const EMPTY_NAVIGATION: &[&str] = &[
+    "Robot",
+    "Release",
+    "Machine",
+    "ReviewerUser",
+    "Environment",
+    "Process",
+    "CurrentVersion",
+    "ReleaseVersions",
+    "Folder",
+    "Organization",
+    "Tags",
+];
+
+/// Answers `$expand` on `values`: the navigation properties this server
+/// knows are always in its answers; UiPath's others ([`EMPTY_NAVIGATION`])
+/// are added as `null`; any other name is refused.
+fn expand(entity: &str, o: &Options, values: &mut [Value]) -> Result<(), ODataError> {
+    for e in &o.expand {
+        let present = |v: &Value| {
+            v.as_object()
+                .is_some_and(|m| m.keys().any(|k| k.eq_ignore_ascii_case(e)))
+        };
+        if values.first().is_none_or(present) {
+            continue;
+        }
+        let Some(name) = EMPTY_NAVIGATION.iter().find(|n| n.eq_ignore_ascii_case(e)) else {
+            return Err(ODataError::bad(format!(
+                "The query specified in the URI is not valid. Could not find a property named '{e}' on type '{entity}'."
+            )));
+        };
+        for v in values.iter_mut() {
+            if let Value::Object(m) = v {
+                m.entry((*name).to_owned()).or_insert(Value::Null);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Applies `o` to `values` (already in the entity's own order) and answers the page.
 fn respond(entity: &str, mut values: Vec<Value>, o: &Options) -> Answer {
+    expand(entity, o, &mut values)?;
     if let (Some(f), Some(sample)) = (&o.filter, values.first()) {
         for path in odata::paths(f) {
             if odata::lookup(sample, path).is_none() {
@@ -979,14 +1052,16 @@ async fn list_jobs<S: Store>(st: &AppState<S>, me: &Caller, q: &HashMap<String, 
             .engine
             .jobs_of(&ids, states.as_deref(), o.skip.saturating_add(o.top))
             .await?;
-        let out: Vec<Value> = jobs
+        let mut values: Vec<Value> = jobs
             .iter()
             .skip(o.skip)
             .map(|j| {
                 let p = processes.iter().find(|p| p.id == j.process);
-                odata::select(job_value(j, p, j.robot.and_then(|r| robots.get(&r))), &o.select)
+                job_value(j, p, j.robot.and_then(|r| robots.get(&r)))
             })
             .collect();
+        expand("Jobs", &o, &mut values)?;
+        let out: Vec<Value> = values.into_iter().map(|v| odata::select(v, &o.select)).collect();
         return Ok(page("Jobs", out, usize::try_from(total).unwrap_or(usize::MAX)));
     }
     let mut found: Vec<Job> = Vec::new();
@@ -1519,6 +1594,39 @@ mod tests {
         assert_eq!(q("State ne 'Pending'", ""), None);
         assert_eq!(q("State eq 'Pending' or ReleaseName eq 'X'", ""), None);
         assert_eq!(q("contains(ReleaseName, 'In')", ""), None);
+    }
+
+    #[test]
+    fn expand_names_navigation_properties() {
+        let o = |expand: &str, select: &str| {
+            let mut m = HashMap::new();
+            m.insert("$expand".to_owned(), expand.to_owned());
+            if !select.is_empty() {
+                m.insert("$select".to_owned(), select.to_owned());
+            }
+            options(&m).unwrap()
+        };
+        let x = o("Robot($select=Name,Id), Release ,Robot/Machine", "State");
+        assert_eq!(x.expand, ["Robot", "Release", "Robot"]);
+        assert_eq!(
+            x.select,
+            ["State", "Robot", "Release", "Robot"],
+            "expanded ones are kept"
+        );
+        let job = json!({"State": "Pending", "Robot": {"Name": "r"}, "Release": {"Name": "p"}});
+        let mut values = vec![job.clone()];
+        expand("Jobs", &x, &mut values).unwrap();
+        assert_eq!(values, std::slice::from_ref(&job), "known ones are there already");
+        expand("Jobs", &o("robot", ""), &mut values).unwrap();
+        assert_eq!(values, std::slice::from_ref(&job), "any case");
+        expand("Jobs", &o("Machine", ""), &mut values).unwrap();
+        assert_eq!(
+            values[0]["Machine"],
+            Value::Null,
+            "UiPath's, without anything behind it here"
+        );
+        assert!(expand("Jobs", &o("Nonsense", ""), &mut values).is_err());
+        assert_eq!(o("", "").expand, Vec::<String>::new());
     }
 
     #[test]
