@@ -92,7 +92,7 @@ async fn scenario(dir: &Path, db: &str) {
         &base,
         &admin,
         &invoice,
-        "if [ \"$RPA_ARG_INVOICE\" = 99 ]; then sleep 30; fi\necho \"::output {\\\"total\\\": $RPA_ARG_INVOICE}\"\n",
+        "echo \"checking invoice $RPA_ARG_INVOICE\"\nif [ \"$RPA_ARG_INVOICE\" = 99 ]; then sleep 30; fi\necho \"::output {\\\"total\\\": $RPA_ARG_INVOICE}\"\n",
     )
     .await;
     let _robot = support::start_robot(&base, dir, "robot-1", "acme-secret");
@@ -209,6 +209,35 @@ async fn scenario(dir: &Path, db: &str) {
     assert!(done["EndTime"].as_str().unwrap().ends_with('Z'));
     let (_, by_id) = api.get(&format!("Jobs({})", job["Id"])).await;
     assert_eq!(by_id["Key"], key);
+    // Its run log, as UiPath's RobotLogs; and who the token is.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let logs = loop {
+        let (status, logs) = api.get(&format!("RobotLogs?$filter=JobKey eq {key}&$orderby=Id")).await;
+        assert_eq!(status, 200, "{logs}");
+        if logs["@odata.count"].as_u64() > Some(0) || Instant::now() > deadline {
+            break logs;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        logs["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["Message"] == "checking invoice 7"
+                && l["Level"] == "Info"
+                && l["RobotName"] == "robot-1"
+                && l["JobKey"] == key.as_str()),
+        "{logs}"
+    );
+    let (status, e) = api.get("RobotLogs").await;
+    assert_eq!(status, 400, "logs are read a job at a time: {e}");
+    let (_, me) = api.get("Users/UiPath.Server.Configuration.OData.GetCurrentUser").await;
+    assert_eq!(
+        (me["UserName"].as_str(), me["Type"].as_str()),
+        (Some("ops"), Some("User")),
+        "{me}"
+    );
 
     // By name, then stopped.
     let (_, started) = api

@@ -22,6 +22,8 @@
 //! | `Assets`, `Assets(<Id>)`, `Assets/...GetFiltered`, `...GetRobotAssetByNameForRobotKey`, `...SetRobotAssetByRobotKey` | see [`assets`]: credentials and secrets only to a robot running a job |
 //! | `Authorization: Bearer rpa-run.…` (Execute's `accessToken`, given to robots that declare the extensions) | `authenticate_run`: the robot running that attempt, with the grants of the job's starter, in the job's folder; only what [`robot_may`] lists |
 //! | `Settings/UiPath.Server.Configuration.OData.GetLicense` | robots connected now |
+//! | `RobotLogs?$filter=JobKey eq <guid>` | `job_logs`: `{Id, Level (Info, Warn, Error), Message, TimeStamp, RawMessage, JobKey, ProcessName, RobotName}` (the filter must name the job) |
+//! | `Users/UiPath.Server.Configuration.OData.GetCurrentUser`, `...GetCurrentUserExtended` | the token's user (`Type` Robot for a run token); `PersonalWorkspace` null |
 //! | `Queues/UiPathODataSvc.StartTransaction` `{transactionData: {Name, SpecificContent?}}` | `start_transaction`: an item waiting for its trigger, or a new one; 204 when none |
 //! | `QueueItems(<Id>)/UiPathODataSvc.SetTransactionProgress` `{progress}`, `Queues(<Id>)/UiPathODataSvc.SetTransactionResult` `{transactionResult}` | `set_transaction_progress`, `end_transaction` |
 //! | `QueueItems(<Id>)` | `queue_item_by_id` |
@@ -364,6 +366,8 @@ fn robot_may(method: &Method, rest: &str) -> bool {
             "Releases",
             "Processes",
             "Jobs",
+            "RobotLogs",
+            "Users/UiPath.Server.Configuration.OData.GetCurrentUser",
             "QueueDefinitions",
             "QueueItems",
         ]
@@ -716,6 +720,13 @@ async fn route<S: Store>(
         "Robots" | "Sessions" if get => list_robots(st, &me, rest, q).await,
         "QueueDefinitions" if get => list_queues(st, &me, q).await,
         "QueueItems" if get => list_items(st, &me, q).await,
+        "RobotLogs" if get => robot_logs(st, &me, q).await,
+        "Users/UiPath.Server.Configuration.OData.GetCurrentUser"
+        | "Users/UiPath.Server.Configuration.OData.GetCurrentUserExtended"
+            if get =>
+        {
+            current_user(st, &me, q).await
+        }
         "Queues/UiPathODataSvc.AddQueueItem" if post => add_queue_item(st, &me, json_body()?).await,
         "Queues/UiPathODataSvc.BulkAddQueueItems" if post => bulk_add(st, &me, json_body()?).await,
         "Queues/UiPathODataSvc.StartTransaction" if post => start_transaction(st, &me, json_body()?).await,
@@ -1426,6 +1437,88 @@ async fn bulk_add<S: Store>(st: &AppState<S>, me: &Caller, body: Map<String, Val
         failed,
         n,
     ))
+}
+
+/// `RobotLogs?$filter=JobKey eq <guid>`: a job's run log lines, in order;
+/// the filter must name the job (the logs of every job are not listed).
+async fn robot_logs<S: Store>(st: &AppState<S>, me: &Caller, q: &HashMap<String, String>) -> Answer {
+    let o = options(q)?;
+    fn job_key(e: &odata::Expr) -> Option<Key> {
+        match e {
+            odata::Expr::Compare(path, odata::Op::Eq, Value::String(k))
+                if path.len() == 1 && path[0].eq_ignore_ascii_case("JobKey") =>
+            {
+                parse_guid(k)
+            }
+            odata::Expr::And(a, b) => job_key(a).or_else(|| job_key(b)),
+            _ => None,
+        }
+    }
+    let key = o
+        .filter
+        .as_ref()
+        .and_then(job_key)
+        .ok_or_else(|| ODataError::bad("RobotLogs needs $filter=JobKey eq <the job's Key>"))?;
+    let job = st.engine.job(key).await?;
+    let logs = st.engine.job_logs(me, key).await?;
+    let process = st.engine.store().process(job.process).await.map_err(Error::from)?;
+    let robot = match job.robot {
+        Some(r) => st.engine.store().robot(r).await.map_err(Error::from)?,
+        None => None,
+    };
+    let robot_name = robot.as_ref().map(|r| r.code.to_string());
+    let values = logs
+        .iter()
+        .map(|l| {
+            json!({
+                "Id": l.id.0,
+                "Level": match l.level {
+                    rpa_core::model::LogLevel::Info => "Info",
+                    rpa_core::model::LogLevel::Warning => "Warn",
+                    rpa_core::model::LogLevel::Error => "Error",
+                },
+                "Message": l.content,
+                "TimeStamp": iso(l.received_at),
+                "RawMessage": json!({"message": l.content, "logAt": l.log_at, "screenshot": l.screenshot}).to_string(),
+                "JobKey": guid(job.key),
+                "ProcessName": process.as_ref().map(|p| p.spec.name.clone()),
+                "RobotName": robot_name,
+                "HostMachineName": robot_name,
+                "WindowsIdentity": null,
+                "MachineId": job.robot.map(|r| r.0),
+            })
+        })
+        .collect();
+    respond("RobotLogs", values, &o)
+}
+
+/// `Users/...GetCurrentUser(Extended)`: who the token is.
+async fn current_user<S: Store>(st: &AppState<S>, me: &Caller, q: &HashMap<String, String>) -> Answer {
+    let o = options(q)?;
+    let roles = st.engine.store().roles().await.map_err(Error::from)?;
+    let role_names: Vec<String> = roles
+        .iter()
+        .filter(|r| me.roles.contains(&r.id))
+        .map(|r| r.name.clone())
+        .collect();
+    let mut v = json!({
+        "Id": me.id.0,
+        "Key": guid(me.key),
+        "UserName": me.name,
+        "Name": me.name,
+        "Surname": null,
+        "FullName": me.name,
+        "EmailAddress": null,
+        "IsActive": !me.disabled,
+        "Type": if me.run.is_some() { "Robot" } else { "User" },
+        "RolesList": role_names,
+        "CreationTime": iso(me.created_at),
+        "PersonalWorkspace": null,
+    });
+    let mut one_value = [std::mem::take(&mut v)];
+    expand("Users", &o, &mut one_value)?;
+    let [v] = one_value;
+    Ok(one("Users", odata::select(v, &o.select)))
 }
 
 /// `QueueItems/UiPathODataSvc.DeleteBulk` `{queueItemIds: [Id, ...]}`:
