@@ -1128,3 +1128,109 @@ async fn credentials_reach_only_the_running_robot_on_postgres() {
     credentials(&dir, &db, None).await;
     support::drop_postgres(&url, "uipath_assets").await;
 }
+
+/// `Specific` pins each job to its robot and `All` gives every connected
+/// robot one: the robot that ran each job is the one asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn specific_and_all_strategies_pin_jobs_to_robots() {
+    let dir = std::env::temp_dir().join(format!("rpa-uipath-pin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("config.json"), CONFIG).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let db = dir.join("rpa.db").to_str().unwrap().to_owned();
+    let _server = Proc(support::start_server(&dir, &db, port, &[]));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let (admin, _) = support::login(&http, &base, "admin", "admin-pw").await;
+    let processes = support::get_json(&http, format!("{base}/admin/processes"), &admin).await;
+    let invoice = processes["result"][0]["processId"].as_str().unwrap().to_owned();
+    support::upload_package(
+        &http,
+        &base,
+        &admin,
+        &invoice,
+        "echo \"::output {\\\"done\\\": true}\"\n",
+    )
+    .await;
+    let _r1 = support::start_robot(&base, &dir, "robot-1", "acme-secret");
+    let _r2 = support::start_robot(&base, &dir, "robot-2", "acme-secret");
+    let api = Api {
+        http: http.clone(),
+        odata: format!("{base}/odata"),
+        token: admin.clone(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ids: std::collections::HashMap<String, i64> = loop {
+        let (_, s) = api.get("Sessions?$filter=State eq 'Available'").await;
+        let found: std::collections::HashMap<String, i64> = s["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["Robot"]["Name"].as_str().unwrap().to_owned(),
+                    r["Robot"]["Id"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        if found.len() == 2 {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "both robots available: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let start = |strategy: Value| {
+        let api = &api;
+        async move {
+            let mut info = json!({"ReleaseName": "Invoice", "InputArguments": "{\"invoice\": 1}"});
+            info.as_object_mut()
+                .unwrap()
+                .extend(strategy.as_object().unwrap().clone());
+            let (status, started) = api
+                .post(
+                    "Jobs/UiPath.Server.Configuration.OData.StartJobs",
+                    json!({"startInfo": info}),
+                )
+                .await;
+            assert_eq!(status, 201, "{started}");
+            started["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|j| j["Key"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let ran_on = |key: String| {
+        let api = &api;
+        async move {
+            wait_state(api, &key, "Successful").await["Robot"]["Name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let pinned =
+        start(json!({"Strategy": "Specific", "RobotIds": [ids["robot-2"], ids["robot-2"], ids["robot-2"]]})).await;
+    assert_eq!(pinned.len(), 3);
+    for key in pinned {
+        assert_eq!(ran_on(key).await, "robot-2");
+    }
+    let all = start(json!({"Strategy": "All"})).await;
+    let mut robots = Vec::new();
+    for key in all {
+        robots.push(ran_on(key).await);
+    }
+    robots.sort();
+    assert_eq!(robots, ["robot-1", "robot-2"]);
+    let (status, e) = api
+        .post(
+            "Jobs/UiPath.Server.Configuration.OData.StartJobs",
+            json!({"startInfo": {"ReleaseName": "Invoice", "Strategy": "Specific", "RobotIds": [999999],
+                   "InputArguments": "{\"invoice\": 1}"}}),
+        )
+        .await;
+    assert_eq!(status, 404, "no such robot: {e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

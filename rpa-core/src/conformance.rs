@@ -93,6 +93,7 @@ pub fn sample_job(id: i64, process: ProcessId, priority: i32) -> Job {
         triggered: false,
         pipeline_run: None,
         runs_pipeline: None,
+        pinned: None,
     }
 }
 
@@ -379,6 +380,34 @@ async fn dispatch_index<S: Store>(s: S) {
         Some(4),
         "dispatch_index: a job whose back-off ended joins it"
     );
+    // Jobs pinned to a robot: in their robot's index alone.
+    let mut pinned = sample_job(10, p1, 50);
+    pinned.pinned = Some(RobotId(7));
+    let mut other = sample_job(11, p1, 60);
+    other.pinned = Some(RobotId(7));
+    put(&s, vec![Write::Job(pinned), Write::Job(other)]).await.unwrap();
+    assert_eq!(
+        next(vec![p1]).await,
+        Some(4),
+        "dispatch_index: pinned jobs are not everyone's"
+    );
+    assert_eq!(s.next_pinned(RobotId(7)).await.unwrap().map(|j| j.id.0), Some(11));
+    assert_eq!(s.next_pinned(RobotId(8)).await.unwrap(), None);
+    assert_eq!(s.pinned_robots().await.unwrap(), vec![RobotId(7)]);
+    assert_eq!(
+        s.pending_count(p1).await.unwrap(),
+        4,
+        "dispatch_index: pinned jobs are counted"
+    );
+    for id in [10, 11] {
+        let mut j = s.job(JobId(id)).await.unwrap().unwrap();
+        j.state = JobState::Running;
+        j.version += 1;
+        put(&s, vec![Write::Job(j)]).await.unwrap();
+    }
+    assert_eq!(s.next_pinned(RobotId(7)).await.unwrap(), None);
+    assert!(s.pinned_robots().await.unwrap().is_empty());
+    assert_eq!(s.pending_count(p1).await.unwrap(), 2);
 }
 
 async fn idle_robot_index<S: Store>(s: S) {

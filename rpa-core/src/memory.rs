@@ -60,6 +60,14 @@ impl Hasher for IdHasher {
 
 type Fast<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
+/// Where a dispatchable job sits in the dispatch indexes: its robot if
+/// pinned, its process, its place (priority first, then id).
+type PendingKey = (Option<RobotId>, ProcessId, (Reverse<i32>, JobId));
+
+fn pending_key(j: &Job) -> Option<PendingKey> {
+    is_dispatchable(j).then_some((j.pinned, j.process, (Reverse(j.priority), j.id)))
+}
+
 /// Jobs by id. Ids come from the store's own dense sequence, so a table
 /// indexed by id finds a job with one memory access. The table grows in
 /// fixed chunks, so growing never copies what is already there. Ids far
@@ -256,6 +264,10 @@ struct Inner {
     jobs_by_process: Fast<ProcessId, Vec<(Timestamp, JobId)>>,
     read_side: bool,
     pending: Fast<ProcessId, BTreeSet<(Reverse<i32>, JobId)>>,
+    /// Dispatchable jobs pinned to a robot, by robot (not in `pending`).
+    pinned: Fast<RobotId, BTreeSet<(Reverse<i32>, JobId)>>,
+    /// How many of each process's dispatchable jobs are pinned.
+    pinned_count: Fast<ProcessId, u64>,
     items: Fast<QueueItemId, Box<QueueItem>>,
     item_keys: Fast<Key, QueueItemId>,
     item_refs: HashMap<(ProcessId, String), QueueItemId>,
@@ -592,16 +604,55 @@ impl Inner {
         }
     }
 
+    /// Takes a dispatchable job out of the dispatch indexes.
+    fn unindex_pending(&mut self, old: Option<PendingKey>) {
+        let Some((pinned, process, entry)) = old else {
+            return;
+        };
+        match pinned {
+            Some(r) => {
+                if let Some(set) = self.pinned.get_mut(&r) {
+                    set.remove(&entry);
+                    if set.is_empty() {
+                        self.pinned.remove(&r);
+                    }
+                }
+                if let Some(n) = self.pinned_count.get_mut(&process) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            None => {
+                if let Some(set) = self.pending.get_mut(&process) {
+                    set.remove(&entry);
+                }
+            }
+        }
+    }
+
+    /// Puts a dispatchable job into the dispatch indexes.
+    fn index_pending(&mut self, j: &Job) {
+        if !is_dispatchable(j) {
+            return;
+        }
+        let entry = (Reverse(j.priority), j.id);
+        match j.pinned {
+            Some(r) => {
+                self.pinned.entry(r).or_default().insert(entry);
+                *self.pinned_count.entry(j.process).or_default() += 1;
+            }
+            None => {
+                self.pending.entry(j.process).or_default().insert(entry);
+            }
+        }
+    }
+
     fn put_job(&mut self, j: Job) {
         if let Some(old) = self.jobs.get(&j.id) {
             for t in timers_of_job(old) {
                 self.timers.remove(&t);
             }
-            if is_dispatchable(old)
-                && let Some(set) = self.pending.get_mut(&old.process)
-            {
-                set.remove(&(Reverse(old.priority), old.id));
-            }
+            let key = pending_key(old);
+            self.unindex_pending(key);
         } else {
             self.job_keys.insert(j.key, j.id);
             if !self.read_side {
@@ -616,12 +667,7 @@ impl Inner {
             }
         }
         self.timers.extend(timers_of_job(&j));
-        if is_dispatchable(&j) {
-            self.pending
-                .entry(j.process)
-                .or_default()
-                .insert((Reverse(j.priority), j.id));
-        }
+        self.index_pending(&j);
         self.jobs.put(j);
     }
 
@@ -636,11 +682,7 @@ impl Inner {
             for t in timers_of_job(&old) {
                 self.timers.remove(&t);
             }
-            if is_dispatchable(&old)
-                && let Some(set) = self.pending.get_mut(&old.process)
-            {
-                set.remove(&(Reverse(old.priority), old.id));
-            }
+            self.unindex_pending(pending_key(&old));
             self.job_keys.remove(&old.key);
             if let Some(v) = self.jobs_by_process.get_mut(&old.process)
                 && let Ok(at) = v.binary_search(&(old.created_at, old.id))
@@ -821,7 +863,21 @@ impl JobStore for MemoryStore {
         Ok(heads.into_iter().take(limit).map(|(_, id)| id).collect())
     }
     async fn pending_count(&self, process: ProcessId) -> StoreResult<u64> {
-        Ok(self.lock().pending.get(&process).map_or(0, |s| s.len() as u64))
+        let g = self.lock();
+        Ok(g.pending.get(&process).map_or(0, |s| s.len() as u64) + g.pinned_count.get(&process).copied().unwrap_or(0))
+    }
+    async fn next_pinned(&self, robot: RobotId) -> StoreResult<Option<Job>> {
+        let g = self.lock();
+        Ok(g.pinned
+            .get(&robot)
+            .and_then(|s| s.first())
+            .and_then(|(_, id)| g.jobs.get(id))
+            .cloned())
+    }
+    async fn pinned_robots(&self) -> StoreResult<Vec<RobotId>> {
+        let mut robots: Vec<RobotId> = self.lock().pinned.keys().copied().collect();
+        robots.sort();
+        Ok(robots)
     }
 }
 

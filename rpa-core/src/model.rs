@@ -374,6 +374,10 @@ pub struct Job {
     /// The pipeline run it is (a pipeline process's job).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runs_pipeline: Option<i64>,
+    /// The one robot that may run it (UiPath's `Specific` strategy); none:
+    /// any robot the process's requirements allow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<RobotId>,
 }
 
 /// Queue item states (seed 000 §3.6 words plus the orchestrator states of DESIGN §3).

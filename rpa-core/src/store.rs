@@ -305,8 +305,14 @@ pub trait JobStore: Send + Sync + 'static {
         processes: &[ProcessId],
         limit: usize,
     ) -> impl Future<Output = StoreResult<Vec<JobId>>> + Send;
-    /// Number of dispatchable jobs of a process.
+    /// Number of dispatchable jobs of a process (pinned ones included).
     fn pending_count(&self, process: ProcessId) -> impl Future<Output = StoreResult<u64>> + Send;
+    /// The best dispatchable job pinned to `robot` ([`Job::pinned`]), in the
+    /// order of [`Store::next_pending`]. Pinned jobs are never among
+    /// [`Store::next_pending`]'s or [`Store::pending_heads`]'s. O(log n).
+    fn next_pinned(&self, robot: RobotId) -> impl Future<Output = StoreResult<Option<Job>>> + Send;
+    /// The robots that have dispatchable jobs pinned to them.
+    fn pinned_robots(&self) -> impl Future<Output = StoreResult<Vec<RobotId>>> + Send;
 }
 
 /// Queue items.

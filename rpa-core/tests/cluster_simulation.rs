@@ -278,6 +278,12 @@ impl JobStore for Node {
     async fn pending_count(&self, process: ProcessId) -> StoreResult<u64> {
         self.cache.pending_count(process).await
     }
+    async fn next_pinned(&self, robot: RobotId) -> StoreResult<Option<Job>> {
+        self.cache.next_pinned(robot).await
+    }
+    async fn pinned_robots(&self) -> StoreResult<Vec<RobotId>> {
+        self.cache.pinned_robots().await
+    }
 }
 
 impl QueueStore for Node {

@@ -1189,3 +1189,33 @@ fn a_folder_grant_reaches_every_process_of_the_folder_present_and_future() {
     assert!(matches!(start(&w, &after), Err(Error::PermissionDenied(_))));
     w.audit_ok();
 }
+
+#[test]
+fn a_pinned_job_runs_on_its_robot_alone_and_waits_for_it() {
+    let mut w = World::new();
+    let p = w.process(|s| s.max_run_num = 0);
+    let r1 = w.connect("r1");
+    let r2 = w.connect("r2");
+    let id2 = w.robot(&r2).id;
+    let start =
+        |w: &World, robot: Option<RobotId>| block(w.engine.start_job_on(&w.user, p.key, &json!({}), robot)).unwrap();
+    let a = start(&w, Some(id2));
+    assert_eq!(w.job(&a).robot, Some(id2), "on r2, though r1 came first");
+    assert_eq!(w.robot(&r1).job, None);
+    // r2 busy: the next job pinned to it waits, r1 idle beside it.
+    let b = start(&w, Some(id2));
+    assert_eq!(w.job(&b).state, JobState::Pending);
+    assert_eq!(w.robot(&r1).job, None, "r1 may not take it");
+    assert_eq!(block(w.engine.store().pending_count(p.id)).unwrap(), 1);
+    // An unpinned job goes to r1.
+    let c = start(&w, None);
+    assert_eq!(w.job(&c).robot, Some(w.robot(&r1).id));
+    // r2 ends its run and takes its waiting job.
+    w.finish(&r2, &w.job(&a), FinishStatus::Success).unwrap();
+    assert_eq!(w.job(&b).robot, Some(id2));
+    assert_eq!(w.job(&b).state, JobState::Running);
+    assert!(block(w.engine.store().pinned_robots()).unwrap().is_empty());
+    let unknown = block(w.engine.start_job_on(&w.user, p.key, &json!({}), Some(RobotId(999))));
+    assert!(matches!(unknown, Err(Error::NotFound(..))));
+    w.audit_ok();
+}

@@ -77,6 +77,7 @@ fn new_job() -> Job {
         triggered: false,
         pipeline_run: None,
         runs_pipeline: None,
+        pinned: None,
     }
 }
 

@@ -225,6 +225,12 @@ impl JobStore for SqlStore {
     async fn pending_count(&self, process: ProcessId) -> StoreResult<u64> {
         self.memory()?.pending_count(process).await
     }
+    async fn next_pinned(&self, robot: RobotId) -> StoreResult<Option<Job>> {
+        self.memory()?.next_pinned(robot).await
+    }
+    async fn pinned_robots(&self) -> StoreResult<Vec<RobotId>> {
+        self.memory()?.pinned_robots().await
+    }
 }
 
 impl QueueStore for SqlStore {

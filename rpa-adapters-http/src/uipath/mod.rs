@@ -8,7 +8,7 @@
 //! | `Authorization: Bearer <token>` (any case of `Bearer`) | `authenticate`; seed 000 tokens work too |
 //! | `Folders`, `OrganizationUnits` | `Default` and the folders processes name (`ProcessSpec::folder`); `X-UIPATH-FolderPath`, `-FolderPath-Encoded`, `-FolderKey`, `-OrganizationUnitId` scope releases, queues and jobs to one (unknown: 404) |
 //! | `Releases`, `Processes` (`$filter` `Name`/`ProcessKey eq '...'`) | the processes the caller may start; `Release.Key` = the process id as a GUID |
-//! | `Jobs/UiPath.Server.Configuration.OData.StartJobs` `{startInfo: {ReleaseKey \| ReleaseName, Strategy, JobsCount, RobotIds, InputArguments, Source}}` | `start_job` (a job per count; `RobotIds` are not pinned: one job each) |
+//! | `Jobs/UiPath.Server.Configuration.OData.StartJobs` `{startInfo: {ReleaseKey \| ReleaseName, Strategy, JobsCount, RobotIds, InputArguments, Source}}` | `start_job_on`: `JobsCount`/`ModernJobsCount` jobs for any robot; `Specific`: one job pinned to each of `RobotIds`; `All`: one pinned to each connected robot that may run it |
 //! | `Jobs/UiPath.Server.Configuration.OData.StopJobs` `{jobIds, strategy: SoftStop \| Kill}` | `stop_job` / `kill_job` |
 //! | `Jobs/UiPath.Server.Configuration.OData.RestartJob` `{jobId}` | a new job of the same process and arguments |
 //! | `Jobs/UiPath.Server.Configuration.OData.GetByKey(identifier=<guid>)`, `Jobs(<Id>)` | a job the caller may see |
@@ -946,24 +946,41 @@ async fn start_jobs<S: Store>(st: &AppState<S>, me: &Caller, body: Map<String, V
         Some(_) => return Err(ODataError::bad("InputArguments must be a JSON string")),
     };
     let count = |k: &str| field(info, k).and_then(Value::as_u64);
-    let n = match s("Strategy").unwrap_or("ModernJobsCount") {
-        "Specific" => field(info, "RobotIds").and_then(Value::as_array).map_or(0, Vec::len) as u64,
+    // One entry a job: the robot it is pinned to, if any.
+    let pins: Vec<Option<rpa_core::ids::RobotId>> = match s("Strategy").unwrap_or("ModernJobsCount") {
+        "Specific" => {
+            let ids = field(info, "RobotIds")
+                .and_then(Value::as_array)
+                .ok_or_else(|| ODataError::bad("the Specific strategy needs RobotIds"))?;
+            let mut pins = Vec::with_capacity(ids.len());
+            for id in ids {
+                let id = id
+                    .as_i64()
+                    .ok_or_else(|| ODataError::bad("RobotIds holds robot Ids (numbers)"))?;
+                pins.push(Some(rpa_core::ids::RobotId(id)));
+            }
+            pins
+        }
         "All" => {
             let robots = st.engine.store().robots().await.map_err(Error::from)?;
             robots
                 .iter()
                 .filter(|r| r.state != rpa_core::model::RobotState::Disconnected && r.can_run(&p.spec))
-                .count() as u64
+                .map(|r| Some(r.id))
+                .collect()
         }
-        "JobsCount" | "ModernJobsCount" | "RobotCount" => count("JobsCount").unwrap_or(1),
+        "JobsCount" | "ModernJobsCount" | "RobotCount" => {
+            let n = count("JobsCount").unwrap_or(1).min(1000);
+            vec![None; usize::try_from(n).unwrap_or(1000)]
+        }
         other => return Err(ODataError::bad(format!("Strategy {other} is not supported"))),
     };
-    if n == 0 || n > 100 {
+    if pins.is_empty() || pins.len() > 100 {
         return Err(ODataError::bad("the number of jobs to start must be 1 to 100"));
     }
     let mut out = Vec::new();
-    for _ in 0..n {
-        let job = st.engine.start_job(me, p.key, &args).await?;
+    for pin in pins {
+        let job = st.engine.start_job_on(me, p.key, &args, pin).await?;
         let mut v = job_json(st, &job).await;
         if let (Some(src), Value::Object(m)) = (s("Source"), &mut v) {
             m.insert("Source".into(), src.into());

@@ -4,7 +4,10 @@
 //! on a robot only if the process has a free `maxRunNum` slot, today's
 //! successes plus running jobs are below `maxDayNum`, and the robot meets the
 //! process's requirements (vendor, pool, labels, attended or not). A robot
-//! runs one job at a time.
+//! runs one job at a time. A job pinned to a robot ([`Job::pinned`],
+//! UiPath's `Specific` strategy) is in that robot's own index, not its
+//! process's: only that robot takes it, weighed against the best of the
+//! others by the same order when it is filled.
 //!
 //! Cost: the store keeps a per-process ordered index of dispatchable jobs and
 //! an ordered set of idle robots, so placing a job or filling a robot is
@@ -95,6 +98,10 @@ impl<S: Store> Engine<S> {
             };
             if !is_dispatchable(&job) {
                 return Ok(false);
+            }
+            if let Some(robot) = job.pinned {
+                // Only its robot may take it: that robot takes its best job.
+                return self.fill_robot(robot).await;
             }
             let Some(p) = self.store.process(job.process).await? else {
                 return Ok(false);
@@ -247,8 +254,25 @@ impl<S: Store> Engine<S> {
             }
             // Held or not, this robot is the one to fill: a holder may fail.
             let _robot_claim = self.claims.robot(robot.id);
-            let Some((job, _job_claim)) = self.next_unclaimed(&eligible).await? else {
-                return Ok(false);
+            // Its own pinned jobs compete with everyone's, best first.
+            let pinned = self
+                .store
+                .next_pinned(robot.id)
+                .await?
+                .filter(|j| eligible.contains(&j.process));
+            let open = self.next_unclaimed(&eligible).await?;
+            let rank = |j: &Job| (std::cmp::Reverse(j.priority), j.id);
+            let (job, _job_claim) = match (pinned, open) {
+                (Some(mine), Some((other, claim))) => {
+                    if rank(&mine) <= rank(&other) {
+                        (mine, None)
+                    } else {
+                        (other, claim)
+                    }
+                }
+                (Some(mine), None) => (mine, None),
+                (None, Some(found)) => found,
+                (None, None) => return Ok(false),
             };
             let Some(p) = processes.into_iter().find(|p| p.id == job.process) else {
                 return Ok(false);
@@ -297,9 +321,16 @@ impl<S: Store> Engine<S> {
                 candidates.retain(|p| *p != job.process);
             }
             if !placed {
-                return Ok(n);
+                break;
             }
         }
+        // Jobs pinned to a robot wait for that robot alone.
+        for robot in self.store.pinned_robots().await? {
+            while self.fill_robot(robot).await? {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// A robot says it is running `key`, a job it lost that now waits for a
@@ -309,7 +340,7 @@ impl<S: Store> Engine<S> {
             let (Some(r), Some(job)) = (self.store.robot(robot).await?, self.store.job_by_key(key).await?) else {
                 return Ok(false);
             };
-            if !is_idle(&r) || !is_dispatchable(&job) {
+            if !is_idle(&r) || !is_dispatchable(&job) || job.pinned.is_some_and(|p| p != robot) {
                 return Ok(false);
             }
             let Some(p) = self.store.process(job.process).await? else {
@@ -326,7 +357,8 @@ impl<S: Store> Engine<S> {
     /// `Ok(false)` if the snapshot was stale (another engine won); the caller re-reads.
     async fn try_assign(&self, mut robot: Robot, mut job: Job, mut p: Process, execute: bool) -> Result<bool> {
         let now = self.now();
-        if robot.connect.is_none() || !limits::may_run(&p, self.today(now)) {
+        if robot.connect.is_none() || !limits::may_run(&p, self.today(now)) || job.pinned.is_some_and(|r| r != robot.id)
+        {
             return Ok(false);
         }
         let mut tx = Tx::default();

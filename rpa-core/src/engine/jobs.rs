@@ -177,6 +177,13 @@ impl<S: Store> Engine<S> {
     /// The job waits Pending while the process is at `maxRunNum` (DESIGN §7);
     /// it is refused once today's successful runs reached `maxDayNum`.
     pub async fn start_job(&self, user: &User, process: Key, params: &Value) -> Result<Job> {
+        self.start_job_on(user, process, params, None).await
+    }
+
+    /// [`Engine::start_job`], the job pinned to `robot` when one is given
+    /// (UiPath's `Specific` strategy): only that robot runs it, and it waits
+    /// for that robot. The robot must meet the process's requirements.
+    pub async fn start_job_on(&self, user: &User, process: Key, params: &Value, robot: Option<RobotId>) -> Result<Job> {
         let p = self.process_by_key(process).await?;
         self.require_grant(user, p.id).await?;
         if p.spec.process_type == ProcessType::Queue {
@@ -187,14 +194,33 @@ impl<S: Store> Engine<S> {
         let args = arguments::validate_shared(&p.spec, params)?;
         let now = self.now();
         limits::may_start(&p, self.today(now)).map_err(Error::Limit)?;
-        let job = self.new_job(&p, user, args, None, now, None, None).await?;
+        if let Some(r) = robot {
+            let found = self
+                .store
+                .robot(r)
+                .await?
+                .ok_or_else(|| Error::NotFound(Entity::Robot, r.to_string()))?;
+            if !found.can_run(&p.spec) {
+                return Err(Error::InvalidArgument(format!(
+                    "robot {} does not meet the process's requirements",
+                    found.code
+                )));
+            }
+        }
+        let mut job = self.new_job(&p, user, args, None, now, None, None).await?;
+        job.pinned = robot;
+        let mut detail = audit::id_text("process", p.id.0);
+        if let Some(r) = robot {
+            detail.push(' ');
+            audit::push_id(&mut detail, "robot", r.0);
+        }
         let mut tx = Tx::default();
         tx.job(job.clone()).audit(
             now,
             Actor::User(user.id),
             "job.start",
             Subject::Id("job", job.id.0),
-            audit::id_text("process", p.id.0),
+            detail,
         );
         self.commit(tx).await?;
         if self.place_job(job.id).await? {
@@ -256,6 +282,7 @@ impl<S: Store> Engine<S> {
             triggered: false,
             pipeline_run: None,
             runs_pipeline: None,
+            pinned: None,
         })
     }
 
