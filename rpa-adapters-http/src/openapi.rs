@@ -1,7 +1,8 @@
 //! `GET /openapi.json`: the OpenAPI 3.1 description of every endpoint,
 //! generated from the handlers' annotations and their request and result
-//! types (nothing here is written by hand), and Swagger UI at `/docs`,
-//! served from the binary.
+//! types, plus the UiPath-compatible operations, which one OData handler
+//! serves, from their table ([`crate::uipath::openapi`]); and Swagger UI
+//! at `/docs`, served from the binary.
 
 use axum::Router;
 use rpa_core::Store;
@@ -113,6 +114,7 @@ use crate::{AppState, admin, business, catalogue, centre, console, export, feder
         (name = "robot", description = "Seed 001 A.2: executors register, heart-beat and report; files"),
         (name = "admin", description = "Users, processes, packages, vendors, robots, audit, events"),
         (name = "listener", description = "Seed 003: the AutomationEdge listener"),
+        (name = "uipath", description = "Seed 002: the UiPath Orchestrator-compatible OData surface, also under /{org}/{tenant}/odata/ and /{org}/{tenant}/orchestrator_/odata/"),
     )
 )]
 pub struct ApiDoc;
@@ -121,6 +123,7 @@ pub struct ApiDoc;
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").into();
+    crate::uipath::openapi::describe(&mut doc);
     doc
 }
 

@@ -61,6 +61,7 @@ use crate::odata;
 
 mod assets;
 mod buckets;
+pub mod openapi;
 
 /// The routes that take file bodies (bucket files through signed links),
 /// to be given the upload size limit.
