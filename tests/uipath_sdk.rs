@@ -4,8 +4,9 @@
 //! follows it to its end, lists jobs with a filter, stops a running job,
 //! adds a queue item and reads an asset, with a real robot running the jobs;
 //! a credential is refused to it (a person), while a process that runs the
-//! SDK inside the robot (`tests/uipath_sdk/robot.py`) reads the credential
-//! and sets its robot's value of an asset through its run token.
+//! SDK inside the robot (`tests/uipath_sdk/robot.py`) reads the credential,
+//! sets its robot's value of an asset, works a queue item as a transaction
+//! and writes a bucket file through its run token; a person reads the file.
 //!
 //! The SDK's interpreter is `$UIPATH_SDK_PYTHON` (`.ci/run` makes a virtual
 //! environment for it). Without it the test says why and passes on a
@@ -26,9 +27,10 @@ const CONFIG: &str = r#"{
     { "name": "Invoice", "type": "Unattended", "maxRunNum": 0,
       "arguments": [ { "name": "invoice", "type": "int", "required": true } ] },
     { "name": "Claims", "type": "Queue" },
-    { "name": "Vault", "type": "Unattended", "maxRunNum": 0 }
+    { "name": "Vault", "type": "Unattended", "maxRunNum": 0 },
+    { "name": "Batch", "type": "Queue", "queueTrigger": { "minItems": 1000, "maxConcurrent": 1 } }
   ],
-  "users": [ { "name": "ops", "password": "pw", "processes": ["Invoice", "Claims", "Vault"] } ],
+  "users": [ { "name": "ops", "password": "pw", "processes": ["Invoice", "Claims", "Vault", "Batch"] } ],
   "vendors": [ { "supplierCode": "acme", "secret": "acme-secret" } ],
   "uipath": { "clients": [ { "clientId": "ops-client", "clientSecret": "ops-secret", "user": "ops" } ] }
 }"#;
@@ -131,5 +133,17 @@ async fn uipaths_python_sdk_drives_the_server() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the SDK script failed:\n{stdout}\n{stderr}");
     assert!(stdout.lines().last() == Some("ok"), "{stdout}");
+    // The item the robot's process took as a transaction ended as it said.
+    let items: Value = http
+        .get(format!("{base}/odata/QueueItems?$filter=Reference eq 'R-1'"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(items["value"][0]["Status"], "Successful", "{items}");
+    assert_eq!(items["value"][0]["Output"], json!({"by": "robot-1"}), "{items}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -77,10 +77,17 @@ except ValueError as e:
     assert "AllowDirectApiAccess" in str(e), e
 listed = sdk.assets.retrieve("vault-login", folder_path="Default")
 assert listed.credential_username == "svc" and listed.credential_password is None, listed
-# ... but to the process a robot runs, through its run token.
+# ... but to the process a robot runs, through its run token; that
+# process also works an item of a queue as a transaction.
+sdk.queues.create_item({"Name": "Batch", "Reference": "R-1", "SpecificContent": {"n": 5}}, folder_path="Default")
 vault = sdk.processes.invoke("Vault", {}, folder_path="Default")
 out = json.loads(wait(vault.key, "Successful").output_arguments)
-assert out == {"password": "s3cret-vault", "before": "unset", "after": "set by robot-1"}, out
+assert out == {
+    "password": "s3cret-vault",
+    "before": "unset",
+    "after": "set by robot-1",
+    "transacted": {"n": 5},
+}, out
 print("credential read by the robot")
 
 # The robot's run wrote a file into a bucket; a person reads it.

@@ -18,5 +18,15 @@ mine.string_value = "set by " + sdk._execution_context.robot_key
 mine.value = mine.string_value
 sdk.assets.update(mine)
 after = sdk.assets.retrieve("counter").string_value
+# A transaction, as UiPath's performer processes work queues.
+taken = sdk.queues.create_transaction_item({"Name": "Batch"})
+sdk.queues.complete_transaction_item(
+    str(taken["Id"]), {"IsSuccessful": True, "Output": {"by": sdk._execution_context.robot_key}}
+)
 sdk.buckets.upload(name="Reports", blob_file_path="runs/report.txt", content="written by " + sdk._execution_context.robot_key)
-print("::output " + json.dumps({"password": password, "before": before, "after": after}))
+print(
+    "::output "
+    + json.dumps(
+        {"password": password, "before": before, "after": after, "transacted": taken["SpecificContent"]}
+    )
+)
