@@ -1232,5 +1232,55 @@ async fn specific_and_all_strategies_pin_jobs_to_robots() {
         )
         .await;
     assert_eq!(status, 404, "no such robot: {e}");
+    // A robot in a folder: listed there, and runs only that folder's processes.
+    let configured = http
+        .post(format!("{base}/admin/robots"))
+        .header("X-Access-Token", &admin)
+        .json(&json!({"robotId": "robot-2", "vendor": "acme", "folders": ["Shared"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(configured.status(), 200);
+    let names = |folder: &'static str| {
+        let http = &http;
+        let (base, admin) = (&base, &admin);
+        async move {
+            let v: Value = http
+                .get(format!("{base}/odata/Robots"))
+                .bearer_auth(admin)
+                .header("X-UIPATH-FolderPath", folder)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let mut n: Vec<String> = v["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["Name"].as_str().unwrap().to_owned())
+                .collect();
+            n.sort();
+            n
+        }
+    };
+    assert_eq!(names("Default").await, ["robot-1"]);
+    assert_eq!(
+        names("Shared").await,
+        ["robot-1", "robot-2"],
+        "robot-1 serves every folder"
+    );
+    let (status, e) = api
+        .post(
+            "Jobs/UiPath.Server.Configuration.OData.StartJobs",
+            json!({"startInfo": {"ReleaseName": "Invoice", "Strategy": "Specific", "RobotIds": [ids["robot-2"]],
+                   "InputArguments": "{\"invoice\": 1}"}}),
+        )
+        .await;
+    assert_eq!(
+        status, 400,
+        "robot-2 no longer runs the Default folder's processes: {e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

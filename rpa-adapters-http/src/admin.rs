@@ -19,7 +19,7 @@
 //! | `GET /admin/processes/{processId}/packages` | ManageProcesses | `[{version, fileId, sha256, size, uploadTime, uploadedBy, current}]`, newest version first |
 //! | `POST /admin/processes/{processId}/package/pin` | ManageProcesses | `{version}`: run that kept version from now on (a rollback when older); `{version: null}`: follow the latest again |
 //! | `POST /admin/vendors` | ManageRobots | `{supplierCode, secret}` |
-//! | `POST /admin/robots` | ManageRobots | `{robotId, vendor?, pool?, labels?, attended?, licenseContent?}` |
+//! | `POST /admin/robots` | ManageRobots | `{robotId, vendor?, pool?, labels?, attended?, licenseContent?, folders?}` (folders: the only ones whose processes it runs) |
 //! | `GET /admin/robots` | ManageRobots | `[{robotId, state, jobId, pool, labels, attended, version, licensed, lastSeen}]` |
 //! | `POST /admin/jobs/{jobId}/kill` | OperateAllJobs | → `{jobId, state}`: the job ends Stopped at once, its robot is sent Stop (seed 000 `stopJob` asks the robot instead) |
 //! | `GET /admin/audit?after=&limit=` | ViewAudit | audit events |
@@ -310,6 +310,8 @@ pub struct RobotInfo {
     pub pool: String,
     /// Labels.
     pub labels: Vec<String>,
+    /// The folders whose processes it runs (empty: every folder).
+    pub folders: Vec<String>,
     /// Attended.
     pub attended: bool,
     /// The executor's version.
@@ -1031,6 +1033,7 @@ pub(crate) async fn list_robots<S: Store>(State(st): State<AppState<S>>, h: Head
             vendor: r.profile.vendor.clone(),
             pool: r.profile.pool.clone(),
             labels: r.profile.labels.clone(),
+            folders: r.profile.folders.clone(),
             attended: r.profile.attended,
             version: r.robot_version.as_deref().map(str::to_owned),
             licensed: r.profile.license.is_some(),

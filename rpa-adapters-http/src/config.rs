@@ -505,6 +505,9 @@ pub struct RobotDef {
     pub attended: bool,
     /// Bound license.
     pub license_content: Option<String>,
+    /// The folders whose processes it runs (none: every folder).
+    #[serde(default)]
+    pub folders: Vec<String>,
 }
 
 fn default_pool() -> String {
@@ -519,6 +522,7 @@ impl From<RobotDef> for RobotProfile {
             labels: r.labels,
             attended: r.attended,
             license: r.license_content,
+            folders: r.folders,
         }
     }
 }

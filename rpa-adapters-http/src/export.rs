@@ -175,6 +175,7 @@ pub(crate) async fn export<S: Store>(State(st): State<AppState<S>>, h: HeaderMap
                 "labels": r.profile.labels,
                 "attended": r.profile.attended,
                 "licenseContent": r.profile.license,
+                "folders": r.profile.folders,
             })
         })
         .collect();

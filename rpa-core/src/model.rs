@@ -505,6 +505,18 @@ pub struct RobotProfile {
     pub attended: bool,
     /// Bound license content (sent with SendLicense).
     pub license: Option<String>,
+    /// The folders whose processes it runs (UiPath's robots in folders);
+    /// none: every folder.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folders: Vec<String>,
+}
+
+impl RobotProfile {
+    /// Whether it serves `folder` (none: the default folder).
+    pub fn serves(&self, folder: Option<&str>) -> bool {
+        let folder = crate::asset::folder_name(folder);
+        self.folders.is_empty() || self.folders.iter().any(|f| f == folder)
+    }
 }
 
 impl Default for RobotProfile {
@@ -515,6 +527,7 @@ impl Default for RobotProfile {
             labels: Vec::new(),
             attended: false,
             license: None,
+            folders: Vec::new(),
         }
     }
 }
@@ -577,6 +590,7 @@ impl Robot {
                 .is_none_or(|v| p.vendor.as_ref() == Some(v))
             && spec.requirements.pool.as_ref().is_none_or(|pool| &p.pool == pool)
             && spec.requirements.labels.iter().all(|l| p.labels.contains(l))
+            && p.serves(spec.folder.as_deref())
     }
 }
 

@@ -1219,3 +1219,34 @@ fn a_pinned_job_runs_on_its_robot_alone_and_waits_for_it() {
     assert!(matches!(unknown, Err(Error::NotFound(..))));
     w.audit_ok();
 }
+
+#[test]
+fn a_robot_in_folders_runs_only_their_processes() {
+    let mut w = World::new();
+    let finance = w.process(|s| {
+        s.folder = Some("Finance".into());
+        s.max_run_num = 0;
+    });
+    let default = w.process(|s| s.max_run_num = 0);
+    block(w.engine.configure_robot(
+        Actor::System,
+        "fin",
+        RobotProfile {
+            folders: vec!["Finance".into()],
+            ..RobotProfile::default()
+        },
+    ))
+    .unwrap();
+    let fin = w.connect("fin");
+    let d = w.start(&default, json!({}));
+    assert_eq!(w.robot(&fin).job, None, "a Default-folder job is not its");
+    assert_eq!(w.job(&d).state, JobState::Pending);
+    let f = w.start(&finance, json!({}));
+    assert_eq!(w.robot(&fin).job, Some(f.id));
+    let any = w.connect("any");
+    assert_eq!(
+        w.robot(&any).job,
+        Some(d.id),
+        "a robot of no folder serves every folder"
+    );
+}

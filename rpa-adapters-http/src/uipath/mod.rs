@@ -13,7 +13,7 @@
 //! | `Jobs/UiPath.Server.Configuration.OData.RestartJob` `{jobId}` | a new job of the same process and arguments |
 //! | `Jobs/UiPath.Server.Configuration.OData.GetByKey(identifier=<guid>)`, `Jobs(<Id>)` | a job the caller may see |
 //! | `Jobs` (`$filter` on `Id`, `Key`, `State`, `ReleaseName`, `Key in (...)`, ...; `$top`, `$skip`, `$orderby`, `$count`) | a filter of state tests and `ReleaseName eq` only, newest first: `jobs_of`, every job of the processes the caller may see, read and counted from the state index; any other query: the newest 1,000 jobs of the last 30 days of each such process, filtered here |
-//! | `Robots`, `Sessions` | robots and their states (permission ManageRobots) |
+//! | `Robots`, `Sessions` | robots and their states (permission ManageRobots); with a folder header, the robots that serve it (`RobotProfile::folders`) |
 //! | `QueueDefinitions` | Queue processes |
 //! | `Queues/UiPathODataSvc.AddQueueItem` `{itemData: {Name, Priority, SpecificContent, Reference, DeferDate, DueDate, RiskSlaDate, Progress}}` | `add_queue_item` (a repeated `Reference` is 409 where the queue enforces unique references) |
 //! | `DELETE QueueItems(<Id>)`, `QueueItems/UiPathODataSvc.DeleteBulk` `{queueItemIds}` | `delete_queue_item`: New items only (a job not started is canceled); `{Success, FailedItems}` |
@@ -1216,7 +1216,11 @@ async fn list_robots<S: Store>(st: &AppState<S>, me: &Caller, entity: &str, q: &
     st.engine.require(Actor::User(me.id), Permission::ManageRobots).await?;
     let o = options(q)?;
     let robots = st.engine.store().robots().await.map_err(Error::from)?;
-    let out = robots.iter().map(|r| robot_json(r, entity == "Sessions")).collect();
+    let out = robots
+        .iter()
+        .filter(|r| me.folder.is_none() || r.profile.serves(me.folder.as_deref()))
+        .map(|r| robot_json(r, entity == "Sessions"))
+        .collect();
     respond(entity, out, &o)
 }
 
