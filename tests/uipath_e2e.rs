@@ -484,6 +484,32 @@ async fn scenario(dir: &Path, db: &str) {
         )
         .await;
     assert_eq!(status, 400, "ended already: {e}");
+    // A queue made over this API starts no job: its item waits for a taker.
+    let (status, waiting) = admin_api
+        .post(
+            "Queues/UiPathODataSvc.AddQueueItem",
+            json!({"itemData": {"Name": "Refunds", "Reference": "RF-1", "SpecificContent": {"amount": 3}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{waiting}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, still) = admin_api.get(&format!("QueueItems({})", waiting["Id"])).await;
+    assert_eq!(still["Status"], "New", "no job took it: {still}");
+    let (status, taken) = admin_api
+        .post(
+            "Queues/UiPathODataSvc.StartTransaction",
+            json!({"transactionData": {"Name": "Refunds", "RobotIdentifier": "anything"}}),
+        )
+        .await;
+    assert_eq!((status, &taken["Id"]), (200, &waiting["Id"]), "{taken}");
+    assert_eq!(taken["SpecificContent"], json!({"amount": 3}));
+    let (status, _) = admin_api
+        .post(
+            &format!("Queues({})/UiPathODataSvc.SetTransactionResult", waiting["Id"]),
+            json!({"transactionResult": {"IsSuccessful": true}}),
+        )
+        .await;
+    assert_eq!(status, 200);
 
     // Assets as the seed creates and changes them.
     let (status, asset) = admin_api

@@ -11,7 +11,10 @@
 //! | 1 or more | any | as many as keep the active jobs at `max_concurrent` |
 //!
 //! So `min_items` holds back the first job of a round, and a started round
-//! drains the queue. A trigger job is active from its start until it ends
+//! drains the queue. With `max_concurrent` 0 no job is ever started: the
+//! items wait for callers that take them as transactions (UiPath's queues,
+//! whose items wait for a robot's `StartTransaction`; a queue created over
+//! the UiPath-compatible API is made so). A trigger job is active from its start until it ends
 //! (Pending and Running both count); `maxRunNum` still caps how many of
 //! them run at once. The decision is re-taken in the commit that adds an
 //! item and in the commit that ends a trigger job (a retried item waits
@@ -31,18 +34,22 @@ use crate::time::Timestamp;
 pub struct QueueTrigger {
     /// New items that must wait before a round's first job starts (≥ 1).
     pub min_items: u32,
-    /// Most trigger jobs active at once, pending or running (≥ 1).
+    /// Most trigger jobs active at once, pending or running; 0: none, the
+    /// items wait for transactions.
     pub max_concurrent: u32,
 }
 
 impl QueueTrigger {
-    /// Refuses a trigger that could never start a job, with the reason.
+    /// Items wait for transactions alone: no trigger job ever starts.
+    pub const TRANSACTIONS_ONLY: QueueTrigger = QueueTrigger {
+        min_items: 1,
+        max_concurrent: 0,
+    };
+
+    /// Refuses a trigger that makes no sense, with the reason.
     pub fn check(&self) -> Result<(), String> {
         if self.min_items == 0 {
             return Err("queueTrigger.minItems must be at least 1".into());
-        }
-        if self.max_concurrent == 0 {
-            return Err("queueTrigger.maxConcurrent must be at least 1".into());
         }
         Ok(())
     }
@@ -164,18 +171,16 @@ mod tests {
     }
 
     #[test]
-    fn triggers_that_could_never_start_are_refused() {
+    fn a_trigger_needs_min_items_and_zero_concurrency_means_transactions_only() {
         let zero_min = QueueTrigger {
             min_items: 0,
             max_concurrent: 1,
         };
         assert!(zero_min.check().unwrap_err().contains("minItems"));
-        let zero_max = QueueTrigger {
-            min_items: 1,
-            max_concurrent: 0,
-        };
-        assert!(zero_max.check().unwrap_err().contains("maxConcurrent"));
         assert!(T.check().is_ok());
+        let only = QueueTrigger::TRANSACTIONS_ONLY;
+        assert!(only.check().is_ok());
+        assert_eq!(only.to_start(1_000, 0), 0, "no job, however many wait");
     }
 
     #[test]

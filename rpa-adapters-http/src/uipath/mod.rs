@@ -18,7 +18,7 @@
 //! | `Queues/UiPathODataSvc.AddQueueItem` `{itemData: {Name, Priority, SpecificContent, Reference, DeferDate, DueDate, RiskSlaDate, Progress}}` | `add_queue_item` (a repeated `Reference` is 409 where the queue enforces unique references) |
 //! | `DELETE QueueItems(<Id>)`, `QueueItems/UiPathODataSvc.DeleteBulk` `{queueItemIds}` | `delete_queue_item`: New items only (a job not started is canceled); `{Success, FailedItems}` |
 //! | `Queues/UiPathODataSvc.BulkAddQueueItems` `{queueName, commitType, queueItems}` | `add_queue_item` each; answers the items that failed |
-//! | `POST QueueDefinitions` `{Name, MaxNumberOfRetries, AcceptAutomaticallyRetry, EnforceUniqueReference}` | `create_process` (Queue; `unique_references` only when `EnforceUniqueReference` is true, UiPath's default) |
+//! | `POST QueueDefinitions` `{Name, MaxNumberOfRetries, AcceptAutomaticallyRetry, EnforceUniqueReference}` | `create_process` (Queue; `unique_references` only when `EnforceUniqueReference` is true, UiPath's default; trigger `TRANSACTIONS_ONLY`: as in UiPath, its items start no job and wait for `StartTransaction`) |
 //! | `Assets`, `Assets(<Id>)`, `Assets/...GetFiltered`, `...GetRobotAssetByNameForRobotKey`, `...SetRobotAssetByRobotKey` | see [`assets`]: credentials and secrets only to a robot running a job |
 //! | `Authorization: Bearer rpa-run.…` (Execute's `accessToken`, given to robots that declare the extensions) | `authenticate_run`: the robot running that attempt, with the grants of the job's starter, in the job's folder; only what [`robot_may`] lists |
 //! | `Settings/UiPath.Server.Configuration.OData.GetLicense` | robots connected now |
@@ -1646,6 +1646,8 @@ async fn create_queue<S: Store>(st: &AppState<S>, me: &Caller, body: Map<String,
     }
     // UiPath's default: references are labels unless the queue enforces them.
     spec.unique_references = field(&body, "EnforceUniqueReference").and_then(Value::as_bool) == Some(true);
+    // UiPath's queues start no jobs: their items wait for StartTransaction.
+    spec.trigger = Some(rpa_core::trigger::QueueTrigger::TRANSACTIONS_ONLY);
     if visible_processes(st, me).await?.iter().any(|p| p.spec.name == name) {
         return Err(ODataError::new(
             StatusCode::CONFLICT,
