@@ -601,7 +601,8 @@ pub struct ProcessDef {
 pub struct QueueTriggerDef {
     /// New items that must wait before a round's first job starts (≥ 1).
     pub min_items: u32,
-    /// Most trigger jobs pending or running at once (≥ 1).
+    /// Most trigger jobs pending or running at once (0: none, the items wait
+    /// for transactions).
     pub max_concurrent: u32,
 }
 
