@@ -119,32 +119,33 @@ fn link_mac(key: &LinkKey, path: &str, expires: i64) -> Hmac<Sha256> {
 /// Prefix of a run token ([`run_token`]).
 pub const RUN_TOKEN_PREFIX: &str = "rpa-run.";
 
-fn run_mac(key: &LinkKey, job: i64, attempt: u32) -> Hmac<Sha256> {
+fn run_mac(key: &LinkKey, job: &str, attempt: u32) -> Hmac<Sha256> {
     let run_key = derive_key(&key.0, b"run token");
     let mut mac = Hmac::<Sha256>::new_from_slice(&run_key).expect("HMAC takes keys of any length");
     mac.update(format!("{job}.{attempt}").as_bytes());
     mac
 }
 
-/// The bearer token of one attempt of a job, given to the robot that runs
-/// it (Execute's extension `accessToken`):
-/// `rpa-run.<job id>.<attempt>.<hex HMAC-SHA256(derived key, "<job>.<attempt>")>`.
+/// The bearer token of one attempt of a job (by the job's key, its
+/// `runInstanceId`), given to the robot that runs it (Execute's extension
+/// `accessToken`, signed as the command is handed over, never stored):
+/// `rpa-run.<job key>.<attempt>.<hex HMAC-SHA256(derived key, "<key>.<attempt>")>`.
 /// It proves the attempt, not that it still runs: [`crate::engine::Engine::authenticate_run`]
 /// checks that.
-pub fn run_token(key: &LinkKey, job: i64, attempt: u32) -> String {
+pub fn run_token(key: &LinkKey, job: &str, attempt: u32) -> String {
     let sig = hex::encode(run_mac(key, job, attempt).finalize().into_bytes());
     format!("{RUN_TOKEN_PREFIX}{job}.{attempt}.{sig}")
 }
 
-/// The job id and attempt a run token signed with `key` names, checked in
+/// The job key and attempt a run token signed with `key` names, checked in
 /// constant time; `None` for anything else.
-pub fn verify_run_token(key: &LinkKey, token: &str) -> Option<(i64, u32)> {
+pub fn verify_run_token(key: &LinkKey, token: &str) -> Option<(String, u32)> {
     let mut parts = token.strip_prefix(RUN_TOKEN_PREFIX)?.splitn(3, '.');
-    let job: i64 = parts.next()?.parse().ok()?;
+    let job = parts.next()?;
     let attempt: u32 = parts.next()?.parse().ok()?;
     let sig = hex::decode(parts.next()?).ok()?;
     run_mac(key, job, attempt).verify_slice(&sig).ok()?;
-    Some((job, attempt))
+    Some((job.to_owned(), attempt))
 }
 
 /// The query that lets anyone fetch `path` (of this server) with a plain
@@ -210,16 +211,16 @@ mod tests {
     #[test]
     fn links_verify_for_their_path_until_they_expire() {
         let key = LinkKey([7; 32]);
-        let t = run_token(&key, 42, 3);
-        assert_eq!(verify_run_token(&key, &t), Some((42, 3)));
+        let t = run_token(&key, "ab42", 3);
+        assert_eq!(verify_run_token(&key, &t), Some(("ab42".into(), 3)));
         assert_eq!(verify_run_token(&LinkKey([8; 32]), &t), None, "another server's key");
         assert_eq!(
-            verify_run_token(&key, &t.replace(".42.3.", ".43.3.")),
+            verify_run_token(&key, &t.replace(".ab42.3.", ".ab43.3.")),
             None,
             "another job"
         );
         assert_eq!(
-            verify_run_token(&key, &t.replace(".42.3.", ".42.4.")),
+            verify_run_token(&key, &t.replace(".ab42.3.", ".ab42.4.")),
             None,
             "another attempt"
         );

@@ -57,7 +57,8 @@ pub struct Execute {
     /// Extension: attempt number, from 1.
     pub attempt: u32,
     /// Extension: the attempt's bearer token for the UiPath-compatible
-    /// API (a robot's assets and queues), valid while the attempt runs.
+    /// API (a robot's assets and queues), valid while the attempt runs;
+    /// added as the command is handed to the robot, never stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token: Option<String>,
 }

@@ -1250,3 +1250,41 @@ fn a_robot_in_folders_runs_only_their_processes() {
         "a robot of no folder serves every folder"
     );
 }
+
+#[test]
+fn run_tokens_are_signed_as_execute_is_handed_over_and_never_stored() {
+    let key = rpa_core::auth::LinkKey([3; 32]);
+    let mut w = World::with_config(rpa_core::MemoryStore::new(), 1, |c| c.link_key = Some(key.clone()));
+    let p = w.process(|s| s.max_run_num = 0);
+    let a = w.connect("a");
+    let first = w.start(&p, json!({}));
+    let ra = w.robot(&a).id;
+    // What the outbox keeps: no token.
+    let stored = block(w.engine.store().take_commands(ra, 10)).unwrap();
+    assert!(
+        matches!(&stored[..], [Command::Execute(e)] if e.access_token.is_none() && e.run_instance_id == first.key),
+        "{stored:?}"
+    );
+    // What a robot is handed: signed then, and good while the attempt runs.
+    let b = w.connect("b");
+    let second = w.start(&p, json!({}));
+    let rb = w.robot(&b).id;
+    let handed = block(w.engine.take_commands(rb)).unwrap();
+    let token = match &handed[..] {
+        [Command::Execute(e)] => e.access_token.clone().expect("a run token"),
+        other => panic!("{other:?}"),
+    };
+    let run = block(w.engine.authenticate_run(&token)).unwrap();
+    assert_eq!((run.job.id, run.robot), (second.id, rb));
+    let next = rpa_core::auth::run_token(&key, &second.key.to_string(), second.attempt + 1);
+    assert!(matches!(
+        block(w.engine.authenticate_run(&next)),
+        Err(Error::Unauthenticated)
+    ));
+    let job = w.job(&second);
+    w.finish(&b, &job, FinishStatus::Success).unwrap();
+    assert!(
+        matches!(block(w.engine.authenticate_run(&token)), Err(Error::Unauthenticated)),
+        "an ended run's token opens nothing"
+    );
+}

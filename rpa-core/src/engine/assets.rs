@@ -133,8 +133,9 @@ impl<S: Store> Engine<S> {
     /// attempt is the job's current one and still running on that robot.
     pub async fn authenticate_run(&self, token: &str) -> Result<RunCaller> {
         let key = self.config.link_key.as_ref().ok_or(Error::Unauthenticated)?;
-        let (id, attempt) = crate::auth::verify_run_token(key, token).ok_or(Error::Unauthenticated)?;
-        let job = self.store.job(JobId(id)).await?.ok_or(Error::Unauthenticated)?;
+        let (job_key, attempt) = crate::auth::verify_run_token(key, token).ok_or(Error::Unauthenticated)?;
+        let job_key: Key = job_key.parse().map_err(|_| Error::Unauthenticated)?;
+        let job = self.store.job_by_key(job_key).await?.ok_or(Error::Unauthenticated)?;
         let robot = match (job.state, job.robot) {
             (JobState::Running | JobState::Stopping, Some(r)) if job.attempt == attempt => r,
             _ => return Err(Error::Unauthenticated),
@@ -156,10 +157,19 @@ impl<S: Store> Engine<S> {
         })
     }
 
-    /// The run token of a job's current attempt, when this server signs them.
-    pub(crate) fn run_token(&self, job: &Job) -> Option<String> {
-        let key = self.config.link_key.as_ref()?;
-        Some(crate::auth::run_token(key, job.id.0, job.attempt))
+    /// `cmds` as handed to a robot: each Execute with its attempt's run
+    /// token, when this server signs them (signed now, so no token is ever
+    /// stored with the outbox).
+    pub(crate) fn with_run_tokens(&self, mut cmds: Vec<crate::transport::Command>) -> Vec<crate::transport::Command> {
+        let Some(key) = &self.config.link_key else {
+            return cmds;
+        };
+        for c in &mut cmds {
+            if let crate::transport::Command::Execute(e) = c {
+                e.access_token = Some(crate::auth::run_token(key, &e.run_instance_id.to_string(), e.attempt));
+            }
+        }
+        cmds
     }
 
     /// The asset `name` of the running job's folder with the value its

@@ -436,7 +436,7 @@ impl<S: Store> Engine<S> {
                 user_name: job.user_name.to_string(),
                 checkpoint: job.checkpoint.as_deref().cloned(),
                 attempt: job.attempt,
-                access_token: self.run_token(job),
+                access_token: None,
             };
             tx.command(robot.id, Command::Execute(Box::new(order)));
         }

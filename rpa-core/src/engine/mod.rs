@@ -536,7 +536,7 @@ impl<S: Store> Engine<S> {
             }
         }
         for (r, cs) in by_robot {
-            self.transport.push(r, cs);
+            self.transport.push(r, self.with_run_tokens(cs));
         }
         Ok(())
     }

@@ -488,7 +488,7 @@ impl<S: Store> Engine<S> {
         if filled {
             self.fill_robot(rid).await?;
         }
-        Ok(self.store.take_commands(rid, limit).await?)
+        Ok(self.with_run_tokens(self.store.take_commands(rid, limit).await?))
     }
 
     /// The socket of `(code, connect)` closed. The robot keeps its job until
@@ -518,7 +518,7 @@ impl<S: Store> Engine<S> {
 
     /// Removes and returns a robot's waiting commands (the hub calls this when woken).
     pub async fn take_commands(&self, robot: RobotId) -> Result<Vec<Command>> {
-        Ok(self.store.take_commands(robot, usize::MAX).await?)
+        Ok(self.with_run_tokens(self.store.take_commands(robot, usize::MAX).await?))
     }
 
     // ---------------------------------------------------------------- reports
