@@ -203,6 +203,16 @@ pub fn unique_name(folder: &str, name: &str) -> String {
     }
 }
 
+/// The unique name column of a record named within a folder (assets,
+/// buckets): null once it is deleted, so its name is free again.
+pub fn name_cell(deleted: bool, folder: &str, name: &str) -> Cell {
+    if deleted {
+        Cell::Null
+    } else {
+        unique_name(folder, name).into()
+    }
+}
+
 impl Record for Asset {
     const KIND: &'static Kind = &Kind {
         table: "rpa_assets",
@@ -218,11 +228,7 @@ impl Record for Asset {
         self.version
     }
     fn cells(&self) -> Vec<Cell> {
-        vec![if self.deleted {
-            Cell::Null
-        } else {
-            unique_name(self.folder(), &self.name).into()
-        }]
+        vec![name_cell(self.deleted, self.folder(), &self.name)]
     }
 }
 

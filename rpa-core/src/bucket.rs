@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::asset::{folder_name, unique_name};
+use crate::asset::{folder_name, name_cell};
 use crate::ids::Key;
 use crate::record::{Cell, Column, Kind, Record};
 use crate::time::Timestamp;
@@ -60,11 +60,7 @@ impl Record for Bucket {
         self.version
     }
     fn cells(&self) -> Vec<Cell> {
-        vec![if self.deleted {
-            Cell::Null
-        } else {
-            unique_name(self.folder(), &self.name).into()
-        }]
+        vec![name_cell(self.deleted, self.folder(), &self.name)]
     }
 }
 
