@@ -1118,6 +1118,30 @@ async fn credentials(dir: &Path, db: &str, sqlite_file: Option<&Path>) {
         .unwrap();
     assert_eq!(del.status(), 204);
     assert_eq!(http.get(&read_uri).send().await.unwrap().status(), 404, "deleted");
+    // A deleted bucket takes its files' bytes with it.
+    let stored = || std::fs::read_dir(dir.join("files")).unwrap().count();
+    let (_, w) = call(
+        &http,
+        url(&format!(
+            "Buckets({bid})/UiPath.Server.Configuration.OData.GetWriteUri?path=left.txt"
+        )),
+        &admin,
+        "Finance",
+        None,
+    )
+    .await;
+    let before = stored();
+    let put = http.put(w["Uri"].as_str().unwrap()).body("x").send().await.unwrap();
+    assert!(put.status().is_success());
+    assert_eq!(stored(), before + 1);
+    let gone = http
+        .delete(url(&format!("Buckets({bid})")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 204);
+    assert_eq!(stored(), before, "its bytes are removed");
 
     // At rest: no password in the database files.
     if let Some(file) = sqlite_file {

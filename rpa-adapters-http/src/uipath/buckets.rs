@@ -5,7 +5,7 @@
 //! | `GET Buckets` (`$filter`, ...) | `buckets`: those of the caller's folder (every folder without a folder header) |
 //! | `POST Buckets` `{Name, Identifier?, Description?}` | `create_bucket` in the folder the headers name (201) |
 //! | `GET Buckets(<Id>)`, `GET Buckets/UiPath.Server.Configuration.OData.GetByKey(identifier='<guid>')` | `bucket` |
-//! | `DELETE Buckets(<Id>)` | `delete_bucket` (204) |
+//! | `DELETE Buckets(<Id>)` | `delete_bucket` (204), and its files' bytes are removed |
 //! | `GET Buckets(<Id>)/UiPath.Server.Configuration.OData.GetReadUri?path=&expiryInMinutes=` | `bucket_file`, then a signed `GET` link `{Uri, HttpMethod, RequiresAuth: false, Headers: {Keys, Values}}` |
 //! | `GET Buckets(<Id>)/UiPath.Server.Configuration.OData.GetWriteUri?path=&contentType=&expiryInMinutes=` | a signed `PUT` link (ManageProcesses, or a robot's run token) |
 //! | `GET Buckets(<Id>)/UiPath.Server.Configuration.OData.GetFiles?directory=&recursive=&fileNameGlob=` | `bucket_files` → `{FullPath, ContentType, Size, IsDirectory, LastModified}` |
@@ -135,7 +135,14 @@ async fn answer<S: Store>(
     match (method.clone(), call) {
         (Method::GET, None) if tail.is_empty() => Ok(one("Buckets", bucket_json(&b))),
         (Method::DELETE, None) if tail.is_empty() => {
+            let files = st.engine.bucket_files(id, "/", true, None).await?;
             st.engine.delete_bucket(actor, id).await?;
+            // Its files are unreachable now: their bytes go too.
+            for f in files {
+                if let Err(e) = st.files.delete(f.blob).await {
+                    tracing::warn!(error = %e, "cannot remove a deleted bucket's file bytes");
+                }
+            }
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         (Method::GET, Some("GetReadUri")) => {
