@@ -257,6 +257,14 @@ async fn run_http(robot: &Arc<Robot>, up: &mut mpsc::UnboundedReceiver<Up>) -> R
                         "Execute" => robot.clone().execute(v["resultValue"]["Body"].clone()).await,
                         "Stop" => robot.stop().await,
                         "None" => break,
+                        "SendLicense" => tracing::info!("license received"),
+                        "Error" => {
+                            let body = &v["resultValue"]["Body"];
+                            tracing::warn!(code = %body["errorCode"], message = %body["message"], "server error");
+                            if body["errorCode"] == 10000 {
+                                return Err("another connection holds this robot id".into());
+                            }
+                        }
                         other => tracing::warn!(action = other, body = %v["resultValue"]["Body"], "server says"),
                     }
                 }

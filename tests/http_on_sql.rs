@@ -129,6 +129,32 @@ async fn walkthrough(url: &str) {
     .await;
     assert_eq!(fin["successful"], true, "{fin}");
 
+    // A license bound by an administrator reaches the robot in its heartbeat.
+    let admin = post(
+        &base,
+        "/rpa/api/login",
+        &[],
+        json!({"username": "admin", "password": "admin-pw"}),
+    )
+    .await;
+    let admin = admin["result"]["token"].as_str().unwrap().to_owned();
+    let a = [("X-Access-Token", admin.as_str())];
+    let made = post(
+        &base,
+        "/admin/licenses",
+        &a,
+        json!({"name": "L", "content": "LIC-9", "seats": 2}),
+    )
+    .await;
+    assert_eq!(made["code"], 200, "{made}");
+    let bound = post(&base, "/admin/licenses/L/bind", &a, json!({"robotId": "r1"})).await;
+    assert_eq!(bound["result"]["bound"], json!(["r1"]), "{bound}");
+    let hb = post(&base, "/robots/connect/heartbeat", &r, json!({})).await;
+    assert_eq!(
+        hb["resultValue"],
+        json!({"Action": "SendLicense", "Body": {"licenseContent": "LIC-9"}})
+    );
+
     // A new engine on the same database: what was acknowledged is there.
     server.stop().await;
     drop(engine);
@@ -141,6 +167,16 @@ async fn walkthrough(url: &str) {
     let jobs = post(&base2, "/rpa/api/queryProcessJob", &t, json!({"processId": process})).await;
     assert_eq!(jobs["result"]["total"], 1);
     assert_eq!(jobs["result"]["record"][0]["outputValues"], json!({"n": 1}));
+    let licenses = reqwest::Client::new()
+        .get(format!("{base2}/admin/licenses"))
+        .header("X-Access-Token", admin.as_str())
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(licenses["result"][0]["bound"], json!(["r1"]), "{licenses}");
     let n = engine2.verify_audit().await.unwrap().expect("audit chain verifies");
     assert!(n >= 8, "{n} audit events");
 }

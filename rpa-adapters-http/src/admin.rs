@@ -19,8 +19,9 @@
 //! | `GET /admin/processes/{processId}/packages` | ManageProcesses | `[{version, fileId, sha256, size, uploadTime, uploadedBy, current}]`, newest version first |
 //! | `POST /admin/processes/{processId}/package/pin` | ManageProcesses | `{version}`: run that kept version from now on (a rollback when older); `{version: null}`: follow the latest again |
 //! | `POST /admin/vendors` | ManageRobots | `{supplierCode, secret}` |
-//! | `POST /admin/robots` | ManageRobots | `{robotId, vendor?, pool?, labels?, attended?, licenseContent?, folders?}` (folders: the only ones whose processes it runs) |
-//! | `GET /admin/robots` | ManageRobots | `[{robotId, state, jobId, pool, labels, attended, version, licensed, lastSeen}]` |
+//! | `POST /admin/robots` | ManageRobots | `{robotId, vendor?, pool?, labels?, attended?, licenseContent?, license?, folders?}` (folders: the only ones whose processes it runs; license: a license record's name, bound as `/admin/licenses/{name}/bind` does) |
+//! | `GET /admin/robots` | ManageRobots | `[{robotId, state, jobId, pool, labels, attended, version, licensed, license, blocked, lastSeen}]` (blocked: why it gets no work, e.g. its license expired) |
+//! | `/admin/licenses...` | ManageRobots | robot licenses: see [`crate::licenses`] |
 //! | `POST /admin/jobs/{jobId}/kill` | OperateAllJobs | → `{jobId, state}`: the job ends Stopped at once, its robot is sent Stop (seed 000 `stopJob` asks the robot instead) |
 //! | `GET /admin/audit?after=&limit=` | ViewAudit | audit events |
 //! | `GET /admin/audit/verify` | ViewAudit | `{verified}` or a failure naming the first broken event |
@@ -318,6 +319,10 @@ pub struct RobotInfo {
     pub version: Option<String>,
     /// Whether a license is bound to it (sent with SendLicense).
     pub licensed: bool,
+    /// The license record bound to it, if one is.
+    pub license: Option<String>,
+    /// Why it is given no work, if it is given none (its license expired).
+    pub blocked: Option<String>,
     /// Last heard of.
     pub last_seen: String,
 }
@@ -987,9 +992,13 @@ pub(crate) async fn robot<S: Store>(
     let def: RobotDef = serde_json::from_value(Value::Object(f.0))
         .map_err(|e| BusinessError::refused(format!("invalid robot profile: {e}")))?;
     let code = def.robot_id.clone();
+    let license = def.license.clone();
     st.engine
         .configure_robot(Actor::User(me.id), &code, RobotProfile::from(def))
         .await?;
+    if let Some(l) = license {
+        st.engine.bind_license_to(Actor::User(me.id), &l, &code).await?;
+    }
     Ok(Done::said("robot configured"))
 }
 
@@ -1037,6 +1046,8 @@ pub(crate) async fn list_robots<S: Store>(State(st): State<AppState<S>>, h: Head
             attended: r.profile.attended,
             version: r.robot_version.as_deref().map(str::to_owned),
             licensed: r.profile.license.is_some(),
+            license: r.profile.held.as_ref().map(|h| h.name.clone()),
+            blocked: r.refusal(st.engine.now()),
             last_seen: r.last_seen.format_local(zone),
         });
     }

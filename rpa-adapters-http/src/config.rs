@@ -12,7 +12,8 @@
 //!   ],
 //!   "users": [ { "name": "alice", "password": "wonderland", "processes": ["Invoice entry"] } ],
 //!   "vendors": [ { "supplierCode": "acme", "secret": "acme-vendor-secret" } ],
-//!   "robots": [ { "robotId": "robot-1", "pool": "default", "licenseContent": "LIC-1" } ]
+//!   "licenses": [ { "name": "acme-2030", "content": "LIC-1", "expiresAt": "2030-12-31 23:59:59", "seats": 10 } ],
+//!   "robots": [ { "robotId": "robot-1", "pool": "default", "license": "acme-2030" } ]
 //! }
 //! ```
 
@@ -50,6 +51,10 @@ pub struct Config {
     /// Robot vendors.
     #[serde(default)]
     pub vendors: Vec<VendorDef>,
+    /// Robot licenses ([`crate::licenses::LicenseDef`]): created when
+    /// missing, renewed when their terms differ from the stored ones.
+    #[serde(default)]
+    pub licenses: Vec<crate::licenses::LicenseDef>,
     /// Robot profiles and licenses.
     #[serde(default)]
     pub robots: Vec<RobotDef>,
@@ -503,8 +508,10 @@ pub struct RobotDef {
     /// Attended robot.
     #[serde(default)]
     pub attended: bool,
-    /// Bound license.
+    /// License content bound as it is (no expiry, no seats).
     pub license_content: Option<String>,
+    /// The license (by name, see `licenses`) bound to it.
+    pub license: Option<String>,
     /// The folders whose processes it runs (none: every folder).
     #[serde(default)]
     pub folders: Vec<String>,
@@ -522,6 +529,7 @@ impl From<RobotDef> for RobotProfile {
             labels: r.labels,
             attended: r.attended,
             license: r.license_content,
+            held: None,
             folders: r.folders,
         }
     }
@@ -773,8 +781,23 @@ impl Config {
         for v in &self.vendors {
             engine.register_vendor(actor, &v.supplier_code, &v.secret).await?;
         }
+        for l in &self.licenses {
+            let terms = l.terms(engine).map_err(Error::InvalidArgument)?;
+            match engine.license(&l.name).await {
+                Ok(old) if !old.retired && old.terms == terms => {}
+                Ok(old) if !old.retired => {
+                    engine.renew_license(actor, &l.name, terms).await?;
+                }
+                _ => {
+                    engine.create_license(actor, &l.name, terms).await?;
+                }
+            }
+        }
         for r in &self.robots {
             engine.configure_robot(actor, &r.robot_id, r.clone().into()).await?;
+            if let Some(l) = &r.license {
+                engine.bind_license_to(actor, l, &r.robot_id).await?;
+            }
         }
         for r in &self.roles {
             if engine.store().role_by_name(&r.name).await?.is_none() {

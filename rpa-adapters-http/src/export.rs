@@ -168,14 +168,35 @@ pub(crate) async fn export<S: Store>(State(st): State<AppState<S>>, h: HeaderMap
         .await?
         .into_iter()
         .map(|r| {
-            json!({
+            let mut def = json!({
                 "robotId": r.code.to_string(),
                 "vendor": r.profile.vendor,
                 "pool": r.profile.pool,
                 "labels": r.profile.labels,
                 "attended": r.profile.attended,
-                "licenseContent": r.profile.license,
                 "folders": r.profile.folders,
+            });
+            match &r.profile.held {
+                Some(h) => def["license"] = json!(h.name),
+                None => def["licenseContent"] = json!(r.profile.license),
+            }
+            def
+        })
+        .collect();
+    let zone = engine.config().time_zone;
+    let licenses: Vec<Value> = engine
+        .licenses()
+        .await?
+        .into_iter()
+        .filter(|l| !l.retired)
+        .map(|l| {
+            json!({
+                "name": l.name,
+                "content": l.terms.content,
+                "vendor": l.terms.vendor,
+                "expiresAt": l.terms.expires_at.map(|t| t.format_local(zone)),
+                "robots": l.terms.robots,
+                "seats": l.terms.seats,
             })
         })
         .collect();
@@ -216,6 +237,7 @@ pub(crate) async fn export<S: Store>(State(st): State<AppState<S>>, h: HeaderMap
         "flow": {"directory": directory, "workflows": workflows},
         "processes": processes.iter().map(process_def).collect::<Vec<_>>(),
         "users": users,
+        "licenses": licenses,
         "robots": robots,
         "pools": pools,
         "pipelines": pipelines,

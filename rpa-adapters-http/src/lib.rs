@@ -51,6 +51,7 @@ pub mod console;
 pub mod export;
 pub mod federation;
 pub mod files;
+pub mod licenses;
 pub mod listener;
 pub mod loonflow;
 pub mod metrics;
@@ -143,6 +144,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         .merge(business::router().layer(DefaultBodyLimit::max(json)))
         .merge(robot::router().layer(DefaultBodyLimit::max(json)))
         .merge(admin::router().layer(DefaultBodyLimit::max(json)))
+        .merge(licenses::router().layer(DefaultBodyLimit::max(json)))
         .merge(centre::router().layer(DefaultBodyLimit::max(json)))
         .merge(federation::router().layer(DefaultBodyLimit::max(json)))
         .merge(catalogue::router().layer(DefaultBodyLimit::max(json)))

@@ -9,7 +9,7 @@ use rpa_core::Store;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{AppState, admin, business, catalogue, centre, console, export, federation, listener, robot};
+use crate::{AppState, admin, business, catalogue, centre, console, export, federation, licenses, listener, robot};
 
 /// The document's outline: every handler of the business, robot and
 /// administration families.
@@ -94,6 +94,12 @@ use crate::{AppState, admin, business, catalogue, centre, console, export, feder
         admin::delete_webhook,
         admin::webhook_failures,
         admin::redeliver_webhook,
+        licenses::create,
+        licenses::list,
+        licenses::renew,
+        licenses::retire,
+        licenses::bind,
+        licenses::unbind,
         centre::get_trigger,
         centre::put_trigger,
         centre::delete_trigger,

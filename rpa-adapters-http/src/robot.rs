@@ -168,7 +168,7 @@ impl From<Error> for RobotError {
     fn from(e: Error) -> RobotError {
         match &e {
             Error::InvalidArgument(m) => RobotError::BadParameters(m.clone()),
-            Error::DuplicateConnection => RobotError::DuplicateConnection(e.to_string()),
+            Error::DuplicateConnection | Error::Replaced => RobotError::DuplicateConnection(e.to_string()),
             Error::NotConnected | Error::BadSupplier | Error::Unauthenticated => {
                 RobotError::Unauthorized(e.to_string())
             }
@@ -425,7 +425,18 @@ pub(crate) async fn heartbeat<S: Store>(
     let (code, connect) = connection(&headers)?;
     let f = fields(body)?;
     let run = seed001::heartbeat(&f)?;
-    let cmds = st.engine.heartbeat_take(code, connect, run, 1).await?;
+    let cmds = match st.engine.heartbeat_take(code, connect, run, 1).await {
+        // A connection another registration replaced is told so with the
+        // seed's Error command (A.3.5 10000), as a socket would be.
+        Err(e @ Error::Replaced) => {
+            let told = Command::Error {
+                error_code: DUPLICATE_CONNECTION,
+                message: e.to_string(),
+            };
+            return Ok(Reply(action(Some(&told), false)));
+        }
+        other => other?,
+    };
     // The command is taken: it is answered whatever this read says.
     let extensions = match cmds.first() {
         Some(Command::Execute(_)) => st

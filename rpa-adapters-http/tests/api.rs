@@ -996,10 +996,35 @@ async fn bad_robot_input_gets_the_documented_status() {
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(v["resultHint"].as_str().unwrap().starts_with("10001"), "{v}");
 
+    // A connection id other than the live one of a connected robot: another
+    // executor claims its id. The heartbeat answer tells it with the seed's
+    // Error command (A.3.5 10000); its reports are refused with 10000.
+    let (st, v) = s
+        .robot(
+            holder.0,
+            "0123456789abcdef0123456789abcdef",
+            "/robots/connect/heartbeat",
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_eq!(v["resultValue"]["Action"], "Error", "{v}");
+    assert_eq!(v["resultValue"]["Body"]["errorCode"], 10000, "{v}");
+    let (st, v) = s
+        .robot(
+            holder.0,
+            "0123456789abcdef0123456789abcdef",
+            "/robots/connect/reportLogs",
+            json!({"runInstanceId": job, "logs": []}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["resultHint"].as_str().unwrap().starts_with("10000"), "{v}");
+
     let cases: Vec<(&str, &str, String, Value, StatusCode)> = vec![
         (
             "/robots/connect/heartbeat",
-            holder.0,
+            "nobody",
             "0123456789abcdef0123456789abcdef".into(),
             json!({}),
             StatusCode::UNAUTHORIZED,
@@ -1500,6 +1525,12 @@ async fn openapi_lists_every_endpoint() {
         ("/admin/webhooks/{webhookId}", "delete"),
         ("/admin/webhooks/{webhookId}/failures", "get"),
         ("/admin/webhooks/{webhookId}/failures/{failureId}/redeliver", "post"),
+        ("/admin/licenses", "post"),
+        ("/admin/licenses", "get"),
+        ("/admin/licenses/{name}", "put"),
+        ("/admin/licenses/{name}", "delete"),
+        ("/admin/licenses/{name}/bind", "post"),
+        ("/admin/licenses/{name}/unbind", "post"),
         ("/admin/processes/{processId}/trigger", "get"),
         ("/admin/processes/{processId}/trigger", "put"),
         ("/admin/processes/{processId}/trigger", "delete"),
@@ -2026,4 +2057,146 @@ async fn the_catalogue_publishes_finds_and_subscribes() {
     for action in ["catalogue.publish", "catalogue.subscribe", "catalogue.unpublish"] {
         assert!(audit.iter().any(|e| e.action == action), "{action} audited");
     }
+}
+
+/// Licenses over the administration API, as an HTTP robot sees them:
+/// SendLicense in the heartbeat answer when bound and when renewed, Error
+/// when taken away, and no work while its license has expired (with the
+/// reason in `/admin/robots`).
+#[tokio::test]
+async fn licenses_reach_http_robots() {
+    let s = Server::start().await;
+    let (admin, _) = s.login("admin", "admin-pw").await;
+    let (alice, processes) = s.login("alice", "wonderland").await;
+    let invoice = pid(&processes, "Invoice entry");
+    let zone = s.engine.config().time_zone;
+    let at = |ms: i64| Timestamp(1_700_000_000_000 + ms).format_local(zone);
+    let h = [("X-Access-Token", admin.as_str())];
+    let send = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut req = s
+            .http
+            .request(method, format!("{}{path}", s.base))
+            .header("X-Access-Token", admin.as_str());
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        }
+    };
+
+    let (_, v) = s
+        .post(
+            "/admin/licenses",
+            &h,
+            json!({"name": "acme-2024", "content": "LIC-2024", "vendor": "acme", "expiresAt": at(60_000), "seats": 1}),
+        )
+        .await;
+    assert_eq!(v["code"], 200, "{v}");
+    assert_eq!(v["result"]["expiresAt"], at(60_000));
+    let (_, v) = s
+        .post("/admin/licenses", &h, json!({"name": "acme-2024", "content": "X"}))
+        .await;
+    assert_eq!(v["code"], 500, "a name is taken once: {v}");
+    let (_, v) = s
+        .post(
+            "/admin/licenses",
+            &h,
+            json!({"name": "bad", "content": "X", "expiresAt": "tomorrow"}),
+        )
+        .await;
+    assert!(v["message"].as_str().unwrap().contains("expiresAt"), "{v}");
+
+    let c = s.register("r2").await;
+    let (_, v) = s.robot("r2", &c, "/robots/connect/heartbeat", json!({})).await;
+    assert_eq!(v["resultValue"]["Action"], "None");
+    let (_, v) = s
+        .post("/admin/licenses/acme-2024/bind", &h, json!({"robotId": "r2"}))
+        .await;
+    assert_eq!(v["result"]["bound"], json!(["r2"]), "{v}");
+    let (_, v) = s.robot("r2", &c, "/robots/connect/heartbeat", json!({})).await;
+    assert_eq!(
+        v["resultValue"],
+        json!({"Action": "SendLicense", "Body": {"licenseContent": "LIC-2024"}})
+    );
+    s.register("r3").await;
+    let (_, v) = s
+        .post("/admin/licenses/acme-2024/bind", &h, json!({"robotId": "r3"}))
+        .await;
+    assert!(v["message"].as_str().unwrap().contains("no free seat"), "{v}");
+
+    // Expired: no work, and the reason is shown.
+    s.clock.advance(60_000);
+    let job = s
+        .biz(
+            &alice,
+            "/rpa/api/startJob",
+            json!({"processId": invoice, "params": {"invoice": 1}}),
+        )
+        .await;
+    let job = job["result"]["jobId"].as_str().unwrap().to_owned();
+    let (_, v) = s.robot("r2", &c, "/robots/connect/heartbeat", json!({})).await;
+    assert_eq!(v["resultValue"]["Action"], "None", "no work after expiry: {v}");
+    let (_, robots) = send(reqwest::Method::GET, "/admin/robots", None).await;
+    let r2 = robots["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["robotId"] == "r2")
+        .unwrap()
+        .clone();
+    assert_eq!(r2["license"], "acme-2024");
+    assert!(
+        r2["blocked"].as_str().unwrap().contains("license acme-2024 expired"),
+        "{r2}"
+    );
+
+    // Renewed: the new content, then the waiting job.
+    let (st, v) = send(
+        reqwest::Method::PUT,
+        "/admin/licenses/acme-2024",
+        Some(json!({"content": "LIC-2025", "vendor": "acme", "expiresAt": at(3_600_000), "seats": 1})),
+    )
+    .await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["result"]["expired"], false, "{v}");
+    let (_, v) = s.robot("r2", &c, "/robots/connect/heartbeat", json!({})).await;
+    assert_eq!(v["resultValue"]["Action"], "SendLicense", "{v}");
+    assert_eq!(v["resultValue"]["Body"]["licenseContent"], "LIC-2025");
+    let (_, v) = s.robot("r2", &c, "/robots/connect/heartbeat", json!({})).await;
+    assert_eq!(v["resultValue"]["Action"], "Execute", "{v}");
+    assert_eq!(v["resultValue"]["Body"]["runInstanceId"], job.as_str());
+
+    // Taken away: Error, and nothing bound any more.
+    let (_, v) = s
+        .post("/admin/licenses/acme-2024/unbind", &h, json!({"robotId": "r2"}))
+        .await;
+    assert_eq!(v["result"]["bound"], json!([]), "{v}");
+    let (_, v) = s
+        .robot("r2", &c, "/robots/connect/heartbeat", json!({"runInstanceId": job}))
+        .await;
+    assert_eq!(v["resultValue"]["Action"], "Error", "{v}");
+    assert_eq!(v["resultValue"]["Body"]["errorCode"], 19999);
+    assert!(
+        v["resultValue"]["Body"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("revoked")
+    );
+    let (st, v) = send(reqwest::Method::DELETE, "/admin/licenses/acme-2024", None).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["result"]["retired"], true, "{v}");
+    let (_, v) = send(reqwest::Method::GET, "/admin/licenses", None).await;
+    assert_eq!(v["result"][0]["name"], "acme-2024", "{v}");
+
+    // Only administrators.
+    let (_, v) = s
+        .post(
+            "/admin/licenses",
+            &[("X-Access-Token", alice.as_str())],
+            json!({"name": "x", "content": "y"}),
+        )
+        .await;
+    assert!(v["message"].as_str().unwrap().contains("permission"), "{v}");
 }

@@ -211,7 +211,7 @@ pub fn command_message(cmd: &Command, extensions: bool) -> Message {
 
 fn code_of(e: &Error) -> i32 {
     match e {
-        Error::DuplicateConnection => DUPLICATE_CONNECTION,
+        Error::DuplicateConnection | Error::Replaced => DUPLICATE_CONNECTION,
         e if e.is_client_error() => BAD_PARAMETERS,
         _ => UNKNOWN,
     }
@@ -410,6 +410,8 @@ async fn handle<S: Store>(
             tracing::error!(error = %e, robot = %code, "robot hub internal error");
             (vec![error(UNKNOWN, "internal error")], Next::Continue)
         }
+        // Another registration replaced this connection: 10000, then closed.
+        Err(Refusal::Engine(e @ Error::Replaced)) => (vec![error(code_of(&e), e)], Next::Close),
         Err(Refusal::Engine(e)) => (vec![error(code_of(&e), e)], Next::Continue),
     }
 }

@@ -407,3 +407,78 @@ async fn execute_carries_the_fail_over_extensions_only_for_robots_that_declared_
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn license_changes_are_pushed_and_a_revocation_is_an_error() {
+    let rig = rig().await;
+    let mut ws = register(&rig, "r2").await;
+    send(&mut ws, "Heartbeat", json!({})).await;
+    let terms = rpa_core::license::Terms {
+        content: "LIC-A".into(),
+        vendor: None,
+        expires_at: None,
+        robots: vec![],
+        seats: 1,
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    rig.engine
+        .create_license(Actor::System, "L", terms.clone())
+        .await
+        .unwrap();
+    rig.engine.bind_license_to(Actor::System, "L", "r2").await.unwrap();
+    assert_eq!(
+        recv(&mut ws).await,
+        Some(("SendLicense".into(), json!({"licenseContent": "LIC-A"}))),
+        "pushed when bound"
+    );
+    let renewed = rpa_core::license::Terms {
+        content: "LIC-B".into(),
+        ..terms
+    };
+    rig.engine.renew_license(Actor::System, "L", renewed).await.unwrap();
+    assert_eq!(
+        recv(&mut ws).await,
+        Some(("SendLicense".into(), json!({"licenseContent": "LIC-B"}))),
+        "pushed when renewed"
+    );
+    rig.engine.unbind_license(Actor::System, "L", "r2").await.unwrap();
+    let (action, body) = recv(&mut ws).await.unwrap();
+    assert_eq!(action, "Error");
+    assert_eq!(body["errorCode"], 19999);
+    assert!(
+        body["message"].as_str().unwrap().contains("license L was revoked"),
+        "{body}"
+    );
+    send(&mut ws, "Heartbeat", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = rig.engine.store().robot_by_code("r2").await.unwrap().unwrap();
+    assert_eq!(r.state, RobotState::Available, "still connected, without a license");
+}
+
+#[tokio::test]
+async fn a_connection_replaced_after_going_silent_gets_10000_and_is_closed() {
+    let rig = rig().await;
+    let mut first = register(&rig, "r2").await;
+    send(&mut first, "Heartbeat", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Silent past the timeout: a new registration of the same id is taken.
+    rig.clock.advance(rig.engine.config().heartbeat_timeout_ms + 1);
+    let mut second = register(&rig, "r2").await;
+    send(&mut second, "Heartbeat", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The first speaks again: it is told, then closed.
+    send(&mut first, "Heartbeat", json!({})).await;
+    let (action, body) = recv(&mut first).await.unwrap();
+    assert_eq!(action, "Error");
+    assert_eq!(body["errorCode"], 10000);
+    assert_eq!(recv(&mut first).await, None, "closed after the error");
+    // The replacement keeps the robot.
+    send(&mut second, "Heartbeat", json!({})).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let r = rig.engine.store().robot_by_code("r2").await.unwrap().unwrap();
+    assert_eq!(r.state, RobotState::Available);
+    let job = rig.engine.start_job(&rig.user, rig.process, &json!({})).await.unwrap();
+    let (action, body) = recv(&mut second).await.unwrap();
+    assert_eq!(action, "Execute");
+    assert_eq!(body["runInstanceId"], job.key.to_string());
+}

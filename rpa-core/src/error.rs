@@ -126,6 +126,11 @@ pub enum Error {
     /// A healthy connection for this robot id exists (seed 001 error 10000).
     #[error("robot already has a live connection")]
     DuplicateConnection,
+    /// The robot id registered again on another connection, which replaced
+    /// this one (seed 001 error 10000 for the replaced connection, which is
+    /// then closed).
+    #[error("another connection of this robot id replaced this one")]
+    Replaced,
 
     // --- rejected transitions and limits ---
     /// The state machine refused the event.

@@ -79,6 +79,7 @@ pub mod fixtures;
 pub mod flow;
 pub mod ids;
 pub mod job;
+pub mod license;
 pub mod limits;
 pub mod listener;
 pub mod memory;

@@ -505,6 +505,10 @@ pub struct RobotProfile {
     pub attended: bool,
     /// Bound license content (sent with SendLicense).
     pub license: Option<String>,
+    /// The license record that content comes from, when it comes from one
+    /// (see [`crate::license`]); bound and unbound through the licenses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<crate::license::Held>,
     /// The folders whose processes it runs (UiPath's robots in folders);
     /// none: every folder.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -527,6 +531,7 @@ impl Default for RobotProfile {
             labels: Vec::new(),
             attended: false,
             license: None,
+            held: None,
             folders: Vec::new(),
         }
     }
@@ -574,6 +579,17 @@ pub struct Robot {
 }
 
 impl Robot {
+    /// Why this robot is given no work at `now`, if it is given none (its
+    /// license has expired).
+    pub fn refusal(&self, now: crate::time::Timestamp) -> Option<String> {
+        self.profile.held.as_ref().and_then(|h| h.refusal(now))
+    }
+
+    /// Whether this robot is given work at `now` (see [`Robot::refusal`]).
+    pub fn takes_work(&self, now: crate::time::Timestamp) -> bool {
+        self.refusal(now).is_none()
+    }
+
     /// Whether this robot may run jobs of `spec`.
     pub fn can_run(&self, spec: &ProcessSpec) -> bool {
         let p = &*self.profile;

@@ -348,6 +348,7 @@ pub fn kinds() -> &'static [&'static Kind] {
         crate::federation::ChildFigures::KIND,
         crate::catalogue::Listing::KIND,
         crate::retention::LogCursor::KIND,
+        crate::license::License::KIND,
     ]
 }
 

@@ -556,7 +556,8 @@ fn reports_need_the_right_robot_and_connection() {
     };
     assert_eq!(
         w.finish(&forged, &j, FinishStatus::Success).unwrap_err(),
-        Error::NotConnected
+        Error::Replaced,
+        "another connection holds the robot id: seed 001 error 10000"
     );
     let video = block(w.engine.report_video(&holder.code, holder.connect, j.key, "v1"));
     assert!(
@@ -595,6 +596,12 @@ fn registration_needs_the_vendor_proof_and_one_live_connection() {
     w.advance(30_001);
     let third = w.connect("r");
     assert_ne!(third.connect, first.connect, "a silent connection no longer counts");
+    assert_eq!(
+        block(w.engine.heartbeat("r", first.connect, None)).unwrap_err(),
+        Error::Replaced,
+        "the replaced connection is told so (10000)"
+    );
+    block(w.engine.disconnect("r", third.connect)).unwrap();
     assert_eq!(
         block(w.engine.heartbeat("r", first.connect, None)).unwrap_err(),
         Error::NotConnected

@@ -166,6 +166,7 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             "jobs by state",
             include_str!("../migrations/0021_jobs_by_state.sql"),
         ),
+        (22, "licenses", include_str!("../migrations/0022_licenses.sql")),
     ]
 }
 

@@ -176,7 +176,8 @@ impl<S: Store> Engine<S> {
         let mut held = None;
         loop {
             let page = self.store.available_robots(after, PAGE).await?;
-            for r in page.iter().filter(|r| r.can_run(&p.spec)) {
+            let now = self.now();
+            for r in page.iter().filter(|r| r.can_run(&p.spec) && r.takes_work(now)) {
                 match self.claims.robot(r.id) {
                     Some(claim) => return Ok(Some((r.clone(), Some(claim)))),
                     None => {
@@ -239,7 +240,7 @@ impl<S: Store> Engine<S> {
             let Some(robot) = self.store.robot(id).await? else {
                 return Ok(false);
             };
-            if !is_idle(&robot) {
+            if !is_idle(&robot) || !robot.takes_work(self.now()) {
                 return Ok(false);
             }
             let today = self.today(self.now());

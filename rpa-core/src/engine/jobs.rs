@@ -857,7 +857,7 @@ impl<S: Store> Engine<S> {
                 if let Some(before) = robot_before {
                     tx.robot_changed(now, before, &r);
                 }
-                if released.is_some() && is_idle(&r) && chain {
+                if released.is_some() && is_idle(&r) && chain && r.takes_work(now) {
                     let mut others = self.store.processes().await?;
                     let eligible: Vec<ProcessId> = others
                         .iter()

@@ -91,6 +91,7 @@ mod events;
 mod federation;
 mod flow;
 mod jobs;
+mod licenses;
 mod listener;
 mod packages;
 mod pipelines;
@@ -373,6 +374,7 @@ pub(crate) fn may_rest_on_a_copy(e: &Error) -> bool {
     matches!(
         e,
         Error::NotConnected
+            | Error::Replaced
             | Error::NotFound(..)
             | Error::PermissionDenied(_)
             | Error::Rejected(_)

@@ -113,7 +113,6 @@ impl<S: Store> Engine<S> {
     pub async fn configure_robot(&self, actor: Actor, code: &str, profile: RobotProfile) -> Result<Robot> {
         self.require(actor, Permission::ManageRobots).await?;
         let code = non_empty(code, "robot id")?;
-        let profile = Arc::new(profile);
         decided!(
             self,
             |_attempt| {
@@ -121,7 +120,25 @@ impl<S: Store> Engine<S> {
                     Some(r) => r,
                     None => self.new_robot(code).await?,
                 };
-                r.profile = profile.clone();
+                let mut profile = profile.clone();
+                // A license record's binding is changed through the licenses.
+                if let Some(held) = &r.profile.held {
+                    if profile
+                        .license
+                        .as_ref()
+                        .is_some_and(|l| r.profile.license.as_ref() != Some(l))
+                    {
+                        return Err(Error::InvalidArgument(format!(
+                            "robot {code} holds license {}: unbind it before giving it other content",
+                            held.name
+                        )));
+                    }
+                    profile.license = r.profile.license.clone();
+                    profile.held = Some(held.clone());
+                } else {
+                    profile.held = None;
+                }
+                r.profile = Arc::new(profile);
                 let mut tx = Tx::default();
                 tx.robot(r.clone()).audit(
                     self.now(),
@@ -351,6 +368,7 @@ impl<S: Store> Engine<S> {
     async fn robot_connected(&self, code: &str, connect: Key) -> Result<Robot> {
         match self.store.robot_by_code(code).await? {
             Some(r) if r.connect == Some(connect) => Ok(r),
+            Some(r) if r.connect.is_some() => Err(Error::Replaced),
             _ => Err(Error::NotConnected),
         }
     }
