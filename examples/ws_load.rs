@@ -6,6 +6,10 @@
 //! cargo run --release --example server &            # SQLite by default
 //! cargo run --release --example ws_load -- --robots 10000 --server-pid $(pgrep -f 'examples/server')
 //! ```
+//!
+//! `--burst` connects every robot at once (what a server restart looks like
+//! to it: the robots all come back together); `--leave` closes them all at
+//! the end and reports the server's RSS once they are gone.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -55,6 +59,16 @@ struct Args {
     /// `params` for startJob.
     #[arg(long, default_value = r#"{"invoice": 1}"#)]
     params: String,
+    /// Connect every robot at once instead of 200 every 50 ms.
+    #[arg(long)]
+    burst: bool,
+    /// At the end, close every robot's socket and report the server's RSS
+    /// after they left (`--settle` seconds later).
+    #[arg(long)]
+    leave: bool,
+    /// Seconds to wait after the robots left before reading the RSS.
+    #[arg(long, default_value_t = 10)]
+    settle: u64,
 }
 
 /// Per run: the client waiting for its Execute, or when the Execute came
@@ -71,7 +85,13 @@ fn msg(action: &str, body: Value) -> Message {
     Message::Text(json!({"action": action, "body": body.to_string()}).to_string().into())
 }
 
-async fn robot(args: Arc<Args>, id: String, arrivals: Arrivals, up: Arc<AtomicUsize>) {
+async fn robot(
+    args: Arc<Args>,
+    id: String,
+    arrivals: Arrivals,
+    up: Arc<AtomicUsize>,
+    mut leave: tokio::sync::watch::Receiver<bool>,
+) {
     let url = format!("{}/robothub/{id}", args.server.replacen("http://", "ws://", 1));
     let Ok((ws, _)) = tokio_tungstenite::connect_async(url).await else {
         return;
@@ -98,6 +118,10 @@ async fn robot(args: Arc<Args>, id: String, arrivals: Arrivals, up: Arc<AtomicUs
     );
     loop {
         tokio::select! {
+            _ = leave.changed() => {
+                let _ = sink.send(Message::Close(None)).await;
+                break;
+            }
             _ = beat.tick() => {
                 if sink.send(msg("Heartbeat", json!({}))).await.is_err() { break; }
             }
@@ -132,9 +156,18 @@ fn rand_offset(id: &str, range_ms: u64) -> u64 {
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The server's peak RSS so far.
+fn peak_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     s.lines()
-        .find(|l| l.starts_with("VmRSS:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -154,10 +187,18 @@ async fn main() {
     let arrivals: Arrivals = Arc::default();
     let up = Arc::new(AtomicUsize::new(0));
     let rss_before = args.server_pid.and_then(rss_kib);
+    let (leave, left) = tokio::sync::watch::channel(false);
     let t = Instant::now();
+    let mut robots = Vec::with_capacity(args.robots);
     for i in 0..args.robots {
-        tokio::spawn(robot(args.clone(), format!("load-{i}"), arrivals.clone(), up.clone()));
-        if i % 200 == 199 {
+        robots.push(tokio::spawn(robot(
+            args.clone(),
+            format!("load-{i}"),
+            arrivals.clone(),
+            up.clone(),
+            left.clone(),
+        )));
+        if !args.burst && i % 200 == 199 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -180,9 +221,10 @@ async fn main() {
             _ => f64::NAN,
         };
         println!(
-            "server RSS: {:.1} MiB before, {:.1} MiB with the robots; CPU while heart-beating: {cpu:.1}% of one core",
+            "server RSS: {:.1} MiB before, {:.1} MiB with the robots (peak {:.1} MiB); CPU while heart-beating: {cpu:.1}% of one core",
             rss_before.unwrap_or(0) as f64 / 1024.0,
-            rss_kib(pid).unwrap_or(0) as f64 / 1024.0
+            rss_kib(pid).unwrap_or(0) as f64 / 1024.0,
+            peak_kib(pid).unwrap_or(0) as f64 / 1024.0
         );
     }
     // startJob -> Execute latency, one job at a time.
@@ -257,4 +299,18 @@ async fn main() {
         pct(0.99).as_secs_f64() * 1e3,
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
+    if args.leave {
+        let _ = leave.send(true);
+        for r in robots {
+            let _ = r.await;
+        }
+        tokio::time::sleep(Duration::from_secs(args.settle)).await;
+        if let Some(pid) = args.server_pid {
+            println!(
+                "server RSS {} s after the robots left: {:.1} MiB",
+                args.settle,
+                rss_kib(pid).unwrap_or(0) as f64 / 1024.0
+            );
+        }
+    }
 }

@@ -283,6 +283,41 @@ impl Verifier {
     }
 }
 
+/// The seal of a job's run log that its end event records (seed 001 §8:
+/// log integrity): `logs=<lines>:<BLAKE3 hex>`, the hash running over every
+/// line in id order (each field length-prefixed). A line changed, removed
+/// or added afterwards no longer matches ([`run_log_matches`]).
+pub fn run_log_seal(logs: &[crate::model::RunLog]) -> String {
+    let mut h = blake3::Hasher::new();
+    for l in logs {
+        h.update(&l.id.0.to_le_bytes());
+        h.update(&l.robot.0.to_le_bytes());
+        for field in [
+            l.content.as_bytes(),
+            l.screenshot.as_deref().unwrap_or("\0").as_bytes(),
+            l.log_at.as_bytes(),
+        ] {
+            h.update(&(field.len() as u64).to_le_bytes());
+            h.update(field);
+        }
+        h.update(&[l.level as u8]);
+        h.update(&l.received_at.0.to_le_bytes());
+    }
+    format!("{SEAL}{}:{}", logs.len(), h.finalize().to_hex())
+}
+
+const SEAL: &str = "logs=";
+
+/// The run-log seal an audit event's detail carries, if it carries one.
+pub fn sealed_run_log(detail: &str) -> Option<&str> {
+    detail.rsplit(' ').next().filter(|last| last.starts_with(SEAL))
+}
+
+/// Whether `logs` are still the run log that `seal` was made of.
+pub fn run_log_matches(seal: &str, logs: &[crate::model::RunLog]) -> bool {
+    run_log_seal(logs) == seal
+}
+
 /// Checks a whole chain, in order from the first event. Returns the number of events.
 pub fn verify<'a>(events: impl IntoIterator<Item = &'a AuditEvent>) -> Result<u64, ChainBroken> {
     let mut v = Verifier::default();

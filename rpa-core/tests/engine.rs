@@ -1295,3 +1295,64 @@ fn run_tokens_are_signed_as_execute_is_handed_over_and_never_stored() {
         "an ended run's token opens nothing"
     );
 }
+
+// ------------------------------------------------------------ run log integrity
+
+#[test]
+fn a_run_log_is_sealed_into_the_audit_chain_when_its_job_ends() {
+    use rpa_core::engine::NewLog;
+    use rpa_core::store::{Commit, Write};
+    let mut w = World::new();
+    let p = w.process(|_| {});
+    let bot = w.connect("r");
+    let j = w.start(&p, json!({}));
+    let line = |s: &str| NewLog {
+        content: s.into(),
+        screenshot: None,
+        log_at: "2026-01-01 00:00:00".into(),
+        level: LogLevel::Info,
+    };
+    block(
+        w.engine
+            .report_logs(&bot.code, bot.connect, j.key, vec![line("one"), line("two")]),
+    )
+    .unwrap();
+    w.finish(&bot, &j, rpa_core::job::FinishStatus::Success).unwrap();
+    let end = block(w.engine.audit_events(Actor::System, 0, 1000))
+        .unwrap()
+        .into_iter()
+        .find(|e| e.action == "job.finish")
+        .unwrap();
+    assert!(end.detail.contains(" logs=2:"), "{}", end.detail);
+    w.audit_ok();
+    // The run log is closed once the job has ended.
+    let late = block(w.engine.report_logs(&bot.code, bot.connect, j.key, vec![line("late")]));
+    assert!(
+        matches!(late, Err(Error::InvalidArgument(ref m)) if m.contains("run log is closed")),
+        "{late:?}"
+    );
+
+    // A line changed behind the engine's back: the verification names the job's end.
+    let mut logs = block(w.engine.store().logs(j.id)).unwrap();
+    let store = w.engine.store();
+    let rewrite = |logs: Vec<RunLog>| {
+        let mut writes = vec![Write::DropLogs(j.id)];
+        writes.extend(logs.into_iter().map(Write::Log));
+        block(store.commit(Commit {
+            writes,
+            ..Commit::default()
+        }))
+        .unwrap();
+    };
+    let original = logs.clone();
+    logs[1].content = "tampered".into();
+    rewrite(logs);
+    let broken = block(w.engine.verify_audit()).unwrap().unwrap_err();
+    assert_eq!(broken.seq, end.seq);
+    // Removed.
+    rewrite(original[..1].to_vec());
+    assert_eq!(block(w.engine.verify_audit()).unwrap().unwrap_err().seq, end.seq);
+    // Put back as it was: verified again.
+    rewrite(original);
+    w.audit_ok();
+}

@@ -845,6 +845,11 @@ impl<S: Store> Engine<S> {
                     detail.push_str(r);
                     detail.push(')');
                 }
+                if fx.ended.is_some() {
+                    // The run log is closed: its seal goes into the chain.
+                    detail.push(' ');
+                    detail.push_str(&crate::audit::run_log_seal(&self.store.logs(job.id).await?));
+                }
                 tx.audit(now, actor, event_action(&ev), Subject::Id("job", job.id.0), detail);
                 if fx.ended.is_some() {
                     tx.event(now, events::job_ended(&job));

@@ -1094,6 +1094,12 @@ impl<S: Store> Engine<S> {
     pub async fn verify_audit(&self) -> Result<Result<u64, ChainBroken>> {
         const PAGE: usize = 4096;
         let mut v = audit::Verifier::default();
+        let purged_through = crate::store::Records::get::<crate::retention::LogCursor>(
+            &self.store,
+            crate::retention::LogCursor::start().name,
+        )
+        .await?
+        .map(|c| c.through);
         loop {
             let page = self.store.audit(v.count(), PAGE).await?;
             if page.is_empty() {
@@ -1103,8 +1109,36 @@ impl<S: Store> Engine<S> {
                 if let Err(broken) = v.push(e) {
                     return Ok(Err(broken));
                 }
+                if !self.run_log_intact(e, purged_through).await? {
+                    return Ok(Err(ChainBroken {
+                        seq: e.seq,
+                        why: "the job's run log changed since it ended",
+                    }));
+                }
             }
         }
+    }
+
+    /// Whether the run log sealed by `e` (a job's end, if it seals one) is
+    /// as it was sealed. A run log the retention purged (a job created
+    /// through `purged_through`, no line left) is not held against it.
+    async fn run_log_intact(&self, e: &AuditEvent, purged_through: Option<Timestamp>) -> Result<bool> {
+        let Some(seal) = audit::sealed_run_log(&e.detail) else {
+            return Ok(true);
+        };
+        let Some(id) = e.subject.strip_prefix("job:").and_then(|s| s.parse().ok()) else {
+            return Ok(true);
+        };
+        let id = JobId(id);
+        let logs = self.store.logs(id).await?;
+        if audit::run_log_matches(seal, &logs) {
+            return Ok(true);
+        }
+        let purged = match (logs.is_empty(), purged_through, self.store.job(id).await?) {
+            (true, Some(through), Some(job)) => job.created_at <= through,
+            _ => false,
+        };
+        Ok(purged)
     }
 
     async fn process_by_key(&self, key: Key) -> Result<Process> {

@@ -578,29 +578,43 @@ impl<S: Store> Engine<S> {
                 self.config.max_log_batch
             )));
         }
-        let (r, job) = confirmed!(
-            self,
-            code,
-            Some(run_instance),
-            self.run_of(code, connect, run_instance).await
-        )?;
-        let now = self.now();
-        let mut tx = Tx::default();
         let n = logs.len();
-        for l in logs {
-            tx.put(Write::Log(RunLog {
-                id: RunLogId(self.next_id(IdKind::RunLog).await?),
-                job: job.id,
-                robot: r.id,
-                content: l.content,
-                screenshot: l.screenshot,
-                log_at: l.log_at,
-                level: l.level,
-                received_at: now,
-            }));
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            ids.push(RunLogId(self.next_id(IdKind::RunLog).await?));
         }
-        self.commit(tx).await?;
-        Ok(n)
+        decided!(self, |_attempt| {
+            let (r, job) = confirmed!(
+                self,
+                code,
+                Some(run_instance),
+                self.run_of(code, connect, run_instance).await
+            )?;
+            if job.state.is_terminal() {
+                return Err(Error::InvalidArgument(format!(
+                    "job {} has ended: its run log is closed",
+                    job.key
+                )));
+            }
+            let now = self.now();
+            let mut tx = Tx::default();
+            for (l, id) in logs.iter().zip(&ids) {
+                tx.put(Write::Log(RunLog {
+                    id: *id,
+                    job: job.id,
+                    robot: r.id,
+                    content: l.content.clone(),
+                    screenshot: l.screenshot.clone(),
+                    log_at: l.log_at.clone(),
+                    level: l.level,
+                    received_at: now,
+                }));
+            }
+            // Written unchanged: a job that ends meanwhile (sealing its run
+            // log) makes this commit conflict, so no line lands after the seal.
+            tx.job(job);
+            Ok(Decided::Commit(tx, n))
+        })
     }
 
     /// Seed 001 ReportFinish, with the optional `outputValues` extension.
