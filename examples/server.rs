@@ -11,6 +11,12 @@ use std::path::PathBuf;
 use clap::Parser;
 use rpa::server::{Options, run, shutdown_signal};
 
+/// jemalloc, with its background thread on, hands freed memory back to the
+/// system (10,000 robots reconnecting at once, then leaving); glibc's
+/// allocator keeps most of it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Command-line options.
 #[derive(Parser, Debug)]
 #[command(about = "rpa: an RPA orchestration server (business API, robot HTTP API, administration)")]
@@ -108,6 +114,9 @@ async fn main() {
         tracing_subscriber::fmt().json().with_env_filter(filter).init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        tracing::warn!(error = %e, "jemalloc's background thread is off: freed memory is handed back later");
     }
     let result = match args.time_zone.parse() {
         Ok(time_zone) => {

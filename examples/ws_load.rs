@@ -93,8 +93,18 @@ async fn robot(
     mut leave: tokio::sync::watch::Receiver<bool>,
 ) {
     let url = format!("{}/robothub/{id}", args.server.replacen("http://", "ws://", 1));
-    let Ok((ws, _)) = tokio_tungstenite::connect_async(url).await else {
-        return;
+    // Turned away (a full accept queue): try again, as executors do.
+    let mut tries = 0;
+    let ws = loop {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok((ws, _)) => break ws,
+            Err(_) if tries < 10 => {
+                tries += 1;
+                RETRIES.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(500 + rand_offset(&id, 1000))).await;
+            }
+            Err(_) => return,
+        }
     };
     let (mut sink, mut stream) = ws.split();
     let proof = supplier_proof(&args.secret, &id);
@@ -148,6 +158,9 @@ async fn robot(
     }
     up.fetch_sub(1, Ordering::Relaxed);
 }
+
+/// Connection attempts turned away.
+static RETRIES: AtomicUsize = AtomicUsize::new(0);
 
 fn rand_offset(id: &str, range_ms: u64) -> u64 {
     id.bytes()
@@ -206,10 +219,11 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     println!(
-        "robots connected: {} of {} in {:.1} s",
+        "robots connected: {} of {} in {:.1} s ({} connection attempts turned away and tried again)",
         up.load(Ordering::Relaxed),
         args.robots,
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(),
+        RETRIES.load(Ordering::Relaxed)
     );
     tokio::time::sleep(Duration::from_secs(args.heartbeat)).await;
     if let Some(pid) = args.server_pid {

@@ -298,9 +298,7 @@ async fn serve<S: Store>(
     if demo {
         install_demo_package(&state).await?;
     }
-    let listener = tokio::net::TcpListener::bind(options.listen)
-        .await
-        .map_err(|e| fail(format!("{}: {e}", options.listen)))?;
+    let listener = listen(options.listen).map_err(|e| fail(format!("{}: {e}", options.listen)))?;
 
     // One signal for every part that stops.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -560,6 +558,21 @@ pub fn redact(db: &str) -> String {
         }
         _ => db.to_owned(),
     }
+}
+
+/// Connections the kernel may hold for the server before it accepts them
+/// (capped by `net.core.somaxconn`). Robots all reconnect at once after a
+/// restart; tokio's default of 1,024 turns most of such a storm away.
+const ACCEPT_BACKLOG: u32 = 4096;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 #[cfg(test)]

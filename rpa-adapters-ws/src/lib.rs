@@ -64,7 +64,15 @@ pub struct Hub {
     closing: watch::Sender<bool>,
     /// Sockets whose loop still runs (registered or not).
     open: watch::Sender<usize>,
+    /// Messages of connections not yet registered that are being handled
+    /// at once: a reconnect storm (every robot back together after a
+    /// restart) waits here, each connection holding only its socket,
+    /// instead of running thousands of registrations side by side.
+    starting: tokio::sync::Semaphore,
 }
+
+/// Registrations handled at once (see [`Hub`]'s `starting`).
+pub const STARTING_AT_ONCE: usize = 32;
 
 /// One live connection's ends.
 struct Conn {
@@ -87,6 +95,7 @@ impl Hub {
             next: std::sync::atomic::AtomicU64::new(0),
             closing: watch::Sender::new(false),
             open: watch::Sender::new(0),
+            starting: tokio::sync::Semaphore::new(STARTING_AT_ONCE),
         })
     }
 
@@ -285,7 +294,14 @@ async fn serve<S: Store>(st: HubState<S>, code: String, socket: WebSocket) {
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 };
-                let (out, next) = handle(&st, &code, &text, &mut session, &ends).await;
+                // Boxed: the engine's futures are large, and a connection
+                // waits most of its life; only a message being handled
+                // should hold that memory.
+                let _starting = match session {
+                    Some(_) => None,
+                    None => st.hub.starting.acquire().await.ok(),
+                };
+                let (out, next) = Box::pin(handle(&st, &code, &text, &mut session, &ends)).await;
                 let mut failed = false;
                 for m in out {
                     if sink.send(m).await.is_err() {
@@ -314,7 +330,7 @@ async fn serve<S: Store>(st: HubState<S>, code: String, socket: WebSocket) {
             }
             Some(()) = wake_rx.recv() => {
                 let Some(s) = &session else { continue };
-                match st.engine.take_commands(s.robot).await {
+                match Box::pin(st.engine.take_commands(s.robot)).await {
                     Ok(cmds) => {
                         if send_all(&mut sink, &cmds, s.extensions).await.is_err() {
                             break;
@@ -327,7 +343,7 @@ async fn serve<S: Store>(st: HubState<S>, code: String, socket: WebSocket) {
     }
     if let Some(s) = session {
         st.hub.detach(s.robot, s.hub_id);
-        if let Err(e) = st.engine.disconnect(&code, s.connect).await {
+        if let Err(e) = Box::pin(st.engine.disconnect(&code, s.connect)).await {
             tracing::error!(error = %e, robot = %code, "cannot record a robot disconnect");
         }
         tracing::info!(robot = %code, "robot disconnected");

@@ -482,3 +482,38 @@ async fn a_connection_replaced_after_going_silent_gets_10000_and_is_closed() {
     assert_eq!(action, "Execute");
     assert_eq!(body["runInstanceId"], job.key.to_string());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn robots_connecting_all_at_once_are_all_registered() {
+    // More than the registrations handled at once: the rest wait their turn.
+    let n = rpa_adapters_ws::STARTING_AT_ONCE * 10;
+    let rig = Arc::new(rig().await);
+    let mut all = Vec::new();
+    for i in 0..n {
+        let rig = rig.clone();
+        all.push(tokio::spawn(async move {
+            let mut ws = register(&rig, &format!("storm-{i}")).await;
+            send(&mut ws, "Heartbeat", json!({})).await;
+            ws
+        }));
+    }
+    let mut sockets = Vec::new();
+    for s in all {
+        sockets.push(s.await.unwrap());
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let robots = rig.engine.robots().await.unwrap();
+        let up = robots
+            .iter()
+            .filter(|r| r.code.starts_with("storm-") && r.state == RobotState::Available)
+            .count();
+        if up == n {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{up} of {n} registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rig.hub.connections(), n);
+    drop(sockets);
+}
