@@ -18,6 +18,12 @@
 //! server passes. A host that embeds the engine in its own axum service
 //! wires its store and engine itself and uses the pieces: [`run_timers`],
 //! [`secret_key`], and [`rpa_adapters_ws::Hub::close_all`] in its shutdown.
+//!
+//! Memory: the listener takes a backlog of 4,096 connections, so 10,000
+//! robots reconnecting at once after a restart all get in. What such a
+//! storm frees goes back to the system only with an allocator that returns
+//! it: `examples/server.rs` uses jemalloc with its background thread (glibc's
+//! allocator keeps it; `docs/PERFORMANCE.md` "Reconnect storm" has figures).
 
 use std::future::Future;
 use std::net::SocketAddr;
