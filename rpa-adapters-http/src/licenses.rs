@@ -211,10 +211,7 @@ pub(crate) async fn bind<S: Store>(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer<LicenseInfo> {
-    let me = admin(&st, &h, Permission::ManageRobots).await?;
-    let robot = fields(body)?.str("robotId")?.to_owned();
-    let l = st.engine.bind_license_to(Actor::User(me.id), &name, &robot).await?;
-    Ok(Done::ok(info(&st, l)))
+    binding(st, h, name, body, true).await
 }
 
 /// Takes a license from a robot, which is sent Error.
@@ -229,8 +226,24 @@ pub(crate) async fn unbind<S: Store>(
     Path(name): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer<LicenseInfo> {
+    binding(st, h, name, body, false).await
+}
+
+/// Binds (`bind`) or unbinds license `name` and the body's `robotId`.
+async fn binding<S: Store>(
+    st: AppState<S>,
+    h: HeaderMap,
+    name: String,
+    body: Result<Bytes, BytesRejection>,
+    bind: bool,
+) -> Answer<LicenseInfo> {
     let me = admin(&st, &h, Permission::ManageRobots).await?;
     let robot = fields(body)?.str("robotId")?.to_owned();
-    let l = st.engine.unbind_license(Actor::User(me.id), &name, &robot).await?;
+    let actor = Actor::User(me.id);
+    let l = if bind {
+        st.engine.bind_license_to(actor, &name, &robot).await?
+    } else {
+        st.engine.unbind_license(actor, &name, &robot).await?
+    };
     Ok(Done::ok(info(&st, l)))
 }

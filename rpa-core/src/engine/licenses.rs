@@ -58,26 +58,11 @@ impl<S: Store> Engine<S> {
             let mut tx = Tx::default();
             let mut robots = Vec::new();
             for code in &l.bound {
-                let Some(mut r) = self.store.robot_by_code(code).await? else {
+                let Some(r) = self.store.robot_by_code(code).await? else {
                     continue;
                 };
-                let mut profile = (*r.profile).clone();
-                profile.license = Some(terms.content.clone());
-                profile.held = Some(Held {
-                    name: name.to_owned(),
-                    expires_at: terms.expires_at,
-                });
-                r.profile = Arc::new(profile);
-                if r.connect.is_some() {
-                    tx.command(
-                        r.id,
-                        Command::SendLicense {
-                            license_content: terms.content.clone(),
-                        },
-                    );
-                }
                 robots.push(r.id);
-                tx.robot(r);
+                give(&mut tx, r, name, &terms);
             }
             l.terms = terms.clone();
             l.version += 1;
@@ -120,7 +105,7 @@ impl<S: Store> Engine<S> {
         decided!(self, |_attempt| {
             let now = self.now();
             let mut l = self.live_license(name).await?;
-            let Some(mut r) = self.store.robot_by_code(code).await? else {
+            let Some(r) = self.store.robot_by_code(code).await? else {
                 return Err(Error::NotFound(Entity::Robot, code.to_owned()));
             };
             match &r.profile.held {
@@ -136,23 +121,8 @@ impl<S: Store> Engine<S> {
             if let Some(why) = l.refuse_binding(code, r.profile.vendor.as_deref(), now) {
                 return Err(Error::InvalidArgument(why));
             }
-            let mut profile = (*r.profile).clone();
-            profile.license = Some(l.terms.content.clone());
-            profile.held = Some(Held {
-                name: name.to_owned(),
-                expires_at: l.terms.expires_at,
-            });
-            r.profile = Arc::new(profile);
             let mut tx = Tx::default();
-            if r.connect.is_some() {
-                tx.command(
-                    r.id,
-                    Command::SendLicense {
-                        license_content: l.terms.content.clone(),
-                    },
-                );
-            }
-            tx.robot(r);
+            give(&mut tx, r, name, &l.terms);
             l.bound.push(code.to_owned());
             l.version += 1;
             tx.record(&l)?
@@ -228,6 +198,27 @@ impl<S: Store> Engine<S> {
         tx.robot(r);
         Ok(())
     }
+}
+
+/// Gives robot `r` license `name` on `terms` in `tx`; a connected robot is
+/// sent `SendLicense`.
+fn give(tx: &mut Tx, mut r: Robot, name: &str, terms: &Terms) {
+    let mut profile = (*r.profile).clone();
+    profile.license = Some(terms.content.clone());
+    profile.held = Some(Held {
+        name: name.to_owned(),
+        expires_at: terms.expires_at,
+    });
+    r.profile = Arc::new(profile);
+    if r.connect.is_some() {
+        tx.command(
+            r.id,
+            Command::SendLicense {
+                license_content: terms.content.clone(),
+            },
+        );
+    }
+    tx.robot(r);
 }
 
 fn subject(name: &str) -> Subject {
