@@ -73,8 +73,9 @@ pub async fn run_consumer<S: Store, K: Sink>(
 ) {
     tokio::pin!(shutdown);
     let mut lease = Lease::new(name);
+    let mut refused = None;
     loop {
-        let wait = match step(&engine, name, &mut sink, &mut lease).await {
+        let wait = match step(&engine, name, &mut sink, &mut lease, &mut refused).await {
             Ok(true) => Duration::ZERO,
             Ok(false) => POLL,
             Err(e) => {
@@ -89,22 +90,32 @@ pub async fn run_consumer<S: Store, K: Sink>(
     }
 }
 
-/// One batch; `Ok(true)` when there may be more right away.
+/// One batch; `Ok(true)` when there may be more right away. A batch the
+/// sink refused is kept in `refused` and given to it again as it was (not
+/// re-read with what came since), while this node keeps the lease.
 async fn step<S: Store, K: Sink>(
     engine: &Engine<S>,
     name: &str,
     sink: &mut K,
     lease: &mut Lease,
+    refused: &mut Option<rpa_core::events::Batch>,
 ) -> Result<bool, String> {
     if !lease.hold(engine).await.map_err(|e| e.to_string())? {
+        *refused = None;
         return Ok(false);
     }
-    let batch = engine.events_for(name, BATCH).await.map_err(|e| e.to_string())?;
+    let batch = match refused.take() {
+        Some(b) => b,
+        None => engine.events_for(name, BATCH).await.map_err(|e| e.to_string())?,
+    };
     if !batch.moves() {
         return Ok(false);
     }
-    if !batch.page.events.is_empty() {
-        sink.deliver(&batch.page.events).await?;
+    if !batch.page.events.is_empty()
+        && let Err(e) = sink.deliver(&batch.page.events).await
+    {
+        *refused = Some(batch);
+        return Err(e);
     }
     match engine.acknowledge(&batch).await {
         Ok(()) => Ok(true),

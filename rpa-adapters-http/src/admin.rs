@@ -32,6 +32,7 @@
 //! | `GET /admin/schedules/{scheduleId}/firings?after=&limit=` | ManageProcesses | `[{firingId, due, at, jobId, missed, reason}]`, oldest first |
 //! | `GET /admin/events?after=&limit=` | ViewAudit | `{events: [{seq, at, type, ...}], through}`: the domain events among the `limit` audit events after `after`; page on with `after=through` |
 
+use rpa_core::store::People as _;
 use std::collections::HashMap;
 
 use axum::Router;

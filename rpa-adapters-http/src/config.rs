@@ -22,6 +22,7 @@ use rpa_core::error::Error;
 use rpa_core::model::{
     Actor, ArgType, ArgumentSpec, ProcessSpec, ProcessType, RetryPolicy, RobotProfile, RobotRequirements,
 };
+use rpa_core::store::People as _;
 use rpa_core::trigger::QueueTrigger;
 use rpa_core::{Engine, Store};
 use serde::{Deserialize, Serialize};

@@ -22,6 +22,7 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use rpa_core::Store;
 use rpa_core::model::{Actor, Permission, Process, User};
+use rpa_core::store::People as _;
 use serde_json::{Map, Value, json};
 
 use crate::AppState;

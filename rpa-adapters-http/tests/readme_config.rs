@@ -34,7 +34,7 @@ async fn the_readme_configuration_applies() {
     assert_eq!(engine.pipelines().await.unwrap()[0].plan.def.name, "invoices twice");
     assert_eq!(engine.pools().await.unwrap()[0].spec.max, 4);
     assert_eq!(engine.workflows().await.unwrap().len(), 1);
-    use rpa_core::store::PeopleStore;
+    use rpa_core::store::People;
     let olga = engine.store().user_by_name("olga").await.unwrap().unwrap();
     let olga = rpa_core::model::Actor::User(olga.id);
     use rpa_core::model::Permission::*;

@@ -219,6 +219,7 @@ impl Record for Asset {
         name: "asset",
         key: Column::int("id"),
         sealed: true,
+        cached: false,
         columns: &[Column::text("name").unique("asset name")],
     };
     fn key(&self) -> Cell {

@@ -51,6 +51,7 @@ impl Record for Bucket {
         name: "bucket",
         key: Column::int("id"),
         sealed: false,
+        cached: false,
         columns: &[Column::text("name").unique("bucket name")],
     };
     fn key(&self) -> Cell {
@@ -101,6 +102,7 @@ impl Record for BucketFile {
         name: "bucket file",
         key: Column::text("key"),
         sealed: false,
+        cached: false,
         columns: &[Column::int("bucket")],
     };
     fn key(&self) -> Cell {

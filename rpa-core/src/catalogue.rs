@@ -49,6 +49,7 @@ impl Record for Listing {
         name: "catalogue listing",
         key: Column::int("id"),
         sealed: false,
+        cached: false,
         columns: &[Column::text("name").unique("catalogue name")],
     };
     fn key(&self) -> Cell {

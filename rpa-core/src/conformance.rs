@@ -156,7 +156,8 @@ fn sample_process(id: i64) -> Process {
     }
 }
 
-fn sample_user(id: i64, name: &str) -> User {
+/// A user for tests.
+pub fn sample_user(id: i64, name: &str) -> User {
     User {
         id: UserId(id),
         key: Key::from_random((id as u128 + 3_000_000).to_le_bytes()),
@@ -275,9 +276,11 @@ async fn commits_are_atomic<S: Store>(s: S) {
 }
 
 async fn unique_keys<S: Store>(s: S) {
-    put(&s, vec![Write::User(sample_user(1, "alice"))]).await.unwrap();
+    put(&s, vec![Write::record(&sample_user(1, "alice")).unwrap()])
+        .await
+        .unwrap();
     assert_eq!(
-        put(&s, vec![Write::User(sample_user(2, "alice"))]).await,
+        put(&s, vec![Write::record(&sample_user(2, "alice")).unwrap()]).await,
         Err(StoreError::Duplicate("user name")),
         "unique_keys: user name"
     );
@@ -818,7 +821,10 @@ async fn roles<S: Store>(s: S) {
     };
     put(
         &s,
-        vec![Write::Role(role(2, "auditor")), Write::Role(role(1, "operator"))],
+        vec![
+            Write::record(&role(2, "auditor")).unwrap(),
+            Write::record(&role(1, "operator")).unwrap(),
+        ],
     )
     .await
     .unwrap();
@@ -855,7 +861,7 @@ async fn lookups<S: Store>(s: S) {
             Write::Process(p.clone()),
             Write::Job(j.clone()),
             Write::Robot(r.clone()),
-            Write::User(u.clone()),
+            Write::record(&u).unwrap(),
             Write::Vendor(v.clone()),
             Write::Token(t.clone()),
         ],

@@ -230,6 +230,7 @@ impl crate::record::Record for Cursor {
         name: "event cursor",
         key: crate::record::Column::text("name"),
         sealed: false,
+        cached: false,
         columns: &[],
     };
     fn key(&self) -> crate::record::Cell {

@@ -69,6 +69,7 @@ impl Record for ChildCursor {
         name: "child cursor",
         key: Column::text("child"),
         sealed: false,
+        cached: false,
         columns: &[],
     };
     fn key(&self) -> Cell {
@@ -140,6 +141,7 @@ impl Record for ChildFigures {
         name: "child figures",
         key: Column::text("key"),
         sealed: false,
+        cached: false,
         columns: &[Column::text("child")],
     };
     fn key(&self) -> Cell {

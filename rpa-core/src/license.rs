@@ -179,6 +179,7 @@ impl Record for License {
         name: "license",
         key: Column::text("name"),
         sealed: false,
+        cached: false,
         columns: &[],
     };
     fn key(&self) -> Cell {

@@ -272,6 +272,7 @@ impl Record for ListenerRequest {
         name: "listener request",
         key: Column::int("id"),
         sealed: false,
+        cached: false,
         columns: &[
             Column::text("source").unique("source message id"),
             Column::text("queue"),

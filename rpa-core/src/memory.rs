@@ -250,10 +250,6 @@ impl AuditLog {
 #[derive(Debug, Default)]
 struct Inner {
     seq: HashMap<IdKindKey, i64>,
-    users: HashMap<UserId, User>,
-    user_names: HashMap<String, UserId>,
-    roles: HashMap<RoleId, Role>,
-    role_names: HashMap<String, RoleId>,
     tokens: HashMap<[u8; 32], Token>,
     processes: Fast<ProcessId, Process>,
     process_keys: Fast<Key, ProcessId>,
@@ -408,7 +404,8 @@ impl MemoryStore {
         let mut g = self.lock();
         for w in &c.writes {
             match w {
-                Write::Log(_) | Write::Video(_) | Write::DropLogs(_) | Write::Record(_) => {}
+                Write::Log(_) | Write::Video(_) | Write::DropLogs(_) => {}
+                Write::Record(r) if !r.kind.cached => {}
                 Write::Job(j) if j.state.is_terminal() => g.forget_job(j.id),
                 Write::Item(i) if i.state.is_terminal() => g.forget_item(i.id),
                 Write::Counts(n) => {
@@ -458,8 +455,18 @@ impl MemoryStore {
                 Write::Process(p) if newer(g.processes.get(&p.id).map(|x| x.version), p.version) => {
                     g.apply(Write::Process(p));
                 }
-                Write::User(u) if newer(g.users.get(&u.id).map(|x| x.version), u.version) => g.apply(Write::User(u)),
-                Write::Role(r) if newer(g.roles.get(&r.id).map(|x| x.version), r.version) => g.apply(Write::Role(r)),
+                Write::Record(r)
+                    if r.kind.cached
+                        && newer(
+                            g.records
+                                .get(r.kind.table)
+                                .and_then(|t| t.rows.get(&r.key))
+                                .map(|x| x.version),
+                            r.version,
+                        ) =>
+                {
+                    g.apply(Write::Record(r))
+                }
                 Write::Vendor(v) if newer(g.vendors.get(&v.code).map(|x| x.version), v.version) => {
                     g.apply(Write::Vendor(v));
                 }
@@ -500,18 +507,6 @@ fn check_version(stored: Option<u64>, new: u64) -> Result<(), StoreError> {
 impl Inner {
     fn check(&self, w: &Write) -> Result<(), StoreError> {
         match w {
-            Write::User(u) => {
-                check_version(self.users.get(&u.id).map(|x| x.version), u.version)?;
-                if self.user_names.get(&u.name).is_some_and(|id| *id != u.id) {
-                    return Err(StoreError::Duplicate("user name"));
-                }
-            }
-            Write::Role(r) => {
-                check_version(self.roles.get(&r.id).map(|x| x.version), r.version)?;
-                if self.role_names.get(&r.name).is_some_and(|id| *id != r.id) {
-                    return Err(StoreError::Duplicate("role name"));
-                }
-            }
             Write::Process(p) => check_version(self.processes.get(&p.id).map(|x| x.version), p.version)?,
             Write::Counts(c) => {
                 let mut p = self.processes.get(&c.process).ok_or(StoreError::Conflict)?.clone();
@@ -553,14 +548,6 @@ impl Inner {
 
     fn apply(&mut self, w: Write) {
         match w {
-            Write::User(u) => {
-                self.user_names.insert(u.name.clone(), u.id);
-                self.users.insert(u.id, u);
-            }
-            Write::Role(r) => {
-                self.role_names.insert(r.name.clone(), r.id);
-                self.roles.insert(r.id, r);
-            }
             Write::Token(t) => {
                 if let Some(old) = self.tokens.get(&t.hash) {
                     self.timers.remove(&timer_of_token(old));
@@ -754,30 +741,6 @@ impl CommitStore for MemoryStore {
 }
 
 impl PeopleStore for MemoryStore {
-    async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
-        Ok(self.lock().users.get(&id).cloned())
-    }
-    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
-        let g = self.lock();
-        Ok(g.user_names.get(name).and_then(|id| g.users.get(id)).cloned())
-    }
-    async fn users(&self) -> StoreResult<Vec<User>> {
-        let mut v: Vec<User> = self.lock().users.values().cloned().collect();
-        v.sort_by_key(|u| u.id);
-        Ok(v)
-    }
-    async fn role(&self, id: RoleId) -> StoreResult<Option<Role>> {
-        Ok(self.lock().roles.get(&id).cloned())
-    }
-    async fn role_by_name(&self, name: &str) -> StoreResult<Option<Role>> {
-        let g = self.lock();
-        Ok(g.role_names.get(name).and_then(|id| g.roles.get(id)).cloned())
-    }
-    async fn roles(&self) -> StoreResult<Vec<Role>> {
-        let mut v: Vec<Role> = self.lock().roles.values().cloned().collect();
-        v.sort_by_key(|r| r.id);
-        Ok(v)
-    }
     async fn token(&self, hash: [u8; 32]) -> StoreResult<Option<Token>> {
         Ok(self.lock().tokens.get(&hash).cloned())
     }
@@ -1045,8 +1008,16 @@ impl LeaseStore for MemoryStore {
 /// queue items that ended are dropped, and the job window, audit chain,
 /// run logs, recordings and files are not kept: the durable store answers
 /// for them.
+///
+/// Record kinds marked [`Kind::cached`] are held whole once loaded
+/// ([`ReadCache::load`]): the durable store loads a kind the first time it
+/// is asked for one of its rows, and answers from memory from then on.
 #[derive(Debug, Clone)]
-pub struct ReadCache(MemoryStore);
+pub struct ReadCache {
+    store: MemoryStore,
+    /// The cached record kinds loaded so far, by table.
+    kinds: Arc<Mutex<HashMap<&'static str, &'static Kind>>>,
+}
 
 impl Default for ReadCache {
     fn default() -> Self {
@@ -1057,35 +1028,66 @@ impl Default for ReadCache {
 impl ReadCache {
     /// An empty cache.
     pub fn new() -> ReadCache {
-        ReadCache(MemoryStore::read_side())
+        ReadCache {
+            store: MemoryStore::read_side(),
+            kinds: Arc::default(),
+        }
+    }
+
+    fn kinds(&self) -> MutexGuard<'_, HashMap<&'static str, &'static Kind>> {
+        self.kinds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes in every row of the cached kind `kind` as read from the
+    /// database (newer versions only, as [`ReadCache::refresh`]); from then
+    /// on the cache answers for the kind.
+    pub fn load(&self, kind: &'static Kind, rows: Vec<Row>) {
+        self.store.refresh(rows.into_iter().map(Write::Record));
+        self.kinds().insert(kind.table, kind);
+    }
+
+    /// Whether the cache answers for the cached kind `kind` (it was loaded).
+    pub fn holds(&self, kind: &'static Kind) -> bool {
+        kind.cached && self.kinds().contains_key(kind.table)
+    }
+
+    /// The loaded kind whose table is `table`.
+    pub fn held(&self, table: &str) -> Option<&'static Kind> {
+        self.kinds().get(table).copied()
+    }
+
+    /// The loaded kinds.
+    pub fn held_kinds(&self) -> Vec<&'static Kind> {
+        self.kinds().values().copied().collect()
     }
 
     /// Takes in a commit the durable store has checked and committed,
     /// without checking it again (the only writer's view: SQLite).
     pub fn mirror(&self, c: &Commit) {
-        self.0.mirror(c)
+        self.store.mirror(c)
     }
 
     /// Takes in entities read from the database or written by a commit that
     /// stood: each replaces what is held only if its version is newer, so
     /// news arriving late or twice, from any source, is harmless. A job or
     /// queue item that ended is dropped; `RevokeToken` drops a session.
-    /// Counters (`Counts`), commands, logs and files are not kept.
+    /// Counters (`Counts`), commands, logs and records of kinds that are
+    /// not [cached](Kind::cached) are not kept.
     pub fn refresh(&self, writes: impl IntoIterator<Item = Write>) {
-        self.0.refresh(writes)
+        self.store.refresh(writes)
     }
 
     /// What is held that may end elsewhere: unfinished jobs, queue items,
     /// sessions (to find those that ended while this node was not told).
     pub fn live(&self) -> (Vec<JobId>, Vec<QueueItemId>, Vec<[u8; 32]>) {
-        self.0.live()
+        self.store.live()
     }
 }
 
 impl std::ops::Deref for ReadCache {
     type Target = MemoryStore;
     fn deref(&self) -> &MemoryStore {
-        &self.0
+        &self.store
     }
 }
 

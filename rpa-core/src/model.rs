@@ -666,6 +666,46 @@ pub struct Role {
     pub permissions: BTreeSet<Permission>,
 }
 
+impl crate::record::Record for Role {
+    const KIND: &'static crate::record::Kind = &crate::record::Kind {
+        table: "rpa_roles",
+        name: "role",
+        key: crate::record::Column::int("id"),
+        sealed: false,
+        cached: true,
+        columns: &[crate::record::Column::text("name").unique("role name")],
+    };
+    fn key(&self) -> crate::record::Cell {
+        self.id.0.into()
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn cells(&self) -> Vec<crate::record::Cell> {
+        vec![self.name.as_str().into()]
+    }
+}
+
+impl crate::record::Record for User {
+    const KIND: &'static crate::record::Kind = &crate::record::Kind {
+        table: "rpa_users",
+        name: "user",
+        key: crate::record::Column::int("id"),
+        sealed: false,
+        cached: true,
+        columns: &[crate::record::Column::text("name").unique("user name")],
+    };
+    fn key(&self) -> crate::record::Cell {
+        self.id.0.into()
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn cells(&self) -> Vec<crate::record::Cell> {
+        vec![self.name.as_str().into()]
+    }
+}
+
 /// A person who calls the business API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct User {
@@ -868,6 +908,7 @@ impl crate::record::Record for StoredFile {
         name: "file",
         key: crate::record::Column::text("key"),
         sealed: false,
+        cached: false,
         columns: &[
             crate::record::Column::text("personal_of"),
             crate::record::Column::int("job"),

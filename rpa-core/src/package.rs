@@ -137,6 +137,7 @@ impl Record for PackageVersion {
         name: "package version",
         key: Column::text("key"),
         sealed: false,
+        cached: false,
         columns: &[Column::int("process")],
     };
     fn key(&self) -> Cell {

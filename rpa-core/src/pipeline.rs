@@ -340,6 +340,7 @@ impl Record for Pipeline {
         name: "pipeline",
         key: Column::int("id"),
         sealed: false,
+        cached: false,
         columns: &[Column::text("name").unique("pipeline name")],
     };
     fn key(&self) -> Cell {
@@ -496,6 +497,7 @@ impl Record for PipelineRun {
         name: "pipeline run",
         key: Column::int("id"),
         sealed: false,
+        cached: false,
         columns: &[Column::int("pipeline")],
     };
     fn key(&self) -> Cell {

@@ -144,6 +144,7 @@ impl Record for Pool {
         name: "pool",
         key: Column::text("name"),
         sealed: false,
+        cached: false,
         columns: &[],
     };
     fn key(&self) -> Cell {

@@ -21,6 +21,7 @@
 //!         name: "note",
 //!         key: Column::int("id"),
 //!         sealed: false,
+//!         cached: false,
 //!         columns: &[Column::text("topic")],
 //!     };
 //!     fn key(&self) -> Cell { Cell::Int(self.id) }
@@ -29,11 +30,14 @@
 //! }
 //! ```
 //!
-//! The hot kinds of the control plane (processes with their counters, jobs
-//! with the dispatch and deadline indexes, queue items, robots with the idle
-//! index, users, roles, sessions, vendors with their sealed secrets) keep
-//! writes of their own: their indexes are maintained in memory beside the
-//! rows, which a generic row cannot express.
+//! Users and roles are record kinds kept in the read cache
+//! ([`Kind::cached`]). The kinds whose rows feed derived indexes keep
+//! writes of their own ([`Write`](crate::store::Write)'s other variants):
+//! processes (counters checked against limits as they are stored), jobs
+//! (the dispatch and deadline indexes), queue items (the pending count,
+//! references unique per process), robots (the idle and silence indexes),
+//! sessions (expiry deadlines), vendors (a secret sealed field by field),
+//! and the append-only streams of run logs and recordings.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -141,6 +145,14 @@ pub struct Kind {
     /// secret key (the key and indexed columns stay readable): for kinds
     /// that hold secrets, such as credential assets.
     pub sealed: bool,
+    /// Whether a store's read cache keeps every row of the kind in memory
+    /// (see [`crate::ReadCache`]): for small kinds read on every request,
+    /// such as users and roles. A cached kind is read from memory; its rows
+    /// reach the cache as they are committed (and, on a database that
+    /// several nodes write, from the other nodes' change notices), and a
+    /// cache loads a kind's rows the first time it is asked for one. A
+    /// sealed kind is never cached.
+    pub cached: bool,
     /// The indexed columns, in the order of [`Record::cells`].
     pub columns: &'static [Column],
 }
@@ -324,6 +336,8 @@ impl<S: RecordStore + ?Sized> Records for S {}
 /// kind (a unique index's name to its duplicate error).
 pub fn kinds() -> &'static [&'static Kind] {
     &[
+        crate::model::User::KIND,
+        crate::model::Role::KIND,
         crate::model::StoredFile::KIND,
         crate::events::Cursor::KIND,
         crate::listener::ListenerRequest::KIND,

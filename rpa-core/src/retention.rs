@@ -45,6 +45,7 @@ impl Record for LogCursor {
         name: "log retention",
         key: Column::text("name"),
         sealed: false,
+        cached: false,
         columns: &[],
     };
     fn key(&self) -> Cell {

@@ -417,6 +417,7 @@ impl Record for Schedule {
         name: "schedule",
         key: Column::int("id"),
         sealed: false,
+        cached: false,
         columns: &[Column::text("name").unique("schedule name"), Column::int("enabled")],
     };
     fn key(&self) -> Cell {
@@ -459,6 +460,7 @@ impl Record for ScheduleFiring {
         name: "schedule firing",
         key: Column::int("id"),
         sealed: false,
+        cached: false,
         columns: &[Column::int("schedule"), Column::text("slot").unique("schedule firing")],
     };
     fn key(&self) -> Cell {

@@ -21,7 +21,7 @@ use crate::events::EventPage;
 use crate::ids::*;
 use crate::limits;
 use crate::model::*;
-use crate::record::{Record, Row};
+use crate::record::{Record, Row, Select};
 pub use crate::record::{RecordStore, Records};
 use crate::time::Timestamp;
 use crate::transport::Command;
@@ -33,8 +33,6 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Debug, Clone)]
 #[allow(missing_docs)]
 pub enum Write {
-    User(User),
-    Role(Role),
     Token(Token),
     /// Deletes a session.
     RevokeToken([u8; 32]),
@@ -251,20 +249,39 @@ pub trait CommitStore: Send + Sync + 'static {
     }
 }
 
-/// Users, roles and sessions.
-pub trait PeopleStore: Send + Sync + 'static {
+/// Users and roles, read as the record kinds they are ([`User`] and
+/// [`Role`] implement [`Record`]; stores keep them in their read cache).
+pub trait People: RecordStore {
     /// A user by id.
-    fn user(&self, id: UserId) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+    fn user(&self, id: UserId) -> impl Future<Output = StoreResult<Option<User>>> + Send {
+        self.get::<User>(id.0)
+    }
     /// A user by login name.
-    fn user_by_name(&self, name: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send;
+    fn user_by_name(&self, name: &str) -> impl Future<Output = StoreResult<Option<User>>> + Send {
+        self.find::<User>("name", name.to_owned())
+    }
     /// All users, by id.
-    fn users(&self) -> impl Future<Output = StoreResult<Vec<User>>> + Send;
+    fn users(&self) -> impl Future<Output = StoreResult<Vec<User>>> + Send {
+        self.list::<User>(Select::all(usize::MAX))
+    }
     /// A role by id.
-    fn role(&self, id: RoleId) -> impl Future<Output = StoreResult<Option<Role>>> + Send;
+    fn role(&self, id: RoleId) -> impl Future<Output = StoreResult<Option<Role>>> + Send {
+        self.get::<Role>(id.0)
+    }
     /// A role by name.
-    fn role_by_name(&self, name: &str) -> impl Future<Output = StoreResult<Option<Role>>> + Send;
+    fn role_by_name(&self, name: &str) -> impl Future<Output = StoreResult<Option<Role>>> + Send {
+        self.find::<Role>("name", name.to_owned())
+    }
     /// All roles, by id.
-    fn roles(&self) -> impl Future<Output = StoreResult<Vec<Role>>> + Send;
+    fn roles(&self) -> impl Future<Output = StoreResult<Vec<Role>>> + Send {
+        self.list::<Role>(Select::all(usize::MAX))
+    }
+}
+
+impl<S: RecordStore + ?Sized> People for S {}
+
+/// Sessions.
+pub trait PeopleStore: Send + Sync + 'static {
     /// A session by token hash.
     fn token(&self, hash: [u8; 32]) -> impl Future<Output = StoreResult<Option<Token>>> + Send;
 }
@@ -452,7 +469,7 @@ impl<
 /// needs no import.
 pub mod prelude {
     pub use super::{
-        AuditStore, CommitStore, DeadlineStore, JobStore, LeaseStore, OutboxStore, PeopleStore, ProcessStore,
+        AuditStore, CommitStore, DeadlineStore, JobStore, LeaseStore, OutboxStore, People, PeopleStore, ProcessStore,
         QueueStore, RecordStore, Records, RobotStore, RunStore, Store,
     };
 }

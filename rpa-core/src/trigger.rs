@@ -88,6 +88,7 @@ impl Record for TriggerState {
         name: "queue trigger",
         key: Column::int("process"),
         sealed: false,
+        cached: false,
         columns: &[],
     };
     fn key(&self) -> Cell {
@@ -128,6 +129,7 @@ impl Record for Waiting {
         name: "waiting queue item",
         key: Column::text("rank"),
         sealed: false,
+        cached: false,
         columns: &[Column::int("process")],
     };
     fn key(&self) -> Cell {

@@ -62,6 +62,7 @@ impl Record for Subscription {
         name: "webhook subscription",
         key: Column::int("id"),
         sealed: false,
+        cached: false,
         columns: &[],
     };
     fn key(&self) -> Cell {
@@ -152,6 +153,7 @@ impl Record for Failure {
         name: "webhook failure",
         key: Column::int("id"),
         sealed: false,
+        cached: false,
         columns: &[Column::int("subscription"), Column::int("redeliver")],
     };
     fn key(&self) -> Cell {

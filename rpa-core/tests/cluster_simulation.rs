@@ -47,8 +47,6 @@ struct Changed {
     items: Vec<QueueItemId>,
     robots: Vec<RobotId>,
     processes: Vec<ProcessId>,
-    users: Vec<UserId>,
-    roles: Vec<RoleId>,
     vendors: Vec<String>,
     tokens: Vec<[u8; 32]>,
 }
@@ -63,8 +61,6 @@ impl Changed {
                 Write::Robot(r) => ch.robots.push(r.id),
                 Write::Process(p) => ch.processes.push(p.id),
                 Write::Counts(n) => ch.processes.push(n.process),
-                Write::User(u) => ch.users.push(u.id),
-                Write::Role(r) => ch.roles.push(r.id),
                 Write::Vendor(v) => ch.vendors.push(v.code.clone()),
                 Write::Token(t) => ch.tokens.push(t.hash),
                 Write::RevokeToken(h) => ch.tokens.push(*h),
@@ -79,12 +75,6 @@ impl Changed {
         let mut w = Vec::new();
         for id in &self.processes {
             w.extend(db.process(*id).await.unwrap().map(Write::Process));
-        }
-        for id in &self.users {
-            w.extend(db.user(*id).await.unwrap().map(Write::User));
-        }
-        for id in &self.roles {
-            w.extend(db.role(*id).await.unwrap().map(Write::Role));
         }
         for code in &self.vendors {
             w.extend(db.vendor_by_code(code).await.unwrap().map(Write::Vendor));
@@ -188,40 +178,6 @@ impl CommitStore for Node {
 }
 
 impl PeopleStore for Node {
-    async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
-        let c = self.cache.user(id).await?;
-        let d = if c.is_none() { self.db.user(id).await? } else { None };
-        self.point(c, d, Write::User).await
-    }
-    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
-        let c = self.cache.user_by_name(name).await?;
-        let d = if c.is_none() {
-            self.db.user_by_name(name).await?
-        } else {
-            None
-        };
-        self.point(c, d, Write::User).await
-    }
-    async fn users(&self) -> StoreResult<Vec<User>> {
-        self.cache.users().await
-    }
-    async fn role(&self, id: RoleId) -> StoreResult<Option<Role>> {
-        let c = self.cache.role(id).await?;
-        let d = if c.is_none() { self.db.role(id).await? } else { None };
-        self.point(c, d, Write::Role).await
-    }
-    async fn roles(&self) -> StoreResult<Vec<Role>> {
-        self.db.roles().await
-    }
-    async fn role_by_name(&self, name: &str) -> StoreResult<Option<Role>> {
-        let c = self.cache.role_by_name(name).await?;
-        let d = if c.is_none() {
-            self.db.role_by_name(name).await?
-        } else {
-            None
-        };
-        self.point(c, d, Write::Role).await
-    }
     async fn token(&self, hash: [u8; 32]) -> StoreResult<Option<Token>> {
         let c = self.cache.token(hash).await?;
         let d = if c.is_none() { self.db.token(hash).await? } else { None };

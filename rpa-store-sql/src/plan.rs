@@ -202,8 +202,6 @@ pub(crate) fn plan(c: &mut Commit, backend: Backend, seqs: &[i64]) -> Result<Pla
 /// last, by table and key).
 pub(crate) fn rank(w: &Write) -> (u8, i64, &'static str, Option<&rpa_core::record::Cell>) {
     let (n, id) = match w {
-        Write::User(u) => (0, u.id.0),
-        Write::Role(r) => (1, r.id.0),
         Write::Token(_) | Write::RevokeToken(_) => (2, 0),
         Write::Vendor(v) => (3, v.id.0),
         Write::Process(p) => (4, p.id.0),
@@ -250,22 +248,6 @@ fn insert(sql: &'static str, args: Vec<Val>) -> Step {
 
 fn write(w: &Write) -> Result<Step, StoreError> {
     let stmt = match w {
-        Write::User(u) => put(
-            "rpa_users",
-            "id",
-            Val::I(u.id.0),
-            vec![("name", Val::S(u.name.clone()))],
-            u.version,
-            to_json(u)?,
-        )?,
-        Write::Role(r) => put(
-            "rpa_roles",
-            "id",
-            Val::I(r.id.0),
-            vec![("name", Val::S(r.name.clone()))],
-            r.version,
-            to_json(r)?,
-        )?,
         Write::Token(t) => {
             return Ok(insert(
                 "INSERT INTO rpa_tokens (hash, expires_at, data) VALUES ($1, $2, $3)",
@@ -391,10 +373,6 @@ pub(crate) fn update_sql(table: &str, key_col: &str, cols: &[&str]) -> String {
 pub(crate) fn duplicate(what: &str) -> StoreError {
     if let Some(e) = rpa_core::record::duplicate_in(what) {
         e
-    } else if what.contains("rpa_users.name") || what.contains("rpa_users_name") {
-        StoreError::Duplicate("user name")
-    } else if what.contains("rpa_roles.name") || what.contains("rpa_roles_name") {
-        StoreError::Duplicate("role name")
     } else if what.contains("rpa_robots.code") || what.contains("rpa_robots_code") {
         StoreError::Duplicate("robot id")
     } else if what.contains("rpa_items.reference") || what.contains("rpa_items_reference") {

@@ -1,7 +1,9 @@
 //! Record kinds (see [`rpa_core::record`]): their rows written by the one
 //! versioned `put` of [`crate::plan`], read straight from the database
-//! (record kinds are not kept in the read cache), with SQL made from each
-//! kind's row mapping. Table and column names come only from the kinds'
+//! with SQL made from each kind's row mapping, except the
+//! [cached](Kind::cached) kinds, which the read cache answers for once it
+//! has loaded them (on PostgreSQL a miss still asks the database, as
+//! other nodes may have just written the row). Table and column names come only from the kinds'
 //! `&'static` mappings, never from a caller. The data of a
 //! [`Kind::sealed`] kind is sealed at rest as vendor secrets are.
 
@@ -67,19 +69,91 @@ fn order(kind: &Kind, backend: Backend) -> String {
     }
 }
 
+/// The row of `kind` with key `key`, as the database holds it.
+pub(crate) async fn read_one(
+    pool: &AnyPool,
+    key_of_seal: Option<&[u8; 32]>,
+    kind: &'static Kind,
+    key: &Cell,
+) -> StoreResult<Option<RecordRow>> {
+    let sql = format!("{} WHERE {} = $1", select_sql(kind, false), kind.key.name);
+    let row = bind(sqlx::query(&sql), val(kind.key.ty, key))
+        .fetch_optional(pool)
+        .await
+        .map_err(backend_err)?;
+    row.map(|r| decode(kind, &r, key_of_seal)).transpose()
+}
+
+/// Every row of `kind`, as the database holds them.
+pub(crate) async fn read_all(
+    pool: &AnyPool,
+    key_of_seal: Option<&[u8; 32]>,
+    kind: &'static Kind,
+) -> StoreResult<Vec<RecordRow>> {
+    let sql = format!("{} ORDER BY {}", select_sql(kind, false), kind.key.name);
+    let rows = sqlx::query(&sql).fetch_all(pool).await.map_err(backend_err)?;
+    rows.iter().map(|r| decode(kind, r, key_of_seal)).collect()
+}
+
+impl SqlStore {
+    /// The read cache, once it holds the cached kind `kind` (loaded here
+    /// the first time); `None` for kinds that are not cached.
+    async fn cache_of(&self, kind: &'static Kind) -> StoreResult<Option<&ReadCache>> {
+        let Some(m) = self.inner.mirror.as_ref().filter(|_| kind.cached && !kind.sealed) else {
+            return Ok(None);
+        };
+        if !m.holds(kind) {
+            // Commits that land meanwhile reach the cache too; it keeps the newer version.
+            m.load(
+                kind,
+                read_all(&self.inner.read, self.inner.secret_key.as_ref(), kind).await?,
+            );
+        }
+        Ok(Some(m))
+    }
+}
+
 impl RecordStore for SqlStore {
     async fn record(&self, kind: &'static Kind, key: &Cell) -> StoreResult<Option<RecordRow>> {
-        let sql = format!("{} WHERE {} = $1", select_sql(kind, false), kind.key.name);
-        let row = bind(sqlx::query(&sql), val(kind.key.ty, key))
-            .fetch_optional(&self.inner.read)
-            .await
-            .map_err(backend_err)?;
-        row.map(|r| decode(kind, &r, self.inner.secret_key.as_ref()))
-            .transpose()
+        let cache = self.cache_of(kind).await?;
+        if let Some(m) = cache {
+            let hit = m.record(kind, key).await?;
+            if hit.is_some() || self.inner.backend == Backend::Sqlite {
+                return Ok(hit);
+            }
+        }
+        let found = read_one(&self.inner.read, self.inner.secret_key.as_ref(), kind, key).await?;
+        if let (Some(m), Some(row)) = (cache, &found) {
+            m.refresh([Write::Record(row.clone())]);
+        }
+        Ok(found)
     }
 
     async fn records(&self, kind: &'static Kind, select: &Select) -> StoreResult<Vec<RecordRow>> {
         select.check(kind)?;
+        if let Some(m) = self.cache_of(kind).await? {
+            let hit = m.records(kind, select).await?;
+            // A lookup by a unique column that misses may name a row another
+            // node wrote a moment ago: PostgreSQL asks the database.
+            let lookup = select
+                .only
+                .as_ref()
+                .and_then(|(c, _)| kind.column(c))
+                .is_some_and(|i| kind.columns[i].unique.is_some());
+            if !(hit.is_empty() && lookup && self.inner.backend == Backend::Postgres) {
+                return Ok(hit);
+            }
+            let found = self.select_rows(kind, select).await?;
+            m.refresh(found.iter().cloned().map(Write::Record));
+            return Ok(found);
+        }
+        self.select_rows(kind, select).await
+    }
+}
+
+impl SqlStore {
+    /// The rows of `kind` that `select` picks, from the database.
+    async fn select_rows(&self, kind: &'static Kind, select: &Select) -> StoreResult<Vec<RecordRow>> {
         let mut sql = select_sql(kind, select.bare);
         let mut args = Vec::new();
         let mut clauses = Vec::new();

@@ -81,52 +81,6 @@ impl CommitStore for SqlStore {
 }
 
 impl PeopleStore for SqlStore {
-    async fn user(&self, id: UserId) -> StoreResult<Option<User>> {
-        let memory = self.inner.mirror.as_ref().map(|m| m.user(id));
-        self.point(memory, queries::USER, Val::I(id.0), Write::User).await
-    }
-    async fn user_by_name(&self, name: &str) -> StoreResult<Option<User>> {
-        let memory = self.inner.mirror.as_ref().map(|m| m.user_by_name(name));
-        self.point(
-            memory,
-            "SELECT data FROM rpa_users WHERE name = $1",
-            Val::S(name.into()),
-            Write::User,
-        )
-        .await
-    }
-    async fn users(&self) -> StoreResult<Vec<User>> {
-        if let Some(m) = &self.inner.mirror {
-            return m.users().await;
-        }
-        self.many(sqlx::query("SELECT data FROM rpa_users ORDER BY id")).await
-    }
-    async fn role(&self, id: RoleId) -> StoreResult<Option<Role>> {
-        let memory = self.inner.mirror.as_ref().map(|m| m.role(id));
-        self.point(
-            memory,
-            "SELECT data FROM rpa_roles WHERE id = $1",
-            Val::I(id.0),
-            Write::Role,
-        )
-        .await
-    }
-    async fn roles(&self) -> StoreResult<Vec<Role>> {
-        if let Some(m) = &self.inner.mirror {
-            return m.roles().await;
-        }
-        self.many(sqlx::query("SELECT data FROM rpa_roles ORDER BY id")).await
-    }
-    async fn role_by_name(&self, name: &str) -> StoreResult<Option<Role>> {
-        let memory = self.inner.mirror.as_ref().map(|m| m.role_by_name(name));
-        self.point(
-            memory,
-            "SELECT data FROM rpa_roles WHERE name = $1",
-            Val::S(name.into()),
-            Write::Role,
-        )
-        .await
-    }
     async fn token(&self, hash: [u8; 32]) -> StoreResult<Option<Token>> {
         let memory = self.inner.mirror.as_ref().map(|m| m.token(hash));
         self.point(memory, queries::TOKEN, Val::S(hex::encode(hash)), Write::Token)

@@ -133,3 +133,70 @@ async fn postgres_nodes_hear_of_each_others_commits_and_never_commit_a_stale_cop
     })
     .await;
 }
+
+/// Users are a cached record kind: each node answers from memory once it
+/// has loaded them, and hears of the other node's changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_nodes_keep_cached_record_kinds_level() {
+    use rpa_core::conformance::sample_user;
+    use rpa_core::model::User;
+
+    let Some(url) = postgres_url() else { return };
+    let db = fresh_postgres(&url).await;
+    let a = SqlStore::connect(&db, common::pg_options()).await.unwrap();
+    let b = SqlStore::connect(&db, common::pg_options()).await.unwrap();
+    let record = |u: &User| Write::record(u).unwrap();
+
+    // B loads the kind (nobody yet); A creates a user: B finds it by name at once
+    // (a miss asks the database) and by id.
+    assert!(b.users().await.unwrap().is_empty());
+    let ann = sample_user(1, "ann");
+    put(&a, vec![record(&ann)]).await.unwrap();
+    assert_eq!(b.user_by_name("ann").await.unwrap().map(|u| u.id), Some(UserId(1)));
+    assert_eq!(b.user(UserId(1)).await.unwrap().map(|u| u.name), Some("ann".into()));
+
+    // A disables her: B hears of it (its memory answers, not the database).
+    let disabled = User {
+        version: 2,
+        disabled: true,
+        ..ann.clone()
+    };
+    put(&a, vec![record(&disabled)]).await.unwrap();
+    eventually("B hears ann was disabled", async || {
+        b.user(UserId(1)).await.unwrap().is_some_and(|u| u.disabled)
+    })
+    .await;
+    // A name taken on one node is refused on the other, in the kind's words.
+    assert_eq!(
+        put(&b, vec![record(&sample_user(2, "ann"))]).await,
+        Err(StoreError::Duplicate("user name"))
+    );
+    // A stale copy is refused; the refusal brings B's copy up to date.
+    assert_eq!(put(&b, vec![record(&disabled)]).await, Err(StoreError::Conflict));
+
+    // B's listener drops; A's change meanwhile is found by B's reload.
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%rpa_changes%'",
+    )
+    .fetch_one(b.pool())
+    .await
+    .unwrap();
+    assert!(killed >= 1, "the listeners were found");
+    let renamed = User {
+        version: 3,
+        name: "anna".into(),
+        ..disabled
+    };
+    put(&a, vec![record(&renamed)]).await.unwrap();
+    eventually("B reloads the users after its listener came back", async || {
+        b.users()
+            .await
+            .unwrap()
+            .iter()
+            .map(|u| u.name.clone())
+            .collect::<Vec<_>>()
+            == ["anna"]
+    })
+    .await;
+}

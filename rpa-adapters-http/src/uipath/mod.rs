@@ -38,6 +38,7 @@
 //! UTC. Errors: `{message, errorCode, traceId, result: null, targets: null}`
 //! with the HTTP status UiPath uses (400, 401, 403, 404, 409, 500).
 
+use rpa_core::store::People as _;
 use std::collections::HashMap;
 
 use axum::Router;

@@ -10,6 +10,7 @@ use crate::error::{Entity, Error, Result};
 use crate::ids::*;
 use crate::model::*;
 use crate::record::{Record, Select};
+use crate::store::People as _;
 use crate::store::{Records, Store};
 
 /// Most assets listed.

@@ -11,6 +11,7 @@ use crate::ids::*;
 use crate::model::*;
 use crate::package::{PackageVersion, Version};
 use crate::record::{Record, Select};
+use crate::store::People as _;
 use crate::store::{Records, Store};
 
 /// Most listings read.
@@ -206,7 +207,7 @@ impl<S: Store> Engine<S> {
             && let Some(mut u) = self.store.user(uid).await?
         {
             u.grants.insert(p.id);
-            tx.user(u);
+            tx.user(u)?;
         }
         self.commit(tx).await?;
         Ok(Process { version: 1, ..p })

@@ -22,6 +22,7 @@ use crate::ids::*;
 use crate::limits;
 use crate::model::*;
 use crate::record::{Cell, Record, Select};
+use crate::store::People as _;
 use crate::store::{Records, Store};
 use crate::time::Timestamp;
 

@@ -18,6 +18,7 @@ use crate::limits;
 use crate::model::*;
 use crate::queue::{self, ItemEvent};
 use crate::robot::{self, RobotEvent};
+use crate::store::People as _;
 use crate::store::{JobQuery, Store, is_idle};
 use crate::time::{DAY_MS, Timestamp};
 use crate::transport::Command;

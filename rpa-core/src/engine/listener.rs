@@ -12,6 +12,7 @@ use crate::ids::*;
 use crate::listener::{self, ListenerRequest, Perform, Queue};
 use crate::model::*;
 use crate::record::Select;
+use crate::store::People as _;
 use crate::store::{Records, Store};
 
 impl<S: Store> Engine<S> {

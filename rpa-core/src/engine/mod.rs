@@ -124,6 +124,7 @@ use crate::events::Event;
 use crate::ids::*;
 pub(crate) use crate::limits::Delta;
 use crate::model::*;
+use crate::store::People as _;
 use crate::store::{Commit, Counts, Store, Write};
 use crate::time::{Clock, Timestamp, Tz};
 use crate::transport::{Command, PollOnly, RobotTransport};
@@ -305,9 +306,9 @@ impl Tx {
         i.version += 1;
         self.put(Write::Item(i))
     }
-    pub(crate) fn user(&mut self, mut u: User) -> &mut Self {
+    pub(crate) fn user(&mut self, mut u: User) -> crate::error::Result<&mut Self> {
         u.version += 1;
-        self.put(Write::User(u))
+        self.record(&u)
     }
     pub(crate) fn audit(
         &mut self,
@@ -673,7 +674,7 @@ impl<S: Store> Engine<S> {
             permissions,
         };
         let mut tx = Tx::default();
-        tx.put(Write::Role(role.clone())).audit(
+        tx.record(&role)?.audit(
             self.now(),
             actor,
             "role.create",
@@ -751,7 +752,7 @@ impl<S: Store> Engine<S> {
             created_at: now,
         };
         let mut tx = Tx::default();
-        tx.user(user.clone()).audit(
+        tx.user(user.clone())?.audit(
             now,
             actor,
             "user.create",
@@ -866,7 +867,7 @@ impl<S: Store> Engine<S> {
                 .ok_or_else(|| Error::NotFound(Entity::User, name.into()))?;
             f(&mut u)?;
             let mut tx = Tx::default();
-            tx.user(u.clone())
+            tx.user(u.clone())?
                 .audit(self.now(), actor, action, Subject::Id("user", u.id.0), String::new());
             let u = User {
                 version: u.version + 1,
@@ -955,7 +956,7 @@ impl<S: Store> Engine<S> {
             } else {
                 Error::BadCredentials
             };
-            tx.user(user);
+            tx.user(user)?;
             return Err(self.record_failure(tx, err).await);
         }
         let (token, hash) = auth::new_token();
@@ -963,7 +964,7 @@ impl<S: Store> Engine<S> {
         if user.failed_logins > 0 || user.first_failed_at.is_some() || unlocked {
             user.failed_logins = 0;
             user.first_failed_at = None;
-            tx.user(user.clone());
+            tx.user(user.clone())?;
         }
         tx.put(Write::Token(Token {
             hash,

@@ -16,6 +16,7 @@ use crate::job::{FinishStatus, JobEvent};
 use crate::model::*;
 use crate::record::Select;
 use crate::robot::{self, RobotEvent};
+use crate::store::People as _;
 use crate::store::{Records, Store, Write, is_idle};
 use crate::transport::Command;
 

@@ -14,6 +14,7 @@ use crate::limits;
 use crate::model::*;
 use crate::record::{Record, Select};
 use crate::schedule::{self, Schedule, ScheduleFiring, ScheduleSpec};
+use crate::store::People as _;
 use crate::store::{Records, Store};
 use crate::time::Timestamp;
 

@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::ids::*;
 use crate::model::*;
 use crate::record::Select;
+use crate::store::People as _;
 use crate::store::{Records, Store};
 use crate::time::Timestamp;
 use crate::trigger::{self, TriggerState, Waiting};

@@ -93,6 +93,7 @@ impl Record for Directory {
         name: "directory",
         key: Column::text("name"),
         sealed: false,
+        cached: false,
         columns: &[],
     };
     fn key(&self) -> Cell {

@@ -171,6 +171,7 @@ impl Record for Ticket {
         name: "ticket",
         key: Column::int("id"),
         sealed: false,
+        cached: false,
         columns: &[
             Column::text("sn").unique("ticket sn"),
             Column::int("workflow"),
@@ -242,6 +243,7 @@ impl Record for FlowLog {
         name: "flow log",
         key: Column::int("id"),
         sealed: false,
+        cached: false,
         columns: &[Column::int("ticket")],
     };
     fn key(&self) -> Cell {

@@ -407,6 +407,7 @@ impl Record for Workflow {
         name: "workflow",
         key: Column::int("id"),
         sealed: false,
+        cached: false,
         columns: &[Column::text("name").unique("workflow name")],
     };
     fn key(&self) -> Cell {

@@ -35,7 +35,9 @@ use serde::de::DeserializeOwned;
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{backend_err, data};
+use rpa_core::record::Cell;
+
+use crate::{backend_err, data, records};
 
 /// The channel that announces changed entities.
 pub(crate) const CHANNEL: &str = "rpa_changes";
@@ -50,8 +52,8 @@ pub(crate) struct Changes {
     pub items: Vec<i64>,
     pub robots: Vec<i64>,
     pub processes: Vec<i64>,
-    pub users: Vec<i64>,
-    pub roles: Vec<i64>,
+    /// Rows of [cached](rpa_core::record::Kind::cached) record kinds: (table, key).
+    pub records: Vec<(String, Cell)>,
     /// Supplier codes.
     pub vendors: Vec<String>,
     /// Session hashes.
@@ -75,8 +77,7 @@ impl Changes {
                 Write::Robot(r) => self.robots.push(r.id.0),
                 Write::Process(p) => self.processes.push(p.id.0),
                 Write::Counts(n) => self.processes.push(n.process.0),
-                Write::User(u) => self.users.push(u.id.0),
-                Write::Role(r) => self.roles.push(r.id.0),
+                Write::Record(r) if r.kind.cached => self.records.push((r.kind.table.to_owned(), r.key.clone())),
                 Write::Vendor(v) => self.vendors.push(v.code.clone()),
                 Write::Token(t) => self.tokens.push(t.hash),
                 Write::RevokeToken(h) => self.tokens.push(*h),
@@ -91,8 +92,7 @@ impl Changes {
         self.items.extend(other.items);
         self.robots.extend(other.robots);
         self.processes.extend(other.processes);
-        self.users.extend(other.users);
-        self.roles.extend(other.roles);
+        self.records.extend(other.records);
         self.vendors.extend(other.vendors);
         self.tokens.extend(other.tokens);
     }
@@ -102,24 +102,18 @@ impl Changes {
             && self.items.is_empty()
             && self.robots.is_empty()
             && self.processes.is_empty()
-            && self.users.is_empty()
-            && self.roles.is_empty()
+            && self.records.is_empty()
             && self.vendors.is_empty()
             && self.tokens.is_empty()
     }
 
     fn dedup(&mut self) {
-        for v in [
-            &mut self.jobs,
-            &mut self.items,
-            &mut self.robots,
-            &mut self.processes,
-            &mut self.users,
-            &mut self.roles,
-        ] {
+        for v in [&mut self.jobs, &mut self.items, &mut self.robots, &mut self.processes] {
             v.sort_unstable();
             v.dedup();
         }
+        self.records.sort_unstable();
+        self.records.dedup();
         self.vendors.sort_unstable();
         self.vendors.dedup();
         self.tokens.sort_unstable();
@@ -127,7 +121,8 @@ impl Changes {
     }
 
     /// The notification payloads that announce these changes from `node`:
-    /// `<node> j12 r3 p1 v<hex code> t<hex hash> ...`, split to fit. Only
+    /// `<node> j12 r3 p1 v<hex code> t<hex hash> k<hex table>g<hex key> ...`
+    /// (a record's key as `i<number>` or `s<text>` before it is hex), split to fit. Only
     /// digits, letters and spaces: safe inside a quoted SQL literal.
     pub fn payloads(&self, node: u64) -> Vec<String> {
         let mut ch = self.clone();
@@ -138,13 +133,19 @@ impl Changes {
             ('i', &ch.items),
             ('r', &ch.robots),
             ('p', &ch.processes),
-            ('u', &ch.users),
-            ('g', &ch.roles),
         ] {
             entries.extend(ids.iter().map(|id| format!("{tag}{id}")));
         }
         entries.extend(ch.vendors.iter().map(|c| format!("v{}", hex::encode(c))));
         entries.extend(ch.tokens.iter().map(|t| format!("t{}", hex::encode(t))));
+        entries.extend(ch.records.iter().map(|(table, key)| {
+            let key = match key {
+                Cell::Int(n) => format!("i{n}"),
+                Cell::Text(s) => format!("s{s}"),
+                Cell::Null => String::new(),
+            };
+            format!("k{}g{}", hex::encode(table), hex::encode(key))
+        }));
         let mut out = Vec::new();
         let mut cur = node.to_string();
         for e in entries {
@@ -174,8 +175,17 @@ impl Changes {
                 "i" => ch.items.push(id()?),
                 "r" => ch.robots.push(id()?),
                 "p" => ch.processes.push(id()?),
-                "u" => ch.users.push(id()?),
-                "g" => ch.roles.push(id()?),
+                "k" => {
+                    let (table, key) = rest.split_once('g')?;
+                    let table = String::from_utf8(hex::decode(table).ok()?).ok()?;
+                    let key = String::from_utf8(hex::decode(key).ok()?).ok()?;
+                    let key = match key.split_at_checked(1)? {
+                        ("i", n) => Cell::Int(n.parse().ok()?),
+                        ("s", s) => Cell::Text(s.to_owned()),
+                        _ => return None,
+                    };
+                    ch.records.push((table, key));
+                }
                 "v" => ch.vendors.push(String::from_utf8(hex::decode(rest).ok()?).ok()?),
                 "t" => {
                     let mut h = [0u8; 32];
@@ -211,16 +221,18 @@ async fn rows_by_id<T: DeserializeOwned>(pool: &AnyPool, table: &str, ids: &[i64
 
 /// The rows behind `ch`, as they are now, as writes for
 /// [`ReadCache::refresh`]; sessions that are gone become `RevokeToken`.
-pub(crate) async fn fetch(pool: &AnyPool, ch: &Changes) -> StoreResult<Vec<Write>> {
+/// Records of kinds `cache` has not loaded are left for its first load.
+pub(crate) async fn fetch(pool: &AnyPool, cache: &ReadCache, ch: &Changes) -> StoreResult<Vec<Write>> {
     let mut ch = ch.clone();
     ch.dedup();
     let mut w: Vec<Write> = Vec::new();
     let processes: Vec<Process> = rows_by_id(pool, "rpa_processes", &ch.processes).await?;
     w.extend(processes.into_iter().map(Write::Process));
-    let users: Vec<User> = rows_by_id(pool, "rpa_users", &ch.users).await?;
-    w.extend(users.into_iter().map(Write::User));
-    let roles: Vec<Role> = rows_by_id(pool, "rpa_roles", &ch.roles).await?;
-    w.extend(roles.into_iter().map(Write::Role));
+    for (table, key) in &ch.records {
+        if let Some(kind) = cache.held(table) {
+            w.extend(records::read_one(pool, None, kind, key).await?.map(Write::Record));
+        }
+    }
     let robots: Vec<Robot> = rows_by_id(pool, "rpa_robots", &ch.robots).await?;
     w.extend(robots.into_iter().map(Write::Robot));
     let items: Vec<QueueItem> = rows_by_id(pool, "rpa_items", &ch.items).await?;
@@ -251,7 +263,7 @@ pub(crate) async fn fetch(pool: &AnyPool, ch: &Changes) -> StoreResult<Vec<Write
     Ok(w)
 }
 
-/// Everything live in the database: people, sessions, processes, robots,
+/// Everything live in the database: sessions, processes, robots,
 /// vendors (secrets as stored), unfinished jobs and queue items, and the
 /// commands waiting for robots.
 pub(crate) async fn load_live(pool: &AnyPool) -> StoreResult<(Vec<Write>, Vec<(RobotId, Command)>)> {
@@ -260,10 +272,6 @@ pub(crate) async fn load_live(pool: &AnyPool) -> StoreResult<(Vec<Write>, Vec<(R
         rows.iter().map(data).collect()
     }
     let mut w: Vec<Write> = Vec::new();
-    let users: Vec<User> = all(pool, "SELECT data FROM rpa_users ORDER BY 1").await?;
-    w.extend(users.into_iter().map(Write::User));
-    let roles: Vec<Role> = all(pool, "SELECT data FROM rpa_roles ORDER BY 1").await?;
-    w.extend(roles.into_iter().map(Write::Role));
     let tokens: Vec<Token> = all(pool, "SELECT data FROM rpa_tokens ORDER BY 1").await?;
     w.extend(tokens.into_iter().map(Write::Token));
     let processes: Vec<Process> = all(pool, "SELECT data FROM rpa_processes ORDER BY 1").await?;
@@ -313,6 +321,9 @@ async fn reconcile(pool: &AnyPool, cache: &ReadCache) -> StoreResult<()> {
         }
     }
     cache.refresh(live);
+    for kind in cache.held_kinds() {
+        cache.load(kind, records::read_all(pool, None, kind).await?);
+    }
     let (held_jobs, held_items, held_tokens) = cache.live();
     let stale = Changes {
         jobs: held_jobs
@@ -329,7 +340,7 @@ async fn reconcile(pool: &AnyPool, cache: &ReadCache) -> StoreResult<()> {
         ..Changes::default()
     };
     if !stale.is_empty() {
-        cache.refresh(fetch(pool, &stale).await?);
+        cache.refresh(fetch(pool, cache, &stale).await?);
     }
     Ok(())
 }
@@ -435,7 +446,7 @@ async fn refresher(pool: AnyPool, cache: ReadCache, mut rx: mpsc::UnboundedRecei
             let done = if reload {
                 reconcile(&pool, &cache).await
             } else {
-                fetch(&pool, &changed).await.map(|w| cache.refresh(w))
+                fetch(&pool, &cache, &changed).await.map(|w| cache.refresh(w))
             };
             let first = ready.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(r) = first {
@@ -462,7 +473,7 @@ async fn refresher(pool: AnyPool, cache: ReadCache, mut rx: mpsc::UnboundedRecei
 
 /// A commit refused as stale: re-reads what it wrote, so the retry sees it fresh.
 pub(crate) async fn after_conflict(pool: &AnyPool, cache: &ReadCache, ch: &Changes) {
-    match fetch(pool, ch).await {
+    match fetch(pool, cache, ch).await {
         Ok(w) => cache.refresh(w),
         Err(e) => tracing::warn!(error = %e, "cannot re-read after a conflict"),
     }
@@ -480,6 +491,11 @@ mod tests {
             processes: vec![1],
             vendors: vec!["acme 'x' $y".into()],
             tokens: vec![[0xAB; 32]],
+            records: vec![
+                ("rpa_users".into(), Cell::Int(12)),
+                ("rpa_roles".into(), Cell::Int(-3)),
+                ("rpa_things".into(), Cell::Text("a 'b' $c g k".into())),
+            ],
             ..Changes::default()
         };
         let payloads = ch.payloads(42);

@@ -1079,22 +1079,25 @@ mod tests {
 
     fn user(id: i64, name: &str, version: u64) -> Pending {
         let mut c = Commit {
-            writes: vec![Write::User(User {
-                id: UserId(id),
-                key: Key([id as u8; 16]),
-                version,
-                name: name.into(),
-                password_hash: String::new(),
-                failed_logins: 0,
-                first_failed_at: None,
-                locked_at: None,
-                locked: false,
-                disabled: false,
-                roles: Default::default(),
-                grants: Default::default(),
-                folders: Default::default(),
-                created_at: Timestamp(0),
-            })],
+            writes: vec![
+                Write::record(&User {
+                    id: UserId(id),
+                    key: Key([id as u8; 16]),
+                    version,
+                    name: name.into(),
+                    password_hash: String::new(),
+                    failed_logins: 0,
+                    first_failed_at: None,
+                    locked_at: None,
+                    locked: false,
+                    disabled: false,
+                    roles: Default::default(),
+                    grants: Default::default(),
+                    folders: Default::default(),
+                    created_at: Timestamp(0),
+                })
+                .unwrap(),
+            ],
             ..Commit::default()
         };
         c.audit.push(AuditDraft {
