@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::RobotId;
-use crate::record::{Cell, Column, Kind, Record};
+use crate::record::{Cell, Column, Kind, Mapped, Record};
 use crate::time::Timestamp;
 
 /// The folder of a process or asset that names none.
@@ -213,7 +213,7 @@ pub fn name_cell(deleted: bool, folder: &str, name: &str) -> Cell {
     }
 }
 
-impl Record for Asset {
+impl Mapped for Asset {
     const KIND: &'static Kind = &Kind {
         table: "rpa_assets",
         name: "asset",
@@ -232,6 +232,8 @@ impl Record for Asset {
         vec![name_cell(self.deleted, self.folder(), &self.name)]
     }
 }
+
+impl Record for Asset {}
 
 /// Most characters in an asset's name.
 pub const MAX_NAME: usize = 128;

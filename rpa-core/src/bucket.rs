@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::asset::{folder_name, name_cell};
 use crate::ids::Key;
-use crate::record::{Cell, Column, Kind, Record};
+use crate::record::{Cell, Column, Kind, Mapped, Record};
 use crate::time::Timestamp;
 
 /// A bucket.
@@ -45,7 +45,7 @@ impl Bucket {
     }
 }
 
-impl Record for Bucket {
+impl Mapped for Bucket {
     const KIND: &'static Kind = &Kind {
         table: "rpa_buckets",
         name: "bucket",
@@ -64,6 +64,8 @@ impl Record for Bucket {
         vec![name_cell(self.deleted, self.folder(), &self.name)]
     }
 }
+
+impl Record for Bucket {}
 
 /// A file of a bucket, by path.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,7 +98,7 @@ impl BucketFile {
     }
 }
 
-impl Record for BucketFile {
+impl Mapped for BucketFile {
     const KIND: &'static Kind = &Kind {
         table: "rpa_bucket_files",
         name: "bucket file",
@@ -115,6 +117,8 @@ impl Record for BucketFile {
         vec![Cell::Int(self.bucket)]
     }
 }
+
+impl Record for BucketFile {}
 
 /// Most characters in a bucket's name.
 pub const MAX_NAME: usize = 128;

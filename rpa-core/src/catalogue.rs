@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Key;
-use crate::record::{Cell, Column, Kind, Record};
+use crate::record::{Cell, Column, Kind, Mapped, Record};
 use crate::time::Timestamp;
 
 /// A published process.
@@ -43,7 +43,7 @@ pub struct Listing {
     pub unpublished: bool,
 }
 
-impl Record for Listing {
+impl Mapped for Listing {
     const KIND: &'static Kind = &Kind {
         table: "rpa_catalogue",
         name: "catalogue listing",
@@ -66,6 +66,8 @@ impl Record for Listing {
         }]
     }
 }
+
+impl Record for Listing {}
 
 /// Most tags on a listing, and characters in one.
 pub const MAX_TAGS: usize = 20;

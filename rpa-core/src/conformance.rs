@@ -20,7 +20,7 @@ use crate::error::StoreError;
 use crate::events::{self, Cursor, Event};
 use crate::ids::*;
 use crate::model::*;
-use crate::record::Record;
+use crate::record::Mapped;
 use crate::store::*;
 use crate::time::{ManualClock, Timestamp};
 use crate::transport::Command;

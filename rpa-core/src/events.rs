@@ -224,7 +224,7 @@ impl Cursor {
     }
 }
 
-impl crate::record::Record for Cursor {
+impl crate::record::Mapped for Cursor {
     const KIND: &'static crate::record::Kind = &crate::record::Kind {
         table: "rpa_cursors",
         name: "event cursor",
@@ -243,6 +243,8 @@ impl crate::record::Record for Cursor {
         Vec::new()
     }
 }
+
+impl crate::record::Record for Cursor {}
 
 /// A consumer's next events, read after its cursor.
 #[derive(Debug, Clone, PartialEq)]

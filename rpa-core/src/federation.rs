@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::model::JobState;
-use crate::record::{Cell, Column, Kind, Record};
+use crate::record::{Cell, Column, Kind, Mapped, Record};
 use crate::time::Timestamp;
 
 /// An ended job, as a child reports it.
@@ -63,7 +63,7 @@ impl ChildCursor {
     }
 }
 
-impl Record for ChildCursor {
+impl Mapped for ChildCursor {
     const KIND: &'static Kind = &Kind {
         table: "rpa_child_cursors",
         name: "child cursor",
@@ -82,6 +82,8 @@ impl Record for ChildCursor {
         Vec::new()
     }
 }
+
+impl Record for ChildCursor {}
 
 /// A child's figures for one process on one day.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,7 +137,7 @@ impl ChildFigures {
     }
 }
 
-impl Record for ChildFigures {
+impl Mapped for ChildFigures {
     const KIND: &'static Kind = &Kind {
         table: "rpa_child_figures",
         name: "child figures",
@@ -154,6 +156,8 @@ impl Record for ChildFigures {
         vec![self.child.as_str().into()]
     }
 }
+
+impl Record for ChildFigures {}
 
 /// Most results in one report.
 pub const MAX_RESULTS: usize = 1000;

@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{Cell, Column, Kind, Record};
+use crate::record::{Cell, Column, Kind, Mapped, Record};
 use crate::seed001::UNKNOWN;
 use crate::time::Timestamp;
 
@@ -173,7 +173,7 @@ impl Held {
     }
 }
 
-impl Record for License {
+impl Mapped for License {
     const KIND: &'static Kind = &Kind {
         table: "rpa_licenses",
         name: "license",
@@ -192,6 +192,8 @@ impl Record for License {
         Vec::new()
     }
 }
+
+impl Record for License {}
 
 #[cfg(test)]
 mod tests {

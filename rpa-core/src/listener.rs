@@ -28,7 +28,7 @@ use crate::error::Error;
 use crate::ids::{JobId, Key, UserId};
 use crate::limits;
 use crate::model::{Process, ProcessSpec, ProcessType, RetryPolicy};
-use crate::record::{Cell, Column, Kind, Record};
+use crate::record::{Cell, Column, Kind, Mapped, Record};
 use crate::time::Timestamp;
 
 /// The prefix of every input name in `AutomationInputDictionary`.
@@ -266,7 +266,7 @@ pub struct ListenerRequest {
     pub created_at: Timestamp,
 }
 
-impl Record for ListenerRequest {
+impl Mapped for ListenerRequest {
     const KIND: &'static Kind = &Kind {
         table: "rpa_listener_requests",
         name: "listener request",
@@ -293,6 +293,8 @@ impl Record for ListenerRequest {
         ]
     }
 }
+
+impl Record for ListenerRequest {}
 
 #[cfg(test)]
 mod tests {

@@ -666,7 +666,7 @@ pub struct Role {
     pub permissions: BTreeSet<Permission>,
 }
 
-impl crate::record::Record for Role {
+impl crate::record::Mapped for Role {
     const KIND: &'static crate::record::Kind = &crate::record::Kind {
         table: "rpa_roles",
         name: "role",
@@ -686,7 +686,9 @@ impl crate::record::Record for Role {
     }
 }
 
-impl crate::record::Record for User {
+impl crate::record::Record for Role {}
+
+impl crate::record::Mapped for User {
     const KIND: &'static crate::record::Kind = &crate::record::Kind {
         table: "rpa_users",
         name: "user",
@@ -705,6 +707,8 @@ impl crate::record::Record for User {
         vec![self.name.as_str().into()]
     }
 }
+
+impl crate::record::Record for User {}
 
 /// A person who calls the business API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -902,7 +906,7 @@ pub struct StoredFile {
     pub purged_at: Option<Timestamp>,
 }
 
-impl crate::record::Record for StoredFile {
+impl crate::record::Mapped for StoredFile {
     const KIND: &'static crate::record::Kind = &crate::record::Kind {
         table: "rpa_files",
         name: "file",
@@ -924,6 +928,8 @@ impl crate::record::Record for StoredFile {
         vec![self.personal_of.clone().into(), self.job.map(|j| j.0).into()]
     }
 }
+
+impl crate::record::Record for StoredFile {}
 
 /// One link of the hash-chained audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1008,4 +1014,133 @@ pub struct JobStep {
     pub at: Timestamp,
     /// Whether the job pauses at this step waiting for a person (`stopTag`).
     pub pause: bool,
+}
+
+// Row mappings of the kinds with typed writes (see `crate::record`): the
+// SQL stores write their rows from these alone. The derived columns
+// (dispatchable, ready_at, expire_at, idle, silent_at) are what the
+// databases' indexes and the stores' reloads select on.
+
+impl crate::record::Mapped for Process {
+    const KIND: &'static crate::record::Kind = &crate::record::Kind {
+        table: "rpa_processes",
+        name: "process",
+        key: crate::record::Column::int("id"),
+        sealed: false,
+        cached: false,
+        columns: &[crate::record::Column::text("key")],
+    };
+    fn key(&self) -> crate::record::Cell {
+        self.id.0.into()
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn cells(&self) -> Vec<crate::record::Cell> {
+        vec![self.key.to_string().into()]
+    }
+}
+
+impl crate::record::Mapped for Job {
+    const KIND: &'static crate::record::Kind = &crate::record::Kind {
+        table: "rpa_jobs",
+        name: "job",
+        key: crate::record::Column::int("id"),
+        sealed: false,
+        cached: false,
+        columns: &[
+            crate::record::Column::text("key"),
+            crate::record::Column::int("process"),
+            crate::record::Column::text("state"),
+            crate::record::Column::int("priority"),
+            crate::record::Column::int("dispatchable"),
+            crate::record::Column::int("ready_at"),
+            crate::record::Column::int("expire_at"),
+            crate::record::Column::int("created_at"),
+        ],
+    };
+    fn key(&self) -> crate::record::Cell {
+        self.id.0.into()
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn cells(&self) -> Vec<crate::record::Cell> {
+        use crate::store::{Due, is_dispatchable, timers_of_job};
+        let (mut ready, mut expire) = (None, None);
+        for (t, due) in timers_of_job(self) {
+            match due {
+                Due::JobReady(_) => ready = Some(t.0),
+                _ => expire = Some(t.0),
+            }
+        }
+        vec![
+            self.key.to_string().into(),
+            self.process.0.into(),
+            self.state.as_str().into(),
+            i64::from(self.priority).into(),
+            i64::from(is_dispatchable(self)).into(),
+            ready.into(),
+            expire.into(),
+            self.created_at.0.into(),
+        ]
+    }
+}
+
+impl crate::record::Mapped for QueueItem {
+    const KIND: &'static crate::record::Kind = &crate::record::Kind {
+        table: "rpa_items",
+        name: "queue item",
+        key: crate::record::Column::int("id"),
+        sealed: false,
+        cached: false,
+        columns: &[
+            crate::record::Column::text("key"),
+            crate::record::Column::int("process"),
+            // Unique together with the process (`rpa_items_reference`).
+            crate::record::Column::text("reference"),
+        ],
+    };
+    fn key(&self) -> crate::record::Cell {
+        self.id.0.into()
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn cells(&self) -> Vec<crate::record::Cell> {
+        vec![
+            self.key.to_string().into(),
+            self.process.0.into(),
+            self.reference.clone().into(),
+        ]
+    }
+}
+
+impl crate::record::Mapped for Robot {
+    const KIND: &'static crate::record::Kind = &crate::record::Kind {
+        table: "rpa_robots",
+        name: "robot",
+        key: crate::record::Column::int("id"),
+        sealed: false,
+        cached: false,
+        columns: &[
+            crate::record::Column::text("code").unique("robot id"),
+            crate::record::Column::int("idle"),
+            crate::record::Column::int("silent_at"),
+        ],
+    };
+    fn key(&self) -> crate::record::Cell {
+        self.id.0.into()
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn cells(&self) -> Vec<crate::record::Cell> {
+        use crate::store::{is_idle, timers_of_robot};
+        vec![
+            self.code.to_string().into(),
+            i64::from(is_idle(self)).into(),
+            timers_of_robot(self).map(|(t, _)| t.0).into(),
+        ]
+    }
 }

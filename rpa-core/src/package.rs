@@ -13,7 +13,7 @@ use std::cmp::Ordering;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::Key;
-use crate::record::{Cell, Column, Kind, Record};
+use crate::record::{Cell, Column, Kind, Mapped, Record};
 use crate::time::Timestamp;
 
 /// A version, parsed.
@@ -131,7 +131,7 @@ impl PackageVersion {
     }
 }
 
-impl Record for PackageVersion {
+impl Mapped for PackageVersion {
     const KIND: &'static Kind = &Kind {
         table: "rpa_package_versions",
         name: "package version",
@@ -150,6 +150,8 @@ impl Record for PackageVersion {
         vec![Cell::Int(self.process)]
     }
 }
+
+impl Record for PackageVersion {}
 
 /// The latest of `versions` by version order.
 pub fn latest(versions: &[PackageVersion]) -> Option<&PackageVersion> {

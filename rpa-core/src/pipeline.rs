@@ -44,7 +44,7 @@ use serde_json::{Map, Value};
 
 use crate::ids::{JobId, Key, ProcessId, UserId};
 use crate::model::{JobState, ProcessSpec, ProcessType};
-use crate::record::{Cell, Column, Kind, Record};
+use crate::record::{Cell, Column, Kind, Mapped, Record};
 use crate::time::Timestamp;
 
 /// Most steps a pipeline may have.
@@ -334,7 +334,7 @@ pub struct Pipeline {
     pub updated_at: Timestamp,
 }
 
-impl Record for Pipeline {
+impl Mapped for Pipeline {
     const KIND: &'static Kind = &Kind {
         table: "rpa_pipelines",
         name: "pipeline",
@@ -353,6 +353,8 @@ impl Record for Pipeline {
         vec![self.plan.def.name.as_str().into()]
     }
 }
+
+impl Record for Pipeline {}
 
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -491,7 +493,7 @@ pub struct PipelineRun {
     pub ended_at: Option<Timestamp>,
 }
 
-impl Record for PipelineRun {
+impl Mapped for PipelineRun {
     const KIND: &'static Kind = &Kind {
         table: "rpa_pipeline_runs",
         name: "pipeline run",
@@ -510,6 +512,8 @@ impl Record for PipelineRun {
         vec![Cell::Int(self.pipeline)]
     }
 }
+
+impl Record for PipelineRun {}
 
 /// What a run's change asks of the engine.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -19,7 +19,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::Process;
-use crate::record::{Cell, Column, Kind, Record};
+use crate::record::{Cell, Column, Kind, Mapped, Record};
 use crate::time::Timestamp;
 use crate::trigger::TriggerState;
 
@@ -138,7 +138,7 @@ pub struct Pool {
     pub changed_at: Timestamp,
 }
 
-impl Record for Pool {
+impl Mapped for Pool {
     const KIND: &'static Kind = &Kind {
         table: "rpa_pools",
         name: "pool",
@@ -157,6 +157,8 @@ impl Record for Pool {
         Vec::new()
     }
 }
+
+impl Record for Pool {}
 
 #[cfg(test)]
 mod tests {

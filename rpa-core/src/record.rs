@@ -1,7 +1,8 @@
 //! Entity kinds that plug into every store.
 //!
-//! A kind is its model, one [`Record`] impl that says how it is stored (the
-//! table, the key column, the indexed columns and which of them are unique),
+//! A kind is its model, one [`Mapped`] impl that says how it is stored (the
+//! table, the key column, the indexed columns and which of them are unique)
+//! and the marker [`Record`],
 //! its migration in `rpa-store-sql`, and its conformance tests. Stores keep
 //! a record as a [`Row`]: the key, the version, the indexed [`Cell`]s and the
 //! JSON of the whole value. Nothing else in the engine or the stores names
@@ -9,13 +10,13 @@
 //! and [`Records`] reads it back typed.
 //!
 //! ```
-//! use rpa_core::record::{Cell, Column, Kind, Record};
+//! use rpa_core::record::{Cell, Column, Kind, Mapped, Record};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Debug, Clone, Serialize, Deserialize)]
 //! struct Note { id: i64, version: u64, topic: String, text: String }
 //!
-//! impl Record for Note {
+//! impl Mapped for Note {
 //!     const KIND: &'static Kind = &Kind {
 //!         table: "rpa_notes",
 //!         name: "note",
@@ -28,16 +29,20 @@
 //!     fn version(&self) -> u64 { self.version }
 //!     fn cells(&self) -> Vec<Cell> { vec![Cell::from(self.topic.as_str())] }
 //! }
+//! impl Record for Note {}
 //! ```
 //!
 //! Users and roles are record kinds kept in the read cache
-//! ([`Kind::cached`]). The kinds whose rows feed derived indexes keep
-//! writes of their own ([`Write`](crate::store::Write)'s other variants):
-//! processes (counters checked against limits as they are stored), jobs
-//! (the dispatch and deadline indexes), queue items (the pending count,
-//! references unique per process), robots (the idle and silence indexes),
-//! sessions (expiry deadlines), vendors (a secret sealed field by field),
-//! and the append-only streams of run logs and recordings.
+//! ([`Kind::cached`]). Four kinds feed derived indexes that stores keep
+//! beside their rows, so they are [`Mapped`] (their row mapping is theirs,
+//! in `model.rs`, and the SQL stores write them from it like any kind) but
+//! have typed writes ([`Write`](crate::store::Write)'s other variants) that
+//! the in-memory indexes are maintained from: processes (counters checked
+//! against limits as stored), jobs (the dispatch and deadline indexes),
+//! queue items (references unique per process) and robots (the idle and
+//! silence indexes). Sessions (expiry deadlines), vendors (a secret sealed
+//! field by field) and the append-only streams of run logs and recordings
+//! keep writes of their own too.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -164,8 +169,10 @@ impl Kind {
     }
 }
 
-/// An entity kind stored as rows of its own table.
-pub trait Record: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
+/// How an entity kind is stored: its table, key, version and indexed
+/// columns ([`Kind`]), and how a value gives them. Every stored kind has
+/// one; a SQL store writes any kind's rows from it alone.
+pub trait Mapped: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     /// Its row mapping.
     const KIND: &'static Kind;
     /// Its key.
@@ -175,6 +182,13 @@ pub trait Record: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     /// The values of [`Kind::columns`], in order.
     fn cells(&self) -> Vec<Cell>;
 }
+
+/// A kind that plugs into every store: written with
+/// [`Write::Record`](crate::store::Write) and read through [`Records`],
+/// with nothing in any store naming it. (The kinds whose rows feed derived
+/// indexes are [`Mapped`] but not `Record`: they have typed writes, see the
+/// module docs.)
+pub trait Record: Mapped {}
 
 /// A record as the stores keep it.
 #[derive(Debug, Clone, PartialEq)]
@@ -193,7 +207,7 @@ pub struct Row {
 
 impl Row {
     /// The row of `r`.
-    pub fn of<R: Record>(r: &R) -> StoreResult<Row> {
+    pub fn of<R: Mapped>(r: &R) -> StoreResult<Row> {
         let data =
             serde_json::to_string(r).map_err(|e| StoreError::Backend(format!("encode {}: {e}", R::KIND.name)))?;
         let cells = r.cells();
@@ -207,8 +221,8 @@ impl Row {
         })
     }
 
-    /// The record this row holds.
-    pub fn decode<R: Record>(&self) -> StoreResult<R> {
+    /// The value this row holds.
+    pub fn decode<R: Mapped>(&self) -> StoreResult<R> {
         decode(self.kind, &self.data)
     }
 
@@ -219,7 +233,7 @@ impl Row {
 }
 
 /// A record of `kind` from its JSON.
-pub fn decode<R: Record>(kind: &Kind, data: &str) -> StoreResult<R> {
+pub fn decode<R: Mapped>(kind: &Kind, data: &str) -> StoreResult<R> {
     serde_json::from_str(data).map_err(|e| StoreError::Backend(format!("decode {}: {e}", kind.name)))
 }
 

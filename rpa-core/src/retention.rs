@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{FileSource, StoredFile};
-use crate::record::{Cell, Column, Kind, Record};
+use crate::record::{Cell, Column, Kind, Mapped, Record};
 use crate::time::Timestamp;
 
 /// How far log retention has gone: the logs of jobs created at or before
@@ -39,7 +39,7 @@ impl LogCursor {
     }
 }
 
-impl Record for LogCursor {
+impl Mapped for LogCursor {
     const KIND: &'static Kind = &Kind {
         table: "rpa_log_retention",
         name: "log retention",
@@ -58,6 +58,8 @@ impl Record for LogCursor {
         Vec::new()
     }
 }
+
+impl Record for LogCursor {}
 
 /// The longest window of creation time one step looks at.
 pub const LOG_WINDOW_MS: i64 = 86_400_000;

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ids::ProcessId;
-use crate::record::{Cell, Column, Kind, Record};
+use crate::record::{Cell, Column, Kind, Mapped, Record};
 use crate::time::{Timestamp, Tz};
 
 /// A due time the engine reaches later than this (ms) was missed.
@@ -411,7 +411,7 @@ pub struct Schedule {
     pub created_at: Timestamp,
 }
 
-impl Record for Schedule {
+impl Mapped for Schedule {
     const KIND: &'static Kind = &Kind {
         table: "rpa_schedules",
         name: "schedule",
@@ -430,6 +430,8 @@ impl Record for Schedule {
         vec![self.spec.name.as_str().into(), Cell::Int(i64::from(self.enabled))]
     }
 }
+
+impl Record for Schedule {}
 
 /// One firing of a schedule, as kept: its history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -454,7 +456,7 @@ pub struct ScheduleFiring {
     pub reason: Option<String>,
 }
 
-impl Record for ScheduleFiring {
+impl Mapped for ScheduleFiring {
     const KIND: &'static Kind = &Kind {
         table: "rpa_schedule_firings",
         name: "schedule firing",
@@ -473,6 +475,8 @@ impl Record for ScheduleFiring {
         vec![Cell::Int(self.schedule), slot(self.schedule, self.due).into()]
     }
 }
+
+impl Record for ScheduleFiring {}
 
 /// One firing per schedule and due time: the unique slot that makes a
 /// second node's attempt at the same due time fail.

@@ -25,7 +25,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{JobId, QueueItemId, UserId};
-use crate::record::{Cell, Column, Kind, Record};
+use crate::record::{Cell, Column, Kind, Mapped, Record};
 use crate::time::Timestamp;
 
 /// A Queue process's trigger.
@@ -82,7 +82,7 @@ pub struct TriggerState {
     pub active: u32,
 }
 
-impl Record for TriggerState {
+impl Mapped for TriggerState {
     const KIND: &'static Kind = &Kind {
         table: "rpa_trigger_states",
         name: "queue trigger",
@@ -101,6 +101,8 @@ impl Record for TriggerState {
         Vec::new()
     }
 }
+
+impl Record for TriggerState {}
 
 /// A queue item waiting for its trigger (key: its [`rank`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,7 +125,7 @@ pub struct Waiting {
     pub job: Option<JobId>,
 }
 
-impl Record for Waiting {
+impl Mapped for Waiting {
     const KIND: &'static Kind = &Kind {
         table: "rpa_trigger_waits",
         name: "waiting queue item",
@@ -142,6 +144,8 @@ impl Record for Waiting {
         vec![self.process.into()]
     }
 }
+
+impl Record for Waiting {}
 
 /// The order in which a process's waiting items get jobs: higher priority
 /// first, then the earlier added. Text that sorts byte-wise in that order.

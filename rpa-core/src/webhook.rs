@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::auth::LinkKey;
-use crate::record::{Cell, Column, Kind, Record};
+use crate::record::{Cell, Column, Kind, Mapped, Record};
 use crate::time::Timestamp;
 
 /// The event kinds a subscription may ask for.
@@ -56,7 +56,7 @@ pub struct Subscription {
     pub created_at: Timestamp,
 }
 
-impl Record for Subscription {
+impl Mapped for Subscription {
     const KIND: &'static Kind = &Kind {
         table: "rpa_webhooks",
         name: "webhook subscription",
@@ -75,6 +75,8 @@ impl Record for Subscription {
         Vec::new()
     }
 }
+
+impl Record for Subscription {}
 
 impl Subscription {
     /// Checks a new subscription's URL and event kinds.
@@ -147,7 +149,7 @@ pub struct Failure {
     pub delivered: bool,
 }
 
-impl Record for Failure {
+impl Mapped for Failure {
     const KIND: &'static Kind = &Kind {
         table: "rpa_webhook_failures",
         name: "webhook failure",
@@ -166,6 +168,8 @@ impl Record for Failure {
         vec![Cell::Int(self.subscription), Cell::Int(i64::from(self.redeliver))]
     }
 }
+
+impl Record for Failure {}
 
 #[cfg(test)]
 mod tests {

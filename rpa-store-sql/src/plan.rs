@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use rpa_core::audit::AuditDraft;
 use rpa_core::error::StoreError;
 use rpa_core::model::*;
+use rpa_core::record::{Cell, Row};
 use rpa_core::store::*;
 use serde::Serialize;
 
@@ -85,59 +86,39 @@ pub(crate) struct EntityRow {
     pub json: String,
 }
 
-/// The row of a job, queue item or robot; `None` for other writes.
-pub(crate) fn row(w: &Write) -> Result<Option<EntityRow>, StoreError> {
-    Ok(Some(match w {
-        Write::Job(j) => {
-            let mut ready = None;
-            let mut expire = None;
-            for (t, due) in timers_of_job(j) {
-                match due {
-                    Due::JobReady(_) => ready = Some(t.0),
-                    _ => expire = Some(t.0),
-                }
-            }
-            EntityRow {
-                table: "rpa_jobs",
-                id: j.id.0,
-                cols: vec![
-                    ("key", Val::S(j.key.to_string())),
-                    ("process", Val::I(j.process.0)),
-                    ("state", Val::S(j.state.as_str().into())),
-                    ("priority", Val::I(i64::from(j.priority))),
-                    ("dispatchable", Val::I(i64::from(is_dispatchable(j)))),
-                    ("ready_at", Val::NI(ready)),
-                    ("expire_at", Val::NI(expire)),
-                    ("created_at", Val::I(j.created_at.0)),
-                ],
-                version: j.version,
-                json: to_json(j)?,
-            }
-        }
-        Write::Item(i) => EntityRow {
-            table: "rpa_items",
-            id: i.id.0,
-            cols: vec![
-                ("key", Val::S(i.key.to_string())),
-                ("process", Val::I(i.process.0)),
-                ("reference", Val::NS(i.reference.clone())),
-            ],
-            version: i.version,
-            json: to_json(i)?,
-        },
-        Write::Robot(r) => EntityRow {
-            table: "rpa_robots",
-            id: r.id.0,
-            cols: vec![
-                ("code", Val::S(r.code.to_string())),
-                ("idle", Val::I(i64::from(is_idle(r)))),
-                ("silent_at", Val::NI(timers_of_robot(r).map(|(t, _)| t.0))),
-            ],
+impl EntityRow {
+    /// The row of a kind keyed by a serial id, from its mapping.
+    fn of(r: Row) -> Result<EntityRow, StoreError> {
+        let Cell::Int(id) = r.key else {
+            return Err(StoreError::Backend(format!("{} is not keyed by an id", r.kind.name)));
+        };
+        Ok(EntityRow {
+            table: r.kind.table,
+            id,
+            cols: r
+                .kind
+                .columns
+                .iter()
+                .zip(&r.cells)
+                .map(|(c, v)| (c.name, crate::records::val(c.ty, v)))
+                .collect(),
             version: r.version,
-            json: to_json(r)?,
-        },
+            json: r.data.to_string(),
+        })
+    }
+}
+
+/// The row of a job, queue item or robot (from its
+/// [`Mapped`](rpa_core::record::Mapped) row
+/// mapping); `None` for other writes.
+pub(crate) fn row(w: &Write) -> Result<Option<EntityRow>, StoreError> {
+    let r = match w {
+        Write::Job(j) => Row::of(j)?,
+        Write::Item(i) => Row::of(i)?,
+        Write::Robot(r) => Row::of(r)?,
         _ => return Ok(None),
-    }))
+    };
+    EntityRow::of(r).map(Some)
 }
 
 pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<String, StoreError> {
@@ -228,14 +209,8 @@ pub(crate) fn outbox(seq: i64, robot: i64, data: String) -> Stmt {
 
 /// A process row at its version.
 pub(crate) fn process(p: &Process) -> Result<Stmt, StoreError> {
-    put(
-        "rpa_processes",
-        "id",
-        Val::I(p.id.0),
-        vec![("key", Val::S(p.key.to_string()))],
-        p.version,
-        to_json(p)?,
-    )
+    let r = EntityRow::of(Row::of(p)?)?;
+    put(r.table, "id", Val::I(r.id), r.cols, r.version, r.json)
 }
 
 fn insert(sql: &'static str, args: Vec<Val>) -> Step {
@@ -388,16 +363,12 @@ pub(crate) fn duplicate(what: &str) -> StoreError {
 mod tests {
     #[test]
     fn the_planned_job_update_is_the_one_commits_run() {
-        let cols = [
-            "key",
-            "process",
-            "state",
-            "priority",
-            "dispatchable",
-            "ready_at",
-            "expire_at",
-            "created_at",
-        ];
-        assert_eq!(super::update_sql("rpa_jobs", "id", &cols), crate::queries::JOB_UPDATE);
+        use rpa_core::record::Mapped;
+        let kind = rpa_core::model::Job::KIND;
+        let cols: Vec<&str> = kind.columns.iter().map(|c| c.name).collect();
+        assert_eq!(
+            super::update_sql(kind.table, kind.key.name, &cols),
+            crate::queries::JOB_UPDATE
+        );
     }
 }

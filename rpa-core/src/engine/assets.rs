@@ -9,7 +9,7 @@ use crate::audit::Subject;
 use crate::error::{Entity, Error, Result};
 use crate::ids::*;
 use crate::model::*;
-use crate::record::{Record, Select};
+use crate::record::{Mapped, Select};
 use crate::store::People as _;
 use crate::store::{Records, Store};
 

@@ -10,7 +10,7 @@ use crate::bucket::{self, Bucket, BucketFile};
 use crate::error::{Entity, Error, Result};
 use crate::ids::*;
 use crate::model::*;
-use crate::record::{Record, Select};
+use crate::record::{Mapped, Select};
 use crate::store::{Records, Store};
 
 /// Most buckets listed.

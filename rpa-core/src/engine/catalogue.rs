@@ -10,7 +10,7 @@ use crate::error::{Entity, Error, Result};
 use crate::ids::*;
 use crate::model::*;
 use crate::package::{PackageVersion, Version};
-use crate::record::{Record, Select};
+use crate::record::{Mapped, Select};
 use crate::store::People as _;
 use crate::store::{Records, Store};
 

@@ -21,7 +21,7 @@ use crate::flow::{Ctx, Directory, Effect, FlowLog, Moved, Request, Ticket, Waiti
 use crate::ids::*;
 use crate::limits;
 use crate::model::*;
-use crate::record::{Cell, Record, Select};
+use crate::record::{Cell, Mapped, Select};
 use crate::store::People as _;
 use crate::store::{Records, Store};
 use crate::time::Timestamp;

@@ -12,7 +12,7 @@ use crate::audit::Subject;
 use crate::error::{Entity, Error, Result};
 use crate::license::{self, Held, License, MAX_LICENSES, REVOKED, Terms};
 use crate::model::*;
-use crate::record::{Record, Select};
+use crate::record::{Mapped, Select};
 use crate::store::{Records, Store};
 use crate::transport::Command;
 

@@ -18,7 +18,7 @@ use crate::job::{self, FinishStatus, JobCtx, JobEvent, Slot, StopStrategy};
 use crate::limits;
 use crate::model::*;
 use crate::pipeline::{Pipeline, PipelineDef, PipelineRun, ProcessInfo, RunEffects, RunState};
-use crate::record::{Record, Select};
+use crate::record::{Mapped, Select};
 use crate::store::People as _;
 use crate::store::{Records, Store};
 use crate::time::Timestamp;

@@ -10,7 +10,7 @@ use crate::error::{Entity, Error, Result};
 use crate::events::Event;
 use crate::model::*;
 use crate::pool::{self, Demand, Pool, PoolSpec};
-use crate::record::{Record, Select};
+use crate::record::{Mapped, Select};
 use crate::store::{Records, Store};
 use crate::trigger::TriggerState;
 

@@ -12,7 +12,7 @@ use crate::error::{Entity, Error, Result, StoreError};
 use crate::ids::*;
 use crate::limits;
 use crate::model::*;
-use crate::record::{Record, Select};
+use crate::record::{Mapped, Select};
 use crate::schedule::{self, Schedule, ScheduleFiring, ScheduleSpec};
 use crate::store::People as _;
 use crate::store::{Records, Store};

@@ -9,7 +9,7 @@ use crate::error::{Entity, Error, Result};
 use crate::events::EventRecord;
 use crate::ids::*;
 use crate::model::*;
-use crate::record::{Record, Select};
+use crate::record::{Mapped, Select};
 use crate::store::{Records, Store};
 use crate::webhook::{self, Failure, Subscription};
 

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::record::{Cell, Column, Kind, Record};
+use crate::record::{Cell, Column, Kind, Mapped, Record};
 
 /// A person tickets can be assigned to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,7 +87,7 @@ pub struct Directory {
 /// The key of the directory's one row.
 pub const DIRECTORY_KEY: &str = "directory";
 
-impl Record for Directory {
+impl Mapped for Directory {
     const KIND: &'static Kind = &Kind {
         table: "rpa_flow_directory",
         name: "directory",
@@ -106,6 +106,8 @@ impl Record for Directory {
         Vec::new()
     }
 }
+
+impl Record for Directory {}
 
 impl Directory {
     /// Checks that ids and usernames are unique and that references point

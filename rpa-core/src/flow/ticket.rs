@@ -33,7 +33,7 @@ use super::directory::Directory;
 use super::expr::Expr;
 use super::workflow::{Field, Hook, REJECT, State, TIMER, Transition, Workflow, distribute, participant};
 use crate::ids::Key;
-use crate::record::{Cell, Column, Kind, Record};
+use crate::record::{Cell, Column, Kind, Mapped, Record};
 use crate::time::Timestamp;
 
 /// The name the engine acts under when it moves a ticket by itself.
@@ -165,7 +165,7 @@ pub struct Ticket {
     pub modified_at: Timestamp,
 }
 
-impl Record for Ticket {
+impl Mapped for Ticket {
     const KIND: &'static Kind = &Kind {
         table: "rpa_tickets",
         name: "ticket",
@@ -200,6 +200,8 @@ impl Record for Ticket {
         ]
     }
 }
+
+impl Record for Ticket {}
 
 impl Ticket {
     /// Who must act on it, as one indexed value: `user:<name>`,
@@ -237,7 +239,7 @@ pub struct FlowLog {
     pub created_at: Timestamp,
 }
 
-impl Record for FlowLog {
+impl Mapped for FlowLog {
     const KIND: &'static Kind = &Kind {
         table: "rpa_flow_logs",
         name: "flow log",
@@ -256,6 +258,8 @@ impl Record for FlowLog {
         vec![Cell::Int(self.ticket_id)]
     }
 }
+
+impl Record for FlowLog {}
 
 /// What a flow log says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

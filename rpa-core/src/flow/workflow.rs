@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::expr::Expr;
-use crate::record::{Cell, Column, Kind, Record};
+use crate::record::{Cell, Column, Kind, Mapped, Record};
 use crate::time::Timestamp;
 
 /// Participant types (seed 004 "处理人类型").
@@ -401,7 +401,7 @@ pub struct Workflow {
     pub definition: Arc<WorkflowDef>,
 }
 
-impl Record for Workflow {
+impl Mapped for Workflow {
     const KIND: &'static Kind = &Kind {
         table: "rpa_flow_workflows",
         name: "workflow",
@@ -420,6 +420,8 @@ impl Record for Workflow {
         vec![Cell::from(self.name.as_str())]
     }
 }
+
+impl Record for Workflow {}
 
 /// The serial state and transition ids come from.
 pub const STATE_IDS: &str = "rpa_flow_states";

@@ -17,47 +17,19 @@ use std::sync::LazyLock;
 
 use sqlx::PgConnection;
 
+use rpa_core::model::{Job, QueueItem, Robot};
+use rpa_core::record::{ColumnType, Kind, Mapped};
+
 use crate::plan::{EntityRow, Val};
 
-/// The tables a group writes through the function, with the indexed columns
-/// of their rows in the order `plan::row` gives them, and their SQL types.
-pub(crate) const TABLES: [(&str, &[(&str, Kind)]); 3] = [
-    (
-        "rpa_jobs",
-        &[
-            ("key", Kind::Text),
-            ("process", Kind::Int),
-            ("state", Kind::Text),
-            ("priority", Kind::Int),
-            ("dispatchable", Kind::Int),
-            ("ready_at", Kind::Int),
-            ("expire_at", Kind::Int),
-            ("created_at", Kind::Int),
-        ],
-    ),
-    (
-        "rpa_items",
-        &[("key", Kind::Text), ("process", Kind::Int), ("reference", Kind::Text)],
-    ),
-    (
-        "rpa_robots",
-        &[("code", Kind::Text), ("idle", Kind::Int), ("silent_at", Kind::Int)],
-    ),
-];
+/// The kinds a group writes through the function: their tables and
+/// indexed columns come from their row mappings, as `plan::row`'s rows do.
+pub(crate) const TABLES: [&Kind; 3] = [Job::KIND, QueueItem::KIND, Robot::KIND];
 
-/// A column's SQL type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    Int,
-    Text,
-}
-
-impl Kind {
-    fn sql(self) -> &'static str {
-        match self {
-            Kind::Int => "BIGINT",
-            Kind::Text => "TEXT",
-        }
+fn sql_type(ty: ColumnType) -> &'static str {
+    match ty {
+        ColumnType::Int => "BIGINT",
+        ColumnType::Text => "TEXT",
     }
 }
 
@@ -92,12 +64,12 @@ pub(crate) struct Writes<'a> {
 fn params() -> Vec<(String, String)> {
     let mut p = vec![("tail_seq".to_string(), "BIGINT".to_string())];
     let array = |p: &mut Vec<(String, String)>, name: String, ty: &str| p.push((name, format!("{ty}[]")));
-    for (k, (_, cols)) in TABLES.iter().enumerate() {
+    for (k, kind) in TABLES.iter().enumerate() {
         array(&mut p, format!("g{k}_id"), "BIGINT");
         array(&mut p, format!("g{k}_ver"), "BIGINT");
         array(&mut p, format!("t{k}_id"), "BIGINT");
-        for (c, kind) in cols.iter() {
-            array(&mut p, format!("t{k}_{c}"), kind.sql());
+        for c in kind.columns {
+            array(&mut p, format!("t{k}_{}", c.name), sql_type(c.ty));
         }
         array(&mut p, format!("t{k}_version"), "BIGINT");
         array(&mut p, format!("t{k}_data"), "TEXT");
@@ -141,13 +113,14 @@ pub(crate) fn function_sql() -> String {
              END IF;\nEND LOOP;"
         );
     };
-    for (k, (table, _)) in TABLES.iter().enumerate() {
-        stale(&mut body, &format!("g{k}_id"), &format!("g{k}_ver"), table);
+    for (k, kind) in TABLES.iter().enumerate() {
+        stale(&mut body, &format!("g{k}_id"), &format!("g{k}_ver"), kind.table);
     }
     stale(&mut body, "gp_id", "gp_ver", "rpa_processes");
-    for (k, (table, cols)) in TABLES.iter().enumerate() {
-        let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
-        let arrays: Vec<String> = cols.iter().map(|(c, _)| format!("t{k}_{c}")).collect();
+    for (k, kind) in TABLES.iter().enumerate() {
+        let table = kind.table;
+        let names: Vec<&str> = kind.columns.iter().map(|c| c.name).collect();
+        let arrays: Vec<String> = names.iter().map(|c| format!("t{k}_{c}")).collect();
         let sets: Vec<String> = names
             .iter()
             .chain(["version", "data"].iter())
@@ -192,7 +165,8 @@ static CALL: LazyLock<String> = LazyLock::new(|| {
 /// a broken connection).
 pub(crate) async fn write(conn: &mut PgConnection, expected: &Expected, w: &Writes<'_>) -> Result<(), CallError> {
     let mut q = sqlx::query(CALL.as_str()).bind(expected.tail_seq);
-    for (table, cols) in TABLES {
+    for kind in TABLES {
+        let table = kind.table;
         let (ids, vers): (Vec<i64>, Vec<Option<i64>>) = expected
             .rows
             .iter()
@@ -202,13 +176,14 @@ pub(crate) async fn write(conn: &mut PgConnection, expected: &Expected, w: &Writ
         q = q.bind(ids).bind(vers);
         let rows: Vec<&EntityRow> = w.rows.iter().filter(|r| r.table == table).copied().collect();
         q = q.bind(rows.iter().map(|r| r.id).collect::<Vec<i64>>());
-        for (k, (name, kind)) in cols.iter().enumerate() {
+        for (k, col) in kind.columns.iter().enumerate() {
+            let name = col.name;
             let values = rows.iter().map(|r| match r.cols.get(k) {
-                Some((c, v)) if c == name => Ok(v),
+                Some((c, v)) if *c == name => Ok(v),
                 _ => Err(CallError::Mismatch(format!("{table}.{name}"))),
             });
-            q = match kind {
-                Kind::Int => q.bind(
+            q = match col.ty {
+                ColumnType::Int => q.bind(
                     values
                         .map(|v| match v? {
                             Val::I(i) => Ok(Some(*i)),
@@ -217,7 +192,7 @@ pub(crate) async fn write(conn: &mut PgConnection, expected: &Expected, w: &Writ
                         })
                         .collect::<Result<Vec<Option<i64>>, _>>()?,
                 ),
-                Kind::Text => q.bind(
+                ColumnType::Text => q.bind(
                     values
                         .map(|v| match v? {
                             Val::S(s) => Ok(Some(s.as_str())),
@@ -252,7 +227,7 @@ pub(crate) async fn write(conn: &mut PgConnection, expected: &Expected, w: &Writ
 /// Why a call wrote nothing.
 #[derive(Debug)]
 pub(crate) enum CallError {
-    /// A row's columns are not what [`TABLES`] says (a bug).
+    /// A row's columns are not its kind's (a bug).
     Mismatch(String),
     /// The server refused the call, or the connection broke.
     Server(sqlx::Error),
@@ -284,9 +259,9 @@ mod tests {
         ];
         for w in &writes {
             let row = crate::plan::row(w).unwrap().unwrap();
-            let (_, cols) = TABLES.iter().find(|(t, _)| *t == row.table).unwrap();
+            let kind = TABLES.iter().find(|k| k.table == row.table).unwrap();
             let names: Vec<&str> = row.cols.iter().map(|(c, _)| *c).collect();
-            let expected: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
+            let expected: Vec<&str> = kind.columns.iter().map(|c| c.name).collect();
             assert_eq!(names, expected, "{}", row.table);
         }
     }
