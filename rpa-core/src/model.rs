@@ -1144,3 +1144,24 @@ impl crate::record::Mapped for Robot {
         ]
     }
 }
+
+impl crate::record::Mapped for Vendor {
+    const KIND: &'static crate::record::Kind = &crate::record::Kind {
+        table: "rpa_vendors",
+        name: "vendor",
+        key: crate::record::Column::text("code").unique("supplier code"),
+        // The secret alone is sealed, by the store, before the row is made.
+        sealed: false,
+        cached: false,
+        columns: &[],
+    };
+    fn key(&self) -> crate::record::Cell {
+        self.code.as_str().into()
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn cells(&self) -> Vec<crate::record::Cell> {
+        Vec::new()
+    }
+}

@@ -241,14 +241,7 @@ fn write(w: &Write) -> Result<Step, StoreError> {
             Some(r) => put(r.table, "id", Val::I(r.id), r.cols, r.version, r.json)?,
             None => return Err(StoreError::Backend("a row without columns".into())),
         },
-        Write::Vendor(v) => put(
-            "rpa_vendors",
-            "code",
-            Val::S(v.code.clone()),
-            vec![],
-            v.version,
-            to_json(v)?,
-        )?,
+        Write::Vendor(v) => put_row(&Row::of(v)?)?,
         Write::Log(l) => {
             return Ok(insert(
                 "INSERT INTO rpa_logs (id, job, data) VALUES ($1, $2, $3)",
@@ -264,21 +257,26 @@ fn write(w: &Write) -> Result<Step, StoreError> {
                 vec![Val::I(v.job.0), Val::I(v.at.0), Val::S(to_json(v)?)],
             ));
         }
-        Write::Record(r) => put(
-            r.kind.table,
-            r.kind.key.name,
-            crate::records::val(r.kind.key.ty, &r.key),
-            r.kind
-                .columns
-                .iter()
-                .zip(&r.cells)
-                .map(|(c, v)| (c.name, crate::records::val(c.ty, v)))
-                .collect(),
-            r.version,
-            r.data.to_string(),
-        )?,
+        Write::Record(r) => put_row(r)?,
     };
     Ok(Step::Run(stmt))
+}
+
+/// The versioned write of a row, from its kind's mapping.
+fn put_row(r: &Row) -> Result<Stmt, StoreError> {
+    put(
+        r.kind.table,
+        r.kind.key.name,
+        crate::records::val(r.kind.key.ty, &r.key),
+        r.kind
+            .columns
+            .iter()
+            .zip(&r.cells)
+            .map(|(c, v)| (c.name, crate::records::val(c.ty, v)))
+            .collect(),
+        r.version,
+        r.data.to_string(),
+    )
 }
 
 /// Inserts (`version == 1`) or updates a versioned row whose stored version must be `version - 1`.
