@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 mod support;
 
 use support::robots::{Nodes, Tally, http_robot};
-use support::{all_events, login, post, start_server_with_env};
+use support::{Proc, all_events, login, post, start_server_with_env};
 
 const CONFIG: &str = r#"{
   "admin": { "name": "admin", "password": "admin-pw" },
@@ -64,13 +64,14 @@ async fn every_event_reaches_the_webhook_signed_in_order_and_a_refused_batch_com
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let base = format!("http://127.0.0.1:{port}");
     let db = dir.join("rpa.db").display().to_string();
-    let mut server = start_server_with_env(
+    // Killed when dropped, so a failing assertion leaves no server behind.
+    let server = Proc(start_server_with_env(
         &dir,
         &db,
         port,
         &["--events-url", &hook],
         &[("RPA_EVENTS_SECRET", SECRET)],
-    );
+    ));
     let http = reqwest::Client::new();
     let (token, process) = login(&http, &base, "alice", "pw").await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -153,7 +154,6 @@ async fn every_event_reaches_the_webhook_signed_in_order_and_a_refused_batch_com
         held[..got.len()].to_vec(),
         "the events the server holds, as it holds them"
     );
-    server.kill().unwrap();
-    server.wait().unwrap();
+    drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
