@@ -24,6 +24,18 @@ async fn put(s: &SqlStore, writes: Vec<Write>) -> Result<(), StoreError> {
     .await
 }
 
+/// Ends `s`'s listening connections, as a network fault would.
+async fn drop_listeners(s: &SqlStore) {
+    let killed: i64 = sqlx::query_scalar(
+        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%rpa_changes%'",
+    )
+    .fetch_one(s.pool())
+    .await
+    .unwrap();
+    assert!(killed >= 1, "the listeners were found");
+}
+
 /// Polls `f` until it holds (the other node hears of a commit within milliseconds).
 async fn eventually<F: AsyncFn() -> bool>(what: &str, f: F) {
     for _ in 0..200 {
@@ -119,14 +131,7 @@ async fn postgres_nodes_hear_of_each_others_commits_and_never_commit_a_stale_cop
 
     // B's listening connection drops; what A commits meanwhile, B finds by
     // reloading once it listens again.
-    let killed: i64 = sqlx::query_scalar(
-        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
-         WHERE datname = current_database() AND query LIKE 'LISTEN%rpa_changes%'",
-    )
-    .fetch_one(b.pool())
-    .await
-    .unwrap();
-    assert!(killed >= 1, "the listeners were found");
+    drop_listeners(&b).await;
     put(&a, vec![Write::Job(sample_job(3, ProcessId(1), 0))]).await.unwrap();
     eventually("B reloads after its listener came back", async || {
         b.next_pending(&[ProcessId(1)]).await.unwrap().map(|j| j.id) == Some(JobId(3))
@@ -175,14 +180,7 @@ async fn postgres_nodes_keep_cached_record_kinds_level() {
     assert_eq!(put(&b, vec![record(&disabled)]).await, Err(StoreError::Conflict));
 
     // B's listener drops; A's change meanwhile is found by B's reload.
-    let killed: i64 = sqlx::query_scalar(
-        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
-         WHERE datname = current_database() AND query LIKE 'LISTEN%rpa_changes%'",
-    )
-    .fetch_one(b.pool())
-    .await
-    .unwrap();
-    assert!(killed >= 1, "the listeners were found");
+    drop_listeners(&b).await;
     let renamed = User {
         version: 3,
         name: "anna".into(),
