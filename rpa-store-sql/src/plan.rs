@@ -99,8 +99,8 @@ impl EntityRow {
                 .kind
                 .columns
                 .iter()
-                .zip(&r.cells)
-                .map(|(c, v)| (c.name, crate::records::val(c.ty, v)))
+                .zip(r.cells)
+                .map(|(c, v)| (c.name, crate::records::into_val(c.ty, v)))
                 .collect(),
             version: r.version,
             json: r.data.to_string(),

@@ -14,9 +14,14 @@ use crate::rows::{backend_err, bind, limit};
 
 /// A cell as a bound value of a column of type `ty`.
 pub(crate) fn val(ty: ColumnType, c: &Cell) -> Val {
+    into_val(ty, c.clone())
+}
+
+/// [`val`], taking the cell.
+pub(crate) fn into_val(ty: ColumnType, c: Cell) -> Val {
     match (c, ty) {
-        (Cell::Int(n), _) => Val::I(*n),
-        (Cell::Text(s), _) => Val::S(s.clone()),
+        (Cell::Int(n), _) => Val::I(n),
+        (Cell::Text(s), _) => Val::S(s),
         (Cell::Null, ColumnType::Int) => Val::NI(None),
         (Cell::Null, ColumnType::Text) => Val::NS(None),
     }
