@@ -224,13 +224,17 @@ impl<S: Store> Engine<S> {
             detail,
         );
         self.commit(tx).await?;
-        if self.place_job(job.id).await? {
-            return self.job_snapshot(job.id).await;
+        // Placed here or, a moment sooner, by another path (a robot asking
+        // for work, the timer's dispatch round): either way the answer is
+        // the job as it stands now.
+        self.place_job(job.id).await?;
+        match self.store.job(job.id).await? {
+            Some(now) => Ok(now),
+            None => Ok(Job {
+                version: job.version + 1,
+                ..job
+            }),
         }
-        Ok(Job {
-            version: job.version + 1,
-            ..job
-        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -285,13 +289,6 @@ impl<S: Store> Engine<S> {
             runs_pipeline: None,
             pinned: None,
         })
-    }
-
-    async fn job_snapshot(&self, id: JobId) -> Result<Job> {
-        self.store
-            .job(id)
-            .await?
-            .ok_or_else(|| Error::Internal(format!("job {id} vanished")))
     }
 
     /// A job `user` may see, by key.
