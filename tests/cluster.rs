@@ -31,7 +31,7 @@ use tokio::sync::Mutex;
 mod support;
 
 use support::robots::{Nodes, Tally, business_client, http_robot, ws_robot};
-use support::{get_json, login, post, start_server};
+use support::{Proc, get_json, login, post, start_server};
 
 const CONFIG: &str = r#"{
   "admin": { "name": "admin", "password": "admin-pw" },
@@ -111,7 +111,7 @@ async fn run(dir: &Path, db: &str, count: usize, kill: Kill) {
         let base = format!("http://127.0.0.1:{port}");
         let node = (i + 1).to_string();
         let child = start_server(dir, db, port, &["--heartbeat-timeout", "5", "--node", &node]);
-        servers.push(Some(child));
+        servers.push(Some(Proc(child)));
         login(&http, &base, "alice", "pw").await;
         bases.push(base);
     }
@@ -174,9 +174,7 @@ async fn run(dir: &Path, db: &str, count: usize, kill: Kill) {
             Kill::None => vec![],
         };
         for &k in &killed {
-            let mut s = servers[k].take().unwrap();
-            s.kill().unwrap(); // SIGKILL
-            s.wait().unwrap();
+            drop(servers[k].take()); // SIGKILL
         }
         *tally.killed_at.lock().unwrap() = Some(Instant::now());
         eprintln!("cluster: {count} nodes, killed {killed:?} (timer holder {holder})");
@@ -269,11 +267,12 @@ async fn run(dir: &Path, db: &str, count: usize, kill: Kill) {
     let never: Vec<_> = listed.iter().filter(|j| !executions.contains_key(*j)).collect();
     eprintln!(
         "cluster: {count} nodes, kill {kill:?}: {jobs} jobs ({successful} successful) in {elapsed:?}; \
-         executed {} runs, twice {}, never {}; robots back after {:?}",
+         executed {} runs, twice {}, never {}; robots back after {:?}; longest silence of a robot {:?}",
         executions.len(),
         twice.len(),
         never.len(),
-        tally.back.lock().unwrap()
+        tally.back.lock().unwrap(),
+        tally.longest_silence(),
     );
     assert!(twice.is_empty(), "runs executed more than once: {twice:?}");
     assert!(never.is_empty(), "Successful jobs no robot executed: {never:?}");
@@ -295,9 +294,5 @@ async fn run(dir: &Path, db: &str, count: usize, kill: Kill) {
         v["result"]["verified"].as_u64().unwrap_or(0) > 3 * total as u64,
         "the audit chain verifies: {v}"
     );
-    for s in servers.into_iter().flatten() {
-        let mut s = s;
-        s.kill().unwrap();
-        s.wait().unwrap();
-    }
+    drop(servers);
 }

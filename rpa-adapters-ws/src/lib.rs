@@ -6,7 +6,7 @@
 //! | direction | action | body | engine call |
 //! |---|---|---|---|
 //! | up | `Register` | `{supplierCode, supplierSecret, version, capabilities?}` | `register_socket`; answered by `SendLicense` when a license is bound |
-//! | up | `Heartbeat` | `{runInstanceId?}` | `heartbeat` (waiting commands are pushed) |
+//! | up | `Heartbeat` | `{runInstanceId?}` | `heartbeat_received` with the message's arrival (waiting commands are pushed) |
 //! | up | `ReportLogs` | `{runInstanceId, logs: RunInstanceLog[]}` | `report_logs` |
 //! | up | `ReportFinish` | `{runInstanceId, status, errorCode?, outputValues?}` | `report_finish` |
 //! | up | `ReportVideoRecord` | `{runInstanceId, videoId}` | `report_video` |
@@ -33,6 +33,11 @@
 //! before the robot connected) put in a robot's outbox wake its connection,
 //! which takes them and sends them. Each connection uses small buffers
 //! (4 KiB read buffer, no write buffer beyond the frame being sent).
+//!
+//! A connection's frames are read as they arrive, noted as heard from the
+//! robot ([`Engine::heard`]), and handled in order: a robot whose messages
+//! wait behind slow work here is not taken for silent, and a heartbeat that
+//! arrived before its job's Execute left is not taken to disown the job.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -48,7 +53,7 @@ use rpa_core::error::Error;
 use rpa_core::ids::RobotId;
 use rpa_core::seed001::{self, Bad, Body};
 use rpa_core::transport::{Command, RobotTransport};
-use rpa_core::{Engine, Key, Store};
+use rpa_core::{Engine, Key, Store, Timestamp};
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 
@@ -277,7 +282,13 @@ async fn serve<S: Store>(st: HubState<S>, code: String, socket: WebSocket) {
     // Dropped last, once the disconnect is recorded.
     let _open = Open::new(&st.hub);
     let mut closing = st.hub.closing.subscribe();
-    let (mut sink, mut stream) = socket.split();
+    let (mut sink, stream) = socket.split();
+    // Frames are read as they arrive and noted as heard from the robot
+    // before they wait their turn: a robot whose messages queue behind slow
+    // work here is alive all the same (see the engine's `liveness.rs`).
+    let registered = Arc::new(std::sync::OnceLock::<RobotId>::new());
+    let (frames, mut incoming) = mpsc::channel::<(Timestamp, String)>(FRAMES_WAITING);
+    let reader = tokio::spawn(read_frames(st.engine.clone(), registered.clone(), stream, frames));
     let (wake_tx, mut wake_rx) = mpsc::channel::<()>(1);
     let (push_tx, mut push_rx) = mpsc::unbounded_channel::<Vec<Command>>();
     let ends = Ends {
@@ -287,13 +298,8 @@ async fn serve<S: Store>(st: HubState<S>, code: String, socket: WebSocket) {
     let mut session: Option<Session> = None;
     loop {
         tokio::select! {
-            msg = stream.next() => {
-                let text = match msg {
-                    Some(Ok(Message::Text(t))) => t.to_string(),
-                    Some(Ok(Message::Binary(b))) => String::from_utf8_lossy(&b).into_owned(),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-                };
+            frame = incoming.recv() => {
+                let Some((received, text)) = frame else { break };
                 // Boxed: the engine's futures are large, and a connection
                 // waits most of its life; only a message being handled
                 // should hold that memory.
@@ -301,7 +307,10 @@ async fn serve<S: Store>(st: HubState<S>, code: String, socket: WebSocket) {
                     Some(_) => None,
                     None => st.hub.starting.acquire().await.ok(),
                 };
-                let (out, next) = Box::pin(handle(&st, &code, &text, &mut session, &ends)).await;
+                let (out, next) = Box::pin(handle(&st, &code, &text, received, &mut session, &ends)).await;
+                if let Some(s) = &session {
+                    let _ = registered.set(s.robot);
+                }
                 let mut failed = false;
                 for m in out {
                     if sink.send(m).await.is_err() {
@@ -341,12 +350,47 @@ async fn serve<S: Store>(st: HubState<S>, code: String, socket: WebSocket) {
             }
         }
     }
+    reader.abort();
     if let Some(s) = session {
         st.hub.detach(s.robot, s.hub_id);
         if let Err(e) = Box::pin(st.engine.disconnect(&code, s.connect)).await {
             tracing::error!(error = %e, robot = %code, "cannot record a robot disconnect");
         }
         tracing::info!(robot = %code, "robot disconnected");
+    }
+}
+
+/// Frames of one connection read ahead of their handling (a robot sends a
+/// heartbeat every few seconds; beyond this the socket waits).
+const FRAMES_WAITING: usize = 256;
+
+/// Reads a connection's frames into `frames` until it closes, noting each
+/// as heard from the robot once it has registered.
+async fn read_frames<S: Store>(
+    engine: Arc<Engine<S>>,
+    registered: Arc<std::sync::OnceLock<RobotId>>,
+    mut stream: futures::stream::SplitStream<WebSocket>,
+    frames: mpsc::Sender<(Timestamp, String)>,
+) {
+    while let Some(msg) = stream.next().await {
+        let text = match msg {
+            Ok(Message::Text(t)) => t.to_string(),
+            Ok(Message::Binary(b)) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(Message::Ping(_) | Message::Pong(_)) => {
+                if let Some(r) = registered.get() {
+                    engine.heard(*r);
+                }
+                continue;
+            }
+            Ok(Message::Close(_)) | Err(_) => break,
+        };
+        let received = match registered.get() {
+            Some(r) => engine.heard(*r),
+            None => engine.now(),
+        };
+        if frames.send((received, text)).await.is_err() {
+            break;
+        }
     }
 }
 
@@ -365,6 +409,7 @@ async fn handle<S: Store>(
     st: &HubState<S>,
     code: &str,
     text: &str,
+    received: Timestamp,
     session: &mut Option<Session>,
     ends: &Ends,
 ) -> (Vec<Message>, Next) {
@@ -415,7 +460,7 @@ async fn handle<S: Store>(
     let Some(s) = session.as_ref() else {
         return bad(Bad("register first".into()));
     };
-    match act(&st.engine, code, s.connect, &action, &body).await {
+    match act(&st.engine, code, s.connect, &action, &body, received).await {
         Ok(Act::Nothing) => (vec![], Next::Continue),
         Ok(Act::Commands(cmds)) => (
             cmds.iter().map(|c| command_message(c, s.extensions)).collect(),
@@ -461,11 +506,20 @@ impl From<Error> for Refusal {
 }
 
 /// A registered robot's message: the translation table of the module docs.
-async fn act<S: Store>(engine: &Engine<S>, code: &str, connect: Key, action: &str, b: &Body) -> Result<Act, Refusal> {
+async fn act<S: Store>(
+    engine: &Engine<S>,
+    code: &str,
+    connect: Key,
+    action: &str,
+    b: &Body,
+    received: Timestamp,
+) -> Result<Act, Refusal> {
     match action {
         "Heartbeat" => {
             let run = seed001::heartbeat(b)?;
-            Ok(Act::Commands(engine.heartbeat(code, connect, run).await?))
+            Ok(Act::Commands(
+                engine.heartbeat_received(code, connect, run, received).await?,
+            ))
         }
         "ReportLogs" => {
             let (run, logs) = (seed001::run_instance(b)?, seed001::logs(b)?);

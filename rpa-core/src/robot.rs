@@ -5,6 +5,11 @@
 //! | Disconnected | Available, or Busy if it still holds a job | ✗ | ✗ | Disconnected | Disconnected (job lost) | Disconnected |
 //! | Available | 10000 if healthy, else re-registers | Available | Busy | ✗ | Unresponsive | Disconnected |
 //! | Busy | 10000 if healthy, else re-registers | Busy | ✗ | Available | Unresponsive (job lost) | Disconnected (job kept until timeout) |
+//!
+//! Timeout is refused (✗) before the robot's deadline: a timer that read
+//! an older copy of the robot cannot time out the copy a heartbeat renewed
+//! meanwhile. [`keep_alive`] moves the deadline of a robot a node heard from
+//! although its stored deadline is running out (see `engine/liveness.rs`).
 //! | Unresponsive | Available | Available | ✗ | Unresponsive | ✗ | Disconnected |
 //!
 //! A registered robot is given work only after its first heartbeat
@@ -67,6 +72,7 @@ pub fn apply(robot: &mut Robot, ev: RobotEvent, now: Timestamp, timeout_ms: u64)
         event: ev.name(),
     };
     let mut lost = None;
+    let past = robot.deadline.is_some_and(|d| d <= now);
     match (robot.state, ev) {
         (Available | Busy, RobotEvent::Register(_)) if is_healthy(robot, now) => {
             return Err(Error::DuplicateConnection);
@@ -100,12 +106,12 @@ pub fn apply(robot: &mut Robot, ev: RobotEvent, now: Timestamp, timeout_ms: u64)
                 robot.deadline = None;
             }
         }
-        (Available | Busy, RobotEvent::Timeout) => {
+        (Available | Busy, RobotEvent::Timeout) if past => {
             lost = robot.job.take();
             robot.state = Unresponsive;
             robot.deadline = None;
         }
-        (Disconnected, RobotEvent::Timeout) if robot.deadline.is_some() => {
+        (Disconnected, RobotEvent::Timeout) if past => {
             lost = robot.job.take();
             robot.deadline = None;
         }
@@ -120,6 +126,20 @@ pub fn apply(robot: &mut Robot, ev: RobotEvent, now: Timestamp, timeout_ms: u64)
         _ => return Err(reject(robot).into()),
     }
     Ok(lost)
+}
+
+/// A robot heard from at `heard` (`timeout_ms` as in [`apply`]): a
+/// connected robot's deadline moves to `heard + timeout_ms` if it was
+/// earlier. Returns whether the robot changed.
+pub fn keep_alive(robot: &mut Robot, heard: Timestamp, timeout_ms: u64) -> bool {
+    let deadline = heard.plus_ms(timeout_ms);
+    if !matches!(robot.state, RobotState::Available | RobotState::Busy) || robot.deadline.is_some_and(|d| d >= deadline)
+    {
+        return false;
+    }
+    robot.deadline = Some(deadline);
+    robot.last_seen = robot.last_seen.max(heard);
+    true
 }
 
 #[cfg(test)]
@@ -195,6 +215,38 @@ mod tests {
         assert_eq!((r.state, r.job), (Unresponsive, None));
         apply(&mut r, RobotEvent::Heartbeat, at(T as i64 + 5), T).unwrap();
         assert_eq!(r.state, Available, "a robot heard from again is available");
+    }
+
+    #[test]
+    fn timeout_before_the_deadline_is_refused() {
+        let mut r = robot();
+        apply(&mut r, RobotEvent::Register(Key([1; 16])), at(0), T).unwrap();
+        apply(&mut r, RobotEvent::Assign(JobId(5)), at(1), T).unwrap();
+        // A heartbeat renewed the deadline after a timer read the robot.
+        apply(&mut r, RobotEvent::Heartbeat, at(T as i64 - 1), T).unwrap();
+        let before = r.clone();
+        assert!(apply(&mut r, RobotEvent::Timeout, at(T as i64), T).is_err());
+        assert_eq!(r, before, "the robot keeps its job");
+        apply(&mut r, RobotEvent::Close, at(T as i64), T).unwrap();
+        assert!(
+            apply(&mut r, RobotEvent::Timeout, at(T as i64), T).is_err(),
+            "closed, it keeps its job until its deadline"
+        );
+        assert_eq!(
+            apply(&mut r, RobotEvent::Timeout, at(2 * T as i64), T).unwrap(),
+            Some(JobId(5))
+        );
+    }
+
+    #[test]
+    fn keep_alive_moves_a_connected_robots_deadline_forward_only() {
+        let mut r = robot();
+        apply(&mut r, RobotEvent::Register(Key([1; 16])), at(0), T).unwrap();
+        assert!(keep_alive(&mut r, at(10), T));
+        assert_eq!(r.deadline, Some(at(10 + T as i64)));
+        assert!(!keep_alive(&mut r, at(5), T), "an older hearing changes nothing");
+        apply(&mut r, RobotEvent::Close, at(11), T).unwrap();
+        assert!(!keep_alive(&mut r, at(12), T), "a closed connection is not kept");
     }
 
     #[test]

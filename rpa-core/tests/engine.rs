@@ -1356,3 +1356,121 @@ fn a_run_log_is_sealed_into_the_audit_chain_when_its_job_ends() {
     rewrite(original);
     w.audit_ok();
 }
+
+/// A node that handles a robot's heartbeats late (its stored deadline
+/// passes while the robot talks all along) does not fail over the job the
+/// robot is running: what the node heard keeps the robot alive.
+#[test]
+fn a_robot_heard_all_along_keeps_its_job_when_its_heartbeats_are_handled_late() {
+    let mut w = World::new();
+    let p = w.process(|_| {});
+    let a = w.connect("a");
+    let j = w.start(&p, json!({}));
+    assert_eq!(w.executes(&a).len(), 1);
+    let id = w.robot(&a).id;
+    w.advance(29_000);
+    // A message arrived (the hub notes it); its handling waits behind other work.
+    w.engine.heard(id);
+    w.advance(2_000); // the stored deadline has passed
+    assert_eq!(w.tick().robots_timed_out, 0, "heard 2 s ago: not silent");
+    assert_eq!((w.job(&j).state, w.robot(&a).job), (JobState::Running, Some(j.id)));
+    assert!(
+        w.robot(&a).deadline.is_some_and(|d| d > w.clock.now()),
+        "its deadline moved"
+    );
+    w.finish(&a, &j, FinishStatus::Success).unwrap();
+    assert_eq!(w.job(&j).attempt, 1, "run once");
+
+    // Really silent: timed out once nothing was heard for the timeout.
+    w.advance(30_000);
+    assert_eq!(w.tick().robots_timed_out, 1);
+    assert_eq!(w.robot(&a).state, RobotState::Unresponsive);
+}
+
+/// Every node, not only the one firing the timers, moves the stored
+/// deadline of a robot it heard once less than half the timeout is left:
+/// the timers elsewhere then see a live robot.
+#[test]
+fn a_node_without_the_timers_keeps_the_robots_it_hears_alive_for_the_others() {
+    let store = rpa_core::MemoryStore::new();
+    let mut w = World::with_store(store.clone(), 1);
+    let p = w.process(|_| {});
+    let a = w.connect("a");
+    let j = w.start(&p, json!({}));
+    assert_eq!(w.executes(&a).len(), 1);
+    assert!(w.tick().leader);
+    let config = rpa_core::EngineConfig {
+        heartbeat_timeout_ms: 30_000,
+        node: Some(2),
+        ..rpa_core::EngineConfig::default()
+    };
+    let other = rpa_core::Engine::new(store, std::sync::Arc::new(w.clock.clone()), config);
+    let id = w.robot(&a).id;
+    w.advance(20_000);
+    assert!(w.tick().leader);
+    other.heard(id);
+    assert!(!block(other.tick()).unwrap().leader);
+    let deadline = w.robot(&a).deadline.unwrap();
+    assert_eq!(
+        deadline,
+        w.clock.now().plus_ms(30_000),
+        "moved by the node that heard it"
+    );
+    w.advance(15_000); // past the deadline its last handled heartbeat set
+    assert_eq!(w.tick().robots_timed_out, 0);
+    assert_eq!((w.job(&j).state, w.robot(&a).job), (JobState::Running, Some(j.id)));
+}
+
+/// A heartbeat that does not name the job its robot holds on the same
+/// connection may have crossed the Execute on its way, however late it is
+/// handled; the job is lost only once the robot has disowned it for a
+/// whole window.
+#[test]
+fn a_job_is_lost_to_a_heartbeat_only_after_a_window_of_disowning_it() {
+    let mut w = World::new();
+    let p = w.process(|_| {});
+    let a = w.connect("a");
+    let j = w.start(&p, json!({}));
+    w.advance(31_000); // the Execute took long to leave this node
+    w.engine.heard(w.robot(&a).id);
+    w.beat(&a, None); // sent before the Execute arrived
+    assert_eq!((w.job(&j).state, w.robot(&a).job), (JobState::Running, Some(j.id)));
+    w.advance(10_000);
+    w.beat(&a, Some(j.key)); // it runs it after all
+    w.advance(25_000);
+    w.beat(&a, None);
+    w.advance(29_000);
+    w.beat(&a, None);
+    assert_eq!(w.job(&j).state, JobState::Running, "disowned for 29 s only");
+    w.advance(1_000);
+    w.beat(&a, None);
+    assert_eq!(w.job(&j).attempt, 2, "lost after a whole window, and tried again");
+}
+
+/// Heartbeats that arrived before the job's Execute was handed over, and
+/// were handled after it (they waited behind other work), say nothing of
+/// the job, whatever time separates them.
+#[test]
+fn heartbeats_that_arrived_before_the_execute_left_do_not_disown_the_job() {
+    let mut w = World::new();
+    let p = w.process(|_| {});
+    let a = w.connect("a");
+    let j = w.start(&p, json!({}));
+    let arrived = w.clock.now();
+    w.advance(35_000);
+    assert_eq!(w.executes(&a).len(), 1, "handed over 35 s after the dispatch");
+    w.advance(5_000);
+    for at in [arrived.plus_ms(1_000), arrived.plus_ms(33_000)] {
+        block(w.engine.heartbeat_received("a", a.connect, None, at)).unwrap();
+    }
+    let job = w.job(&j);
+    assert_eq!(
+        (job.state, job.attempt, w.robot(&a).job),
+        (JobState::Running, 1, Some(j.id))
+    );
+    // One that arrived after it, and another a window later: lost.
+    block(w.engine.heartbeat_received("a", a.connect, None, w.clock.now())).unwrap();
+    w.advance(30_000);
+    block(w.engine.heartbeat_received("a", a.connect, None, w.clock.now())).unwrap();
+    assert_eq!(w.job(&j).attempt, 2);
+}

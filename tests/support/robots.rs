@@ -31,9 +31,31 @@ pub struct Tally {
     pub killed_at: StdMutex<Option<Instant>>,
     /// Per robot that lost its node: from the kill until it worked again.
     pub back: StdMutex<Vec<(String, Duration)>>,
+    /// Per robot: when it last sent a message, and its longest silence
+    /// between two messages (a robot silent past the heartbeat timeout
+    /// may be taken for dead, and its run given to another).
+    pub silence: StdMutex<HashMap<String, (Instant, Duration)>>,
 }
 
 impl Tally {
+    /// Robot `id` sends a message now.
+    fn sends(&self, id: &str) {
+        let now = Instant::now();
+        let mut s = self.silence.lock().unwrap();
+        let (last, longest) = s.entry(id.to_owned()).or_insert((now, Duration::ZERO));
+        *longest = (*longest).max(now - *last);
+        *last = now;
+    }
+    /// The longest silence of any robot, and whose.
+    pub fn longest_silence(&self) -> (String, Duration) {
+        self.silence
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, (_, d))| (id.clone(), *d))
+            .max_by_key(|(_, d)| *d)
+            .unwrap_or_default()
+    }
     fn executed(&self, run: &str) {
         *self.executions.lock().unwrap().entry(run.to_owned()).or_default() += 1;
     }
@@ -98,6 +120,7 @@ pub async fn http_robot(mut nodes: Nodes, id: String, stop: Arc<AtomicBool>, tal
             continue;
         };
         let h = [("robotId", id.as_str()), ("robotConnectId", c.as_str())];
+        tally.sends(&id);
         match post(&http, format!("{base}/robots/connect/heartbeat"), &h, json!({})).await {
             Some((200, v)) => {
                 tally.back(&id, &mut failed);
@@ -112,6 +135,7 @@ pub async fn http_robot(mut nodes: Nodes, id: String, stop: Arc<AtomicBool>, tal
                 loop {
                     let base = nodes.base().to_owned();
                     let body = json!({"runInstanceId": run, "status": 0});
+                    tally.sends(&id);
                     match post(&http, format!("{base}/robots/connect/reportFinish"), &h, body).await {
                         Some((200, _)) => break,
                         Some((status, v)) => {
@@ -188,6 +212,7 @@ pub async fn ws_robot(mut nodes: Nodes, id: String, stop: Arc<AtomicBool>, tally
                             tally.executed(&run);
                             tokio::time::sleep(Duration::from_millis(1)).await;
                             let done = ws_message("ReportFinish", json!({"runInstanceId": run, "status": 0}));
+                            tally.sends(&id);
                             last_finish = Some(run);
                             if ws.send(done).await.is_err() {
                                 break;
@@ -212,6 +237,7 @@ pub async fn ws_robot(mut nodes: Nodes, id: String, stop: Arc<AtomicBool>, tally
                     } else {
                         tally.back(&id, &mut failed);
                     }
+                    tally.sends(&id);
                     if ws.send(ws_message("Heartbeat", json!({}))).await.is_err() {
                         break;
                     }

@@ -93,6 +93,7 @@ mod flow;
 mod jobs;
 mod licenses;
 mod listener;
+mod liveness;
 mod packages;
 mod pipelines;
 mod pools;
@@ -237,6 +238,8 @@ pub struct Engine<S> {
     pool_scan: Mutex<Timestamp>,
     /// What this node records as it works (see [`crate::metrics`]).
     metrics: crate::metrics::Metrics,
+    /// What this node heard from robots (see `liveness.rs`).
+    heard: liveness::Heard,
 }
 
 /// Writes, audit events and commands of one decision; bumps each entity's version once.
@@ -439,6 +442,7 @@ impl<S: Store> Engine<S> {
             flow_cache: flow::FlowCache::default(),
             pool_scan: Mutex::new(Timestamp(i64::MIN)),
             metrics: crate::metrics::Metrics::default(),
+            heard: liveness::Heard::default(),
         }
     }
 
@@ -539,7 +543,7 @@ impl<S: Store> Engine<S> {
             }
         }
         for (r, cs) in by_robot {
-            self.transport.push(r, self.with_run_tokens(cs));
+            self.transport.push(r, self.handed_over(r, cs));
         }
         Ok(())
     }

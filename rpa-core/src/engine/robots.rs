@@ -18,6 +18,7 @@ use crate::record::Select;
 use crate::robot::{self, RobotEvent};
 use crate::store::People as _;
 use crate::store::{Records, Store, Write, is_idle};
+use crate::time::Timestamp;
 use crate::transport::Command;
 
 /// What a robot gets back from registering (seed 001 A.2.2).
@@ -385,6 +386,26 @@ impl<S: Store> Engine<S> {
         self.heartbeat_take(code, connect, run_instance, usize::MAX).await
     }
 
+    /// [`Engine::heartbeat`] of a message that arrived at `received` (as
+    /// [`Engine::heard`] answered) and waited its turn since: a heartbeat
+    /// that arrived before the Execute of the robot's job was handed over
+    /// says nothing about that job.
+    pub async fn heartbeat_received(
+        &self,
+        code: &str,
+        connect: Key,
+        run_instance: Option<Key>,
+        received: Timestamp,
+    ) -> Result<Vec<Command>> {
+        confirmed!(
+            self,
+            code,
+            run_instance,
+            self.heartbeat_once(code, connect, run_instance, usize::MAX, Some(received))
+                .await
+        )
+    }
+
     /// [`Engine::heartbeat`] answering with at most `limit` commands; the
     /// rest wait for the next heartbeat (an HTTP robot gets one per answer).
     pub async fn heartbeat_take(
@@ -398,7 +419,7 @@ impl<S: Store> Engine<S> {
             self,
             code,
             run_instance,
-            self.heartbeat_once(code, connect, run_instance, limit).await
+            self.heartbeat_once(code, connect, run_instance, limit, None).await
         )
     }
 
@@ -408,12 +429,14 @@ impl<S: Store> Engine<S> {
         connect: Key,
         run_instance: Option<Key>,
         limit: usize,
+        received: Option<Timestamp>,
     ) -> Result<Vec<Command>> {
         // The robot, whether it needs a dispatch attempt, and a run it
         // reports but no longer holds.
         let (rid, filled, stale) = decided!(self, |_attempt| {
             let now = self.now();
             let mut r = self.robot_connected(code, connect).await?;
+            self.heard(r.id);
             let was_idle = is_idle(&r);
             let held = match r.job {
                 Some(j) => self.store.job(j).await?,
@@ -422,8 +445,8 @@ impl<S: Store> Engine<S> {
             match held {
                 Some(ref job) if Some(job.key) != run_instance => {
                     let stale_connection = job.connect != r.connect;
-                    let silent_too_long = job.started_at.is_none_or(|s| now.0 - s.0 > self.robot_window() as i64);
-                    if job.state.is_active() && (stale_connection || silent_too_long) {
+                    let received = received.unwrap_or(now);
+                    if job.state.is_active() && (stale_connection || self.disowns(r.id, job, received)) {
                         let t = self
                             .transition(
                                 job.id,
@@ -446,7 +469,7 @@ impl<S: Store> Engine<S> {
                         robot::apply(&mut r, RobotEvent::Release, now, self.robot_window())?;
                     }
                 }
-                _ => {}
+                _ => self.owns(r.id),
             }
             let before = r.clone();
             robot::apply(&mut r, RobotEvent::Heartbeat, now, self.robot_window())?;
@@ -507,7 +530,7 @@ impl<S: Store> Engine<S> {
         if filled {
             self.fill_robot(rid).await?;
         }
-        Ok(self.with_run_tokens(self.store.take_commands(rid, limit).await?))
+        Ok(self.handed_over(rid, self.store.take_commands(rid, limit).await?))
     }
 
     /// The socket of `(code, connect)` closed. The robot keeps its job until
@@ -518,6 +541,7 @@ impl<S: Store> Engine<S> {
                 // Not (or no longer) the robot's connection: nothing to record.
                 return Ok(Decided::Answer(()));
             };
+            self.forget_heard(r.id);
             let now = self.now();
             let before = r.state;
             robot::apply(&mut r, RobotEvent::Close, now, self.robot_window())?;
@@ -537,7 +561,7 @@ impl<S: Store> Engine<S> {
 
     /// Removes and returns a robot's waiting commands (the hub calls this when woken).
     pub async fn take_commands(&self, robot: RobotId) -> Result<Vec<Command>> {
-        Ok(self.with_run_tokens(self.store.take_commands(robot, usize::MAX).await?))
+        Ok(self.handed_over(robot, self.store.take_commands(robot, usize::MAX).await?))
     }
 
     // ---------------------------------------------------------------- reports

@@ -56,6 +56,7 @@ impl<S: Store> Engine<S> {
         let mut report = TickReport::default();
         let now = self.now();
         self.renew_node_lease(now).await?;
+        self.keep_heard(now).await?;
         let until = now.plus_ms(self.config.timer_lease_ms);
         report.leader = self.store.lease(TIMER_LEASE, self.node, now, until).await?;
         if !report.leader {
@@ -128,6 +129,17 @@ impl<S: Store> Engine<S> {
             };
             if r.deadline.is_none_or(|d| d > now) {
                 return Ok(Decided::Answer(false));
+            }
+            if matches!(r.state, RobotState::Available | RobotState::Busy)
+                && let Some(at) = self.heard_within(r.id, now)
+            {
+                // Heard all along: its heartbeats are late here, not missing.
+                if !robot::keep_alive(&mut r, at, self.robot_window()) {
+                    return Ok(Decided::Answer(false));
+                }
+                let mut tx = Tx::default();
+                tx.robot(r);
+                return Ok(Decided::Commit(tx, false));
             }
             if let Some(j) = r.job
                 && let Some(job) = self.store.job(j).await?
