@@ -346,45 +346,11 @@ pub trait Records: RecordStore {
 
 impl<S: RecordStore + ?Sized> Records for S {}
 
-/// Every record kind, for stores that map a database's words back to a
-/// kind (a unique index's name to its duplicate error).
-pub fn kinds() -> &'static [&'static Kind] {
-    &[
-        crate::model::User::KIND,
-        crate::model::Role::KIND,
-        crate::model::StoredFile::KIND,
-        crate::events::Cursor::KIND,
-        crate::listener::ListenerRequest::KIND,
-        crate::schedule::Schedule::KIND,
-        crate::schedule::ScheduleFiring::KIND,
-        crate::flow::Workflow::KIND,
-        crate::flow::Directory::KIND,
-        crate::flow::Ticket::KIND,
-        crate::flow::FlowLog::KIND,
-        crate::webhook::Subscription::KIND,
-        crate::webhook::Failure::KIND,
-        crate::trigger::TriggerState::KIND,
-        crate::trigger::Waiting::KIND,
-        crate::pipeline::Pipeline::KIND,
-        crate::pipeline::PipelineRun::KIND,
-        crate::pool::Pool::KIND,
-        crate::asset::Asset::KIND,
-        crate::bucket::Bucket::KIND,
-        crate::bucket::BucketFile::KIND,
-        crate::package::PackageVersion::KIND,
-        crate::federation::ChildCursor::KIND,
-        crate::federation::ChildFigures::KIND,
-        crate::catalogue::Listing::KIND,
-        crate::retention::LogCursor::KIND,
-        crate::license::License::KIND,
-    ]
-}
-
-/// The duplicate error of the unique column of a kind that `what` (a
-/// database's message or constraint name) names as `table.column` or
+/// The duplicate error of the unique column of one of `kinds` that `what`
+/// (a database's message or constraint name) names as `table.column` or
 /// `table_column`.
-pub fn duplicate_in(what: &str) -> Option<StoreError> {
-    kinds().iter().find_map(|k| {
+pub fn duplicate_in<'k>(what: &str, kinds: impl IntoIterator<Item = &'k Kind>) -> Option<StoreError> {
+    kinds.into_iter().find_map(|k| {
         k.columns.iter().find_map(|c| {
             let dotted = format!("{}.{}", k.table, c.name);
             let named = format!("{}_{}", k.table, c.name);

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use rpa_core::audit::AuditDraft;
 use rpa_core::error::StoreError;
 use rpa_core::model::*;
-use rpa_core::record::{Cell, Row};
+use rpa_core::record::{Cell, Kind, Row};
 use rpa_core::store::*;
 use serde::Serialize;
 
@@ -118,6 +118,7 @@ pub(crate) fn row(w: &Write) -> Result<Option<EntityRow>, StoreError> {
         Write::Robot(r) => Row::of(r)?,
         _ => return Ok(None),
     };
+    note_unique(r.kind);
     EntityRow::of(r).map(Some)
 }
 
@@ -264,6 +265,7 @@ fn write(w: &Write) -> Result<Step, StoreError> {
 
 /// The versioned write of a row, from its kind's mapping.
 fn put_row(r: &Row) -> Result<Stmt, StoreError> {
+    note_unique(r.kind);
     put(
         r.kind.table,
         r.kind.key.name,
@@ -341,16 +343,35 @@ pub(crate) fn update_sql(table: &str, key_col: &str, cols: &[&str]) -> String {
     )
 }
 
+/// The record kinds with a unique column that this process has planned a
+/// write of: a unique violation can only come from a row a commit writes,
+/// and every commit is planned here first, so these are the kinds a
+/// database's message may name (no list of every kind is kept anywhere).
+static UNIQUE_KINDS: std::sync::RwLock<Vec<&'static Kind>> = std::sync::RwLock::new(Vec::new());
+
+/// Notes `kind` among [`UNIQUE_KINDS`] if it has a unique column.
+fn note_unique(kind: &'static Kind) {
+    let known = |v: &Vec<&'static Kind>| v.iter().any(|k| k.table == kind.table);
+    if kind.columns.iter().all(|c| c.unique.is_none()) || UNIQUE_KINDS.read().is_ok_and(|v| known(&v)) {
+        return;
+    }
+    let mut v = UNIQUE_KINDS.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !known(&v) {
+        v.push(kind);
+    }
+}
+
 /// A unique violation, in the memory store's words, from the database's
 /// message and constraint name (a primary key clash is a conflict).
 pub(crate) fn duplicate(what: &str) -> StoreError {
-    if let Some(e) = rpa_core::record::duplicate_in(what) {
+    let kinds = UNIQUE_KINDS.read().map(|v| v.clone()).unwrap_or_default();
+    if let Some(e) = rpa_core::record::duplicate_in(what, kinds) {
         e
-    } else if what.contains("rpa_robots.code") || what.contains("rpa_robots_code") {
-        StoreError::Duplicate("robot id")
     } else if what.contains("rpa_items.reference") || what.contains("rpa_items_reference") {
+        // Unique per process: an index of two columns.
         StoreError::Duplicate("queue item reference")
     } else if what.contains("rpa_vendors") {
+        // Its key, whose index PostgreSQL names `rpa_vendors_pkey`.
         StoreError::Duplicate("supplier code")
     } else {
         StoreError::Conflict
