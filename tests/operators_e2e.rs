@@ -529,6 +529,11 @@ async fn metrics_count_a_job_run_on_a_real_robot() {
         "one dispatch: {page}"
     );
     assert!(sample(&page, "rpa_commits_total").unwrap() >= 5.0, "{page}");
+    assert_eq!(
+        sample(&page, "rpa_robot_deadlines_kept_total"),
+        Some(0.0),
+        "no robot's heartbeats fell behind: {page}"
+    );
     let timed = sample(&page, "rpa_commit_seconds_count").unwrap();
     let commits = sample(&page, "rpa_commits_total").unwrap();
     assert!(timed >= 1.0 && timed <= commits, "one commit in 16 timed: {page}");

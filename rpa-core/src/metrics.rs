@@ -161,6 +161,9 @@ pub struct Metrics {
     pub commits: AtomicU64,
     /// Commits refused because another writer changed what they read.
     pub conflicts: AtomicU64,
+    /// Robots whose stored deadline ran out (or nearly) while this node
+    /// was hearing from them: their heartbeats were handled or written late.
+    pub deadlines_kept: AtomicU64,
     /// Latency of the store's commits, one in [`TIMED_EVERY`] timed.
     pub commit_seconds: Histogram,
     /// From a job's start (its creation, or the time it was deferred to) to
@@ -180,6 +183,7 @@ impl Default for Metrics {
             tried: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             conflicts: AtomicU64::new(0),
+            deadlines_kept: AtomicU64::new(0),
             commit_seconds: Histogram::default(),
             dispatch_seconds: Histogram::default(),
             webhook_deliveries: CounterVec::new(&["result"]),
@@ -208,6 +212,12 @@ impl Metrics {
             "Commits refused because another writer changed what they read (then decided again).",
             &[],
             self.conflicts.load(Ordering::Relaxed),
+        );
+        out.counter(
+            "rpa_robot_deadlines_kept_total",
+            "Robots kept alive because this node heard them while their stored deadline ran out (heartbeats handled or written late: the node is behind).",
+            &[],
+            self.deadlines_kept.load(Ordering::Relaxed),
         );
         out.histogram(
             "rpa_commit_seconds",

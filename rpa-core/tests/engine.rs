@@ -1378,6 +1378,12 @@ fn a_robot_heard_all_along_keeps_its_job_when_its_heartbeats_are_handled_late() 
         w.robot(&a).deadline.is_some_and(|d| d > w.clock.now()),
         "its deadline moved"
     );
+    let kept = w
+        .engine
+        .metrics()
+        .deadlines_kept
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(kept, 1, "counted: the node is behind");
     w.finish(&a, &j, FinishStatus::Success).unwrap();
     assert_eq!(w.job(&j).attempt, 1, "run once");
 

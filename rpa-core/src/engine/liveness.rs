@@ -176,6 +176,9 @@ impl<S: Store> Engine<S> {
             })?;
             kept += usize::from(moved);
         }
+        self.metrics
+            .deadlines_kept
+            .fetch_add(kept as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(kept)
     }
 }

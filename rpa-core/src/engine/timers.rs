@@ -139,6 +139,9 @@ impl<S: Store> Engine<S> {
                 }
                 let mut tx = Tx::default();
                 tx.robot(r);
+                self.metrics
+                    .deadlines_kept
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Ok(Decided::Commit(tx, false));
             }
             if let Some(j) = r.job
