@@ -328,6 +328,9 @@ async fn serve<S: Store>(st: HubState<S>, code: String, socket: WebSocket) {
                 if send_all(&mut sink, &cmds, ext).await.is_err() {
                     break;
                 }
+                if let Some(s) = &session {
+                    st.engine.handed(s.robot, &cmds);
+                }
             }
             () = closed(&mut closing) => {
                 let bye = CloseFrame {

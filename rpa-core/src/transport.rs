@@ -124,6 +124,8 @@ pub trait RobotTransport: Send + Sync + 'static {
     }
 
     /// Hands `commands` (committed, in order) to robot `robot`'s connection.
+    /// Once it has written them, it tells the engine ([`Engine::handed`](crate::Engine::handed)):
+    /// a heartbeat that arrived before an Execute was written says nothing of its job.
     fn push(&self, _robot: RobotId, _commands: Vec<Command>) {}
 }
 

@@ -76,10 +76,18 @@ impl<S: Store> Engine<S> {
         now
     }
 
-    /// Commands leaving this node for `robot` (pushed to its connection or
-    /// answered to its heartbeat): notes when an Execute was handed over,
-    /// and gives each its run token.
+    /// Commands taken for `robot` to be sent at once (a heartbeat's
+    /// answer, or a connection taking its outbox): notes when an Execute
+    /// was handed over, and gives each its run token.
     pub(crate) fn handed_over(&self, robot: RobotId, cmds: Vec<Command>) -> Vec<Command> {
+        self.handed(robot, &cmds);
+        self.with_run_tokens(cmds)
+    }
+
+    /// Notes that `cmds` were just written to `robot`'s connection: the
+    /// hub calls this for the commands pushed to it, which may wait in its
+    /// queue while it handles the robot's messages.
+    pub fn handed(&self, robot: RobotId, cmds: &[Command]) {
         if let Some(run) = cmds.iter().rev().find_map(|c| match c {
             Command::Execute(e) => Some(e.run_instance_id),
             _ => None,
@@ -87,7 +95,6 @@ impl<S: Store> Engine<S> {
             let now = self.now();
             self.heard.lock().handed.insert(robot, (run, now));
         }
-        self.with_run_tokens(cmds)
     }
 
     /// Forgets what this node heard from `robot` (its connection here closed).

@@ -543,7 +543,8 @@ impl<S: Store> Engine<S> {
             }
         }
         for (r, cs) in by_robot {
-            self.transport.push(r, self.handed_over(r, cs));
+            // Handed over when the transport writes them (`Engine::handed`).
+            self.transport.push(r, self.with_run_tokens(cs));
         }
         Ok(())
     }
