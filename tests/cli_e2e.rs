@@ -131,6 +131,13 @@ async fn the_command_line_administers_a_server() {
     assert!(stdout.contains("row 40:"), "{stdout}");
     let queues: Value = serde_json::from_str(&ok(&rpa(&home, &base, &["--json", "queues", "list"], ""))).unwrap();
     assert_eq!(queues[0]["newItems"], 39, "{queues}");
+    // The import runs rows side by side: one added after it is the newest.
+    ok(&rpa(
+        &home,
+        &base,
+        &["queues", "add", "Claims queue", "--reference", "C-LATE"],
+        "",
+    ));
     let items = ok(&rpa(
         &home,
         &base,
@@ -138,7 +145,10 @@ async fn the_command_line_administers_a_server() {
         "",
     ));
     assert_eq!(items.lines().count(), 6, "a header and five items: {items}");
-    assert!(items.contains("C-39"), "the newest first: {items}");
+    assert!(
+        items.lines().nth(1).is_some_and(|l| l.contains("C-LATE")),
+        "the newest first: {items}"
+    );
 
     // Package versions: a new one uploaded, listed, then a rollback.
     let script = dir.join("v2.sh");
