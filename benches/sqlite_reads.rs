@@ -1,12 +1,10 @@
-//! Reads of one SQLite file through each of the store's two drivers: sqlx
-//! (the store's reader pool, async) and rusqlite (the driver of the store's
-//! writer thread), so the choice of driver for reads rests on figures.
-//! Each reads one ended job's row by id (what the store reads from the file
-//! once a job has left memory) and a job's 20 run logs, from a file of
-//! 10,000 jobs written by the store itself. rusqlite is measured called
-//! inline (a reader thread of its own would pay that) and through
-//! `spawn_blocking` (what an async caller without such a thread pays).
-//! `cargo bench --bench sqlite_reads`; figures go to docs/PERFORMANCE.md.
+//! Reads of one SQLite file: through the store (its read connections,
+//! rusqlite on a blocking thread) and, for the floor, the same statement
+//! on a rusqlite connection called inline. Each reads one ended job's row
+//! by id (what the store reads from the file once a job has left memory)
+//! and a job's 20 run logs, from a file of 10,000 ended jobs written by
+//! the store itself. `cargo bench --bench sqlite_reads`; figures go to
+//! docs/PERFORMANCE.md.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
@@ -17,10 +15,10 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use rpa::Timestamp;
 use rpa::core::conformance::sample_job;
 use rpa::core::ids::{JobId, ProcessId, RobotId, RunLogId};
+use rpa::core::model::JobState;
 use rpa::core::model::{LogLevel, RunLog};
-use rpa::core::store::{Commit, CommitStore, Write};
+use rpa::core::store::{Commit, CommitStore, JobStore, RunStore, Write};
 use rpa::sql::{SqlOptions, SqlStore};
-use sqlx::Row;
 
 const JOBS: i64 = 10_000;
 const LOGS: i64 = 20;
@@ -40,7 +38,9 @@ fn bench(c: &mut Criterion) {
         for chunk in (1..=JOBS).collect::<Vec<_>>().chunks(500) {
             let mut writes = Vec::new();
             for &id in chunk {
-                writes.push(Write::Job(sample_job(id, ProcessId(1), 0)));
+                let mut job = sample_job(id, ProcessId(1), 0);
+                job.state = JobState::Successful;
+                writes.push(Write::Job(job));
                 for n in 0..LOGS {
                     writes.push(Write::Log(RunLog {
                         id: RunLogId(id * 100 + n),
@@ -64,7 +64,6 @@ fn bench(c: &mut Criterion) {
         }
         store
     });
-    let pool = store.pool().clone();
     let conn = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let conn = Arc::new(Mutex::new(conn));
     let job_sql = "SELECT data FROM rpa_jobs WHERE id = $1";
@@ -76,70 +75,40 @@ fn bench(c: &mut Criterion) {
     };
 
     let mut g = c.benchmark_group("sqlite_reads");
-    g.bench_function("job_by_id/sqlx", |b| {
+    g.bench_function("job_by_id/store", |b| {
         b.iter_custom(|n| {
             let first = id();
             rt.block_on(async {
                 let t = Instant::now();
                 for i in 0..n as i64 {
-                    let row = sqlx::query(job_sql)
-                        .bind((first + i) % JOBS + 1)
-                        .fetch_one(&pool)
-                        .await
-                        .unwrap();
-                    black_box(row.get::<String, _>(0).len());
+                    let job = store.job(JobId((first + i) % JOBS + 1)).await.unwrap();
+                    black_box(job.expect("stored").id);
                 }
                 t.elapsed()
             })
         })
     });
-    g.bench_function("job_by_id/rusqlite", |b| {
+    g.bench_function("job_by_id/rusqlite_inline", |b| {
         b.iter(|| {
             let c = conn.lock().unwrap();
             let mut st = c.prepare_cached(job_sql).unwrap();
             st.query_row([id()], |r| r.get::<_, String>(0)).unwrap().len()
         })
     });
-    g.bench_function("job_by_id/rusqlite_spawn_blocking", |b| {
+    g.bench_function("logs_of_job/store", |b| {
         b.iter_custom(|n| {
             let first = id();
             rt.block_on(async {
                 let t = Instant::now();
                 for i in 0..n as i64 {
-                    let conn = conn.clone();
-                    let got = tokio::task::spawn_blocking(move || {
-                        let c = conn.lock().unwrap();
-                        let mut st = c.prepare_cached(job_sql).unwrap();
-                        st.query_row([(first + i) % JOBS + 1], |r| r.get::<_, String>(0))
-                            .unwrap()
-                            .len()
-                    })
-                    .await
-                    .unwrap();
-                    black_box(got);
+                    let logs = store.logs(JobId((first + i) % JOBS + 1)).await.unwrap();
+                    black_box(logs.len());
                 }
                 t.elapsed()
             })
         })
     });
-    g.bench_function("logs_of_job/sqlx", |b| {
-        b.iter_custom(|n| {
-            let first = id();
-            rt.block_on(async {
-                let t = Instant::now();
-                for i in 0..n as i64 {
-                    let rows = sqlx::query(logs_sql)
-                        .bind((first + i) % JOBS + 1)
-                        .fetch_all(&pool)
-                        .await
-                        .unwrap();
-                    black_box(rows.len());
-                }
-                t.elapsed()
-            })
-        })
-    });
-    g.bench_function("logs_of_job/rusqlite", |b| {
+    g.bench_function("logs_of_job/rusqlite_inline", |b| {
         b.iter(|| {
             let c = conn.lock().unwrap();
             let mut st = c.prepare_cached(logs_sql).unwrap();

@@ -1,26 +1,29 @@
 //! # rpa-store-sql
 //!
 //! Durable [`rpa_core::Store`] backends: SQLite (the embedded default, one
-//! file, WAL) and PostgreSQL (several engine nodes on one database). Reads,
-//! migrations and PostgreSQL go through sqlx's `Any` driver; SQLite writes
-//! through a thread of the store's own (rusqlite). The few places where the
-//! dialects differ say so.
+//! file, WAL) and PostgreSQL (several engine nodes on one database). One
+//! driver per backend: SQLite through rusqlite (a writer thread of the
+//! store's own and a few read-only connections), PostgreSQL through sqlx.
+//! The few places where the dialects differ say so.
 //!
 //! ```text
-//!  Engine ──read──► memory: what is live (ReadCache) ──miss / ended──► reader pool (sqlx)
+//!  Engine ──read──► memory: what is live (ReadCache) ──miss / ended──► readers (src/read.rs)
 //!         ──commit─► plan (JSON, statements; src/plan.rs) ──► group writer:
 //!                      one transaction per group of commits; a stale commit
 //!                      (a row not at the version it read) fails alone;
 //!                      then the group's audit rows; COMMIT; then memory
 //! ```
 //!
-//! Layout, a job per file: `lib.rs` the store, connecting, migrations;
-//! `stores.rs` the capability traits; `plan.rs` a commit as statements;
-//! `queries.rs` the hot queries; `rows.rs` rows, values and errors;
+//! Layout, a job per file: `lib.rs` the store, connecting, the migrations'
+//! list; `stores.rs` the capability traits; `plan.rs` a commit as
+//! statements; `read.rs` reads on either backend; `queries.rs` the hot
+//! queries; `rows.rs` sqlx rows, values and errors;
 //! `sealing.rs` vendor secrets and sealed record kinds at rest; `take.rs` robots' outbox takes;
 //! `records.rs` record kinds (`rpa_core::record`: SQL made from each kind's
 //! row mapping);
-//! `sqlite.rs` the SQLite writer thread; `postgres/` the PostgreSQL group
+//! `sqlite/` the SQLite file: opening, locking, migrating (`mod.rs`), the
+//! writer thread (`writer.rs`), the read connections (`readers.rs`);
+//! `postgres/` the PostgreSQL group
 //! writer (`mod.rs`), its prepared call (`group_call.rs`) and the node
 //! cache with its notifications (`cache.rs`).
 //!
@@ -89,25 +92,28 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use plan::Val;
+use read::Reader;
 use rpa_core::error::StoreError;
 use rpa_core::ids::*;
 use rpa_core::model::*;
+use rpa_core::record::{Cell, ColumnType};
 use rpa_core::store::*;
 use rpa_core::transport::{Command, RobotTransport};
 use rpa_core::{Key, ReadCache, Timestamp};
 use serde::de::DeserializeOwned;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
 use tokio::sync::{mpsc, oneshot};
 
 mod plan;
 mod postgres;
+mod read;
 mod records;
 mod rows;
 mod sealing;
 mod stores;
 
-pub(crate) use rows::{AnyQuery, backend_err, bind, data, from_json, limit, unique_err};
+pub(crate) use rows::{backend_err, bind, data, from_json, limit, unique_err};
 pub use sealing::{Sealing, key_file};
 use sealing::{seal, sealing_key, unseal};
 pub mod queries;
@@ -222,8 +228,8 @@ pub struct SqlStore {
 
 struct Inner {
     backend: Backend,
-    /// Reads (and, on PostgreSQL, the group writer's transactions).
-    read: AnyPool,
+    /// Reads.
+    read: Reader,
     id_block: i64,
     ids: Mutex<HashMap<&'static str, (i64, i64)>>,
     /// Held while a block of ids is reserved: callers that find the block
@@ -238,16 +244,15 @@ struct Inner {
     /// writer (this store is the only writer of its file), so it is whole.
     /// PostgreSQL: a node cache (see `postgres/cache.rs`) that may lag other nodes.
     mirror: Option<ReadCache>,
-    /// This store's name in change notifications (PostgreSQL).
-    node: u64,
     /// Dropped with the store: stops the change listener.
     _stop: Option<oneshot::Sender<()>>,
 }
 
 /// Who writes.
 enum Writer {
-    /// PostgreSQL: the group writer task, on the pool.
-    Pool(mpsc::Sender<postgres::Pending>),
+    /// PostgreSQL: the group writer task, and the pool it writes on (also
+    /// the pool of reads, ids, leases and outbox takes).
+    Pool(mpsc::Sender<postgres::Pending>, AnyPool),
     /// SQLite: the writer thread ([`sqlite`]).
     Thread(mpsc::Sender<sqlite::Work>),
 }
@@ -283,118 +288,105 @@ impl SqlStore {
     /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`) and
     /// runs the migrations that are missing.
     pub async fn connect(url: &str, options: SqlOptions) -> Result<SqlStore, StoreError> {
-        sqlx::any::install_default_drivers();
-        let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite
+        if url.starts_with("sqlite:") {
+            Self::connect_sqlite(url, options).await
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Backend::Postgres
+            Self::connect_postgres(url, options).await
         } else {
-            return Err(StoreError::Backend(format!(
+            Err(StoreError::Backend(format!(
                 "unsupported database URL (sqlite: or postgres:): {url}"
-            )));
-        };
-        // One server per SQLite file, before anything touches it.
-        let lock = match backend {
-            Backend::Sqlite => Some(sqlite::lock(url).await?),
-            Backend::Postgres => None,
-        };
-        let read = match backend {
-            Backend::Sqlite => {
-                let sync = match options.synchronous {
-                    Synchronous::Normal => "NORMAL",
-                    Synchronous::Full => "FULL",
-                };
-                let pragmas =
-                    format!("PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000;");
-                AnyPoolOptions::new()
-                    .max_connections(options.max_connections.max(1))
-                    .after_connect(move |conn: &mut AnyConnection, _| {
-                        let pragmas = pragmas.clone();
-                        Box::pin(async move {
-                            sqlx::Executor::execute(&mut *conn, pragmas.as_str()).await?;
-                            Ok(())
-                        })
-                    })
-                    .connect(url)
-                    .await
-                    .map_err(backend_err)?
-            }
-            Backend::Postgres => AnyPoolOptions::new()
-                .max_connections(options.max_connections.max(2))
-                // No ping before every use (a round trip per query); a broken
-                // connection fails its query, which reports the error.
-                .test_before_acquire(false)
-                .connect(url)
-                .await
-                .map_err(backend_err)?,
-        };
-        let (writer, pg_rx, sqlite_rx) = match backend {
-            Backend::Sqlite => {
-                let (tx, rx) = mpsc::channel(GROUP_MAX * 4);
-                (Writer::Thread(tx), None, Some(rx))
-            }
-            Backend::Postgres => {
-                let (tx, rx) = mpsc::channel(GROUP_MAX * 4);
-                (Writer::Pool(tx), Some(rx), None)
-            }
-        };
-        let mut store = SqlStore {
+            )))
+        }
+    }
+
+    /// The SQLite file: lock it (one server per file), open its write
+    /// connection, migrate, load what is live into memory, start the writer.
+    async fn connect_sqlite(url: &str, options: SqlOptions) -> Result<SqlStore, StoreError> {
+        let lock = sqlite::lock(url).await?;
+        let (path, sync) = (sqlite::path_of(url)?, options.synchronous);
+        let opened = url.to_owned();
+        let conn = tokio::task::spawn_blocking(move || {
+            let conn = sqlite::open(&opened, sync)?;
+            sqlite::migrate(&conn)?;
+            Ok::<_, StoreError>(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("cannot open the SQLite file: {e}")))??;
+        let (tx, rx) = mpsc::channel(GROUP_MAX * 4);
+        let read = Reader::Sqlite(sqlite::Readers::new(path, options.max_connections));
+        let mirror = ReadCache::new();
+        let (writes, commands) = read::load_live(&read).await?;
+        mirror.mirror(&Commit {
+            writes,
+            commands,
+            ..Commit::default()
+        });
+        let m = mirror.clone();
+        std::thread::Builder::new()
+            .name("rpa-sqlite-writer".into())
+            .spawn(move || sqlite::run(conn, lock, m, rx))
+            .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer: {e}")))?;
+        Ok(SqlStore {
             inner: Arc::new(Inner {
-                backend,
+                backend: Backend::Sqlite,
                 read,
                 id_block: options.id_block.max(1),
                 ids: Mutex::default(),
                 reserving: tokio::sync::Mutex::default(),
-                writer,
+                writer: Writer::Thread(tx),
                 takes: None,
                 url: url.to_owned(),
-                secret_key: sealing_key(url, backend, &options.sealing)?,
-                mirror: None,
-                node: rand::random(),
+                secret_key: sealing_key(url, Backend::Sqlite, &options.sealing)?,
+                mirror: Some(mirror),
                 _stop: None,
             }),
-        };
-        store.migrate().await?;
-        if let Some(rx) = pg_rx {
-            let cache = ReadCache::new();
-            let (stop, stopped_rx) = oneshot::channel();
-            let loaded = postgres::cache::start(
-                url.to_owned(),
-                store.inner.read.clone(),
-                cache.clone(),
-                store.inner.node,
-                stopped_rx,
-            );
-            loaded.await.map_err(stopped)??;
-            tokio::spawn(postgres::group_writer(
-                store.inner.read.clone(),
-                url.to_owned(),
-                rx,
-                cache.clone(),
-                store.inner.node,
-            ));
-            let inner = Arc::get_mut(&mut store.inner)
-                .ok_or_else(|| StoreError::Backend("the store was shared while connecting".into()))?;
-            inner.mirror = Some(cache);
-            inner._stop = Some(stop);
-            let (takes, rx) = mpsc::channel(take::BATCH_MAX * 4);
-            tokio::spawn(take::run(inner.read.clone(), rx));
-            inner.takes = Some(takes);
-        }
-        if let (Some(rx), Some(lock)) = (sqlite_rx, lock) {
-            let mirror = ReadCache::new();
-            store.load_live(&mirror).await?;
-            let conn = sqlite::open(url, options.synchronous)?;
-            let m = mirror.clone();
-            std::thread::Builder::new()
-                .name("rpa-sqlite-writer".into())
-                .spawn(move || sqlite::run(conn, lock, m, rx))
-                .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer: {e}")))?;
-            Arc::get_mut(&mut store.inner)
-                .ok_or_else(|| StoreError::Backend("the store was shared while connecting".into()))?
-                .mirror = Some(mirror);
-        }
-        Ok(store)
+        })
+    }
+
+    /// PostgreSQL: the pool, the migrations (one node at a time), the node
+    /// cache and its notifications, the group writer, the take batcher.
+    async fn connect_postgres(url: &str, options: SqlOptions) -> Result<SqlStore, StoreError> {
+        sqlx::any::install_default_drivers();
+        let secret_key = sealing_key(url, Backend::Postgres, &options.sealing)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(2))
+            // No ping before every use (a round trip per query); a broken
+            // connection fails its query, which reports the error.
+            .test_before_acquire(false)
+            .connect(url)
+            .await
+            .map_err(backend_err)?;
+        postgres::migrate(&pool).await?;
+        let node = rand::random();
+        let cache = ReadCache::new();
+        let (stop, stopped_rx) = oneshot::channel();
+        let loaded = postgres::cache::start(url.to_owned(), pool.clone(), cache.clone(), node, stopped_rx);
+        loaded.await.map_err(stopped)??;
+        let (tx, rx) = mpsc::channel(GROUP_MAX * 4);
+        tokio::spawn(postgres::group_writer(
+            pool.clone(),
+            url.to_owned(),
+            rx,
+            cache.clone(),
+            node,
+        ));
+        let (takes, takes_rx) = mpsc::channel(take::BATCH_MAX * 4);
+        tokio::spawn(take::run(pool.clone(), takes_rx));
+        Ok(SqlStore {
+            inner: Arc::new(Inner {
+                backend: Backend::Postgres,
+                read: Reader::Postgres(pool.clone()),
+                id_block: options.id_block.max(1),
+                ids: Mutex::default(),
+                reserving: tokio::sync::Mutex::default(),
+                writer: Writer::Pool(tx, pool),
+                takes: Some(takes),
+                url: url.to_owned(),
+                secret_key,
+                mirror: Some(cache),
+                _stop: Some(stop),
+            }),
+        })
     }
 
     /// Wakes `transport` for every robot another node queued commands for
@@ -438,83 +430,31 @@ impl SqlStore {
         self.inner.backend
     }
 
-    /// The pool for reads (for tests and operators: query plans, counts).
-    pub fn pool(&self) -> &AnyPool {
-        &self.inner.read
+    /// The rows of a read-only statement without parameters, column `i`
+    /// read as `types[i]`: for tests and operators (raw rows as stored,
+    /// counts). Runs on the store's own read connections.
+    pub async fn query(&self, sql: &str, types: &[ColumnType]) -> StoreResult<Vec<Vec<Cell>>> {
+        self.inner.read.rows(sql.to_owned(), Vec::new(), types.to_vec()).await
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
-        // One connection throughout: PostgreSQL advisory locks belong to a session.
-        let mut conn = self.inner.read.acquire().await.map_err(backend_err)?;
-        sqlx::raw_sql("CREATE TABLE IF NOT EXISTS rpa_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)")
-            .execute(&mut *conn)
-            .await
-            .map_err(backend_err)?;
-        let postgres = self.inner.backend == Backend::Postgres;
-        if postgres {
-            // Several nodes starting at once: one migrates, the others wait.
-            sqlx::raw_sql("SELECT pg_advisory_lock(7262)")
-                .execute(&mut *conn)
-                .await
-                .map_err(backend_err)?;
+    /// A PostgreSQL store's pool (tests of the group writer).
+    #[cfg(test)]
+    pub(crate) fn pool(&self) -> &AnyPool {
+        match &self.inner.writer {
+            Writer::Pool(_, pool) => pool,
+            Writer::Thread(_) => panic!("an SQLite store has no sqlx pool"),
         }
-        let result = async {
-            for (version, name, sql) in migrations() {
-                let done: Option<i64> = sqlx::query_scalar("SELECT version FROM rpa_migrations WHERE version = $1")
-                    .bind(*version)
-                    .fetch_optional(&mut *conn)
-                    .await
-                    .map_err(backend_err)?;
-                if done.is_some() {
-                    continue;
-                }
-                let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(backend_err)?;
-                sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(backend_err)?;
-                sqlx::query("INSERT INTO rpa_migrations (version, name) VALUES ($1, $2)")
-                    .bind(*version)
-                    .bind(*name)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend_err)?;
-                tx.commit().await.map_err(backend_err)?;
-                tracing::info!(version, name, "database migrated");
-            }
-            Ok(())
-        }
-        .await;
-        let result = match result {
-            // Not a migration: replaced at every start, so it is always this version's.
-            Ok(()) if postgres => sqlx::raw_sql(&postgres::group_call::function_sql())
-                .execute(&mut *conn)
-                .await
-                .map(|_| ())
-                .map_err(backend_err),
-            r => r,
-        };
-        if postgres {
-            sqlx::raw_sql("SELECT pg_advisory_unlock(7262)")
-                .execute(&mut *conn)
-                .await
-                .map_err(backend_err)?;
-        }
-        result
-    }
-
-    /// Reads what is live (people, sessions, processes, robots, vendors,
-    /// unfinished jobs and queue items, waiting commands) into `m`.
-    async fn load_live(&self, m: &ReadCache) -> StoreResult<()> {
-        let (writes, commands) = postgres::cache::load_live(&self.inner.read).await?;
-        m.mirror(&Commit {
-            writes,
-            commands,
-            ..Commit::default()
-        });
-        Ok(())
     }
 
     /// A lookup of one entity: memory answers; where memory may lag other
     /// nodes (PostgreSQL), a miss asks the database and keeps what it finds.
-    async fn point<T, F>(&self, memory: Option<F>, sql: &str, v: Val, keep: fn(T) -> Write) -> StoreResult<Option<T>>
+    async fn point<T, F>(
+        &self,
+        memory: Option<F>,
+        sql: &'static str,
+        v: Val,
+        keep: fn(T) -> Write,
+    ) -> StoreResult<Option<T>>
     where
         T: DeserializeOwned + Clone,
         F: std::future::Future<Output = StoreResult<Option<T>>>,
@@ -548,17 +488,12 @@ impl SqlStore {
             .filter(|_| self.inner.backend == Backend::Sqlite)
     }
 
-    async fn one<T: DeserializeOwned>(&self, sql: &str, v: Val) -> StoreResult<Option<T>> {
-        let row = bind(sqlx::query(sql), v)
-            .fetch_optional(&self.inner.read)
-            .await
-            .map_err(backend_err)?;
-        row.map(|r| data(&r)).transpose()
+    async fn one<T: DeserializeOwned>(&self, sql: &'static str, v: Val) -> StoreResult<Option<T>> {
+        self.inner.read.first(sql, vec![v]).await
     }
 
-    async fn many<T: DeserializeOwned>(&self, q: AnyQuery<'_>) -> StoreResult<Vec<T>> {
-        let rows = q.fetch_all(&self.inner.read).await.map_err(backend_err)?;
-        rows.iter().map(data).collect()
+    async fn many<T: DeserializeOwned>(&self, sql: &'static str, args: Vec<Val>) -> StoreResult<Vec<T>> {
+        self.inner.read.data(sql, args).await
     }
 
     /// The next serial id of a sequence, reserving a block when the local one is spent.
@@ -590,10 +525,10 @@ impl SqlStore {
                     .map_err(stopped)?;
                 answer.await.map_err(stopped)??
             }
-            Writer::Pool(_) => sqlx::query_scalar::<_, i64>(queries::SEQ_RESERVE)
+            Writer::Pool(_, pool) => sqlx::query_scalar::<_, i64>(queries::SEQ_RESERVE)
                 .bind(kind)
                 .bind(block)
-                .fetch_one(&self.inner.read)
+                .fetch_one(pool)
                 .await
                 .map_err(backend_err)?,
         };

@@ -10,7 +10,8 @@
 use rpa_core::record::{Cell, ColumnType, Kind, RecordStore, Row as RecordRow, Select};
 
 use super::*;
-use crate::rows::{backend_err, bind, limit};
+use crate::read::{Reader, Sql};
+use crate::rows::limit;
 
 /// A cell as a bound value of a column of type `ty`.
 pub(crate) fn val(ty: ColumnType, c: &Cell) -> Val {
@@ -27,13 +28,6 @@ pub(crate) fn into_val(ty: ColumnType, c: Cell) -> Val {
     }
 }
 
-fn cell(row: &AnyRow, i: usize, ty: ColumnType) -> StoreResult<Cell> {
-    Ok(match ty {
-        ColumnType::Int => row.try_get::<Option<i64>, _>(i).map_err(backend_err)?.into(),
-        ColumnType::Text => row.try_get::<Option<String>, _>(i).map_err(backend_err)?.into(),
-    })
-}
-
 /// `SELECT key, columns.., version, data FROM table` (`''` for the data
 /// of a bare selection).
 fn select_sql(kind: &Kind, bare: bool) -> String {
@@ -44,24 +38,42 @@ fn select_sql(kind: &Kind, bare: bool) -> String {
     format!("SELECT {} FROM {}", cols.join(", "), kind.table)
 }
 
-fn decode(kind: &'static Kind, row: &AnyRow, key: Option<&[u8; 32]>) -> StoreResult<RecordRow> {
-    let n = kind.columns.len();
-    let cells = kind
-        .columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| cell(row, i + 1, c.ty))
-        .collect::<StoreResult<Vec<_>>>()?;
-    let version: i64 = row.try_get(n + 1).map_err(backend_err)?;
-    let mut data: String = row.try_get(n + 2).map_err(backend_err)?;
+/// The types of the columns [`select_sql`] reads.
+fn types(kind: &Kind) -> Vec<ColumnType> {
+    std::iter::once(kind.key.ty)
+        .chain(kind.columns.iter().map(|c| c.ty))
+        .chain([ColumnType::Int, ColumnType::Text])
+        .collect()
+}
+
+/// The rows of a [`select_sql`] statement.
+async fn fetch_rows(
+    db: &Reader,
+    kind: &'static Kind,
+    sql: impl Into<Sql>,
+    args: Vec<Val>,
+    key: Option<&[u8; 32]>,
+) -> StoreResult<Vec<RecordRow>> {
+    let rows = db.rows(sql, args, types(kind)).await?;
+    rows.into_iter().map(|r| decode(kind, r, key)).collect()
+}
+
+fn decode(kind: &'static Kind, row: Vec<Cell>, key: Option<&[u8; 32]>) -> StoreResult<RecordRow> {
+    let malformed = || StoreError::Backend(format!("decode: a malformed row of {}", kind.table));
+    let mut cells = row.into_iter();
+    let row_key = cells.next().ok_or_else(malformed)?;
+    let columns: Vec<Cell> = cells.by_ref().take(kind.columns.len()).collect();
+    let (Some(Cell::Int(version)), Some(Cell::Text(mut data))) = (cells.next(), cells.next()) else {
+        return Err(malformed());
+    };
     if kind.sealed && !data.is_empty() {
         data = crate::sealing::unseal(key, &data)?;
     }
     Ok(RecordRow {
         kind,
-        key: cell(row, 0, kind.key.ty)?,
+        key: row_key,
         version: u64::try_from(version).map_err(|_| StoreError::Backend("negative version".into()))?,
-        cells,
+        cells: columns,
         data: data.into(),
     })
 }
@@ -76,28 +88,24 @@ fn order(kind: &Kind, backend: Backend) -> String {
 
 /// The row of `kind` with key `key`, as the database holds it.
 pub(crate) async fn read_one(
-    pool: &AnyPool,
+    db: &Reader,
     key_of_seal: Option<&[u8; 32]>,
     kind: &'static Kind,
     key: &Cell,
 ) -> StoreResult<Option<RecordRow>> {
     let sql = format!("{} WHERE {} = $1", select_sql(kind, false), kind.key.name);
-    let row = bind(sqlx::query(&sql), val(kind.key.ty, key))
-        .fetch_optional(pool)
-        .await
-        .map_err(backend_err)?;
-    row.map(|r| decode(kind, &r, key_of_seal)).transpose()
+    let rows = fetch_rows(db, kind, sql, vec![val(kind.key.ty, key)], key_of_seal).await?;
+    Ok(rows.into_iter().next())
 }
 
 /// Every row of `kind`, as the database holds them.
 pub(crate) async fn read_all(
-    pool: &AnyPool,
+    db: &Reader,
     key_of_seal: Option<&[u8; 32]>,
     kind: &'static Kind,
 ) -> StoreResult<Vec<RecordRow>> {
     let sql = format!("{} ORDER BY {}", select_sql(kind, false), kind.key.name);
-    let rows = sqlx::query(&sql).fetch_all(pool).await.map_err(backend_err)?;
-    rows.iter().map(|r| decode(kind, r, key_of_seal)).collect()
+    fetch_rows(db, kind, sql, Vec::new(), key_of_seal).await
 }
 
 impl SqlStore {
@@ -188,13 +196,6 @@ impl SqlStore {
             order(kind, self.inner.backend),
             limit(select.limit)
         ));
-        let mut q = sqlx::query(&sql);
-        for a in args {
-            q = bind(q, a);
-        }
-        let rows = q.fetch_all(&self.inner.read).await.map_err(backend_err)?;
-        rows.iter()
-            .map(|r| decode(kind, r, self.inner.secret_key.as_ref()))
-            .collect()
+        fetch_rows(&self.inner.read, kind, sql, args, self.inner.secret_key.as_ref()).await
     }
 }

@@ -2,6 +2,8 @@
 //! decoded, values bound.
 
 use super::*;
+use sqlx::Row;
+use sqlx::any::AnyRow;
 
 pub(crate) fn backend_err(e: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &e {

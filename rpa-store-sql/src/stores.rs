@@ -47,7 +47,7 @@ impl CommitStore for SqlStore {
         }
         let (done, result) = oneshot::channel();
         match &self.inner.writer {
-            Writer::Pool(w) => {
+            Writer::Pool(w, _) => {
                 let mut seqs = Vec::with_capacity(c.commands.len());
                 for _ in &c.commands {
                     seqs.push(self.serial("outbox").await?);
@@ -102,7 +102,7 @@ impl ProcessStore for SqlStore {
         if let Some(m) = &self.inner.mirror {
             return m.processes().await;
         }
-        self.many(sqlx::query("SELECT data FROM rpa_processes ORDER BY id"))
+        self.many("SELECT data FROM rpa_processes ORDER BY id", Vec::new())
             .await
     }
 }
@@ -131,20 +131,12 @@ impl JobStore for SqlStore {
             Some(_) => (queries::JOB_STATE_WINDOW_COUNT, queries::JOB_STATE_WINDOW),
             None => (queries::JOB_WINDOW_COUNT, queries::JOB_WINDOW),
         };
-        let mut count = sqlx::query_scalar::<_, i64>(count_sql)
-            .bind(q.process.0)
-            .bind(q.from.0)
-            .bind(q.to.0);
-        if let Some(s) = q.state {
-            count = count.bind(s.as_str());
-        }
-        let total = count.fetch_one(&self.inner.read).await.map_err(backend_err)?;
-        let mut rows = sqlx::query(sql).bind(q.process.0).bind(q.from.0).bind(q.to.0);
-        if let Some(s) = q.state {
-            rows = rows.bind(s.as_str());
-        }
-        let jobs = self.many(rows.bind(limit(q.limit))).await?;
-        Ok((total as u64, jobs))
+        let mut args = vec![Val::I(q.process.0), Val::I(q.from.0), Val::I(q.to.0)];
+        args.extend(q.state.map(|s| Val::S(s.as_str().into())));
+        let total = self.inner.read.int(count_sql, args.clone()).await?.unwrap_or(0);
+        args.push(Val::I(limit(q.limit)));
+        let jobs = self.many(sql, args).await?;
+        Ok((u64::try_from(total).unwrap_or(0), jobs))
     }
     async fn job_counts(
         &self,
@@ -152,19 +144,25 @@ impl JobStore for SqlStore {
         from: Timestamp,
         to: Timestamp,
     ) -> StoreResult<Vec<(JobState, u64)>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT state, COUNT(*) FROM rpa_jobs WHERE process = $1 AND created_at >= $2 AND created_at <= $3 GROUP BY state",
-        )
-        .bind(process.0)
-        .bind(from.0)
-        .bind(to.0)
-        .fetch_all(&self.inner.read)
-        .await
-        .map_err(backend_err)?;
+        let rows = self
+            .inner
+            .read
+            .rows(
+                "SELECT state, COUNT(*) FROM rpa_jobs WHERE process = $1 AND created_at >= $2 AND created_at <= $3 GROUP BY state",
+                vec![Val::I(process.0), Val::I(from.0), Val::I(to.0)],
+                &[ColumnType::Text, ColumnType::Int][..],
+            )
+            .await?;
+        let counted = |s: JobState| {
+            rows.iter().find_map(|r| match r.as_slice() {
+                [Cell::Text(name), Cell::Int(n)] if name == s.as_str() => Some(*n),
+                _ => None,
+            })
+        };
         Ok(JobState::ALL
             .into_iter()
             .filter_map(|s| {
-                let n = rows.iter().find(|(name, _)| name == s.as_str())?.1;
+                let n = counted(s)?;
                 (n > 0).then_some((s, n as u64))
             })
             .collect())
@@ -190,9 +188,8 @@ impl JobStore for SqlStore {
 impl QueueStore for SqlStore {
     async fn items_of_process(&self, process: ProcessId, n: usize) -> StoreResult<Vec<QueueItem>> {
         self.many(
-            sqlx::query("SELECT data FROM rpa_items WHERE process = $1 ORDER BY id DESC LIMIT $2")
-                .bind(process.0)
-                .bind(limit(n)),
+            "SELECT data FROM rpa_items WHERE process = $1 ORDER BY id DESC LIMIT $2",
+            vec![Val::I(process.0), Val::I(limit(n))],
         )
         .await
     }
@@ -222,13 +219,13 @@ impl QueueStore for SqlStore {
         {
             return Ok(Some(found));
         }
-        let row = sqlx::query(queries::ITEM_BY_REFERENCE)
-            .bind(process.0)
-            .bind(reference)
-            .fetch_optional(&self.inner.read)
+        self.inner
+            .read
+            .first(
+                queries::ITEM_BY_REFERENCE,
+                vec![Val::I(process.0), Val::S(reference.into())],
+            )
             .await
-            .map_err(backend_err)?;
-        row.map(|r| data(&r)).transpose()
     }
 }
 
@@ -246,7 +243,7 @@ impl RobotStore for SqlStore {
         if let Some(m) = &self.inner.mirror {
             return m.robots().await;
         }
-        self.many(sqlx::query("SELECT data FROM rpa_robots ORDER BY id")).await
+        self.many("SELECT data FROM rpa_robots ORDER BY id", Vec::new()).await
     }
     async fn available_robots(&self, after: Option<RobotId>, n: usize) -> StoreResult<Vec<Robot>> {
         self.memory()?.available_robots(after, n).await
@@ -273,11 +270,14 @@ impl RobotStore for SqlStore {
 
 impl RunStore for SqlStore {
     async fn logs(&self, job: JobId) -> StoreResult<Vec<RunLog>> {
-        self.many(sqlx::query(queries::LOGS).bind(job.0)).await
+        self.many(queries::LOGS, vec![Val::I(job.0)]).await
     }
     async fn videos(&self, job: JobId) -> StoreResult<Vec<VideoRecord>> {
-        self.many(sqlx::query("SELECT data FROM rpa_videos WHERE job = $1 ORDER BY at").bind(job.0))
-            .await
+        self.many(
+            "SELECT data FROM rpa_videos WHERE job = $1 ORDER BY at",
+            vec![Val::I(job.0)],
+        )
+        .await
     }
 }
 
@@ -286,30 +286,29 @@ impl DeadlineStore for SqlStore {
         if let Some(m) = self.whole() {
             return m.due(now, n).await;
         }
-        let rows = sqlx::query(queries::DUE)
-            .bind(now.0)
-            .bind(now.0)
-            .bind(now.0)
-            .bind(now.0)
-            .bind(limit(n))
-            .fetch_all(&self.inner.read)
-            .await
-            .map_err(backend_err)?;
-        rows.iter()
+        let at = Val::I(now.0);
+        let rows = self
+            .inner
+            .read
+            .rows(
+                queries::DUE,
+                vec![at.clone(), at.clone(), at.clone(), at, Val::I(limit(n))],
+                &[ColumnType::Int, ColumnType::Int, ColumnType::Int, ColumnType::Text][..],
+            )
+            .await?;
+        rows.into_iter()
             .map(|r| {
-                let kind: i64 = r.try_get(1).map_err(backend_err)?;
-                let id: i64 = r.try_get(2).map_err(backend_err)?;
-                Ok(match kind {
-                    0 => Due::RobotSilent(RobotId(id)),
-                    1 => Due::JobExpired(JobId(id)),
-                    2 => Due::JobReady(JobId(id)),
-                    _ => {
-                        let hex: String = r.try_get(3).map_err(backend_err)?;
+                Ok(match r.as_slice() {
+                    [_, Cell::Int(0), Cell::Int(id), _] => Due::RobotSilent(RobotId(*id)),
+                    [_, Cell::Int(1), Cell::Int(id), _] => Due::JobExpired(JobId(*id)),
+                    [_, Cell::Int(2), Cell::Int(id), _] => Due::JobReady(JobId(*id)),
+                    [_, _, _, Cell::Text(hex)] => {
                         let mut hash = [0u8; 32];
                         hex::decode_to_slice(hex, &mut hash)
                             .map_err(|e| StoreError::Backend(format!("session hash: {e}")))?;
                         Due::TokenExpired(hash)
                     }
+                    _ => return Err(StoreError::Backend("decode: a malformed deadline".into())),
                 })
             })
             .collect()
@@ -318,11 +317,7 @@ impl DeadlineStore for SqlStore {
         if let Some(m) = self.whole() {
             return m.next_due().await;
         }
-        let t: Option<i64> = sqlx::query_scalar(queries::NEXT_DUE)
-            .fetch_one(&self.inner.read)
-            .await
-            .map_err(backend_err)?;
-        Ok(t.map(Timestamp))
+        Ok(self.inner.read.int(queries::NEXT_DUE, Vec::new()).await?.map(Timestamp))
     }
 }
 
@@ -362,56 +357,60 @@ impl OutboxStore for SqlStore {
 
 impl AuditStore for SqlStore {
     async fn head(&self) -> StoreResult<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM rpa_audit")
-            .fetch_one(&self.inner.read)
-            .await
-            .map_err(backend_err)?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        let n = self
+            .inner
+            .read
+            .int("SELECT COALESCE(MAX(seq), 0) FROM rpa_audit", Vec::new())
+            .await?;
+        Ok(n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
     }
 
     async fn audit(&self, after: u64, n: usize) -> StoreResult<Vec<AuditEvent>> {
-        let q = sqlx::query("SELECT data FROM rpa_audit WHERE seq > $1 ORDER BY seq LIMIT $2")
-            .bind(i64::try_from(after).unwrap_or(i64::MAX))
-            .bind(limit(n));
-        self.many(q).await
+        self.many(
+            "SELECT data FROM rpa_audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+            vec![Val::I(i64::try_from(after).unwrap_or(i64::MAX)), Val::I(limit(n))],
+        )
+        .await
     }
 }
 
 impl LeaseStore for SqlStore {
     async fn lease(&self, name: &str, holder: u64, now: Timestamp, until: Timestamp) -> StoreResult<bool> {
-        if let Writer::Thread(w) = &self.inner.writer {
-            let (done, answer) = oneshot::channel();
-            let name = name.to_owned();
-            w.send(sqlite::Work::Lease {
-                name,
-                holder,
-                now,
-                until,
-                done,
-            })
-            .await
-            .map_err(stopped)?;
-            return answer.await.map_err(stopped)?;
+        match &self.inner.writer {
+            Writer::Thread(w) => {
+                let (done, answer) = oneshot::channel();
+                let name = name.to_owned();
+                w.send(sqlite::Work::Lease {
+                    name,
+                    holder,
+                    now,
+                    until,
+                    done,
+                })
+                .await
+                .map_err(stopped)?;
+                answer.await.map_err(stopped)?
+            }
+            Writer::Pool(_, pool) => {
+                let row = sqlx::query(queries::LEASE)
+                    .bind(name)
+                    .bind(holder as i64)
+                    .bind(until.0)
+                    .bind(now.0)
+                    .fetch_optional(pool)
+                    .await
+                    .map_err(backend_err)?;
+                Ok(row.is_some())
+            }
         }
-        let row = sqlx::query(queries::LEASE)
-            .bind(name)
-            .bind(holder as i64)
-            .bind(until.0)
-            .bind(now.0)
-            .fetch_optional(&self.inner.read)
-            .await
-            .map_err(backend_err)?;
-        Ok(row.is_some())
     }
 
     async fn lease_holder(&self, name: &str, now: Timestamp) -> StoreResult<Option<u64>> {
-        let row = sqlx::query(queries::LEASE_HOLDER)
-            .bind(name)
-            .bind(now.0)
-            .fetch_optional(&self.inner.read)
-            .await
-            .map_err(backend_err)?;
-        row.map(|r| r.try_get::<i64, _>(0).map(|h| h as u64).map_err(backend_err))
-            .transpose()
+        let holder = self
+            .inner
+            .read
+            .int(queries::LEASE_HOLDER, vec![Val::S(name.into()), Val::I(now.0)])
+            .await?;
+        Ok(holder.map(|h| h as u64))
     }
 }

@@ -6,6 +6,7 @@
 mod common;
 
 use common::{fresh_postgres, postgres_url, temp_sqlite};
+use rpa_core::record::{Cell, ColumnType};
 use rpa_core::store::prelude::*;
 use rpa_store_sql::{SqlOptions, SqlStore};
 
@@ -213,10 +214,16 @@ async fn commit_vendor(store: &SqlStore) -> String {
         })
         .await
         .unwrap();
-    sqlx::query_scalar("SELECT data FROM rpa_vendors")
-        .fetch_one(store.pool())
-        .await
-        .unwrap()
+    raw_text(store, "SELECT data FROM rpa_vendors").await
+}
+
+/// The text in the first column of the first row of `sql`, as stored.
+async fn raw_text(store: &SqlStore, sql: &str) -> String {
+    let rows = store.query(sql, &[ColumnType::Text]).await.unwrap();
+    match rows.into_iter().next().and_then(|r| r.into_iter().next()) {
+        Some(Cell::Text(s)) => s,
+        other => panic!("{sql}: {other:?}"),
+    }
 }
 
 /// A sealed record kind (assets, which hold credentials) is stored sealed
@@ -248,10 +255,7 @@ async fn sealed_records_are_sealed_at_rest(store: SqlStore) {
         })
         .await
         .unwrap();
-    let raw: String = sqlx::query_scalar("SELECT data FROM rpa_assets")
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
+    let raw = raw_text(&store, "SELECT data FROM rpa_assets").await;
     assert!(raw.starts_with("enc:v1:"), "{raw}");
     assert!(!raw.contains("the-password") && !raw.contains("svc-user"), "{raw}");
     assert_eq!(store.get::<Asset>(1).await.unwrap(), Some(a.clone()));

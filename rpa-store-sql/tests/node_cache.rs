@@ -26,13 +26,18 @@ async fn put(s: &SqlStore, writes: Vec<Write>) -> Result<(), StoreError> {
 
 /// Ends `s`'s listening connections, as a network fault would.
 async fn drop_listeners(s: &SqlStore) {
-    let killed: i64 = sqlx::query_scalar(
-        "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
-         WHERE datname = current_database() AND query LIKE 'LISTEN%rpa_changes%'",
-    )
-    .fetch_one(s.pool())
-    .await
-    .unwrap();
+    let rows = s
+        .query(
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%rpa_changes%'",
+            &[rpa_core::record::ColumnType::Int],
+        )
+        .await
+        .unwrap();
+    let killed = match rows.first().and_then(|r| r.first()) {
+        Some(rpa_core::record::Cell::Int(n)) => *n,
+        other => panic!("{other:?}"),
+    };
     assert!(killed >= 1, "the listeners were found");
 }
 

@@ -10,6 +10,16 @@ use common::{fresh_postgres, postgres_url, temp_sqlite};
 use rpa_store_sql::{SqlOptions, SqlStore, queries};
 use sqlx::{Connection, Row};
 
+/// The lines of SQLite's plan for `sql`, its parameters bound to 0.
+fn sqlite_plan(conn: &rusqlite::Connection, sql: &str) -> Vec<String> {
+    let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let zeros = vec![0_i64; params(sql)];
+    st.query_map(rusqlite::params_from_iter(zeros), |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
 /// How many `$n` parameters a statement has.
 fn params(sql: &str) -> usize {
     (1..=20).take_while(|n| sql.contains(&format!("${n}"))).count()
@@ -19,18 +29,17 @@ fn params(sql: &str) -> usize {
 async fn sqlite_hot_paths_use_indexes() {
     let url = temp_sqlite();
     SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
-    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let path = url
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let conn = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let mut scans = Vec::new();
     for (name, sql) in queries::hot_path(false) {
-        let explain = format!("EXPLAIN QUERY PLAN {sql}");
-        let mut query = sqlx::query(&explain);
-        for _ in 0..params(sql) {
-            query = query.bind(0_i64);
-        }
-        let rows = query.fetch_all(&mut conn).await.unwrap();
         println!("-- {name}\n{sql}");
-        for r in &rows {
-            let detail: String = r.get("detail");
+        for detail in sqlite_plan(&conn, sql) {
             println!("   {detail}");
             // `SCAN d` reads the union's own result; `SCAN rpa_x` alone would read a whole table.
             if detail.starts_with("SCAN rpa_") && !detail.contains("USING") {
@@ -45,23 +54,10 @@ async fn sqlite_hot_paths_use_indexes() {
         .into_iter()
         .filter(|(n, _)| n.starts_with("jobs by state"))
     {
-        let plan = plan_text(&mut conn, sql).await;
+        let plan = sqlite_plan(&conn, sql).join("; ");
         assert!(plan.contains("rpa_jobs_state"), "{name}: {plan}");
         assert!(!plan.contains("TEMP B-TREE FOR ORDER BY"), "{name} sorts: {plan}");
     }
-}
-
-async fn plan_text(conn: &mut sqlx::SqliteConnection, sql: &str) -> String {
-    let explain = format!("EXPLAIN QUERY PLAN {sql}");
-    let mut query = sqlx::query(&explain);
-    for _ in 0..params(sql) {
-        query = query.bind(0_i64);
-    }
-    let rows = query.fetch_all(&mut *conn).await.unwrap();
-    rows.iter()
-        .map(|r| r.get::<String, _>("detail"))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

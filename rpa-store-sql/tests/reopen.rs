@@ -113,3 +113,72 @@ async fn sqlite_reopened_store_serves_what_was_live() {
         "a taken command stays gone after another reopen"
     );
 }
+
+/// A file an older release left behind, without the newest migration, is
+/// brought up to date when a store opens it, and what it held stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_file_of_an_older_release_is_migrated_on_open() {
+    use rpa_core::conformance::sample_job;
+    use rpa_core::ids::{JobId, ProcessId};
+    use rpa_core::record::{Cell, ColumnType};
+    use rpa_core::store::{Commit, Write};
+    let url = temp_sqlite();
+    let store = SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
+    let mut ended = sample_job(7, ProcessId(1), 0);
+    ended.state = JobState::Successful;
+    store
+        .commit(Commit {
+            writes: vec![Write::Job(ended.clone())],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    drop(store);
+    // As the release before the newest migration left the file.
+    let (newest, _, sql) = *rpa_store_sql::migrations().last().unwrap();
+    let tables: Vec<&str> = sql
+        .split("CREATE TABLE ")
+        .skip(1)
+        .filter_map(|s| s.split_whitespace().next())
+        .collect();
+    assert!(!tables.is_empty(), "the newest migration creates a table");
+    let path = url
+        .trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    for t in &tables {
+        raw.execute_batch(&format!("DROP TABLE {t}")).unwrap();
+    }
+    raw.execute_batch(&format!("DELETE FROM rpa_migrations WHERE version = {newest}"))
+        .unwrap();
+    drop(raw);
+
+    let store = SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
+    assert_eq!(store.job(JobId(7)).await.unwrap(), Some(ended));
+    let versions = store
+        .query(
+            "SELECT version FROM rpa_migrations ORDER BY version",
+            &[ColumnType::Int],
+        )
+        .await
+        .unwrap();
+    let versions: Vec<i64> = versions
+        .into_iter()
+        .map(|r| match r.as_slice() {
+            [Cell::Int(v)] => *v,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let all: Vec<i64> = rpa_store_sql::migrations().iter().map(|m| m.0).collect();
+    assert_eq!(versions, all, "every migration recorded once");
+    for t in &tables {
+        let rows = store
+            .query(&format!("SELECT COUNT(*) FROM {t}"), &[ColumnType::Int])
+            .await
+            .unwrap();
+        assert_eq!(rows, vec![vec![Cell::Int(0)]], "the newest migration made {t} again");
+    }
+}

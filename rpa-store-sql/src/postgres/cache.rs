@@ -27,17 +27,19 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rpa_core::ReadCache;
 use rpa_core::ids::*;
 use rpa_core::model::*;
 use rpa_core::store::{Commit, StoreResult, Write};
-use rpa_core::{ReadCache, transport::Command};
 use serde::de::DeserializeOwned;
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 use rpa_core::record::Cell;
 
-use crate::{backend_err, data, records};
+use crate::plan::Val;
+use crate::read::{self, Reader};
+use crate::{backend_err, records};
 
 /// The channel that announces changed entities.
 pub(crate) const CHANNEL: &str = "rpa_changes";
@@ -202,7 +204,7 @@ impl Changes {
 /// Rows per `IN (...)` list.
 const CHUNK: usize = 500;
 
-async fn rows_by_id<T: DeserializeOwned>(pool: &AnyPool, table: &str, ids: &[i64]) -> StoreResult<Vec<T>> {
+async fn rows_by_id<T: DeserializeOwned>(db: &Reader, table: &str, ids: &[i64]) -> StoreResult<Vec<T>> {
     let mut out = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(CHUNK) {
         // Numbers only: inlined.
@@ -211,10 +213,7 @@ async fn rows_by_id<T: DeserializeOwned>(pool: &AnyPool, table: &str, ids: &[i64
             let _ = write!(sql, "{}{id}", if i > 0 { ", " } else { "" });
         }
         sql.push(')');
-        let rows = sqlx::query(&sql).fetch_all(pool).await.map_err(backend_err)?;
-        for r in &rows {
-            out.push(data(r)?);
-        }
+        out.extend(db.data::<T>(sql, Vec::new()).await?);
     }
     Ok(out)
 }
@@ -222,87 +221,51 @@ async fn rows_by_id<T: DeserializeOwned>(pool: &AnyPool, table: &str, ids: &[i64
 /// The rows behind `ch`, as they are now, as writes for
 /// [`ReadCache::refresh`]; sessions that are gone become `RevokeToken`.
 /// Records of kinds `cache` has not loaded are left for its first load.
-pub(crate) async fn fetch(pool: &AnyPool, cache: &ReadCache, ch: &Changes) -> StoreResult<Vec<Write>> {
+pub(crate) async fn fetch(db: &Reader, cache: &ReadCache, ch: &Changes) -> StoreResult<Vec<Write>> {
     let mut ch = ch.clone();
     ch.dedup();
     let mut w: Vec<Write> = Vec::new();
-    let processes: Vec<Process> = rows_by_id(pool, "rpa_processes", &ch.processes).await?;
+    let processes: Vec<Process> = rows_by_id(db, "rpa_processes", &ch.processes).await?;
     w.extend(processes.into_iter().map(Write::Process));
     for (table, key) in &ch.records {
         if let Some(kind) = cache.held(table) {
-            w.extend(records::read_one(pool, None, kind, key).await?.map(Write::Record));
+            w.extend(records::read_one(db, None, kind, key).await?.map(Write::Record));
         }
     }
-    let robots: Vec<Robot> = rows_by_id(pool, "rpa_robots", &ch.robots).await?;
+    let robots: Vec<Robot> = rows_by_id(db, "rpa_robots", &ch.robots).await?;
     w.extend(robots.into_iter().map(Write::Robot));
-    let items: Vec<QueueItem> = rows_by_id(pool, "rpa_items", &ch.items).await?;
+    let items: Vec<QueueItem> = rows_by_id(db, "rpa_items", &ch.items).await?;
     w.extend(items.into_iter().map(Write::Item));
-    let jobs: Vec<Job> = rows_by_id(pool, "rpa_jobs", &ch.jobs).await?;
+    let jobs: Vec<Job> = rows_by_id(db, "rpa_jobs", &ch.jobs).await?;
     w.extend(jobs.into_iter().map(Write::Job));
     for code in &ch.vendors {
-        let row = sqlx::query("SELECT data FROM rpa_vendors WHERE code = $1")
-            .bind(code.clone())
-            .fetch_optional(pool)
-            .await
-            .map_err(backend_err)?;
-        if let Some(r) = row {
-            w.push(Write::Vendor(data(&r)?));
-        }
+        let vendor = db
+            .first(
+                "SELECT data FROM rpa_vendors WHERE code = $1",
+                vec![Val::S(code.clone())],
+            )
+            .await?;
+        w.extend(vendor.map(Write::Vendor));
     }
     for hash in &ch.tokens {
-        let row = sqlx::query("SELECT data FROM rpa_tokens WHERE hash = $1")
-            .bind(hex::encode(hash))
-            .fetch_optional(pool)
-            .await
-            .map_err(backend_err)?;
-        w.push(match row {
-            Some(r) => Write::Token(data(&r)?),
+        let token = db
+            .first(
+                "SELECT data FROM rpa_tokens WHERE hash = $1",
+                vec![Val::S(hex::encode(hash))],
+            )
+            .await?;
+        w.push(match token {
+            Some(t) => Write::Token(t),
             None => Write::RevokeToken(*hash),
         });
     }
     Ok(w)
 }
 
-/// Everything live in the database: sessions, processes, robots,
-/// vendors (secrets as stored), unfinished jobs and queue items, and the
-/// commands waiting for robots.
-pub(crate) async fn load_live(pool: &AnyPool) -> StoreResult<(Vec<Write>, Vec<(RobotId, Command)>)> {
-    async fn all<T: DeserializeOwned>(pool: &AnyPool, sql: &str) -> StoreResult<Vec<T>> {
-        let rows = sqlx::query(sql).fetch_all(pool).await.map_err(backend_err)?;
-        rows.iter().map(data).collect()
-    }
-    let mut w: Vec<Write> = Vec::new();
-    let tokens: Vec<Token> = all(pool, "SELECT data FROM rpa_tokens ORDER BY 1").await?;
-    w.extend(tokens.into_iter().map(Write::Token));
-    let processes: Vec<Process> = all(pool, "SELECT data FROM rpa_processes ORDER BY 1").await?;
-    w.extend(processes.into_iter().map(Write::Process));
-    let robots: Vec<Robot> = all(pool, "SELECT data FROM rpa_robots ORDER BY 1").await?;
-    w.extend(robots.into_iter().map(Write::Robot));
-    let vendors: Vec<Vendor> = all(pool, "SELECT data FROM rpa_vendors ORDER BY 1").await?;
-    w.extend(vendors.into_iter().map(Write::Vendor));
-    let jobs: Vec<Job> = all(
-        pool,
-        "SELECT data FROM rpa_jobs WHERE state IN ('Pending', 'Running', 'Stopping') ORDER BY id",
-    )
-    .await?;
-    w.extend(jobs.into_iter().map(Write::Job));
-    let items: Vec<QueueItem> = all(pool, "SELECT data FROM rpa_items ORDER BY 1").await?;
-    w.extend(items.into_iter().filter(|i| !i.state.is_terminal()).map(Write::Item));
-    let rows = sqlx::query("SELECT robot, data FROM rpa_outbox ORDER BY seq")
-        .fetch_all(pool)
-        .await
-        .map_err(backend_err)?;
-    let mut commands = Vec::with_capacity(rows.len());
-    for r in &rows {
-        commands.push((RobotId(r.try_get("robot").map_err(backend_err)?), data(r)?));
-    }
-    Ok((w, commands))
-}
-
 /// Brings `cache` level with the database: takes in everything live, then
 /// re-reads what it holds as live that the database no longer does.
-async fn reconcile(pool: &AnyPool, cache: &ReadCache) -> StoreResult<()> {
-    let (live, _) = load_live(pool).await?;
+async fn reconcile(db: &Reader, cache: &ReadCache) -> StoreResult<()> {
+    let (live, _) = read::load_live(db).await?;
     let mut jobs = HashSet::new();
     let mut items = HashSet::new();
     let mut tokens = HashSet::new();
@@ -322,7 +285,7 @@ async fn reconcile(pool: &AnyPool, cache: &ReadCache) -> StoreResult<()> {
     }
     cache.refresh(live);
     for kind in cache.held_kinds() {
-        cache.load(kind, records::read_all(pool, None, kind).await?);
+        cache.load(kind, records::read_all(db, None, kind).await?);
     }
     let (held_jobs, held_items, held_tokens) = cache.live();
     let stale = Changes {
@@ -340,7 +303,7 @@ async fn reconcile(pool: &AnyPool, cache: &ReadCache) -> StoreResult<()> {
         ..Changes::default()
     };
     if !stale.is_empty() {
-        cache.refresh(fetch(pool, cache, &stale).await?);
+        cache.refresh(fetch(db, cache, &stale).await?);
     }
     Ok(())
 }
@@ -369,7 +332,7 @@ pub(crate) fn start(
     // cannot listen at all, else the refresher once the first load is done.
     let ready = Arc::new(Mutex::new(Some(ready)));
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(refresher(pool, cache, rx, ready.clone()));
+    tokio::spawn(refresher(Reader::Postgres(pool), cache, rx, ready.clone()));
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -432,7 +395,7 @@ pub(crate) fn start(
 }
 
 /// Reads what the notifications name, a batch at a time.
-async fn refresher(pool: AnyPool, cache: ReadCache, mut rx: mpsc::UnboundedReceiver<News>, ready: Ready) {
+async fn refresher(db: Reader, cache: ReadCache, mut rx: mpsc::UnboundedReceiver<News>, ready: Ready) {
     let mut reload = false;
     while let Some(first) = rx.recv().await {
         let mut changed = Changes::default();
@@ -444,9 +407,9 @@ async fn refresher(pool: AnyPool, cache: ReadCache, mut rx: mpsc::UnboundedRecei
         }
         loop {
             let done = if reload {
-                reconcile(&pool, &cache).await
+                reconcile(&db, &cache).await
             } else {
-                fetch(&pool, &cache, &changed).await.map(|w| cache.refresh(w))
+                fetch(&db, &cache, &changed).await.map(|w| cache.refresh(w))
             };
             let first = ready.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(r) = first {
@@ -473,7 +436,7 @@ async fn refresher(pool: AnyPool, cache: ReadCache, mut rx: mpsc::UnboundedRecei
 
 /// A commit refused as stale: re-reads what it wrote, so the retry sees it fresh.
 pub(crate) async fn after_conflict(pool: &AnyPool, cache: &ReadCache, ch: &Changes) {
-    match fetch(pool, cache, ch).await {
+    match fetch(&Reader::Postgres(pool.clone()), cache, ch).await {
         Ok(w) => cache.refresh(w),
         Err(e) => tracing::warn!(error = %e, "cannot re-read after a conflict"),
     }

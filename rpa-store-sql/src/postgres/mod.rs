@@ -1026,6 +1026,56 @@ async fn append_audit(conn: &mut AnyConnection, drafts: Vec<AuditDraft>) -> Resu
     Ok(())
 }
 
+/// Runs the migrations the database has not had yet, each in a
+/// transaction of its own, then (re)creates the group writer's function.
+/// Several nodes starting at once: one migrates, the others wait (an
+/// advisory lock, held by one connection throughout).
+pub(crate) async fn migrate(pool: &AnyPool) -> StoreResult<()> {
+    let mut conn = pool.acquire().await.map_err(backend_err)?;
+    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS rpa_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL)")
+        .execute(&mut *conn)
+        .await
+        .map_err(backend_err)?;
+    sqlx::raw_sql("SELECT pg_advisory_lock(7262)")
+        .execute(&mut *conn)
+        .await
+        .map_err(backend_err)?;
+    let result = async {
+        for (version, name, sql) in crate::migrations() {
+            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM rpa_migrations WHERE version = $1")
+                .bind(*version)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(backend_err)?;
+            if done.is_some() {
+                continue;
+            }
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(backend_err)?;
+            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(backend_err)?;
+            sqlx::query("INSERT INTO rpa_migrations (version, name) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(*name)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend_err)?;
+            tx.commit().await.map_err(backend_err)?;
+            tracing::info!(version, name, "database migrated");
+        }
+        // Not a migration: replaced at every start, so it is always this version's.
+        sqlx::raw_sql(&group_call::function_sql())
+            .execute(&mut *conn)
+            .await
+            .map(|_| ())
+            .map_err(backend_err)
+    }
+    .await;
+    sqlx::raw_sql("SELECT pg_advisory_unlock(7262)")
+        .execute(&mut *conn)
+        .await
+        .map_err(backend_err)?;
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

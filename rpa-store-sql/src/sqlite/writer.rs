@@ -9,20 +9,18 @@
 //! chosen) and hear back after the transaction commits and the memory
 //! mirror has taken the commit, in commit order.
 
-use std::path::PathBuf;
-
 use rpa_core::audit::{self, AuditDraft};
 use rpa_core::error::StoreError;
 use rpa_core::ids::RobotId;
 use rpa_core::model::Process;
 use rpa_core::store::{Commit, StoreResult};
 use rpa_core::{ReadCache, Timestamp};
-use rusqlite::types::{ToSql, ToSqlOutput};
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::plan::{self, Expect, Planned, Step, Stmt, Val};
-use crate::{GROUP_MAX, Synchronous, queries};
+use super::err;
+use crate::plan::{self, Expect, Planned, Step, Stmt};
+use crate::{GROUP_MAX, queries};
 
 /// Work for the writer thread.
 pub(crate) enum Work {
@@ -52,68 +50,6 @@ pub(crate) enum Work {
         until: Timestamp,
         done: oneshot::Sender<StoreResult<bool>>,
     },
-}
-
-/// Opens the write connection of the SQLite file behind `url`.
-pub(crate) fn open(url: &str, sync: Synchronous) -> StoreResult<Connection> {
-    let path = path_of(url)?;
-    let conn = Connection::open(path).map_err(err)?;
-    let sync = match sync {
-        Synchronous::Normal => "NORMAL",
-        Synchronous::Full => "FULL",
-    };
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA busy_timeout = 5000;"
-    ))
-    .map_err(err)?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
-}
-
-/// Takes the owner lock of the SQLite file behind `url` (`<file>.lock`):
-/// one server per file, as the memory mirror assumes. The lock lasts as
-/// long as the returned file is open (the writer thread holds it), and the
-/// operating system lets go of it when the process dies. A store dropped
-/// a moment ago lets go once its writer has finished its last group, so
-/// this waits up to five seconds before it gives up.
-pub(crate) async fn lock(url: &str) -> StoreResult<std::fs::File> {
-    let mut name = path_of(url)?.into_os_string();
-    name.push(".lock");
-    let path = PathBuf::from(name);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| StoreError::Backend(format!("cannot open {}: {e}", path.display())))?;
-    for _ in 0..50 {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(StoreError::Backend(format!("cannot lock {}: {e}", path.display())));
-            }
-        }
-    }
-    Err(StoreError::Backend(format!(
-        "another server is using this SQLite database ({} is locked)",
-        path.display()
-    )))
-}
-
-/// The file of an `sqlite:` URL.
-pub(crate) fn path_of(url: &str) -> StoreResult<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-        .ok_or_else(|| StoreError::Backend(format!("not an SQLite URL: {url}")))?;
-    let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
-        return Err(StoreError::Backend(
-            "the SQLite store needs a file (sqlite://path/to/file.db)".into(),
-        ));
-    }
-    Ok(PathBuf::from(path))
 }
 
 /// Runs the writer until every sender is gone; `lock` is released after its last group.
@@ -337,33 +273,4 @@ fn append_audit(conn: &Connection, drafts: Vec<AuditDraft>) -> StoreResult<()> {
         .and_then(|mut s| s.execute(params![seq, hex::encode(prev)]))
         .map_err(err)?;
     Ok(())
-}
-
-impl ToSql for Val {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        match self {
-            Val::I(x) => x.to_sql(),
-            Val::NI(x) => x.to_sql(),
-            Val::S(x) => x.to_sql(),
-            Val::NS(x) => x.to_sql(),
-        }
-    }
-}
-
-/// An SQLite error in the store's words: busy is a conflict (try again),
-/// a unique violation names the duplicate.
-fn err(e: rusqlite::Error) -> StoreError {
-    if let rusqlite::Error::SqliteFailure(f, msg) = &e {
-        match f.code {
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => return StoreError::Conflict,
-            ErrorCode::ConstraintViolation
-                if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
-            {
-                return plan::duplicate(msg.as_deref().unwrap_or_default());
-            }
-            _ => {}
-        }
-    }
-    StoreError::Backend(e.to_string())
 }
