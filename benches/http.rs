@@ -53,6 +53,7 @@ fn rig() -> Rig {
             engine,
             files: Files::memory(),
             settings: Arc::new(HttpSettings::default()),
+            ai: None,
         };
         tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
         let http = reqwest::Client::new();

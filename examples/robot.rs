@@ -28,6 +28,10 @@
 //! `UIPATH_ACCESS_TOKEN` (the run's token: its robot's assets, credentials
 //! included, and its queues, while the run lasts), `UIPATH_ROBOT_KEY` (the
 //! robot's id), `UIPATH_JOB_KEY`; the token is also `$RPA_ACCESS_TOKEN`.
+//! To call the server's AI capabilities (`POST $RPA_SERVER/v1/ai/<name>`)
+//! a script has the robot's credentials: `RPA_ROBOT_ID`, and
+//! `RPA_ROBOT_CONNECT_ID` over HTTP or `RPA_SUPPLIER_CODE` and
+//! `RPA_SUPPLIER_SECRET` (the vendor proof) over WebSocket.
 //! Files the script writes to `$RPA_OUTPUT_DIR`
 //! are uploaded through `/v1/file/file/upload`. When Execute says
 //! `videoRecordRequired`, the run's console output is recorded (asciicast
@@ -383,7 +387,15 @@ impl Robot {
             .map_err(|e| e.to_string())?;
         cmd.env("RPA_RUN_INSTANCE_ID", run)
             .env("RPA_ARGUMENTS_FILE", &args_file)
-            .env("RPA_OUTPUT_DIR", &out_dir);
+            .env("RPA_OUTPUT_DIR", &out_dir)
+            .env("RPA_SERVER", self.args.server.trim_end_matches('/'))
+            .env("RPA_ROBOT_ID", &self.args.id);
+        match self.connect_id().await {
+            Some(c) => cmd.env("RPA_ROBOT_CONNECT_ID", c),
+            None => cmd
+                .env("RPA_SUPPLIER_CODE", &self.args.vendor)
+                .env("RPA_SUPPLIER_SECRET", supplier_proof(&self.args.secret, &self.args.id)),
+        };
         if let Some(c) = order.get("checkpoint").filter(|c| !c.is_null()) {
             cmd.env("RPA_CHECKPOINT", c.to_string());
         }

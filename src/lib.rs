@@ -9,7 +9,8 @@
 //! - `sql`: [`sql`], the SQLite and PostgreSQL stores
 //! - `server`: [`server`], the runtime a standalone server or a host needs
 //!   besides the routers (store and engine set-up, configuration, timers,
-//!   secret key, graceful shutdown on SIGTERM and Ctrl-C), [`consume`],
+//!   secret key, graceful shutdown on SIGTERM and Ctrl-C), [`ai`], the
+//!   services behind AI capabilities (Tesseract, HTTP), [`consume`],
 //!   consumers of the domain events, [`hooks`], the poster of workflow
 //!   hooks, [`webhooks`], the deliveries of webhook subscriptions, and
 //!   [`parent`], reports of run results to a parent server
@@ -25,6 +26,8 @@ pub use rpa_adapters_http as http;
 pub use rpa_adapters_ws as ws;
 #[cfg(feature = "sql")]
 pub use rpa_store_sql as sql;
+#[cfg(feature = "server")]
+pub mod ai;
 #[cfg(feature = "server")]
 pub mod consume;
 #[cfg(feature = "server")]

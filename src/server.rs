@@ -300,6 +300,7 @@ async fn serve<S: Store>(
             children: config.child_accounts(),
             ..HttpSettings::default()
         }),
+        ai: Some(Arc::new(crate::ai::Services::default())),
     };
     if demo {
         install_demo_package(&state).await?;

@@ -51,6 +51,7 @@ async fn serve(store: SqlStore) -> (String, Arc<Engine<SqlStore>>, Server) {
         engine: engine.clone(),
         files: Files::memory(),
         settings: Arc::new(settings),
+        ai: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -42,6 +42,7 @@
 //! (the `rpa` crate's `server::run_timers` does).
 
 pub mod admin;
+pub mod ai;
 pub mod business;
 pub mod catalogue;
 pub mod centre;
@@ -80,6 +81,8 @@ pub struct AppState<S> {
     pub files: Files,
     /// Settings.
     pub settings: Arc<HttpSettings>,
+    /// Calls the services behind AI capabilities (`None`: calls answer 503).
+    pub ai: Option<Arc<dyn rpa_core::ai::Service>>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -88,6 +91,7 @@ impl<S> Clone for AppState<S> {
             engine: self.engine.clone(),
             files: self.files.clone(),
             settings: self.settings.clone(),
+            ai: self.ai.clone(),
         }
     }
 }
@@ -145,6 +149,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         .merge(robot::router().layer(DefaultBodyLimit::max(json)))
         .merge(admin::router().layer(DefaultBodyLimit::max(json)))
         .merge(licenses::router().layer(DefaultBodyLimit::max(json)))
+        .merge(ai::admin_router().layer(DefaultBodyLimit::max(json)))
         .merge(centre::router().layer(DefaultBodyLimit::max(json)))
         .merge(federation::router().layer(DefaultBodyLimit::max(json)))
         .merge(catalogue::router().layer(DefaultBodyLimit::max(json)))
@@ -154,6 +159,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         .merge(uipath::router().layer(DefaultBodyLimit::max(json)))
         .merge(
             robot::upload_router()
+                .merge(ai::robot_router())
                 .merge(admin::upload_router())
                 .merge(uipath::upload_router())
                 .layer(DefaultBodyLimit::max(upload)),
@@ -170,7 +176,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
 
 /// A path no endpoint serves (404) or a method the path does not take
 /// (405), answered in the envelope of the API family its prefix names:
-/// seed 001's under `/robots/`, `/v1/file/` and `/design/`, seed 000's
+/// seed 001's under `/robots/`, `/v1/file/`, `/v1/ai/` and `/design/`, seed 000's
 /// elsewhere (`/rpa/api/`, `/admin/`).
 async fn no_route(method: Method, uri: Uri, matched: Option<MatchedPath>) -> Response {
     let (status, what) = match matched {
@@ -179,7 +185,7 @@ async fn no_route(method: Method, uri: Uri, matched: Option<MatchedPath>) -> Res
     };
     let path = uri.path();
     let message = format!("{path} {what} {method}");
-    if ["/robots/", "/v1/file/", "/design/"]
+    if ["/robots/", "/v1/file/", "/v1/ai/", "/design/"]
         .iter()
         .any(|p| path.starts_with(p))
     {

@@ -13,6 +13,7 @@
 //! | `rpa_commits_total`, `rpa_commit_conflicts_total`, `rpa_commit_seconds` | counter, histogram | | this node's commits |
 //! | `rpa_dispatch_seconds` | histogram | | a job's start → its Execute sent (this node's dispatches) |
 //! | `rpa_robot_deadlines_kept_total` | counter | | robots this node heard while their stored deadline ran out: it handles or writes heartbeats late |
+//! | `rpa_ai_calls_total` | counter | `capability`, `outcome` | AI capability calls: `answered`, `failed`, `timeout`, `refused` (quota) |
 //! | `rpa_webhook_deliveries_total` | counter | `result` | webhook deliveries (`delivered`, `failed` after every retry) |
 //! | `rpa_http_requests_total`, `rpa_http_request_seconds` | counter, histogram | `family`, `status` | every HTTP request on this node |
 //!

@@ -9,7 +9,7 @@ use rpa_core::Store;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{AppState, admin, business, catalogue, centre, console, export, federation, licenses, listener, robot};
+use crate::{AppState, admin, ai, business, catalogue, centre, console, export, federation, licenses, listener, robot};
 
 /// The document's outline: every handler of the business, robot and
 /// administration families.
@@ -100,6 +100,12 @@ use crate::{AppState, admin, business, catalogue, centre, console, export, feder
         licenses::retire,
         licenses::bind,
         licenses::unbind,
+        ai::call,
+        ai::register,
+        ai::list,
+        ai::replace,
+        ai::retire,
+        ai::usage,
         centre::get_trigger,
         centre::put_trigger,
         centre::delete_trigger,

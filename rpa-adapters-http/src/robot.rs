@@ -128,6 +128,18 @@ pub enum RobotError {
     /// No endpoint for this path (404) or method (405).
     #[error("{1}")]
     NoRoute(StatusCode, String),
+    /// A daily quota is spent (429).
+    #[error("{0}")]
+    Quota(String),
+    /// A service this call needs failed (502).
+    #[error("{0}")]
+    Upstream(String),
+    /// A service this call needs is unavailable (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A service this call needs gave no answer in time (504).
+    #[error("{0}")]
+    TimedOut(String),
     /// The server failed (500, 19999); the details are in its log.
     #[error("{UNKNOWN}: {0}")]
     Internal(&'static str),
@@ -148,6 +160,10 @@ impl RobotError {
             RobotError::Forbidden(_) => StatusCode::FORBIDDEN,
             RobotError::NotFound(_) => StatusCode::NOT_FOUND,
             RobotError::Body(s, _) | RobotError::NoRoute(s, _) => *s,
+            RobotError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
+            RobotError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            RobotError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RobotError::TimedOut(_) => StatusCode::GATEWAY_TIMEOUT,
             RobotError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -174,6 +190,7 @@ impl From<Error> for RobotError {
             }
             Error::PermissionDenied(_) => RobotError::Forbidden(e.to_string()),
             Error::NotFound(..) => RobotError::NotFound(e.to_string()),
+            Error::Limit(rpa_core::error::Limit::DailyQuota { .. }) => RobotError::Quota(e.to_string()),
             e if e.is_client_error() => RobotError::Refused(e.to_string()),
             e => {
                 tracing::error!(error = %e, "robot API internal error");
@@ -338,7 +355,7 @@ fn fields(body: Result<Bytes, BytesRejection>) -> Result<Message, RobotError> {
     Ok(Message::from_bytes(&bytes)?)
 }
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
@@ -350,7 +367,7 @@ fn robot_id(h: &HeaderMap) -> Result<&str, RobotError> {
 }
 
 /// `(robotId, robotConnectId)` from the headers.
-fn connection(h: &HeaderMap) -> Result<(&str, Key), RobotError> {
+pub(crate) fn connection(h: &HeaderMap) -> Result<(&str, Key), RobotError> {
     let code = robot_id(h)?;
     let connect = header(h, "robotConnectId")
         .and_then(|c| c.parse::<Key>().ok())
@@ -526,17 +543,26 @@ async fn caller<S: Store>(st: &AppState<S>, h: &HeaderMap) -> Result<(Actor, Str
         let user = st.engine.authenticate(token).await?;
         return Ok((Actor::User(user.id), user.name));
     }
+    let robot = robot_caller(st, h).await?;
+    Ok((Actor::Robot(robot.id), robot.code.to_string()))
+}
+
+/// The robot calling: `robotId` with its `robotConnectId` (HTTP robots), or
+/// with `supplierCode` and `supplierSecret` (the vendor proof, as a
+/// WebSocket robot, which has no connection id, shows it).
+pub(crate) async fn robot_caller<S: Store>(
+    st: &AppState<S>,
+    h: &HeaderMap,
+) -> Result<rpa_core::model::Robot, RobotError> {
     if let (Some(code), Some(supplier), Some(secret)) = (
         header(h, "robotId"),
         header(h, "supplierCode"),
         header(h, "supplierSecret"),
     ) {
-        let robot = st.engine.authenticate_robot(code, supplier, secret).await?;
-        return Ok((Actor::Robot(robot.id), robot.code.to_string()));
+        return Ok(st.engine.authenticate_robot(code, supplier, secret).await?);
     }
     let (code, connect) = connection(h)?;
-    let robot = st.engine.connected_robot(code, connect).await?;
-    Ok((Actor::Robot(robot.id), robot.code.to_string()))
+    Ok(st.engine.connected_robot(code, connect).await?)
 }
 
 /// Uploads a file (multipart field `file`).

@@ -59,6 +59,7 @@ impl Server {
             engine: engine.clone(),
             files: Files::memory(),
             settings: Arc::new(settings),
+            ai: None,
         };
         tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
         Server {
@@ -1531,6 +1532,12 @@ async fn openapi_lists_every_endpoint() {
         ("/admin/licenses/{name}", "delete"),
         ("/admin/licenses/{name}/bind", "post"),
         ("/admin/licenses/{name}/unbind", "post"),
+        ("/v1/ai/{capability}", "post"),
+        ("/admin/ai/capabilities", "post"),
+        ("/admin/ai/capabilities", "get"),
+        ("/admin/ai/capabilities/{name}", "put"),
+        ("/admin/ai/capabilities/{name}", "delete"),
+        ("/admin/ai/capabilities/{name}/usage", "get"),
         ("/admin/processes/{processId}/trigger", "get"),
         ("/admin/processes/{processId}/trigger", "put"),
         ("/admin/processes/{processId}/trigger", "delete"),

@@ -72,6 +72,13 @@ pub enum Limit {
     MaxDayNum(u32),
     /// Too many queue items waiting.
     MaxPendingItems(u32),
+    /// An AI capability's calls for today are spent (see [`crate::ai`]).
+    DailyQuota {
+        /// The capability.
+        capability: String,
+        /// Its daily quota.
+        quota: u64,
+    },
 }
 
 /// A store failure.
@@ -153,6 +160,9 @@ fn limit_message(l: &Limit) -> String {
     match l {
         Limit::MaxDayNum(n) => format!("maxDayNum reached: {n} successful runs today"),
         Limit::MaxPendingItems(n) => format!("too many pending queue items (max {n})"),
+        Limit::DailyQuota { capability, quota } => {
+            format!("the daily quota of capability {capability} is spent ({quota} calls)")
+        }
     }
 }
 

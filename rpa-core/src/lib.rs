@@ -62,6 +62,7 @@
 //! - [`seed001`]: the robot protocol's messages, read and written once for both transports
 //! - `conformance` (feature): the store test-suite every backend runs
 
+pub mod ai;
 pub mod arguments;
 pub mod asset;
 pub mod audit;

@@ -171,6 +171,9 @@ pub struct Metrics {
     pub dispatch_seconds: Histogram,
     /// Webhook deliveries by `result` (`delivered`, `failed`).
     pub webhook_deliveries: CounterVec,
+    /// AI capability calls by `capability` and `outcome` (`answered`,
+    /// `failed`, `timeout`, `refused`).
+    pub ai_calls: CounterVec,
     /// HTTP requests by `family` and `status`.
     pub http_requests: CounterVec,
     /// HTTP latency by `family`.
@@ -187,6 +190,7 @@ impl Default for Metrics {
             commit_seconds: Histogram::default(),
             dispatch_seconds: Histogram::default(),
             webhook_deliveries: CounterVec::new(&["result"]),
+            ai_calls: CounterVec::new(&["capability", "outcome"]),
             http_requests: CounterVec::new(&["family", "status"]),
             http_seconds: HistogramVec::new(&["family"]),
         }
@@ -235,6 +239,11 @@ impl Metrics {
             "rpa_webhook_deliveries_total",
             "Webhook deliveries by result.",
             &self.webhook_deliveries,
+        );
+        out.counter_vec(
+            "rpa_ai_calls_total",
+            "AI capability calls by capability and outcome (answered, failed, timeout, refused).",
+            &self.ai_calls,
         );
         out.counter_vec(
             "rpa_http_requests_total",

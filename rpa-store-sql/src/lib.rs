@@ -173,6 +173,11 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             include_str!("../migrations/0021_jobs_by_state.sql"),
         ),
         (22, "licenses", include_str!("../migrations/0022_licenses.sql")),
+        (
+            23,
+            "AI capabilities",
+            include_str!("../migrations/0023_ai_capabilities.sql"),
+        ),
     ]
 }
 

@@ -264,6 +264,38 @@ async fn sealed_records_are_sealed_at_rest(store: SqlStore) {
         .await
         .unwrap();
     assert_eq!(found, Some(a));
+
+    // An AI capability's service token is sealed the same way.
+    use rpa_core::ai::{Backend, Capability, CapabilityKind, Spec};
+    let c = Capability {
+        name: "nlp".into(),
+        version: 1,
+        spec: Spec {
+            kind: CapabilityKind::Nlp,
+            backend: Backend::Http {
+                endpoint: "http://127.0.0.1:9/nlp".into(),
+                token: "the-service-token".into(),
+            },
+            processes: vec!["*".into()],
+            daily_quota: Some(10),
+            timeout_ms: 1_000,
+        },
+        retired: false,
+        changed_at: rpa_core::Timestamp(0),
+    };
+    store
+        .commit(Commit {
+            writes: vec![Write::Record(Row::of(&c).unwrap())],
+            ..Commit::default()
+        })
+        .await
+        .unwrap();
+    let raw = raw_text(&store, "SELECT data FROM rpa_ai_capabilities").await;
+    assert!(
+        raw.starts_with("enc:v1:") && !raw.contains("the-service-token"),
+        "{raw}"
+    );
+    assert_eq!(store.get::<Capability>("nlp").await.unwrap(), Some(c));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -83,6 +83,7 @@ macro_rules! decided {
     }};
 }
 
+mod ai;
 mod assets;
 mod buckets;
 mod catalogue;
@@ -110,6 +111,7 @@ use std::sync::{Arc, Mutex};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+pub use ai::Admitted;
 pub use assets::RunCaller;
 pub use flow::{FLOW_CONSUMER, TicketQuery};
 pub use jobs::{JobQueryParams, NewQueueItem};
