@@ -13,7 +13,6 @@
 
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
@@ -168,17 +167,8 @@ async fn a_robot_reads_an_invoice_through_ocr_within_its_quota() {
     )
     .await
     .unwrap();
-    let job = started["result"]["jobId"].as_str().expect("a job").to_owned();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let job = loop {
-        let v = support::get_json(&http, format!("{base}/console/api/jobs/{job}"), &admin).await;
-        let state = v["result"]["state"].as_str().unwrap_or("").to_owned();
-        if ["Successful", "Faulted", "Stopped", "Canceled"].contains(&state.as_str()) {
-            break v["result"].clone();
-        }
-        assert!(Instant::now() < deadline, "the job did not end: {v}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let job = started["result"]["jobId"].as_str().expect("a job");
+    let job = support::job_end(&http, &base, &admin, job).await;
     assert_eq!(job["state"], "Successful", "{job}");
     let out = &job["outputs"];
     assert_eq!(out["statuses"], "200 200 429 200 503", "{out}");

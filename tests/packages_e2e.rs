@@ -5,8 +5,6 @@
 
 use std::net::TcpListener;
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
 mod support;
@@ -36,17 +34,8 @@ async fn run(http: &reqwest::Client, base: &str, token: &str, process: &str) -> 
     )
     .await
     .unwrap();
-    let job = started["result"]["jobId"].as_str().expect("a job").to_owned();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = support::get_json(http, format!("{base}/console/api/jobs/{job}"), token).await;
-        let state = v["result"]["state"].as_str().unwrap_or("").to_owned();
-        if ["Successful", "Faulted", "Stopped", "Canceled"].contains(&state.as_str()) {
-            return v["result"].clone();
-        }
-        assert!(Instant::now() < deadline, "the job did not end: {v}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let job = started["result"]["jobId"].as_str().expect("a job");
+    support::job_end(http, base, token, job).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,12 +29,7 @@ fn params(sql: &str) -> usize {
 async fn sqlite_hot_paths_use_indexes() {
     let url = temp_sqlite();
     SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
-    let path = url
-        .trim_start_matches("sqlite://")
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
+    let path = common::sqlite_path(&url);
     let conn = rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let mut scans = Vec::new();
     for (name, sql) in queries::hot_path(false) {

@@ -142,12 +142,7 @@ async fn sqlite_file_of_an_older_release_is_migrated_on_open() {
         .filter_map(|s| s.split_whitespace().next())
         .collect();
     assert!(!tables.is_empty(), "the newest migration creates a table");
-    let path = url
-        .trim_start_matches("sqlite://")
-        .split('?')
-        .next()
-        .unwrap()
-        .to_owned();
+    let path = common::sqlite_path(&url);
     let raw = rusqlite::Connection::open(&path).unwrap();
     for t in &tables {
         raw.execute_batch(&format!("DROP TABLE {t}")).unwrap();

@@ -154,6 +154,21 @@ pub async fn get_json(http: &reqwest::Client, url: String, token: &str) -> serde
         .unwrap()
 }
 
+/// Waits (up to 90 s) for job `job` to end; the job as the console shows it.
+#[allow(dead_code)]
+pub async fn job_end(http: &reqwest::Client, base: &str, token: &str, job: &str) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
+        let v = get_json(http, format!("{base}/console/api/jobs/{job}"), token).await;
+        let state = v["result"]["state"].as_str().unwrap_or("").to_owned();
+        if ["Successful", "Faulted", "Stopped", "Canceled"].contains(&state.as_str()) {
+            return v["result"].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "the job did not end: {v}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// Every domain event the server holds, in order (`GET /admin/events`, paged).
 #[allow(dead_code)]
 pub async fn all_events(http: &reqwest::Client, base: &str, admin: &str) -> Vec<serde_json::Value> {

@@ -16,6 +16,15 @@ pub fn temp_sqlite() -> String {
     SqlStore::sqlite_url(&path)
 }
 
+/// The file of an SQLite URL made by [`temp_sqlite`].
+pub fn sqlite_path(url: &str) -> String {
+    url.trim_start_matches("sqlite://")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
 /// `DATABASE_URL`, or `None` (skip) when not in CI.
 pub fn postgres_url() -> Option<String> {
     match std::env::var("DATABASE_URL") {
