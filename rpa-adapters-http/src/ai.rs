@@ -183,7 +183,8 @@ pub struct CapabilityDef {
 }
 
 impl CapabilityDef {
-    fn spec(&self) -> Result<Spec, BusinessError> {
+    /// Its spec (checked when registered).
+    pub fn spec(&self) -> Result<Spec, BusinessError> {
         let v = serde_json::json!({
             "kind": self.kind,
             "backend": self.backend,

@@ -13,7 +13,9 @@
 //!   "users": [ { "name": "alice", "password": "wonderland", "processes": ["Invoice entry"] } ],
 //!   "vendors": [ { "supplierCode": "acme", "secret": "acme-vendor-secret" } ],
 //!   "licenses": [ { "name": "acme-2030", "content": "LIC-1", "expiresAt": "2030-12-31 23:59:59", "seats": 10 } ],
-//!   "robots": [ { "robotId": "robot-1", "pool": "default", "license": "acme-2030" } ]
+//!   "robots": [ { "robotId": "robot-1", "pool": "default", "license": "acme-2030" } ],
+//!   "capabilities": [ { "name": "ocr", "kind": "ocr", "backend": { "type": "tesseract", "languages": "eng" },
+//!       "processes": ["Invoice entry"], "dailyQuota": 1000 } ]
 //! }
 //! ```
 
@@ -59,6 +61,10 @@ pub struct Config {
     /// Robot profiles and licenses.
     #[serde(default)]
     pub robots: Vec<RobotDef>,
+    /// AI capabilities ([`crate::ai::CapabilityDef`]): registered when
+    /// missing or retired, changed when their spec differs from the stored one.
+    #[serde(default)]
+    pub capabilities: Vec<crate::ai::CapabilityDef>,
     /// AutomationEdge listener accounts (seed 003 Basic credentials).
     #[serde(default)]
     pub listeners: Vec<ListenerDef>,
@@ -791,6 +797,15 @@ impl Config {
                 }
                 _ => {
                     engine.create_license(actor, &l.name, terms).await?;
+                }
+            }
+        }
+        for c in &self.capabilities {
+            let spec = c.spec().map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            match engine.capability(&c.name).await? {
+                Some(old) if !old.retired && old.spec == spec => {}
+                _ => {
+                    engine.register_capability(actor, &c.name, spec).await?;
                 }
             }
         }

@@ -34,6 +34,11 @@ async fn the_readme_configuration_applies() {
     assert_eq!(engine.pipelines().await.unwrap()[0].plan.def.name, "invoices twice");
     assert_eq!(engine.pools().await.unwrap()[0].spec.max, 4);
     assert_eq!(engine.workflows().await.unwrap().len(), 1);
+    let ocr = engine.capability("ocr").await.unwrap().expect("the OCR capability");
+    assert_eq!((ocr.spec.daily_quota, ocr.version), (Some(1000), 1));
+    // Applying it again changes nothing: the same spec is not registered again.
+    config.apply(&engine).await.unwrap();
+    assert_eq!(engine.capability("ocr").await.unwrap().unwrap().version, 1);
     use rpa_core::store::People;
     let olga = engine.store().user_by_name("olga").await.unwrap().unwrap();
     let olga = rpa_core::model::Actor::User(olga.id);

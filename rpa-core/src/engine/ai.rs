@@ -89,6 +89,12 @@ impl<S: Store> Engine<S> {
         Ok(all.iter().map(Capability::redacted).collect())
     }
 
+    /// Capability `name` as stored, token included (for configuration
+    /// loading; never show it).
+    pub async fn capability(&self, name: &str) -> Result<Option<Capability>> {
+        Ok(self.store.get::<Capability>(name).await?)
+    }
+
     /// Capability `name`'s calls per day, oldest first.
     pub async fn capability_usage(&self, actor: Actor, name: &str) -> Result<Vec<Usage>> {
         self.require(actor, Permission::ManageProcesses).await?;
