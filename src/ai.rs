@@ -99,10 +99,9 @@ impl Services {
         if !token.is_empty() {
             req = req.bearer_auth(token);
         }
-        let resp = req.send().await.map_err(|e| {
-            // The URL alone: a request error may carry headers in its debug form.
-            Failure::Unavailable(format!("{endpoint}: {}", without_url(&e)))
-        })?;
+        // Without the endpoint: it is the administrator's, and may carry
+        // credentials in its user part.
+        let resp = req.send().await.map_err(|e| Failure::Unavailable(without_url(&e)))?;
         let status = resp.status();
         let json_answer = resp
             .headers()
@@ -135,12 +134,22 @@ impl Services {
     }
 }
 
+/// A request error and its causes (`connection refused`), without the URL.
 fn without_url(e: &reqwest::Error) -> String {
-    let mut e = e.to_string();
-    if let Some(i) = e.find(" for url (") {
-        e.truncate(i);
+    let mut text = e.to_string();
+    if let Some(i) = text.find(" for url (") {
+        text.truncate(i);
     }
-    e
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let c_text = c.to_string();
+        if !c_text.contains("://") {
+            text.push_str(": ");
+            text.push_str(&c_text);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 impl Service for Services {
