@@ -1733,6 +1733,8 @@ async fn unknown_paths_and_wrong_methods_answer_in_their_familys_envelope() {
             "/robots/connect/heartbeat",
             StatusCode::METHOD_NOT_ALLOWED,
         ),
+        (reqwest::Method::GET, "/v1/ai/ocr", StatusCode::METHOD_NOT_ALLOWED),
+        (reqwest::Method::POST, "/v1/ai/ocr/extra", StatusCode::NOT_FOUND),
     ] {
         let (st, v) = send(method.clone(), path).await;
         assert_eq!(st, status, "{method} {path}: {v}");
@@ -2206,4 +2208,87 @@ async fn licenses_reach_http_robots() {
         )
         .await;
     assert!(v["message"].as_str().unwrap().contains("permission"), "{v}");
+}
+
+#[tokio::test]
+async fn ai_calls_get_the_documented_status_for_bad_input() {
+    let s = Server::start().await;
+    let (token, processes) = s.login("alice", "wonderland").await;
+    let (admin, _) = s.login("admin", "admin-pw").await;
+    let c = s.register("r1").await;
+    let job = s
+        .biz(
+            &token,
+            "/rpa/api/startJob",
+            json!({"processId": pid(&processes, "Invoice entry"), "params": {"invoice": 1}}),
+        )
+        .await;
+    let run = job["result"]["jobId"].as_str().unwrap().to_owned();
+    s.robot("r1", &c, "/robots/connect/heartbeat", json!({})).await;
+    let (st, v) = s
+        .post(
+            "/admin/ai/capabilities",
+            &[("X-Access-Token", &admin)],
+            json!({"name": "ocr", "kind": "ocr", "backend": {"type": "tesseract", "languages": "eng"},
+                   "processes": ["Invoice entry"]}),
+        )
+        .await;
+    assert_eq!((st, v["code"].as_i64()), (StatusCode::OK, Some(200)), "{v}");
+    let (_, v) = s
+        .post(
+            "/admin/ai/capabilities",
+            &[("X-Access-Token", &token)],
+            json!({"name": "x", "kind": "ocr", "backend": {"type": "tesseract", "languages": "eng"}}),
+        )
+        .await;
+    assert_ne!(v["code"], 200, "alice may not register capabilities: {v}");
+
+    let other_run = "0123456789abcdef0123456789abcdef";
+    let me = [("robotId", "r1"), ("robotConnectId", c.as_str())];
+    let with = |run| vec![me[0], me[1], ("runInstanceId", run)];
+    let run = run.as_str();
+    for (path, headers, body, status, hint) in [
+        (
+            "/v1/ai/ocr",
+            vec![("runInstanceId", run)],
+            "img",
+            StatusCode::UNAUTHORIZED,
+            "robotId header",
+        ),
+        (
+            "/v1/ai/ocr",
+            me.to_vec(),
+            "img",
+            StatusCode::BAD_REQUEST,
+            "runInstanceId",
+        ),
+        ("/v1/ai/ocr", with(run), "", StatusCode::BAD_REQUEST, "empty"),
+        ("/v1/ai/ocr", with(other_run), "img", StatusCode::NOT_FOUND, other_run),
+        ("/v1/ai/speech", with(run), "img", StatusCode::NOT_FOUND, "speech"),
+        // Admitted, but this server was given no AI services.
+        (
+            "/v1/ai/ocr",
+            with(run),
+            "img",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no AI services",
+        ),
+    ] {
+        let (st, v) = s.post_raw(path, &headers, body.to_owned()).await;
+        assert_eq!(st, status, "{path} {headers:?}: {v}");
+        assert_eq!(v["successful"], false, "{v}");
+        assert!(v["resultHint"].as_str().unwrap().contains(hint), "{hint}: {v}");
+        assert_eq!(v["resultValue"], Value::Null);
+    }
+    let usage: Value = s
+        .http
+        .get(format!("{}/admin/ai/capabilities/ocr/usage", s.base))
+        .header("X-Access-Token", &admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(usage["result"][0]["calls"], 1, "only the admitted call counts: {usage}");
 }
