@@ -130,7 +130,8 @@ async fn walkthrough(url: &str) {
     .await;
     assert_eq!(fin["successful"], true, "{fin}");
 
-    // A license bound by an administrator reaches the robot in its heartbeat.
+    // Run analysis: the process gets a region and saved minutes; the
+    // timer's fold counts the run; the report groups it.
     let admin = post(
         &base,
         "/rpa/api/login",
@@ -139,6 +140,60 @@ async fn walkthrough(url: &str) {
     )
     .await;
     let admin = admin["result"]["token"].as_str().unwrap().to_owned();
+    let put = reqwest::Client::new()
+        .put(format!("{base}/admin/processes/{process}/attributes"))
+        .header("X-Access-Token", admin.as_str())
+        .json(&json!({"region": "north", "businessDomain": "finance", "savedMinutes": 90}))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        (&put["result"]["region"], &put["result"]["savedMinutes"]),
+        (&json!("north"), &json!(90)),
+        "{put}"
+    );
+    engine.tick().await.unwrap();
+    let get = |query: &str| {
+        let (base, admin) = (base.clone(), admin.clone());
+        let query = query.to_owned();
+        async move {
+            reqwest::Client::new()
+                .get(format!("{base}/admin/analysis/runs?{query}"))
+                .header("X-Access-Token", admin.as_str())
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let report = get("by=region&period=all").await;
+    let b = &report["result"]["buckets"];
+    assert_eq!(
+        (
+            &b[0]["value"],
+            &b[0]["runs"],
+            &b[0]["successful"],
+            &b[0]["successRate"],
+            &b[0]["savedHours"]
+        ),
+        (&json!("north"), &json!(1), &json!(1), &json!(1.0), &json!(1.5)),
+        "{report}"
+    );
+    let bad = get("by=country").await;
+    assert_eq!(
+        (&bad["code"], bad["message"].as_str().unwrap().contains("country")),
+        (&json!(500), true),
+        "{bad}"
+    );
+    let bad = get("from=2026-02-30").await;
+    assert_eq!(bad["code"], 500, "{bad}");
+
+    // A license bound by an administrator reaches the robot in its heartbeat.
     let a = [("X-Access-Token", admin.as_str())];
     let made = post(
         &base,

@@ -243,6 +243,17 @@ pub struct ProcessDetails {
     pub queue_trigger: Option<QueueTriggerDef>,
     /// When it was created.
     pub create_time: String,
+    /// Its region (run analysis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Its business scenario (scenario analysis).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
+    /// Its business domain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub business_domain: Option<String>,
+    /// Minutes a successful run saves.
+    pub saved_minutes: u32,
 }
 
 /// A package uploaded.
@@ -756,6 +767,10 @@ pub fn process_details<S: Store>(st: &AppState<S>, p: &Process) -> ProcessDetail
         priority: p.spec.priority,
         queue_trigger: p.spec.trigger.map(Into::into),
         create_time: p.created_at.format_local(st.engine.config().time_zone),
+        region: p.spec.attributes.region.clone(),
+        scenario: p.spec.attributes.scenario.clone(),
+        business_domain: p.spec.attributes.business_domain.clone(),
+        saved_minutes: p.spec.attributes.saved_minutes,
     }
 }
 

@@ -608,6 +608,15 @@ pub struct ProcessDef {
     /// `false`: a reference is a label items may share.
     #[serde(default = "yes")]
     pub unique_references: bool,
+    /// Its region, for the run analysis.
+    pub region: Option<String>,
+    /// The business scenario it automates, for the scenario analysis.
+    pub scenario: Option<String>,
+    /// The business domain it belongs to.
+    pub business_domain: Option<String>,
+    /// Minutes of a person's work a successful run saves (the analysis's saved hours).
+    #[serde(default)]
+    pub saved_minutes: u32,
 }
 
 /// A queue trigger ([`rpa_core::trigger`]).
@@ -725,6 +734,12 @@ impl From<ProcessDef> for ProcessSpec {
             folder: d.folder,
             package_pin: None,
             unique_references: d.unique_references,
+            attributes: rpa_core::analysis::Attributes {
+                region: d.region,
+                scenario: d.scenario,
+                business_domain: d.business_domain,
+                saved_minutes: d.saved_minutes,
+            },
         }
     }
 }

@@ -133,7 +133,7 @@ pub(crate) async fn me<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) ->
 }
 
 /// The processes `user` may see: granted, or all with OperateAllJobs.
-async fn visible<S: Store>(st: &AppState<S>, user: &User) -> Result<Vec<Process>, BusinessError> {
+pub(crate) async fn visible<S: Store>(st: &AppState<S>, user: &User) -> Result<Vec<Process>, BusinessError> {
     let all = st
         .engine
         .has_permission(Actor::User(user.id), Permission::OperateAllJobs)

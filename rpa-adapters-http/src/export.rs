@@ -80,6 +80,16 @@ fn process_def(p: &Process) -> Value {
         ("pipeline", s.pipeline.as_ref().map(|v| json!(v))),
         ("folder", s.folder.as_ref().map(|v| json!(v))),
         ("uniqueReferences", (!s.unique_references).then_some(json!(false))),
+        ("region", s.attributes.region.as_ref().map(|v| json!(v))),
+        ("scenario", s.attributes.scenario.as_ref().map(|v| json!(v))),
+        (
+            "businessDomain",
+            s.attributes.business_domain.as_ref().map(|v| json!(v)),
+        ),
+        (
+            "savedMinutes",
+            (s.attributes.saved_minutes > 0).then_some(json!(s.attributes.saved_minutes)),
+        ),
     ];
     for (k, v) in optional {
         if let Some(v) = v {

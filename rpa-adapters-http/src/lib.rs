@@ -43,6 +43,7 @@
 
 pub mod admin;
 pub mod ai;
+pub mod analysis;
 pub mod business;
 pub mod catalogue;
 pub mod centre;
@@ -150,6 +151,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         .merge(admin::router().layer(DefaultBodyLimit::max(json)))
         .merge(licenses::router().layer(DefaultBodyLimit::max(json)))
         .merge(ai::admin_router().layer(DefaultBodyLimit::max(json)))
+        .merge(analysis::router().layer(DefaultBodyLimit::max(json)))
         .merge(centre::router().layer(DefaultBodyLimit::max(json)))
         .merge(federation::router().layer(DefaultBodyLimit::max(json)))
         .merge(catalogue::router().layer(DefaultBodyLimit::max(json)))

@@ -9,7 +9,9 @@ use rpa_core::Store;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{AppState, admin, ai, business, catalogue, centre, console, export, federation, licenses, listener, robot};
+use crate::{
+    AppState, admin, ai, analysis, business, catalogue, centre, console, export, federation, licenses, listener, robot,
+};
 
 /// The document's outline: every handler of the business, robot and
 /// administration families.
@@ -106,6 +108,8 @@ use crate::{AppState, admin, ai, business, catalogue, centre, console, export, f
         ai::replace,
         ai::retire,
         ai::usage,
+        analysis::runs,
+        analysis::set_attributes,
         centre::get_trigger,
         centre::put_trigger,
         centre::delete_trigger,

@@ -1538,6 +1538,8 @@ async fn openapi_lists_every_endpoint() {
         ("/admin/ai/capabilities/{name}", "put"),
         ("/admin/ai/capabilities/{name}", "delete"),
         ("/admin/ai/capabilities/{name}/usage", "get"),
+        ("/admin/analysis/runs", "get"),
+        ("/admin/processes/{processId}/attributes", "put"),
         ("/admin/processes/{processId}/trigger", "get"),
         ("/admin/processes/{processId}/trigger", "put"),
         ("/admin/processes/{processId}/trigger", "delete"),

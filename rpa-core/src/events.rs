@@ -69,6 +69,9 @@ pub enum Event {
         /// The robot's output values.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         outputs: Option<Arc<Value>>,
+        /// When its last attempt began, if it started.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        started_at: Option<Timestamp>,
     },
     /// A queue item reached a terminal state (Successful, Faulted, Retried,
     /// Abandoned or Deleted).
@@ -318,6 +321,7 @@ pub fn job_ended(job: &crate::model::Job) -> Event {
         error_code: job.error_code,
         reason: job.reason.clone(),
         outputs: job.outputs.clone(),
+        started_at: job.started_at,
     }
 }
 

@@ -63,6 +63,7 @@
 //! - `conformance` (feature): the store test-suite every backend runs
 
 pub mod ai;
+pub mod analysis;
 pub mod arguments;
 pub mod asset;
 pub mod audit;

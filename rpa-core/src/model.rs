@@ -169,6 +169,10 @@ pub struct ProcessSpec {
     /// is refused); when false, a reference is a label items may share.
     #[serde(default = "unique_by_default", skip_serializing_if = "is_true")]
     pub unique_references: bool,
+    /// Its region, scenario, business domain and the minutes a successful
+    /// run saves, for the run analysis (see [`crate::analysis`]).
+    #[serde(default, skip_serializing_if = "crate::analysis::Attributes::is_empty")]
+    pub attributes: crate::analysis::Attributes,
 }
 
 fn unique_by_default() -> bool {
@@ -202,6 +206,7 @@ impl ProcessSpec {
             folder: None,
             package_pin: None,
             unique_references: true,
+            attributes: crate::analysis::Attributes::default(),
         }
     }
 }

@@ -52,6 +52,7 @@ fn a_job_that_ends_is_one_event_with_its_outputs() {
             error_code: None,
             reason: None,
             outputs: Some(json!({"out": 1}).into()),
+            started_at: w.job(&job).started_at,
         }]
     );
     w.audit_ok();

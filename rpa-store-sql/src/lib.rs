@@ -178,6 +178,7 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             "AI capabilities",
             include_str!("../migrations/0023_ai_capabilities.sql"),
         ),
+        (24, "run figures", include_str!("../migrations/0024_run_figures.sql")),
     ]
 }
 

@@ -974,6 +974,7 @@ pub(super) fn check_spec(spec: &ProcessSpec) -> Result<()> {
         }
         t.check().map_err(Error::InvalidArgument)?;
     }
+    spec.attributes.clone().checked().map_err(Error::InvalidArgument)?;
     let mut seen = std::collections::HashSet::new();
     for a in &spec.arguments {
         super::non_empty(&a.name, "argument name")?;

@@ -84,6 +84,7 @@ macro_rules! decided {
 }
 
 mod ai;
+mod analysis;
 mod assets;
 mod buckets;
 mod catalogue;

@@ -44,6 +44,8 @@ pub struct TickReport {
     pub tickets_moved: usize,
     /// Pools whose wanted robots changed.
     pub pools_resized: usize,
+    /// Ended jobs folded into the run analysis's figures.
+    pub runs_folded: usize,
 }
 
 /// Deadlines handled per store page.
@@ -82,6 +84,7 @@ impl<S: Store> Engine<S> {
         }
         report.schedules_fired = self.fire_schedules(self.now()).await?;
         report.tickets_moved = self.follow_flows().await?;
+        report.runs_folded = self.fold_runs().await?;
         report.pools_resized = self.size_pools(false).await?;
         report.dispatched = self.dispatch_all().await?;
         Ok(report)
