@@ -305,6 +305,28 @@ async fn the_console_shows_a_job_run_live_in_a_real_browser() {
     .await;
     tab.screenshot(&shots, "overview").await;
 
+    // The run analysis: the job that ended, by process, then by region
+    // (the demo's Invoice entry is in region north).
+    tab.go(&format!("{base}/#/analysis")).await;
+    tab.wait(
+        "document.getElementById('analysis-by') && document.getElementById('page').innerText.includes('Invoice entry') && document.querySelector('svg.chart rect.ok')",
+        20,
+        "the run analysis by process",
+    )
+    .await;
+    tab.eval(
+        "const by = document.getElementById('analysis-by'); by.value = 'region';\
+         by.dispatchEvent(new Event('change')); true",
+    )
+    .await;
+    tab.wait(
+        "[...document.querySelectorAll('figcaption b')].map(b => b.textContent).join() === 'north'",
+        20,
+        "the run analysis by region",
+    )
+    .await;
+    tab.screenshot(&shots, "analysis").await;
+
     for (page, marker) in [
         ("robots", "bound"),
         ("queues", "Claims queue"),

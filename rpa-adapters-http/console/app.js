@@ -217,6 +217,7 @@ const PAGES = [
   ["pipelines", "Pipelines", "ManageProcesses"],
   ["tickets", "Tickets", "ViewAudit"],
   ["catalogue", "Catalogue", null],
+  ["analysis", "Analysis", null],
   ["audit", "Audit", "ViewAudit"],
   ["children", "Children", "ViewAudit"],
 ];
@@ -248,6 +249,7 @@ async function route() {
     children,
     tickets,
     catalogue,
+    analysis,
     packages: () => packages(decodeURIComponent(arg || "")),
     items: () => items(decodeURIComponent(arg || "")),
   }[name] || overview;
@@ -280,8 +282,9 @@ function chart(days, series) {
     return [
       s("rect", { x, y: H - 12 - hOk, width: bw - 4, height: hOk, class: "ok" }, s("title", {}, `${days[i]}: ${ok} successful`)),
       s("rect", { x, y: H - 12 - hOk - hBad, width: bw - 4, height: hBad, class: "bad" }, s("title", {}, `${days[i]}: ${bad} faulted`)),
-      s("text", { x: x + (bw - 4) / 2, y: H - 1, class: "tick" }, days[i].slice(5)),
-      ok + bad ? s("text", { x: x + (bw - 4) / 2, y: H - 14 - hOk - hBad, class: "count" }, ok + bad) : null,
+      // At most about eight labels under the bars.
+      i % Math.ceil(days.length / 8) ? null : s("text", { x: x + (bw - 4) / 2, y: H - 1, class: "tick" }, days[i].slice(5)),
+      ok + bad && days.length <= 12 ? s("text", { x: x + (bw - 4) / 2, y: H - 14 - hOk - hBad, class: "count" }, ok + bad) : null,
     ].filter(Boolean);
   });
   return s("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "chart" }, ...bars);
@@ -579,6 +582,10 @@ async function processes() {
         ["Running / max", (p) => `${p.currentRunNum} / ${p.maxRunNum || "∞"}`],
         ["Max per day", (p) => p.maxDayNum || "∞"],
         ["Queue items", (p) => (p.type === "Queue" ? p.pendingItems : "")],
+        ["Region", (p) => p.region || ""],
+        ["Scenario", (p) => p.scenario || ""],
+        ["Domain", (p) => p.businessDomain || ""],
+        ["Saves", (p) => (p.savedMinutes ? `${p.savedMinutes} min` : "")],
         ["Created", (p) => p.createTime],
       ],
       list,
@@ -767,6 +774,112 @@ async function catalogue() {
 }
 
 let catalogueQuery = "";
+const analysisView = { by: "process", period: "day", from: "", to: "" };
+
+// Every day or month of a report's range (a chart shows the empty ones
+// too); weeks and the whole range: those with runs.
+function periodsOf(r, period) {
+  const seen = [...new Set(r.buckets.map((b) => b.period))];
+  const from = new Date(`${r.from}T00:00:00Z`), to = new Date(`${r.to}T00:00:00Z`);
+  const out = [];
+  if (period === "day" && to - from <= 92 * 86400e3) {
+    for (let d = from; d <= to; d = new Date(d.getTime() + 86400e3)) out.push(d.toISOString().slice(0, 10));
+  } else if (period === "month") {
+    for (let d = new Date(Date.UTC(from.getUTCFullYear(), from.getUTCMonth(), 1)); d <= to; d = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1)))
+      out.push(d.toISOString().slice(0, 7));
+  } else return seen.sort();
+  return [...new Set([...out, ...seen])].sort();
+}
+
+async function analysis() {
+  const q = new URLSearchParams({ by: analysisView.by, period: analysisView.period });
+  if (analysisView.from) q.set("from", analysisView.from);
+  if (analysisView.to) q.set("to", analysisView.to);
+  const r = await get(`/admin/analysis/runs?${q}`);
+  analysisView.from = r.from;
+  analysisView.to = r.to;
+  const select = (id, key, words) =>
+    h(
+      "select",
+      { id, onchange: (ev) => ((analysisView[key] = ev.target.value), state.redraw()) },
+      words.map(([w, label]) => h("option", { value: w, selected: w === analysisView[key] }, label)),
+    );
+  const day = (id, key) =>
+    h("input", {
+      id,
+      type: "date",
+      value: analysisView[key],
+      onchange: (ev) => ((analysisView[key] = ev.target.value), state.redraw()),
+    });
+  // One chart per value: its periods' successful and failed runs.
+  const values = [...new Set(r.buckets.map((b) => b.value))];
+  const periods = periodsOf(r, analysisView.period);
+  const charts = values.map((v) => {
+    const of = new Map(r.buckets.filter((b) => b.value === v).map((b) => [b.period, b]));
+    const series = periods.map((p) => [of.get(p)?.successful || 0, (of.get(p)?.faulted || 0) + (of.get(p)?.stopped || 0)]);
+    const all = [...of.values()];
+    const ok = all.reduce((a, b) => a + b.successful, 0);
+    const saved = all.reduce((a, b) => a + b.savedHours, 0);
+    return h(
+      "figure",
+      { class: "analysis-chart" },
+      chart(periods, series),
+      h("figcaption", {}, h("b", {}, v), ` ${ok} successful, ${saved.toFixed(1)} h saved`),
+    );
+  });
+  const pct = (x) => (x == null ? "–" : `${Math.round(100 * x)} %`);
+  return [
+    h("h2", {}, "Run analysis"),
+    h(
+      "div",
+      { class: "inline" },
+      h(
+        "label",
+        {},
+        "By ",
+        select("analysis-by", "by", [
+          ["process", "process"],
+          ["region", "region"],
+          ["scenario", "scenario"],
+          ["businessDomain", "business domain"],
+        ]),
+      ),
+      h(
+        "label",
+        {},
+        "per ",
+        select("analysis-period", "period", [
+          ["day", "day"],
+          ["week", "week"],
+          ["month", "month"],
+          ["all", "whole range"],
+        ]),
+      ),
+      h("label", {}, "from ", day("analysis-from", "from")),
+      h("label", {}, "to ", day("analysis-to", "to")),
+    ),
+    r.buckets.length ? h("div", { class: "charts" }, charts) : h("p", { class: "empty" }, "No runs ended in these days."),
+    h("h3", {}, "Figures"),
+    table(
+      [
+        ["Period", (b) => b.period],
+        [analysisView.by === "businessDomain" ? "Business domain" : analysisView.by[0].toUpperCase() + analysisView.by.slice(1), (b) => b.value],
+        ["Runs", (b) => b.runs],
+        ["Successful", (b) => b.successful],
+        ["Faulted", (b) => b.faulted],
+        ["Stopped", (b) => b.stopped],
+        ["Canceled", (b) => b.canceled],
+        ["Success rate", (b) => pct(b.successRate)],
+        ["Average", (b) => (b.averageDurationMs == null ? "–" : `${(b.averageDurationMs / 1000).toFixed(1)} s`)],
+        ["Run hours", (b) => b.runHours.toFixed(1)],
+        ["Saved hours", (b) => b.savedHours.toFixed(1)],
+      ],
+      r.buckets,
+      "No runs.",
+    ),
+  ];
+}
+
 async function subscribeTo(l) {
   try {
     const p = await post(`/admin/catalogue/${l.listingId}/subscribe`, { name: `${l.name} (${state.me.name})` });
