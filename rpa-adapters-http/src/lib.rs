@@ -50,6 +50,7 @@ pub mod centre;
 pub mod clock;
 pub mod config;
 pub mod console;
+pub mod content;
 pub mod export;
 pub mod federation;
 pub mod files;
@@ -152,6 +153,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         .merge(licenses::router().layer(DefaultBodyLimit::max(json)))
         .merge(ai::admin_router().layer(DefaultBodyLimit::max(json)))
         .merge(analysis::router().layer(DefaultBodyLimit::max(json)))
+        .merge(content::router().layer(DefaultBodyLimit::max(json)))
         .merge(centre::router().layer(DefaultBodyLimit::max(json)))
         .merge(federation::router().layer(DefaultBodyLimit::max(json)))
         .merge(catalogue::router().layer(DefaultBodyLimit::max(json)))

@@ -10,7 +10,8 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    AppState, admin, ai, analysis, business, catalogue, centre, console, export, federation, licenses, listener, robot,
+    AppState, admin, ai, analysis, business, catalogue, centre, console, content, export, federation, licenses,
+    listener, robot,
 };
 
 /// The document's outline: every handler of the business, robot and
@@ -110,6 +111,12 @@ use crate::{
         ai::usage,
         analysis::runs,
         analysis::set_attributes,
+        content::list,
+        content::one,
+        content::publish,
+        content::change,
+        content::remove,
+        content::hot,
         centre::get_trigger,
         centre::put_trigger,
         centre::delete_trigger,

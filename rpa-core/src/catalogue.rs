@@ -41,6 +41,9 @@ pub struct Listing {
     /// Unpublished: no longer found nor subscribed to.
     #[serde(default)]
     pub unpublished: bool,
+    /// Processes made from it by subscribing.
+    #[serde(default)]
+    pub subscriptions: u64,
 }
 
 impl Mapped for Listing {
@@ -130,6 +133,7 @@ mod tests {
             published_by: "system".into(),
             published_at: Timestamp(0),
             unpublished: false,
+            subscriptions: 0,
         }
     }
 

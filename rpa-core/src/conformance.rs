@@ -48,6 +48,7 @@ where
     logs_dropped(make().await).await;
     item_lists(make().await).await;
     records(make().await).await;
+    full_text(make().await).await;
     engines_race(make().await).await;
     lease(make().await).await;
     counts(make().await).await;
@@ -911,6 +912,118 @@ fn sample_file(id: i64, personal_of: Option<&str>, version: u64) -> StoredFile {
 
 /// Record kinds (see [`crate::record`]): point reads, versions, selection
 /// by an indexed column (null included), pages after a key, atomicity.
+/// The full-text column of a kind: every word must start a word of the
+/// text, best match first, within a column's selection; a change or a
+/// removal leaves no stale match.
+async fn full_text<S: Store>(s: S) {
+    use crate::content::{Article, Draft, Section};
+    use crate::record::{Records as _, Select, search_words};
+    let article = |id: i64, section: Section, title: &str, body: &str, version: u64| Article {
+        id,
+        version,
+        draft: Draft {
+            section,
+            title: title.into(),
+            body: body.into(),
+            tags: vec![],
+            link: None,
+        },
+        author: "admin".into(),
+        created_at: Timestamp(id),
+        updated_at: Timestamp(id),
+        removed: false,
+    };
+    let put = |a: Article| {
+        let s = &s;
+        async move {
+            s.commit(Commit {
+                writes: vec![Write::Record(crate::record::Row::of(&a).unwrap())],
+                ..Commit::default()
+            })
+            .await
+        }
+    };
+    put(article(
+        1,
+        Section::Knowledge,
+        "Reading invoices with OCR",
+        "Robots read scanned invoices.",
+        1,
+    ))
+    .await
+    .unwrap();
+    put(article(
+        2,
+        Section::Knowledge,
+        "Queues",
+        "An invoice queue feeds robots; invoices invoices.",
+        1,
+    ))
+    .await
+    .unwrap();
+    put(article(3, Section::News, "Invoice robots go live", "", 1))
+        .await
+        .unwrap();
+    let found = |q: &str, select: Select| {
+        let s = &s;
+        let words = search_words(q);
+        async move {
+            s.search_for::<Article>(words, select)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|a| a.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let mut all = found("INVOICE", Select::all(10)).await;
+    all.sort_unstable();
+    assert_eq!(all, [1, 2, 3], "full text: a word starts words, any case");
+    assert_eq!(
+        found("invoice robots", Select::all(10)).await.len(),
+        3,
+        "full text: every word"
+    );
+    assert_eq!(
+        found("ocr invoices", Select::all(10)).await,
+        [1],
+        "full text: all words must match"
+    );
+    assert_eq!(
+        found("invoice", Select::only("section", "news", 10)).await,
+        [3],
+        "full text: within a selection"
+    );
+    assert_eq!(found("invoice", Select::all(1)).await.len(), 1, "full text: the limit");
+    assert_eq!(found("payroll", Select::all(10)).await, Vec::<i64>::new());
+    assert_eq!(
+        found("\"*) OR (", Select::all(10)).await,
+        Vec::<i64>::new(),
+        "full text: no words, no rows"
+    );
+    put(article(
+        1,
+        Section::Knowledge,
+        "Reading receipts",
+        "Robots read scanned receipts.",
+        2,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        found("ocr", Select::all(10)).await,
+        Vec::<i64>::new(),
+        "full text: a change replaces the words"
+    );
+    assert_eq!(found("receipts", Select::all(10)).await, [1]);
+    let mut removed = article(3, Section::News, "Invoice robots go live", "", 2);
+    removed.removed = true;
+    put(removed).await.unwrap();
+    let mut left = found("invoice", Select::all(10)).await;
+    left.sort_unstable();
+    assert_eq!(left, [2], "full text: a removed article is not found");
+}
+
 async fn records<S: Store>(s: S) {
     use crate::record::{Cell, Select};
     let f = |id, owner, v| Write::record(&sample_file(id, owner, v)).unwrap();

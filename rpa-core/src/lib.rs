@@ -72,6 +72,7 @@ pub mod bucket;
 pub mod catalogue;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
+pub mod content;
 pub mod engine;
 pub mod error;
 pub mod events;

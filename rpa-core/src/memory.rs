@@ -969,6 +969,38 @@ impl RecordStore for MemoryStore {
             .map(|t| t.select(kind, select))
             .unwrap_or_default())
     }
+
+    async fn search(&self, kind: &'static Kind, words: &[String], select: &Select) -> StoreResult<Vec<Row>> {
+        select.check(kind)?;
+        let Some(col) = kind.full_text() else {
+            return Err(crate::error::StoreError::Backend(format!(
+                "{} has no full-text column",
+                kind.name
+            )));
+        };
+        if words.is_empty() {
+            return Ok(Vec::new());
+        }
+        let only = Select {
+            after: None,
+            ..select.clone()
+        };
+        let g = self.lock();
+        let Some(t) = g.records.get(kind.table) else {
+            return Ok(Vec::new());
+        };
+        let mut hits: Vec<(usize, &Row)> = t
+            .rows
+            .values()
+            .filter(|r| only.matches(r))
+            .filter_map(|r| match r.cells.get(col) {
+                Some(Cell::Text(text)) => crate::record::text_matches(text, words).map(|n| (n, r)),
+                _ => None,
+            })
+            .collect();
+        hits.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.key.cmp(&b.1.key)));
+        Ok(hits.into_iter().take(select.limit).map(|(_, r)| r.clone()).collect())
+    }
 }
 
 impl LeaseStore for MemoryStore {

@@ -643,16 +643,19 @@ pub enum Permission {
     ViewAudit,
     /// Stop and inspect any job, granted or not.
     OperateAllJobs,
+    /// Write the operations centre's news, courses and knowledge base.
+    ManageContent,
 }
 
 impl Permission {
     /// Every permission.
-    pub const ALL: [Permission; 5] = [
+    pub const ALL: [Permission; 6] = [
         Permission::ManageUsers,
         Permission::ManageProcesses,
         Permission::ManageRobots,
         Permission::ViewAudit,
         Permission::OperateAllJobs,
+        Permission::ManageContent,
     ];
 }
 

@@ -107,6 +107,9 @@ pub struct Column {
     /// When set, no two rows share a non-null value; a commit that would
     /// fails with [`StoreError::Duplicate`] of this text (e.g. "source message id").
     pub unique: Option<&'static str>,
+    /// A `TEXT` column whose words a full-text index holds (see
+    /// [`RecordStore::search`]): SQLite FTS5, PostgreSQL `tsvector`.
+    pub full_text: bool,
 }
 
 impl Column {
@@ -116,6 +119,7 @@ impl Column {
             name,
             ty: ColumnType::Int,
             unique: None,
+            full_text: false,
         }
     }
 
@@ -125,6 +129,17 @@ impl Column {
             name,
             ty: ColumnType::Text,
             unique: None,
+            full_text: false,
+        }
+    }
+
+    /// The same column, searched by words (its kind's migration creates the
+    /// index: on SQLite the FTS5 table `<table>_fts` over it, on PostgreSQL
+    /// the generated `tsvector` column `<column>_tsv`).
+    pub const fn full_text(self) -> Column {
+        Column {
+            full_text: true,
+            ..self
         }
     }
 
@@ -167,6 +182,49 @@ impl Kind {
     pub fn column(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name == name)
     }
+
+    /// The position of its [full-text](Column::full_text) column, if any.
+    pub fn full_text(&self) -> Option<usize> {
+        self.columns.iter().position(|c| c.full_text)
+    }
+}
+
+/// Most words a search uses.
+pub const MAX_SEARCH_WORDS: usize = 8;
+
+/// The words of a search: runs of letters and digits, lower-cased, at
+/// most [`MAX_SEARCH_WORDS`] of at most 64 characters. Nothing else of the
+/// query reaches a store, so no query syntax can be injected.
+pub fn search_words(query: &str) -> Vec<String> {
+    query
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.chars().take(64).collect::<String>().to_lowercase())
+        .take(MAX_SEARCH_WORDS)
+        .collect()
+}
+
+/// Whether `text` matches every one of `words` (each the start of one of
+/// its words), and how many of its words they start: the in-memory
+/// stores' search and rank.
+pub fn text_matches(text: &str, words: &[String]) -> Option<usize> {
+    let tokens = search_words_all(text);
+    let mut hits = 0;
+    for w in words {
+        let n = tokens.iter().filter(|t| t.starts_with(w.as_str())).count();
+        if n == 0 {
+            return None;
+        }
+        hits += n;
+    }
+    Some(hits)
+}
+
+fn search_words_all(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
 }
 
 /// How an entity kind is stored: its table, key, version and indexed
@@ -313,6 +371,17 @@ pub trait RecordStore: Send + Sync + 'static {
 
     /// The rows of `kind` that `select` picks, by key.
     fn records(&self, kind: &'static Kind, select: &Select) -> impl Future<Output = StoreResult<Vec<Row>>> + Send;
+
+    /// The rows of `kind` whose [full-text](Column::full_text) column holds
+    /// every one of `words` ([`search_words`]; each the start of a word),
+    /// best match first, at most `select.limit`, among those `select.only`
+    /// picks (`select.after` is not used). No words: none.
+    fn search(
+        &self,
+        kind: &'static Kind,
+        words: &[String],
+        select: &Select,
+    ) -> impl Future<Output = StoreResult<Vec<Row>>> + Send;
 }
 
 /// Typed reads over any [`RecordStore`].
@@ -331,6 +400,21 @@ pub trait Records: RecordStore {
     /// The records `select` picks, by key.
     fn list<R: Record>(&self, select: Select) -> impl Future<Output = StoreResult<Vec<R>>> + Send {
         async move { self.records(R::KIND, &select).await?.iter().map(Row::decode).collect() }
+    }
+
+    /// The records whose full-text column matches `words`, best first (see [`RecordStore::search`]).
+    fn search_for<R: Record>(
+        &self,
+        words: Vec<String>,
+        select: Select,
+    ) -> impl Future<Output = StoreResult<Vec<R>>> + Send {
+        async move {
+            self.search(R::KIND, &words, &select)
+                .await?
+                .iter()
+                .map(Row::decode)
+                .collect()
+        }
     }
 
     /// The one record whose unique column `column` is `value`.

@@ -336,6 +336,9 @@ impl RecordStore for Node {
     async fn records(&self, kind: &'static Kind, select: &Select) -> StoreResult<Vec<Row>> {
         self.db.records(kind, select).await
     }
+    async fn search(&self, kind: &'static Kind, words: &[String], select: &Select) -> StoreResult<Vec<Row>> {
+        self.db.search(kind, words, select).await
+    }
 }
 
 impl LeaseStore for Node {

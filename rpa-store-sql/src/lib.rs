@@ -179,7 +179,19 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             include_str!("../migrations/0023_ai_capabilities.sql"),
         ),
         (24, "run figures", include_str!("../migrations/0024_run_figures.sql")),
+        (25, "content", include_str!("../migrations/0025_content.sql")),
     ]
+}
+
+/// What migration `version` adds on `backend` only, run in the same
+/// transaction after its shared SQL: the full-text indexes, which SQLite
+/// and PostgreSQL make differently.
+pub fn backend_migration(backend: Backend, version: i64) -> Option<&'static str> {
+    match (backend, version) {
+        (Backend::Sqlite, 25) => Some(include_str!("../migrations/0025_content.sqlite.sql")),
+        (Backend::Postgres, 25) => Some(include_str!("../migrations/0025_content.postgres.sql")),
+        _ => None,
+    }
 }
 
 /// Which database.

@@ -31,11 +31,16 @@ pub(crate) fn into_val(ty: ColumnType, c: Cell) -> Val {
 /// `SELECT key, columns.., version, data FROM table` (`''` for the data
 /// of a bare selection).
 fn select_sql(kind: &Kind, bare: bool) -> String {
+    format!("SELECT {} FROM {}", columns_sql(kind, bare), kind.table)
+}
+
+/// The columns [`select_sql`] reads.
+fn columns_sql(kind: &Kind, bare: bool) -> String {
     let cols: Vec<&str> = std::iter::once(kind.key.name)
         .chain(kind.columns.iter().map(|c| c.name))
         .chain(["version", if bare { "'' AS data" } else { "data" }])
         .collect();
-    format!("SELECT {} FROM {}", cols.join(", "), kind.table)
+    cols.join(", ")
 }
 
 /// The types of the columns [`select_sql`] reads.
@@ -161,6 +166,58 @@ impl RecordStore for SqlStore {
             return Ok(found);
         }
         self.select_rows(kind, select).await
+    }
+
+    async fn search(&self, kind: &'static Kind, words: &[String], select: &Select) -> StoreResult<Vec<RecordRow>> {
+        select.check(kind)?;
+        let Some(column) = kind.full_text().map(|i| kind.columns[i].name) else {
+            return Err(StoreError::Backend(format!("{} has no full-text column", kind.name)));
+        };
+        if words.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The words are letters and digits only (`search_words`): quoted or
+        // suffixed here, they cannot be read as query syntax.
+        let table = kind.table;
+        let (query, matched, best) = match self.inner.backend {
+            Backend::Sqlite => (
+                words.iter().map(|w| format!("\"{w}\"*")).collect::<Vec<_>>().join(" "),
+                format!(
+                    "SELECT {table}.*, {table}_fts.rank AS search_rank FROM {table} \
+                     JOIN {table}_fts ON {table}_fts.rowid = {table}.rowid WHERE {table}_fts MATCH $1"
+                ),
+                "search_rank",
+            ),
+            Backend::Postgres => (
+                words.iter().map(|w| format!("{w}:*")).collect::<Vec<_>>().join(" & "),
+                format!(
+                    "SELECT *, ts_rank({column}_tsv, to_tsquery('simple', $1)) AS search_rank FROM {table} \
+                     WHERE {column}_tsv @@ to_tsquery('simple', $1)"
+                ),
+                "search_rank DESC",
+            ),
+        };
+        let mut args = vec![Val::S(query)];
+        let mut sql = format!("SELECT {} FROM ({matched}) AS m", columns_sql(kind, select.bare));
+        if let Some((name, value)) = &select.only {
+            if *value == Cell::Null {
+                sql.push_str(&format!(" WHERE {name} IS NULL"));
+            } else {
+                let ty = kind
+                    .columns
+                    .iter()
+                    .find(|c| c.name == *name)
+                    .map_or(ColumnType::Text, |c| c.ty);
+                args.push(val(ty, value));
+                sql.push_str(&format!(" WHERE {name} = $2"));
+            }
+        }
+        sql.push_str(&format!(
+            " ORDER BY {best}, {} LIMIT {}",
+            order(kind, self.inner.backend),
+            limit(select.limit)
+        ));
+        fetch_rows(&self.inner.read, kind, sql, args, self.inner.secret_key.as_ref()).await
     }
 }
 

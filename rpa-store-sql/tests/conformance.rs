@@ -1,4 +1,4 @@
-//! The store conformance suite of rpa-core, run against SQLite files and
+//! The store conformance suite of rpa-core, run against the in-memory store, SQLite files and
 //! against PostgreSQL (`DATABASE_URL`; each case gets a fresh database).
 //! Under `CI=true` a missing or unreachable PostgreSQL fails the test; on a
 //! laptop without `DATABASE_URL` the PostgreSQL half is skipped, saying so.
@@ -9,6 +9,12 @@ use common::{fresh_postgres, postgres_url, temp_sqlite};
 use rpa_core::record::{Cell, ColumnType};
 use rpa_core::store::prelude::*;
 use rpa_store_sql::{SqlOptions, SqlStore};
+
+/// The in-memory store the engine's own tests use: the same cases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_conforms() {
+    rpa_core::conformance::run(|| async { rpa_core::MemoryStore::new() }).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_conforms() {

@@ -58,6 +58,7 @@ impl<S: Store> Engine<S> {
             published_by: actor.to_string(),
             published_at: now,
             unpublished: false,
+            subscriptions: 0,
         };
         let mut tx = Tx::default();
         tx.record(&l)?.audit(
@@ -128,8 +129,17 @@ impl<S: Store> Engine<S> {
             size: 0,
         };
         let origin = format!("listing {} ({})", l.id, l.name);
-        self.process_from(actor, &source.spec, name, folder, &l.package_version, pkg, &origin)
-            .await
+        self.process_from(
+            actor,
+            &source.spec,
+            name,
+            folder,
+            &l.package_version,
+            pkg,
+            &origin,
+            Some(&l),
+        )
+        .await
     }
 
     /// A process from a parent's listing (two-level collaboration, seed 001
@@ -147,12 +157,14 @@ impl<S: Store> Engine<S> {
         origin: &str,
     ) -> Result<Process> {
         self.require(actor, Permission::ManageProcesses).await?;
-        self.process_from(actor, spec, name, folder, version, pkg, origin).await
+        self.process_from(actor, spec, name, folder, version, pkg, origin, None)
+            .await
     }
 
     /// A new process named `name` in `folder` with `spec`'s definition,
     /// running `pkg` as its first package `version`, granted to `actor` if
-    /// a user: one commit, audited as `catalogue.subscribe` from `origin`.
+    /// a user: one commit, audited as `catalogue.subscribe` from `origin`,
+    /// that counts the subscription on `listing` if given.
     #[allow(clippy::too_many_arguments)]
     async fn process_from(
         &self,
@@ -163,6 +175,7 @@ impl<S: Store> Engine<S> {
         version: &str,
         pkg: super::NewPackage,
         origin: &str,
+        listing: Option<&Listing>,
     ) -> Result<Process> {
         let name = name.trim().to_owned();
         if self.store.processes().await?.iter().any(|p| p.spec.name == name) {
@@ -208,6 +221,13 @@ impl<S: Store> Engine<S> {
         {
             u.grants.insert(p.id);
             tx.user(u)?;
+        }
+        if let Some(l) = listing {
+            tx.record(&Listing {
+                version: l.version + 1,
+                subscriptions: l.subscriptions + 1,
+                ..l.clone()
+            })?;
         }
         self.commit(tx).await?;
         Ok(Process { version: 1, ..p })

@@ -88,6 +88,7 @@ mod analysis;
 mod assets;
 mod buckets;
 mod catalogue;
+mod content;
 mod dispatch;
 mod events;
 mod federation;
@@ -693,16 +694,44 @@ impl<S: Store> Engine<S> {
         Ok(role)
     }
 
-    /// Creates the `admin` role (every permission) and user `name` holding it, unless they exist.
+    /// Creates the `admin` role (every permission) and user `name` holding
+    /// it, unless they exist; an `admin` role of an earlier release gets the
+    /// permissions added since.
     pub async fn ensure_admin(&self, name: &str, password: &str) -> Result<User> {
-        if self.store.role_by_name(ADMIN_ROLE).await?.is_none() {
-            match self
+        match self.store.role_by_name(ADMIN_ROLE).await? {
+            None => match self
                 .create_role(Actor::System, ADMIN_ROLE, Permission::ALL.into_iter().collect())
                 .await
             {
                 Ok(_) | Err(Error::AlreadyExists(_)) => {}
                 Err(e) => return Err(e),
+            },
+            Some(role) if Permission::ALL.iter().any(|p| !role.permissions.contains(p)) => {
+                let added: Vec<Permission> = Permission::ALL
+                    .into_iter()
+                    .filter(|p| !role.permissions.contains(p))
+                    .collect();
+                let role = Role {
+                    version: role.version + 1,
+                    permissions: Permission::ALL.into_iter().collect(),
+                    ..role
+                };
+                let mut tx = Tx::default();
+                tx.record(&role)?.audit(
+                    self.now(),
+                    Actor::System,
+                    "role.upgrade",
+                    Subject::Id("role", role.id.0),
+                    format!("added {added:?}"),
+                );
+                match self.commit(tx).await {
+                    // Another node upgraded it first.
+                    Ok(()) => {}
+                    Err(e) if is_conflict(&e) => {}
+                    Err(e) => return Err(e),
+                }
             }
+            Some(_) => {}
         }
         if let Some(u) = self.store.user_by_name(name).await? {
             return Ok(u);

@@ -1052,6 +1052,9 @@ pub(crate) async fn migrate(pool: &AnyPool) -> StoreResult<()> {
             }
             let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(backend_err)?;
             sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(backend_err)?;
+            if let Some(own) = crate::backend_migration(crate::Backend::Postgres, *version) {
+                sqlx::raw_sql(own).execute(&mut *tx).await.map_err(backend_err)?;
+            }
             sqlx::query("INSERT INTO rpa_migrations (version, name) VALUES ($1, $2)")
                 .bind(*version)
                 .bind(*name)

@@ -56,6 +56,9 @@ pub(crate) fn migrate(conn: &Connection) -> StoreResult<()> {
         }
         let tx = conn.unchecked_transaction().map_err(err)?;
         tx.execute_batch(sql).map_err(err)?;
+        if let Some(own) = crate::backend_migration(crate::Backend::Sqlite, *version) {
+            tx.execute_batch(own).map_err(err)?;
+        }
         tx.execute(
             "INSERT INTO rpa_migrations (version, name) VALUES ($1, $2)",
             params![version, name],
