@@ -193,6 +193,57 @@ async fn walkthrough(url: &str) {
     let bad = get("from=2026-02-30").await;
     assert_eq!(bad["code"], 500, "{bad}");
 
+    // The knowledge base: found by words through the database's own
+    // full-text index (FTS5, tsvector), changed, removed.
+    let content = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let (base, admin) = (base.clone(), admin.clone());
+        let path = path.to_owned();
+        async move {
+            let mut r = reqwest::Client::new()
+                .request(method, format!("{base}/admin/content{path}"))
+                .header("X-Access-Token", admin.as_str());
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            r.send().await.unwrap().json::<Value>().await.unwrap()
+        }
+    };
+    let made = content(
+        reqwest::Method::POST,
+        "",
+        Some(json!({"section": "knowledge", "title": "Reading invoices", "body": "OCR turns scanned invoices into text.", "tags": ["ocr"]})),
+    )
+    .await;
+    let id = made["result"]["id"].as_i64().unwrap_or_else(|| panic!("{made}"));
+    content(
+        reqwest::Method::POST,
+        "",
+        Some(json!({"section": "news", "title": "Invoice robots are live"})),
+    )
+    .await;
+    let found = content(reqwest::Method::GET, "?q=invoice+ocr", None).await;
+    assert_eq!(found["result"].as_array().map(Vec::len), Some(1), "{found}");
+    assert_eq!(found["result"][0]["id"], id);
+    let news = content(reqwest::Method::GET, "?q=INVOICE&section=news", None).await;
+    assert_eq!(news["result"][0]["title"], "Invoice robots are live", "{news}");
+    content(
+        reqwest::Method::PUT,
+        &format!("/{id}"),
+        Some(json!({"section": "knowledge", "title": "Reading receipts", "body": "Receipts too."})),
+    )
+    .await;
+    let gone = content(reqwest::Method::GET, "?q=ocr", None).await;
+    assert_eq!(gone["result"], json!([]), "{gone}");
+    content(reqwest::Method::DELETE, &format!("/{id}"), None).await;
+    let gone = content(reqwest::Method::GET, "?q=receipts", None).await;
+    assert_eq!(gone["result"], json!([]), "{gone}");
+    let missing = content(reqwest::Method::GET, &format!("/{id}"), None).await;
+    assert_eq!(
+        (&missing["code"], &missing["success"]),
+        (&json!(500), &json!(false)),
+        "{missing}"
+    );
+
     // A license bound by an administrator reaches the robot in its heartbeat.
     let a = [("X-Access-Token", admin.as_str())];
     let made = post(

@@ -327,6 +327,85 @@ async fn the_console_shows_a_job_run_live_in_a_real_browser() {
     .await;
     tab.screenshot(&shots, "analysis").await;
 
+    // Content: articles an administrator writes over the API; alice may not.
+    let (admin, _) = support::login(&http, &base, "admin", "admin-demo-password").await;
+    for article in [
+        json!({"section": "knowledge", "title": "Reading invoices with OCR", "tags": ["ocr"],
+               "body": "Send the scanned invoice to /v1/ai/ocr during the job; the text comes back."}),
+        json!({"section": "knowledge", "title": "Queues and triggers",
+               "body": "Items wait until minItems are there, then a round of jobs starts."}),
+        json!({"section": "news", "title": "Invoice robots are live in the north",
+               "body": "Every invoice of the north region is now entered by robots."}),
+        json!({"section": "course", "title": "Writing your first package", "link": "https://learn.example.com/first-package"}),
+    ] {
+        let (_, made) = support::post(
+            &http,
+            format!("{base}/admin/content"),
+            &[("X-Access-Token", &admin)],
+            article,
+        )
+        .await
+        .unwrap();
+        assert_eq!(made["success"], true, "{made}");
+    }
+    let (_, refused) = support::post(
+        &http,
+        format!("{base}/admin/content"),
+        &[("X-Access-Token", &alice)],
+        json!({"section": "news", "title": "mine"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused["success"], false, "{refused}");
+    let (_, bad) = support::post(
+        &http,
+        format!("{base}/admin/content"),
+        &[("X-Access-Token", &admin)],
+        json!({"section": "blog", "title": "x"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!((&bad["success"], &bad["code"]), (&json!(false), &json!(500)), "{bad}");
+    tab.go(&format!("{base}/#/content")).await;
+    tab.wait(
+        "document.getElementById('knowledge-search') && document.getElementById('page').innerText.includes('Invoice robots are live')",
+        20,
+        "the content page",
+    )
+    .await;
+    tab.eval(
+        "document.getElementById('knowledge-q').value = 'OCR invoice';\
+         document.getElementById('knowledge-search').requestSubmit(); true",
+    )
+    .await;
+    tab.wait(
+        "document.getElementById('page').innerText.includes('Knowledge base: “OCR invoice”')",
+        20,
+        "the knowledge base's search",
+    )
+    .await;
+    let found = tab
+        .eval("[...document.querySelectorAll('.columns > section:last-child article h4')].map(h => h.textContent.replace('Remove', '').trim())")
+        .await;
+    assert_eq!(found, json!(["Reading invoices with OCR"]), "every word must match");
+    tab.screenshot(&shots, "content").await;
+    // An administrator writes one in the console itself.
+    tab.eval(
+        "document.getElementById('article-section').value = 'knowledge';\
+         document.getElementById('article-title').value = 'Stopping a run';\
+         document.getElementById('article-body').value = 'Stop asks the robot; kill ends the job at once.';\
+         document.getElementById('article-publish').click(); true",
+    )
+    .await;
+    tab.wait(
+        "document.getElementById('toast').textContent.includes('published: Stopping a run')",
+        20,
+        "the article published from the console",
+    )
+    .await;
+    let found = support::get_json(&http, format!("{base}/admin/content?q=kill+robot"), &alice).await;
+    assert_eq!(found["result"][0]["title"], "Stopping a run", "{found}");
+
     for (page, marker) in [
         ("robots", "bound"),
         ("queues", "Claims queue"),

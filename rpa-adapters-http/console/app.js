@@ -218,6 +218,7 @@ const PAGES = [
   ["tickets", "Tickets", "ViewAudit"],
   ["catalogue", "Catalogue", null],
   ["analysis", "Analysis", null],
+  ["content", "Content", null],
   ["audit", "Audit", "ViewAudit"],
   ["children", "Children", "ViewAudit"],
 ];
@@ -250,6 +251,7 @@ async function route() {
     tickets,
     catalogue,
     analysis,
+    content,
     packages: () => packages(decodeURIComponent(arg || "")),
     items: () => items(decodeURIComponent(arg || "")),
   }[name] || overview;
@@ -774,6 +776,135 @@ async function catalogue() {
 }
 
 let catalogueQuery = "";
+let knowledgeQuery = "";
+
+async function content() {
+  const q = knowledgeQuery ? `&q=${encodeURIComponent(knowledgeQuery)}` : "";
+  const [news, courses, knowledge, hot] = await Promise.all([
+    get("/admin/content?section=news&limit=5"),
+    get("/admin/content?section=course&limit=20"),
+    get(`/admin/content?section=knowledge&limit=50${q}`),
+    get("/admin/content/hot?limit=8"),
+  ]);
+  const manage = may("ManageContent");
+  const remove = (a) =>
+    manage
+      ? h(
+          "button",
+          {
+            type: "button",
+            class: "stop",
+            onclick: async () => {
+              try {
+                await api("DELETE", `/admin/content/${a.id}`);
+                toast(`removed: ${a.title}`);
+                state.redraw();
+              } catch (e) {
+                if (!(e instanceof Expired)) toast(e.message, true);
+              }
+            },
+          },
+          "Remove",
+        )
+      : null;
+  const article = (a) =>
+    h(
+      "article",
+      { class: "article", id: `article-${a.id}` },
+      h("h4", {}, a.link ? h("a", { href: a.link, rel: "noopener", target: "_blank" }, a.title) : a.title, " ", remove(a)),
+      h("div", { class: "meta" }, `${a.createTime} · ${a.author}`, a.tags.length ? ` · ${a.tags.join(", ")}` : ""),
+      a.body ? h("p", { class: "body" }, a.body) : null,
+    );
+  const words = h("input", { id: "knowledge-q", placeholder: "words to find", value: knowledgeQuery });
+  const search = h(
+    "form",
+    {
+      class: "inline",
+      id: "knowledge-search",
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        knowledgeQuery = words.value.trim();
+        state.redraw();
+      },
+    },
+    words,
+    h("button", { type: "submit" }, "Search the knowledge base"),
+  );
+  const write = () => {
+    const section = h(
+      "select",
+      { id: "article-section" },
+      ["news", "course", "knowledge"].map((s) => h("option", { value: s }, s)),
+    );
+    const title = h("input", { id: "article-title", placeholder: "title" });
+    const tags = h("input", { id: "article-tags", placeholder: "tags, comma separated" });
+    const link = h("input", { id: "article-link", placeholder: "https:// (optional)" });
+    const body = h("textarea", { id: "article-body", rows: 4, placeholder: "text" });
+    return h(
+      "form",
+      {
+        class: "write",
+        id: "article-form",
+        onsubmit: async (ev) => {
+          ev.preventDefault();
+          try {
+            const a = await post("/admin/content", {
+              section: section.value,
+              title: title.value,
+              body: body.value,
+              tags: tags.value.split(",").map((t) => t.trim()).filter(Boolean),
+              link: link.value.trim() || null,
+            });
+            toast(`published: ${a.title}`);
+            state.redraw();
+          } catch (e) {
+            if (!(e instanceof Expired)) toast(e.message, true);
+          }
+        },
+      },
+      h("div", { class: "inline" }, section, title, tags, link),
+      body,
+      h("button", { type: "submit", id: "article-publish" }, "Publish"),
+    );
+  };
+  return [
+    h("h2", {}, "Content"),
+    h(
+      "div",
+      { class: "columns" },
+      h(
+        "section",
+        {},
+        h("h3", {}, "News"),
+        news.length ? news.map(article) : h("p", { class: "empty" }, "No news."),
+        h("h3", {}, "Hot applications"),
+        table(
+          [
+            ["Application", (a) => a.name],
+            ["Runs (30 days)", (a) => a.runs],
+            ["Successful", (a) => a.successful],
+            ["Subscriptions", (a) => a.subscriptions],
+          ],
+          hot,
+          "No runs nor subscriptions yet.",
+        ),
+        h("h3", {}, "Courses"),
+        courses.length ? courses.map(article) : h("p", { class: "empty" }, "No courses."),
+      ),
+      h(
+        "section",
+        {},
+        h("h3", {}, knowledgeQuery ? `Knowledge base: “${knowledgeQuery}”` : "Knowledge base"),
+        search,
+        knowledge.length
+          ? knowledge.map(article)
+          : h("p", { class: "empty" }, knowledgeQuery ? "Nothing matches every word." : "The knowledge base is empty."),
+      ),
+    ),
+    manage ? h("h3", {}, "Write") : null,
+    manage ? write() : null,
+  ];
+}
 const analysisView = { by: "process", period: "day", from: "", to: "" };
 
 // Every day or month of a report's range (a chart shows the empty ones
