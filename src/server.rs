@@ -285,6 +285,14 @@ async fn serve<S: Store>(
         .apply(&engine)
         .await
         .map_err(|e| fail(format!("applying the configuration: {e}")))?;
+    // After the configuration: a workflow of its own of the same name wins.
+    if engine
+        .install_templates()
+        .await
+        .map_err(|e| fail(format!("installing the shipped workflows: {e}")))?
+    {
+        tracing::info!(workflow = rpa_core::service::WORKFLOW, "shipped workflow installed");
+    }
     let files = Files::dir(&options.files).map_err(|e| fail(format!("{}: {e}", options.files.display())))?;
     let state = AppState {
         engine: engine.clone(),

@@ -406,6 +406,115 @@ async fn the_console_shows_a_job_run_live_in_a_real_browser() {
     let found = support::get_json(&http, format!("{base}/admin/content?q=kill+robot"), &alice).await;
     assert_eq!(found["result"][0]["title"], "Stopping a run", "{found}");
 
+    // Customer service from a process's page: alice reports a problem over
+    // the console's API; the administrator resolves it in the page; alice
+    // sends it back; resolved again, she accepts it.
+    let problems = format!("{base}/console/api/processes/{invoice}/problems");
+    let (_, reported) = support::post(
+        &http,
+        problems.clone(),
+        &[("X-Access-Token", &alice)],
+        json!({"problem": "The run stops after the login page."}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (&reported["result"]["state"], &reported["result"]["participant"]),
+        (&json!("Handling"), &json!("admin")),
+        "{reported}"
+    );
+    assert_eq!(reported["result"]["offers"], json!([]), "alice waits: {reported}");
+    let (_, empty) = support::post(
+        &http,
+        problems.clone(),
+        &[("X-Access-Token", &alice)],
+        json!({"problem": " "}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (&empty["success"], &empty["code"]),
+        (&json!(false), &json!(500)),
+        "{empty}"
+    );
+    tab.go(&format!("{base}/#/process/{invoice}")).await;
+    tab.wait(
+        "document.getElementById('problem-form') && document.getElementById('page').innerText.includes('The run stops after the login page.')",
+        20,
+        "the process page with alice's problem",
+    )
+    .await;
+    let resolve = "{ const row = [...document.querySelectorAll('tbody tr')].find(r => r.textContent.includes('login page'));\
+         row.querySelector('input.answer').value = 'Clear the browser cache.';\
+         [...row.querySelectorAll('button.offer')].find(b => b.textContent === 'Resolved').click(); true }";
+    tab.eval(resolve).await;
+    tab.wait(
+        "document.getElementById('toast').textContent.includes('now Acceptance')",
+        20,
+        "the problem resolved from the page",
+    )
+    .await;
+    let mine = support::get_json(&http, problems.clone(), &alice).await;
+    let ticket = &mine["result"][0];
+    assert_eq!(ticket["resolution"], "Clear the browser cache.", "{mine}");
+    let offer = |name: &str| {
+        ticket["offers"]
+            .as_array()
+            .and_then(|o| o.iter().find(|o| o["name"] == name))
+            .map(|o| o["transitionId"].clone())
+            .unwrap_or_else(|| panic!("{name} offered to alice: {mine}"))
+    };
+    let id = ticket["id"].as_i64().unwrap();
+    let (_, back) = support::post(
+        &http,
+        format!("{base}/console/api/tickets/{id}/handle"),
+        &[("X-Access-Token", &alice)],
+        json!({"transitionId": offer("Not solved"), "suggestion": "still stops"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(back["result"]["state"], "Handling", "{back}");
+    tab.wait(
+        "[...document.querySelectorAll('tbody tr')].some(r => r.textContent.includes('login page') && r.querySelector('button.offer'))",
+        20,
+        "the problem back with the handler",
+    )
+    .await;
+    tab.eval(&resolve.replace("Clear the browser cache.", "Fixed in version 1.0.1."))
+        .await;
+    tab.wait(
+        "document.getElementById('toast').textContent.includes('now Acceptance')",
+        20,
+        "resolved again",
+    )
+    .await;
+    let mine = support::get_json(&http, problems.clone(), &alice).await;
+    let accept = mine["result"][0]["offers"]
+        .as_array()
+        .and_then(|o| o.iter().find(|o| o["name"] == "Accept"))
+        .map(|o| o["transitionId"].clone())
+        .unwrap_or_else(|| panic!("Accept offered: {mine}"));
+    let (_, closed) = support::post(
+        &http,
+        format!("{base}/console/api/tickets/{id}/handle"),
+        &[("X-Access-Token", &alice)],
+        json!({"transitionId": accept}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (&closed["result"]["state"], &closed["result"]["isEnd"]),
+        (&json!("Closed"), &json!(true)),
+        "{closed}"
+    );
+    tab.wait(
+        "[...document.querySelectorAll('tbody tr')].some(r => r.textContent.includes('login page') && r.textContent.includes('Closed'))",
+        20,
+        "the closed problem on the page",
+    )
+    .await;
+    tab.screenshot(&shots, "process").await;
+
     for (page, marker) in [
         ("robots", "bound"),
         ("queues", "Claims queue"),

@@ -235,7 +235,7 @@ function nav() {
 async function route() {
   if (!state.me) return;
   const [, name, arg] = location.hash.split("/");
-  const section = { job: "jobs", packages: "processes", items: "queues" }[name] || name;
+  const section = { job: "jobs", packages: "processes", process: "processes", items: "queues" }[name] || name;
   for (const a of $("nav").children) a.classList.toggle("on", a.id === `nav-${section}`);
   const draw = {
     overview,
@@ -253,6 +253,7 @@ async function route() {
     analysis,
     content,
     packages: () => packages(decodeURIComponent(arg || "")),
+    process: () => processPage(decodeURIComponent(arg || "")),
     items: () => items(decodeURIComponent(arg || "")),
   }[name] || overview;
   state.redraw = async () => {
@@ -317,7 +318,12 @@ async function overview() {
       "div",
       { class: "charts" },
       o.processes.map((p) =>
-        h("figure", {}, chart(o.days, p.days), h("figcaption", {}, p.name, " ", rateOf(p.days))),
+        h(
+          "figure",
+          {},
+          chart(o.days, p.days),
+          h("figcaption", {}, h("a", { href: `#/process/${p.processId}` }, p.name), " ", rateOf(p.days)),
+        ),
       ),
     ),
     h("h3", {}, "Queues"),
@@ -577,7 +583,7 @@ async function processes() {
     h("h2", {}, "Processes and packages"),
     table(
       [
-        ["Name", (p) => p.processName],
+        ["Name", (p) => h("a", { href: `#/process/${p.processId}` }, p.processName)],
         ["Type", (p) => p.type],
         ["Package version", (p) => h("a", { href: `#/packages/${p.processId}` }, p.version)],
         ["Package", (p) => (p.packageDownloadUri ? "uploaded" : "none")],
@@ -660,6 +666,89 @@ async function audit() {
       list,
       "No events.",
     ),
+  ];
+}
+
+// A process's page: its runs, and its problems (customer service: a
+// ticket of the customer-service workflow per report).
+async function processPage(processId) {
+  const id = encodeURIComponent(processId);
+  const [o, problems] = await Promise.all([get("/console/api/overview"), get(`/console/api/processes/${id}/problems`)]);
+  const p = o.processes.find((x) => x.processId === processId);
+  if (!p) throw new Error(`process ${processId} not found`);
+  const title = h("input", { id: "problem-title", placeholder: `Problem with ${p.name}` });
+  const text = h("textarea", { id: "problem-text", rows: 3, placeholder: "What went wrong?" });
+  const report = h(
+    "form",
+    {
+      class: "write",
+      id: "problem-form",
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        try {
+          const t = await post(`/console/api/processes/${id}/problems`, { title: title.value, problem: text.value });
+          toast(`reported: ${t.sn}, now with ${t.participant}`);
+          state.redraw();
+        } catch (e) {
+          if (!(e instanceof Expired)) toast(e.message, true);
+        }
+      },
+    },
+    title,
+    text,
+    h("button", { type: "submit", id: "problem-report" }, "Report a problem"),
+  );
+  const actions = (t) => {
+    if (!t.offers.length) return "";
+    const answer = t.state === "Handling" ? h("input", { class: "answer", placeholder: "resolution" }) : null;
+    return h(
+      "div",
+      { class: "inline" },
+      answer,
+      t.offers.map((offer) =>
+        h(
+          "button",
+          {
+            type: "button",
+            class: "offer",
+            onclick: async () => {
+              try {
+                const fields = answer && answer.value ? { resolution: answer.value } : {};
+                const after = await post(`/console/api/tickets/${t.id}/handle`, { transitionId: offer.transitionId, fields });
+                toast(`${t.sn}: ${offer.name}, now ${after.state}`);
+                state.redraw();
+              } catch (e) {
+                if (!(e instanceof Expired)) toast(e.message, true);
+              }
+            },
+          },
+          offer.name,
+        ),
+      ),
+    );
+  };
+  return [
+    h("h2", {}, p.name),
+    h("figure", {}, chart(o.days, p.days), h("figcaption", {}, "runs, last seven days ", rateOf(p.days))),
+    may("ManageProcesses") ? h("p", {}, h("a", { href: `#/packages/${id}` }, "Package versions")) : null,
+    h("h3", {}, "Problems"),
+    table(
+      [
+        ["Ticket", (t) => t.sn],
+        ["Title", (t) => t.title],
+        ["State", (t) => badge(t.state)],
+        ["With", (t) => (t.isEnd ? "" : t.participant)],
+        ["Reported by", (t) => t.creator],
+        ["Problem", (t) => t.problem],
+        ["Resolution", (t) => t.resolution || ""],
+        ["Reported", (t) => time(t.createdAt)],
+        ["", actions],
+      ],
+      problems,
+      "No problem reported.",
+    ),
+    h("h3", {}, "Report a problem"),
+    report,
   ];
 }
 

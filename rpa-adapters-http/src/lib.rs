@@ -62,6 +62,7 @@ pub mod odata;
 pub mod openapi;
 pub mod robot;
 pub mod seed000;
+pub mod service;
 pub mod uipath;
 mod wire;
 
@@ -154,6 +155,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         .merge(ai::admin_router().layer(DefaultBodyLimit::max(json)))
         .merge(analysis::router().layer(DefaultBodyLimit::max(json)))
         .merge(content::router().layer(DefaultBodyLimit::max(json)))
+        .merge(service::router().layer(DefaultBodyLimit::max(json)))
         .merge(centre::router().layer(DefaultBodyLimit::max(json)))
         .merge(federation::router().layer(DefaultBodyLimit::max(json)))
         .merge(catalogue::router().layer(DefaultBodyLimit::max(json)))

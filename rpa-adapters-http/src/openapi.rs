@@ -11,7 +11,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
     AppState, admin, ai, analysis, business, catalogue, centre, console, content, export, federation, licenses,
-    listener, robot,
+    listener, robot, service,
 };
 
 /// The document's outline: every handler of the business, robot and
@@ -117,6 +117,9 @@ use crate::{
         content::change,
         content::remove,
         content::hot,
+        service::problems,
+        service::report,
+        service::handle,
         centre::get_trigger,
         centre::put_trigger,
         centre::delete_trigger,

@@ -97,6 +97,7 @@ pub mod retention;
 pub mod robot;
 pub mod schedule;
 pub mod seed001;
+pub mod service;
 pub mod store;
 pub mod time;
 pub mod transport;

@@ -207,8 +207,13 @@ impl<S: Store> Engine<S> {
                 ),
             );
             Ok(Decided::Commit(tx, dir.clone()))
-        })
-        .inspect(|d| self.flow_cache.keep_directory(Arc::new(d.clone())))
+        })?;
+        let users = self.store.users().await?;
+        let merged = dir
+            .clone()
+            .with_accounts(users.iter().map(|u| (u.name.as_str(), u.disabled)));
+        self.flow_cache.keep_directory(Arc::new(merged));
+        Ok(dir)
     }
 
     /// The directory (empty until synchronised; as read within the last second).
@@ -216,11 +221,13 @@ impl<S: Store> Engine<S> {
         if let Some(d) = self.flow_cache.directory() {
             return Ok(d);
         }
+        let users = self.store.users().await?;
         let d = Arc::new(
             self.store
                 .get::<Directory>(crate::flow::directory::DIRECTORY_KEY)
                 .await?
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                .with_accounts(users.iter().map(|u| (u.name.as_str(), u.disabled))),
         );
         self.flow_cache.keep_directory(d.clone());
         Ok(d)
@@ -361,7 +368,7 @@ impl<S: Store> Engine<S> {
     }
 
     /// Every ticket (or those whose `column` is `value`), by id.
-    async fn scan(&self, only: Option<(&'static str, Cell)>, mut each: impl FnMut(Ticket)) -> Result<()> {
+    pub(super) async fn scan(&self, only: Option<(&'static str, Cell)>, mut each: impl FnMut(Ticket)) -> Result<()> {
         let mut after: Option<i64> = None;
         loop {
             let mut sel = match &only {

@@ -102,6 +102,7 @@ mod pipelines;
 mod pools;
 mod robots;
 mod schedules;
+mod service;
 mod timers;
 mod transactions;
 mod triggers;

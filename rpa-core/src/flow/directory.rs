@@ -189,6 +189,28 @@ impl Directory {
         self.user(name).is_some_and(|u| u.is_active)
     }
 
+    /// The directory with the platform's own accounts (`(name, disabled)`)
+    /// that it does not list, as people of no department: the users of the
+    /// console and of the business API take part in workflows (they
+    /// report problems, accept answers) under their own names. A person
+    /// the directory lists keeps its entry.
+    pub fn with_accounts<'a>(mut self, accounts: impl IntoIterator<Item = (&'a str, bool)>) -> Directory {
+        for (name, disabled) in accounts {
+            if self.user(name).is_none() {
+                self.users.push(Person {
+                    username: name.to_owned(),
+                    alias: name.to_owned(),
+                    email: String::new(),
+                    phone: String::new(),
+                    dept_id: 0,
+                    is_active: !disabled,
+                    is_admin: false,
+                });
+            }
+        }
+        self
+    }
+
     /// Whether `name` is an administrator.
     pub fn is_admin(&self, name: &str) -> bool {
         self.user(name).is_some_and(|u| u.is_admin && u.is_active)
