@@ -515,6 +515,46 @@ async fn the_console_shows_a_job_run_live_in_a_real_browser() {
     .await;
     tab.screenshot(&shots, "process").await;
 
+    // Designers: two register with the vendor's proof; the administrator
+    // gets one from the Designers page.
+    for id in ["designer-1", "designer-2"] {
+        let proof = rpa_core::auth::supplier_proof("acme-vendor-secret", id);
+        let (status, reg) = support::post(
+            &http,
+            format!("{base}/design/connect/register"),
+            &[("designerId", id)],
+            json!({"supplierCode": "acme", "supplierSecret": proof, "version": "7.1", "host": format!("rdp://{id}.pool")}),
+        )
+        .await
+        .unwrap();
+        assert_eq!((status, &reg["successful"]), (200, &json!(true)), "{reg}");
+    }
+    tab.go(&format!("{base}/#/designers")).await;
+    tab.wait("document.getElementById('designer-get')", 20, "the designers page")
+        .await;
+    tab.eval("document.getElementById('designer-get').click(); true").await;
+    tab.wait(
+        "document.getElementById('page').innerText.includes('You hold designer-1')",
+        20,
+        "a designer held",
+    )
+    .await;
+    tab.screenshot(&shots, "designers").await;
+
+    // The operations big screen: every panel, live figures.
+    tab.go(&format!("{base}/#/screen")).await;
+    tab.wait(
+        "document.querySelectorAll('.panel').length === 6 && document.getElementById('page').innerText.includes('customer-service')",
+        20,
+        "the big screen",
+    )
+    .await;
+    let designers = tab
+        .eval("[...document.querySelectorAll('.panel')].find(p => p.querySelector('h3').textContent === 'Designers').querySelector('.big-number').textContent")
+        .await;
+    assert_eq!(designers, json!("2"));
+    tab.screenshot(&shots, "screen").await;
+
     for (page, marker) in [
         ("robots", "bound"),
         ("queues", "Claims queue"),

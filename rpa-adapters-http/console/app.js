@@ -219,6 +219,8 @@ const PAGES = [
   ["catalogue", "Catalogue", null],
   ["analysis", "Analysis", null],
   ["content", "Content", null],
+  ["designers", "Designers", null],
+  ["screen", "Screen", null],
   ["audit", "Audit", "ViewAudit"],
   ["children", "Children", "ViewAudit"],
 ];
@@ -252,10 +254,13 @@ async function route() {
     catalogue,
     analysis,
     content,
+    designers,
+    screen,
     packages: () => packages(decodeURIComponent(arg || "")),
     process: () => processPage(decodeURIComponent(arg || "")),
     items: () => items(decodeURIComponent(arg || "")),
   }[name] || overview;
+  document.body.classList.toggle("big", name === "screen");
   state.redraw = async () => {
     try {
       const content = await draw();
@@ -865,6 +870,106 @@ async function catalogue() {
 }
 
 let catalogueQuery = "";
+
+async function designers() {
+  const list = await get("/admin/designers");
+  const me = state.me.name;
+  const act = (path, done) => async () => {
+    try {
+      const d = await post(path);
+      toast(done(d));
+      state.redraw();
+    } catch (e) {
+      if (!(e instanceof Expired)) toast(e.message, true);
+    }
+  };
+  const held = list.find((d) => d.holder === me);
+  return [
+    h("h2", {}, "Designers"),
+    h(
+      "div",
+      { class: "inline" },
+      held
+        ? h("span", {}, "You hold ", h("b", {}, held.designerId), held.host ? ` (${held.host})` : "")
+        : h(
+            "button",
+            { type: "button", id: "designer-get", onclick: act("/admin/designers/allocate", (d) => `you hold ${d.designerId}`) },
+            "Get a designer",
+          ),
+    ),
+    table(
+      [
+        ["Designer", (d) => d.designerId],
+        ["Vendor", (d) => d.vendor],
+        ["Version", (d) => d.version || ""],
+        ["Where", (d) => d.host || ""],
+        ["State", (d) => badge(d.state)],
+        ["Held by", (d) => d.holder || ""],
+        ["Since", (d) => d.allocatedTime || ""],
+        ["Last heartbeat", (d) => d.lastHeartbeat],
+        [
+          "",
+          (d) =>
+            d.holder && (d.holder === me || may("ManageRobots"))
+              ? h(
+                  "button",
+                  {
+                    type: "button",
+                    class: "stop",
+                    onclick: act(`/admin/designers/${encodeURIComponent(d.designerId)}/release`, (x) => `${x.designerId} released`),
+                  },
+                  d.holder === me ? "Release" : "Take back",
+                )
+              : "",
+        ],
+      ],
+      list,
+      "No designer has registered.",
+    ),
+  ];
+}
+
+// Horizontal bars: [label, value] pairs.
+function bars(pairs, cls) {
+  const max = Math.max(1, ...pairs.map(([, v]) => v));
+  return h(
+    "div",
+    { class: "bars" },
+    pairs.map(([label, v]) => {
+      const bar = h("span", { class: `bar ${cls || ""}` });
+      // Through the CSSOM: the policy allows no style attribute.
+      bar.style.width = `${Math.max(2, (100 * v) / max)}%`;
+      return h("div", { class: "bar-row" }, h("span", { class: "bar-label" }, label), h("span", { class: "bar-track" }, bar), h("span", { class: "bar-value" }, v));
+    }),
+  );
+}
+
+async function screen() {
+  const o = await get("/console/api/screen");
+  const total = (c) => Object.values(c).reduce((a, b) => a + b, 0);
+  const panel = (title, big, ...body) =>
+    h("section", { class: "panel" }, h("h3", {}, title), big === null ? null : h("div", { class: "big-number" }, big), ...body);
+  return h(
+    "div",
+    { class: "screen" },
+    h("header", { class: "screen-head" }, h("h2", {}, "Operations"), h("a", { href: "#/overview" }, "leave the big screen")),
+    h(
+      "div",
+      { class: "panels" },
+      panel("Applications", total(o.applications), bars(Object.entries(o.applications)), h("p", {}, `${o.published} published in the catalogue`)),
+      panel("Subscriptions", o.subscriptions, o.topSubscribed.length ? bars(o.topSubscribed) : h("p", {}, "none yet"), h("h4", {}, "Hottest"), bars(o.hot)),
+      panel(
+        "Runs today",
+        `${o.runsToday.Successful || 0} ✓  ${o.runsToday.Faulted || 0} ✗`,
+        chart(o.days, o.runDays),
+        h("p", {}, `running ${o.runsToday.Running || 0}, pending ${o.runsToday.Pending || 0}`),
+      ),
+      panel("Demands", o.demands.reduce((a, [, open]) => a + open, 0), bars(o.demands.map(([w, open]) => [w, open]), "warn"), h("p", {}, "open tickets by workflow")),
+      panel("Executors", total(o.executors), bars(Object.entries(o.executors))),
+      panel("Designers", total(o.designers), bars(Object.entries(o.designers))),
+    ),
+  );
+}
 let knowledgeQuery = "";
 
 async function content() {

@@ -54,6 +54,8 @@ pub struct ListingInfo {
     pub published_by: String,
     /// When (the server's zone).
     pub publish_time: String,
+    /// Processes made from it by subscribing.
+    pub subscriptions: u64,
 }
 
 fn info<S: Store>(st: &AppState<S>, l: Listing) -> ListingInfo {
@@ -66,6 +68,7 @@ fn info<S: Store>(st: &AppState<S>, l: Listing) -> ListingInfo {
         sha256: l.sha256,
         published_by: l.published_by,
         publish_time: l.published_at.format_local(st.engine.config().time_zone),
+        subscriptions: l.subscriptions,
     }
 }
 

@@ -13,6 +13,7 @@
 //! | `GET /console/api/jobs?processId=&state=&limit=` | a session | the newest jobs of the last 30 days of the processes the user may see |
 //! | `GET /console/api/jobs/{jobId}` | a session that may see the job | the job, its steps, run logs (with screenshot links) and recordings |
 //! | `GET /console/api/queues/{processId}/items?limit=` | a session granted the queue process (or OperateAllJobs) | its newest items (default 100, at most 500) |
+//! | `GET /console/api/screen` | a session | the operations big screen's figures ([`Screen`]): applications, subscriptions, runs, demands, executors, designers |
 //! | `GET /console/api/tickets?open=` | ViewAudit | the newest 200 workflow tickets (seed 004), `open=true`: those not ended, with their workflow's and state's names |
 //! | `GET /console/api/stream` | a session | `text/event-stream`: one `change` event per committed audit event (`{seq, action, type}`), `expired` when the session ends |
 //!
@@ -84,6 +85,7 @@ pub fn router<S: Store>() -> Router<AppState<S>> {
         .route("/console/api/jobs", get(jobs::<S>))
         .route("/console/api/jobs/{jobId}", get(job::<S>))
         .route("/console/api/tickets", get(tickets::<S>))
+        .route("/console/api/screen", get(screen::<S>))
         .route("/console/api/queues/{processId}/items", get(items::<S>))
         .route("/console/api/stream", get(stream::<S>))
 }
@@ -202,6 +204,11 @@ pub struct ProcessDays {
     responses((status = 200, description = "the figures", body = Envelope<Overview>)))]
 pub(crate) async fn overview<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer<Overview> {
     let user = session(&st, &h).await?;
+    Ok(Done::ok(overview_of(&st, &user).await?))
+}
+
+/// The overview's figures for `user`.
+async fn overview_of<S: Store>(st: &AppState<S>, user: &User) -> Result<Overview, BusinessError> {
     let tz = st.engine.config().time_zone;
     let now = st.engine.now();
     let mut robots: Counts = [
@@ -230,7 +237,7 @@ pub(crate) async fn overview<S: Store>(State(st): State<AppState<S>>, h: HeaderM
     let mut queues = Vec::new();
     let mut processes = Vec::new();
     let store = st.engine.store();
-    for p in visible(&st, &user).await? {
+    for p in visible(st, user).await? {
         pending += store.pending_count(p.id).await.map_err(Error::from)?;
         running += u64::from(p.running);
         if p.spec.process_type == rpa_core::model::ProcessType::Queue {
@@ -262,7 +269,7 @@ pub(crate) async fn overview<S: Store>(State(st): State<AppState<S>>, h: HeaderM
         .iter()
         .map(|(from, _)| from.in_zone(tz).format("%Y-%m-%d").to_string())
         .collect();
-    Ok(Done::ok(Overview {
+    Ok(Overview {
         robots,
         jobs_today,
         pending,
@@ -270,6 +277,122 @@ pub(crate) async fn overview<S: Store>(State(st): State<AppState<S>>, h: HeaderM
         queues,
         processes,
         days,
+    })
+}
+
+/// The operations big screen (seed 001 §6.4.1 a).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Screen {
+    /// Processes the user may see, by type (`Unattended`, `Attended`, `Queue`).
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
+    pub applications: Counts,
+    /// Catalogue listings published.
+    pub published: u64,
+    /// Subscriptions to them, in all.
+    pub subscriptions: u64,
+    /// The most subscribed listings: `[name, subscriptions]`, at most 5.
+    pub top_subscribed: Vec<(String, u64)>,
+    /// The hottest applications (runs over 30 days and subscriptions): `[name, score]`, at most 5.
+    pub hot: Vec<(String, u64)>,
+    /// Today's jobs by state, over the processes the user may see.
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
+    pub runs_today: Counts,
+    /// The last seven days (oldest first): `[successful, faulted]`, all visible processes together.
+    pub run_days: Vec<[u64; 2]>,
+    /// Their days, `yyyy-MM-dd`.
+    pub days: Vec<String>,
+    /// Open tickets (demands, problems, requests) by workflow: `[workflow, open, ended]`.
+    pub demands: Vec<(String, u64, u64)>,
+    /// Executors (robots) by state.
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
+    pub executors: Counts,
+    /// Designers by state.
+    #[schema(value_type = std::collections::BTreeMap<String, u64>)]
+    pub designers: Counts,
+}
+
+/// The big screen's figures, over what the user may see.
+#[utoipa::path(get, path = "/console/api/screen", tag = "console",
+    params(("X-Access-Token" = String, Header, description = "a session")),
+    responses((status = 200, description = "the figures", body = Envelope<Screen>)))]
+pub(crate) async fn screen<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer<Screen> {
+    let user = session(&st, &h).await?;
+    let over = overview_of(&st, &user).await?;
+    let processes = visible(&st, &user).await?;
+    let mut applications: Counts = ["Unattended", "Attended", "Queue"]
+        .into_iter()
+        .map(|t| (t, 0))
+        .collect();
+    for p in &processes {
+        *applications.entry(p.spec.process_type.as_str()).or_default() += 1;
+    }
+    let mut listings = st.engine.search_catalogue("", None).await?;
+    listings.sort_by(|a, b| b.subscriptions.cmp(&a.subscriptions).then(a.name.cmp(&b.name)));
+    let hot = st.engine.hot_applications(&processes, 30, 5).await?;
+    let workflows = st.engine.workflows().await?;
+    let mut demands = Vec::new();
+    for w in &workflows {
+        let q = rpa_core::engine::TicketQuery {
+            workflows: vec![w.id],
+            ..rpa_core::engine::TicketQuery::default()
+        };
+        let (_, open) = st
+            .engine
+            .tickets(
+                &user.name,
+                &rpa_core::engine::TicketQuery {
+                    is_end: Some(false),
+                    ..q.clone()
+                },
+                1,
+                1,
+            )
+            .await?;
+        let (_, ended) = st
+            .engine
+            .tickets(
+                &user.name,
+                &rpa_core::engine::TicketQuery {
+                    is_end: Some(true),
+                    ..q
+                },
+                1,
+                1,
+            )
+            .await?;
+        demands.push((w.name.clone(), open as u64, ended as u64));
+    }
+    let designers = st
+        .engine
+        .designer_counts()
+        .await?
+        .into_iter()
+        .map(|(s, n)| (s.as_str(), n))
+        .collect();
+    Ok(Done::ok(Screen {
+        applications,
+        published: listings.len() as u64,
+        subscriptions: listings.iter().map(|l| l.subscriptions).sum(),
+        top_subscribed: listings
+            .iter()
+            .filter(|l| l.subscriptions > 0)
+            .take(5)
+            .map(|l| (l.name.clone(), l.subscriptions))
+            .collect(),
+        hot: hot.into_iter().map(|h| (h.name, h.score)).collect(),
+        runs_today: over.jobs_today,
+        run_days: (0..over.days.len())
+            .map(|i| {
+                over.processes
+                    .iter()
+                    .fold([0, 0], |[ok, bad], p| [ok + p.days[i][0], bad + p.days[i][1]])
+            })
+            .collect(),
+        days: over.days,
+        demands,
+        executors: over.robots,
+        designers,
     }))
 }
 

@@ -51,6 +51,7 @@ pub mod clock;
 pub mod config;
 pub mod console;
 pub mod content;
+pub mod designers;
 pub mod export;
 pub mod federation;
 pub mod files;
@@ -156,6 +157,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         .merge(analysis::router().layer(DefaultBodyLimit::max(json)))
         .merge(content::router().layer(DefaultBodyLimit::max(json)))
         .merge(service::router().layer(DefaultBodyLimit::max(json)))
+        .merge(designers::router().layer(DefaultBodyLimit::max(json)))
         .merge(centre::router().layer(DefaultBodyLimit::max(json)))
         .merge(federation::router().layer(DefaultBodyLimit::max(json)))
         .merge(catalogue::router().layer(DefaultBodyLimit::max(json)))

@@ -10,8 +10,8 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
-    AppState, admin, ai, analysis, business, catalogue, centre, console, content, export, federation, licenses,
-    listener, robot, service,
+    AppState, admin, ai, analysis, business, catalogue, centre, console, content, designers, export, federation,
+    licenses, listener, robot, service,
 };
 
 /// The document's outline: every handler of the business, robot and
@@ -120,6 +120,11 @@ use crate::{
         service::problems,
         service::report,
         service::handle,
+        designers::register,
+        designers::heartbeat,
+        designers::list,
+        designers::allocate,
+        designers::release,
         centre::get_trigger,
         centre::put_trigger,
         centre::delete_trigger,

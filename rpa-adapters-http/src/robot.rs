@@ -350,7 +350,7 @@ pub struct Uploaded {
     pub file_url: String,
 }
 
-fn fields(body: Result<Bytes, BytesRejection>) -> Result<Message, RobotError> {
+pub(crate) fn fields(body: Result<Bytes, BytesRejection>) -> Result<Message, RobotError> {
     let bytes = body.map_err(|r| RobotError::Body(r.status(), r.body_text()))?;
     Ok(Message::from_bytes(&bytes)?)
 }

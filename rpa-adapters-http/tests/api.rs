@@ -1549,6 +1549,11 @@ async fn openapi_lists_every_endpoint() {
         ("/console/api/processes/{processId}/problems", "get"),
         ("/console/api/processes/{processId}/problems", "post"),
         ("/console/api/tickets/{id}/handle", "post"),
+        ("/design/connect/register", "post"),
+        ("/design/connect/heartbeat", "post"),
+        ("/admin/designers", "get"),
+        ("/admin/designers/allocate", "post"),
+        ("/admin/designers/{designerId}/release", "post"),
         ("/admin/processes/{processId}/trigger", "get"),
         ("/admin/processes/{processId}/trigger", "put"),
         ("/admin/processes/{processId}/trigger", "delete"),
@@ -2302,4 +2307,161 @@ async fn ai_calls_get_the_documented_status_for_bad_input() {
         .await
         .unwrap();
     assert_eq!(usage["result"][0]["calls"], 1, "only the admitted call counts: {usage}");
+}
+
+/// Designers: registered with the vendor's proof, allocated to people one
+/// each, released by their holder (or an administrator), reclaimed when
+/// unused past the idle limit, Offline when silent; every step audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn designers_are_registered_allocated_released_and_reclaimed() {
+    let s = Server::start().await;
+    let register = |id: &'static str, secret: &'static str| {
+        let s = &s;
+        async move {
+            let proof = supplier_proof(secret, id);
+            s.post(
+                "/design/connect/register",
+                &[("designerId", id)],
+                json!({"supplierCode": "acme", "supplierSecret": proof, "version": "7.1", "host": format!("rdp://{id}.pool")}),
+            )
+            .await
+        }
+    };
+    let (st, bad) = register("d1", "wrong").await;
+    assert_eq!(
+        (st, &bad["successful"]),
+        (StatusCode::UNAUTHORIZED, &json!(false)),
+        "{bad}"
+    );
+    let (st, missing) = s
+        .post(
+            "/design/connect/register",
+            &[("designerId", "d1")],
+            json!({"supplierCode": "acme"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{missing}");
+    assert!(
+        missing["resultHint"].as_str().unwrap().starts_with("10001"),
+        "{missing}"
+    );
+    let (_, d1) = register("d1", "acme-secret").await;
+    let (_, d2) = register("d2", "acme-secret").await;
+    let c1 = d1["resultValue"]["designerConnectId"].as_str().unwrap().to_owned();
+    let c2 = d2["resultValue"]["designerConnectId"].as_str().unwrap().to_owned();
+    assert_eq!(d1["resultValue"]["state"], "Idle");
+    let beat = |id: &'static str, connect: String, in_use: bool| {
+        let s = &s;
+        async move {
+            s.post(
+                "/design/connect/heartbeat",
+                &[("designerId", id), ("designerConnectId", connect.as_str())],
+                json!({"inUse": in_use}),
+            )
+            .await
+        }
+    };
+    let (st, _) = beat("d1", c2.clone(), false).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED, "another designer's connection");
+
+    let (alice, _) = s.login("alice", "wonderland").await;
+    let (bob, _) = s.login("bob", "builder").await;
+    let (admin, _) = s.login("admin", "admin-pw").await;
+    let mine = s.biz(&alice, "/admin/designers/allocate", json!({})).await;
+    assert_eq!(
+        (&mine["result"]["designerId"], &mine["result"]["holder"]),
+        (&json!("d1"), &json!("alice")),
+        "{mine}"
+    );
+    assert_eq!(mine["result"]["host"], "rdp://d1.pool");
+    let again = s.biz(&alice, "/admin/designers/allocate", json!({})).await;
+    assert_eq!(again["result"]["designerId"], "d1", "one per person");
+    let bobs = s.biz(&bob, "/admin/designers/allocate", json!({})).await;
+    assert_eq!(bobs["result"]["designerId"], "d2");
+    let none = s.biz(&admin, "/admin/designers/allocate", json!({})).await;
+    assert_eq!(
+        (&none["code"], &none["success"]),
+        (&json!(500), &json!(false)),
+        "{none}"
+    );
+    assert!(
+        none["message"].as_str().unwrap().contains("no designer is idle"),
+        "{none}"
+    );
+    let (_, held) = beat("d1", c1.clone(), true).await;
+    assert_eq!(held["resultValue"], json!({"state": "Allocated", "holder": "alice"}));
+
+    let refused = s.biz(&alice, "/admin/designers/d2/release", json!({})).await;
+    assert_eq!(refused["code"], 500, "alice does not hold d2: {refused}");
+    let taken = s.biz(&admin, "/admin/designers/d2/release", json!({})).await;
+    assert_eq!(
+        (&taken["result"]["state"], &taken["result"]["holder"]),
+        (&json!("Idle"), &Value::Null),
+        "an administrator takes it back: {taken}"
+    );
+
+    // Alice leaves d1 unused: heartbeats keep coming, without inUse.
+    for _ in 0..31 {
+        s.clock.advance(60_000);
+        beat("d1", c1.clone(), false).await;
+        beat("d2", c2.clone(), false).await;
+    }
+    s.engine.tick().await.unwrap();
+    // Sessions last 30 minutes too.
+    let (bob, _) = s.login("bob", "builder").await;
+    let list = s
+        .http
+        .get(format!("{}/admin/designers", s.base))
+        .header("X-Access-Token", &bob)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["result"][0]["state"], "Idle",
+        "reclaimed after 30 minutes unused: {list}"
+    );
+    // d2 falls silent: Offline.
+    s.clock.advance(60_000);
+    beat("d1", c1.clone(), false).await;
+    s.clock.advance(60_000);
+    s.engine.tick().await.unwrap();
+    let list = s
+        .http
+        .get(format!("{}/admin/designers", s.base))
+        .header("X-Access-Token", &bob)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let states: Vec<_> = list["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["designerId"].as_str().unwrap(), d["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("d1", "Idle"), ("d2", "Offline")], "{list}");
+    let audit = s.engine.store().audit(0, usize::MAX).await.unwrap();
+    let actions: Vec<&str> = audit
+        .iter()
+        .filter(|e| e.action.starts_with("designer."))
+        .map(|e| &*e.action)
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "designer.register.failed",
+            "designer.register",
+            "designer.register",
+            "designer.allocate",
+            "designer.allocate",
+            "designer.release",
+            "designer.reclaim",
+            "designer.offline"
+        ]
+    );
 }

@@ -73,6 +73,7 @@ pub mod catalogue;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod content;
+pub mod designer;
 pub mod engine;
 pub mod error;
 pub mod events;

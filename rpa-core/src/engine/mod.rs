@@ -89,6 +89,7 @@ mod assets;
 mod buckets;
 mod catalogue;
 mod content;
+mod designers;
 mod dispatch;
 mod events;
 mod federation;
@@ -196,6 +197,9 @@ pub struct EngineConfig {
     pub link_key: Option<crate::auth::LinkKey>,
     /// How long a signed package link works (default one hour).
     pub link_ttl_ms: u64,
+    /// How long a designer may be silent (then Offline) or held unused
+    /// (then reclaimed): default 90 s and 30 minutes.
+    pub designer_limits: crate::designer::Limits,
 }
 
 impl Default for EngineConfig {
@@ -217,6 +221,7 @@ impl Default for EngineConfig {
             timer_lease_ms: 10_000,
             link_key: None,
             link_ttl_ms: 3_600_000,
+            designer_limits: crate::designer::Limits::default(),
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct TickReport {
     pub pools_resized: usize,
     /// Ended jobs folded into the run analysis's figures.
     pub runs_folded: usize,
+    /// Designers gone Offline or reclaimed.
+    pub designers_lapsed: usize,
 }
 
 /// Deadlines handled per store page.
@@ -85,6 +87,7 @@ impl<S: Store> Engine<S> {
         report.schedules_fired = self.fire_schedules(self.now()).await?;
         report.tickets_moved = self.follow_flows().await?;
         report.runs_folded = self.fold_runs().await?;
+        report.designers_lapsed = self.lapse_designers().await?;
         report.pools_resized = self.size_pools(false).await?;
         report.dispatched = self.dispatch_all().await?;
         Ok(report)
