@@ -54,6 +54,7 @@ fn rig() -> Rig {
             files: Files::memory(),
             settings: Arc::new(HttpSettings::default()),
             ai: None,
+            directory: None,
         };
         tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
         let http = reqwest::Client::new();

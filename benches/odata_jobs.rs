@@ -87,6 +87,7 @@ fn rig() -> Rig {
             files: Files::memory(),
             settings: Arc::new(HttpSettings::default()),
             ai: None,
+            directory: None,
         };
         tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
         let login: Value = reqwest::Client::new()

@@ -33,6 +33,8 @@ pub mod consume;
 #[cfg(feature = "server")]
 pub mod hooks;
 #[cfg(feature = "server")]
+pub mod ldap;
+#[cfg(feature = "server")]
 pub mod parent;
 #[cfg(feature = "server")]
 pub mod pools;

@@ -293,6 +293,12 @@ async fn serve<S: Store>(
     {
         tracing::info!(workflow = rpa_core::service::WORKFLOW, "shipped workflow installed");
     }
+    // The organisation's directory: synced once now (users it lists can log
+    // in at once), then every `syncSeconds` by one node.
+    let ldap = config.ldap.clone().map(|d| Arc::new(crate::ldap::Ldap::new(d)));
+    if let Some(l) = &ldap {
+        crate::ldap::sync_once(&engine, l).await;
+    }
     let files = Files::dir(&options.files).map_err(|e| fail(format!("{}: {e}", options.files.display())))?;
     let state = AppState {
         engine: engine.clone(),
@@ -309,6 +315,7 @@ async fn serve<S: Store>(
             ..HttpSettings::default()
         }),
         ai: Some(Arc::new(crate::ai::Services::default())),
+        directory: ldap.clone().map(|l| l as Arc<dyn rpa_core::identity::Directory>),
     };
     if demo {
         install_demo_package(&state).await?;
@@ -359,6 +366,12 @@ async fn serve<S: Store>(
         stopped(stop_rx.clone()),
     ));
     let mut consumers = Vec::new();
+    if let Some(l) = &ldap {
+        let (engine, l, stop) = (engine.clone(), l.clone(), stopped(stop_rx.clone()));
+        consumers.push(tokio::spawn(
+            async move { crate::ldap::run_sync(engine, l, stop).await },
+        ));
+    }
     if let Some(path) = &options.events_file {
         let sink = EventFile::new(path);
         let (engine, stop) = (engine.clone(), stopped(stop_rx.clone()));

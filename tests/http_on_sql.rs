@@ -52,6 +52,7 @@ async fn serve(store: SqlStore) -> (String, Arc<Engine<SqlStore>>, Server) {
         files: Files::memory(),
         settings: Arc::new(settings),
         ai: None,
+        directory: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {

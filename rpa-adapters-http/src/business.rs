@@ -347,10 +347,13 @@ pub(crate) async fn login<S: Store>(
     // An argon2 check costs tens of milliseconds of CPU: it runs on a
     // blocking thread, so logins never stall the requests of an async worker.
     let engine = st.engine.clone();
+    let directory = st.directory.clone();
     let runtime = tokio::runtime::Handle::current();
-    let login = tokio::task::spawn_blocking(move || runtime.block_on(engine.login(&req.username, &req.password)))
-        .await
-        .map_err(|e| Error::Internal(format!("login task: {e}")))??;
+    let login = tokio::task::spawn_blocking(move || {
+        runtime.block_on(engine.login_with(&req.username, &req.password, directory.as_deref()))
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("login task: {e}")))??;
     Ok(Done::ok(LoginResult {
         token: login.token,
         processes: login

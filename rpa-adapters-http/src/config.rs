@@ -61,6 +61,10 @@ pub struct Config {
     /// Robot profiles and licenses.
     #[serde(default)]
     pub robots: Vec<RobotDef>,
+    /// The organisation's LDAP directory: its users log in with their
+    /// directory password and get their grants from their groups.
+    #[serde(default)]
+    pub ldap: Option<LdapDef>,
     /// AI capabilities ([`crate::ai::CapabilityDef`]): registered when
     /// missing or retired, changed when their spec differs from the stored one.
     #[serde(default)]
@@ -617,6 +621,77 @@ pub struct ProcessDef {
     /// Minutes of a person's work a successful run saves (the analysis's saved hours).
     #[serde(default)]
     pub saved_minutes: u32,
+}
+
+/// The organisation's LDAP directory (see [`rpa_core::identity`]).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LdapDef {
+    /// `ldap://host:389` or `ldaps://host:636`.
+    pub url: String,
+    /// The account the server searches with.
+    pub bind_dn: String,
+    /// Its password (never logged nor shown).
+    pub bind_password: String,
+    /// Where the users are (`ou=people,dc=example,dc=com`).
+    pub users_base: String,
+    /// Which entries are users (default `(objectClass=inetOrgPerson)`).
+    #[serde(default = "default_user_filter")]
+    pub user_filter: String,
+    /// The attribute holding the login (default `uid`).
+    #[serde(default = "default_login_attribute")]
+    pub login_attribute: String,
+    /// Users also matching this filter are disabled (e.g.
+    /// `(employeeType=disabled)`); none: every listed user is enabled.
+    #[serde(default)]
+    pub disabled_filter: Option<String>,
+    /// Where the groups are.
+    pub groups_base: String,
+    /// Which entries are groups (default `(objectClass=groupOfNames)`).
+    #[serde(default = "default_group_filter")]
+    pub group_filter: String,
+    /// The attribute listing a group's members' DNs (default `member`).
+    #[serde(default = "default_member_attribute")]
+    pub member_attribute: String,
+    /// What each group's members get; a user in no listed group is not a user here.
+    pub groups: Vec<rpa_core::identity::GroupMapping>,
+    /// Seconds between syncs (default 300).
+    #[serde(default = "default_sync_seconds")]
+    pub sync_seconds: u64,
+    /// Seconds a directory has to answer (default 10).
+    #[serde(default = "default_ldap_timeout")]
+    pub timeout_seconds: u64,
+}
+
+impl std::fmt::Debug for LdapDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LdapDef")
+            .field("url", &self.url)
+            .field("bind_dn", &self.bind_dn)
+            .field("bind_password", &"***")
+            .field("users_base", &self.users_base)
+            .field("groups_base", &self.groups_base)
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_user_filter() -> String {
+    "(objectClass=inetOrgPerson)".into()
+}
+fn default_login_attribute() -> String {
+    "uid".into()
+}
+fn default_group_filter() -> String {
+    "(objectClass=groupOfNames)".into()
+}
+fn default_member_attribute() -> String {
+    "member".into()
+}
+fn default_sync_seconds() -> u64 {
+    300
+}
+fn default_ldap_timeout() -> u64 {
+    10
 }
 
 /// A queue trigger ([`rpa_core::trigger`]).

@@ -87,6 +87,9 @@ pub struct AppState<S> {
     pub settings: Arc<HttpSettings>,
     /// Calls the services behind AI capabilities (`None`: calls answer 503).
     pub ai: Option<Arc<dyn rpa_core::ai::Service>>,
+    /// The organisation's directory, which checks its users' passwords
+    /// (`None`: none configured; its users cannot log in).
+    pub directory: Option<Arc<dyn rpa_core::identity::Directory>>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -96,6 +99,7 @@ impl<S> Clone for AppState<S> {
             files: self.files.clone(),
             settings: self.settings.clone(),
             ai: self.ai.clone(),
+            directory: self.directory.clone(),
         }
     }
 }

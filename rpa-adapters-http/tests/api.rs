@@ -60,6 +60,7 @@ impl Server {
             files: Files::memory(),
             settings: Arc::new(settings),
             ai: None,
+            directory: None,
         };
         tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
         Server {

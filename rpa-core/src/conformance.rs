@@ -174,6 +174,7 @@ pub fn sample_user(id: i64, name: &str) -> User {
         grants: BTreeSet::new(),
         folders: BTreeSet::new(),
         created_at: Timestamp(0),
+        directory: None,
     }
 }
 

@@ -116,6 +116,10 @@ pub enum Error {
     /// Wrong user name or password.
     #[error("wrong user name or password")]
     BadCredentials,
+    /// The organisation's directory, which checks this user's password,
+    /// did not answer (the cause is logged).
+    #[error("the organisation's directory cannot be reached; try again later")]
+    DirectoryUnavailable,
     /// Locked after too many wrong passwords.
     #[error("user is locked; ask an administrator to unlock it")]
     UserLocked,

@@ -81,6 +81,7 @@ pub mod federation;
 #[cfg(any(test, feature = "conformance"))]
 pub mod fixtures;
 pub mod flow;
+pub mod identity;
 pub mod ids;
 pub mod job;
 pub mod license;

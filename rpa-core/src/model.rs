@@ -758,6 +758,11 @@ pub struct User {
     pub folders: BTreeSet<String>,
     /// Creation time.
     pub created_at: Timestamp,
+    /// The distinguished name of its account in the organisation's
+    /// directory, which checks its password and decides its grants (see
+    /// [`crate::identity`]); `None`: a local user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<String>,
 }
 
 impl User {

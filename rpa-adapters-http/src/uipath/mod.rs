@@ -162,6 +162,7 @@ impl From<Error> for ODataError {
                 ODataError::new(StatusCode::UNAUTHORIZED, 0, "You are not authenticated!")
             }
             Error::PermissionDenied(m) => ODataError::new(StatusCode::FORBIDDEN, 0, m),
+            Error::DirectoryUnavailable => ODataError::new(StatusCode::SERVICE_UNAVAILABLE, 0, e.to_string()),
             Error::Limit(_) | Error::Rejected(_) => ODataError::new(StatusCode::CONFLICT, 1013, e.to_string()),
             other => {
                 tracing::error!(error = %other, "uipath: internal error");

@@ -94,6 +94,7 @@ mod dispatch;
 mod events;
 mod federation;
 mod flow;
+mod identity;
 mod jobs;
 mod licenses;
 mod listener;
@@ -793,6 +794,7 @@ impl<S: Store> Engine<S> {
             grants,
             folders: BTreeSet::new(),
             created_at: now,
+            directory: None,
         };
         let mut tx = Tx::default();
         tx.user(user.clone())?.audit(
@@ -922,6 +924,20 @@ impl<S: Store> Engine<S> {
 
     /// Seed 000 §3.1 login. Five wrong passwords in a row lock the user.
     pub async fn login(&self, name: &str, password: &str) -> Result<Login> {
+        self.login_with(name, password, None).await
+    }
+
+    /// [`Engine::login`], with the organisation's directory checking the
+    /// passwords of its users (see [`crate::identity`]). A directory user
+    /// without a directory, or with one that does not answer, is refused
+    /// with [`Error::DirectoryUnavailable`] (nothing counted against it);
+    /// an empty password is never sent to the directory.
+    pub async fn login_with(
+        &self,
+        name: &str,
+        password: &str,
+        directory: Option<&dyn crate::identity::Directory>,
+    ) -> Result<Login> {
         let now = self.now();
         let Some(mut user) = self.store.user_by_name(name).await? else {
             let mut tx = Tx::default();
@@ -970,7 +986,36 @@ impl<S: Store> Engine<S> {
                 "lock period over".into(),
             );
         }
-        if !auth::verify_password(password, &user.password_hash) {
+        let right = match (&user.directory, directory) {
+            (None, _) => auth::verify_password(password, &user.password_hash),
+            // An empty password would be an anonymous bind, which succeeds.
+            (Some(_), _) if password.is_empty() => false,
+            // The directory's own code logs why it did not answer.
+            (Some(dn), Some(d)) => match d.verify(dn, password).await {
+                Ok(right) => right,
+                Err(_) => {
+                    tx.audit(
+                        now,
+                        actor,
+                        "login.refused",
+                        Subject::Id("user", user.id.0),
+                        "directory unavailable".into(),
+                    );
+                    return Err(self.record_failure(tx, Error::DirectoryUnavailable).await);
+                }
+            },
+            (Some(_), None) => {
+                tx.audit(
+                    now,
+                    actor,
+                    "login.refused",
+                    Subject::Id("user", user.id.0),
+                    "no directory configured".into(),
+                );
+                return Err(self.record_failure(tx, Error::DirectoryUnavailable).await);
+            }
+        };
+        if !right {
             // Counted since the last success, within the window of the first miss.
             let window = self.config.failed_login_window_ms;
             if user.first_failed_at.is_none_or(|t| now > t.plus_ms(window)) {

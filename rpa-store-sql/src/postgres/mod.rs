@@ -1148,6 +1148,7 @@ mod tests {
                     grants: Default::default(),
                     folders: Default::default(),
                     created_at: Timestamp(0),
+                    directory: None,
                 })
                 .unwrap(),
             ],
