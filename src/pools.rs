@@ -7,16 +7,28 @@
 //!
 //! A robot it starts is `<pool>-<n>`: its profile (pool `<pool>`) is saved
 //! first, then the command runs with `{robot}` in its arguments replaced by
-//! that id and `RPA_ROBOT_ID`, `RPA_POOL` in its environment. A stopping
+//! that id and `RPA_ROBOT_ID`, `RPA_POOL` in its environment.
+//! A stopping
 //! server stops the robots it started (their jobs fail over as any lost
 //! robot's do). Each start and stop is logged with the pool, the robot and
 //! the program, never the arguments (they may hold a secret).
+//!
+//! A pool that names an executor image ([`rpa_core::image`]) starts its
+//! robots with the version it runs (the latest not retired, or its pin):
+//! the image file is written once per content under the system's
+//! temporary directory (`rpa-executor-images/<sha256>`), `{image}` in an
+//! argument becomes its path, and `RPA_IMAGE`, `RPA_IMAGE_VERSION`,
+//! `RPA_IMAGE_FILE` are in the environment. Each executor started and
+//! stopped is recorded (its image version, this host, its process id) for
+//! `GET /admin/executors`.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use rpa_adapters_http::Files;
+use rpa_core::image::ExecutorImage;
 use rpa_core::model::{Actor, RobotProfile, RobotState};
 use rpa_core::{Engine, Store};
 use tokio::process::{Child, Command};
@@ -47,6 +59,7 @@ struct Started {
 /// stops the robots they started.
 pub async fn run_provisioners<S: Store>(
     engine: Arc<Engine<S>>,
+    files: Files,
     provisions: Vec<Provision>,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -65,7 +78,7 @@ pub async fn run_provisioners<S: Store>(
         .collect();
     loop {
         for p in &mut pools {
-            if let Err(e) = step(&engine, p).await {
+            if let Err(e) = step(&engine, &files, p).await {
                 tracing::warn!(pool = %p.provision.pool, error = %e, "provisioner");
             }
         }
@@ -77,21 +90,27 @@ pub async fn run_provisioners<S: Store>(
     for p in &mut pools {
         for (robot, mut child) in p.children.drain() {
             let _ = child.kill().await;
+            let _ = engine.executor_stopped(&robot, "the server stopped").await;
             tracing::info!(pool = %p.provision.pool, robot = %robot, "provisioner stopped a robot (server stopping)");
         }
     }
 }
 
-async fn step<S: Store>(engine: &Engine<S>, p: &mut Started) -> Result<(), rpa_core::Error> {
+async fn step<S: Store>(engine: &Engine<S>, files: &Files, p: &mut Started) -> Result<(), rpa_core::Error> {
     let name = p.provision.pool.clone();
     // Robots that exited by themselves are gone.
+    let mut exited = Vec::new();
     p.children.retain(|robot, c| match c.try_wait() {
         Ok(None) => true,
         _ => {
             tracing::warn!(pool = %name, robot = %robot, "a provisioned robot exited");
+            exited.push(robot.clone());
             false
         }
     });
+    for robot in exited {
+        engine.executor_stopped(&robot, "exited").await?;
+    }
     if !p.lease.hold(engine).await? {
         return Ok(());
     }
@@ -120,7 +139,16 @@ async fn step<S: Store>(engine: &Engine<S>, p: &mut Started) -> Result<(), rpa_c
         }
     }
     let mut n = 1;
+    let mut image: Option<(ExecutorImage, std::path::PathBuf)> = None;
     while p.children.len() < want {
+        if image.is_none()
+            && let Some(img) = engine.pool_image(&name).await?
+        {
+            let path = image_file(files, &img)
+                .await
+                .map_err(|e| rpa_core::Error::Internal(format!("image {}: {e}", img.key)))?;
+            image = Some((img, path));
+        }
         let robot = loop {
             let id = format!("{name}-{n}");
             n += 1;
@@ -134,9 +162,12 @@ async fn step<S: Store>(engine: &Engine<S>, p: &mut Started) -> Result<(), rpa_c
             ..RobotProfile::default()
         };
         engine.configure_robot(Actor::System, &robot, profile).await?;
-        match spawn(&p.provision, &robot) {
+        match spawn(&p.provision, &robot, image.as_ref()) {
             Ok(child) => {
                 tracing::info!(pool = %name, robot = %robot, program = %p.provision.command[0], "provisioner started a robot");
+                engine
+                    .executor_started(&robot, &name, image.as_ref().map(|(i, _)| i), &host(), child.id())
+                    .await?;
                 p.idle_since.insert(robot.clone(), now);
                 p.children.insert(robot, child);
             }
@@ -160,6 +191,7 @@ async fn step<S: Store>(engine: &Engine<S>, p: &mut Started) -> Result<(), rpa_c
             if let Some(mut child) = p.children.remove(&robot) {
                 let _ = child.kill().await;
                 p.idle_since.remove(&robot);
+                engine.executor_stopped(&robot, "idle past the pool's grace").await?;
                 tracing::info!(pool = %name, robot = %robot, "provisioner stopped an idle robot");
             }
         }
@@ -167,18 +199,55 @@ async fn step<S: Store>(engine: &Engine<S>, p: &mut Started) -> Result<(), rpa_c
     Ok(())
 }
 
-fn spawn(p: &Provision, robot: &str) -> std::io::Result<Child> {
+/// This machine's name, for the executors' records.
+fn host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// The local file of `img` (written once per content, through a temporary name).
+async fn image_file(files: &Files, img: &ExecutorImage) -> std::io::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join("rpa-executor-images");
+    let path = dir.join(&img.sha256);
+    if tokio::fs::try_exists(&path).await? {
+        return Ok(path);
+    }
+    tokio::fs::create_dir_all(&dir).await?;
+    let bytes = files
+        .get(img.file)
+        .await?
+        .ok_or_else(|| std::io::Error::other("its file is missing from the file store"))?;
+    let part = dir.join(format!("{}.part-{}", img.sha256, std::process::id()));
+    tokio::fs::write(&part, &bytes).await?;
+    tokio::fs::rename(&part, &path).await?;
+    Ok(path)
+}
+
+fn spawn(p: &Provision, robot: &str, image: Option<&(ExecutorImage, std::path::PathBuf)>) -> std::io::Result<Child> {
     let (program, args) = p
         .command
         .split_first()
         .ok_or_else(|| std::io::Error::other("the pool's command is empty"))?;
-    Command::new(program)
-        .args(args.iter().map(|a| a.replace("{robot}", robot)))
-        .env("RPA_ROBOT_ID", robot)
-        .env("RPA_POOL", &p.pool)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
+    let path = image.map(|(_, f)| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut cmd = Command::new(program);
+    if let Some((img, _)) = image {
+        cmd.env("RPA_IMAGE", &img.name)
+            .env("RPA_IMAGE_VERSION", &img.image_version)
+            .env("RPA_IMAGE_FILE", &path);
+    }
+    cmd.args(
+        args.iter()
+            .map(|a| a.replace("{robot}", robot).replace("{image}", &path)),
+    )
+    .env("RPA_ROBOT_ID", robot)
+    .env("RPA_POOL", &p.pool)
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .kill_on_drop(true)
+    .spawn()
 }

@@ -351,6 +351,7 @@ async fn serve<S: Store>(
         .collect();
     let provisioners = tokio::spawn(crate::pools::run_provisioners(
         engine.clone(),
+        state.files.clone(),
         provisions,
         stopped(stop_rx.clone()),
     ));

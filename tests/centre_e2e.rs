@@ -594,9 +594,48 @@ async fn elastic(dir: &Path, db: &str) {
         &base,
         &admin,
         &burst,
-        "sleep 1; echo \"burst $RPA_ROBOT_ID\" >> \"$RUNS\"\n",
+        "sleep 1; echo \"burst $RPA_ROBOT_ID $RPA_IMAGE_VERSION\" >> \"$RUNS\"\n",
     )
     .await;
+
+    // The pool's executors start from an image: two versions uploaded, the
+    // latest runs.
+    for (version, bytes) in [("1.0.0", "desktop image one"), ("1.1.0", "desktop image two")] {
+        let up = http
+            .post(format!("{base}/admin/images/desktop?version={version}"))
+            .header("X-Access-Token", &admin)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        assert_eq!(up["result"]["version"], version, "{up}");
+    }
+    let changed = http
+        .post(format!("{base}/admin/images/desktop?version=1.1.0"))
+        .header("X-Access-Token", &admin)
+        .body("other bytes")
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert!(
+        changed["message"].as_str().unwrap_or("").contains("never changes"),
+        "{changed}"
+    );
+    let set = call(
+        &http,
+        reqwest::Method::PUT,
+        format!("{base}/admin/pools/burst"),
+        &admin,
+        Some(json!({"min": 0, "max": 2, "idleGraceSeconds": 1, "image": "desktop"})),
+    )
+    .await;
+    assert_eq!(set["result"]["image"], "desktop", "{set}");
 
     // Nothing to do: the pool wants no robot and none runs.
     let p = pool_state(&http, &base, &admin).await;
@@ -638,8 +677,45 @@ async fn elastic(dir: &Path, db: &str) {
     }
     wait_for(dir, "five burst jobs", |l| l.len() == 5).await;
     let l = lines(dir);
-    let robots: std::collections::BTreeSet<&str> = l.iter().map(|x| x.trim_start_matches("burst ")).collect();
+    let robots: std::collections::BTreeSet<&str> = l
+        .iter()
+        .map(|x| x.trim_start_matches("burst ").split(' ').next().unwrap_or(""))
+        .collect();
     assert_eq!(robots.into_iter().collect::<Vec<_>>(), ["burst-1", "burst-2"], "{l:?}");
+    assert!(
+        l.iter().all(|x| x.ends_with(" 1.1.0")),
+        "every run on image 1.1.0: {l:?}"
+    );
+    let executors = call(
+        &http,
+        reqwest::Method::GET,
+        format!("{base}/admin/executors"),
+        &admin,
+        None,
+    )
+    .await;
+    let vms: Vec<(&str, &str, &str)> = executors["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["robotId"].as_str().unwrap(),
+                e["image"].as_str().unwrap_or(""),
+                e["imageVersion"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        vms,
+        [("burst-1", "desktop", "1.1.0"), ("burst-2", "desktop", "1.1.0")],
+        "{executors}"
+    );
+    assert!(
+        executors["result"][0]["host"].as_str().is_some_and(|h| !h.is_empty())
+            && executors["result"][0]["pid"].as_u64().is_some(),
+        "{executors}"
+    );
 
     // Idle past the grace period, the robots are stopped.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -659,6 +735,51 @@ async fn elastic(dir: &Path, db: &str) {
         .collect();
     assert_eq!(changes.first(), Some(&(0, 2)), "{changes:?}");
     assert_eq!(changes.last().map(|c| c.1), Some(0), "{changes:?}");
+    // The stopped executors keep their record, with when they stopped.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let executors = call(
+            &http,
+            reqwest::Method::GET,
+            format!("{base}/admin/executors"),
+            &admin,
+            None,
+        )
+        .await;
+        let all = executors["result"].as_array().cloned().unwrap_or_default();
+        if all.len() == 2 && all.iter().all(|e| e["stopTime"].is_string()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "executors not recorded as stopped: {executors}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let retired = call(
+        &http,
+        reqwest::Method::DELETE,
+        format!("{base}/admin/images/desktop/1.1.0"),
+        &admin,
+        None,
+    )
+    .await;
+    assert_eq!(retired["result"]["retired"], true, "{retired}");
+    let images = call(
+        &http,
+        reqwest::Method::GET,
+        format!("{base}/admin/images"),
+        &admin,
+        None,
+    )
+    .await;
+    let kept: Vec<(&str, bool)> = images["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["version"].as_str().unwrap(), i["retired"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(kept, [("1.1.0", true), ("1.0.0", false)], "{images}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -462,6 +462,12 @@ pub struct PoolInfo {
     pub busy: u32,
     /// When `desired` last changed.
     pub change_time: String,
+    /// The executor image its robots start with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The version pinned, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_version: Option<String>,
 }
 
 /// Work for a pool's robots, in robots.
@@ -487,6 +493,10 @@ pub struct PoolBounds {
     pub max: u32,
     /// How long a robot it no longer wants may stay idle (default 60).
     pub idle_grace_seconds: Option<u64>,
+    /// The executor image its provisioner starts robots with.
+    pub image: Option<String>,
+    /// The image version it is pinned to (default: the latest not retired).
+    pub image_version: Option<String>,
 }
 
 async fn pool_infos<S: Store>(st: &AppState<S>, only: Option<&str>) -> Result<Vec<PoolInfo>, BusinessError> {
@@ -514,6 +524,8 @@ async fn pool_infos<S: Store>(st: &AppState<S>, only: Option<&str>) -> Result<Ve
                 connected: connected.len() as u32,
                 busy: connected.iter().filter(|r| r.job.is_some()).count() as u32,
                 change_time: p.changed_at.format_local(tz),
+                image: p.spec.image.clone(),
+                image_version: p.spec.image_version.clone(),
                 name: p.spec.name,
             }
         })
@@ -550,6 +562,8 @@ pub(crate) async fn put_pool<S: Store>(
         min: b.min,
         max: b.max,
         idle_grace_seconds: b.idle_grace_seconds.unwrap_or(60),
+        image: b.image,
+        image_version: b.image_version,
     };
     st.engine.save_pool(Actor::User(me.id), spec).await?;
     let mut infos = pool_infos(&st, Some(&name)).await?;

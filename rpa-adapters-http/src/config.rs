@@ -169,6 +169,14 @@ pub struct PoolDef {
     /// the figure is only published, for an autoscaler of your own.
     #[serde(default)]
     pub command: Vec<String>,
+    /// The executor image its robots start with (`{image}` in an argument
+    /// becomes the image file's path; `RPA_IMAGE`, `RPA_IMAGE_VERSION` are
+    /// in the environment).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// The image version it is pinned to (default: the latest not retired).
+    #[serde(default)]
+    pub image_version: Option<String>,
 }
 
 fn sixty() -> u64 {
@@ -183,6 +191,8 @@ impl PoolDef {
             min: self.min,
             max: self.max,
             idle_grace_seconds: self.idle_grace_seconds,
+            image: self.image.clone(),
+            image_version: self.image_version.clone(),
         }
     }
 }

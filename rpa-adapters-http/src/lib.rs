@@ -55,6 +55,7 @@ pub mod designers;
 pub mod export;
 pub mod federation;
 pub mod files;
+pub mod images;
 pub mod licenses;
 pub mod listener;
 pub mod loonflow;
@@ -162,6 +163,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         .merge(content::router().layer(DefaultBodyLimit::max(json)))
         .merge(service::router().layer(DefaultBodyLimit::max(json)))
         .merge(designers::router().layer(DefaultBodyLimit::max(json)))
+        .merge(images::router().layer(DefaultBodyLimit::max(json)))
         .merge(centre::router().layer(DefaultBodyLimit::max(json)))
         .merge(federation::router().layer(DefaultBodyLimit::max(json)))
         .merge(catalogue::router().layer(DefaultBodyLimit::max(json)))
@@ -173,6 +175,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
             robot::upload_router()
                 .merge(ai::robot_router())
                 .merge(admin::upload_router())
+                .merge(images::upload_router())
                 .merge(uipath::upload_router())
                 .layer(DefaultBodyLimit::max(upload)),
         )

@@ -11,7 +11,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{
     AppState, admin, ai, analysis, business, catalogue, centre, console, content, designers, export, federation,
-    licenses, listener, robot, service,
+    images, licenses, listener, robot, service,
 };
 
 /// The document's outline: every handler of the business, robot and
@@ -125,6 +125,10 @@ use crate::{
         designers::list,
         designers::allocate,
         designers::release,
+        images::upload,
+        images::list,
+        images::retire,
+        images::executors,
         centre::get_trigger,
         centre::put_trigger,
         centre::delete_trigger,

@@ -83,6 +83,7 @@ pub mod fixtures;
 pub mod flow;
 pub mod identity;
 pub mod ids;
+pub mod image;
 pub mod job;
 pub mod license;
 pub mod limits;

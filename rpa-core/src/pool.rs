@@ -42,6 +42,13 @@ pub struct PoolSpec {
     /// provisioner stops it, in seconds.
     #[serde(default = "default_grace")]
     pub idle_grace_seconds: u64,
+    /// The executor image (its name, [`crate::image`]) its provisioner
+    /// starts robots with; none: the provisioner's command alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The image version it is pinned to; none: the latest not retired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_version: Option<String>,
 }
 
 fn default_grace() -> u64 {
@@ -62,6 +69,15 @@ impl PoolSpec {
                 "pool '{}': min {} is above max {}",
                 self.name, self.min, self.max
             ));
+        }
+        if let Some(i) = &self.image {
+            crate::image::check_name(i)?;
+        }
+        if let Some(v) = &self.image_version {
+            if self.image.is_none() {
+                return Err(format!("pool '{}': imageVersion without an image", self.name));
+            }
+            crate::package::Version::parse(v)?;
         }
         Ok(())
     }
@@ -220,6 +236,8 @@ mod tests {
             min: 1,
             max: 3,
             idle_grace_seconds: 60,
+            image: None,
+            image_version: None,
         };
         let d = |n| Demand {
             running: 0,

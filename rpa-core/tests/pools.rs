@@ -46,6 +46,8 @@ fn a_pool_wants_robots_for_its_backlog_within_its_bounds() {
         min: 1,
         max: 3,
         idle_grace_seconds: 5,
+        image: None,
+        image_version: None,
     };
     let pool = block(w.engine.save_pool(Actor::System, spec.clone())).unwrap();
     assert_eq!(pool.desired, 1, "min with nothing to do");
@@ -98,6 +100,8 @@ fn bad_bounds_are_refused() {
             min: 3,
             max: 2,
             idle_grace_seconds: 1,
+            image: None,
+            image_version: None,
         },
     ))
     .unwrap_err();

@@ -181,6 +181,11 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
         (24, "run figures", include_str!("../migrations/0024_run_figures.sql")),
         (25, "content", include_str!("../migrations/0025_content.sql")),
         (26, "designers", include_str!("../migrations/0026_designers.sql")),
+        (
+            27,
+            "executor images",
+            include_str!("../migrations/0027_executor_images.sql"),
+        ),
     ]
 }
 
