@@ -88,6 +88,7 @@ fn rig() -> Rig {
             settings: Arc::new(HttpSettings::default()),
             ai: None,
             directory: None,
+            sso: None,
         };
         tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
         let login: Value = reqwest::Client::new()

@@ -35,6 +35,8 @@ pub mod hooks;
 #[cfg(feature = "server")]
 pub mod ldap;
 #[cfg(feature = "server")]
+pub mod oidc;
+#[cfg(feature = "server")]
 pub mod parent;
 #[cfg(feature = "server")]
 pub mod pools;

@@ -316,6 +316,12 @@ async fn serve<S: Store>(
         }),
         ai: Some(Arc::new(crate::ai::Services::default())),
         directory: ldap.clone().map(|l| l as Arc<dyn rpa_core::identity::Directory>),
+        sso: match &config.oidc {
+            Some(def) => Some(Arc::new(
+                crate::oidc::Oidc::new(def.clone(), &public_url).map_err(|e| fail(format!("oidc: {e}")))?,
+            ) as Arc<dyn rpa_adapters_http::sso::Sso>),
+            None => None,
+        },
     };
     if demo {
         install_demo_package(&state).await?;

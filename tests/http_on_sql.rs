@@ -53,6 +53,7 @@ async fn serve(store: SqlStore) -> (String, Arc<Engine<SqlStore>>, Server) {
         settings: Arc::new(settings),
         ai: None,
         directory: None,
+        sso: None,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {

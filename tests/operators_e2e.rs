@@ -996,3 +996,212 @@ async fn retention_deletes_the_run_logs_of_ended_jobs() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A copy of `tests/oidc/` (the provider and its npm package) with its
+/// dependencies installed, or `None` without Node.js.
+fn oidc_provider_dir() -> Option<PathBuf> {
+    if Command::new("node").arg("--version").output().is_err() {
+        return None;
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/oidc-provider");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["package.json", "provider.mjs"] {
+        std::fs::copy(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oidc").join(f),
+            dir.join(f),
+        )
+        .unwrap();
+    }
+    if !dir.join("node_modules/oidc-provider").exists() {
+        let ok = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent"])
+            .current_dir(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "npm install of the test's OpenID provider (tests/oidc) failed");
+    }
+    Some(dir)
+}
+
+/// Single sign-on with OpenID Connect: a real provider (npm's
+/// `oidc-provider`, run by Node.js) and a real browser. The console's
+/// login form offers it; the browser goes to the provider, signs in as
+/// frank (group rpa-operators) and comes back signed in, with the
+/// operators' process and never a token in a URL; mallory (no mapped
+/// group) is refused in words; a replayed callback is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_signs_in_with_openid_connect() {
+    let (Some(chromium), Some(provider)) = (chromium(), oidc_provider_dir()) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true: the single sign-on test needs Chromium and Node.js"
+        );
+        eprintln!("skipped: the single sign-on test needs Chromium (/usr/bin/chromium) and Node.js");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("rpa-oidc-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (port, idp_port) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{port}");
+    let issuer = format!("http://127.0.0.1:{idp_port}");
+    let _idp = Proc(
+        Command::new("node")
+            .arg("provider.mjs")
+            .arg(idp_port.to_string())
+            .arg(format!("{base}/console/oidc/callback"))
+            .current_dir(&provider)
+            .stdout(Stdio::from(std::fs::File::create(dir.join("idp.log")).unwrap()))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node starts"),
+    );
+    let config = json!({
+        "admin": {"name": "admin", "password": "admin-pw"},
+        "processes": [{"name": "Invoice entry", "type": "Unattended"}, {"name": "Payroll", "type": "Unattended"}],
+        "oidc": {
+            "issuer": issuer,
+            "clientId": "rpa-console",
+            "clientSecret": "rpa-console-secret",
+            "label": "Sign in with Example SSO",
+            "groups": [
+                {"group": "rpa-operators", "processes": ["Invoice entry"]},
+                {"group": "rpa-admins", "roles": ["admin"]}
+            ]
+        }
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let _server = Proc(support::start_server(
+        &dir,
+        &dir.join("rpa.db").to_string_lossy(),
+        port,
+        &["--public-url", &base],
+    ));
+    let http = reqwest::Client::new();
+    support::login(&http, &base, "admin", "admin-pw").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http
+        .get(format!("{issuer}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the OpenID provider did not come up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let (_browser, mut tab) = Tab::open(&chromium, &dir).await;
+    tab.go(&format!("{base}/")).await;
+    tab.wait(
+        "document.getElementById('sso') && !document.getElementById('sso').hidden && document.getElementById('sso').textContent",
+        20,
+        "the single sign-on button",
+    )
+    .await;
+    tab.eval("document.getElementById('sso').click(); true").await;
+    // The provider's own pages: its login form, then its consent.
+    tab.wait(
+        "document.querySelector('input[name=login]')",
+        20,
+        "the provider's login form",
+    )
+    .await;
+    tab.eval(
+        "document.querySelector('input[name=login]').value = 'frank';\
+         document.querySelector('input[name=password]').value = 'any';\
+         document.querySelector('form').submit(); true",
+    )
+    .await;
+    tab.wait(
+        &format!("location.href.startsWith('{base}') || document.querySelector('form button')"),
+        20,
+        "the provider's consent",
+    )
+    .await;
+    if !tab
+        .eval("location.href")
+        .await
+        .as_str()
+        .unwrap_or("")
+        .starts_with(&base)
+    {
+        tab.eval("document.querySelector('form').submit(); true").await;
+    }
+    tab.wait(
+        "document.getElementById('who') && document.getElementById('who').textContent === 'frank'",
+        30,
+        "the console signed in as frank",
+    )
+    .await;
+    let url = tab.eval("location.href").await;
+    let token = tab.eval("sessionStorage.getItem('rpa.token')").await;
+    let token = token.as_str().expect("a session token").to_owned();
+    assert!(
+        !url.as_str().unwrap().contains(&token),
+        "the token is never in a URL: {url}"
+    );
+    let me = support::get_json(&http, format!("{base}/console/api/overview"), &token).await;
+    let names: Vec<&str> = me["result"]["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Invoice entry"], "the operators' process only: {me}");
+    tab.screenshot(&dir, "sso").await;
+
+    // A callback whose state the server did not give (or gave and saw
+    // used) is refused, in the login form's words.
+    let forged = http
+        .get(format!("{base}/console/oidc/callback?code=stolen&state=not-ours"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        forged.contains("name=\"rpa-sso-error\"") && forged.contains("unknown, used or expired"),
+        "{forged}"
+    );
+
+    // mallory is in no mapped group: refused in words, in the login form.
+    tab.eval("sessionStorage.clear(); true").await;
+    std::fs::create_dir_all(dir.join("second")).unwrap();
+    let (_browser2, mut tab2) = Tab::open(&chromium, &dir.join("second")).await;
+    tab2.go(&format!("{base}/console/oidc/login")).await;
+    tab2.wait(
+        "document.querySelector('input[name=login]')",
+        20,
+        "the provider's login form",
+    )
+    .await;
+    tab2.eval(
+        "document.querySelector('input[name=login]').value = 'mallory';\
+         document.querySelector('input[name=password]').value = 'any';\
+         document.querySelector('form').submit(); true",
+    )
+    .await;
+    tab2.wait(
+        &format!("location.href.startsWith('{base}') || document.querySelector('form button')"),
+        20,
+        "the provider's consent",
+    )
+    .await;
+    if !tab2
+        .eval("location.href")
+        .await
+        .as_str()
+        .unwrap_or("")
+        .starts_with(&base)
+    {
+        tab2.eval("document.querySelector('form').submit(); true").await;
+    }
+    tab2.wait(
+        "document.getElementById('login-error') && document.getElementById('login-error').textContent.includes('no group')",
+        30,
+        "mallory refused",
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1249,6 +1249,24 @@ document.addEventListener("DOMContentLoaded", () => {
     await post("/rpa/api/logout").catch(() => {});
     signOut("");
   });
+  // Back from single sign-on: the page carries the session token (or why
+  // not); it moves to the tab's storage and the address is the console's.
+  const sso = document.querySelector('meta[name="rpa-sso"]');
+  const ssoError = document.querySelector('meta[name="rpa-sso-error"]');
+  if (sso || ssoError) history.replaceState(null, "", "/");
+  if (sso) {
+    sessionStorage.setItem(TOKEN, sso.content);
+    sso.remove();
+  }
+  fetch("/console/api/sso")
+    .then((r) => r.json())
+    .then((env) => {
+      if (env.result && env.result.enabled) {
+        $("sso").textContent = env.result.label;
+        $("sso").hidden = false;
+      }
+    })
+    .catch(() => {});
   if (sessionStorage.getItem(TOKEN)) start();
-  else signOut("");
+  else signOut(ssoError ? ssoError.content : "");
 });

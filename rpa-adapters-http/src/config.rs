@@ -65,6 +65,9 @@ pub struct Config {
     /// directory password and get their grants from their groups.
     #[serde(default)]
     pub ldap: Option<LdapDef>,
+    /// Single sign-on for the console with an OpenID Connect provider.
+    #[serde(default)]
+    pub oidc: Option<OidcDef>,
     /// AI capabilities ([`crate::ai::CapabilityDef`]): registered when
     /// missing or retired, changed when their spec differs from the stored one.
     #[serde(default)]
@@ -631,6 +634,57 @@ pub struct ProcessDef {
     /// Minutes of a person's work a successful run saves (the analysis's saved hours).
     #[serde(default)]
     pub saved_minutes: u32,
+}
+
+/// An OpenID Connect provider the console signs in with (see
+/// [`crate::sso`]): the authorisation code flow with PKCE.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OidcDef {
+    /// The provider's issuer URL (its discovery document is under it).
+    pub issuer: String,
+    /// This server's client id there.
+    pub client_id: String,
+    /// Its client secret (none: a public client; PKCE protects the code).
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// Scopes asked for (default `openid profile`).
+    #[serde(default = "default_scopes")]
+    pub scopes: String,
+    /// The userinfo claim holding the user name (default `preferred_username`).
+    #[serde(default = "default_username_claim")]
+    pub username_claim: String,
+    /// The userinfo claim listing the user's groups (default `groups`).
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// The login form's button (default "Sign in with single sign-on").
+    #[serde(default = "default_sso_label")]
+    pub label: String,
+    /// What each group's members get; a user in no listed group is refused.
+    pub groups: Vec<rpa_core::identity::GroupMapping>,
+}
+
+impl std::fmt::Debug for OidcDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcDef")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+fn default_scopes() -> String {
+    "openid profile".into()
+}
+fn default_username_claim() -> String {
+    "preferred_username".into()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+fn default_sso_label() -> String {
+    "Sign in with single sign-on".into()
 }
 
 /// The organisation's LDAP directory (see [`rpa_core::identity`]).

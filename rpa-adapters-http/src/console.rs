@@ -49,7 +49,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::seed000::{Answer, BusinessError, Done, Envelope, session};
 
-const INDEX: &str = include_str!("../console/index.html");
+pub(crate) const INDEX: &str = include_str!("../console/index.html");
 const SCRIPT: &str = include_str!("../console/app.js");
 const STYLE: &str = include_str!("../console/app.css");
 

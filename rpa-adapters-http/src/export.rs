@@ -235,7 +235,7 @@ pub(crate) async fn export<S: Store>(State(st): State<AppState<S>>, h: HeaderMap
             .map(|u| u.name);
         schedules.push(schedule_def(&s, &process, owner, engine.config().time_zone));
     }
-    let directory = engine.directory().await?;
+    let directory = engine.configured_directory().await?;
     let workflows: Vec<Value> = engine
         .workflows()
         .await?

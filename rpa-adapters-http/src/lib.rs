@@ -65,6 +65,7 @@ pub mod openapi;
 pub mod robot;
 pub mod seed000;
 pub mod service;
+pub mod sso;
 pub mod uipath;
 mod wire;
 
@@ -91,6 +92,8 @@ pub struct AppState<S> {
     /// The organisation's directory, which checks its users' passwords
     /// (`None`: none configured; its users cannot log in).
     pub directory: Option<Arc<dyn rpa_core::identity::Directory>>,
+    /// The OpenID Connect provider the console signs in with (`None`: none).
+    pub sso: Option<Arc<dyn sso::Sso>>,
 }
 
 impl<S> Clone for AppState<S> {
@@ -101,6 +104,7 @@ impl<S> Clone for AppState<S> {
             settings: self.settings.clone(),
             ai: self.ai.clone(),
             directory: self.directory.clone(),
+            sso: self.sso.clone(),
         }
     }
 }
@@ -181,6 +185,7 @@ pub fn app<S: Store>(state: AppState<S>) -> Router {
         )
         .merge(openapi::router())
         .merge(console::router())
+        .merge(sso::router())
         .merge(metrics::router())
         .fallback(no_route)
         .method_not_allowed_fallback(no_route)

@@ -61,6 +61,7 @@ impl Server {
             settings: Arc::new(settings),
             ai: None,
             directory: None,
+            sso: None,
         };
         tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
         Server {

@@ -159,6 +159,61 @@ pub struct SyncReport {
     pub unknown: Vec<String>,
 }
 
+/// The directory name of a single sign-on user: `oidc:<issuer>#<subject>`.
+pub fn sso_name(issuer: &str, subject: &str) -> String {
+    format!("{SSO_PREFIX}{issuer}#{subject}")
+}
+
+/// What [`sso_name`]s start with: such users are the sign-on provider's,
+/// not the LDAP directory's.
+pub const SSO_PREFIX: &str = "oidc:";
+
+/// How long a single sign-on login may take, from its start to the
+/// provider's answer.
+pub const SSO_LOGIN_MS: u64 = 10 * 60_000;
+
+/// A single sign-on login under way: what the server keeps between
+/// sending the browser to the provider and its coming back (sealed at
+/// rest: the PKCE verifier is a secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SsoLogin {
+    /// The SHA-256 (hex) of its `state`.
+    pub state: String,
+    /// Commit version.
+    pub version: u64,
+    /// The PKCE code verifier.
+    pub verifier: String,
+    /// The `nonce` the ID token must carry.
+    pub nonce: String,
+    /// When it began.
+    pub started_at: crate::time::Timestamp,
+    /// Its callback came: a second one is refused.
+    #[serde(default)]
+    pub used: bool,
+}
+
+impl crate::record::Mapped for SsoLogin {
+    const KIND: &'static crate::record::Kind = &crate::record::Kind {
+        table: "rpa_sso_logins",
+        name: "single sign-on login",
+        key: crate::record::Column::text("state"),
+        sealed: true,
+        cached: false,
+        columns: &[],
+    };
+    fn key(&self) -> crate::record::Cell {
+        self.state.as_str().into()
+    }
+    fn version(&self) -> u64 {
+        self.version
+    }
+    fn cells(&self) -> Vec<crate::record::Cell> {
+        Vec::new()
+    }
+}
+
+impl crate::record::Record for SsoLogin {}
+
 /// Why a directory did not answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unreachable(pub String);

@@ -127,3 +127,67 @@ fn the_directory_checks_its_users_passwords() {
     // Local users: their own password, whatever the directory.
     assert!(block(e.login_with("alice", "pw", Some(&down))).is_ok());
 }
+
+#[test]
+fn single_sign_on_users_come_from_their_groups_and_a_login_is_taken_once() {
+    let mut w = World::new();
+    let p = w.process(|_| {});
+    let e = &w.engine;
+    let maps = vec![GroupMapping {
+        group: "rpa-operators".into(),
+        processes: vec!["invoice".into()],
+        ..GroupMapping::default()
+    }];
+    block(e.begin_sso("state-1", "verifier-1", "nonce-1")).unwrap();
+    let l = block(e.take_sso("state-1")).unwrap();
+    assert_eq!((l.verifier.as_str(), l.nonce.as_str()), ("verifier-1", "nonce-1"));
+    assert!(
+        matches!(block(e.take_sso("state-1")), Err(Error::InvalidArgument(_))),
+        "once"
+    );
+    assert!(matches!(
+        block(e.take_sso("never-given")),
+        Err(Error::InvalidArgument(_))
+    ));
+    block(e.begin_sso("state-2", "v", "n")).unwrap();
+    w.advance(rpa_core::identity::SSO_LOGIN_MS + 1);
+    assert!(
+        matches!(block(e.take_sso("state-2")), Err(Error::InvalidArgument(_))),
+        "expired"
+    );
+
+    let frank = |groups: &[&str]| Account {
+        login: "frank".into(),
+        dn: rpa_core::identity::sso_name("https://idp", "f-1"),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        disabled: false,
+    };
+    let token = block(e.sso_login(&frank(&["rpa-operators"]), &maps)).unwrap();
+    let user = block(e.authenticate(&token)).unwrap();
+    assert_eq!(
+        (user.name.as_str(), user.grants.iter().copied().collect::<Vec<_>>()),
+        ("frank", vec![p.id])
+    );
+    assert!(matches!(
+        block(e.sso_login(&frank(&[]), &maps)),
+        Err(Error::PermissionDenied(_))
+    ));
+    assert!(
+        matches!(block(e.login("frank", "anything")), Err(Error::BadCredentials)),
+        "no password here"
+    );
+    let alice = Account {
+        login: "alice".into(),
+        dn: rpa_core::identity::sso_name("https://idp", "a-1"),
+        groups: BTreeSet::from(["rpa-operators".to_owned()]),
+        disabled: false,
+    };
+    assert!(
+        matches!(block(e.sso_login(&alice, &maps)), Err(Error::PermissionDenied(_))),
+        "a local user's name"
+    );
+    // The LDAP sync leaves the provider's users alone.
+    let r = block(e.sync_accounts(Actor::System, &[], &maps)).unwrap();
+    assert!(r.disabled.is_empty(), "{r:?}");
+    assert!(!block(e.store().user_by_name("frank")).unwrap().unwrap().disabled);
+}

@@ -186,6 +186,7 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             "executor images",
             include_str!("../migrations/0027_executor_images.sql"),
         ),
+        (28, "sso logins", include_str!("../migrations/0028_sso_logins.sql")),
     ]
 }
 

@@ -216,6 +216,16 @@ impl<S: Store> Engine<S> {
         Ok(dir)
     }
 
+    /// The directory as configured (synchronised), without the platform's
+    /// own accounts that [`Engine::directory`] adds.
+    pub async fn configured_directory(&self) -> Result<Directory> {
+        Ok(self
+            .store
+            .get::<Directory>(crate::flow::directory::DIRECTORY_KEY)
+            .await?
+            .unwrap_or_default())
+    }
+
     /// The directory (empty until synchronised; as read within the last second).
     pub async fn directory(&self) -> Result<Arc<Directory>> {
         if let Some(d) = self.flow_cache.directory() {

@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{Decided, Engine, Tx};
 use crate::audit::Subject;
 use crate::auth;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::identity::{self, Account, Change, Current, GroupMapping, SyncReport, Wanted};
 use crate::ids::{IdKind, ProcessId, RoleId, UserId};
 use crate::model::{Actor, Permission, User};
 use crate::store::People as _;
-use crate::store::Store;
+use crate::store::{Records, Store};
 
 impl<S: Store> Engine<S> {
     /// Makes the users match `accounts` (the directory's, as just read)
@@ -39,7 +39,8 @@ impl<S: Store> Engine<S> {
             .iter()
             .map(|u| Current {
                 name: u.name.clone(),
-                dn: u.directory.clone(),
+                // The sign-on provider's users are not the directory's: as local ones.
+                dn: u.directory.clone().filter(|d| !d.starts_with(identity::SSO_PREFIX)),
                 roles: u.roles.iter().filter_map(|r| role_name.get(r).cloned()).collect(),
                 processes: u.grants.iter().filter_map(|p| process_name.get(p).cloned()).collect(),
                 folders: u.folders.clone(),
@@ -87,6 +88,96 @@ impl<S: Store> Engine<S> {
             }
         }
         Ok(report)
+    }
+
+    /// Keeps a single sign-on login under way (see [`identity::SsoLogin`]).
+    pub async fn begin_sso(&self, state: &str, verifier: &str, nonce: &str) -> Result<()> {
+        let login = identity::SsoLogin {
+            state: hex::encode(auth::token_hash(state)),
+            version: 1,
+            verifier: verifier.to_owned(),
+            nonce: nonce.to_owned(),
+            started_at: self.now(),
+            used: false,
+        };
+        let mut tx = Tx::default();
+        tx.record(&login)?;
+        self.commit(tx).await
+    }
+
+    /// The single sign-on login `state` names, once: unknown, used or older
+    /// than [`identity::SSO_LOGIN_MS`] is refused.
+    pub async fn take_sso(&self, state: &str) -> Result<identity::SsoLogin> {
+        let key = hex::encode(auth::token_hash(state));
+        decided!(self, |_attempt| {
+            let refused = || Error::InvalidArgument("this sign-on is unknown, used or expired; sign in again".into());
+            let Some(mut l) = self.store.get::<identity::SsoLogin>(key.as_str()).await? else {
+                return Err(refused());
+            };
+            if l.used || self.now().0 - l.started_at.0 > identity::SSO_LOGIN_MS as i64 {
+                return Err(refused());
+            }
+            l.used = true;
+            l.version += 1;
+            let mut tx = Tx::default();
+            tx.record(&l)?;
+            Ok(Decided::Commit(tx, l))
+        })
+    }
+
+    /// Signs in `account` (who the provider vouched for): the user its
+    /// groups make (created or brought up to date), and a session token.
+    /// An account in no mapped group, or whose name is a local user's or
+    /// another provider account's, is refused.
+    pub async fn sso_login(&self, account: &Account, mappings: &[GroupMapping]) -> Result<String> {
+        let wanted = identity::wanted(std::slice::from_ref(account), mappings);
+        let refuse = |why: String| Error::PermissionDenied(why);
+        let Some(w) = wanted.get(&account.login) else {
+            let mut tx = Tx::default();
+            tx.audit(
+                self.now(),
+                Actor::System,
+                "login.refused",
+                Subject::Text(format!("user:{}", account.login).into()),
+                "single sign-on: in no mapped group".into(),
+            );
+            return Err(self
+                .record_failure(tx, refuse(format!("{} is in no group this server maps", account.login)))
+                .await);
+        };
+        let roles: BTreeMap<String, RoleId> = self.store.roles().await?.into_iter().map(|r| (r.name, r.id)).collect();
+        let processes: BTreeMap<String, ProcessId> = self
+            .store
+            .processes()
+            .await?
+            .into_iter()
+            .map(|p| (p.spec.name.clone(), p.id))
+            .collect();
+        match self.store.user_by_name(&account.login).await? {
+            None => {
+                self.create_directory_user(Actor::System, &account.login, w, &roles, &processes)
+                    .await?
+            }
+            Some(u) if u.directory.as_deref() != Some(account.dn.as_str()) => {
+                return Err(refuse(format!(
+                    "{} is a user of this server that does not sign on with this provider",
+                    account.login
+                )));
+            }
+            Some(_) => {
+                self.update_directory_user(Actor::System, &account.login, Some(w), &roles, &processes)
+                    .await?
+            }
+        }
+        let user = self
+            .store
+            .user_by_name(&account.login)
+            .await?
+            .ok_or_else(|| Error::Internal("a user just written is missing".into()))?;
+        let (token, _) = self
+            .open_session(&user, "single sign-on", self.config.token_ttl_ms)
+            .await?;
+        Ok(token)
     }
 
     async fn create_directory_user(

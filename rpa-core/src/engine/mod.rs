@@ -992,6 +992,8 @@ impl<S: Store> Engine<S> {
             (None, _) => auth::verify_password(password, &user.password_hash),
             // An empty password would be an anonymous bind, which succeeds.
             (Some(_), _) if password.is_empty() => false,
+            // The sign-on provider's users have no password here.
+            (Some(dn), _) if dn.starts_with(crate::identity::SSO_PREFIX) => false,
             // The directory's own code logs why it did not answer.
             (Some(dn), Some(d)) => match d.verify(dn, password).await {
                 Ok(right) => right,
