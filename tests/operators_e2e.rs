@@ -1023,6 +1023,32 @@ fn oidc_provider_dir() -> Option<PathBuf> {
     Some(dir)
 }
 
+/// On the provider's own pages: its login form as `who` (any password),
+/// then its consent, if it asks, until the browser is back at `base`.
+async fn sign_on_at_provider(tab: &mut Tab, base: &str, who: &str) {
+    tab.wait(
+        "document.querySelector('input[name=login]')",
+        20,
+        "the provider's login form",
+    )
+    .await;
+    tab.eval(&format!(
+        "document.querySelector('input[name=login]').value = '{who}';\
+         document.querySelector('input[name=password]').value = 'any';\
+         document.querySelector('form').submit(); true"
+    ))
+    .await;
+    tab.wait(
+        &format!("location.href.startsWith('{base}') || document.querySelector('form button')"),
+        20,
+        "the provider's consent",
+    )
+    .await;
+    if !tab.eval("location.href").await.as_str().unwrap_or("").starts_with(base) {
+        tab.eval("document.querySelector('form').submit(); true").await;
+    }
+}
+
 /// Single sign-on with OpenID Connect: a real provider (npm's
 /// `oidc-provider`, run by Node.js) and a real browser. The console's
 /// login form offers it; the browser goes to the provider, signs in as
@@ -1099,34 +1125,7 @@ async fn the_console_signs_in_with_openid_connect() {
     )
     .await;
     tab.eval("document.getElementById('sso').click(); true").await;
-    // The provider's own pages: its login form, then its consent.
-    tab.wait(
-        "document.querySelector('input[name=login]')",
-        20,
-        "the provider's login form",
-    )
-    .await;
-    tab.eval(
-        "document.querySelector('input[name=login]').value = 'frank';\
-         document.querySelector('input[name=password]').value = 'any';\
-         document.querySelector('form').submit(); true",
-    )
-    .await;
-    tab.wait(
-        &format!("location.href.startsWith('{base}') || document.querySelector('form button')"),
-        20,
-        "the provider's consent",
-    )
-    .await;
-    if !tab
-        .eval("location.href")
-        .await
-        .as_str()
-        .unwrap_or("")
-        .starts_with(&base)
-    {
-        tab.eval("document.querySelector('form').submit(); true").await;
-    }
+    sign_on_at_provider(&mut tab, &base, "frank").await;
     tab.wait(
         "document.getElementById('who') && document.getElementById('who').textContent === 'frank'",
         30,
@@ -1170,33 +1169,7 @@ async fn the_console_signs_in_with_openid_connect() {
     std::fs::create_dir_all(dir.join("second")).unwrap();
     let (_browser2, mut tab2) = Tab::open(&chromium, &dir.join("second")).await;
     tab2.go(&format!("{base}/console/oidc/login")).await;
-    tab2.wait(
-        "document.querySelector('input[name=login]')",
-        20,
-        "the provider's login form",
-    )
-    .await;
-    tab2.eval(
-        "document.querySelector('input[name=login]').value = 'mallory';\
-         document.querySelector('input[name=password]').value = 'any';\
-         document.querySelector('form').submit(); true",
-    )
-    .await;
-    tab2.wait(
-        &format!("location.href.startsWith('{base}') || document.querySelector('form button')"),
-        20,
-        "the provider's consent",
-    )
-    .await;
-    if !tab2
-        .eval("location.href")
-        .await
-        .as_str()
-        .unwrap_or("")
-        .starts_with(&base)
-    {
-        tab2.eval("document.querySelector('form').submit(); true").await;
-    }
+    sign_on_at_provider(&mut tab2, &base, "mallory").await;
     tab2.wait(
         "document.getElementById('login-error') && document.getElementById('login-error').textContent.includes('no group')",
         30,

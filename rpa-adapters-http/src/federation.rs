@@ -257,13 +257,13 @@ pub(crate) async fn children<S: Store>(State(st): State<AppState<S>>, h: HeaderM
             .await?
             .into_iter()
             .map(|f| Figures {
-                average_ms: (f.timed > 0).then(|| f.duration_ms / f.timed as i64),
+                average_ms: (f.tally.timed > 0).then(|| f.tally.duration_ms / f.tally.timed as i64),
                 process: f.process,
                 day: f.day,
-                successful: f.successful,
-                faulted: f.faulted,
-                stopped: f.stopped,
-                canceled: f.canceled,
+                successful: f.tally.successful,
+                faulted: f.tally.faulted,
+                stopped: f.tally.stopped,
+                canceled: f.tally.canceled,
             })
             .collect();
         figures.sort_by(|a, b| b.day.cmp(&a.day).then_with(|| a.process.cmp(&b.process)));

@@ -78,18 +78,12 @@ impl Attributes {
     }
 }
 
-/// A process's ended jobs on one day (the server's calendar).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Ended jobs counted by how they ended, with their durations: what the
+/// run figures here and a child's figures on a parent
+/// ([`crate::federation::ChildFigures`]) keep.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RunFigures {
-    /// [`RunFigures::key_of`]: the day first, so a range of days is a range of keys.
-    pub key: String,
-    /// Commit version.
-    pub version: u64,
-    /// The process.
-    pub process: ProcessId,
-    /// `yyyy-MM-dd`.
-    pub day: String,
+pub struct Tally {
     /// Jobs that ended Successful.
     pub successful: u64,
     /// Jobs that ended Faulted.
@@ -102,6 +96,39 @@ pub struct RunFigures {
     pub duration_ms: i64,
     /// How many durations the sum holds.
     pub timed: u64,
+}
+
+impl Tally {
+    /// Counts a job that ended `state` after `duration_ms` (if it started).
+    pub fn count(&mut self, state: JobState, duration_ms: Option<i64>) {
+        match state {
+            JobState::Successful => self.successful += 1,
+            JobState::Faulted => self.faulted += 1,
+            JobState::Stopped => self.stopped += 1,
+            _ => self.canceled += 1,
+        }
+        if let Some(d) = duration_ms {
+            self.duration_ms += d.max(0);
+            self.timed += 1;
+        }
+    }
+}
+
+/// A process's ended jobs on one day (the server's calendar).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunFigures {
+    /// [`RunFigures::key_of`]: the day first, so a range of days is a range of keys.
+    pub key: String,
+    /// Commit version.
+    pub version: u64,
+    /// The process.
+    pub process: ProcessId,
+    /// `yyyy-MM-dd`.
+    pub day: String,
+    /// Its ended jobs.
+    #[serde(flatten)]
+    pub tally: Tally,
 }
 
 impl RunFigures {
@@ -117,12 +144,7 @@ impl RunFigures {
             version: 0,
             process,
             day: day.to_owned(),
-            successful: 0,
-            faulted: 0,
-            stopped: 0,
-            canceled: 0,
-            duration_ms: 0,
-            timed: 0,
+            tally: Tally::default(),
         }
     }
 }
@@ -165,19 +187,11 @@ pub struct Ended {
 /// Counts `ended` in `figures` (keyed by [`RunFigures::key_of`]; a missing
 /// entry is created).
 pub fn fold(figures: &mut BTreeMap<String, RunFigures>, ended: &Ended) {
-    let f = figures
+    figures
         .entry(RunFigures::key_of(&ended.day, ended.process))
-        .or_insert_with(|| RunFigures::empty(&ended.day, ended.process));
-    match ended.state {
-        JobState::Successful => f.successful += 1,
-        JobState::Faulted => f.faulted += 1,
-        JobState::Stopped => f.stopped += 1,
-        _ => f.canceled += 1,
-    }
-    if let Some(d) = ended.duration_ms {
-        f.duration_ms += d.max(0);
-        f.timed += 1;
-    }
+        .or_insert_with(|| RunFigures::empty(&ended.day, ended.process))
+        .tally
+        .count(ended.state, ended.duration_ms);
 }
 
 /// What a report groups by.
@@ -336,13 +350,14 @@ pub fn aggregate(
         };
         let value = value.map_or(UNSET, String::as_str).to_owned();
         let s = sums.entry((period.of(&f.day), value)).or_default();
-        s.successful += f.successful;
-        s.faulted += f.faulted;
-        s.stopped += f.stopped;
-        s.canceled += f.canceled;
-        s.duration_ms += f.duration_ms;
-        s.timed += f.timed;
-        s.saved_minutes += f.successful * u64::from(p.attributes.saved_minutes);
+        let t = &f.tally;
+        s.successful += t.successful;
+        s.faulted += t.faulted;
+        s.stopped += t.stopped;
+        s.canceled += t.canceled;
+        s.duration_ms += t.duration_ms;
+        s.timed += t.timed;
+        s.saved_minutes += t.successful * u64::from(p.attributes.saved_minutes);
     }
     sums.into_iter()
         .map(|((period, value), s)| {

@@ -99,18 +99,9 @@ pub struct ChildFigures {
     pub process: String,
     /// The day (`yyyy-MM-dd`, the child's calendar).
     pub day: String,
-    /// Jobs that ended Successful.
-    pub successful: u64,
-    /// Jobs that ended Faulted.
-    pub faulted: u64,
-    /// Jobs that ended Stopped.
-    pub stopped: u64,
-    /// Jobs that ended Canceled.
-    pub canceled: u64,
-    /// Sum of the durations of the jobs that started.
-    pub duration_ms: i64,
-    /// How many durations the sum holds.
-    pub timed: u64,
+    /// Its ended jobs.
+    #[serde(flatten)]
+    pub tally: crate::analysis::Tally,
 }
 
 impl ChildFigures {
@@ -127,12 +118,7 @@ impl ChildFigures {
             child: child.to_owned(),
             process: process.to_owned(),
             day: day.to_owned(),
-            successful: 0,
-            faulted: 0,
-            stopped: 0,
-            canceled: 0,
-            duration_ms: 0,
-            timed: 0,
+            tally: crate::analysis::Tally::default(),
         }
     }
 }
@@ -197,16 +183,7 @@ pub fn fold(
         let f = figures
             .entry(key)
             .or_insert_with(|| ChildFigures::empty(&cursor.child, &r.process, &r.day));
-        match r.state {
-            JobState::Successful => f.successful += 1,
-            JobState::Faulted => f.faulted += 1,
-            JobState::Stopped => f.stopped += 1,
-            _ => f.canceled += 1,
-        }
-        if let Some(d) = r.duration_ms {
-            f.duration_ms += d.max(0);
-            f.timed += 1;
-        }
+        f.tally.count(r.state, r.duration_ms);
         cursor.seq = r.seq;
         cursor.results += 1;
         applied += 1;
@@ -252,11 +229,16 @@ mod tests {
         );
         let inv = &figures[&ChildFigures::key_of("branch", "invoices", "2026-11-30")];
         assert_eq!(
-            (inv.successful, inv.faulted, inv.duration_ms, inv.timed),
+            (
+                inv.tally.successful,
+                inv.tally.faulted,
+                inv.tally.duration_ms,
+                inv.tally.timed
+            ),
             (2, 1, 3000, 3)
         );
         let claims = &figures[&ChildFigures::key_of("branch", "claims", "2026-11-30")];
-        assert_eq!((claims.canceled, claims.timed), (1, 0));
+        assert_eq!((claims.tally.canceled, claims.tally.timed), (1, 0));
         assert_eq!(
             (cursor.seq, cursor.results, cursor.last_report),
             (12, 4, Some(Timestamp(3)))

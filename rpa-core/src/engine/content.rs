@@ -49,49 +49,36 @@ impl<S: Store> Engine<S> {
 
     /// Replaces article `id`'s text (permission ManageContent).
     pub async fn change_article(&self, actor: Actor, id: i64, draft: Draft) -> Result<Article> {
-        self.require(actor, Permission::ManageContent).await?;
         let draft = draft.checked().map_err(Error::InvalidArgument)?;
-        decided!(self, |_attempt| {
-            let a = self.article(id).await?;
-            let now = self.now();
-            let a = Article {
-                version: a.version + 1,
-                draft: draft.clone(),
-                updated_at: now,
-                ..a
-            };
-            let mut tx = Tx::default();
-            tx.record(&a)?.audit(
-                now,
-                actor,
-                "article.change",
-                Subject::Id("article", a.id),
-                a.draft.title.clone(),
-            );
-            Ok(Decided::Commit(tx, a))
-        })
+        self.rewrite_article(actor, id, "article.change", |a| a.draft = draft.clone())
+            .await
     }
 
     /// Removes article `id`: no longer listed nor found (permission ManageContent).
     pub async fn remove_article(&self, actor: Actor, id: i64) -> Result<Article> {
+        self.rewrite_article(actor, id, "article.remove", |a| a.removed = true)
+            .await
+    }
+
+    /// Article `id` changed by `change`, committed and audited as `action`
+    /// (permission ManageContent).
+    async fn rewrite_article(
+        &self,
+        actor: Actor,
+        id: i64,
+        action: &'static str,
+        change: impl Fn(&mut Article),
+    ) -> Result<Article> {
         self.require(actor, Permission::ManageContent).await?;
         decided!(self, |_attempt| {
-            let a = self.article(id).await?;
+            let mut a = self.article(id).await?;
             let now = self.now();
-            let a = Article {
-                version: a.version + 1,
-                removed: true,
-                updated_at: now,
-                ..a
-            };
+            change(&mut a);
+            a.version += 1;
+            a.updated_at = now;
             let mut tx = Tx::default();
-            tx.record(&a)?.audit(
-                now,
-                actor,
-                "article.remove",
-                Subject::Id("article", a.id),
-                a.draft.title.clone(),
-            );
+            tx.record(&a)?
+                .audit(now, actor, action, Subject::Id("article", a.id), a.draft.title.clone());
             Ok(Decided::Commit(tx, a))
         })
     }
