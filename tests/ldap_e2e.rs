@@ -217,6 +217,7 @@ async fn directory_users_log_in_with_their_groups_grants_and_lose_them_at_the_ne
             "bindPassword": ROOT_PW,
             "usersBase": format!("ou=people,{SUFFIX}"),
             "groupsBase": format!("ou=groups,{SUFFIX}"),
+            "disabledFilter": "(employeeType=disabled)",
             "groups": [
                 {"group": operators, "processes": ["Invoice entry"]},
                 {"group": admins, "roles": ["admin"]}
@@ -289,6 +290,37 @@ async fn directory_users_log_in_with_their_groups_grants_and_lose_them_at_the_ne
     }
     let audit = support::get_json(&http, format!("{base}/admin/audit?limit=1000"), &erin_token).await;
     assert!(audit.to_string().contains("no longer in a mapped group"), "{audit}");
+
+    // carol is disabled in the directory (disabledFilter): disabled here at
+    // the next sync, though still in the group.
+    ldap.modify(&carol, vec![Mod::Add("employeeType".to_owned(), set(&["disabled"]))])
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let c = login(&http, &base, "carol", "carol-directory-pw").await;
+        if c["success"] == false {
+            break;
+        }
+        assert!(Instant::now() < deadline, "carol still logs in: {c}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    ldap.modify(&carol, vec![Mod::Delete("employeeType".to_owned(), set(&["disabled"]))])
+        .await
+        .unwrap()
+        .success()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let c = login(&http, &base, "carol", "carol-directory-pw").await;
+        if c["success"] == true {
+            break;
+        }
+        assert!(Instant::now() < deadline, "carol is not enabled again: {c}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 
     // The directory stops: its users are refused in words, local users log in.
     drop(ldap);

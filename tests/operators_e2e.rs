@@ -1071,17 +1071,6 @@ async fn the_console_signs_in_with_openid_connect() {
     let (port, idp_port) = (free_port(), free_port());
     let base = format!("http://127.0.0.1:{port}");
     let issuer = format!("http://127.0.0.1:{idp_port}");
-    let _idp = Proc(
-        Command::new("node")
-            .arg("provider.mjs")
-            .arg(idp_port.to_string())
-            .arg(format!("{base}/console/oidc/callback"))
-            .current_dir(&provider)
-            .stdout(Stdio::from(std::fs::File::create(dir.join("idp.log")).unwrap()))
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node starts"),
-    );
     let config = json!({
         "admin": {"name": "admin", "password": "admin-pw"},
         "processes": [{"name": "Invoice entry", "type": "Unattended"}, {"name": "Payroll", "type": "Unattended"}],
@@ -1105,6 +1094,27 @@ async fn the_console_signs_in_with_openid_connect() {
     ));
     let http = reqwest::Client::new();
     support::login(&http, &base, "admin", "admin-pw").await;
+    // The provider is not up yet: a sign-on cannot begin, and says so.
+    let down = http
+        .get(format!("{base}/console/oidc/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(down.contains("cannot be reached"), "{down}");
+    let _idp = Proc(
+        Command::new("node")
+            .arg("provider.mjs")
+            .arg(idp_port.to_string())
+            .arg(format!("{base}/console/oidc/callback"))
+            .current_dir(&provider)
+            .stdout(Stdio::from(std::fs::File::create(dir.join("idp.log")).unwrap()))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node starts"),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while http
         .get(format!("{issuer}/.well-known/openid-configuration"))

@@ -1436,7 +1436,8 @@ pub(crate) async fn export_workflow<S: Store>(
     responses((status = 200, description = "users, departments and roles", body = Envelope<Object>)))]
 pub(crate) async fn get_directory<S: Store>(State(st): State<AppState<S>>, h: HeaderMap) -> Answer<Value> {
     admin(&st, &h, Permission::ManageUsers).await?;
-    let d = st.engine.directory().await?;
+    // As configured: the platform's users take part in workflows besides.
+    let d = st.engine.configured_directory().await?;
     Ok(Done::ok(
         serde_json::to_value(&d).map_err(|e| Error::Internal(e.to_string()))?,
     ))

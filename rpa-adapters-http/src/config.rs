@@ -1038,7 +1038,7 @@ impl Config {
             }
         }
         if let Some(d) = &self.flow.directory {
-            let stored = engine.directory().await?;
+            let stored = engine.configured_directory().await?;
             if (&stored.users, &stored.depts, &stored.roles) != (&d.users, &d.depts, &d.roles) {
                 engine.sync_directory(actor, d.clone()).await?;
             }
