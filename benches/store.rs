@@ -10,6 +10,7 @@
 #![allow(missing_docs)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
@@ -49,6 +50,76 @@ struct Rig {
     user: User,
     process: Key,
     bots: Vec<Arc<Bot>>,
+    integrator: Integrator,
+}
+
+/// The audit integrator running beside the robots, as a server runs it
+/// (PostgreSQL: it links the events the commits wrote into the chain;
+/// SQLite links them in the commit and it finds nothing), and what it did.
+struct Integrator {
+    task: tokio::task::JoinHandle<()>,
+    figures: Arc<IntegratorFigures>,
+    started: Instant,
+}
+
+#[derive(Default)]
+struct IntegratorFigures {
+    events: AtomicU64,
+    steps: AtomicU64,
+    busy_us: AtomicU64,
+    longest_wait_ms: AtomicI64,
+}
+
+impl Integrator {
+    fn start(engine: Arc<Engine<SqlStore>>) -> Integrator {
+        let figures = Arc::new(IntegratorFigures::default());
+        let f = figures.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let t = Instant::now();
+                match engine.integrate_audit().await {
+                    Ok(done) if done.events > 0 => {
+                        f.events.fetch_add(done.events, Ordering::Relaxed);
+                        f.steps.fetch_add(1, Ordering::Relaxed);
+                        f.busy_us.fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        f.longest_wait_ms.fetch_max(done.longest_wait_ms, Ordering::Relaxed);
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+        });
+        Integrator {
+            task,
+            figures,
+            started: Instant::now(),
+        }
+    }
+
+    /// Prints what it did: events, the share of the time it was busy (the
+    /// serial part of the write path, for Amdahl's bound), the longest wait.
+    fn report(&self, case: &str) {
+        let f = &self.figures;
+        let events = f.events.load(Ordering::Relaxed);
+        if events == 0 {
+            return;
+        }
+        let busy = f.busy_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let wall = self.started.elapsed().as_secs_f64();
+        eprintln!(
+            "{case}: audit integrator: {events} events in {} steps, busy {busy:.2} s of {wall:.2} s ({:.1}%), \
+             {:.0} events/s while busy, longest wait {} ms",
+            f.steps.load(Ordering::Relaxed),
+            100.0 * busy / wall,
+            events as f64 / busy.max(1e-9),
+            f.longest_wait_ms.load(Ordering::Relaxed)
+        );
+    }
+}
+
+impl Drop for Integrator {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// What the WebSocket hub does for robots connected to it: hands them the
@@ -173,6 +244,7 @@ async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
         *b.run.lock().await = next_run(&engine, &bells, b).await;
     }
     Rig {
+        integrator: Integrator::start(engine.clone()),
         engine,
         bells,
         user,
@@ -290,6 +362,9 @@ fn durable_lifecycles(c: &mut Criterion) {
                 });
                 b.iter_custom(|iters| rt.block_on(rig.run(iters)));
             });
+            if let Some(rig) = &built {
+                rig.integrator.report(&format!("{name}/{backlog}"));
+            }
             if let (Some(rig), "postgres", Some(url)) = (built.take(), name, pg.as_deref()) {
                 drop(rig);
                 rt.block_on(support::drop_postgres(url, &format!("bench_{backlog}")));

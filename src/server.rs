@@ -335,6 +335,7 @@ async fn serve<S: Store>(
         let _ = stop_tx.send(true);
     });
     let timers = tokio::spawn(run_timers(engine.clone(), stopped(stop_rx.clone())));
+    let integrator = tokio::spawn(run_integrator(engine.clone(), stopped(stop_rx.clone())));
     let hooks = tokio::spawn(crate::hooks::run_hooks(engine.clone(), stopped(stop_rx.clone())));
     let retry = options
         .webhook_retry_ms
@@ -445,6 +446,7 @@ async fn serve<S: Store>(
         .map_err(|e| fail(format!("server: {e}")));
     let _ = closing.await;
     let _ = timers.await;
+    let _ = integrator.await;
     let _ = hooks.await;
     let _ = webhooks.await;
     let _ = provisioners.await;
@@ -533,6 +535,56 @@ pub async fn run_timers<S: Store>(engine: Arc<Engine<S>>, shutdown: impl Future<
             Ok(Some(t)) if t > now => Duration::from_millis(((t.0 - now.0) as u64).min(most)),
             Ok(Some(_)) => Duration::from_millis(10),
             _ => Duration::from_millis(most),
+        };
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// How often the audit integrator looks for committed events while it has
+/// found none: the bound on their wait, besides the integration itself.
+const INTEGRATE_EVERY: Duration = Duration::from_millis(20);
+
+/// Integrates committed audit events into the chain until `shutdown`
+/// completes (stores that link in the commit have nothing to do). With
+/// several nodes on one database the holder of the integrator lease does
+/// it; the others try for the lease now and then, and take over within the
+/// lease's life when its holder dies. The lease is renewed at a third of its
+/// life, not at every step.
+pub async fn run_integrator<S: Store>(engine: Arc<Engine<S>>, shutdown: impl Future<Output = ()>) {
+    tokio::pin!(shutdown);
+    let renew_every = Duration::from_millis((engine.config().timer_lease_ms / 3).max(10));
+    let mut holding = false;
+    let mut renewed: Option<tokio::time::Instant> = None;
+    loop {
+        if renewed.is_none_or(|t| t.elapsed() >= renew_every) {
+            let held = match engine.hold_integrator().await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot renew the audit integrator's lease");
+                    false
+                }
+            };
+            if held != holding {
+                tracing::info!(node = engine.node(), held, "audit integrator lease");
+                holding = held;
+            }
+            renewed = Some(tokio::time::Instant::now());
+        }
+        let wait = if !holding {
+            renew_every
+        } else {
+            match engine.integrate_audit().await {
+                // More may wait behind a full step.
+                Ok(done) if done.events > 0 => Duration::ZERO,
+                Ok(_) => INTEGRATE_EVERY,
+                Err(e) => {
+                    tracing::error!(error = %e, "audit integration failed");
+                    Duration::from_secs(1)
+                }
+            }
         };
         tokio::select! {
             _ = &mut shutdown => return,

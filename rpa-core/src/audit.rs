@@ -234,6 +234,38 @@ pub fn link(prev: [u8; 32], seq: u64, draft: AuditDraft) -> AuditEvent {
     }
 }
 
+/// `draft` as a store writes it before the event has its place in the
+/// chain (no position, no hashes): a store that integrates its events after
+/// the commit (see [`crate::store::AuditStore::integrate`]) keeps it so
+/// until [`place`] gives it one.
+pub fn unplaced(draft: AuditDraft) -> AuditEvent {
+    AuditEvent {
+        seq: 0,
+        at: draft.at,
+        actor: draft.actor,
+        action: std::borrow::Cow::Borrowed(draft.action),
+        subject: draft.subject.to_string(),
+        detail: draft.detail,
+        event: draft.event,
+        prev_hash: [0; 32],
+        hash: [0; 32],
+    }
+}
+
+/// Gives an [`unplaced`] event its place: the event after one with hash
+/// `prev`, at `seq` (the same event [`link`] makes of its draft).
+pub fn place(prev: [u8; 32], seq: u64, mut e: AuditEvent) -> AuditEvent {
+    e.seq = seq;
+    e.prev_hash = prev;
+    e.hash = digest(&prev, &e);
+    e
+}
+
+/// How long a committed event may wait for its place in the chain before
+/// [`crate::Engine::verify_audit`] calls the chain broken (it was committed
+/// and never integrated: held back, or damaged before it could be).
+pub const INTEGRATION_BOUND_MS: i64 = 60_000;
+
 /// A break in the chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("audit chain broken at event {seq}: {why}")]
@@ -420,6 +452,24 @@ mod tests {
         assert_eq!(serde_json::from_value::<AuditEvent>(old.clone()).unwrap(), e);
         old["hash"] = serde_json::json!([1, 2, 3]);
         assert!(serde_json::from_value::<AuditEvent>(old).is_err());
+    }
+
+    #[test]
+    fn an_event_placed_later_is_the_event_linked_at_once() {
+        let draft = AuditDraft {
+            at: Timestamp(4),
+            actor: Actor::User(UserId(2)),
+            action: "job.start",
+            subject: Subject::Id("job", 7),
+            detail: "d".into(),
+            event: None,
+        };
+        let stored = serde_json::to_string(&unplaced(draft.clone())).unwrap();
+        let read: AuditEvent = serde_json::from_str(&stored).unwrap();
+        let placed = place([3; 32], 9, read);
+        assert_eq!(placed, link([3; 32], 9, draft));
+        let mut v = Verifier::default();
+        assert!(v.push(&place([0; 32], 1, placed.clone())).is_ok());
     }
 
     #[test]

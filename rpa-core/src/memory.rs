@@ -277,6 +277,10 @@ struct Inner {
     timers: BTreeSet<(Timestamp, Due)>,
     outbox: Fast<RobotId, VecDeque<Command>>,
     audit: AuditLog,
+    /// Whether commits leave their audit events for [`AuditStore::integrate`].
+    integrate_later: bool,
+    /// Each commit's audit events waiting for integration, in commit order.
+    unplaced: VecDeque<Vec<AuditDraft>>,
     leases: HashMap<String, (u64, Timestamp)>,
 }
 
@@ -377,6 +381,17 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A store whose commits leave their audit events unplaced until
+    /// [`AuditStore::integrate`] links them into the chain, as the
+    /// PostgreSQL store's do (unlike it, reading the chain does not
+    /// integrate first): for simulations of integrators that die and hand
+    /// over.
+    pub fn integrating_later() -> Self {
+        let s = Self::default();
+        s.lock().integrate_later = true;
+        s
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -733,8 +748,14 @@ impl CommitStore for MemoryStore {
         for (r, cmd) in c.commands {
             g.outbox.entry(r).or_default().push_back(cmd);
         }
-        for d in c.audit {
-            g.audit.append(d);
+        if g.integrate_later {
+            if !c.audit.is_empty() {
+                g.unplaced.push_back(c.audit);
+            }
+        } else {
+            for d in c.audit {
+                g.audit.append(d);
+            }
         }
         Ok(())
     }
@@ -947,6 +968,25 @@ impl AuditStore for MemoryStore {
     async fn audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
         let g = self.lock();
         Ok(g.audit.after(after, limit))
+    }
+
+    async fn integrate(&self) -> StoreResult<crate::store::Integrated> {
+        let mut g = self.lock();
+        let mut done = crate::store::Integrated::default();
+        while let Some(group) = g.unplaced.pop_front() {
+            for d in group {
+                g.audit.append(d);
+                done.events += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    async fn unintegrated(&self) -> StoreResult<crate::store::Unintegrated> {
+        Ok(crate::store::Unintegrated {
+            commits: self.lock().unplaced.len() as u64,
+            oldest_wait_ms: 0,
+        })
     }
 }
 

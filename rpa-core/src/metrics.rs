@@ -174,6 +174,11 @@ pub struct Metrics {
     /// AI capability calls by `capability` and `outcome` (`answered`,
     /// `failed`, `timeout`, `refused`).
     pub ai_calls: CounterVec,
+    /// From a commit to its audit events' integration into the chain, as
+    /// this node's integrator saw it (stores that link in the commit: none).
+    pub audit_integration_seconds: Histogram,
+    /// Audit events this node's integrator gave their place in the chain.
+    pub audit_integrated: AtomicU64,
     /// HTTP requests by `family` and `status`.
     pub http_requests: CounterVec,
     /// HTTP latency by `family`.
@@ -191,6 +196,8 @@ impl Default for Metrics {
             dispatch_seconds: Histogram::default(),
             webhook_deliveries: CounterVec::new(&["result"]),
             ai_calls: CounterVec::new(&["capability", "outcome"]),
+            audit_integration_seconds: Histogram::default(),
+            audit_integrated: AtomicU64::new(0),
             http_requests: CounterVec::new(&["family", "status"]),
             http_seconds: HistogramVec::new(&["family"]),
         }
@@ -234,6 +241,18 @@ impl Metrics {
             "From a job's start to its first Execute sent to a robot.",
             &[],
             &self.dispatch_seconds,
+        );
+        out.histogram(
+            "rpa_audit_integration_seconds",
+            "From a commit to the integration of its audit events into the chain (the longest wait of each integration step of this node).",
+            &[],
+            &self.audit_integration_seconds,
+        );
+        out.counter(
+            "rpa_audit_integrated_total",
+            "Audit events this node integrated into the chain.",
+            &[],
+            self.audit_integrated.load(Ordering::Relaxed),
         );
         out.counter_vec(
             "rpa_webhook_deliveries_total",

@@ -392,7 +392,34 @@ pub trait OutboxStore: Send + Sync + 'static {
     fn take_commands(&self, robot: RobotId, limit: usize) -> impl Future<Output = StoreResult<Vec<Command>>> + Send;
 }
 
+/// What one integration step did (see [`AuditStore::integrate`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Integrated {
+    /// Events that took their place in the chain.
+    pub events: u64,
+    /// How long the longest waiting of them waited after its commit, in
+    /// milliseconds by the database's clock (0 without events).
+    pub longest_wait_ms: i64,
+}
+
+/// Events committed and not integrated yet (see [`AuditStore::integrate`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unintegrated {
+    /// Commits whose events wait.
+    pub commits: u64,
+    /// How long the oldest has waited, in milliseconds (0 without any).
+    pub oldest_wait_ms: i64,
+}
+
 /// The audit chain and the domain events it carries.
+///
+/// A store either links a commit's audit events into the chain in the
+/// commit itself (the in-memory store, SQLite: one writer), or writes them
+/// durably in the commit, unplaced, and integrates them into the chain
+/// afterwards, in order, one integrator at a time (PostgreSQL: so that the
+/// writers of several nodes never wait for one another on the chain's
+/// tail). Reads of the chain see every event committed before they asked:
+/// such a store integrates first.
 pub trait AuditStore: Send + Sync + 'static {
     /// Audit events with `seq > after`, in order, at most `limit`.
     fn audit(&self, after: u64, limit: usize) -> impl Future<Output = StoreResult<Vec<AuditEvent>>> + Send;
@@ -405,6 +432,20 @@ pub trait AuditStore: Send + Sync + 'static {
     /// every event committed before it asked.
     fn events(&self, after: u64, limit: usize) -> impl Future<Output = StoreResult<EventPage>> + Send {
         async move { Ok(EventPage::of(after, &self.audit(after, limit).await?)) }
+    }
+
+    /// Gives the events committed and not yet in the chain their places, in
+    /// order (the events of one commit together, in the commit's order; a
+    /// commit after another that touched the same rows after it). Safe to
+    /// call from several nodes at once. Stores that link in the commit
+    /// have nothing to do.
+    fn integrate(&self) -> impl Future<Output = StoreResult<Integrated>> + Send {
+        async { Ok(Integrated::default()) }
+    }
+
+    /// The events committed and not yet in the chain.
+    fn unintegrated(&self) -> impl Future<Output = StoreResult<Unintegrated>> + Send {
+        async { Ok(Unintegrated::default()) }
     }
 }
 

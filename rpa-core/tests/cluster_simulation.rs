@@ -6,7 +6,11 @@
 //! lease and node lease expire; its WebSocket robots register again on the
 //! survivor). No robot dies or hangs, so the promise is strict: every run is
 //! executed exactly once, a robot is never refused a report about a run it
-//! holds, every job ends Successful, and the audit chain verifies.
+//! holds, every job ends Successful, and the audit chain verifies. The
+//! database integrates audit events after their commits, as PostgreSQL
+//! does: the holder of the integrator lease links them into the chain now
+//! and then, and when it dies another node takes over; in the end every
+//! event committed has its place.
 //!
 //! The node cache here ([`Node`]) is a [`ReadCache`](rpa_core::ReadCache) in front of
 //! a shared [`MemoryStore`] that plays the database: reads come from the
@@ -35,7 +39,7 @@ use rpa_core::job::FinishStatus;
 use rpa_core::model::*;
 use rpa_core::record::{Cell, Kind, Row, Select};
 use rpa_core::store::prelude::*;
-use rpa_core::store::{Commit, Due, JobQuery, StoreResult, Write};
+use rpa_core::store::{Commit, Due, Integrated, JobQuery, StoreResult, Unintegrated, Write};
 use rpa_core::transport::Command;
 use rpa_core::{Engine, EngineConfig, Error, Key, ManualClock, MemoryStore, Timestamp};
 use serde_json::json;
@@ -327,6 +331,14 @@ impl AuditStore for Node {
     async fn audit(&self, after: u64, limit: usize) -> StoreResult<Vec<AuditEvent>> {
         self.db.audit(after, limit).await
     }
+
+    async fn integrate(&self) -> StoreResult<Integrated> {
+        self.db.integrate().await
+    }
+
+    async fn unintegrated(&self) -> StoreResult<Unintegrated> {
+        self.db.unintegrated().await
+    }
 }
 
 impl RecordStore for Node {
@@ -395,7 +407,7 @@ impl Sim {
     fn new(seed: u64) -> Sim {
         let mut rng = StdRng::seed_from_u64(seed);
         let clock = ManualClock::new(T0);
-        let db = MemoryStore::new();
+        let db = MemoryStore::integrating_later();
         let nodes: Vec<Node> = (0..2).map(|_| Node::new(&db)).collect();
         for (i, n) in nodes.iter().enumerate() {
             let mut peers = n.peers.lock().unwrap();
@@ -658,9 +670,24 @@ impl Sim {
                         block(self.engines[n].tick()).unwrap();
                     }
                 }
+                self.integrate(0.5);
             }
         }
         self.check();
+    }
+
+    /// Each live node that holds (or takes) the integrator lease integrates
+    /// the committed audit events, with probability `p` (so events wait a
+    /// while); when the holder dies, another takes over once the lease ran out.
+    fn integrate(&mut self, p: f64) {
+        for n in 0..self.nodes.len() {
+            if self.alive[n] && block(self.engines[n].hold_integrator()).unwrap() && self.rng.random_bool(p) {
+                let done = block(self.engines[n].integrate_audit()).unwrap();
+                if done.events > 0 {
+                    trace(|| format!("  node {n} integrates {} audit events", done.events));
+                }
+            }
+        }
     }
 
     fn check(&mut self) {
@@ -700,6 +727,20 @@ impl Sim {
                 for j in &self.jobs {
                     assert_eq!(self.executions.get(&j.key), Some(&1), "job {} executed once", j.key);
                 }
+                // Every event committed takes its place, whoever integrates.
+                for _ in 0..100 {
+                    if block(self.db.unintegrated()).unwrap().commits == 0 {
+                        break;
+                    }
+                    self.clock.advance(1_000);
+                    self.integrate(1.0);
+                }
+                assert_eq!(
+                    block(self.db.unintegrated()).unwrap().commits,
+                    0,
+                    "events never integrated"
+                );
+                self.check();
                 return;
             }
             for i in 0..self.bots.len() {
@@ -720,6 +761,7 @@ impl Sim {
                     block(self.engines[n].tick()).unwrap();
                 }
             }
+            self.integrate(0.5);
             self.check();
         }
         let stuck: Vec<_> = self

@@ -187,16 +187,23 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             include_str!("../migrations/0027_executor_images.sql"),
         ),
         (28, "sso logins", include_str!("../migrations/0028_sso_logins.sql")),
+        (
+            29,
+            "audit integration",
+            include_str!("../migrations/0029_audit_integration.sql"),
+        ),
     ]
 }
 
 /// What migration `version` adds on `backend` only, run in the same
 /// transaction after its shared SQL: the full-text indexes, which SQLite
-/// and PostgreSQL make differently.
+/// and PostgreSQL make differently, and PostgreSQL's numbering and timing
+/// of the audit events that wait for integration.
 pub fn backend_migration(backend: Backend, version: i64) -> Option<&'static str> {
     match (backend, version) {
         (Backend::Sqlite, 25) => Some(include_str!("../migrations/0025_content.sqlite.sql")),
         (Backend::Postgres, 25) => Some(include_str!("../migrations/0025_content.postgres.sql")),
+        (Backend::Postgres, 29) => Some(include_str!("../migrations/0029_audit_integration.postgres.sql")),
         _ => None,
     }
 }

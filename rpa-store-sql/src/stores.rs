@@ -355,8 +355,23 @@ impl OutboxStore for SqlStore {
     }
 }
 
+impl SqlStore {
+    /// PostgreSQL: integrates what waits before the chain is read, so that
+    /// a read sees every event committed before it (see [`AuditStore`]). A
+    /// failure is logged and the chain read as it is: the integrator and
+    /// the chain's verification say what is wrong.
+    async fn integrated(&self) {
+        if let Writer::Pool(_, pool) = &self.inner.writer
+            && let Err(e) = postgres::integrate(pool).await
+        {
+            tracing::warn!(error = %e, "cannot integrate the audit events before reading the chain");
+        }
+    }
+}
+
 impl AuditStore for SqlStore {
     async fn head(&self) -> StoreResult<u64> {
+        self.integrated().await;
         let n = self
             .inner
             .read
@@ -366,11 +381,26 @@ impl AuditStore for SqlStore {
     }
 
     async fn audit(&self, after: u64, n: usize) -> StoreResult<Vec<AuditEvent>> {
+        self.integrated().await;
         self.many(
             "SELECT data FROM rpa_audit WHERE seq > $1 ORDER BY seq LIMIT $2",
             vec![Val::I(i64::try_from(after).unwrap_or(i64::MAX)), Val::I(limit(n))],
         )
         .await
+    }
+
+    async fn integrate(&self) -> StoreResult<Integrated> {
+        match &self.inner.writer {
+            Writer::Pool(_, pool) => postgres::integrate(pool).await,
+            Writer::Thread(_) => Ok(Integrated::default()),
+        }
+    }
+
+    async fn unintegrated(&self) -> StoreResult<Unintegrated> {
+        match &self.inner.writer {
+            Writer::Pool(_, pool) => postgres::unintegrated(pool).await,
+            Writer::Thread(_) => Ok(Unintegrated::default()),
+        }
     }
 }
 

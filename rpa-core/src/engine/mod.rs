@@ -119,6 +119,7 @@ use rand::{Rng, SeedableRng};
 
 pub use ai::Admitted;
 pub use assets::RunCaller;
+pub use events::INTEGRATOR_LEASE;
 pub use flow::{FLOW_CONSUMER, TicketQuery};
 pub use images::NewImage;
 pub use jobs::{JobQueryParams, NewQueueItem};
@@ -1196,6 +1197,13 @@ impl<S: Store> Engine<S> {
         loop {
             let page = self.store.audit(v.count(), PAGE).await?;
             if page.is_empty() {
+                let waiting = self.store.unintegrated().await?;
+                if waiting.commits > 0 && waiting.oldest_wait_ms > audit::INTEGRATION_BOUND_MS {
+                    return Ok(Err(ChainBroken {
+                        seq: v.count() + 1,
+                        why: "an event was committed but never integrated into the chain",
+                    }));
+                }
                 return Ok(Ok(v.count()));
             }
             for e in &page {

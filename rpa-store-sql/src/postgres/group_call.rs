@@ -5,11 +5,14 @@
 //! The server neither parses the rows as SQL text nor plans a statement per
 //! group: the call is prepared once per connection, the function's
 //! statements are planned once per session, and the values travel in
-//! binary. Under the writers' lock the function first checks that the
-//! writer's knowledge still holds (the audit tail, each row's version, each
-//! counted process's version) and raises `40001` otherwise; then it writes
-//! each row's final state, the counters, the commands, the notifications
-//! and the audit rows. One statement is one transaction: all or nothing.
+//! binary. The function first locks the rows it writes (the counted
+//! processes, then each table's rows, in the order every group writer
+//! locks them: nothing cluster-wide) and checks that the writer's knowledge
+//! still holds (each row's version, each counted process's version),
+//! raising `40001` otherwise; then it writes each row's final state, the
+//! counters, the commands, the notifications and the group's audit events
+//! (unplaced: the integrator links them into the chain). One statement is
+//! one transaction: all or nothing.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -33,10 +36,8 @@ fn sql_type(ty: ColumnType) -> &'static str {
     }
 }
 
-/// What the writer expects to find under the lock.
+/// What the writer expects to find once the rows are locked.
 pub(crate) struct Expected {
-    /// The audit chain's last sequence number.
-    pub tail_seq: i64,
     /// Each row's version (`None`: not there yet).
     pub rows: HashMap<(&'static str, i64), Option<i64>>,
     /// Each counted process's version.
@@ -55,14 +56,12 @@ pub(crate) struct Writes<'a> {
     pub woken: Vec<String>,
     /// Payloads for the node caches' channel.
     pub changes: Vec<String>,
-    /// Audit rows: seq, JSON.
-    pub audit: Vec<(i64, String)>,
-    /// The chain's new tail hash, hex (with the last audit row).
-    pub tail_hash: String,
+    /// The group's audit events, unplaced, as one JSON array (`None`: none).
+    pub audit: Option<String>,
 }
 
 fn params() -> Vec<(String, String)> {
-    let mut p = vec![("tail_seq".to_string(), "BIGINT".to_string())];
+    let mut p = Vec::new();
     let array = |p: &mut Vec<(String, String)>, name: String, ty: &str| p.push((name, format!("{ty}[]")));
     for (k, kind) in TABLES.iter().enumerate() {
         array(&mut p, format!("g{k}_id"), "BIGINT");
@@ -85,13 +84,19 @@ fn params() -> Vec<(String, String)> {
         ("o_data", "TEXT"),
         ("woken", "TEXT"),
         ("changes", "TEXT"),
-        ("a_seq", "BIGINT"),
-        ("a_data", "TEXT"),
     ] {
         array(&mut p, name.to_string(), ty);
     }
-    p.push(("tail_hash".to_string(), "TEXT".to_string()));
+    p.push(("audit".to_string(), "TEXT".to_string()));
     p
+}
+
+/// The tables in the order every group writer locks their rows (by name,
+/// as `open_rows` reads them), after the counted processes.
+fn lock_order() -> Vec<(usize, &'static str)> {
+    let mut order: Vec<(usize, &'static str)> = TABLES.iter().enumerate().map(|(k, kind)| (k, kind.table)).collect();
+    order.sort_by_key(|(_, table)| *table);
+    order
 }
 
 /// `CREATE OR REPLACE FUNCTION rpa_write_rows(...)`, run at start-up.
@@ -99,11 +104,13 @@ pub(crate) fn function_sql() -> String {
     let params: Vec<String> = params().iter().map(|(n, t)| format!("{n} {t}")).collect();
     // Row by row on the primary keys: a set-wise join would be planned once
     // per session, while the tables were small, and keep scanning them whole.
-    let mut body = String::from(
-        "PERFORM pg_advisory_xact_lock(7263);\n\
-         IF (SELECT seq FROM rpa_audit_tail WHERE id = 1) IS DISTINCT FROM tail_seq THEN\n  RAISE EXCEPTION USING ERRCODE = '40001', \
-         MESSAGE = 'rpa: a group was written from stale knowledge';\nEND IF;\n",
-    );
+    let mut body = String::from("PERFORM 1 FROM rpa_processes WHERE id = ANY(gp_id) ORDER BY id FOR UPDATE;\n");
+    for (k, table) in lock_order() {
+        let _ = writeln!(
+            body,
+            "PERFORM 1 FROM {table} WHERE id = ANY(g{k}_id) ORDER BY id FOR UPDATE;"
+        );
+    }
     let stale = |body: &mut String, ids: &str, vers: &str, table: &str| {
         let _ = writeln!(
             body,
@@ -144,8 +151,7 @@ pub(crate) fn function_sql() -> String {
     let _ = write!(
         body,
         "PERFORM pg_notify('{}', c) FROM unnest(changes) AS c;\n\
-         IF cardinality(a_seq) > 0 THEN\n  INSERT INTO rpa_audit (seq, data) SELECT * FROM unnest(a_seq, a_data);\n  \
-         UPDATE rpa_audit_tail SET seq = a_seq[cardinality(a_seq)], hash = tail_hash WHERE id = 1;\nEND IF;\n",
+         IF audit IS NOT NULL THEN\n  INSERT INTO rpa_audit_pending (data) VALUES (audit);\nEND IF;\n",
         super::cache::CHANNEL
     );
     format!(
@@ -164,7 +170,7 @@ static CALL: LazyLock<String> = LazyLock::new(|| {
 /// (`40001` when the writer's knowledge no longer holds, a unique clash,
 /// a broken connection).
 pub(crate) async fn write(conn: &mut PgConnection, expected: &Expected, w: &Writes<'_>) -> Result<(), CallError> {
-    let mut q = sqlx::query(CALL.as_str()).bind(expected.tail_seq);
+    let mut q = sqlx::query(CALL.as_str());
     for kind in TABLES {
         let table = kind.table;
         let (ids, vers): (Vec<i64>, Vec<Option<i64>>) = expected
@@ -218,9 +224,7 @@ pub(crate) async fn write(conn: &mut PgConnection, expected: &Expected, w: &Writ
         .bind(w.outbox.iter().map(|o| o.2).collect::<Vec<&str>>())
         .bind(w.woken.iter().map(String::as_str).collect::<Vec<&str>>())
         .bind(w.changes.iter().map(String::as_str).collect::<Vec<&str>>())
-        .bind(w.audit.iter().map(|a| a.0).collect::<Vec<i64>>())
-        .bind(w.audit.iter().map(|a| a.1.as_str()).collect::<Vec<&str>>())
-        .bind(w.tail_hash.as_str());
+        .bind(w.audit.as_deref());
     q.execute(conn).await.map(|_| ()).map_err(CallError::Server)
 }
 
@@ -241,7 +245,8 @@ mod tests {
     fn the_call_binds_one_value_per_parameter() {
         let n = params().len();
         assert_eq!(CALL.matches('$').count(), n);
-        assert!(function_sql().contains("tail_hash TEXT) RETURNS void"));
+        assert!(function_sql().contains("audit TEXT) RETURNS void"));
+        assert!(!function_sql().contains("advisory"), "no cluster-wide lock");
         // PostgreSQL takes at most 100 arguments.
         assert!(n <= 100, "{n} parameters");
     }

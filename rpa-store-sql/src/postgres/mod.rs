@@ -1,20 +1,22 @@
 //! The PostgreSQL group writer: a group of commits in three round trips,
 //! whatever its size.
 //!
-//! 1. `BEGIN`, an advisory lock (so the writers of several nodes take
-//!    turns; every commit appends to the one audit chain, so they would
-//!    anyway, and they never lock rows in crossed order), then, under the
-//!    lock, the processes whose counters the group changes and the audit
-//!    chain's tail. The [`Counts`](rpa_core::store::Counts) are applied in
-//!    commit order, in Rust (the rule lives in `rpa-core`), and become
-//!    versioned process updates.
+//! 1. `BEGIN`, then the processes whose counters the group changes, locked
+//!    (`FOR UPDATE`, by id: the writers of several nodes lock rows in one
+//!    order and wait only for the rows they share; nothing cluster-wide).
+//!    The [`Counts`](rpa_core::store::Counts) are applied in commit order,
+//!    in Rust (the rule lives in `rpa-core`), and become versioned process
+//!    updates.
 //! 2. One anonymous block with every commit's statements, each commit in
 //!    its own `BEGIN ... EXCEPTION` sub-block (a savepoint), values inlined
 //!    as escaped literals; it reports which commits failed and why. A
 //!    failed commit invalidates the counters computed after it, so if a
 //!    later commit failed too the round is undone and run again without
 //!    the first failure.
-//! 3. The audit rows of the commits that stood, the new tail, `COMMIT`.
+//! 3. The audit events of the commits that stood, unplaced, as one row of
+//!    `rpa_audit_pending`; `COMMIT`. The integrator ([`integrate`], one at a
+//!    time, by any node) links them into the chain afterwards, in order:
+//!    writers never wait for one another on the chain's tail.
 //!
 //! Several statements travel in one simple query (sqlx sends a query
 //! without arguments that way). A group that the block cannot carry (a
@@ -34,12 +36,12 @@ use rpa_core::ReadCache;
 use rpa_core::audit::{self, AuditDraft};
 use rpa_core::error::StoreError;
 use rpa_core::model::Process;
-use rpa_core::store::{StoreResult, Write};
+use rpa_core::store::{Integrated, StoreResult, Unintegrated, Write};
 use sqlx::{AnyConnection, AnyPool, Connection, PgConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::plan::{self, EntityRow, Expect, Planned, Step, Stmt, Val};
-use crate::{GROUP_MAX, backend_err, bind, data, queries, unique_err};
+use crate::{GROUP_MAX, backend_err, bind, data, unique_err};
 
 /// A commit waiting for the group writer.
 pub(crate) struct Pending {
@@ -77,7 +79,7 @@ pub(crate) async fn group_writer(
             }
         }
         if done.is_none() {
-            // These paths move the audit tail without telling.
+            // The next group tries the fast path again only after a clean one.
             hint = None;
             done = one_block(&pool, &mut batch, node).await;
         }
@@ -141,12 +143,7 @@ fn fail_all<T>(e: StoreError, n: usize) -> Vec<StoreResult<T>> {
 }
 
 async fn begin(pool: &AnyPool) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
-    let mut tx = pool.begin().await.map_err(backend_err)?;
-    sqlx::query("SELECT pg_advisory_xact_lock(7263)")
-        .execute(&mut *tx)
-        .await
-        .map_err(backend_err)?;
-    Ok(tx)
+    pool.begin().await.map_err(backend_err)
 }
 
 /// Rounds of a group before it goes statement by statement.
@@ -185,7 +182,7 @@ async fn one_block(pool: &AnyPool, batch: &mut [Pending], node: u64) -> Option<(
         Err(e) => return Some((fail_all(backend_err(e), n), Vec::new())),
     };
     for _ in 0..ROUNDS {
-        let (processes, mut tail) = match open(&mut conn, &ids).await {
+        let processes = match open(&mut conn, &ids).await {
             Ok(x) => x,
             Err(e) => {
                 rollback(&mut conn).await;
@@ -227,11 +224,7 @@ async fn one_block(pool: &AnyPool, batch: &mut [Pending], node: u64) -> Option<(
         // sent stood; else the caller re-reads them.
         let clean = (0..n).all(|i| !sent[i] || results[i].is_ok());
         let written = if clean { written } else { Vec::new() };
-        let close = match finish(
-            &mut tail,
-            audit,
-            &notify_sql(cache::CHANNEL, &payloads(batch, &results, node)),
-        ) {
+        let close = match finish(audit, &notify_sql(cache::CHANNEL, &payloads(batch, &results, node))) {
             Ok(sql) => sql,
             Err(e) => {
                 rollback(&mut conn).await;
@@ -254,13 +247,13 @@ async fn one_block(pool: &AnyPool, batch: &mut [Pending], node: u64) -> Option<(
 }
 
 /// A group of commits that write only jobs, queue items and robots (with
-/// counters and commands), in two round trips: (1) `BEGIN`, the writers'
-/// lock, the audit tail, the counters and the stored versions of every row
-/// the group writes; then each commit is checked here, in commit order,
+/// counters and commands), in two round trips: (1) `BEGIN`, the counters
+/// and the stored versions of every row the group writes, locked in the
+/// writers' one order; then each commit is checked here, in commit order,
 /// against the versions as the commits before it leave them (a stale one
 /// fails alone, [`StoreError::Conflict`]); (2) one multi-row statement per
 /// table with the final state of each row, the commands, the counters,
-/// the notifications, the audit rows, `COMMIT`. The server plans a handful
+/// the notifications, the group's audit events (unplaced), `COMMIT`. The server plans a handful
 /// of statements per group instead of several per commit.
 ///
 /// `None` (nothing written) if the server refuses the second round trip (a
@@ -283,7 +276,7 @@ async fn rows_at_once(pool: &AnyPool, batch: &[Pending], node: u64, hint: &mut O
         Ok(c) => c,
         Err(e) => return Some((fail_all(backend_err(e), n), Vec::new())),
     };
-    let (processes, mut tail, versions) = match open_rows(&mut conn, &counted, &keys).await {
+    let (processes, versions) = match open_rows(&mut conn, &counted, &keys).await {
         Ok(x) => x,
         Err(e) => {
             rollback(&mut conn).await;
@@ -291,7 +284,7 @@ async fn rows_at_once(pool: &AnyPool, batch: &[Pending], node: u64, hint: &mut O
         }
     };
     let checked = check(batch, versions, processes);
-    let sql = match group_writes(batch, &checked, node, &mut tail) {
+    let sql = match group_writes(batch, &checked, node) {
         Ok(w) => write_sql(&w),
         Err(e) => {
             rollback(&mut conn).await;
@@ -300,7 +293,7 @@ async fn rows_at_once(pool: &AnyPool, batch: &[Pending], node: u64, hint: &mut O
     };
     match sqlx::Executor::execute(&mut *conn, sql.as_str()).await {
         Ok(_) => {
-            *hint = Some(Hint { tail });
+            *hint = Some(Hint);
             Some((checked.results, checked.processes.into_values().collect()))
         }
         Err(e) => {
@@ -311,18 +304,17 @@ async fn rows_at_once(pool: &AnyPool, batch: &[Pending], node: u64, hint: &mut O
     }
 }
 
-/// What this writer knows the database held after its last group.
-pub(crate) struct Hint {
-    tail: Tail,
-}
+/// That this writer's last group went through as rows: the next one tries
+/// [`rows_in_one`] first.
+pub(crate) struct Hint;
 
 /// [`rows_at_once`] in one round trip, when this writer's knowledge holds:
-/// the audit tail as its last group left it, each row at the version its
-/// first commit in the group read, each process at the version the node
-/// cache holds. `rpa_write_rows` (see `group_call.rs`) checks exactly that
-/// under the writers' lock and refuses otherwise (another node wrote
-/// meanwhile, or a commit is stale): `None`, nothing written, and the group
-/// takes the two-round-trip path, which sorts it out.
+/// each row at the version its first commit in the group read, each
+/// process at the version the node cache holds. `rpa_write_rows` (see
+/// `group_call.rs`) locks those rows and checks exactly that, and refuses
+/// otherwise (another node wrote meanwhile, or a commit is stale): `None`,
+/// nothing written, and the group takes the two-round-trip path, which
+/// sorts it out.
 ///
 /// `held` is the writer's own connection for this path, opened on first use
 /// (so no group waits for a connection behind readers) and dropped when it
@@ -335,7 +327,7 @@ async fn rows_in_one(
     cache: &ReadCache,
     hint: &mut Option<Hint>,
 ) -> Option<Written> {
-    let Hint { mut tail } = hint.take()?;
+    hint.take()?;
     // The versions each row must have now, if every commit stands.
     let mut expected: HashMap<(&'static str, i64), Option<i64>> = HashMap::new();
     let mut versions: Versions = HashMap::new();
@@ -378,11 +370,10 @@ async fn rows_in_one(
         return None;
     }
     let expected = group_call::Expected {
-        tail_seq: tail.seq,
         rows: expected,
         processes: guarded,
     };
-    let writes = group_writes(batch, &checked, node, &mut tail).ok()?;
+    let writes = group_writes(batch, &checked, node).ok()?;
     if held.is_none() {
         match PgConnection::connect(url).await {
             Ok(c) => *held = Some(c),
@@ -395,7 +386,7 @@ async fn rows_in_one(
     let conn = held.as_mut()?;
     match group_call::write(conn, &expected, &writes).await {
         Ok(()) => {
-            *hint = Some(Hint { tail });
+            *hint = Some(Hint);
             Some((checked.results, checked.processes.into_values().collect()))
         }
         // Refused by the server (stale, a unique clash): the connection is fine.
@@ -499,14 +490,8 @@ fn check(batch: &[Pending], mut versions: Versions, mut processes: HashMap<i64, 
 }
 
 /// What the commits that stand write: each row's final state, each changed
-/// process once, the commands, the notifications, the audit rows (`tail`
-/// moves to the last).
-fn group_writes<'a>(
-    batch: &'a [Pending],
-    checked: &Checked<'a>,
-    node: u64,
-    tail: &mut Tail,
-) -> StoreResult<group_call::Writes<'a>> {
+/// process once, the commands, the notifications, the audit events.
+fn group_writes<'a>(batch: &'a [Pending], checked: &Checked<'a>, node: u64) -> StoreResult<group_call::Writes<'a>> {
     let mut rows: Vec<&EntityRow> = checked.last.values().copied().collect();
     rows.sort_by_key(|r| (r.table, r.id));
     let mut processes = Vec::new();
@@ -528,15 +513,13 @@ fn group_writes<'a>(
     woken.sort_unstable();
     woken.dedup();
     let drafts = stood().flat_map(|(p, _)| p.planned.audit.iter().cloned());
-    let audit = link_all(tail, drafts)?;
     Ok(group_call::Writes {
         rows,
         processes,
         outbox,
         woken: woken.iter().map(i64::to_string).collect(),
         changes: payloads(batch, &checked.results, node),
-        audit,
-        tail_hash: hex::encode(tail.hash),
+        audit: unplaced(drafts)?,
     })
 }
 
@@ -562,14 +545,14 @@ fn write_sql(w: &group_call::Writes<'_>) -> String {
     }
     sql.push_str(&notify_sql("rpa_outbox", &w.woken));
     sql.push_str(&notify_sql(cache::CHANNEL, &w.changes));
-    sql.push_str(&audit_sql(&w.audit, &w.tail_hash));
+    sql.push_str(&pending_sql(w.audit.as_deref()));
     sql.push_str("COMMIT");
     sql
 }
 
 /// One statement that writes `rows` (one table, each row once) whatever
 /// their versions: inserted, or updated in place. Their versions were
-/// checked under the writers' lock.
+/// checked with the rows locked.
 fn upsert(sql: &mut String, rows: &[&EntityRow]) {
     let Some(first) = rows.first() else { return };
     let cols: Vec<&str> = first.cols.iter().map(|(c, _)| *c).collect();
@@ -600,12 +583,13 @@ fn upsert(sql: &mut String, rows: &[&EntityRow]) {
 /// Stored versions of rows, by table and id.
 type Versions = HashMap<(&'static str, i64), i64>;
 
-/// [`open`], and the stored versions of the rows in `keys`.
+/// [`open`], and the stored versions of the rows in `keys`, locked (tables
+/// by name, rows by id: the order `rpa_write_rows` locks them in).
 async fn open_rows(
     conn: &mut AnyConnection,
     counted: &[i64],
     keys: &HashMap<&'static str, Vec<i64>>,
-) -> StoreResult<(HashMap<i64, Process>, Tail, Versions)> {
+) -> StoreResult<(HashMap<i64, Process>, Versions)> {
     let mut sql = String::new();
     let mut tables: Vec<&'static str> = keys.keys().copied().collect();
     tables.sort_unstable();
@@ -613,12 +597,13 @@ async fn open_rows(
         let ids: Vec<String> = keys[table].iter().map(i64::to_string).collect();
         let _ = write!(
             sql,
-            "; SELECT {} AS k, CAST(id AS TEXT) || ':' || CAST(version AS TEXT) AS data FROM {table} WHERE id IN ({})",
+            "; SELECT {} AS k, CAST(id AS TEXT) || ':' || CAST(version AS TEXT) AS data FROM {table} WHERE id IN ({}) \
+             ORDER BY id FOR UPDATE",
             10 + k,
             ids.join(", ")
         );
     }
-    let (processes, tail, rows) = open_with(conn, counted, &sql).await?;
+    let (processes, rows) = open_with(conn, counted, &sql).await?;
     let mut versions = HashMap::new();
     for (k, text) in rows {
         let table = usize::try_from(k - 10)
@@ -631,21 +616,13 @@ async fn open_rows(
             .ok_or_else(|| StoreError::Backend("versions: damaged".into()))?;
         versions.insert((*table, id), version);
     }
-    Ok((processes, tail, versions))
+    Ok((processes, versions))
 }
 
-/// The audit chain's last event: its number and hash.
-struct Tail {
-    seq: i64,
-    hash: [u8; 32],
-}
-
-/// One round trip: begins the transaction, takes the writers' lock, then
-/// (under it, so that they stay as read) reads the processes whose counters
-/// change and the audit chain's tail.
-async fn open(conn: &mut AnyConnection, ids: &[i64]) -> StoreResult<(HashMap<i64, Process>, Tail)> {
-    let (processes, tail, _) = open_with(conn, ids, "").await?;
-    Ok((processes, tail))
+/// One round trip: begins the transaction and reads the processes whose
+/// counters change, locked (by id) so that they stay as read.
+async fn open(conn: &mut AnyConnection, ids: &[i64]) -> StoreResult<HashMap<i64, Process>> {
+    Ok(open_with(conn, ids, "").await?.0)
 }
 
 /// [`open`], with `extra` (more `SELECT k, data` statements, `k >= 10`,
@@ -654,16 +631,13 @@ async fn open_with(
     conn: &mut AnyConnection,
     ids: &[i64],
     extra: &str,
-) -> StoreResult<(HashMap<i64, Process>, Tail, Vec<(i32, String)>)> {
-    let mut sql = String::from(
-        "BEGIN; SELECT 0 AS k, '' AS data FROM (SELECT pg_advisory_xact_lock(7263)) l; \
-         SELECT 1 AS k, CAST(seq AS TEXT) || ':' || hash AS data FROM rpa_audit_tail WHERE id = 1",
-    );
+) -> StoreResult<(HashMap<i64, Process>, Vec<(i32, String)>)> {
+    let mut sql = String::from("BEGIN");
     if !ids.is_empty() {
         let list: Vec<String> = ids.iter().map(i64::to_string).collect();
         let _ = write!(
             sql,
-            "; SELECT 2 AS k, data FROM rpa_processes WHERE id IN ({})",
+            "; SELECT 2 AS k, data FROM rpa_processes WHERE id IN ({}) ORDER BY id FOR UPDATE",
             list.join(", ")
         );
     }
@@ -673,23 +647,10 @@ async fn open_with(
         .await
         .map_err(backend_err)?;
     let mut processes = HashMap::new();
-    let mut tail = None;
     let mut more = Vec::new();
     for row in &rows {
         let k: i32 = row.try_get("k").map_err(backend_err)?;
         match k {
-            1 => {
-                let t: String = row.try_get("data").map_err(backend_err)?;
-                let (seq, hash) = t
-                    .split_once(':')
-                    .ok_or_else(|| StoreError::Backend("audit tail: damaged".into()))?;
-                let mut h = [0u8; 32];
-                hex::decode_to_slice(hash, &mut h).map_err(|e| StoreError::Backend(format!("audit tail: {e}")))?;
-                let seq = seq
-                    .parse()
-                    .map_err(|e| StoreError::Backend(format!("audit tail: {e}")))?;
-                tail = Some(Tail { seq, hash: h });
-            }
             2 => {
                 let p: Process = data(row)?;
                 processes.insert(p.id.0, p);
@@ -698,8 +659,7 @@ async fn open_with(
             _ => {}
         }
     }
-    let tail = tail.ok_or_else(|| StoreError::Backend("audit tail: missing".into()))?;
-    Ok((processes, tail, more))
+    Ok((processes, more))
 }
 
 /// One round trip: the block, then the commits it reports failed
@@ -717,42 +677,30 @@ async fn run_block(conn: &mut AnyConnection, block: &str) -> Result<Vec<(usize, 
     serde_json::from_str(&failed).map_err(|e| StoreError::Backend(format!("group results: {e}")))
 }
 
-/// The group's audit rows (of the commits that stood, in commit order), the
-/// new tail, `notify`, and `COMMIT`: the last round trip.
-fn finish(tail: &mut Tail, drafts: Vec<AuditDraft>, notify: &str) -> StoreResult<String> {
-    let rows = link_all(tail, drafts)?;
-    Ok(format!("{}{notify}COMMIT", audit_sql(&rows, &hex::encode(tail.hash))))
+/// The group's audit events (of the commits that stood, in commit order),
+/// `notify`, and `COMMIT`: the last round trip.
+fn finish(drafts: Vec<AuditDraft>, notify: &str) -> StoreResult<String> {
+    Ok(format!("{}{notify}COMMIT", pending_sql(unplaced(drafts)?.as_deref())))
 }
 
-/// `drafts` linked to the chain after `tail` (which moves to the last):
-/// each event's seq and JSON.
-fn link_all(tail: &mut Tail, drafts: impl IntoIterator<Item = AuditDraft>) -> StoreResult<Vec<(i64, String)>> {
-    drafts
-        .into_iter()
-        .map(|d| {
-            tail.seq += 1;
-            let e = audit::link(tail.hash, tail.seq as u64, d);
-            tail.hash = e.hash;
-            Ok((tail.seq, plan::to_json(&e)?))
-        })
-        .collect()
+/// A group's audit events as they wait for their places in the chain: one
+/// JSON array, in order (`None` without events).
+fn unplaced(drafts: impl IntoIterator<Item = AuditDraft>) -> StoreResult<Option<String>> {
+    let events: Vec<rpa_core::model::AuditEvent> = drafts.into_iter().map(audit::unplaced).collect();
+    if events.is_empty() {
+        return Ok(None);
+    }
+    plan::to_json(&events).map(Some)
 }
 
-/// The audit rows and the chain's new tail; nothing without rows.
-fn audit_sql(rows: &[(i64, String)], tail_hash: &str) -> String {
-    let Some((last, _)) = rows.last() else {
+/// The statement that writes a group's unplaced events; nothing without.
+fn pending_sql(events: Option<&str>) -> String {
+    let Some(json) = events else {
         return String::new();
     };
-    let mut sql = String::from("INSERT INTO rpa_audit (seq, data) VALUES ");
-    for (i, (seq, json)) in rows.iter().enumerate() {
-        let _ = write!(sql, "{}({seq}, ", if i > 0 { ", " } else { "" });
-        literal(&mut sql, &Val::S(json.clone()));
-        sql.push(')');
-    }
-    let _ = write!(
-        sql,
-        "; UPDATE rpa_audit_tail SET seq = {last}, hash = '{tail_hash}' WHERE id = 1; "
-    );
+    let mut sql = String::from("INSERT INTO rpa_audit_pending (data) VALUES (");
+    literal(&mut sql, &Val::S(json.to_owned()));
+    sql.push_str("); ");
     sql
 }
 
@@ -957,8 +905,8 @@ async fn run_step(conn: &mut AnyConnection, step: Step) -> Result<(), StoreError
         Step::Run(stmt) => exec(conn, stmt).await,
         Step::Outbox { seq, robot, data } => exec(conn, plan::outbox(seq, robot, data)).await,
         Step::Counts(c) => {
-            // Writers are serial (an advisory lock), so the process read here is the one updated.
-            let row = sqlx::query(queries::PROCESS)
+            // Locked as read, so the process read here is the one updated.
+            let row = sqlx::query("SELECT data FROM rpa_processes WHERE id = $1 FOR UPDATE")
                 .bind(c.process.0)
                 .fetch_optional(&mut *conn)
                 .await
@@ -984,46 +932,135 @@ async fn exec(conn: &mut AnyConnection, stmt: Stmt) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Audit rows per INSERT.
-const AUDIT_ROWS: usize = 256;
-
-/// Appends a group's audit events (of the commits that succeeded, in commit order) to the chain.
+/// Writes a group's audit events (of the commits that succeeded, in commit
+/// order), unplaced, for the integrator.
 async fn append_audit(conn: &mut AnyConnection, drafts: Vec<AuditDraft>) -> Result<(), StoreError> {
-    // Taking the tail row's lock first serialises appends across nodes.
-    let row = sqlx::query("UPDATE rpa_audit_tail SET seq = seq WHERE id = 1 RETURNING seq, hash")
-        .fetch_one(&mut *conn)
+    if let Some(json) = unplaced(drafts)? {
+        sqlx::query("INSERT INTO rpa_audit_pending (data) VALUES ($1)")
+            .bind(json)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend_err)?;
+    }
+    Ok(())
+}
+
+/// Groups of events one integration step takes.
+const INTEGRATE_GROUPS: i64 = 512;
+
+/// The database clock in milliseconds, as `rpa_audit_pending.written_at` has it.
+const NOW_MS: &str = "CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT)";
+
+/// One integration step: the oldest groups of events waiting in
+/// `rpa_audit_pending` (by number: a commit that read another's rows came
+/// after it) take their places after the chain's tail, in order, and leave
+/// the table, in one transaction. The tail's row lock makes integrators
+/// take turns (any node may integrate; the lease only spares the work);
+/// the writers never take it. A group that cannot be read (damaged in the
+/// table) stops the step before it: it stays, and the chain's verification
+/// reports it once it waited too long.
+pub(crate) async fn integrate(pool: &AnyPool) -> StoreResult<Integrated> {
+    // Most steps find nothing: no transaction, no lock for that.
+    let waiting: Option<i64> = sqlx::query_scalar("SELECT id FROM rpa_audit_pending LIMIT 1")
+        .fetch_optional(pool)
         .await
         .map_err(backend_err)?;
-    let mut seq: i64 = row.try_get("seq").map_err(backend_err)?;
-    let hash: String = row.try_get("hash").map_err(backend_err)?;
+    if waiting.is_none() {
+        return Ok(Integrated::default());
+    }
+    let mut conn = pool.acquire().await.map_err(backend_err)?;
+    let done = integrate_on(&mut conn).await;
+    if done.is_err() {
+        rollback(&mut conn).await;
+    }
+    done
+}
+
+async fn integrate_on(conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) -> StoreResult<Integrated> {
+    let sql = format!(
+        "BEGIN; SELECT CAST(0 AS BIGINT) AS id, CAST(0 AS BIGINT) AS waited, CAST(seq AS TEXT) || ':' || hash AS data FROM rpa_audit_tail WHERE id = 1 FOR UPDATE; \
+         SELECT id, {NOW_MS} - written_at AS waited, data FROM rpa_audit_pending ORDER BY id LIMIT {INTEGRATE_GROUPS}"
+    );
+    let rows = sqlx::Executor::fetch_all(&mut **conn, sql.as_str())
+        .await
+        .map_err(backend_err)?;
+    let mut rows = rows.iter();
+    let tail: String = rows
+        .next()
+        .ok_or_else(|| StoreError::Backend("audit tail: missing".into()))?
+        .try_get("data")
+        .map_err(backend_err)?;
+    let (seq, hash) = tail
+        .split_once(':')
+        .ok_or_else(|| StoreError::Backend("audit tail: damaged".into()))?;
+    let mut seq: u64 = seq
+        .parse()
+        .map_err(|e| StoreError::Backend(format!("audit tail: {e}")))?;
     let mut prev = [0u8; 32];
     hex::decode_to_slice(hash, &mut prev).map_err(|e| StoreError::Backend(format!("audit tail: {e}")))?;
-    let mut rows = Vec::with_capacity(drafts.len());
-    for d in drafts {
-        seq += 1;
-        let e = audit::link(prev, seq as u64, d);
-        prev = e.hash;
-        rows.push((seq, plan::to_json(&e)?));
-    }
-    // Many rows per statement: one round trip for a whole group's events.
-    for chunk in rows.chunks(AUDIT_ROWS) {
-        let marks: Vec<String> = (0..chunk.len())
-            .map(|i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2))
-            .collect();
-        let sql = format!("INSERT INTO rpa_audit (seq, data) VALUES {}", marks.join(", "));
-        let mut q = sqlx::query(&sql);
-        for (seq, data) in chunk {
-            q = q.bind(*seq).bind(data.clone());
+    let mut done = Integrated::default();
+    let mut taken = Vec::new();
+    let mut insert = String::new();
+    for row in rows {
+        let id: i64 = row.try_get("id").map_err(backend_err)?;
+        let waited: i64 = row.try_get("waited").map_err(backend_err)?;
+        let data: String = row.try_get("data").map_err(backend_err)?;
+        let events: Vec<rpa_core::model::AuditEvent> = match serde_json::from_str(&data) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(group = id, error = %e, "a group of audit events cannot be read: integration stops before it");
+                break;
+            }
+        };
+        for e in events {
+            seq += 1;
+            let e = audit::place(prev, seq, e);
+            prev = e.hash;
+            let _ = write!(insert, "{}({seq}, ", if insert.is_empty() { "" } else { ", " });
+            literal(&mut insert, &Val::S(plan::to_json(&e)?));
+            insert.push(')');
+            done.events += 1;
         }
-        q.execute(&mut *conn).await.map_err(backend_err)?;
+        done.longest_wait_ms = done.longest_wait_ms.max(waited);
+        taken.push(id.to_string());
     }
-    sqlx::query("UPDATE rpa_audit_tail SET seq = $1, hash = $2 WHERE id = 1")
-        .bind(seq)
-        .bind(hex::encode(prev))
-        .execute(&mut *conn)
+    if taken.is_empty() {
+        sqlx::Executor::execute(&mut **conn, "ROLLBACK")
+            .await
+            .map_err(backend_err)?;
+        return Ok(Integrated::default());
+    }
+    let mut sql = String::new();
+    if !insert.is_empty() {
+        let _ = write!(
+            sql,
+            "INSERT INTO rpa_audit (seq, data) VALUES {insert}; UPDATE rpa_audit_tail SET seq = {seq}, hash = '{}' WHERE id = 1; ",
+            hex::encode(prev)
+        );
+    }
+    let _ = write!(
+        sql,
+        "DELETE FROM rpa_audit_pending WHERE id IN ({}); COMMIT",
+        taken.join(", ")
+    );
+    sqlx::Executor::execute(&mut **conn, sql.as_str())
         .await
         .map_err(backend_err)?;
-    Ok(())
+    Ok(done)
+}
+
+/// The groups of events waiting for integration, and the oldest one's wait.
+pub(crate) async fn unintegrated(pool: &AnyPool) -> StoreResult<Unintegrated> {
+    let row = sqlx::query(&format!(
+        "SELECT COUNT(*) AS n, COALESCE(MAX({NOW_MS} - written_at), 0) AS waited FROM rpa_audit_pending"
+    ))
+    .fetch_one(pool)
+    .await
+    .map_err(backend_err)?;
+    Ok(Unintegrated {
+        commits: u64::try_from(row.try_get::<i64, _>("n").map_err(backend_err)?).unwrap_or(0),
+        oldest_wait_ms: row.try_get("waited").map_err(backend_err)?,
+    })
 }
 
 /// Runs the migrations the database has not had yet, each in a
@@ -1082,7 +1119,7 @@ pub(crate) async fn migrate(pool: &AnyPool) -> StoreResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Backend, SqlOptions, SqlStore};
+    use crate::{Backend, SqlOptions, SqlStore, queries};
     use rpa_core::ids::UserId;
     use rpa_core::model::User;
     use rpa_core::store::prelude::*;
@@ -1258,22 +1295,27 @@ mod tests {
         assert_eq!(stored_job(&store, 1).await, Some((3, 3)));
         assert_eq!(crate::audit_ok(&store).await, 5);
 
-        // Somebody else appends to the chain: the knowledge no longer holds,
-        // the guard refuses, nothing is written.
-        let mut other = Some(Hint {
-            tail: Tail { seq: 4, hash: [0; 32] },
-        });
+        // Somebody else moved a row: the knowledge no longer holds, the
+        // guard refuses, nothing is written.
+        sqlx::query("UPDATE rpa_jobs SET version = version + 1 WHERE id = 1")
+            .execute(store.pool())
+            .await
+            .unwrap();
         let batch = vec![job_commit(version(&a, 4))];
         assert!(
-            rows_in_one(&store.inner.url, &mut None, &batch, 0, &cache, &mut other)
+            rows_in_one(&store.inner.url, &mut None, &batch, 0, &cache, &mut Some(Hint))
                 .await
                 .is_none()
         );
-        assert_eq!(stored_job(&store, 1).await, Some((3, 3)));
+        assert_eq!(stored_job(&store, 1).await, Some((3, 3)), "nothing written");
+        sqlx::query("UPDATE rpa_jobs SET version = version - 1 WHERE id = 1")
+            .execute(store.pool())
+            .await
+            .unwrap();
         // A stale commit is not written in one round trip either.
         let batch = vec![job_commit(version(&a, 9))];
         assert!(
-            rows_in_one(&store.inner.url, &mut None, &batch, 0, &cache, &mut hint)
+            rows_in_one(&store.inner.url, &mut None, &batch, 0, &cache, &mut Some(Hint))
                 .await
                 .is_none()
         );

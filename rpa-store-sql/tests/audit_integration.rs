@@ -1,0 +1,182 @@
+//! PostgreSQL: writers never wait for one another on the audit chain. Each
+//! commit writes its audit events durably and unplaced; integrators (any
+//! node, several at once) link them into the chain afterwards, in order.
+//! Against the real server of `DATABASE_URL`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{fresh_postgres, postgres_url};
+use rpa_core::audit::{self, AuditDraft, Subject};
+use rpa_core::conformance::sample_job;
+use rpa_core::ids::ProcessId;
+use rpa_core::model::{Actor, Job};
+use rpa_core::store::prelude::*;
+use rpa_core::store::{Commit, Write};
+use rpa_core::{Engine, EngineConfig, Timestamp};
+use rpa_store_sql::SqlStore;
+
+/// A commit writing `job` at its version, with one audit event naming it.
+fn commit(job: &Job) -> Commit {
+    Commit {
+        writes: vec![Write::Job(job.clone())],
+        audit: vec![AuditDraft {
+            at: Timestamp(0),
+            actor: Actor::System,
+            action: "job.test",
+            subject: Subject::Id("job", job.id.0),
+            detail: job.version.to_string(),
+            event: None,
+        }],
+        ..Commit::default()
+    }
+}
+
+/// Rows written straight into the chain's tables, bypassing the store.
+async fn count(db: &str, sql: &str) -> i64 {
+    let pool = sqlx::PgPool::connect(db).await.unwrap();
+    let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap();
+    pool.close().await;
+    n
+}
+
+/// Two nodes commit versions of their own jobs at once while integrators
+/// run on both: every event takes exactly one place, the chain verifies,
+/// and each job's events stand in the order its versions were committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_nodes_commit_while_two_integrators_link_every_event_once_in_order() {
+    let Some(url) = postgres_url() else { return };
+    let db = fresh_postgres(&url).await;
+    let a = Arc::new(SqlStore::connect(&db, common::pg_options()).await.unwrap());
+    let b = Arc::new(SqlStore::connect(&db, common::pg_options()).await.unwrap());
+    const JOBS: i64 = 24;
+    const VERSIONS: u64 = 12;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut integrators = Vec::new();
+    for node in [&a, &b] {
+        let (node, stop) = (node.clone(), stop.clone());
+        integrators.push(tokio::spawn(async move {
+            let mut integrated = 0;
+            while !stop.load(Ordering::Relaxed) {
+                integrated += node.integrate().await.unwrap().events;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            integrated
+        }));
+    }
+    let mut writers = Vec::new();
+    for id in 1..=JOBS {
+        let node = if id % 2 == 0 { a.clone() } else { b.clone() };
+        writers.push(tokio::spawn(async move {
+            let first = sample_job(id, ProcessId(1), 0);
+            for v in 1..=VERSIONS {
+                let job = Job {
+                    version: v,
+                    steps: v as u32,
+                    ..first.clone()
+                };
+                node.commit(commit(&job)).await.unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut by_integrators = 0;
+    for i in integrators {
+        by_integrators += i.await.unwrap();
+    }
+    let rest = a.integrate().await.unwrap().events + b.integrate().await.unwrap().events;
+    let total = (JOBS as u64) * VERSIONS;
+    assert_eq!(by_integrators + rest, total, "every event integrated exactly once");
+    assert!(by_integrators > 0, "the integrators ran while the writers wrote");
+    assert_eq!(a.unintegrated().await.unwrap().commits, 0);
+
+    let chain = b.audit(0, 10_000).await.unwrap();
+    assert_eq!(audit::verify(&chain), Ok(total));
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for e in &chain {
+        let v: u64 = e.detail.parse().unwrap();
+        let before = last.insert(e.subject.clone(), v).unwrap_or(0);
+        assert_eq!(v, before + 1, "{}: version {v} after {before}", e.subject);
+    }
+    assert_eq!(last.len(), JOBS as usize);
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM rpa_audit_pending").await, 0);
+}
+
+/// A writer commits while another session holds the chain's tail (an
+/// integrator in the middle of a step) and the lock the writers of older
+/// versions took: the commit neither waits for them nor fails, and its
+/// event takes its place once the tail is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_commit_does_not_wait_for_the_chains_tail() {
+    let Some(url) = postgres_url() else { return };
+    let db = fresh_postgres(&url).await;
+    let store = SqlStore::connect(&db, common::pg_options()).await.unwrap();
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    let mut holder = pool.begin().await.unwrap();
+    sqlx::query("SELECT seq FROM rpa_audit_tail WHERE id = 1 FOR UPDATE")
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(7263)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let job = sample_job(1, ProcessId(1), 0);
+    tokio::time::timeout(Duration::from_secs(20), store.commit(commit(&job)))
+        .await
+        .expect("the commit waited for the chain's tail")
+        .unwrap();
+    assert_eq!(store.job(job.id).await.unwrap().map(|j| j.version), Some(1));
+    assert_eq!(
+        store.unintegrated().await.unwrap().commits,
+        1,
+        "written, not yet placed"
+    );
+    holder.rollback().await.unwrap();
+    assert_eq!(store.integrate().await.unwrap().events, 1);
+    let chain = store.audit(0, 10).await.unwrap();
+    assert_eq!(audit::verify(&chain), Ok(1));
+    assert_eq!(chain[0].subject, "job:1");
+}
+
+/// An event committed and never integrated (its group damaged where it
+/// waits) breaks the chain's verification once it waited past the bound;
+/// the events before it are integrated and verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_event_committed_but_never_integrated_fails_verification() {
+    let Some(url) = postgres_url() else { return };
+    let db = fresh_postgres(&url).await;
+    let store = SqlStore::connect(&db, common::pg_options()).await.unwrap();
+    store.commit(commit(&sample_job(1, ProcessId(1), 0))).await.unwrap();
+    let engine = Engine::new(store, Arc::new(rpa_core::SystemClock), EngineConfig::default());
+    assert_eq!(engine.verify_audit().await.unwrap(), Ok(1));
+
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    sqlx::query(
+        "INSERT INTO rpa_audit_pending (written_at, data) \
+         VALUES (CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT) - $1, 'damaged')",
+    )
+    .bind(audit::INTEGRATION_BOUND_MS + 1000)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let broken = engine.verify_audit().await.unwrap().unwrap_err();
+    assert_eq!(broken.seq, 2);
+    assert!(broken.why.contains("never integrated"), "{broken}");
+
+    // Waiting within the bound is no break: integration is under way.
+    sqlx::query(
+        "UPDATE rpa_audit_pending SET written_at = CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(engine.verify_audit().await.unwrap(), Ok(1));
+}
