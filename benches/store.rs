@@ -6,6 +6,11 @@
 //! for robots connected to it; `RPA_PUSH=0`: woken to take it from the
 //! outbox instead), so group commit has concurrent commits to batch.
 //! `RPA_READERS` sets the store's reader connections (default 8).
+//! `RPA_NODES=n` runs the PostgreSQL cases on n engine nodes over one
+//! database (n stores, each with its own group writer and node cache), the
+//! robots and clients spread over them, each node's clients starting a
+//! process of their own; one node runs the audit integrator
+//! (`RPA_INTEGRATOR=0`: none, to measure the writers alone).
 //! `cargo bench --bench store`; figures go to docs/PERFORMANCE.md.
 #![allow(missing_docs)]
 
@@ -18,7 +23,7 @@ use rpa::core::auth::PasswordCost;
 use rpa::core::fixtures::{self, Basics};
 use rpa::core::ids::RobotId;
 use rpa::core::job::FinishStatus;
-use rpa::core::model::{ProcessSpec, ProcessType, User};
+use rpa::core::model::{Actor, ProcessSpec, ProcessType, User};
 use rpa::core::transport::Command;
 use rpa::core::transport::RobotTransport;
 use rpa::sql::{SqlOptions, SqlStore, Synchronous};
@@ -41,14 +46,18 @@ struct Bot {
     code: String,
     connect: Key,
     id: RobotId,
+    /// The node it talks to.
+    node: usize,
     run: Mutex<Key>,
 }
 
 struct Rig {
-    engine: Arc<Engine<SqlStore>>,
+    /// The nodes; the first also runs the audit integrator.
+    engines: Vec<Arc<Engine<SqlStore>>>,
     bells: Arc<Doorbells>,
     user: User,
-    process: Key,
+    /// The process each node's clients start.
+    processes: Vec<Key>,
     bots: Vec<Arc<Bot>>,
     integrator: Integrator,
 }
@@ -74,17 +83,26 @@ impl Integrator {
     fn start(engine: Arc<Engine<SqlStore>>) -> Integrator {
         let figures = Arc::new(IntegratorFigures::default());
         let f = figures.clone();
+        let off = std::env::var("RPA_INTEGRATOR").is_ok_and(|v| v == "0");
         let task = tokio::spawn(async move {
+            if off {
+                return;
+            }
             loop {
+                // As the server's integrator: everything that waits, every 20 ms.
                 let t = Instant::now();
-                match engine.integrate_audit().await {
+                let full = match engine.integrate_audit().await {
                     Ok(done) if done.events > 0 => {
                         f.events.fetch_add(done.events, Ordering::Relaxed);
                         f.steps.fetch_add(1, Ordering::Relaxed);
                         f.busy_us.fetch_add(t.elapsed().as_micros() as u64, Ordering::Relaxed);
                         f.longest_wait_ms.fetch_max(done.longest_wait_ms, Ordering::Relaxed);
+                        done.full
                     }
-                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                    _ => false,
+                };
+                if !full {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             }
         });
@@ -189,51 +207,81 @@ async fn finish_and_take_next(engine: &Engine<SqlStore>, bells: &Doorbells, bot:
     *bot.run.lock().await = next_run(engine, bells, bot).await;
 }
 
+/// Engine nodes on one database: 1, or `RPA_NODES` (PostgreSQL only).
+fn nodes() -> usize {
+    std::env::var("RPA_NODES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
 async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
-    let store = SqlStore::connect(
-        &url,
-        SqlOptions {
-            synchronous: sync,
-            max_connections: std::env::var("RPA_READERS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(8),
-            sealing: rpa::sql::Sealing::Key([5; 32]),
-            ..SqlOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let nodes = if url.starts_with("postgres") { nodes() } else { 1 };
     let clock = ManualClock::new(Timestamp(1_700_000_000_000));
-    let config = EngineConfig {
-        password_cost: PasswordCost::TESTING,
-        heartbeat_timeout_ms: u64::MAX / 4,
-        ..EngineConfig::default()
-    };
     let bells = Arc::new(Doorbells::default());
-    let engine = Arc::new(Engine::new(store, Arc::new(clock), config).with_transport(bells.clone()));
-    let mut spec = ProcessSpec::new("bench", ProcessType::Unattended);
-    spec.max_run_num = 0;
-    let Basics { process: p, user } = fixtures::basics(&engine, spec).await.unwrap();
+    let mut engines = Vec::new();
+    for n in 0..nodes {
+        let store = SqlStore::connect(
+            &url,
+            SqlOptions {
+                synchronous: sync,
+                max_connections: std::env::var("RPA_READERS")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(8),
+                sealing: rpa::sql::Sealing::Key([5; 32]),
+                ..SqlOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+        let config = EngineConfig {
+            password_cost: PasswordCost::TESTING,
+            heartbeat_timeout_ms: u64::MAX / 4,
+            node: Some(n as u64 + 1),
+            ..EngineConfig::default()
+        };
+        engines.push(Arc::new(
+            Engine::new(store, Arc::new(clock.clone()), config).with_transport(bells.clone()),
+        ));
+    }
+    let engine = engines[0].clone();
+    // A process per node: each node's clients start their own.
+    let spec = |n: usize| {
+        let mut spec = ProcessSpec::new(format!("bench{n}"), ProcessType::Unattended);
+        spec.max_run_num = 0;
+        spec
+    };
+    let Basics { process: p, mut user } = fixtures::basics(&engine, spec(0)).await.unwrap();
+    let mut processes = vec![p.key];
+    for n in 1..nodes {
+        let q = engine.create_process(Actor::System, spec(n)).await.unwrap();
+        user = engine.grant(Actor::System, &user.name, q.key).await.unwrap();
+        processes.push(q.key);
+    }
     let mut bots = Vec::new();
     for i in 0..robots() {
         let code = format!("r{i}");
-        let reg = fixtures::ready_robot(&engine, &code).await.unwrap();
+        let node = i % nodes;
+        let reg = fixtures::ready_robot(&*engines[node], &code).await.unwrap();
         bots.push(Arc::new(Bot {
             code,
             connect: reg.connect,
             id: reg.robot.id,
+            node,
             run: Mutex::new(Key([0; 16])),
         }));
     }
-    // One running job per robot, then the backlog, started by 16 clients at once.
+    // One running job per robot, then the backlog, started by 16 clients at
+    // once (spread over the nodes, each starting its node's process).
     let per = (robots() + backlog).div_ceil(16);
     let mut tasks = Vec::new();
-    for _ in 0..16 {
-        let (e, u) = (engine.clone(), user.clone());
+    for c in 0..16 {
+        let (e, u, p) = (engines[c % nodes].clone(), user.clone(), processes[c % nodes]);
         tasks.push(tokio::spawn(async move {
             for _ in 0..per {
-                e.start_job(&u, p.key, &json!({})).await.unwrap();
+                e.start_job(&u, p, &json!({})).await.unwrap();
             }
         }));
     }
@@ -241,14 +289,14 @@ async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
         t.await.unwrap();
     }
     for b in &bots {
-        *b.run.lock().await = next_run(&engine, &bells, b).await;
+        *b.run.lock().await = next_run(&engines[b.node], &bells, b).await;
     }
     Rig {
-        integrator: Integrator::start(engine.clone()),
-        engine,
+        integrator: Integrator::start(engine),
+        engines,
         bells,
         user,
-        process: p.key,
+        processes,
         bots,
     }
 }
@@ -261,9 +309,9 @@ impl Rig {
         for (i, bot) in self.bots.iter().enumerate() {
             let n = iters / self.bots.len() as u64 + u64::from((i as u64) < iters % self.bots.len() as u64);
             let (e, u, p, bot, bells) = (
-                self.engine.clone(),
+                self.engines[bot.node].clone(),
                 self.user.clone(),
-                self.process,
+                self.processes[bot.node],
                 bot.clone(),
                 self.bells.clone(),
             );
@@ -288,7 +336,7 @@ impl Rig {
         let start = Instant::now();
         let mut clients = Vec::new();
         for i in 0..16u64 {
-            let (e, u, p) = (self.engine.clone(), self.user.clone(), self.process);
+            let (e, u, p) = (self.engines[0].clone(), self.user.clone(), self.processes[0]);
             let n = jobs / 16 + u64::from(i < jobs % 16);
             clients.push(tokio::spawn(async move {
                 for _ in 0..n {
@@ -302,7 +350,7 @@ impl Rig {
         let mut robots = Vec::new();
         for (i, bot) in self.bots.iter().enumerate() {
             let n = jobs / self.bots.len() as u64 + u64::from((i as u64) < jobs % self.bots.len() as u64);
-            let (e, bot, bells) = (self.engine.clone(), bot.clone(), self.bells.clone());
+            let (e, bot, bells) = (self.engines[bot.node].clone(), bot.clone(), self.bells.clone());
             robots.push(tokio::spawn(async move {
                 for _ in 0..n {
                     finish_and_take_next(&e, &bells, &bot).await;
@@ -364,6 +412,17 @@ fn durable_lifecycles(c: &mut Criterion) {
             });
             if let Some(rig) = &built {
                 rig.integrator.report(&format!("{name}/{backlog}"));
+                let (commits, conflicts) = rig.engines.iter().fold((0, 0), |(c, k), e| {
+                    let m = e.metrics();
+                    (
+                        c + m.commits.load(Ordering::Relaxed),
+                        k + m.conflicts.load(Ordering::Relaxed),
+                    )
+                });
+                eprintln!(
+                    "{name}/{backlog}: {} node(s): {commits} commits, {conflicts} refused as stale",
+                    rig.engines.len()
+                );
             }
             if let (Some(rig), "postgres", Some(url)) = (built.take(), name, pg.as_deref()) {
                 drop(rig);

@@ -543,8 +543,10 @@ pub async fn run_timers<S: Store>(engine: Arc<Engine<S>>, shutdown: impl Future<
     }
 }
 
-/// How often the audit integrator looks for committed events while it has
-/// found none: the bound on their wait, besides the integration itself.
+/// How often the audit integrator integrates what the commits wrote: the
+/// bound on an event's wait, besides the integration itself. A step takes
+/// everything that waits (up to its size), so the longer the pause, the
+/// fewer (and larger) its transactions.
 const INTEGRATE_EVERY: Duration = Duration::from_millis(20);
 
 /// Integrates committed audit events into the chain until `shutdown`
@@ -577,8 +579,8 @@ pub async fn run_integrator<S: Store>(engine: Arc<Engine<S>>, shutdown: impl Fut
             renew_every
         } else {
             match engine.integrate_audit().await {
-                // More may wait behind a full step.
-                Ok(done) if done.events > 0 => Duration::ZERO,
+                // More waits behind a full step.
+                Ok(done) if done.full => Duration::ZERO,
                 Ok(_) => INTEGRATE_EVERY,
                 Err(e) => {
                     tracing::error!(error = %e, "audit integration failed");

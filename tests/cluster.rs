@@ -294,5 +294,41 @@ async fn run(dir: &Path, db: &str, count: usize, kill: Kill) {
         v["result"]["verified"].as_u64().unwrap_or(0) > 3 * total as u64,
         "the audit chain verifies: {v}"
     );
+
+    // The surviving nodes' audit integrators: what they linked into the
+    // chain and how long the events waited.
+    let (mut integrated, mut steps, mut waited) = (0.0, 0.0, 0.0);
+    for (i, b) in bases.iter().enumerate() {
+        if killed.contains(&i) {
+            continue;
+        }
+        let page = http
+            .get(format!("{b}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let sample = |series: &str| {
+            page.lines()
+                .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+                .map_or(0.0, |v| v.trim().parse::<f64>().unwrap())
+        };
+        integrated += sample("rpa_audit_integrated_total");
+        steps += sample("rpa_audit_integration_seconds_count");
+        waited += sample("rpa_audit_integration_seconds_sum");
+        assert!(
+            sample("rpa_audit_unintegrated_oldest_seconds") < 60.0,
+            "committed events left waiting: {page}"
+        );
+    }
+    eprintln!(
+        "cluster: audit integrators on the survivors: {integrated} events in {steps} steps, mean longest wait {:.1} ms",
+        1000.0 * waited / steps.max(1.0)
+    );
+    if kill == Kill::None {
+        assert!(integrated > 0.0, "an integrator ran during the load");
+    }
     drop(servers);
 }

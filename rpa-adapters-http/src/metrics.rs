@@ -8,10 +8,12 @@
 //! | `rpa_jobs_today` | gauge | `process`, `state` | jobs created since midnight (server zone), by state |
 //! | `rpa_queue_items_new` | gauge | `process` | New items of each Queue process |
 //! | `rpa_robots` | gauge | `state` | robots by state |
+//! | `rpa_audit_unintegrated`, `rpa_audit_unintegrated_oldest_seconds` | gauge | | committed audit events waiting for their place in the chain (PostgreSQL), and the oldest one's wait |
 //! | `rpa_audit_head` | gauge | | the last committed sequence number |
 //! | `rpa_event_consumer_lag` | gauge | `consumer` | events committed that a consumer has not yet moved past |
 //! | `rpa_commits_total`, `rpa_commit_conflicts_total`, `rpa_commit_seconds` | counter, histogram | | this node's commits |
 //! | `rpa_dispatch_seconds` | histogram | | a job's start → its Execute sent (this node's dispatches) |
+//! | `rpa_audit_integration_seconds`, `rpa_audit_integrated_total` | histogram, counter | | commit → integration into the audit chain, as this node's integrator saw it, and the events it integrated |
 //! | `rpa_robot_deadlines_kept_total` | counter | | robots this node heard while their stored deadline ran out: it handles or writes heartbeats late |
 //! | `rpa_ai_calls_total` | counter | `capability`, `outcome` | AI capability calls: `answered`, `failed`, `timeout`, `refused` (quota) |
 //! | `rpa_webhook_deliveries_total` | counter | `result` | webhook deliveries (`delivered`, `failed` after every retry) |
@@ -174,6 +176,18 @@ async fn page<S: Store>(st: &AppState<S>) -> Result<String, rpa_core::Error> {
             let n = robots.iter().filter(|r| r.state == s).count();
             (vec![("state", s.as_str())], n as f64)
         }),
+    );
+    // Before the head: reading the chain integrates what waits.
+    let waiting = store.unintegrated().await?;
+    out.gauge(
+        "rpa_audit_unintegrated",
+        "Groups of committed audit events waiting for their place in the chain.",
+        [(vec![], waiting.commits as f64)],
+    );
+    out.gauge(
+        "rpa_audit_unintegrated_oldest_seconds",
+        "How long the oldest group of committed audit events has waited for integration.",
+        [(vec![], waiting.oldest_wait_ms as f64 / 1000.0)],
     );
     let head = store.head().await?;
     out.gauge(

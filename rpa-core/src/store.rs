@@ -400,6 +400,8 @@ pub struct Integrated {
     /// How long the longest waiting of them waited after its commit, in
     /// milliseconds by the database's clock (0 without events).
     pub longest_wait_ms: i64,
+    /// Whether the step stopped at its size: more may wait.
+    pub full: bool,
 }
 
 /// Events committed and not integrated yet (see [`AuditStore::integrate`]).

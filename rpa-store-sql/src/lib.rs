@@ -276,6 +276,8 @@ struct Inner {
     /// writer (this store is the only writer of its file), so it is whole.
     /// PostgreSQL: a node cache (see `postgres/cache.rs`) that may lag other nodes.
     mirror: Option<ReadCache>,
+    /// PostgreSQL: this node's connection for integrating audit events.
+    integrator: Option<postgres::Integrator>,
     /// Dropped with the store: stops the change listener.
     _stop: Option<oneshot::Sender<()>>,
 }
@@ -370,6 +372,7 @@ impl SqlStore {
                 url: url.to_owned(),
                 secret_key: sealing_key(url, Backend::Sqlite, &options.sealing)?,
                 mirror: Some(mirror),
+                integrator: None,
                 _stop: None,
             }),
         })
@@ -416,6 +419,7 @@ impl SqlStore {
                 url: url.to_owned(),
                 secret_key,
                 mirror: Some(cache),
+                integrator: Some(postgres::Integrator::new(url)),
                 _stop: Some(stop),
             }),
         })

@@ -361,8 +361,8 @@ impl SqlStore {
     /// failure is logged and the chain read as it is: the integrator and
     /// the chain's verification say what is wrong.
     async fn integrated(&self) {
-        if let Writer::Pool(_, pool) = &self.inner.writer
-            && let Err(e) = postgres::integrate(pool).await
+        if let Some(i) = &self.inner.integrator
+            && let Err(e) = i.integrate().await
         {
             tracing::warn!(error = %e, "cannot integrate the audit events before reading the chain");
         }
@@ -390,9 +390,9 @@ impl AuditStore for SqlStore {
     }
 
     async fn integrate(&self) -> StoreResult<Integrated> {
-        match &self.inner.writer {
-            Writer::Pool(_, pool) => postgres::integrate(pool).await,
-            Writer::Thread(_) => Ok(Integrated::default()),
+        match &self.inner.integrator {
+            Some(i) => i.integrate().await,
+            None => Ok(Integrated::default()),
         }
     }
 

@@ -102,28 +102,24 @@ fn lock_order() -> Vec<(usize, &'static str)> {
 /// `CREATE OR REPLACE FUNCTION rpa_write_rows(...)`, run at start-up.
 pub(crate) fn function_sql() -> String {
     let params: Vec<String> = params().iter().map(|(n, t)| format!("{n} {t}")).collect();
-    // Row by row on the primary keys: a set-wise join would be planned once
-    // per session, while the tables were small, and keep scanning them whole.
-    let mut body = String::from("PERFORM 1 FROM rpa_processes WHERE id = ANY(gp_id) ORDER BY id FOR UPDATE;\n");
-    for (k, table) in lock_order() {
-        let _ = writeln!(
-            body,
-            "PERFORM 1 FROM {table} WHERE id = ANY(g{k}_id) ORDER BY id FOR UPDATE;"
-        );
-    }
-    let stale = |body: &mut String, ids: &str, vers: &str, table: &str| {
+    // Row by row on the primary keys (the ids come sorted): a set-wise
+    // statement would be planned once per session, while the tables were
+    // small, and keep scanning them whole.
+    let mut body = String::new();
+    let lock = |body: &mut String, ids: &str, vers: &str, table: &str| {
         let _ = writeln!(
             body,
             "FOR i IN 1 .. coalesce(cardinality({ids}), 0) LOOP\n  \
-             IF (SELECT version FROM {table} WHERE id = {ids}[i]) IS DISTINCT FROM {vers}[i] THEN\n    \
+             SELECT version INTO rpa_v FROM {table} WHERE id = {ids}[i] FOR UPDATE;\n  \
+             IF rpa_v IS DISTINCT FROM {vers}[i] THEN\n    \
              RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = 'rpa: a group was written from stale knowledge';\n  \
              END IF;\nEND LOOP;"
         );
     };
-    for (k, kind) in TABLES.iter().enumerate() {
-        stale(&mut body, &format!("g{k}_id"), &format!("g{k}_ver"), kind.table);
+    lock(&mut body, "gp_id", "gp_ver", "rpa_processes");
+    for (k, table) in lock_order() {
+        lock(&mut body, &format!("g{k}_id"), &format!("g{k}_ver"), table);
     }
-    stale(&mut body, "gp_id", "gp_ver", "rpa_processes");
     for (k, kind) in TABLES.iter().enumerate() {
         let table = kind.table;
         let names: Vec<&str> = kind.columns.iter().map(|c| c.name).collect();
@@ -155,7 +151,7 @@ pub(crate) fn function_sql() -> String {
         super::cache::CHANNEL
     );
     format!(
-        "CREATE OR REPLACE FUNCTION rpa_write_rows({}) RETURNS void LANGUAGE plpgsql AS $rpa$\nBEGIN\n{body}END\n$rpa$",
+        "CREATE OR REPLACE FUNCTION rpa_write_rows({}) RETURNS void LANGUAGE plpgsql AS $rpa$\nDECLARE rpa_v BIGINT;\nBEGIN\n{body}END\n$rpa$",
         params.join(", ")
     )
 }
@@ -173,12 +169,15 @@ pub(crate) async fn write(conn: &mut PgConnection, expected: &Expected, w: &Writ
     let mut q = sqlx::query(CALL.as_str());
     for kind in TABLES {
         let table = kind.table;
-        let (ids, vers): (Vec<i64>, Vec<Option<i64>>) = expected
+        // By id: the order every writer locks rows in.
+        let mut expect: Vec<(i64, Option<i64>)> = expected
             .rows
             .iter()
             .filter(|((t, _), _)| *t == table)
             .map(|((_, id), v)| (*id, *v))
-            .unzip();
+            .collect();
+        expect.sort_unstable();
+        let (ids, vers): (Vec<i64>, Vec<Option<i64>>) = expect.into_iter().unzip();
         q = q.bind(ids).bind(vers);
         let rows: Vec<&EntityRow> = w.rows.iter().filter(|r| r.table == table).copied().collect();
         q = q.bind(rows.iter().map(|r| r.id).collect::<Vec<i64>>());
@@ -213,7 +212,9 @@ pub(crate) async fn write(conn: &mut PgConnection, expected: &Expected, w: &Writ
             .bind(rows.iter().map(|r| r.version as i64).collect::<Vec<i64>>())
             .bind(rows.iter().map(|r| r.json.as_str()).collect::<Vec<&str>>());
     }
-    let (ids, vers): (Vec<i64>, Vec<i64>) = expected.processes.iter().copied().unzip();
+    let mut processes = expected.processes.clone();
+    processes.sort_unstable();
+    let (ids, vers): (Vec<i64>, Vec<i64>) = processes.into_iter().unzip();
     q = q.bind(ids).bind(vers);
     q = q
         .bind(w.processes.iter().map(|p| p.0).collect::<Vec<i64>>())

@@ -951,64 +951,85 @@ const INTEGRATE_GROUPS: i64 = 512;
 /// The database clock in milliseconds, as `rpa_audit_pending.written_at` has it.
 const NOW_MS: &str = "CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT)";
 
-/// One integration step: the oldest groups of events waiting in
-/// `rpa_audit_pending` (by number: a commit that read another's rows came
-/// after it) take their places after the chain's tail, in order, and leave
-/// the table, in one transaction. The tail's row lock makes integrators
-/// take turns (any node may integrate; the lease only spares the work);
-/// the writers never take it. A group that cannot be read (damaged in the
-/// table) stops the step before it: it stays, and the chain's verification
-/// reports it once it waited too long.
-pub(crate) async fn integrate(pool: &AnyPool) -> StoreResult<Integrated> {
-    // Most steps find nothing: no transaction, no lock for that.
-    let waiting: Option<i64> = sqlx::query_scalar("SELECT id FROM rpa_audit_pending LIMIT 1")
-        .fetch_optional(pool)
-        .await
-        .map_err(backend_err)?;
-    if waiting.is_none() {
-        return Ok(Integrated::default());
-    }
-    let mut conn = pool.acquire().await.map_err(backend_err)?;
-    let done = integrate_on(&mut conn).await;
-    if done.is_err() {
-        rollback(&mut conn).await;
-    }
-    done
+/// A node's audit integrator: its own connection, on which the steps'
+/// statements are prepared once and the events travel as bound arrays
+/// (not parsed as SQL text). One step at a time per node; across nodes
+/// the chain's tail row decides.
+pub(crate) struct Integrator {
+    url: String,
+    conn: tokio::sync::Mutex<Option<PgConnection>>,
 }
 
-async fn integrate_on(conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) -> StoreResult<Integrated> {
-    let sql = format!(
-        "BEGIN; SELECT CAST(0 AS BIGINT) AS id, CAST(0 AS BIGINT) AS waited, CAST(seq AS TEXT) || ':' || hash AS data FROM rpa_audit_tail WHERE id = 1 FOR UPDATE; \
-         SELECT id, {NOW_MS} - written_at AS waited, data FROM rpa_audit_pending ORDER BY id LIMIT {INTEGRATE_GROUPS}"
-    );
-    let rows = sqlx::Executor::fetch_all(&mut **conn, sql.as_str())
-        .await
-        .map_err(backend_err)?;
-    let mut rows = rows.iter();
-    let tail: String = rows
-        .next()
-        .ok_or_else(|| StoreError::Backend("audit tail: missing".into()))?
-        .try_get("data")
-        .map_err(backend_err)?;
-    let (seq, hash) = tail
-        .split_once(':')
-        .ok_or_else(|| StoreError::Backend("audit tail: damaged".into()))?;
-    let mut seq: u64 = seq
-        .parse()
-        .map_err(|e| StoreError::Backend(format!("audit tail: {e}")))?;
+impl Integrator {
+    pub(crate) fn new(url: &str) -> Integrator {
+        Integrator {
+            url: url.to_owned(),
+            conn: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// One integration step: the oldest groups of events waiting in
+    /// `rpa_audit_pending` (by number: a commit that read another's rows
+    /// came after it) take their places after the chain's tail, in order,
+    /// and leave the table, in one transaction. The tail's row lock makes
+    /// integrators take turns (any node may integrate; the lease only
+    /// spares the work); the writers never take it. A group that cannot be
+    /// read (damaged in the table) stops the step before it: it stays, and
+    /// the chain's verification reports it once it waited too long.
+    pub(crate) async fn integrate(&self) -> StoreResult<Integrated> {
+        let mut held = self.conn.lock().await;
+        if held.is_none() {
+            *held = Some(PgConnection::connect(&self.url).await.map_err(backend_err)?);
+        }
+        let Some(conn) = held.as_mut() else {
+            return Ok(Integrated::default());
+        };
+        // Most steps find nothing: no transaction, no lock for that.
+        let waiting = sqlx::query_scalar::<_, i64>("SELECT id FROM rpa_audit_pending LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await;
+        let done = match waiting {
+            Ok(None) => return Ok(Integrated::default()),
+            Ok(Some(_)) => step(conn).await,
+            Err(e) => Err(e),
+        };
+        match done {
+            Ok(done) => Ok(done),
+            Err(e) => {
+                // The transaction ended with the error or the connection broke: start afresh.
+                *held = None;
+                Err(backend_err(e))
+            }
+        }
+    }
+}
+
+async fn step(conn: &mut PgConnection) -> Result<Integrated, sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    let (seq, hash): (i64, String) = sqlx::query_as("SELECT seq, hash FROM rpa_audit_tail WHERE id = 1 FOR UPDATE")
+        .fetch_one(&mut *tx)
+        .await?;
+    let rows: Vec<(i64, i64, String)> = sqlx::query_as(&format!(
+        "SELECT id, {NOW_MS} - written_at, data FROM rpa_audit_pending ORDER BY id LIMIT $1"
+    ))
+    .bind(INTEGRATE_GROUPS)
+    .fetch_all(&mut *tx)
+    .await?;
+    let damaged = |what: String| sqlx::Error::Protocol(what);
+    let mut seq = u64::try_from(seq).map_err(|e| damaged(format!("audit tail: {e}")))?;
     let mut prev = [0u8; 32];
-    hex::decode_to_slice(hash, &mut prev).map_err(|e| StoreError::Backend(format!("audit tail: {e}")))?;
-    let mut done = Integrated::default();
-    let mut taken = Vec::new();
-    let mut insert = String::new();
-    for row in rows {
-        let id: i64 = row.try_get("id").map_err(backend_err)?;
-        let waited: i64 = row.try_get("waited").map_err(backend_err)?;
-        let data: String = row.try_get("data").map_err(backend_err)?;
-        let events: Vec<rpa_core::model::AuditEvent> = match serde_json::from_str(&data) {
+    hex::decode_to_slice(&hash, &mut prev).map_err(|e| damaged(format!("audit tail: {e}")))?;
+    let mut done = Integrated {
+        full: rows.len() as i64 == INTEGRATE_GROUPS,
+        ..Integrated::default()
+    };
+    let (mut taken, mut seqs, mut data) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, waited, json) in rows {
+        let events: Vec<rpa_core::model::AuditEvent> = match serde_json::from_str(&json) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(group = id, error = %e, "a group of audit events cannot be read: integration stops before it");
+                done.full = false;
                 break;
             }
         };
@@ -1016,36 +1037,34 @@ async fn integrate_on(conn: &mut sqlx::pool::PoolConnection<sqlx::Any>) -> Store
             seq += 1;
             let e = audit::place(prev, seq, e);
             prev = e.hash;
-            let _ = write!(insert, "{}({seq}, ", if insert.is_empty() { "" } else { ", " });
-            literal(&mut insert, &Val::S(plan::to_json(&e)?));
-            insert.push(')');
+            seqs.push(seq as i64);
+            data.push(serde_json::to_string(&e).map_err(|e| damaged(format!("audit event: {e}")))?);
             done.events += 1;
         }
         done.longest_wait_ms = done.longest_wait_ms.max(waited);
-        taken.push(id.to_string());
+        taken.push(id);
     }
     if taken.is_empty() {
-        sqlx::Executor::execute(&mut **conn, "ROLLBACK")
-            .await
-            .map_err(backend_err)?;
+        tx.rollback().await?;
         return Ok(Integrated::default());
     }
-    let mut sql = String::new();
-    if !insert.is_empty() {
-        let _ = write!(
-            sql,
-            "INSERT INTO rpa_audit (seq, data) VALUES {insert}; UPDATE rpa_audit_tail SET seq = {seq}, hash = '{}' WHERE id = 1; ",
-            hex::encode(prev)
-        );
+    if !seqs.is_empty() {
+        sqlx::query("INSERT INTO rpa_audit (seq, data) SELECT * FROM unnest($1::BIGINT[], $2::TEXT[])")
+            .bind(&seqs)
+            .bind(&data)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE rpa_audit_tail SET seq = $1, hash = $2 WHERE id = 1")
+            .bind(seq as i64)
+            .bind(hex::encode(prev))
+            .execute(&mut *tx)
+            .await?;
     }
-    let _ = write!(
-        sql,
-        "DELETE FROM rpa_audit_pending WHERE id IN ({}); COMMIT",
-        taken.join(", ")
-    );
-    sqlx::Executor::execute(&mut **conn, sql.as_str())
-        .await
-        .map_err(backend_err)?;
+    sqlx::query("DELETE FROM rpa_audit_pending WHERE id = ANY($1)")
+        .bind(&taken)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
     Ok(done)
 }
 
