@@ -302,19 +302,8 @@ async fn run(dir: &Path, db: &str, count: usize, kill: Kill) {
         if killed.contains(&i) {
             continue;
         }
-        let page = http
-            .get(format!("{b}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let sample = |series: &str| {
-            page.lines()
-                .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-                .map_or(0.0, |v| v.trim().parse::<f64>().unwrap())
-        };
+        let page = support::get_text(&http, format!("{b}/metrics")).await;
+        let sample = |series: &str| support::metric(&page, series).unwrap_or(0.0);
         integrated += sample("rpa_audit_integrated_total");
         steps += sample("rpa_audit_integration_seconds_count");
         waited += sample("rpa_audit_integration_seconds_sum");

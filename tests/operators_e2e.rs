@@ -24,6 +24,7 @@ use tokio_tungstenite::tungstenite::Message;
 mod support;
 
 use support::Proc;
+use support::metric as sample;
 
 fn chromium() -> Option<PathBuf> {
     let path = std::env::var_os("RPA_CHROMIUM")
@@ -696,14 +697,6 @@ async fn the_console_pages_carry_a_strict_policy_and_its_api_wants_a_session() {
         "alice is not granted payment-entry: {o}"
     );
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The value of the sample `series` (name with labels, as written) on a
-/// Prometheus page.
-fn sample(page: &str, series: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .map(|v| v.trim().parse().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

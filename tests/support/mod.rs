@@ -154,6 +154,19 @@ pub async fn get_json(http: &reqwest::Client, url: String, token: &str) -> serde
         .unwrap()
 }
 
+/// The body of a plain GET (a page without a session: `/metrics`, a signed link).
+pub async fn get_text(http: &reqwest::Client, url: String) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// The value of the sample `series` (name with labels, as written) on a
+/// Prometheus page.
+pub fn metric(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map(|v| v.trim().parse().unwrap())
+}
+
 /// Waits (up to 90 s) for job `job` to end; the job as the console shows it.
 #[allow(dead_code)]
 pub async fn job_end(http: &reqwest::Client, base: &str, token: &str, job: &str) -> serde_json::Value {
