@@ -507,6 +507,8 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 /// lease fires them; the others try for the lease every second.
 pub async fn run_timers<S: Store>(engine: Arc<Engine<S>>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    // Its own task: a tick slowed by load does not hold it up.
+    let _lease = AbortOnDrop(tokio::spawn(keep_node_lease(engine.clone())));
     let mut leading = false;
     loop {
         let lead = match engine.tick().await {
@@ -540,6 +542,41 @@ pub async fn run_timers<S: Store>(engine: Arc<Engine<S>>, shutdown: impl Future<
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(wait) => {}
         }
+    }
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Keeps this node's lease (which says it lives, and with it the WebSocket
+/// robots it holds) on its own timer, every sixth of the lease: a tick slowed
+/// by load does not let it lapse. Never returns.
+async fn keep_node_lease<S: Store>(engine: Arc<Engine<S>>) {
+    let every = Duration::from_millis((engine.node_lease_ms() / 6).clamp(10, 1000));
+    let mut held = true;
+    loop {
+        match engine.keep_node_lease().await {
+            Ok(h) if h != held => {
+                if h {
+                    tracing::info!(node = engine.node(), "this node holds its lease again");
+                } else {
+                    tracing::warn!(
+                        node = engine.node(),
+                        "this node's lease lapsed: its robots may be closed elsewhere"
+                    );
+                }
+                held = h;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot renew this node's lease"),
+        }
+        tokio::time::sleep(every).await;
     }
 }
 

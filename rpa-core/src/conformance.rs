@@ -500,6 +500,18 @@ async fn deadline_index<S: Store>(s: S) {
         1,
         "deadline_index: limit"
     );
+    // A robot whose socket a node holds: that node keeps its deadline.
+    r.node = Some(3);
+    r.version += 1;
+    put(&s, vec![Write::Robot(r.clone())]).await.unwrap();
+    assert!(
+        !s.due(Timestamp(1000), 10)
+            .await
+            .unwrap()
+            .contains(&Due::RobotSilent(RobotId(1))),
+        "deadline_index: a robot kept by its node"
+    );
+    r.node = None;
     j.state = JobState::Successful;
     j.not_before = None;
     j.version += 1;

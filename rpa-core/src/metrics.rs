@@ -164,6 +164,10 @@ pub struct Metrics {
     /// Robots whose stored deadline ran out (or nearly) while this node
     /// was hearing from them: their heartbeats were handled or written late.
     pub deadlines_kept: AtomicU64,
+    /// Robot heartbeats handled here by `outcome`: `written` (something
+    /// changed, or an HTTP robot's stored deadline ran low) or `quiet`
+    /// (nothing written).
+    pub heartbeats: CounterVec,
     /// Latency of the store's commits, one in [`TIMED_EVERY`] timed.
     pub commit_seconds: Histogram,
     /// From a job's start (its creation, or the time it was deferred to) to
@@ -192,6 +196,7 @@ impl Default for Metrics {
             commits: AtomicU64::new(0),
             conflicts: AtomicU64::new(0),
             deadlines_kept: AtomicU64::new(0),
+            heartbeats: CounterVec::new(&["outcome"]),
             commit_seconds: Histogram::default(),
             dispatch_seconds: Histogram::default(),
             webhook_deliveries: CounterVec::new(&["result"]),
@@ -229,6 +234,11 @@ impl Metrics {
             "Robots kept alive because this node heard them while their stored deadline ran out (heartbeats handled or written late: the node is behind).",
             &[],
             self.deadlines_kept.load(Ordering::Relaxed),
+        );
+        out.counter_vec(
+            "rpa_heartbeats_total",
+            "Robot heartbeats handled by this node, by outcome: written (something changed, or an HTTP robot's stored deadline ran low) or quiet (nothing written).",
+            &self.heartbeats,
         );
         out.histogram(
             "rpa_commit_seconds",

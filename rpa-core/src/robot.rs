@@ -6,11 +6,19 @@
 //! | Available | 10000 if healthy, else re-registers | Available | Busy | ✗ | Unresponsive | Disconnected |
 //! | Busy | 10000 if healthy, else re-registers | Busy | ✗ | Available | Unresponsive (job lost) | Disconnected (job kept until timeout) |
 //!
+//! | Unresponsive | Available | Available | ✗ | Unresponsive | ✗ | Disconnected |
+//!
 //! Timeout is refused (✗) before the robot's deadline: a timer that read
 //! an older copy of the robot cannot time out the copy a heartbeat renewed
 //! meanwhile. [`keep_alive`] moves the deadline of a robot a node heard from
 //! although its stored deadline is running out (see `engine/liveness.rs`).
-//! | Unresponsive | Available | Available | ✗ | Unresponsive | ✗ | Disconnected |
+//!
+//! Who keeps a connected robot's deadline: the node holding the socket of a
+//! WebSocket robot ([`keeper`]) keeps it in memory, so heartbeats that change
+//! nothing write nothing and the stored deadline is no timer; when that node
+//! is gone its robots are closed ([`orphan`]) with the latest deadline they
+//! could have had. An HTTP robot, whose calls reach any node, keeps its
+//! deadline in the store.
 //!
 //! A registered robot is given work only after its first heartbeat
 //! (`awaiting_heartbeat`): the heartbeat says what it is still running.
@@ -126,6 +134,29 @@ pub fn apply(robot: &mut Robot, ev: RobotEvent, now: Timestamp, timeout_ms: u64)
         _ => return Err(reject(robot).into()),
     }
     Ok(lost)
+}
+
+/// The node that keeps `robot`'s liveness in memory: the one holding the
+/// socket of its live WebSocket connection. `None` for HTTP robots and for
+/// robots not connected, whose stored deadline decides.
+pub fn keeper(robot: &Robot) -> Option<u64> {
+    robot
+        .node
+        .filter(|_| matches!(robot.state, RobotState::Available | RobotState::Busy))
+}
+
+/// A robot whose keeper node was found gone at `now` (`window_ms` as in
+/// [`apply`]; the node held a lease of `lease_ms`, renewed before half of
+/// it was gone): its socket died with the node, so it is closed (keeping its
+/// job, as after any closed socket) with the latest deadline it could have
+/// had. The node died at least half a lease before its lease ran out, hence
+/// before `now`, and heard the robot at most then.
+pub fn orphan(robot: &mut Robot, now: Timestamp, window_ms: u64, lease_ms: u64) -> Result<(), Error> {
+    let deadline = now.plus_ms(window_ms.saturating_sub(lease_ms / 2));
+    let before = robot.deadline;
+    robot.deadline = Some(deadline);
+    apply(robot, RobotEvent::Close, now, window_ms).inspect_err(|_| robot.deadline = before)?;
+    Ok(())
 }
 
 /// A robot heard from at `heard` (`timeout_ms` as in [`apply`]): a
@@ -264,6 +295,46 @@ mod tests {
             Some(JobId(5))
         );
         assert_eq!((r.state, r.job, r.deadline), (Disconnected, None, None));
+    }
+
+    #[test]
+    fn a_connected_websocket_robot_is_kept_by_its_node() {
+        let mut r = robot();
+        apply(&mut r, RobotEvent::Register(Key([1; 16])), at(0), T).unwrap();
+        assert_eq!(keeper(&r), None, "an HTTP robot: its stored deadline decides");
+        r.node = Some(7);
+        assert_eq!(keeper(&r), Some(7));
+        apply(&mut r, RobotEvent::Close, at(5), T).unwrap();
+        assert_eq!(keeper(&r), None, "closed: not connected anywhere");
+    }
+
+    #[test]
+    fn an_orphan_keeps_its_job_until_the_latest_deadline_it_could_have_had() {
+        let mut r = robot();
+        apply(&mut r, RobotEvent::Register(Key([1; 16])), at(0), T).unwrap();
+        apply(&mut r, RobotEvent::Assign(JobId(3)), at(0), T).unwrap();
+        r.node = Some(7);
+        // Found gone at 100 s; its lease lasted 10 s: it died by 95 s.
+        orphan(&mut r, at(100_000), T, 10_000).unwrap();
+        assert_eq!(
+            (r.state, r.job, r.node, r.deadline),
+            (Disconnected, Some(JobId(3)), None, Some(at(125_000)))
+        );
+        // Silent until then: the job is lost.
+        assert_eq!(
+            apply(&mut r, RobotEvent::Timeout, at(124_999), T).map_err(|_| ()),
+            Err(())
+        );
+        assert_eq!(apply(&mut r, RobotEvent::Timeout, at(125_000), T), Ok(Some(JobId(3))));
+
+        let mut idle = robot();
+        apply(&mut idle, RobotEvent::Register(Key([1; 16])), at(0), T).unwrap();
+        idle.node = Some(7);
+        orphan(&mut idle, at(100_000), T, 10_000).unwrap();
+        assert_eq!((idle.state, idle.deadline), (Disconnected, None), "nothing to wait for");
+        let before = idle.clone();
+        assert!(orphan(&mut idle, at(200_000), T, 10_000).is_err());
+        assert_eq!(idle, before, "refused: unchanged");
     }
 
     #[test]

@@ -195,8 +195,12 @@ pub fn timer_of_token(token: &Token) -> (Timestamp, Due) {
     (token.expires_at, Due::TokenExpired(token.hash))
 }
 
-/// The deadline a robot puts in the index.
+/// The deadline a robot puts in the index: none while a node keeps its
+/// liveness in memory ([`crate::robot::keeper`]).
 pub fn timers_of_robot(robot: &Robot) -> Option<(Timestamp, Due)> {
+    if crate::robot::keeper(robot).is_some() {
+        return None;
+    }
     robot.deadline.map(|d| (d, Due::RobotSilent(robot.id)))
 }
 

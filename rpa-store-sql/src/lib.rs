@@ -278,6 +278,8 @@ struct Inner {
     mirror: Option<ReadCache>,
     /// PostgreSQL: this node's connection for integrating audit events.
     integrator: Option<postgres::Integrator>,
+    /// PostgreSQL: this node's connection for its leases.
+    leases: Option<postgres::Leases>,
     /// Dropped with the store: stops the change listener.
     _stop: Option<oneshot::Sender<()>>,
 }
@@ -373,6 +375,7 @@ impl SqlStore {
                 secret_key: sealing_key(url, Backend::Sqlite, &options.sealing)?,
                 mirror: Some(mirror),
                 integrator: None,
+                leases: None,
                 _stop: None,
             }),
         })
@@ -420,6 +423,7 @@ impl SqlStore {
                 secret_key,
                 mirror: Some(cache),
                 integrator: Some(postgres::Integrator::new(url)),
+                leases: Some(postgres::Leases::new(url)),
                 _stop: Some(stop),
             }),
         })

@@ -422,6 +422,9 @@ impl LeaseStore for SqlStore {
                 answer.await.map_err(stopped)?
             }
             Writer::Pool(_, pool) => {
+                if let Some(l) = &self.inner.leases {
+                    return l.lease(name, holder, now.0, until.0).await;
+                }
                 let row = sqlx::query(queries::LEASE)
                     .bind(name)
                     .bind(holder as i64)
@@ -436,6 +439,9 @@ impl LeaseStore for SqlStore {
     }
 
     async fn lease_holder(&self, name: &str, now: Timestamp) -> StoreResult<Option<u64>> {
+        if let Some(l) = &self.inner.leases {
+            return l.holder(name, now.0).await;
+        }
         let holder = self
             .inner
             .read

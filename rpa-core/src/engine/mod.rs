@@ -123,6 +123,7 @@ pub use events::INTEGRATOR_LEASE;
 pub use flow::{FLOW_CONSUMER, TicketQuery};
 pub use images::NewImage;
 pub use jobs::{JobQueryParams, NewQueueItem};
+pub use liveness::SWEEP_MAX_MS;
 pub use packages::NewPackage;
 pub use robots::{CHECKPOINT_CAPABILITY, NewLog, Progress, Registration, StepReport};
 pub use timers::{TIMER_LEASE, TickReport};
@@ -602,7 +603,8 @@ impl<S: Store> Engine<S> {
 
     /// How long a node's lease lasts: within half a heartbeat timeout of a
     /// node's death its WebSocket robots may register on another node. A
-    /// host calls [`Engine::tick`] at least every quarter of it.
+    /// host calls [`Engine::keep_node_lease`] (or [`Engine::tick`]) at least
+    /// every sixth of it.
     pub fn node_lease_ms(&self) -> u64 {
         self.config
             .timer_lease_ms
@@ -610,11 +612,23 @@ impl<S: Store> Engine<S> {
             .max(1)
     }
 
-    /// Takes or renews this node's lease once less than half of it is left.
+    /// Keeps this node's lease [`node_lease`], which says the node lives
+    /// (the robots whose sockets it holds are alive as long as it says so):
+    /// renewed once less than two thirds of it is left. A host calls it on
+    /// its own timer, so that slow ticks do not let the lease lapse. Answers
+    /// whether the node holds it.
+    pub async fn keep_node_lease(&self) -> Result<bool> {
+        let now = self.now();
+        self.renew_node_lease(now).await?;
+        Ok(self.node_lease_until.load(std::sync::atomic::Ordering::Relaxed) > now.0)
+    }
+
+    /// Takes or renews this node's lease once less than two thirds of it
+    /// are left (so it dies at least half a lease before its lease runs out).
     async fn renew_node_lease(&self, now: Timestamp) -> Result<()> {
         let lease_ms = self.node_lease_ms();
         let until = self.node_lease_until.load(std::sync::atomic::Ordering::Relaxed);
-        if until.saturating_sub(now.0) > (lease_ms / 2) as i64 {
+        if until.saturating_sub(now.0) > (lease_ms * 2 / 3) as i64 {
             return Ok(());
         }
         let end = now.plus_ms(lease_ms);

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::liveness::Holder;
 use super::{Decided, Engine, Tx, is_conflict, non_empty};
 use crate::audit::Subject;
 use crate::auth;
@@ -167,9 +168,13 @@ impl<S: Store> Engine<S> {
         self.configure_robot(actor, code, profile).await
     }
 
-    /// All robots.
+    /// All robots. Those whose socket this node holds show when it last
+    /// heard them (their heartbeats write nothing while nothing changes);
+    /// those held elsewhere, their last written change.
     pub async fn robots(&self) -> Result<Vec<Robot>> {
-        Ok(self.store.robots().await?)
+        let mut robots = self.store.robots().await?;
+        self.with_hearings(&mut robots);
+        Ok(robots)
     }
 
     async fn new_robot(&self, code: &str) -> Result<Robot> {
@@ -290,14 +295,9 @@ impl<S: Store> Engine<S> {
                     return Err(Error::BadSupplier);
                 }
                 let before = r.state;
-                if let Some(held_by) = r.node
-                    && held_by != self.node
-                    && r.state != RobotState::Disconnected
-                    && !self.node_alive(held_by, now).await?
-                {
-                    // Its socket died with its node: that connection is closed.
-                    robot::apply(&mut r, RobotEvent::Close, now, self.robot_window())?;
-                }
+                // The current connection's deadline as its holder knows it;
+                // closed if its socket died with its node.
+                self.vouch(&mut r, now).await?;
                 let connect = self.new_key();
                 match robot::apply(&mut r, RobotEvent::Register(connect), now, self.robot_window()) {
                     Err(Error::DuplicateConnection) if !confirmed => {
@@ -311,6 +311,11 @@ impl<S: Store> Engine<S> {
                     other => other?,
                 };
                 r.node = node;
+                if node == Some(self.node) {
+                    // Kept here from now on (see `liveness.rs`).
+                    self.renew_node_lease(now).await?;
+                    self.heard(r.id);
+                }
                 r.extensions = capabilities.contains(&CHECKPOINT_CAPABILITY);
                 r.robot_version = version.map(Into::into);
                 let mut tx = Tx::default();
@@ -475,21 +480,25 @@ impl<S: Store> Engine<S> {
             robot::apply(&mut r, RobotEvent::Heartbeat, now, self.robot_window())?;
             let mut tx = Tx::default();
             let stale = run_instance.filter(|_| r.job.is_none());
-            // With slack configured, a heartbeat that changes nothing but the
-            // deadline is persisted only once less than the timeout is left.
-            let quiet = self.config.heartbeat_slack_ms > 0
-                && before.state == r.state
+            // A heartbeat that changes nothing but the deadline writes
+            // nothing when this node keeps the robot (`liveness.rs`), or, with
+            // slack configured, until less than the timeout is left.
+            let unchanged = before.state == r.state
                 && before.job == r.job
                 && !before.awaiting_heartbeat
-                && before
-                    .deadline
-                    .is_some_and(|d| d.0 - now.0 > self.config.heartbeat_timeout_ms as i64)
                 && held
                     .as_ref()
                     .is_none_or(|j| Some(j.key) == run_instance && j.connect == r.connect);
-            if quiet {
+            let kept_here = robot::keeper(&before) == Some(self.node);
+            let stored_enough = self.config.heartbeat_slack_ms > 0
+                && before
+                    .deadline
+                    .is_some_and(|d| d.0 - now.0 > self.config.heartbeat_timeout_ms as i64);
+            if unchanged && (kept_here || stored_enough) {
+                self.metrics.heartbeats.add(&["quiet"], 1);
                 return Ok(Decided::Answer((r.id, false, stale)));
             }
+            self.metrics.heartbeats.add(&["written"], 1);
             if let Some(mut job) =
                 held.filter(|j| Some(j.key) == run_instance && j.connect != r.connect && j.state.is_active())
             {
@@ -541,10 +550,14 @@ impl<S: Store> Engine<S> {
                 // Not (or no longer) the robot's connection: nothing to record.
                 return Ok(Decided::Answer(()));
             };
-            self.forget_heard(r.id);
             let now = self.now();
             let before = r.state;
-            robot::apply(&mut r, RobotEvent::Close, now, self.robot_window())?;
+            // Its job is kept until a window after its last hearing.
+            let holder = self.vouch(&mut r, now).await?;
+            self.forget_heard(r.id);
+            if holder != Holder::Gone {
+                robot::apply(&mut r, RobotEvent::Close, now, self.robot_window())?;
+            }
             let mut tx = Tx::default();
             tx.audit(
                 now,

@@ -10,6 +10,7 @@
 //! lease ran out is gone, and the WebSocket connections it held with it. Versioned commits would keep
 //! double firing harmless anyway; the lease keeps it from happening.
 
+use super::liveness::Holder;
 use super::{Decided, Engine, Tx, is_conflict};
 use crate::audit::Subject;
 use crate::error::{Error, Result};
@@ -61,8 +62,10 @@ impl<S: Store> Engine<S> {
         let now = self.now();
         self.renew_node_lease(now).await?;
         self.keep_heard(now).await?;
+        report.robots_timed_out += self.sweep_silent(now).await?;
         let until = now.plus_ms(self.config.timer_lease_ms);
         report.leader = self.store.lease(TIMER_LEASE, self.node, now, until).await?;
+        report.robots_timed_out += self.close_orphans(now, report.leader).await?;
         if !report.leader {
             return Ok(report);
         }
@@ -74,7 +77,7 @@ impl<S: Store> Engine<S> {
             }
             for d in &due {
                 match *d {
-                    Due::RobotSilent(r) => report.robots_timed_out += usize::from(self.robot_silent(r).await?),
+                    Due::RobotSilent(r) => report.robots_timed_out += usize::from(self.robot_silent(r, true).await?),
                     Due::JobExpired(j) => report.jobs_expired += usize::from(self.fire(j, JobEvent::Expire).await?),
                     Due::JobReady(j) => report.jobs_ready += usize::from(self.fire(j, JobEvent::Ready).await?),
                     Due::TokenExpired(h) => report.sessions_expired += usize::from(self.expire_session(h).await?),
@@ -126,17 +129,32 @@ impl<S: Store> Engine<S> {
         }
     }
 
-    /// A robot silent past its deadline: Unresponsive, and its job fails over.
-    async fn robot_silent(&self, id: RobotId) -> Result<bool> {
+    /// A robot silent past its deadline (as its holder knows it, see
+    /// `liveness.rs`): Unresponsive, and its job fails over; or closed, if
+    /// its socket died with its node. `from_index`: the deadline index named
+    /// it (an entry a node's robot may have from an older row: written again
+    /// without it). Returns whether the robot was timed out or closed.
+    pub(crate) async fn robot_silent(&self, id: RobotId, from_index: bool) -> Result<bool> {
         decided!(self, |_attempt| {
             let now = self.now();
             let Some(mut r) = self.store.robot(id).await? else {
                 return Ok(Decided::Answer(false));
             };
+            let before = r.state;
+            let holder = self.vouch(&mut r, now).await?;
+            if holder == Holder::Gone {
+                return Ok(Decided::Commit(self.orphaned(r, before, now), true));
+            }
             if r.deadline.is_none_or(|d| d > now) {
+                if from_index && holder != Holder::Stored {
+                    let mut tx = Tx::default();
+                    tx.robot(r);
+                    return Ok(Decided::Commit(tx, false));
+                }
                 return Ok(Decided::Answer(false));
             }
-            if matches!(r.state, RobotState::Available | RobotState::Busy)
+            if holder == Holder::Stored
+                && matches!(r.state, RobotState::Available | RobotState::Busy)
                 && let Some(at) = self.heard_within(r.id, now)
             {
                 // Heard all along: its heartbeats are late here, not missing.
@@ -156,7 +174,14 @@ impl<S: Store> Engine<S> {
                 && job.robot == Some(r.id)
             {
                 match self
-                    .transition(j, JobEvent::RobotLost, Actor::System, Some(RobotEvent::Timeout))
+                    .transition_from(
+                        j,
+                        Some(job),
+                        Some(r.clone()),
+                        JobEvent::RobotLost,
+                        Actor::System,
+                        Some(RobotEvent::Timeout),
+                    )
                     .await
                 {
                     // The job or the robot moved on since they were read: look again.

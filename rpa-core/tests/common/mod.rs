@@ -123,6 +123,34 @@ impl World {
         bot
     }
 
+    /// Registers a robot on a socket this engine holds (as the WebSocket
+    /// hub does) and sends its first heartbeat.
+    pub fn socket(&self, code: &str) -> Bot {
+        let reg = block(
+            self.engine
+                .register_socket(code, "acme", &supplier_proof(SECRET, code), Some("1.0"), &[]),
+        )
+        .unwrap();
+        let bot = Bot {
+            code: code.into(),
+            connect: reg.connect,
+        };
+        self.beat(&bot, None);
+        bot
+    }
+
+    /// Another engine (node `node`) on this world's store and clock.
+    pub fn node(&self, node: u64) -> Engine<MemoryStore> {
+        let config = EngineConfig {
+            password_cost: PasswordCost::TESTING,
+            heartbeat_timeout_ms: self.engine.config().heartbeat_timeout_ms,
+            heartbeat_slack_ms: self.engine.config().heartbeat_slack_ms,
+            node: Some(node),
+            ..EngineConfig::default()
+        };
+        Engine::new(self.engine.store().clone(), Arc::new(self.clock.clone()), config)
+    }
+
     pub fn start(&self, p: &Process, args: Value) -> Job {
         block(self.engine.start_job(&self.user, p.key, &args)).unwrap()
     }

@@ -948,6 +948,67 @@ async fn append_audit(conn: &mut AnyConnection, drafts: Vec<AuditDraft>) -> Resu
 /// Groups of events one integration step takes.
 const INTEGRATE_GROUPS: i64 = 512;
 
+/// A node's leases on their own connection: a lease says a node lives (and
+/// with it the robots whose sockets it holds), so its renewal must not wait
+/// for a pool that the node's load keeps busy. A connection that fails is
+/// opened again at the next call.
+pub(crate) struct Leases {
+    url: String,
+    conn: tokio::sync::Mutex<Option<PgConnection>>,
+}
+
+impl Leases {
+    pub(crate) fn new(url: &str) -> Leases {
+        Leases {
+            url: url.to_owned(),
+            conn: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// [`rpa_core::store::LeaseStore::lease`].
+    pub(crate) async fn lease(&self, name: &str, holder: u64, now: i64, until: i64) -> StoreResult<bool> {
+        let q = sqlx::query(crate::queries::LEASE)
+            .bind(name)
+            .bind(holder as i64)
+            .bind(until)
+            .bind(now);
+        let mut held = self.conn.lock().await;
+        let conn = connected(&mut held, &self.url).await?;
+        match q.fetch_optional(conn).await {
+            Ok(row) => Ok(row.is_some()),
+            Err(e) => {
+                *held = None;
+                Err(backend_err(e))
+            }
+        }
+    }
+
+    /// [`rpa_core::store::LeaseStore::lease_holder`].
+    pub(crate) async fn holder(&self, name: &str, now: i64) -> StoreResult<Option<u64>> {
+        let q = sqlx::query_scalar::<_, i64>(crate::queries::LEASE_HOLDER)
+            .bind(name)
+            .bind(now);
+        let mut held = self.conn.lock().await;
+        let conn = connected(&mut held, &self.url).await?;
+        match q.fetch_optional(conn).await {
+            Ok(h) => Ok(h.map(|h| h as u64)),
+            Err(e) => {
+                *held = None;
+                Err(backend_err(e))
+            }
+        }
+    }
+}
+
+/// The connection in `held`, opened if there is none.
+async fn connected<'a>(held: &'a mut Option<PgConnection>, url: &str) -> StoreResult<&'a mut PgConnection> {
+    if held.is_none() {
+        *held = Some(PgConnection::connect(url).await.map_err(backend_err)?);
+    }
+    held.as_mut()
+        .ok_or_else(|| StoreError::Backend("lease connection".into()))
+}
+
 /// The database clock in milliseconds, as `rpa_audit_pending.written_at` has it.
 const NOW_MS: &str = "CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT)";
 
