@@ -10,6 +10,14 @@
 //! `--burst` connects every robot at once (what a server restart looks like
 //! to it: the robots all come back together); `--leave` closes them all at
 //! the end and reports the server's RSS once they are gone.
+//!
+//! Several servers of one cluster: `--server` and `--server-pid` take
+//! comma-separated lists; robot `i` connects to server `i mod n` and the
+//! jobs are started on each in turn. While the robots only heart-beat, the
+//! servers' `/metrics` tell how many heartbeats were handled and written
+//! and how many commits landed. A machine's open-file limit caps the robots
+//! of one process: several generators share a load with `--first` (the
+//! number of their first robot) and `--jobs 0` on all but one.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,24 +34,30 @@ use tokio_tungstenite::tungstenite::Message;
 /// Command-line options.
 #[derive(Parser, Debug, Clone)]
 struct Args {
-    /// Server base URL.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    server: String,
+    /// Server base URLs (comma-separated: the nodes of one cluster).
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
+    server: Vec<String>,
     /// Robots to connect.
     #[arg(long, default_value_t = 1000)]
     robots: usize,
+    /// The number of the first robot (`load-<n>`), for several generators.
+    #[arg(long, default_value_t = 0)]
+    first: usize,
     /// Seconds between heartbeats.
     #[arg(long, default_value_t = 5)]
     heartbeat: u64,
+    /// Milliseconds between heartbeats (instead of `--heartbeat`).
+    #[arg(long)]
+    heartbeat_ms: Option<u64>,
     /// Jobs to start, one at a time, measuring startJob → Execute.
     #[arg(long, default_value_t = 500)]
     jobs: usize,
     /// Seconds to watch the server's CPU while the robots only heart-beat.
     #[arg(long, default_value_t = 20)]
     idle: u64,
-    /// The server's pid, for RSS and CPU.
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// The servers' pids (comma-separated), for RSS and CPU.
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Vendor code and secret.
     #[arg(long, default_value = "acme")]
     vendor: String,
@@ -85,14 +99,21 @@ fn msg(action: &str, body: Value) -> Message {
     Message::Text(json!({"action": action, "body": body.to_string()}).to_string().into())
 }
 
+impl Args {
+    fn beat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms.unwrap_or(self.heartbeat * 1000))
+    }
+}
+
 async fn robot(
     args: Arc<Args>,
+    server: String,
     id: String,
     arrivals: Arrivals,
     up: Arc<AtomicUsize>,
     mut leave: tokio::sync::watch::Receiver<bool>,
 ) {
-    let url = format!("{}/robothub/{id}", args.server.replacen("http://", "ws://", 1));
+    let url = format!("{}/robothub/{id}", server.replacen("http://", "ws://", 1));
     // Turned away (a full accept queue): try again, as executors do.
     let mut tries = 0;
     let ws = loop {
@@ -121,11 +142,8 @@ async fn robot(
     let _ = sink.send(msg("Heartbeat", json!({}))).await;
     up.fetch_add(1, Ordering::Relaxed);
     // Spread heartbeats over the period.
-    let offset = Duration::from_millis(rand_offset(&id, args.heartbeat * 1000));
-    let mut beat = tokio::time::interval_at(
-        tokio::time::Instant::now() + offset,
-        Duration::from_secs(args.heartbeat),
-    );
+    let offset = Duration::from_millis(rand_offset(&id, args.beat().as_millis() as u64));
+    let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + offset, args.beat());
     loop {
         tokio::select! {
             _ = leave.changed() => {
@@ -187,6 +205,44 @@ fn status_kib(pid: u32, field: &str) -> Option<u64> {
         .ok()
 }
 
+/// The sum over `servers` of the Prometheus samples named `name` (with
+/// exactly these `labels`, e.g. `outcome="written"`, or none).
+async fn metric_sum(http: &reqwest::Client, servers: &[String], name: &str, labels: &str) -> f64 {
+    let want = if labels.is_empty() {
+        format!("{name} ")
+    } else {
+        format!("{name}{{{labels}}} ")
+    };
+    let mut sum = 0.0;
+    for s in servers {
+        let Ok(r) = http.get(format!("{s}/metrics")).send().await else {
+            continue;
+        };
+        let text = r.text().await.unwrap_or_default();
+        sum += text
+            .lines()
+            .filter_map(|l| l.strip_prefix(want.as_str()))
+            .filter_map(|v| v.trim().parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    sum
+}
+
+/// What the servers' metrics said at one moment.
+struct Figures {
+    written: f64,
+    quiet: f64,
+    commits: f64,
+}
+
+async fn figures(http: &reqwest::Client, servers: &[String]) -> Figures {
+    Figures {
+        written: metric_sum(http, servers, "rpa_heartbeats_total", "outcome=\"written\"").await,
+        quiet: metric_sum(http, servers, "rpa_heartbeats_total", "outcome=\"quiet\"").await,
+        commits: metric_sum(http, servers, "rpa_commits_total", "").await,
+    }
+}
+
 fn cpu_ticks(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &s[s.rfind(')')? + 2..];
@@ -199,19 +255,21 @@ async fn main() {
     let args = Arc::new(Args::parse());
     let arrivals: Arrivals = Arc::default();
     let up = Arc::new(AtomicUsize::new(0));
-    let rss_before = args.server_pid.and_then(rss_kib);
+    let rss = |pids: &[u32], f: fn(u32) -> Option<u64>| pids.iter().filter_map(|p| f(*p)).sum::<u64>();
+    let rss_before = rss(&args.server_pid, rss_kib);
     let (leave, left) = tokio::sync::watch::channel(false);
     let t = Instant::now();
     let mut robots = Vec::with_capacity(args.robots);
-    for i in 0..args.robots {
+    for i in args.first..args.first + args.robots {
         robots.push(tokio::spawn(robot(
             args.clone(),
+            args.server[i % args.server.len()].clone(),
             format!("load-{i}"),
             arrivals.clone(),
             up.clone(),
             left.clone(),
         )));
-        if !args.burst && i % 200 == 199 {
+        if !args.burst && (i - args.first) % 200 == 199 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -225,26 +283,40 @@ async fn main() {
         t.elapsed().as_secs_f64(),
         RETRIES.load(Ordering::Relaxed)
     );
-    tokio::time::sleep(Duration::from_secs(args.heartbeat)).await;
-    if let Some(pid) = args.server_pid {
-        let c0 = cpu_ticks(pid);
+    tokio::time::sleep(args.beat().max(Duration::from_secs(1))).await;
+    let http = reqwest::Client::new();
+    {
+        let cpu = |pids: &[u32]| pids.iter().filter_map(|p| cpu_ticks(*p)).sum::<u64>();
+        let c0 = cpu(&args.server_pid);
+        let f0 = figures(&http, &args.server).await;
+        let t0 = Instant::now();
         tokio::time::sleep(Duration::from_secs(args.idle)).await;
-        let c1 = cpu_ticks(pid);
-        let cpu = match (c0, c1) {
-            (Some(a), Some(b)) => (b - a) as f64 / 100.0 / args.idle as f64 * 100.0,
-            _ => f64::NAN,
-        };
+        let secs = t0.elapsed().as_secs_f64();
+        let f1 = figures(&http, &args.server).await;
+        let c1 = cpu(&args.server_pid);
+        if !args.server_pid.is_empty() {
+            println!(
+                "servers' RSS: {:.1} MiB before, {:.1} MiB with the robots (peaks {:.1} MiB); CPU while heart-beating: {:.1}% of one core",
+                rss_before as f64 / 1024.0,
+                rss(&args.server_pid, rss_kib) as f64 / 1024.0,
+                rss(&args.server_pid, peak_kib) as f64 / 1024.0,
+                (c1 - c0) as f64 / 100.0 / secs * 100.0
+            );
+        }
         println!(
-            "server RSS: {:.1} MiB before, {:.1} MiB with the robots (peak {:.1} MiB); CPU while heart-beating: {cpu:.1}% of one core",
-            rss_before.unwrap_or(0) as f64 / 1024.0,
-            rss_kib(pid).unwrap_or(0) as f64 / 1024.0,
-            peak_kib(pid).unwrap_or(0) as f64 / 1024.0
+            "while heart-beating ({secs:.1} s): {:.0} heartbeats/s handled, {:.1}/s written, {:.1} commits/s in all",
+            (f1.written + f1.quiet - f0.written - f0.quiet) / secs,
+            (f1.written - f0.written) / secs,
+            (f1.commits - f0.commits) / secs,
         );
     }
-    // startJob -> Execute latency, one job at a time.
-    let http = reqwest::Client::new();
+    if args.jobs == 0 {
+        // Another generator measures; this one keeps its robots beating.
+        tokio::time::sleep(Duration::from_secs(u64::from(u32::MAX))).await;
+    }
+    // startJob -> Execute latency, one job at a time, on each server in turn.
     let login: Value = http
-        .post(format!("{}/rpa/api/login", args.server))
+        .post(format!("{}/rpa/api/login", args.server[0]))
         .json(&json!({"username": args.user, "password": args.password}))
         .send()
         .await
@@ -261,10 +333,10 @@ async fn main() {
         .to_owned();
     let params: Value = serde_json::from_str(&args.params).expect("--params is JSON");
     let mut lat = Vec::with_capacity(args.jobs);
-    for _ in 0..args.jobs {
+    for n in 0..args.jobs {
         let t0 = Instant::now();
         let v: Value = http
-            .post(format!("{}/rpa/api/startJob", args.server))
+            .post(format!("{}/rpa/api/startJob", args.server[n % args.server.len()]))
             .header("X-Access-Token", &token)
             .json(&json!({"processId": process, "params": params}))
             .send()
@@ -319,11 +391,11 @@ async fn main() {
             let _ = r.await;
         }
         tokio::time::sleep(Duration::from_secs(args.settle)).await;
-        if let Some(pid) = args.server_pid {
+        if !args.server_pid.is_empty() {
             println!(
-                "server RSS {} s after the robots left: {:.1} MiB",
+                "servers' RSS {} s after the robots left: {:.1} MiB",
                 args.settle,
-                rss_kib(pid).unwrap_or(0) as f64 / 1024.0
+                rss(&args.server_pid, rss_kib) as f64 / 1024.0
             );
         }
     }
