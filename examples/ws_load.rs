@@ -144,6 +144,8 @@ async fn robot(
     // Spread heartbeats over the period.
     let offset = Duration::from_millis(rand_offset(&id, args.beat().as_millis() as u64));
     let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + offset, args.beat());
+    // A generator that falls behind beats less often, not in bursts.
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = leave.changed() => {
@@ -287,20 +289,22 @@ async fn main() {
     let http = reqwest::Client::new();
     {
         let cpu = |pids: &[u32]| pids.iter().filter_map(|p| cpu_ticks(*p)).sum::<u64>();
-        let c0 = cpu(&args.server_pid);
+        // Each figure over the time between its two readings (a scrape of
+        // busy servers takes a while).
+        let (c0, ct0) = (cpu(&args.server_pid), Instant::now());
         let f0 = figures(&http, &args.server).await;
         let t0 = Instant::now();
         tokio::time::sleep(Duration::from_secs(args.idle)).await;
-        let secs = t0.elapsed().as_secs_f64();
         let f1 = figures(&http, &args.server).await;
-        let c1 = cpu(&args.server_pid);
+        let secs = t0.elapsed().as_secs_f64();
+        let (c1, cpu_secs) = (cpu(&args.server_pid), ct0.elapsed().as_secs_f64());
         if !args.server_pid.is_empty() {
             println!(
                 "servers' RSS: {:.1} MiB before, {:.1} MiB with the robots (peaks {:.1} MiB); CPU while heart-beating: {:.1}% of one core",
                 rss_before as f64 / 1024.0,
                 rss(&args.server_pid, rss_kib) as f64 / 1024.0,
                 rss(&args.server_pid, peak_kib) as f64 / 1024.0,
-                (c1 - c0) as f64 / 100.0 / secs * 100.0
+                (c1 - c0) as f64 / 100.0 / cpu_secs * 100.0
             );
         }
         println!(

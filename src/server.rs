@@ -281,10 +281,25 @@ async fn serve<S: Store>(
         ..engine_config(&options, &public_url)
     };
     let engine = Arc::new(Engine::new(store, Arc::new(SystemClock), engine_config).with_transport(hub.clone()));
-    config
-        .apply(&engine)
-        .await
-        .map_err(|e| fail(format!("applying the configuration: {e}")))?;
+    // Nodes of one cluster that start together apply the same configuration
+    // side by side: one that lost a race for a row applies it again (it is
+    // idempotent) on what the other wrote.
+    let mut attempt = 0;
+    loop {
+        match config.apply(&engine).await {
+            Ok(()) => break,
+            Err(
+                rpa_core::Error::Store(
+                    rpa_core::error::StoreError::Conflict | rpa_core::error::StoreError::Duplicate(_),
+                )
+                | rpa_core::Error::AlreadyExists(_),
+            ) if attempt < 10 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            Err(e) => return Err(fail(format!("applying the configuration: {e}"))),
+        }
+    }
     // After the configuration: a workflow of its own of the same name wins.
     if engine
         .install_templates()
