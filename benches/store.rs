@@ -1,16 +1,23 @@
 //! Durable job lifecycles: the scheduling bench's lifecycle (start, finish,
 //! hand-over of the next job, audit on) on SQLite (synchronous NORMAL and
 //! FULL) and PostgreSQL (`DATABASE_URL`, skipped without it), with 1k and
-//! 100k pending jobs. 32 robots work at once, each handed its Execute by
-//! the engine's transport once the commit stands (as the WebSocket hub does
-//! for robots connected to it; `RPA_PUSH=0`: woken to take it from the
+//! 100k pending jobs. 32 robots work at once, each on a socket of its node,
+//! handed its Execute by the engine's transport once the commit stands (as
+//! the WebSocket hub does for robots connected to it; `RPA_PUSH=0`: woken to take it from the
 //! outbox instead), so group commit has concurrent commits to batch.
 //! `RPA_READERS` sets the store's reader connections (default 8).
 //! `RPA_NODES=n` runs the PostgreSQL cases on n engine nodes over one
 //! database (n stores, each with its own group writer and node cache), the
 //! robots and clients spread over them, each node's clients starting a
 //! process of their own; one node runs the audit integrator
-//! (`RPA_INTEGRATOR=0`: none, to measure the writers alone).
+//! (`RPA_INTEGRATOR=0`: none, to measure the writers alone). Each node
+//! reads the live nodes' leases and takes its share of the pending jobs
+//! first, as a server's nodes do (`RPA_SHARE=0`: each reaches for the best
+//! job, to compare), and dispatches to its own robots when the store tells
+//! it of another node's commits, as a server does. `RPA_APART=1` gives
+//! each node's robots a pool of their own and each node's process that pool
+//! as its requirement: the nodes then share no process (whose counters
+//! every dispatch and finish change) and no robot.
 //! `cargo bench --bench store`; figures go to docs/PERFORMANCE.md.
 #![allow(missing_docs)]
 
@@ -60,6 +67,17 @@ struct Rig {
     processes: Vec<Key>,
     bots: Vec<Arc<Bot>>,
     integrator: Integrator,
+    /// Each node's dispatch of what the others' commits leave to it.
+    _dispatchers: Vec<AbortOnDrop>,
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The audit integrator running beside the robots, as a server runs it
@@ -246,11 +264,33 @@ async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
             Engine::new(store, Arc::new(clock.clone()), config).with_transport(bells.clone()),
         ));
     }
+    if std::env::var("RPA_SHARE").map_or(true, |v| v != "0") {
+        // Every node's lease first, then every node sees them all.
+        for _ in 0..2 {
+            for e in &engines {
+                e.keep_node_lease().await.unwrap();
+            }
+        }
+    }
+    let mut dispatchers = Vec::new();
+    for e in &engines {
+        if let Some(bell) = e.store().doorbell() {
+            dispatchers.push(AbortOnDrop(tokio::spawn(rpa::server::dispatch_on_notice(
+                e.clone(),
+                bell,
+                std::future::pending::<()>(),
+            ))));
+        }
+    }
     let engine = engines[0].clone();
     // A process per node: each node's clients start their own.
+    let apart = std::env::var("RPA_APART").is_ok_and(|v| v == "1");
     let spec = |n: usize| {
         let mut spec = ProcessSpec::new(format!("bench{n}"), ProcessType::Unattended);
         spec.max_run_num = 0;
+        if apart {
+            spec.requirements.pool = Some(format!("node{n}"));
+        }
         spec
     };
     let Basics { process: p, mut user } = fixtures::basics(&engine, spec(0)).await.unwrap();
@@ -264,7 +304,25 @@ async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
     for i in 0..robots() {
         let code = format!("r{i}");
         let node = i % nodes;
-        let reg = fixtures::ready_robot(&*engines[node], &code).await.unwrap();
+        let e = &engines[node];
+        if apart {
+            let profile = rpa::core::model::RobotProfile {
+                pool: format!("node{node}"),
+                ..Default::default()
+            };
+            e.configure_robot(Actor::System, &code, profile).await.unwrap();
+        }
+        let reg = e
+            .register_socket(
+                &code,
+                fixtures::VENDOR,
+                &rpa::core::auth::supplier_proof(fixtures::VENDOR_SECRET, &code),
+                None,
+                &[],
+            )
+            .await
+            .unwrap();
+        e.heartbeat(&code, reg.connect, None).await.unwrap();
         bots.push(Arc::new(Bot {
             code,
             connect: reg.connect,
@@ -293,6 +351,7 @@ async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
     }
     Rig {
         integrator: Integrator::start(engine),
+        _dispatchers: dispatchers,
         engines,
         bells,
         user,

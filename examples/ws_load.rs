@@ -18,6 +18,12 @@
 //! and how many commits landed. A machine's open-file limit caps the robots
 //! of one process: several generators share a load with `--first` (the
 //! number of their first robot) and `--jobs 0` on all but one.
+//!
+//! `--throughput S` then has `--clients` business clients start jobs as
+//! fast as they are answered, on the servers in turn, for S seconds while
+//! the robots finish each job as its Execute comes: it prints lifecycles
+//! per second, the servers' CPU, commits and commits refused as stale. The
+//! same load over one, two or four servers of one database compares them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -83,6 +89,12 @@ struct Args {
     /// Seconds to wait after the robots left before reading the RSS.
     #[arg(long, default_value_t = 10)]
     settle: u64,
+    /// Seconds of jobs started by `--clients` at once, after the latency.
+    #[arg(long, default_value_t = 0)]
+    throughput: u64,
+    /// Business clients starting jobs at once for `--throughput`.
+    #[arg(long, default_value_t = 32)]
+    clients: usize,
 }
 
 /// Per run: the client waiting for its Execute, or when the Execute came
@@ -171,7 +183,9 @@ async fn robot(
                         _ => { a.insert(run.clone(), Arrival::Came(now)); }
                     }
                     drop(a);
-                    let _ = sink.send(msg("ReportFinish", json!({"runInstanceId": run, "status": 0}))).await;
+                    if sink.send(msg("ReportFinish", json!({"runInstanceId": run, "status": 0}))).await.is_ok() {
+                        FINISHED.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
         }
@@ -181,6 +195,8 @@ async fn robot(
 
 /// Connection attempts turned away.
 static RETRIES: AtomicUsize = AtomicUsize::new(0);
+/// Jobs the robots reported finished.
+static FINISHED: AtomicUsize = AtomicUsize::new(0);
 
 fn rand_offset(id: &str, range_ms: u64) -> u64 {
     id.bytes()
@@ -235,6 +251,7 @@ struct Figures {
     written: f64,
     quiet: f64,
     commits: f64,
+    conflicts: f64,
 }
 
 async fn figures(http: &reqwest::Client, servers: &[String]) -> Figures {
@@ -242,7 +259,77 @@ async fn figures(http: &reqwest::Client, servers: &[String]) -> Figures {
         written: metric_sum(http, servers, "rpa_heartbeats_total", "outcome=\"written\"").await,
         quiet: metric_sum(http, servers, "rpa_heartbeats_total", "outcome=\"quiet\"").await,
         commits: metric_sum(http, servers, "rpa_commits_total", "").await,
+        conflicts: metric_sum(http, servers, "rpa_commit_conflicts_total", "").await,
     }
+}
+
+/// `--throughput`: clients start jobs as fast as they are answered while
+/// the robots finish them; lifecycles per second over the last seconds.
+async fn throughput(args: &Args, http: &reqwest::Client, token: &str, process: &str, params: &Value) {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for c in 0..args.clients {
+        let (http, stop, refused) = (http.clone(), stop.clone(), refused.clone());
+        let url = format!("{}/rpa/api/startJob", args.server[c % args.server.len()]);
+        let (token, body) = (token.to_owned(), json!({"processId": process, "params": params}));
+        clients.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let ok = match http
+                    .post(&url)
+                    .header("X-Access-Token", &token)
+                    .json(&body)
+                    .send()
+                    .await
+                {
+                    Ok(r) => r.json::<Value>().await.is_ok_and(|v| v["success"] == true),
+                    Err(_) => false,
+                };
+                if !ok {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }));
+    }
+    // A few seconds to fill the pipes, then the measured window.
+    let warm = Duration::from_secs(args.throughput.min(3));
+    tokio::time::sleep(warm).await;
+    let cpu = |pids: &[u32]| pids.iter().map(|p| cpu_ticks(*p).unwrap_or(0)).collect::<Vec<_>>();
+    let (cpu0, f0, done0, t0) = (
+        cpu(&args.server_pid),
+        figures(http, &args.server).await,
+        FINISHED.load(Ordering::Relaxed),
+        Instant::now(),
+    );
+    tokio::time::sleep(Duration::from_secs(args.throughput) - warm).await;
+    let (cpu1, f1, done1, secs) = (
+        cpu(&args.server_pid),
+        figures(http, &args.server).await,
+        FINISHED.load(Ordering::Relaxed),
+        t0.elapsed().as_secs_f64(),
+    );
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        let _ = c.await;
+    }
+    let per_server: Vec<String> = cpu0
+        .iter()
+        .zip(&cpu1)
+        .map(|(a, b)| format!("{:.0}%", (b - a) as f64 / 100.0 / secs * 100.0))
+        .collect();
+    println!(
+        "throughput over {secs:.1} s, {} servers, {} clients, {} robots: {:.0} lifecycles/s; \
+         {:.0} commits/s, {:.0} refused as stale/s; servers' CPU (of one core) {}; {} startJob calls refused",
+        args.server.len(),
+        args.clients,
+        args.robots,
+        (done1 - done0) as f64 / secs,
+        (f1.commits - f0.commits) / secs,
+        (f1.conflicts - f0.conflicts) / secs,
+        per_server.join(" "),
+        refused.load(Ordering::Relaxed),
+    );
 }
 
 fn cpu_ticks(pid: u32) -> Option<u64> {
@@ -389,6 +476,9 @@ async fn main() {
         pct(0.99).as_secs_f64() * 1e3,
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3
     );
+    if args.throughput > 0 {
+        throughput(&args, &http, &token, &process, &params).await;
+    }
     if args.leave {
         let _ = leave.send(true);
         for r in robots {

@@ -6,7 +6,8 @@
 //!          ──► Engine (clock, time zone, heartbeat timeout, node) with the robot hub as transport
 //!          ──► the configuration file (or the demo configuration)
 //!          ──► serve: every HTTP API + the robot hub on one listener, the timer loop beside it
-//!              (deadlines, schedules, tickets moved by robot jobs and timers), the poster of
+//!              (deadlines, schedules, tickets moved by robot jobs and timers), on PostgreSQL
+//!              the dispatch of what other nodes' commits leave to this one, the poster of
 //!              workflow hooks, the webhook subscriptions' deliveries, and the event consumers
 //!              asked for (--events-file, --events-url)
 //!  shutdown (SIGTERM, Ctrl-C, or the host's own future)
@@ -17,7 +18,7 @@
 //! [`run`] does all of it; [`shutdown_signal`] is the future a standalone
 //! server passes. A host that embeds the engine in its own axum service
 //! wires its store and engine itself and uses the pieces: [`run_timers`],
-//! [`secret_key`], and [`rpa_adapters_ws::Hub::close_all`] in its shutdown.
+//! [`dispatch_on_notice`] (on PostgreSQL), [`secret_key`], and [`rpa_adapters_ws::Hub::close_all`] in its shutdown.
 //!
 //! Memory: the listener takes a backlog of 4,096 connections, so 10,000
 //! robots reconnecting at once after a restart all get in. What such a
@@ -218,7 +219,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()> + Send + '
     if db == "memory" {
         // Nothing outlives the process: neither do its links.
         let links = LinkKey(rand_key());
-        serve(MemoryStore::new(), hub, "memory", links, options, shutdown).await
+        serve(MemoryStore::new(), hub, "memory", None, links, options, shutdown).await
     } else if db.starts_with("postgres://") || db.starts_with("postgresql://") {
         let key = secret_key(&options.secret_key_file)?;
         let sql = SqlOptions {
@@ -230,7 +231,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()> + Send + '
             .map_err(|e| fail(format!("--db: {e}")))?;
         // Commands committed by other nodes for robots connected here.
         store.listen(hub.clone());
-        serve(store, hub, "postgres", link_key(&key), options, shutdown).await
+        let bell = store.doorbell();
+        serve(store, hub, "postgres", bell, link_key(&key), options, shutdown).await
     } else {
         let url = SqlStore::sqlite_url(Path::new(&db));
         let key = secret_key(&options.secret_key_file)?;
@@ -241,7 +243,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()> + Send + '
         let store = SqlStore::connect(&url, sql)
             .await
             .map_err(|e| fail(format!("--db {db}: {e}")))?;
-        serve(store, hub, "sqlite", link_key(&key), options, shutdown).await
+        serve(store, hub, "sqlite", None, link_key(&key), options, shutdown).await
     }
 }
 
@@ -260,6 +262,7 @@ async fn serve<S: Store>(
     store: S,
     hub: Arc<Hub>,
     kind: &'static str,
+    doorbell: Option<Arc<tokio::sync::Notify>>,
     links: LinkKey,
     options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -350,6 +353,8 @@ async fn serve<S: Store>(
         let _ = stop_tx.send(true);
     });
     let timers = tokio::spawn(run_timers(engine.clone(), stopped(stop_rx.clone())));
+    let dispatcher =
+        doorbell.map(|bell| tokio::spawn(dispatch_on_notice(engine.clone(), bell, stopped(stop_rx.clone()))));
     let integrator = tokio::spawn(run_integrator(engine.clone(), stopped(stop_rx.clone())));
     let hooks = tokio::spawn(crate::hooks::run_hooks(engine.clone(), stopped(stop_rx.clone())));
     let retry = options
@@ -461,6 +466,9 @@ async fn serve<S: Store>(
         .map_err(|e| fail(format!("server: {e}")));
     let _ = closing.await;
     let _ = timers.await;
+    if let Some(d) = dispatcher {
+        let _ = d.await;
+    }
     let _ = integrator.await;
     let _ = hooks.await;
     let _ = webhooks.await;
@@ -556,6 +564,28 @@ pub async fn run_timers<S: Store>(engine: Arc<Engine<S>>, shutdown: impl Future<
         tokio::select! {
             _ = &mut shutdown => return,
             _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// Dispatches each time `bell` rings until `shutdown` completes: a node
+/// gives jobs only to the robots whose sockets it holds, so when another
+/// node commits a job that waits for a robot (or frees a robot), this node
+/// looks for its own idle robots at once (`SqlStore::doorbell` rings). Rings
+/// that come while a dispatch runs make one more.
+pub async fn dispatch_on_notice<S: Store>(
+    engine: Arc<Engine<S>>,
+    bell: Arc<tokio::sync::Notify>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = bell.notified() => {}
+        }
+        if let Err(e) = engine.dispatch_all().await {
+            tracing::warn!(error = %e, "dispatch after another node's commit failed");
         }
     }
 }

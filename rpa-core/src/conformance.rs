@@ -1427,6 +1427,24 @@ async fn lease<S: Store>(s: S) {
         None,
         "lease: no holder of a lease never taken"
     );
+
+    // The live members of a family, as a node asks which nodes live.
+    for (name, holder, until) in [
+        ("fam:1", 1, 5_000),
+        ("fam:2", 2, 6_000),
+        ("fam:3", 3, 3_000),
+        ("family", 9, 9_000),
+    ] {
+        assert!(s.lease(name, holder, Timestamp(2_000), Timestamp(until)).await.unwrap());
+    }
+    assert!(s.lease("fa%:4", 4, Timestamp(2_000), Timestamp(9_000)).await.unwrap());
+    let mut live = s.lease_holders("fam:", Timestamp(4_000)).await.unwrap();
+    live.sort_unstable();
+    assert_eq!(live, [1, 2], "lease: the holders of a family's live leases");
+    let mut live = s.lease_holders("fa%:", Timestamp(4_000)).await.unwrap();
+    live.sort_unstable();
+    assert_eq!(live, [4], "lease: a family's prefix is matched literally");
+    assert!(s.lease_holders("fam:", Timestamp(6_001)).await.unwrap().is_empty());
 }
 
 /// Two engines on one store tick: a silent robot's timeout is handled by

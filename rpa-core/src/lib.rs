@@ -48,6 +48,7 @@
 //! - [`arguments`]: argument validation against a process's schema
 //! - [`auth`]: passwords, tokens, vendor proofs; [`audit`]: the hash chain
 //! - [`engine`]: the [`Engine`] operations and the scheduler
+//! - [`share`]: which pending jobs each node of a cluster takes first
 //! - [`limits`]: `maxRunNum`, `maxDayNum`, max pending items, and the counter changes
 //! - [`asset`]: assets, named values processes read
 //! - [`trigger`]: queue triggers (when waiting queue items get their jobs)
@@ -101,6 +102,7 @@ pub mod robot;
 pub mod schedule;
 pub mod seed001;
 pub mod service;
+pub mod share;
 pub mod store;
 pub mod time;
 pub mod transport;

@@ -1063,6 +1063,15 @@ impl LeaseStore for MemoryStore {
         let g = self.lock();
         Ok(g.leases.get(name).filter(|(_, end)| *end >= now).map(|(h, _)| *h))
     }
+
+    async fn lease_holders(&self, prefix: &str, now: Timestamp) -> StoreResult<Vec<u64>> {
+        let g = self.lock();
+        Ok(g.leases
+            .iter()
+            .filter(|(name, (_, end))| name.starts_with(prefix) && *end >= now)
+            .map(|(_, (h, _))| *h)
+            .collect())
+    }
 }
 
 /// A durable store's read side: what is live (users, roles, sessions,

@@ -472,6 +472,10 @@ pub trait LeaseStore: Send + Sync + 'static {
     /// The holder of the lease `name` if it has not expired at `now`
     /// (whether a node still lives: each node holds `node:<id>`).
     fn lease_holder(&self, name: &str, now: Timestamp) -> impl Future<Output = StoreResult<Option<u64>>> + Send;
+
+    /// The holders of the leases named `prefix…` that have not expired at
+    /// `now`, in no order (the live nodes: `node:`).
+    fn lease_holders(&self, prefix: &str, now: Timestamp) -> impl Future<Output = StoreResult<Vec<u64>>> + Send;
 }
 
 /// A storage backend: the sum of the capabilities above. All methods are

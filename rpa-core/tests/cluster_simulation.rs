@@ -360,6 +360,9 @@ impl LeaseStore for Node {
     async fn lease_holder(&self, name: &str, now: Timestamp) -> StoreResult<Option<u64>> {
         self.db.lease_holder(name, now).await
     }
+    async fn lease_holders(&self, prefix: &str, now: Timestamp) -> StoreResult<Vec<u64>> {
+        self.db.lease_holders(prefix, now).await
+    }
 }
 
 /// How a robot reaches the cluster.

@@ -145,6 +145,9 @@ fn the_robots_of_a_node_that_is_gone_keep_their_runs_only_if_they_come_back_in_t
     let b = socket_on(&other, "b");
     let ja = w.start(&p, json!({}));
     let jb = w.start(&p, json!({}));
+    // Started on this node, they wait for node 2, which keeps the robots and
+    // dispatches when it hears of them (on PostgreSQL, the store's doorbell).
+    assert_eq!(block(other.dispatch_all()).unwrap(), 2);
     let held = |bot: &Bot| w.robot(bot).job.expect("given a job");
     assert_ne!(held(&a), held(&b));
     let (ka, kb) = if held(&a) == ja.id {
@@ -196,6 +199,7 @@ fn a_node_that_starts_closes_the_robots_an_earlier_process_under_its_number_left
     block(first.tick()).unwrap();
     let a = socket_on(&first, "a");
     let j = w.start(&p, json!({}));
+    assert_eq!(block(first.dispatch_all()).unwrap(), 1, "node 7 keeps the robot");
     assert_eq!(w.robot(&a).job, Some(j.id));
     drop(first);
 

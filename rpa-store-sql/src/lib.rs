@@ -282,6 +282,8 @@ struct Inner {
     leases: Option<postgres::Leases>,
     /// Dropped with the store: stops the change listener.
     _stop: Option<oneshot::Sender<()>>,
+    /// PostgreSQL: rung when another node's commit may give this one work.
+    doorbell: Option<postgres::cache::Doorbell>,
 }
 
 /// Who writes.
@@ -377,6 +379,7 @@ impl SqlStore {
                 integrator: None,
                 leases: None,
                 _stop: None,
+                doorbell: None,
             }),
         })
     }
@@ -398,7 +401,15 @@ impl SqlStore {
         let node = rand::random();
         let cache = ReadCache::new();
         let (stop, stopped_rx) = oneshot::channel();
-        let loaded = postgres::cache::start(url.to_owned(), pool.clone(), cache.clone(), node, stopped_rx);
+        let doorbell = postgres::cache::Doorbell::default();
+        let loaded = postgres::cache::start(
+            url.to_owned(),
+            pool.clone(),
+            cache.clone(),
+            node,
+            stopped_rx,
+            doorbell.clone(),
+        );
         loaded.await.map_err(stopped)??;
         let (tx, rx) = mpsc::channel(GROUP_MAX * 4);
         tokio::spawn(postgres::group_writer(
@@ -425,6 +436,7 @@ impl SqlStore {
                 integrator: Some(postgres::Integrator::new(url)),
                 leases: Some(postgres::Leases::new(url)),
                 _stop: Some(stop),
+                doorbell: Some(doorbell),
             }),
         })
     }
@@ -458,6 +470,15 @@ impl SqlStore {
                 backoff = (backoff * 2).min(std::time::Duration::from_secs(10));
             }
         });
+    }
+
+    /// PostgreSQL: notified when another node commits what may give this
+    /// node a dispatch (a job that waits for a robot, an idle robot), and
+    /// after this node reloads what is live. Each node places jobs on the
+    /// robots whose sockets it holds, so a host dispatches when notified
+    /// (`rpa::server::dispatch_on_notice`). SQLite has one node: `None`.
+    pub fn doorbell(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.inner.doorbell.clone()
     }
 
     /// An SQLite URL for a file path (created if missing).

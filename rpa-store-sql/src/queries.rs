@@ -56,6 +56,8 @@ pub const LEASE: &str = "INSERT INTO rpa_leases (name, holder, expires_at) VALUE
      RETURNING holder";
 /// Whether a node lives: the holder of a lease that has not expired.
 pub const LEASE_HOLDER: &str = "SELECT holder FROM rpa_leases WHERE name = $1 AND expires_at >= $2";
+/// The holders of the live leases of a family (`$1` is the prefix with `%`).
+pub const LEASE_HOLDERS: &str = "SELECT holder FROM rpa_leases WHERE name LIKE $1 ESCAPE '\\' AND expires_at >= $2";
 /// Finish: a queue item by its reference.
 pub const ITEM_BY_REFERENCE: &str = "SELECT data FROM rpa_items WHERE process = $1 AND reference = $2";
 /// A versioned update, as every commit writes a job (the other tables alike).

@@ -449,4 +449,39 @@ impl LeaseStore for SqlStore {
             .await?;
         Ok(holder.map(|h| h as u64))
     }
+
+    async fn lease_holders(&self, prefix: &str, now: Timestamp) -> StoreResult<Vec<u64>> {
+        let pattern = format!("{}%", like_escaped(prefix));
+        if let Some(l) = &self.inner.leases {
+            return l.holders(&pattern, now.0).await;
+        }
+        let rows = self
+            .inner
+            .read
+            .rows(
+                queries::LEASE_HOLDERS,
+                vec![Val::S(pattern), Val::I(now.0)],
+                &[ColumnType::Int][..],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| match r.first() {
+                Some(Cell::Int(h)) => Some(*h as u64),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+/// `s` matched literally by `LIKE` with backslash as its escape character.
+fn like_escaped(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }

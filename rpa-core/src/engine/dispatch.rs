@@ -19,7 +19,9 @@
 //! dispatch *claims* the job and the robot it picked until its commit is
 //! done, and the others pass claimed ones by (robots finishing together
 //! would otherwise all reach for the same best job, and all but one commit
-//! would conflict). Engines on one store still settle races by versions.
+//! would conflict). Engines on one store still settle races by versions,
+//! and each takes the jobs of its own share first ([`crate::share`]), so
+//! that they seldom race for the same job.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -34,12 +36,17 @@ use crate::limits;
 use crate::model::*;
 use crate::queue::{self, ItemEvent};
 use crate::robot::{self, RobotEvent};
+use crate::share::{self, Passed, Share};
 use crate::store::{Store, is_dispatchable, is_idle};
 use crate::time::Timestamp;
 use crate::transport::{Command, Execute};
 
 /// Robots examined per store page.
 const PAGE: usize = 64;
+/// Idle robots other nodes keep that a search for one of this node's own
+/// passes by before it gives up: the node keeping the first idle robot a
+/// job may run finds it at once, and every node hears of new jobs.
+const OTHERS_PASSED: usize = 1024;
 /// Re-reads after conflicts before leaving the pair to the next tick.
 const ATTEMPTS: usize = 16;
 
@@ -48,6 +55,8 @@ const ATTEMPTS: usize = 16;
 pub(crate) struct Claims {
     jobs: Mutex<HashSet<JobId>>,
     robots: Mutex<HashSet<RobotId>>,
+    /// The best job passed by for another node's share ([`share::pick`]).
+    passed: Mutex<Passed>,
 }
 
 /// A claimed job or robot; released when dropped (after the commit).
@@ -79,6 +88,16 @@ impl Claims {
     fn first_job(&self, ids: impl IntoIterator<Item = JobId>) -> Option<(JobId, Claim<'_>)> {
         let mut held = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         let id = ids.into_iter().find(|id| !held.contains(id))?;
+        held.insert(id);
+        Some((id, Claim::Job(self, id)))
+    }
+    /// Claims the one of `heads` (best first) this node takes
+    /// ([`share::pick`] among those nobody holds).
+    fn job_of_share(&self, heads: &[JobId], share: Share) -> Option<(JobId, Claim<'_>)> {
+        let mut held = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let free: Vec<JobId> = heads.iter().copied().filter(|id| !held.contains(id)).collect();
+        let mut passed = self.passed.lock().unwrap_or_else(|p| p.into_inner());
+        let id = share::pick(share, &free, &mut passed)?;
         held.insert(id);
         Some((id, Claim::Job(self, id)))
     }
@@ -169,15 +188,23 @@ impl<S: Store> Engine<S> {
         Ok(false)
     }
 
-    /// The first idle robot that may run `p`'s jobs and no other dispatch of
-    /// this engine holds, claimed; when all are held, the first one unclaimed.
+    /// The first idle robot that may run `p`'s jobs, that this node keeps
+    /// ([`share::first_choice`]) and that no other dispatch of this engine
+    /// holds, claimed; when all are held, the first one unclaimed. Robots
+    /// another node keeps are that node's to fill: looking for one of its
+    /// own, a node passes at most [`OTHERS_PASSED`] of them by.
     async fn find_robot(&self, p: &Process) -> Result<Option<(Robot, Option<Claim<'_>>)>> {
         let mut after = None;
         let mut held = None;
+        let mut passed = 0;
         loop {
             let page = self.store.available_robots(after, PAGE).await?;
             let now = self.now();
             for r in page.iter().filter(|r| r.can_run(&p.spec) && r.takes_work(now)) {
+                if !share::first_choice(r, self.node) {
+                    passed += 1;
+                    continue;
+                }
                 match self.claims.robot(r.id) {
                     Some(claim) => return Ok(Some((r.clone(), Some(claim)))),
                     None => {
@@ -186,7 +213,7 @@ impl<S: Store> Engine<S> {
                 }
             }
             match page.last() {
-                Some(last) if page.len() == PAGE => after = Some(last.id),
+                Some(last) if page.len() == PAGE && passed < OTHERS_PASSED => after = Some(last.id),
                 _ => return Ok(held.map(|r| (r, None))),
             }
         }
@@ -199,9 +226,10 @@ impl<S: Store> Engine<S> {
         if processes.is_empty() {
             return Ok(None);
         }
+        let share = self.share();
         for _ in 0..ATTEMPTS {
             let claimed = self.claims.jobs_claimed();
-            if claimed == 0 {
+            if claimed == 0 && share == Share::ALONE {
                 // Nobody else is dispatching: the best job is free.
                 let Some(job) = self.store.next_pending(processes).await? else {
                     return Ok(None);
@@ -211,14 +239,15 @@ impl<S: Store> Engine<S> {
                     None => continue,
                 }
             }
-            // One more head than there are claims: one of them is free, if any is.
-            let want = claimed + 1;
+            // One more head than there are claims (per node): one of them
+            // is free, if any is.
+            let want = share.window(claimed);
             let heads = self.store.pending_heads(processes, want).await?;
             let Some(&best) = heads.first() else {
                 return Ok(None);
             };
             let fewer = heads.len() < want;
-            let (id, claim) = match self.claims.first_job(heads) {
+            let (id, claim) = match self.claims.job_of_share(&heads, share) {
                 Some((id, claim)) => (id, Some(claim)),
                 // Every candidate is held: race the holder, who may yet fail.
                 None if fewer => (best, None),
@@ -240,7 +269,7 @@ impl<S: Store> Engine<S> {
             let Some(robot) = self.store.robot(id).await? else {
                 return Ok(false);
             };
-            if !is_idle(&robot) || !robot.takes_work(self.now()) {
+            if !is_idle(&robot) || !robot.takes_work(self.now()) || !share::first_choice(&robot, self.node) {
                 return Ok(false);
             }
             let today = self.today(self.now());

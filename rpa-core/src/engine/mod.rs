@@ -242,6 +242,9 @@ pub struct Engine<S> {
     claims: dispatch::Claims,
     /// Until when this node's lease [`node_lease`] is known to be held.
     node_lease_until: std::sync::atomic::AtomicI64,
+    /// This node's share of the pending jobs, as of the live node leases
+    /// last read (see [`crate::share`]).
+    share: Mutex<crate::share::Share>,
     /// The current calendar day: its first instant, the next day's, its number.
     day: Mutex<(Timestamp, Timestamp, i64)>,
     /// Schedules: the earliest next fire time known, and when to look at
@@ -404,8 +407,11 @@ pub(crate) fn may_rest_on_a_copy(e: &Error) -> bool {
 
 /// The lease a live node holds (see [`Engine::tick`]).
 pub fn node_lease(node: u64) -> String {
-    format!("node:{node}")
+    format!("{NODE_LEASE_PREFIX}{node}")
 }
+
+/// What the names of node leases start with.
+const NODE_LEASE_PREFIX: &str = "node:";
 
 /// What a successful login gives (seed 000 §3.1).
 #[derive(Debug, Clone)]
@@ -452,6 +458,7 @@ impl<S: Store> Engine<S> {
             rng: Mutex::new(rng),
             claims: dispatch::Claims::default(),
             node_lease_until: std::sync::atomic::AtomicI64::new(i64::MIN),
+            share: Mutex::new(crate::share::Share::ALONE),
             day: Mutex::new((Timestamp(0), Timestamp(0), 0)),
             schedule_scan: Mutex::new((None, Timestamp(i64::MIN))),
             flow_cache: flow::FlowCache::default(),
@@ -616,26 +623,44 @@ impl<S: Store> Engine<S> {
     /// (the robots whose sockets it holds are alive as long as it says so):
     /// renewed once less than two thirds of it is left. A host calls it on
     /// its own timer, so that slow ticks do not let the lease lapse. Answers
-    /// whether the node holds it.
+    /// whether the node holds it. Also reads which nodes live, for this
+    /// node's [share](crate::share) of the pending jobs.
     pub async fn keep_node_lease(&self) -> Result<bool> {
         let now = self.now();
-        self.renew_node_lease(now).await?;
+        if !self.renew_node_lease(now).await? {
+            self.read_share(now).await?;
+        }
         Ok(self.node_lease_until.load(std::sync::atomic::Ordering::Relaxed) > now.0)
     }
 
+    /// This node's share of the pending jobs, as last read.
+    pub fn share(&self) -> crate::share::Share {
+        *self.share.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads the live nodes and takes this node's share among them.
+    async fn read_share(&self, now: Timestamp) -> Result<()> {
+        let live = self.store.lease_holders(NODE_LEASE_PREFIX, now).await?;
+        let share = crate::share::Share::new(self.node, &live);
+        *self.share.lock().unwrap_or_else(|p| p.into_inner()) = share;
+        Ok(())
+    }
+
     /// Takes or renews this node's lease once less than two thirds of it
-    /// are left (so it dies at least half a lease before its lease runs out).
-    async fn renew_node_lease(&self, now: Timestamp) -> Result<()> {
+    /// are left (so it dies at least half a lease before its lease runs out),
+    /// and then reads which nodes live. Answers whether it did.
+    async fn renew_node_lease(&self, now: Timestamp) -> Result<bool> {
         let lease_ms = self.node_lease_ms();
         let until = self.node_lease_until.load(std::sync::atomic::Ordering::Relaxed);
         if until.saturating_sub(now.0) > (lease_ms * 2 / 3) as i64 {
-            return Ok(());
+            return Ok(false);
         }
         let end = now.plus_ms(lease_ms);
         if self.store.lease(&node_lease(self.node), self.node, now, end).await? {
             self.node_lease_until.store(end.0, std::sync::atomic::Ordering::Relaxed);
         }
-        Ok(())
+        self.read_share(now).await?;
+        Ok(true)
     }
 
     /// Commits a security event that must be recorded even though the

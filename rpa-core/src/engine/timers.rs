@@ -67,6 +67,8 @@ impl<S: Store> Engine<S> {
         report.leader = self.store.lease(TIMER_LEASE, self.node, now, until).await?;
         report.robots_timed_out += self.close_orphans(now, report.leader).await?;
         if !report.leader {
+            // The robots this node keeps are its own to fill.
+            report.dispatched = self.dispatch_all().await?;
             return Ok(report);
         }
         loop {

@@ -18,6 +18,11 @@
 //!   missed), the node reloads what is live and re-reads whatever it holds
 //!   that is no longer live.
 //!
+//! What another node commits can give this node work: a job that waits for
+//! a robot (each node places jobs on the robots whose sockets it holds), a
+//! robot that became idle. The refresher then rings [`Doorbell`], which the
+//! host answers with a dispatch (`rpa::server::dispatch_on_notice`).
+//!
 //! Entities are replaced only by newer versions ([`ReadCache::refresh`]),
 //! so changes arriving late, twice or out of order are harmless. Timers and
 //! robot commands are not cached: they are read from the database.
@@ -201,6 +206,19 @@ impl Changes {
     }
 }
 
+/// Rung when another node's commit may have given this node work to
+/// dispatch, or after a reload (which may have missed some).
+pub(crate) type Doorbell = Arc<tokio::sync::Notify>;
+
+/// Whether `w`, written by another node, may give this node a dispatch.
+fn gives_work(w: &Write) -> bool {
+    match w {
+        Write::Job(j) => rpa_core::store::is_dispatchable(j),
+        Write::Robot(r) => rpa_core::store::is_idle(r),
+        _ => false,
+    }
+}
+
 /// Rows per `IN (...)` list.
 const CHUNK: usize = 500;
 
@@ -326,13 +344,14 @@ pub(crate) fn start(
     cache: ReadCache,
     node: u64,
     mut stop: oneshot::Receiver<()>,
+    bell: Doorbell,
 ) -> oneshot::Receiver<StoreResult<()>> {
     let (ready, loaded) = oneshot::channel();
     // Whoever knows first says how the start went: the listener if it
     // cannot listen at all, else the refresher once the first load is done.
     let ready = Arc::new(Mutex::new(Some(ready)));
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(refresher(Reader::Postgres(pool), cache, rx, ready.clone()));
+    tokio::spawn(refresher(Reader::Postgres(pool), cache, rx, ready.clone(), bell));
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -395,7 +414,7 @@ pub(crate) fn start(
 }
 
 /// Reads what the notifications name, a batch at a time.
-async fn refresher(db: Reader, cache: ReadCache, mut rx: mpsc::UnboundedReceiver<News>, ready: Ready) {
+async fn refresher(db: Reader, cache: ReadCache, mut rx: mpsc::UnboundedReceiver<News>, ready: Ready, bell: Doorbell) {
     let mut reload = false;
     while let Some(first) = rx.recv().await {
         let mut changed = Changes::default();
@@ -407,9 +426,15 @@ async fn refresher(db: Reader, cache: ReadCache, mut rx: mpsc::UnboundedReceiver
         }
         loop {
             let done = if reload {
-                reconcile(&db, &cache).await
+                reconcile(&db, &cache).await.inspect(|_| bell.notify_one())
             } else {
-                fetch(&db, &cache, &changed).await.map(|w| cache.refresh(w))
+                fetch(&db, &cache, &changed).await.map(|w| {
+                    let ring = w.iter().any(gives_work);
+                    cache.refresh(w);
+                    if ring {
+                        bell.notify_one();
+                    }
+                })
             };
             let first = ready.lock().unwrap_or_else(|p| p.into_inner()).take();
             if let Some(r) = first {

@@ -983,6 +983,22 @@ impl Leases {
         }
     }
 
+    /// [`rpa_core::store::LeaseStore::lease_holders`] (`pattern` for `LIKE`).
+    pub(crate) async fn holders(&self, pattern: &str, now: i64) -> StoreResult<Vec<u64>> {
+        let q = sqlx::query_scalar::<_, i64>(crate::queries::LEASE_HOLDERS)
+            .bind(pattern)
+            .bind(now);
+        let mut held = self.conn.lock().await;
+        let conn = connected(&mut held, &self.url).await?;
+        match q.fetch_all(conn).await {
+            Ok(h) => Ok(h.into_iter().map(|h| h as u64).collect()),
+            Err(e) => {
+                *held = None;
+                Err(backend_err(e))
+            }
+        }
+    }
+
     /// [`rpa_core::store::LeaseStore::lease_holder`].
     pub(crate) async fn holder(&self, name: &str, now: i64) -> StoreResult<Option<u64>> {
         let q = sqlx::query_scalar::<_, i64>(crate::queries::LEASE_HOLDER)
