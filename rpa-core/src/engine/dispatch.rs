@@ -190,12 +190,13 @@ impl<S: Store> Engine<S> {
 
     /// The first idle robot that may run `p`'s jobs, that this node keeps
     /// ([`share::first_choice`]) and that no other dispatch of this engine
-    /// holds, claimed; when all are held, the first one unclaimed. Robots
-    /// another node keeps are that node's to fill: looking for one of its
-    /// own, a node passes at most [`OTHERS_PASSED`] of them by.
+    /// holds, claimed; none when all are held (their holders are giving them
+    /// jobs: reaching for one of them too would only be refused at commit,
+    /// and under load such races multiply). Robots another node keeps are
+    /// that node's to fill: looking for one of its own, a node passes at
+    /// most [`OTHERS_PASSED`] of them by.
     async fn find_robot(&self, p: &Process) -> Result<Option<(Robot, Option<Claim<'_>>)>> {
         let mut after = None;
-        let mut held = None;
         let mut passed = 0;
         loop {
             let page = self.store.available_robots(after, PAGE).await?;
@@ -205,23 +206,20 @@ impl<S: Store> Engine<S> {
                     passed += 1;
                     continue;
                 }
-                match self.claims.robot(r.id) {
-                    Some(claim) => return Ok(Some((r.clone(), Some(claim)))),
-                    None => {
-                        held.get_or_insert_with(|| r.clone());
-                    }
+                if let Some(claim) = self.claims.robot(r.id) {
+                    return Ok(Some((r.clone(), Some(claim))));
                 }
             }
             match page.last() {
                 Some(last) if page.len() == PAGE && passed < OTHERS_PASSED => after = Some(last.id),
-                _ => return Ok(held.map(|r| (r, None))),
+                _ => return Ok(None),
             }
         }
     }
 
     /// The best dispatchable job among `processes` that no other dispatch
-    /// of this engine holds, claimed; when every candidate is held, the best
-    /// one unclaimed (its holder may yet fail: then this dispatch takes it).
+    /// of this engine holds, claimed; none when every candidate is held
+    /// (their holders are placing them; a holder that fails tries again).
     pub(crate) async fn next_unclaimed(&self, processes: &[ProcessId]) -> Result<Option<(Job, Option<Claim<'_>>)>> {
         if processes.is_empty() {
             return Ok(None);
@@ -243,14 +241,14 @@ impl<S: Store> Engine<S> {
             // is free, if any is.
             let want = share.window(claimed);
             let heads = self.store.pending_heads(processes, want).await?;
-            let Some(&best) = heads.first() else {
+            if heads.is_empty() {
                 return Ok(None);
-            };
+            }
             let fewer = heads.len() < want;
             let (id, claim) = match self.claims.job_of_share(&heads, share) {
                 Some((id, claim)) => (id, Some(claim)),
-                // Every candidate is held: race the holder, who may yet fail.
-                None if fewer => (best, None),
+                // Every candidate is held: their holders place them.
+                None if fewer => return Ok(None),
                 // More claims were made while the heads were read: read more.
                 None => continue,
             };
