@@ -24,16 +24,6 @@ fn commits(e: &Engine<MemoryStore>) -> u64 {
     e.metrics().commits.load(Ordering::Relaxed)
 }
 
-/// Registers `code` on a socket `node` holds, with its first heartbeat.
-fn socket_on(node: &Engine<MemoryStore>, code: &str) -> Bot {
-    let reg = block(node.register_socket(code, "acme", &supplier_proof(SECRET, code), Some("1.0"), &[])).unwrap();
-    block(node.heartbeat(code, reg.connect, None)).unwrap();
-    Bot {
-        code: code.into(),
-        connect: reg.connect,
-    }
-}
-
 #[test]
 fn heartbeats_of_a_robot_kept_by_its_node_write_nothing_while_nothing_changes() {
     let mut w = World::new();

@@ -7,23 +7,12 @@
 mod common;
 
 use common::*;
-use rpa_core::auth::supplier_proof;
 use rpa_core::job::FinishStatus;
 use rpa_core::model::*;
 use rpa_core::share::Share;
 use rpa_core::store::JobStore;
 use rpa_core::{Engine, MemoryStore};
 use serde_json::json;
-
-/// Registers `code` on a socket `node` holds; its first heartbeat asks for work.
-fn socket_on(node: &Engine<MemoryStore>, code: &str) -> Bot {
-    let reg = block(node.register_socket(code, "acme", &supplier_proof(SECRET, code), Some("1.0"), &[])).unwrap();
-    block(node.heartbeat(code, reg.connect, None)).unwrap();
-    Bot {
-        code: code.into(),
-        connect: reg.connect,
-    }
-}
 
 /// The job `bot` runs now.
 fn running(w: &World, bot: &Bot) -> Option<Job> {

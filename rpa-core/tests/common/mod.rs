@@ -208,3 +208,14 @@ impl World {
             .expect("audit chain verifies")
     }
 }
+
+/// Registers `code` on a socket `node` holds (as its WebSocket hub does),
+/// with its first heartbeat, which asks for work.
+pub fn socket_on(node: &Engine<MemoryStore>, code: &str) -> Bot {
+    let reg = block(node.register_socket(code, "acme", &supplier_proof(SECRET, code), Some("1.0"), &[])).unwrap();
+    block(node.heartbeat(code, reg.connect, None)).unwrap();
+    Bot {
+        code: code.into(),
+        connect: reg.connect,
+    }
+}
