@@ -67,6 +67,15 @@ pub fn exceeded(p: &Process, c: Change) -> bool {
         || (c.limit_pending && over(s.max_pending_items, c.pending))
 }
 
+/// Whether a commit that counts for `p` must see its exact counters: only
+/// a limit needs them. A store may let the commits of a process without
+/// limits count side by side (PostgreSQL: each node in a row of its own,
+/// summed on read) and serialise only those of a process with one.
+pub fn needs_exact_counts(p: &Process) -> bool {
+    let s = &p.spec;
+    s.max_run_num > 0 || s.max_day_num > 0 || s.max_pending_items > 0
+}
+
 /// A change of a process's counters, before it is bound to a process and a day.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Delta {

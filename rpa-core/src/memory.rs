@@ -444,7 +444,8 @@ impl MemoryStore {
     /// Takes in what a durable store read from the database or wrote, on a
     /// node whose database other nodes write too: an entity is replaced only
     /// by a newer version of it (versions only grow), so changes arriving
-    /// late or twice, from any source, are harmless. A job or queue item
+    /// late or twice, from any source, are harmless (a process is also
+    /// replaced at the same version: its counters may have changed). A job or queue item
     /// that has ended is dropped; `RevokeToken` drops a session. Counters
     /// (`Counts`), commands, logs and files are not kept.
     pub(crate) fn refresh(&self, writes: impl IntoIterator<Item = Write>) {
@@ -467,7 +468,9 @@ impl MemoryStore {
                     }
                 }
                 Write::Robot(r) if newer(g.robots.get(&r.id).map(|x| x.version), r.version) => g.put_robot(r),
-                Write::Process(p) if newer(g.processes.get(&p.id).map(|x| x.version), p.version) => {
+                // Counting may leave a process's version as it is (see
+                // `Counts`): its counters as read replace those held.
+                Write::Process(p) if g.processes.get(&p.id).is_none_or(|x| x.version <= p.version) => {
                     g.apply(Write::Process(p));
                 }
                 Write::Record(r)

@@ -66,9 +66,13 @@ impl Write {
 ///
 /// Stores apply it to the process *as stored*, so concurrent commits that
 /// only count never conflict with each other (robots of one process finish
-/// together all the time). It bumps the process's version, so a
-/// whole-process write made from an older snapshot conflicts rather than
-/// overwrite the counts. A commit whose counts would raise a count past its
+/// together all the time). A store either bumps the process's version, so
+/// that a whole-process write made from an older snapshot conflicts rather
+/// than overwrite the counts (memory, SQLite), or keeps the counters apart
+/// from the process row, where no process write reaches them, and leaves
+/// the version as it is (PostgreSQL: a row per process and node, so nodes
+/// that run one process do not wait for each other unless it has a limit;
+/// see [`limits::needs_exact_counts`]). A commit whose counts would raise a count past its
 /// limit (`maxRunNum`, `maxDayNum`, and max pending items when
 /// `limit_pending`: a retried item is no new item) fails with
 /// [`StoreError::Conflict`] and writes nothing: the engine reads again and
@@ -107,12 +111,23 @@ impl Counts {
     /// Applies the change to `p` and bumps its version without checking
     /// limits (to a copy of a process whose store already checked them).
     pub fn apply_unchecked(&self, p: &mut Process) {
-        let _ = self.apply_checked(p, false);
+        if self.apply_checked(p, false).is_ok() {
+            p.version += 1;
+        }
     }
 
     /// Applies the change to `p` and bumps its version; a count it raises
     /// past its limit is a conflict, and then `p` is left as it was.
     pub fn apply(&self, p: &mut Process) -> Result<(), StoreError> {
+        self.apply_checked(p, true)?;
+        p.version += 1;
+        Ok(())
+    }
+
+    /// [`Counts::apply`] without bumping the version: for a store that keeps
+    /// counters apart from the process row (`rpa-store-sql` on PostgreSQL
+    /// keeps them by node), where counting does not change the process.
+    pub fn apply_to_counters(&self, p: &mut Process) -> Result<(), StoreError> {
         self.apply_checked(p, true)
     }
 
@@ -139,7 +154,6 @@ impl Counts {
         p.pending_items = pending;
         p.day = day;
         p.day_successes = successes;
-        p.version += 1;
         Ok(())
     }
 }

@@ -192,6 +192,11 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             "audit integration",
             include_str!("../migrations/0029_audit_integration.sql"),
         ),
+        (
+            30,
+            "process counts",
+            include_str!("../migrations/0030_process_counts.sql"),
+        ),
     ]
 }
 
@@ -204,6 +209,8 @@ pub fn backend_migration(backend: Backend, version: i64) -> Option<&'static str>
         (Backend::Sqlite, 25) => Some(include_str!("../migrations/0025_content.sqlite.sql")),
         (Backend::Postgres, 25) => Some(include_str!("../migrations/0025_content.postgres.sql")),
         (Backend::Postgres, 29) => Some(include_str!("../migrations/0029_audit_integration.postgres.sql")),
+        (Backend::Sqlite, 30) => Some(include_str!("../migrations/0030_process_counts.sqlite.sql")),
+        (Backend::Postgres, 30) => Some(include_str!("../migrations/0030_process_counts.postgres.sql")),
         _ => None,
     }
 }

@@ -13,9 +13,9 @@ pub const ROBOT: &str = "SELECT data FROM rpa_robots WHERE id = $1";
 /// A robot by the executor's own id (every seed 001 call).
 pub const ROBOT_BY_CODE: &str = "SELECT data FROM rpa_robots WHERE code = $1";
 /// A process by id.
-pub const PROCESS: &str = "SELECT data FROM rpa_processes WHERE id = $1";
+pub const PROCESS: &str = "SELECT data FROM rpa_processes_v WHERE id = $1";
 /// A process by key (seed 000 `processId`).
-pub const PROCESS_BY_KEY: &str = "SELECT data FROM rpa_processes WHERE key = $1";
+pub const PROCESS_BY_KEY: &str = "SELECT data FROM rpa_processes_v WHERE key = $1";
 /// A session (every seed 000 call).
 pub const TOKEN: &str = "SELECT data FROM rpa_tokens WHERE hash = $1";
 /// A user by id (every seed 000 call).

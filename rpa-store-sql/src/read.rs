@@ -117,7 +117,7 @@ pub(crate) async fn load_live(db: &Reader) -> StoreResult<(Vec<Write>, Vec<(Robo
     let mut w: Vec<Write> = Vec::new();
     let tokens: Vec<Token> = db.data("SELECT data FROM rpa_tokens ORDER BY 1", vec![]).await?;
     w.extend(tokens.into_iter().map(Write::Token));
-    let processes: Vec<Process> = db.data("SELECT data FROM rpa_processes ORDER BY 1", vec![]).await?;
+    let processes: Vec<Process> = db.data("SELECT data FROM rpa_processes_v ORDER BY 1", vec![]).await?;
     w.extend(processes.into_iter().map(Write::Process));
     let robots: Vec<Robot> = db.data("SELECT data FROM rpa_robots ORDER BY 1", vec![]).await?;
     w.extend(robots.into_iter().map(Write::Robot));

@@ -102,7 +102,7 @@ impl ProcessStore for SqlStore {
         if let Some(m) = &self.inner.mirror {
             return m.processes().await;
         }
-        self.many("SELECT data FROM rpa_processes ORDER BY id", Vec::new())
+        self.many("SELECT data FROM rpa_processes_v ORDER BY id", Vec::new())
             .await
     }
 }

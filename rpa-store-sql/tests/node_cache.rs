@@ -203,3 +203,113 @@ async fn postgres_nodes_keep_cached_record_kinds_level() {
     })
     .await;
 }
+
+/// Two nodes count for one process at once. Without a limit each adds to a
+/// row of its own (no waiting on the other, nothing refused) and every
+/// count lands; with `maxRunNum` the sum is exact across the nodes: of 20
+/// starts racing for 5 slots, 5 stand. A node whose copy still shows no
+/// limit after the other node set one is refused, and counts exactly once
+/// it has read again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_nodes_count_side_by_side_and_limits_hold_across_them() {
+    use rpa_core::conformance::sample_process;
+    use rpa_core::store::Counts;
+    use std::sync::Arc;
+    let Some(url) = postgres_url() else { return };
+    let db = fresh_postgres(&url).await;
+    let a = SqlStore::connect(&db, common::pg_options()).await.unwrap();
+    let b = SqlStore::connect(&db, common::pg_options()).await.unwrap();
+    let mut free = sample_process(1);
+    Arc::make_mut(&mut free.spec).max_run_num = 0;
+    let mut capped = sample_process(2);
+    Arc::make_mut(&mut capped.spec).max_run_num = 5;
+    put(&a, vec![Write::Process(free.clone()), Write::Process(capped.clone())])
+        .await
+        .unwrap();
+    for s in [&a, &b] {
+        eventually("both nodes know both processes", async || {
+            s.process(ProcessId(2)).await.unwrap().is_some()
+        })
+        .await;
+    }
+    let start = |p: ProcessId| Counts {
+        process: p,
+        running: 1,
+        pending_items: 0,
+        successes: 0,
+        day: 1,
+        limit_pending: false,
+    };
+    let race = |p: ProcessId| {
+        let (a, b) = (a.clone(), b.clone());
+        async move {
+            let mut tasks = Vec::new();
+            for i in 0..20 {
+                let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+                tasks.push(tokio::spawn(
+                    async move { put(&s, vec![Write::Counts(start(p))]).await },
+                ));
+            }
+            let mut stood = 0;
+            for t in tasks {
+                match t.await.unwrap() {
+                    Ok(()) => stood += 1,
+                    Err(StoreError::Conflict) => {}
+                    Err(e) => panic!("{e:?}"),
+                }
+            }
+            stood
+        }
+    };
+    assert_eq!(race(ProcessId(1)).await, 20, "no limit: every count stands");
+    assert_eq!(race(ProcessId(2)).await, 5, "maxRunNum 5: five of twenty stand");
+    let read = async |id: i64| {
+        let rows = a
+            .query(
+                &format!("SELECT data FROM rpa_processes_v WHERE id = {id}"),
+                &[rpa_core::record::ColumnType::Text],
+            )
+            .await
+            .unwrap();
+        match rows.first().and_then(|r| r.first()) {
+            Some(rpa_core::record::Cell::Text(t)) => serde_json::from_str::<rpa_core::model::Process>(t).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(read(1).await.running, 20);
+    assert_eq!(read(2).await.running, 5);
+    let rows = a
+        .query(
+            "SELECT COUNT(*) FROM rpa_process_counts WHERE process = 1",
+            &[rpa_core::record::ColumnType::Int],
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(rows[0][0], rpa_core::record::Cell::Int(1..=2)),
+        "one row per node: {rows:?}"
+    );
+
+    // A sets a limit of 21 on the free process; B counts at once, maybe
+    // from its old copy: refused or counted, never past the limit.
+    let mut limited = a.process(ProcessId(1)).await.unwrap().unwrap();
+    Arc::make_mut(&mut limited.spec).max_run_num = 21;
+    limited.version += 1;
+    put(&a, vec![Write::Process(limited)]).await.unwrap();
+    let mut stood = 0;
+    for _ in 0..4 {
+        // A refused commit re-reads; the next try decides on fresh data.
+        for _ in 0..3 {
+            match put(&b, vec![Write::Counts(start(ProcessId(1)))]).await {
+                Ok(()) => {
+                    stood += 1;
+                    break;
+                }
+                Err(StoreError::Conflict) => {}
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+    }
+    assert_eq!(stood, 1, "one more fits under the new limit");
+    assert_eq!(read(1).await.running, 21);
+}

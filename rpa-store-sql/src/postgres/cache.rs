@@ -243,7 +243,7 @@ pub(crate) async fn fetch(db: &Reader, cache: &ReadCache, ch: &Changes) -> Store
     let mut ch = ch.clone();
     ch.dedup();
     let mut w: Vec<Write> = Vec::new();
-    let processes: Vec<Process> = rows_by_id(db, "rpa_processes", &ch.processes).await?;
+    let processes: Vec<Process> = rows_by_id(db, "rpa_processes_v", &ch.processes).await?;
     w.extend(processes.into_iter().map(Write::Process));
     for (table, key) in &ch.records {
         if let Some(kind) = cache.held(table) {

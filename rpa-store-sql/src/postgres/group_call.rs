@@ -20,9 +20,11 @@ use std::sync::LazyLock;
 
 use sqlx::PgConnection;
 
-use rpa_core::model::{Job, QueueItem, Robot};
+use rpa_core::model::{Job, Process, QueueItem, Robot};
 use rpa_core::record::{ColumnType, Kind, Mapped};
+use rpa_core::store::Counts;
 
+use super::counts::{self, Lock};
 use crate::plan::{EntityRow, Val};
 
 /// The kinds a group writes through the function: their tables and
@@ -40,16 +42,45 @@ fn sql_type(ty: ColumnType) -> &'static str {
 pub(crate) struct Expected {
     /// Each row's version (`None`: not there yet).
     pub rows: HashMap<(&'static str, i64), Option<i64>>,
-    /// Each counted process's version.
-    pub processes: Vec<(i64, i64)>,
+    /// Each counted process.
+    pub processes: Vec<Guard>,
+}
+
+/// A counted process as the writer knows it: locked as `lock` says (see
+/// `counts.rs`), at `version`, and under an exclusive lock with exactly
+/// `counts` (running, pending items, day, successes that day) as summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Guard {
+    pub id: i64,
+    pub version: i64,
+    pub lock: Lock,
+    pub counts: [i64; 4],
+}
+
+impl Guard {
+    pub fn of(p: &Process) -> Guard {
+        Guard {
+            id: p.id.0,
+            version: p.version as i64,
+            lock: Lock::of(Some(p)),
+            counts: [
+                i64::from(p.running),
+                i64::from(p.pending_items),
+                p.day,
+                i64::from(p.day_successes),
+            ],
+        }
+    }
 }
 
 /// What a group writes, each value once, in the order written.
 pub(crate) struct Writes<'a> {
     /// Each row's final state.
     pub rows: Vec<&'a EntityRow>,
-    /// Each changed process: id, version, JSON.
-    pub processes: Vec<(i64, i64, String)>,
+    /// The writing node (whose counts rows take `counts`).
+    pub node: u64,
+    /// Counts to add, one per process and day.
+    pub counts: Vec<Counts>,
     /// Commands: seq, robot, JSON.
     pub outbox: Vec<(i64, i64, &'a str)>,
     /// Payloads for channel `rpa_outbox`: the robots with new commands.
@@ -76,9 +107,13 @@ fn params() -> Vec<(String, String)> {
     for (name, ty) in [
         ("gp_id", "BIGINT"),
         ("gp_ver", "BIGINT"),
-        ("p_id", "BIGINT"),
-        ("p_version", "BIGINT"),
-        ("p_data", "TEXT"),
+        ("gp_shared", "BOOLEAN"),
+        ("gp_counts", "BIGINT"),
+        ("c_process", "BIGINT"),
+        ("c_running", "BIGINT"),
+        ("c_pending", "BIGINT"),
+        ("c_day", "BIGINT"),
+        ("c_successes", "BIGINT"),
         ("o_seq", "BIGINT"),
         ("o_robot", "BIGINT"),
         ("o_data", "TEXT"),
@@ -88,6 +123,7 @@ fn params() -> Vec<(String, String)> {
         array(&mut p, name.to_string(), ty);
     }
     p.push(("audit".to_string(), "TEXT".to_string()));
+    p.push(("writer_node".to_string(), "BIGINT".to_string()));
     p
 }
 
@@ -116,7 +152,20 @@ pub(crate) fn function_sql() -> String {
              END IF;\nEND LOOP;"
         );
     };
-    lock(&mut body, "gp_id", "gp_ver", "rpa_processes");
+    // Counted processes: shared or exclusive (see `counts.rs`); under an
+    // exclusive lock the counters must also be the ones the writer knows
+    // (`gp_counts`: four per process).
+    let _ = writeln!(
+        body,
+        "FOR i IN 1 .. coalesce(cardinality(gp_id), 0) LOOP\n  \
+         IF gp_shared[i] THEN\n    SELECT version INTO rpa_v FROM rpa_processes WHERE id = gp_id[i] FOR SHARE;\n  \
+         ELSE\n    SELECT version INTO rpa_v FROM rpa_processes WHERE id = gp_id[i] FOR UPDATE;\n  END IF;\n  \
+         IF NOT gp_shared[i] THEN\n    SELECT ARRAY[t.running, t.pending_items, t.day, t.day_successes] INTO rpa_c \
+         FROM rpa_process_totals(gp_id[i]) t;\n  END IF;\n  \
+         IF rpa_v IS DISTINCT FROM gp_ver[i] OR (NOT gp_shared[i] AND rpa_c IS DISTINCT FROM gp_counts[4 * i - 3 : 4 * i]) THEN\n    \
+         RAISE EXCEPTION USING ERRCODE = '40001', MESSAGE = 'rpa: a group was written from stale knowledge';\n  \
+         END IF;\nEND LOOP;"
+    );
     for (k, table) in lock_order() {
         lock(&mut body, &format!("g{k}_id"), &format!("g{k}_ver"), table);
     }
@@ -138,10 +187,16 @@ pub(crate) fn function_sql() -> String {
             sets.join(", ")
         );
     }
+    let _ = writeln!(
+        body,
+        "IF cardinality(c_process) > 0 THEN\n  \
+         INSERT INTO rpa_process_counts AS t (process, node, running, pending_items, day, day_successes) \
+         SELECT p, writer_node, r, q, d, s FROM unnest(c_process, c_running, c_pending, c_day, c_successes) AS x(p, r, q, d, s)\n  \
+         ON CONFLICT (process, node) DO UPDATE SET {};\nEND IF;",
+        counts::ADD
+    );
     body.push_str(
-        "FOR i IN 1 .. coalesce(cardinality(p_id), 0) LOOP\n  \
-         UPDATE rpa_processes SET version = p_version[i], data = p_data[i] WHERE id = p_id[i];\nEND LOOP;\n\
-         IF cardinality(o_seq) > 0 THEN\n  INSERT INTO rpa_outbox (seq, robot, data) SELECT * FROM unnest(o_seq, o_robot, o_data);\nEND IF;\n\
+        "IF cardinality(o_seq) > 0 THEN\n  INSERT INTO rpa_outbox (seq, robot, data) SELECT * FROM unnest(o_seq, o_robot, o_data);\nEND IF;\n\
          PERFORM pg_notify('rpa_outbox', r) FROM unnest(woken) AS r;\n",
     );
     let _ = write!(
@@ -151,7 +206,7 @@ pub(crate) fn function_sql() -> String {
         super::cache::CHANNEL
     );
     format!(
-        "CREATE OR REPLACE FUNCTION rpa_write_rows({}) RETURNS void LANGUAGE plpgsql AS $rpa$\nDECLARE rpa_v BIGINT;\nBEGIN\n{body}END\n$rpa$",
+        "CREATE OR REPLACE FUNCTION rpa_write_rows({}) RETURNS void LANGUAGE plpgsql AS $rpa$\nDECLARE rpa_v BIGINT; rpa_c BIGINT[];\nBEGIN\n{body}END\n$rpa$",
         params.join(", ")
     )
 }
@@ -212,20 +267,27 @@ pub(crate) async fn write(conn: &mut PgConnection, expected: &Expected, w: &Writ
             .bind(rows.iter().map(|r| r.version as i64).collect::<Vec<i64>>())
             .bind(rows.iter().map(|r| r.json.as_str()).collect::<Vec<&str>>());
     }
-    let mut processes = expected.processes.clone();
-    processes.sort_unstable();
-    let (ids, vers): (Vec<i64>, Vec<i64>) = processes.into_iter().unzip();
-    q = q.bind(ids).bind(vers);
+    // By id: the order every writer locks processes in.
+    let mut guards = expected.processes.clone();
+    guards.sort_unstable();
     q = q
-        .bind(w.processes.iter().map(|p| p.0).collect::<Vec<i64>>())
-        .bind(w.processes.iter().map(|p| p.1).collect::<Vec<i64>>())
-        .bind(w.processes.iter().map(|p| p.2.as_str()).collect::<Vec<&str>>())
+        .bind(guards.iter().map(|g| g.id).collect::<Vec<i64>>())
+        .bind(guards.iter().map(|g| g.version).collect::<Vec<i64>>())
+        .bind(guards.iter().map(|g| g.lock == Lock::Shared).collect::<Vec<bool>>())
+        .bind(guards.iter().flat_map(|g| g.counts).collect::<Vec<i64>>());
+    q = q
+        .bind(w.counts.iter().map(|c| c.process.0).collect::<Vec<i64>>())
+        .bind(w.counts.iter().map(|c| c.running).collect::<Vec<i64>>())
+        .bind(w.counts.iter().map(|c| c.pending_items).collect::<Vec<i64>>())
+        .bind(w.counts.iter().map(|c| c.day).collect::<Vec<i64>>())
+        .bind(w.counts.iter().map(|c| i64::from(c.successes)).collect::<Vec<i64>>())
         .bind(w.outbox.iter().map(|o| o.0).collect::<Vec<i64>>())
         .bind(w.outbox.iter().map(|o| o.1).collect::<Vec<i64>>())
         .bind(w.outbox.iter().map(|o| o.2).collect::<Vec<&str>>())
         .bind(w.woken.iter().map(String::as_str).collect::<Vec<&str>>())
         .bind(w.changes.iter().map(String::as_str).collect::<Vec<&str>>())
-        .bind(w.audit.as_deref());
+        .bind(w.audit.as_deref())
+        .bind(counts::slot(w.node));
     q.execute(conn).await.map(|_| ()).map_err(CallError::Server)
 }
 
@@ -246,7 +308,7 @@ mod tests {
     fn the_call_binds_one_value_per_parameter() {
         let n = params().len();
         assert_eq!(CALL.matches('$').count(), n);
-        assert!(function_sql().contains("audit TEXT) RETURNS void"));
+        assert!(function_sql().contains("audit TEXT, writer_node BIGINT) RETURNS void"));
         assert!(!function_sql().contains("advisory"), "no cluster-wide lock");
         // PostgreSQL takes at most 100 arguments.
         assert!(n <= 100, "{n} parameters");
