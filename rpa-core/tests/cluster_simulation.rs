@@ -114,6 +114,9 @@ struct Node {
     inbox: Inbox,
     /// The inboxes of the other nodes.
     peers: Arc<Mutex<Vec<Inbox>>>,
+    /// Commits to refuse whole, writing nothing, as a database refuses a
+    /// group whose writer deadlocked with another node's.
+    refuse: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Node {
@@ -123,6 +126,7 @@ impl Node {
             cache: rpa_core::ReadCache::new(),
             inbox: Arc::default(),
             peers: Arc::default(),
+            refuse: Arc::default(),
         }
     }
 
@@ -153,6 +157,10 @@ impl CommitStore for Node {
         self.db.next_id(kind).await
     }
     async fn commit(&self, c: Commit) -> StoreResult<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.refuse.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(StoreError::Conflict);
+        }
         let changed = Changed::of(&c);
         match self.db.commit(c).await {
             Ok(()) => {
@@ -877,6 +885,25 @@ fn a_finish_reported_to_a_node_that_has_not_seen_the_dispatch_is_accepted() {
     assert_eq!(done.state, JobState::Successful);
     let p = block(sim.db.process(sim.processes[0].id)).unwrap().unwrap();
     assert_eq!(p.running, 0, "the slot is given back though B's copy never counted it");
+}
+
+#[test]
+fn a_start_refused_with_its_group_is_made_again_and_counted_once() {
+    let (sim, p) = pair();
+    let a = &sim.engines[0];
+    sim.nodes[0].refuse.store(3, std::sync::atomic::Ordering::SeqCst);
+    let job = block(a.start_job(&sim.user, p, &json!({}))).expect("started after three refusals");
+    let stored = block(sim.db.job(job.id)).unwrap().expect("the job is stored");
+    assert_eq!(stored.key, job.key);
+    let (total, _) = block(sim.db.jobs_of_process(rpa_core::store::JobQuery {
+        process: sim.processes[0].id,
+        from: Timestamp(0),
+        to: Timestamp(i64::MAX),
+        state: None,
+        limit: 10,
+    }))
+    .unwrap();
+    assert_eq!(total, 1, "one job, however often its commit was made");
 }
 
 #[test]

@@ -215,15 +215,20 @@ impl<S: Store> Engine<S> {
             detail.push(' ');
             audit::push_id(&mut detail, "robot", r.0);
         }
-        let mut tx = Tx::default();
-        tx.job(job.clone()).audit(
-            now,
-            Actor::User(user.id),
-            "job.start",
-            Subject::Id("job", job.id.0),
-            detail,
-        );
-        self.commit(tx).await?;
+        // The commit only adds the new job: a refusal is never about the job
+        // (a group of commits that two nodes' writers deadlocked on), so it
+        // is made again.
+        decided!(self, |_attempt| {
+            let mut tx = Tx::default();
+            tx.job(job.clone()).audit(
+                now,
+                Actor::User(user.id),
+                "job.start",
+                Subject::Id("job", job.id.0),
+                detail.clone(),
+            );
+            Ok(Decided::Commit(tx, ()))
+        })?;
         // Placed here or, a moment sooner, by another path (a robot asking
         // for work, the timer's dispatch round): either way the answer is
         // the job as it stands now.

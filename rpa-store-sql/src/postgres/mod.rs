@@ -188,6 +188,11 @@ async fn one_block(pool: &AnyPool, batch: &mut [Pending], node: u64) -> Option<(
     for _ in 0..ROUNDS {
         let processes = match open(&mut conn, &locks).await {
             Ok(x) => x,
+            // A deadlock with another node's writer: try the round again.
+            Err(StoreError::Conflict) => {
+                rollback(&mut conn).await;
+                continue;
+            }
             Err(e) => {
                 rollback(&mut conn).await;
                 return Some((fail_all(e, n), Vec::new()));
@@ -296,6 +301,12 @@ async fn rows_at_once(
     };
     let (processes, versions) = match open_rows(&mut conn, &locks, &keys).await {
         Ok(x) => x,
+        // A deadlock with another node's writer: no commit was at fault;
+        // the next path takes the group, each commit on its own.
+        Err(StoreError::Conflict) => {
+            rollback(&mut conn).await;
+            return None;
+        }
         Err(e) => {
             rollback(&mut conn).await;
             return Some((fail_all(e, n), Vec::new()));
