@@ -49,8 +49,11 @@
 //! the prepared function `rpa_write_rows` with the rows as bound arrays
 //! (`postgres/group_call.rs`; the function checks that knowledge first), else in
 //! two; other groups go through an anonymous block with a sub-block per
-//! commit. A process's counters change by [`Counts`], applied to the row
-//! as stored, checked against the process's limits. Robots' takes from the
+//! commit. A process's counters change by [`Counts`], checked against the
+//! process's limits: on SQLite applied to the process row as stored; on
+//! PostgreSQL added to the writing node's row of `rpa_process_counts`
+//! under a shared lock on the process (no limits) or an exclusive one
+//! (limits, on the exact sum; `postgres/counts.rs`). Robots' takes from the
 //! outbox that wait while one is in flight share one statement and its
 //! flush (`take.rs`). Leases (`rpa_leases`, [`Store::lease`]) are one
 //! conditional upsert.

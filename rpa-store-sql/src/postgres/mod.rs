@@ -2,11 +2,12 @@
 //! whatever its size.
 //!
 //! 1. `BEGIN`, then the processes whose counters the group changes, locked
-//!    (`FOR UPDATE`, by id: the writers of several nodes lock rows in one
-//!    order and wait only for the rows they share; nothing cluster-wide).
-//!    The [`Counts`](rpa_core::store::Counts) are applied in commit order,
-//!    in Rust (the rule lives in `rpa-core`), and become versioned process
-//!    updates.
+//!    (by id, shared or exclusive as `counts.rs` says: the writers of
+//!    several nodes lock rows in one order and wait only for the rows they
+//!    share; nothing cluster-wide) and read with their summed counters.
+//!    The [`Counts`](rpa_core::store::Counts) are checked in commit order,
+//!    in Rust (the rule lives in `rpa-core`), and become additions to this
+//!    node's rows of `rpa_process_counts`.
 //! 2. One anonymous block with every commit's statements, each commit in
 //!    its own `BEGIN ... EXCEPTION` sub-block (a savepoint), values inlined
 //!    as escaped literals; it reports which commits failed and why. A
@@ -84,7 +85,7 @@ pub(crate) async fn group_writer(
         if done.is_none() {
             // The next group tries the fast path again only after a clean one.
             hint = None;
-            done = one_block(&pool, &mut batch, node).await;
+            done = one_block(&pool, &mut batch, node, &cache).await;
         }
         let (results, processes) = match done {
             Some(done) => done,
@@ -162,13 +163,18 @@ const ROUNDS: usize = 4;
 /// then goes through.
 ///
 /// Also the processes whose counters the group changed, as written.
-async fn one_block(pool: &AnyPool, batch: &mut [Pending], node: u64) -> Option<(Vec<StoreResult<()>>, Vec<Process>)> {
+async fn one_block(
+    pool: &AnyPool,
+    batch: &mut [Pending],
+    node: u64,
+    cache: &ReadCache,
+) -> Option<(Vec<StoreResult<()>>, Vec<Process>)> {
     if batch.iter().any(|p| p.planned.writes_process) {
         return None;
     }
     let n = batch.len();
     let steps: Vec<Vec<Step>> = batch.iter_mut().map(|p| std::mem::take(&mut p.planned.steps)).collect();
-    let mut ids: Vec<i64> = steps
+    let ids: Vec<i64> = steps
         .iter()
         .flatten()
         .filter_map(|s| match s {
@@ -176,9 +182,7 @@ async fn one_block(pool: &AnyPool, batch: &mut [Pending], node: u64) -> Option<(
             _ => None,
         })
         .collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let locks: Vec<(i64, Lock)> = ids.iter().map(|id| (*id, Lock::Exclusive)).collect();
+    let locks = locks_for(cache, ids).await;
     // Failures found in earlier rounds: those commits are left out.
     let mut known: Vec<Option<StoreError>> = vec![None; n];
     let mut conn = match pool.acquire().await {
@@ -198,7 +202,7 @@ async fn one_block(pool: &AnyPool, batch: &mut [Pending], node: u64) -> Option<(
                 return Some((fail_all(e, n), Vec::new()));
             }
         };
-        let (block, mut results, sent, written) = compose(&steps, processes, &known, node);
+        let (block, mut results, sent, written) = compose(&steps, processes, &known, &locks, node);
         if sent.iter().any(|s| *s) {
             let failed = match run_block(&mut conn, &block).await {
                 Ok(f) => f,
@@ -285,16 +289,7 @@ async fn rows_at_once(
             keys.entry(r.table).or_default().push(r.id);
         }
     }
-    counted.sort_unstable();
-    counted.dedup();
-    let mut locks = Vec::with_capacity(counted.len());
-    for id in counted {
-        let known = rpa_core::store::ProcessStore::process(&**cache, rpa_core::ids::ProcessId(id))
-            .await
-            .ok()
-            .flatten();
-        locks.push((id, Lock::of(known.as_ref())));
-    }
+    let locks = locks_for(cache, counted).await;
     let mut conn = match pool.acquire().await {
         Ok(c) => c,
         Err(e) => return Some((fail_all(backend_err(e), n), Vec::new())),
@@ -331,6 +326,22 @@ async fn rows_at_once(
             None
         }
     }
+}
+
+/// How a group locks each process it counts for (`ids`, in any order),
+/// sorted by id: as this node's copy of the process says (`counts.rs`).
+async fn locks_for(cache: &ReadCache, mut ids: Vec<i64>) -> Vec<(i64, Lock)> {
+    ids.sort_unstable();
+    ids.dedup();
+    let mut locks = Vec::with_capacity(ids.len());
+    for id in ids {
+        let known = rpa_core::store::ProcessStore::process(&**cache, rpa_core::ids::ProcessId(id))
+            .await
+            .ok()
+            .flatten();
+        locks.push((id, Lock::of(known.as_ref())));
+    }
+    locks
 }
 
 /// That this writer's last group went through as rows: the next one tries
@@ -443,6 +454,15 @@ fn counts_of(p: &Pending) -> impl Iterator<Item = &rpa_core::store::Counts> {
     })
 }
 
+/// The lock a group took on process `id` (none taken: exclusive, which
+/// checks every limit).
+fn lock_of(locks: &[(i64, Lock)], id: i64) -> Lock {
+    locks
+        .iter()
+        .find(|(p, _)| *p == id)
+        .map_or(Lock::Exclusive, |(_, l)| *l)
+}
+
 /// The commits of a group checked in order.
 struct Checked<'a> {
     results: Vec<StoreResult<()>>,
@@ -483,12 +503,6 @@ fn check<'a>(
     mut processes: HashMap<i64, Process>,
     locks: &[(i64, Lock)],
 ) -> Checked<'a> {
-    let lock_of = |id: i64| {
-        locks
-            .iter()
-            .find(|(p, _)| *p == id)
-            .map_or(Lock::Exclusive, |(_, l)| *l)
-    };
     let mut results = Vec::with_capacity(batch.len());
     let mut last = HashMap::new();
     for p in batch {
@@ -506,7 +520,7 @@ fn check<'a>(
         }
         let mut mine: Vec<Process> = Vec::new();
         let counted = counts_of(p).try_for_each(|c| {
-            let q = apply_counts(c, &mine, &processes, lock_of(c.process.0))?;
+            let q = apply_counts(c, &mine, &processes, lock_of(locks, c.process.0))?;
             mine.push(q);
             Ok::<_, StoreError>(())
         });
@@ -753,6 +767,7 @@ fn compose(
     steps: &[Vec<Step>],
     mut processes: HashMap<i64, Process>,
     known: &[Option<StoreError>],
+    locks: &[(i64, Lock)],
     node: u64,
 ) -> (String, Vec<StoreResult<()>>, Vec<bool>, Vec<Process>) {
     let mut results = Vec::with_capacity(steps.len());
@@ -765,7 +780,7 @@ fn compose(
             sent.push(false);
             continue;
         }
-        match statements(commit, &mut processes, node) {
+        match statements(commit, &mut processes, locks, node) {
             Err(e) => {
                 results.push(Err(e));
                 sent.push(false);
@@ -797,7 +812,12 @@ fn compose(
 
 /// One commit's statements; its counters change `processes` only if the
 /// whole commit can be written.
-fn statements(steps: &[Step], processes: &mut HashMap<i64, Process>, node: u64) -> StoreResult<Vec<Stmt>> {
+fn statements(
+    steps: &[Step],
+    processes: &mut HashMap<i64, Process>,
+    locks: &[(i64, Lock)],
+    node: u64,
+) -> StoreResult<Vec<Stmt>> {
     let mut changed: Vec<Process> = Vec::new();
     let mut stmts = Vec::with_capacity(steps.len());
     for step in steps {
@@ -809,7 +829,7 @@ fn statements(steps: &[Step], processes: &mut HashMap<i64, Process>, node: u64) 
             }),
             Step::Outbox { seq, robot, data } => stmts.push(plan::outbox(*seq, *robot, data.clone())),
             Step::Counts(c) => {
-                let q = apply_counts(c, &changed, processes, Lock::Exclusive)?;
+                let q = apply_counts(c, &changed, processes, lock_of(locks, c.process.0))?;
                 stmts.push(counts::add(c, node));
                 changed.push(q);
             }
@@ -1475,7 +1495,9 @@ mod tests {
                 .is_none()
         );
         assert_eq!(stored_job(&store, 1).await, None, "nothing stands");
-        let (results, _) = one_block(store.pool(), &mut batch, 0).await.expect("one block");
+        let (results, _) = one_block(store.pool(), &mut batch, 0, &rpa_core::ReadCache::new())
+            .await
+            .expect("one block");
         assert!(results[0].is_ok() && results[1].is_err(), "{results:?}");
         assert_eq!(stored_job(&store, 1).await, Some((1, 0)));
         assert_eq!(crate::audit_ok(&store).await, 1);
@@ -1492,7 +1514,9 @@ mod tests {
             user(3, "bob", 2),
             user(4, "it's $rpa$ \\ fine", 1),
         ];
-        let (results, _) = one_block(store.pool(), &mut batch, 0).await.expect("one block");
+        let (results, _) = one_block(store.pool(), &mut batch, 0, &rpa_core::ReadCache::new())
+            .await
+            .expect("one block");
         assert_eq!(
             format!("{results:?}"),
             format!(
@@ -1617,7 +1641,9 @@ mod tests {
         };
         // The first commit's user row is stale (version 2 of a row that does not exist).
         let mut batch = vec![start(2, 1), start(1, 2), start(1, 3)];
-        let (results, written) = one_block(store.pool(), &mut batch, 0).await.expect("one block");
+        let (results, written) = one_block(store.pool(), &mut batch, 0, &rpa_core::ReadCache::new())
+            .await
+            .expect("one block");
         assert!(
             results[0].is_err() && results[1].is_ok() && results[2].is_ok(),
             "{results:?}"
@@ -1647,7 +1673,11 @@ mod tests {
     async fn a_refused_block_falls_back_to_statements() {
         let Some(store) = fresh("fallback").await else { return };
         let mut batch = vec![user(1, "ann", 1), user(2, "nul\0name", 1), user(3, "cy", 1)];
-        assert!(one_block(store.pool(), &mut batch, 0).await.is_none());
+        assert!(
+            one_block(store.pool(), &mut batch, 0, &rpa_core::ReadCache::new())
+                .await
+                .is_none()
+        );
         assert!(
             store.user(UserId(1)).await.unwrap().is_none(),
             "nothing of the block stands"
