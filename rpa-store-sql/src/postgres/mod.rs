@@ -507,14 +507,21 @@ fn check<'a>(
     let mut last = HashMap::new();
     for p in batch {
         let rows = p.planned.rows.as_deref().unwrap_or_default();
-        let fresh = rows.iter().all(|r| {
+        let stale = rows.iter().find(|r| {
             let stored = versions.get(&(r.table, r.id)).copied();
             match r.version {
-                1 => stored.is_none(),
-                v => stored == Some(v as i64 - 1),
+                1 => stored.is_some(),
+                v => stored != Some(v as i64 - 1),
             }
         });
-        if !fresh {
+        if let Some(r) = stale {
+            tracing::debug!(
+                table = r.table,
+                id = r.id,
+                read = r.version.saturating_sub(1),
+                stored = ?versions.get(&(r.table, r.id)),
+                "a commit rests on a stale row"
+            );
             results.push(Err(StoreError::Conflict));
             continue;
         }
