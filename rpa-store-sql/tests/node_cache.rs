@@ -209,7 +209,7 @@ async fn postgres_nodes_keep_cached_record_kinds_level() {
 /// count lands; with `maxRunNum` the sum is exact across the nodes: of 20
 /// starts racing for 5 slots, 5 stand. A node whose copy still shows no
 /// limit after the other node set one is refused, and counts exactly once
-/// it has read again.
+/// it has read again. Successes count for the latest day any node counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_nodes_count_side_by_side_and_limits_hold_across_them() {
     use rpa_core::conformance::sample_process;
@@ -312,4 +312,22 @@ async fn postgres_nodes_count_side_by_side_and_limits_hold_across_them() {
     }
     assert_eq!(stood, 1, "one more fits under the new limit");
     assert_eq!(read(1).await.running, 21);
+
+    // Successes count for the latest day any node counted: A's of day 1
+    // are over once B counts one on day 2.
+    let success = |day: i64| Counts {
+        process: ProcessId(1),
+        running: -1,
+        pending_items: 0,
+        successes: 1,
+        day,
+        limit_pending: false,
+    };
+    put(&a, vec![Write::Counts(success(1))]).await.unwrap();
+    put(&a, vec![Write::Counts(success(1))]).await.unwrap();
+    let p = read(1).await;
+    assert_eq!((p.day, p.successes_on(1), p.running), (1, 2, 19));
+    put(&b, vec![Write::Counts(success(2))]).await.unwrap();
+    let p = read(1).await;
+    assert_eq!((p.day, p.successes_on(2), p.successes_on(1), p.running), (2, 1, 0, 18));
 }

@@ -141,25 +141,9 @@ pub(crate) fn merged<'a>(counts: impl IntoIterator<Item = &'a Counts>) -> Vec<Co
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rpa_core::Key;
+    use rpa_core::conformance::sample_process;
     use rpa_core::ids::ProcessId;
-    use rpa_core::model::{ProcessSpec, ProcessType};
-    use rpa_core::time::Timestamp;
     use std::sync::Arc;
-
-    fn process() -> Process {
-        Process {
-            id: ProcessId(1),
-            key: Key::from_random([1; 16]),
-            version: 1,
-            spec: Arc::new(ProcessSpec::new("p", ProcessType::Unattended)),
-            running: 0,
-            day: 0,
-            day_successes: 0,
-            pending_items: 0,
-            created_at: Timestamp(0),
-        }
-    }
 
     fn count(process: i64, running: i64, day: i64) -> Counts {
         Counts {
@@ -174,7 +158,7 @@ mod tests {
 
     #[test]
     fn a_process_with_a_limit_is_counted_under_an_exclusive_lock() {
-        let mut p = process();
+        let mut p = sample_process(1);
         Arc::make_mut(&mut p.spec).max_run_num = 0;
         assert_eq!(Lock::of(Some(&p)), Lock::Shared);
         assert_eq!(Lock::of(None), Lock::Exclusive);

@@ -1550,19 +1550,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn counters_of_an_older_database_move_to_node_rows() {
         use rpa_core::ids::ProcessId;
-        use rpa_core::model::{ProcessSpec, ProcessType};
         let Some(store) = fresh("older").await else { return };
-        let p = Process {
-            id: ProcessId(4),
-            key: Key([4; 16]),
-            version: 1,
-            spec: std::sync::Arc::new(ProcessSpec::new("p", ProcessType::Unattended)),
-            running: 0,
-            day: 0,
-            day_successes: 0,
-            pending_items: 0,
-            created_at: Timestamp(0),
-        };
+        let p = rpa_core::conformance::sample_process(4);
         store
             .commit(Commit {
                 writes: vec![Write::Process(p.clone())],
