@@ -17,7 +17,10 @@
 //! cache (misses read through), commits go to the database and then into
 //! the committing node's cache, other nodes take the changed rows in when
 //! their delivery comes, a refused commit re-reads what it wrote, and
-//! [`Store::confirm`] re-reads the robot and run from the database.
+//! [`Store::confirm`] re-reads the robot and run from the database. A
+//! delivery that brings a job waiting for a robot, or an idle robot, rings
+//! the node's doorbell (most of the time: a ring may be lost), and the node
+//! dispatches, as a server does.
 //!
 //! `SIM_SEEDS=n` runs seeds 0..n (default 100); `SIM_SEED=s` replays one.
 
@@ -130,14 +133,24 @@ impl Node {
         }
     }
 
-    /// Takes in the oldest `n` deliveries waiting.
-    fn deliver(&self, n: usize) {
+    /// Takes in the oldest `n` deliveries waiting; whether they may give
+    /// this node a dispatch (a job that waits for a robot, an idle robot),
+    /// which rings a PostgreSQL node's doorbell.
+    fn deliver(&self, n: usize) -> bool {
+        let mut work = false;
         for _ in 0..n {
             let Some(ch) = self.inbox.lock().unwrap().pop_front() else {
-                return;
+                break;
             };
-            self.cache.refresh(block(ch.read(&self.db)));
+            let rows = block(ch.read(&self.db));
+            work |= rows.iter().any(|w| match w {
+                Write::Job(j) => rpa_core::store::is_dispatchable(j),
+                Write::Robot(r) => rpa_core::store::is_idle(r),
+                _ => false,
+            });
+            self.cache.refresh(rows);
         }
+        work
     }
 
     /// A lookup: the cache answers; a miss reads the database and keeps what it finds.
@@ -669,10 +682,16 @@ impl Sim {
                 }
             }
             70..=89 => {
-                // Other nodes' changes reach a cache, a few at a time.
+                // Other nodes' changes reach a cache, a few at a time; work
+                // among them rings the node's doorbell (as
+                // `rpa::server::dispatch_on_notice` answers it), unless
+                // the ring is lost.
                 let n = self.rng.random_range(0..self.nodes.len());
                 let k = self.rng.random_range(1..=3);
-                self.nodes[n].deliver(k);
+                if self.nodes[n].deliver(k) && self.alive[n] && self.rng.random_bool(0.8) {
+                    let placed = block(self.engines[n].dispatch_all()).unwrap();
+                    trace(|| format!("  node {n}'s doorbell: {placed} placed"));
+                }
             }
             _ => {
                 self.clock.advance(self.rng.random_range(0..2_000));
