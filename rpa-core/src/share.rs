@@ -19,6 +19,11 @@
 //! - A job of another share at the head waits for its node, but not for
 //!   ever: once this node has passed it by [`Share::patience`] times in a
 //!   row, it takes it (its node may have no robot for it, or be gone).
+//! - When the heads hold no job of this node's share, the best one is
+//!   taken at once if its node keeps no idle robot (as far as this node's
+//!   copy knows: that node is busy, and the job should not wait for it);
+//!   if its node has one, that node takes it in a moment (it hears of the
+//!   job when it is committed), and this node passes it by, as above.
 //!
 //! So on one node nothing changes (everything is its share), and on several
 //! a job starts behind at most `patience` later jobs per node, each of
@@ -70,7 +75,12 @@ impl Share {
 
     /// Whether `job` is this node's to take first.
     pub fn owns(&self, job: JobId) -> bool {
-        self.nodes <= 1 || job.0.rem_euclid(self.nodes as i64) as u64 == self.rank
+        self.nodes <= 1 || self.rank_of(job) == self.rank
+    }
+
+    /// The rank of the node whose share `job` is.
+    pub fn rank_of(&self, job: JobId) -> u64 {
+        job.0.rem_euclid(self.nodes.max(1) as i64) as u64
     }
 
     /// How many dispatchable heads to look at while this node's own
@@ -96,7 +106,9 @@ pub struct Passed {
 
 /// The job to take among `free`, the dispatchable heads no dispatch of this
 /// node holds, best first; notes in `passed` the best one it passes by.
-pub fn pick(share: Share, free: &[JobId], passed: &mut Passed) -> Option<JobId> {
+/// `owner_ready(job)`: whether the node whose share `job` is keeps an idle
+/// robot. `None` with `free` not empty: this node passes them all by.
+pub fn pick(share: Share, free: &[JobId], passed: &mut Passed, owner_ready: impl Fn(JobId) -> bool) -> Option<JobId> {
     let best = *free.first()?;
     if share.owns(best) {
         *passed = Passed::default();
@@ -109,6 +121,10 @@ pub fn pick(share: Share, free: &[JobId], passed: &mut Passed) -> Option<JobId> 
             *passed = Passed { job: Some(best), times };
             Some(j)
         }
+        None if times <= share.patience() && owner_ready(best) => {
+            *passed = Passed { job: Some(best), times };
+            None
+        }
         _ => {
             *passed = Passed::default();
             Some(best)
@@ -119,6 +135,11 @@ pub fn pick(share: Share, free: &[JobId], passed: &mut Passed) -> Option<JobId> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No other node keeps an idle robot.
+    fn busy(_: JobId) -> bool {
+        false
+    }
 
     fn ids(v: &[i64]) -> Vec<JobId> {
         v.iter().map(|&i| JobId(i)).collect()
@@ -146,8 +167,8 @@ mod tests {
     #[test]
     fn a_node_alone_takes_the_best() {
         let mut passed = Passed::default();
-        assert_eq!(pick(Share::ALONE, &ids(&[5, 2, 9]), &mut passed), Some(JobId(5)));
-        assert_eq!(pick(Share::ALONE, &[], &mut passed), None);
+        assert_eq!(pick(Share::ALONE, &ids(&[5, 2, 9]), &mut passed, busy), Some(JobId(5)));
+        assert_eq!(pick(Share::ALONE, &[], &mut passed, busy), None);
         assert_eq!(Share::ALONE.window(0), 1);
         assert_eq!(Share::ALONE.window(3), 4);
     }
@@ -156,16 +177,30 @@ mod tests {
     fn two_nodes_take_different_jobs_from_the_same_heads() {
         let heads = ids(&[10, 11, 12, 13]);
         let (a, b) = (Share::new(1, &[1, 2]), Share::new(2, &[1, 2]));
-        let taken_a = pick(a, &heads, &mut Passed::default());
-        let taken_b = pick(b, &heads, &mut Passed::default());
+        let taken_a = pick(a, &heads, &mut Passed::default(), busy);
+        let taken_b = pick(b, &heads, &mut Passed::default(), busy);
         assert_eq!((taken_a, taken_b), (Some(JobId(10)), Some(JobId(11))));
+    }
+
+    #[test]
+    fn a_job_whose_node_has_an_idle_robot_is_left_to_it() {
+        let odd = Share::new(2, &[1, 2]);
+        let ready = |_: JobId| true;
+        let mut passed = Passed::default();
+        for _ in 0..odd.patience() {
+            assert_eq!(pick(odd, &ids(&[10, 12]), &mut passed, ready), None);
+        }
+        // Its node never came for it: taken after all.
+        assert_eq!(pick(odd, &ids(&[10, 12]), &mut passed, ready), Some(JobId(10)));
+        // A node with a job of its own share still takes that one.
+        assert_eq!(pick(odd, &ids(&[10, 11]), &mut Passed::default(), ready), Some(JobId(11)));
     }
 
     #[test]
     fn without_a_job_of_its_share_a_node_takes_the_best() {
         let odd = Share::new(2, &[1, 2]);
         let mut passed = Passed::default();
-        assert_eq!(pick(odd, &ids(&[10, 12]), &mut passed), Some(JobId(10)));
+        assert_eq!(pick(odd, &ids(&[10, 12]), &mut passed, busy), Some(JobId(10)));
         assert_eq!(passed, Passed::default());
     }
 
@@ -179,7 +214,7 @@ mod tests {
         let mut took = Vec::new();
         loop {
             let heads = ids(&[11, next_even]);
-            let j = pick(even, &heads, &mut passed).unwrap();
+            let j = pick(even, &heads, &mut passed, busy).unwrap();
             took.push(j.0);
             if j == JobId(11) {
                 break;
@@ -197,10 +232,10 @@ mod tests {
         let even = Share::new(1, &[1, 2]);
         let mut passed = Passed::default();
         for _ in 0..even.patience() {
-            assert_eq!(pick(even, &ids(&[11, 12]), &mut passed), Some(JobId(12)));
+            assert_eq!(pick(even, &ids(&[11, 12]), &mut passed, busy), Some(JobId(12)));
         }
         // Job 11 was taken by its node: job 13 heads the line now.
-        assert_eq!(pick(even, &ids(&[13, 14]), &mut passed), Some(JobId(14)));
-        assert_eq!(pick(even, &ids(&[13, 16]), &mut passed), Some(JobId(16)));
+        assert_eq!(pick(even, &ids(&[13, 14]), &mut passed, busy), Some(JobId(14)));
+        assert_eq!(pick(even, &ids(&[13, 16]), &mut passed, busy), Some(JobId(16)));
     }
 }

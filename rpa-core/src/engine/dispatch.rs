@@ -59,6 +59,16 @@ pub(crate) struct Claims {
     passed: Mutex<Passed>,
 }
 
+/// What [`Claims::job_of_share`] found.
+enum Picked<'a> {
+    /// This job, claimed.
+    Taken(JobId, Claim<'a>),
+    /// Every head is held by another dispatch of this node.
+    AllHeld,
+    /// The heads are other nodes' to take, and those nodes are ready.
+    Passing,
+}
+
 /// A claimed job or robot; released when dropped (after the commit).
 #[must_use]
 pub(crate) enum Claim<'a> {
@@ -92,14 +102,23 @@ impl Claims {
         Some((id, Claim::Job(self, id)))
     }
     /// Claims the one of `heads` (best first) this node takes
-    /// ([`share::pick`] among those nobody holds).
-    fn job_of_share(&self, heads: &[JobId], share: Share) -> Option<(JobId, Claim<'_>)> {
+    /// ([`share::pick`] among those nobody holds; `ready`: by rank, whether
+    /// that node keeps an idle robot).
+    fn job_of_share(&self, heads: &[JobId], share: Share, ready: &[bool]) -> Picked<'_> {
         let mut held = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         let free: Vec<JobId> = heads.iter().copied().filter(|id| !held.contains(id)).collect();
+        if free.is_empty() {
+            return Picked::AllHeld;
+        }
         let mut passed = self.passed.lock().unwrap_or_else(|p| p.into_inner());
-        let id = share::pick(share, &free, &mut passed)?;
-        held.insert(id);
-        Some((id, Claim::Job(self, id)))
+        let owner_ready = |j: JobId| usize::try_from(share.rank_of(j)).is_ok_and(|r| ready.get(r) == Some(&true));
+        match share::pick(share, &free, &mut passed, owner_ready) {
+            Some(id) => {
+                held.insert(id);
+                Picked::Taken(id, Claim::Job(self, id))
+            }
+            None => Picked::Passing,
+        }
     }
     /// Claims robot `id` unless somebody holds it.
     fn robot(&self, id: RobotId) -> Option<Claim<'_>> {
@@ -107,6 +126,9 @@ impl Claims {
         held.insert(id).then(|| Claim::Robot(self, id))
     }
 }
+
+/// Idle robots a dispatch looks at to learn which nodes are ready.
+const READY_SCAN: usize = 256;
 
 impl<S: Store> Engine<S> {
     /// Puts a dispatchable job on the first idle robot that may run it.
@@ -225,6 +247,7 @@ impl<S: Store> Engine<S> {
             return Ok(None);
         }
         let share = self.share();
+        let ready = self.ready_nodes(share).await?;
         for _ in 0..ATTEMPTS {
             let claimed = self.claims.jobs_claimed();
             if claimed == 0 && share == Share::ALONE {
@@ -245,12 +268,14 @@ impl<S: Store> Engine<S> {
                 return Ok(None);
             }
             let fewer = heads.len() < want;
-            let (id, claim) = match self.claims.job_of_share(&heads, share) {
-                Some((id, claim)) => (id, Some(claim)),
+            let (id, claim) = match self.claims.job_of_share(&heads, share, &ready) {
+                Picked::Taken(id, claim) => (id, Some(claim)),
+                // Their nodes take them in a moment.
+                Picked::Passing => return Ok(None),
                 // Every candidate is held: their holders place them.
-                None if fewer => return Ok(None),
+                Picked::AllHeld if fewer => return Ok(None),
                 // More claims were made while the heads were read: read more.
-                None => continue,
+                Picked::AllHeld => continue,
             };
             match self.store.job(id).await? {
                 Some(job) if is_dispatchable(&job) => return Ok(Some((job, claim))),
@@ -259,6 +284,26 @@ impl<S: Store> Engine<S> {
             }
         }
         Ok(None)
+    }
+
+    /// By rank among the live nodes, whether another node keeps an idle
+    /// robot (as this node's copy knows, among the first [`READY_SCAN`]
+    /// idle robots): such a node takes the jobs of its share in a moment.
+    async fn ready_nodes(&self, share: Share) -> Result<Vec<bool>> {
+        if share.nodes <= 1 {
+            return Ok(Vec::new());
+        }
+        let live = self.live_nodes.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut ready = vec![false; live.len()];
+        for r in self.store.available_robots(None, READY_SCAN).await? {
+            if let Some(k) = crate::robot::keeper(&r)
+                && k != self.node
+                && let Ok(rank) = live.binary_search(&k)
+            {
+                ready[rank] = true;
+            }
+        }
+        Ok(ready)
     }
 
     /// Gives an idle robot the best job it may run.

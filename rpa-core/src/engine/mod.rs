@@ -245,6 +245,8 @@ pub struct Engine<S> {
     /// This node's share of the pending jobs, as of the live node leases
     /// last read (see [`crate::share`]).
     share: Mutex<crate::share::Share>,
+    /// The live nodes' numbers, this one's too, in rank order (as `share`).
+    live_nodes: Mutex<Vec<u64>>,
     /// The current calendar day: its first instant, the next day's, its number.
     day: Mutex<(Timestamp, Timestamp, i64)>,
     /// Schedules: the earliest next fire time known, and when to look at
@@ -459,6 +461,7 @@ impl<S: Store> Engine<S> {
             claims: dispatch::Claims::default(),
             node_lease_until: std::sync::atomic::AtomicI64::new(i64::MIN),
             share: Mutex::new(crate::share::Share::ALONE),
+            live_nodes: Mutex::new(Vec::new()),
             day: Mutex::new((Timestamp(0), Timestamp(0), 0)),
             schedule_scan: Mutex::new((None, Timestamp(i64::MIN))),
             flow_cache: flow::FlowCache::default(),
@@ -640,8 +643,12 @@ impl<S: Store> Engine<S> {
 
     /// Reads the live nodes and takes this node's share among them.
     async fn read_share(&self, now: Timestamp) -> Result<()> {
-        let live = self.store.lease_holders(NODE_LEASE_PREFIX, now).await?;
+        let mut live = self.store.lease_holders(NODE_LEASE_PREFIX, now).await?;
         let share = crate::share::Share::new(self.node, &live);
+        live.push(self.node);
+        live.sort_unstable();
+        live.dedup();
+        *self.live_nodes.lock().unwrap_or_else(|p| p.into_inner()) = live;
         *self.share.lock().unwrap_or_else(|p| p.into_inner()) = share;
         Ok(())
     }
