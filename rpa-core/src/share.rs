@@ -193,7 +193,10 @@ mod tests {
         // Its node never came for it: taken after all.
         assert_eq!(pick(odd, &ids(&[10, 12]), &mut passed, ready), Some(JobId(10)));
         // A node with a job of its own share still takes that one.
-        assert_eq!(pick(odd, &ids(&[10, 11]), &mut Passed::default(), ready), Some(JobId(11)));
+        assert_eq!(
+            pick(odd, &ids(&[10, 11]), &mut Passed::default(), ready),
+            Some(JobId(11))
+        );
     }
 
     #[test]

@@ -132,3 +132,28 @@ fn a_node_gives_jobs_only_to_robots_whose_socket_it_holds() {
     assert_eq!(block(two.dispatch_all()).unwrap(), 1);
     assert_eq!(running(&w, &c).map(|r| r.id), Some(l.id));
 }
+
+#[test]
+fn a_job_is_left_to_its_node_while_that_node_keeps_an_idle_robot_for_it() {
+    let mut w = World::new();
+    let p = w.process(|s| s.max_run_num = 0);
+    let (one, two) = two_nodes(&w);
+    let a = socket_on(&one, "a");
+    let b = socket_on(&two, "b");
+    let c = socket_on(&two, "c");
+    let d = socket_on(&two, "d");
+    // Started where no robot is kept: each waits for a node's dispatch.
+    let (j, k) = (w.start(&p, json!({})), w.start(&p, json!({})));
+    let (of_one, of_two) = if one.share().owns(j.id) { (j, k) } else { (k, j) };
+    // Node 2 takes its own job and leaves node 1's to node 1, whose robot
+    // a is idle (both would reach for it otherwise, and one be refused).
+    assert_eq!(block(two.dispatch_all()).unwrap(), 1);
+    assert_eq!(running(&w, &b).map(|r| r.id), Some(of_two.id));
+    assert_eq!(block(one.dispatch_all()).unwrap(), 1);
+    assert_eq!(running(&w, &a).map(|r| r.id), Some(of_one.id));
+    // Node 1 has no idle robot now: node 2 takes its jobs at once.
+    let (m, n) = (w.start(&p, json!({})), w.start(&p, json!({})));
+    assert_eq!(block(two.dispatch_all()).unwrap(), 2);
+    let taken: Vec<_> = [&c, &d].iter().filter_map(|r| running(&w, r).map(|j| j.id)).collect();
+    assert!(taken.contains(&m.id) && taken.contains(&n.id), "{taken:?}");
+}

@@ -102,16 +102,16 @@ impl Claims {
         Some((id, Claim::Job(self, id)))
     }
     /// Claims the one of `heads` (best first) this node takes
-    /// ([`share::pick`] among those nobody holds; `ready`: by rank, whether
-    /// that node keeps an idle robot).
-    fn job_of_share(&self, heads: &[JobId], share: Share, ready: &[bool]) -> Picked<'_> {
+    /// ([`share::pick`] among those nobody holds; `ready`: the heads whose
+    /// node keeps an idle robot that may run them).
+    fn job_of_share(&self, heads: &[JobId], share: Share, ready: &[JobId]) -> Picked<'_> {
         let mut held = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         let free: Vec<JobId> = heads.iter().copied().filter(|id| !held.contains(id)).collect();
         if free.is_empty() {
             return Picked::AllHeld;
         }
         let mut passed = self.passed.lock().unwrap_or_else(|p| p.into_inner());
-        let owner_ready = |j: JobId| usize::try_from(share.rank_of(j)).is_ok_and(|r| ready.get(r) == Some(&true));
+        let owner_ready = |j: JobId| ready.contains(&j);
         match share::pick(share, &free, &mut passed, owner_ready) {
             Some(id) => {
                 held.insert(id);
@@ -247,7 +247,7 @@ impl<S: Store> Engine<S> {
             return Ok(None);
         }
         let share = self.share();
-        let ready = self.ready_nodes(share).await?;
+        let others_idle = self.others_idle(share).await?;
         for _ in 0..ATTEMPTS {
             let claimed = self.claims.jobs_claimed();
             if claimed == 0 && share == Share::ALONE {
@@ -268,6 +268,7 @@ impl<S: Store> Engine<S> {
                 return Ok(None);
             }
             let fewer = heads.len() < want;
+            let ready = self.ready_heads(&heads, share, &others_idle).await?;
             let (id, claim) = match self.claims.job_of_share(&heads, share, &ready) {
                 Picked::Taken(id, claim) => (id, Some(claim)),
                 // Their nodes take them in a moment.
@@ -286,21 +287,43 @@ impl<S: Store> Engine<S> {
         Ok(None)
     }
 
-    /// By rank among the live nodes, whether another node keeps an idle
-    /// robot (as this node's copy knows, among the first [`READY_SCAN`]
-    /// idle robots): such a node takes the jobs of its share in a moment.
-    async fn ready_nodes(&self, share: Share) -> Result<Vec<bool>> {
+    /// The idle robots other live nodes keep, with their nodes' ranks (as
+    /// this node's copy knows, among the first [`READY_SCAN`] idle robots).
+    async fn others_idle(&self, share: Share) -> Result<Vec<(u64, Robot)>> {
         if share.nodes <= 1 {
             return Ok(Vec::new());
         }
         let live = self.live_nodes.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let mut ready = vec![false; live.len()];
+        let mut idle = Vec::new();
         for r in self.store.available_robots(None, READY_SCAN).await? {
             if let Some(k) = crate::robot::keeper(&r)
                 && k != self.node
                 && let Ok(rank) = live.binary_search(&k)
             {
-                ready[rank] = true;
+                idle.push((rank as u64, r));
+            }
+        }
+        Ok(idle)
+    }
+
+    /// The heads of other shares whose node keeps an idle robot that may
+    /// run them: that node takes them in a moment.
+    async fn ready_heads(&self, heads: &[JobId], share: Share, idle: &[(u64, Robot)]) -> Result<Vec<JobId>> {
+        let mut ready = Vec::new();
+        if idle.is_empty() {
+            return Ok(ready);
+        }
+        for &id in heads {
+            if share.owns(id) {
+                continue;
+            }
+            let Some(job) = self.store.job(id).await? else { continue };
+            let Some(p) = self.store.process(job.process).await? else {
+                continue;
+            };
+            let owner = share.rank_of(id);
+            if idle.iter().any(|(rank, r)| *rank == owner && r.can_run(&p.spec)) {
+                ready.push(id);
             }
         }
         Ok(ready)
