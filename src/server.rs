@@ -525,13 +525,14 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 /// Fires the engine's deadlines (heartbeat timeouts, expirations, back-offs)
 /// until `shutdown` completes: at each next deadline, and at least every
-/// second (and at least every quarter of the node lease, which each tick
-/// renews). With several nodes on one database only the holder of the timer
-/// lease fires them; the others try for the lease every second.
+/// second (and at least every quarter of the node lease). With several
+/// nodes on one database only the holder of the timer lease fires them; the
+/// others try for the lease at each tick. The node's lease, and the timer
+/// lease while its ticks make progress, are kept on a task of their own.
 pub async fn run_timers<S: Store>(engine: Arc<Engine<S>>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     // Its own task: a tick slowed by load does not hold it up.
-    let _lease = AbortOnDrop(tokio::spawn(keep_node_lease(engine.clone())));
+    let _leases = AbortOnDrop(tokio::spawn(keep_leases(engine.clone())));
     let mut leading = false;
     loop {
         let lead = match engine.tick().await {
@@ -600,9 +601,10 @@ impl Drop for AbortOnDrop {
 }
 
 /// Keeps this node's lease (which says it lives, and with it the WebSocket
-/// robots it holds) on its own timer, every sixth of the lease: a tick slowed
-/// by load does not let it lapse. Never returns.
-async fn keep_node_lease<S: Store>(engine: Arc<Engine<S>>) {
+/// robots it holds) and the timer lease it holds (while its ticks make
+/// progress: [`Engine::keep_timer_lease`]) on their own timer, every sixth of
+/// the node lease: a tick slowed by load lets neither lapse. Never returns.
+async fn keep_leases<S: Store>(engine: Arc<Engine<S>>) {
     let every = Duration::from_millis((engine.node_lease_ms() / 6).clamp(10, 1000));
     let mut held = true;
     loop {
@@ -620,6 +622,9 @@ async fn keep_node_lease<S: Store>(engine: Arc<Engine<S>>) {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot renew this node's lease"),
+        }
+        if let Err(e) = engine.keep_timer_lease().await {
+            tracing::warn!(error = %e, "cannot renew the timer lease");
         }
         tokio::time::sleep(every).await;
     }

@@ -206,3 +206,30 @@ fn a_node_that_starts_closes_the_robots_an_earlier_process_under_its_number_left
     assert_eq!(w.robot(&a).state, RobotState::Busy);
     assert_eq!(w.job(&j).attempt, 1);
 }
+
+#[test]
+fn the_timer_lease_outlasts_a_slow_tick_but_not_a_stuck_one() {
+    let w = World::new();
+    let lease_ms = w.engine.config().timer_lease_ms;
+    let (a, b) = (w.node(1), w.node(2));
+    assert!(block(a.tick()).unwrap().leader, "the first tick takes the timer lease");
+    assert!(!block(b.tick()).unwrap().leader);
+
+    // Node 1's next tick is still running: its keeper renews the lease
+    // while that tick made progress less than half a lease ago.
+    w.advance(lease_ms * 4 / 10);
+    assert!(block(a.keep_timer_lease()).unwrap());
+    w.advance(lease_ms * 7 / 10);
+    assert!(
+        !block(b.tick()).unwrap().leader,
+        "past the first lease's end, node 1 still fires the timers"
+    );
+
+    // The tick shows no progress for more than half a lease: the lease is
+    // not renewed again, runs out, and node 2 takes it.
+    assert!(block(a.keep_timer_lease()).unwrap(), "held until it runs out");
+    w.advance(lease_ms / 2);
+    assert!(!block(a.keep_timer_lease()).unwrap(), "run out, not renewed");
+    assert!(block(b.tick()).unwrap().leader, "another node fires the timers");
+    assert!(!block(a.tick()).unwrap().leader, "and keeps them");
+}

@@ -242,6 +242,8 @@ pub struct Engine<S> {
     claims: dispatch::Claims,
     /// Until when this node's lease [`node_lease`] is known to be held.
     node_lease_until: std::sync::atomic::AtomicI64,
+    /// The timer lease as this node holds it (see `timers.rs`).
+    timer_lease: timers::TimerLease,
     /// This node's share of the pending jobs, as of the live node leases
     /// last read (see [`crate::share`]).
     share: Mutex<crate::share::Share>,
@@ -460,6 +462,7 @@ impl<S: Store> Engine<S> {
             rng: Mutex::new(rng),
             claims: dispatch::Claims::default(),
             node_lease_until: std::sync::atomic::AtomicI64::new(i64::MIN),
+            timer_lease: timers::TimerLease::default(),
             share: Mutex::new(crate::share::Share::ALONE),
             live_nodes: Mutex::new(Vec::new()),
             day: Mutex::new((Timestamp(0), Timestamp(0), 0)),

@@ -9,6 +9,12 @@
 //! node's own lease `node:<id>` (renewed at half its life): a node whose
 //! lease ran out is gone, and the WebSocket connections it held with it. Versioned commits would keep
 //! double firing harmless anyway; the lease keeps it from happening.
+//!
+//! A tick slowed by load can outlast the timer lease. So the host also
+//! calls [`Engine::keep_timer_lease`] on its own timer: it renews the lease
+//! this node holds as long as its ticks show progress (a tick marks each
+//! deadline it fires and each step it ends). A tick stuck for half a lease
+//! shows none: the lease then runs out and another node fires the timers.
 
 use super::liveness::Holder;
 use super::{Decided, Engine, Tx, is_conflict};
@@ -20,6 +26,7 @@ use crate::model::*;
 use crate::robot::{self, RobotEvent};
 use crate::store::{Due, Store, Write};
 use crate::time::Timestamp;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 /// The lease whose holder fires the timers.
 pub const TIMER_LEASE: &str = "timers";
@@ -54,6 +61,32 @@ pub struct TickReport {
 /// Deadlines handled per store page.
 const BATCH: usize = 256;
 
+/// The timer lease as this node holds it: until when, and when its ticks
+/// last made progress (milliseconds; `i64::MIN`: never).
+#[derive(Debug)]
+pub(crate) struct TimerLease {
+    until: AtomicI64,
+    progress: AtomicI64,
+}
+
+impl Default for TimerLease {
+    fn default() -> Self {
+        TimerLease {
+            until: AtomicI64::new(i64::MIN),
+            progress: AtomicI64::new(i64::MIN),
+        }
+    }
+}
+
+/// Whether a node that holds the timer lease until `until` (of `lease_ms`)
+/// and whose ticks last made progress at `progress` renews it at `now`:
+/// once less than two thirds of it are left, and only while its ticks made
+/// progress within half a lease (a stuck tick lets it run out).
+pub(crate) fn renews_timer_lease(now: i64, until: i64, progress: i64, lease_ms: u64) -> bool {
+    let lease_ms = lease_ms as i64;
+    until > now && until - now <= lease_ms * 2 / 3 && now.saturating_sub(progress) < lease_ms / 2
+}
+
 impl<S: Store> Engine<S> {
     /// Fires every deadline that has come, then dispatches. Call it at
     /// [`Engine::next_timeout`] (and now and then: day boundaries free `maxDayNum`).
@@ -63,8 +96,7 @@ impl<S: Store> Engine<S> {
         self.renew_node_lease(now).await?;
         self.keep_heard(now).await?;
         report.robots_timed_out += self.sweep_silent(now).await?;
-        let until = now.plus_ms(self.config.timer_lease_ms);
-        report.leader = self.store.lease(TIMER_LEASE, self.node, now, until).await?;
+        report.leader = self.take_timer_lease(now).await?;
         report.robots_timed_out += self.close_orphans(now, report.leader).await?;
         if !report.leader {
             // The robots this node keeps are its own to fill.
@@ -84,18 +116,57 @@ impl<S: Store> Engine<S> {
                     Due::JobReady(j) => report.jobs_ready += usize::from(self.fire(j, JobEvent::Ready).await?),
                     Due::TokenExpired(h) => report.sessions_expired += usize::from(self.expire_session(h).await?),
                 }
+                self.tick_progress();
             }
             if due.len() < BATCH {
                 break;
             }
         }
         report.schedules_fired = self.fire_schedules(self.now()).await?;
+        self.tick_progress();
         report.tickets_moved = self.follow_flows().await?;
+        self.tick_progress();
         report.runs_folded = self.fold_runs().await?;
         report.designers_lapsed = self.lapse_designers().await?;
         report.pools_resized = self.size_pools(false).await?;
+        self.tick_progress();
         report.dispatched = self.dispatch_all().await?;
+        self.tick_progress();
         Ok(report)
+    }
+
+    /// Takes or renews the timer lease for a tick starting at `now`.
+    async fn take_timer_lease(&self, now: Timestamp) -> Result<bool> {
+        let until = now.plus_ms(self.config.timer_lease_ms);
+        let held = self.store.lease(TIMER_LEASE, self.node, now, until).await?;
+        let t = &self.timer_lease;
+        t.until.store(if held { until.0 } else { i64::MIN }, Ordering::Relaxed);
+        t.progress.store(now.0, Ordering::Relaxed);
+        Ok(held)
+    }
+
+    /// Marks that the tick moved on (see [`Engine::keep_timer_lease`]).
+    fn tick_progress(&self) {
+        self.timer_lease.progress.store(self.now().0, Ordering::Relaxed);
+    }
+
+    /// Keeps the timer lease this node holds while its ticks make progress
+    /// (see the module's documentation): a host calls it on its own timer,
+    /// at least every sixth of the lease, so that a tick slowed by load
+    /// keeps it. It never takes a lease it does not hold (ticks do). Answers
+    /// whether this node holds the lease.
+    pub async fn keep_timer_lease(&self) -> Result<bool> {
+        let now = self.now();
+        let t = &self.timer_lease;
+        let (until, progress) = (t.until.load(Ordering::Relaxed), t.progress.load(Ordering::Relaxed));
+        if !renews_timer_lease(now.0, until, progress, self.config.timer_lease_ms) {
+            return Ok(until > now.0);
+        }
+        let end = now.plus_ms(self.config.timer_lease_ms);
+        // Held by this node and not run out: renewed (one another node took meanwhile stays its own).
+        let held = self.store.lease(TIMER_LEASE, self.node, now, end).await?;
+        t.until.store(if held { end.0 } else { i64::MIN }, Ordering::Relaxed);
+        Ok(held)
     }
 
     /// The earliest deadline, if any.
@@ -210,5 +281,31 @@ impl<S: Store> Engine<S> {
             tx.robot(r);
             Ok(Decided::Commit(tx, true))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::renews_timer_lease;
+
+    #[test]
+    fn the_timer_lease_is_renewed_while_ticks_progress_and_not_before_a_third_is_gone() {
+        // A 9 s lease taken at 0 by a tick that made progress at 0.
+        assert!(!renews_timer_lease(2_000, 9_000, 0, 9_000), "more than two thirds left");
+        assert!(renews_timer_lease(3_000, 9_000, 0, 9_000));
+        assert!(renews_timer_lease(4_000, 9_000, 0, 9_000));
+        assert!(
+            !renews_timer_lease(4_500, 9_000, 0, 9_000),
+            "no progress for half a lease"
+        );
+        assert!(
+            renews_timer_lease(8_000, 9_000, 7_000, 9_000),
+            "a slow tick still moving"
+        );
+        assert!(
+            !renews_timer_lease(9_000, 9_000, 8_999, 9_000),
+            "run out: a tick takes it again"
+        );
+        assert!(!renews_timer_lease(0, i64::MIN, i64::MIN, 9_000), "never held");
     }
 }
