@@ -250,6 +250,47 @@ pub fn place(prev: [u8; 32], seq: u64, mut e: AuditEvent) -> AuditEvent {
     e
 }
 
+/// A group of [`unplaced`] events put back in their places, as a store
+/// keeps them once integrated: the events as they were committed, and apart
+/// from them the first one's number, the hash before it and each one's hash
+/// (see [`hashes_text`]). It checks nothing ([`verify`] does): an event
+/// beyond the hashes reads with zeros, so a changed, added or removed event
+/// breaks the chain where it stands.
+pub fn reassemble(first_seq: u64, mut prev: [u8; 32], hashes: &[[u8; 32]], events: Vec<AuditEvent>) -> Vec<AuditEvent> {
+    let mut seq = first_seq;
+    let mut hashes = hashes.iter();
+    events
+        .into_iter()
+        .map(|mut e| {
+            e.seq = seq;
+            e.prev_hash = prev;
+            e.hash = hashes.next().copied().unwrap_or([0; 32]);
+            seq += 1;
+            prev = e.hash;
+            e
+        })
+        .collect()
+}
+
+/// A group's hashes as one text: 64 hex digits each, in order.
+pub fn hashes_text(hashes: &[[u8; 32]]) -> String {
+    hex::encode(hashes.concat())
+}
+
+/// The hashes of [`hashes_text`]; what is not 64 hex digits reads as zeros.
+pub fn hashes_of_text(text: &str) -> Vec<[u8; 32]> {
+    text.as_bytes()
+        .chunks(64)
+        .map(|digits| {
+            let mut h = [0; 32];
+            if hex::decode_to_slice(digits, &mut h).is_err() {
+                h = [0; 32];
+            }
+            h
+        })
+        .collect()
+}
+
 /// How long a committed event may wait for its place in the chain before
 /// [`crate::Engine::verify_audit`] calls the chain broken (it was committed
 /// and never integrated: held back, or damaged before it could be).
@@ -464,6 +505,45 @@ mod tests {
         assert_eq!((placed.seq, placed.prev_hash), (9, [3; 32]));
         let mut v = Verifier::default();
         assert!(v.push(&place([0; 32], 1, placed.clone())).is_ok());
+    }
+
+    #[test]
+    fn a_group_kept_apart_from_its_hashes_reads_as_the_chain_it_was_placed_in() {
+        let whole = chain(6);
+        let hashes: Vec<[u8; 32]> = whole[2..5].iter().map(|e| e.hash).collect();
+        let text = hashes_text(&hashes);
+        assert_eq!(text.len(), 3 * 64);
+        let kept = || {
+            whole[2..5]
+                .iter()
+                .map(|e| place([0; 32], 0, e.clone()))
+                .collect::<Vec<_>>()
+        };
+        let group = |events| reassemble(3, whole[1].hash, &hashes_of_text(&text), events);
+
+        let mut read = whole[..2].to_vec();
+        read.extend(group(kept()));
+        read.push(whole[5].clone());
+        assert_eq!(read, whole);
+        assert_eq!(verify(&read), Ok(6));
+
+        // Changed, removed, reordered, added where the group is kept: the chain breaks there.
+        let mut changed = kept();
+        changed[1].detail = "forged".into();
+        let mut removed = kept();
+        removed.remove(1);
+        let mut reordered = kept();
+        reordered.swap(0, 2);
+        let mut added = kept();
+        added.push(added[0].clone());
+        for (events, at) in [(changed, 4), (removed, 4), (reordered, 3), (added, 6)] {
+            let mut read = whole[..2].to_vec();
+            read.extend(group(events));
+            read.push(whole[5].clone());
+            assert_eq!(verify(&read).unwrap_err().seq, at);
+        }
+        // Hashes that do not read: zeros, a break.
+        assert_eq!(hashes_of_text("zz"), vec![[0; 32]]);
     }
 
     #[test]

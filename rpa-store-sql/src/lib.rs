@@ -200,6 +200,11 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             "process counts",
             include_str!("../migrations/0030_process_counts.sql"),
         ),
+        (
+            31,
+            "audit written once",
+            include_str!("../migrations/0031_audit_written_once.sql"),
+        ),
     ]
 }
 
@@ -214,6 +219,7 @@ pub fn backend_migration(backend: Backend, version: i64) -> Option<&'static str>
         (Backend::Postgres, 29) => Some(include_str!("../migrations/0029_audit_integration.postgres.sql")),
         (Backend::Sqlite, 30) => Some(include_str!("../migrations/0030_process_counts.sqlite.sql")),
         (Backend::Postgres, 30) => Some(include_str!("../migrations/0030_process_counts.postgres.sql")),
+        (Backend::Postgres, 31) => Some(include_str!("../migrations/0031_audit_written_once.postgres.sql")),
         _ => None,
     }
 }

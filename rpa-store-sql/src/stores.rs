@@ -372,6 +372,9 @@ impl SqlStore {
 impl AuditStore for SqlStore {
     async fn head(&self) -> StoreResult<u64> {
         self.integrated().await;
+        if let Writer::Pool(_, pool) = &self.inner.writer {
+            return postgres::head(pool).await;
+        }
         let n = self
             .inner
             .read
@@ -382,6 +385,9 @@ impl AuditStore for SqlStore {
 
     async fn audit(&self, after: u64, n: usize) -> StoreResult<Vec<AuditEvent>> {
         self.integrated().await;
+        if let Writer::Pool(_, pool) = &self.inner.writer {
+            return postgres::chain(pool, after, n).await;
+        }
         self.many(
             "SELECT data FROM rpa_audit WHERE seq > $1 ORDER BY seq LIMIT $2",
             vec![Val::I(i64::try_from(after).unwrap_or(i64::MAX)), Val::I(limit(n))],

@@ -107,6 +107,147 @@ async fn postgres_two_nodes_commit_while_two_integrators_link_every_event_once_i
     }
     assert_eq!(last.len(), JOBS as usize);
     assert_eq!(count(&db, "SELECT COUNT(*) FROM rpa_audit_pending").await, 0);
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM rpa_audit").await,
+        0,
+        "each event is written once, where its commit wrote it"
+    );
+    assert_eq!(
+        count(&db, "SELECT COUNT(*) FROM rpa_audit_links").await,
+        count(&db, "SELECT COUNT(*) FROM rpa_audit_groups").await,
+        "one link per group"
+    );
+}
+
+/// An engine on a fresh database and the database itself, with `n` commits
+/// of job 1 (versions 1..=n: event `k` says `k`), each integrated.
+async fn chain_of(url: &str, n: u64) -> (Engine<SqlStore>, sqlx::PgPool) {
+    let db = fresh_postgres(url).await;
+    let store = SqlStore::connect(&db, common::pg_options()).await.unwrap();
+    let first = sample_job(1, ProcessId(1), 0);
+    for v in 1..=n {
+        let job = Job {
+            version: v,
+            ..first.clone()
+        };
+        store.commit(commit(&job)).await.unwrap();
+        store.integrate().await.unwrap();
+    }
+    let engine = Engine::new(store, Arc::new(rpa_core::SystemClock), EngineConfig::default());
+    (engine, sqlx::PgPool::connect(&db).await.unwrap())
+}
+
+/// Where the events are kept once integrated (their groups, and apart the
+/// groups' places and hashes), a changed event, a group removed or a place
+/// removed breaks the chain's verification at that event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_change_where_integrated_events_are_kept_breaks_the_chain() {
+    let Some(url) = postgres_url() else { return };
+    let (engine, pool) = chain_of(&url, 5).await;
+    assert_eq!(engine.verify_audit().await.unwrap(), Ok(5));
+    let run = |sql: &'static str| {
+        let pool = pool.clone();
+        async move { sqlx::raw_sql(sql).execute(&pool).await.unwrap() }
+    };
+
+    run(r#"UPDATE rpa_audit_groups SET data = replace(data, '"detail":"3"', '"detail":"forged"')"#).await;
+    let broken = engine.verify_audit().await.unwrap().unwrap_err();
+    assert_eq!((broken.seq, broken.why), (3, "content changed"));
+    run(r#"UPDATE rpa_audit_groups SET data = replace(data, '"detail":"forged"', '"detail":"3"')"#).await;
+    assert_eq!(engine.verify_audit().await.unwrap(), Ok(5));
+
+    run("CREATE TABLE kept AS SELECT * FROM rpa_audit_links WHERE first_seq = 2; DELETE FROM rpa_audit_links WHERE first_seq = 2").await;
+    let broken = engine.verify_audit().await.unwrap().unwrap_err();
+    assert_eq!((broken.seq, broken.why), (3, "missing or reordered event"));
+    run("INSERT INTO rpa_audit_links SELECT * FROM kept").await;
+    assert_eq!(engine.verify_audit().await.unwrap(), Ok(5));
+
+    run("DELETE FROM rpa_audit_groups WHERE id = (SELECT group_id FROM rpa_audit_links WHERE first_seq = 4)").await;
+    let broken = engine.verify_audit().await.unwrap().unwrap_err();
+    assert_eq!((broken.seq, broken.why), (5, "missing or reordered event"));
+}
+
+/// A database an older release left, its chain in `rpa_audit` and a group
+/// waiting with its events: after the upgrade the chain reads on from the
+/// older events through the waiting group to new commits, and verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_older_chain_and_its_waiting_events_read_on_after_the_upgrade() {
+    let Some(url) = postgres_url() else { return };
+    let (engine, pool) = chain_of(&url, 0).await;
+    let db = pool.connect_options().get_database().unwrap().to_owned();
+    drop(engine);
+    // Version 30: events linked into rpa_audit, groups waiting with their data.
+    sqlx::raw_sql(
+        "DROP TABLE rpa_audit_links; DROP TABLE rpa_audit_groups; \
+         ALTER TABLE rpa_audit_pending ADD COLUMN data TEXT NOT NULL DEFAULT ''; \
+         ALTER TABLE rpa_audit_pending ALTER COLUMN id SET DEFAULT nextval('rpa_audit_pending_id'); \
+         DELETE FROM rpa_migrations WHERE version = 31",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let draft = |v: u64| {
+        commit(&Job {
+            version: v,
+            ..sample_job(1, ProcessId(1), 0)
+        })
+        .audit
+        .remove(0)
+    };
+    let mut prev = [0; 32];
+    for seq in 1..=2 {
+        let e = audit::link(prev, seq, draft(seq));
+        prev = e.hash;
+        sqlx::query("INSERT INTO rpa_audit (seq, data) VALUES ($1, $2)")
+            .bind(seq as i64)
+            .bind(serde_json::to_string(&e).unwrap())
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    sqlx::query("UPDATE rpa_audit_tail SET seq = 2, hash = $1 WHERE id = 1")
+        .bind(hex::encode(prev))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let waiting = vec![audit::unplaced(draft(3)), audit::unplaced(draft(4))];
+    sqlx::query("INSERT INTO rpa_audit_pending (written_at, data) VALUES (0, $1)")
+        .bind(serde_json::to_string(&waiting).unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let store = SqlStore::connect(&format!("{base}/{db}"), common::pg_options())
+        .await
+        .unwrap();
+    store.commit(commit(&sample_job(2, ProcessId(1), 0))).await.unwrap();
+    let chain = store.audit(0, 100).await.unwrap();
+    assert_eq!(audit::verify(&chain), Ok(5));
+    let events: Vec<String> = chain.iter().map(|e| format!("{} {}", e.subject, e.detail)).collect();
+    assert_eq!(events, ["job:1 1", "job:1 2", "job:1 3", "job:1 4", "job:2 1"]);
+    assert_eq!(store.head().await.unwrap(), 5);
+    // Read from the middle: from the older events on, and from within a group.
+    assert_eq!(
+        store
+            .audit(1, 2)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>(),
+        [2, 3]
+    );
+    assert_eq!(
+        store
+            .audit(3, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect::<Vec<_>>(),
+        [4, 5]
+    );
 }
 
 /// A writer commits while another session holds the chain's tail (an
@@ -160,8 +301,9 @@ async fn postgres_an_event_committed_but_never_integrated_fails_verification() {
 
     let pool = sqlx::PgPool::connect(&db).await.unwrap();
     sqlx::query(
-        "INSERT INTO rpa_audit_pending (written_at, data) \
-         VALUES (CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT) - $1, 'damaged')",
+        "WITH g AS (INSERT INTO rpa_audit_groups (data) VALUES ('damaged') RETURNING id) \
+         INSERT INTO rpa_audit_pending (id, written_at) \
+         SELECT id, CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT) - $1 FROM g",
     )
     .bind(audit::INTEGRATION_BOUND_MS + 1000)
     .execute(&pool)

@@ -202,8 +202,9 @@ pub(crate) fn function_sql() -> String {
     let _ = write!(
         body,
         "PERFORM pg_notify('{}', c) FROM unnest(changes) AS c;\n\
-         IF audit IS NOT NULL THEN\n  INSERT INTO rpa_audit_pending (data) VALUES (audit);\nEND IF;\n",
-        super::cache::CHANNEL
+         IF audit IS NOT NULL THEN\n  {};\nEND IF;\n",
+        super::cache::CHANNEL,
+        super::write_group("audit")
     );
     format!(
         "CREATE OR REPLACE FUNCTION rpa_write_rows({}) RETURNS void LANGUAGE plpgsql AS $rpa$\nDECLARE rpa_v BIGINT; rpa_c BIGINT[];\nBEGIN\n{body}END\n$rpa$",

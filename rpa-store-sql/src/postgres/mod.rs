@@ -15,9 +15,11 @@
 //!    later commit failed too the round is undone and run again without
 //!    the first failure.
 //! 3. The audit events of the commits that stood, unplaced, as one row of
-//!    `rpa_audit_pending`; `COMMIT`. The integrator ([`integrate`], one at a
-//!    time, by any node) links them into the chain afterwards, in order:
-//!    writers never wait for one another on the chain's tail.
+//!    `rpa_audit_groups` (where they stay), marked as waiting in
+//!    `rpa_audit_pending`; `COMMIT`. The integrator ([`Integrator`], one at
+//!    a time, by any node) gives them their places in the chain afterwards,
+//!    in order, writing only their numbers and hashes: writers never wait
+//!    for one another on the chain's tail, and no event is written twice.
 //!
 //! Several statements travel in one simple query (sqlx sends a query
 //! without arguments that way). A group that the block cannot carry (a
@@ -751,10 +753,19 @@ fn pending_sql(events: Option<&str>) -> String {
     let Some(json) = events else {
         return String::new();
     };
-    let mut sql = String::from("INSERT INTO rpa_audit_pending (data) VALUES (");
-    literal(&mut sql, &Val::S(json.to_owned()));
-    sql.push_str("); ");
-    sql
+    let mut value = String::new();
+    literal(&mut value, &Val::S(json.to_owned()));
+    format!("{}; ", write_group(&value))
+}
+
+/// The statement that writes a group of events (`value`: an SQL expression
+/// of the JSON array) where they stay, numbered, and marks it as waiting for
+/// the integrator.
+pub(crate) fn write_group(value: &str) -> String {
+    format!(
+        "WITH g AS (INSERT INTO rpa_audit_groups (data) VALUES ({value}) RETURNING id) \
+         INSERT INTO rpa_audit_pending (id) SELECT id FROM g"
+    )
 }
 
 /// Ends a failed round; a connection that cannot even roll back is dropped
@@ -1000,7 +1011,7 @@ async fn exec(conn: &mut AnyConnection, stmt: Stmt) -> Result<(), StoreError> {
 /// order), unplaced, for the integrator.
 async fn append_audit(conn: &mut AnyConnection, drafts: Vec<AuditDraft>) -> Result<(), StoreError> {
     if let Some(json) = unplaced(drafts)? {
-        sqlx::query("INSERT INTO rpa_audit_pending (data) VALUES ($1)")
+        sqlx::query(&write_group("$1"))
             .bind(json)
             .execute(&mut *conn)
             .await
@@ -1150,8 +1161,9 @@ async fn step(conn: &mut PgConnection) -> Result<Integrated, sqlx::Error> {
     let (seq, hash): (i64, String) = sqlx::query_as("SELECT seq, hash FROM rpa_audit_tail WHERE id = 1 FOR UPDATE")
         .fetch_one(&mut *tx)
         .await?;
-    let rows: Vec<(i64, i64, String)> = sqlx::query_as(&format!(
-        "SELECT id, {NOW_MS} - written_at, data FROM rpa_audit_pending ORDER BY id LIMIT $1"
+    let rows: Vec<(i64, i64, Option<String>)> = sqlx::query_as(&format!(
+        "SELECT p.id, {NOW_MS} - p.written_at, g.data FROM rpa_audit_pending p \
+         LEFT JOIN rpa_audit_groups g ON g.id = p.id ORDER BY p.id LIMIT $1"
     ))
     .bind(INTEGRATE_GROUPS)
     .fetch_all(&mut *tx)
@@ -1164,23 +1176,40 @@ async fn step(conn: &mut PgConnection) -> Result<Integrated, sqlx::Error> {
         full: rows.len() as i64 == INTEGRATE_GROUPS,
         ..Integrated::default()
     };
-    let (mut taken, mut seqs, mut data) = (Vec::new(), Vec::new(), Vec::new());
+    let mut taken = Vec::new();
+    let mut links = Links::default();
     for (id, waited, json) in rows {
-        let events: Vec<rpa_core::model::AuditEvent> = match serde_json::from_str(&json) {
-            Ok(e) => e,
-            Err(e) => {
+        let events = match json
+            .as_deref()
+            .map(serde_json::from_str::<Vec<rpa_core::model::AuditEvent>>)
+        {
+            Some(Ok(e)) => e,
+            Some(Err(e)) => {
                 tracing::error!(group = id, error = %e, "a group of audit events cannot be read: integration stops before it");
                 done.full = false;
                 break;
             }
+            None => {
+                tracing::error!(
+                    group = id,
+                    "a group of audit events is missing: integration stops before it"
+                );
+                done.full = false;
+                break;
+            }
         };
-        for e in events {
-            seq += 1;
-            let e = audit::place(prev, seq, e);
-            prev = e.hash;
-            seqs.push(seq as i64);
-            data.push(serde_json::to_string(&e).map_err(|e| damaged(format!("audit event: {e}")))?);
-            done.events += 1;
+        if !events.is_empty() {
+            let before = prev;
+            let hashes: Vec<[u8; 32]> = events
+                .into_iter()
+                .map(|e| {
+                    seq += 1;
+                    prev = audit::place(prev, seq, e).hash;
+                    prev
+                })
+                .collect();
+            done.events += hashes.len() as u64;
+            links.push(id, seq, &before, &hashes);
         }
         done.longest_wait_ms = done.longest_wait_ms.max(waited);
         taken.push(id);
@@ -1189,12 +1218,18 @@ async fn step(conn: &mut PgConnection) -> Result<Integrated, sqlx::Error> {
         tx.rollback().await?;
         return Ok(Integrated::default());
     }
-    if !seqs.is_empty() {
-        sqlx::query("INSERT INTO rpa_audit (seq, data) SELECT * FROM unnest($1::BIGINT[], $2::TEXT[])")
-            .bind(&seqs)
-            .bind(&data)
-            .execute(&mut *tx)
-            .await?;
+    if !links.group.is_empty() {
+        sqlx::query(
+            "INSERT INTO rpa_audit_links (last_seq, first_seq, group_id, prev, hashes) \
+             SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[])",
+        )
+        .bind(&links.last)
+        .bind(&links.first)
+        .bind(&links.group)
+        .bind(&links.prev)
+        .bind(&links.hashes)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("UPDATE rpa_audit_tail SET seq = $1, hash = $2 WHERE id = 1")
             .bind(seq as i64)
             .bind(hex::encode(prev))
@@ -1207,6 +1242,88 @@ async fn step(conn: &mut PgConnection) -> Result<Integrated, sqlx::Error> {
         .await?;
     tx.commit().await?;
     Ok(done)
+}
+
+/// The rows of `rpa_audit_links` one step writes, as bound arrays.
+#[derive(Default)]
+struct Links {
+    last: Vec<i64>,
+    first: Vec<i64>,
+    group: Vec<i64>,
+    prev: Vec<String>,
+    hashes: Vec<String>,
+}
+
+impl Links {
+    /// Group `group`'s events, the last at `last`, after the hash `prev`.
+    fn push(&mut self, group: i64, last: u64, prev: &[u8; 32], hashes: &[[u8; 32]]) {
+        self.last.push(last as i64);
+        self.first.push((last - hashes.len() as u64 + 1) as i64);
+        self.group.push(group);
+        self.prev.push(hex::encode(prev));
+        self.hashes.push(audit::hashes_text(hashes));
+    }
+}
+
+/// The chain's events after `after`, at most `n`: those linked before the
+/// events were written once (`rpa_audit`), then the integrated groups, each
+/// put back together with its place (see [`rpa_core::audit::reassemble`]).
+pub(crate) async fn chain(pool: &AnyPool, after: u64, n: usize) -> StoreResult<Vec<rpa_core::model::AuditEvent>> {
+    let limit = crate::limit(n);
+    let mut events: Vec<rpa_core::model::AuditEvent> = Vec::new();
+    let older: Vec<String> = sqlx::query_scalar("SELECT data FROM rpa_audit WHERE seq > $1 ORDER BY seq LIMIT $2")
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(backend_err)?;
+    for data in older {
+        events.push(crate::from_json(&data)?);
+    }
+    let after = events.last().map_or(after, |e| e.seq.max(after));
+    if events.len() >= n {
+        return Ok(events);
+    }
+    let groups = sqlx::query(
+        "SELECT l.first_seq, l.prev, l.hashes, g.data FROM rpa_audit_links l \
+         LEFT JOIN rpa_audit_groups g ON g.id = l.group_id WHERE l.last_seq > $1 ORDER BY l.last_seq LIMIT $2",
+    )
+    .bind(i64::try_from(after).unwrap_or(i64::MAX))
+    .bind(crate::limit(n - events.len()))
+    .fetch_all(pool)
+    .await
+    .map_err(backend_err)?;
+    for row in groups {
+        // A group gone from the table: the numbers jump, and verification says so.
+        let Some(data) = row.try_get::<Option<String>, _>("data").map_err(backend_err)? else {
+            continue;
+        };
+        let first: i64 = row.try_get("first_seq").map_err(backend_err)?;
+        let prev: String = row.try_get("prev").map_err(backend_err)?;
+        let hashes: String = row.try_get("hashes").map_err(backend_err)?;
+        let prev = audit::hashes_of_text(&prev).first().copied().unwrap_or([0; 32]);
+        let placed = audit::reassemble(
+            u64::try_from(first).unwrap_or(0),
+            prev,
+            &audit::hashes_of_text(&hashes),
+            crate::from_json(&data)?,
+        );
+        events.extend(placed.into_iter().filter(|e| e.seq > after));
+        if events.len() >= n {
+            events.truncate(n);
+            break;
+        }
+    }
+    Ok(events)
+}
+
+/// The number of the chain's last event (0: none yet).
+pub(crate) async fn head(pool: &AnyPool) -> StoreResult<u64> {
+    let seq: i64 = sqlx::query_scalar("SELECT seq FROM rpa_audit_tail WHERE id = 1")
+        .fetch_one(pool)
+        .await
+        .map_err(backend_err)?;
+    Ok(u64::try_from(seq).unwrap_or(0))
 }
 
 /// The groups of events waiting for integration, and the oldest one's wait.
