@@ -19,12 +19,16 @@
 //! dispatch *claims* the job and the robot it picked until its commit is
 //! done, and the others pass claimed ones by (robots finishing together
 //! would otherwise all reach for the same best job, and all but one commit
-//! would conflict). Engines on one store still settle races by versions,
+//! would conflict). A dispatch that finds only claimed candidates leaves
+//! them to their holders; a holder that lets a claim go after that (it may
+//! have failed: its job was taken meanwhile) dispatches once more when its
+//! operation ends, so no pair is left waiting for the next tick. Engines on one store still settle races by versions,
 //! and each takes the jobs of its own share first ([`crate::share`]), so
 //! that they seldom race for the same job.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::{Delta, Engine, Tx, is_conflict};
 use crate::arguments;
@@ -57,7 +61,16 @@ pub(crate) struct Claims {
     robots: Mutex<HashSet<RobotId>>,
     /// The best job passed by for another node's share ([`share::pick`]).
     passed: Mutex<Passed>,
+    /// How many times a dispatch found only claimed candidates and left
+    /// them to their holders.
+    left: AtomicU64,
+    /// A claim was let go after a dispatch left work to it: dispatch again.
+    redo: AtomicBool,
 }
+
+/// Rounds of dispatching again that one operation makes at most (each
+/// round is one [`Engine::dispatch_all`]; the tick catches anything left).
+const REDO_MAX: usize = 4;
 
 /// What [`Claims::job_of_share`] found.
 enum Picked<'a> {
@@ -71,25 +84,72 @@ enum Picked<'a> {
 
 /// A claimed job or robot; released when dropped (after the commit).
 #[must_use]
-pub(crate) enum Claim<'a> {
-    Job(&'a Claims, JobId),
-    Robot(&'a Claims, RobotId),
+pub(crate) struct Claim<'a> {
+    claims: &'a Claims,
+    what: Claimed,
+    /// [`Claims::left`] when it was claimed.
+    left: u64,
+}
+
+enum Claimed {
+    Job(JobId),
+    Robot(RobotId),
 }
 
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        match self {
-            Claim::Job(c, id) => {
-                c.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        let c = self.claims;
+        // Under the set's lock, as a dispatch leaves work to holders: either
+        // it saw this claim let go, or this sees that it left work.
+        let left = match self.what {
+            Claimed::Job(id) => {
+                let mut held = c.jobs.lock().unwrap_or_else(|p| p.into_inner());
+                held.remove(&id);
+                c.left.load(Ordering::SeqCst)
             }
-            Claim::Robot(c, id) => {
-                c.robots.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+            Claimed::Robot(id) => {
+                let mut held = c.robots.lock().unwrap_or_else(|p| p.into_inner());
+                held.remove(&id);
+                c.left.load(Ordering::SeqCst)
             }
+        };
+        if left != self.left {
+            c.redo.store(true, Ordering::SeqCst);
         }
     }
 }
 
 impl Claims {
+    fn claim(&self, what: Claimed) -> Claim<'_> {
+        Claim {
+            claims: self,
+            what,
+            left: self.left.load(Ordering::SeqCst),
+        }
+    }
+    /// A dispatch leaves the robots it found claimed to their holders:
+    /// false if one of them was let go meanwhile (look again).
+    fn leave_robots(&self, seen: &[RobotId]) -> bool {
+        let held = self.robots.lock().unwrap_or_else(|p| p.into_inner());
+        let all = seen.iter().all(|id| held.contains(id));
+        if all {
+            self.left.fetch_add(1, Ordering::SeqCst);
+        }
+        all
+    }
+    /// [`Claims::leave_robots`] for jobs.
+    fn leave_jobs(&self, seen: &[JobId]) -> bool {
+        let held = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let all = seen.iter().all(|id| held.contains(id));
+        if all {
+            self.left.fetch_add(1, Ordering::SeqCst);
+        }
+        all
+    }
+    /// Whether a claim was let go after work was left to it (and forgets it).
+    fn take_redo(&self) -> bool {
+        self.redo.swap(false, Ordering::SeqCst)
+    }
     /// How many jobs are claimed.
     fn jobs_claimed(&self) -> usize {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -99,7 +159,7 @@ impl Claims {
         let mut held = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         let id = ids.into_iter().find(|id| !held.contains(id))?;
         held.insert(id);
-        Some((id, Claim::Job(self, id)))
+        Some((id, self.claim(Claimed::Job(id))))
     }
     /// Claims the one of `heads` (best first) this node takes
     /// ([`share::pick`] among those nobody holds; `ready`: the heads whose
@@ -115,7 +175,7 @@ impl Claims {
         match share::pick(share, &free, &mut passed, owner_ready) {
             Some(id) => {
                 held.insert(id);
-                Picked::Taken(id, Claim::Job(self, id))
+                Picked::Taken(id, self.claim(Claimed::Job(id)))
             }
             None => Picked::Passing,
         }
@@ -123,7 +183,7 @@ impl Claims {
     /// Claims robot `id` unless somebody holds it.
     fn robot(&self, id: RobotId) -> Option<Claim<'_>> {
         let mut held = self.robots.lock().unwrap_or_else(|p| p.into_inner());
-        held.insert(id).then(|| Claim::Robot(self, id))
+        held.insert(id).then(|| self.claim(Claimed::Robot(id)))
     }
 }
 
@@ -133,6 +193,47 @@ const READY_SCAN: usize = 256;
 impl<S: Store> Engine<S> {
     /// Puts a dispatchable job on the first idle robot that may run it.
     pub(crate) async fn place_job(&self, id: JobId) -> Result<bool> {
+        let placed = self.place_job_once(id).await?;
+        self.hand_back().await?;
+        Ok(placed)
+    }
+
+    /// Places the best dispatchable job of a process, if any.
+    pub(crate) async fn place_next(&self, process: ProcessId) -> Result<bool> {
+        let placed = self.place_next_once(process).await?;
+        self.hand_back().await?;
+        Ok(placed)
+    }
+
+    /// Gives an idle robot the best job it may run.
+    pub(crate) async fn fill_robot(&self, id: RobotId) -> Result<bool> {
+        let filled = self.fill_robot_once(id).await?;
+        self.hand_back().await?;
+        Ok(filled)
+    }
+
+    /// Places every dispatchable job an idle robot may take, best first.
+    /// Returns how many jobs were dispatched. Cost follows the processes and
+    /// the jobs placed, not the number of idle robots.
+    pub async fn dispatch_all(&self) -> Result<usize> {
+        let n = self.dispatch_all_once().await?;
+        Ok(n + self.hand_back().await?)
+    }
+
+    /// Dispatches again while a claim was let go after another dispatch
+    /// of this engine left work to it (see the module's documentation).
+    async fn hand_back(&self) -> Result<usize> {
+        let mut n = 0;
+        for _ in 0..REDO_MAX {
+            if !self.claims.take_redo() {
+                break;
+            }
+            n += self.dispatch_all_once().await?;
+        }
+        Ok(n)
+    }
+
+    async fn place_job_once(&self, id: JobId) -> Result<bool> {
         for _ in 0..ATTEMPTS {
             let Some(job) = self.store.job(id).await? else {
                 return Ok(false);
@@ -142,14 +243,14 @@ impl<S: Store> Engine<S> {
             }
             if let Some(robot) = job.pinned {
                 // Only its robot may take it: that robot takes its best job.
-                return self.fill_robot(robot).await;
+                return self.fill_robot_once(robot).await;
             }
             let Some(p) = self.store.process(job.process).await? else {
                 return Ok(false);
             };
             if p.spec.pipeline.is_some() {
                 // Its job is a pipeline run, not a robot's.
-                return self.place_next(p.id).await;
+                return self.place_next_once(p.id).await;
             }
             if self.store.available_robots(None, 1).await?.is_empty() {
                 return Ok(false);
@@ -160,7 +261,7 @@ impl<S: Store> Engine<S> {
             // A better job of this process goes first.
             match self.store.next_pending(&[p.id]).await? {
                 Some(head) if head.id != job.id => {
-                    if !self.place_next(p.id).await? {
+                    if !self.place_next_once(p.id).await? {
                         return Ok(false);
                     }
                     continue;
@@ -177,8 +278,7 @@ impl<S: Store> Engine<S> {
         Ok(false)
     }
 
-    /// Places the best dispatchable job of a process, if any.
-    pub(crate) async fn place_next(&self, process: ProcessId) -> Result<bool> {
+    async fn place_next_once(&self, process: ProcessId) -> Result<bool> {
         if self
             .store
             .process(process)
@@ -218,25 +318,32 @@ impl<S: Store> Engine<S> {
     /// that node's to fill: looking for one of its own, a node passes at
     /// most [`OTHERS_PASSED`] of them by.
     async fn find_robot(&self, p: &Process) -> Result<Option<(Robot, Option<Claim<'_>>)>> {
-        let mut after = None;
-        let mut passed = 0;
-        loop {
-            let page = self.store.available_robots(after, PAGE).await?;
-            let now = self.now();
-            for r in page.iter().filter(|r| r.can_run(&p.spec) && r.takes_work(now)) {
-                if !share::first_choice(r, self.node) {
-                    passed += 1;
-                    continue;
+        'search: for _ in 0..ATTEMPTS {
+            let mut after = None;
+            let mut passed = 0;
+            let mut held = Vec::new();
+            loop {
+                let page = self.store.available_robots(after, PAGE).await?;
+                let now = self.now();
+                for r in page.iter().filter(|r| r.can_run(&p.spec) && r.takes_work(now)) {
+                    if !share::first_choice(r, self.node) {
+                        passed += 1;
+                        continue;
+                    }
+                    match self.claims.robot(r.id) {
+                        Some(claim) => return Ok(Some((r.clone(), Some(claim)))),
+                        None => held.push(r.id),
+                    }
                 }
-                if let Some(claim) = self.claims.robot(r.id) {
-                    return Ok(Some((r.clone(), Some(claim))));
+                match page.last() {
+                    Some(last) if page.len() == PAGE && passed < OTHERS_PASSED => after = Some(last.id),
+                    _ if self.claims.leave_robots(&held) => return Ok(None),
+                    // One was let go while the others were looked at: look again.
+                    _ => continue 'search,
                 }
-            }
-            match page.last() {
-                Some(last) if page.len() == PAGE && passed < OTHERS_PASSED => after = Some(last.id),
-                _ => return Ok(None),
             }
         }
+        Ok(None)
     }
 
     /// The best dispatchable job among `processes` that no other dispatch
@@ -273,8 +380,9 @@ impl<S: Store> Engine<S> {
                 Picked::Taken(id, claim) => (id, Some(claim)),
                 // Their nodes take them in a moment.
                 Picked::Passing => return Ok(None),
-                // Every candidate is held: their holders place them.
-                Picked::AllHeld if fewer => return Ok(None),
+                // Every candidate is held: their holders place them (or,
+                // if one was let go meanwhile, look again).
+                Picked::AllHeld if fewer && self.claims.leave_jobs(&heads) => return Ok(None),
                 // More claims were made while the heads were read: read more.
                 Picked::AllHeld => continue,
             };
@@ -329,8 +437,7 @@ impl<S: Store> Engine<S> {
         Ok(ready)
     }
 
-    /// Gives an idle robot the best job it may run.
-    pub(crate) async fn fill_robot(&self, id: RobotId) -> Result<bool> {
+    async fn fill_robot_once(&self, id: RobotId) -> Result<bool> {
         for _ in 0..ATTEMPTS {
             let Some(robot) = self.store.robot(id).await? else {
                 return Ok(false);
@@ -380,10 +487,7 @@ impl<S: Store> Engine<S> {
         Ok(false)
     }
 
-    /// Places every dispatchable job an idle robot may take, best first.
-    /// Returns how many jobs were dispatched. Cost follows the processes and
-    /// the jobs placed, not the number of idle robots.
-    pub async fn dispatch_all(&self) -> Result<usize> {
+    async fn dispatch_all_once(&self) -> Result<usize> {
         let mut n = 0;
         // Pipeline processes' jobs need no robot.
         for p in self.store.processes().await? {
@@ -409,7 +513,7 @@ impl<S: Store> Engine<S> {
             let mut placed = false;
             let mut candidates = open;
             while let Some(job) = self.store.next_pending(&candidates).await? {
-                if self.place_next(job.process).await? {
+                if self.place_next_once(job.process).await? {
                     n += 1;
                     placed = true;
                     break;
@@ -422,7 +526,7 @@ impl<S: Store> Engine<S> {
         }
         // Jobs pinned to a robot wait for that robot alone.
         for robot in self.store.pinned_robots().await? {
-            while self.fill_robot(robot).await? {
+            while self.fill_robot_once(robot).await? {
                 n += 1;
             }
         }
