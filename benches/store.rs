@@ -84,6 +84,8 @@ impl Drop for AbortOnDrop {
 /// (PostgreSQL: it links the events the commits wrote into the chain;
 /// SQLite links them in the commit and it finds nothing), and what it did.
 struct Integrator {
+    /// `RPA_INTEGRATOR=0`: the events wait (see [`drain_audit`]).
+    off: bool,
     task: tokio::task::JoinHandle<()>,
     figures: Arc<IntegratorFigures>,
     started: Instant,
@@ -125,6 +127,7 @@ impl Integrator {
             }
         });
         Integrator {
+            off,
             task,
             figures,
             started: Instant::now(),
@@ -148,6 +151,29 @@ impl Integrator {
             100.0 * busy / wall,
             events as f64 / busy.max(1e-9),
             f.longest_wait_ms.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// With the integrator off, integrates every event the run left waiting,
+/// in full steps back to back, and prints the rate: how many events one
+/// integrator can place per second, the serial stage's capacity.
+async fn drain_audit(engine: &Engine<SqlStore>, case: &str) {
+    let start = Instant::now();
+    let (mut events, mut steps) = (0, 0);
+    loop {
+        let done = engine.integrate_audit().await.unwrap();
+        if done.events == 0 && !done.full {
+            break;
+        }
+        events += done.events;
+        steps += 1;
+    }
+    let took = start.elapsed().as_secs_f64();
+    if events > 0 {
+        eprintln!(
+            "{case}: audit backlog: {events} events in {steps} steps, {took:.2} s: {:.0} events/s",
+            events as f64 / took
         );
     }
 }
@@ -471,6 +497,9 @@ fn durable_lifecycles(c: &mut Criterion) {
             });
             if let Some(rig) = &built {
                 rig.integrator.report(&format!("{name}/{backlog}"));
+                if rig.integrator.off {
+                    rt.block_on(drain_audit(&rig.engines[0], &format!("{name}/{backlog}")));
+                }
                 let (commits, conflicts) = rig.engines.iter().fold((0, 0), |(c, k), e| {
                     let m = e.metrics();
                     (

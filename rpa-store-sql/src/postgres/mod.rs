@@ -1179,10 +1179,7 @@ async fn step(conn: &mut PgConnection) -> Result<Integrated, sqlx::Error> {
     let mut taken = Vec::new();
     let mut links = Links::default();
     for (id, waited, json) in rows {
-        let events = match json
-            .as_deref()
-            .map(serde_json::from_str::<Vec<rpa_core::model::AuditEvent>>)
-        {
+        let events = match json.as_deref().map(serde_json::from_str::<Vec<audit::Hashed>>) {
             Some(Ok(e)) => e,
             Some(Err(e)) => {
                 tracing::error!(group = id, error = %e, "a group of audit events cannot be read: integration stops before it");
@@ -1201,10 +1198,10 @@ async fn step(conn: &mut PgConnection) -> Result<Integrated, sqlx::Error> {
         if !events.is_empty() {
             let before = prev;
             let hashes: Vec<[u8; 32]> = events
-                .into_iter()
+                .iter()
                 .map(|e| {
                     seq += 1;
-                    prev = audit::place(prev, seq, e).hash;
+                    prev = e.hash(&prev, seq);
                     prev
                 })
                 .collect();
