@@ -130,16 +130,14 @@ impl Claims {
     /// A dispatch leaves the robots it found claimed to their holders:
     /// false if one of them was let go meanwhile (look again).
     fn leave_robots(&self, seen: &[RobotId]) -> bool {
-        let held = self.robots.lock().unwrap_or_else(|p| p.into_inner());
-        let all = seen.iter().all(|id| held.contains(id));
-        if all {
-            self.left.fetch_add(1, Ordering::SeqCst);
-        }
-        all
+        self.leave(&self.robots, seen)
     }
     /// [`Claims::leave_robots`] for jobs.
     fn leave_jobs(&self, seen: &[JobId]) -> bool {
-        let held = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        self.leave(&self.jobs, seen)
+    }
+    fn leave<T: Eq + std::hash::Hash>(&self, set: &Mutex<HashSet<T>>, seen: &[T]) -> bool {
+        let held = set.lock().unwrap_or_else(|p| p.into_inner());
         let all = seen.iter().all(|id| held.contains(id));
         if all {
             self.left.fetch_add(1, Ordering::SeqCst);
