@@ -183,6 +183,9 @@ pub struct Metrics {
     pub audit_integration_seconds: Histogram,
     /// Audit events this node's integrator gave their place in the chain.
     pub audit_integrated: AtomicU64,
+    /// Dispatches made again because a claim was let go after another
+    /// dispatch had left work to it (see [`crate::engine`]'s dispatch).
+    pub dispatch_redone: AtomicU64,
     /// HTTP requests by `family` and `status`.
     pub http_requests: CounterVec,
     /// HTTP latency by `family`.
@@ -203,6 +206,7 @@ impl Default for Metrics {
             ai_calls: CounterVec::new(&["capability", "outcome"]),
             audit_integration_seconds: Histogram::default(),
             audit_integrated: AtomicU64::new(0),
+            dispatch_redone: AtomicU64::new(0),
             http_requests: CounterVec::new(&["family", "status"]),
             http_seconds: HistogramVec::new(&["family"]),
         }
@@ -263,6 +267,12 @@ impl Metrics {
             "Audit events this node integrated into the chain.",
             &[],
             self.audit_integrated.load(Ordering::Relaxed),
+        );
+        out.counter(
+            "rpa_dispatch_redone_total",
+            "Dispatches made again because a robot or job another dispatch had left to its claim was let go.",
+            &[],
+            self.dispatch_redone.load(Ordering::Relaxed),
         );
         out.counter_vec(
             "rpa_webhook_deliveries_total",

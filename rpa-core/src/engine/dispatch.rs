@@ -226,6 +226,7 @@ impl<S: Store> Engine<S> {
             if !self.claims.take_redo() {
                 break;
             }
+            self.metrics.dispatch_redone.fetch_add(1, Ordering::Relaxed);
             n += self.dispatch_all_once().await?;
         }
         Ok(n)
