@@ -1041,7 +1041,7 @@ impl crate::record::Mapped for Process {
         key: crate::record::Column::int("id"),
         sealed: false,
         cached: false,
-        columns: &[crate::record::Column::text("key")],
+        columns: &[crate::record::Column::text("key").fixed()],
     };
     fn key(&self) -> crate::record::Cell {
         self.id.0.into()
@@ -1062,14 +1062,14 @@ impl crate::record::Mapped for Job {
         sealed: false,
         cached: false,
         columns: &[
-            crate::record::Column::text("key"),
-            crate::record::Column::int("process"),
+            crate::record::Column::text("key").fixed(),
+            crate::record::Column::int("process").fixed(),
             crate::record::Column::text("state"),
             crate::record::Column::int("priority"),
             crate::record::Column::int("dispatchable"),
             crate::record::Column::int("ready_at"),
             crate::record::Column::int("expire_at"),
-            crate::record::Column::int("created_at"),
+            crate::record::Column::int("created_at").fixed(),
         ],
     };
     fn key(&self) -> crate::record::Cell {
@@ -1108,8 +1108,8 @@ impl crate::record::Mapped for QueueItem {
         sealed: false,
         cached: false,
         columns: &[
-            crate::record::Column::text("key"),
-            crate::record::Column::int("process"),
+            crate::record::Column::text("key").fixed(),
+            crate::record::Column::int("process").fixed(),
             // Unique together with the process (`rpa_items_reference`).
             crate::record::Column::text("reference"),
         ],
@@ -1137,7 +1137,7 @@ impl crate::record::Mapped for Robot {
         sealed: false,
         cached: false,
         columns: &[
-            crate::record::Column::text("code").unique("robot id"),
+            crate::record::Column::text("code").unique("robot id").fixed(),
             crate::record::Column::int("idle"),
             crate::record::Column::int("silent_at"),
         ],

@@ -110,6 +110,10 @@ pub struct Column {
     /// A `TEXT` column whose words a full-text index holds (see
     /// [`RecordStore::search`]): SQLite FTS5, PostgreSQL `tsvector`.
     pub full_text: bool,
+    /// Set when the row is made and never changed after (a job's key,
+    /// process and creation time): a store's update leaves it out, so the
+    /// indexes over it are not rewritten with every change of the row.
+    pub fixed: bool,
 }
 
 impl Column {
@@ -120,6 +124,7 @@ impl Column {
             ty: ColumnType::Int,
             unique: None,
             full_text: false,
+            fixed: false,
         }
     }
 
@@ -130,6 +135,7 @@ impl Column {
             ty: ColumnType::Text,
             unique: None,
             full_text: false,
+            fixed: false,
         }
     }
 
@@ -141,6 +147,11 @@ impl Column {
             full_text: true,
             ..self
         }
+    }
+
+    /// The same column, set when the row is made and never changed (see [`Column::fixed`]).
+    pub const fn fixed(self) -> Column {
+        Column { fixed: true, ..self }
     }
 
     /// The same column, unique; `what` names it in the duplicate error.

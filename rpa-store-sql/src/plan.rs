@@ -79,6 +79,8 @@ pub(crate) struct Planned {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct EntityRow {
     pub table: &'static str,
+    /// Its kind's mapping (which columns an update leaves alone).
+    pub kind: &'static Kind,
     pub id: i64,
     /// The other indexed columns.
     pub cols: Vec<(&'static str, Val)>,
@@ -94,6 +96,7 @@ impl EntityRow {
         };
         Ok(EntityRow {
             table: r.kind.table,
+            kind: r.kind,
             id,
             cols: r
                 .kind
@@ -122,6 +125,13 @@ pub(crate) fn row(w: &Write) -> Result<Option<EntityRow>, StoreError> {
     EntityRow::of(r).map(Some)
 }
 
+impl EntityRow {
+    /// Its versioned write (see [`put`]).
+    fn put(self) -> Result<Stmt, StoreError> {
+        put(self.kind, Val::I(self.id), self.cols, self.version, self.json)
+    }
+}
+
 pub(crate) fn to_json<T: Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Backend(format!("encode: {e}")))
 }
@@ -140,7 +150,7 @@ pub(crate) fn plan(c: &mut Commit, backend: Backend, seqs: &[i64]) -> Result<Pla
             _ => rows = None,
         }
         steps.push(match row {
-            Some(r) => Step::Run(put(r.table, "id", Val::I(r.id), r.cols, r.version, r.json)?),
+            Some(r) => Step::Run(r.put()?),
             None => write(w)?,
         });
     }
@@ -210,8 +220,7 @@ pub(crate) fn outbox(seq: i64, robot: i64, data: String) -> Stmt {
 
 /// A process row at its version.
 pub(crate) fn process(p: &Process) -> Result<Stmt, StoreError> {
-    let r = EntityRow::of(Row::of(p)?)?;
-    put(r.table, "id", Val::I(r.id), r.cols, r.version, r.json)
+    EntityRow::of(Row::of(p)?)?.put()
 }
 
 fn insert(sql: &'static str, args: Vec<Val>) -> Step {
@@ -239,7 +248,7 @@ fn write(w: &Write) -> Result<Step, StoreError> {
         Write::Process(p) => process(p)?,
         Write::Counts(c) => return Ok(Step::Counts(*c)),
         Write::Job(_) | Write::Item(_) | Write::Robot(_) => match row(w)? {
-            Some(r) => put(r.table, "id", Val::I(r.id), r.cols, r.version, r.json)?,
+            Some(r) => r.put()?,
             None => return Err(StoreError::Backend("a row without columns".into())),
         },
         Write::Vendor(v) => put_row(&Row::of(v)?)?,
@@ -267,8 +276,7 @@ fn write(w: &Write) -> Result<Step, StoreError> {
 fn put_row(r: &Row) -> Result<Stmt, StoreError> {
     note_unique(r.kind);
     put(
-        r.kind.table,
-        r.kind.key.name,
+        r.kind,
         crate::records::val(r.kind.key.ty, &r.key),
         r.kind
             .columns
@@ -281,19 +289,18 @@ fn put_row(r: &Row) -> Result<Stmt, StoreError> {
     )
 }
 
-/// Inserts (`version == 1`) or updates a versioned row whose stored version must be `version - 1`.
-fn put(
-    table: &str,
-    key_col: &str,
-    key: Val,
-    cols: Vec<(&str, Val)>,
-    version: u64,
-    json: String,
-) -> Result<Stmt, StoreError> {
+/// Inserts (`version == 1`) or updates a versioned row of `kind` whose
+/// stored version must be `version - 1`; `cols` are its kind's columns in
+/// order. An update leaves the [fixed](rpa_core::record::Column::fixed)
+/// columns out: SQLite rewrites an index over every column an update sets,
+/// even to the value it had (a job's random key would cost a random page
+/// of its index at each change of state).
+fn put(kind: &Kind, key: Val, cols: Vec<(&str, Val)>, version: u64, json: String) -> Result<Stmt, StoreError> {
+    let (table, key_col) = (kind.table, kind.key.name);
     let version = i64::try_from(version).map_err(|_| StoreError::Backend("version overflow".into()))?;
-    let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
     let mut args: Vec<Val> = Vec::with_capacity(cols.len() + 4);
     if version == 1 {
+        let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
         args.push(key);
         args.extend(cols.into_iter().map(|(_, v)| v));
         args.extend([Val::I(version), Val::S(json)]);
@@ -303,7 +310,13 @@ fn put(
             expect: Expect::Any,
         });
     }
-    args.extend(cols.into_iter().map(|(_, v)| v));
+    let changing = cols
+        .into_iter()
+        .zip(kind.columns)
+        .filter(|(_, c)| !c.fixed)
+        .map(|((name, v), _)| (name, v));
+    let (names, vals): (Vec<&str>, Vec<Val>) = changing.unzip();
+    args.extend(vals);
     args.extend([Val::I(version), Val::S(json), key, Val::I(version - 1)]);
     Ok(Stmt {
         sql: update_sql(table, key_col, &names).into(),
@@ -384,7 +397,7 @@ mod tests {
     fn the_planned_job_update_is_the_one_commits_run() {
         use rpa_core::record::Mapped;
         let kind = rpa_core::model::Job::KIND;
-        let cols: Vec<&str> = kind.columns.iter().map(|c| c.name).collect();
+        let cols: Vec<&str> = kind.columns.iter().filter(|c| !c.fixed).map(|c| c.name).collect();
         assert_eq!(
             super::update_sql(kind.table, kind.key.name, &cols),
             crate::queries::JOB_UPDATE

@@ -61,7 +61,7 @@ pub const LEASE_HOLDERS: &str = "SELECT holder FROM rpa_leases WHERE name LIKE $
 /// Finish: a queue item by its reference.
 pub const ITEM_BY_REFERENCE: &str = "SELECT data FROM rpa_items WHERE process = $1 AND reference = $2";
 /// A versioned update, as every commit writes a job (the other tables alike).
-pub const JOB_UPDATE: &str = "UPDATE rpa_jobs SET key = $1, process = $2, state = $3, priority = $4, dispatchable = $5, ready_at = $6, expire_at = $7, created_at = $8, version = $9, data = $10 WHERE id = $11 AND version = $12";
+pub const JOB_UPDATE: &str = "UPDATE rpa_jobs SET state = $1, priority = $2, dispatchable = $3, ready_at = $4, expire_at = $5, version = $6, data = $7 WHERE id = $8 AND version = $9";
 /// A robot's runs logs (jobStatus steps).
 pub const LOGS: &str = "SELECT data FROM rpa_logs WHERE job = $1 ORDER BY id";
 /// Seed 000 queryProcessJob: a process's jobs in a window (index `rpa_jobs_window`).
