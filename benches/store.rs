@@ -34,7 +34,7 @@ use rpa::core::model::{Actor, ProcessSpec, ProcessType, User};
 use rpa::core::transport::Command;
 use rpa::core::transport::RobotTransport;
 use rpa::sql::{SqlOptions, SqlStore, Synchronous};
-use rpa::{Engine, EngineConfig, Key, ManualClock, Timestamp};
+use rpa::{Clock, Engine, EngineConfig, Key, ManualClock, Timestamp};
 use serde_json::json;
 use tokio::sync::{Mutex, Notify};
 
@@ -69,6 +69,8 @@ struct Rig {
     integrator: Integrator,
     /// Each node's dispatch of what the others' commits leave to it.
     _dispatchers: Vec<AbortOnDrop>,
+    /// Time passing (see [`passing_time`]).
+    _time: AbortOnDrop,
 }
 
 /// Aborts its task when dropped.
@@ -260,6 +262,25 @@ fn nodes() -> usize {
         .max(1)
 }
 
+/// Moves the engines' clock on with real time, as a server's runs, so that
+/// what follows it (job keys, which sort by the time they were made) looks
+/// as it would in a server; keeps each node's lease meanwhile. No timer is
+/// run: heartbeats never time out here.
+async fn passing_time(clock: ManualClock, engines: Vec<Arc<Engine<SqlStore>>>) {
+    let (start, from) = (Instant::now(), clock.now());
+    let mut leases = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        clock.set(from.plus_ms(start.elapsed().as_millis() as u64));
+        if leases.elapsed() >= Duration::from_secs(2) {
+            leases = Instant::now();
+            for e in &engines {
+                let _ = e.keep_node_lease().await;
+            }
+        }
+    }
+}
+
 async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
     let nodes = if url.starts_with("postgres") { nodes() } else { 1 };
     let clock = ManualClock::new(Timestamp(1_700_000_000_000));
@@ -308,6 +329,7 @@ async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
             ))));
         }
     }
+    let time = AbortOnDrop(tokio::spawn(passing_time(clock.clone(), engines.clone())));
     let engine = engines[0].clone();
     // A process per node: each node's clients start their own.
     let apart = std::env::var("RPA_APART").is_ok_and(|v| v == "1");
@@ -378,6 +400,7 @@ async fn rig(url: String, sync: Synchronous, backlog: usize) -> Rig {
     Rig {
         integrator: Integrator::start(engine),
         _dispatchers: dispatchers,
+        _time: time,
         engines,
         bells,
         user,

@@ -91,7 +91,8 @@ impl IdKind {
     }
 }
 
-/// A 32-character lowercase hex key (a UUID v4 in simple form).
+/// A 32-character lowercase hex key (a UUID in simple form: v4, or v7
+/// for keys an index should find in the order they were made).
 ///
 /// Documents that speak of a "32-character random string" (seed 000 `jobId`,
 /// seed 001 `runInstanceId`, `robotConnectId`) get this key.
@@ -102,6 +103,18 @@ impl Key {
     /// A v4 key from 16 random bytes.
     pub fn from_random(bytes: [u8; 16]) -> Self {
         Key(*uuid::Builder::from_random_bytes(bytes).into_uuid().as_bytes())
+    }
+
+    /// A v7 key: the time it was made in Unix milliseconds, then 74 random
+    /// bits. Keys made later sort later, so a database index over them
+    /// grows at one end (a random key lands on a random page of the index,
+    /// which each insert then rewrites); the random part keeps them
+    /// unguessable. It tells when it was made, to the millisecond.
+    pub fn ordered(at: crate::time::Timestamp, random: [u8; 10]) -> Self {
+        let millis = u64::try_from(at.0).unwrap_or(0);
+        Key(*uuid::Builder::from_unix_timestamp_millis(millis, &random)
+            .into_uuid()
+            .as_bytes())
     }
 }
 
@@ -163,6 +176,17 @@ mod tests {
         assert_eq!(s.parse::<Key>().unwrap(), k);
         assert_eq!(s.to_uppercase().parse::<Key>().unwrap(), k);
         assert_eq!(&s[12..13], "4", "a v4 uuid");
+    }
+
+    #[test]
+    fn ordered_keys_sort_as_they_were_made_and_differ_within_a_millisecond() {
+        let at = crate::time::Timestamp(1_700_000_000_000);
+        let a = Key::ordered(at, [0xFF; 10]);
+        let b = Key::ordered(at.plus_ms(1), [0; 10]);
+        assert!(a.to_string() < b.to_string(), "{a} before {b}");
+        assert_ne!(Key::ordered(at, [1; 10]), Key::ordered(at, [2; 10]));
+        assert_eq!(&a.to_string()[12..13], "7", "a v7 uuid");
+        assert_eq!(a.to_string().parse::<Key>().unwrap(), a);
     }
 
     #[test]

@@ -1028,9 +1028,11 @@ fn with_slack_quiet_heartbeats_are_not_written_and_silence_is_caught_within_time
     assert_eq!(w.robot(&a).state, RobotState::Unresponsive);
 }
 
-/// Job keys are 128 random bits in v4 form: nothing in them follows the
-/// job's serial (a key that carried it, even masked by its own bytes,
-/// would give the serial back to anyone who knows the scheme).
+/// Job keys are v7 UUIDs: the time the job was made, then 74 random bits.
+/// Nothing in them follows the job's serial (a key that carried it, even
+/// masked by its own bytes, would give the serial back to anyone who knows
+/// the scheme); they sort by creation, so the stores' key index grows at
+/// one end.
 #[test]
 fn job_keys_tell_nothing_of_the_job() {
     let mut w = World::new();
@@ -1038,6 +1040,11 @@ fn job_keys_tell_nothing_of_the_job() {
     let keys: Vec<(i64, String)> = (0..500)
         .map(|_| {
             let j = w.start(&p, serde_json::json!({}));
+            assert_eq!(
+                j.key.to_string()[..12],
+                format!("{:012x}", j.created_at.0),
+                "the key starts with the job's creation time"
+            );
             (j.id.0, j.key.to_string())
         })
         .collect();
@@ -1063,7 +1070,7 @@ fn job_keys_tell_nothing_of_the_job() {
         .count();
     assert_eq!(carried, 0, "no key carries its job's serial");
     for (_, k) in &keys {
-        assert_eq!(&k[12..13], "4", "a v4 UUID");
+        assert_eq!(&k[12..13], "7", "a v7 UUID");
         assert!(matches!(&k[16..17], "8" | "9" | "a" | "b"));
     }
     // Found by key all the same.

@@ -255,7 +255,7 @@ impl<S: Store> Engine<S> {
     ) -> Result<Job> {
         let expire = p.spec.expiration_ms.map(|ms| now.plus_ms(ms));
         let id = JobId(self.next_id(IdKind::Job).await?);
-        let (key, job_number) = self.key_and_number(id);
+        let (key, job_number) = self.key_and_number(now);
         Ok(Job {
             id,
             key,

@@ -531,13 +531,14 @@ impl<S: Store> Engine<S> {
         Key::from_random(g.random())
     }
 
-    /// A job's key (128 random bits as a v4 UUID: it tells nothing of the
-    /// job or of how many there are) and its seed 000 `jobNumber` (a
+    /// A job's key (a v7 UUID, [`Key::ordered`]: the time it was made and
+    /// 74 random bits; it tells nothing of how many jobs there are, and the
+    /// stores' key indexes grow at one end) and its seed 000 `jobNumber` (a
     /// ten-digit random number).
-    fn key_and_number(&self, _id: JobId) -> (Key, i64) {
+    fn key_and_number(&self, now: Timestamp) -> (Key, i64) {
         let mut g = self.rng.lock().unwrap_or_else(|p| p.into_inner());
         (
-            Key::from_random(g.random()),
+            Key::ordered(now, g.random()),
             g.random_range(1_000_000_000..10_000_000_000),
         )
     }
