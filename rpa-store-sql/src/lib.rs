@@ -205,6 +205,11 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             "audit written once",
             include_str!("../migrations/0031_audit_written_once.sql"),
         ),
+        (
+            32,
+            "audit by rowid",
+            include_str!("../migrations/0032_audit_by_rowid.sql"),
+        ),
     ]
 }
 
@@ -220,6 +225,7 @@ pub fn backend_migration(backend: Backend, version: i64) -> Option<&'static str>
         (Backend::Sqlite, 30) => Some(include_str!("../migrations/0030_process_counts.sqlite.sql")),
         (Backend::Postgres, 30) => Some(include_str!("../migrations/0030_process_counts.postgres.sql")),
         (Backend::Postgres, 31) => Some(include_str!("../migrations/0031_audit_written_once.postgres.sql")),
+        (Backend::Sqlite, 32) => Some(include_str!("../migrations/0032_audit_by_rowid.sqlite.sql")),
         _ => None,
     }
 }

@@ -135,8 +135,13 @@ async fn sqlite_file_of_an_older_release_is_migrated_on_open() {
         .await
         .unwrap();
     drop(store);
-    // As the release before the newest migration left the file.
-    let (newest, _, sql) = *rpa_store_sql::migrations().last().unwrap();
+    // As the release before the newest migration that makes a table left
+    // the file (the migrations after it run again: each must be able to).
+    let (newest, _, sql) = *rpa_store_sql::migrations()
+        .iter()
+        .rev()
+        .find(|(_, _, sql)| sql.contains("CREATE TABLE "))
+        .unwrap();
     let tables: Vec<&str> = sql
         .split("CREATE TABLE ")
         .skip(1)
@@ -156,7 +161,7 @@ async fn sqlite_file_of_an_older_release_is_migrated_on_open() {
     for t in &tables {
         raw.execute_batch(&format!("DROP TABLE {t}")).unwrap();
     }
-    raw.execute_batch(&format!("DELETE FROM rpa_migrations WHERE version = {newest}"))
+    raw.execute_batch(&format!("DELETE FROM rpa_migrations WHERE version >= {newest}"))
         .unwrap();
     drop(raw);
 
@@ -224,4 +229,69 @@ async fn sqlite_log_stays_bounded_under_steady_work() {
         "the log grew to {largest} bytes: checkpoints do not keep up"
     );
     assert!(written > 1 << 20, "the file itself holds the work: {written} bytes");
+}
+
+/// A file written before version 32 (its audit chain in a table keyed by a
+/// `BIGINT` and an index of its own) reads on through the upgrade: the
+/// chain verifies, event for event, and goes on from where it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_audit_chain_reads_on_after_the_upgrade_to_rowid_keys() {
+    let url = temp_sqlite();
+    let path = common::sqlite_path(&url);
+    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
+    let config = EngineConfig {
+        password_cost: PasswordCost::TESTING,
+        ..EngineConfig::default()
+    };
+    let store = SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
+    let e = Engine::new(store, clock.clone(), config.clone());
+    let mut spec = ProcessSpec::new("p", ProcessType::Unattended);
+    spec.max_run_num = 0;
+    let Basics { process: p, user } = fixtures::basics(&e, spec).await.unwrap();
+    for _ in 0..3 {
+        e.start_job(&user, p.key, &json!({})).await.unwrap();
+    }
+    let before = e.verify_audit().await.unwrap().unwrap();
+    assert!(before >= 5, "events to carry over: {before}");
+    drop(e);
+
+    // The file as version 31 left it.
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE old_audit (seq BIGINT PRIMARY KEY, data TEXT NOT NULL);
+             INSERT INTO old_audit SELECT seq, data FROM rpa_audit;
+             DROP TABLE rpa_audit;
+             ALTER TABLE old_audit RENAME TO rpa_audit;
+             DELETE FROM rpa_migrations WHERE version = 32;
+             COMMIT;",
+        )
+        .unwrap();
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'rpa_audit'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 1, "the old shape: a key index beside the rowid");
+    }
+
+    let store = SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
+    let e = Engine::new(store, clock, config);
+    assert_eq!(e.verify_audit().await.unwrap(), Ok(before), "the chain as it was");
+    e.start_job(&user, p.key, &json!({})).await.unwrap();
+    let after = e.verify_audit().await.unwrap().unwrap();
+    assert!(after > before, "and it goes on: {before} then {after}");
+    drop(e);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let indexes: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'rpa_audit'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(indexes, 0, "keyed by its rowid: no index of its own");
 }

@@ -1,0 +1,2 @@
+-- rpa schema, version 32: SQLite keys `rpa_audit` by its rowid (see
+-- 0032_audit_by_rowid.sqlite.sql); PostgreSQL is unchanged.
