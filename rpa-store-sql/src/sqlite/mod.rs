@@ -26,7 +26,7 @@ pub(crate) use writer::{Work, run};
 /// sync the log and the file) every few dozen lifecycles: two fifths of
 /// the writer's time went there. Ten times as many pages make a
 /// checkpoint a tenth as often, and a page rewritten by many commits in
-/// between is copied once (docs/PERFORMANCE.md, "SQLite checkpoints").
+/// between is copied once (docs/PERFORMANCE.md, "SQLite: checkpoints ten times rarer").
 const CHECKPOINT_PAGES: u32 = 10_000;
 
 /// Opens the write connection of the SQLite file behind `url`.
