@@ -42,10 +42,7 @@ async fn sqlite_reopened_store_serves_what_was_live() {
     for _ in 0..3 {
         jobs.push(e.start_job(&user, p.key, &none).await.unwrap());
     }
-    let first_run = match e.take_commands(reg.robot.id).await.unwrap().pop() {
-        Some(Command::Execute(x)) => x.run_instance_id,
-        other => panic!("expected an Execute, got {other:?}"),
-    };
+    let first_run = next_run(&e, reg.robot.id).await;
     // The robot finishes its first job and is handed the next; that Execute
     // stays in its outbox across the reopen.
     e.report_finish("r1", reg.connect, first_run, FinishStatus::Success, None, None)
@@ -212,10 +209,7 @@ async fn sqlite_log_stays_bounded_under_steady_work() {
     let mut largest = 0u64;
     for _ in 0..1500 {
         e.start_job(&user, p.key, &json!({})).await.unwrap();
-        let run = match e.take_commands(reg.robot.id).await.unwrap().pop() {
-            Some(Command::Execute(x)) => x.run_instance_id,
-            other => panic!("expected an Execute, got {other:?}"),
-        };
+        let run = next_run(&e, reg.robot.id).await;
         e.report_finish("r1", reg.connect, run, FinishStatus::Success, None, None)
             .await
             .unwrap();
@@ -268,14 +262,7 @@ async fn sqlite_audit_chain_reads_on_after_the_upgrade_to_rowid_keys() {
              COMMIT;",
         )
         .unwrap();
-        let indexes: i64 = conn
-            .query_row(
-                "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'rpa_audit'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(indexes, 1, "the old shape: a key index beside the rowid");
+        assert_eq!(audit_indexes(&conn), 1, "the old shape: a key index beside the rowid");
     }
 
     let store = SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
@@ -286,12 +273,23 @@ async fn sqlite_audit_chain_reads_on_after_the_upgrade_to_rowid_keys() {
     assert!(after > before, "and it goes on: {before} then {after}");
     drop(e);
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let indexes: i64 = conn
-        .query_row(
-            "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'rpa_audit'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(indexes, 0, "keyed by its rowid: no index of its own");
+    assert_eq!(audit_indexes(&conn), 0, "keyed by its rowid: no index of its own");
+}
+
+/// The run of the Execute the robot was sent last.
+async fn next_run(e: &Engine<SqlStore>, robot: rpa_core::ids::RobotId) -> rpa_core::Key {
+    match e.take_commands(robot).await.unwrap().pop() {
+        Some(Command::Execute(x)) => x.run_instance_id,
+        other => panic!("expected an Execute, got {other:?}"),
+    }
+}
+
+/// The indexes of `rpa_audit` in the file of `conn`.
+fn audit_indexes(conn: &rusqlite::Connection) -> i64 {
+    conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'rpa_audit'",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
 }
