@@ -210,6 +210,11 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             "audit by rowid",
             include_str!("../migrations/0032_audit_by_rowid.sql"),
         ),
+        (
+            33,
+            "jobs by rowid",
+            include_str!("../migrations/0033_jobs_by_rowid.sql"),
+        ),
     ]
 }
 
@@ -226,6 +231,7 @@ pub fn backend_migration(backend: Backend, version: i64) -> Option<&'static str>
         (Backend::Postgres, 30) => Some(include_str!("../migrations/0030_process_counts.postgres.sql")),
         (Backend::Postgres, 31) => Some(include_str!("../migrations/0031_audit_written_once.postgres.sql")),
         (Backend::Sqlite, 32) => Some(include_str!("../migrations/0032_audit_by_rowid.sqlite.sql")),
+        (Backend::Sqlite, 33) => Some(include_str!("../migrations/0033_jobs_by_rowid.sqlite.sql")),
         _ => None,
     }
 }

@@ -225,11 +225,12 @@ async fn sqlite_log_stays_bounded_under_steady_work() {
     assert!(written > 1 << 20, "the file itself holds the work: {written} bytes");
 }
 
-/// A file written before version 32 (its audit chain in a table keyed by a
-/// `BIGINT` and an index of its own) reads on through the upgrade: the
-/// chain verifies, event for event, and goes on from where it was.
+/// A file written before versions 32 and 33 (its audit chain and its jobs
+/// in tables keyed by a `BIGINT`, an index of its own beside the rowid)
+/// reads on through the upgrade: the chain verifies, event for event, and
+/// goes on from where it was; every job reads as it did, by id and by key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_audit_chain_reads_on_after_the_upgrade_to_rowid_keys() {
+async fn sqlite_audit_and_jobs_read_on_after_the_upgrade_to_rowid_keys() {
     let url = temp_sqlite();
     let path = common::sqlite_path(&url);
     let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
@@ -242,8 +243,9 @@ async fn sqlite_audit_chain_reads_on_after_the_upgrade_to_rowid_keys() {
     let mut spec = ProcessSpec::new("p", ProcessType::Unattended);
     spec.max_run_num = 0;
     let Basics { process: p, user } = fixtures::basics(&e, spec).await.unwrap();
+    let mut jobs = Vec::new();
     for _ in 0..3 {
-        e.start_job(&user, p.key, &json!({})).await.unwrap();
+        jobs.push(e.start_job(&user, p.key, &json!({})).await.unwrap());
     }
     let before = e.verify_audit().await.unwrap().unwrap();
     assert!(before >= 5, "events to carry over: {before}");
@@ -258,22 +260,46 @@ async fn sqlite_audit_chain_reads_on_after_the_upgrade_to_rowid_keys() {
              INSERT INTO old_audit SELECT seq, data FROM rpa_audit;
              DROP TABLE rpa_audit;
              ALTER TABLE old_audit RENAME TO rpa_audit;
-             DELETE FROM rpa_migrations WHERE version = 32;
+             CREATE TABLE old_jobs (id BIGINT PRIMARY KEY, key TEXT NOT NULL UNIQUE, process BIGINT NOT NULL,
+                 state TEXT NOT NULL, priority BIGINT NOT NULL, dispatchable BIGINT NOT NULL, ready_at BIGINT,
+                 expire_at BIGINT, created_at BIGINT NOT NULL, version BIGINT NOT NULL, data TEXT NOT NULL);
+             INSERT INTO old_jobs SELECT * FROM rpa_jobs;
+             DROP TABLE rpa_jobs;
+             ALTER TABLE old_jobs RENAME TO rpa_jobs;
+             CREATE INDEX rpa_jobs_window ON rpa_jobs (process, created_at);
+             CREATE INDEX rpa_jobs_ready ON rpa_jobs (ready_at) WHERE ready_at IS NOT NULL;
+             CREATE INDEX rpa_jobs_expire ON rpa_jobs (expire_at) WHERE expire_at IS NOT NULL;
+             CREATE INDEX rpa_jobs_state ON rpa_jobs (process, state, created_at, id);
+             DELETE FROM rpa_migrations WHERE version >= 32;
              COMMIT;",
         )
         .unwrap();
-        assert_eq!(audit_indexes(&conn), 1, "the old shape: a key index beside the rowid");
+        assert_eq!(
+            (indexes(&conn, "rpa_audit"), indexes(&conn, "rpa_jobs")),
+            (1, 6),
+            "the old shape: a key index beside the rowid"
+        );
     }
 
     let store = SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
     let e = Engine::new(store, clock, config);
     assert_eq!(e.verify_audit().await.unwrap(), Ok(before), "the chain as it was");
+    for j in &jobs {
+        assert_eq!(e.store().job(j.id).await.unwrap().as_ref(), Some(j), "by id");
+        assert_eq!(e.job(j.key).await.unwrap().id, j.id, "by key");
+    }
+    let (pending, _) = e.jobs_of(&[p.id], Some(&[JobState::Pending]), 10).await.unwrap();
+    assert_eq!(pending, 3, "by state, from the rebuilt index");
     e.start_job(&user, p.key, &json!({})).await.unwrap();
     let after = e.verify_audit().await.unwrap().unwrap();
     assert!(after > before, "and it goes on: {before} then {after}");
     drop(e);
     let conn = rusqlite::Connection::open(&path).unwrap();
-    assert_eq!(audit_indexes(&conn), 0, "keyed by its rowid: no index of its own");
+    assert_eq!(
+        (indexes(&conn, "rpa_audit"), indexes(&conn, "rpa_jobs")),
+        (0, 5),
+        "keyed by their rowids: no index of the key's own"
+    );
 }
 
 /// The run of the Execute the robot was sent last.
@@ -284,11 +310,11 @@ async fn next_run(e: &Engine<SqlStore>, robot: rpa_core::ids::RobotId) -> rpa_co
     }
 }
 
-/// The indexes of `rpa_audit` in the file of `conn`.
-fn audit_indexes(conn: &rusqlite::Connection) -> i64 {
+/// The indexes of `table` in the file of `conn`.
+fn indexes(conn: &rusqlite::Connection, table: &str) -> i64 {
     conn.query_row(
-        "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'rpa_audit'",
-        [],
+        "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = $1",
+        [table],
         |r| r.get(0),
     )
     .unwrap()

@@ -1,0 +1,2 @@
+-- rpa schema, version 33: SQLite keys `rpa_jobs` by its rowid (see
+-- 0033_jobs_by_rowid.sqlite.sql); PostgreSQL is unchanged.
