@@ -290,7 +290,7 @@ impl Hashed<'_> {
 /// A group of [`unplaced`] events put back in their places, as a store
 /// keeps them once integrated: the events as they were committed, and apart
 /// from them the first one's number, the hash before it and each one's hash
-/// (see [`hashes_text`]). It checks nothing ([`verify`] does): an event
+/// (see [`hashes_bytes`]). It checks nothing ([`verify`] does): an event
 /// beyond the hashes reads with zeros, so a changed, added or removed event
 /// breaks the chain where it stands.
 pub fn reassemble(first_seq: u64, mut prev: [u8; 32], hashes: &[[u8; 32]], events: Vec<AuditEvent>) -> Vec<AuditEvent> {
@@ -309,22 +309,16 @@ pub fn reassemble(first_seq: u64, mut prev: [u8; 32], hashes: &[[u8; 32]], event
         .collect()
 }
 
-/// A group's hashes as one text: 64 hex digits each, in order.
-pub fn hashes_text(hashes: &[[u8; 32]]) -> String {
-    hex::encode(hashes.concat())
+/// A group's hashes as one byte string: 32 bytes each, in order.
+pub fn hashes_bytes(hashes: &[[u8; 32]]) -> Vec<u8> {
+    hashes.concat()
 }
 
-/// The hashes of [`hashes_text`]; what is not 64 hex digits reads as zeros.
-pub fn hashes_of_text(text: &str) -> Vec<[u8; 32]> {
-    text.as_bytes()
-        .chunks(64)
-        .map(|digits| {
-            let mut h = [0; 32];
-            if hex::decode_to_slice(digits, &mut h).is_err() {
-                h = [0; 32];
-            }
-            h
-        })
+/// The hashes of [`hashes_bytes`]; a last piece shorter than 32 bytes reads as zeros.
+pub fn hashes_of_bytes(bytes: &[u8]) -> Vec<[u8; 32]> {
+    bytes
+        .chunks(32)
+        .map(|piece| <[u8; 32]>::try_from(piece).unwrap_or([0; 32]))
         .collect()
 }
 
@@ -551,15 +545,15 @@ mod tests {
     fn a_group_kept_apart_from_its_hashes_reads_as_the_chain_it_was_placed_in() {
         let whole = chain(6);
         let hashes: Vec<[u8; 32]> = whole[2..5].iter().map(|e| e.hash).collect();
-        let text = hashes_text(&hashes);
-        assert_eq!(text.len(), 3 * 64);
+        let bytes = hashes_bytes(&hashes);
+        assert_eq!(bytes.len(), 3 * 32);
         let kept = || {
             whole[2..5]
                 .iter()
                 .map(|e| place([0; 32], 0, e.clone()))
                 .collect::<Vec<_>>()
         };
-        let group = |events| reassemble(3, whole[1].hash, &hashes_of_text(&text), events);
+        let group = |events| reassemble(3, whole[1].hash, &hashes_of_bytes(&bytes), events);
 
         let mut read = whole[..2].to_vec();
         read.extend(group(kept()));
@@ -582,8 +576,8 @@ mod tests {
             read.push(whole[5].clone());
             assert_eq!(verify(&read).unwrap_err().seq, at);
         }
-        // Hashes that do not read: zeros, a break.
-        assert_eq!(hashes_of_text("zz"), vec![[0; 32]]);
+        // Hashes cut short: zeros, a break.
+        assert_eq!(hashes_of_bytes(&[7; 40]), vec![[7; 32], [0; 32]]);
     }
 
     #[test]

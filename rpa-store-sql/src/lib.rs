@@ -215,6 +215,11 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             "jobs by rowid",
             include_str!("../migrations/0033_jobs_by_rowid.sql"),
         ),
+        (
+            34,
+            "audit hashes as bytes",
+            include_str!("../migrations/0034_audit_hashes_as_bytes.sql"),
+        ),
     ]
 }
 
@@ -232,6 +237,7 @@ pub fn backend_migration(backend: Backend, version: i64) -> Option<&'static str>
         (Backend::Postgres, 31) => Some(include_str!("../migrations/0031_audit_written_once.postgres.sql")),
         (Backend::Sqlite, 32) => Some(include_str!("../migrations/0032_audit_by_rowid.sqlite.sql")),
         (Backend::Sqlite, 33) => Some(include_str!("../migrations/0033_jobs_by_rowid.sqlite.sql")),
+        (Backend::Postgres, 34) => Some(include_str!("../migrations/0034_audit_hashes_as_bytes.postgres.sql")),
         _ => None,
     }
 }

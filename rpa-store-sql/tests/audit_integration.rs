@@ -167,6 +167,47 @@ async fn postgres_a_change_where_integrated_events_are_kept_breaks_the_chain() {
     assert_eq!((broken.seq, broken.why), (5, "missing or reordered event"));
 }
 
+/// Links an older release wrote with their hashes as hex text read on
+/// after the upgrade to bytes (schema version 34): the chain verifies as
+/// before, a new group links on, and a link takes half the room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_links_written_as_hex_read_on_after_the_upgrade_to_bytes() {
+    let Some(url) = postgres_url() else { return };
+    let (engine, pool) = chain_of(&url, 4).await;
+    let db = pool.connect_options().get_database().unwrap().to_owned();
+    drop(engine);
+    let hash_bytes = || async {
+        sqlx::query_scalar::<_, i64>("SELECT SUM(octet_length(hashes))::BIGINT FROM rpa_audit_links")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(hash_bytes().await, 4 * 32);
+    // Version 33: hex text.
+    sqlx::raw_sql(
+        "ALTER TABLE rpa_audit_links \
+             ALTER COLUMN prev TYPE TEXT USING encode(prev, 'hex'), \
+             ALTER COLUMN hashes TYPE TEXT USING encode(hashes, 'hex'); \
+         DELETE FROM rpa_migrations WHERE version = 34",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(hash_bytes().await, 4 * 64);
+
+    let (base, _) = url.rsplit_once('/').unwrap();
+    let store = SqlStore::connect(&format!("{base}/{db}"), common::pg_options())
+        .await
+        .unwrap();
+    assert_eq!(audit::verify(&store.audit(0, 100).await.unwrap()), Ok(4));
+    store.commit(commit(&sample_job(2, ProcessId(1), 0))).await.unwrap();
+    store.integrate().await.unwrap();
+    let chain = store.audit(0, 100).await.unwrap();
+    assert_eq!(audit::verify(&chain), Ok(5));
+    assert_eq!(chain.last().map(|e| e.subject.to_string()), Some("job:2".into()));
+    assert_eq!(hash_bytes().await, 5 * 32);
+}
+
 /// A database an older release left, its chain in `rpa_audit` and a group
 /// waiting with its events: after the upgrade the chain reads on from the
 /// older events through the waiting group to new commits, and verifies.
@@ -181,7 +222,7 @@ async fn postgres_an_older_chain_and_its_waiting_events_read_on_after_the_upgrad
         "DROP TABLE rpa_audit_links; DROP TABLE rpa_audit_groups; \
          ALTER TABLE rpa_audit_pending ADD COLUMN data TEXT NOT NULL DEFAULT ''; \
          ALTER TABLE rpa_audit_pending ALTER COLUMN id SET DEFAULT nextval('rpa_audit_pending_id'); \
-         DELETE FROM rpa_migrations WHERE version = 31",
+         DELETE FROM rpa_migrations WHERE version >= 31",
     )
     .execute(&pool)
     .await

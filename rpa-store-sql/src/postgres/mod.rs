@@ -1218,7 +1218,7 @@ async fn step(conn: &mut PgConnection) -> Result<Integrated, sqlx::Error> {
     if !links.group.is_empty() {
         sqlx::query(
             "INSERT INTO rpa_audit_links (last_seq, first_seq, group_id, prev, hashes) \
-             SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[])",
+             SELECT * FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::BYTEA[], $5::BYTEA[])",
         )
         .bind(&links.last)
         .bind(&links.first)
@@ -1247,8 +1247,8 @@ struct Links {
     last: Vec<i64>,
     first: Vec<i64>,
     group: Vec<i64>,
-    prev: Vec<String>,
-    hashes: Vec<String>,
+    prev: Vec<Vec<u8>>,
+    hashes: Vec<Vec<u8>>,
 }
 
 impl Links {
@@ -1257,8 +1257,8 @@ impl Links {
         self.last.push(last as i64);
         self.first.push((last - hashes.len() as u64 + 1) as i64);
         self.group.push(group);
-        self.prev.push(hex::encode(prev));
-        self.hashes.push(audit::hashes_text(hashes));
+        self.prev.push(prev.to_vec());
+        self.hashes.push(audit::hashes_bytes(hashes));
     }
 }
 
@@ -1296,13 +1296,13 @@ pub(crate) async fn chain(pool: &AnyPool, after: u64, n: usize) -> StoreResult<V
             continue;
         };
         let first: i64 = row.try_get("first_seq").map_err(backend_err)?;
-        let prev: String = row.try_get("prev").map_err(backend_err)?;
-        let hashes: String = row.try_get("hashes").map_err(backend_err)?;
-        let prev = audit::hashes_of_text(&prev).first().copied().unwrap_or([0; 32]);
+        let prev: Vec<u8> = row.try_get("prev").map_err(backend_err)?;
+        let hashes: Vec<u8> = row.try_get("hashes").map_err(backend_err)?;
+        let prev = audit::hashes_of_bytes(&prev).first().copied().unwrap_or([0; 32]);
         let placed = audit::reassemble(
             u64::try_from(first).unwrap_or(0),
             prev,
-            &audit::hashes_of_text(&hashes),
+            &audit::hashes_of_bytes(&hashes),
             crate::from_json(&data)?,
         );
         events.extend(placed.into_iter().filter(|e| e.seq > after));

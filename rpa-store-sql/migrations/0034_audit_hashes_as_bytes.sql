@@ -1,0 +1,3 @@
+-- rpa schema, version 34: PostgreSQL keeps the hashes of `rpa_audit_links`
+-- as bytes (see 0034_audit_hashes_as_bytes.postgres.sql); SQLite, which
+-- links in the commit and leaves that table empty, is unchanged.
