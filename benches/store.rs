@@ -41,6 +41,11 @@ use tokio::sync::{Mutex, Notify};
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+/// The server's allocator (`examples/server.rs`): what the store does in a
+/// server is measured with what a server allocates with.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Robots working at once: 32, or `RPA_ROBOTS`.
 fn robots() -> usize {
     std::env::var("RPA_ROBOTS")
