@@ -52,6 +52,7 @@ where
     engines_race(make().await).await;
     lease(make().await).await;
     counts(make().await).await;
+    counts_at_once(make().await).await;
     timers_fire_once(make().await).await;
 }
 
@@ -1368,6 +1369,77 @@ async fn counts<S: Store>(s: S) {
         s.process(p.id).await.unwrap().unwrap().pending_items,
         2,
         "counts: a retry is counted"
+    );
+}
+
+/// Many counting commits at once, which a store may write in one group:
+/// every commit that stands counts and none that is refused does, even
+/// when its counters were applied before the write that refused it;
+/// `maxRunNum` holds across them; the process then reads at the version a
+/// whole-process write follows.
+async fn counts_at_once<S: Store + Clone>(s: S) {
+    let mut p = sample_process(1);
+    Arc::make_mut(&mut p.spec).max_run_num = 25;
+    let mut writes = vec![Write::Process(p.clone())];
+    writes.extend((1..=40).map(|i| Write::Job(sample_job(i, p.id, 0))));
+    s.commit(Commit {
+        writes,
+        ..Commit::default()
+    })
+    .await
+    .unwrap();
+    let start = |id: i64| {
+        let s = s.clone();
+        async move {
+            let mut j = sample_job(id, ProcessId(1), 0);
+            j.state = JobState::Running;
+            j.version = 2;
+            let counts = Counts {
+                process: ProcessId(1),
+                running: 1,
+                pending_items: 0,
+                successes: 0,
+                day: 10,
+                limit_pending: false,
+            };
+            s.commit(Commit {
+                writes: vec![Write::Counts(counts), Write::Job(j)],
+                ..Commit::default()
+            })
+            .await
+        }
+    };
+    // 10 starts of job 1 first (one stands, and the others are refused by
+    // the job's version after their counters), then 40 of distinct jobs.
+    let starts = std::iter::repeat_n(1, 10).chain(1..=40).map(start);
+    let results = futures::future::join_all(starts).await;
+    assert!(
+        results.iter().all(|r| matches!(r, Ok(()) | Err(StoreError::Conflict))),
+        "counts_at_once: refused as conflicts: {results:?}"
+    );
+    let stood = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(stood, 25, "counts_at_once: maxRunNum holds across commits at once");
+    let mut running = 0;
+    for i in 1..=40 {
+        if s.job(JobId(i)).await.unwrap().unwrap().state == JobState::Running {
+            running += 1;
+        }
+    }
+    assert_eq!(running, 25, "counts_at_once: the jobs of the commits that stood");
+    let now = s.process(p.id).await.unwrap().unwrap();
+    assert_eq!(now.running, 25, "counts_at_once: counted once per commit that stood");
+    let mut edit = now.clone();
+    edit.version += 1;
+    s.commit(Commit {
+        writes: vec![Write::Process(edit)],
+        ..Commit::default()
+    })
+    .await
+    .expect("counts_at_once: a definition written from the process as read");
+    assert_eq!(
+        s.process(p.id).await.unwrap().unwrap().running,
+        25,
+        "counts_at_once: the counters outlive the definition write"
     );
 }
 

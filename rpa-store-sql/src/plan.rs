@@ -223,6 +223,13 @@ pub(crate) fn process(p: &Process) -> Result<Stmt, StoreError> {
     EntityRow::of(Row::of(p)?)?.put()
 }
 
+/// A process row written over its stored version `stored` (several
+/// commits of a group moved its counters, each bumping its version).
+pub(crate) fn process_over(p: &Process, stored: u64) -> Result<Stmt, StoreError> {
+    let r = EntityRow::of(Row::of(p)?)?;
+    put_over(r.kind, Val::I(r.id), r.cols, r.version, stored, r.json)
+}
+
 fn insert(sql: &'static str, args: Vec<Val>) -> Step {
     Step::Run(Stmt {
         sql: sql.into(),
@@ -296,10 +303,26 @@ fn put_row(r: &Row) -> Result<Stmt, StoreError> {
 /// even to the value it had (a job's random key would cost a random page
 /// of its index at each change of state).
 fn put(kind: &Kind, key: Val, cols: Vec<(&str, Val)>, version: u64, json: String) -> Result<Stmt, StoreError> {
+    put_over(kind, key, cols, version, version.saturating_sub(1), json)
+}
+
+/// [`put`] of `version` over the stored version `stored` (0: a new row).
+fn put_over(
+    kind: &Kind,
+    key: Val,
+    cols: Vec<(&str, Val)>,
+    version: u64,
+    stored: u64,
+    json: String,
+) -> Result<Stmt, StoreError> {
     let (table, key_col) = (kind.table, kind.key.name);
-    let version = i64::try_from(version).map_err(|_| StoreError::Backend("version overflow".into()))?;
+    let overflow = |_| StoreError::Backend("version overflow".into());
+    let (version, stored) = (
+        i64::try_from(version).map_err(overflow)?,
+        i64::try_from(stored).map_err(overflow)?,
+    );
     let mut args: Vec<Val> = Vec::with_capacity(cols.len() + 4);
-    if version == 1 {
+    if stored == 0 {
         let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
         args.push(key);
         args.extend(cols.into_iter().map(|(_, v)| v));
@@ -317,7 +340,7 @@ fn put(kind: &Kind, key: Val, cols: Vec<(&str, Val)>, version: u64, json: String
         .map(|((name, v), _)| (name, v));
     let (names, vals): (Vec<&str>, Vec<Val>) = changing.unzip();
     args.extend(vals);
-    args.extend([Val::I(version), Val::S(json), key, Val::I(version - 1)]);
+    args.extend([Val::I(version), Val::S(json), key, Val::I(stored)]);
     Ok(Stmt {
         sql: update_sql(table, key_col, &names).into(),
         args,

@@ -13,9 +13,11 @@ use rpa_core::audit::{self, AuditDraft};
 use rpa_core::error::StoreError;
 use rpa_core::ids::RobotId;
 use rpa_core::model::Process;
-use rpa_core::store::{Commit, StoreResult};
+use rpa_core::store::{Commit, Counts, StoreResult};
 use rpa_core::{ReadCache, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use tokio::sync::{mpsc, oneshot};
 
 use super::err;
@@ -157,6 +159,7 @@ impl Writer {
         conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
         let mut results = Vec::with_capacity(group.len());
         let mut audit = Vec::new();
+        let mut counted = Counted::default();
         for work in group.iter_mut() {
             match work {
                 Work::Taken { robot, n, .. } => {
@@ -166,6 +169,12 @@ impl Writer {
                     results.push(Ok(()));
                 }
                 Work::Commit { planned, .. } => {
+                    // A commit that writes a process row writes it over the
+                    // version stored: its counters go to the row at once.
+                    let direct = planned.writes_process;
+                    if direct {
+                        counted.write(conn)?;
+                    }
                     let steps = std::mem::take(&mut planned.steps);
                     // A failed statement undoes only itself, so a commit of
                     // one statement needs no savepoint.
@@ -173,7 +182,10 @@ impl Writer {
                     if guarded {
                         run_sql(conn, "SAVEPOINT rpa_commit")?;
                     }
-                    let r = steps.into_iter().try_for_each(|s| step(conn, s));
+                    let mut moved = Moved::new();
+                    let r = steps
+                        .into_iter()
+                        .try_for_each(|s| step(conn, s, &mut counted, &mut moved, direct));
                     if guarded {
                         if r.is_err() {
                             run_sql(conn, "ROLLBACK TO SAVEPOINT rpa_commit")?;
@@ -182,12 +194,14 @@ impl Writer {
                     }
                     if r.is_ok() {
                         audit.append(&mut planned.audit);
+                        counted.stood(moved);
                     }
                     results.push(r);
                 }
                 Work::Serial { .. } | Work::Lease { .. } => {}
             }
         }
+        counted.write(conn)?;
         if !audit.is_empty() {
             append_audit(conn, audit)?;
         }
@@ -224,20 +238,76 @@ fn run_sql(conn: &Connection, sql: &str) -> StoreResult<()> {
     Ok(())
 }
 
-fn step(conn: &Connection, s: Step) -> StoreResult<()> {
+/// Runs a commit's step; `moved`: the counters it moved so far (see
+/// [`Counted`]), written at once if `direct`.
+fn step(conn: &Connection, s: Step, counted: &mut Counted, moved: &mut Moved, direct: bool) -> StoreResult<()> {
     match s {
         Step::Run(stmt) => exec(conn, stmt),
         Step::Outbox { seq, robot, data } => exec(conn, plan::outbox(seq, robot, data)),
         Step::Counts(c) => {
-            // The one writer: the row read here is the row updated.
-            let json: Option<String> = conn
-                .prepare_cached(queries::PROCESS)
-                .and_then(|mut s| s.query_row([c.process.0], |r| r.get(0)).optional())
-                .map_err(err)?;
-            let mut p: Process = crate::from_json(&json.ok_or(StoreError::Conflict)?)?;
-            c.apply(&mut p)?;
-            exec(conn, plan::process(&p)?)
+            counted.count(conn, &c, moved)?;
+            if direct && let Some((p, stored)) = moved.get_mut(&c.process.0) {
+                exec(conn, plan::process_over(p, *stored)?)?;
+                *stored = p.version;
+            }
+            Ok(())
         }
+    }
+}
+
+/// Processes by id, each with its version as stored.
+type Moved = HashMap<i64, (Process, u64)>;
+
+/// The processes a group counts for: each read once, its counters moved
+/// by every commit that stood, written once before the group commits (or
+/// before a commit that writes a process row). Under load most commits of
+/// a group count for the same process; reading, decoding, encoding and
+/// writing its row for each of them cost the writer thread more than any
+/// other part of its own work.
+#[derive(Default)]
+struct Counted {
+    /// Each process as the commits that stood leave it, and its version as stored.
+    held: Moved,
+}
+
+impl Counted {
+    /// Applies `c` to the process as this commit sees it (`moved`: what
+    /// the commit moved so far); checks the limits.
+    fn count(&mut self, conn: &Connection, c: &Counts, moved: &mut Moved) -> StoreResult<()> {
+        let id = c.process.0;
+        let (p, _) = match moved.entry(id) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(match self.held.get(&id) {
+                Some(h) => h.clone(),
+                None => {
+                    // The one writer: the row read here is the row updated.
+                    let json: Option<String> = conn
+                        .prepare_cached(queries::PROCESS)
+                        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+                        .map_err(err)?;
+                    let p: Process = crate::from_json(&json.ok_or(StoreError::Conflict)?)?;
+                    let stored = p.version;
+                    self.held.insert(id, (p.clone(), stored));
+                    (p, stored)
+                }
+            }),
+        };
+        c.apply(p)
+    }
+
+    /// A commit stood: what it moved is what later commits see.
+    fn stood(&mut self, moved: Moved) {
+        self.held.extend(moved);
+    }
+
+    /// Writes every process whose counters moved, and forgets them all.
+    fn write(&mut self, conn: &Connection) -> StoreResult<()> {
+        for (p, stored) in std::mem::take(&mut self.held).into_values() {
+            if p.version != stored {
+                exec(conn, plan::process_over(&p, stored)?)?;
+            }
+        }
+        Ok(())
     }
 }
 
