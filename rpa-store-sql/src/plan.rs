@@ -209,10 +209,13 @@ pub(crate) fn rank(w: &Write) -> (u8, i64, &'static str, Option<&rpa_core::recor
     (n, id, "", None)
 }
 
+/// An outbox row: seq, robot, data.
+pub(crate) const OUTBOX_INSERT: &str = "INSERT INTO rpa_outbox (seq, robot, data) VALUES ($1, $2, $3)";
+
 /// An outbox row.
 pub(crate) fn outbox(seq: i64, robot: i64, data: String) -> Stmt {
     Stmt {
-        sql: "INSERT INTO rpa_outbox (seq, robot, data) VALUES ($1, $2, $3)".into(),
+        sql: OUTBOX_INSERT.into(),
         args: vec![Val::I(seq), Val::I(robot), Val::S(data)],
         expect: Expect::Any,
     }

@@ -36,11 +36,13 @@ async fn postgres_conforms() {
     .await;
 }
 
-/// Many commits at once share transactions; a conflicting one fails alone.
+/// Many commits at once share transactions; a conflicting one fails alone,
+/// and none of its rows is written, even those written before the one
+/// refused.
 async fn group_commit_isolates_conflicts(store: SqlStore) {
-    use rpa_core::conformance::sample_job;
+    use rpa_core::conformance::{sample_job, sample_robot};
     use rpa_core::ids::{JobId, ProcessId};
-    use rpa_core::model::JobState;
+    use rpa_core::model::{JobState, RobotState};
     use rpa_core::store::{Commit, Write};
     let mut jobs = Vec::new();
     for i in 1..=40 {
@@ -69,14 +71,18 @@ async fn group_commit_isolates_conflicts(store: SqlStore) {
             .map(|_| i)
         }));
     }
-    for _ in 0..10 {
+    // Each racer also adds a robot of its own, written before the job.
+    for k in 0..10 {
         let s = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut j = sample_job(1, ProcessId(1), 0);
             j.state = JobState::Canceled;
             j.version = 2;
             s.commit(Commit {
-                writes: vec![Write::Job(j)],
+                writes: vec![
+                    Write::Job(j),
+                    Write::Robot(sample_robot(100 + k, RobotState::Available)),
+                ],
                 ..Commit::default()
             })
             .await
@@ -93,6 +99,16 @@ async fn group_commit_isolates_conflicts(store: SqlStore) {
     for i in 2..=40 {
         assert_eq!(store.job(JobId(i)).await.unwrap().unwrap().state, JobState::Running);
     }
+    let racer_won = store.job(JobId(1)).await.unwrap().unwrap().state == JobState::Canceled;
+    let robots = store
+        .query("SELECT id FROM rpa_robots WHERE id >= 100", &[ColumnType::Int])
+        .await
+        .unwrap();
+    assert_eq!(
+        robots.len(),
+        usize::from(racer_won),
+        "only the racer that won job 1 wrote its robot"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -153,12 +153,28 @@ impl Writer {
         Ok(())
     }
 
-    /// One transaction for the group: each commit's result, or an error that fails them all.
+    /// One transaction for the group: each commit's result, or an error
+    /// that fails them all. It runs first without a savepoint per commit
+    /// (under load nearly every commit stands, and two statements per
+    /// commit are saved); if a commit of several statements is refused,
+    /// that transaction is rolled back and the group runs again with a
+    /// savepoint around each such commit, which then undoes only itself.
     fn transaction(&mut self, group: &mut [Work]) -> StoreResult<Vec<StoreResult<()>>> {
+        if let Some(results) = self.attempt(group, false)? {
+            return Ok(results);
+        }
+        self.conn.execute_batch("ROLLBACK").map_err(err)?;
+        self.attempt(group, true)?
+            .ok_or_else(|| StoreError::Backend("a group with savepoints was given up".into()))
+    }
+
+    /// The group's transaction, a savepoint around each commit of several
+    /// statements if `savepoints`; without them, `None` (not committed)
+    /// as soon as such a commit is refused.
+    fn attempt(&mut self, group: &mut [Work], savepoints: bool) -> StoreResult<Option<Vec<StoreResult<()>>>> {
         let conn = &self.conn;
         conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
         let mut results = Vec::with_capacity(group.len());
-        let mut audit = Vec::new();
         let mut counted = Counted::default();
         for work in group.iter_mut() {
             match work {
@@ -175,25 +191,27 @@ impl Writer {
                     if direct {
                         counted.write(conn)?;
                     }
-                    let steps = std::mem::take(&mut planned.steps);
                     // A failed statement undoes only itself, so a commit of
                     // one statement needs no savepoint.
-                    let guarded = steps.len() > 1;
+                    let several = planned.steps.len() > 1;
+                    let guarded = several && savepoints;
                     if guarded {
                         run_sql(conn, "SAVEPOINT rpa_commit")?;
                     }
                     let mut moved = Moved::new();
-                    let r = steps
-                        .into_iter()
+                    let r = planned
+                        .steps
+                        .iter()
                         .try_for_each(|s| step(conn, s, &mut counted, &mut moved, direct));
                     if guarded {
                         if r.is_err() {
                             run_sql(conn, "ROLLBACK TO SAVEPOINT rpa_commit")?;
                         }
                         run_sql(conn, "RELEASE SAVEPOINT rpa_commit")?;
+                    } else if several && r.is_err() {
+                        return Ok(None);
                     }
                     if r.is_ok() {
-                        audit.append(&mut planned.audit);
                         counted.stood(moved);
                     }
                     results.push(r);
@@ -202,11 +220,17 @@ impl Writer {
             }
         }
         counted.write(conn)?;
+        let mut audit = Vec::new();
+        for (work, r) in group.iter_mut().zip(&results) {
+            if let (Work::Commit { planned, .. }, Ok(())) = (work, r) {
+                audit.append(&mut planned.audit);
+            }
+        }
         if !audit.is_empty() {
             append_audit(conn, audit)?;
         }
         run_sql(conn, "COMMIT")?;
-        Ok(results)
+        Ok(Some(results))
     }
 
     fn serial(&mut self, kind: &str, block: i64) -> StoreResult<i64> {
@@ -240,14 +264,18 @@ fn run_sql(conn: &Connection, sql: &str) -> StoreResult<()> {
 
 /// Runs a commit's step; `moved`: the counters it moved so far (see
 /// [`Counted`]), written at once if `direct`.
-fn step(conn: &Connection, s: Step, counted: &mut Counted, moved: &mut Moved, direct: bool) -> StoreResult<()> {
+fn step(conn: &Connection, s: &Step, counted: &mut Counted, moved: &mut Moved, direct: bool) -> StoreResult<()> {
     match s {
         Step::Run(stmt) => exec(conn, stmt),
-        Step::Outbox { seq, robot, data } => exec(conn, plan::outbox(seq, robot, data)),
+        Step::Outbox { seq, robot, data } => conn
+            .prepare_cached(plan::OUTBOX_INSERT)
+            .and_then(|mut s| s.execute(params![seq, robot, data]))
+            .map(|_| ())
+            .map_err(err),
         Step::Counts(c) => {
-            counted.count(conn, &c, moved)?;
+            counted.count(conn, c, moved)?;
             if direct && let Some((p, stored)) = moved.get_mut(&c.process.0) {
-                exec(conn, plan::process_over(p, *stored)?)?;
+                exec(conn, &plan::process_over(p, *stored)?)?;
                 *stored = p.version;
             }
             Ok(())
@@ -304,14 +332,14 @@ impl Counted {
     fn write(&mut self, conn: &Connection) -> StoreResult<()> {
         for (p, stored) in std::mem::take(&mut self.held).into_values() {
             if p.version != stored {
-                exec(conn, plan::process_over(&p, stored)?)?;
+                exec(conn, &plan::process_over(&p, stored)?)?;
             }
         }
         Ok(())
     }
 }
 
-fn exec(conn: &Connection, s: Stmt) -> StoreResult<()> {
+fn exec(conn: &Connection, s: &Stmt) -> StoreResult<()> {
     let changed = conn
         .prepare_cached(&s.sql)
         .and_then(|mut st| st.execute(rusqlite::params_from_iter(s.args.iter())))
