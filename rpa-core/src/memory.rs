@@ -259,6 +259,10 @@ struct Inner {
     /// `jobs_of_process`). Not kept by a read side.
     jobs_by_process: Fast<ProcessId, Vec<(Timestamp, JobId)>>,
     read_side: bool,
+    /// A read side's live jobs known to have no run log: seen at version 1
+    /// (never dispatched, and a robot logs only the run it was handed),
+    /// with no log mirrored since.
+    unlogged: std::collections::HashSet<JobId, BuildHasherDefault<IdHasher>>,
     pending: Fast<ProcessId, BTreeSet<(Reverse<i32>, JobId)>>,
     /// Dispatchable jobs pinned to a robot, by robot (not in `pending`).
     pinned: Fast<RobotId, BTreeSet<(Reverse<i32>, JobId)>>,
@@ -414,7 +418,8 @@ impl MemoryStore {
     /// durable store's read side (`rpa-store-sql` on SQLite). It holds only
     /// what is live: jobs and queue items that reached their end are
     /// dropped (the durable store answers for them), and audit events, run
-    /// logs, recordings and files are not kept.
+    /// logs, recordings and files are not kept; it only keeps which live
+    /// jobs have no run log (see [`ReadCache::has_no_logs`]).
     pub(crate) fn mirror(&self, c: &Commit) {
         let mut g = self.lock();
         for w in &c.writes {
@@ -422,6 +427,10 @@ impl MemoryStore {
                 Write::Log(_) | Write::Video(_) | Write::DropLogs(_) => {}
                 Write::Record(r) if !r.kind.cached => {}
                 Write::Job(j) if j.state.is_terminal() => g.forget_job(j.id),
+                Write::Job(j) if j.version == 1 => {
+                    g.unlogged.insert(j.id);
+                    g.apply(w.clone());
+                }
                 Write::Item(i) if i.state.is_terminal() => g.forget_item(i.id),
                 Write::Counts(n) => {
                     if let Some(p) = g.processes.get_mut(&n.process) {
@@ -429,6 +438,11 @@ impl MemoryStore {
                     }
                 }
                 w => g.apply(w.clone()),
+            }
+        }
+        for w in &c.writes {
+            if let Write::Log(l) = w {
+                g.unlogged.remove(&l.job);
             }
         }
         for r in &c.clear_outbox {
@@ -683,6 +697,7 @@ impl Inner {
 
     /// Drops a job and everything that indexes it.
     fn forget_job(&mut self, id: JobId) {
+        self.unlogged.remove(&id);
         if let Some(old) = self.jobs.remove(id) {
             for t in timers_of_job(&old) {
                 self.timers.remove(&t);
@@ -1149,6 +1164,15 @@ impl ReadCache {
     /// without checking it again (the only writer's view: SQLite).
     pub fn mirror(&self, c: &Commit) {
         self.store.mirror(c)
+    }
+
+    /// Whether `job` is live and known to have no run log: this cache saw
+    /// it at version 1 (a robot logs only a run it was handed, so a job
+    /// never dispatched has none) and mirrored no log for it since. Only a
+    /// cache that mirrors every commit of its database (SQLite's) can say
+    /// so; otherwise, and for every other job, the database answers.
+    pub fn has_no_logs(&self, job: JobId) -> bool {
+        self.store.lock().unlogged.contains(&job)
     }
 
     /// Takes in entities read from the database or written by a commit that

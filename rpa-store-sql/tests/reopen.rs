@@ -326,3 +326,81 @@ fn indexes(conn: &rusqlite::Connection, table: &str) -> i64 {
     )
     .unwrap()
 }
+
+/// A finish seals its job's run log into the audit chain, with every line
+/// the robot reported: for a job the store saw created (and whose lines it
+/// saw written), for one it loaded at start, and for one that has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_finish_seals_the_lines_reported_before_and_after_a_reopen() {
+    use rpa_core::engine::NewLog;
+    use rpa_core::model::{Actor, LogLevel};
+    let url = temp_sqlite();
+    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
+    let config = EngineConfig {
+        password_cost: PasswordCost::TESTING,
+        ..EngineConfig::default()
+    };
+    let options = || SqlOptions {
+        sealing: rpa_store_sql::Sealing::Key([3; 32]),
+        ..SqlOptions::default()
+    };
+    let lines = |n: usize| {
+        (0..n)
+            .map(|i| NewLog {
+                content: format!("line {i}"),
+                screenshot: None,
+                log_at: String::new(),
+                level: LogLevel::Info,
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = SqlStore::connect(&url, options()).await.unwrap();
+    let e = Engine::new(first.clone(), clock.clone(), config.clone());
+    let mut spec = ProcessSpec::new("p", ProcessType::Unattended);
+    spec.max_run_num = 2;
+    let Basics { process: p, user } = fixtures::basics(&e, spec).await.unwrap();
+    let (r1, r2) = (
+        fixtures::ready_robot(&e, "r1").await.unwrap(),
+        fixtures::ready_robot(&e, "r2").await.unwrap(),
+    );
+    e.start_job(&user, p.key, &json!({})).await.unwrap();
+    e.start_job(&user, p.key, &json!({})).await.unwrap();
+    let (run1, run2) = (next_run(&e, r1.robot.id).await, next_run(&e, r2.robot.id).await);
+    e.report_logs("r1", r1.connect, run1, lines(2)).await.unwrap();
+    e.report_finish("r1", r1.connect, run1, FinishStatus::Success, None, None)
+        .await
+        .unwrap();
+    e.report_logs("r2", r2.connect, run2, lines(3)).await.unwrap();
+    drop(e);
+    drop(first);
+
+    let again = SqlStore::connect(&url, options()).await.unwrap();
+    let e = Engine::new(again.clone(), clock, config);
+    e.report_finish("r2", r2.connect, run2, FinishStatus::Success, None, None)
+        .await
+        .unwrap();
+    e.start_job(&user, p.key, &json!({})).await.unwrap();
+    let run3 = next_run(&e, r1.robot.id).await;
+    e.report_finish("r1", r1.connect, run3, FinishStatus::Success, None, None)
+        .await
+        .unwrap();
+    let seals: Vec<String> = e
+        .audit_events(Actor::System, 0, 1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.action == "job.finish")
+        .filter_map(|a| {
+            a.detail
+                .split(' ')
+                .find(|w| w.starts_with("logs="))
+                .map(|w| w[..6].to_string())
+        })
+        .collect();
+    assert_eq!(
+        seals,
+        ["logs=2", "logs=3", "logs=0"],
+        "each finish seals its run's lines"
+    );
+    assert_eq!(e.verify_audit().await.unwrap().map(|_| ()), Ok(()));
+}
