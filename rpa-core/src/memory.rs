@@ -75,6 +75,8 @@ fn pending_key(j: &Job) -> Option<PendingKey> {
 #[derive(Debug, Default)]
 struct Jobs {
     chunks: Vec<Box<[Option<Job>]>>,
+    /// How many jobs each chunk holds (a chunk that empties is freed).
+    live: Vec<u32>,
     sparse: Fast<JobId, Job>,
 }
 
@@ -95,11 +97,14 @@ impl Jobs {
             Some((c, i)) => {
                 while self.chunks.len() <= c {
                     self.chunks.push((0..CHUNK).map(|_| None).collect());
+                    self.live.push(0);
                 }
                 if self.chunks[c].is_empty() {
                     self.chunks[c] = (0..CHUNK).map(|_| None).collect();
                 }
-                self.chunks[c][i] = Some(j);
+                if self.chunks[c][i].replace(j).is_none() {
+                    self.live[c] += 1;
+                }
             }
             None => {
                 self.sparse.insert(j.id, j);
@@ -123,8 +128,12 @@ impl Jobs {
         let (c, i) = self.slot(id)?;
         let chunk = self.chunks.get_mut(c)?;
         let j = chunk.get_mut(i)?.take();
-        if j.is_some() && chunk.iter().all(Option::is_none) {
-            *chunk = Box::new([]);
+        if j.is_some() {
+            let live = self.live.get_mut(c)?;
+            *live -= 1;
+            if *live == 0 {
+                *chunk = Box::new([]);
+            }
         }
         j
     }
@@ -1203,6 +1212,34 @@ impl std::ops::Deref for ReadCache {
 mod tests {
     use super::*;
     use crate::conformance::sample_job;
+
+    #[test]
+    fn a_chunk_of_jobs_is_freed_when_its_last_job_leaves_and_made_again() {
+        let mut jobs = Jobs::default();
+        let ids = [1, 2, CHUNK as i64 - 1, CHUNK as i64, CHUNK as i64 + 1];
+        for id in ids {
+            jobs.put(sample_job(id, ProcessId(1), 0));
+        }
+        // Written again: still one job in its slot.
+        jobs.put(sample_job(2, ProcessId(1), 0));
+        assert_eq!(jobs.ids().len(), ids.len());
+        assert_eq!(jobs.live, [3, 2]);
+        for id in [2, 1] {
+            assert_eq!(jobs.remove(JobId(id)).map(|j| j.id), Some(JobId(id)));
+            assert!(!jobs.chunks[0].is_empty(), "job {} is left", CHUNK - 1);
+        }
+        assert!(jobs.remove(JobId(1)).is_none(), "removed once");
+        assert!(jobs.remove(JobId(CHUNK as i64 - 1)).is_some());
+        assert!(jobs.chunks[0].is_empty(), "the first chunk is freed");
+        assert!(!jobs.chunks[1].is_empty(), "the second holds two");
+        jobs.put(sample_job(7, ProcessId(1), 0));
+        assert_eq!(
+            jobs.get(&JobId(7)).map(|j| j.id),
+            Some(JobId(7)),
+            "a freed chunk is made again"
+        );
+        assert_eq!(jobs.live, [1, 2]);
+    }
 
     #[test]
     fn a_refresh_takes_only_newer_versions_and_drops_what_ended() {
