@@ -22,15 +22,7 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_reopened_store_serves_what_was_live() {
     let url = temp_sqlite();
-    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
-    let config = EngineConfig {
-        password_cost: PasswordCost::TESTING,
-        ..EngineConfig::default()
-    };
-    let options = || SqlOptions {
-        sealing: rpa_store_sql::Sealing::Key([3; 32]),
-        ..SqlOptions::default()
-    };
+    let (clock, config) = engine_parts();
     let first = SqlStore::connect(&url, options()).await.unwrap();
     let e = Engine::new(first.clone(), clock.clone(), config.clone());
     let mut spec = ProcessSpec::new("p", ProcessType::Unattended);
@@ -233,11 +225,7 @@ async fn sqlite_log_stays_bounded_under_steady_work() {
 async fn sqlite_audit_and_jobs_read_on_after_the_upgrade_to_rowid_keys() {
     let url = temp_sqlite();
     let path = common::sqlite_path(&url);
-    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
-    let config = EngineConfig {
-        password_cost: PasswordCost::TESTING,
-        ..EngineConfig::default()
-    };
+    let (clock, config) = engine_parts();
     let store = SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
     let e = Engine::new(store, clock.clone(), config.clone());
     let mut spec = ProcessSpec::new("p", ProcessType::Unattended);
@@ -309,6 +297,25 @@ async fn sqlite_audit_and_jobs_read_on_after_the_upgrade_to_rowid_keys() {
     );
 }
 
+/// A manual clock and an engine configuration for tests.
+fn engine_parts() -> (Arc<ManualClock>, EngineConfig) {
+    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
+    let config = EngineConfig {
+        password_cost: PasswordCost::TESTING,
+        ..EngineConfig::default()
+    };
+    (clock, config)
+}
+
+/// The store's options, with a sealing key of the test's own (kept
+/// across reopens).
+fn options() -> SqlOptions {
+    SqlOptions {
+        sealing: rpa_store_sql::Sealing::Key([3; 32]),
+        ..SqlOptions::default()
+    }
+}
+
 /// The run of the Execute the robot was sent last.
 async fn next_run(e: &Engine<SqlStore>, robot: rpa_core::ids::RobotId) -> rpa_core::Key {
     match e.take_commands(robot).await.unwrap().pop() {
@@ -335,15 +342,7 @@ async fn sqlite_a_finish_seals_the_lines_reported_before_and_after_a_reopen() {
     use rpa_core::engine::NewLog;
     use rpa_core::model::{Actor, LogLevel};
     let url = temp_sqlite();
-    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
-    let config = EngineConfig {
-        password_cost: PasswordCost::TESTING,
-        ..EngineConfig::default()
-    };
-    let options = || SqlOptions {
-        sealing: rpa_store_sql::Sealing::Key([3; 32]),
-        ..SqlOptions::default()
-    };
+    let (clock, config) = engine_parts();
     let lines = |n: usize| {
         (0..n)
             .map(|i| NewLog {
