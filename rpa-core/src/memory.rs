@@ -269,8 +269,8 @@ struct Inner {
     jobs_by_process: Fast<ProcessId, Vec<(Timestamp, JobId)>>,
     read_side: bool,
     /// A read side's live jobs known to have no run log: seen at version 1
-    /// (never dispatched, and a robot logs only the run it was handed),
-    /// with no log mirrored since.
+    /// (the commit that takes a robot's log lines writes the job again, so
+    /// a job at version 1 has none), with no log line mirrored since.
     unlogged: std::collections::HashSet<JobId, BuildHasherDefault<IdHasher>>,
     pending: Fast<ProcessId, BTreeSet<(Reverse<i32>, JobId)>>,
     /// Dispatchable jobs pinned to a robot, by robot (not in `pending`).
@@ -1176,8 +1176,9 @@ impl ReadCache {
     }
 
     /// Whether `job` is live and known to have no run log: this cache saw
-    /// it at version 1 (a robot logs only a run it was handed, so a job
-    /// never dispatched has none) and mirrored no log for it since. Only a
+    /// it at version 1 (the commit that takes a robot's log lines writes
+    /// the job again, so a job at version 1 has none) and mirrored no log
+    /// line for it since. Only a
     /// cache that mirrors every commit of its database (SQLite's) can say
     /// so; otherwise, and for every other job, the database answers.
     pub fn has_no_logs(&self, job: JobId) -> bool {
