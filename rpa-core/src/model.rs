@@ -322,31 +322,39 @@ pub struct Job {
     /// Arguments (a JSON object).
     pub arguments: Arc<Value>,
     /// The queue item it works, for Queue processes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_item: Option<QueueItemId>,
     /// The robot running it (or that last ran it while it is stopping).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub robot: Option<RobotId>,
     /// The robot connection it was dispatched on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect: Option<Key>,
     /// Attempt number, from 1.
     pub attempt: u32,
     /// Not dispatched before this time (retry back-off, defer-until).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<Timestamp>,
     /// Faulted if not finished by then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Timestamp>,
     /// Seed 000 `jobNumber`.
     pub job_number: i64,
     /// The process's package version when the job was started: the one it
     /// runs (seed 000 `queryProcessJob.version`). `None` for jobs stored
     /// before versions were recorded.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub package_version: Option<Arc<str>>,
     /// Creation time.
     pub created_at: Timestamp,
     /// Start of the current (or last) attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
     /// When it reached a terminal state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<Timestamp>,
     /// Last checkpoint the robot reported: a fail-over run gets it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Arc<Value>>,
     /// The current step: the number of the last step reported, or of
     /// checkpoints reported without a step number.
@@ -355,12 +363,16 @@ pub struct Job {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub step_records: Vec<JobStep>,
     /// Output values the robot reported with its finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Arc<Value>>,
     /// Seed 001 `errorCode` of the last failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<i32>,
     /// Why it ended, when not successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Arc<str>>,
     /// Ended without the robot's confirmation (Kill, expiration): the robot's late finish is accepted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub forced: bool,
     /// Its own retry policy, instead of its process's (a listener request's `Retry`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -1176,5 +1188,53 @@ impl crate::record::Mapped for Vendor {
     }
     fn cells(&self) -> Vec<crate::record::Cell> {
         Vec::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::sample_job;
+
+    /// A job is written at every change of its state: its row leaves out
+    /// what it does not have, and rows written with those fields as `null`
+    /// read the same.
+    #[test]
+    fn a_job_at_rest_leaves_out_what_it_does_not_have() {
+        let job = Job {
+            package_version: None,
+            ..sample_job(7, ProcessId(1), 0)
+        };
+        let text = serde_json::to_string(&job).unwrap();
+        assert!(!text.contains("null") && !text.contains("forced"), "{text}");
+        let mut old: Value = serde_json::from_str(&text).unwrap();
+        for f in [
+            "queue_item",
+            "robot",
+            "connect",
+            "not_before",
+            "deadline",
+            "package_version",
+            "started_at",
+            "ended_at",
+            "checkpoint",
+            "outputs",
+            "error_code",
+            "reason",
+        ] {
+            old[f] = Value::Null;
+        }
+        old["forced"] = false.into();
+        assert_eq!(serde_json::from_value::<Job>(old).unwrap(), job);
+        let ended = Job {
+            robot: Some(RobotId(3)),
+            started_at: Some(Timestamp(5)),
+            ended_at: Some(Timestamp(9)),
+            reason: Some("killed".into()),
+            forced: true,
+            ..job
+        };
+        let text = serde_json::to_string(&ended).unwrap();
+        assert_eq!(serde_json::from_str::<Job>(&text).unwrap(), ended);
     }
 }
