@@ -220,6 +220,11 @@ pub fn migrations() -> &'static [(i64, &'static str, &'static str)] {
             "audit hashes as bytes",
             include_str!("../migrations/0034_audit_hashes_as_bytes.sql"),
         ),
+        (
+            35,
+            "audit groups compressed with lz4",
+            include_str!("../migrations/0035_audit_groups_lz4.sql"),
+        ),
     ]
 }
 
@@ -238,6 +243,7 @@ pub fn backend_migration(backend: Backend, version: i64) -> Option<&'static str>
         (Backend::Sqlite, 32) => Some(include_str!("../migrations/0032_audit_by_rowid.sqlite.sql")),
         (Backend::Sqlite, 33) => Some(include_str!("../migrations/0033_jobs_by_rowid.sqlite.sql")),
         (Backend::Postgres, 34) => Some(include_str!("../migrations/0034_audit_hashes_as_bytes.postgres.sql")),
+        (Backend::Postgres, 35) => Some(include_str!("../migrations/0035_audit_groups_lz4.postgres.sql")),
         _ => None,
     }
 }

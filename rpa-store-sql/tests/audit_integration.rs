@@ -363,3 +363,65 @@ async fn postgres_an_event_committed_but_never_integrated_fails_verification() {
     .unwrap();
     assert_eq!(engine.verify_audit().await.unwrap(), Ok(1));
 }
+
+/// A group's events are compressed with lz4 where the server has it
+/// (schema version 35); groups written with pglz before the upgrade read
+/// and verify as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_audit_groups_are_compressed_with_lz4_and_older_ones_read_on() {
+    let Some(url) = postgres_url() else { return };
+    let db = fresh_postgres(&url).await;
+    let pool = sqlx::PgPool::connect(&db).await.unwrap();
+    if sqlx::raw_sql("CREATE TEMP TABLE probe (x TEXT COMPRESSION lz4)")
+        .execute(&pool)
+        .await
+        .is_err()
+    {
+        eprintln!("skipping: this PostgreSQL server was built without lz4");
+        return;
+    }
+    // A commit whose group of events is long enough to be compressed.
+    let big = |v: u64| {
+        let job = Job {
+            version: v,
+            ..sample_job(1, ProcessId(1), 0)
+        };
+        let mut c = commit(&job);
+        let draft = c.audit[0].clone();
+        c.audit = (0..40)
+            .map(|i| AuditDraft {
+                detail: format!("version {v} step {i} {}", "x".repeat(100)),
+                ..draft.clone()
+            })
+            .collect();
+        c
+    };
+    let store = SqlStore::connect(&db, common::pg_options()).await.unwrap();
+    // As version 34 left it.
+    sqlx::raw_sql(
+        "ALTER TABLE rpa_audit_groups ALTER COLUMN data SET COMPRESSION pglz; \
+         DELETE FROM rpa_migrations WHERE version = 35",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    store.commit(big(1)).await.unwrap();
+    store.integrate().await.unwrap();
+    drop(store);
+
+    let store = SqlStore::connect(&db, common::pg_options()).await.unwrap();
+    store.commit(big(2)).await.unwrap();
+    store.integrate().await.unwrap();
+    let methods: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT pg_column_compression(data) FROM rpa_audit_groups ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(methods, [Some("pglz".to_string()), Some("lz4".to_string())]);
+    let chain = store.audit(0, 100).await.unwrap();
+    assert_eq!(audit::verify(&chain), Ok(80));
+    assert_eq!(
+        chain[79].detail.as_ref(),
+        format!("version 2 step 39 {}", "x".repeat(100))
+    );
+}

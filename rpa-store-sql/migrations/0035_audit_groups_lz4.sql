@@ -1,0 +1,3 @@
+-- rpa schema, version 35: PostgreSQL compresses a group's audit events
+-- with lz4 (see 0035_audit_groups_lz4.postgres.sql); SQLite, which keeps
+-- no such groups, is unchanged.
