@@ -6,6 +6,9 @@
 //! the WebSocket hub does for robots connected to it; `RPA_PUSH=0`: woken to take it from the
 //! outbox instead), so group commit has concurrent commits to batch.
 //! `RPA_READERS` sets the store's reader connections (default 8).
+//! Each case ends by printing its commits and what they cost: CPU per
+//! commit in this process and on the whole machine (a PostgreSQL server
+//! on the same machine included), from Linux's `/proc`.
 //! `RPA_NODES=n` runs the PostgreSQL cases on n engine nodes over one
 //! database (n stores, each with its own group writer and node cache), the
 //! robots and clients spread over them, each node's clients starting a
@@ -45,6 +48,63 @@ mod support;
 /// server is measured with what a server allocates with.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// CPU time so far, in ticks of 10 ms (Linux's `/proc`; `None` elsewhere):
+/// this process's, and the machine's busy and idle time (the machine's
+/// takes in a PostgreSQL server's backends on the same machine).
+#[derive(Clone, Copy)]
+struct Cpu {
+    process: u64,
+    busy: u64,
+    idle: u64,
+}
+
+impl Cpu {
+    fn now() -> Option<Cpu> {
+        let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // After the command's closing parenthesis: the third field on;
+        // utime and stime are the 14th and 15th.
+        let times: Vec<u64> = own
+            .rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .map(|x| x.parse().ok())
+            .collect::<Option<_>>()?;
+        let all = std::fs::read_to_string("/proc/stat").ok()?;
+        // user nice system idle iowait irq softirq steal ...
+        let t: Vec<u64> = all
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().ok())
+            .collect::<Option<_>>()?;
+        Some(Cpu {
+            process: times.iter().sum(),
+            busy: t.first()? + t.get(1)? + t.get(2)? + t.get(5)? + t.get(6)?,
+            idle: t.get(3)? + t.get(4)?,
+        })
+    }
+
+    /// What a case cost since `self`: CPU per commit in this process and
+    /// on the whole machine, and how idle the machine was. Steadier than
+    /// throughput on a machine whose speed swings.
+    fn report(self, case: &str, commits: u64) {
+        let (Some(end), true) = (Cpu::now(), commits > 0) else {
+            return;
+        };
+        let per = |ticks: u64| ticks as f64 * 10_000.0 / commits as f64;
+        let (busy, idle) = (end.busy - self.busy, end.idle - self.idle);
+        eprintln!(
+            "{case}: CPU per commit: {:.1} µs in this process, {:.1} µs on the machine ({:.0}% of its time idle)",
+            per(end.process - self.process),
+            per(busy),
+            100.0 * idle as f64 / (busy + idle).max(1) as f64
+        );
+    }
+}
 
 /// Robots working at once: 32, or `RPA_ROBOTS`.
 fn robots() -> usize {
@@ -510,6 +570,7 @@ fn durable_lifecycles(c: &mut Criterion) {
             cases.push(("postgres", Synchronous::Normal));
         }
         for (name, sync) in cases {
+            let cpu = Cpu::now();
             let mut built: Option<Rig> = None;
             g.bench_with_input(BenchmarkId::new(name, backlog), &backlog, |b, &n| {
                 let rig = built.get_or_insert_with(|| {
@@ -539,6 +600,9 @@ fn durable_lifecycles(c: &mut Criterion) {
                     "{name}/{backlog}: {} node(s): {commits} commits, {conflicts} refused as stale",
                     rig.engines.len()
                 );
+                if let Some(cpu) = cpu {
+                    cpu.report(&format!("{name}/{backlog}"), commits);
+                }
             }
             if let (Some(rig), "postgres", Some(url)) = (built.take(), name, pg.as_deref()) {
                 drop(rig);
