@@ -22,7 +22,8 @@
 //! `records.rs` record kinds (`rpa_core::record`: SQL made from each kind's
 //! row mapping);
 //! `sqlite/` the SQLite file: opening, locking, migrating (`mod.rs`), the
-//! writer thread (`writer.rs`), the read connections (`readers.rs`);
+//! writer thread (`writer.rs`), the read connections (`readers.rs`), the
+//! checkpoints beside the writer (`checkpoints.rs`);
 //! `postgres/` the PostgreSQL group
 //! writer (`mod.rs`), its prepared call (`group_call.rs`) and the node
 //! cache with its notifications (`cache.rs`).
@@ -38,12 +39,13 @@
 //! waiting and applies them in one transaction. The caller turns its
 //! commit into statements first (`plan`), so the writer only runs them. On
 //! SQLite the writer is a thread of its own with the file's one write
-//! connection (rusqlite, prepared statements kept), a savepoint per
-//! commit. On PostgreSQL (`postgres/mod.rs`) it is a task; each transaction
-//! first takes an advisory lock, so the writers of several nodes take turns
-//! (every commit appends to the one audit chain, so they would anyway) and
-//! never lock rows in crossed order. A group of job, queue item and robot
-//! writes is checked against the stored versions under that lock and
+//! connection (rusqlite, prepared statements kept; a savepoint per commit
+//! only when a commit of the group is refused), and a thread beside it
+//! copies the log back into the file. On PostgreSQL (`postgres/mod.rs`) it
+//! is a task; the writers of several nodes lock the rows they write in
+//! one order (no cluster-wide lock; the audit events are integrated into
+//! the chain afterwards). A group of job, queue item and robot
+//! writes is checked against the stored versions under those locks and
 //! written with one multi-row statement per table: when the writer's
 //! knowledge of the database still holds, in one round trip, one call of
 //! the prepared function `rpa_write_rows` with the rows as bound arrays
@@ -391,7 +393,7 @@ impl SqlStore {
         .await
         .map_err(|e| StoreError::Backend(format!("cannot open the SQLite file: {e}")))??;
         let (tx, rx) = mpsc::channel(GROUP_MAX * 4);
-        let read = Reader::Sqlite(sqlite::Readers::new(path, options.max_connections));
+        let read = Reader::Sqlite(sqlite::Readers::new(path.clone(), options.max_connections));
         let mirror = ReadCache::new();
         let (writes, commands) = read::load_live(&read).await?;
         mirror.mirror(&Commit {
@@ -400,9 +402,10 @@ impl SqlStore {
             ..Commit::default()
         });
         let m = mirror.clone();
+        let checkpoints = sqlite::Checkpoints::start(&path, sync)?;
         std::thread::Builder::new()
             .name("rpa-sqlite-writer".into())
-            .spawn(move || sqlite::run(conn, lock, m, rx))
+            .spawn(move || sqlite::run(conn, checkpoints, lock, m, rx))
             .map_err(|e| StoreError::Backend(format!("cannot start the SQLite writer: {e}")))?;
         Ok(SqlStore {
             inner: Arc::new(Inner {

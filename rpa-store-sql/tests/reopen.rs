@@ -217,6 +217,45 @@ async fn sqlite_log_stays_bounded_under_steady_work() {
     assert!(written > 1 << 20, "the file itself holds the work: {written} bytes");
 }
 
+/// The log is copied back into the file beside the writer, long before
+/// the log fills: a copy of the file alone (no `-wal`), taken once the
+/// store has been quiet a moment, holds every job committed. (Copied by
+/// the writer only, at its automatic checkpoint of 10,000 pages, the file
+/// would still hold none.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_the_file_takes_the_log_in_beside_the_writer() {
+    let url = temp_sqlite();
+    let path = common::sqlite_path(&url);
+    let (clock, config) = engine_parts();
+    let store = SqlStore::connect(&url, SqlOptions::default()).await.unwrap();
+    let e = Engine::new(store, clock, config);
+    let mut spec = ProcessSpec::new("p", ProcessType::Unattended);
+    spec.max_run_num = 0;
+    let Basics { process: p, user } = fixtures::basics(&e, spec).await.unwrap();
+    for _ in 0..200 {
+        e.start_job(&user, p.key, &json!({})).await.unwrap();
+    }
+    let copy = format!("{path}.copy");
+    let mut in_file = 0;
+    for _ in 0..200 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        for end in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{copy}{end}"));
+        }
+        std::fs::copy(&path, &copy).unwrap();
+        let conn = rusqlite::Connection::open(&copy).unwrap();
+        in_file = conn
+            .query_row("SELECT COUNT(*) FROM rpa_jobs", [], |r| r.get(0))
+            .unwrap_or(0);
+        if in_file == 200 {
+            break;
+        }
+    }
+    assert_eq!(in_file, 200, "jobs in the file itself");
+    let wal = std::fs::metadata(format!("{path}-wal")).map_or(0, |m| m.len());
+    assert!(wal < 10_000 * 4096, "the log never filled: {wal} bytes");
+}
+
 /// A file written before versions 32 and 33 (its audit chain and its jobs
 /// in tables keyed by a `BIGINT`, an index of its own beside the rowid)
 /// reads on through the upgrade: the chain verifies, event for event, and

@@ -14,9 +14,11 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use crate::plan::{self, Val};
 use crate::{Synchronous, migrations};
 
+mod checkpoints;
 mod readers;
 mod writer;
 
+pub(crate) use checkpoints::Checkpoints;
 pub(crate) use readers::Readers;
 pub(crate) use writer::{Work, run};
 
@@ -27,6 +29,7 @@ pub(crate) use writer::{Work, run};
 /// the writer's time went there. Ten times as many pages make a
 /// checkpoint a tenth as often, and a page rewritten by many commits in
 /// between is copied once (docs/PERFORMANCE.md, "SQLite: checkpoints ten times rarer").
+/// Most of the copying is done beside the writer ([`Checkpoints`]).
 const CHECKPOINT_PAGES: u32 = 10_000;
 
 /// Opens the write connection of the SQLite file behind `url`.

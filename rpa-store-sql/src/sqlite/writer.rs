@@ -20,6 +20,8 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use tokio::sync::{mpsc, oneshot};
 
+use super::Checkpoints;
+
 use super::err;
 use crate::plan::{self, Expect, Planned, Step, Stmt};
 use crate::{GROUP_MAX, queries};
@@ -55,7 +57,13 @@ pub(crate) enum Work {
 }
 
 /// Runs the writer until every sender is gone; `lock` is released after its last group.
-pub(crate) fn run(conn: Connection, lock: std::fs::File, mirror: ReadCache, mut rx: mpsc::Receiver<Work>) {
+pub(crate) fn run(
+    conn: Connection,
+    checkpoints: Checkpoints,
+    lock: std::fs::File,
+    mirror: ReadCache,
+    mut rx: mpsc::Receiver<Work>,
+) {
     let mut w = Writer {
         conn,
         mirror,
@@ -86,8 +94,10 @@ pub(crate) fn run(conn: Connection, lock: std::fs::File, mirror: ReadCache, mut 
         }
         if !group.is_empty() {
             w.group(group);
+            checkpoints.nudge();
         }
     }
+    checkpoints.stop();
     drop(w);
     drop(lock);
 }
