@@ -772,13 +772,14 @@ async fn credentials(dir: &Path, db: &str, sqlite_file: Option<&Path>) {
     let (admin, _) = support::login(&http, &base, "admin", "admin-pw").await;
     let processes = support::get_json(&http, format!("{base}/admin/processes"), &admin).await;
     let payroll = processes["result"][0]["processId"].as_str().unwrap().to_owned();
-    // The run leaves its token where the test reads it, and runs until told.
+    // The run leaves its variables, then its token (the test waits for the
+    // token, so both are there once it is), and runs until told.
     let handoff = dir.join("handoff");
     std::fs::create_dir_all(&handoff).unwrap();
     let h = handoff.display();
     let script = format!(
-        "echo \"$RPA_ACCESS_TOKEN\" > {h}/token.tmp && mv {h}/token.tmp {h}/token\n\
-         echo \"$UIPATH_URL $UIPATH_ROBOT_KEY $UIPATH_JOB_KEY\" > {h}/env\n\
+        "echo \"$UIPATH_URL $UIPATH_ROBOT_KEY $UIPATH_JOB_KEY\" > {h}/env\n\
+         echo \"$RPA_ACCESS_TOKEN\" > {h}/token.tmp && mv {h}/token.tmp {h}/token\n\
          while [ ! -f {h}/done ]; do sleep 0.1; done\n"
     );
     support::upload_package(&http, &base, &admin, &payroll, &script).await;
